@@ -1,0 +1,1 @@
+"""Model bundles: flavors, signatures, baseline profiles."""

@@ -1,0 +1,184 @@
+"""Every error vigil raises on purpose, in one place.
+
+Each class carries the HTTP status it maps to, so the HTTP layer turns any of them into
+a JSON problem body in one place, and the CLI into a one-line message. Messages say what
+went wrong *and what to do next*. Classes inherit a builtin base where that helps callers
+(``except ValueError`` keeps working for code that does not know vigil).
+
+Nothing here imports a web framework: the core raises these, the adapters translate them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VigilError(Exception):
+    """Base of every vigil error.
+
+    ``status`` is the HTTP status the error maps to; ``code`` a stable machine-readable
+    slug; ``detail`` optional structured facts (the field, the expected type, ...).
+    """
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+    def to_problem(self) -> dict[str, Any]:
+        """A JSON-serialisable problem body (in the spirit of RFC 9457)."""
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+
+class ConfigurationError(VigilError, ValueError):
+    """A setting is missing or invalid; the message names the setting."""
+
+    status = 500
+    code = "configuration_error"
+
+
+class InvalidNameError(VigilError, ValueError):
+    """A model name, alias, tag key or path fails the naming rules."""
+
+    status = 422
+    code = "invalid_name"
+
+
+class InvalidURIError(VigilError, ValueError):
+    """A ``models:/`` URI cannot be parsed."""
+
+    status = 422
+    code = "invalid_uri"
+
+
+class NotFoundError(VigilError, LookupError):
+    """Something that was asked for does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class VersionNotFoundError(NotFoundError):
+    code = "version_not_found"
+
+
+class AliasNotFoundError(NotFoundError):
+    code = "alias_not_found"
+
+
+class ConflictError(VigilError):
+    """The request conflicts with the current state (e.g. nothing to roll back to)."""
+
+    status = 409
+    code = "conflict"
+
+
+class ImmutableVersionError(ConflictError):
+    code = "immutable_version"
+
+
+class UntrustedModelError(VigilError, PermissionError):
+    """A model file would run arbitrary code (pickle) or holds types nobody trusted."""
+
+    status = 403
+    code = "untrusted_model"
+
+
+class UnknownFlavorError(VigilError, ValueError):
+    """The model's flavor cannot be detected, or is not one vigil supports."""
+
+    status = 422
+    code = "unknown_flavor"
+
+
+class BundleError(VigilError, ValueError):
+    """A model bundle or model file is malformed, unreadable or inconsistent."""
+
+    status = 422
+    code = "invalid_bundle"
+
+
+class MissingDependencyError(VigilError, ImportError):
+    """An optional dependency is not installed; the message gives the pip line."""
+
+    status = 500
+    code = "missing_dependency"
+
+
+class ReferenceDataError(VigilError, ValueError):
+    """Reference data does not match the model's signature or cannot be read."""
+
+    status = 422
+    code = "invalid_reference"
+
+
+class PathOutsideStoreError(VigilError, PermissionError):
+    """A path resolved outside the artifact store root (traversal attempt)."""
+
+    status = 400
+    code = "path_outside_store"
+
+
+class ValidationError(VigilError, ValueError):
+    """A request's payload does not match the model's signature (HTTP 422)."""
+
+    status = 422
+    code = "validation_error"
+
+
+class MalformedRequestError(VigilError, ValueError):
+    """The request body cannot be parsed at all (HTTP 400)."""
+
+    status = 400
+    code = "malformed_request"
+
+
+class PayloadTooLargeError(VigilError, ValueError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(VigilError, ValueError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class AuthenticationError(VigilError, PermissionError):
+    status = 401
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(VigilError, PermissionError):
+    status = 403
+    code = "forbidden"
+
+
+def require(module: str, extra: str) -> Any:
+    """Import an optional dependency or fail with the exact ``pip install`` line.
+
+    >>> require("json", "core").dumps([1])
+    '[1]'
+    >>> require("no_such_module_xyz", "onnx")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.MissingDependencyError: no_such_module_xyz is not installed; run: pip install 'vigil[onnx]'
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module} is not installed; run: pip install 'vigil[{extra}]'",
+            detail={"module": module, "extra": extra},
+        ) from exc

@@ -1,0 +1,142 @@
+"""Settings: environment (``VIGIL_*``), an optional ``vigil.yaml``, then defaults.
+
+The embedded default needs nothing: ``VIGIL_HOME`` (``~/.vigil``) holds a SQLite database
+and a local artifact store, created on first use. Point ``VIGIL_DATABASE_URL`` at
+PostgreSQL and ``VIGIL_ARTIFACT_URL`` at ``s3://bucket/prefix`` to scale out.
+
+Precedence, highest first: keyword arguments, environment variables, the YAML file named by
+``VIGIL_CONFIG`` (or ``./vigil.yaml`` when present), defaults. Invalid values fail at start
+with a :class:`~vigil.errors.ConfigurationError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from vigil.errors import ConfigurationError
+
+_DB_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("VIGIL_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(f"VIGIL_CONFIG points to {explicit!r}, which is not a file")
+        return path
+    local = Path("vigil.yaml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Where vigil keeps its state. Every field can be set as ``VIGIL_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".vigil")
+    """Home directory of the embedded default (SQLite database, local artifacts, logs)."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the metadata store; default ``sqlite:///<home>/vigil.db``.
+    PostgreSQL: ``postgresql+psycopg://user:password@host:5432/vigil``."""
+
+    artifact_url: str | None = None
+    """Artifact store root: a local directory (default ``<home>/artifacts``) or an fsspec URL
+    such as ``s3://bucket/prefix``."""
+
+    s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible server (MinIO, moto, ...); AWS when unset."""
+
+    actor: str | None = None
+    """Who is acting, for the audit log; default: the operating-system user."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(_DB_SCHEMES):
+            raise ValueError(
+                "must start with sqlite:/// or postgresql+psycopg:// "
+                f"(got {value.split(':', 1)[0]!r})"
+            )
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        return value
+
+    @field_validator("artifact_url")
+    @classmethod
+    def _check_artifact_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if "://" in value and not value.startswith(("s3://", "file://", "memory://")):
+            raise ValueError("must be a local path, file://, or s3://bucket/prefix")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    # -- derived -----------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'vigil.db'}"
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or str(self.home / "artifacts")
+
+    @property
+    def resolved_actor(self) -> str:
+        if self.actor:
+            return self.actor
+        try:
+            import getpass
+
+            return getpass.getuser()
+        except Exception:  # getuser raises various errors in containers without a passwd entry
+            return "unknown"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build :class:`Settings`, turning pydantic's errors into one clear message.
+
+    >>> import os; os.environ["VIGIL_DATABASE_URL"] = "mysql://x"
+    >>> load_settings()
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ConfigurationError: invalid setting VIGIL_DATABASE_URL: Value error, must start with sqlite:/// or postgresql+psycopg:// (got 'mysql')
+    >>> del os.environ["VIGIL_DATABASE_URL"]
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "?"
+        raise ConfigurationError(
+            f"invalid setting VIGIL_{field.upper()}: {first['msg']}",
+            detail={"setting": field},
+        ) from None
