@@ -6,7 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := postgresql redis-server prometheus chromium chromium-driver
+# Debian packages the tests start for real, and the benchmark's load generator.
+TEST_PACKAGES  := postgresql
+BENCH_PACKAGES := $(TEST_PACKAGES) wrk
 
 .PHONY: demo test lint bench format install system-deps clean
 
@@ -18,13 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages for the servers the tests start for real (PostgreSQL, Redis, Prometheus)
-# and the browser the dashboard/report tests drive. Only attempted as root; otherwise the
-# tests that need them say which package to install.
+# Installs the Debian packages named in PACKAGES that are missing. Only attempted as root;
+# otherwise the tests that need them fail saying which package to install.
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  missing=""; \
-	  for p in $(SYSTEM_PACKAGES); do \
+	  for p in $(PACKAGES); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	  done; \
 	  if [ -n "$$missing" ]; then \
@@ -36,7 +37,8 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/vigil demo
 
-test: $(STAMP) system-deps
+test: $(STAMP)
+	$(MAKE) --no-print-directory system-deps PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/python -m pytest tests src/vigil
 
 lint: $(STAMP)
@@ -48,7 +50,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-bench: $(STAMP) system-deps
+bench: $(STAMP)
+	$(MAKE) --no-print-directory system-deps PACKAGES="$(BENCH_PACKAGES)"
 	$(BIN)/python -m bench
 
 clean:
