@@ -182,3 +182,39 @@ def require(module: str, extra: str) -> Any:
             f"{module} is not installed; run: pip install 'vigil[{extra}]'",
             detail={"module": module, "extra": extra},
         ) from exc
+
+
+class InvalidParameterError(VigilError, ValueError):
+    """A statistics or bandit parameter is out of range (e.g. epsilon outside [0, 1])."""
+
+    status = 422
+    code = "invalid_parameter"
+
+
+class PredictionError(VigilError, RuntimeError):
+    """The model itself failed on input that passed validation (HTTP 500); the message
+    names the model version so the failure can be reproduced offline."""
+
+    status = 500
+    code = "prediction_failed"
+
+
+class ServiceUnavailableError(VigilError, RuntimeError):
+    """The server or model is not ready yet (still loading, warming or draining) (HTTP 503)."""
+
+    status = 503
+    code = "not_ready"
+
+
+class ArtifactCorruptError(VigilError):
+    """A stored artifact no longer matches its digest (tampered with or damaged)."""
+
+    status = 500
+    code = "artifact_corrupt"
+
+
+class MethodNotAllowedError(VigilError, ValueError):
+    """The path exists but not for this HTTP method (HTTP 405)."""
+
+    status = 405
+    code = "method_not_allowed"
