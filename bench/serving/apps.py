@@ -1,0 +1,134 @@
+"""The servers under test, each started as ``python -m bench.serving.apps KIND PORT``.
+
+* ``hello``: a bare ASGI hello-world on uvicorn + httptools + uvloop (the ceiling);
+* ``fastapi``: the naive tutorial app (pydantic body, ``model.predict`` per request,
+  a sync ``def`` endpoint as the FastAPI docs recommend for blocking code);
+* ``vigil``: vigil's app, native route, metrics on (``vigil-nometrics``: metrics off);
+* ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
+  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the server is pinned to one core
+
+import numpy as np
+from pydantic import BaseModel
+
+N_FEATURES = 20
+FEATURES = [f"f{i}" for i in range(N_FEATURES)]
+
+
+def training_data() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    return make_classification(n_samples=2000, n_features=N_FEATURES, random_state=0)
+
+
+def logistic() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = training_data()
+    return LogisticRegression(max_iter=1000).fit(X, y)
+
+
+def boosted() -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = training_data()
+    return HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=0).fit(
+        X, y
+    )
+
+
+async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+class Features(BaseModel):
+    """The tutorial's request body (module level, so FastAPI can resolve the annotation)."""
+
+    features: list[float]
+
+
+def fastapi_app() -> Any:
+    from fastapi import FastAPI
+
+    model = logistic()
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: Features) -> dict[str, int]:
+        prediction = model.predict(np.array(body.features).reshape(1, -1))
+        return {"prediction": int(prediction[0])}
+
+    return app
+
+
+class _Adapter:
+    flavor = "sklearn"
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    @property
+    def has_proba(self) -> bool:
+        return True
+
+    def predict(self, X: Any) -> Any:
+        return self.estimator.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.estimator.predict_proba(X)
+
+
+def vigil_app(estimator: Any, *, metrics: bool = True, max_batch_size: int = 64) -> Any:
+    from vigil.bundle.model import LoadedBundle
+    from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
+    from vigil.serving.app import create_app
+    from vigil.serving.config import ServingSettings
+    from vigil.serving.provider import StaticProvider
+
+    signature = Signature(
+        inputs=[FeatureSpec(name=n, dtype="float64", nullable=False) for n in FEATURES],
+        outputs=OutputSpec(task="classification", dtype="int64", classes=[0, 1], has_proba=True),
+    )
+    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size)
+    bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
+    return create_app(StaticProvider([bundle], settings=settings))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["hello", "fastapi", "vigil", "vigil-nometrics", "slow"])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    args = parser.parse_args()
+    if args.kind == "hello":
+        app: Any = hello
+    elif args.kind == "fastapi":
+        app = fastapi_app()
+    elif args.kind == "slow":
+        app = vigil_app(boosted(), max_batch_size=args.max_batch_size)
+    else:
+        app = vigil_app(logistic(), metrics=args.kind == "vigil")
+    from vigil.serving.server import run
+
+    run(app, "127.0.0.1", args.port)
+
+
+if __name__ == "__main__":
+    main()

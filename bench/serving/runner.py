@@ -1,0 +1,206 @@
+"""Drive the servers with wrk, pinned to separate cores, and collect req/s, p50 and p99."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.serving.apps import FEATURES
+from vigil.serving.server import free_port
+
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class Result:
+    app: str
+    connections: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def wrk_path() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        raise SystemExit("wrk is not installed: run `apt-get install -y wrk` (Debian package)")
+    return path
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
+    if match is None:
+        raise ValueError(f"cannot read wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, non-2xx + socket errors) from ``wrk --latency`` output."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _duration_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _duration_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", output)) + sum(
+        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
+    )
+    return rps, p50, p99, errors
+
+
+def lua_script(path: str, body: bytes) -> str:
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    with os.fdopen(handle, "w") as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.path = {json.dumps(path)}\n"
+            f"wrk.body = {json.dumps(body.decode())}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    return name
+
+
+class Server:
+    """One app in a subprocess pinned to the server core."""
+
+    def __init__(self, kind: str, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+        self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
+
+    def __enter__(self) -> Server:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the benchmark server exited with {self.process.returncode}")
+            try:
+                httpx.get(self.url + "/readyz", timeout=1)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise SystemExit("the benchmark server did not start in 120 s")
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def run_wrk(url: str, script: str, connections: int, seconds: float) -> str:
+    command = [
+        "taskset",
+        "-c",
+        CLIENT_CPU,
+        wrk_path(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        script,
+        url,
+    ]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def measure(
+    name: str,
+    server: Server,
+    path: str,
+    body: bytes,
+    connections: list[int],
+    seconds: float,
+    warmup: float,
+) -> list[Result]:
+    script = lua_script(path, body)
+    try:
+        run_wrk(server.url, script, max(connections), warmup)
+        results = []
+        for count in connections:
+            rps, p50, p99, errors = parse_wrk(run_wrk(server.url, script, count, seconds))
+            results.append(Result(name, count, rps, p50, p99, errors))
+            print(
+                f"  {name:<22} c={count:<4} {rps:>9.0f} req/s  p50 {p50:7.2f} ms  "
+                f"p99 {p99:7.2f} ms  errors {errors}",
+                flush=True,
+            )
+        return results
+    finally:
+        Path(script).unlink()
+
+
+def one_row() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=len(FEATURES))
+
+
+def main(quick: bool = False, output: Path = Path("bench/results/serving.json")) -> dict:
+    wrk_path()
+    seconds, warmup = (3.0, 1.0) if quick else (10.0, 3.0)
+    row = one_row().tolist()
+    native = json.dumps({"instances": [dict(zip(FEATURES, row, strict=True))]}).encode()
+    tutorial = json.dumps({"features": row}).encode()
+    conns = [1, 32, 128]
+    results: list[Result] = []
+    print(
+        f"serving benchmark ({seconds:.0f} s per point; server on CPU {SERVER_CPU}, "
+        f"wrk on CPU {CLIENT_CPU})",
+        flush=True,
+    )
+    plan = [
+        ("hello", "hello", "/", tutorial, ()),
+        ("fastapi-naive", "fastapi", "/predict", tutorial, ()),
+        ("vigil", "vigil", "/v1/models/model/predict", native, ()),
+        ("vigil-no-metrics", "vigil-nometrics", "/v1/models/model/predict", native, ()),
+    ]
+    for name, kind, path, body, extra in plan:
+        with Server(kind, *extra) as server:
+            results += measure(name, server, path, body, conns, seconds, warmup)
+    for name, size in (("slow-batched", "64"), ("slow-unbatched", "1")):
+        with Server("slow", "--max-batch-size", size) as server:
+            results += measure(
+                name, server, "/v1/models/model/predict", native, [64], seconds, warmup
+            )
+    by = {(r.app, r.connections): r for r in results}
+    goals = {
+        "vigil_vs_fastapi_throughput_at_32": by["vigil", 32].requests_per_second
+        / by["fastapi-naive", 32].requests_per_second,
+        "vigil_p99_below_fastapi_at_32": by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms,
+        "vigil_vs_hello_throughput_at_32": by["vigil", 32].requests_per_second
+        / by["hello", 32].requests_per_second,
+        "metrics_cost_at_32": 1
+        - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second,
+        "batched_vs_unbatched_at_64": by["slow-batched", 64].requests_per_second
+        / by["slow-unbatched", 64].requests_per_second,
+    }
+    report = {
+        "quick": quick,
+        "seconds_per_point": seconds,
+        "cpus": os.cpu_count(),
+        "results": [asdict(r) for r in results],
+        "goals": goals,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(f"{'app':<20}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in results:
+        print(
+            f"{r.app:<20}{r.connections:>6}{r.requests_per_second:>10.0f}{r.p50_ms:>9.2f}"
+            f"{r.p99_ms:>9.2f}"
+        )
+    for key, value in goals.items():
+        print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"written to {output}")
+    return report

@@ -1,0 +1,173 @@
+"""The serving ASGI application: a lean router over the data plane.
+
+No web framework on the hot path: the app reads the method, path and three headers from the
+ASGI scope, enforces the body limit (413 before reading an oversized body) and the content
+type (415), calls the route's handler, and maps every error to its status and JSON body in
+one place (:func:`~vigil.serving.problems.error_response`). An unexpected exception is
+logged and answered 500 without a traceback; the server keeps serving.
+
+The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
+at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any
+
+from vigil.errors import PayloadTooLargeError, UnsupportedMediaTypeError, VigilError
+from vigil.serving import metrics
+from vigil.serving.config import ServingSettings
+from vigil.serving.dataplane import DataPlane
+from vigil.serving.http import Request, Response, Route, Router
+from vigil.serving.problems import error_response
+from vigil.serving.provider import ModelProvider
+from vigil.serving.routes import ROUTES
+
+log = logging.getLogger("vigil.serving")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+_JSON_TYPES = ("application/json", "text/csv")
+
+
+def _content_type_ok(route: Route, content_type: str | None) -> bool:
+    if route.body == "json_or_csv":
+        return True  # the MLflow codec answers 415 in MLflow's own words
+    if content_type is None:
+        return True  # be lenient with clients that omit it; the body must still be JSON
+    mime = content_type.partition(";")[0].strip().lower()
+    return mime == "application/json" or mime.endswith("+json")
+
+
+class ServingApp:
+    """ASGI application answering the native, v2 and MLflow protocols for a data plane."""
+
+    def __init__(self, dataplane: DataPlane, *, routes: list[Route] | None = None) -> None:
+        self.dataplane = dataplane
+        self.settings = dataplane.settings
+        self.router = Router(routes or ROUTES)
+        self._limit = self.settings.max_body_bytes
+        self._metrics = self.settings.metrics
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.dataplane.startup()
+                except Exception as exc:
+                    log.exception("model loading failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.dataplane.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        started = perf_counter()
+        route: Route | None = None
+        request: Request | None = None
+        if self._metrics:
+            metrics.IN_FLIGHT.inc()
+        try:
+            route, params = self.router.match(scope["method"], scope["path"])
+            content_type = request_id = None
+            length = -1
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    content_type = value.decode("latin-1")
+                elif key == b"content-length":
+                    length = int(value) if value.isdigit() else -1
+                elif key == b"x-request-id":
+                    request_id = value.decode("latin-1")
+            request = Request(scope["method"], scope["path"], params, content_type, request_id)
+            if route.body != "none":
+                if not _content_type_ok(route, content_type):
+                    raise UnsupportedMediaTypeError(
+                        f"send the body as application/json (got {str(content_type)[:80]!r})",
+                        detail={"expected": "application/json", "got": str(content_type)[:80]},
+                    )
+                request.body = await self._read_body(receive, length)
+            response = await route.handler(self.dataplane, request)
+        except Exception as exc:
+            style = route.style if route is not None else "ops"
+            rid = request.request_id if request is not None and style == "native" else None
+            response = error_response(style, exc, rid)
+            if self._metrics:
+                kind = exc.code if isinstance(exc, VigilError) else "internal_error"
+                metrics.record_error(route.name if route else "unmatched", kind)
+        await self._send(send, response)
+        if self._metrics:
+            metrics.IN_FLIGHT.dec()
+            metrics.record_request(
+                route.name if route else "unmatched",
+                request.model if request else "",
+                request.version if request else "",
+                response.status,
+                perf_counter() - started,
+            )
+
+    async def _read_body(self, receive: Any, length: int) -> bytes:
+        limit = self._limit
+        if length > limit:
+            raise self._too_large(length)
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise self._too_large(len(body))
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise self._too_large(size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, size: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"the request body ({size} bytes or more) exceeds the limit of {self._limit} bytes; "
+            "send fewer rows per request or raise VIGIL_SERVE_MAX_BODY_BYTES",
+            detail={"limit": self._limit, "size": size},
+        )
+
+    @staticmethod
+    async def _send(send: Any, response: Response) -> None:
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+        ]
+        if response.headers:
+            headers.extend(response.headers)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(provider: ModelProvider, settings: ServingSettings | None = None) -> ServingApp:
+    """The serving app for the models ``provider`` serves.
+
+    >>> from vigil.serving.provider import StaticProvider
+    >>> app = create_app(StaticProvider([]))
+    >>> app.router.match("POST", "/v1/models/churn@production/predict")[1]
+    {'name': 'churn', 'alias': 'production'}
+    """
+    settings = settings or getattr(provider, "settings", None) or ServingSettings()
+    return ServingApp(DataPlane(provider, settings=settings))

@@ -1,0 +1,137 @@
+"""vigil's own JSON protocol: ``POST /v1/models/{name}[@{alias}|/versions/{v}]/predict``.
+
+Request bodies (exactly one input key, plus options):
+
+* ``{"instances": [{"f1": 1.0, "f2": "a"}, ...]}`` rows as objects (any column order), or
+  ``{"instances": [[1.0, "a"], ...]}`` rows as arrays in signature order;
+* ``{"columns": ["f1", "f2"], "data": [[1.0, "a"], ...]}`` the pandas "split" layout;
+* ``{"inputs": {"f1": 1.0, "f2": "a"}}`` one row.
+
+Option ``"return_proba": true`` adds class probabilities. The response is
+``{"request_id", "model", "version", "predictions": [...], "classes": [...]}`` plus
+``"probabilities": [[...], ...]`` (rows in ``classes`` order) when asked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vigil.errors import ValidationError
+from vigil.serving.http import Request, Response, dumps, json_response
+from vigil.serving.validation import Matrix, RawTable, Records, Split
+
+if TYPE_CHECKING:
+    from vigil.serving.dataplane import DataPlane
+    from vigil.serving.provider import ServedModel
+
+_INPUT_KEYS = ("instances", "columns", "inputs")
+_ALLOWED_KEYS = frozenset({"instances", "columns", "data", "inputs", "return_proba"})
+
+
+def _bad(message: str, field: str | None, expected: str, got: str) -> ValidationError:
+    return ValidationError(
+        message, detail={"field": field, "row": None, "expected": expected, "got": got}
+    )
+
+
+def decode(payload: Any) -> tuple[RawTable, bool]:
+    """``(raw table, return_proba)`` from a native request body.
+
+    >>> decode({"inputs": {"a": 1.0}, "return_proba": True})
+    (Records(rows=[{'a': 1.0}]), True)
+    """
+    if not isinstance(payload, dict):
+        raise _bad(
+            'the body must be a JSON object such as {"instances": [{...}]}',
+            None,
+            "an object",
+            type(payload).__name__,
+        )
+    unknown = [k for k in payload if k not in _ALLOWED_KEYS]
+    if unknown:
+        raise _bad(
+            f"unknown key {unknown[0][:40]!r}; use one of instances, columns+data or inputs, "
+            "and optionally return_proba",
+            unknown[0][:40],
+            "instances | columns+data | inputs",
+            "an unknown key",
+        )
+    present = [k for k in _INPUT_KEYS if k in payload]
+    if len(present) != 1:
+        raise _bad(
+            "send exactly one of 'instances', 'columns'+'data' or 'inputs' "
+            f"(got {present or 'none'})",
+            None,
+            "exactly one input key",
+            f"{len(present)} input keys",
+        )
+    want_proba = payload.get("return_proba", False)
+    if not isinstance(want_proba, bool):
+        raise _bad("'return_proba' must be true or false", "return_proba", "a boolean", "other")
+    key = present[0]
+    if key == "columns":
+        if "data" not in payload:
+            raise _bad("'columns' needs 'data' (rows of values)", "data", "an array", "missing")
+        return Split(payload["columns"], payload["data"]), want_proba
+    if "data" in payload:
+        raise _bad("'data' goes with 'columns' only", "data", "no 'data'", "'data'")
+    value = payload[key]
+    if key == "inputs":
+        if not isinstance(value, dict):
+            raise _bad("'inputs' must be one row as an object", "inputs", "an object", "other")
+        return Records([value]), want_proba
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        return Matrix(value), want_proba
+    return Records(value), want_proba
+
+
+def encode(request_id: str, served: ServedModel, predictions: Any, proba: Any) -> bytes:
+    body: dict[str, Any] = {
+        "request_id": request_id,
+        "model": served.name,
+        "version": served.version,
+        "predictions": predictions,
+    }
+    if served.classes is not None:
+        body["classes"] = served.classes
+    if proba is not None:
+        body["probabilities"] = proba
+    return dumps(body)
+
+
+async def predict(dp: DataPlane, req: Request) -> Response:
+    params = req.params
+    selector = params.get("version") or (("@" + params["alias"]) if "alias" in params else None)
+    served = dp.model(params["name"], selector)
+    req.model, req.version = served.name, served.version_label
+    table, want_proba = decode(req.json())
+    result = await dp.predict(
+        served.name, None, table, want_proba=want_proba, request_id=req.request_id, served=served
+    )
+    return Response(
+        encode(result.request_id, served, result.predictions, result.probabilities),
+        headers=[(b"x-request-id", result.request_id.encode())],
+    )
+
+
+async def list_models(dp: DataPlane, req: Request) -> Response:
+    return json_response({"models": [describe(m) for m in dp.models()]})
+
+
+async def model_metadata(dp: DataPlane, req: Request) -> Response:
+    params = req.params
+    selector = params.get("version") or (("@" + params["alias"]) if "alias" in params else None)
+    served = dp.model(params["name"], selector)
+    req.model, req.version = served.name, served.version_label
+    return json_response(describe(served))
+
+
+def describe(served: ServedModel) -> dict[str, Any]:
+    """Name, version, readiness and signature of a served model."""
+    return {
+        "name": served.name,
+        "version": served.version,
+        "ready": served.ready,
+        "flavor": served.bundle.model.flavor,
+        "signature": served.signature.model_dump(mode="json"),
+    }

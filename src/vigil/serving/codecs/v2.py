@@ -1,0 +1,270 @@
+"""Open Inference Protocol v2 (KServe / Triton "predict protocol v2"), REST, JSON tensors.
+
+Both tabular conventions are accepted in ``POST /v2/models/{name}[/versions/{v}]/infer``:
+
+* one 2-D tensor of shape ``[N, F]`` holding the features in signature order (any name);
+* one tensor per feature, named after it, of shape ``[N]`` or ``[N, 1]``.
+
+Tensor ``data`` may be flat (row-major) or nested. Outputs are ``predict`` (shape ``[N]``)
+and, for classifiers, ``predict_proba`` (shape ``[N, C]``, columns in class order); the
+request's ``outputs`` list picks among them (default: all). The binary tensor extension is
+not supported: clients must send JSON tensors (``binary_data=False`` in tritonclient).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import chain
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import vigil
+from vigil.errors import MalformedRequestError, ValidationError
+from vigil.serving.http import Request, Response, dumps, json_response
+from vigil.serving.validation import Columns, Matrix, RawTable
+
+if TYPE_CHECKING:
+    from vigil.bundle.signature import FeatureSpec
+    from vigil.serving.dataplane import DataPlane
+    from vigil.serving.provider import ServedModel
+
+_NUMERIC = frozenset(
+    {
+        "FP16",
+        "FP32",
+        "FP64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "INT64",
+        "UINT8",
+        "UINT16",
+        "UINT32",
+        "UINT64",
+    }
+)
+_DATATYPES = _NUMERIC | {"BOOL", "BYTES"}
+_FEATURE_DATATYPE = {
+    "float64": "FP64",
+    "float32": "FP32",
+    "int64": "INT64",
+    "int32": "INT32",
+    "bool": "BOOL",
+    "string": "BYTES",
+    "category": "BYTES",
+}
+OUTPUTS = ("predict", "predict_proba")
+
+
+def feature_datatype(spec: FeatureSpec) -> str:
+    """The v2 datatype of a feature (categories declared as integers are INT64)."""
+    if (
+        spec.dtype == "category"
+        and spec.categories
+        and all(type(c) is int for c in spec.categories)
+    ):
+        return "INT64"
+    return _FEATURE_DATATYPE[spec.dtype]
+
+
+def _datatype_of(array: np.ndarray[Any, Any]) -> str:
+    kind = array.dtype.kind
+    if kind == "f":
+        return "FP32" if array.dtype.itemsize == 4 else "FP64"
+    if kind in "iu":
+        return "INT64"
+    if kind == "b":
+        return "BOOL"
+    return "BYTES"
+
+
+def _malformed(message: str, field: str | None = None) -> MalformedRequestError:
+    return MalformedRequestError(message, detail={"field": field})
+
+
+def _flat(tensor: dict[str, Any], index: int) -> tuple[str, list[int], list[Any]]:
+    name, shape, datatype, data = (tensor.get(k) for k in ("name", "shape", "datatype", "data"))
+    where = f"inputs[{index}]"
+    if not isinstance(name, str):
+        raise _malformed(f"{where}.name must be a string", f"{where}.name")
+    if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
+        raise _malformed(f"input {name!r}: shape must be a list of sizes such as [2, 20]", name)
+    if datatype not in _DATATYPES:
+        raise _malformed(
+            f"input {name!r}: datatype must be one of {sorted(_DATATYPES)}, got {datatype!r}", name
+        )
+    if not isinstance(data, list):
+        raise _malformed(f"input {name!r}: data must be an array (JSON tensors only)", name)
+    while data and isinstance(data[0], list):
+        if not all(isinstance(part, list) for part in data):
+            raise _malformed(f"input {name!r}: nested data is ragged", name)
+        data = list(chain.from_iterable(data))
+    if len(data) != math.prod(shape):
+        raise _malformed(
+            f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {len(data)}", name
+        )
+    return name, shape, data
+
+
+def _check_datatype(served: ServedModel, name: str, datatype: str) -> None:
+    spec = served.signature.feature(name)
+    expected = feature_datatype(spec)
+    compatible = (
+        datatype == expected
+        or (spec.is_numeric and spec.dtype != "bool" and datatype in _NUMERIC)
+        or (spec.dtype == "category" and datatype in ("BYTES", "INT64", "INT32"))
+    )
+    if not compatible:
+        raise ValidationError(
+            f"input {name!r} has datatype {datatype} but the feature is {spec.dtype}; "
+            f"send {expected}",
+            detail={"field": name, "row": None, "expected": expected, "got": datatype},
+        )
+
+
+def decode(served: ServedModel, payload: Any) -> tuple[RawTable, list[str]]:
+    """The raw table and the requested output names of an inference request."""
+    if not isinstance(payload, dict):
+        raise _malformed("the inference request must be a JSON object with 'inputs'")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
+        raise _malformed("'inputs' must be a non-empty array of tensors", "inputs")
+    names = served.validator.feature_names
+    outputs = _requested_outputs(served, payload.get("outputs"))
+    first = inputs[0]
+    if len(inputs) == 1 and isinstance(first.get("shape"), list) and len(first["shape"]) == 2:
+        name, shape, data = _flat(first, 0)
+        if shape[1] != 1 or name not in names:
+            if shape[1] != len(names):
+                raise ValidationError(
+                    f"a 2-D input must have shape [N, {len(names)}] with the features in "
+                    f"signature order {names}; got shape {shape}",
+                    detail={
+                        "field": name,
+                        "row": None,
+                        "expected": f"[N, {len(names)}]",
+                        "got": str(shape),
+                    },
+                )
+            for feature in names:
+                _check_datatype(served, feature, first["datatype"])
+            width = shape[1]
+            return Matrix([data[i : i + width] for i in range(0, len(data), width)]), outputs
+    columns: dict[str, Any] = {}
+    for index, tensor in enumerate(inputs):
+        name, shape, data = _flat(tensor, index)
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise ValidationError(
+                f"input {name!r}: per-feature tensors have shape [N] or [N, 1], got {shape}",
+                detail={"field": name, "row": None, "expected": "[N] or [N, 1]", "got": str(shape)},
+            )
+        if name in columns:
+            raise _malformed(f"input {name!r} appears twice", name)
+        if name in names:
+            _check_datatype(served, name, tensor["datatype"])
+        columns[name] = data
+    return Columns(columns), outputs
+
+
+def _requested_outputs(served: ServedModel, outputs: Any) -> list[str]:
+    available = list(OUTPUTS) if served.has_proba else ["predict"]
+    if outputs is None:
+        return available
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
+        raise _malformed("'outputs' must be an array of {\"name\": ...} objects", "outputs")
+    requested = [o["name"] for o in outputs]
+    for name in requested:
+        if name not in available:
+            raise ValidationError(
+                f"unknown output {name[:40]!r}; this model has {available}",
+                detail={"field": "outputs", "row": None, "expected": available, "got": name[:40]},
+            )
+    return requested
+
+
+def _selector(req: Request) -> str | None:
+    return req.params.get("version")
+
+
+async def infer(dp: DataPlane, req: Request) -> Response:
+    served = dp.model(req.params["name"], _selector(req))
+    req.model, req.version = served.name, served.version_label
+    payload = req.json()
+    table, outputs = decode(served, payload)
+    want_proba = "predict_proba" in outputs
+    result = await dp.predict(
+        served.name, None, table, want_proba=want_proba, request_id=req.request_id, served=served
+    )
+    tensors: list[dict[str, Any]] = []
+    for name in outputs:
+        if name == "predict":
+            pred = result.predictions
+            tensors.append(
+                {"name": name, "shape": [len(pred)], "datatype": _datatype_of(pred), "data": pred}
+            )
+        else:
+            proba = result.probabilities
+            assert proba is not None
+            tensors.append(
+                {
+                    "name": name,
+                    "shape": list(proba.shape),
+                    "datatype": _datatype_of(proba),
+                    "data": proba.ravel(),
+                }
+            )
+    request_id = payload.get("id")
+    body = {
+        "model_name": served.name,
+        "model_version": served.version_label,
+        "id": request_id if isinstance(request_id, str) else result.request_id,
+        "outputs": tensors,
+    }
+    return Response(dumps(body), headers=[(b"x-request-id", result.request_id.encode())])
+
+
+async def server_metadata(dp: DataPlane, req: Request) -> Response:
+    return json_response({"name": "vigil", "version": vigil.__version__, "extensions": []})
+
+
+async def server_live(dp: DataPlane, req: Request) -> Response:
+    return json_response({"live": True})
+
+
+async def server_ready(dp: DataPlane, req: Request) -> Response:
+    # The spec answers "not ready" with a 4xx status.
+    return json_response({"ready": dp.ready}, 200 if dp.ready else 400)
+
+
+async def model_metadata(dp: DataPlane, req: Request) -> Response:
+    served = dp.model(req.params["name"], _selector(req))
+    req.model, req.version = served.name, served.version_label
+    versions = sorted({m.version for m in dp.models() if m.name == served.name})
+    out_type = _FEATURE_DATATYPE.get(served.signature.outputs.dtype, "BYTES")
+    if served.signature.outputs.dtype.startswith(("int", "uint")):
+        out_type = "INT64"
+    outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": out_type, "shape": [-1]}]
+    if served.has_proba:
+        width = len(served.classes) if served.classes else -1
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, width]})
+    return json_response(
+        {
+            "name": served.name,
+            "versions": [str(v) for v in versions],
+            "platform": f"vigil_{served.bundle.model.flavor}",
+            "inputs": [
+                {"name": f.name, "datatype": feature_datatype(f), "shape": [-1]}
+                for f in served.signature.inputs
+            ],
+            "outputs": outputs,
+        }
+    )
+
+
+async def model_ready(dp: DataPlane, req: Request) -> Response:
+    served = dp.model(req.params["name"], _selector(req))
+    req.model, req.version = served.name, served.version_label
+    return json_response({"name": served.name, "ready": served.ready}, 200 if served.ready else 400)

@@ -1,0 +1,43 @@
+"""Settings of the serving core: limits, validation policy and batching, from ``VIGIL_SERVE_*``.
+
+>>> ServingSettings(max_batch_size=8).max_wait_ms
+2.0
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """How the server validates, batches and limits requests. Every field can be set as
+    ``VIGIL_SERVE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_SERVE_", extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    """Largest request body accepted; larger bodies get 413 before they are read."""
+
+    max_batch_size: int = Field(default=64, ge=1)
+    """Most rows the micro-batcher joins into one model call (1 disables batching)."""
+
+    max_wait_ms: float = Field(default=2.0, ge=0)
+    """Longest a queued request is held to fill a batch. A lone request never waits."""
+
+    extra_features: Literal["reject", "ignore"] = "reject"
+    """What to do with input columns the signature does not declare."""
+
+    allow_inf: bool = False
+    """Accept +/-Inf in numeric features (rejected by default: most models mishandle it)."""
+
+    default_alias: str = "production"
+    """Alias served when a request names a model without a version or alias."""
+
+    mlflow_model: str | None = None
+    """Model answered by ``POST /invocations``; default: the only model served."""
+
+    metrics: bool = True
+    """Record Prometheus metrics (``/metrics``)."""

@@ -1,0 +1,183 @@
+"""The few HTTP pieces the serving app needs: a request, a response and a route table.
+
+Deliberately tiny (no framework on the hot path): a request is the ASGI scope's method,
+path and the three headers we read, plus the body; a response is a status, bytes and a
+content type. Routes are matched on the path with precompiled patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from vigil.errors import MalformedRequestError, MethodNotAllowedError, NotFoundError
+from vigil.serving.dataplane import request_id_from
+
+if TYPE_CHECKING:
+    from vigil.serving.dataplane import DataPlane
+
+Style = Literal["native", "v2", "mlflow", "ops"]
+"""Which protocol's error body a route answers with."""
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+HTML = b"text/html; charset=utf-8"
+
+
+class Request:
+    """One HTTP request as the handlers see it."""
+
+    __slots__ = (
+        "_request_id",
+        "body",
+        "content_type",
+        "method",
+        "model",
+        "params",
+        "path",
+        "request_id_header",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        content_type: str | None = None,
+        request_id_header: str | None = None,
+        body: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.params = params
+        self.content_type = content_type
+        self.request_id_header = request_id_header
+        self.body = body
+        # Filled by handlers once a model is resolved, for metric labels.
+        self.model = ""
+        self.version = ""
+        self._request_id: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        if self._request_id is None:
+            self._request_id = request_id_from(self.request_id_header)
+        return self._request_id
+
+    def json(self) -> Any:
+        """The body decoded as JSON, or :class:`MalformedRequestError` (400)."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedRequestError(
+                f"the request body is not valid JSON ({exc}); send a JSON document",
+                detail={"field": None, "row": None, "expected": "JSON", "got": "invalid JSON"},
+            ) from None
+
+
+class Response:
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        body: bytes,
+        status: int = 200,
+        content_type: bytes = JSON,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.content_type = content_type
+        self.headers = headers
+
+
+def _default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps(obj: Any) -> bytes:
+    """JSON bytes; NumPy arrays are encoded natively by orjson (no ``tolist`` copy)."""
+    return orjson.dumps(obj, default=_default, option=_OPTIONS)
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(dumps(obj), status)
+
+
+Handler = Callable[["DataPlane", Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: method, path template, handler and its documentation."""
+
+    method: str
+    template: str
+    handler: Handler
+    name: str
+    """Stable operation name (metric label, OpenAPI operationId)."""
+    style: Style
+    summary: str
+    body: Literal["none", "json", "json_or_csv"] = "none"
+    request_schema: dict[str, Any] | None = None
+    responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+_PARAM = re.compile(r"\{(\w+)\}")
+# A path segment: the model-name and version rules are checked later with clear messages.
+_SEGMENT = r"[^/@]+"
+
+
+class Router:
+    """Exact paths through one dict lookup, templated paths through precompiled patterns."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self._static: dict[str, dict[str, Route]] = {}
+        self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+        by_template: dict[str, dict[str, Route]] = {}
+        for route in routes:
+            by_template.setdefault(route.template, {})[route.method] = route
+        for template, methods in by_template.items():
+            if "{" not in template:
+                self._static[template] = methods
+            else:
+                pattern = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{_SEGMENT})", template)
+                self._patterns.append((re.compile(pattern), methods))
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        methods = self._static.get(path)
+        params: dict[str, str] = {}
+        if methods is None:
+            for pattern, candidates in self._patterns:
+                found = pattern.fullmatch(path)
+                if found is not None:
+                    methods, params = candidates, found.groupdict()
+                    break
+            else:
+                raise NotFoundError(
+                    f"no such endpoint: {path[:100]}; GET /docs lists the endpoints",
+                    detail={"path": path[:100]},
+                )
+        route = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
+        if route is None:
+            raise MethodNotAllowedError(
+                f"{method} is not allowed on {path[:100]}; use {', '.join(sorted(methods))}",
+                detail={"allowed": sorted(methods)},
+            )
+        return route, params

@@ -1,0 +1,162 @@
+"""Prometheus metrics of the serving core, created once for the whole process.
+
+Labels are bounded: ``model`` and ``version`` only ever take the values of models the
+server actually serves (never a name a client typed), ``route`` is one of a fixed set of
+operation names, ``status`` a class (``2xx``/``4xx``/``5xx``) and ``kind`` an error code
+from :mod:`vigil.errors`. Children are bound once and cached, so a request pays a few
+dictionary lookups and lock-protected additions.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (several worker processes), prometheus-client writes
+values to files there and :func:`exposition` aggregates every worker's files, so totals
+are correct across workers.
+
+>>> before = REQUESTS.labels("m", "1", "native_predict", "2xx")._value.get()
+>>> record_request("native_predict", "m", "1", 200, 0.003)
+>>> REQUESTS.labels("m", "1", "native_predict", "2xx")._value.get() - before
+1.0
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+"""vigil's own registry, so embedding vigil never collides with an application's metrics."""
+
+_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_QUEUE_BUCKETS = (0.0, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+REQUESTS = Counter(
+    "vigil_requests",
+    "HTTP requests answered, by model version, route and status class.",
+    ("model", "version", "route", "status"),
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "vigil_request_duration_seconds",
+    "Time from the request's first byte to the response, by model version and route.",
+    ("model", "version", "route"),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "vigil_errors",
+    "Requests answered with an error, by route and error kind.",
+    ("route", "kind"),
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "vigil_in_flight_requests",
+    "Requests being processed right now.",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "vigil_batch_size",
+    "Rows per model call made by the micro-batcher.",
+    ("model", "version"),
+    buckets=_BATCH_BUCKETS,
+    registry=REGISTRY,
+)
+QUEUE_TIME = Histogram(
+    "vigil_queue_time_seconds",
+    "Time a request waited in the micro-batcher before its model call started.",
+    ("model", "version"),
+    buckets=_QUEUE_BUCKETS,
+    registry=REGISTRY,
+)
+PREDICT_TIME = Histogram(
+    "vigil_predict_duration_seconds",
+    "Duration of one vectorised model call (a whole batch).",
+    ("model", "version"),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ROWS = Counter(
+    "vigil_predicted_rows",
+    "Rows predicted, by model version.",
+    ("model", "version"),
+    registry=REGISTRY,
+)
+MODEL_LOAD = Gauge(
+    "vigil_model_load_seconds",
+    "Seconds taken to load and warm a model version.",
+    ("model", "version"),
+    multiprocess_mode="max",
+    registry=REGISTRY,
+)
+
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+@cache
+def _request_children(route: str, model: str, version: str, status: str) -> tuple[Any, Any]:
+    return REQUESTS.labels(model, version, route, status), LATENCY.labels(model, version, route)
+
+
+@cache
+def _error_child(route: str, kind: str) -> Any:
+    return ERRORS.labels(route, kind)
+
+
+@cache
+def batch_children(model: str, version: str) -> tuple[Any, Any, Any, Any]:
+    """The pre-bound (batch size, queue time, predict time, rows) children of one version."""
+    return (
+        BATCH_SIZE.labels(model, version),
+        QUEUE_TIME.labels(model, version),
+        PREDICT_TIME.labels(model, version),
+        ROWS.labels(model, version),
+    )
+
+
+def record_request(route: str, model: str, version: str, status: int, seconds: float) -> None:
+    """Count one answered request and observe its latency."""
+    count, latency = _request_children(route, model, version, _STATUS_CLASS[status // 100])
+    count.inc()
+    latency.observe(seconds)
+
+
+def record_error(route: str, kind: str) -> None:
+    """Count one error answer; ``kind`` must be an error code, never client text."""
+    _error_child(route, kind).inc()
+
+
+def record_model_load(model: str, version: str, seconds: float) -> None:
+    MODEL_LOAD.labels(model, version).set(seconds)
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def exposition() -> bytes:
+    """The current metrics in Prometheus text format (all workers in multiprocess mode)."""
+    from prometheus_client import generate_latest
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)

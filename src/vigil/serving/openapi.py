@@ -1,0 +1,290 @@
+"""A hand-built OpenAPI 3.1 document of the serving routes, and a self-contained docs page.
+
+The document is generated from the route table itself (every route appears, with its
+request and response schemas), so it cannot drift from what the server answers.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import TYPE_CHECKING, Any
+
+import vigil
+
+if TYPE_CHECKING:
+    from vigil.serving.http import Route
+
+_SCALAR: dict[str, Any] = {"type": ["number", "integer", "string", "boolean", "null"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {
+            "error": {"type": "string", "description": "Stable error code."},
+            "message": {"type": "string", "description": "What went wrong, what to do next."},
+            "detail": {"type": "object", "description": "field, row, expected, got..."},
+            "request_id": {"type": "string"},
+        },
+    },
+    "NativeRequest": {
+        "type": "object",
+        "description": "Exactly one of instances, columns+data or inputs.",
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "oneOf": [
+                        {"type": "object", "additionalProperties": _SCALAR},
+                        {"type": "array", "items": _SCALAR},
+                    ]
+                },
+            },
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array", "items": _SCALAR}},
+            "inputs": {"type": "object", "additionalProperties": _SCALAR},
+            "return_proba": {"type": "boolean", "default": False},
+        },
+        "additionalProperties": False,
+    },
+    "NativeResponse": {
+        "type": "object",
+        "required": ["request_id", "model", "version", "predictions"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "model": {"type": "string"},
+            "version": {"type": "integer"},
+            "predictions": {"type": "array", "items": _SCALAR},
+            "classes": {"type": "array", "items": _SCALAR},
+            "probabilities": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}},
+            },
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "properties": {
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}
+        },
+    },
+    "Model": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "integer"},
+            "ready": {"type": "boolean"},
+            "flavor": {"type": "string"},
+            "signature": {"type": "object"},
+        },
+    },
+    "V2Tensor": {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "datatype": {
+                "type": "string",
+                "enum": [
+                    "BOOL",
+                    "UINT8",
+                    "UINT16",
+                    "UINT32",
+                    "UINT64",
+                    "INT8",
+                    "INT16",
+                    "INT32",
+                    "INT64",
+                    "FP16",
+                    "FP32",
+                    "FP64",
+                    "BYTES",
+                ],
+            },
+            "parameters": {"type": "object"},
+            "data": {"type": "array"},
+        },
+    },
+    "V2InferRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/components/schemas/V2Tensor"},
+            },
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "V2InferResponse": {
+        "type": "object",
+        "required": ["model_name", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "id": {"type": "string"},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
+        },
+    },
+    "V2Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "code": {"type": "string"},
+            "detail": {"type": "object"},
+        },
+    },
+    "V2ServerMetadata": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "V2ModelMetadata": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"},
+            "inputs": {"type": "array", "items": {"type": "object"}},
+            "outputs": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "MlflowRequest": {
+        "type": "object",
+        "description": "Exactly one of dataframe_split, dataframe_records, instances, inputs.",
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "index": {"type": "array"},
+                    "data": {"type": "array", "items": {"type": "array"}},
+                },
+            },
+            "dataframe_records": {"type": "array", "items": {"type": "object"}},
+            "instances": {"type": ["array", "object"]},
+            "inputs": {"type": ["array", "object"]},
+            "params": {"type": "object"},
+        },
+    },
+    "MlflowResponse": {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {"predictions": {"type": "array"}},
+    },
+    "MlflowError": {
+        "type": "object",
+        "required": ["error_code", "message"],
+        "properties": {"error_code": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "Status": {"type": "object", "additionalProperties": True},
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_ERROR_SCHEMA = {"native": "Problem", "ops": "Problem", "v2": "V2Error", "mlflow": "MlflowError"}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    error = _ERROR_SCHEMA[route.style]
+    responses: dict[str, Any] = {}
+    for status, spec in route.responses.items():
+        entry: dict[str, Any] = {"description": spec.get("description", "OK")}
+        if "schema" in spec:
+            entry.update(_json(spec["schema"]))
+        elif "text" in spec:
+            entry["content"] = {spec["text"]: {"schema": {"type": "string"}}}
+        responses[status] = entry
+    for status, description in (
+        ("400", "Malformed request"),
+        ("404", "Unknown model, version or path"),
+        ("422", "Input does not match the model signature"),
+        ("500", "Server error"),
+    ):
+        if route.body != "none" or status in ("404", "500"):
+            responses.setdefault(status, {"description": description, **_json(error)})
+    if route.body != "none":
+        responses.setdefault("413", {"description": "Payload too large", **_json(error)})
+        responses.setdefault("415", {"description": "Unsupported media type", **_json(error)})
+    operation: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "tags": list(route.tags),
+        "responses": responses,
+    }
+    params = re.findall(r"\{(\w+)\}", route.template)
+    if params:
+        operation["parameters"] = [
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]+$"},
+            }
+            for p in dict.fromkeys(params)
+        ]
+    if route.request_schema is not None:
+        content: dict[str, Any] = {"application/json": {"schema": route.request_schema}}
+        if route.body == "json_or_csv":
+            content["text/csv"] = {"schema": {"type": "string"}}
+        operation["requestBody"] = {"required": True, "content": content}
+    return operation
+
+
+def document(routes: list[Route]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document covering ``routes``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.template, {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "vigil model server",
+            "version": vigil.__version__,
+            "description": "Native JSON, Open Inference Protocol v2 and MLflow scoring routes.",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+def docs_page(routes: list[Route]) -> str:
+    """A self-contained HTML page listing every operation (no external assets)."""
+    rows = "\n".join(
+        f"<tr><td><code>{html.escape(r.method)}</code></td><td><code>{html.escape(r.template)}"
+        f"</code></td><td>{html.escape(r.summary)}</td></tr>"
+        for r in routes
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>vigil API</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td{padding:.2em .8em}"
+        "tr:nth-child(even){background:#f4f4f4}</style></head><body>"
+        f"<h1>vigil model server {html.escape(vigil.__version__)}</h1>"
+        "<p>Machine-readable description: <a href='/openapi.json'>/openapi.json</a></p>"
+        f"<table><tr><th>Method</th><th>Path</th><th>What it does</th></tr>{rows}</table>"
+        "</body></html>"
+    )

@@ -1,0 +1,71 @@
+"""The one place where errors become HTTP responses, in each protocol's own style.
+
+* native and operational routes: vigil's problem body ``{"error", "message", "detail"}``
+  plus the ``request_id``;
+* Open Inference Protocol v2: ``{"error": "<message>"}`` as the spec says, plus our
+  ``code`` and ``detail``;
+* MLflow scoring: ``{"error_code": "BAD_REQUEST", "message": ...}``, and like
+  ``mlflow models serve`` every client-side input problem answers 400.
+
+Unexpected exceptions are logged with their traceback and answered 500 without one.
+
+>>> from vigil.errors import ValidationError
+>>> r = error_response("mlflow", ValidationError("feature 'a' is missing"), "rid")
+>>> r.status, r.body
+(400, b'{"error_code":"BAD_REQUEST","message":"feature \\'a\\' is missing"}')
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from vigil.errors import VigilError
+from vigil.serving.http import Response, Style
+
+log = logging.getLogger("vigil.serving")
+
+_MLFLOW_CODES = {
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "BAD_REQUEST",
+    413: "BAD_REQUEST",
+    415: "BAD_REQUEST",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+def error_response(style: Style, exc: BaseException, request_id: str | None) -> Response:
+    """The response for ``exc`` on a route of the given protocol ``style``."""
+    if not isinstance(exc, VigilError):
+        log.error("unexpected error while serving a request", exc_info=exc)
+        status, code, message, detail = (
+            500,
+            "internal_error",
+            "the server failed to answer this request; the error is in its log",
+            {},
+        )
+    else:
+        status, code, message, detail = exc.status, exc.code, exc.message, exc.detail
+        if status >= 500:
+            log.error("%s: %s", code, message, exc_info=exc.__cause__)
+    if style == "mlflow":
+        if status in (400, 422):
+            status = 400
+        body: dict[str, Any] = {
+            "error_code": _MLFLOW_CODES.get(status, "BAD_REQUEST"),
+            "message": message,
+        }
+    elif style == "v2":
+        body = {"error": message, "code": code}
+        if detail:
+            body["detail"] = detail
+    else:
+        body = {"error": code, "message": message}
+        if detail:
+            body["detail"] = detail
+        if request_id is not None:
+            body["request_id"] = request_id
+    return Response(orjson.dumps(body), status)

@@ -1,0 +1,311 @@
+"""The route table: every operation the server answers, in one list.
+
+The router, the OpenAPI document and the docs page are all built from :data:`ROUTES`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import orjson
+
+from vigil.serving import metrics
+from vigil.serving.codecs import mlflow, native, v2
+from vigil.serving.dataplane import DataPlane
+from vigil.serving.http import HTML, Request, Response, Route, json_response
+from vigil.serving.openapi import SCHEMAS, docs_page, document
+
+
+def _ok(schema: str, description: str = "OK") -> dict[str, dict[str, str]]:
+    return {"200": {"description": description, "schema": schema}}
+
+
+async def livez(dp: DataPlane, req: Request) -> Response:
+    return json_response({"status": "live"})
+
+
+async def readyz(dp: DataPlane, req: Request) -> Response:
+    if dp.ready:
+        return json_response({"status": "ready"})
+    return json_response({"status": "loading"}, 503)
+
+
+async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
+    return Response(metrics.exposition(), 200, metrics.CONTENT_TYPE.encode())
+
+
+@cache
+def _openapi_bytes() -> bytes:
+    return orjson.dumps(document(ROUTES))
+
+
+async def openapi_json(dp: DataPlane, req: Request) -> Response:
+    return Response(_openapi_bytes())
+
+
+async def docs(dp: DataPlane, req: Request) -> Response:
+    return Response(docs_page(ROUTES).encode(), 200, HTML)
+
+
+_NATIVE_REQUEST = {"$ref": "#/components/schemas/NativeRequest"}
+_V2_REQUEST = {"$ref": "#/components/schemas/V2InferRequest"}
+_MLFLOW_REQUEST = {"$ref": "#/components/schemas/MlflowRequest"}
+_TEXT_OK = {"200": {"description": "OK", "text": "text/plain"}}
+_NATIVE = ("native",)
+_V2 = ("open inference protocol v2",)
+_MLFLOW = ("mlflow",)
+_OPS = ("operations",)
+
+
+def _predict(template: str, name: str, summary: str) -> Route:
+    return Route(
+        "POST",
+        template,
+        native.predict,
+        name,
+        "native",
+        summary,
+        body="json",
+        request_schema=_NATIVE_REQUEST,
+        responses=_ok("NativeResponse"),
+        tags=_NATIVE,
+    )
+
+
+def _infer(template: str, name: str, summary: str) -> Route:
+    return Route(
+        "POST",
+        template,
+        v2.infer,
+        name,
+        "v2",
+        summary,
+        body="json",
+        request_schema=_V2_REQUEST,
+        responses=_ok("V2InferResponse"),
+        tags=_V2,
+    )
+
+
+ROUTES: list[Route] = [
+    _predict("/v1/models/{name}/predict", "native_predict", "Predict with the default version"),
+    _predict("/v1/models/{name}@{alias}/predict", "native_predict_alias", "Predict with an alias"),
+    _predict(
+        "/v1/models/{name}/versions/{version}/predict",
+        "native_predict_version",
+        "Predict with a version",
+    ),
+    Route(
+        "GET",
+        "/v1/models",
+        native.list_models,
+        "native_list_models",
+        "native",
+        "List the served models",
+        responses=_ok("ModelList"),
+        tags=_NATIVE,
+    ),
+    Route(
+        "GET",
+        "/v1/models/{name}",
+        native.model_metadata,
+        "native_model",
+        "native",
+        "Describe the default version of a model",
+        responses=_ok("Model"),
+        tags=_NATIVE,
+    ),
+    Route(
+        "GET",
+        "/v1/models/{name}@{alias}",
+        native.model_metadata,
+        "native_model_alias",
+        "native",
+        "Describe the version an alias points to",
+        responses=_ok("Model"),
+        tags=_NATIVE,
+    ),
+    Route(
+        "GET",
+        "/v1/models/{name}/versions/{version}",
+        native.model_metadata,
+        "native_model_version",
+        "native",
+        "Describe a model version",
+        responses=_ok("Model"),
+        tags=_NATIVE,
+    ),
+    Route(
+        "GET",
+        "/v2",
+        v2.server_metadata,
+        "v2_server_metadata",
+        "v2",
+        "Server metadata",
+        responses=_ok("V2ServerMetadata"),
+        tags=_V2,
+    ),
+    Route(
+        "GET",
+        "/v2/health/live",
+        v2.server_live,
+        "v2_live",
+        "v2",
+        "Server liveness",
+        responses=_ok("Status"),
+        tags=_V2,
+    ),
+    Route(
+        "GET",
+        "/v2/health/ready",
+        v2.server_ready,
+        "v2_ready",
+        "v2",
+        "Server readiness (400 when not ready)",
+        responses=_ok("Status"),
+        tags=_V2,
+    ),
+    Route(
+        "GET",
+        "/v2/models/{name}",
+        v2.model_metadata,
+        "v2_model_metadata",
+        "v2",
+        "Model metadata",
+        responses=_ok("V2ModelMetadata"),
+        tags=_V2,
+    ),
+    Route(
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        v2.model_metadata,
+        "v2_model_version_metadata",
+        "v2",
+        "Model version metadata",
+        responses=_ok("V2ModelMetadata"),
+        tags=_V2,
+    ),
+    Route(
+        "GET",
+        "/v2/models/{name}/ready",
+        v2.model_ready,
+        "v2_model_ready",
+        "v2",
+        "Model readiness (400 when not ready)",
+        responses=_ok("Status"),
+        tags=_V2,
+    ),
+    Route(
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        v2.model_ready,
+        "v2_model_version_ready",
+        "v2",
+        "Model version readiness",
+        responses=_ok("Status"),
+        tags=_V2,
+    ),
+    _infer("/v2/models/{name}/infer", "v2_infer", "Inference with the default version"),
+    _infer(
+        "/v2/models/{name}/versions/{version}/infer", "v2_infer_version", "Inference with a version"
+    ),
+    Route(
+        "POST",
+        "/invocations",
+        mlflow.invocations,
+        "mlflow_invocations",
+        "mlflow",
+        "MLflow scoring of the default model",
+        body="json_or_csv",
+        request_schema=_MLFLOW_REQUEST,
+        responses=_ok("MlflowResponse"),
+        tags=_MLFLOW,
+    ),
+    Route(
+        "POST",
+        "/v1/models/{name}/invocations",
+        mlflow.model_invocations,
+        "mlflow_model_invocations",
+        "mlflow",
+        "MLflow scoring of a named model",
+        body="json_or_csv",
+        request_schema=_MLFLOW_REQUEST,
+        responses=_ok("MlflowResponse"),
+        tags=_MLFLOW,
+    ),
+    Route(
+        "GET",
+        "/ping",
+        mlflow.ping,
+        "mlflow_ping",
+        "mlflow",
+        "MLflow health check",
+        responses=_TEXT_OK,
+        tags=_MLFLOW,
+    ),
+    Route(
+        "GET",
+        "/health",
+        mlflow.ping,
+        "mlflow_health",
+        "mlflow",
+        "MLflow health check",
+        responses=_TEXT_OK,
+        tags=_MLFLOW,
+    ),
+    Route(
+        "GET",
+        "/version",
+        mlflow.version,
+        "mlflow_version",
+        "mlflow",
+        "Server version",
+        responses=_TEXT_OK,
+        tags=_MLFLOW,
+    ),
+    Route("GET", "/livez", livez, "livez", "ops", "Liveness", responses=_ok("Status"), tags=_OPS),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "readyz",
+        "ops",
+        "Readiness: 200 once every model is loaded and warmed, else 503",
+        responses={**_ok("Status"), "503": {"description": "Loading", "schema": "Status"}},
+        tags=_OPS,
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics_endpoint,
+        "metrics",
+        "ops",
+        "Prometheus metrics",
+        responses={"200": {"description": "OK", "text": "text/plain"}},
+        tags=_OPS,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi_json,
+        "openapi",
+        "ops",
+        "This OpenAPI document",
+        responses=_ok("Status"),
+        tags=_OPS,
+    ),
+    Route(
+        "GET",
+        "/docs",
+        docs,
+        "docs",
+        "ops",
+        "Human-readable list of operations",
+        responses={"200": {"description": "OK", "text": "text/html"}},
+        tags=_OPS,
+    ),
+]
+
+assert all(
+    s.get("schema") in SCHEMAS for r in ROUTES for s in r.responses.values() if "schema" in s
+)

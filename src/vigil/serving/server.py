@@ -1,0 +1,41 @@
+"""Run the serving app with uvicorn on the fast stack (httptools parser, uvloop loop).
+
+uvicorn is imported only here, inside :func:`run`, so ``import vigil`` and the CLI start
+fast. Models are loaded and warmed by the app's lifespan before ``/readyz`` turns 200.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from vigil.errors import require
+
+
+def config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> Any:
+    """A ``uvicorn.Config`` for ``app`` on the fast stack; ``options`` override defaults."""
+    uvicorn = require("uvicorn", "serve")
+    settings: dict[str, Any] = {
+        "http": "httptools",
+        "loop": "uvloop",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_keep_alive": 30,
+    }
+    settings.update(options)
+    return uvicorn.Config(app, host=host, port=port, **settings)
+
+
+def run(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> None:
+    """Serve ``app`` until interrupted (SIGINT/SIGTERM drain in-flight requests)."""
+    uvicorn = require("uvicorn", "serve")
+    uvicorn.Server(config(app, host, port, **options)).run()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (for tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

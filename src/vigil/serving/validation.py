@@ -1,0 +1,501 @@
+"""Check decoded request input against a model's :class:`~vigil.bundle.signature.Signature`.
+
+Protocols decode their bodies into one of four raw shapes (:class:`Records`,
+:class:`Split`, :class:`Columns`, :class:`Matrix`); a :class:`Validator` matches columns by
+name (any order), applies the extra-feature policy, allows only safe casts and builds the
+model's input: a C-contiguous float64 matrix in signature order when every input is
+numeric (one ``np.array`` call on the fast path), a DataFrame otherwise.
+
+Safe casts: ints are accepted for float features; integral floats for int features;
+numeric strings are *not* numbers; ``true``/``false`` are only accepted by bool features
+and bool features accept nothing else. A null (or NaN) is a missing value, accepted where
+the feature is ``nullable``; ``Inf`` is rejected unless ``allow_inf``. Every error is a
+:class:`~vigil.errors.ValidationError` whose detail names the field, the row, what was
+expected and what came.
+
+>>> from vigil.bundle.signature import FeatureSpec, Signature
+>>> sig = Signature(inputs=[FeatureSpec(name="a", dtype="float64"),
+...                         FeatureSpec(name="b", dtype="int64")])
+>>> Validator(sig).validate(Records([{"b": 2, "a": 0.5}])).X
+array([[0.5, 2. ]])
+>>> Validator(sig).validate(Records([{"a": "0.5", "b": 2}]))
+Traceback (most recent call last):
+...
+vigil.errors.ValidationError: feature 'a' in row 0: expected a number (float64), got the string '0.5'; send numbers unquoted
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from vigil.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import pandas as pd
+
+    from vigil.bundle.signature import FeatureSpec, Signature
+
+ExtraPolicy = Literal["reject", "ignore"]
+
+_NONE = type(None)
+_NUMBER: frozenset[type] = frozenset({int, float, _NONE})
+_INTEGER: frozenset[type] = frozenset(
+    {int, float, _NONE}
+)  # floats pass only when integral (checked after)
+_BOOL: frozenset[type] = frozenset({bool, _NONE})
+_STRING: frozenset[type] = frozenset({str, _NONE})
+
+
+@dataclass(frozen=True, slots=True)
+class Records:
+    """Row objects: ``[{"f1": 1.0, "f2": "x"}, ...]``."""
+
+    rows: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Column names plus row lists: ``{"columns": [...], "data": [[...], ...]}``."""
+
+    columns: list[Any]
+    data: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """One list of values per named column: ``{"f1": [...], "f2": [...]}``."""
+
+    columns: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    """Row lists already in signature order, without names (a 2-D tensor)."""
+
+    data: list[Any]
+
+
+RawTable = Records | Split | Columns | Matrix
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedTable:
+    """The model's input, ready for ``predict``, and its number of rows."""
+
+    X: npt.NDArray[np.float64] | pd.DataFrame
+    n_rows: int
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _expected(spec: FeatureSpec) -> str:
+    if spec.dtype in ("float64", "float32"):
+        return f"a number ({spec.dtype})"
+    if spec.dtype in ("int64", "int32"):
+        return f"an integer ({spec.dtype})"
+    if spec.dtype == "bool":
+        return "true or false"
+    if spec.categories:
+        shown = ", ".join(repr(c) for c in spec.categories[:5])
+        more = ", ..." if len(spec.categories) > 5 else ""
+        return f"a category ({shown}{more})"
+    return "a string" if spec.dtype == "string" else "a category (string or integer)"
+
+
+def _fail(message: str, *, field: str | None, row: int | None, expected: str, got: str) -> None:
+    raise ValidationError(
+        message, detail={"field": field, "row": row, "expected": expected, "got": got}
+    )
+
+
+class Validator:
+    """Validates raw tables against one signature; built once per served model version.
+
+    Parameters
+    ----------
+    signature
+        The model's signature: inputs in the order the model expects them.
+    extra
+        ``"reject"`` (default) answers 422 for undeclared columns; ``"ignore"`` drops them.
+    allow_inf
+        Accept ``+/-Inf`` in numeric features.
+    """
+
+    def __init__(
+        self, signature: Signature, *, extra: ExtraPolicy = "reject", allow_inf: bool = False
+    ) -> None:
+        self.signature = signature
+        self.extra = extra
+        self.allow_inf = allow_inf
+        self._specs = list(signature.inputs)
+        self._names = [f.name for f in self._specs]
+        self._index = {n: i for i, n in enumerate(self._names)}
+        self._required = [f.name for f in self._specs if f.required]
+        self._all_numeric = signature.all_numeric
+        self._allowed = [self._allowed_types(f) for f in self._specs]
+        # The fast path checks one set of value types for the whole table; it only holds
+        # when no column needs a type rule of its own (bool features do).
+        self._uniform = self._all_numeric and all(a == _NUMBER for a in self._allowed)
+        self._nullable = np.array([f.nullable for f in self._specs], dtype=bool)
+        self._int_cols = [i for i, f in enumerate(self._specs) if f.dtype in ("int64", "int32")]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self._names)
+
+    @staticmethod
+    def _allowed_types(spec: FeatureSpec) -> frozenset[type]:
+        if spec.dtype in ("float64", "float32"):
+            return _NUMBER
+        if spec.dtype in ("int64", "int32"):
+            return _INTEGER
+        if spec.dtype == "bool":
+            return _BOOL
+        if spec.dtype == "string":
+            return _STRING
+        if spec.categories:
+            return frozenset({type(c) for c in spec.categories} | {_NONE})
+        return frozenset({str, int, _NONE})
+
+    # -- entry point -------------------------------------------------------------------
+
+    def validate(self, raw: RawTable) -> ValidatedTable:
+        """Check ``raw`` and build the model input, or raise :class:`ValidationError`."""
+        if isinstance(raw, Records):
+            rows = self._rows_from_records(raw.rows)
+        elif isinstance(raw, Split):
+            rows = self._rows_from_split(raw.columns, raw.data)
+        elif isinstance(raw, Columns):
+            rows = self._rows_from_columns(raw.columns)
+        else:
+            rows = self._rows_from_matrix(raw.data)
+        if self._all_numeric:
+            return ValidatedTable(self._numeric_matrix(rows), len(rows))
+        return ValidatedTable(self._frame(rows), len(rows))
+
+    # -- shapes -> rows in signature order ----------------------------------------------
+
+    @staticmethod
+    def _check_rows(rows: Any) -> None:
+        if not isinstance(rows, list):
+            _fail(
+                "the input rows must be a JSON array",
+                field=None,
+                row=None,
+                expected="an array of rows",
+                got=_describe(rows),
+            )
+        if not rows:
+            _fail(
+                "the input has no rows; send at least one",
+                field=None,
+                row=None,
+                expected="at least one row",
+                got="0 rows",
+            )
+
+    def _rows_from_records(self, records: Any) -> Sequence[Sequence[Any]]:
+        self._check_rows(records)
+        names, width = self._names, len(self._names)
+        try:
+            rows = [[r[n] for n in names] for r in records]
+        except (KeyError, TypeError, IndexError):
+            return self._rows_from_records_slow(records)
+        if self.extra == "reject" and any(len(r) != width for r in records):
+            return self._rows_from_records_slow(records)
+        return rows
+
+    def _rows_from_records_slow(self, records: list[Any]) -> list[list[Any]]:
+        rows: list[list[Any]] = []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                _fail(
+                    f"row {i} must be an object mapping feature names to values",
+                    field=None,
+                    row=i,
+                    expected="an object",
+                    got=_describe(record),
+                )
+            self._check_names(record.keys(), row=i)
+            rows.append([record.get(n) for n in self._names])
+        return rows
+
+    def _check_names(self, given: Any, *, row: int | None) -> None:
+        present = set(given)
+        for name in self._required:
+            if name not in present:
+                where = f" in row {row}" if row is not None else ""
+                _fail(
+                    f"required feature {name!r} is missing{where}; the model expects {self._names}",
+                    field=name,
+                    row=row,
+                    expected="a value",
+                    got="missing",
+                )
+        if self.extra == "reject":
+            for name in present:
+                if name not in self._index:
+                    _fail(
+                        f"unknown feature {str(name)[:60]!r}: the model expects {self._names} "
+                        "(remove it, or serve with extra_features='ignore')",
+                        field=str(name)[:60],
+                        row=row,
+                        expected="no such feature",
+                        got="an extra feature",
+                    )
+
+    def _check_width(self, rows: list[Any], width: int, hint: str) -> None:
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != width:
+                got = f"{len(row)} values" if isinstance(row, list) else _describe(row)
+                _fail(
+                    f"row {i} has {got}, expected {width} {hint}",
+                    field=None,
+                    row=i,
+                    expected=f"{width} values",
+                    got=got,
+                )
+
+    def _rows_from_split(self, columns: Any, data: Any) -> Sequence[Sequence[Any]]:
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            _fail(
+                "'columns' must be an array of feature names",
+                field="columns",
+                row=None,
+                expected="an array of strings",
+                got=_describe(columns),
+            )
+        if len(set(columns)) != len(columns):
+            dup = next(c for c in columns if columns.count(c) > 1)
+            _fail(
+                f"column {dup!r} appears twice",
+                field=dup,
+                row=None,
+                expected="unique column names",
+                got="a duplicate",
+            )
+        self._check_rows(data)
+        self._check_width(data, len(columns), "(one per column)")
+        if columns == self._names:
+            return data  # type: ignore[no-any-return]
+        self._check_names(columns, row=None)
+        position = {c: i for i, c in enumerate(columns)}
+        picks = [position.get(n) for n in self._names]
+        return [[None if p is None else row[p] for p in picks] for row in data]
+
+    def _rows_from_columns(self, columns: Any) -> Sequence[Sequence[Any]]:
+        if not isinstance(columns, dict):
+            _fail(
+                "the input must map feature names to lists of values",
+                field=None,
+                row=None,
+                expected="an object of columns",
+                got=_describe(columns),
+            )
+        self._check_names(columns.keys(), row=None)
+        n_rows: int | None = None
+        for name in self._names:
+            values = columns.get(name)
+            if values is None:
+                continue
+            if not isinstance(values, list):
+                _fail(
+                    f"column {name!r} must be an array of values",
+                    field=name,
+                    row=None,
+                    expected="an array",
+                    got=_describe(values),
+                )
+            if n_rows is None:
+                n_rows = len(values)
+            elif len(values) != n_rows:
+                _fail(
+                    f"column {name!r} has {len(values)} values but earlier columns have {n_rows}",
+                    field=name,
+                    row=None,
+                    expected=f"{n_rows} values",
+                    got=f"{len(values)} values",
+                )
+        if not n_rows:
+            self._check_rows([])
+        assert n_rows is not None
+        blank = [None] * n_rows
+        return list(zip(*[columns.get(n, blank) for n in self._names], strict=True))
+
+    def _rows_from_matrix(self, data: Any) -> Sequence[Sequence[Any]]:
+        self._check_rows(data)
+        self._check_width(data, len(self._names), f"in signature order {self._names}")
+        return data  # type: ignore[no-any-return]
+
+    # -- rows -> model input ------------------------------------------------------------
+
+    def _check_types(self, rows: Sequence[Sequence[Any]], j: int) -> None:
+        allowed = self._allowed[j]
+        if {type(row[j]) for row in rows} <= allowed:
+            return
+        spec = self._specs[j]
+        for i, row in enumerate(rows):
+            value = row[j]
+            if type(value) not in allowed:
+                hint = (
+                    "; send numbers unquoted"
+                    if isinstance(value, str) and spec.is_numeric and _is_number(value)
+                    else ""
+                )
+                expected = _expected(spec)
+                _fail(
+                    f"feature {spec.name!r} in row {i}: expected {expected}, "
+                    f"got {_describe(value)}{hint}",
+                    field=spec.name,
+                    row=i,
+                    expected=expected,
+                    got=_describe(value),
+                )
+
+    def _numeric_matrix(self, rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.float64]:
+        if not (self._uniform and {type(v) for row in rows for v in row} <= _NUMBER):
+            for j in range(len(self._specs)):
+                self._check_types(rows, j)
+        # None becomes NaN here; nullability is then checked on the array in one pass.
+        X = np.array(rows, dtype=np.float64)
+        if not np.isfinite(X).all():
+            self._check_non_finite(X, rows)
+        if self._int_cols:
+            self._check_integral(X)
+        return X
+
+    def _check_non_finite(self, X: npt.NDArray[np.float64], rows: Sequence[Sequence[Any]]) -> None:
+        bad = np.isnan(X) & ~self._nullable
+        if not self.allow_inf:
+            bad |= np.isinf(X)
+        if bad.any():
+            i, j = (int(k) for k in np.argwhere(bad)[0])
+            self._reject_non_finite(self._specs[j], i, rows[i][j], float(X[i, j]))
+
+    def _reject_non_finite(self, spec: FeatureSpec, i: int, value: Any, x: float) -> None:
+        if math.isnan(x):
+            _fail(
+                f"feature {spec.name!r} in row {i} is missing (null/NaN) and the model "
+                "does not accept missing values for it; send a number",
+                field=spec.name,
+                row=i,
+                expected=_expected(spec),
+                got="null" if value is None else "NaN",
+            )
+        _fail(
+            f"feature {spec.name!r} in row {i} is infinite; send a finite number "
+            "(or serve with allow_inf=True)",
+            field=spec.name,
+            row=i,
+            expected="a finite number",
+            got=str(x),
+        )
+
+    def _check_integral(self, X: npt.NDArray[np.float64]) -> None:
+        sub = X[:, self._int_cols]
+        fractional = np.isfinite(sub) & (sub != np.trunc(sub))
+        if fractional.any():
+            i, k = (int(v) for v in np.argwhere(fractional)[0])
+            spec = self._specs[self._int_cols[k]]
+            _fail(
+                f"feature {spec.name!r} in row {i}: expected an integer ({spec.dtype}), "
+                f"got the number {float(sub[i, k])!r}",
+                field=spec.name,
+                row=i,
+                expected=_expected(spec),
+                got=f"the number {float(sub[i, k])!r}",
+            )
+
+    def _frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
+        import pandas as pd
+
+        data: dict[str, Any] = {}
+        for j, spec in enumerate(self._specs):
+            if spec.is_numeric:
+                self._check_types(rows, j)
+                column = np.array([row[j] for row in rows], dtype=np.float64)
+                bad = ~np.isfinite(column)
+                if bad.any():
+                    bad &= np.isinf(column) if spec.nullable else bad
+                    if self.allow_inf:
+                        bad &= np.isnan(column)
+                    if bad.any():
+                        i = int(np.argmax(bad))
+                        self._reject_non_finite(spec, i, rows[i][j], float(column[i]))
+                    bad = ~np.isfinite(column)
+                if spec.dtype in ("int64", "int32") and not bad.any():
+                    if (column != np.trunc(column)).any():
+                        i = int(np.argmax(column != np.trunc(column)))
+                        _fail(
+                            f"feature {spec.name!r} in row {i}: expected an integer "
+                            f"({spec.dtype}), got the number {float(column[i])!r}",
+                            field=spec.name,
+                            row=i,
+                            expected=_expected(spec),
+                            got=f"the number {float(column[i])!r}",
+                        )
+                    data[spec.name] = column.astype(np.int64)
+                elif spec.dtype == "bool" and not bad.any():
+                    data[spec.name] = column.astype(bool)
+                else:
+                    data[spec.name] = column
+            else:
+                # CSV and pandas-made JSON encode a missing category as NaN.
+                values = [None if _is_nan(row[j]) else row[j] for row in rows]
+                self._check_category(values, spec, j)
+                data[spec.name] = np.array(values, dtype=object)
+        return pd.DataFrame(data, columns=self._names)
+
+    def _check_category(self, values: list[Any], spec: FeatureSpec, j: int) -> None:
+        allowed = self._allowed[j]
+        for i, value in enumerate(values):
+            if type(value) not in allowed:
+                expected = _expected(spec)
+                _fail(
+                    f"feature {spec.name!r} in row {i}: expected {expected}, got {_describe(value)}",
+                    field=spec.name,
+                    row=i,
+                    expected=expected,
+                    got=_describe(value),
+                )
+            if value is None and not spec.nullable:
+                _fail(
+                    f"feature {spec.name!r} in row {i} is missing (null) and the model does not "
+                    "accept missing values for it",
+                    field=spec.name,
+                    row=i,
+                    expected=_expected(spec),
+                    got="null",
+                )
+
+
+def _is_nan(value: Any) -> bool:
+    return type(value) is float and value != value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
