@@ -1,0 +1,194 @@
+"""scikit-learn models: skops files (preferred) and, only when trusted, pickle/joblib.
+
+In-memory estimators (pipelines included) are saved as skops. A skops file may name types
+outside skops' safe defaults (e.g. ``sklearn.tree._tree.Tree``): they load only when the
+caller's :class:`~vigil.bundle.trust.TrustPolicy` names every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vigil.bundle.flavors.base import (
+    as_frame,
+    as_matrix,
+    default_feature_names,
+    mro_modules,
+    numeric_inputs,
+    output_dtype,
+    python_values,
+    read_head,
+)
+from vigil.bundle.signature import OutputSpec, Signature
+from vigil.bundle.trust import TrustPolicy
+from vigil.errors import BundleError, VigilError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import pandas as pd
+
+    from vigil.bundle.model import LoadedModel
+
+SKOPS_SUFFIXES = (".skops",)
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+_ZIP_MAGIC = b"PK\x03\x04"
+MODEL_FILE = "model.skops"
+
+
+class SklearnModel:
+    """A scikit-learn estimator behind the :class:`~vigil.bundle.model.LoadedModel` protocol.
+
+    Inputs are handed over the way the estimator was fitted, so scikit-learn never warns
+    about feature names: estimators fitted on a frame get a frame (a bare array is wrapped
+    with the fitted names, no copy), estimators fitted on an array get an array.
+    """
+
+    def __init__(self, estimator: Any, flavor: str = "sklearn") -> None:
+        self.flavor = flavor
+        self.estimator = estimator
+        names = getattr(estimator, "feature_names_in_", None)
+        self.feature_names: list[str] | None = (
+            [str(n) for n in names] if names is not None else None
+        )
+        n = getattr(estimator, "n_features_in_", None)
+        self.n_features: int | None = int(n) if n is not None else None
+        self._has_proba = hasattr(estimator, "predict_proba")
+
+    @property
+    def has_proba(self) -> bool:
+        return self._has_proba
+
+    def _prepare(self, X: pd.DataFrame | npt.NDArray[Any]) -> Any:
+        if self.feature_names is not None:
+            return as_frame(X, self.feature_names)
+        return as_matrix(X)
+
+    def predict(self, X: pd.DataFrame | npt.NDArray[Any]) -> np.ndarray[Any, Any]:
+        out = np.asarray(self.estimator.predict(self._prepare(X)))
+        return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out
+
+    def predict_proba(self, X: pd.DataFrame | npt.NDArray[Any]) -> np.ndarray[Any, Any]:
+        if not self._has_proba:
+            raise NotImplementedError(f"{type(self.estimator).__name__} has no predict_proba")
+        return np.asarray(self.estimator.predict_proba(self._prepare(X)))
+
+
+def estimator_signature(estimator: Any) -> Signature | None:
+    """Inputs from ``feature_names_in_`` / ``n_features_in_``; outputs from ``classes_``."""
+    from sklearn.base import is_classifier, is_regressor
+
+    names = getattr(estimator, "feature_names_in_", None)
+    n = getattr(estimator, "n_features_in_", None)
+    if names is not None:
+        inputs = numeric_inputs([str(x) for x in names])
+    elif n is not None:
+        inputs = numeric_inputs(default_feature_names(int(n)))
+    else:
+        return None
+    classes = getattr(estimator, "classes_", None)
+    if is_classifier(estimator) and classes is not None:
+        outputs = OutputSpec(
+            task="classification",
+            dtype=output_dtype(classes),
+            classes=python_values(classes),
+            has_proba=hasattr(estimator, "predict_proba"),
+        )
+    elif is_regressor(estimator):
+        outputs = OutputSpec(task="regression", dtype="float64")
+    else:
+        outputs = OutputSpec(task="other")
+    return Signature(inputs=inputs, outputs=outputs)
+
+
+def load_skops(path: Path, trust: TrustPolicy) -> Any:
+    """Load a skops file once every type it needs beyond skops' defaults is trusted."""
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise BundleError(f"{path.name} is not a readable skops file: {exc}") from exc
+    allowed = trust.allowed_types(untrusted, what=path.name)
+    try:
+        return sio.load(path, trusted=allowed)
+    except VigilError:
+        raise
+    except Exception as exc:
+        raise BundleError(f"{path.name} could not be loaded with skops: {exc}") from exc
+
+
+def load_pickle(path: Path, trust: TrustPolicy) -> Any:
+    """Load a pickle/joblib/cloudpickle file, only when the caller trusts pickle."""
+    trust.check_pickle(what=path.name)
+    import joblib
+
+    try:
+        return joblib.load(path)
+    except Exception as exc:
+        raise BundleError(f"{path.name} could not be unpickled: {exc}") from exc
+
+
+def check_estimator(obj: Any, what: str) -> Any:
+    if not callable(getattr(obj, "predict", None)):
+        raise BundleError(f"{what} holds a {type(obj).__name__}, which has no predict method")
+    return obj
+
+
+class SklearnFlavor:
+    """The ``sklearn`` flavor plugin."""
+
+    name = "sklearn"
+
+    def detect(self, path: Path) -> bool:
+        suffix = path.suffix.lower()
+        if suffix in SKOPS_SUFFIXES:
+            return read_head(path, 4) == _ZIP_MAGIC
+        return suffix in PICKLE_SUFFIXES and path.is_file()
+
+    def accepts(self, obj: object) -> bool:
+        mods = mro_modules(obj)
+        return "sklearn" in mods and not mods & {"xgboost", "lightgbm"} and hasattr(obj, "predict")
+
+    def save(self, obj: Any, dest_dir: Path) -> str:
+        import skops.io as sio
+
+        sio.dump(obj, dest_dir / MODEL_FILE)
+        return MODEL_FILE
+
+    def model_info(self, obj: Any) -> dict[str, Any]:
+        estimator = obj.estimator if isinstance(obj, SklearnModel) else obj
+        return {"estimator": type(estimator).__name__}
+
+    def required_trust(self, model_path: Path) -> TrustPolicy:
+        if model_path.suffix.lower() in PICKLE_SUFFIXES:
+            return TrustPolicy(trust_pickle=True)
+        import skops.io as sio
+
+        return TrustPolicy(trusted_types=tuple(sio.get_untrusted_types(file=model_path)))
+
+    def load(
+        self, model_path: Path, *, trust: TrustPolicy, model_info: Mapping[str, Any] | None = None
+    ) -> SklearnModel:
+        if model_path.suffix.lower() in PICKLE_SUFFIXES:
+            obj = load_pickle(model_path, trust)
+        else:
+            obj = load_skops(model_path, trust)
+        return SklearnModel(check_estimator(obj, model_path.name))
+
+    def infer_signature(self, model: LoadedModel) -> Signature | None:
+        if isinstance(model, SklearnModel):
+            return estimator_signature(model.estimator)
+        return None
+
+    def versions(self) -> dict[str, str]:
+        import sklearn
+        import skops
+
+        return {"scikit-learn": sklearn.__version__, "skops": skops.__version__}
+
+
+flavor = SklearnFlavor()
