@@ -1,0 +1,165 @@
+"""Prepared columns: a numeric column sorted once, a categorical column as codes.
+
+Every numeric statistic needs the finite values in sorted order; sorting is the one
+expensive step, so it happens here once per column and side and is shared by KS,
+Wasserstein and the quantile bins. Missing values (NaN / None) and ``±inf`` are counted
+and kept out of the numeric statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class NumericColumn:
+    """Finite values of one numeric column, sorted, with the counts that were left out."""
+
+    values: FloatArray
+    """Finite values, ascending."""
+    n_missing: int
+    n_infinite: int
+
+    @property
+    def n(self) -> int:
+        """Number of finite values (what the numeric tests see)."""
+        return int(self.values.size)
+
+    @property
+    def n_rows(self) -> int:
+        return self.n + self.n_missing + self.n_infinite
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof=1), None below two values."""
+        if self.n < 2:
+            return None
+        return float(np.std(self.values, ddof=1))
+
+    @classmethod
+    def from_values(cls, data: Any) -> NumericColumn:
+        """Sort the finite values of ``data`` (anything array-like, nullable or not).
+
+        >>> col = NumericColumn.from_values([3.0, None, 1.0, float("inf")])
+        >>> col.values.tolist(), col.n_missing, col.n_infinite
+        ([1.0, 3.0], 1, 1)
+        """
+        arr = as_float_array(data)
+        nan = np.isnan(arr)
+        inf = np.isinf(arr)
+        n_missing = int(nan.sum())
+        n_infinite = int(inf.sum())
+        if n_missing or n_infinite:
+            arr = arr[~(nan | inf)]
+        values = np.sort(arr)  # a new array: the caller's data is never reordered
+        return cls(values=values, n_missing=n_missing, n_infinite=n_infinite)
+
+
+def as_float_array(data: Any) -> FloatArray:
+    """``data`` as a 1-D float64 array with NaN for missing values (None, pd.NA, NaT)."""
+    if isinstance(data, pd.Series | pd.Index):
+        return np.asarray(data.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    arr = np.asarray(data)
+    if arr.dtype == object:
+        return np.asarray(pd.to_numeric(pd.Series(arr), errors="coerce"), dtype=np.float64)
+    return np.asarray(arr, dtype=np.float64).reshape(-1)
+
+
+def is_categorical_dtype(data: Any) -> bool:
+    """Whether a column's dtype says categorical (strings, objects, categories, booleans)."""
+    dtype = getattr(data, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(data).dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return True
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        return True
+    return bool(pd.api.types.is_bool_dtype(dtype))
+
+
+@dataclass(frozen=True)
+class CategoryCounts:
+    """Reference and current counts over one list of category labels.
+
+    The last label is ``UNSEEN`` (categories met only in current), pooled into one bucket
+    so that a flood of new values is one strong signal, not many weak ones.
+    """
+
+    labels: list[str]
+    reference: npt.NDArray[np.int64]
+    current: npt.NDArray[np.int64]
+    reference_missing: int
+    current_missing: int
+    unseen_categories: list[str]
+
+    def with_missing(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Counts with one extra bucket for missing values appended."""
+        return (
+            np.append(self.reference, self.reference_missing),
+            np.append(self.current, self.current_missing),
+        )
+
+
+UNSEEN = "__unseen__"
+"""Label of the bucket holding categories found only in the current data."""
+
+MAX_LISTED_UNSEEN = 20
+
+
+def _codes(data: Any) -> tuple[npt.NDArray[np.intp], pd.Index]:
+    if isinstance(data, pd.Categorical | pd.CategoricalIndex) or (
+        isinstance(data, pd.Series) and isinstance(data.dtype, pd.CategoricalDtype)
+    ):
+        cat = data.array if isinstance(data, pd.Series) else data
+        assert isinstance(cat, pd.Categorical | pd.CategoricalIndex)
+        return np.asarray(cat.codes, dtype=np.intp), pd.Index(cat.categories)
+    if not isinstance(data, pd.Series):
+        data = np.asarray(data)
+        if data.dtype.kind in "OUS":
+            data = data.astype(object)
+    codes, uniques = pd.factorize(data)
+    return np.asarray(codes, dtype=np.intp), pd.Index(uniques)
+
+
+def count_categories(reference: Any, current: Any) -> CategoryCounts:
+    """Count both sides over the reference categories plus one ``UNSEEN`` bucket.
+
+    Labels are ``str(category)``, the key convention of the baseline profile.
+
+    >>> cc = count_categories(["a", "b", "a", None], ["a", "c", "c"])
+    >>> cc.labels, cc.reference.tolist(), cc.current.tolist(), cc.unseen_categories
+    (['a', 'b', '__unseen__'], [2, 1, 0], [1, 0, 2], ['c'])
+    """
+    ref_codes, ref_uniques = _codes(reference)
+    cur_codes, cur_uniques = _codes(current)
+    k = len(ref_uniques)
+    ref_counts = np.bincount(ref_codes[ref_codes >= 0], minlength=k).astype(np.int64)
+    cur_local = np.bincount(cur_codes[cur_codes >= 0], minlength=len(cur_uniques))
+    ref_labels = [str(v) for v in ref_uniques]
+    position = {label: i for i, label in enumerate(ref_labels)}
+    cur_counts = np.zeros(k + 1, dtype=np.int64)
+    unseen: list[str] = []
+    for value, count in zip(cur_uniques, cur_local, strict=True):
+        label = str(value)
+        i = position.get(label)
+        if i is None:
+            cur_counts[k] += count
+            if count and len(unseen) < MAX_LISTED_UNSEEN:
+                unseen.append(label)
+        else:
+            cur_counts[i] += count
+    return CategoryCounts(
+        labels=[*ref_labels, UNSEEN],
+        reference=np.append(ref_counts, 0),
+        current=cur_counts,
+        reference_missing=int((ref_codes < 0).sum()),
+        current_missing=int((cur_codes < 0).sum()),
+        unseen_categories=unseen,
+    )

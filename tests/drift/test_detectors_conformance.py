@@ -1,0 +1,107 @@
+"""One shared set of checks run on every detector found in vigil.drift.detectors."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import numpy as np
+import pytest
+
+import vigil.drift.detectors as pkg
+from vigil.drift.detectors.base import DriftDetector
+
+
+def discover() -> list[type[DriftDetector]]:
+    found: dict[str, type[DriftDetector]] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, DriftDetector)
+                and not inspect.isabstract(obj)
+                and obj.__module__ == module.__name__
+            ):
+                found[obj.__name__] = obj
+    return [found[k] for k in sorted(found)]
+
+
+DETECTORS = discover()
+
+
+def test_all_five_are_found() -> None:
+    assert [d.__name__ for d in DETECTORS] == ["ADWIN", "DDM", "EDDM", "KSWIN", "PageHinkley"]
+
+
+def stream(binary: bool) -> list[float]:
+    rng = np.random.default_rng(11)
+    if binary:
+        return [*rng.binomial(1, 0.1, 800).astype(float), *rng.binomial(1, 0.5, 800).astype(float)]
+    return [*rng.normal(0, 1, 400), *rng.normal(3, 1, 400)]
+
+
+def make(cls: type[DriftDetector]) -> DriftDetector:
+    return cls(seed=7) if "seed" in inspect.signature(cls).parameters else cls()  # type: ignore[call-arg]
+
+
+def detections(det: DriftDetector, data: list[float]) -> list[int]:
+    out = []
+    for i, x in enumerate(data):
+        det.update(float(x))
+        if det.drift_detected:
+            out.append(i)
+    return out
+
+
+@pytest.fixture(params=DETECTORS, ids=lambda c: c.__name__)
+def cls(request: pytest.FixtureRequest) -> type[DriftDetector]:
+    return request.param  # type: ignore[no-any-return]
+
+
+def is_binary(cls: type[DriftDetector]) -> bool:
+    return cls.__name__ in {"DDM", "EDDM"}
+
+
+def test_clone_same_params_fresh_state(cls: type[DriftDetector]) -> None:
+    det = make(cls)
+    data = stream(is_binary(cls))
+    first = detections(det, data)
+    assert first, "each detector must find the planted shift"
+    twin = det.clone()
+    assert type(twin) is cls and twin is not det
+    assert twin._get_params() == det._get_params()
+    assert not twin.drift_detected
+    assert detections(twin, data) == first  # fresh state: same run again
+
+
+def test_repr_shows_params(cls: type[DriftDetector]) -> None:
+    det = make(cls)
+    text = repr(det)
+    assert text.startswith(f"{cls.__name__}(")
+    for name, value in det._get_params().items():
+        assert f"{name}={value!r}" in text
+
+
+def test_seeding_is_deterministic(cls: type[DriftDetector]) -> None:
+    data = stream(is_binary(cls))
+    assert detections(make(cls), data) == detections(make(cls), data)
+
+
+def test_no_mutable_defaults(cls: type[DriftDetector]) -> None:
+    for p in inspect.signature(cls).parameters.values():
+        assert not isinstance(p.default, list | dict | set | bytearray), p.name
+
+
+def test_drift_detected_is_read_only(cls: type[DriftDetector]) -> None:
+    det = make(cls)
+    with pytest.raises(AttributeError):
+        det.drift_detected = True  # type: ignore[misc]
+    assert det.drift_detected is False
+
+
+def test_init_only_stores_params(cls: type[DriftDetector]) -> None:
+    det = make(cls)
+    for name in inspect.signature(cls).parameters:
+        assert hasattr(det, name)
