@@ -106,7 +106,9 @@ def merge_signature(
         return model
     by_name = {f.name: f for f in reference}
     names = model.feature_names
-    if names == default_feature_names(len(names)) and not set(names) <= set(by_name):
+    # Default names (f0, f1, ...) mean the model never saw real ones, unless the reference
+    # uses them too: then they are real names and a missing one must be reported by name.
+    if names == default_feature_names(len(names)) and not set(names) & set(by_name):
         if len(reference) != len(names):
             raise ReferenceDataError(
                 f"the model takes {len(names)} unnamed inputs but the reference data has "

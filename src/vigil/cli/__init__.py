@@ -1,7 +1,60 @@
-"""The ``vigil`` command line."""
+"""The ``vigil`` command line (typer + rich).
+
+Commands only translate arguments into calls of :class:`vigil.app.Vigil` and results into
+tables or JSON. Any vigil error becomes one line on stderr and a non-zero exit status,
+never a traceback.
+"""
 
 from __future__ import annotations
 
+import typer
+
+from vigil.cli import drift as _drift
+from vigil.cli import models as _models
+
+app = typer.Typer(
+    name="vigil",
+    help="Take a trained model to production and keep watch over it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+_models.install(app)
+_drift.install(app)
+from vigil.cli import serve as _serve  # noqa: E402
+
+_serve.install(app)
+
+
+@app.command()
+def version() -> None:
+    """Print vigil's version."""
+    from vigil import __version__
+
+    typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    home: str = typer.Option(None, help="VIGIL_HOME to use (default: the configured one)."),
+) -> None:
+    """Train a model on a data set scikit-learn ships, register it, and show it."""
+    from vigil.demo import run_demo
+
+    run_demo(home=home)
+
 
 def main() -> None:
-    raise SystemExit("vigil: the CLI is being built")
+    """Console-script entry point: run the app, turning known errors into one line."""
+    from vigil.cli._output import fail
+    from vigil.errors import VigilError
+
+    try:
+        app(standalone_mode=True)
+    except VigilError as exc:
+        fail(exc.message)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)

@@ -1,0 +1,256 @@
+"""The one composition root: settings → database → artifact store → registry.
+
+The CLI, the Python API (:func:`vigil.register`, :func:`vigil.load`), the server, the demo
+and the tests all build their objects here, so there is exactly one place that decides
+which database, which store and which actor are in use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vigil.errors import ReferenceDataError
+from vigil.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vigil.bundle.model import LoadedBundle
+    from vigil.bundle.trust import TrustPolicy
+    from vigil.registry.registry import ModelVersion, Registry
+    from vigil.storage.artifacts import ArtifactStore
+    from vigil.storage.sql import Database
+
+Progress = Callable[[int, int | None], None]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_path(path: Path) -> str:
+    """Digest of a file, or of a directory tree (sorted relative paths and bytes)."""
+    if path.is_file():
+        return _sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(item.relative_to(path).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(_sha256_file(item).encode())
+    return digest.hexdigest()
+
+
+def _git_commit(where: Path) -> str | None:
+    """The commit of the git repository containing ``where``, if any (for lineage)."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        out = subprocess.run(
+            [git, "rev-parse", "HEAD"],
+            cwd=where if where.is_dir() else where.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+class Vigil:
+    """Everything vigil needs, built lazily from one :class:`Settings`.
+
+    >>> import tempfile, pathlib
+    >>> v = Vigil(load_settings(home=pathlib.Path(tempfile.mkdtemp())))
+    >>> v.settings.resolved_database_url.startswith("sqlite:///")
+    True
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else load_settings()
+
+    # -- wiring ------------------------------------------------------------------------
+
+    @cached_property
+    def database(self) -> Database:
+        from vigil.storage.sql import Database
+
+        home = self.settings.home
+        if self.settings.database_url is None:
+            home.mkdir(parents=True, exist_ok=True)
+        db = Database(self.settings.resolved_database_url)
+        db.migrate()
+        return db
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        from vigil.storage.artifacts import ArtifactStore
+
+        return ArtifactStore(
+            self.settings.resolved_artifact_url, s3_endpoint_url=self.settings.s3_endpoint_url
+        )
+
+    @cached_property
+    def registry(self) -> Registry:
+        from vigil.registry.registry import Registry
+
+        return Registry(self.database, self.artifacts, actor=self.settings.resolved_actor)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.settings.home / "cache" / "bundles"
+
+    def private_tempdir(self, prefix: str) -> Path:
+        """A private (0700) scratch directory under the home, removed by the caller."""
+        root = self.settings.home / "tmp"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+    # -- the lifecycle -------------------------------------------------------------------
+
+    def register(
+        self,
+        model: Any,
+        *,
+        name: str,
+        reference: pd.DataFrame | str | os.PathLike[str] | None = None,
+        target: str | None = None,
+        alias: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        description: str | None = None,
+        flavor: str | None = None,
+        trust: TrustPolicy | None = None,
+        progress: Progress | None = None,
+    ) -> ModelVersion:
+        """Package ``model`` (an estimator object or a model file/MLflow directory) with its
+        signature and the baseline profile of ``reference``, and register it as a new,
+        immutable version of ``name``.
+
+        A live estimator object is trusted implicitly (the caller is holding it); a file
+        is trusted only as ``trust`` says. The trust granted here is recorded in the
+        registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
+        loading the version later needs no flags.
+        """
+        from vigil._names import check_alias, check_model_name, check_tag_key
+        from vigil.bundle.bundle import build_bundle
+        from vigil.bundle.trust import TrustPolicy
+
+        check_model_name(name)
+        if alias is not None:
+            check_alias(alias)
+        for key in {**(tags or {}), **(metrics or {})}:
+            check_tag_key(key)
+        trust = trust or TrustPolicy()
+        lineage: dict[str, Any] = {"host": platform.node(), "python": platform.python_version()}
+        from_object = not isinstance(model, str | os.PathLike)
+        if not from_object:
+            source = Path(model).expanduser()
+            if not source.exists():
+                raise ReferenceDataError(f"model file {str(source)!r} does not exist")
+            lineage.update(source=str(source.resolve()), source_sha256=_sha256_path(source))
+            lineage["git_commit"] = _git_commit(source.resolve())
+        else:
+            lineage.update(source=f"<in-memory {type(model).__module__}.{type(model).__name__}>")
+            lineage["git_commit"] = _git_commit(Path.cwd())
+        if isinstance(reference, str | os.PathLike):
+            ref_path = Path(reference).expanduser()
+            if not ref_path.is_file():
+                raise ReferenceDataError(
+                    f"reference data {str(ref_path)!r} does not exist; pass a CSV or Parquet file"
+                )
+            lineage.update(
+                reference=str(ref_path.resolve()), reference_sha256=_sha256_file(ref_path)
+            )
+            reference = ref_path
+        elif reference is not None:
+            lineage["reference"] = "<in-memory DataFrame>"
+
+        scratch = self.private_tempdir("register-")
+        try:
+            bundle_dir = scratch / "bundle"
+            manifest = build_bundle(
+                model,
+                bundle_dir,
+                flavor=flavor,
+                reference=reference,
+                target=target,
+                trust=trust,
+                progress=progress,
+            )
+            approved = set(trust.trusted_types)
+            if from_object:
+                # The caller handed us the live object: the types skops needs to rebuild it
+                # are the ones that object is made of, so they are approved by this call.
+                approved |= set(manifest.required_trusted_types)
+            lineage["trust"] = {
+                "pickle": bool(trust.trust_pickle),
+                "types": sorted(approved),
+            }
+            ref_source = manifest.reference.source if manifest.reference else None
+            if ref_source is not None and ref_source.sha256 and "reference_sha256" not in lineage:
+                lineage["reference_sha256"] = ref_source.sha256
+            return self.registry.register_version(
+                name,
+                bundle_dir,
+                description=description,
+                tags=dict(tags or {}),
+                metrics={k: float(v) for k, v in (metrics or {}).items()},
+                lineage=lineage,
+                alias=alias,
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def load(self, uri: str, *, trust: TrustPolicy | None = None) -> LoadedBundle:
+        """Load a registered version (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``).
+
+        The trust recorded when the version was registered applies, widened by ``trust``.
+        """
+        from vigil.bundle.bundle import load_bundle
+        from vigil.bundle.trust import TrustPolicy
+
+        mv = self.registry.resolve(uri)
+        recorded = (mv.lineage or {}).get("trust") or {}
+        given = trust or TrustPolicy()
+        policy = TrustPolicy(
+            trust_pickle=bool(recorded.get("pickle")) or given.trust_pickle,
+            trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
+        )
+        path = self.registry.fetch_bundle(mv, self.cache_dir)
+        bundle = load_bundle(path, trust=policy)
+        bundle.name, bundle.version = mv.name, mv.version
+        return bundle
+
+
+_default: Vigil | None = None
+
+
+def default() -> Vigil:
+    """The process-wide :class:`Vigil` built from the environment (and ``vigil.yaml``)."""
+    global _default
+    if _default is None:
+        _default = Vigil()
+    return _default
+
+
+def reset_default() -> None:
+    """Forget the process-wide instance (after changing ``VIGIL_*`` variables)."""
+    global _default
+    _default = None

@@ -1,0 +1,5 @@
+"""``python -m vigil.cli`` runs the command line."""
+
+from vigil.cli import main
+
+main()

@@ -1,0 +1,343 @@
+"""Registry commands: register, models list/show, alias set/delete, rollback, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from vigil.cli._output import as_dict, console, fail, human_size, print_json, table, when
+
+models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Point aliases (production, staging, ...) at versions.", no_args_is_help=True
+)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def _vigil() -> Any:
+    from vigil.app import default
+
+    return default()
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--{what} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def register(
+    name: str = typer.Argument(..., help="Model name (letters, digits, '.', '_', '-')."),
+    path: Path = typer.Argument(
+        ..., help="Model file (.skops, .onnx, .json/.ubj, .txt, .pkl) or MLflow model directory."
+    ),
+    reference: Path = typer.Option(
+        None,
+        "--reference",
+        "-r",
+        help="Reference data (CSV or Parquet) for the signature and baseline profile.",
+    ),
+    target: str = typer.Option(
+        None, "--target", help="Label column in the reference data (profiled, not a feature)."
+    ),
+    alias: str = typer.Option(
+        None, "--alias", "-a", help="Alias to point at the new version, e.g. production."
+    ),
+    tag: list[str] = typer.Option(None, "--tag", "-t", help="Tag KEY=VALUE (repeatable)."),
+    metric: list[str] = typer.Option(
+        None, "--metric", "-m", help="Metric KEY=NUMBER (repeatable)."
+    ),
+    description: str = typer.Option(None, "--description", "-d", help="Free-text description."),
+    flavor: str = typer.Option(
+        None,
+        "--flavor",
+        help="Override flavor detection (sklearn, onnx, xgboost, lightgbm, mlflow).",
+    ),
+    trust_pickle: bool = typer.Option(
+        False,
+        "--trust-pickle",
+        help="Allow pickle/joblib/cloudpickle files (they can run arbitrary code).",
+    ),
+    trust_type: list[str] = typer.Option(
+        None,
+        "--trust-type",
+        help="Trust one type in a skops file, e.g. sklearn.tree._tree.Tree (repeatable).",
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Register a model file as a new immutable version, with its signature and baseline profile."""
+    from vigil.bundle.trust import TrustPolicy
+
+    metrics: dict[str, float] = {}
+    for key, value in _pairs(metric, "metric").items():
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            fail(f"--metric {key}={value!r}: the value must be a number")
+    trust = TrustPolicy(trust_pickle=trust_pickle, trusted_types=tuple(trust_type or ()))
+    v = _vigil()
+    with _progress(json_out) as progress:
+        mv = v.register(
+            str(path),
+            name=name,
+            reference=str(reference) if reference else None,
+            target=target,
+            alias=alias,
+            tags=_pairs(tag, "tag"),
+            metrics=metrics,
+            description=description,
+            flavor=flavor,
+            trust=trust,
+            progress=progress,
+        )
+    if json_out:
+        print_json(as_dict(mv))
+        return
+    console.print(
+        f"[green]registered[/] [bold]models:/{mv.name}/{mv.version}[/] "
+        f"({mv.flavor}, {human_size(mv.size_bytes)}, sha256 {mv.sha256[:12]})"
+        + (f" → alias [bold]{alias}[/]" if alias else "")
+    )
+
+
+class _progress:
+    """A rich progress bar for profiling large reference files (quiet for --json)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Any:
+        if self.quiet:
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("profiling reference"),
+            BarColumn(),
+            TextColumn("{task.completed:,} rows"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._bar.__enter__()
+        self._task = self._bar.add_task("profile", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            self._bar.update(self._task, completed=done, total=total or None)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+@models_app.command("list")
+def list_models(json_out: bool = JSON_OPT) -> None:
+    """List registered models with their newest version and aliases."""
+    reg = _vigil().registry
+    models = reg.list_models()
+    if json_out:
+        print_json([as_dict(m) for m in models])
+        return
+    if not models:
+        console.print(
+            "no models registered yet; try: vigil register NAME MODEL_FILE --reference DATA"
+        )
+        return
+    rows = []
+    for m in models:
+        d = as_dict(m)
+        aliases = d.get("aliases") or {}
+        alias_text = (
+            ", ".join(f"{a}→v{v}" for a, v in sorted(aliases.items()))
+            if isinstance(aliases, dict)
+            else ", ".join(aliases)
+        )
+        rows.append(
+            (
+                d["name"],
+                d.get("latest_version"),
+                d.get("version_count"),
+                alias_text,
+                when(d.get("updated_at")),
+            )
+        )
+    table("Registered models", ["name", "latest", "versions", "aliases", "updated"], rows)
+
+
+@models_app.command("show")
+def show(
+    uri: str = typer.Argument(
+        ..., help="models:/NAME/VERSION, models:/NAME@ALIAS or NAME (all versions)."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show one version (signature, metrics, lineage), or every version of a model."""
+    reg = _vigil().registry
+    if "/" not in uri and "@" not in uri:
+        versions = reg.list_versions(uri)
+        if json_out:
+            print_json([as_dict(v) for v in versions])
+            return
+        rows = [
+            (
+                v.version,
+                v.flavor,
+                ", ".join(v.aliases),
+                human_size(v.size_bytes),
+                v.sha256[:12],
+                when(v.created_at),
+                v.created_by,
+                v.description or "",
+            )
+            for v in versions
+        ]
+        table(
+            f"Versions of {uri}",
+            ["version", "flavor", "aliases", "size", "sha256", "created", "by", "description"],
+            rows,
+        )
+        return
+    mv = reg.resolve(uri)
+    d = as_dict(mv)
+    if json_out:
+        print_json(d)
+        return
+    console.print(f"[bold]models:/{mv.name}/{mv.version}[/]  {mv.description or ''}")
+    facts = [
+        ("flavor", mv.flavor),
+        ("aliases", ", ".join(mv.aliases) or "-"),
+        ("sha256", mv.sha256),
+        ("size", human_size(mv.size_bytes)),
+        ("created", f"{when(mv.created_at)} by {mv.created_by}"),
+        ("tags", ", ".join(f"{k}={v}" for k, v in (mv.tags or {}).items()) or "-"),
+        ("metrics", ", ".join(f"{k}={v:g}" for k, v in (mv.metrics or {}).items()) or "-"),
+    ]
+    lineage = mv.lineage or {}
+    for key in ("source", "source_sha256", "reference", "reference_sha256", "git_commit"):
+        if lineage.get(key):
+            facts.append((key, str(lineage[key])))
+    table("Version", ["field", "value"], facts)
+    sig = mv.signature or {}
+    inputs = sig.get("inputs", [])
+    table(
+        f"Signature ({len(inputs)} inputs)",
+        ["feature", "type", "required", "categories"],
+        [
+            (
+                f["name"],
+                f["dtype"],
+                "yes" if f.get("required", True) else "no",
+                _cats(f.get("categories")),
+            )
+            for f in inputs
+        ],
+    )
+    out = sig.get("outputs") or {}
+    if out:
+        classes = out.get("classes")
+        console.print(
+            f"output: {out.get('task', 'other')} ({out.get('dtype', '')})"
+            + (f", classes {classes}" if classes else "")
+        )
+
+
+def _cats(cats: list[Any] | None) -> str:
+    if not cats:
+        return ""
+    shown = ", ".join(map(str, cats[:6]))
+    return shown + (f", … ({len(cats)})" if len(cats) > 6 else "")
+
+
+@alias_app.command("set")
+def alias_set(
+    name: str = typer.Argument(...),
+    alias: str = typer.Argument(..., help="Alias, e.g. production."),
+    version: int = typer.Argument(..., help="Version number to point at."),
+    reason: str = typer.Option(None, "--reason", help="Why, for the audit log."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Point ALIAS of model NAME at VERSION (recorded in the alias history and audit log)."""
+    change = _vigil().registry.set_alias(name, alias, version, reason=reason)
+    if json_out:
+        print_json(
+            as_dict(change)
+            if not isinstance(change, tuple)
+            else {"from": change[0], "to": change[1]}
+        )
+        return
+    console.print(f"[green]alias[/] {name}@{alias} → version {version}")
+
+
+@alias_app.command("delete")
+def alias_delete(name: str = typer.Argument(...), alias: str = typer.Argument(...)) -> None:
+    """Remove an alias."""
+    _vigil().registry.delete_alias(name, alias)
+    console.print(f"[green]deleted[/] alias {name}@{alias}")
+
+
+def rollback(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias to move back."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Move ALIAS back to the version it pointed to before its last move."""
+    before, after = _vigil().registry.rollback(name, alias)
+    if json_out:
+        print_json({"model": name, "alias": alias, "from_version": before, "to_version": after})
+        return
+    console.print(f"[green]rolled back[/] {name}@{alias}: version {before} → {after}")
+
+
+def audit(
+    name: str = typer.Argument(None, help="Only events of this model."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show the audit trail: who changed what, when, from what to what."""
+    events = _vigil().registry.audit(name, limit=limit)
+    if json_out:
+        print_json([as_dict(e) for e in events])
+        return
+    rows = []
+    for e in events:
+        d = as_dict(e)
+        rows.append(
+            (
+                when(d.get("at")),
+                d.get("actor"),
+                d.get("action"),
+                d.get("entity_name"),
+                _brief(d.get("before")),
+                _brief(d.get("after")),
+            )
+        )
+    table("Audit log", ["at", "actor", "action", "entity", "before", "after"], rows)
+
+
+def _brief(value: Any) -> str:
+    if not value:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k}={v}" for k, v in value.items() if k not in ("signature", "manifest", "lineage")
+        )[:80]
+    return str(value)[:80]
+
+
+def install(app: typer.Typer) -> None:
+    app.command()(register)
+    app.add_typer(models_app, name="models")
+    app.add_typer(alias_app, name="alias")
+    app.command()(rollback)
+    app.command()(audit)

@@ -1,0 +1,152 @@
+"""The main job, end to end on the embedded default: ``make demo`` / ``vigil demo``.
+
+Trains a classifier on a data set scikit-learn ships (no download), registers it with its
+reference data and the ``production`` alias, loads it back through its model URI and
+checks it predicts exactly what the trained object predicts. Later stages (serving,
+monitoring, experiments) extend this same script.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.rule import Rule
+
+MODEL_NAME = "breast-cancer"
+
+
+def _train(seed: int = 0) -> tuple[Any, Any, Any, dict[str, float]]:
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    features = frame.drop(columns=["target"])
+    train_x, test_x, train_y, test_y = train_test_split(
+        features, frame["target"], test_size=0.3, random_state=seed, stratify=frame["target"]
+    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    model.fit(train_x, train_y)
+    proba = model.predict_proba(test_x)[:, 1]
+    metrics = {
+        "accuracy": float(accuracy_score(test_y, model.predict(test_x))),
+        "roc_auc": float(roc_auc_score(test_y, proba)),
+    }
+    reference = train_x.assign(target=train_y.to_numpy())
+    assert np.isfinite(proba).all()
+    return model, reference, test_x, metrics
+
+
+def run_demo(home: str | None = None, console: Console | None = None) -> dict[str, Any]:
+    """Run the demo; returns what it registered (for tests)."""
+    import numpy as np
+
+    from vigil.app import Vigil
+    from vigil.settings import load_settings
+
+    console = console or Console()
+    settings = load_settings(home=Path(home)) if home else load_settings()
+    v = Vigil(settings)
+    console.print(Rule("vigil demo"))
+    console.print(f"home: [bold]{settings.home}[/]  database: {settings.resolved_database_url}")
+
+    console.print("1. training a LogisticRegression on scikit-learn's breast-cancer data set")
+    model, reference, holdout, metrics = _train()
+    console.print(
+        f"   holdout accuracy {metrics['accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f}"
+    )
+
+    console.print("2. registering it with its reference data and the 'production' alias")
+    mv = v.register(
+        model,
+        name=MODEL_NAME,
+        reference=reference,
+        target="target",
+        alias="production",
+        metrics=metrics,
+        tags={"dataset": "sklearn.breast_cancer", "owner": "demo"},
+        description="LogisticRegression on the Wisconsin breast-cancer data",
+    )
+    console.print(
+        f"   registered [bold]models:/{mv.name}/{mv.version}[/] ({mv.flavor}, sha256 {mv.sha256[:12]})"
+    )
+
+    console.print("3. loading models:/breast-cancer@production back and predicting")
+    bundle = v.load(f"models:/{MODEL_NAME}@production")
+    rows = holdout.head(5)
+    ours = bundle.predict(rows)
+    theirs = model.predict(rows)
+    same = bool(np.array_equal(ours, theirs))
+    console.print(f"   predictions {ours.tolist()} — identical to the trained object: {same}")
+    if not same:
+        raise SystemExit("demo: the loaded model predicts differently from the trained one")
+
+    _show(v, bundle, console)
+    console.print(Rule())
+    console.print(
+        "next: [bold]vigil models list[/], [bold]vigil models show models:/breast-cancer@production[/], [bold]vigil audit[/]"
+    )
+    if "VIGIL_HOME" not in os.environ and home is None:
+        console.print(f"(state lives in {settings.home}; set VIGIL_HOME to use another place)")
+    return {"name": mv.name, "version": mv.version, "identical": same}
+
+
+def _show(v: Any, bundle: Any, console: Console) -> None:
+    from vigil.cli._output import table, when
+
+    versions = v.registry.list_versions(MODEL_NAME)
+    table(
+        f"Versions of {MODEL_NAME}",
+        ["version", "flavor", "aliases", "sha256", "created", "by"],
+        [
+            (
+                x.version,
+                x.flavor,
+                ", ".join(x.aliases),
+                x.sha256[:12],
+                when(x.created_at),
+                x.created_by,
+            )
+            for x in versions
+        ],
+    )
+    profile = bundle.profile
+    if profile is None:
+        return
+    rows = []
+    for name, fp in list(profile.features.items())[:6]:
+        if fp.kind == "numeric":
+            rows.append(
+                (
+                    name,
+                    "numeric",
+                    f"{fp.mean:.3g}",
+                    f"{fp.std:.3g}",
+                    f"{fp.min:.3g} … {fp.max:.3g}",
+                    f"{fp.missing_rate:.1%}",
+                )
+            )
+        else:
+            rows.append(
+                (name, "categorical", "", "", f"{fp.n_unique} categories", f"{fp.missing_rate:.1%}")
+            )
+    table(
+        f"Baseline profile ({profile.n_rows} reference rows, {len(profile.features)} features; first 6)",
+        ["feature", "kind", "mean", "std", "range", "missing"],
+        rows,
+    )
+    if profile.prediction is not None and profile.prediction.kind == "categorical":
+        freq = profile.prediction.frequencies
+        total = sum(freq.values()) or 1
+        console.print(
+            "prediction distribution on the reference: "
+            + ", ".join(f"class {k}: {c / total:.1%}" for k, c in sorted(freq.items()))
+        )

@@ -1,0 +1,52 @@
+"""Where a model version came from, gathered at registration."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import vigil
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The commit checked out in the git repository around ``cwd``, if any."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        out = subprocess.run(
+            [git, "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) in (40, 64) else None
+
+
+def collect_lineage(
+    given: dict[str, Any] | None, manifest: dict[str, Any], *, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Lineage of a new version: facts vigil finds itself, then the bundle's ``lineage``
+    entry, then what the caller passed (each later source wins on a shared key).
+
+    Facts found here: ``host``, ``vigil_version`` and ``git_commit`` (when registering
+    from inside a git work tree).
+    """
+    lineage: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "vigil_version": vigil.__version__,
+        "git_commit": git_commit(cwd),
+    }
+    from_bundle = manifest.get("lineage")
+    if isinstance(from_bundle, dict):
+        lineage.update(from_bundle)
+    lineage.update(given or {})
+    return lineage

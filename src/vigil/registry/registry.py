@@ -1,0 +1,602 @@
+"""The model registry: numbered immutable versions, movable aliases, a full audit trail.
+
+A version is a bundle directory stored by digest in the :class:`ArtifactStore` plus a row
+in the SQL database. Registration numbers versions 1, 2, 3... per model with no gaps or
+duplicates even when several processes register at once: the model's row is locked
+(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) before the next
+number is taken. If anything fails, the transaction rolls back and the uploaded bundle is
+deleted unless another version already uses the same content.
+
+Versions are immutable: their artifact, signature, flavor, metrics and lineage never
+change. Their ``description`` and ``tags`` may be edited (:meth:`Registry.update_version`),
+and every edit is audited. Aliases (``production``, ``staging``...) move freely; each move
+is kept in the alias history, and :meth:`Registry.rollback` walks that history back
+(see :mod:`vigil.registry.aliases`).
+
+>>> import json, pathlib, tempfile
+>>> from vigil.storage import ArtifactStore, Database
+>>> home = pathlib.Path(tempfile.mkdtemp())
+>>> registry = Registry(Database("sqlite://"), ArtifactStore(str(home / "store")), actor="ada")
+>>> bundle = home / "bundle"; bundle.mkdir()
+>>> _ = (bundle / "vigil.json").write_text(json.dumps({"flavor": "sklearn", "signature": {}}))
+>>> registry.register_version("churn", bundle, alias="production").version
+1
+>>> _ = (bundle / "model.bin").write_bytes(b"v2")
+>>> registry.register_version("churn", bundle, alias="production").version
+2
+>>> registry.rollback("churn", "production")
+(2, 1)
+>>> registry.resolve("models:/churn@production").version
+1
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vigil._names import check_alias, check_model_name
+from vigil.errors import (
+    AliasNotFoundError,
+    ConflictError,
+)
+from vigil.registry._lookup import (
+    alias_row,
+    aliases_of,
+    listing,
+    model_row,
+    newest_version,
+    to_version,
+    version_of,
+    version_row,
+)
+from vigil.registry._metadata import check_metrics, check_tags
+from vigil.registry.aliases import alias_stack, rollback_target
+from vigil.registry.audit import read_audit, record_audit
+from vigil.registry.entities import AliasEvent, AuditEvent, ModelVersion, RegisteredModel
+from vigil.registry.lineage import collect_lineage
+from vigil.registry.manifest import read_manifest
+from vigil.registry.tables import (
+    AliasEventRow,
+    AliasRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+)
+from vigil.storage.sql import utcnow
+from vigil.storage.tree import list_tree, tree_digest
+from vigil.uri import ModelRef, parse_model_ref
+
+__all__ = ["AliasEvent", "AuditEvent", "ModelVersion", "RegisteredModel", "Registry"]
+
+if TYPE_CHECKING:
+    from vigil.settings import Settings
+    from vigil.storage.artifacts import ArtifactStore, StoredTree
+    from vigil.storage.sql import Database
+
+# Locks make collisions impossible; the retry only guards against a database that
+# ignores them (it costs nothing when there is no collision).
+_REGISTER_ATTEMPTS = 5
+
+
+class Registry:
+    """Register, find, alias and roll back model versions.
+
+    Parameters
+    ----------
+    db:
+        The metadata database (its schema is migrated on first use).
+    store:
+        Where bundle directories are kept, by digest.
+    actor:
+        Who is acting; recorded in the audit log and as ``created_by``.
+    """
+
+    def __init__(self, db: Database, store: ArtifactStore, *, actor: str) -> None:
+        self.db = db
+        self.store = store
+        self.actor = actor
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The registry that ``settings`` describe (database, artifact store, actor)."""
+        from vigil.storage.artifacts import ArtifactStore
+        from vigil.storage.sql import Database
+
+        store = ArtifactStore(
+            settings.resolved_artifact_url, s3_endpoint_url=settings.s3_endpoint_url
+        )
+        return cls(Database(settings.resolved_database_url), store, actor=settings.resolved_actor)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.db!r}, {self.store!r}, actor={self.actor!r})"
+
+    # -- registering ------------------------------------------------------------------
+
+    def register_version(
+        self,
+        name: str,
+        bundle_dir: Path | str,
+        *,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        metrics: dict[str, float] | None = None,
+        lineage: dict[str, Any] | None = None,
+        alias: str | None = None,
+    ) -> ModelVersion:
+        """Store a bundle directory as the next version of model ``name``.
+
+        Creates the model on its first version. ``alias``, when given, is moved to the new
+        version in the same transaction. Nothing is left behind if anything fails.
+        """
+        check_model_name(name)
+        if alias is not None:
+            check_alias(alias)
+        tags = check_tags(tags)
+        metrics = check_metrics(metrics)
+        manifest = read_manifest(bundle_dir)
+        full_lineage = collect_lineage(lineage, manifest)
+        stored = self.store.put_dir(bundle_dir)
+        try:
+            for attempt in range(1, _REGISTER_ATTEMPTS + 1):
+                try:
+                    with self.db.session(write=True) as session:
+                        return self._insert_version(
+                            session,
+                            name,
+                            stored,
+                            manifest,
+                            description=description,
+                            tags=tags,
+                            metrics=metrics,
+                            lineage=full_lineage,
+                            alias=alias,
+                        )
+                except IntegrityError:
+                    if attempt == _REGISTER_ATTEMPTS:
+                        raise ConflictError(
+                            f"could not number a new version of {name!r}: too many concurrent "
+                            "registrations; try again"
+                        ) from None
+            raise AssertionError("unreachable")  # pragma: no cover
+        except BaseException:
+            self._discard_unreferenced(stored.sha256)
+            raise
+
+    def _insert_version(
+        self,
+        session: Session,
+        name: str,
+        stored: StoredTree,
+        manifest: dict[str, Any],
+        *,
+        description: str | None,
+        tags: dict[str, str],
+        metrics: dict[str, float],
+        lineage: dict[str, Any],
+        alias: str | None,
+    ) -> ModelVersion:
+        """Number and insert the version under the model's lock, with its audit rows."""
+        model, created = self._lock_or_create_model(session, name)
+        number = (newest_version(session, model.id) or 0) + 1
+        row = ModelVersionRow(
+            model_id=model.id,
+            version=number,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            flavor=manifest["flavor"],
+            signature=manifest["signature"],
+            metrics=metrics,
+            tags=tags,
+            description=description,
+            created_at=utcnow(),
+            created_by=self.actor,
+            lineage=lineage,
+            artifact_uri=stored.uri,
+            manifest=manifest,
+        )
+        session.add(row)
+        session.flush()
+        if created:
+            self._audit(session, "create_model", "model", name, name, None, {"name": name})
+        self._audit(
+            session,
+            "register_version",
+            "model_version",
+            f"{name}/{number}",
+            name,
+            None,
+            {"version": number, "sha256": stored.sha256, "flavor": row.flavor},
+        )
+        if alias is not None:
+            self._move_alias(session, model, alias, number, "set", None)
+        model.updated_at = utcnow()
+        return to_version(row, name, [alias] if alias else [])
+
+    def _discard_unreferenced(self, sha: str) -> None:
+        try:
+            with self.db.session() as session:
+                used = session.scalar(select(func.count()).where(ModelVersionRow.sha256 == sha))
+            if not used:
+                self.store.delete(sha)
+        except Exception:  # noqa: S110 - the registration error matters more than cleanup
+            pass
+
+    def _lock_or_create_model(self, session: Session, name: str) -> tuple[RegisteredModelRow, bool]:
+        now = utcnow()
+        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        result = session.execute(
+            insert(RegisteredModelRow)
+            .values(name=name, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(RegisteredModelRow.id)
+        )
+        created = result.scalar_one_or_none() is not None
+        return model_row(session, name, lock=True), created
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get_model(self, name: str) -> RegisteredModel:
+        """One model with its newest version number, version count and aliases."""
+        with self.db.session() as session:
+            model = model_row(session, name)
+            newest, count = session.execute(
+                select(func.max(ModelVersionRow.version), func.count()).where(
+                    ModelVersionRow.model_id == model.id
+                )
+            ).one()
+            return RegisteredModel(
+                name=model.name,
+                description=model.description,
+                created_at=model.created_at,
+                updated_at=model.updated_at,
+                latest_version=newest,
+                version_count=count,
+                aliases=aliases_of(session, model.id),
+            )
+
+    def list_models(self) -> list[RegisteredModel]:
+        """Every model, by name, with its newest version, version count and aliases."""
+        with self.db.session() as session:
+            models = list(
+                session.scalars(select(RegisteredModelRow).order_by(RegisteredModelRow.name))
+            )
+            stats = {
+                model_id: (newest, count)
+                for model_id, newest, count in session.execute(
+                    select(
+                        ModelVersionRow.model_id,
+                        func.max(ModelVersionRow.version),
+                        func.count(),
+                    ).group_by(ModelVersionRow.model_id)
+                )
+            }
+            aliases: dict[int, dict[str, int]] = {}
+            for model_id, alias, version in session.execute(
+                select(AliasRow.model_id, AliasRow.alias, AliasRow.version).order_by(AliasRow.alias)
+            ):
+                aliases.setdefault(model_id, {})[alias] = version
+            return [
+                RegisteredModel(
+                    name=m.name,
+                    description=m.description,
+                    created_at=m.created_at,
+                    updated_at=m.updated_at,
+                    latest_version=stats.get(m.id, (None, 0))[0],
+                    version_count=stats.get(m.id, (None, 0))[1],
+                    aliases=aliases.get(m.id, {}),
+                )
+                for m in models
+            ]
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of a model, oldest first."""
+        with self.db.session() as session:
+            model = model_row(session, name)
+            by_version: dict[int, list[str]] = {}
+            for alias, version in aliases_of(session, model.id).items():
+                by_version.setdefault(version, []).append(alias)
+            rows = session.scalars(
+                select(ModelVersionRow)
+                .where(ModelVersionRow.model_id == model.id)
+                .order_by(ModelVersionRow.version)
+            )
+            return [to_version(r, model.name, by_version.get(r.version, [])) for r in rows]
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        """One version by number."""
+        with self.db.session() as session:
+            model = model_row(session, name)
+            return version_of(session, model, version_row(session, model, version))
+
+    def resolve(self, ref: ModelRef | str) -> ModelVersion:
+        """The version a reference names: ``models:/NAME/VERSION``, ``models:/NAME@ALIAS``
+        or ``models:/NAME/latest`` (bare ``NAME``, ``NAME@ALIAS``, ``NAME/3`` work too)."""
+        if isinstance(ref, str):
+            ref = parse_model_ref(ref)
+        with self.db.session() as session:
+            model = model_row(session, ref.name)
+            if ref.version is not None:
+                number = ref.version
+            elif ref.alias is not None:
+                aliases = aliases_of(session, model.id)
+                if ref.alias not in aliases:
+                    known = (
+                        f"aliases: {listing(sorted(aliases))}"
+                        if aliases
+                        else "it has no aliases yet; set one with set_alias (vigil alias set)"
+                    )
+                    raise AliasNotFoundError(
+                        f"model {model.name!r} has no alias {ref.alias!r}; {known}",
+                        detail={"model": model.name, "alias": ref.alias},
+                    )
+                number = aliases[ref.alias]
+            else:
+                number = newest_version(session, model.id) or 0
+            return version_of(session, model, version_row(session, model, number))
+
+    def fetch_bundle(self, mv: ModelVersion, cache_dir: Path | str) -> Path:
+        """A local, verified copy of a version's bundle directory, cached by digest.
+
+        A cached copy is checked against the digest before use and fetched again if it
+        was damaged; a damaged *stored* copy raises
+        :class:`~vigil.errors.ArtifactCorruptError`.
+        """
+        dest = Path(cache_dir) / mv.sha256
+        if dest.is_dir():
+            if tree_digest(list_tree(dest)) == mv.sha256:
+                return dest
+            shutil.rmtree(dest)
+        try:
+            return self.store.get_dir(mv.sha256, dest)
+        except FileExistsError:
+            # Another process fetched it at the same moment; use theirs if it is intact.
+            if tree_digest(list_tree(dest)) == mv.sha256:
+                return dest
+            raise
+
+    # -- aliases ----------------------------------------------------------------------
+
+    def _move_alias(
+        self,
+        session: Session,
+        model: RegisteredModelRow,
+        alias: str,
+        to_version: int,
+        action: str,
+        reason: str | None,
+    ) -> int | None:
+        current = session.scalars(
+            select(AliasRow).where(AliasRow.model_id == model.id, AliasRow.alias == alias)
+        ).one_or_none()
+        from_version = current.version if current is not None else None
+        if from_version == to_version:
+            return from_version
+        now = utcnow()
+        if current is None:
+            session.add(
+                AliasRow(model_id=model.id, alias=alias, version=to_version, updated_at=now)
+            )
+        else:
+            current.version = to_version
+            current.updated_at = now
+        session.add(
+            AliasEventRow(
+                model_id=model.id,
+                alias=alias,
+                action=action,
+                from_version=from_version,
+                to_version=to_version,
+                actor=self.actor,
+                at=now,
+                reason=reason,
+            )
+        )
+        self._audit(
+            session,
+            "set_alias" if action == "set" else action,
+            "alias",
+            f"{model.name}@{alias}",
+            model.name,
+            None if from_version is None else {"version": from_version},
+            {"version": to_version, **({"reason": reason} if reason else {})},
+        )
+        model.updated_at = now
+        return from_version
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, reason: str | None = None
+    ) -> ModelVersion:
+        """Point ``alias`` at ``version`` (creating the alias if new); returns that version.
+
+        Setting an alias to where it already points changes nothing and records nothing.
+        """
+        check_alias(alias)
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            row = version_row(session, model, version)
+            self._move_alias(session, model, alias, version, "set", reason)
+            return version_of(session, model, row)
+
+    def delete_alias(self, name: str, alias: str, *, reason: str | None = None) -> int:
+        """Remove an alias; returns the version it pointed to. Its history is kept."""
+        check_alias(alias)
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            current = alias_row(session, model, alias)
+            version = current.version
+            session.delete(current)
+            now = utcnow()
+            session.add(
+                AliasEventRow(
+                    model_id=model.id,
+                    alias=alias,
+                    action="delete",
+                    from_version=version,
+                    to_version=None,
+                    actor=self.actor,
+                    at=now,
+                    reason=reason,
+                )
+            )
+            self._audit(
+                session,
+                "delete_alias",
+                "alias",
+                f"{name}@{alias}",
+                name,
+                {"version": version},
+                None,
+            )
+            model.updated_at = now
+            return version
+
+    def rollback(
+        self, name: str, alias: str = "production", *, reason: str | None = None
+    ) -> tuple[int, int]:
+        """Move ``alias`` back to where it pointed before its last move.
+
+        Returns ``(from_version, to_version)``. Repeated rollbacks keep walking back the
+        history (see :mod:`vigil.registry.aliases`); each is recorded as its own event.
+        Raises :class:`~vigil.errors.ConflictError` when there is nothing earlier.
+        """
+        check_alias(alias)
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            current = alias_row(session, model, alias)
+            events = session.execute(
+                select(AliasEventRow.action, AliasEventRow.to_version)
+                .where(AliasEventRow.model_id == model.id, AliasEventRow.alias == alias)
+                .order_by(AliasEventRow.id)
+            )
+            target = rollback_target(alias_stack((a, v) for a, v in events))
+            if target is None:
+                raise ConflictError(
+                    f"{name}@{alias} (version {current.version}) has no earlier version to "
+                    f"roll back to; point it explicitly with set_alias (vigil alias set)",
+                    detail={"model": name, "alias": alias, "version": current.version},
+                )
+            from_version = current.version
+            self._move_alias(session, model, alias, target, "rollback", reason)
+            return from_version, target
+
+    def alias_history(self, name: str, alias: str) -> list[AliasEvent]:
+        """Every move of an alias, newest first (empty if it never existed)."""
+        check_alias(alias)
+        with self.db.session() as session:
+            model = model_row(session, name)
+            rows = session.scalars(
+                select(AliasEventRow)
+                .where(AliasEventRow.model_id == model.id, AliasEventRow.alias == alias)
+                .order_by(AliasEventRow.id.desc())
+            )
+            return [
+                AliasEvent(
+                    name=model.name,
+                    alias=r.alias,
+                    action=r.action,
+                    from_version=r.from_version,
+                    to_version=r.to_version,
+                    actor=r.actor,
+                    at=r.at,
+                    reason=r.reason,
+                )
+                for r in rows
+            ]
+
+    def alias_table(self) -> dict[tuple[str, str], int]:
+        """``{(model, alias): version}`` for every alias: one cheap query, for polling."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(RegisteredModelRow.name, AliasRow.alias, AliasRow.version).join(
+                    RegisteredModelRow, RegisteredModelRow.id == AliasRow.model_id
+                )
+            )
+            return {(name, alias): version for name, alias, version in rows}
+
+    # -- editing and auditing ---------------------------------------------------------
+
+    def update_version(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> ModelVersion:
+        """Replace a version's description and/or tags (``None`` leaves one unchanged).
+
+        Only these two may change; everything else about a version is immutable.
+        """
+        checked_tags = check_tags(tags) if tags is not None else None
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            row = version_row(session, model, version)
+            before: dict[str, Any] = {}
+            after: dict[str, Any] = {}
+            if description is not None and description != row.description:
+                before["description"], after["description"] = row.description, description
+                row.description = description
+            if checked_tags is not None and checked_tags != row.tags:
+                before["tags"], after["tags"] = row.tags, checked_tags
+                row.tags = checked_tags
+            if after:
+                self._audit(
+                    session,
+                    "update_version",
+                    "model_version",
+                    f"{name}/{version}",
+                    name,
+                    before,
+                    after,
+                )
+            return version_of(session, model, row)
+
+    def update_model(self, name: str, *, description: str) -> RegisteredModel:
+        """Replace a model's description (audited)."""
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            if description != model.description:
+                self._audit(
+                    session,
+                    "update_model",
+                    "model",
+                    name,
+                    name,
+                    {"description": model.description},
+                    {"description": description},
+                )
+                model.description = description
+                model.updated_at = utcnow()
+        return self.get_model(name)
+
+    def audit(self, name: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """Audit events, newest first; only those about model ``name`` when given."""
+        with self.db.session() as session:
+            return read_audit(session, model_name=name, limit=limit)
+
+    def _audit(
+        self,
+        session: Session,
+        action: str,
+        entity_type: str,
+        entity_name: str,
+        model_name: str | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> None:
+        record_audit(
+            session,
+            actor=self.actor,
+            action=action,
+            entity_type=entity_type,
+            entity_name=entity_name,
+            model_name=model_name,
+            before=before,
+            after=after,
+        )

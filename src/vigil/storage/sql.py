@@ -1,0 +1,260 @@
+"""The SQL metadata store: one declarative ``Base`` for every vigil table, and ``Database``.
+
+``Database(url)`` speaks to SQLite (the embedded default) or PostgreSQL (via psycopg 3).
+The schema is owned by Alembic migrations in ``vigil/storage/migrations``; they run on
+first use, under a lock so that several processes starting together migrate once:
+a file lock next to the SQLite file, ``pg_advisory_lock`` on PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. Sessions opened with
+``write=True`` start with ``BEGIN IMMEDIATE`` there, which takes the write lock up front:
+two writers then queue instead of both reading and one failing at its first write.
+
+>>> db = Database("sqlite://")
+>>> from sqlalchemy import text
+>>> with db.session() as s:
+...     s.execute(text("SELECT count(*) FROM registered_models")).scalar_one()
+0
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from vigil.errors import ConfigurationError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_SQLITE_BUSY_TIMEOUT_MS = 60_000
+# Any fixed 64-bit number works; it only has to be the same in every vigil process.
+_PG_MIGRATION_LOCK = zlib.crc32(b"vigil-migrations")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (what every vigil timestamp holds)."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware.
+
+    SQLite has no time zones, so values are stored naive in UTC and tagged on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use vigil.storage.sql.utcnow()")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+"""JSON column type: ``JSONB`` on PostgreSQL, ``JSON`` (text) on SQLite."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every vigil table (registry, capture, monitoring, experiments)."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSONType,
+    }
+
+
+def _sqlite_file(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # pysqlite opens transactions implicitly and not for every statement; switch that off
+    # and issue BEGIN ourselves (see _on_sqlite_begin) so transactions mean what they say.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """A SQLAlchemy engine plus the session factory and migrations for one database.
+
+    Parameters
+    ----------
+    url:
+        ``sqlite:///path/to/vigil.db`` (created with its directory), ``sqlite://`` (in
+        memory, one shared connection) or ``postgresql+psycopg://user@host:port/db``.
+    auto_migrate:
+        Bring the schema to the newest migration on first use (default). Turn off to
+        manage migrations yourself with :meth:`migrate`.
+    """
+
+    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        self.url = url
+        self.auto_migrate = auto_migrate
+        backend = make_url(url).get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigurationError(
+                f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://"
+            )
+        self.dialect = backend
+        self._sqlite_path = _sqlite_file(url) if backend == "sqlite" else None
+        self.engine = self._create_engine()
+        self._write_engine = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            if backend == "sqlite"
+            else self.engine
+        )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    def _create_engine(self) -> Engine:
+        if self.dialect == "postgresql":
+            require_psycopg()
+            return create_engine(self.url, pool_pre_ping=True)
+        if self._sqlite_path is None:
+            engine = create_engine(
+                self.url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                self.url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+
+    @contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        ``write=True`` takes the database's write lock at the start on SQLite (``BEGIN
+        IMMEDIATE``); use it for read-then-write transactions such as numbering versions.
+        """
+        if self.auto_migrate and not self._migrated:
+            self.migrate()
+        factory = self._write_sessions if write else self._sessions
+        with factory() as session, session.begin():
+            yield session
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest migration; safe when many processes call it."""
+        with self._migrate_lock:
+            if self.dialect == "postgresql":
+                self._migrate_postgres()
+            elif self._sqlite_path is not None:
+                from filelock import FileLock
+
+                lock_path = self._sqlite_path.with_name(self._sqlite_path.name + ".migrate.lock")
+                with FileLock(str(lock_path)), self.engine.connect() as conn:
+                    _upgrade(conn)
+            else:
+                with self.engine.connect() as conn:
+                    _upgrade(conn)
+            self._migrated = True
+
+    def _migrate_postgres(self) -> None:
+        with self.engine.connect() as conn:
+            # A session-level advisory lock outlives the transactions Alembic opens.
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+            conn.commit()
+            try:
+                _upgrade(conn)
+            finally:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
+                conn.commit()
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision the database is at (``None`` before the first migration)."""
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def dispose(self) -> None:
+        """Close every pooled connection (call before a process exits or forks)."""
+        self.engine.dispose()
+
+
+def require_psycopg() -> None:
+    """Fail with the pip line when the PostgreSQL driver is missing."""
+    from vigil.errors import require
+
+    require("psycopg", "postgres")
+
+
+def alembic_config() -> Any:
+    """An Alembic ``Config`` pointing at vigil's migrations (no ``alembic.ini`` needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with this vigil."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None  # the package always ships at least one migration
+    return head
+
+
+def _upgrade(conn: Connection) -> None:
+    from alembic import command
+
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+    conn.commit()

@@ -1,0 +1,277 @@
+"""Real servers for the tests: PostgreSQL and an S3-compatible server (moto).
+
+Each is started once per test session on a free loopback port and torn down at the end.
+Nothing here skips: a missing server binary is a test failure that says how to install it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+
+def find_postgres_bin() -> Path:
+    """The newest Debian PostgreSQL ``bin`` directory, or fail saying how to install it."""
+    candidates = []
+    for path in Path("/usr/lib/postgresql").glob("*/bin"):
+        if (path / "initdb").is_file() and re.fullmatch(r"\d+", path.parent.name):
+            candidates.append((int(path.parent.name), path))
+    if not candidates:
+        pytest.fail(
+            "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin; run "
+            "`make test` as root (it installs Debian's postgresql package), or "
+            "`apt-get install postgresql`",
+            pytrace=False,
+        )
+    return max(candidates)[1]
+
+
+@dataclass
+class PostgresServer:
+    """A throw-away PostgreSQL cluster (fsync off: fast, and the data is disposable)."""
+
+    bin_dir: Path
+    base_dir: Path
+    port: int
+    user: str = "vigil"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(a) for a in args]
+        if os.geteuid() == 0:
+            # PostgreSQL refuses to run as root; run it as the postgres system user.
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            log = self.base_dir / "server.log"
+            tail = log.read_text()[-3000:] if log.exists() else ""
+            raise RuntimeError(
+                f"{' '.join(command)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}\n{tail}"
+            )
+        return result
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            try:
+                shutil.chown(self.base_dir, user="postgres", group="postgres")
+            except LookupError:
+                pytest.fail(
+                    "running as root but there is no 'postgres' system user to run "
+                    "PostgreSQL as; run `make test` as root (it installs Debian's postgresql)",
+                    pytrace=False,
+                )
+        self._run(
+            self.bin_dir / "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        options = " ".join(
+            f"-c {setting}"
+            for setting in (
+                f"port={self.port}",
+                "listen_addresses=127.0.0.1",
+                f"unix_socket_directories={self.base_dir}",
+                "fsync=off",
+                "synchronous_commit=off",
+                "full_page_writes=off",
+                "shared_buffers=16MB",
+                "max_connections=100",
+            )
+        )
+        self._run(
+            self.bin_dir / "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.base_dir / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def stop(self) -> None:
+        try:
+            self._run(self.bin_dir / "pg_ctl", "-D", str(self.data_dir), "-m", "fast", "stop")
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def _admin(self, statement: str, name: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
+
+    def create_database(self, prefix: str = "t") -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self._admin("CREATE DATABASE {}", name)
+        return self.url(name)
+
+    def create_database_from(self, template: str, prefix: str = "t") -> str:
+        """A new database copied from ``template`` (which must have no open connections)."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(template)
+                )
+            )
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        self._admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", url.rsplit("/", 1)[1])
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """Start a PostgreSQL cluster in a private temp dir; stop and delete it afterwards."""
+    bin_dir = find_postgres_bin()
+    # Not pytest's tmp dir: that is private to root, and the server runs as postgres.
+    base_dir = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
+    server = PostgresServer(bin_dir=bin_dir, base_dir=base_dir, port=free_port())
+    try:
+        server.start()
+    except BaseException:
+        shutil.rmtree(base_dir, ignore_errors=True)
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- S3 (moto) ---------------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible server (moto in server mode) with one bucket."""
+
+    endpoint_url: str
+    bucket: str
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+
+S3_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextmanager
+def s3_server(config_dir: Path) -> Iterator[S3Server]:
+    """moto's S3 server on a free port, dummy credentials in the environment.
+
+    It runs in its own process: in a thread of the test process it would compete with the
+    tests for the GIL and answer half as fast.
+    """
+    import sys
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in S3_TEST_ENV.items():
+            env.setenv(key, value)
+        # Never read a developer's real AWS configuration in tests.
+        env.setenv("AWS_CONFIG_FILE", str(config_dir / "aws-config"))
+        env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config_dir / "aws-credentials"))
+        port = free_port()
+        with (config_dir / "moto.log").open("wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        try:
+            _wait_for_port(port, process=server)
+            s3 = S3Server(endpoint_url=f"http://127.0.0.1:{port}", bucket="vigil-test")
+            s3.client().create_bucket(Bucket=s3.bucket)
+            yield s3
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to stop it when the test process dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _wait_for_port(
+    port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server on port {port} exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
