@@ -52,7 +52,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(MAKE) --no-print-directory system-deps PACKAGES="$(BENCH_PACKAGES)"
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

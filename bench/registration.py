@@ -94,14 +94,18 @@ def _baseline(path: Path) -> None:
             np.quantile(column.to_numpy(), probs)
 
 
-def _register(path: Path, model_path: Path, dest: Path) -> None:
+def _register(path: Path, model_path: Path, home: Path) -> None:
+    """The whole registration a user runs: bundle + profile + artifact store + SQL rows."""
     import skops.io as sio
 
-    from vigil.bundle.bundle import build_bundle
+    from vigil.app import Vigil
+    from vigil.settings import load_settings
 
     model = sio.load(model_path, trusted=sio.get_untrusted_types(file=model_path))
+    v = Vigil(load_settings(home=home))
+    v.registry  # noqa: B018 - create the database before the clock starts
     start = time.perf_counter()
-    build_bundle(model, dest, reference=path)
+    v.register(model, name="bench", reference=path)
     _report(time.perf_counter() - start)
 
 
@@ -125,7 +129,7 @@ def _child(kind: str, workdir: Path) -> None:
         import vigil.bundle.bundle  # noqa: F401
 
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            _register(path, model_path, Path(tmp) / "bundle")
+            _register(path, model_path, Path(tmp) / "home")
 
 
 def _measure(kind: str, workdir: Path, repeat: int) -> dict[str, float]:
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'task':<34}{'seconds':>10}{'peak RSS MB':>14}")
     for label, key in (
         ("read_table + quantiles (baseline)", "baseline"),
-        ("build_bundle", "register"),
+        ("vigil register (profile included)", "register"),
     ):
         print(f"{label:<34}{result[key]['seconds']:>10.3f}{result[key]['peak_rss_mb']:>14.0f}")
     verdict = "ok" if result["ratio"] <= result["goal_ratio"] else "over goal"
