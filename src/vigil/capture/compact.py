@@ -1,0 +1,154 @@
+"""Compaction: closed log segments become Parquet partitions in the artifact store.
+
+Layout (local directory or S3, whatever the :class:`~vigil.storage.ArtifactStore` root is)::
+
+    <store>/capture/model=<name>/date=YYYY-MM-DD/part-<segment id>.parquet
+
+Crash-safe ordering: every part of a segment is written first (to a temporary name and
+renamed into place locally; a single PUT on S3), then the segment file is deleted. A part's
+name derives from its segment's id, so a compaction interrupted after some parts and run
+again rewrites the same files with the same rows: nothing is duplicated. The reader
+(:mod:`vigil.capture.reader`) meanwhile ignores segment rows whose part already exists.
+
+Dates are UTC dates of the prediction time. :func:`apply_retention` deletes whole date
+partitions older than the retention period.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+
+from vigil.capture.log import SegmentLog, read_segment, segment_id
+from vigil.capture.table import parse_time, records_to_table
+
+if TYPE_CHECKING:
+    from vigil.storage.artifacts import ArtifactStore
+
+CAPTURE_ROOT = "capture"
+_DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})$")
+NO_MODEL = "_none"
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """What one compaction pass did."""
+
+    segments: int
+    rows: int
+    parts: list[str]
+    torn: int
+
+
+def model_dir(model: str | None) -> str:
+    """The partition directory name of a model (URL-quoted, so any name is a safe path).
+
+    >>> model_dir("churn"), model_dir("a/b"), model_dir("")
+    ('model=churn', 'model=a%2Fb', 'model=_none')
+    """
+    return f"model={quote(model, safe='') if model else NO_MODEL}"
+
+
+def model_from_dir(name: str) -> str:
+    value = unquote(name.split("=", 1)[1])
+    return "" if value == NO_MODEL else value
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def capture_partition(record: dict[str, Any]) -> str:
+    """The partition of a capture record: its model and the UTC date of its prediction."""
+    day = parse_time(record["time"]).astimezone(UTC).date()
+    return f"{model_dir(record.get('model'))}/date={day.isoformat()}"
+
+
+def compact(
+    log: SegmentLog,
+    store: ArtifactStore,
+    *,
+    root: str = CAPTURE_ROOT,
+    partition: Callable[[dict[str, Any]], str] = capture_partition,
+    to_table: Callable[..., pa.Table] = records_to_table,
+) -> CompactionResult:
+    """Convert every closed segment of ``log`` (and those of dead writers) to Parquet.
+
+    >>> import tempfile
+    >>> from vigil.storage.artifacts import ArtifactStore
+    >>> log = SegmentLog(tempfile.mkdtemp())
+    >>> log.append([{"request_id": "r", "row": 0, "time": "2025-03-01T10:00:00+00:00",
+    ...              "model": "churn", "features": {"a": 1}, "prediction": 0}])
+    >>> _ = log.rotate()
+    >>> result = compact(log, ArtifactStore(tempfile.mkdtemp()))
+    >>> result.rows, result.parts[0].split("/")[1:3], log.all_segments()
+    (1, ['model=churn', 'date=2025-03-01'], [])
+    """
+    segments = log.closed_segments()
+    rows = torn_total = 0
+    parts: list[str] = []
+    for path in segments:
+        try:
+            records, torn = read_segment(path)
+        except FileNotFoundError:
+            continue  # another compactor finished it first
+        sid = segment_id(path)
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in records:
+            groups[partition(r)].append(r)
+        for where, group in sorted(groups.items()):
+            key = f"{root}/{where}/part-{sid}.parquet"
+            store.write_bytes(key, _parquet_bytes(to_table(group, segment=sid)))
+            parts.append(key)
+        path.unlink(missing_ok=True)
+        rows += len(records)
+        torn_total += torn
+    return CompactionResult(len(segments), rows, parts, torn_total)
+
+
+def partition_dirs(
+    store: ArtifactStore, *, root: str = CAPTURE_ROOT, pattern: str = "model=*/date=*"
+) -> list[tuple[str, date]]:
+    """Every ``(full path, date)`` date partition under ``root`` in the store."""
+    base = store.resolve_key(root)
+    found = []
+    for path in store.fs.glob(f"{base}/{pattern}"):
+        match = _DATE_DIR.search(str(path))
+        if match:
+            found.append((str(path), date.fromisoformat(match.group(1))))
+    return sorted(found)
+
+
+def apply_retention(
+    store: ArtifactStore,
+    retention_days: int,
+    *,
+    now: datetime | None = None,
+    root: str = CAPTURE_ROOT,
+    pattern: str = "model=*/date=*",
+) -> list[str]:
+    """Delete date partitions older than ``retention_days`` (UTC); returns what was deleted.
+
+    A partition dated D is kept while ``D >= today - retention_days``.
+    """
+    if retention_days < 1:
+        raise ValueError("retention_days must be at least 1")
+    cutoff = (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=retention_days)
+    deleted = []
+    for path, day in partition_dirs(store, root=root, pattern=pattern):
+        if day < cutoff:
+            store.fs.rm(path, recursive=True)
+            deleted.append(path)
+    return deleted

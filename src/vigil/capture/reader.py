@@ -1,0 +1,148 @@
+"""Read the inference log back: compacted Parquet and not-yet-compacted segments together.
+
+Rows from a segment are skipped where that segment's part for the same partition already
+exists (a compaction that stopped before deleting the segment), so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
+from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
+from vigil.capture.table import concat, parse_time, records_to_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vigil.storage.artifacts import ArtifactStore
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("pass timezone-aware datetimes (e.g. datetime(..., tzinfo=UTC))")
+    return value.astimezone(UTC)
+
+
+def _segment_files(log_dir: Path | None, prefix: str) -> list[Path]:
+    if log_dir is None or not log_dir.is_dir():
+        return []
+    return sorted(
+        p for suffix in (CLOSED_SUFFIX, LIVE_SUFFIX) for p in log_dir.glob(f"{prefix}-*{suffix}")
+    )
+
+
+def read_capture_table(
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
+    *,
+    store: ArtifactStore | None = None,
+    log_dir: str | Path | None = None,
+    root: str = CAPTURE_ROOT,
+    prefix: str = "capture",
+) -> pa.Table | None:
+    """Captured rows with ``since <= time < until`` as one Arrow table (``None`` if none)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    since, until = _utc(since), _utc(until)
+    first_day = since.date() if since else date.min
+    last_day = until.date() if until else date.max
+    tables: list[pa.Table] = []
+    compacted: set[tuple[str, str, date]] = set()
+    if store is not None:
+        wanted = model_dir(model) if model is not None else None
+        for path, day in partition_dirs(store, root=root):
+            if not first_day <= day <= last_day:
+                continue
+            mdir = path.rsplit("/", 2)[-2]
+            if wanted is not None and mdir != wanted:
+                continue
+            for part in sorted(store.fs.glob(f"{path}/part-*.parquet")):
+                sid = str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
+                compacted.add((sid, mdir, day))
+                with store.fs.open(part, "rb") as fh:
+                    tables.append(pq.read_table(fh))
+    for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
+        try:
+            records, _torn = read_segment(seg)
+        except FileNotFoundError:
+            continue  # compacted while we listed
+        sid = segment_id(seg)
+        keep = [
+            r
+            for r in records
+            if (model is None or (r.get("model") or "") == model)
+            and (sid, model_dir(r.get("model")), parse_time(r["time"]).astimezone(UTC).date())
+            not in compacted
+        ]
+        if keep:
+            tables.append(records_to_table(keep, segment=sid))
+    if not tables:
+        return None
+    table = concat(tables)
+    mask: Any = None
+    conditions = []
+    if model is not None:
+        conditions.append(pc.equal(table["model"], model))
+    if version is not None:
+        conditions.append(pc.equal(table["version"], version))
+    if since is not None:
+        conditions.append(pc.greater_equal(table["time"], pa.scalar(since, table["time"].type)))
+    if until is not None:
+        conditions.append(pc.less(table["time"], pa.scalar(until, table["time"].type)))
+    for condition in conditions:
+        mask = condition if mask is None else pc.and_(mask, condition)
+    if mask is not None:
+        table = table.filter(mask)
+    return table.sort_by([("time", "ascending"), ("request_id", "ascending"), ("row", "ascending")])
+
+
+def read_capture(
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
+    *,
+    store: ArtifactStore | None = None,
+    log_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Captured rows of ``model`` (all models when ``None``) as a DataFrame, oldest first.
+
+    ``since`` is inclusive and ``until`` exclusive (timezone-aware datetimes). Columns:
+    ``request_id, row, time, route, model, version, variant, caller, latency_ms, status,
+    error_code, error_message, raw_body, prediction, feature.<name>..., proba.<class>...,
+    segment``. Feature columns are the union over the rows read; missing values are null.
+    """
+    import pandas as pd
+
+    table = read_capture_table(model, since, until, version, store=store, log_dir=log_dir)
+    if table is None:
+        return pd.DataFrame(columns=["request_id", "row", "time", "model", "version"])
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
+def known_request_ids(
+    request_ids: Iterable[str],
+    *,
+    since: datetime | None = None,
+    store: ArtifactStore | None = None,
+    log_dir: str | Path | None = None,
+) -> set[str]:
+    """Which of ``request_ids`` appear in the capture log (from ``since`` on)."""
+    wanted = set(request_ids)
+    table = read_capture_table(None, since, None, store=store, log_dir=log_dir)
+    if table is None or not wanted:
+        return set()
+    found = set(table.column("request_id").to_pylist())
+    return wanted & found

@@ -1,0 +1,71 @@
+"""Settings of the inference log, read from ``VIGIL_CAPTURE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FsyncPolicy = Literal["none", "interval", "always"]
+MaskAction = Literal["mask", "hash", "drop"]
+
+
+class CaptureSettings(BaseSettings):
+    """How predictions are captured: where, how durably, and what is hidden.
+
+    >>> s = CaptureSettings(dir="/tmp/x", mask={"email": "hash"}, hash_key="top-secret-key")
+    >>> s.fsync, s.segment_bytes, s.mask
+    ('none', 67108864, {'email': 'hash'})
+    >>> "top-secret-key" in repr(s)
+    False
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_CAPTURE_", extra="forbid")
+
+    enabled: bool = True
+    """Append every answered prediction to the log."""
+
+    dir: Path | None = None
+    """Directory of the live segment files (local disk); default ``<VIGIL_HOME>/capture``."""
+
+    fsync: FsyncPolicy = "none"
+    """``none``: every record reaches the OS before the reply (survives ``kill -9`` of the
+    worker, not a power cut); ``interval``: also ``fsync`` at most every
+    ``fsync_interval_s``; ``always``: ``fsync`` after every append (slow, survives power
+    loss)."""
+
+    fsync_interval_s: float = Field(default=1.0, gt=0)
+    """Seconds between two ``fsync`` calls under the ``interval`` policy."""
+
+    segment_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """A live segment is closed (and becomes compactable) past this many bytes..."""
+
+    segment_seconds: float = Field(default=3600.0, gt=0)
+    """...or this many seconds after it was opened."""
+
+    retention_days: int | None = Field(default=90, ge=1)
+    """Compacted partitions older than this are deleted; ``None`` keeps them forever."""
+
+    mask: dict[str, MaskAction] = Field(default_factory=dict)
+    """Feature name → ``mask`` (``***``), ``hash`` (HMAC-SHA256 with ``hash_key``) or
+    ``drop``, applied before anything is written."""
+
+    hash_key: SecretStr | None = None
+    """Secret key of the ``hash`` action; required when any field is hashed. Never logged."""
+
+    raw_body_limit: int = Field(default=2048, ge=0)
+    """At most this many characters of a rejected request body are kept, as text."""
+
+    @field_validator("mask")
+    @classmethod
+    def _check_mask(cls, value: dict[str, MaskAction]) -> dict[str, MaskAction]:
+        for name in value:
+            if not name:
+                raise ValueError("mask field names must not be empty")
+        return value
+
+    def resolved_dir(self, home: Path) -> Path:
+        """The segment directory, defaulting to ``<home>/capture``."""
+        return self.dir if self.dir is not None else home / "capture"

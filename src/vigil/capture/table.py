@@ -1,0 +1,94 @@
+"""Log records as a flat Arrow table: one column per feature and per class probability.
+
+Nested ``features`` become ``feature.<name>`` columns and ``probabilities`` become
+``proba.<class>`` columns, so drift and performance code reads plain columns. A column
+whose values mix types (a client sent ``1`` and ``"1"``) is stored as text rather than
+failing. ``segment`` names the log segment a row came from (compaction is idempotent by it).
+
+>>> t = records_to_table([{"request_id": "r", "row": 0, "time": "2025-01-02T03:04:05+00:00",
+...     "model": "m", "features": {"a": 1.5}, "prediction": 1,
+...     "probabilities": {"0": 0.3, "1": 0.7}}], segment="s1")
+>>> t.column_names[:3], t["feature.a"].to_pylist(), t["proba.1"].to_pylist()
+(['request_id', 'row', 'time'], [1.5], [0.7])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+FEATURE_PREFIX = "feature."
+PROBA_PREFIX = "proba."
+
+_FIXED: dict[str, pa.DataType] = {
+    "request_id": pa.string(),
+    "row": pa.int64(),
+    "time": pa.timestamp("us", tz="UTC"),
+    "route": pa.string(),
+    "model": pa.string(),
+    "version": pa.int64(),
+    "variant": pa.string(),
+    "caller": pa.string(),
+    "latency_ms": pa.float64(),
+    "status": pa.int64(),
+    "error_code": pa.string(),
+    "error_message": pa.string(),
+    "raw_body": pa.string(),
+}
+
+
+def _column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def parse_time(value: str | datetime) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def records_to_table(records: Sequence[dict[str, Any]], *, segment: str) -> pa.Table:
+    """A flat table of capture records (as written by the sink)."""
+    columns: dict[str, pa.Array] = {}
+    for name, dtype in _FIXED.items():
+        values = [r.get(name) for r in records]
+        if name == "time":
+            values = [parse_time(v) if v is not None else None for v in values]
+        columns[name] = pa.array(values, dtype)
+    columns["prediction"] = _column([r.get("prediction") for r in records])
+    for prefix, key in ((FEATURE_PREFIX, "features"), (PROBA_PREFIX, "probabilities")):
+        names: dict[str, None] = {}
+        for r in records:
+            names.update(dict.fromkeys(r.get(key) or ()))
+        for n in names:
+            columns[prefix + n] = _column([(r.get(key) or {}).get(n) for r in records])
+    columns["segment"] = pa.array([segment] * len(records), pa.string())
+    return pa.table(columns)
+
+
+def concat(tables: Sequence[pa.Table]) -> pa.Table:
+    """Tables with possibly different columns unioned (missing values null); a column whose
+    types cannot be reconciled (numbers here, text there) is read as text everywhere."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        types: dict[str, set[pa.DataType]] = {}
+        for t in tables:
+            for f in t.schema:
+                if not pa.types.is_null(f.type):
+                    types.setdefault(f.name, set()).add(f.type)
+        clash = {n for n, ts in types.items() if len(ts) > 1}
+        return pa.concat_tables(
+            [_text_columns(t, clash) for t in tables], promote_options="permissive"
+        )
+
+
+def _text_columns(table: pa.Table, names: set[str]) -> pa.Table:
+    for i, field in enumerate(table.schema):
+        if field.name in names and not pa.types.is_string(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table

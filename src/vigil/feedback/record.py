@@ -1,0 +1,131 @@
+"""Feedback: a label or reward that arrives after a prediction, keyed by its ``request_id``.
+
+Rules, checked in one place (:func:`check_feedback`) with one kind of error
+(:class:`~vigil.errors.ValidationError`, HTTP 422):
+
+* ``request_id`` is 1-128 characters of ``[A-Za-z0-9._:-]`` (what the server hands out);
+* ``row`` is the row of a batch request (default 0), a non-negative integer;
+* ``label`` is a JSON scalar: string, finite number, boolean or ``null``;
+* ``reward`` is a finite number; ``True``/``False`` are taken as 1.0/0.0 (a click or not);
+  strings such as ``"1"`` are refused rather than guessed;
+* at least one of ``label`` and ``reward`` is given.
+
+>>> check_feedback({"request_id": "r1", "reward": True}).reward
+1.0
+>>> check_feedback({"request_id": "r1", "reward": "1"})
+Traceback (most recent call last):
+...
+vigil.errors.ValidationError: feedback for request 'r1': reward must be a finite number or a boolean, got str '1'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vigil.errors import ValidationError
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_FIELDS = {"request_id", "row", "label", "reward", "time"}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    """One label and/or reward for row ``row`` of request ``request_id``."""
+
+    request_id: str
+    row: int = 0
+    label: str | int | float | bool | None = None
+    reward: float | None = None
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When the feedback arrived (UTC)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "row": self.row,
+            "label": self.label,
+            "reward": self.reward,
+            "time": self.time.astimezone(UTC).isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """What :meth:`FeedbackStore.submit` did with a batch of feedback.
+
+    ``accepted`` records were stored; ``duplicates`` were ignored because that
+    ``(request_id, row)`` already had feedback (the first one wins); ``unknown_request_ids``
+    had no capture record yet (stored anyway: they join once their capture shows up);
+    ``late`` counts accepted records that came more than ``late_after`` after their prediction.
+    """
+
+    accepted: int
+    duplicates: int
+    unknown_request_ids: list[str]
+    late: int
+
+
+def _fail(request_id: object, message: str, field_name: str) -> ValidationError:
+    return ValidationError(
+        f"feedback for request {request_id!r}: {message}", detail={"field": field_name}
+    )
+
+
+def _describe(value: object) -> str:
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
+    """A valid :class:`FeedbackRecord` from a record or a mapping, or a ``ValidationError``."""
+    data = item.to_dict() if isinstance(item, FeedbackRecord) else dict(item)
+    unknown = sorted(set(data) - _FIELDS)
+    rid = data.get("request_id")
+    if unknown:
+        raise _fail(rid, f"unknown field(s) {unknown}; use {sorted(_FIELDS)}", unknown[0])
+    if not isinstance(rid, str) or not _REQUEST_ID.fullmatch(rid):
+        raise _fail(
+            rid,
+            "request_id must be the id the prediction returned (1-128 of A-Za-z0-9._:-)",
+            "request_id",
+        )
+    row = data.get("row", 0)
+    if row is None:
+        row = 0
+    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        raise _fail(rid, f"row must be a non-negative integer, got {_describe(row)}", "row")
+    label = data.get("label")
+    if label is not None and not isinstance(label, str | int | float | bool):
+        raise _fail(
+            rid, f"label must be a string, number or boolean, got {_describe(label)}", "label"
+        )
+    if isinstance(label, float) and not math.isfinite(label):
+        raise _fail(rid, f"label must be finite, got {label}", "label")
+    reward = data.get("reward")
+    if reward is not None:
+        if isinstance(reward, bool) or (isinstance(reward, int | float) and math.isfinite(reward)):
+            reward = float(reward)
+        else:
+            raise _fail(
+                rid,
+                f"reward must be a finite number or a boolean, got {_describe(reward)}",
+                "reward",
+            )
+    if label is None and reward is None:
+        raise _fail(rid, "give a label, a reward or both", "label")
+    time = data.get("time")
+    if time is None:
+        time = datetime.now(UTC)
+    elif isinstance(time, str):
+        text = time
+        try:
+            time = datetime.fromisoformat(text)
+        except ValueError:
+            raise _fail(rid, f"time must be ISO 8601, got {text[:40]!r}", "time") from None
+    if not isinstance(time, datetime) or time.tzinfo is None:
+        raise _fail(rid, "time must be a timezone-aware ISO 8601 timestamp", "time")
+    return FeedbackRecord(rid, row, label, reward, time.astimezone(UTC))
