@@ -7,7 +7,6 @@ which database, which store and which actor are in use.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -31,26 +30,6 @@ if TYPE_CHECKING:
     from vigil.storage.sql import Database
 
 Progress = Callable[[int, int | None], None]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _sha256_path(path: Path) -> str:
-    """Digest of a file, or of a directory tree (sorted relative paths and bytes)."""
-    if path.is_file():
-        return _sha256_file(path)
-    digest = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(item.relative_to(path).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(_sha256_file(item).encode())
-    return digest.hexdigest()
 
 
 def _git_commit(where: Path) -> str | None:
@@ -164,7 +143,7 @@ class Vigil:
             source = Path(model).expanduser()
             if not source.exists():
                 raise ReferenceDataError(f"model file {str(source)!r} does not exist")
-            lineage.update(source=str(source.resolve()), source_sha256=_sha256_path(source))
+            lineage["source"] = str(source.resolve())  # its digest comes from the bundle
             lineage["git_commit"] = _git_commit(source.resolve())
         else:
             lineage.update(source=f"<in-memory {type(model).__module__}.{type(model).__name__}>")
@@ -175,9 +154,7 @@ class Vigil:
                 raise ReferenceDataError(
                     f"reference data {str(ref_path)!r} does not exist; pass a CSV or Parquet file"
                 )
-            lineage.update(
-                reference=str(ref_path.resolve()), reference_sha256=_sha256_file(ref_path)
-            )
+            lineage["reference"] = str(ref_path.resolve())  # its digest comes from the bundle
             reference = ref_path
         elif reference is not None:
             lineage["reference"] = "<in-memory DataFrame>"
@@ -203,8 +180,10 @@ class Vigil:
                 "pickle": bool(trust.trust_pickle),
                 "types": sorted(approved),
             }
+            if not from_object and manifest.source.sha256:
+                lineage["source_sha256"] = manifest.source.sha256
             ref_source = manifest.reference.source if manifest.reference else None
-            if ref_source is not None and ref_source.sha256 and "reference_sha256" not in lineage:
+            if ref_source is not None and ref_source.sha256:
                 lineage["reference_sha256"] = ref_source.sha256
             return self.registry.register_version(
                 name,

@@ -232,3 +232,40 @@ def test_missing_reference_column_is_named(data: pd.DataFrame, tmp_path: Path) -
     with pytest.raises(ReferenceDataError, match="target column 'label'"):
         build_bundle(model, tmp_path / "b", reference=X, target="label")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prediction_distribution_is_estimated_on_a_bounded_uniform_subsample() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from vigil.bundle.profile import build_profile
+    from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"x": rng.normal(size=50_000)})
+    sig = Signature(
+        inputs=[FeatureSpec(name="x", dtype="float64")],
+        outputs=OutputSpec(task="classification", dtype="int64", classes=[0, 1]),
+    )
+    calls: list[int] = []
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        calls.append(len(frame))
+        return (frame["x"].to_numpy() > 0.5).astype(np.int64)
+
+    full = build_profile(df, sig, predict=predict, chunk_rows=10_000)
+    assert sum(calls) == 50_000  # under the bound: every row is predicted
+    calls.clear()
+    part = build_profile(
+        df, sig, predict=predict, chunk_rows=10_000, prediction_sample=5_000, sample_size=500
+    )
+    assert 4_500 < sum(calls) < 5_500
+    assert part.prediction is not None and full.prediction is not None
+    assert sum(part.prediction.frequencies.values()) == sum(calls)
+    share = part.prediction.frequencies["1"] / sum(calls)
+    assert abs(share - float((df["x"] > 0.5).mean())) < 0.02
+    # Raw sample rows carry the model's own predictions for those rows.
+    xs, preds = np.asarray(part.sample["x"]), np.asarray(part.sample_predictions)
+    assert len(xs) == 500
+    np.testing.assert_array_equal(preds, (xs > 0.5).astype(np.int64))
+    assert part.features["x"].count == 50_000  # feature profiles still use every row

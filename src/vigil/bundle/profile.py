@@ -161,6 +161,7 @@ def build_profile(
     seed: int = 0,
     chunk_rows: int = 200_000,
     quantile_sample: int = 1_000_000,
+    prediction_sample: int = 200_000,
     category_cap: int = CATEGORY_CAP,
     progress: ProgressFn | None = None,
 ) -> BaselineProfile:
@@ -170,7 +171,12 @@ def build_profile(
     a classifier's predictions (``signature.outputs.task == "classification"``) are profiled
     as categories, anything else as numbers. ``quantile_sample`` bounds the values per
     numeric column held for quantiles (8 bytes each); see the module docstring for which
-    figures are exact.
+    figures are exact. ``prediction_sample`` bounds the rows the model predicts on: when
+    the reference has more rows (and its length is known), the prediction distribution is
+    estimated on a seeded uniform subsample of about that many rows (picked by the same
+    row keys as the raw sample, so the sample's predictions come from it too) — running
+    the model over every row would dominate registration for no gain in what the
+    distribution tells.
 
     >>> import numpy as np, pandas as pd
     >>> from vigil.bundle.signature import FeatureSpec, Signature
@@ -211,6 +217,11 @@ def build_profile(
     sample_pool = BottomK(sample_size)
     total = ref.n_rows
     done = 0
+    # Rows whose key falls under the threshold form a uniform subsample of the expected size.
+    predict_all = predict is None or total is None or total <= prediction_sample
+    key_limit = np.uint64(0)
+    if not predict_all and total:
+        key_limit = np.uint64(int(prediction_sample / total * 2.0**64))
 
     for chunk in ref.chunks(read):
         n = chunk.n_rows
@@ -221,8 +232,10 @@ def build_profile(
         for c in categorical:
             cats[c].update(chunk.categorical(c))
         preds = None
+        picked = None if predict_all else np.flatnonzero(keys < key_limit)
         if predict is not None:
-            preds = np.asarray(predict(chunk.frame(names))).ravel()
+            frame = chunk.frame(names)
+            preds = np.asarray(predict(frame if picked is None else frame.iloc[picked])).ravel()
             if pred_cat is not None:
                 pred_cat.update_array(preds)
             elif pred_num is not None:
@@ -230,7 +243,7 @@ def build_profile(
                 pred_num.moments.update(as_float)
                 pred_values.append(as_float)
         _offer(exact_pool, keys, values)
-        _offer_sample(sample_pool, keys, chunk, read, preds, done)
+        _offer_sample(sample_pool, keys, chunk, read, preds, done, picked)
         done += n
         if progress is not None:
             progress(done, total)
@@ -309,14 +322,19 @@ def _offer_sample(
     columns: list[str],
     preds: npt.NDArray[Any] | None,
     start: int,
+    rows: npt.NDArray[np.intp] | None = None,
 ) -> None:
-    idx = pool.select(keys)
+    """Offer a chunk's rows (or only ``rows``, the predicted subsample; ``preds`` is
+    aligned with them) to the bounded sample."""
+    offered = keys if rows is None else keys[rows]
+    idx = pool.select(offered)
     if idx is None:
-        idx = np.arange(len(keys))
+        idx = np.arange(len(offered))
     if not len(idx):
         return
-    values = {c: chunk.raw(c, idx) for c in columns}
-    values["__row__"] = idx + start
+    in_chunk = idx if rows is None else rows[idx]
+    values = {c: chunk.raw(c, in_chunk) for c in columns}
+    values["__row__"] = in_chunk + start
     if preds is not None:
         values[PREDICTION] = preds[idx]
-    pool.add(keys[idx], values)
+    pool.add(offered[idx], values)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import typer
 
-from vigil.cli import drift as _drift
 from vigil.cli import models as _models
+from vigil.cli import serve as _serve
 
 app = typer.Typer(
     name="vigil",
@@ -21,9 +21,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 _models.install(app)
-_drift.install(app)
-from vigil.cli import serve as _serve  # noqa: E402
-
 _serve.install(app)
 
 

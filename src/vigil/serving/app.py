@@ -13,6 +13,7 @@ at shutdown.
 from __future__ import annotations
 
 import logging
+import os
 from time import perf_counter
 from typing import Any
 
@@ -69,6 +70,14 @@ class ServingApp:
                     log.exception("model loading failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self._metrics:
+                    rss = metrics.record_process_memory()
+                    log.info(
+                        "worker %d ready: %d model version(s), %.0f MiB resident",
+                        os.getpid(),
+                        len(self.dataplane.models()),
+                        rss / 2**20,
+                    )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.dataplane.shutdown()

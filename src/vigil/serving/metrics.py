@@ -105,6 +105,13 @@ MODEL_LOAD = Gauge(
     multiprocess_mode="max",
     registry=REGISTRY,
 )
+RESIDENT_MEMORY = Gauge(
+    "vigil_process_resident_memory_bytes",
+    "Resident memory of the serving process (one series per worker pid with several "
+    "workers), updated at start-up and on every scrape it answers.",
+    multiprocess_mode="liveall",
+    registry=REGISTRY,
+)
 
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
@@ -144,6 +151,31 @@ def record_error(route: str, kind: str) -> None:
 
 def record_model_load(model: str, version: str, seconds: float) -> None:
     MODEL_LOAD.labels(model, version).set(seconds)
+
+
+def resident_memory_bytes() -> int:
+    """This process's resident set size in bytes (peak RSS where /proc is missing).
+
+    >>> resident_memory_bytes() > 1_000_000
+    True
+    """
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def record_process_memory() -> int:
+    """Set :data:`RESIDENT_MEMORY` for this process; returns the bytes."""
+    rss = resident_memory_bytes()
+    RESIDENT_MEMORY.set(rss)
+    return rss
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

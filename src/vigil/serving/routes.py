@@ -5,6 +5,7 @@ The router, the OpenAPI document and the docs page are all built from :data:`ROU
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import orjson
@@ -21,7 +22,8 @@ def _ok(schema: str, description: str = "OK") -> dict[str, dict[str, str]]:
 
 
 async def livez(dp: DataPlane, req: Request) -> Response:
-    return json_response({"status": "live"})
+    # The pid tells which worker answered when several share the port.
+    return json_response({"status": "live", "pid": os.getpid()})
 
 
 async def readyz(dp: DataPlane, req: Request) -> Response:
@@ -31,6 +33,8 @@ async def readyz(dp: DataPlane, req: Request) -> Response:
 
 
 async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
+    if dp.settings.metrics:
+        metrics.record_process_memory()
     return Response(metrics.exposition(), 200, metrics.CONTENT_TYPE.encode())
 
 

@@ -1,0 +1,234 @@
+"""Serve what the registry's aliases point to, and follow them when they move.
+
+:class:`RegistryProvider` serves, for each model, the version its serving alias
+(``production`` unless told otherwise) points to, or the explicit ``models:/`` URIs it is
+given (``models:/NAME@ALIAS`` follows the alias, ``models:/NAME/3`` stays on version 3).
+
+A background task reads :meth:`~vigil.registry.registry.Registry.alias_table` (one cheap
+query) every ``poll_interval`` seconds. When a followed alias has moved (``vigil alias
+set``, ``vigil rollback``, the Python API or the admin REST API), the new version is loaded
+and warmed off the event loop, then the alias is switched in one step between two
+requests, then the old version drains its queue and stops. No request fails during a
+move, and every worker process converges within one poll interval plus the load time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vigil.errors import ConfigurationError
+from vigil.serving.config import ServingSettings
+from vigil.serving.provider import ServedModel, StaticProvider
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from vigil.app import Vigil
+
+log = logging.getLogger("vigil.serving")
+
+MODELS_ENV = "VIGIL_WORKER_MODELS"
+ALIASES_ENV = "VIGIL_WORKER_ALIASES"
+POLL_ENV = "VIGIL_WORKER_POLL_INTERVAL"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to serve: a model and either the alias to follow or a pinned version."""
+
+    name: str
+    alias: str | None = None
+    version: int | None = None
+
+
+def targets_from(uris: Sequence[str]) -> list[Target]:
+    """Targets of ``models:/`` URIs.
+
+    >>> targets_from(["models:/churn@production", "models:/fraud/3"])
+    [Target(name='churn', alias='production', version=None), Target(name='fraud', alias=None, version=3)]
+    """
+    from vigil.uri import parse_model_ref
+
+    found: list[Target] = []
+    for uri in uris:
+        ref = parse_model_ref(uri)
+        if ref.alias is None and ref.version is None:
+            raise ConfigurationError(
+                f"{uri!r} names neither a version nor an alias; "
+                "write models:/NAME/VERSION or models:/NAME@ALIAS"
+            )
+        found.append(Target(ref.name, ref.alias, ref.version))
+    return found
+
+
+class RegistryProvider(StaticProvider):
+    """A :class:`~vigil.serving.provider.ModelProvider` over ``vigil.registry``.
+
+    Parameters
+    ----------
+    vigil
+        The composition root whose registry and artifact store hold the models.
+    uris
+        Explicit ``models:/`` URIs; default: every registered model's serving alias.
+    aliases
+        ``{model: alias}`` overriding the serving alias (``settings.default_alias``) per
+        model when serving every registered model.
+    poll_interval
+        Seconds between two reads of the alias table (``0`` turns following off).
+    """
+
+    def __init__(
+        self,
+        vigil: Vigil,
+        *,
+        uris: Sequence[str] = (),
+        aliases: Mapping[str, str] | None = None,
+        poll_interval: float = 1.0,
+        settings: ServingSettings | None = None,
+    ) -> None:
+        super().__init__([], settings=settings)
+        self.vigil = vigil
+        self.uris = list(uris)
+        self.serving_aliases = dict(aliases or {})
+        self.poll_interval = poll_interval
+        self.targets: list[Target] = []
+        self._poller: asyncio.Task[None] | None = None
+        self.moves = 0
+        """Alias moves applied since start (for tests and the log)."""
+
+    def _discover(self) -> list[Target]:
+        if self.uris:
+            return targets_from(self.uris)
+        table = self.vigil.registry.alias_table()
+        found = []
+        for model in self.vigil.registry.list_models():
+            alias = self.serving_aliases.get(model.name, self.settings.default_alias)
+            if (model.name, alias) in table:
+                found.append(Target(model.name, alias=alias))
+            else:
+                log.warning(
+                    "model %s has no alias %r: not served (set it with `vigil alias set`)",
+                    model.name,
+                    alias,
+                )
+        return found
+
+    def _load(self, name: str, version: int) -> ServedModel:
+        bundle = self.vigil.load(f"models:/{name}/{version}")
+        return ServedModel(bundle, name=name, version=version, settings=self.settings)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.targets = await loop.run_in_executor(None, self._discover)
+        table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
+        for target in self.targets:
+            version = target.version
+            if version is None:
+                assert target.alias is not None
+                version = table.get((target.name, target.alias))
+                if version is None:
+                    raise ConfigurationError(
+                        f"model {target.name!r} has no alias {target.alias!r}; set it with "
+                        f"`vigil alias set {target.name} {target.alias} VERSION`"
+                    )
+            if version not in self._versions.get(target.name, {}):
+                served = await loop.run_in_executor(None, self._load, target.name, version)
+                await served.start()
+                self._versions.setdefault(target.name, {})[version] = served
+            if target.alias is not None:
+                self._aliases.setdefault(target.name, {})[target.alias] = version
+        self._ready = True
+        if self.poll_interval > 0 and any(t.alias for t in self.targets):
+            self._poller = asyncio.create_task(self._poll(), name="vigil-alias-poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        await super().stop()
+
+    def get(self, name: str, selector: str | None = None) -> ServedModel:
+        if selector is None:
+            followed = self._aliases.get(name)
+            if followed:
+                alias = self.serving_aliases.get(name, self.settings.default_alias)
+                selector = f"@{alias if alias in followed else next(iter(followed))}"
+        return super().get(name, selector)
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
+                for target in self.targets:
+                    if target.alias is None:
+                        continue
+                    wanted = table.get((target.name, target.alias))
+                    current = self._aliases.get(target.name, {}).get(target.alias)
+                    if wanted is None:
+                        if current is not None:
+                            log.warning(
+                                "alias %s@%s was deleted; still serving version %s",
+                                target.name,
+                                target.alias,
+                                current,
+                            )
+                        continue
+                    if wanted != current:
+                        await self.move(target.name, target.alias, wanted)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A registry hiccup must not stop the server; the next poll retries.
+                log.exception("following the registry aliases failed; retrying at the next poll")
+
+    async def move(self, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` of ``name`` at ``version``: load and warm, switch, drain the old."""
+        loop = asyncio.get_running_loop()
+        versions = self._versions.get(name, {})
+        served = versions.get(version)
+        if served is None:
+            served = await loop.run_in_executor(None, self._load, name, version)
+            await served.start()
+        old = self._aliases.get(name, {}).get(alias)
+        # The switch: no await between these statements, so a request sees old or new.
+        table = dict(self._versions.get(name, {}))
+        table[version] = served
+        aliases = {**self._aliases.get(name, {}), alias: version}
+        pinned = {t.version for t in self.targets if t.name == name and t.version is not None}
+        retired = None
+        if old is not None and old != version and old not in {*aliases.values(), *pinned}:
+            retired = table.pop(old, None)
+        self._versions[name] = table
+        self._aliases[name] = aliases
+        self.moves += 1
+        log.warning("%s@%s now serves version %d (was %s)", name, alias, version, old)
+        if retired is not None:
+            await retired.stop()
+
+
+def from_environment() -> RegistryProvider:
+    """The provider each ``vigil serve`` worker builds, from ``VIGIL_*`` variables.
+
+    ``VIGIL_WORKER_MODELS`` (a JSON list of URIs), ``VIGIL_WORKER_ALIASES`` (a JSON object
+    ``{model: alias}``) and ``VIGIL_WORKER_POLL_INTERVAL`` are set by ``vigil serve``;
+    the registry comes from the usual settings (``VIGIL_HOME``, ``VIGIL_DATABASE_URL``...).
+    """
+    from vigil.app import Vigil
+
+    return RegistryProvider(
+        Vigil(),
+        uris=json.loads(os.environ.get(MODELS_ENV) or "[]"),
+        aliases=json.loads(os.environ.get(ALIASES_ENV) or "{}"),
+        poll_interval=float(os.environ.get(POLL_ENV) or 1.0),
+        settings=ServingSettings(),
+    )

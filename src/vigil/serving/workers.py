@@ -1,0 +1,175 @@
+"""Several worker processes on one port, restarted when they die.
+
+:func:`serve` runs uvicorn's process supervisor over one listening socket shared by every
+worker (the kernel hands each new connection to one of them). The supervisor pings every
+worker each half second and replaces one that died (``kill -9``, out of memory) or hangs,
+while the others keep serving; a worker that cannot even start stops the whole server
+instead of restarting forever.
+
+Workers are *spawned*, not forked: each imports vigil afresh, calls the provider factory
+named by an import string (``"package.module:function"``, returning a
+:class:`~vigil.serving.provider.ModelProvider`) and loads its models after start-up. Nothing
+is loaded in the supervisor, so a crash never takes the models with it and no
+copy-on-write page is shared by accident. Memory therefore grows with the number of
+workers: each holds its own copy of every model. Keep large models in formats whose
+runtime is native and compact (ONNX, XGBoost, LightGBM: their boosters live outside the
+Python heap), give each worker a few threads rather than adding workers for large models,
+and read ``vigil_process_resident_memory_bytes`` (one series per worker ``pid``) to size
+the machine.
+
+Metrics stay correct across workers: each server start gets a fresh private
+``PROMETHEUS_MULTIPROC_DIR`` where every worker writes its values, ``/metrics`` on any
+worker answers the sum, and the files of a dead worker's live gauges (in-flight requests,
+resident memory) are removed when it is replaced. Counters of a dead worker are kept, so
+totals never go backwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from vigil.errors import ConfigurationError, require
+
+log = logging.getLogger("vigil.serving")
+
+PROVIDER_ENV = "VIGIL_WORKER_PROVIDER"
+"""Environment variable naming the provider factory every worker calls."""
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def load_factory(spec: str) -> Any:
+    """The callable an import string ``"package.module:function"`` names.
+
+    >>> load_factory("vigil.serving.server:free_port").__name__
+    'free_port'
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(
+            f"provider factory {spec!r} is not an import string; write it as 'module:function'"
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"cannot import provider factory {spec!r} ({exc}); check the module path"
+        ) from exc
+    if not callable(target):
+        raise ConfigurationError(f"provider factory {spec!r} is not callable")
+    return target
+
+
+def worker_app() -> Any:
+    """The ASGI app of one worker: the provider factory named in ``VIGIL_WORKER_PROVIDER``.
+
+    uvicorn calls this (``factory=True``) inside every worker after it starts, so models
+    are loaded in the worker, never in the supervisor.
+    """
+    from vigil.serving.app import create_app
+
+    spec = os.environ.get(PROVIDER_ENV)
+    if not spec:
+        raise ConfigurationError(
+            f"{PROVIDER_ENV} is not set; start workers with vigil.serving.workers.serve()"
+        )
+    provider = load_factory(spec)()
+    return create_app(provider)
+
+
+def _supervisor_class() -> Any:
+    from prometheus_client import multiprocess
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        """uvicorn's supervisor, plus the metrics bookkeeping for replaced workers."""
+
+        def keep_subprocess_alive(self) -> None:
+            before = {p.pid for p in self.processes}
+            super().keep_subprocess_alive()
+            for pid in before - {p.pid for p in self.processes}:
+                if pid is not None:
+                    log.warning("worker %d died; a replacement was started", pid)
+                    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+    return Supervisor
+
+
+def serve(
+    provider: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    **options: Any,
+) -> None:
+    """Serve the models of ``provider`` (an import string) with ``workers`` processes.
+
+    Blocks until SIGINT/SIGTERM, then drains every worker. ``options`` go to
+    ``uvicorn.Config`` (e.g. ``log_level``, ``timeout_graceful_shutdown``).
+    """
+    if workers < 1:
+        raise ConfigurationError(f"--workers must be at least 1 (got {workers})")
+    load_factory(provider)  # fail here, once, rather than in every worker
+    require("uvicorn", "serve")
+    from vigil.serving.server import config
+
+    # One process keeps its metrics in memory; several share a fresh private directory
+    # (set before any worker imports prometheus-client, which picks its storage at import).
+    metrics_dir = tempfile.mkdtemp(prefix="vigil-metrics-") if workers > 1 else None
+    previous = {k: os.environ.get(k) for k in (PROVIDER_ENV, MULTIPROC_ENV)}
+    os.environ[PROVIDER_ENV] = provider
+    if metrics_dir is not None:
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        cfg = config("vigil.serving.workers:worker_app", host, port, factory=True, **options)
+        if workers == 1:
+            import uvicorn
+
+            uvicorn.Server(cfg).run()
+            return
+        cfg.workers = workers
+        sock = cfg.bind_socket()
+        try:
+            _supervisor_class()(cfg, sockets=[sock]).run()
+        finally:
+            sock.close()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m vigil.serving.workers PROVIDER [--workers N] [--host H] [--port P]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m vigil.serving.workers")
+    parser.add_argument("provider", help="provider factory, as 'module:function'")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    serve(
+        args.provider,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,146 @@
+"""A real Prometheus scrapes a 2-worker server and sees the exact summed totals."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.serving.test_workers import ROW, WorkerServer
+
+from vigil.serving.server import free_port
+
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+
+
+def _binary(path: str) -> str:
+    found = shutil.which(Path(path).name) or (path if Path(path).is_file() else None)
+    if found is None:
+        pytest.fail(
+            f"{Path(path).name} is missing: run `apt-get install prometheus` "
+            "(or `make test` as root, which installs it)"
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def vigil_server() -> Iterator[WorkerServer]:
+    with WorkerServer(2) as running:
+        yield running
+
+
+class Prometheus:
+    def __init__(self, target_port: int, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: vigil\n    scrape_interval: 1s\n"
+            f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        )
+        self.log = (workdir / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                _binary(PROMETHEUS),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def query(self, promql: str) -> list[dict[str, object]]:
+        r = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        r.raise_for_status()
+        body = r.json()
+        assert body["status"] == "success", body
+        result: list[dict[str, object]] = body["data"]["result"]
+        return result
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "prometheus exited; see its log"
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("prometheus did not become ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(vigil_server: WorkerServer) -> Iterator[Prometheus]:
+    workdir = Path(tempfile.mkdtemp(prefix="vigil-prometheus-"))
+    prom = Prometheus(vigil_server.port, workdir)
+    try:
+        prom.wait_ready()
+        yield prom
+    finally:
+        prom.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _scalar(result: list[dict[str, object]]) -> float | None:
+    if not result:
+        return None
+    value = result[0]["value"]
+    assert isinstance(value, list)
+    return float(value[1])
+
+
+@pytest.mark.slow
+def test_prometheus_sees_the_exact_total_across_workers(
+    vigil_server: WorkerServer, prometheus: Prometheus
+):
+    n = 37
+    answered_by: set[int] = set()
+    for _ in range(n):  # a fresh connection per request: the kernel spreads them
+        with httpx.Client(base_url=vigil_server.url, timeout=10) as http:
+            r = http.post("/v1/models/clf/predict", json={"inputs": ROW})
+            assert r.status_code == 200
+            answered_by.add(http.get("/livez").json()["pid"])
+    assert answered_by == vigil_server.worker_pids()  # both workers took requests
+
+    query = 'sum(vigil_requests_total{job="vigil",model="clf",route="native_predict"})'
+    deadline = time.monotonic() + 30
+    seen = None
+    while time.monotonic() < deadline:
+        seen = _scalar(prometheus.query(query))
+        if seen == n:
+            break
+        time.sleep(0.5)
+    assert seen == n
+    # Both workers' memory is exported, one series per pid.
+    memory = prometheus.query('vigil_process_resident_memory_bytes{job="vigil"}')
+    assert {m["metric"]["pid"] for m in memory} == {str(p) for p in answered_by}  # type: ignore[index]
+    assert _scalar(prometheus.query('up{job="vigil"}')) == 1.0
+
+
+def test_promtool_accepts_the_exposition(vigil_server: WorkerServer):
+    httpx.post(f"{vigil_server.url}/v1/models/clf/predict", json={"inputs": ROW}, timeout=10)
+    exposition = httpx.get(f"{vigil_server.url}/metrics", timeout=10).content
+    assert b"vigil_requests_total" in exposition
+    check = subprocess.run(
+        [_binary(PROMTOOL), "check", "metrics"], input=exposition, capture_output=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert b"error" not in (check.stdout + check.stderr).lower()

@@ -1,0 +1,211 @@
+"""Several worker processes on one port: shared metrics, and a kill -9 under load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from tests.serving.conftest import CLF_FEATURES, SklearnAdapter, clf_signature
+
+from vigil.bundle.model import LoadedBundle
+from vigil.serving.provider import StaticProvider
+from vigil.serving.server import free_port
+from vigil.serving.workers import load_factory
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVIDER = "tests.serving.test_workers:provider"
+
+
+def provider() -> StaticProvider:
+    """The provider factory every worker process calls: one seeded classifier, ``clf``."""
+    X, y = make_classification(n_samples=300, n_features=20, n_informative=8, random_state=0)
+    clf = LogisticRegression(max_iter=500).fit(X, y)
+    return StaticProvider([LoadedBundle(SklearnAdapter(clf), clf_signature(), name="clf")])
+
+
+ROW = dict(zip(CLF_FEATURES, np.linspace(-1, 1, 20).tolist(), strict=True))
+
+
+class WorkerServer:
+    """``python -m vigil.serving.workers`` in a subprocess, on a free loopback port."""
+
+    def __init__(
+        self,
+        workers: int,
+        provider: str = PROVIDER,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.log = tempfile.NamedTemporaryFile(prefix="vigil-workers-", suffix=".log")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "vigil.serving.workers", provider),
+                *("--port", str(self.port), "--workers", str(workers), *extra),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def worker_pids(self) -> set[int]:
+        """The pids with a live resident-memory series (one per ready worker)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return {
+            int(s.labels["pid"])
+            for fam in text_string_to_metric_families(text)
+            if fam.name == "vigil_process_resident_memory_bytes"
+            for s in fam.samples
+        }
+
+    def wait_ready(self, timeout: float = 60) -> set[int]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the worker server exited:\n{self.output()}")
+            try:
+                pids = self.worker_pids()
+                if len(pids) == self.workers:
+                    return pids
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"the workers did not become ready in time:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def __enter__(self) -> WorkerServer:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def two_workers() -> Iterator[WorkerServer]:
+    with WorkerServer(2) as running:
+        yield running
+
+
+def answering_pids(url: str, tries: int = 200) -> set[int]:
+    """Pids that answer /livez over fresh connections (the kernel spreads them)."""
+    seen: set[int] = set()
+    for _ in range(tries):
+        seen.add(httpx.get(f"{url}/livez", timeout=10).json()["pid"])
+        if len(seen) >= 2:
+            break
+    return seen
+
+
+def test_load_factory_rejects_what_is_not_an_import_string():
+    from vigil.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="module:function"):
+        load_factory("tests.serving.test_workers")
+    with pytest.raises(ConfigurationError, match="cannot import"):
+        load_factory("tests.serving.test_workers:nothing_here")
+    assert load_factory(PROVIDER) is provider
+
+
+def test_two_workers_share_the_port_and_sum_their_metrics(two_workers: WorkerServer):
+    pids = two_workers.worker_pids()
+    assert len(pids) == 2 and two_workers.proc.pid not in pids
+    assert answering_pids(two_workers.url) == pids
+
+    def total() -> float:
+        text = httpx.get(f"{two_workers.url}/metrics", timeout=10).text
+        return sum(
+            s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+            if s.name == "vigil_requests_total" and s.labels["route"] == "native_predict"
+        )
+
+    before = total()
+    answered_by: set[int] = set()
+    for _ in range(40):  # fresh connection each time, so both workers take some
+        with httpx.Client(base_url=two_workers.url, timeout=10) as http:
+            r = http.post("/v1/models/clf/predict", json={"inputs": ROW})
+            assert r.status_code == 200 and r.json()["predictions"] in ([0], [1])
+            answered_by.add(http.get("/livez").json()["pid"])
+    assert total() - before == 40
+    assert answered_by == pids
+
+
+@pytest.mark.slow
+def test_kill_9_under_load_loses_only_in_flight_requests():
+    with WorkerServer(2) as server:
+        pids = server.worker_pids()
+        victim = min(pids)
+        stop = threading.Event()
+        killed_at: list[float] = []
+        lock = threading.Lock()
+        ok: list[float] = []
+        failed: list[str] = []
+
+        def client_loop() -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                while not stop.is_set():
+                    try:
+                        r = http.post("/v1/models/clf/predict", json={"inputs": ROW})
+                        assert r.status_code == 200
+                        with lock:
+                            ok.append(time.monotonic())
+                    except httpx.TransportError as exc:
+                        with lock:
+                            failed.append(type(exc).__name__)
+
+        threads = [threading.Thread(target=client_loop) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        killed_at.append(time.monotonic())
+        time.sleep(2.5)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+        # At most one request per client thread was in flight on the killed worker.
+        assert len(failed) <= len(threads), failed
+        after_kill = [t for t in ok if t > killed_at[0] + 0.2]
+        assert len(after_kill) > 50, "the surviving worker kept serving"
+        # The supervisor starts a replacement, which serves; the dead pid's live series go.
+        replacement = server.wait_ready(timeout=60)
+        assert victim not in replacement and len(replacement - pids) == 1
+        new_pid = (replacement - pids).pop()
+        deadline = time.monotonic() + 30
+        seen: set[int] = set()
+        while new_pid not in seen and time.monotonic() < deadline:
+            seen |= answering_pids(server.url, tries=20)
+        assert new_pid in seen
