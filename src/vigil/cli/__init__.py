@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from vigil.cli import drift as _drift
 from vigil.cli import models as _models
 from vigil.cli import serve as _serve
 
@@ -21,6 +22,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 _models.install(app)
+_drift.install(app)
 _serve.install(app)
 
 

@@ -1,0 +1,184 @@
+"""``vigil drift REFERENCE CURRENT``: compare two data files, print or write the report.
+
+The exit status is 0 whether or not drift is found (drift is a finding, not a failure;
+scripts read ``dataset_drifted`` from ``--json``); it is non-zero, with one line on
+stderr, only when the input is bad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from vigil.cli._output import console, err_console, print_json, table
+
+if TYPE_CHECKING:
+    from vigil.drift import ColumnDrift
+    from vigil.report import DriftRun
+
+LARGE_INPUT_BYTES = 8 << 20
+"""Show a progress bar when the two files together are at least this big."""
+
+SHORT_EFFECT = {"wasserstein_normalised": "W/σ", "js": "JS", "psi": "PSI"}
+"""Effect-size names short enough for a terminal table (the JSON has the full ones)."""
+
+
+def _names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _row(c: ColumnDrift) -> tuple[str, ...]:
+    from vigil.report.html import threshold_text
+
+    effect = _fmt(c.effect_size)
+    if c.effect_size is not None and c.effect_size_method:
+        effect += f" {SHORT_EFFECT.get(c.effect_size_method, c.effect_size_method)}"
+    return (
+        c.column,
+        c.kind,
+        c.method,
+        _fmt(c.statistic),
+        _fmt(c.p_value_adjusted, ".3g"),
+        effect,
+        threshold_text(c),
+        "[bold red]✓[/]" if c.drifted else "[green]✗[/]",
+    )
+
+
+@contextmanager
+def _progress(show: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]] | None]:
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+
+        def start(label: str, total: int | None) -> Callable[[int], None]:
+            task = bar.add_task(label, total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield start
+
+
+def _show(run: DriftRun) -> None:
+    from vigil.report.ordering import drifted_first
+
+    report = run.report
+    columns = [c for c in drifted_first(report.columns)]
+    if run.target is not None:
+        columns.append(run.target)
+    table(
+        f"Drift: {run.current_rows:,} current rows against {run.reference_rows:,} reference rows",
+        [
+            "column",
+            "kind",
+            "method",
+            "statistic",
+            "p-value (BH)",
+            "effect size",
+            "threshold",
+            "drifted",
+        ],
+        [_row(c) for c in columns],
+    )
+    verdict = (
+        "[bold red]dataset drifted[/]"
+        if report.dataset_drifted
+        else "[bold green]no dataset drift[/]"
+    )
+    console.print(
+        f"{verdict}: {report.n_drifted} of {len(report.columns)} columns drifted "
+        f"({report.share_drifted:.0%}). Rule: {report.rule}.",
+        highlight=False,
+    )
+    if run.target is not None:
+        moved = "drifted" if run.target.drifted else "did not drift"
+        console.print(f"target {run.target.column!r} {moved} (not counted in the verdict)")
+    for side, names in (("reference", run.only_in_reference), ("current", run.only_in_current)):
+        if names:
+            console.print(f"[dim]not compared, only in the {side} data: {', '.join(names)}[/]")
+
+
+def drift(
+    reference: Path = typer.Argument(..., help="Reference data: CSV or Parquet."),
+    current: Path = typer.Argument(..., help="Current data: CSV or Parquet."),
+    html: Path = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    columns: str = typer.Option(
+        None, "--columns", help="Compare only these columns (comma-separated)."
+    ),
+    categorical: str = typer.Option(
+        None,
+        "--categorical",
+        help="Treat these columns as categorical (comma-separated; default: text and booleans).",
+    ),
+    target: str = typer.Option(
+        None, "--target", help="Label column: its drift is shown apart, not in the verdict."
+    ),
+) -> None:
+    """Compare CURRENT data with REFERENCE data, column by column.
+
+    Exits 0 whether or not drift is found; non-zero only on bad input.
+    """
+    from vigil.report import render_html, run_drift
+
+    size = sum(p.stat().st_size for p in (reference, current) if p.is_file())
+    with _progress(size >= LARGE_INPUT_BYTES and not json_out) as progress:
+        run = run_drift(
+            reference,
+            current,
+            columns=_names(columns),
+            categorical=_names(categorical),
+            target=target,
+            progress=progress,
+        )
+    if html is not None:
+        page = render_html(
+            run.report,
+            run.reference_summary,
+            run.current_summary,
+            title=f"Drift report: {current.name} vs {reference.name}",
+            subtitle=(
+                f"{run.current_rows:,} current rows ({current.name}) compared with "
+                f"{run.reference_rows:,} reference rows ({reference.name})"
+            ),
+            target=run.target,
+        )
+        html.write_text(page, encoding="utf-8")
+    if json_out:
+        print_json({**run.to_dict(), "html": str(html) if html is not None else None})
+        return
+    _show(run)
+    if html is not None:
+        console.print(f"report written to {html}", highlight=False, soft_wrap=True)
+
+
+def install(app: typer.Typer) -> None:
+    app.command()(drift)

@@ -1,0 +1,14 @@
+"""Drift reports people read: chart summaries, inline SVG charts and one HTML page.
+
+:func:`render_html` turns a :class:`vigil.drift.DriftReport` and the per-feature
+distributions of :func:`summarise` into a self-contained page; :func:`run_drift` reads two
+CSV / Parquet files and produces everything the ``vigil drift`` command shows.
+"""
+
+from __future__ import annotations
+
+from vigil.report.distributions import Distribution, summarise
+from vigil.report.html import render_html
+from vigil.report.run import DriftRun, run_drift
+
+__all__ = ["Distribution", "DriftRun", "render_html", "run_drift", "summarise"]
