@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from functools import cached_property
@@ -30,26 +29,6 @@ if TYPE_CHECKING:
     from vigil.storage.sql import Database
 
 Progress = Callable[[int, int | None], None]
-
-
-def _git_commit(where: Path) -> str | None:
-    """The commit of the git repository containing ``where``, if any (for lineage)."""
-    git = shutil.which("git")
-    if git is None:
-        return None
-    try:
-        out = subprocess.run(
-            [git, "rev-parse", "HEAD"],
-            cwd=where if where.is_dir() else where.parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and len(commit) == 40 else None
 
 
 class Vigil:
@@ -130,6 +109,7 @@ class Vigil:
         from vigil._names import check_alias, check_model_name, check_tag_key
         from vigil.bundle.bundle import build_bundle
         from vigil.bundle.trust import TrustPolicy
+        from vigil.registry.lineage import git_commit
 
         check_model_name(name)
         if alias is not None:
@@ -137,17 +117,18 @@ class Vigil:
         for key in {**(tags or {}), **(metrics or {})}:
             check_tag_key(key)
         trust = trust or TrustPolicy()
-        lineage: dict[str, Any] = {"host": platform.node(), "python": platform.python_version()}
+        # host, vigil version and the git commit of the working directory are added by the
+        # registry; here: what only this call knows.
+        lineage: dict[str, Any] = {"python": platform.python_version()}
         from_object = not isinstance(model, str | os.PathLike)
         if not from_object:
             source = Path(model).expanduser()
             if not source.exists():
                 raise ReferenceDataError(f"model file {str(source)!r} does not exist")
             lineage["source"] = str(source.resolve())  # its digest comes from the bundle
-            lineage["git_commit"] = _git_commit(source.resolve())
+            lineage["git_commit"] = git_commit(source.resolve().parent)
         else:
             lineage.update(source=f"<in-memory {type(model).__module__}.{type(model).__name__}>")
-            lineage["git_commit"] = _git_commit(Path.cwd())
         if isinstance(reference, str | os.PathLike):
             ref_path = Path(reference).expanduser()
             if not ref_path.is_file():
