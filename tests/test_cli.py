@@ -48,16 +48,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_register_list_show_alias_rollback_audit(tmp_path: Path, files: dict[str, Path]) -> None:
+    register = ["register", "churn", str(files["lr"]), "--reference", str(files["ref"])]
+    register += ["--target", "y", "--alias", "production"]
     r = run(
-        "register",
-        "churn",
-        str(files["lr"]),
-        "--reference",
-        str(files["ref"]),
-        "--target",
-        "y",
-        "--alias",
-        "production",
+        *register,
         "--tag",
         "team=risk",
         "--metric",
@@ -69,21 +63,7 @@ def test_register_list_show_alias_rollback_audit(tmp_path: Path, files: dict[str
     first = json.loads(r.stdout)
     assert (first["name"], first["version"], first["aliases"]) == ("churn", 1, ["production"])
     assert first["tags"] == {"team": "risk"} and first["metrics"] == {"auc": 0.91}
-    assert (
-        run(
-            "register",
-            "churn",
-            str(files["lr"]),
-            "--reference",
-            str(files["ref"]),
-            "--target",
-            "y",
-            "--alias",
-            "production",
-            home=tmp_path,
-        ).returncode
-        == 0
-    )
+    assert run(*register, home=tmp_path).returncode == 0
 
     listed = json.loads(run("models", "list", "--json", home=tmp_path).stdout)
     assert listed[0]["name"] == "churn" and listed[0]["latest_version"] == 2

@@ -52,9 +52,7 @@ class Vigil:
         home = self.settings.home
         if self.settings.database_url is None:
             home.mkdir(parents=True, exist_ok=True)
-        db = Database(self.settings.resolved_database_url)
-        db.migrate()
-        return db
+        return Database(self.settings.resolved_database_url)  # migrates on first use
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vigil.bundle.signature import FeatureSpec, FeatureType
+from vigil.bundle.signature import FeatureSpec, FeatureType, OutputSpec
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -141,3 +141,17 @@ def path_inside(root: Path, name: Any, *, what: str) -> Path:
     if not path.exists():
         raise BundleError(f"{what} names {name!r}, which is not in the directory")
     return path
+
+
+def booster_outputs(classes: list[Any] | None, *, is_classifier: bool) -> OutputSpec:
+    """The outputs of a native booster (XGBoost, LightGBM) once its wrapper kind is known:
+    class labels with probabilities for a classifier, a float for a regressor."""
+    if not is_classifier:
+        return OutputSpec(task="regression", dtype="float64")
+    labels = list(classes or [])
+    return OutputSpec(
+        task="classification",
+        dtype="int64" if all(isinstance(c, int) for c in labels) else "string",
+        classes=labels,
+        has_proba=True,
+    )

@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vigil.bundle.flavors.base import as_matrix, mro_modules, python_values, read_head
-from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
+from vigil.bundle.flavors.base import (
+    as_matrix,
+    booster_outputs,
+    mro_modules,
+    python_values,
+    read_head,
+)
+from vigil.bundle.signature import FeatureSpec, Signature
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, require
 
@@ -121,16 +127,7 @@ class LightGBMFlavor:
         if not isinstance(model, LightGBMModel):
             return None
         inputs = [FeatureSpec(name=n, dtype="float64") for n in model.feature_names]
-        if model.kind:
-            classes = model.classes or []
-            outputs = OutputSpec(
-                task="classification",
-                dtype="int64" if all(isinstance(c, int) for c in classes) else "string",
-                classes=classes,
-                has_proba=True,
-            )
-        else:
-            outputs = OutputSpec(task="regression", dtype="float64")
+        outputs = booster_outputs(model.classes, is_classifier=bool(model.kind))
         return Signature(inputs=inputs, outputs=outputs)
 
     def versions(self) -> dict[str, str]:

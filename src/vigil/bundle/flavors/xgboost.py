@@ -19,12 +19,13 @@ import numpy as np
 from vigil.bundle.flavors.base import (
     as_frame,
     as_matrix,
+    booster_outputs,
     default_feature_names,
     mro_modules,
     python_values,
     read_head,
 )
-from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
+from vigil.bundle.signature import FeatureSpec, Signature
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, require
 
@@ -144,16 +145,7 @@ class XGBoostFlavor:
                 strict=True,
             )
         ]
-        if model.is_classifier:
-            classes = model.classes if model.classes is not None else []
-            outputs = OutputSpec(
-                task="classification",
-                dtype="int64" if all(isinstance(c, int) for c in classes) else "string",
-                classes=classes,
-                has_proba=True,
-            )
-        else:
-            outputs = OutputSpec(task="regression", dtype="float64")
+        outputs = booster_outputs(model.classes, is_classifier=model.is_classifier)
         return Signature(inputs=inputs, outputs=outputs)
 
     def versions(self) -> dict[str, str]:
