@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible server (MinIO, moto, ...); AWS when unset."""
 
+    redis_url: str | None = None
+    """Redis shared by all workers and replicas for experiment policy state
+    (``redis://host:6379/0``); default: the SQL store."""
+
     actor: str | None = None
     """Who is acting, for the audit log; default: the operating-system user."""
 

@@ -102,6 +102,7 @@ class ServingApp:
                 elif key == b"x-request-id":
                     request_id = value.decode("latin-1")
             request = Request(scope["method"], scope["path"], params, content_type, request_id)
+            request.route = route.name
             if route.body != "none":
                 if not _content_type_ok(route, content_type):
                     raise UnsupportedMediaTypeError(

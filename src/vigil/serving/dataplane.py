@@ -97,10 +97,16 @@ class DataPlane:
         want_proba: bool = False,
         request_id: str | None = None,
         served: ServedModel | None = None,
+        route: str = "",
+        key_id: str | None = None,
+        variant: str | None = None,
+        endpoint: str | None = None,
     ) -> Prediction:
         """Validate ``table`` against the model's signature and predict it (batched).
 
-        ``served`` skips the lookup when the caller already resolved the model.
+        ``served`` skips the lookup when the caller already resolved the model. ``route``,
+        ``key_id``, ``endpoint`` and ``variant`` (the experiment endpoint and the arm that
+        chose the model) describe the call for the inference log.
         """
         model = served or self.provider.get(name, selector)
         if not model.ready:

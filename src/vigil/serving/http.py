@@ -35,11 +35,14 @@ class Request:
         "_request_id",
         "body",
         "content_type",
+        "headers",
+        "key_id",
         "method",
         "model",
         "params",
         "path",
         "request_id_header",
+        "route",
         "version",
     )
 
@@ -51,6 +54,7 @@ class Request:
         content_type: str | None = None,
         request_id_header: str | None = None,
         body: bytes = b"",
+        headers: dict[bytes, bytes] | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -58,6 +62,12 @@ class Request:
         self.content_type = content_type
         self.request_id_header = request_id_header
         self.body = body
+        self.headers = headers or {}
+        """Headers a route may need beyond the three parsed ones (lower-case names)."""
+        self.route = ""
+        """Name of the matched route (metric label, capture record)."""
+        self.key_id: str | None = None
+        """Id of the API key that authenticated the request, when authentication is on."""
         # Filled by handlers once a model is resolved, for metric labels.
         self.model = ""
         self.version = ""
@@ -136,6 +146,8 @@ class Route:
     request_schema: dict[str, Any] | None = None
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    role: Literal["predict", "read", "admin"] | None = None
+    """Least API-key role the route needs when authentication is on; None: always open."""
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

@@ -310,6 +310,19 @@ ROUTES: list[Route] = [
     ),
 ]
 
+# Routes of the other capabilities live next to their handlers; each module contributes its
+# operations and the JSON schemas they reference.
+from vigil.serving import (  # noqa: E402
+    admin_routes,
+    endpoint_admin_routes,
+    endpoint_routes,
+    feedback_routes,
+)
+
+for _module in (admin_routes, feedback_routes, endpoint_routes, endpoint_admin_routes):
+    ROUTES.extend(_module.ROUTES)
+    SCHEMAS.update(_module.SCHEMAS)
+
 assert all(
     s.get("schema") in SCHEMAS for r in ROUTES for s in r.responses.values() if "schema" in s
 )

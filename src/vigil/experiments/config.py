@@ -1,0 +1,291 @@
+"""What an experiment endpoint is: its variants, its traffic policy and how units are keyed.
+
+An endpoint is a named route (``POST /v1/endpoints/{endpoint}/predict``) over two or more
+*variants*, each a model reference (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``). The
+*policy* decides which variant answers each request. These classes only describe and validate
+a configuration; storing it, routing by it and keeping its shared state live elsewhere in
+:mod:`vigil.experiments`.
+
+Every check lives here, so the CLI, the admin REST API and the Python API refuse the same bad
+configurations with the same messages.
+
+>>> cfg = parse_endpoint({
+...     "name": "checkout",
+...     "variants": [{"name": "a", "model": "models:/churn@production"},
+...                  {"name": "b", "model": "models:/churn/3"}],
+...     "policy": {"kind": "split", "weights": {"a": 90, "b": 10}},
+... })
+>>> cfg.policy.normalised_weights(cfg.variant_names)
+{'a': 0.9, 'b': 0.1}
+>>> parse_endpoint({
+...     "name": "checkout",
+...     "variants": [{"name": "a", "model": "models:/churn@production"}],
+...     "policy": {"kind": "split", "weights": {"a": 1, "zz": 1}},
+... })
+Traceback (most recent call last):
+...
+vigil.errors.InvalidParameterError: invalid endpoint configuration: policy names unknown variant 'zz'; the variants are: a
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from itertools import pairwise
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from vigil._names import _check, check_alias
+from vigil.errors import InvalidParameterError, VigilError
+from vigil.uri import parse_model_ref
+
+__all__ = [
+    "BanditPolicy",
+    "CanaryGuards",
+    "CanaryPolicy",
+    "CanaryStep",
+    "EndpointConfig",
+    "FixedPolicy",
+    "Policy",
+    "ShadowPolicy",
+    "SplitPolicy",
+    "UnitKey",
+    "Variant",
+    "parse_endpoint",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_variant_name(value: str) -> str:
+    # Variant names share the model-name alphabet: they end up in URLs, metric labels and logs.
+    return _check("variant name", value)
+
+
+def _check_endpoint_name(value: str) -> str:
+    return _check("endpoint name", value)
+
+
+class Variant(_Strict):
+    """One arm of an endpoint: a name and the model reference it serves."""
+
+    name: str
+    model: str
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``; an alias is followed as it moves."""
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_variant_name(v)))
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not value.startswith("models:/"):
+            raise ValueError(
+                f"model must be models:/NAME@ALIAS or models:/NAME/VERSION, got {value[:80]!r}"
+            )
+        parse_model_ref(value)  # raises InvalidURIError / InvalidNameError with the reason
+        return value
+
+
+class UnitKey(_Strict):
+    """Where the unit id (user, session, ...) is found for sticky assignment.
+
+    The header is read first, then the top-level field of a native JSON body; without a unit
+    id, each request is assigned at random.
+    """
+
+    header: str | None = "x-unit-id"
+    field: str | None = None
+
+    @field_validator("header")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+
+class FixedPolicy(_Strict):
+    """Every request goes to one variant."""
+
+    kind: Literal["fixed"] = "fixed"
+    variant: str
+
+
+class SplitPolicy(_Strict):
+    """Fixed weights (A/B/n); weights are relative and need not sum to 1 or 100."""
+
+    kind: Literal["split"] = "split"
+    weights: dict[str, float]
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {weight}")
+        if not value or sum(value.values()) <= 0:
+            raise ValueError("at least one weight must be positive")
+        return value
+
+    def normalised_weights(self, variants: list[str]) -> dict[str, float]:
+        total = sum(self.weights.values())
+        return {v: self.weights.get(v, 0.0) / total for v in variants}
+
+
+class CanaryStep(_Strict):
+    """One rung of the ramp: the canary's share of traffic and when it may move on."""
+
+    percent: float = Field(gt=0, le=100)
+    min_duration_s: float = Field(default=60.0, ge=0)
+    min_requests: int = Field(default=100, ge=0)
+
+
+class CanaryGuards(_Strict):
+    """Breaches that roll the canary back to 0 %, each relative to the stable variant."""
+
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
+    """Canary error rate minus stable error rate (5xx and prediction failures)."""
+    max_latency_ratio: float = Field(default=2.0, gt=1)
+    """Canary p99 latency divided by the stable variant's p99."""
+    max_quality_drop: float | None = Field(default=None, ge=0, le=1)
+    """Stable accuracy (or mean reward) minus canary's, once labels or rewards arrive."""
+    min_requests: int = Field(default=50, ge=1)
+    """Canary requests needed before a guard is judged (avoids noise from a handful)."""
+
+
+class CanaryPolicy(_Strict):
+    """Ramp ``canary`` up against ``stable`` step by step; roll back on a breach."""
+
+    kind: Literal["canary"] = "canary"
+    stable: str
+    canary: str
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [CanaryStep(percent=p) for p in (5, 25, 50, 100)]
+    )
+    guards: CanaryGuards = Field(default_factory=CanaryGuards)
+    promote_alias: str | None = "production"
+    """Alias moved to the canary's version when the ramp completes (None: do not move)."""
+
+    @model_validator(mode="after")
+    def _check_ramp(self) -> CanaryPolicy:
+        if self.stable == self.canary:
+            raise ValueError("stable and canary must be different variants")
+        if not self.steps:
+            raise ValueError("the ramp needs at least one step")
+        percents = [s.percent for s in self.steps]
+        if any(b <= a for a, b in pairwise(percents)):
+            raise ValueError(f"ramp steps must increase strictly, got {percents}")
+        if percents[-1] != 100:
+            raise ValueError(f"the ramp must end at 100 percent, got {percents[-1]}")
+        if self.promote_alias is not None:
+            check_alias(self.promote_alias)
+        return self
+
+
+class ShadowPolicy(_Strict):
+    """``primary`` answers; each shadow gets a copy of the request off the hot path."""
+
+    kind: Literal["shadow"] = "shadow"
+    primary: str
+    shadows: list[str] = Field(min_length=1)
+    sample_rate: float = Field(default=1.0, gt=0, le=1)
+    """Share of requests copied to the shadows."""
+
+
+class BanditPolicy(_Strict):
+    """A multi-armed bandit over all variants, learning from feedback rewards."""
+
+    kind: Literal["epsilon_greedy", "ucb1", "thompson"]
+    epsilon: float = Field(default=0.1, ge=0, le=1)
+    """Exploration rate of ``epsilon_greedy``."""
+    reward: Literal["bernoulli", "gaussian"] = "bernoulli"
+    """``bernoulli``: rewards are 0/1 (Beta posteriors for ``thompson``); ``gaussian``:
+    continuous rewards (Normal posteriors)."""
+    refresh_s: float = Field(default=1.0, gt=0, le=3600)
+    """Longest a worker uses cached shared state before re-reading it."""
+
+
+Policy = Annotated[
+    FixedPolicy | SplitPolicy | CanaryPolicy | ShadowPolicy | BanditPolicy,
+    Field(discriminator="kind"),
+]
+
+
+class EndpointConfig(_Strict):
+    """A named endpoint: variants, policy, unit key, salt and where its alerts go."""
+
+    name: str
+    variants: list[Variant] = Field(min_length=1)
+    policy: Policy
+    unit: UnitKey = Field(default_factory=UnitKey)
+    salt: str = Field(default_factory=lambda: secrets.token_hex(8), min_length=1, max_length=64)
+    """Mixed into the unit hash so two endpoints split the same users independently."""
+    alert_webhooks: list[str] = Field(default_factory=list)
+    """Extra webhook URLs told about canary rollbacks and promotions (besides the monitoring
+    webhooks)."""
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_endpoint_name(v)))
+
+    @property
+    def variant_names(self) -> list[str]:
+        return [v.name for v in self.variants]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> EndpointConfig:
+        names = self.variant_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique, got {names}")
+        known = set(names)
+        policy = self.policy
+        used: list[str]
+        if isinstance(policy, FixedPolicy):
+            used = [policy.variant]
+        elif isinstance(policy, SplitPolicy):
+            used = list(policy.weights)
+        elif isinstance(policy, CanaryPolicy):
+            used = [policy.stable, policy.canary]
+        elif isinstance(policy, ShadowPolicy):
+            used = [policy.primary, *policy.shadows]
+            if policy.primary in policy.shadows:
+                raise ValueError("the primary cannot also be a shadow")
+        else:
+            used = []
+            if len(names) < 2:
+                raise ValueError(f"a {policy.kind} bandit needs at least two variants")
+        for name in used:
+            if name not in known:
+                raise ValueError(
+                    f"policy names unknown variant {name!r}; the variants are: {', '.join(names)}"
+                )
+        if isinstance(policy, SplitPolicy | CanaryPolicy) and len(names) < 2:
+            raise ValueError(f"a {policy.kind} policy needs at least two variants")
+        for url in self.alert_webhooks:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"alert webhook must be an http(s) URL, got {url[:40]!r}")
+        return self
+
+
+def parse_endpoint(data: object) -> EndpointConfig:
+    """Validate ``data`` (a mapping, e.g. a JSON body or a YAML file) as an endpoint, raising
+    :class:`~vigil.errors.InvalidParameterError` (422) that names the field and the reason."""
+    try:
+        return EndpointConfig.model_validate(data)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        cause = first.get("ctx", {}).get("error")
+        reason = str(cause) if isinstance(cause, VigilError | ValueError) else first["msg"]
+        reason = reason.removeprefix("Value error, ")
+        prefix = f"{where}: " if where else ""
+        raise InvalidParameterError(
+            f"invalid endpoint configuration: {prefix}{reason}",
+            detail={"field": where or None, "errors": exc.error_count()},
+        ) from None
