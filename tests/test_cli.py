@@ -128,4 +128,7 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     r = run("demo", home=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "identical to the trained object: True" in r.stdout
+    for protocol in ("native", "v2", "mlflow"):
+        assert f"{protocol}: predictions" in r.stdout
+    assert r.stdout.count("identical to the model: True") == 3
     assert (tmp_path / "vigil.db").is_file()

@@ -2,8 +2,8 @@
 
 Trains a classifier on a data set scikit-learn ships (no download), registers it with its
 reference data and the ``production`` alias, loads it back through its model URI and
-checks it predicts exactly what the trained object predicts. Later stages (serving,
-monitoring, experiments) extend this same script.
+checks it predicts exactly what the trained object predicts. Then it serves the model with
+``vigil serve`` on a free loopback port and sends it traffic through every protocol.
 """
 
 from __future__ import annotations
@@ -15,34 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.rule import Rule
 
-MODEL_NAME = "breast-cancer"
-
-
-def _train(seed: int = 0) -> tuple[Any, Any, Any, dict[str, float]]:
-    import numpy as np
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    data = load_breast_cancer(as_frame=True)
-    frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
-    features = frame.drop(columns=["target"])
-    train_x, test_x, train_y, test_y = train_test_split(
-        features, frame["target"], test_size=0.3, random_state=seed, stratify=frame["target"]
-    )
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    model.fit(train_x, train_y)
-    proba = model.predict_proba(test_x)[:, 1]
-    metrics = {
-        "accuracy": float(accuracy_score(test_y, model.predict(test_x))),
-        "roc_auc": float(roc_auc_score(test_y, proba)),
-    }
-    reference = train_x.assign(target=train_y.to_numpy())
-    assert np.isfinite(proba).all()
-    return model, reference, test_x, metrics
+from vigil.demo._data import MODEL_NAME, train
 
 
 def run_demo(home: str | None = None, console: Console | None = None) -> dict[str, Any]:
@@ -59,7 +32,7 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
     console.print(f"home: [bold]{settings.home}[/]  database: {settings.resolved_database_url}")
 
     console.print("1. training a LogisticRegression on scikit-learn's breast-cancer data set")
-    model, reference, holdout, metrics = _train()
+    model, reference, holdout, metrics = train()
     console.print(
         f"   holdout accuracy {metrics['accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f}"
     )
@@ -90,6 +63,19 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
         raise SystemExit("demo: the loaded model predicts differently from the trained one")
 
     _show(v, bundle, console)
+
+    from vigil.demo._server import DemoServer
+    from vigil.demo.serving import serve_traffic
+
+    console.print("4. serving it with [bold]vigil serve[/] and calling it through each protocol")
+    with DemoServer(settings.home) as server:
+        console.print(f"   serving at [bold]{server.url}[/] (log: {server.log_path})")
+        sample = holdout.head(3)
+        serve_traffic(server.url, sample, model.predict(sample).tolist(), console)
+    console.print(
+        "   (the demo stops this server as it ends; [bold]vigil serve[/] serves the production "
+        "alias on http://127.0.0.1:8000)"
+    )
     console.print(Rule())
     console.print(
         "next: [bold]vigil models list[/], [bold]vigil models show models:/breast-cancer@production[/], [bold]vigil audit[/]"
