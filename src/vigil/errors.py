@@ -76,6 +76,10 @@ class AliasNotFoundError(NotFoundError):
     code = "alias_not_found"
 
 
+class ApiKeyNotFoundError(NotFoundError):
+    code = "api_key_not_found"
+
+
 class ConflictError(VigilError):
     """The request conflicts with the current state (e.g. nothing to roll back to)."""
 
@@ -122,6 +126,14 @@ class ReferenceDataError(VigilError, ValueError):
     code = "invalid_reference"
 
 
+class DataFileError(VigilError, ValueError):
+    """A data file (batch-scoring input or output) cannot be read or written as asked:
+    unknown format, unparseable text, column types that change part-way through."""
+
+    status = 422
+    code = "invalid_data_file"
+
+
 class PathOutsideStoreError(VigilError, PermissionError):
     """A path resolved outside the artifact store root (traversal attempt)."""
 
@@ -154,11 +166,15 @@ class UnsupportedMediaTypeError(VigilError, ValueError):
 
 
 class AuthenticationError(VigilError, PermissionError):
+    """No API key, or one that is malformed, unknown or revoked (HTTP 401)."""
+
     status = 401
     code = "unauthenticated"
 
 
 class PermissionDeniedError(VigilError, PermissionError):
+    """The API key is valid but its role is too low for the operation (HTTP 403)."""
+
     status = 403
     code = "forbidden"
 

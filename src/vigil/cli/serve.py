@@ -3,11 +3,14 @@
 Only translates options into :func:`vigil.serving.workers.serve` with the registry-backed
 provider (:mod:`vigil.serving.registry_provider`); every worker reads what to serve from
 ``VIGIL_WORKER_*`` variables this command sets.
+
+Authentication is decided here, where the address is known, and handed to the workers as
+``VIGIL_SERVE_AUTH=on|off``: always on for a non-loopback address (and the server refuses
+to start before a key that may predict exists), off by default on loopback, with a warning.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from pathlib import Path
@@ -16,22 +19,9 @@ from typing import Any
 import typer
 
 from vigil.cli._output import err_console, fail
+from vigil.serving.workers import is_loopback
 
 PROVIDER = "vigil.serving.registry_provider:from_environment"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine.
-
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-    (True, True, False)
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -69,6 +59,35 @@ def _environment(
     return env
 
 
+def _authentication(host: str, requested: str) -> bool:
+    """Whether the server on ``host`` checks API keys; refuses what would be unsafe.
+
+    A non-loopback address always checks them (``off`` is refused), and a server that
+    checks them refuses to start before a key that may predict exists: it would only
+    answer 401.
+    """
+    if requested not in ("auto", "on", "off"):
+        fail(f"--auth takes auto, on or off (got {requested[:20]!r})")
+    loopback = is_loopback(host)
+    if requested == "off" and not loopback:
+        fail(
+            f"refusing to serve on {host} with authentication off: a non-loopback address "
+            "needs API keys; drop --auth off (or VIGIL_SERVE_AUTH=off), or serve on 127.0.0.1"
+        )
+    if requested == "off" or (requested == "auto" and loopback):
+        return False
+    from vigil.app import default
+    from vigil.auth.keys import KeyStore
+
+    if not KeyStore.from_vigil(default()).has_active("predict"):
+        where = "a non-loopback address" if not loopback else "authentication on"
+        fail(
+            f"refusing to serve on {host}: {where} needs API keys, and no active key may "
+            "predict; create one with: vigil keys create --role predict"
+        )
+    return True
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
@@ -84,17 +103,16 @@ def serve(
         None, help="Seconds between checks for alias moves (default 1; 0 turns it off)."
     ),
     log_level: str = typer.Option("warning", help="uvicorn log level."),
+    auth: str = typer.Option(
+        None,
+        "--auth",
+        help="API keys: auto (on unless the host is loopback), on, or off (loopback only).",
+    ),
 ) -> None:
     """Serve the production version of every registered model (or the --model URIs),
     loading and warming each before /readyz turns ready, and following alias moves."""
     from vigil.serving.workers import serve as run_workers
 
-    if not is_loopback(host):
-        fail(
-            f"refusing to serve on {host}: a non-loopback address needs API keys, which "
-            "this server does not enforce yet; serve on 127.0.0.1 behind an authenticating "
-            "proxy"
-        )
     pairs: dict[str, str] = {}
     for item in alias or []:
         name, sep, value = item.partition("=")
@@ -102,12 +120,22 @@ def serve(
             fail(f"--alias takes NAME=ALIAS, got {item!r}")
         pairs[name] = value
     settings = _read_config(config) if config is not None else {}
-    os.environ.update(_environment(settings, list(model or []), pairs, poll_interval))
-    err_console.print(
-        f"[yellow]warning:[/] authentication is off: anyone on this machine can call "
-        f"http://{host}:{port}",
-        highlight=False,
-    )
+    env = _environment(settings, list(model or []), pairs, poll_interval)
+    requested = auth or settings.get("auth") or os.environ.get("VIGIL_SERVE_AUTH") or "auto"
+    enabled = _authentication(host, str(requested))
+    env["VIGIL_SERVE_AUTH"] = "on" if enabled else "off"  # the workers need no host to decide
+    os.environ.update(env)
+    if enabled:
+        err_console.print(
+            f"authentication is on: send 'Authorization: Bearer <token>' to http://{host}:{port}",
+            highlight=False,
+        )
+    else:
+        err_console.print(
+            f"[yellow]warning:[/] authentication is off: anyone on this machine can call "
+            f"http://{host}:{port}",
+            highlight=False,
+        )
     run_workers(PROVIDER, host=host, port=port, workers=workers, log_level=log_level)
 
 

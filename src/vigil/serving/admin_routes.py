@@ -1,10 +1,383 @@
-"""The admin REST API over the registry (list, show, set alias, rollback) and API keys."""
+"""The admin REST API over the registry: list, show, move and delete aliases, roll back.
+
+Reads need the ``read`` role; changes need ``admin``, and so does the audit trail, which
+names who did what (see :mod:`vigil.auth.roles`). Every change goes through :class:`~vigil.registry.Registry`
+exactly like ``vigil alias set`` / ``vigil rollback``, so it lands in the alias history
+and the audit log; the actor is the calling key (``key:<id>``), or ``http:anonymous`` on a
+loopback server with authentication off.
+
+Moving an alias here is all it takes to switch what is served: every worker of every
+server following that alias (:mod:`vigil.serving.registry_provider`) loads, warms and
+switches to the new version within its poll interval.
+
+The handlers only translate HTTP to registry calls; those block on the database, so they
+run in a thread, off the event loop. A server without a registry (a fixed set of models)
+answers 404 with what to do instead.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from vigil.serving.http import Route
+from vigil._names import check_alias, check_model_name
+from vigil.errors import NotFoundError, ValidationError
+from vigil.serving.http import Request, Response, Route, json_response
 
-ROUTES: list[Route] = []
-SCHEMAS: dict[str, Any] = {}
+if TYPE_CHECKING:
+    from vigil.registry.entities import AuditEvent, ModelVersion, RegisteredModel
+    from vigil.registry.registry import Registry
+    from vigil.serving.dataplane import DataPlane
+
+T = TypeVar("T")
+
+ANONYMOUS = "http:anonymous"
+"""The audit actor of a change made with authentication off (loopback only)."""
+
+AUDIT_LIMIT = 100
+_MAX_VERSION = 2**31 - 1  # an INTEGER column: larger numbers cannot name a version
+_MAX_REASON = 1000
+
+
+def _registry(dp: DataPlane, req: Request) -> Registry:
+    """The registry of the server's provider, acting as the calling key."""
+    from vigil.registry.registry import Registry
+
+    vigil = getattr(dp.provider, "vigil", None)
+    if vigil is None:
+        raise NotFoundError(
+            "this server serves a fixed set of models and has no registry, so it has no "
+            "admin API; use a registry-backed server (vigil serve) or the vigil CLI",
+            detail={"path": req.path[:100]},
+        )
+    actor = f"key:{req.key_id}" if req.key_id else ANONYMOUS
+    return Registry(vigil.database, vigil.registry.store, actor=actor)
+
+
+async def _call(fn: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def _model(m: RegisteredModel) -> dict[str, Any]:
+    return {
+        "name": m.name,
+        "description": m.description,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+        "latest_version": m.latest_version,
+        "version_count": m.version_count,
+        "aliases": m.aliases,
+    }
+
+
+def _version(v: ModelVersion) -> dict[str, Any]:
+    return {
+        "version": v.version,
+        "flavor": v.flavor,
+        "sha256": v.sha256,
+        "size_bytes": v.size_bytes,
+        "created_at": v.created_at,
+        "created_by": v.created_by,
+        "description": v.description,
+        "tags": v.tags,
+        "metrics": v.metrics,
+        "aliases": v.aliases,
+    }
+
+
+def _event(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "actor": e.actor,
+        "action": e.action,
+        "entity_type": e.entity_type,
+        "entity_name": e.entity_name,
+        "model_name": e.model_name,
+        "before": e.before,
+        "after": e.after,
+    }
+
+
+def _alias_change(req: Request) -> tuple[int, str | None]:
+    """``version`` and ``reason`` of a ``PUT .../aliases/{alias}`` body."""
+    body = req.json()
+    example = 'send a JSON object such as {"version": 3, "reason": "better AUC"}'
+    if not isinstance(body, dict):
+        raise ValidationError(
+            example, detail={"field": None, "expected": "object", "got": type(body).__name__}
+        )
+    unknown = sorted(set(body) - {"version", "reason"})
+    if unknown:
+        raise ValidationError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; {example}",
+            detail={"field": unknown[0], "expected": ["version", "reason"], "got": unknown},
+        )
+    version = body.get("version")
+    if type(version) is not int or not 1 <= version <= _MAX_VERSION:
+        raise ValidationError(
+            f"'version' must be a version number (a positive integer); {example}",
+            detail={"field": "version", "expected": "integer >= 1", "got": repr(version)[:40]},
+        )
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > _MAX_REASON):
+        raise ValidationError(
+            f"'reason' must be text of at most {_MAX_REASON} characters",
+            detail={"field": "reason", "expected": "string", "got": type(reason).__name__},
+        )
+    return version, reason
+
+
+async def list_models(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    models = await _call(registry.list_models)
+    return json_response({"models": [_model(m) for m in models]})
+
+
+async def show_model(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+
+    def read() -> dict[str, Any]:
+        return {
+            "model": _model(registry.get_model(name)),
+            "versions": [_version(v) for v in registry.list_versions(name)],
+        }
+
+    return json_response(await _call(read))
+
+
+async def set_alias(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    alias = check_alias(req.params["alias"])
+    version, reason = _alias_change(req)
+    mv = await _call(lambda: registry.set_alias(name, alias, version, reason=reason))
+    return json_response({"model": name, "alias": alias, "version": mv.version})
+
+
+async def delete_alias(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    alias = check_alias(req.params["alias"])
+    version = await _call(lambda: registry.delete_alias(name, alias))
+    return json_response({"model": name, "alias": alias, "version": version})
+
+
+async def rollback(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    alias = check_alias(req.params["alias"])
+    before, after = await _call(lambda: registry.rollback(name, alias))
+    return json_response(
+        {"model": name, "alias": alias, "from_version": before, "to_version": after}
+    )
+
+
+async def audit(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = req.params.get("name")
+    if name is not None:
+        check_model_name(name)
+    events = await _call(lambda: registry.audit(name, limit=AUDIT_LIMIT))
+    return json_response({"events": [_event(e) for e in events]})
+
+
+_STRING = {"type": "string"}
+_TEXT = {"type": ["string", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_VERSION = {"type": "integer", "minimum": 1, "maximum": _MAX_VERSION}
+_ALIASES = {"type": "object", "additionalProperties": {"type": "integer"}}
+
+SCHEMAS: dict[str, Any] = {
+    "AdminModel": {
+        "type": "object",
+        "required": ["name", "latest_version", "version_count", "aliases"],
+        "properties": {
+            "name": _STRING,
+            "description": _TEXT,
+            "created_at": _TIME,
+            "updated_at": _TIME,
+            "latest_version": {"type": ["integer", "null"]},
+            "version_count": {"type": "integer", "minimum": 0},
+            "aliases": _ALIASES,
+        },
+    },
+    "AdminModelList": {
+        "type": "object",
+        "required": ["models"],
+        "properties": {
+            "models": {"type": "array", "items": {"$ref": "#/components/schemas/AdminModel"}}
+        },
+    },
+    "AdminVersion": {
+        "type": "object",
+        "required": ["version", "flavor", "sha256", "aliases"],
+        "properties": {
+            "version": _VERSION,
+            "flavor": _STRING,
+            "sha256": _STRING,
+            "size_bytes": {"type": "integer"},
+            "created_at": _TIME,
+            "created_by": _STRING,
+            "description": _TEXT,
+            "tags": {"type": "object", "additionalProperties": _STRING},
+            "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+            "aliases": {"type": "array", "items": _STRING},
+        },
+    },
+    "AdminModelDetail": {
+        "type": "object",
+        "required": ["model", "versions"],
+        "properties": {
+            "model": {"$ref": "#/components/schemas/AdminModel"},
+            "versions": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/AdminVersion"},
+            },
+        },
+    },
+    "AliasChange": {
+        "type": "object",
+        "required": ["version"],
+        "properties": {
+            "version": _VERSION,
+            "reason": {"type": "string", "maxLength": _MAX_REASON},
+        },
+        "additionalProperties": False,
+    },
+    "AliasState": {
+        "type": "object",
+        "required": ["model", "alias", "version"],
+        "properties": {"model": _STRING, "alias": _STRING, "version": _VERSION},
+    },
+    "AliasRollback": {
+        "type": "object",
+        "required": ["model", "alias", "from_version", "to_version"],
+        "properties": {
+            "model": _STRING,
+            "alias": _STRING,
+            "from_version": _VERSION,
+            "to_version": _VERSION,
+        },
+    },
+    "AuditLog": {
+        "type": "object",
+        "required": ["events"],
+        "properties": {
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "at", "actor", "action", "entity_type", "entity_name"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "at": _TIME,
+                        "actor": _STRING,
+                        "action": _STRING,
+                        "entity_type": _STRING,
+                        "entity_name": _STRING,
+                        "model_name": _TEXT,
+                        "before": {"type": ["object", "null"]},
+                        "after": {"type": ["object", "null"]},
+                    },
+                },
+            }
+        },
+    },
+}
+
+_TAGS = ("admin",)
+_MODEL = "/v1/admin/models/{name}"
+_ALIAS = _MODEL + "/aliases/{alias}"
+
+
+def _ok(schema: str) -> dict[str, dict[str, str]]:
+    return {"200": {"description": "OK", "schema": schema}}
+
+
+ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/v1/admin/models",
+        list_models,
+        "admin_list_models",
+        "native",
+        "List registered models with their newest version and aliases",
+        responses=_ok("AdminModelList"),
+        tags=_TAGS,
+        role="read",
+    ),
+    Route(
+        "GET",
+        _MODEL,
+        show_model,
+        "admin_show_model",
+        "native",
+        "Show a registered model: every version and its aliases",
+        responses=_ok("AdminModelDetail"),
+        tags=_TAGS,
+        role="read",
+    ),
+    Route(
+        "PUT",
+        _ALIAS,
+        set_alias,
+        "admin_set_alias",
+        "native",
+        "Point an alias at a version (audited; serving workers follow it)",
+        body="json",
+        request_schema={"$ref": "#/components/schemas/AliasChange"},
+        responses=_ok("AliasState"),
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "DELETE",
+        _ALIAS,
+        delete_alias,
+        "admin_delete_alias",
+        "native",
+        "Remove an alias (audited; its history is kept)",
+        responses=_ok("AliasState"),
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "POST",
+        _ALIAS + "/rollback",
+        rollback,
+        "admin_rollback",
+        "native",
+        "Move an alias back to the version it pointed to before its last move (audited)",
+        responses={
+            **_ok("AliasRollback"),
+            "409": {"description": "Nothing earlier to roll back to", "schema": "Problem"},
+        },
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "GET",
+        "/v1/admin/audit",
+        audit,
+        "admin_audit",
+        "native",
+        f"The audit trail, newest first (at most {AUDIT_LIMIT} events)",
+        responses=_ok("AuditLog"),
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "GET",
+        _MODEL + "/audit",
+        audit,
+        "admin_model_audit",
+        "native",
+        f"The audit trail of one model, newest first (at most {AUDIT_LIMIT} events)",
+        responses=_ok("AuditLog"),
+        tags=_TAGS,
+        role="admin",
+    ),
+]

@@ -41,3 +41,13 @@ class ServingSettings(BaseSettings):
 
     metrics: bool = True
     """Record Prometheus metrics (``/metrics``)."""
+
+    auth: Literal["auto", "on", "off"] = "auto"
+    """Require API keys (``Authorization: Bearer vk_...``). ``auto``: on unless the server
+    binds a loopback address (``vigil serve`` decides, and refuses ``off`` elsewhere); an
+    app built directly with ``create_app`` treats ``auto`` as off, since whoever binds the
+    socket decides."""
+
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a worker reuses a successful key check: the longest a revoked key keeps
+    working."""

@@ -28,6 +28,8 @@ from vigil.serving.http import Response, Style
 log = logging.getLogger("vigil.serving")
 
 _MLFLOW_CODES = {
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "RESOURCE_DOES_NOT_EXIST",
     405: "BAD_REQUEST",
     413: "BAD_REQUEST",
