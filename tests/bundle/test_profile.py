@@ -269,3 +269,31 @@ def test_prediction_distribution_is_estimated_on_a_bounded_uniform_subsample() -
     assert len(xs) == 500
     np.testing.assert_array_equal(preds, (xs > 0.5).astype(np.int64))
     assert part.features["x"].count == 50_000  # feature profiles still use every row
+
+
+def test_streaming_a_file_holds_about_one_row_group_in_arrow_memory(tmp_path: Path) -> None:
+    """Reading a Parquet file must not keep the row groups already read (pyarrow's
+    ``pre_buffer`` did): Arrow's allocations stay flat while the file is streamed, so a
+    file 10× larger needs no more memory (see ``bench/profile_10m.py``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(8)
+    path = tmp_path / "groups.parquet"
+    names = [f"f{i}" for i in range(6)]
+    with pq.ParquetWriter(path, pa.schema([(n, pa.float64()) for n in names])) as writer:
+        for _ in range(40):  # 40 row groups of 20,000 rows: 0.96 MB of values each
+            writer.write_table(pa.table({n: rng.normal(size=20_000) for n in names}))
+    sig = Signature(inputs=[FeatureSpec(name=n, dtype="float64") for n in names])
+    allocated: list[int] = []
+    prof = build_profile(
+        path,
+        sig,
+        chunk_rows=20_000,
+        quantile_sample=50_000,  # fewer than the rows: the two-pass path
+        progress=lambda done, total: allocated.append(pa.total_allocated_bytes()),
+    )
+    assert prof.n_rows == 800_000 and sum(prof.features["f0"].bin_counts) == 800_000
+    group = 20_000 * 8 * len(names)
+    # With pre-buffering, Arrow held every row group (38 MB) from the first chunk on.
+    assert max(allocated) < 10 * group

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +23,7 @@ from tests.serving.conftest import CLF_FEATURES, SklearnAdapter, clf_signature
 from vigil.bundle.model import LoadedBundle
 from vigil.serving.provider import StaticProvider
 from vigil.serving.server import free_port
-from vigil.serving.workers import load_factory
+from vigil.serving.workers import check_factory, load_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER = "tests.serving.test_workers:provider"
@@ -76,19 +76,27 @@ class WorkerServer:
             for s in fam.samples
         }
 
-    def wait_ready(self, timeout: float = 60) -> set[int]:
+    def wait_ready(
+        self, timeout: float = 60, until: Callable[[set[int]], bool] | None = None
+    ) -> set[int]:
+        """The pids of ready workers, once there are ``workers`` of them (and ``until``
+        holds of them); a RuntimeError with the server's log after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
+        pids: set[int] = set()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the worker server exited:\n{self.output()}")
             try:
                 pids = self.worker_pids()
-                if len(pids) == self.workers:
+                if len(pids) == self.workers and (until is None or until(pids)):
                     return pids
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"the workers did not become ready in time:\n{self.output()}")
+        raise RuntimeError(
+            f"the workers did not become ready in time (last seen: {sorted(pids)}):\n"
+            f"{self.output()}"
+        )
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
@@ -135,6 +143,21 @@ def test_load_factory_rejects_what_is_not_an_import_string():
     with pytest.raises(ConfigurationError, match="cannot import"):
         load_factory("tests.serving.test_workers:nothing_here")
     assert load_factory(PROVIDER) is provider
+    check_factory(PROVIDER)
+    with pytest.raises(ConfigurationError, match=r"no module named 'tests\.serving\.nothing'"):
+        check_factory("tests.serving.nothing:provider")
+    with pytest.raises(ConfigurationError, match=r"no module named 'nothing\.here'"):
+        check_factory("nothing.here:provider")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_the_supervisor_never_imports_the_model_stack(two_workers: WorkerServer):
+    # A shared library appears in a process's memory map once its module is imported.
+    supervisor = Path(f"/proc/{two_workers.proc.pid}/maps").read_text()
+    worker = Path(f"/proc/{min(two_workers.worker_pids())}/maps").read_text()
+    for library in ("numpy/_core/_multiarray_umath", "sklearn/", "pandas/_libs"):
+        assert library in worker
+        assert library not in supervisor
 
 
 def test_two_workers_share_the_port_and_sum_their_metrics(two_workers: WorkerServer):
@@ -201,7 +224,12 @@ def test_kill_9_under_load_loses_only_in_flight_requests():
         after_kill = [t for t in ok if t > killed_at[0] + 0.2]
         assert len(after_kill) > 50, "the surviving worker kept serving"
         # The supervisor starts a replacement, which serves; the dead pid's live series go.
-        replacement = server.wait_ready(timeout=60)
+        # Both happen some time after the kill (the supervisor looks every half second, the
+        # replacement loads its model first): wait for them rather than for any two pids,
+        # which the victim's series, not yet removed, would also satisfy.
+        replacement = server.wait_ready(
+            timeout=90, until=lambda seen: victim not in seen and len(seen - pids) == 1
+        )
         assert victim not in replacement and len(replacement - pids) == 1
         new_pid = (replacement - pids).pop()
         deadline = time.monotonic() + 30
@@ -209,3 +237,16 @@ def test_kill_9_under_load_loses_only_in_flight_requests():
         while new_pid not in seen and time.monotonic() < deadline:
             seen |= answering_pids(server.url, tries=20)
         assert new_pid in seen
+
+
+@pytest.mark.slow
+def test_sighup_replaces_every_worker_and_drops_their_series():
+    with WorkerServer(2) as server:
+        pids = server.worker_pids()
+        os.kill(server.proc.pid, signal.SIGHUP)
+        # uvicorn brings each replacement up before it retires the worker it replaces; a
+        # retired worker's live series must go too, or four pids would show here.
+        fresh = server.wait_ready(timeout=120, until=lambda seen: not seen & pids)
+        assert len(fresh) == 2 and server.proc.pid not in fresh
+        r = httpx.post(f"{server.url}/v1/models/clf/predict", json={"inputs": ROW}, timeout=10)
+        assert r.status_code == 200 and r.json()["predictions"] in ([0], [1])

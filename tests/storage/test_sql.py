@@ -11,10 +11,23 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from tests.servers import PostgresServer
 
-import vigil.registry.tables  # noqa: F401  (registers the registry's tables on Base)
+# Importing the table modules registers their tables on Base (compared with the migrations).
+import vigil.auth.tables
+import vigil.experiments.state_tables
+import vigil.experiments.tables
+import vigil.monitor.tables
+import vigil.registry.tables  # noqa: F401
 from vigil.errors import ConfigurationError
 from vigil.registry.tables import AuditLogRow
-from vigil.storage.sql import Base, Database, head_revision
+from vigil.storage.sql import (
+    VERSIONS_DIR,
+    Base,
+    Database,
+    _alembic_head,
+    _scanned_head,
+    alembic_config,
+    head_revision,
+)
 
 REGISTRY_TABLES = {"registered_models", "model_versions", "aliases", "alias_events", "audit_log"}
 
@@ -56,6 +69,88 @@ def test_postgres_schema_matches_the_tables(fresh_postgres_url: str) -> None:
         ).scalar_one()
     assert column == "jsonb"
     db.dispose()
+
+
+def test_the_head_read_from_the_migration_files_is_alembics() -> None:
+    assert _scanned_head(VERSIONS_DIR) == _alembic_head() == head_revision()
+
+
+def _migration(revision: str, down: str, *, annotated: bool = False) -> str:
+    if annotated:
+        return f'revision: str = "{revision}"\ndown_revision: str | None = {down}  # "zz"\n'
+    return f'"""Revision ID: {revision}"""\n\nrevision = "{revision}"\ndown_revision = {down}\n'
+
+
+@pytest.mark.parametrize(
+    ("files", "head"),
+    [
+        ({"a": _migration("a", "None"), "b": _migration("b", "'a'", annotated=True)}, "b"),
+        # a merge revision naming both parents on one line
+        (
+            {
+                "a": _migration("a", "None"),
+                "b": _migration("b", '"a"'),
+                "c": _migration("c", '"a"'),
+                "m": _migration("m", '("b", "c")'),
+            },
+            "m",
+        ),
+        # two heads, and parents spread over lines: Alembic has to decide
+        (
+            {
+                "a": _migration("a", "None"),
+                "b": _migration("b", '"a"'),
+                "c": _migration("c", '"a"'),
+            },
+            None,
+        ),
+        ({"a": _migration("a", "None"), "m": _migration("m", '(\n    "a",\n)')}, None),
+        ({"a": _migration("a", "None"), "x": "def upgrade() -> None: ...\n"}, None),
+    ],
+)
+def test_scanning_migration_files(tmp_path: Path, files: dict[str, str], head: str | None) -> None:
+    for name, body in files.items():
+        (tmp_path / f"{name}.py").write_text(body)
+    assert _scanned_head(tmp_path) == head
+
+
+_START = """
+import sys
+from sqlalchemy import text
+from vigil.storage.sql import Database
+db = Database(sys.argv[1])
+with db.session() as s:
+    s.execute(text("SELECT count(*) FROM registered_models")).scalar_one()
+print("alembic" in sys.modules)
+"""
+
+
+def test_a_database_at_head_starts_without_importing_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    run = [sys.executable, "-c", _START, url]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=120, check=True)
+    assert first.stdout.strip() == "True"  # a new database: Alembic creates the schema
+    second = subprocess.run(run, capture_output=True, text=True, timeout=120, check=True)
+    assert second.stdout.strip() == "False"
+
+
+def test_a_database_behind_head_is_upgraded(tmp_path: Path) -> None:
+    from alembic import command
+
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    assert not db.is_at_head()
+    with db.engine.connect() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001_registry")
+        conn.commit()
+    assert db.current_revision() == "0001_registry"
+    assert not db.is_at_head()
+    db.migrate()
+    assert db.current_revision() == head_revision()
+    assert db.is_at_head()
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_times_are_stored_and_read_back_as_utc(tmp_path: Path) -> None:

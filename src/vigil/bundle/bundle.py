@@ -2,6 +2,8 @@
 
 A bundle is built in a private temporary directory (mode 0700) next to its destination
 and moved into place only once complete, so a refusal or failure leaves nothing behind.
+What only building needs (signature inference, profiling, reading reference data) is
+imported inside :func:`build_bundle`, so a server loading bundles never pays for it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.flavors import detect_flavor, flavor_for_object, get_flavor
 from vigil.bundle.flavors.base import path_inside
-from vigil.bundle.infer import merge_signature, reference_inputs, with_categories
 from vigil.bundle.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -27,9 +28,7 @@ from vigil.bundle.manifest import (
     SourceInfo,
 )
 from vigil.bundle.model import LoadedBundle
-from vigil.bundle.profile import PREDICTION, build_profile
-from vigil.bundle.profile_schema import BaselineProfile
-from vigil.bundle.reference import open_reference
+from vigil.bundle.profile_schema import PREDICTION, BaselineProfile
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, ConflictError
 
@@ -132,6 +131,10 @@ def _build(
     seed: int,
     chunk_rows: int,
 ) -> Manifest:
+    from vigil.bundle.infer import merge_signature, reference_inputs, with_categories
+    from vigil.bundle.profile import build_profile
+    from vigil.bundle.reference import open_reference
+
     if isinstance(source, str | os.PathLike):
         plugin, model, model_file, info, required, src_info = _from_path(
             Path(source), tmp, flavor, trust

@@ -33,7 +33,12 @@ import numpy.typing as npt
 from vigil.bundle._accumulators import Counts, Moments
 from vigil.bundle._sampling import BottomK, row_keys
 from vigil.bundle.infer import check_columns, feature_type
-from vigil.bundle.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
+from vigil.bundle.profile_schema import (
+    PREDICTION,
+    BaselineProfile,
+    CategoricalProfile,
+    NumericProfile,
+)
 from vigil.bundle.reference import Chunk, Reference, open_reference
 from vigil.bundle.signature import NUMERIC_TYPES
 
@@ -49,7 +54,6 @@ PredictFn = Callable[["pd.DataFrame"], Any]
 
 QUANTILE_PROBS = np.linspace(0.0, 1.0, 101)
 CATEGORY_CAP = 1000
-PREDICTION = "__prediction__"
 
 
 @dataclass

@@ -26,6 +26,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PREDICTION = "__prediction__"
+"""Name of the model's predictions among the columns of the stored reference sample."""
+
 
 class NumericProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -155,13 +155,29 @@ _PARAM = re.compile(r"\{(\w+)\}")
 _SEGMENT = r"[^/@]+"
 
 
+def _prefix(template: str) -> tuple[str, ...]:
+    """The literal leading segments of a template, at most two.
+
+    >>> _prefix("/v1/models/{name}/predict"), _prefix("/v2/{x}"), _prefix("/{a}/b")
+    (('v1', 'models'), ('v2',), ())
+    """
+    literal: list[str] = []
+    for segment in template.split("/")[1:3]:
+        if "{" in segment:
+            break
+        literal.append(segment)
+    return tuple(literal)
+
+
 class Router:
     """Exact paths through one dict lookup, templated paths through precompiled patterns."""
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = routes
         self._static: dict[str, dict[str, Route]] = {}
-        self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+        # Templated routes are bucketed by their first two literal path segments, so a
+        # request is matched against the few patterns that can fit, not every one.
+        self._patterns: dict[tuple[str, ...], list[tuple[re.Pattern[str], dict[str, Route]]]] = {}
         by_template: dict[str, dict[str, Route]] = {}
         for route in routes:
             by_template.setdefault(route.template, {})[route.method] = route
@@ -170,13 +186,16 @@ class Router:
                 self._static[template] = methods
             else:
                 pattern = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>{_SEGMENT})", template)
-                self._patterns.append((re.compile(pattern), methods))
+                bucket = self._patterns.setdefault(_prefix(template), [])
+                bucket.append((re.compile(pattern), methods))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         methods = self._static.get(path)
         params: dict[str, str] = {}
         if methods is None:
-            for pattern, candidates in self._patterns:
+            segments = path.split("/", 3)[1:3]
+            keys = (tuple(segments), tuple(segments[:1]), ())
+            for pattern, candidates in (c for k in keys for c in self._patterns.get(k, ())):
                 found = pattern.fullmatch(path)
                 if found is not None:
                     methods, params = candidates, found.groupdict()

@@ -22,6 +22,11 @@ def config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) 
         "access_log": False,
         "log_level": "warning",
         "timeout_keep_alive": 30,
+        # How long the supervisor waits for a worker to answer its ping, and for a new one
+        # to be ready when SIGHUP replaces them. uvicorn's 5 s is shorter than loading
+        # and warming a model takes on a busy machine, which would abort every rolling
+        # restart; a worker stuck for this long is still replaced.
+        "timeout_worker_healthcheck": 30,
     }
     settings.update(options)
     return uvicorn.Config(app, host=host, port=port, **settings)

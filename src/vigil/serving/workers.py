@@ -9,24 +9,30 @@ instead of restarting forever.
 Workers are *spawned*, not forked: each imports vigil afresh, calls the provider factory
 named by an import string (``"package.module:function"``, returning a
 :class:`~vigil.serving.provider.ModelProvider`) and loads its models after start-up. Nothing
-is loaded in the supervisor, so a crash never takes the models with it and no
-copy-on-write page is shared by accident. Memory therefore grows with the number of
-workers: each holds its own copy of every model. Keep large models in formats whose
-runtime is native and compact (ONNX, XGBoost, LightGBM: their boosters live outside the
-Python heap), give each worker a few threads rather than adding workers for large models,
-and read ``vigil_process_resident_memory_bytes`` (one series per worker ``pid``) to size
-the machine.
+is loaded in the supervisor (it only checks that the provider's module exists, without
+importing it or the model stack behind it), so a crash never takes the models with it, no
+copy-on-write page is shared by accident, and workers start without waiting on imports
+the supervisor would never use. With one worker there is no supervisor: the app runs in
+the calling process, which saves a whole Python start on the way to ``/readyz``.
+
+Memory grows with the number of workers: each holds its own copy of every model. Keep
+large models in formats whose runtime is native and compact (ONNX, XGBoost, LightGBM:
+their boosters live outside the Python heap), give each worker a few threads rather than
+adding workers for large models, and read ``vigil_process_resident_memory_bytes`` (one
+series per worker ``pid``) to size the machine.
 
 Metrics stay correct across workers: each server start gets a fresh private
 ``PROMETHEUS_MULTIPROC_DIR`` where every worker writes its values, ``/metrics`` on any
 worker answers the sum, and the files of a dead worker's live gauges (in-flight requests,
 resident memory) are removed when it is replaced. Counters of a dead worker are kept, so
-totals never go backwards.
+totals never go backwards. A worker the supervisor retires for any other reason (``SIGHUP``
+restarts every worker, ``SIGTTOU`` drops one) loses its live series the same way.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -43,17 +49,47 @@ PROVIDER_ENV = "VIGIL_WORKER_PROVIDER"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+def _split(spec: str) -> tuple[str, str]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(
+            f"provider factory {spec!r} is not an import string; write it as 'module:function'"
+        )
+    return module_name, attr
+
+
+def check_factory(spec: str) -> None:
+    """Fail early on an import string whose module does not exist, without importing it.
+
+    The supervisor calls this instead of :func:`load_factory`: importing the provider's
+    module would pull the model stack into a process that never serves. A missing
+    function is caught by the first worker, whose failed start stops the server.
+
+    >>> check_factory("vigil.serving.registry_provider:from_environment")
+    >>> check_factory("vigil.no_such_module:factory")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ConfigurationError: cannot import provider factory 'vigil.no_such_module:factory' (no module named 'vigil.no_such_module'); check the module path
+    """
+    module_name, _ = _split(spec)
+    try:
+        found = importlib.util.find_spec(module_name)
+    except ImportError:  # a parent package is missing
+        found = None
+    if found is None:
+        raise ConfigurationError(
+            f"cannot import provider factory {spec!r} (no module named {module_name!r}); "
+            "check the module path"
+        )
+
+
 def load_factory(spec: str) -> Any:
     """The callable an import string ``"package.module:function"`` names.
 
     >>> load_factory("vigil.serving.server:free_port").__name__
     'free_port'
     """
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(
-            f"provider factory {spec!r} is not an import string; write it as 'module:function'"
-        )
+    module_name, attr = _split(spec)
     try:
         target: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -89,17 +125,48 @@ def _supervisor_class() -> Any:
     from uvicorn.supervisors import Multiprocess
 
     class Supervisor(Multiprocess):
-        """uvicorn's supervisor, plus the metrics bookkeeping for replaced workers."""
+        """uvicorn's supervisor, plus the metrics bookkeeping for workers that leave.
+
+        uvicorn replaces a dead or hung worker in ``keep_subprocess_alive`` and retires
+        workers in its signal handlers (``SIGHUP``, ``SIGTTOU``); after either, the live
+        gauges of every pid no longer supervised are removed, so ``/metrics`` never
+        shows a worker that is gone.
+        """
+
+        def _pids(self) -> set[int]:
+            return {p.pid for p in self.processes if p.pid is not None}
+
+        def handle_signals(self) -> None:
+            before = self._pids()
+            super().handle_signals()
+            for pid in sorted(before - self._pids()):
+                log.warning("worker %d was retired", pid)
+                multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
         def keep_subprocess_alive(self) -> None:
-            before = {p.pid for p in self.processes}
+            before = self._pids()
             super().keep_subprocess_alive()
-            for pid in before - {p.pid for p in self.processes}:
-                if pid is not None:
-                    log.warning("worker %d died; a replacement was started", pid)
-                    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+            for pid in sorted(before - self._pids()):
+                log.warning("worker %d died; a replacement was started", pid)
+                multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
     return Supervisor
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve(
@@ -117,7 +184,21 @@ def serve(
     """
     if workers < 1:
         raise ConfigurationError(f"--workers must be at least 1 (got {workers})")
-    load_factory(provider)  # fail here, once, rather than in every worker
+    if not is_loopback(host):
+        # The app cannot see the address it is bound to: decide "auto" here, for every worker.
+        auth = os.environ.get("VIGIL_SERVE_AUTH", "auto").lower()
+        if auth == "off":
+            raise ConfigurationError(
+                f"authentication cannot be off on the non-loopback address {host}; "
+                "unset VIGIL_SERVE_AUTH or bind to 127.0.0.1"
+            )
+        os.environ["VIGIL_SERVE_AUTH"] = "on"
+    # Fail here, once, rather than in every worker. One worker runs in this process, which
+    # imports the provider anyway; a supervisor must not (see the module docstring).
+    if workers == 1:
+        load_factory(provider)
+    else:
+        check_factory(provider)
     require("uvicorn", "serve")
     from vigil.serving.server import config
 

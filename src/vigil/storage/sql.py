@@ -3,7 +3,10 @@
 ``Database(url)`` speaks to SQLite (the embedded default) or PostgreSQL (via psycopg 3).
 The schema is owned by Alembic migrations in ``vigil/storage/migrations``; they run on
 first use, under a lock so that several processes starting together migrate once:
-a file lock next to the SQLite file, ``pg_advisory_lock`` on PostgreSQL.
+a file lock next to the SQLite file, ``pg_advisory_lock`` on PostgreSQL. A database that
+is already at the newest migration costs one query and no Alembic import (Alembic alone
+takes longer to import than the rest of a server start): the newest revision is read
+from the migration files themselves (:func:`head_revision`).
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on. Sessions opened with
 ``write=True`` start with ``BEGIN IMMEDIATE`` there, which takes the write lock up front:
@@ -18,6 +21,7 @@ two writers then queue instead of both reading and one failing at its first writ
 
 from __future__ import annotations
 
+import re
 import threading
 import zlib
 from collections.abc import Iterator
@@ -29,6 +33,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -36,6 +41,7 @@ from sqlalchemy.types import TypeDecorator
 from vigil.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
 # Any fixed 64-bit number works; it only has to be the same in every vigil process.
 _PG_MIGRATION_LOCK = zlib.crc32(b"vigil-migrations")
@@ -187,8 +193,15 @@ class Database:
             yield session
 
     def migrate(self) -> None:
-        """Upgrade the schema to the newest migration; safe when many processes call it."""
+        """Upgrade the schema to the newest migration; safe when many processes call it.
+
+        A database already at the newest migration is left alone after one query; only
+        one that is behind (or new) takes the migration lock and runs Alembic.
+        """
         with self._migrate_lock:
+            if self.is_at_head():
+                self._migrated = True
+                return
             if self.dialect == "postgresql":
                 self._migrate_postgres()
             elif self._sqlite_path is not None:
@@ -213,6 +226,20 @@ class Database:
                 conn.rollback()
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK})
                 conn.commit()
+
+    def is_at_head(self) -> bool:
+        """Whether the schema is at the newest migration this vigil ships (one query, no
+        Alembic). ``False`` whenever in doubt: a new database, several version rows, or
+        migration files whose head cannot be read without Alembic."""
+        head = _scanned_head(VERSIONS_DIR)
+        if head is None:
+            return False
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+        except (OperationalError, ProgrammingError):
+            return False  # no version table: nothing migrated yet
+        return [row[0] for row in rows] == [head]
 
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before the first migration)."""
@@ -243,12 +270,49 @@ def alembic_config() -> Any:
 
 
 def head_revision() -> str:
-    """The newest migration revision shipped with this vigil."""
+    """The newest migration revision shipped with this vigil.
+
+    >>> head_revision() == _alembic_head()
+    True
+    """
+    return _scanned_head(VERSIONS_DIR) or _alembic_head()
+
+
+def _alembic_head() -> str:
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None  # the package always ships at least one migration
     return head
+
+
+# `revision = "x"` / `down_revision: str | None = "y"` at the start of a line; the value
+# ends at a comment. Alembic writes both forms in its templates.
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=([^#\n]*)", re.MULTILINE)
+_QUOTED = re.compile(r"""["']([^"'\s]+)["']""")
+
+
+def _scanned_head(versions_dir: Path) -> str | None:
+    """The one head revision of the migration files in ``versions_dir``, read as text.
+
+    ``None`` when it cannot be told for sure (a file without a plain ``revision = "..."``
+    line, or several heads); callers then ask Alembic. A ``down_revision`` this reading
+    misses (say, a tuple spread over lines) can only add heads, never hide the real one,
+    so a single head found here is the head Alembic finds.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in versions_dir.glob("*.py"):
+        found: dict[str, list[str]] = {}
+        for match in _REVISION_LINE.finditer(path.read_text(encoding="utf-8")):
+            found.setdefault(match[1], []).extend(_QUOTED.findall(match[2]))
+        ids = found.get("revision", [])
+        if len(ids) != 1:
+            return None
+        revisions.add(ids[0])
+        parents.update(found.get("down_revision", []))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def _upgrade(conn: Connection) -> None:
