@@ -114,11 +114,17 @@ class SegmentLog:
             return
         with self._lock:
             now = time.monotonic()
-            if self._fd is None or self._pid != os.getpid():
-                self._open(now)
-            elif self._size >= self.segment_bytes or now - self._opened_at >= self.segment_seconds:
-                self._close_current()
-                self._open(now)
+            try:
+                if self._fd is None or self._pid != os.getpid():
+                    self._open(now)
+                elif (
+                    self._size >= self.segment_bytes
+                    or now - self._opened_at >= self.segment_seconds
+                ):
+                    self._close_current()
+                    self._open(now)
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
             assert self._fd is not None
             view = memoryview(data)
             try:
@@ -131,17 +137,49 @@ class SegmentLog:
                     os.fsync(self._fd)
                     self._synced_at = now
             except OSError as exc:
-                raise ServiceUnavailableError(
-                    f"cannot append to the log segment {self._path}: {exc.strerror}; free disk "
-                    f"space or fix the permissions of {self.directory}",
-                    detail={"path": str(self._path)},
-                ) from exc
+                error = self._unavailable(exc)
+                self._abandon_current()
+                raise error from exc
             self._size += len(data)
+
+    def _abandon_current(self) -> None:
+        # Part of a failed buffer may be in the file: end the segment there, so that torn
+        # tail is the last thing in it and the next append starts a clean segment (appended
+        # after it, a good frame would share its line and be lost with it). Best effort: if
+        # even the rename fails, closing releases the lock and compaction recovers the file.
+        fd, path = self._fd, self._path
+        self._fd, self._path = None, None
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.rename(path, path.with_suffix(CLOSED_SUFFIX))
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _unavailable(self, exc: OSError) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            f"cannot append to the log segment {self._path or self.directory}: {exc.strerror}; "
+            f"free disk space or fix the permissions of {self.directory}",
+            detail={"path": str(self._path or self.directory)},
+        )
 
     def rotate(self) -> Path | None:
         """Close the live segment now (it becomes compactable); returns its closed path."""
         with self._lock:
             if self._fd is None or self._pid != os.getpid():
+                return None
+            return self._close_current()
+
+    def rotate_if_due(self) -> Path | None:
+        """Close the live segment if it is past its size or age (even with no append since),
+        so an idle writer's records still become compactable."""
+        with self._lock:
+            if self._fd is None or self._pid != os.getpid():
+                return None
+            if (
+                self._size < self.segment_bytes
+                and time.monotonic() - self._opened_at < self.segment_seconds
+            ):
                 return None
             return self._close_current()
 

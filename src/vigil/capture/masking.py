@@ -68,6 +68,40 @@ class Masker:
                 out[name] = self.hash_value(out[name])
         return out
 
+    def apply_rows(self, keys: list[str], rows: Any) -> tuple[list[str], Any]:
+        """Row-major values under ``keys`` (an array or lists) with the rules applied.
+
+        Untouched input is returned as is, so an unmasked NumPy batch stays a NumPy batch.
+
+        >>> import numpy as np
+        >>> Masker({"b": "mask", "c": "drop"}).apply_rows(["a", "b", "c"], np.eye(2, 3))
+        (['a', 'b'], [[1.0, '***'], [0.0, '***']])
+        """
+        touched = [(j, self.rules[k]) for j, k in enumerate(keys) if k in self.rules]
+        if not touched:
+            return keys, rows
+        table = rows.tolist() if hasattr(rows, "tolist") else [list(r) for r in rows]
+        columns = list(zip(*table, strict=True)) if table else [() for _ in keys]
+        keys, columns = self.apply_columns(keys, columns)
+        return keys, [list(r) for r in zip(*columns, strict=True)] if table else []
+
+    def apply_columns(self, keys: list[str], columns: list[Any]) -> tuple[list[str], list[Any]]:
+        """Column-major values (one sequence per key) with the rules applied."""
+        out_keys: list[str] = []
+        out_columns: list[Any] = []
+        for key, column in zip(keys, columns, strict=True):
+            action = self.rules.get(key)
+            if action == "drop":
+                continue
+            if action == "mask":
+                column = [MASKED] * len(column)
+            elif action == "hash":
+                values = column.tolist() if hasattr(column, "tolist") else column
+                column = [self.hash_value(v) for v in values]
+            out_keys.append(key)
+            out_columns.append(column)
+        return out_keys, out_columns
+
     def apply_deep(self, value: Any) -> Any:
         """Apply the rules to every mapping nested anywhere in ``value`` (a parsed body)."""
         if isinstance(value, Mapping):

@@ -6,7 +6,6 @@ exists (a compaction that stopped before deleting the segment), so nothing is co
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,7 +118,7 @@ def read_capture(
     """Captured rows of ``model`` (all models when ``None``) as a DataFrame, oldest first.
 
     ``since`` is inclusive and ``until`` exclusive (timezone-aware datetimes). Columns:
-    ``request_id, row, time, route, model, version, variant, caller, latency_ms, status,
+    ``request_id, row, time, route, model, version, variant, caller, endpoint, latency_ms, status,
     error_code, error_message, raw_body, prediction, feature.<name>..., proba.<class>...,
     segment``. Feature columns are the union over the rows read; missing values are null.
     """
@@ -130,19 +129,3 @@ def read_capture(
         return pd.DataFrame(columns=["request_id", "row", "time", "model", "version"])
     frame: pd.DataFrame = table.to_pandas()
     return frame
-
-
-def known_request_ids(
-    request_ids: Iterable[str],
-    *,
-    since: datetime | None = None,
-    store: ArtifactStore | None = None,
-    log_dir: str | Path | None = None,
-) -> set[str]:
-    """Which of ``request_ids`` appear in the capture log (from ``since`` on)."""
-    wanted = set(request_ids)
-    table = read_capture_table(None, since, None, store=store, log_dir=log_dir)
-    if table is None or not wanted:
-        return set()
-    found = set(table.column("request_id").to_pylist())
-    return wanted & found

@@ -2,7 +2,9 @@
 
 A batch request with N rows becomes N records sharing its ``request_id`` and numbered by
 ``row`` (0..N-1), so feedback for one row joins on ``(request_id, row)`` without
-unpacking lists. A rejected request (4xx) is one record with ``row = 0``, no features,
+unpacking lists. ``endpoint`` and ``variant`` name the experiment endpoint that routed the
+request and the arm it picked (both ``None`` outside experiments); ``caller`` is the id of
+the API key that made the call. A rejected request (4xx) is one record with ``row = 0``, no features,
 its error code and message, and its raw body kept as truncated text.
 """
 
@@ -34,9 +36,12 @@ class CaptureRecord:
     prediction: Any = None
     probabilities: dict[str, float] | None = None
     latency_ms: float | None = None
+    """Milliseconds the server spent predicting the request: validation, time queued for a
+    micro-batch and the model call (decoding the body and sending the reply excluded)."""
     status: int = 200
     variant: str | None = None
     caller: str | None = None
+    endpoint: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     raw_body: str | None = None
@@ -52,6 +57,7 @@ class CaptureRecord:
             "version": self.version,
             "variant": self.variant,
             "caller": self.caller,
+            "endpoint": self.endpoint,
             "features": self.features,
             "prediction": self.prediction,
             "probabilities": self.probabilities,

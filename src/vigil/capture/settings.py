@@ -58,6 +58,19 @@ class CaptureSettings(BaseSettings):
     raw_body_limit: int = Field(default=2048, ge=0)
     """At most this many characters of a rejected request body are kept, as text."""
 
+    compact_interval_s: float = Field(default=60.0, gt=0)
+    """How often a serving worker compacts closed segments into Parquet partitions in the
+    artifact store and applies retention (one worker at a time)."""
+
+    feedback_dir: Path | None = None
+    """Directory of the live feedback segments; default ``<VIGIL_HOME>/feedback``."""
+
+    feedback_lookback_days: int = Field(default=30, ge=1)
+    """Feedback is matched with predictions made at most this many days before it."""
+
+    feedback_late_hours: float = Field(default=24.0, gt=0)
+    """Feedback arriving more than this many hours after its prediction counts as late."""
+
     @field_validator("mask")
     @classmethod
     def _check_mask(cls, value: dict[str, MaskAction]) -> dict[str, MaskAction]:
@@ -69,3 +82,7 @@ class CaptureSettings(BaseSettings):
     def resolved_dir(self, home: Path) -> Path:
         """The segment directory, defaulting to ``<home>/capture``."""
         return self.dir if self.dir is not None else home / "capture"
+
+    def resolved_feedback_dir(self, home: Path) -> Path:
+        """The feedback segment directory, defaulting to ``<home>/feedback``."""
+        return self.feedback_dir if self.feedback_dir is not None else home / "feedback"

@@ -32,6 +32,7 @@ _FIXED: dict[str, pa.DataType] = {
     "version": pa.int64(),
     "variant": pa.string(),
     "caller": pa.string(),
+    "endpoint": pa.string(),
     "latency_ms": pa.float64(),
     "status": pa.int64(),
     "error_code": pa.string(),

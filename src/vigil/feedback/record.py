@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
+
+if TYPE_CHECKING:
+    from vigil.capture.lookup import Captured
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FIELDS = {"request_id", "row", "label", "reward", "time"}
@@ -55,19 +58,32 @@ class FeedbackRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MatchedFeedback:
+    """Accepted feedback and the captured prediction it judges: model, version, endpoint,
+    variant, and in ``captured.prediction`` the prediction of the row the feedback names."""
+
+    feedback: FeedbackRecord
+    captured: Captured
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackResult:
     """What :meth:`FeedbackStore.submit` did with a batch of feedback.
 
     ``accepted`` records were stored; ``duplicates`` were ignored because that
     ``(request_id, row)`` already had feedback (the first one wins); ``unknown_request_ids``
-    had no capture record yet (stored anyway: they join once their capture shows up);
-    ``late`` counts accepted records that came more than ``late_after`` after their prediction.
+    had no captured prediction (stored anyway: they join once their capture shows up);
+    ``late`` counts accepted records that came more than ``late_after`` after their
+    prediction; ``matched`` pairs each accepted record that has a captured prediction with it.
     """
 
     accepted: int
     duplicates: int
     unknown_request_ids: list[str]
     late: int
+    unknown: int = 0
+    """Accepted records whose ``(request_id, row)`` matches no captured prediction."""
+    matched: tuple[MatchedFeedback, ...] = ()
 
 
 def _fail(request_id: object, message: str, field_name: str) -> ValidationError:
@@ -78,6 +94,41 @@ def _fail(request_id: object, message: str, field_name: str) -> ValidationError:
 
 def _describe(value: object) -> str:
     return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+def check_feedback_batch(
+    items: Iterable[FeedbackRecord | Mapping[str, Any]],
+) -> list[FeedbackRecord]:
+    """Every item checked; one :class:`~vigil.errors.ValidationError` listing each bad item
+    (``detail["errors"]``: index, field and message) when any is invalid.
+
+    >>> check_feedback_batch([{"request_id": "a", "label": 1}, {"request_id": "b", "reward": "x"}])
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ValidationError: feedback item 1: feedback for request 'b': reward must be a finite number or a boolean, got str 'x'
+    """
+    checked: list[FeedbackRecord] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, FeedbackRecord | Mapping):
+                raise ValidationError(
+                    f"each feedback item must be an object, got {type(item).__name__}",
+                    detail={"field": None},
+                )
+            checked.append(check_feedback(item))
+        except ValidationError as exc:
+            errors.append(
+                {"index": index, "field": exc.detail.get("field"), "message": exc.message}
+            )
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ValidationError(
+            f"feedback item {first['index']}: {first['message']}{more}",
+            detail={"index": first["index"], "field": first["field"], "errors": errors[:100]},
+        )
+    return checked
 
 
 def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:

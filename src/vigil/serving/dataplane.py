@@ -1,25 +1,46 @@
-"""The transport-free core of serving: resolve a model, validate, batch, predict.
+"""The transport-free core of serving: resolve a model, validate, batch, predict, capture.
 
 Every protocol adapter (native JSON, Open Inference Protocol v2, MLflow) decodes its body
 into a raw table and calls :meth:`DataPlane.predict`; nothing here knows about HTTP.
+
+With a :class:`~vigil.capture.runtime.CaptureRuntime`, every answered prediction is in the
+inference log before :meth:`DataPlane.predict` returns (group-committed with the others of
+its event-loop tick), so a reply is only ever sent for a logged request; when the log cannot
+be written the call raises a 503-class error instead. Rejected requests are logged by
+:meth:`DataPlane.record_failure`, and feedback enters through
+:meth:`DataPlane.submit_feedback`, which also tells every :attr:`DataPlane.feedback_listeners`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from vigil.errors import ServiceUnavailableError, ValidationError
+from vigil.capture.sink import Answered
+from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from vigil.serving.config import ServingSettings
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from vigil.capture.runtime import CaptureRuntime
+    from vigil.feedback.record import FeedbackResult, MatchedFeedback
     from vigil.serving.provider import ModelProvider, ServedModel
     from vigil.serving.validation import RawTable
+
+log = logging.getLogger("vigil.serving")
+
+FeedbackListener = Callable[[list["MatchedFeedback"]], Awaitable[None] | None]
+"""Called with the accepted feedback that matched a captured prediction (each item holds
+the feedback's label and reward and the prediction's model, version, endpoint and variant),
+after it is stored. May be a plain function or a coroutine function."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -52,19 +73,42 @@ class Prediction:
 
 
 class DataPlane:
-    """Answers predictions and metadata questions for the models a provider serves."""
+    """Answers predictions and metadata questions for the models a provider serves.
 
-    def __init__(self, provider: ModelProvider, *, settings: ServingSettings | None = None):
+    Parameters
+    ----------
+    provider:
+        Where the models come from.
+    settings:
+        Serving limits and batching.
+    capture:
+        The inference log and feedback store; ``None`` serves without capture.
+    """
+
+    def __init__(
+        self,
+        provider: ModelProvider,
+        *,
+        settings: ServingSettings | None = None,
+        capture: CaptureRuntime | None = None,
+    ):
         self.provider = provider
         self.settings = settings or ServingSettings()
+        self.capture = capture
+        self.feedback_listeners: list[FeedbackListener] = []
+        """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        if self.capture is not None:
+            await self.capture.start()
         await self.provider.start()
 
     async def shutdown(self) -> None:
         await self.provider.stop()
+        if self.capture is not None:
+            await self.capture.stop()
 
     @property
     def live(self) -> bool:
@@ -123,8 +167,27 @@ class DataPlane:
         valid = model.validator.validate(table)
         validated = perf_counter()
         result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
+        request_id = request_id or uuid.uuid4().hex
+        if self.capture is not None:
+            await self._capture(
+                Answered(
+                    request_id=request_id,
+                    model=model.name,
+                    version=model.version,
+                    features=valid.X,
+                    feature_names=model.validator.feature_names,
+                    predictions=result.predictions,
+                    probabilities=result.probabilities,
+                    classes=model.classes,
+                    route=route,
+                    latency_ms=(perf_counter() - started) * 1000.0,
+                    variant=variant,
+                    caller=key_id,
+                    endpoint=endpoint,
+                )
+            )
         return Prediction(
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=request_id,
             model=model.name,
             version=model.version,
             predictions=result.predictions,
@@ -137,3 +200,99 @@ class DataPlane:
                 "batch_rows": float(result.batch_rows),
             },
         )
+
+    # -- capture and feedback ------------------------------------------------------------
+
+    async def _capture(self, answered: Answered) -> None:
+        assert self.capture is not None
+        try:
+            await self.capture.commit.submit(answered)
+        except ServiceUnavailableError as exc:
+            raise ServiceUnavailableError(
+                f"the prediction was not answered because the inference log cannot be "
+                f"written ({exc.message}); retry once the server's capture directory is fixed",
+                detail={"reason": "capture_unavailable"},
+            ) from exc
+
+    def record_failure(
+        self,
+        *,
+        request_id: str,
+        status: int,
+        error_code: str,
+        message: str,
+        body: bytes | None,
+        route: str = "",
+        model: str = "",
+        version: int | None = None,
+        key_id: str | None = None,
+        variant: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Log a rejected predict request (its body masked and cut); never raises, since
+        the client is being answered with an error anyway."""
+        if self.capture is None:
+            return
+        try:
+            self.capture.sink.record_failure(
+                request_id=request_id,
+                status=status,
+                error_code=error_code,
+                error_message=message,
+                model=model,
+                version=version,
+                body=body,
+                route=route,
+                caller=key_id,
+                variant=variant,
+                endpoint=endpoint,
+            )
+        except Exception:
+            log.warning("could not log rejected request %s", request_id, exc_info=True)
+
+    async def submit_feedback(self, items: Iterable[Mapping[str, Any]]) -> FeedbackResult:
+        """Store labels and rewards (off the event loop) and tell the feedback listeners.
+
+        Raises a 422-class error naming every invalid item (nothing is stored then), and a
+        404-class one when this server keeps no feedback (capture is off).
+        """
+        feedback = self.capture.feedback if self.capture is not None else None
+        if feedback is None:
+            raise NotFoundError(
+                "this server keeps no feedback: capture is off (serve registered models with "
+                "`vigil serve` and VIGIL_CAPTURE_ENABLED=true, or load labels with "
+                "`vigil feedback FILE`)",
+                detail={"reason": "feedback_disabled"},
+            )
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, feedback.submit, list(items))
+        if result.matched:
+            for listener in list(self.feedback_listeners):
+                try:
+                    outcome = listener(list(result.matched))
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except Exception:
+                    # The feedback is stored; a subscriber's bug must not fail the client.
+                    log.exception("feedback listener %r failed", listener)
+        return result
+
+
+def capture_for(provider: ModelProvider, capture: Any) -> CaptureRuntime | None:
+    """The capture runtime a server uses: ``capture`` itself (a sink is wrapped), or for
+    ``"auto"`` the one ``VIGIL_CAPTURE_*`` describes under the home of the provider's
+    registry (none for a provider without a registry, such as a static set of bundles)."""
+    from vigil.capture.runtime import CaptureRuntime
+    from vigil.capture.settings import CaptureSettings
+    from vigil.capture.sink import CaptureSink
+
+    if isinstance(capture, CaptureSink):
+        return CaptureRuntime(capture)
+    if capture != "auto":
+        return capture if isinstance(capture, CaptureRuntime) else None
+    vigil = getattr(provider, "vigil", None)
+    if vigil is None:
+        return None
+    return CaptureRuntime.from_settings(
+        CaptureSettings(), home=vigil.settings.home, store=vigil.artifacts
+    )

@@ -1,10 +1,150 @@
-"""``POST /v1/feedback``: labels and rewards joined to the inference log by request id."""
+"""``POST /v1/feedback``: labels and rewards joined to the inference log by request id.
+
+The body is one item ``{"request_id": "...", "label": ..., "reward": ..., "row": 0}`` or a
+batch ``{"feedback": [item, ...]}`` (at most :data:`MAX_ITEMS`). ``request_id`` is the id a
+prediction answered with (``X-Request-ID``); ``row`` picks a row of a batch request (default
+0); give a ``label`` (string, number or boolean), a ``reward`` (a finite number; ``true`` and
+``false`` count as 1 and 0, a click or not) or both. The arrival time is the server's.
+
+The answer counts what happened: ``accepted`` (stored), ``duplicates`` (that row already had
+feedback; the first wins), ``unknown`` (no captured prediction has that id and row: stored
+anyway, it joins if the prediction shows up) and ``late`` (more than
+``VIGIL_CAPTURE_FEEDBACK_LATE_HOURS`` after the prediction). Any invalid item fails the
+whole request with 422, naming every bad item's index and field, and nothing is stored.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vigil.serving.http import Route
+from vigil.errors import ValidationError
+from vigil.serving.http import Request, Response, Route, json_response
 
-ROUTES: list[Route] = []
-SCHEMAS: dict[str, Any] = {}
+if TYPE_CHECKING:
+    from vigil.serving.dataplane import DataPlane
+
+MAX_ITEMS = 10_000
+_UNKNOWN_IDS_SHOWN = 100
+
+
+def _bad(message: str, field: str | None, index: int | None = None) -> ValidationError:
+    return ValidationError(message, detail={"field": field, "index": index})
+
+
+def feedback_items(payload: Any) -> list[Any]:
+    """The feedback items of a request body (one item, or ``{"feedback": [...]}``).
+
+    >>> feedback_items({"request_id": "r1", "reward": 1})
+    [{'request_id': 'r1', 'reward': 1}]
+    >>> len(feedback_items({"feedback": [{"request_id": "a", "label": 0}] * 3}))
+    3
+    """
+    if not isinstance(payload, dict):
+        raise _bad(
+            'send one feedback object {"request_id": ..., "label"/"reward": ...} '
+            'or {"feedback": [...]}',
+            None,
+        )
+    if "feedback" in payload:
+        if len(payload) != 1:
+            extra = sorted(k for k in payload if k != "feedback")[:5]
+            raise _bad(f"a batch holds only 'feedback'; remove {extra}", extra[0])
+        items = payload["feedback"]
+        if not isinstance(items, list) or not items:
+            raise _bad("'feedback' must be a non-empty array of feedback objects", "feedback")
+        if len(items) > MAX_ITEMS:
+            raise _bad(
+                f"a batch holds at most {MAX_ITEMS} items (got {len(items)}); split it, or "
+                "load a file with `vigil feedback FILE`",
+                "feedback",
+            )
+    else:
+        items = [payload]
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and "time" in item:
+            raise _bad(
+                f"feedback item {index}: 'time' is set by the server on arrival; remove it "
+                "(`vigil feedback FILE` accepts a time column for historical labels)",
+                "time",
+                index,
+            )
+    return items
+
+
+async def submit_feedback(dp: DataPlane, req: Request) -> Response:
+    result = await dp.submit_feedback(feedback_items(req.json()))
+    return json_response(
+        {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "unknown": result.unknown,
+            "late": result.late,
+            "unknown_request_ids": result.unknown_request_ids[:_UNKNOWN_IDS_SHOWN],
+        }
+    )
+
+
+_ITEM: dict[str, Any] = {
+    "type": "object",
+    "required": ["request_id"],
+    "properties": {
+        "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+        "row": {"type": "integer", "minimum": 0, "default": 0},
+        "label": {"type": ["string", "number", "boolean", "null"]},
+        "reward": {"type": ["number", "boolean", "null"]},
+    },
+    "additionalProperties": False,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "FeedbackRequest": {
+        "description": "One feedback item, or a batch of them under 'feedback'.",
+        "oneOf": [
+            _ITEM,
+            {
+                "type": "object",
+                "required": ["feedback"],
+                "properties": {
+                    "feedback": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_ITEMS,
+                        "items": _ITEM,
+                    }
+                },
+                "additionalProperties": False,
+            },
+        ],
+    },
+    "FeedbackResponse": {
+        "type": "object",
+        "required": ["accepted", "duplicates", "unknown", "late", "unknown_request_ids"],
+        "properties": {
+            "accepted": {"type": "integer", "description": "Items stored."},
+            "duplicates": {"type": "integer", "description": "Ignored: the row had feedback."},
+            "unknown": {"type": "integer", "description": "Stored, but no prediction matches."},
+            "late": {"type": "integer", "description": "Stored long after the prediction."},
+            "unknown_request_ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": f"The first {_UNKNOWN_IDS_SHOWN} unknown request ids.",
+            },
+        },
+    },
+}
+
+ROUTES: list[Route] = [
+    Route(
+        "POST",
+        "/v1/feedback",
+        submit_feedback,
+        "feedback",
+        "native",
+        "Submit labels or rewards for earlier predictions, by request id",
+        body="json",
+        request_schema={"$ref": "#/components/schemas/FeedbackRequest"},
+        responses={"200": {"description": "Counts", "schema": "FeedbackResponse"}},
+        tags=("feedback",),
+        role="predict",
+    )
+]

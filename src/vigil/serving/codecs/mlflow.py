@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import vigil
 from vigil.errors import MalformedRequestError, UnsupportedMediaTypeError
+from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import TEXT, Request, Response, dumps
 from vigil.serving.validation import Columns, Matrix, RawTable, Records, Split
 
@@ -141,17 +142,27 @@ def _default_model(dp: DataPlane) -> ServedModel:
 async def _invoke(dp: DataPlane, req: Request, served: ServedModel) -> Response:
     req.model, req.version = served.name, served.version_label
     table = _decode(req)
-    result = await dp.predict(served.name, None, table, request_id=req.request_id, served=served)
+    result = await dp.predict(
+        served.name,
+        None,
+        table,
+        request_id=req.request_id,
+        served=served,
+        route=req.route,
+        key_id=req.key_id,
+    )
     return Response(
         dumps({"predictions": result.predictions}),
         headers=[(b"x-request-id", result.request_id.encode())],
     )
 
 
+@records_failures("mlflow")
 async def invocations(dp: DataPlane, req: Request) -> Response:
     return await _invoke(dp, req, _default_model(dp))
 
 
+@records_failures("mlflow")
 async def model_invocations(dp: DataPlane, req: Request) -> Response:
     return await _invoke(dp, req, dp.model(req.params["name"]))
 

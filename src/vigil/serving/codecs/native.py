@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
+from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Matrix, RawTable, Records, Split
 
@@ -99,6 +100,7 @@ def encode(request_id: str, served: ServedModel, predictions: Any, proba: Any) -
     return dumps(body)
 
 
+@records_failures("native")
 async def predict(dp: DataPlane, req: Request) -> Response:
     params = req.params
     selector = params.get("version") or (("@" + params["alias"]) if "alias" in params else None)
@@ -106,7 +108,14 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     req.model, req.version = served.name, served.version_label
     table, want_proba = decode(req.json())
     result = await dp.predict(
-        served.name, None, table, want_proba=want_proba, request_id=req.request_id, served=served
+        served.name,
+        None,
+        table,
+        want_proba=want_proba,
+        request_id=req.request_id,
+        served=served,
+        route=req.route,
+        key_id=req.key_id,
     )
     return Response(
         encode(result.request_id, served, result.predictions, result.probabilities),

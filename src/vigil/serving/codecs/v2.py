@@ -21,6 +21,7 @@ import numpy as np
 
 import vigil
 from vigil.errors import MalformedRequestError, ValidationError
+from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Columns, Matrix, RawTable
 
@@ -189,6 +190,7 @@ def _selector(req: Request) -> str | None:
     return req.params.get("version")
 
 
+@records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
     req.model, req.version = served.name, served.version_label
@@ -196,7 +198,14 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     table, outputs = decode(served, payload)
     want_proba = "predict_proba" in outputs
     result = await dp.predict(
-        served.name, None, table, want_proba=want_proba, request_id=req.request_id, served=served
+        served.name,
+        None,
+        table,
+        want_proba=want_proba,
+        request_id=req.request_id,
+        served=served,
+        route=req.route,
+        key_id=req.key_id,
     )
     tensors: list[dict[str, Any]] = []
     for name in outputs:

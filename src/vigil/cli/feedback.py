@@ -1,0 +1,82 @@
+"""``vigil feedback FILE``: load labels and rewards in bulk, joined to the capture log.
+
+The file is CSV, Parquet or JSON Lines with a ``request_id`` column, a ``label`` and/or a
+``reward`` column, and optionally ``row`` (row of a batch request, default 0) and ``time``
+(when the label was observed, ISO 8601 with a time zone; default now). Every row is
+checked before anything is stored: one bad row stops the load with its line number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vigil.cli._output import console, err_console, print_json, table
+
+
+def feedback(
+    path: Path = typer.Argument(
+        ..., help="CSV, Parquet or JSONL file with request_id + label/reward."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON for scripts instead of a table."
+    ),
+) -> None:
+    """Store the labels/rewards of FILE; print how many were accepted, duplicates, unknown
+    (no captured prediction with that request id) and late."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from vigil.app import default
+    from vigil.capture.settings import CaptureSettings
+    from vigil.feedback import FeedbackStore, load_feedback_file
+
+    vigil = default()
+    records = load_feedback_file(path)
+    store = FeedbackStore.from_settings(CaptureSettings(), vigil.settings.home, vigil.artifacts)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            transient=True,
+            disable=as_json,
+        ) as progress:
+            task = progress.add_task("matching with the capture log", total=len(records))
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, description="storing", completed=done, total=total)
+
+            result = store.submit(records, progress=advance)
+    finally:
+        store.close()
+    summary = {
+        "file": str(path),
+        "rows": len(records),
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "unknown": result.unknown,
+        "late": result.late,
+        "unknown_request_ids": result.unknown_request_ids[:20],
+    }
+    if as_json:
+        print_json(summary)
+        return
+    table(
+        f"feedback from {path.name}",
+        ["rows", "accepted", "duplicates", "unknown", "late"],
+        [[len(records), result.accepted, result.duplicates, result.unknown, result.late]],
+    )
+    if result.unknown_request_ids:
+        shown = ", ".join(result.unknown_request_ids[:5])
+        more = "…" if len(result.unknown_request_ids) > 5 else ""
+        console.print(
+            f"no captured prediction for {len(result.unknown_request_ids)} request id(s): "
+            f"{shown}{more} (stored anyway; they join if their predictions show up)",
+            highlight=False,
+        )
+
+
+def install(app: typer.Typer) -> None:
+    app.command("feedback")(feedback)

@@ -1,0 +1,59 @@
+"""Rejected predict requests go to the inference log too: :func:`records_failures`.
+
+A protocol's predict handler is wrapped so that any vigil error it raises (a body that is
+not JSON, a value of the wrong type, an unknown model, a model that fails) is logged with
+the status the client is answered with, the error code and message, and the raw body kept
+as masked, truncated text; then the error goes on to become the response as usual.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vigil.errors import ServiceUnavailableError, VigilError
+
+if TYPE_CHECKING:
+    from vigil.serving.dataplane import DataPlane
+    from vigil.serving.http import Handler, Request, Response, Style
+
+
+def wire_status(style: Style, status: int) -> int:
+    """The status a client of ``style`` receives (MLflow answers every input problem 400,
+    as :func:`~vigil.serving.problems.error_response` does).
+
+    >>> wire_status("mlflow", 422), wire_status("native", 422)
+    (400, 422)
+    """
+    return 400 if style == "mlflow" and status in (400, 422) else status
+
+
+def records_failures(style: Style) -> Callable[[Handler], Handler]:
+    """Decorate a predict handler of protocol ``style`` so its failures are captured."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def recorded(dp: DataPlane, req: Request) -> Response:
+            try:
+                return await handler(dp, req)
+            except VigilError as exc:
+                # Not ready / log unavailable: nothing was judged, and the log may be the
+                # very thing that failed.
+                if dp.capture is not None and not isinstance(exc, ServiceUnavailableError):
+                    dp.record_failure(
+                        request_id=req.request_id,
+                        status=wire_status(style, exc.status),
+                        error_code=exc.code,
+                        message=exc.message,
+                        body=req.body,
+                        route=req.route,
+                        model=req.model,
+                        version=int(req.version) if req.version.isdigit() else None,
+                        key_id=req.key_id,
+                    )
+                raise
+
+        return recorded
+
+    return wrap

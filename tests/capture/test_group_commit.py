@@ -1,0 +1,244 @@
+"""The pieces behind capture in the server: columnar frames, group commit, following
+segments, finding request ids, and compaction one process at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vigil.capture.compact import compact
+from vigil.capture.compactor import LOCK_NAME, Compactor
+from vigil.capture.framing import decode_frames, encode_batch_frame, encode_frame
+from vigil.capture.group import GroupCommit
+from vigil.capture.log import SegmentLog, read_segment
+from vigil.capture.lookup import CaptureLookup
+from vigil.capture.masking import Masker
+from vigil.capture.reader import read_capture
+from vigil.capture.sink import Answered, CaptureSink
+from vigil.capture.tail import SegmentTail
+from vigil.errors import ServiceUnavailableError
+from vigil.storage.artifacts import ArtifactStore
+
+NAMES = ["a", "b", "c"]
+
+
+def _answered(rid: str, rows: int, *, seed: int = 0, **extra: Any) -> Answered:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 3))
+    proba = rng.dirichlet([1, 1], size=rows)
+    return Answered(
+        rid, "m", 1, X, NAMES, (proba[:, 1] > 0.5).astype(np.int64), proba, [0, 1], **extra
+    )
+
+
+def test_a_columnar_batch_reads_back_as_the_records_of_format_1(tmp_path: Path) -> None:
+    """The same requests, written per row (format 1) and as one batch (format 2), read
+    back identically, and both formats live side by side in one segment."""
+    entries = [
+        _answered("r1", 2, seed=1, route="native", latency_ms=1.5),
+        _answered("r2", 1, seed=2, route="v2", variant="b", endpoint="e", caller="k1"),
+    ]
+    sink = CaptureSink(SegmentLog(tmp_path))
+    stamp = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    sink.record_answered(entries, time=stamp)
+    expected = []
+    for e in entries:
+        for i in range(len(e.predictions)):
+            expected.append(
+                {
+                    "request_id": e.request_id,
+                    "row": i,
+                    "time": stamp.isoformat(),
+                    "route": e.route,
+                    "model": "m",
+                    "version": 1,
+                    "variant": e.variant,
+                    "caller": e.caller,
+                    "endpoint": e.endpoint,
+                    "features": dict(zip(NAMES, e.features[i].tolist(), strict=True)),
+                    "prediction": int(e.predictions[i]),
+                    "probabilities": {"0": e.probabilities[i, 0], "1": e.probabilities[i, 1]},
+                    "latency_ms": e.latency_ms,
+                    "status": 200,
+                    "error_code": None,
+                    "error_message": None,
+                    "raw_body": None,
+                }
+            )
+    sink.log.append([expected[0]])  # a format-1 frame after the batch
+    path = sink.log.rotate()
+    assert path is not None
+    records, torn = read_segment(path)
+    assert torn == 0
+    assert records == [*expected, expected[0]]
+    # Readers that only match ids can skip building the feature and probability dicts.
+    light, _ = decode_frames(path.read_bytes(), maps=False)
+    drop = ("features", "probabilities")
+    assert light[:3] == [{k: v for k, v in r.items() if k not in drop} for r in expected]
+
+
+def test_a_torn_batch_is_skipped_whole() -> None:
+    batch = {"n": 2, "same": {"m": 1}, "rows": {"y": [1, 2]}}
+    data = encode_frame({"i": 0}) + encode_batch_frame(batch) + encode_frame({"i": 1})
+    start = data.index(b"#2 ") + 12
+    damaged = data[:start] + b"X" + data[start + 1 :]
+    assert decode_frames(damaged) == ([{"i": 0}, {"i": 1}], 1)
+    assert decode_frames(data[: start + 5]) == ([{"i": 0}], 1)
+
+
+def test_columnar_masking_matches_row_masking() -> None:
+    masker = Masker({"a": "hash", "b": "mask", "c": "drop"}, hash_key="k")
+    X = np.random.default_rng(3).normal(size=(5, 3))
+    keys, rows = masker.apply_rows(NAMES, X)
+    by_row = [masker.apply(dict(zip(NAMES, r, strict=True))) for r in X.tolist()]
+    assert [dict(zip(keys, r, strict=True)) for r in rows] == by_row
+    keys, columns = masker.apply_columns(NAMES, [X[:, j] for j in range(3)])
+    assert [dict(zip(keys, r, strict=True)) for r in zip(*columns, strict=True)] == by_row
+
+
+def test_group_commit_writes_a_tick_at_once(tmp_path: Path) -> None:
+    commit = GroupCommit(CaptureSink(SegmentLog(tmp_path)))
+
+    async def tick(ids: list[str]) -> list[None]:
+        return await asyncio.gather(*(commit.submit(_answered(i, 1)) for i in ids))
+
+    assert asyncio.run(tick(["a", "b", "c"])) == [None, None, None]
+    assert asyncio.run(tick(["d"])) == [None]
+    assert (commit.writes, commit.requests) == (2, 4)
+    records, _ = read_segment(commit.sink.log.rotate())  # type: ignore[arg-type]
+    assert [r["request_id"] for r in records] == ["a", "b", "c", "d"]
+
+
+def test_group_commit_failure_reaches_every_waiter(tmp_path: Path) -> None:
+    sink = CaptureSink(SegmentLog(tmp_path))
+    commit = GroupCommit(sink)
+
+    async def tick() -> list[BaseException | None]:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: seen.append(ctx))
+        sink.log.append([{"warm": 1}])  # open the live segment
+        assert sink.log._fd is not None
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, sink.log._fd)  # the disk is full from now on
+        os.close(full)
+        return await asyncio.gather(
+            *(commit.submit(_answered(i, 1)) for i in ("x", "y")), return_exceptions=True
+        )
+
+    seen: list[object] = []
+    outcomes = asyncio.run(tick())
+    assert [type(o) for o in outcomes] == [ServiceUnavailableError] * 2
+    assert "No space left on device" in str(outcomes[0])
+    assert seen == []  # no "exception never retrieved" noise
+    assert (commit.writes, commit.requests) == (0, 0)
+
+
+def test_tail_reads_each_record_once_across_rotation(tmp_path: Path) -> None:
+    log = SegmentLog(tmp_path, prefix="capture")
+    tail = SegmentTail(tmp_path, "capture")
+    log.append([{"i": 0}, {"i": 1}])
+    first, _ = tail.poll()
+    log.append([{"i": 2}])
+    closed = log.rotate()
+    second, gone = tail.poll()
+    assert [r["i"] for rs in first.values() for r in rs] == [0, 1]
+    assert [r["i"] for rs in second.values() for r in rs] == [2] and gone == []
+    # A half-written frame is left for the next poll.
+    assert closed is not None
+    with closed.open("ab") as fh:
+        fh.write(encode_frame({"i": 3})[:-4])
+    assert tail.poll()[0] == {}
+    closed.unlink()
+    assert tail.poll() == ({}, [closed.name.rsplit(".", 1)[0]])
+
+
+def test_lookup_finds_ids_in_segments_and_parquet_without_duplicates(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    sink = CaptureSink(SegmentLog(tmp_path / "capture"))
+    old = datetime.now(UTC) - timedelta(days=10)
+    sink.record_answered([_answered("old", 3, endpoint="e", variant="a")], time=old)
+    sink.log.rotate()
+    assert compact(sink.log, store).rows == 3
+    sink.record_answered([_answered("new", 1)])
+    sink.record_failure(request_id="bad", status=422, error_code="x", error_message="no")
+    lookup = CaptureLookup(tmp_path / "capture", store)
+    found = lookup.find(["old", "new", "bad", "ghost"])
+    assert sorted(found) == ["new", "old"]
+    assert (found["old"].rows, found["old"].endpoint, found["old"].variant) == (3, "e", "a")
+    assert found["old"].time == datetime.fromisoformat(old.isoformat())
+    assert sorted(lookup.find(["old", "new"], since=old + timedelta(days=1))) == ["new"]
+    # The reader sees each row once too.
+    frame = read_capture(store=store, log_dir=tmp_path / "capture")
+    assert frame.groupby("request_id").size().to_dict() == {"bad": 1, "new": 1, "old": 3}
+
+
+def test_one_compactor_at_a_time_and_idle_segments_are_closed(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "store"))
+    log = SegmentLog(tmp_path / "capture", segment_seconds=0.2)
+    sink = CaptureSink(log)
+    sink.record_answered([_answered("r1", 2)])
+    compactor = Compactor(log, store, retention_days=7)
+    holder = os.open(tmp_path / "capture" / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process is compacting
+    try:
+        assert compactor.run_once() is None
+    finally:
+        os.close(holder)
+    done = compactor.run_once()
+    assert done is not None and done.capture.rows == 0  # the live segment is still young
+    time.sleep(0.25)
+    done = compactor.run_once()
+    assert done is not None and done.capture.rows == 2 and log.all_segments() == []
+    frame = read_capture(store=store)
+    assert list(frame["request_id"]) == ["r1", "r1"] and list(frame["row"]) == [0, 1]
+    pd.testing.assert_series_equal(
+        frame["feature.a"], pd.Series(_answered("r1", 2).features[:, 0], name="feature.a")
+    )
+
+
+_SHORT_WRITE = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from vigil.capture.log import SegmentLog
+    from vigil.errors import ServiceUnavailableError
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails EFBIG
+    log = SegmentLog(sys.argv[1])
+    log.append([{"i": 0, "pad": "x" * 100}])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200, resource.RLIM_INFINITY))
+    try:
+        log.append([{"i": 1, "pad": "y" * 300}])  # the kernel takes part of it, then refuses
+    except ServiceUnavailableError as exc:
+        print("refused:", exc.message)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    log.append([{"i": 2}])
+    log.close()
+    """
+)
+
+
+def test_a_short_write_ends_its_segment_so_later_records_stay_whole(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "refused:" in out and "File too large" in out
+    first, second = SegmentLog(tmp_path).closed_segments()
+    assert read_segment(first)[0] == [{"i": 0, "pad": "x" * 100}]
+    assert read_segment(first)[1] == 1  # the torn part of record 1, at the very end
+    assert read_segment(second) == ([{"i": 2}], 0)
