@@ -58,3 +58,16 @@ def test_missing_config_file_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VIGIL_CONFIG", "/nonexistent/vigil.yaml")
     with pytest.raises(ConfigurationError, match="not a file"):
         load_settings()
+
+
+def test_subsystem_sections_of_the_yaml_are_left_to_their_owners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text(
+        f"home: {tmp_path / 'h'}\nserve:\n  max_batch_size: 8\nmonitor:\n  window: 1h\n"
+        "capture:\n  fsync: always\n"
+    )
+    monkeypatch.setenv("VIGIL_CONFIG", str(cfg))
+    monkeypatch.delenv("VIGIL_HOME", raising=False)
+    assert load_settings().home == tmp_path / "h"

@@ -25,6 +25,9 @@ from pydantic_settings import (
 
 from vigil.errors import ConfigurationError
 
+# Sections of vigil.yaml read by the subsystems' own settings classes, not by Settings.
+SUBSYSTEM_SECTIONS = frozenset({"serve", "monitor", "capture"})
+
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
 
 
@@ -37,6 +40,20 @@ def _config_file() -> Path | None:
         return path
     local = Path("vigil.yaml")
     return local if local.is_file() else None
+
+
+class _TopLevelYaml(PydanticBaseSettingsSource):
+    """The YAML file without the sections that belong to subsystems (``serve:``, ...)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], yaml_file: Path) -> None:
+        super().__init__(settings_cls)
+        self._inner = YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ answers for the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._inner().items() if k not in SUBSYSTEM_SECTIONS}
 
 
 class Settings(BaseSettings):
@@ -100,7 +117,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _config_file()
         if path is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            sources.append(_TopLevelYaml(settings_cls, yaml_file=path))
         return tuple(sources)
 
     # -- derived -----------------------------------------------------------------------

@@ -1,0 +1,295 @@
+"""``vigil monitor run|show`` and ``vigil alerts list``: monitoring on demand and its results.
+
+``monitor run`` computes every window that is due (the same cycle the server runs on its
+schedule), evaluates the alert rules and notifies the webhooks, then prints the windows
+it computed. Drift or an alert is a finding, not a failure: the exit status is 0 either
+way, and non-zero (one line on stderr) only for bad input.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from vigil.cli._output import console, err_console, print_json, table, when
+
+if TYPE_CHECKING:
+    from vigil.monitor.alerts import AlertEvent
+    from vigil.monitor.measure import WindowResult
+    from vigil.monitor.series import StoredWindow
+
+monitor_app = typer.Typer(
+    help="Compute drift, data quality and performance windows from the inference log.",
+    no_args_is_help=True,
+)
+alerts_app = typer.Typer(help="Alerts raised by the monitoring rules.", no_args_is_help=True)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def _vigil() -> Any:
+    from vigil.app import default
+
+    return default()
+
+
+def _since(text: str | None) -> datetime | None:
+    """``--since``: an ISO 8601 time with a zone, or a duration back from now (``2d``)."""
+    if text is None:
+        return None
+    from vigil.monitor.windows import as_utc, parse_duration
+    from vigil.storage.sql import utcnow
+
+    if text[:1].isdigit() and text[-1:] in "smhdw" and "-" not in text:
+        return utcnow() - parse_duration(text, what="--since")
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        from vigil.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"--since {text!r} is neither a duration (2d, 12h) nor an ISO 8601 time "
+            "such as 2025-01-31T00:00:00+00:00"
+        ) from None
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _verdict(drifted: bool | None) -> str:
+    if drifted is None:
+        return "—"
+    return "[bold red]drift[/]" if drifted else "[green]ok[/]"
+
+
+def _main_metric(perf: dict[str, Any] | None) -> str:
+    if not perf:
+        return "—"
+    for name in ("accuracy", "rmse", "mae"):
+        if perf.get(name) is not None:
+            return f"{name} {perf[name]:.3f}"
+    return "—"
+
+
+def _window_row(r: WindowResult) -> tuple[str, ...]:
+    perf = r.performance.metrics if r.performance is not None else None
+    return (
+        r.key.model,
+        str(r.key.version),
+        r.key.route,
+        f"{when(r.start)} → {when(r.end)}" + (" (partial)" if r.partial else ""),
+        str(r.n_rows),
+        _fmt(r.error_rate),
+        _verdict(r.dataset_drifted),
+        ", ".join(r.drifted_features) or "—",
+        _main_metric(perf) + (f" ({r.n_labelled} labels)" if r.n_labelled else ""),
+    )
+
+
+def _window_json(r: WindowResult) -> dict[str, Any]:
+    return {
+        "model": r.key.model,
+        "version": r.key.version,
+        "route": r.key.route,
+        "window": r.window,
+        "start": r.start.isoformat(),
+        "end": r.end.isoformat(),
+        "partial": r.partial,
+        "rows": r.n_rows,
+        "requests": r.n_requests,
+        "rejected": r.n_rejected,
+        "labelled": r.n_labelled,
+        **r.summary(),
+        "points": [{"metric": p.metric, "feature": p.feature, "value": p.value} for p in r.points],
+    }
+
+
+_WINDOW_COLUMNS = [
+    "model",
+    "version",
+    "route",
+    "window",
+    "rows",
+    "error rate",
+    "drift",
+    "drifted features",
+    "performance",
+]
+
+
+def _alert_rows(events: list[AlertEvent]) -> list[tuple[str, ...]]:
+    colour = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+    return [
+        (
+            str(e.id),
+            e.status,
+            f"[{colour.get(e.severity, 'white')}]{e.severity}[/]",
+            e.rule,
+            e.summary,
+            when(e.starts_at),
+            when(e.ends_at) if e.ends_at else "",
+            "yes" if e.delivered_at else ("failed" if e.last_error else "pending"),
+        )
+        for e in events
+    ]
+
+
+_ALERT_COLUMNS = ["id", "status", "severity", "rule", "summary", "since", "until", "delivered"]
+
+
+@monitor_app.command("run")
+def run(
+    model: str = typer.Argument(None, help="Only this model (default: every model in the log)."),
+    window: str = typer.Option(
+        None, "--window", "-w", help="Window: 15m, 1h, 1d or a number of predictions (500)."
+    ),
+    since: str = typer.Option(
+        None, "--since", help="Start: a duration back from now (2d) or an ISO 8601 time."
+    ),
+    partial: bool = typer.Option(
+        False, "--partial", help="Also compute the current, incomplete window (marked partial)."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Compute every due window, evaluate the alert rules and notify the webhooks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from vigil.monitor.cycle import monitor_once
+    from vigil.monitor.windows import parse_window
+
+    vigil = _vigil()
+    # Bad input fails here, in one line, before any progress bar is drawn.
+    start = _since(since)
+    if window is not None:
+        parse_window(window)
+    if model is not None:
+        vigil.registry.get_model(model)
+    with Progress(
+        TextColumn("computing windows"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_out or not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("windows", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = monitor_once(
+            vigil, model=model, since=start, window=window, partial=partial, progress=step
+        )
+    if json_out:
+        print_json(
+            {
+                "windows": [_window_json(r) for r in result.windows],
+                "alerts": [e.to_dict() for e in result.events],
+            }
+        )
+        return
+    if not result.windows:
+        console.print("no window was due: nothing new in the inference log", highlight=False)
+    else:
+        table(
+            f"{len(result.windows)} window(s) computed",
+            _WINDOW_COLUMNS,
+            [_window_row(r) for r in result.windows],
+        )
+    if result.events:
+        table("Alerts", _ALERT_COLUMNS, _alert_rows(result.events))
+    else:
+        console.print("no alert fired or resolved", highlight=False)
+
+
+def _stored_row(w: StoredWindow) -> tuple[str, ...]:
+    s = w.summary
+    return (
+        w.key.model,
+        str(w.key.version),
+        w.key.route,
+        f"{when(w.start)} → {when(w.end)}" + (" (partial)" if w.partial else ""),
+        str(w.n_rows),
+        _fmt(s.get("error_rate")),
+        _verdict(s.get("dataset_drifted")),
+        ", ".join(s.get("drifted_features") or []) or "—",
+        _main_metric(s.get("performance")) + (f" ({w.n_labelled} labels)" if w.n_labelled else ""),
+    )
+
+
+@monitor_app.command("show")
+def show(
+    model: str = typer.Argument(..., help="Model name."),
+    window: str = typer.Option(
+        None, "--window", "-w", help="Window setting to show (default: the configured one)."
+    ),
+    last: int = typer.Option(20, "--last", "-n", min=1, help="Show the newest N windows."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show the stored windows of MODEL, newest last."""
+    from vigil.monitor.series import stored_windows
+    from vigil.monitor.settings import load_monitor_settings
+    from vigil.monitor.windows import parse_window
+
+    vigil = _vigil()
+    vigil.registry.get_model(model)
+    spec = parse_window(window) if window else load_monitor_settings().window_spec
+    windows = stored_windows(vigil.database, window=spec.text, model=model)[-last:]
+    if json_out:
+        print_json(
+            [
+                {
+                    "model": w.key.model,
+                    "version": w.key.version,
+                    "route": w.key.route,
+                    "window": w.window,
+                    "start": w.start.isoformat(),
+                    "end": w.end.isoformat(),
+                    "partial": w.partial,
+                    "rows": w.n_rows,
+                    "requests": w.n_requests,
+                    "labelled": w.n_labelled,
+                    **w.summary,
+                }
+                for w in windows
+            ]
+        )
+        return
+    if not windows:
+        console.print(
+            f"no {spec.text} windows stored for {model}; run `vigil monitor run {model}`",
+            highlight=False,
+        )
+        return
+    table(f"{model}: {spec.text} windows", _WINDOW_COLUMNS, [_stored_row(w) for w in windows])
+
+
+@alerts_app.command("list")
+def list_alerts_command(
+    all_events: bool = typer.Option(
+        False, "--all", help="Every firing and resolution, not only alerts firing now."
+    ),
+    model: str = typer.Option(None, "--model", help="Only alerts about this model."),
+    limit: int = typer.Option(200, "--limit", min=1, help="At most this many rows."),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """List the alerts firing now (or, with --all, the whole history)."""
+    from vigil.monitor.alerts import list_alerts
+
+    events = list_alerts(_vigil().database, include_resolved=all_events, model=model, limit=limit)
+    if json_out:
+        print_json([e.to_dict() for e in events])
+        return
+    if not events:
+        console.print("no alert is firing" if not all_events else "no alert yet", highlight=False)
+        return
+    title = "Alert history" if all_events else f"{len(events)} alert(s) firing"
+    table(title, _ALERT_COLUMNS, _alert_rows(events))
+
+
+def install(app: typer.Typer) -> None:
+    app.add_typer(monitor_app, name="monitor")
+    app.add_typer(alerts_app, name="alerts")

@@ -1,0 +1,85 @@
+"""One monitoring cycle: compute due windows, evaluate the alert rules, notify.
+
+This is what the server's schedule and ``vigil monitor run`` call. Each step stands on
+the stored state, so a cycle interrupted anywhere is finished by the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from vigil.monitor.alerts import AlertEvent, evaluate_rules, new_claim
+from vigil.monitor.engine import Progress, Resume, run_monitoring
+from vigil.monitor.measure import WindowResult
+from vigil.monitor.notify import deliver_events, retry_undelivered
+from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+from vigil.monitor.windows import as_utc, parse_duration, parse_window
+from vigil.storage.sql import utcnow
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from vigil.app import Vigil
+    from vigil.feedback.store import FeedbackStore
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """The windows computed and the alert transitions written by one cycle."""
+
+    windows: list[WindowResult]
+    events: list[AlertEvent] = field(default_factory=list)
+    delivered: int = 0
+    """Events fully delivered to every webhook in this cycle (new and retried)."""
+
+
+def monitor_once(
+    vigil: Vigil,
+    *,
+    model: str | None = None,
+    since: datetime | str | None = None,
+    window: str | None = None,
+    partial: bool = False,
+    now: datetime | None = None,
+    settings: MonitorSettings | None = None,
+    capture: Path | None = None,
+    feedback: FeedbackStore | None = None,
+    alerts: bool = True,
+    progress: Progress | None = None,
+    resume: Resume | None = None,
+) -> CycleResult:
+    """Run :func:`~vigil.monitor.engine.run_monitoring`, then the rules and webhooks.
+
+    Alert rules are evaluated on the configured window size (``VIGIL_MONITOR_WINDOW``)
+    only; a run with another ``window`` computes and stores windows but alerts on nothing.
+    """
+    settings = settings or load_monitor_settings()
+    now = as_utc(now) if now is not None else utcnow()
+    windows = run_monitoring(
+        vigil,
+        model=model,
+        since=since,
+        window=window,
+        partial=partial,
+        now=now,
+        settings=settings,
+        capture=capture,
+        feedback=feedback,
+        progress=progress,
+        resume=resume,
+    )
+    spec = parse_window(window) if window is not None else settings.window_spec
+    if not alerts or spec.text != settings.window_spec.text:
+        # Rules watch the configured window only: an ad-hoc window size must not fire or
+        # resolve the alerts the schedule maintains.
+        return CycleResult(windows)
+    horizon = as_utc(since) if since is not None else now - parse_duration(settings.lookback)
+    claim = new_claim()
+    events = evaluate_rules(
+        vigil.database, settings.rules, since=horizon, window=spec.text, model=model, claim=claim
+    )
+    delivered = deliver_events(vigil.database, events, claim, settings)
+    retried = retry_undelivered(vigil.database, settings)
+    return CycleResult(windows, events, len(delivered) + len(retried))

@@ -1,0 +1,260 @@
+"""The monitoring engine: read the log, cut it into windows, measure and store them.
+
+:func:`run_monitoring` is idempotent. A complete window already in the store is not
+computed again, unless labels for its predictions arrived since (then it is recomputed
+and its points replaced, so a late label lands in its prediction's window). The current,
+partial window is computed only when asked (``partial=True``), stored marked partial, and
+replaced once it completes. Rerunning therefore never duplicates a series point.
+
+Alerting (:mod:`vigil.monitor.alerts`) reads the stored series afterwards;
+:func:`vigil.monitor.cycle.monitor_once` runs both, as the server's schedule and
+``vigil monitor run`` do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from vigil.errors import NotFoundError
+from vigil.monitor.baseline import Baseline, load_baseline
+from vigil.monitor.measure import WindowResult, count_labelled, measure_window
+from vigil.monitor.series import StoredWindow, save_window, stored_windows
+from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+from vigil.monitor.windows import (
+    Cursor,
+    SeriesKey,
+    Window,
+    WindowSpec,
+    as_utc,
+    parse_duration,
+    parse_window,
+    split_windows,
+)
+from vigil.storage.sql import utcnow
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from vigil.app import Vigil
+    from vigil.feedback.store import FeedbackStore
+
+log = logging.getLogger("vigil.monitor")
+
+Progress = Callable[[int, int], None]
+"""Called with (windows done, windows to do)."""
+
+
+def _read_log(
+    vigil: Vigil, model: str | None, since: datetime, now: datetime, capture: Path
+) -> pd.DataFrame:
+    from vigil.capture.reader import read_capture
+
+    frame = read_capture(model, since, now, store=vigil.artifacts, log_dir=capture)
+    if frame.empty or "status" not in frame:
+        return frame.iloc[0:0]
+    return frame
+
+
+def _read_labels(feedback: FeedbackStore) -> pd.DataFrame:
+    frame = feedback.read()
+    return frame[["request_id", "row", "label"]] if not frame.empty else frame
+
+
+def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
+    """The rows of a stored count window, from its recorded ends (for late labels)."""
+    key = stored.key
+    same = log_rows[
+        (log_rows["model"] == key.model)
+        & (log_rows["version"] == key.version)
+        & (log_rows["route"].fillna("") == key.route)
+    ]
+    if same.empty or stored.start_request_id is None or stored.end_request_id is None:
+        return None
+    times = pd.to_datetime(same["time"], utc=True)
+    ids = same["request_id"].astype(str)
+    lo, hi = pd.Timestamp(stored.start), pd.Timestamp(stored.end)
+    after_start = (times > lo) | ((times == lo) & (ids >= stored.start_request_id))
+    before_end = (times < hi) | ((times == hi) & (ids <= stored.end_request_id))
+    inside = same[(after_start & before_end).to_numpy()]
+    ok = pd.to_numeric(inside["status"], errors="coerce").fillna(200) < 400
+    return Window(
+        key,
+        spec,
+        stored.start,
+        stored.end,
+        inside[ok.to_numpy()],
+        inside[~ok.to_numpy()],
+        complete=not stored.partial,
+        start_request_id=stored.start_request_id,
+        end_request_id=stored.end_request_id,
+    )
+
+
+def _cursors(stored: list[StoredWindow]) -> dict[SeriesKey, Cursor]:
+    cursors: dict[SeriesKey, Cursor] = {}
+    for s in stored:
+        if not s.partial and s.end_request_id is not None:
+            current = cursors.get(s.key)
+            if current is None or (s.end, s.end_request_id) > current:
+                cursors[s.key] = (s.end, s.end_request_id)
+    return cursors
+
+
+def candidate_windows(
+    log_rows: pd.DataFrame,
+    stored: list[StoredWindow],
+    spec: WindowSpec,
+    *,
+    now: datetime,
+    grace_s: float,
+    rebuild: bool = True,
+) -> list[Window]:
+    """Every window the rows fall in (count windows continue after the stored ones; with
+    ``rebuild``, stored count windows are rebuilt from their ends to check their labels)."""
+    if log_rows.empty:
+        return []
+    if spec.is_time:
+        return split_windows(log_rows, spec, now=now, grace=timedelta(seconds=grace_s))
+    candidates = split_windows(log_rows, spec, now=now, cursors=_cursors(stored))
+    if rebuild:
+        for s in stored:
+            if not s.partial:
+                rebuilt = _rebuild(s, spec, log_rows)
+                if rebuilt is not None:
+                    candidates.append(rebuilt)
+    return candidates
+
+
+def due_windows(
+    candidates: list[Window], labels: pd.DataFrame, stored: list[StoredWindow], *, partial: bool
+) -> list[Window]:
+    """The windows a run must compute: new complete ones, stored ones whose labelled count
+    changed, and (when ``partial``) the current partial ones."""
+    by_start = {(s.key, s.start): s for s in stored}
+    todo = []
+    for w in candidates:
+        if not w.complete and not partial:
+            continue
+        before = by_start.get((w.key, w.start))
+        if (
+            before is not None
+            and not before.partial
+            and w.complete
+            and before.n_labelled == count_labelled(w.rows, labels)
+        ):
+            continue  # already stored and nothing new to say about it
+        todo.append(w)
+    return todo
+
+
+@dataclass
+class Resume:
+    """What a long-lived caller (the server's schedule) carries from one run to the next,
+    so a run reads only the part of the log that can still change.
+
+    A run reads the whole lookback span when it has no resume point, when the number of
+    labels changed (a late label may concern any window) or when it is asked for another
+    model or window size; otherwise it starts at the oldest window that was still open
+    at the previous run (minus the grace period for records still in flight).
+    """
+
+    scope: tuple[str | None, str] | None = None
+    labels: int = -1
+    read_from: datetime | None = None
+
+    def start(
+        self, scope: tuple[str | None, str], labels: int, lookback_start: datetime
+    ) -> datetime:
+        if self.scope != scope or self.labels != labels or self.read_from is None:
+            return lookback_start
+        return max(lookback_start, self.read_from)
+
+    def update(
+        self,
+        scope: tuple[str | None, str],
+        labels: int,
+        candidates: list[Window],
+        spec: WindowSpec,
+        horizon: datetime,
+    ) -> None:
+        """``horizon`` is ``now - grace``: records stamped before it may still arrive."""
+        floor = spec.bounds(horizon)[0] if spec.is_time else horizon
+        open_starts = [w.start for w in candidates if not w.complete]
+        self.scope, self.labels = scope, labels
+        self.read_from = min([floor, *open_starts])
+
+
+def run_monitoring(
+    vigil: Vigil,
+    *,
+    model: str | None = None,
+    since: datetime | str | None = None,
+    window: str | None = None,
+    partial: bool = False,
+    now: datetime | None = None,
+    settings: MonitorSettings | None = None,
+    capture: Path | None = None,
+    feedback: FeedbackStore | None = None,
+    progress: Progress | None = None,
+    resume: Resume | None = None,
+) -> list[WindowResult]:
+    """Compute and store every window that is due; returns the windows computed this run.
+
+    ``since`` defaults to ``now - lookback`` (``VIGIL_MONITOR_LOOKBACK``, 7 days);
+    ``window`` to ``VIGIL_MONITOR_WINDOW``. ``capture`` and ``feedback`` default to the
+    home's capture directory and feedback store (see :mod:`vigil.monitor.sources`).
+    ``resume``, kept by the caller between runs, lets a run skip the part of the log that
+    cannot change any more (see :class:`Resume`).
+    """
+    from vigil.monitor.sources import capture_dir, feedback_store
+
+    settings = settings or load_monitor_settings()
+    spec = parse_window(window) if window is not None else settings.window_spec
+    now = as_utc(now) if now is not None else utcnow()
+    start = as_utc(since) if since is not None else now - parse_duration(settings.lookback)
+    if model is not None:
+        vigil.registry.get_model(model)  # a typo gets "model not found", not silence
+    capture = capture if capture is not None else capture_dir(vigil)
+    if feedback is None:
+        own = feedback_store(vigil, capture=capture)
+        try:
+            labels = _read_labels(own)
+        finally:
+            own.close()
+    else:
+        labels = _read_labels(feedback)
+    scope = (model, spec.text)
+    read_from = resume.start(scope, len(labels), start) if resume is not None else start
+    log_rows = _read_log(vigil, model, read_from, now, capture)
+    stored = stored_windows(vigil.database, window=spec.text, model=model, since=start)
+    candidates = candidate_windows(
+        log_rows, stored, spec, now=now, grace_s=settings.grace_s, rebuild=read_from == start
+    )
+    todo = due_windows(candidates, labels, stored, partial=partial)
+    baselines: dict[tuple[str, int], Baseline | None] = {}
+    results: list[WindowResult] = []
+    for done, w in enumerate(todo):
+        ident = (w.key.model, w.key.version)
+        if ident not in baselines:
+            try:
+                baselines[ident] = load_baseline(vigil, *ident)
+            except NotFoundError:
+                log.warning("%s version %d is in the log but not registered", *ident)
+                baselines[ident] = None
+        baseline = baselines[ident]
+        if baseline is not None:
+            result = measure_window(w, baseline, labels)
+            if save_window(vigil.database, result):
+                results.append(result)
+        if progress is not None:
+            progress(done + 1, len(todo))
+    if resume is not None:
+        horizon = now - timedelta(seconds=settings.grace_s)
+        resume.update(scope, len(labels), candidates, spec, horizon)
+    return results

@@ -1,0 +1,251 @@
+"""Notifications: alert events posted to webhooks, as Alertmanager-like JSON or for Slack.
+
+Each event is one POST per webhook. The JSON body follows Alertmanager's webhook format
+(``version``, ``status``, ``alerts[]`` with ``labels``, ``annotations``, ``startsAt``,
+``endsAt``, ``fingerprint``) plus the alert's ``value``, so receivers written for
+Alertmanager work unchanged. The Slack body is ``{"text", "blocks"}`` for an incoming
+webhook.
+
+Delivery never raises into the caller: each call has a timeout, failures (connection
+errors, 5xx, 429) are retried a few times with exponential backoff, and the outcome is
+stored with the event. Webhook URLs may hold tokens: only their scheme and host appear in
+logs, errors and the stored outcome.
+
+:func:`fire_event` lets other subsystems (e.g. an experiment's canary rollback) raise an
+alert that is stored and delivered like the rules' alerts.
+
+>>> from datetime import datetime, UTC
+>>> from vigil.monitor.alerts import AlertEvent
+>>> e = AlertEvent(1, "f1", "dataset_drift", "firing", "warning", "churn v2 drifted",
+...     {"alertname": "dataset_drift", "severity": "warning", "model": "churn"},
+...     datetime(2025, 1, 1, tzinfo=UTC), None, datetime(2025, 1, 1, tzinfo=UTC), "o", 1.0)
+>>> body = alert_payload(e)
+>>> body["status"], body["alerts"][0]["labels"]["model"], body["alerts"][0]["endsAt"]
+('firing', 'churn', '0001-01-01T00:00:00Z')
+>>> slack_payload(e)["text"]
+'[FIRING] dataset_drift (warning): churn v2 drifted'
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from vigil.monitor.alerts import AlertEvent, claim_undelivered, new_claim, record_delivery
+from vigil.monitor.settings import MonitorSettings, Webhook, load_monitor_settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from vigil.app import Vigil
+    from vigil.storage.sql import Database
+
+log = logging.getLogger("vigil.monitor")
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not ended yet"
+_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else _ZERO_TIME
+
+
+def alert_payload(event: AlertEvent) -> dict[str, Any]:
+    """The Alertmanager-style webhook body of one event."""
+    annotations = {"summary": event.summary}
+    if event.metric is not None:
+        annotations["description"] = (
+            f"{event.metric} = {event.value} (threshold {event.threshold})"
+            if event.threshold is not None
+            else f"{event.metric} = {event.value}"
+        )
+    alert = {
+        "status": event.status,
+        "labels": dict(event.labels),
+        "annotations": annotations,
+        "startsAt": _iso(event.starts_at),
+        "endsAt": _iso(event.ends_at),
+        "generatorURL": "",
+        "fingerprint": event.fingerprint,
+        "value": event.value,
+    }
+    return {
+        "version": "4",
+        "receiver": "vigil",
+        "status": event.status,
+        "groupKey": event.fingerprint,
+        "truncatedAlerts": 0,
+        "groupLabels": {"alertname": event.rule},
+        "commonLabels": dict(event.labels),
+        "commonAnnotations": annotations,
+        "externalURL": "",
+        "alerts": [alert],
+    }
+
+
+def slack_payload(event: AlertEvent) -> dict[str, Any]:
+    """A Slack incoming-webhook body (``text`` for notifications, ``blocks`` for display)."""
+    head = f"[{event.status.upper()}] {event.rule} ({event.severity})"
+    details = ", ".join(
+        f"{k}={v}" for k, v in event.labels.items() if k not in ("alertname", "severity")
+    )
+    facts = [f"*since* {_iso(event.starts_at)}"]
+    if event.ends_at is not None:
+        facts.append(f"*until* {_iso(event.ends_at)}")
+    if event.value is not None:
+        facts.append(f"*value* {event.value:.4g}")
+    return {
+        "text": f"{head}: {event.summary}",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": event.summary[:3000]}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": " · ".join([details, *facts])[:3000]}],
+            },
+        ],
+    }
+
+
+def _post(
+    client: httpx.Client,
+    webhook: Webhook,
+    body: Mapping[str, Any],
+    *,
+    retries: int,
+    backoff_s: float,
+) -> dict[str, Any]:
+    import httpx
+
+    url = webhook.url.get_secret_value()
+    outcome: dict[str, Any] = {"ok": False, "attempts": 0, "status": None, "error": None}
+    for attempt in range(retries + 1):
+        outcome["attempts"] = attempt + 1
+        try:
+            response = client.post(url, json=body)
+        except httpx.HTTPError as exc:
+            # The exception text may quote the URL; keep only its type and the host.
+            outcome["error"] = f"{type(exc).__name__} calling {webhook.label}"
+        else:
+            outcome["status"] = response.status_code
+            if response.is_success:
+                outcome.update(ok=True, error=None)
+                return outcome
+            outcome["error"] = f"HTTP {response.status_code} from {webhook.label}"
+            if response.status_code not in _RETRY_STATUS:
+                return outcome  # the receiver refuses this body: retrying will not help
+        if attempt < retries:
+            time.sleep(backoff_s * 2**attempt)
+    return outcome
+
+
+def deliver(
+    event: AlertEvent,
+    webhooks: Sequence[Webhook],
+    *,
+    timeout_s: float = 5.0,
+    retries: int = 3,
+    backoff_s: float = 0.5,
+    skip: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """POST ``event`` to every webhook (except those labelled in ``skip``); returns the
+    outcome per webhook label. Never raises."""
+    import httpx
+
+    outcomes: dict[str, dict[str, Any]] = {}
+    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+        for webhook in webhooks:
+            if webhook.label in skip:
+                continue
+            body = slack_payload(event) if webhook.format == "slack" else alert_payload(event)
+            try:
+                outcome = _post(client, webhook, body, retries=retries, backoff_s=backoff_s)
+            except Exception as exc:  # a notifier must never take the engine down
+                outcome = {"ok": False, "attempts": 1, "status": None, "error": type(exc).__name__}
+            if not outcome["ok"]:
+                log.warning(
+                    "alert %s (%s) not delivered to %s: %s",
+                    event.rule,
+                    event.status,
+                    webhook.label,
+                    outcome["error"],
+                )
+            outcomes[webhook.label] = outcome
+    return outcomes
+
+
+def deliver_events(
+    db: Database, events: Sequence[AlertEvent], claim: str, settings: MonitorSettings
+) -> list[AlertEvent]:
+    """Deliver claimed events to the configured webhooks and store the outcomes; returns
+    the events now fully delivered."""
+    webhooks = settings.targets()
+    delivered = []
+    for event in events:
+        done = [label for label, o in event.deliveries.items() if o.get("ok")]
+        outcomes = deliver(
+            event,
+            webhooks,
+            timeout_s=settings.timeout_s,
+            retries=settings.retries,
+            backoff_s=settings.backoff_s,
+            skip=done,
+        )
+        ok = all(o["ok"] for o in outcomes.values())
+        errors = [str(o["error"]) for o in outcomes.values() if not o["ok"]]
+        record_delivery(
+            db, event.id, claim, outcomes, delivered=ok, error="; ".join(errors) or None
+        )
+        if ok:
+            delivered.append(event)
+    return delivered
+
+
+def retry_undelivered(db: Database, settings: MonitorSettings) -> list[AlertEvent]:
+    """Deliver events whose earlier delivery failed or was abandoned."""
+    claim = new_claim()
+    return deliver_events(db, claim_undelivered(db, claim), claim, settings)
+
+
+def fire_event(
+    vigil: Vigil,
+    *,
+    name: str,
+    severity: str,
+    summary: str,
+    labels: Mapping[str, str],
+    value: float | None = None,
+    status: str = "firing",
+    occurrence: str | None = None,
+    settings: MonitorSettings | None = None,
+) -> AlertEvent | None:
+    """Record an alert event raised outside the rules and deliver it to the webhooks.
+
+    ``occurrence`` de-duplicates: a second call with the same name, labels, status and
+    occurrence records and sends nothing (default: the current time, i.e. every call is
+    new). Returns the stored event, or ``None`` when it was a duplicate.
+    """
+    from vigil._names import _check
+    from vigil.monitor.alerts import record_event
+
+    _check("alert name", name)
+    if severity not in ("info", "warning", "critical"):
+        severity = "warning"
+    settings = settings or load_monitor_settings()
+    claim = new_claim()
+    event = record_event(
+        vigil.database,
+        rule=name,
+        status=status,
+        severity=severity,
+        summary=summary,
+        labels=labels,
+        value=value,
+        occurrence=occurrence,
+        claim=claim,
+    )
+    if event is not None:
+        deliver_events(vigil.database, [event], claim, settings)
+    return event

@@ -1,0 +1,128 @@
+"""The metric names a monitoring window produces, and one stored value: :class:`Point`.
+
+Names are dotted, ``<family>.<measure>``; a point either describes the whole window
+(``feature`` is ``None``) or one input feature. The set is fixed, so series, Prometheus
+labels and alert rules all speak the same small vocabulary:
+
+==============================  =======  ================================================
+metric                          feature  value
+==============================  =======  ================================================
+``traffic.rows``                         successful predicted rows
+``traffic.requests``                     requests (answered or rejected)
+``traffic.rejected``                     requests answered with an error (4xx/5xx)
+``traffic.error_rate``                   rejected / requests
+``drift.share``                          share of compared features that drifted
+``drift.dataset``                        1 when the dataset verdict is "drifted", else 0
+``drift.n_drifted``                      number of drifted features
+``drift.prediction``                     drift statistic of the predictions
+``drift.prediction_drifted``             1 when the predictions drifted
+``drift.statistic``             yes      the feature's drift statistic (method-dependent)
+``drift.p_value``               yes      its Benjamini–Hochberg adjusted p-value (tests)
+``drift.effect_size``           yes      its effect size
+``drift.drifted``               yes      1 when the feature drifted
+``quality.schema_violation_rate``        requests refused by validation / (those + rows)
+``quality.missing_rate``        yes      share of rows missing the feature
+``quality.missing_rate_change`` yes      that rate minus the baseline's
+``quality.type_error_rate``     yes      share of values of the wrong type
+``quality.out_of_range_rate``   yes      share outside the reference min..max
+``quality.outlier_rate``        yes      share beyond the Tukey fences of the reference
+``quality.unseen_category_rate`` yes     share of categories the reference never held
+``performance.labelled``                 rows with a label
+``performance.<m>``                      metric ``m`` on the labelled rows (accuracy, f1,
+                                         roc_auc, log_loss, ece, precision, recall, mae,
+                                         rmse, mape, r2)
+``performance.<m>.delta``                ``m`` minus its value stored at registration
+==============================  =======  ================================================
+
+>>> is_known_metric("performance.accuracy.delta"), is_known_metric("drift.psi")
+(True, False)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+WINDOW_METRICS = frozenset(
+    {
+        "traffic.rows",
+        "traffic.requests",
+        "traffic.rejected",
+        "traffic.error_rate",
+        "drift.share",
+        "drift.dataset",
+        "drift.n_drifted",
+        "drift.prediction",
+        "drift.prediction_drifted",
+        "quality.schema_violation_rate",
+        "performance.labelled",
+    }
+)
+FEATURE_METRICS = frozenset(
+    {
+        "drift.statistic",
+        "drift.p_value",
+        "drift.effect_size",
+        "drift.drifted",
+        "quality.missing_rate",
+        "quality.missing_rate_change",
+        "quality.type_error_rate",
+        "quality.out_of_range_rate",
+        "quality.outlier_rate",
+        "quality.unseen_category_rate",
+    }
+)
+PERFORMANCE_MEASURES = frozenset(
+    {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "log_loss",
+        "ece",
+        "mae",
+        "rmse",
+        "mape",
+        "r2",
+    }
+)
+PERFORMANCE_PREFIX = "performance."
+DELTA_SUFFIX = ".delta"
+
+
+def is_known_metric(name: str) -> bool:
+    """Whether ``name`` is a metric some window can produce."""
+    if name in WINDOW_METRICS or name in FEATURE_METRICS:
+        return True
+    if name.startswith(PERFORMANCE_PREFIX):
+        measure = name[len(PERFORMANCE_PREFIX) :].removesuffix(DELTA_SUFFIX)
+        return measure in PERFORMANCE_MEASURES
+    return False
+
+
+def known_metrics() -> list[str]:
+    """Every metric name, sorted (for error messages and docs)."""
+    perf = [f"{PERFORMANCE_PREFIX}{m}" for m in sorted(PERFORMANCE_MEASURES)]
+    return sorted(WINDOW_METRICS | FEATURE_METRICS) + perf + [p + DELTA_SUFFIX for p in perf]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One value of one metric in one window (``feature`` set for per-feature metrics)."""
+
+    metric: str
+    value: float
+    feature: str | None = None
+
+
+def point(metric: str, value: float | int | bool | None, feature: str | None = None) -> list[Point]:
+    """``[Point]`` for a finite value, ``[]`` for ``None``/NaN/inf (never stored).
+
+    >>> point("drift.dataset", True), point("drift.p_value", None, "age")
+    ([Point(metric='drift.dataset', value=1.0, feature=None)], [])
+    """
+    if value is None:
+        return []
+    number = float(value)
+    return [Point(metric, number, feature)] if math.isfinite(number) else []

@@ -1,0 +1,181 @@
+"""Alert rules: which metric, compared how with what, for how many windows in a row.
+
+A rule applies to every series of its metric (one per model version, route and, for
+per-feature metrics, feature) that its ``labels`` filter lets through. On each run the
+series' latest complete windows are checked:
+
+* a series **fires** when its last ``for_windows`` values all breach the threshold;
+* a firing series **resolves** as soon as its latest value no longer breaches.
+
+Each transition is one notification (see :mod:`vigil.monitor.alerts` for how it is
+claimed once across workers). Partial windows never fire or resolve anything.
+
+>>> rule = AlertRule(name="drift", metric="drift.dataset", comparison=">=", threshold=1,
+...                  for_windows=2)
+>>> transition(rule, [1.0, 0.0, 1.0, 1.0], firing=False)
+'firing'
+>>> transition(rule, [1.0, 1.0, 0.0], firing=True)
+'resolved'
+>>> AlertRule(name="x", metric="drift.psi", threshold=0.2)
+Traceback (most recent call last):
+...
+pydantic_core._pydantic_core.ValidationError: 1 validation error for AlertRule
+metric
+  Value error, unknown metric 'drift.psi'; use one of: drift.dataset, drift.drifted, ... (see docs/monitoring.md) [type=value_error, input_value='drift.psi', input_type=str]
+    For further information visit https://errors.pydantic.dev/2.14/v/value_error
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from vigil._names import _check
+from vigil.monitor.points import is_known_metric, known_metrics
+
+Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
+Severity = Literal["info", "warning", "critical"]
+Transition = Literal["firing", "resolved"]
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+LABEL_KEYS = ("model", "version", "route", "feature")
+
+
+class AlertRule(BaseModel):
+    """One alert rule (from settings: ``VIGIL_MONITOR_RULES`` or ``monitor.rules`` in YAML)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    """Rule name, also the alert's ``alertname`` label (letters, digits, ``.``, ``_``, ``-``)."""
+    metric: str
+    """A metric from :mod:`vigil.monitor.points`, e.g. ``drift.dataset``."""
+    comparison: Comparison = ">"
+    threshold: float
+    for_windows: int = Field(default=1, ge=1, le=1000)
+    """Fire only after this many consecutive breaching windows."""
+    severity: Severity = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Only series whose ``model``, ``version``, ``route`` or ``feature`` match these
+    shell-style patterns (``churn*``); e.g. ``{"model": "churn"}``."""
+    summary: str | None = None
+    """One line for people; ``{model}``, ``{version}``, ``{route}``, ``{feature}``,
+    ``{value}``, ``{threshold}`` and ``{metric}`` are filled in."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check("rule name", value)
+
+    @field_validator("metric")
+    @classmethod
+    def _check_metric(cls, value: str) -> str:
+        if not is_known_metric(value):
+            names = known_metrics()
+            raise ValueError(
+                f"unknown metric {value!r}; use one of: {', '.join(names[:2])}, ... "
+                "(see docs/monitoring.md)"
+            )
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _check_threshold(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("threshold must be a finite number")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(LABEL_KEYS))
+        if unknown:
+            raise ValueError(f"unknown label(s) {unknown}; filter on {', '.join(LABEL_KEYS)}")
+        return value
+
+    def breaches(self, value: float) -> bool:
+        """Whether ``value`` is on the alerting side of the threshold."""
+        return _COMPARE[self.comparison](value, self.threshold)
+
+    def matches(self, labels: Mapping[str, str | None]) -> bool:
+        """Whether a series with these labels is watched by this rule."""
+        return all(fnmatchcase(str(labels.get(k) or ""), p) for k, p in self.labels.items())
+
+    def describe(self, labels: Mapping[str, str | None], value: float) -> str:
+        """The alert's summary line."""
+        fields = {k: labels.get(k) or "" for k in LABEL_KEYS}
+        shown = f"{value:.4g}"
+        if self.summary:
+            try:
+                return self.summary.format(
+                    **fields, value=shown, threshold=self.threshold, metric=self.metric
+                )
+            except (KeyError, IndexError, ValueError):
+                pass  # a bad template must not stop the alert; fall back to the default
+        where = f"{fields['model']} v{fields['version']}"
+        if fields["route"]:
+            where += f" ({fields['route']})"
+        if fields["feature"]:
+            where += f" feature {fields['feature']}"
+        return f"{where}: {self.metric} = {shown} {self.comparison} {self.threshold:g}"
+
+
+def transition(rule: AlertRule, values: Sequence[float], *, firing: bool) -> Transition | None:
+    """The state change a series' values (oldest first) call for, if any."""
+    if not values:
+        return None
+    if firing:
+        return None if rule.breaches(values[-1]) else "resolved"
+    recent = values[-rule.for_windows :]
+    if len(recent) == rule.for_windows and all(rule.breaches(v) for v in recent):
+        return "firing"
+    return None
+
+
+def default_rules() -> list[AlertRule]:
+    """The rules used when none are configured: dataset drift, an accuracy drop of more
+    than 0.05 against the registered accuracy, and an error rate above 5 %."""
+    return [
+        AlertRule(
+            name="dataset_drift",
+            metric="drift.dataset",
+            comparison=">=",
+            threshold=1,
+            for_windows=1,
+            severity="warning",
+            summary="{model} v{version}: the input data drifted from the reference",
+        ),
+        AlertRule(
+            name="accuracy_drop",
+            metric="performance.accuracy.delta",
+            comparison="<",
+            threshold=-0.05,
+            for_windows=1,
+            severity="critical",
+            summary=(
+                "{model} v{version}: accuracy changed by {value} since registration "
+                "(alert below {threshold})"
+            ),
+        ),
+        AlertRule(
+            name="error_rate",
+            metric="traffic.error_rate",
+            comparison=">",
+            threshold=0.05,
+            for_windows=1,
+            severity="critical",
+            summary="{model} v{version}: error rate {value} (alert above {threshold})",
+        ),
+    ]

@@ -1,0 +1,158 @@
+"""Monitoring inside the server: a background task running a cycle every ``interval_s``.
+
+The cycle runs in a thread (``asyncio.to_thread``), so reading the log and computing
+statistics never blocks the event loop that answers predictions. With several workers
+(or replicas on one PostgreSQL), only the holder of the ``monitor`` lease runs cycles; the
+lease is taken and renewed with a locked read-then-write in the SQL store and expires if
+its holder dies, so another worker takes over. Every worker refreshes its Prometheus
+gauges from the store after each tick, whoever computed the windows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from vigil.monitor.cycle import CycleResult, monitor_once
+from vigil.monitor.engine import Resume
+from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+from vigil.monitor.tables import MonitorLeaseRow
+from vigil.storage.sql import Database, utcnow
+
+if TYPE_CHECKING:
+    from vigil.app import Vigil
+
+log = logging.getLogger("vigil.monitor")
+
+LEASE = "monitor"
+_FIRST_RUN_DELAY_S = 30.0
+"""The first cycle runs this long after start-up (or after one interval, if shorter)."""
+
+
+def acquire_lease(
+    db: Database, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
+) -> bool:
+    """Take or renew lease ``name`` for ``holder``; ``False`` while someone else holds it."""
+    now = now or utcnow()
+    try:
+        with db.session(write=True) as session:
+            row = session.scalars(
+                select(MonitorLeaseRow).where(MonitorLeaseRow.name == name).with_for_update()
+            ).first()
+            if row is None:
+                session.add(MonitorLeaseRow(name=name, holder=holder, expires_at=now + ttl))
+                return True
+            if row.holder != holder and row.expires_at > now:
+                return False
+            row.holder = holder
+            row.expires_at = now + ttl
+            return True
+    except IntegrityError:
+        return False  # another process created the lease at the same moment
+
+
+def release_lease(db: Database, name: str, holder: str) -> None:
+    """Give the lease up (at shutdown) so another worker takes over at once."""
+    with db.session(write=True) as session:
+        row = session.get(MonitorLeaseRow, name)
+        if row is not None and row.holder == holder:
+            row.expires_at = utcnow()
+
+
+class MonitorScheduler:
+    """Runs :func:`~vigil.monitor.cycle.monitor_once` every ``settings.interval_s``."""
+
+    def __init__(self, vigil: Vigil, settings: MonitorSettings) -> None:
+        self.vigil = vigil
+        self.settings = settings
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ttl = timedelta(seconds=max(2 * settings.interval_s, 300.0))
+        self.runs = 0
+        """Cycles this worker ran (for tests and the log)."""
+        self.last: CycleResult | None = None
+        self.resume = Resume()
+        """Where the next cycle may start reading the log (see :class:`Resume`)."""
+        self._task: asyncio.Task[None] | None = None
+        self._exporter: Any = None
+
+    def __repr__(self) -> str:
+        return f"MonitorScheduler(every {self.settings.interval_s}s, holder={self.holder!r})"
+
+    def tick(self) -> CycleResult | None:
+        """One scheduled step (blocking): a cycle if this worker holds the lease, then the
+        gauges. Returns the cycle's result, or ``None`` when another worker holds it."""
+        result = None
+        if acquire_lease(self.vigil.database, LEASE, self.holder, self.ttl):
+            result = monitor_once(self.vigil, settings=self.settings, resume=self.resume)
+            self.runs += 1
+            self.last = result
+            if result.windows or result.events:
+                log.info(
+                    "monitoring: %d window(s) computed, %d alert transition(s)",
+                    len(result.windows),
+                    len(result.events),
+                )
+        self._refresh_gauges()
+        return result
+
+    def _refresh_gauges(self) -> None:
+        try:
+            if self._exporter is None:
+                from vigil.monitor.exporter import MonitorExporter
+
+                self._exporter = MonitorExporter(self.vigil, self.settings)
+            self._exporter.refresh()
+        except ImportError:
+            pass  # prometheus-client is not installed: nothing to export to
+
+    async def _loop(self) -> None:
+        delay = min(_FIRST_RUN_DELAY_S, self.settings.interval_s)
+        while True:
+            await asyncio.sleep(delay)
+            delay = self.settings.interval_s
+            try:
+                await asyncio.to_thread(self.tick)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Monitoring must never take the server down; the next tick retries.
+                log.exception("monitoring cycle failed; retrying in %.0fs", delay)
+
+    def start(self) -> None:
+        """Start the background task (call from the running event loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="vigil-monitor")
+
+    async def stop(self) -> None:
+        """Cancel the task (a cycle running in its thread finishes on its own) and release
+        the lease."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(release_lease, self.vigil.database, LEASE, self.holder)
+
+
+def start_scheduler(provider: Any) -> MonitorScheduler | None:
+    """Start scheduled monitoring for a registry-backed provider (one with ``.vigil``);
+    ``None`` when the provider has no registry or monitoring is off."""
+    vigil = getattr(provider, "vigil", None)
+    if vigil is None:
+        return None
+    settings = load_monitor_settings()
+    if not settings.enabled or settings.interval_s <= 0:
+        return None
+    scheduler = MonitorScheduler(vigil, settings)
+    scheduler.start()
+    return scheduler

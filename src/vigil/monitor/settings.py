@@ -1,0 +1,220 @@
+"""Settings of monitoring: windows, schedule, alert rules and webhooks.
+
+Read from ``VIGIL_MONITOR_*`` environment variables (lists and objects as JSON) and from
+the ``monitor:`` section of the YAML file named by ``VIGIL_CONFIG`` (or ``./vigil.yaml``)::
+
+    monitor:
+      window: 1h
+      interval_s: 300
+      webhooks:
+        - https://alerts.example.com/hook
+        - {url: "https://hooks.slack.com/services/T0/B0/XXXX", format: slack}
+      rules:
+        - {name: churn_drift, metric: drift.share, comparison: ">", threshold: 0.3,
+           for_windows: 2, labels: {model: churn}}
+
+Webhook URLs often carry a token, so they are secrets: never printed in full, never logged.
+
+>>> s = MonitorSettings(webhooks=["https://h.example/hook?token=abc"], slack=True)
+>>> s.window, s.targets()[0].format, "abc" in repr(s)
+('1h', 'slack', False)
+>>> load_monitor_settings(window="fortnight")
+Traceback (most recent call last):
+...
+vigil.errors.ConfigurationError: invalid setting VIGIL_MONITOR_WINDOW: Value error, invalid window 'fortnight': give a duration such as 15m, 1h or 1d, or a number of predictions such as 500
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from vigil.errors import ConfigurationError, InvalidParameterError
+from vigil.monitor.rules import AlertRule, default_rules
+from vigil.monitor.windows import WindowSpec, parse_duration, parse_window
+
+PayloadFormat = Literal["json", "slack"]
+
+
+class Webhook(BaseModel):
+    """One receiver of alert notifications."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: SecretStr
+    """``http(s)://`` URL; may hold a token, so it is kept secret."""
+    format: PayloadFormat | None = None
+    """``json`` (Alertmanager-like) or ``slack``; default: ``slack`` when the ``slack``
+    setting is on, else ``json``."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("a webhook URL must start with http:// or https:// and name a host")
+        return value
+
+    @property
+    def label(self) -> str:
+        """The URL with everything after the host hidden, plus a short digest of the whole
+        URL so two webhooks on one host stay apart (safe to log and show)."""
+        url = self.url.get_secret_value()
+        return f"{redact_url(url)}#{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+
+
+def redact_url(url: str) -> str:
+    """Scheme and host of ``url`` only: paths and queries of webhooks hold tokens.
+
+    >>> redact_url("https://hooks.slack.com/services/T00/B00/secret?x=1")
+    'https://hooks.slack.com/…'
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}/…"
+
+
+class MonitorSettings(BaseSettings):
+    """How monitoring runs. Every field can be set as ``VIGIL_MONITOR_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_MONITOR_", extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Run monitoring inside the server on a schedule (``vigil monitor run`` works either way)."""
+
+    window: str = "1h"
+    """Window size: a duration (``15m``, ``1h``, ``1d``) or a number of predictions (``500``)."""
+
+    interval_s: float = Field(default=300.0, ge=0)
+    """Seconds between two scheduled runs inside the server (``0`` turns the schedule off)."""
+
+    lookback: str = "7d"
+    """How far back a run reads the log: windows older than this are neither computed nor
+    updated with late labels."""
+
+    grace_s: float = Field(default=60.0, ge=0)
+    """A time window counts as complete this long after its end (lets slow requests and
+    other workers' records land)."""
+
+    rules: list[AlertRule] = Field(default_factory=default_rules)
+    """Alert rules; setting any replaces the defaults (``[]`` turns alerting off)."""
+
+    webhooks: list[Webhook] = Field(default_factory=list)
+    """Where notifications go: URLs, or ``{url, format}`` objects."""
+
+    slack: bool = False
+    """Send Slack-compatible payloads (``{"text", "blocks"}``) to webhooks without a format."""
+
+    timeout_s: float = Field(default=5.0, gt=0)
+    """Timeout of one webhook call."""
+
+    retries: int = Field(default=3, ge=0, le=10)
+    """Retries after a failed webhook call (with exponential backoff)."""
+
+    backoff_s: float = Field(default=0.5, ge=0)
+    """Wait before the first retry; doubled before each next one."""
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, value: str) -> str:
+        spec: WindowSpec = _as_value_error(lambda: parse_window(value))
+        return spec.text
+
+    @field_validator("lookback")
+    @classmethod
+    def _check_lookback(cls, value: str) -> str:
+        _as_value_error(lambda: parse_duration(value, what="lookback"))
+        return value
+
+    @field_validator("webhooks", mode="before")
+    @classmethod
+    def _urls_as_webhooks(cls, value: Any) -> Any:
+        if isinstance(value, str | dict):
+            value = [value]
+        if isinstance(value, list):
+            return [{"url": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, value: list[AlertRule]) -> list[AlertRule]:
+        seen: set[str] = set()
+        for rule in value:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}; rule names must be unique")
+            seen.add(rule.name)
+        return value
+
+    @property
+    def window_spec(self) -> WindowSpec:
+        return parse_window(self.window)
+
+    def targets(self) -> list[Webhook]:
+        """The webhooks with their payload format settled."""
+        default: PayloadFormat = "slack" if self.slack else "json"
+        return [w if w.format else w.model_copy(update={"format": default}) for w in self.webhooks]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        from vigil.settings import _config_file
+
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=_yaml_section(path)))
+        return tuple(sources)
+
+
+def _yaml_section(path: Path) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    section = data.get("monitor") if isinstance(data, dict) else None
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"{path}: 'monitor' must be a mapping of settings")
+    return section
+
+
+def _as_value_error(check: Any) -> Any:
+    # pydantic reports ValueErrors raised in validators with the field's name.
+    try:
+        return check()
+    except InvalidParameterError as exc:
+        raise ValueError(exc.message) from None
+
+
+def load_monitor_settings(**overrides: Any) -> MonitorSettings:
+    """Build :class:`MonitorSettings`, turning pydantic's errors into one clear message."""
+    try:
+        return MonitorSettings(**overrides)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "?"
+        top = str(first["loc"][0]) if first["loc"] else "?"
+        name = f"VIGIL_MONITOR_{top.upper()}"
+        where = f" ({field})" if field != top else ""
+        raise ConfigurationError(
+            f"invalid setting {name}{where}: {first['msg']}", detail={"setting": field}
+        ) from None

@@ -1,0 +1,331 @@
+"""Monitoring windows: the inference log cut into pieces, per model version and route.
+
+A window is either a span of time (``15m``, ``1h``, ``1d``) or a number of predicted rows
+(``500``). Windows are formed separately for every ``(model, version, route)``.
+
+* **Time windows** are aligned on the epoch (a ``1h`` window starts on the hour), include
+  their start and exclude their end, and are *complete* once ``now`` has passed their end
+  by ``grace`` (time for slow requests and other workers' records to land).
+* **Count windows** hold ``N`` successful rows, in log order ``(time, request_id, row)``,
+  and never split a request (a batch crossing the boundary stays whole, so a window may
+  hold a few more than ``N`` rows). Both ends are inclusive and the window remembers the
+  request ids at its ends, so the next run continues exactly after it. The rows after the
+  last full window form the current, partial window.
+
+Rejected requests (4xx/5xx records) go to the window their time falls in, so they count
+in its error rate and schema violations. Labels never move a row: feedback is joined on
+``(request_id, row)`` to the rows of the window of the *prediction*, however late it came.
+
+>>> from datetime import datetime, UTC
+>>> parse_window("15m"), parse_window("500")
+(WindowSpec(text='15m', seconds=900.0, size=None), WindowSpec(text='500', seconds=None, size=500))
+>>> parse_window("1h").bounds(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
+(datetime.datetime(2025, 1, 2, 3, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 2, 4, 0, tzinfo=datetime.timezone.utc))
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vigil.errors import InvalidParameterError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_COUNT = re.compile(r"^\s*(\d+)\s*$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_duration(text: str | float | timedelta, *, what: str = "duration") -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` (or seconds as a number).
+
+    >>> parse_duration("7d"), parse_duration(30)
+    (datetime.timedelta(days=7), datetime.timedelta(seconds=30))
+    >>> parse_duration("soon")
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: invalid duration 'soon': write a number and a unit, e.g. 90s, 15m, 1h, 7d or 2w
+    """
+    if isinstance(text, timedelta):
+        seconds = text.total_seconds()
+    elif isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _DURATION.fullmatch(str(text))
+        if match is None:
+            raise InvalidParameterError(
+                f"invalid {what} {str(text)[:40]!r}: write a number and a unit, "
+                "e.g. 90s, 15m, 1h, 7d or 2w",
+                detail={"field": what, "value": str(text)[:40]},
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not np.isfinite(seconds) or seconds <= 0:
+        raise InvalidParameterError(
+            f"{what} must be positive, got {text!r}", detail={"field": what, "value": str(text)}
+        )
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How the log is cut: ``seconds`` for time windows or ``size`` rows for count windows."""
+
+    text: str
+    seconds: float | None = None
+    size: int | None = None
+
+    @property
+    def is_time(self) -> bool:
+        return self.seconds is not None
+
+    def bounds(self, at: datetime) -> tuple[datetime, datetime]:
+        """The time window holding ``at``: ``[start, end)`` aligned on the epoch."""
+        assert self.seconds is not None, "count windows have no fixed bounds"
+        step = self.seconds
+        index = (at - _EPOCH).total_seconds() // step
+        start = _EPOCH + timedelta(seconds=index * step)
+        return start, start + timedelta(seconds=step)
+
+
+def parse_window(text: str | int) -> WindowSpec:
+    """A window from its text: a duration (``15m``, ``1h``) or a row count (``500``)."""
+    raw = str(text).strip()
+    if _COUNT.fullmatch(raw):
+        size = int(raw)
+        if size < 1:
+            raise InvalidParameterError(
+                f"a count window needs at least 1 row, got {raw!r}", detail={"field": "window"}
+            )
+        return WindowSpec(text=str(size), size=size)
+    try:
+        seconds = parse_duration(raw, what="window").total_seconds()
+    except InvalidParameterError:
+        raise InvalidParameterError(
+            f"invalid window {raw[:40]!r}: give a duration such as 15m, 1h or 1d, "
+            "or a number of predictions such as 500",
+            detail={"field": "window", "value": raw[:40]},
+        ) from None
+    if seconds < 1:
+        raise InvalidParameterError(
+            f"a time window must last at least 1s, got {raw!r}", detail={"field": "window"}
+        )
+    return WindowSpec(text=raw, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """What a window is about: one model version on one route."""
+
+    model: str
+    version: int
+    route: str
+
+
+@dataclass
+class Window:
+    """The log rows of one window of one :class:`SeriesKey`.
+
+    ``rows`` are the successful predicted rows (status < 400); ``rejected`` the records of
+    requests answered with an error. ``start_request_id``/``end_request_id`` pin the exact
+    ends of a count window (``None`` for time windows).
+    """
+
+    key: SeriesKey
+    spec: WindowSpec
+    start: datetime
+    end: datetime
+    rows: pd.DataFrame
+    rejected: pd.DataFrame
+    complete: bool
+    start_request_id: str | None = None
+    end_request_id: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.rows)
+
+    @property
+    def n_requests(self) -> int:
+        """Distinct requests: those answered (any rows) plus those rejected."""
+        ids = set(self.rows["request_id"].tolist()) | set(self.rejected["request_id"].tolist())
+        return len(ids)
+
+
+Cursor = tuple[datetime, str]
+"""Where a series' last complete count window ended: its last row's time and request id."""
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["time", "request_id", "row"], kind="stable").reset_index(drop=True)
+
+
+def _split_status(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    status = pd.to_numeric(frame["status"], errors="coerce").fillna(200)
+    ok = (status < 400).to_numpy()
+    return frame[ok], frame[~ok]
+
+
+def _time_windows(
+    key: SeriesKey, frame: pd.DataFrame, spec: WindowSpec, now: datetime, grace: timedelta
+) -> list[Window]:
+    assert spec.seconds is not None
+    seconds = (frame["time"] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
+    index = np.floor_divide(seconds, spec.seconds)
+    windows = []
+    for i in np.unique(index):
+        start = _EPOCH + timedelta(seconds=float(i) * spec.seconds)
+        end = start + timedelta(seconds=spec.seconds)
+        ok, bad = _split_status(frame[index == i])
+        windows.append(
+            Window(key, spec, start, end, ok, bad, complete=end + grace <= now),
+        )
+    return windows
+
+
+def _after(frame: pd.DataFrame, cursor: Cursor | None) -> pd.DataFrame:
+    if cursor is None:
+        return frame
+    at, request_id = cursor
+    stamp = pd.Timestamp(at)
+    later = (frame["time"] > stamp) | (
+        (frame["time"] == stamp) & (frame["request_id"] > request_id)
+    )
+    return frame[later.to_numpy()]
+
+
+def _count_windows(
+    key: SeriesKey, frame: pd.DataFrame, spec: WindowSpec, cursor: Cursor | None
+) -> list[Window]:
+    assert spec.size is not None
+    frame = _after(frame, cursor)
+    ok, bad = _split_status(frame)
+    windows: list[Window] = []
+    if ok.empty:
+        if not bad.empty:
+            # Only rejections since the last window: they wait for the next window's rows.
+            first, last = bad.iloc[0], bad.iloc[-1]
+            windows.append(
+                Window(
+                    key,
+                    spec,
+                    first["time"].to_pydatetime(),
+                    last["time"].to_pydatetime(),
+                    ok,
+                    bad,
+                    complete=False,
+                    start_request_id=str(first["request_id"]),
+                    end_request_id=str(last["request_id"]),
+                )
+            )
+        return windows
+    ids = ok["request_id"].to_numpy()
+    # A request's rows are contiguous in log order; a cut may only fall between requests.
+    new_request = np.ones(len(ids), dtype=bool)
+    new_request[1:] = ids[1:] != ids[:-1]
+    starts = np.flatnonzero(new_request)
+    cuts = [0]
+    for s in starts[1:]:
+        if s - cuts[-1] >= spec.size:
+            cuts.append(int(s))
+    cuts.append(len(ids))
+    bad_keys = list(zip(bad["time"], bad["request_id"], strict=True))
+    previous_end: tuple[Any, str] | None = None
+    for lo, hi in itertools.pairwise(cuts):
+        part = ok.iloc[lo:hi]
+        first, last = part.iloc[0], part.iloc[-1]
+        complete = hi - lo >= spec.size
+        # Rejections after the previous window's last request, up to this one's last (the
+        # last, partial window also takes every later one).
+        end_key = (last["time"], str(last["request_id"])) if complete else None
+        take = np.asarray(
+            [
+                (previous_end is None or k > previous_end) and (end_key is None or k <= end_key)
+                for k in bad_keys
+            ],
+            dtype=bool,
+        )
+        previous_end = end_key
+        windows.append(
+            Window(
+                key,
+                spec,
+                first["time"].to_pydatetime(),
+                last["time"].to_pydatetime(),
+                part,
+                bad[take] if bad_keys else bad,
+                complete=complete,
+                start_request_id=str(first["request_id"]),
+                end_request_id=str(last["request_id"]),
+            )
+        )
+    return windows
+
+
+def split_windows(
+    log: pd.DataFrame,
+    spec: WindowSpec,
+    *,
+    now: datetime,
+    grace: timedelta = timedelta(0),
+    cursors: Mapping[SeriesKey, Cursor] | None = None,
+) -> list[Window]:
+    """Cut captured rows (as :func:`~vigil.capture.read_capture` returns them) into windows.
+
+    Rows without a model version (requests rejected before a model was resolved) belong to
+    no series and are left out. ``cursors`` gives, per series, the end of its last complete
+    count window: count windows continue after it (ignored for time windows).
+
+    >>> from datetime import datetime, UTC
+    >>> t0 = pd.Timestamp("2025-01-01T00:00:00Z")
+    >>> log = pd.DataFrame({"request_id": [f"r{i}" for i in range(5)], "row": 0,
+    ...     "time": [t0 + pd.Timedelta(minutes=m) for m in (1, 2, 61, 62, 63)],
+    ...     "model": "m", "version": 1, "route": "native", "status": [200, 422, 200, 200, 200]})
+    >>> now = datetime(2025, 1, 1, 1, 30, tzinfo=UTC)
+    >>> [(w.start.hour, w.n_rows, len(w.rejected), w.complete)
+    ...  for w in split_windows(log, parse_window("1h"), now=now)]
+    [(0, 1, 1, True), (1, 3, 0, False)]
+    >>> [(w.n_rows, w.end_request_id, w.complete) for w in split_windows(log, parse_window("2"), now=now)]
+    [(2, 'r2', True), (2, 'r4', True)]
+    """
+    if log.empty:
+        return []
+    frame = log[log["version"].notna()].copy()
+    if frame.empty:
+        return []
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame["version"] = frame["version"].astype("int64")
+    frame["route"] = frame["route"].fillna("").astype(str) if "route" in frame else ""
+    frame["request_id"] = frame["request_id"].astype(str)
+    windows: list[Window] = []
+    for (model, version, route), group in frame.groupby(
+        ["model", "version", "route"], sort=True, dropna=False
+    ):
+        key = SeriesKey(str(model), int(str(version)), str(route))
+        ordered = _ordered(group)
+        if spec.is_time:
+            windows.extend(_time_windows(key, ordered, spec, now, grace))
+        else:
+            windows.extend(_count_windows(key, ordered, spec, (cursors or {}).get(key)))
+    return windows
+
+
+def as_utc(value: datetime | str | Any) -> datetime:
+    """A timezone-aware UTC datetime from a datetime, pandas Timestamp or ISO text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if not isinstance(value, datetime):
+        raise InvalidParameterError(f"expected a date and time, got {value!r}")
+    if value.tzinfo is None:
+        raise InvalidParameterError(
+            f"{value.isoformat()} has no time zone; add one, e.g. {value.isoformat()}+00:00"
+        )
+    return value.astimezone(UTC)

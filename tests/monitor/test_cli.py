@@ -1,0 +1,109 @@
+"""``vigil monitor run|show`` and ``vigil alerts list`` on a real capture log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from tests.monitor._data import Trained, capture_sink, make_frame, write_traffic
+from typer.testing import CliRunner
+
+from vigil.app import Vigil
+from vigil.cli import app
+from vigil.monitor.windows import parse_window
+from vigil.storage.sql import utcnow
+
+runner = CliRunner()
+
+
+def _traffic(vigil: Vigil, trained: Trained) -> None:
+    """Two complete hours in the past: calm, then age and plan shifted."""
+    start, _ = parse_window("1h").bounds(utcnow() - timedelta(hours=4))
+    sink = capture_sink(vigil)
+    write_traffic(sink, trained.model, make_frame(300, seed=1), start=start, batch=3)
+    write_traffic(
+        sink,
+        trained.model,
+        make_frame(300, seed=3, shift_age=True, shift_plan=True),
+        start=start + timedelta(hours=1),
+        batch=3,
+        prefix="s",
+    )
+    sink.close()
+
+
+def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.cli import _output
+
+    # The console is made once per process; earlier tests may have fixed its width at 80.
+    monkeypatch.setattr(_output.console, "width", 250)
+    _traffic(vigil, trained)
+    result = runner.invoke(app, ["monitor", "run", "churn", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [(w["rows"], w["dataset_drifted"]) for w in out["windows"]] == [
+        (300, False),
+        (300, True),
+    ]
+    assert sorted(out["windows"][1]["drifted_features"]) == ["age", "plan"]
+    assert [(a["rule"], a["status"]) for a in out["alerts"]] == [("dataset_drift", "firing")]
+
+    again = runner.invoke(app, ["monitor", "run"], env={"COLUMNS": "200"})
+    assert again.exit_code == 0
+    assert "no window was due" in again.stdout and "no alert fired" in again.stdout
+
+    shown = runner.invoke(app, ["monitor", "show", "churn"], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0
+    assert "age, plan" in shown.stdout and "native_predict" in shown.stdout
+
+    listed = runner.invoke(app, ["alerts", "list", "--json"])
+    (alert,) = json.loads(listed.stdout)
+    assert (alert["rule"], alert["labels"]["model"], alert["labels"]["version"]) == (
+        "dataset_drift",
+        "churn",
+        "1",
+    )
+    table = runner.invoke(app, ["alerts", "list", "--all"], env={"COLUMNS": "250"})
+    assert "dataset_drift" in table.stdout and "firing" in table.stdout
+
+
+def test_ad_hoc_window_and_partial(vigil: Vigil, trained: Trained) -> None:
+    _traffic(vigil, trained)
+    result = runner.invoke(
+        app, ["monitor", "run", "--window", "250", "--since", "1d", "--partial", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [(w["rows"], w["partial"]) for w in out["windows"]] == [
+        (252, False),
+        (252, False),
+        (96, True),
+    ]
+    assert out["alerts"] == []  # rules watch the configured window size only
+    none = runner.invoke(app, ["alerts", "list"])
+    assert "no alert is firing" in none.stdout
+
+
+def test_errors_are_one_line(vigil_home: Path) -> None:
+    env = {**os.environ, "VIGIL_HOME": str(vigil_home)}
+    for args, needle in (
+        (["monitor", "run", "nope"], "no model named 'nope'"),
+        (["monitor", "run", "--window", "soon"], "invalid window 'soon'"),
+        (["monitor", "run", "--since", "yesterday"], "--since 'yesterday'"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "vigil.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("error:") and needle in done.stderr, done.stderr
