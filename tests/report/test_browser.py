@@ -10,6 +10,7 @@ from html import escape
 from pathlib import Path
 
 import pytest
+from tests.report._capture import FEATURES, CaptureHome
 from tests.report._data import ODD_NAME, write_pair
 from typer.testing import CliRunner
 
@@ -106,3 +107,33 @@ def test_screenshot_is_a_real_picture(report_html: Path, tmp_path: Path) -> None
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 2000)
     assert len(data) > 50_000  # a blank page compresses to a few KiB
+
+
+def test_capture_report_renders_with_a_screenshot(
+    use_capture_home: CaptureHome, tmp_path: Path
+) -> None:
+    """``vigil report``'s page: script ran, five charts drawn (four features and the model
+    output), the prediction verdict shown, and a real screenshot written."""
+    html = tmp_path / "capture-report.html"
+    result = CliRunner().invoke(
+        app, ["report", "models:/churn@production", "--html", str(html), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    dom = _run(["--dump-dom", html.as_uri()], tmp_path / "profile").stdout
+    body = _body(dom)
+    assert 'data-ready="1"' in body and "data-error" not in body, body
+    assert 'data-charts="5"' in body
+    charts = re.findall(r'<svg class="chart" data-column="([^"]*)"', dom)
+    assert charts[0] == "prediction" and sorted(charts[1:]) == sorted(FEATURES)
+    for svg in re.findall(r"<svg class=\"chart\".*?</svg>", dom, re.S):
+        assert svg.count('class="bar reference"') >= 2 and svg.count('class="bar current"') >= 2
+        assert "reference (n=3,000)" in svg and "current (n=2,500)" in svg
+    assert re.search(r'<p id="prediction-verdict" data-drifted="(true|false)">', dom)
+    assert _rows(dom)[:2] == ["age", "plan"]
+
+    png = tmp_path / "capture-report.png"
+    _run([f"--screenshot={png}", html.as_uri()], tmp_path / "profile-shot")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (1280, 2000)
+    assert len(data) > 50_000

@@ -89,38 +89,97 @@ def summarise_numeric(
     return out[0], out[1]
 
 
+def label_counts(values: Any) -> tuple[pd.Series, int]:
+    """Rows per label (``str`` of the value, the baseline profile's key) and the row count.
+
+    Missing values are left out of the counts but not of the row count. A pandas
+    ``Categorical`` (or categorical Series) is counted from its codes without building a
+    Python object per row.
+
+    >>> counts, n = label_counts(pd.Categorical(["b", "a", "b", None]))
+    >>> counts.to_dict(), n
+    ({'b': 2, 'a': 1}, 4)
+    """
+    if isinstance(values, pd.Categorical) or (
+        isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype)
+    ):
+        series = pd.Series(values)
+        counts = series.value_counts(sort=False)
+        counts = counts[counts > 0]
+        counts.index = pd.Index([str(v) for v in counts.index])
+        # Two categories may print alike (1 and "1"): one label, as the profile keys them.
+        counts = counts.groupby(level=0, sort=False).sum().sort_values(ascending=False)
+        return counts, len(series)
+    series = pd.Series(np.asarray(values, dtype=object))
+    return series.dropna().map(str).value_counts(), len(series)
+
+
+def categorical_from_counts(
+    reference: Mapping[str, int],
+    reference_rows: int,
+    current: Mapping[str, int],
+    current_rows: int,
+    *,
+    reference_other: int = 0,
+    current_other: int = 0,
+    top_k: int = TOP_K,
+) -> tuple[Distribution, Distribution]:
+    """Proportions of the ``top_k`` labels by combined share, then ``(other)``, from counts.
+
+    ``reference_other``/``current_other`` count values outside the labels given (a
+    baseline profile's capped categories); they join ``(other)``. Ties in combined share are broken
+    by label, so the order is deterministic.
+
+    >>> ref, cur = categorical_from_counts({"a": 6, "b": 2}, 10, {"b": 3, "c": 1}, 4,
+    ...                                    reference_other=1, top_k=2)
+    >>> ref.labels, ref.proportions, ref.missing, cur.proportions
+    (('b', 'a', '(other)'), (0.2, 0.6, 0.1), 0.1, (0.75, 0.0, 0.25))
+    """
+    share: dict[str, float] = {}
+    for counts, rows in ((reference, reference_rows), (current, current_rows)):
+        for label, count in counts.items():
+            share[label] = share.get(label, 0.0) + (count / rows if rows else 0.0)
+    ranked = sorted(share.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = [label for label, _ in ranked[:top_k]]
+    has_other = len(ranked) > top_k or reference_other > 0 or current_other > 0
+    labels = (*top, OTHER) if has_other else tuple(top)
+    out = []
+    for counts, rows, other in (
+        (reference, reference_rows, reference_other),
+        (current, current_rows, current_other),
+    ):
+        counted = sum(counts.values()) + other
+        props = [_share(counts.get(label, 0), rows) for label in top]
+        if has_other:
+            props.append(_share(counted - sum(counts.get(label, 0) for label in top), rows))
+        out.append(
+            Distribution(
+                kind="categorical",
+                proportions=tuple(props),
+                n=rows,
+                missing=_share(rows - counted, rows),
+                labels=labels,
+            )
+        )
+    return out[0], out[1]
+
+
 def summarise_categorical(
-    reference: npt.ArrayLike, current: npt.ArrayLike, *, top_k: int = TOP_K
+    reference: Any, current: Any, *, top_k: int = TOP_K
 ) -> tuple[Distribution, Distribution]:
     """Proportions of the ``top_k`` categories by combined share, then ``(other)``.
 
     Ties in combined share are broken by label, so the order is deterministic.
     """
-    ref = pd.Series(np.asarray(reference, dtype=object))
-    cur = pd.Series(np.asarray(current, dtype=object))
-    ref_counts = ref.dropna().map(str).value_counts()
-    cur_counts = cur.dropna().map(str).value_counts()
-    share = ref_counts.div(max(len(ref), 1)).add(cur_counts.div(max(len(cur), 1)), fill_value=0)
-    ranked = sorted(share.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    top = [str(label) for label, _ in ranked[:top_k]]
-    has_other = len(ranked) > top_k
-    labels = (*top, OTHER) if has_other else tuple(top)
-    out = []
-    for values, counts in ((ref, ref_counts), (cur, cur_counts)):
-        n = len(values)
-        props = [_share(counts.get(label, 0), n) for label in top]
-        if has_other:
-            props.append(_share(counts.sum() - sum(counts.get(label, 0) for label in top), n))
-        out.append(
-            Distribution(
-                kind="categorical",
-                proportions=tuple(props),
-                n=n,
-                missing=_share(n - int(counts.sum()), n),
-                labels=labels,
-            )
-        )
-    return out[0], out[1]
+    ref_counts, ref_rows = label_counts(reference)
+    cur_counts, cur_rows = label_counts(current)
+    return categorical_from_counts(
+        {str(k): int(v) for k, v in ref_counts.items()},
+        ref_rows,
+        {str(k): int(v) for k, v in cur_counts.items()},
+        cur_rows,
+        top_k=top_k,
+    )
 
 
 def summarise(

@@ -88,19 +88,28 @@ def _row(c: ColumnDrift, anchor: str) -> str:
     )
 
 
-def _verdict(report: DriftReport, target: ColumnDrift | None) -> str:
+def _aside(c: ColumnDrift, element_id: str, what: str) -> str:
+    """One line on a column judged beside the verdict (the target, the predictions)."""
+    moved = "drifted" if c.drifted else "did not drift"
+    return (
+        f'<p id="{element_id}" data-drifted="{str(c.drifted).lower()}">{what} '
+        f"<strong>{escape(c.column)}</strong> {moved} "
+        f"({escape(c.method)} = {_num(c.statistic)}, {escape(threshold_text(c))}).</p>"
+    )
+
+
+def _verdict(
+    report: DriftReport, target: ColumnDrift | None, prediction: ColumnDrift | None
+) -> str:
     compared = sum(c.method != "none" for c in report.columns)
     state = "drifted" if report.dataset_drifted else "stable"
     headline = "Dataset drift detected" if report.dataset_drifted else "No dataset drift"
     names = ", ".join(escape(n) for n in report.drifted_columns) or "none"
     target_line = ""
     if target is not None:
-        moved = "drifted" if target.drifted else "did not drift"
-        target_line = (
-            f'<p id="target-verdict">Target <strong>{escape(target.column)}</strong> {moved} '
-            f"({escape(target.method)} = {_num(target.statistic)}, "
-            f"{escape(threshold_text(target))}).</p>"
-        )
+        target_line += _aside(target, "target-verdict", "Target")
+    if prediction is not None:
+        target_line += _aside(prediction, "prediction-verdict", "Model output")
     return (
         f'<section class="verdict {state}" id="verdict" data-drifted="{str(report.dataset_drifted).lower()}">'
         f'<p class="headline">{headline}</p>'
@@ -132,12 +141,15 @@ def render_html(
     title: str,
     subtitle: str = "",
     target: ColumnDrift | None = None,
+    prediction: ColumnDrift | None = None,
+    prediction_summary: tuple[Distribution, Distribution] | None = None,
 ) -> str:
     """The whole report page as one string.
 
     ``reference_summary``/``current_summary`` map column names to the chart data of
     :mod:`vigil.report.distributions`; a column without one gets no chart. ``target``
-    is the label column's drift, shown beside the verdict but not counted in it.
+    is the label column's drift and ``prediction`` the model output's (with its chart
+    data ``prediction_summary``), shown beside the verdict but not counted in it.
     """
     ordered = drifted_first(report.columns)
     # Column names may hold anything; element ids come from positions instead.
@@ -146,6 +158,15 @@ def render_html(
         "title": title,
         "report": report.to_dict(),
         "target": target.to_dict() if target is not None else None,
+        "prediction": prediction.to_dict() if prediction is not None else None,
+        "prediction_chart": (
+            {
+                "reference": prediction_summary[0].to_dict(),
+                "current": prediction_summary[1].to_dict(),
+            }
+            if prediction_summary is not None
+            else None
+        ),
         "charts": {
             name: {"reference": ref.to_dict(), "current": current_summary[name].to_dict()}
             for name, ref in reference_summary.items()
@@ -161,6 +182,8 @@ def render_html(
         for c in ordered
         if c.column in reference_summary and c.column in current_summary
     )
+    if prediction is not None and prediction_summary is not None:
+        figures = _figure(prediction, "chart-prediction", *prediction_summary) + figures
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html>\n"
@@ -169,7 +192,7 @@ def render_html(
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><main><h1>{escape(title)}</h1>"
         f'<p class="subtitle">{escape(subtitle)}</p>'
-        f"{_verdict(report, target)}"
+        f"{_verdict(report, target, prediction)}"
         '<h2>Features</h2><table id="features">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(_row(c, anchors[c.column]) for c in ordered)}</tbody></table>"
         f'<h2>Distributions</h2><div class="charts">{figures}</div>'
