@@ -17,7 +17,14 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:  # so `tests.servers` imports however pytest is started
     sys.path.insert(0, str(_ROOT))
 
-from tests.servers import PostgresServer, S3Server, postgres_server, s3_server  # noqa: E402
+from tests.servers import (  # noqa: E402
+    PostgresServer,
+    RedisServer,
+    S3Server,
+    postgres_server,
+    redis_server,
+    s3_server,
+)
 
 if TYPE_CHECKING:
     from vigil.registry import Registry
@@ -99,6 +106,27 @@ def migrated_postgres_url(postgres: PostgresServer, _postgres_template: str) -> 
     url = postgres.create_database_from(_postgres_template)
     yield url
     postgres.drop_database(url)
+
+
+# -- Redis -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis: RedisServer) -> Iterator[str]:
+    """The session's Redis, emptied after the test."""
+    import redis as redis_client
+
+    url = redis.url()
+    yield url
+    with redis_client.Redis.from_url(url) as client:
+        client.flushdb()
 
 
 # -- S3 ----------------------------------------------------------------------------------

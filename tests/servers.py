@@ -1,4 +1,4 @@
-"""Real servers for the tests: PostgreSQL and an S3-compatible server (moto).
+"""Real servers for the tests: PostgreSQL, Redis and an S3-compatible server (moto).
 
 Each is started once per test session on a free loopback port and torn down at the end.
 Nothing here skips: a missing server binary is a test failure that says how to install it.
@@ -187,6 +187,54 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+# -- Redis -------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A throw-away redis-server (no persistence) on a loopback port."""
+
+    port: int
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+
+@contextmanager
+def redis_server(base_dir: Path) -> Iterator[RedisServer]:
+    """Start Debian's ``redis-server`` on a free port; stop it afterwards."""
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None
+    )
+    if binary is None:
+        pytest.fail(
+            "redis-server not found; run `make test` as root (it installs Debian's "
+            "redis-server package), or `apt-get install redis-server`",
+            pytrace=False,
+        )
+    port = free_port()
+    with (base_dir / "redis.log").open("wb") as log:
+        server = subprocess.Popen(
+            [
+                *(binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(base_dir)),
+                *("--save", "", "--appendonly", "no", "--protected-mode", "yes"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    try:
+        _wait_for_port(port, process=server)
+        yield RedisServer(port)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 # -- S3 (moto) ---------------------------------------------------------------------------

@@ -153,6 +153,8 @@ class CanaryGuards(_Strict):
     """Stable accuracy (or mean reward) minus canary's, once labels or rewards arrive."""
     min_requests: int = Field(default=50, ge=1)
     """Canary requests needed before a guard is judged (avoids noise from a handful)."""
+    min_labels: int = Field(default=30, ge=1)
+    """Labels (or else rewards) each variant needs before the quality guard is judged."""
 
 
 class CanaryPolicy(_Strict):

@@ -1,10 +1,288 @@
-"""Experiment endpoints: ``POST /v1/endpoints/{endpoint}/predict`` and its v2/MLflow twins."""
+"""Experiment endpoints: ``POST /v1/endpoints/{endpoint}/predict`` and its v2/MLflow twins.
+
+Each route takes the same body as its protocol's model route, lets the worker's
+:class:`~vigil.experiments.router.EndpointRouter` pick the variant, and answers as that
+protocol does, plus where the answer came from:
+
+* native: the usual body plus ``"endpoint"`` and ``"variant"``;
+* v2 (``/v2/endpoints/{endpoint}/infer``): ``model_name`` / ``model_version`` are the model
+  that answered (the v2 fields name a model, and clients compare them with their outputs),
+  and ``parameters`` holds ``{"endpoint", "variant"}``;
+* MLflow (``/v1/endpoints/{endpoint}/invocations``): ``{"predictions": [...]}`` unchanged,
+  as MLflow clients expect.
+
+All three also send ``X-Vigil-Endpoint`` and ``X-Vigil-Variant`` headers.
+
+The unit id for sticky assignment is read from the header the endpoint names
+(``X-Unit-Id`` by default), else from its ``unit.field``: a top-level key of the native
+body, a key of the v2 request's ``parameters``; the field is removed before decoding.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from vigil.serving.http import Route
+from vigil.errors import NotFoundError, ServiceUnavailableError, VigilError
+from vigil.experiments.assign import unit_id
+from vigil.experiments.router import router_for
+from vigil.serving.codecs import mlflow, native, v2
+from vigil.serving.codecs.recording import wire_status
+from vigil.serving.http import Request, Response, Route, dumps
 
-ROUTES: list[Route] = []
-SCHEMAS: dict[str, Any] = {}
+if TYPE_CHECKING:
+    from vigil.experiments.router import EndpointRouter, Routed
+    from vigil.serving.dataplane import DataPlane, Prediction
+    from vigil.serving.http import Handler, Style
+
+
+def _records_failures(style: Style) -> Callable[[Handler], Handler]:
+    """Like :func:`vigil.serving.codecs.recording.records_failures`, with the endpoint and
+    (once picked) the variant in the capture record of a rejected request."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def recorded(dp: DataPlane, req: Request) -> Response:
+            try:
+                return await handler(dp, req)
+            except VigilError as exc:
+                if dp.capture is not None and not isinstance(exc, ServiceUnavailableError):
+                    dp.record_failure(
+                        request_id=req.request_id,
+                        status=wire_status(style, exc.status),
+                        error_code=exc.code,
+                        message=exc.message,
+                        body=req.body,
+                        route=req.route,
+                        model=req.model,
+                        version=int(req.version) if req.version.isdigit() else None,
+                        key_id=req.key_id,
+                        variant=exc.detail.get("variant"),
+                        endpoint=req.params.get("endpoint"),
+                    )
+                raise
+
+        return recorded
+
+    return wrap
+
+
+def _router(dp: DataPlane, req: Request) -> EndpointRouter:
+    router = router_for(dp)
+    if router is None:
+        raise NotFoundError(
+            "this server serves a fixed set of models without a registry, so it has no "
+            "experiment endpoints; serve the registry (vigil serve) to route endpoints",
+            detail={"path": req.path[:100]},
+        )
+    return router
+
+
+def _headers(result: Prediction, routed: Routed) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"x-request-id", result.request_id.encode()),
+        (b"x-vigil-endpoint", routed.endpoint.name.encode()),
+        (b"x-vigil-variant", routed.variant.encode()),
+    ]
+
+
+@contextmanager
+def _tagged(routed: Routed) -> Iterator[None]:
+    """Name the endpoint and variant in the error body of a request the variant rejects
+    (its signature may differ from the other variants')."""
+    try:
+        yield
+    except VigilError as exc:
+        exc.detail = {**exc.detail, "endpoint": routed.endpoint.name, "variant": routed.variant}
+        raise
+
+
+async def _routed(dp: DataPlane, req: Request, unit_source: Any) -> tuple[EndpointRouter, Routed]:
+    router = _router(dp, req)
+    live = await router.lookup(req.params["endpoint"])
+    routed = router.route(live, unit_id(live.config.unit, req.headers, unit_source))
+    req.model, req.version = routed.served.name, routed.served.version_label
+    return router, routed
+
+
+@_records_failures("native")
+async def predict(dp: DataPlane, req: Request) -> Response:
+    payload = req.json()
+    router, routed = await _routed(dp, req, payload)
+    with _tagged(routed):
+        table, want_proba = native.decode(payload)
+    result = await router.predict(
+        routed,
+        table,
+        want_proba=want_proba,
+        request_id=req.request_id,
+        route=req.route,
+        key_id=req.key_id,
+    )
+    served = routed.served
+    body: dict[str, Any] = {
+        "request_id": result.request_id,
+        "endpoint": routed.endpoint.name,
+        "variant": routed.variant,
+        "model": served.name,
+        "version": served.version,
+        "predictions": result.predictions,
+    }
+    if served.classes is not None:
+        body["classes"] = served.classes
+    if result.probabilities is not None:
+        body["probabilities"] = result.probabilities
+    return Response(dumps(body), headers=_headers(result, routed))
+
+
+def _v2_outputs(result: Prediction, outputs: list[str]) -> list[dict[str, Any]]:
+    tensors: list[dict[str, Any]] = []
+    for name in outputs:
+        if name == "predict":
+            pred = result.predictions
+            tensors.append(
+                {
+                    "name": name,
+                    "shape": [len(pred)],
+                    "datatype": v2._datatype_of(pred),
+                    "data": pred,
+                }
+            )
+        else:
+            proba = result.probabilities
+            assert proba is not None
+            tensors.append(
+                {
+                    "name": name,
+                    "shape": list(proba.shape),
+                    "datatype": v2._datatype_of(proba),
+                    "data": proba.ravel(),
+                }
+            )
+    return tensors
+
+
+@_records_failures("v2")
+async def infer(dp: DataPlane, req: Request) -> Response:
+    payload = req.json()
+    parameters = payload.get("parameters") if isinstance(payload, dict) else None
+    router, routed = await _routed(dp, req, parameters)
+    with _tagged(routed):
+        table, outputs = v2.decode(routed.served, payload)
+    result = await router.predict(
+        routed,
+        table,
+        want_proba="predict_proba" in outputs,
+        request_id=req.request_id,
+        route=req.route,
+        key_id=req.key_id,
+    )
+    request_id = payload.get("id")
+    body = {
+        "model_name": routed.served.name,
+        "model_version": routed.served.version_label,
+        "id": request_id if isinstance(request_id, str) else result.request_id,
+        "parameters": {"endpoint": routed.endpoint.name, "variant": routed.variant},
+        "outputs": _v2_outputs(result, outputs),
+    }
+    return Response(dumps(body), headers=_headers(result, routed))
+
+
+@_records_failures("mlflow")
+async def invocations(dp: DataPlane, req: Request) -> Response:
+    router, routed = await _routed(dp, req, None)
+    with _tagged(routed):
+        table = mlflow._decode(req)
+    result = await router.predict(
+        routed,
+        table,
+        want_proba=False,
+        request_id=req.request_id,
+        route=req.route,
+        key_id=req.key_id,
+    )
+    return Response(dumps({"predictions": result.predictions}), headers=_headers(result, routed))
+
+
+_TAGS = ("experiments",)
+
+SCHEMAS: dict[str, Any] = {
+    "EndpointPredictResponse": {
+        "allOf": [
+            {"$ref": "#/components/schemas/NativeResponse"},
+            {
+                "type": "object",
+                "required": ["endpoint", "variant"],
+                "properties": {"endpoint": {"type": "string"}, "variant": {"type": "string"}},
+            },
+        ]
+    },
+    "EndpointInferResponse": {
+        "allOf": [
+            {"$ref": "#/components/schemas/V2InferResponse"},
+            {
+                "type": "object",
+                "required": ["parameters"],
+                "properties": {
+                    "parameters": {
+                        "type": "object",
+                        "required": ["endpoint", "variant"],
+                        "properties": {
+                            "endpoint": {"type": "string"},
+                            "variant": {"type": "string"},
+                        },
+                    }
+                },
+            },
+        ]
+    },
+}
+
+
+def _ok(schema: str) -> dict[str, dict[str, str]]:
+    return {"200": {"description": "OK", "schema": schema}}
+
+
+ROUTES: list[Route] = [
+    Route(
+        "POST",
+        "/v1/endpoints/{endpoint}/predict",
+        predict,
+        "endpoint_predict",
+        "native",
+        "Predict through an experiment endpoint (the policy picks the variant)",
+        body="json",
+        request_schema={"$ref": "#/components/schemas/NativeRequest"},
+        responses=_ok("EndpointPredictResponse"),
+        tags=_TAGS,
+        role="predict",
+    ),
+    Route(
+        "POST",
+        "/v2/endpoints/{endpoint}/infer",
+        infer,
+        "endpoint_v2_infer",
+        "v2",
+        "Open Inference Protocol v2 inference through an experiment endpoint",
+        body="json",
+        request_schema={"$ref": "#/components/schemas/V2InferRequest"},
+        responses=_ok("EndpointInferResponse"),
+        tags=_TAGS,
+        role="predict",
+    ),
+    Route(
+        "POST",
+        "/v1/endpoints/{endpoint}/invocations",
+        invocations,
+        "endpoint_mlflow_invocations",
+        "mlflow",
+        "MLflow scoring through an experiment endpoint",
+        body="json_or_csv",
+        request_schema={"$ref": "#/components/schemas/MlflowRequest"},
+        responses=_ok("MlflowResponse"),
+        tags=_TAGS,
+        role="predict",
+    ),
+]

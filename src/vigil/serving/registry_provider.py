@@ -10,6 +10,10 @@ set``, ``vigil rollback``, the Python API or the admin REST API), the new versio
 and warmed off the event loop, then the alias is switched in one step between two
 requests, then the old version drains its queue and stops. No request fails during a
 move, and every worker process converges within one poll interval plus the load time.
+
+Experiment endpoints add what their variants name through :meth:`RegistryProvider.ensure`
+(the endpoint router calls it before an endpoint takes traffic): pinned versions are loaded
+and warmed, and aliases are followed like the serving aliases.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vigil.errors import ConfigurationError
+from vigil.errors import AliasNotFoundError, ConfigurationError
 from vigil.serving.config import ServingSettings
 from vigil.serving.provider import ServedModel, StaticProvider
 
@@ -99,6 +103,9 @@ class RegistryProvider(StaticProvider):
         self.poll_interval = poll_interval
         self.targets: list[Target] = []
         self._poller: asyncio.Task[None] | None = None
+        # Loading and moving are serialised: the poller and ensure() never load the same
+        # version twice or switch an alias while the other is half-way.
+        self._changing = asyncio.Lock()
         self.moves = 0
         """Alias moves applied since start (for tests and the log)."""
 
@@ -123,29 +130,70 @@ class RegistryProvider(StaticProvider):
         bundle = self.vigil.load(f"models:/{name}/{version}")
         return ServedModel(bundle, name=name, version=version, settings=self.settings)
 
-    async def start(self) -> None:
+    async def _serve_version(self, name: str, version: int) -> None:
+        """Load and warm ``name`` version ``version`` unless it is served already."""
+        if version in self._versions.get(name, {}):
+            return
         loop = asyncio.get_running_loop()
-        self.targets = await loop.run_in_executor(None, self._discover)
-        table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
-        for target in self.targets:
+        served = await loop.run_in_executor(None, self._load, name, version)
+        await served.start()
+        # A new table rather than an in-place insert: readers always see a whole table.
+        self._versions[name] = {**self._versions.get(name, {}), version: served}
+
+    async def _add_targets(
+        self, targets: Sequence[Target], table: Mapping[tuple[str, str], int]
+    ) -> None:
+        for target in targets:
             version = target.version
             if version is None:
                 assert target.alias is not None
                 version = table.get((target.name, target.alias))
                 if version is None:
-                    raise ConfigurationError(
+                    raise AliasNotFoundError(
                         f"model {target.name!r} has no alias {target.alias!r}; set it with "
-                        f"`vigil alias set {target.name} {target.alias} VERSION`"
+                        f"`vigil alias set {target.name} {target.alias} VERSION`",
+                        detail={"model": target.name, "alias": target.alias},
                     )
-            if version not in self._versions.get(target.name, {}):
-                served = await loop.run_in_executor(None, self._load, target.name, version)
-                await served.start()
-                self._versions.setdefault(target.name, {})[version] = served
+            await self._serve_version(target.name, version)
             if target.alias is not None:
-                self._aliases.setdefault(target.name, {})[target.alias] = version
-        self._ready = True
-        if self.poll_interval > 0 and any(t.alias for t in self.targets):
+                self._aliases[target.name] = {
+                    **self._aliases.get(target.name, {}),
+                    target.alias: version,
+                }
+            if target not in self.targets:
+                self.targets.append(target)
+
+    def _follow(self) -> None:
+        if self._poller is None and self.poll_interval > 0 and any(t.alias for t in self.targets):
             self._poller = asyncio.create_task(self._poll(), name="vigil-alias-poller")
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        targets = await loop.run_in_executor(None, self._discover)
+        table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
+        async with self._changing:
+            try:
+                await self._add_targets(targets, table)
+            except AliasNotFoundError as exc:
+                raise ConfigurationError(exc.message) from exc
+        self._ready = True
+        self._follow()
+
+    async def ensure(self, uris: Sequence[str]) -> None:
+        """Serve the models ``uris`` name too, loaded and warmed before this returns.
+
+        Pinned versions (``models:/NAME/3``) stay; aliases (``models:/NAME@ALIAS``) are
+        followed as they move. An unknown model, version or alias raises its
+        :class:`~vigil.errors.NotFoundError` and nothing of that URI is served.
+        """
+        wanted = [t for t in targets_from(uris) if t not in self.targets]
+        if not wanted:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._changing:
+            table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
+            await self._add_targets(wanted, table)
+        self._follow()
 
     async def stop(self) -> None:
         if self._poller is not None:
@@ -169,27 +217,31 @@ class RegistryProvider(StaticProvider):
             await asyncio.sleep(self.poll_interval)
             try:
                 table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
-                for target in self.targets:
-                    if target.alias is None:
-                        continue
-                    wanted = table.get((target.name, target.alias))
-                    current = self._aliases.get(target.name, {}).get(target.alias)
-                    if wanted is None:
-                        if current is not None:
-                            log.warning(
-                                "alias %s@%s was deleted; still serving version %s",
-                                target.name,
-                                target.alias,
-                                current,
-                            )
-                        continue
-                    if wanted != current:
-                        await self.move(target.name, target.alias, wanted)
+                async with self._changing:
+                    await self._apply(table)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # A registry hiccup must not stop the server; the next poll retries.
                 log.exception("following the registry aliases failed; retrying at the next poll")
+
+    async def _apply(self, table: Mapping[tuple[str, str], int]) -> None:
+        for target in list(self.targets):
+            if target.alias is None:
+                continue
+            wanted = table.get((target.name, target.alias))
+            current = self._aliases.get(target.name, {}).get(target.alias)
+            if wanted is None:
+                if current is not None:
+                    log.warning(
+                        "alias %s@%s was deleted; still serving version %s",
+                        target.name,
+                        target.alias,
+                        current,
+                    )
+                continue
+            if wanted != current:
+                await self.move(target.name, target.alias, wanted)
 
     async def move(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of ``name`` at ``version``: load and warm, switch, drain the old."""

@@ -1,0 +1,221 @@
+"""Routing overhead: a split endpoint against the direct model route, on the same server.
+
+One registry-backed vigil server (one worker, pinned to CPU 0) serves logistic-regression
+versions 1 and 2 of ``model`` and two 50/50 split endpoints: ``split-same`` (both variants
+on version 1) and ``split`` (versions 1 and 2). wrk (pinned to CPU 1, 32 connections)
+drives, one after the other:
+
+* ``direct``: ``POST /v1/models/model/predict``;
+* ``endpoint-random``: ``split-same`` without a unit id (a random draw per request);
+* ``endpoint-sticky``: ``split-same`` with an ``X-Unit-Id`` header (a BLAKE2b hash);
+* ``endpoint-two-models``: ``split``, an A/B test as it runs.
+
+The first two give the cost of routing itself (the goal: under 10 % of throughput). The
+last adds what serving two models costs at this load: each micro-batcher gets half the
+rows, so the models are called twice as often with batches half as large.
+
+Capture is off on both routes so the figure isolates what routing adds (variant choice,
+counters, the extra response fields); with capture on, both routes pay the same extra cost
+and the ratio only looks better. The goal is a throughput cost under 10 %.
+
+Run: ``python -m bench.routing [--quick]``; writes ``bench/results/routing.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.serving.apps import FEATURES, training_data
+from bench.serving.runner import (
+    CLIENT_CPU,
+    SERVER_CPU,
+    Result,
+    Server,
+    one_row,
+    parse_wrk,
+    run_wrk,
+    wrk_path,
+)
+from vigil.serving.server import free_port
+
+CONNECTIONS = 32
+SAME = "split-same"
+"""Both variants on version 1: the cost of routing alone (one batcher, as the direct route)."""
+TWO = "split"
+"""Variants on versions 1 and 2: an A/B test as run, where each model batches half the rows."""
+
+
+def prepare(home: Path) -> None:
+    """Register two versions of the model and the split endpoint under ``home``."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from vigil.app import Vigil
+    from vigil.experiments.config import parse_endpoint
+    from vigil.experiments.store import EndpointStore
+    from vigil.settings import load_settings
+
+    vigil = Vigil(load_settings(home=home))
+    X, y = training_data()
+    frame = pd.DataFrame(X, columns=FEATURES).assign(target=y)
+    for c, alias in ((1.0, "production"), (0.1, None)):
+        model = LogisticRegression(C=c, max_iter=1000).fit(X, y)
+        vigil.register(model, name="model", reference=frame, target="target", alias=alias)
+    for name, second in ((SAME, "models:/model/1"), (TWO, "models:/model/2")):
+        EndpointStore(vigil).create(
+            parse_endpoint(
+                {
+                    "name": name,
+                    "variants": [
+                        {"name": "a", "model": "models:/model@production"},
+                        {"name": "b", "model": second},
+                    ],
+                    "policy": {"kind": "split", "weights": {"a": 1, "b": 1}},
+                }
+            ),
+            actor="bench",
+        )
+    vigil.database.dispose()
+
+
+def serve(port: int) -> None:
+    """The server process: every registered model and endpoint of ``VIGIL_HOME``."""
+    from vigil.app import Vigil
+    from vigil.serving.app import create_app
+    from vigil.serving.registry_provider import RegistryProvider
+    from vigil.serving.server import run
+
+    run(create_app(RegistryProvider(Vigil()), capture=None), "127.0.0.1", port)
+
+
+class RoutingServer(Server):
+    """:class:`bench.serving.runner.Server`, running :func:`serve` over ``home``."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.getcwd(),
+            "VIGIL_HOME": str(home),
+        }
+        command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.routing"]
+        self.process = subprocess.Popen([*command, "serve", str(self.port)], env=env)
+
+
+def _script(path: str, body: bytes, headers: dict[str, str]) -> str:
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    with os.fdopen(handle, "w") as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.path = {json.dumps(path)}\n"
+            f"wrk.body = {json.dumps(body.decode())}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        for key, value in headers.items():
+            script.write(f"wrk.headers[{json.dumps(key)}] = {json.dumps(value)}\n")
+    return name
+
+
+def _measure(
+    name: str,
+    server: Server,
+    path: str,
+    body: bytes,
+    seconds: float,
+    warmup: float,
+    headers: dict[str, str] | None = None,
+) -> Result:
+    script = _script(path, body, headers or {})
+    try:
+        run_wrk(server.url, script, CONNECTIONS, warmup)
+        rps, p50, p99, errors = parse_wrk(run_wrk(server.url, script, CONNECTIONS, seconds))
+    finally:
+        Path(script).unlink()
+    print(
+        f"  {name:<18} c={CONNECTIONS:<4} {rps:>9.0f} req/s  p50 {p50:7.2f} ms  "
+        f"p99 {p99:7.2f} ms  errors {errors}",
+        flush=True,
+    )
+    return Result(name, CONNECTIONS, rps, p50, p99, errors)
+
+
+def main(quick: bool = False, output: Path = Path("bench/results/routing.json")) -> dict[str, Any]:
+    wrk_path()
+    seconds, warmup = (3.0, 1.0) if quick else (10.0, 3.0)
+    row = dict(zip(FEATURES, one_row().tolist(), strict=True))
+    body = json.dumps({"instances": [row]}).encode()
+    print(
+        f"routing benchmark ({seconds:.0f} s per point, {CONNECTIONS} connections; server on "
+        f"CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU})",
+        flush=True,
+    )
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-routing-") as tmp:
+        home = Path(tmp) / "home"
+        prepare(home)
+        with RoutingServer(home) as server:
+            rounds = 1 if quick else 2
+            same, two = f"/v1/endpoints/{SAME}/predict", f"/v1/endpoints/{TWO}/predict"
+            unit = {"X-Unit-Id": "user-42"}
+            for _ in range(rounds):  # interleaved, so a slow spell hurts every route alike
+                results += [
+                    _measure("direct", server, "/v1/models/model/predict", body, seconds, warmup),
+                    _measure("endpoint-random", server, same, body, seconds, warmup),
+                    _measure("endpoint-sticky", server, same, body, seconds, warmup, unit),
+                    _measure("endpoint-two-models", server, two, body, seconds, warmup),
+                ]
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.app not in best or r.requests_per_second > best[r.app].requests_per_second:
+            best[r.app] = r
+    direct = best["direct"].requests_per_second
+    ratios = {
+        f"{name}_throughput_ratio": best[name].requests_per_second / direct
+        for name in ("endpoint-random", "endpoint-sticky", "endpoint-two-models")
+    }
+    routing = ("endpoint-random", "endpoint-sticky")
+    goals: dict[str, float | bool] = {
+        **ratios,
+        "routing_throughput_cost": 1 - min(ratios[f"{n}_throughput_ratio"] for n in routing),
+        "p99_ms_direct": best["direct"].p99_ms,
+        "p99_ms_endpoint": max(best[n].p99_ms for n in routing),
+        "p99_ms_endpoint_two_models": best["endpoint-two-models"].p99_ms,
+    }
+    goals["under_10_percent"] = goals["routing_throughput_cost"] < 0.10
+    report = {
+        "quick": quick,
+        "seconds_per_point": seconds,
+        "connections": CONNECTIONS,
+        "results": [asdict(r) for r in results],
+        "goals": goals,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    for key, value in goals.items():
+        print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"written to {output}")
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.routing")
+    sub = parser.add_subparsers(dest="command")
+    serve_parser = sub.add_parser("serve", help="(internal) the server process")
+    serve_parser.add_argument("port", type=int)
+    parser.add_argument("--quick", action="store_true", help="3 s per point instead of 10 s")
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args.port)
+    else:
+        main(quick=args.quick)

@@ -1,0 +1,186 @@
+"""``vigil experiment status|conclude``: is the new variant better, and ending the test."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, cast
+
+import typer
+
+from vigil.cli._output import console, print_json
+from vigil.errors import InvalidParameterError
+
+experiment_app = typer.Typer(
+    help="Experiments on endpoints: per-variant results and concluding them.",
+    no_args_is_help=True,
+)
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+_BAR = 20
+_AGO = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _vigil() -> Any:
+    from vigil.app import default
+
+    return default()
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """``24h``, ``30m``, ``7d`` (ago) or an ISO 8601 timestamp (UTC when no zone is given).
+
+    >>> parse_since("2025-01-02T03:00:00")
+    datetime.datetime(2025, 1, 2, 3, 0, tzinfo=datetime.timezone.utc)
+    """
+    if text is None:
+        return None
+    found = _AGO.fullmatch(text.strip())
+    if found:
+        amount, unit = float(found.group(1)), _UNITS[found.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: amount})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidParameterError(
+            f"--since takes a duration such as 24h, 30m, 7d or an ISO 8601 time, got {text!r}",
+            detail={"option": "since"},
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def share_bar(share: float | None, width: int = _BAR) -> str:
+    """A bar of ``width`` cells showing a share of traffic.
+
+    >>> share_bar(0.25, 8)
+    '██░░░░░░  25.0%'
+    """
+    if share is None:
+        return "-"
+    full = round(share * width)
+    return "█" * full + "░" * (width - full) + f" {100 * share:5.1f}%"
+
+
+def _num(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _interval(
+    value: float | None, low: float | None, high: float | None, pct: bool, sign: bool = False
+) -> str:
+    if value is None:
+        return "-"
+    scale, unit, spec = (100.0, "%", ".1f") if pct else (1.0, "", ".4g")
+    text = f"{format(value * scale, ('+' if sign else '') + spec)}{unit}"
+    if low is not None and high is not None:
+        text += f" ({format(low * scale, spec)} to {format(high * scale, spec)})"
+    return text
+
+
+def _print_table(result: Any) -> None:
+    """One column per variant, one row per number: fits a terminal for two to five arms."""
+    from rich.table import Table
+
+    pct = result.metric in ("reward rate", "accuracy")
+    source = "inference log" if result.source == "capture" else "shared counters"
+    t = Table(
+        title=f"{result.endpoint}: {result.policy} experiment (from the {source})",
+        title_justify="left",
+        header_style="bold",
+    )
+    t.add_column("", style="bold", no_wrap=True)
+    for v in result.variants:
+        role = " (control)" if v.name == result.control else ""
+        t.add_column(f"{v.name}{role}", no_wrap=True)
+    rows: list[tuple[str, Any]] = [
+        ("model", lambda v: v.model),
+        ("traffic", lambda v: share_bar(v.share, 10)),
+        ("requests", lambda v: f"{v.requests:,}"),
+        ("errors", lambda v: f"{v.errors:,}"),
+        ("feedback", lambda v: f"{v.feedback:,}"),
+        (result.metric or "metric", lambda v: _interval(v.value, v.low, v.high, pct)),
+        ("lift", lambda v: _interval(v.lift, v.lift_low, v.lift_high, True, sign=True)),
+        ("p-value", lambda v: _num(v.p_value)),
+        ("always-valid p", lambda v: _num(v.always_valid_p_value)),
+        ("P(best)", lambda v: _num(v.prob_best, ".3f")),
+        ("recommendation", lambda v: v.recommendation),
+    ]
+    for label, cell in rows:
+        t.add_row(label, *(cell(v) for v in result.variants))
+    console.print(t)
+
+
+@experiment_app.command("status")
+def status(
+    endpoint: str = typer.Argument(..., help="Endpoint name."),
+    since: str = typer.Option(None, "--since", help="Only requests since: 24h, 7d or ISO."),
+    source: str = typer.Option(
+        "auto", "--source", help="auto, capture (inference log) or state (shared counters)."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Per variant: traffic share, requests, feedback, the metric with its 95% interval,
+    lift over the control, p-value, always-valid p-value, probability of being best and
+    what to do."""
+    from vigil.experiments.status import experiment_status
+
+    if source not in ("auto", "capture", "state"):
+        raise InvalidParameterError(
+            f"--source must be auto, capture or state, got {source!r}", detail={"option": "source"}
+        )
+    chosen = cast(Literal["auto", "capture", "state"], source)
+    result = experiment_status(_vigil(), endpoint, since=parse_since(since), source=chosen)
+    if json_out:
+        print_json(result.to_dict())
+        return
+    _print_table(result)
+    if result.srm is not None:
+        expected = ", ".join(
+            f"{v.name} {100 * (v.expected_share or 0):.4g}%" for v in result.variants
+        )
+        verdict = "[red]MISMATCH[/]" if result.srm.mismatch else "ok"
+        console.print(
+            f"split check (SRM) against {expected}: chi² {result.srm.statistic:.2f}, "
+            f"p {result.srm.p_value:.3g}: {verdict}"
+        )
+    if result.live is not None:
+        live = result.live
+        console.print(
+            f"canary: {live['status']} at {live['percent']:g}% (step {live['step'] + 1})"
+            + (f": {live['reason']}" if live.get("reason") else "")
+        )
+    console.print(f"[bold]decision:[/] {result.decision}")
+
+
+@experiment_app.command("conclude")
+def conclude(
+    endpoint: str = typer.Argument(..., help="Endpoint name."),
+    promote: str = typer.Option(..., "--promote", help="The variant that wins."),
+    alias: str = typer.Option(
+        None, "--alias", help="Also point this alias of its model at its version (production)."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
+    """End the experiment: every request goes to the --promote variant from now on (and
+    --alias moves to its version). Both changes are audited."""
+    from vigil.experiments.status import conclude as conclude_experiment
+
+    v = _vigil()
+    done = conclude_experiment(
+        v, endpoint, promote=promote, actor=v.settings.resolved_actor, alias=alias
+    )
+    if json_out:
+        from dataclasses import asdict
+
+        print_json(asdict(done))
+        return
+    console.print(
+        f"[green]concluded[/] {endpoint}: every request now goes to {done.variant} "
+        f"(models:/{done.model}/{done.version})"
+        + (f"; {done.model}@{done.alias} → version {done.version}" if done.alias else "")
+    )
+
+
+def install(app: typer.Typer) -> None:
+    app.add_typer(experiment_app, name="experiment")

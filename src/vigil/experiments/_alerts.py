@@ -1,0 +1,105 @@
+"""Telling people about a canary's rollback or promotion: monitoring alerts and webhooks.
+
+Two routes, both best effort (a failed delivery is logged, never raised into the
+controller, which must keep routing):
+
+* :func:`vigil.monitor.notify.fire_event`: the event is recorded with the other alerts and
+  sent to the monitoring webhooks;
+* the endpoint's own ``alert_webhooks``: an Alertmanager-like JSON body posted with httpx,
+  a few attempts with a short backoff.
+
+Webhook URLs may carry tokens, so only their scheme and host are ever logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from vigil.app import Vigil
+
+log = logging.getLogger("vigil.experiments")
+
+_ATTEMPTS = 3
+_TIMEOUT_S = 5.0
+
+
+def _where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
+def alert_payload(
+    *, name: str, severity: str, summary: str, labels: Mapping[str, str], value: float | None
+) -> dict[str, Any]:
+    """One Alertmanager-style alert (``status``, ``labels``, ``annotations``, ``startsAt``).
+
+    >>> p = alert_payload(name="canary_rollback", severity="critical", summary="s",
+    ...                   labels={"endpoint": "checkout"}, value=0.2)
+    >>> p["status"], p["labels"]["alertname"], p["labels"]["endpoint"], p["value"]
+    ('firing', 'canary_rollback', 'checkout', 0.2)
+    """
+    return {
+        "status": "firing",
+        "labels": {"alertname": name, "severity": severity, **labels},
+        "annotations": {"summary": summary},
+        "startsAt": datetime.now(UTC).isoformat(),
+        "value": value,
+    }
+
+
+def post_webhook(url: str, payload: Mapping[str, Any]) -> bool:
+    """POST ``payload`` as JSON; ``True`` once a 2xx comes back, ``False`` after the last
+    failed attempt (logged without the URL's path or query, which may hold a token)."""
+    import httpx
+
+    for attempt in range(_ATTEMPTS):
+        try:
+            response = httpx.post(url, json=payload, timeout=_TIMEOUT_S)
+            if response.is_success:
+                return True
+            problem = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            problem = type(exc).__name__
+        if attempt + 1 < _ATTEMPTS:
+            time.sleep(0.2 * 2**attempt)
+    log.warning("alert webhook %s failed after %d attempts: %s", _where(url), _ATTEMPTS, problem)
+    return False
+
+
+def send_alert(
+    vigil: Vigil,
+    *,
+    name: str,
+    severity: str,
+    summary: str,
+    labels: Mapping[str, str],
+    value: float | None,
+    webhooks: Sequence[str],
+    occurrence: str | None = None,
+) -> int:
+    """Raise the alert through monitoring and post it to ``webhooks``; returns how many of
+    ``webhooks`` accepted it. ``occurrence`` de-duplicates the monitoring event."""
+    from vigil.monitor.notify import fire_event
+
+    try:
+        fire_event(
+            vigil,
+            name=name,
+            severity=severity,
+            summary=summary,
+            labels=dict(labels),
+            value=value,
+            occurrence=occurrence,
+        )
+    except Exception:  # alerting must never stop the controller
+        log.exception("could not raise the monitoring alert %s", name)
+    payload = alert_payload(
+        name=name, severity=severity, summary=summary, labels=labels, value=value
+    )
+    return sum(post_webhook(url, payload) for url in webhooks)

@@ -1,0 +1,170 @@
+"""Which variant answers a request: sticky hashing, weights, canary ramps and bandits.
+
+A *unit* (user, session, device...) is mapped to a point of ``[0, 1)`` by hashing the
+endpoint's salt with the unit id (BLAKE2b, 64 bits). Fixed weights cut ``[0, 1)`` into
+consecutive intervals, one per variant, so the same unit always lands in the same variant
+while the weights stay the same, and two endpoints with different salts split the same
+users independently. Without a unit id a request draws its point at random.
+
+A canary uses the same point: a unit is on the canary while ``point < percent / 100``.
+Raising the percentage only widens that interval, so a unit that was on the canary at 5 %
+is still on it at 25 %; only units that were on the stable side move, once.
+
+Bandits have no fixed intervals: their policy picks an arm from a cached snapshot of the
+shared reward counters (:class:`~vigil.bandits.BanditState`), refreshed every
+``refresh_s`` seconds by the router.
+
+>>> point = unit_point("salt-1", "user-42")
+>>> 0.0 <= point < 1.0, point == unit_point("salt-1", "user-42")
+(True, True)
+>>> split = WeightedChoice({"a": 90, "b": 10})
+>>> split.pick(0.5), split.pick(0.95)
+('a', 'b')
+>>> canary_side(point, 5.0) <= canary_side(point, 25.0)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from vigil.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vigil.bandits import BanditPolicy, BanditState
+    from vigil.experiments.config import BanditPolicy as BanditConfig
+    from vigil.experiments.config import UnitKey
+
+_SCALE = 2.0**-64
+
+
+def unit_point(salt: str, unit: str) -> float:
+    """The unit's fixed point in ``[0, 1)``: BLAKE2b-64 of the unit id keyed with the salt.
+
+    The salt goes in as BLAKE2b's key, so ``("ab", "c")`` and ``("a", "bc")`` differ.
+
+    >>> unit_point("s", "u") != unit_point("s", "v")
+    True
+    """
+    return UnitHasher(salt)(unit)
+
+
+class UnitHasher:
+    """:func:`unit_point` for one salt, with the keyed hash state prepared once (the router
+    keeps one per endpoint: a copy is cheaper than a keyed start on every request).
+
+    >>> UnitHasher("s")("u") == unit_point("s", "u")
+    True
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, salt: str) -> None:
+        self._base = hashlib.blake2b(digest_size=8, key=salt.encode()[:64])
+
+    def __call__(self, unit: str) -> float:
+        state = self._base.copy()
+        state.update(unit.encode())
+        return int.from_bytes(state.digest(), "big") * _SCALE
+
+
+def canary_side(point: float, percent: float) -> bool:
+    """Whether the unit at ``point`` is on the canary when it takes ``percent`` of traffic.
+
+    >>> canary_side(0.04, 5), canary_side(0.06, 5), canary_side(0.06, 25)
+    (True, False, True)
+    """
+    return point * 100.0 < percent
+
+
+class WeightedChoice:
+    """Consecutive intervals of ``[0, 1)`` in proportion to relative weights.
+
+    Variants with zero weight get no interval. The last interval is closed at 1, so a
+    rounding error in the cumulative sums can never leave a point unassigned.
+    """
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        total = float(sum(weights.values()))
+        if not weights or total <= 0 or any(w < 0 for w in weights.values()):
+            raise InvalidParameterError(
+                f"weights must be >= 0 with a positive sum, got {dict(weights)}"
+            )
+        self.names: list[str] = []
+        self.bounds: list[float] = []
+        running = 0.0
+        for name, weight in weights.items():
+            if weight > 0:
+                running += weight
+                self.names.append(name)
+                self.bounds.append(running / total)
+        self.bounds[-1] = 1.0
+
+    def __repr__(self) -> str:
+        return f"WeightedChoice({dict(zip(self.names, self.bounds, strict=True))})"
+
+    def pick(self, point: float) -> str:
+        """The variant whose interval holds ``point``."""
+        return self.names[min(bisect_right(self.bounds, point), len(self.names) - 1)]
+
+
+def unit_id(key: UnitKey, headers: Mapping[bytes, bytes], payload: Any) -> str | None:
+    """The request's unit id: the configured header first, then the body's top-level field.
+
+    The field is removed from ``payload`` (a dict) so the protocol decoder never sees it.
+    Numbers are accepted as ids; anything else (lists, objects, empty strings) is ignored.
+
+    >>> from vigil.experiments.config import UnitKey
+    >>> body = {"instances": [], "user": 7}
+    >>> unit_id(UnitKey(header="x-user", field="user"), {}, body), body
+    ('7', {'instances': []})
+    """
+    found: str | None = None
+    if key.header:
+        raw = headers.get(key.header.encode("latin-1"))
+        if raw:
+            found = raw.decode("latin-1")
+    if key.field and isinstance(payload, dict) and key.field in payload:
+        value = payload.pop(key.field)
+        if found is None and isinstance(value, str | int) and not isinstance(value, bool):
+            found = str(value) or None
+    return found
+
+
+def bandit_policy(
+    config: BanditConfig, arms: list[str], *, seed: int | None = None
+) -> BanditPolicy:
+    """The :mod:`vigil.bandits` policy an endpoint's bandit configuration describes."""
+    from vigil.bandits import UCB1, EpsilonGreedy, ThompsonSampling
+
+    if config.kind == "epsilon_greedy":
+        return EpsilonGreedy(arms, epsilon=config.epsilon, seed=seed)
+    if config.kind == "ucb1":
+        return UCB1(arms, seed=seed)
+    return ThompsonSampling(arms, likelihood=config.reward, seed=seed)
+
+
+def bandit_state(arms: list[str], stats: Mapping[str, Any]) -> BanditState:
+    """A bandit snapshot from shared variant stats: pulls are *rewarded* requests.
+
+    Feedback arrives late and not for every request, so an arm's mean is its reward sum
+    over the rewards received, not over the requests routed to it.
+    """
+    import numpy as np
+
+    from vigil.bandits import BanditState
+
+    def column(name: str, dtype: Any) -> np.ndarray[Any, Any]:
+        return np.array([getattr(stats[a], name) if a in stats else 0 for a in arms], dtype)
+
+    return BanditState(
+        tuple(arms),
+        column("reward_count", np.int64),
+        column("reward_sum", np.float64),
+        column("reward_sumsq", np.float64),
+    )

@@ -1,0 +1,543 @@
+"""The endpoint router: the data plane of experiments, one per serving worker.
+
+For every request to ``/v1/endpoints/{endpoint}/...`` the router picks the variant
+(:mod:`vigil.experiments.assign`), hands the prediction to that variant's served model
+through :meth:`DataPlane.predict <vigil.serving.dataplane.DataPlane.predict>` (which writes
+the endpoint and variant into the capture record), counts the outcome, and starts shadow
+copies once the primary's answer is ready. Nothing on that path touches SQL or Redis:
+
+* endpoint configurations are cached and reloaded when
+  :meth:`EndpointStore.list_revisions <vigil.experiments.store.EndpointStore.list_revisions>`
+  (one query, every ``poll_interval``) shows a change; a new or changed endpoint's models
+  are loaded and warmed (:meth:`RegistryProvider.ensure
+  <vigil.serving.registry_provider.RegistryProvider.ensure>`) before it takes traffic;
+* counters go to a :class:`~vigil.experiments.buffer.BufferedPolicyState` flushed every
+  ``flush_interval``;
+* a canary's share comes from the control record read after each controller tick
+  (:class:`~vigil.experiments.canary.CanaryController`, run off the event loop every
+  ``poll_interval`` by every worker: its compare-and-set lets exactly one apply a step);
+* a bandit decides from a snapshot of the shared reward counters, re-read in the
+  background at most every ``refresh_s`` of its configuration.
+
+Feedback (``POST /v1/feedback``) reaches the router through the data plane's feedback
+listeners: its reward and label are added to the counters of the variant that the capture
+record names, in whichever worker receives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+import time
+import weakref
+from dataclasses import dataclass
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vigil.errors import VigilError
+from vigil.experiments.assign import (
+    UnitHasher,
+    WeightedChoice,
+    bandit_policy,
+    bandit_state,
+    canary_side,
+)
+from vigil.experiments.buffer import BufferedPolicyState
+from vigil.experiments.config import (
+    BanditPolicy as BanditConfig,
+)
+from vigil.experiments.config import (
+    CanaryPolicy,
+    EndpointConfig,
+    FixedPolicy,
+    ShadowPolicy,
+    SplitPolicy,
+)
+from vigil.experiments.shadow import ShadowRunner
+from vigil.experiments.state import RedisPolicyState
+from vigil.uri import parse_model_ref
+
+if TYPE_CHECKING:
+    from vigil.app import Vigil
+    from vigil.bandits import BanditPolicy, BanditState
+    from vigil.experiments.state import PolicyStateStore
+    from vigil.feedback.record import MatchedFeedback
+    from vigil.serving.dataplane import DataPlane, Prediction
+    from vigil.serving.provider import ServedModel
+    from vigil.serving.registry_provider import RegistryProvider
+    from vigil.serving.validation import RawTable
+
+__all__ = ["EndpointRouter", "LiveEndpoint", "Routed", "router_for"]
+
+log = logging.getLogger("vigil.experiments")
+
+_ROUTERS: weakref.WeakKeyDictionary[DataPlane, EndpointRouter] = weakref.WeakKeyDictionary()
+# A request for an endpoint this worker does not know reloads the list, at most this often
+# per name, so a new endpoint answers at once but one unknown name cannot hammer the database.
+_MISS_RELOAD_S = 0.25
+_MISSES_KEPT = 1024
+# An endpoint whose models could not be loaded (a registry hiccup, a deleted alias) is tried
+# again this long after, even if its configuration does not change.
+_RETRY_FAILED_S = 30.0
+
+
+def router_for(dataplane: DataPlane) -> EndpointRouter | None:
+    """The router started on ``dataplane`` (``None``: a server without a registry)."""
+    return _ROUTERS.get(dataplane)
+
+
+@dataclass
+class LiveEndpoint:
+    """One endpoint as a worker routes it: its configuration compiled for the hot path."""
+
+    config: EndpointConfig
+    revision: int
+    targets: dict[str, tuple[str, str]]
+    """Variant → (model name, provider selector: ``"@alias"`` or ``"3"``)."""
+    kind: str
+    hasher: UnitHasher
+    primary: str = ""
+    """The variant of ``fixed`` and ``shadow``; the stable one of ``canary``."""
+    canary: str = ""
+    percent: float = 0.0
+    """The canary's share of traffic (0-100), from the last control read."""
+    choice: WeightedChoice | None = None
+    shadows: tuple[str, ...] = ()
+    sample_rate: float = 1.0
+    bandit: BanditPolicy | None = None
+    snapshot: BanditState | None = None
+    refresh_s: float = 1.0
+    refreshed_at: float = -math.inf
+    refreshing: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(slots=True)
+class Routed:
+    """The variant picked for one request and the served model that answers it."""
+
+    endpoint: LiveEndpoint
+    variant: str
+    served: ServedModel
+
+
+def _target(uri: str) -> tuple[str, str]:
+    ref = parse_model_ref(uri)
+    if ref.alias is not None:
+        return ref.name, "@" + ref.alias
+    if ref.version is not None:
+        return ref.name, str(ref.version)
+    raise VigilError(f"{uri!r} names neither a version nor an alias")
+
+
+def _server_side(exc: BaseException) -> bool:
+    """Whether a failure is the model's or the server's (counted against the variant),
+    not the client's bad input."""
+    return not isinstance(exc, VigilError) or exc.status >= 500
+
+
+def _same_label(label: Any, prediction: Any) -> bool:
+    if isinstance(label, bool) or isinstance(prediction, bool):
+        return bool(label) == bool(prediction)
+    if isinstance(label, int | float) and isinstance(prediction, int | float):
+        return float(label) == float(prediction)
+    return str(label) == str(prediction)
+
+
+class EndpointRouter:
+    """Routes endpoint requests of one worker; see the module documentation.
+
+    Parameters
+    ----------
+    vigil
+        The composition root (endpoint store, registry for the canary controller).
+    provider
+        The worker's :class:`~vigil.serving.registry_provider.RegistryProvider`.
+    state
+        The shared policy state (SQL or Redis); the router buffers its writes.
+    poll_interval
+        Seconds between two reads of the endpoint revisions, and between two canary ticks.
+    flush_interval
+        Seconds between two flushes of the buffered counters.
+    shadow_limit
+        Shadow predictions running at once in this worker before copies are dropped.
+    seed
+        Seed of the per-request randomness (requests without a unit id, bandits, shadow
+        sampling); ``None`` for fresh entropy.
+    """
+
+    def __init__(
+        self,
+        vigil: Vigil,
+        provider: RegistryProvider,
+        state: PolicyStateStore,
+        *,
+        poll_interval: float = 1.0,
+        flush_interval: float = 0.5,
+        shadow_limit: int = 64,
+        seed: int | None = None,
+    ) -> None:
+        from vigil.experiments.store import EndpointStore
+
+        self.vigil = vigil
+        self.provider = provider
+        self.state = state
+        self.store = EndpointStore(vigil)
+        self.buffer = BufferedPolicyState(state, interval=flush_interval)
+        self.shadow = ShadowRunner(limit=shadow_limit)
+        self.poll_interval = poll_interval
+        self._endpoints: dict[str, LiveEndpoint] = {}
+        self._random = random.Random(seed)  # noqa: S311 (routing, not cryptography)
+        self._rng = np.random.default_rng(seed)
+        self._dataplane: DataPlane | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reload = asyncio.Lock()
+        self._missed: dict[str, float] = {}
+        self._failed: dict[str, tuple[int, float]] = {}
+        self._controller: Any = None
+        self._ticking: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"EndpointRouter(endpoints={sorted(self._endpoints)}, state={self.state!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, dataplane: DataPlane) -> None:
+        """Load every endpoint (and its models), then keep them current in the background."""
+        self._dataplane = dataplane
+        _ROUTERS[dataplane] = self
+        listeners = getattr(dataplane, "feedback_listeners", None)
+        if listeners is not None:
+            listeners.append(self.on_feedback)
+        try:
+            await self.reload()
+        except Exception:
+            # The models the server was asked for are up; endpoints retry at the next poll.
+            log.exception("loading the experiment endpoints failed; retrying in the background")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._maintain(), name="vigil-endpoints"),
+            loop.create_task(self._flusher(), name="vigil-policy-flush"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the background work, let shadow copies finish briefly, flush the counters."""
+        tasks = [*self._tasks, *self._background]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.shadow.drain(timeout=5.0)
+        await asyncio.to_thread(self.buffer.flush)
+        if isinstance(self.state, RedisPolicyState):
+            self.state.close()  # its connection pool is ours; a SQL store shares vigil's
+
+    # -- configurations ----------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """The endpoints this worker routes now."""
+        return sorted(self._endpoints)
+
+    async def reload(self) -> None:
+        """Read the endpoint revisions and (re)load every endpoint that changed."""
+        async with self._reload:
+            revisions = await asyncio.to_thread(self.store.list_revisions)
+            current = dict(self._endpoints)
+            for name in set(current) - set(revisions):
+                del current[name]
+                log.warning("endpoint %s was deleted; no longer routed", name)
+            for name, revision in sorted(revisions.items()):
+                live = current.get(name)
+                if live is not None and live.revision == revision:
+                    continue
+                failed = self._failed.get(name)
+                if failed is not None and failed[0] == revision and time.monotonic() < failed[1]:
+                    continue  # retried when it changes, or after _RETRY_FAILED_S
+                try:
+                    config = await asyncio.to_thread(self.store.get, name)
+                    current[name] = await self._compile(config, revision)
+                except Exception as exc:
+                    if failed is None or failed[0] != revision:
+                        log.error("endpoint %s (revision %d) not routed: %s", name, revision, exc)
+                    self._failed[name] = (revision, time.monotonic() + _RETRY_FAILED_S)
+                    continue
+                self._failed.pop(name, None)
+                log.warning(
+                    "endpoint %s revision %d routed (%s)", name, revision, current[name].kind
+                )
+            self._endpoints = current  # one assignment: requests see the old or the new table
+
+    async def _compile(self, config: EndpointConfig, revision: int) -> LiveEndpoint:
+        await self.provider.ensure([v.model for v in config.variants])
+        policy = config.policy
+        live = LiveEndpoint(
+            config=config,
+            revision=revision,
+            targets={v.name: _target(v.model) for v in config.variants},
+            kind=policy.kind,
+            hasher=UnitHasher(config.salt),
+        )
+        if isinstance(policy, FixedPolicy):
+            live.primary = policy.variant
+        elif isinstance(policy, SplitPolicy):
+            live.choice = WeightedChoice(policy.normalised_weights(config.variant_names))
+        elif isinstance(policy, CanaryPolicy):
+            live.primary, live.canary = policy.stable, policy.canary
+            await self._read_control(live)
+        elif isinstance(policy, ShadowPolicy):
+            live.primary = policy.primary
+            live.shadows = tuple(policy.shadows)
+            live.sample_rate = policy.sample_rate
+        elif isinstance(policy, BanditConfig):
+            live.bandit = bandit_policy(policy, config.variant_names)
+            live.refresh_s = policy.refresh_s
+            await self._refresh_bandit(live)
+        return live
+
+    async def _read_control(self, live: LiveEndpoint) -> None:
+        from vigil.experiments.canary import canary_percent
+
+        assert isinstance(live.config.policy, CanaryPolicy)
+        control = await asyncio.to_thread(self.state.control, live.name)
+        live.percent = canary_percent(live.config.policy, control.data)
+
+    async def _refresh_bandit(self, live: LiveEndpoint) -> None:
+        live.refreshing = True
+        try:
+            stats = await asyncio.to_thread(self.state.stats, live.name)
+            live.snapshot = bandit_state(live.config.variant_names, stats)
+            live.refreshed_at = time.monotonic()
+        except Exception:
+            log.exception("reading the bandit state of %s failed; using the last one", live.name)
+            live.refreshed_at = time.monotonic()
+        finally:
+            live.refreshing = False
+
+    # -- background --------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.reload()
+                await self._tick_canaries()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("maintaining the experiment endpoints failed; retrying")
+
+    async def _tick_canaries(self) -> None:
+        canaries = [e for e in self._endpoints.values() if e.kind == "canary"]
+        if not canaries:
+            return
+        if self._controller is None:
+            from vigil.experiments.canary import CanaryController
+
+            self._controller = CanaryController(self.vigil, self.state)
+        loop = asyncio.get_running_loop()
+        for live in canaries:
+            # The share is re-read every poll even while a tick is busy with its side effects
+            # (an alert to a slow webhook): a rollback applied by any worker takes effect here
+            # within one poll interval.
+            try:
+                await self._read_control(live)
+            except Exception:
+                log.exception("reading the canary control of %s failed; retrying", live.name)
+            if live.name not in self._ticking:
+                self._ticking.add(live.name)
+                task = loop.create_task(self._tick(live), name=f"vigil-canary-{live.name}")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _tick(self, live: LiveEndpoint) -> None:
+        try:
+            decision = await asyncio.to_thread(self._controller.tick, live.config, time.time())
+            if decision is not None:
+                log.warning("canary %s: %s (%s)", live.name, decision.action, decision.reason)
+                await self._read_control(live)
+        except Exception:
+            log.exception("the canary controller of %s failed; retrying", live.name)
+        finally:
+            self._ticking.discard(live.name)
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.buffer.interval)
+            if self.buffer.pending():
+                await asyncio.to_thread(self.buffer.flush)
+
+    # -- the hot path ------------------------------------------------------------------
+
+    async def lookup(self, name: str) -> LiveEndpoint:
+        """The endpoint ``name``; an unknown name reloads the list once (rate-limited)
+        before answering :class:`~vigil.experiments.store.EndpointNotFoundError` (404)."""
+        live = self._endpoints.get(name)
+        if live is not None:
+            return live
+        from vigil._names import _check
+        from vigil.experiments.store import EndpointNotFoundError
+
+        _check("endpoint name", name)
+        now = time.monotonic()
+        if now - self._missed.get(name, -math.inf) > _MISS_RELOAD_S:
+            if len(self._missed) >= _MISSES_KEPT:
+                self._missed.clear()
+            self._missed[name] = now
+            await self.reload()
+        elif self._reload.locked():
+            # Another request's reload is loading it (models warm first): wait for that one
+            # rather than answer 404 for an endpoint that is a moment from being routed.
+            async with self._reload:
+                pass
+        live = self._endpoints.get(name)
+        if live is not None:
+            return live
+        names = self.names()
+        known = f"endpoints: {', '.join(names)}" if names else "no endpoints are routed here"
+        raise EndpointNotFoundError(
+            f"no endpoint named {name!r}; {known} (GET /v1/admin/endpoints lists them)",
+            detail={"endpoint": name, "endpoints": names},
+        )
+
+    def route(self, live: LiveEndpoint, unit: str | None) -> Routed:
+        """Pick the variant for one request (sticky by ``unit`` for weights and canaries)."""
+        kind = live.kind
+        if kind == "split":
+            assert live.choice is not None
+            point = live.hasher(unit) if unit else self._random.random()
+            variant = live.choice.pick(point)
+        elif kind == "canary":
+            point = live.hasher(unit) if unit else self._random.random()
+            variant = live.canary if canary_side(point, live.percent) else live.primary
+        elif kind in ("fixed", "shadow"):
+            variant = live.primary
+        else:
+            variant = self._pull(live)
+        name, selector = live.targets[variant]
+        return Routed(live, variant, self.provider.get(name, selector))
+
+    def _pull(self, live: LiveEndpoint) -> str:
+        assert live.bandit is not None
+        if not live.refreshing and time.monotonic() - live.refreshed_at >= live.refresh_s:
+            live.refreshing = True
+            task = asyncio.get_running_loop().create_task(self._refresh_bandit(live))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        if live.snapshot is None:
+            return live.config.variant_names[self._random.randrange(len(live.targets))]
+        return live.bandit.select(live.snapshot, self._rng)
+
+    async def predict(
+        self,
+        routed: Routed,
+        table: RawTable,
+        *,
+        want_proba: bool,
+        request_id: str,
+        route: str = "",
+        key_id: str | None = None,
+    ) -> Prediction:
+        """Predict with the routed variant, count the outcome, then start shadow copies."""
+        dataplane = self._dataplane
+        assert dataplane is not None, "start() the router first"
+        live = routed.endpoint
+        started = perf_counter()
+        try:
+            result = await dataplane.predict(
+                routed.served.name,
+                None,
+                table,
+                want_proba=want_proba,
+                request_id=request_id,
+                served=routed.served,
+                route=route,
+                key_id=key_id,
+                endpoint=live.name,
+                variant=routed.variant,
+            )
+        except BaseException as exc:
+            elapsed = (perf_counter() - started) * 1000.0
+            self.buffer.record(live.name, routed.variant, elapsed, error=_server_side(exc))
+            if isinstance(exc, VigilError):  # the error body tells which arm failed
+                exc.detail = {**exc.detail, "endpoint": live.name, "variant": routed.variant}
+            raise
+        self.buffer.record(
+            live.name, routed.variant, (perf_counter() - started) * 1000.0, error=False
+        )
+        if live.shadows and (live.sample_rate >= 1.0 or self._random.random() < live.sample_rate):
+            for variant in live.shadows:
+                work = self._shadow(
+                    live, variant, table, want_proba, result.request_id, route, key_id
+                )
+                if not self.shadow.submit(work):
+                    work.close()
+        return result
+
+    async def _shadow(
+        self,
+        live: LiveEndpoint,
+        variant: str,
+        table: RawTable,
+        want_proba: bool,
+        request_id: str,
+        route: str,
+        key_id: str | None,
+    ) -> None:
+        dataplane = self._dataplane
+        assert dataplane is not None
+        started = perf_counter()
+        try:
+            name, selector = live.targets[variant]
+            served = self.provider.get(name, selector)
+            await dataplane.predict(
+                served.name,
+                None,
+                table,
+                want_proba=want_proba and served.has_proba,
+                # Its own id: feedback for the request joins the primary's record only.
+                request_id=f"{request_id}:shadow:{variant}",
+                served=served,
+                route=route,
+                key_id=key_id,
+                endpoint=live.name,
+                variant=variant,
+            )
+        except Exception as exc:
+            elapsed = (perf_counter() - started) * 1000.0
+            self.buffer.record(live.name, variant, elapsed, error=_server_side(exc))
+            raise
+        self.buffer.record(live.name, variant, (perf_counter() - started) * 1000.0, error=False)
+
+    # -- feedback ----------------------------------------------------------------------
+
+    def on_feedback(self, matched: list[MatchedFeedback]) -> None:
+        """Add accepted feedback to the counters of the variant each captured prediction
+        names (a data-plane feedback listener). Feedback outside experiments is ignored.
+
+        Rewards always count; a label counts (as correct or not) only when the captured
+        prediction it judges is known to the listener.
+        """
+        for item in matched:
+            captured, feedback = item.captured, item.feedback
+            if not captured.endpoint or not captured.variant:
+                continue
+            counts: dict[str, Any] = {}
+            if feedback.reward is not None:
+                counts["rewards"] = [float(feedback.reward)]
+            prediction = getattr(captured, "prediction", None)
+            if feedback.label is not None and prediction is not None:
+                counts["labels"] = 1
+                counts["labels_correct"] = int(_same_label(feedback.label, prediction))
+            if counts:
+                self.buffer.add(captured.endpoint, captured.variant, **counts)
