@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Debian packages the tests start for real, and the benchmark's load generator.
-TEST_PACKAGES  := postgresql prometheus chromium chromium-driver
+TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver
 BENCH_PACKAGES := $(TEST_PACKAGES) wrk
 
 .PHONY: demo test lint bench format install system-deps clean

@@ -1,4 +1,5 @@
-"""Run the benchmarks: ``python -m bench [registration|drift|bandits|serving ...] [--quick]``.
+"""Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
+capture|routing|batch ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -10,12 +11,28 @@ import subprocess
 import sys
 import time
 
-ALL = ("registration", "drift", "bandits", "serving")
+ALL = (
+    "registration",
+    "drift",
+    "profile_10m",
+    "bandits",
+    "serving",
+    "capture",
+    "routing",
+    "batch",
+)
+# Arguments every run of a benchmark gets (capture: the serving comparison, not only the
+# append micro-benchmark).
+ARGS = {"capture": ["--serving"]}
 QUICK_ARGS = {
     "registration": ["--repeat", "1"],
     "drift": ["--rows", "200000"],
+    "profile_10m": ["--quick"],
     "bandits": ["--seeds", "3"],
     "serving": ["--quick"],
+    "capture": ["--quick"],
+    "routing": ["--quick"],
+    "batch": ["--quick"],
 }
 
 
@@ -30,7 +47,7 @@ def main(argv: list[str]) -> int:
     for name in names:
         print(f"\n=== bench.{name} ===", flush=True)
         started = time.perf_counter()
-        args = QUICK_ARGS[name] if quick else []
+        args = [*ARGS.get(name, []), *(QUICK_ARGS[name] if quick else [])]
         code = subprocess.run(
             [sys.executable, "-m", f"bench.{name}", *args], check=False
         ).returncode

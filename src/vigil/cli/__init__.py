@@ -10,7 +10,14 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import drift as _drift
+from vigil.cli import endpoints as _endpoints
+from vigil.cli import experiment as _experiment
+from vigil.cli import feedback as _feedback
+from vigil.cli import keys as _keys
 from vigil.cli import models as _models
+from vigil.cli import monitor as _monitor
+from vigil.cli import predict as _predict
+from vigil.cli import report as _report
 from vigil.cli import serve as _serve
 
 app = typer.Typer(
@@ -23,7 +30,14 @@ app = typer.Typer(
 )
 _models.install(app)
 _drift.install(app)
+_predict.install(app)
+_feedback.install(app)
+_report.install(app)
+_monitor.install(app)
 _serve.install(app)
+_keys.install(app)
+_endpoints.install(app)
+_experiment.install(app)
 
 
 @app.command()

@@ -32,7 +32,7 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
     console.print(f"home: [bold]{settings.home}[/]  database: {settings.resolved_database_url}")
 
     console.print("1. training a LogisticRegression on scikit-learn's breast-cancer data set")
-    model, reference, holdout, metrics = train()
+    model, reference, holdout, holdout_y, metrics = train()
     console.print(
         f"   holdout accuracy {metrics['accuracy']:.3f}, ROC AUC {metrics['roc_auc']:.3f}"
     )
@@ -68,10 +68,22 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
     from vigil.demo.serving import serve_traffic
 
     console.print("4. serving it with [bold]vigil serve[/] and calling it through each protocol")
-    with DemoServer(settings.home) as server:
+    from vigil.demo.monitoring import watch
+
+    # Monitoring runs on demand below, so the server's own schedule stays out of the way.
+    with DemoServer(settings.home, env={"VIGIL_MONITOR_ENABLED": "false"}) as server:
         console.print(f"   serving at [bold]{server.url}[/] (log: {server.log_path})")
         sample = holdout.head(3)
         serve_traffic(server.url, sample, model.predict(sample).tolist(), console)
+
+        console.print("5. watching it: normal then shifted traffic, labels, monitoring, alerts")
+        found = watch(v, server.url, holdout, holdout_y, reference, console)
+
+        from vigil.demo.experiment import register_challenger, run_experiment
+
+        console.print("6. an A/B experiment: production against a challenger, rewards as feedback")
+        register_challenger(v, reference, console)
+        served = run_experiment(v, server.url, holdout, console)
     console.print(
         "   (the demo stops this server as it ends; [bold]vigil serve[/] serves the production "
         "alias on http://127.0.0.1:8000)"
@@ -82,7 +94,13 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
     )
     if "VIGIL_HOME" not in os.environ and home is None:
         console.print(f"(state lives in {settings.home}; set VIGIL_HOME to use another place)")
-    return {"name": mv.name, "version": mv.version, "identical": same}
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "identical": same,
+        "monitoring": found,
+        "experiment": served,
+    }
 
 
 def _show(v: Any, bundle: Any, console: Console) -> None:

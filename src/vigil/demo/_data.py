@@ -7,7 +7,8 @@ from typing import Any
 MODEL_NAME = "breast-cancer"
 
 
-def train(seed: int = 0) -> tuple[Any, Any, Any, dict[str, float]]:
+def train(seed: int = 0) -> tuple[Any, Any, Any, Any, dict[str, float]]:
+    """``(model, reference with target, holdout features, holdout labels, metrics)``."""
     import numpy as np
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
@@ -31,4 +32,4 @@ def train(seed: int = 0) -> tuple[Any, Any, Any, dict[str, float]]:
     }
     reference = train_x.assign(target=train_y.to_numpy())
     assert np.isfinite(proba).all()
-    return model, reference, test_x, metrics
+    return model, reference, test_x, test_y, metrics

@@ -1,13 +1,15 @@
 """The serving ASGI application: a lean router over the data plane.
 
-No web framework on the hot path: the app reads the method, path and three headers from the
-ASGI scope, enforces the body limit (413 before reading an oversized body) and the content
-type (415), calls the route's handler, and maps every error to its status and JSON body in
+No web framework on the hot path: the app reads the method, path and four headers from the
+ASGI scope, checks the API key against the route's role when authentication is on (401/403,
+see :mod:`vigil.auth.authenticator`), enforces the body limit (413 before reading an
+oversized body) and the content type (415), calls the route's handler, and maps every error to its status and JSON body in
 one place (:func:`~vigil.serving.problems.error_response`). An unexpected exception is
 logged and answered 500 without a traceback; the server keeps serving.
 
 The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
-at shutdown.
+at shutdown; on a registry-backed server it also starts scheduled monitoring
+(:mod:`vigil.monitor.scheduler`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,28 @@ from __future__ import annotations
 import logging
 import os
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from vigil.errors import PayloadTooLargeError, UnsupportedMediaTypeError, VigilError
+from vigil.errors import (
+    AuthenticationError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    VigilError,
+)
 from vigil.serving import metrics
 from vigil.serving.config import ServingSettings
-from vigil.serving.dataplane import DataPlane
+from vigil.serving.dataplane import DataPlane, capture_for
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.problems import error_response
 from vigil.serving.provider import ModelProvider
 from vigil.serving.routes import ROUTES
+
+if TYPE_CHECKING:
+    from vigil.auth.authenticator import Authenticator
+    from vigil.capture.runtime import CaptureRuntime
+    from vigil.capture.sink import CaptureSink
+    from vigil.experiments.router import EndpointRouter
+    from vigil.monitor.scheduler import MonitorScheduler
 
 log = logging.getLogger("vigil.serving")
 
@@ -32,6 +46,8 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 _JSON_TYPES = ("application/json", "text/csv")
+# Sent with every 401, as RFC 6750 asks of a bearer-token server.
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
 
 
 def _content_type_ok(route: Route, content_type: str | None) -> bool:
@@ -46,12 +62,25 @@ def _content_type_ok(route: Route, content_type: str | None) -> bool:
 class ServingApp:
     """ASGI application answering the native, v2 and MLflow protocols for a data plane."""
 
-    def __init__(self, dataplane: DataPlane, *, routes: list[Route] | None = None) -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        *,
+        routes: list[Route] | None = None,
+        authenticator: Authenticator | None = None,
+        endpoints: EndpointRouter | None = None,
+    ) -> None:
         self.dataplane = dataplane
         self.settings = dataplane.settings
         self.router = Router(routes or ROUTES)
+        self.authenticator = authenticator
+        """Checks API keys against each route's role; ``None``: authentication is off."""
+        self.endpoints = endpoints
+        """Routes experiment endpoints; ``None`` on a server without a registry."""
         self._limit = self.settings.max_body_bytes
         self._metrics = self.settings.metrics
+        self.monitor: MonitorScheduler | None = None
+        """Scheduled monitoring (registry-backed servers with monitoring enabled)."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -66,6 +95,11 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.dataplane.startup()
+                    if self.endpoints is not None:
+                        await self.endpoints.start(self.dataplane)
+                    from vigil.monitor.scheduler import start_scheduler
+
+                    self.monitor = start_scheduler(self.dataplane.provider)
                 except Exception as exc:
                     log.exception("model loading failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -80,6 +114,10 @@ class ServingApp:
                     )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.monitor is not None:
+                    await self.monitor.stop()
+                if self.endpoints is not None:
+                    await self.endpoints.stop()
                 await self.dataplane.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -93,6 +131,7 @@ class ServingApp:
         try:
             route, params = self.router.match(scope["method"], scope["path"])
             content_type = request_id = None
+            authorization: bytes | None = None
             length = -1
             for key, value in scope["headers"]:
                 if key == b"content-type":
@@ -101,8 +140,21 @@ class ServingApp:
                     length = int(value) if value.isdigit() else -1
                 elif key == b"x-request-id":
                     request_id = value.decode("latin-1")
-            request = Request(scope["method"], scope["path"], params, content_type, request_id)
+                elif key == b"authorization":
+                    authorization = value
+            request = Request(
+                scope["method"],
+                scope["path"],
+                params,
+                content_type,
+                request_id,
+                headers=dict(scope["headers"]),
+            )
             request.route = route.name
+            # Before the body is read: an unauthenticated client cannot make us read 10 MB.
+            if route.role is not None and self.authenticator is not None:
+                principal = await self.authenticator.authorize(authorization, route.role)
+                request.key_id = principal.key_id
             if route.body != "none":
                 if not _content_type_ok(route, content_type):
                     raise UnsupportedMediaTypeError(
@@ -115,6 +167,8 @@ class ServingApp:
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
             response = error_response(style, exc, rid)
+            if isinstance(exc, AuthenticationError):
+                response.headers = [*(response.headers or ()), _CHALLENGE]
             if self._metrics:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
@@ -171,8 +225,16 @@ class ServingApp:
         await send({"type": "http.response.body", "body": response.body})
 
 
-def create_app(provider: ModelProvider, settings: ServingSettings | None = None) -> ServingApp:
+def create_app(
+    provider: ModelProvider,
+    settings: ServingSettings | None = None,
+    *,
+    capture: CaptureRuntime | CaptureSink | Literal["auto"] | None = "auto",
+) -> ServingApp:
     """The serving app for the models ``provider`` serves.
+
+    ``capture`` is the inference log: ``"auto"`` builds it from ``VIGIL_CAPTURE_*`` when the
+    provider serves from a registry (``vigil serve``), ``None`` serves without one.
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -180,4 +242,19 @@ def create_app(provider: ModelProvider, settings: ServingSettings | None = None)
     {'name': 'churn', 'alias': 'production'}
     """
     settings = settings or getattr(provider, "settings", None) or ServingSettings()
-    return ServingApp(DataPlane(provider, settings=settings))
+    authenticator = None
+    if settings.auth == "on":
+        from vigil.auth.authenticator import authenticator_for
+
+        authenticator = authenticator_for(provider, ttl=settings.auth_cache_seconds)
+    from vigil.serving.registry_provider import RegistryProvider
+
+    endpoints = None
+    if isinstance(provider, RegistryProvider):  # a registry-backed server routes endpoints too
+        from vigil.experiments.router import EndpointRouter
+        from vigil.experiments.state import policy_state_from_settings
+
+        state = policy_state_from_settings(provider.vigil)
+        endpoints = EndpointRouter(provider.vigil, provider, state)
+    dataplane = DataPlane(provider, settings=settings, capture=capture_for(provider, capture))
+    return ServingApp(dataplane, authenticator=authenticator, endpoints=endpoints)

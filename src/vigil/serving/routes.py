@@ -1,6 +1,12 @@
 """The route table: every operation the server answers, in one list.
 
 The router, the OpenAPI document and the docs page are all built from :data:`ROUTES`.
+
+Each route names the least API-key role it needs when authentication is on (``role``;
+see :mod:`vigil.auth.roles`): predictions need ``predict``, model metadata ``read``.
+Health probes, ``/version``, ``/openapi.json``, ``/docs`` and ``/metrics`` stay open:
+orchestrators probe without credentials, and ``/metrics`` holds aggregate counts and
+latencies only (never a payload), so Prometheus scrapes it without a secret to manage.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ def _predict(template: str, name: str, summary: str) -> Route:
         request_schema=_NATIVE_REQUEST,
         responses=_ok("NativeResponse"),
         tags=_NATIVE,
+        role="predict",
     )
 
 
@@ -88,6 +95,7 @@ def _infer(template: str, name: str, summary: str) -> Route:
         request_schema=_V2_REQUEST,
         responses=_ok("V2InferResponse"),
         tags=_V2,
+        role="predict",
     )
 
 
@@ -107,6 +115,7 @@ ROUTES: list[Route] = [
         "native",
         "List the served models",
         responses=_ok("ModelList"),
+        role="read",
         tags=_NATIVE,
     ),
     Route(
@@ -117,6 +126,7 @@ ROUTES: list[Route] = [
         "native",
         "Describe the default version of a model",
         responses=_ok("Model"),
+        role="read",
         tags=_NATIVE,
     ),
     Route(
@@ -127,6 +137,7 @@ ROUTES: list[Route] = [
         "native",
         "Describe the version an alias points to",
         responses=_ok("Model"),
+        role="read",
         tags=_NATIVE,
     ),
     Route(
@@ -137,6 +148,7 @@ ROUTES: list[Route] = [
         "native",
         "Describe a model version",
         responses=_ok("Model"),
+        role="read",
         tags=_NATIVE,
     ),
     Route(
@@ -177,6 +189,7 @@ ROUTES: list[Route] = [
         "v2",
         "Model metadata",
         responses=_ok("V2ModelMetadata"),
+        role="read",
         tags=_V2,
     ),
     Route(
@@ -187,6 +200,7 @@ ROUTES: list[Route] = [
         "v2",
         "Model version metadata",
         responses=_ok("V2ModelMetadata"),
+        role="read",
         tags=_V2,
     ),
     Route(
@@ -197,6 +211,7 @@ ROUTES: list[Route] = [
         "v2",
         "Model readiness (400 when not ready)",
         responses=_ok("Status"),
+        role="read",
         tags=_V2,
     ),
     Route(
@@ -207,6 +222,7 @@ ROUTES: list[Route] = [
         "v2",
         "Model version readiness",
         responses=_ok("Status"),
+        role="read",
         tags=_V2,
     ),
     _infer("/v2/models/{name}/infer", "v2_infer", "Inference with the default version"),
@@ -223,6 +239,7 @@ ROUTES: list[Route] = [
         body="json_or_csv",
         request_schema=_MLFLOW_REQUEST,
         responses=_ok("MlflowResponse"),
+        role="predict",
         tags=_MLFLOW,
     ),
     Route(
@@ -235,6 +252,7 @@ ROUTES: list[Route] = [
         body="json_or_csv",
         request_schema=_MLFLOW_REQUEST,
         responses=_ok("MlflowResponse"),
+        role="predict",
         tags=_MLFLOW,
     ),
     Route(

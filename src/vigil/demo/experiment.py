@@ -1,0 +1,123 @@
+"""Demo stage: a short A/B experiment between two model versions with simulated rewards,
+ending in ``vigil experiment status``'s table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from vigil.demo._data import MODEL_NAME
+
+ENDPOINT = "checkout"
+REQUESTS = 600
+REWARD_RATE = {"v1": 0.10, "v2": 0.16}
+"""Simulated conversion rate behind each variant (v2, the challenger, converts better)."""
+
+
+def register_challenger(v: Any, reference: Any, console: Console) -> int:
+    """Register a second version (a stronger-regularised model) and alias it ``challenger``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = reference.drop(columns=["target"])
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1000))
+    model.fit(features, reference["target"])
+    mv = v.register(
+        model,
+        name=MODEL_NAME,
+        reference=reference,
+        target="target",
+        alias="challenger",
+        description="challenger: stronger regularisation",
+    )
+    console.print(f"   registered [bold]models:/{MODEL_NAME}/{mv.version}[/] as 'challenger'")
+    return int(mv.version)
+
+
+def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, int]:
+    """Create a 50/50 endpoint over production and challenger, send traffic from distinct
+    users with simulated rewards as feedback, and print the experiment status."""
+    import httpx
+    import numpy as np
+
+    from vigil.experiments.config import parse_endpoint
+    from vigil.experiments.store import EndpointStore
+
+    config = parse_endpoint(
+        {
+            "name": ENDPOINT,
+            "variants": [
+                {"name": "v1", "model": f"models:/{MODEL_NAME}@production"},
+                {"name": "v2", "model": f"models:/{MODEL_NAME}@challenger"},
+            ],
+            "policy": {"kind": "split", "weights": {"v1": 50, "v2": 50}},
+        }
+    )
+    EndpointStore(v).create(config, actor="demo")
+    console.print(
+        f"   endpoint [bold]{ENDPOINT}[/]: split 50/50 between v1 (production) and v2 "
+        f"(challenger), sticky by the X-Unit-ID header"
+    )
+    rng = np.random.default_rng(11)
+    records = rows.to_dict(orient="records")
+    served: dict[str, int] = {"v1": 0, "v2": 0}
+    feedback: list[dict[str, Any]] = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        _wait_for_endpoint(http, records[0])
+        for i in range(REQUESTS):
+            r = http.post(
+                f"/v1/endpoints/{ENDPOINT}/predict",
+                json={"inputs": records[i % len(records)]},
+                headers={"x-unit-id": f"user-{i}"},
+            )
+            r.raise_for_status()
+            body = r.json()
+            variant = body["variant"]
+            served[variant] += 1
+            reward = float(rng.random() < REWARD_RATE[variant])
+            feedback.append({"request_id": body["request_id"], "reward": reward})
+        http.post("/v1/feedback", json={"feedback": feedback}).raise_for_status()
+    console.print(
+        f"   {REQUESTS} requests from {REQUESTS} users (v1 {served['v1']}, v2 {served['v2']}), "
+        "a simulated conversion sent back as reward for each"
+    )
+    env = {
+        **os.environ,
+        "VIGIL_HOME": str(v.settings.home),
+        "COLUMNS": str(max(console.width, 100)),
+    }
+    console.print(f"   [bold]vigil experiment status {ENDPOINT}[/]")
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "experiment", "status", ENDPOINT],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"demo: vigil experiment status failed: {done.stderr.strip()}")
+    console.print(done.stdout.rstrip(), highlight=False, markup=False)
+    return served
+
+
+def _wait_for_endpoint(http: Any, row: dict[str, Any], timeout: float = 30.0) -> None:
+    """The server notices new endpoints (and loads their models) within a few seconds; wait
+    until it routes one probe request."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = http.post(
+            f"/v1/endpoints/{ENDPOINT}/predict",
+            json={"inputs": row},
+            headers={"x-unit-id": "probe"},
+        )
+        if r.status_code == 200:
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"demo: the server did not pick up endpoint {ENDPOINT} in {timeout:.0f} s")
