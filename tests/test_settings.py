@@ -71,3 +71,10 @@ def test_subsystem_sections_of_the_yaml_are_left_to_their_owners(
     monkeypatch.setenv("VIGIL_CONFIG", str(cfg))
     monkeypatch.delenv("VIGIL_HOME", raising=False)
     assert load_settings().home == tmp_path / "h"
+    from vigil.capture.settings import CaptureSettings
+    from vigil.monitor.settings import load_monitor_settings
+
+    assert CaptureSettings().fsync == "always"
+    assert load_monitor_settings().window == "1h"
+    monkeypatch.setenv("VIGIL_CAPTURE_FSYNC", "interval")  # the environment still wins
+    assert CaptureSettings().fsync == "interval"

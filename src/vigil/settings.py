@@ -42,6 +42,36 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
+def yaml_section(path: Path, section: str) -> dict[str, Any]:
+    """The ``section:`` mapping of the YAML file at ``path`` (empty when absent)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    found = data.get(section) if isinstance(data, dict) else None
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ConfigurationError(f"{path}: {section!r} must be a mapping of settings")
+    return found
+
+
+def section_sources(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    env_settings: PydanticBaseSettingsSource,
+    section: str,
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Sources of a subsystem's settings class: keyword arguments, its environment variables,
+    then its ``section:`` of the YAML file, the same precedence as :class:`Settings`."""
+    from pydantic_settings import InitSettingsSource
+
+    sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+    path = _config_file()
+    if path is not None:
+        sources.append(InitSettingsSource(settings_cls, init_kwargs=yaml_section(path, section)))
+    return tuple(sources)
+
+
 class _TopLevelYaml(PydanticBaseSettingsSource):
     """The YAML file without the sections that belong to subsystems (``serve:``, ...)."""
 

@@ -11,6 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
+
+# Imported, not skipped: the dev extras install Ray, and these tests claim a real instance.
+import ray
 from sklearn.linear_model import LogisticRegression
 from tests.batch._data import FEATURES, read, write
 
@@ -18,8 +21,6 @@ from vigil.app import Vigil
 from vigil.batch import score_file
 from vigil.errors import ValidationError
 from vigil.settings import Settings, load_settings
-
-ray = pytest.importorskip("ray", reason="pip install 'vigil[ray]'")
 
 pytestmark = [
     pytest.mark.slow,

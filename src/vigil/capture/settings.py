@@ -1,4 +1,5 @@
-"""Settings of the inference log, read from ``VIGIL_CAPTURE_*`` environment variables."""
+"""Settings of the inference log, read from ``VIGIL_CAPTURE_*`` environment variables and
+the ``capture:`` section of ``vigil.yaml``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 FsyncPolicy = Literal["none", "interval", "always"]
 MaskAction = Literal["mask", "hash", "drop"]
@@ -78,6 +79,19 @@ class CaptureSettings(BaseSettings):
             if not name:
                 raise ValueError("mask field names must not be empty")
         return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        from vigil.settings import section_sources
+
+        return section_sources(settings_cls, init_settings, env_settings, "capture")
 
     def resolved_dir(self, home: Path) -> Path:
         """The segment directory, defaulting to ``<home>/capture``."""

@@ -17,7 +17,7 @@ import typer
 from vigil.cli._output import console, err_console, print_json, table
 
 if TYPE_CHECKING:
-    from vigil.drift import ColumnDrift
+    from vigil.drift import ColumnDrift, DriftReport
     from vigil.report import DriftRun
 
 LARGE_INPUT_BYTES = 8 << 20
@@ -87,15 +87,18 @@ def _progress(show: bool) -> Iterator[Callable[[str, int | None], Callable[[int]
         yield start
 
 
-def _show(run: DriftRun) -> None:
+def show_drift(
+    title: str, report: DriftReport, extra: ColumnDrift | None, *, noun: str, drifted: str
+) -> None:
+    """The per-column table (drifted first, ``extra`` last: the target or the model output)
+    and the verdict line, as ``vigil drift`` and ``vigil report`` print them."""
     from vigil.report.ordering import drifted_first
 
-    report = run.report
-    columns = [c for c in drifted_first(report.columns)]
-    if run.target is not None:
-        columns.append(run.target)
+    columns = list(drifted_first(report.columns))
+    if extra is not None:
+        columns.append(extra)
     table(
-        f"Drift: {run.current_rows:,} current rows against {run.reference_rows:,} reference rows",
+        title,
         [
             "column",
             "kind",
@@ -109,14 +112,22 @@ def _show(run: DriftRun) -> None:
         [_row(c) for c in columns],
     )
     verdict = (
-        "[bold red]dataset drifted[/]"
-        if report.dataset_drifted
-        else "[bold green]no dataset drift[/]"
+        f"[bold red]{drifted}[/]" if report.dataset_drifted else "[bold green]no dataset drift[/]"
     )
     console.print(
-        f"{verdict}: {report.n_drifted} of {len(report.columns)} columns drifted "
+        f"{verdict}: {report.n_drifted} of {len(report.columns)} {noun} drifted "
         f"({report.share_drifted:.0%}). Rule: {report.rule}.",
         highlight=False,
+    )
+
+
+def _show(run: DriftRun) -> None:
+    show_drift(
+        f"Drift: {run.current_rows:,} current rows against {run.reference_rows:,} reference rows",
+        run.report,
+        run.target,
+        noun="columns",
+        drifted="dataset drifted",
     )
     if run.target is not None:
         moved = "drifted" if run.target.drifted else "did not drift"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, table
+from vigil.cli._output import console, err_console, print_json
 
 if TYPE_CHECKING:
     from vigil.report.capture_report import CaptureReport
@@ -60,40 +60,18 @@ def _progress(show: bool) -> Iterator[Callable[[str, int | None], Callable[[int]
 
 
 def _show(result: CaptureReport) -> None:
-    from vigil.cli.drift import _row
-    from vigil.report.ordering import drifted_first
+    from vigil.cli.drift import show_drift
     from vigil.report.window import describe_window
 
-    report = result.report
-    columns = drifted_first(report.columns)
-    if result.prediction is not None:
-        columns.append(result.prediction)
     versions = ", ".join(f"v{v}: {n:,}" for v, n in sorted(result.rows_by_version.items()))
-    table(
+    show_drift(
         f"Drift of {result.uri}: {result.rows:,} captured rows "
         f"{describe_window(result.since, result.until)} ({versions}) against the baseline of "
         f"version {result.baseline_version} ({result.reference_rows:,} reference rows)",
-        [
-            "column",
-            "kind",
-            "method",
-            "statistic",
-            "p-value (BH)",
-            "effect size",
-            "threshold",
-            "drifted",
-        ],
-        [_row(c) for c in columns],
-    )
-    verdict = (
-        "[bold red]dataset drift[/]"
-        if report.dataset_drifted
-        else "[bold green]no dataset drift[/]"
-    )
-    console.print(
-        f"{verdict}: {report.n_drifted} of {len(report.columns)} features drifted "
-        f"({report.share_drifted:.0%}). Rule: {report.rule}.",
-        highlight=False,
+        result.report,
+        result.prediction,
+        noun="features",
+        drifted="dataset drift",
     )
     if result.prediction is not None:
         moved = "drifted" if result.prediction.drifted else "did not drift"

@@ -27,7 +27,6 @@ vigil.errors.ConfigurationError: invalid setting VIGIL_MONITOR_WINDOW: Value err
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -35,7 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
-    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -176,25 +174,9 @@ class MonitorSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        from vigil.settings import _config_file
+        from vigil.settings import section_sources
 
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _config_file()
-        if path is not None:
-            sources.append(InitSettingsSource(settings_cls, init_kwargs=_yaml_section(path)))
-        return tuple(sources)
-
-
-def _yaml_section(path: Path) -> dict[str, Any]:
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    section = data.get("monitor") if isinstance(data, dict) else None
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise ConfigurationError(f"{path}: 'monitor' must be a mapping of settings")
-    return section
+        return section_sources(settings_cls, init_settings, env_settings, "monitor")
 
 
 def _as_value_error(check: Any) -> Any:

@@ -148,7 +148,7 @@ class ServingApp:
                 params,
                 content_type,
                 request_id,
-                headers=dict(scope["headers"]),
+                headers=scope["headers"],
             )
             request.route = route.name
             # Before the body is read: an unauthenticated client cannot make us read 10 MB.

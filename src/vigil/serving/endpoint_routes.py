@@ -20,53 +20,20 @@ body, a key of the v2 request's ``parameters``; the field is removed before deco
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from vigil.errors import NotFoundError, ServiceUnavailableError, VigilError
+from vigil.errors import NotFoundError, VigilError
 from vigil.experiments.assign import unit_id
 from vigil.experiments.router import router_for
 from vigil.serving.codecs import mlflow, native, v2
-from vigil.serving.codecs.recording import wire_status
+from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, Route, dumps
 
 if TYPE_CHECKING:
     from vigil.experiments.router import EndpointRouter, Routed
     from vigil.serving.dataplane import DataPlane, Prediction
-    from vigil.serving.http import Handler, Style
-
-
-def _records_failures(style: Style) -> Callable[[Handler], Handler]:
-    """Like :func:`vigil.serving.codecs.recording.records_failures`, with the endpoint and
-    (once picked) the variant in the capture record of a rejected request."""
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def recorded(dp: DataPlane, req: Request) -> Response:
-            try:
-                return await handler(dp, req)
-            except VigilError as exc:
-                if dp.capture is not None and not isinstance(exc, ServiceUnavailableError):
-                    dp.record_failure(
-                        request_id=req.request_id,
-                        status=wire_status(style, exc.status),
-                        error_code=exc.code,
-                        message=exc.message,
-                        body=req.body,
-                        route=req.route,
-                        model=req.model,
-                        version=int(req.version) if req.version.isdigit() else None,
-                        key_id=req.key_id,
-                        variant=exc.detail.get("variant"),
-                        endpoint=req.params.get("endpoint"),
-                    )
-                raise
-
-        return recorded
-
-    return wrap
 
 
 def _router(dp: DataPlane, req: Request) -> EndpointRouter:
@@ -107,7 +74,7 @@ async def _routed(dp: DataPlane, req: Request, unit_source: Any) -> tuple[Endpoi
     return router, routed
 
 
-@_records_failures("native")
+@records_failures("native")
 async def predict(dp: DataPlane, req: Request) -> Response:
     payload = req.json()
     router, routed = await _routed(dp, req, payload)
@@ -164,7 +131,7 @@ def _v2_outputs(result: Prediction, outputs: list[str]) -> list[dict[str, Any]]:
     return tensors
 
 
-@_records_failures("v2")
+@records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
     payload = req.json()
     parameters = payload.get("parameters") if isinstance(payload, dict) else None
@@ -190,7 +157,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     return Response(dumps(body), headers=_headers(result, routed))
 
 
-@_records_failures("mlflow")
+@records_failures("mlflow")
 async def invocations(dp: DataPlane, req: Request) -> Response:
     router, routed = await _routed(dp, req, None)
     with _tagged(routed):

@@ -32,10 +32,11 @@ class Request:
     """One HTTP request as the handlers see it."""
 
     __slots__ = (
+        "_headers",
+        "_raw_headers",
         "_request_id",
         "body",
         "content_type",
-        "headers",
         "key_id",
         "method",
         "model",
@@ -54,7 +55,7 @@ class Request:
         content_type: str | None = None,
         request_id_header: str | None = None,
         body: bytes = b"",
-        headers: dict[bytes, bytes] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -62,8 +63,10 @@ class Request:
         self.content_type = content_type
         self.request_id_header = request_id_header
         self.body = body
-        self.headers = headers or {}
-        """Headers a route may need beyond the three parsed ones (lower-case names)."""
+        # The ASGI scope's header list, kept as is: most routes never look beyond the headers
+        # the app parses, so the mapping is only built for those that do.
+        self._raw_headers = headers or []
+        self._headers: dict[bytes, bytes] | None = None
         self.route = ""
         """Name of the matched route (metric label, capture record)."""
         self.key_id: str | None = None
@@ -72,6 +75,13 @@ class Request:
         self.model = ""
         self.version = ""
         self._request_id: str | None = None
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        """Every header by lower-case name (built on first use)."""
+        if self._headers is None:
+            self._headers = dict(self._raw_headers)
+        return self._headers
 
     @property
     def request_id(self) -> str:

@@ -3,7 +3,8 @@
 A protocol's predict handler is wrapped so that any vigil error it raises (a body that is
 not JSON, a value of the wrong type, an unknown model, a model that fails) is logged with
 the status the client is answered with, the error code and message, and the raw body kept
-as masked, truncated text; then the error goes on to become the response as usual.
+as masked, truncated text (with the endpoint and variant when an experiment endpoint
+answered); then the error goes on to become the response as usual.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def records_failures(style: Style) -> Callable[[Handler], Handler]:
                         model=req.model,
                         version=int(req.version) if req.version.isdigit() else None,
                         key_id=req.key_id,
+                        # Endpoint routes name the endpoint in the path and tag the error
+                        # with the variant that rejected it; model routes have neither.
+                        variant=exc.detail.get("variant"),
+                        endpoint=req.params.get("endpoint"),
                     )
                 raise
 
