@@ -176,10 +176,14 @@ class Vigil:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def load(self, uri: str, *, trust: TrustPolicy | None = None) -> LoadedBundle:
+    def load(
+        self, uri: str, *, trust: TrustPolicy | None = None, sample: bool = True
+    ) -> LoadedBundle:
         """Load a registered version (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``).
 
         The trust recorded when the version was registered applies, widened by ``trust``.
+        ``sample=False`` skips the profile's reference rows (see
+        :func:`~vigil.bundle.bundle.load_bundle`).
         """
         from vigil.bundle.bundle import load_bundle
         from vigil.bundle.trust import TrustPolicy
@@ -192,7 +196,7 @@ class Vigil:
             trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
         )
         path = self.registry.fetch_bundle(mv, self.cache_dir)
-        bundle = load_bundle(path, trust=policy)
+        bundle = load_bundle(path, trust=policy, sample=sample)
         bundle.name, bundle.version = mv.name, mv.version
         return bundle
 

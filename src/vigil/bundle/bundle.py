@@ -293,6 +293,7 @@ def load_bundle(
     bundle_dir: str | Path,
     *,
     trust: TrustPolicy = TrustPolicy(),  # noqa: B008 - frozen, so a shared default is safe
+    sample: bool = True,
 ) -> LoadedBundle:
     """Load a bundle: the model (under the caller's ``trust``), signature, profile, manifest.
 
@@ -300,13 +301,16 @@ def load_bundle(
     ``requires_pickle`` say what the model needs, but are never applied on their own: a
     caller who trusts a bundle (say, one they built themselves) passes them explicitly,
     e.g. ``TrustPolicy(trusted_types=tuple(read_manifest(d).required_trusted_types))``.
+
+    ``sample=False`` leaves the profile's stored reference rows unread (``profile.sample``
+    is empty): drift tests need them, serving does not, and reading them needs PyArrow.
     """
     root = Path(bundle_dir)
     manifest = read_manifest(root)
     plugin = get_flavor(manifest.flavor)
     model_path = path_inside(root, manifest.model_file, what=MANIFEST_FILE)
     model = plugin.load(model_path, trust=trust, model_info=manifest.model_info)
-    profile = _read_profile(root, manifest)
+    profile = read_profile(root, manifest, sample=sample)
     return LoadedBundle(
         model=model,
         signature=manifest.signature,
@@ -315,7 +319,13 @@ def load_bundle(
     )
 
 
-def _read_profile(root: Path, manifest: Manifest) -> BaselineProfile | None:
+def read_profile(
+    bundle_dir: str | Path, manifest: Manifest | None = None, *, sample: bool = True
+) -> BaselineProfile | None:
+    """The baseline profile stored in the bundle at ``bundle_dir`` (``None`` without one),
+    with its reference sample rows unless ``sample=False``; the model is not loaded."""
+    root = Path(bundle_dir)
+    manifest = manifest or read_manifest(root)
     if manifest.profile_file is None:
         return None
     path = path_inside(root, manifest.profile_file, what=MANIFEST_FILE)
@@ -323,11 +333,11 @@ def _read_profile(root: Path, manifest: Manifest) -> BaselineProfile | None:
         profile = BaselineProfile.model_validate_json(path.read_bytes())
     except ValueError as exc:
         raise BundleError(f"{manifest.profile_file} in the bundle is invalid: {exc}") from exc
-    if manifest.sample_file is None:
+    if manifest.sample_file is None or not sample:
         return profile
     import pyarrow.parquet as pq
 
     table = pq.read_table(path_inside(root, manifest.sample_file, what=MANIFEST_FILE))
-    sample = {c: table.column(c).to_pylist() for c in table.column_names if c != PREDICTION}
+    rows = {c: table.column(c).to_pylist() for c in table.column_names if c != PREDICTION}
     predictions = table.column(PREDICTION).to_pylist() if PREDICTION in table.column_names else []
-    return profile.model_copy(update={"sample": sample, "sample_predictions": predictions})
+    return profile.model_copy(update={"sample": rows, "sample_predictions": predictions})

@@ -46,12 +46,12 @@ class Baseline:
 
 def load_baseline(vigil: Vigil, model: str, version: int) -> Baseline:
     """The :class:`Baseline` of ``models:/model/version`` from the registry."""
-    from vigil.bundle.bundle import _read_profile, read_manifest
+    from vigil.bundle.bundle import read_profile
 
     mv = vigil.registry.get_version(model, version)
     signature = Signature.model_validate(mv.signature)
     bundle_dir = vigil.registry.fetch_bundle(mv, vigil.cache_dir)
-    profile = _read_profile(bundle_dir, read_manifest(bundle_dir))
+    profile = read_profile(bundle_dir)
     metrics = {
         name: float(value)
         for name, value in (mv.metrics or {}).items()

@@ -227,10 +227,10 @@ def report_from_table(
 
 def baseline_profile(vigil: Vigil, mv: ModelVersion) -> BaselineProfile:
     """The stored baseline profile of a version (its model is not loaded)."""
-    from vigil.bundle.bundle import _read_profile, read_manifest
+    from vigil.bundle.bundle import read_profile
 
     path = vigil.registry.fetch_bundle(mv, vigil.cache_dir)
-    profile = _read_profile(path, read_manifest(path))
+    profile = read_profile(path)
     if profile is None:
         raise NotFoundError(
             f"{mv.uri} has no baseline profile (it was registered without reference data); "

@@ -127,7 +127,8 @@ class RegistryProvider(StaticProvider):
         return found
 
     def _load(self, name: str, version: int) -> ServedModel:
-        bundle = self.vigil.load(f"models:/{name}/{version}")
+        # Serving never reads the reference rows (monitoring reads them from the bundle).
+        bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
         return ServedModel(bundle, name=name, version=version, settings=self.settings)
 
     async def _serve_version(self, name: str, version: int) -> None:
