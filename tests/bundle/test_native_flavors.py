@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightgbm as lgb
@@ -13,6 +14,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from vigil.bundle.bundle import build_bundle, load_bundle
 from vigil.bundle.flavors import detect_flavor
+from vigil.bundle.manifest import MANIFEST_FILE
 from vigil.errors import UnknownFlavorError
 
 
@@ -34,6 +36,33 @@ def test_onnx_round_trip(blobs, tmp_path: Path, zipmap: bool) -> None:
     np.testing.assert_allclose(
         bundle.predict_proba(X.to_numpy()), model.predict_proba(X.to_numpy()), atol=1e-6
     )
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_onnx_class_labels_are_recorded_and_older_bundles_still_load(
+    blobs, tmp_path: Path, in_memory: bool
+) -> None:
+    # Loading reads the labels from the manifest (ONNX Runtime alone, no onnx package); a
+    # bundle written before they were recorded reads them from the graph, as it used to.
+    X, y = blobs
+    labels = np.array(["low", "mid", "high"])[y]
+    model = LogisticRegression(max_iter=1000).fit(X.to_numpy(), labels)
+    onx = to_onnx(
+        model, X.to_numpy()[:1].astype(np.float32), options={id(model): {"zipmap": False}}
+    )
+    path = tmp_path / "m.onnx"
+    path.write_bytes(onx.SerializeToString())
+    source = onx if in_memory else path
+    manifest = build_bundle(source, tmp_path / "b", reference=X)
+    assert manifest.model_info == {"classes": ["high", "low", "mid"]}
+    expected = model.predict_proba(X.to_numpy())
+    for info in ({"classes": ["high", "low", "mid"]}, {}):
+        data = json.loads((tmp_path / "b" / MANIFEST_FILE).read_text())
+        (tmp_path / "b" / MANIFEST_FILE).write_text(json.dumps({**data, "model_info": info}))
+        bundle = load_bundle(tmp_path / "b")
+        assert bundle.model.classes == ["high", "low", "mid"]
+        np.testing.assert_array_equal(bundle.predict(X), model.predict(X.to_numpy()))
+        np.testing.assert_allclose(bundle.predict_proba(X.to_numpy()), expected, atol=1e-6)
 
 
 def test_onnx_in_memory_regressor(blobs, tmp_path: Path) -> None:
