@@ -2,21 +2,46 @@
 
 The serving glue (sink, feedback store and compactor of one worker) is
 :class:`vigil.capture.runtime.CaptureRuntime`, imported from its module.
+
+The names below are imported on first use: a serving worker imports the sink, and must not
+pay for PyArrow (compaction, reading back) on its way to ready. (The compaction function
+is ``vigil.capture.compact.compact``: here ``compact`` names its module.)
 """
 
 from __future__ import annotations
 
-from vigil.capture.compact import CompactionResult, apply_retention, compact
-from vigil.capture.compactor import Compactor
-from vigil.capture.group import GroupCommit
-from vigil.capture.log import SegmentLog, read_segment
-from vigil.capture.lookup import Captured, CaptureLookup
-from vigil.capture.masking import Masker
-from vigil.capture.reader import read_capture, read_capture_table
-from vigil.capture.record import CaptureRecord
-from vigil.capture.settings import CaptureSettings
-from vigil.capture.sink import Answered, CaptureSink
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from vigil.capture.compact import CompactionResult, apply_retention
+    from vigil.capture.compactor import Compactor
+    from vigil.capture.group import GroupCommit
+    from vigil.capture.log import SegmentLog, read_segment
+    from vigil.capture.lookup import Captured, CaptureLookup
+    from vigil.capture.masking import Masker
+    from vigil.capture.reader import read_capture, read_capture_table
+    from vigil.capture.record import CaptureRecord
+    from vigil.capture.settings import CaptureSettings
+    from vigil.capture.sink import Answered, CaptureSink
+
+_MODULES = {
+    "Answered": "sink",
+    "CaptureLookup": "lookup",
+    "CaptureRecord": "record",
+    "CaptureSettings": "settings",
+    "CaptureSink": "sink",
+    "Captured": "lookup",
+    "CompactionResult": "compact",
+    "Compactor": "compactor",
+    "GroupCommit": "group",
+    "Masker": "masking",
+    "SegmentLog": "log",
+    "apply_retention": "compact",
+    "read_capture": "reader",
+    "read_capture_table": "reader",
+    "read_segment": "log",
+}
 __all__ = [
     "Answered",
     "CaptureLookup",
@@ -30,8 +55,14 @@ __all__ = [
     "Masker",
     "SegmentLog",
     "apply_retention",
-    "compact",
     "read_capture",
     "read_capture_table",
     "read_segment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -17,7 +17,6 @@ The first pass runs as soon as the worker starts, so a restart recovers what a c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -123,12 +122,3 @@ class Compactor:
             except Exception:
                 log.exception("capture compaction failed; retrying in %.0f s", self.interval_s)
             await asyncio.sleep(self.interval_s)
-
-
-async def stop_task(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background task and wait for it to end."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

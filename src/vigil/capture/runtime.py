@@ -5,23 +5,33 @@
 for answered requests), the :class:`~vigil.feedback.store.FeedbackStore` matched against
 the same log, and the background :class:`~vigil.capture.compactor.Compactor`. It knows
 nothing of HTTP: the server builds one per worker and starts and stops it with the worker.
+
+Only the sink is built with the runtime: it is all a prediction needs. The feedback store
+and the compactor (and PyArrow behind them) are built in a thread once the worker starts,
+or on first use by a feedback request, whichever comes first, so they never delay the
+worker's readiness.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vigil.capture.compactor import Compactor, stop_task
 from vigil.capture.group import GroupCommit
 from vigil.capture.settings import CaptureSettings
 from vigil.capture.sink import CaptureSink
 
 if TYPE_CHECKING:
+    from vigil.capture.compactor import Compactor
     from vigil.feedback.store import FeedbackStore
     from vigil.storage.artifacts import ArtifactStore
+
+Parts = tuple["FeedbackStore | None", "Compactor | None"]
 
 log = logging.getLogger("vigil.capture")
 
@@ -43,15 +53,37 @@ class CaptureRuntime:
         *,
         feedback: FeedbackStore | None = None,
         compactor: Compactor | None = None,
+        build: Callable[[], Parts] | None = None,
     ) -> None:
         self.sink = sink
         self.commit = GroupCommit(sink)
-        self.feedback = feedback
-        self.compactor = compactor
+        self._feedback = feedback
+        self._compactor = compactor
+        self._build = build
+        """Makes the feedback store and compactor on first need (see the module docstring)."""
+        self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"CaptureRuntime({self.sink!r}, feedback={self.feedback!r})"
+        return f"CaptureRuntime({self.sink!r}, feedback={self._feedback!r})"
+
+    def _parts(self) -> None:
+        with self._lock:
+            if self._build is not None:
+                self._feedback, self._compactor = self._build()
+                self._build = None
+
+    @property
+    def feedback(self) -> FeedbackStore | None:
+        """The feedback store matched against this log (built on first use)."""
+        self._parts()
+        return self._feedback
+
+    @property
+    def compactor(self) -> Compactor | None:
+        """The background compactor (built on first use; ``None`` without a store)."""
+        self._parts()
+        return self._compactor
 
     @classmethod
     def from_settings(
@@ -62,35 +94,49 @@ class CaptureRuntime:
         Without an artifact store there is nothing to compact into: segments stay on disk
         (and are still read back) until a store is configured.
         """
-        from vigil.feedback.store import FeedbackStore
-
         sink = CaptureSink.from_settings(settings, home)
         if sink is None:
             return None
-        feedback = FeedbackStore.from_settings(settings, home, store)
-        compactor = (
-            Compactor(
-                sink.log,
-                store,
-                feedback=feedback,
-                retention_days=settings.retention_days,
-                interval_s=settings.compact_interval_s,
+
+        def build() -> Parts:
+            from vigil.capture.compactor import Compactor
+            from vigil.feedback.store import FeedbackStore
+
+            feedback = FeedbackStore.from_settings(settings, home, store)
+            compactor = (
+                Compactor(
+                    sink.log,
+                    store,
+                    feedback=feedback,
+                    retention_days=settings.retention_days,
+                    interval_s=settings.compact_interval_s,
+                )
+                if store is not None
+                else None
             )
-            if store is not None
-            else None
-        )
-        return cls(sink, feedback=feedback, compactor=compactor)
+            return feedback, compactor
+
+        return cls(sink, build=build)
 
     async def start(self) -> None:
-        """Start background compaction (its first pass recovers what dead workers left)."""
-        if self.compactor is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.compactor.run())
+        """Build the feedback store and compactor in a thread, then compact in the
+        background (the first pass recovers what dead workers left)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._background())
+
+    async def _background(self) -> None:
+        await asyncio.to_thread(self._parts)
+        if self._compactor is not None:
+            await self._compactor.run()
 
     async def stop(self) -> None:
         """Stop compacting and close the live segments (they become compactable)."""
-        await stop_task(self._task)
-        self._task = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         self.commit.flush()
         self.sink.close()
-        if self.feedback is not None:
-            self.feedback.close()
+        if self._feedback is not None:
+            self._feedback.close()

@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from vigil.monitor.cycle import CycleResult, monitor_once
-from vigil.monitor.engine import Resume
 from vigil.monitor.settings import MonitorSettings, load_monitor_settings
-from vigil.monitor.tables import MonitorLeaseRow
 from vigil.storage.sql import Database, utcnow
 
 if TYPE_CHECKING:
     from vigil.app import Vigil
+    from vigil.monitor.cycle import CycleResult
+    from vigil.monitor.engine import Resume
 
 log = logging.getLogger("vigil.monitor")
 
@@ -42,6 +41,8 @@ def acquire_lease(
     db: Database, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
 ) -> bool:
     """Take or renew lease ``name`` for ``holder``; ``False`` while someone else holds it."""
+    from vigil.monitor.tables import MonitorLeaseRow  # in the cycle's thread, not at start-up
+
     now = now or utcnow()
     try:
         with db.session(write=True) as session:
@@ -62,6 +63,8 @@ def acquire_lease(
 
 def release_lease(db: Database, name: str, holder: str) -> None:
     """Give the lease up (at shutdown) so another worker takes over at once."""
+    from vigil.monitor.tables import MonitorLeaseRow
+
     with db.session(write=True) as session:
         row = session.get(MonitorLeaseRow, name)
         if row is not None and row.holder == holder:
@@ -79,8 +82,9 @@ class MonitorScheduler:
         self.runs = 0
         """Cycles this worker ran (for tests and the log)."""
         self.last: CycleResult | None = None
-        self.resume = Resume()
-        """Where the next cycle may start reading the log (see :class:`Resume`)."""
+        self.resume: Resume | None = None
+        """Where the next cycle may start reading the log (see
+        :class:`~vigil.monitor.engine.Resume`); made by the first cycle."""
         self._task: asyncio.Task[None] | None = None
         self._exporter: Any = None
 
@@ -90,6 +94,13 @@ class MonitorScheduler:
     def tick(self) -> CycleResult | None:
         """One scheduled step (blocking): a cycle if this worker holds the lease, then the
         gauges. Returns the cycle's result, or ``None`` when another worker holds it."""
+        # Imported here, in the cycle's thread: the statistics stack (pandas, SciPy) stays
+        # off the server's path to /readyz.
+        from vigil.monitor.cycle import monitor_once
+        from vigil.monitor.engine import Resume
+
+        if self.resume is None:
+            self.resume = Resume()
         result = None
         if acquire_lease(self.vigil.database, LEASE, self.holder, self.ttl):
             result = monitor_once(self.vigil, settings=self.settings, resume=self.resume)

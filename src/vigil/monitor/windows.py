@@ -30,12 +30,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from vigil.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -167,6 +169,8 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _split_status(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import pandas as pd
+
     status = pd.to_numeric(frame["status"], errors="coerce").fillna(200)
     ok = (status < 400).to_numpy()
     return frame[ok], frame[~ok]
@@ -175,6 +179,8 @@ def _split_status(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _time_windows(
     key: SeriesKey, frame: pd.DataFrame, spec: WindowSpec, now: datetime, grace: timedelta
 ) -> list[Window]:
+    import pandas as pd
+
     assert spec.seconds is not None
     seconds = (frame["time"] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
     index = np.floor_divide(seconds, spec.seconds)
@@ -190,6 +196,8 @@ def _time_windows(
 
 
 def _after(frame: pd.DataFrame, cursor: Cursor | None) -> pd.DataFrame:
+    import pandas as pd
+
     if cursor is None:
         return frame
     at, request_id = cursor
@@ -283,6 +291,7 @@ def split_windows(
     count window: count windows continue after it (ignored for time windows).
 
     >>> from datetime import datetime, UTC
+    >>> import pandas as pd
     >>> t0 = pd.Timestamp("2025-01-01T00:00:00Z")
     >>> log = pd.DataFrame({"request_id": [f"r{i}" for i in range(5)], "row": 0,
     ...     "time": [t0 + pd.Timedelta(minutes=m) for m in (1, 2, 61, 62, 63)],
@@ -294,6 +303,8 @@ def split_windows(
     >>> [(w.n_rows, w.end_request_id, w.complete) for w in split_windows(log, parse_window("2"), now=now)]
     [(2, 'r2', True), (2, 'r4', True)]
     """
+    import pandas as pd
+
     if log.empty:
         return []
     frame = log[log["version"].notna()].copy()
@@ -320,7 +331,7 @@ def as_utc(value: datetime | str | Any) -> datetime:
     """A timezone-aware UTC datetime from a datetime, pandas Timestamp or ISO text."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    if isinstance(value, pd.Timestamp):
+    if hasattr(value, "to_pydatetime"):  # a pandas Timestamp (checked without importing pandas)
         value = value.to_pydatetime()
     if not isinstance(value, datetime):
         raise InvalidParameterError(f"expected a date and time, got {value!r}")

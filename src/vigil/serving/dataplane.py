@@ -101,9 +101,11 @@ class DataPlane:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
+        # Models first: the capture's background work (building the feedback store and
+        # compactor, importing PyArrow) would only compete with loading them for the CPU.
+        await self.provider.start()
         if self.capture is not None:
             await self.capture.start()
-        await self.provider.start()
 
     async def shutdown(self) -> None:
         await self.provider.stop()

@@ -19,6 +19,7 @@ def config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) 
         "http": "httptools",
         "loop": "uvloop",
         "lifespan": "on",
+        "ws": "none",  # no WebSocket route: don't import a WebSocket implementation
         "access_log": False,
         "log_level": "warning",
         "timeout_keep_alive": 30,

@@ -9,6 +9,7 @@ knows of its inputs and outputs (``infer_signature``).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,9 +106,13 @@ def python_values(values: Any) -> list[Any]:
 
 def as_matrix(X: pd.DataFrame | npt.NDArray[Any], dtype: Any = None) -> npt.NDArray[Any]:
     """A 2-D array from a frame (columns in their given order) or an array."""
-    import pandas as pd
-
-    arr = X.to_numpy(dtype=dtype) if isinstance(X, pd.DataFrame) else np.asarray(X, dtype=dtype)
+    # No frame exists unless pandas was imported: don't import it (a server start would pay).
+    pd = sys.modules.get("pandas")
+    arr: npt.NDArray[Any]
+    if pd is not None and isinstance(X, pd.DataFrame):
+        arr = X.to_numpy(dtype=dtype)
+    else:
+        arr = np.asarray(X, dtype=dtype)
     if arr.ndim != 2:
         from vigil.errors import ValidationError
 

@@ -1,0 +1,123 @@
+"""What a serving worker imports on its way to ``/readyz``: the cold start's budget.
+
+A registry-backed worker serving one ONNX model is started through its ASGI lifespan in a
+fresh interpreter; what is in ``sys.modules`` once startup completes is what every start
+pays for. The statistics and storage stacks (pandas, PyArrow, SciPy, scikit-learn), the
+``onnx`` package (ONNX Runtime alone runs the model) and the PostgreSQL dialect of a SQLite
+registry must not be among them. The capture's feedback store and compactor, which do need
+PyArrow, are built after startup (the test holds that step back, then takes it, to see that
+it works).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from skl2onnx import to_onnx
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+from vigil.app import Vigil
+from vigil.settings import load_settings
+
+HEAVY = ["onnx", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy.dialects.postgresql"]
+
+_START = """
+import asyncio, json, sys
+from vigil.capture.runtime import CaptureRuntime
+from vigil.serving.app import create_app
+from vigil.serving.registry_provider import from_environment
+
+async def _held_back(self):  # the deferred build, held back until the check is done
+    return None
+
+CaptureRuntime._background = _held_back
+
+async def main():
+    app = create_app(from_environment())
+    inbox, sent = asyncio.Queue(), asyncio.Queue()
+
+    async def send(message):
+        await sent.put(message["type"])
+
+    lifespan = asyncio.create_task(app._lifespan(inbox.get, send))
+    await inbox.put({"type": "lifespan.startup"})
+    started = await sent.get()
+    ready = sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)
+    served = len(app.dataplane.models())
+    runtime = app.dataplane.capture
+    feedback = runtime.feedback  # first use builds it (importing PyArrow)
+    await inbox.put({"type": "lifespan.shutdown"})
+    await lifespan
+    print(json.dumps({
+        "sent": [started, await sent.get()],
+        "served": served,
+        "at_ready": ready,
+        "feedback_store": type(feedback).__name__,
+        "compactor": type(runtime.compactor).__name__,
+        "pyarrow_after_first_use": "pyarrow" in sys.modules,
+    }))
+
+asyncio.run(main())
+"""
+
+
+def _register_onnx(home: Path) -> None:
+    X, y = make_classification(n_samples=300, n_features=6, random_state=2)
+    model = LogisticRegression().fit(X, y)
+    proto = to_onnx(model, X[:1].astype(np.float32), options={id(model): {"zipmap": False}})
+    path = home / "model.onnx"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(proto.SerializeToString())
+    reference = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)]).assign(y=y)
+    Vigil(load_settings(home=home)).register(
+        str(path), name="churn", reference=reference, target="y", alias="production"
+    )
+
+
+def test_a_worker_reaches_ready_without_the_heavy_stacks(vigil_home: Path):
+    _register_onnx(vigil_home)
+    env = {
+        **os.environ,
+        "VIGIL_HOME": str(vigil_home),
+        "VIGIL_WORKER_MODELS": "[]",
+        "VIGIL_WORKER_ALIASES": "{}",
+        "VIGIL_WORKER_POLL_INTERVAL": "0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _START, json.dumps(HEAVY)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert result["served"] == 1
+    assert result["at_ready"] == []
+    # The deferred part still works once asked for.
+    assert result["feedback_store"] == "FeedbackStore"
+    assert result["compactor"] == "Compactor"
+    assert result["pyarrow_after_first_use"] is True
+
+
+def test_the_capture_package_names_resolve_on_first_use():
+    import vigil.capture as capture
+    from vigil.capture.compact import apply_retention
+    from vigil.capture.sink import CaptureSink
+
+    assert sorted(capture.__all__) == sorted(capture._MODULES)
+    resolved = {name: getattr(capture, name) for name in capture.__all__}
+    assert resolved["CaptureSink"] is CaptureSink
+    assert resolved["apply_retention"] is apply_retention
+    with pytest.raises(AttributeError, match="no_such_name"):
+        capture.no_such_name  # noqa: B018
