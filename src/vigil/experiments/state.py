@@ -281,15 +281,6 @@ class SqlPolicyState(_AddOne):
     def __repr__(self) -> str:
         return f"SqlPolicyState({self.database!r})"
 
-    def _insert(self, table: Any) -> Any:
-        if self.database.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table)
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table)
-
     def add_many(self, endpoint: str, deltas: Mapping[str, VariantStats]) -> None:
         # Sorted keys: two PostgreSQL transactions upserting the same rows lock them in the
         # same order, so they queue instead of deadlocking.
@@ -304,7 +295,7 @@ class SqlPolicyState(_AddOne):
         if not rows:
             return
         table = self._counters
-        stmt = self._insert(table)
+        stmt = self.database.insert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.endpoint, table.c.variant, table.c.counter],
             set_={"value": table.c.value + stmt.excluded.value},
@@ -344,7 +335,7 @@ class SqlPolicyState(_AddOne):
             conn = session.connection()
             if expected_revision == 0:
                 values = {"endpoint": endpoint, "revision": 1, "data": data, "updated_at": utcnow()}
-                stmt = self._insert(table).values(values).on_conflict_do_nothing()
+                stmt = self.database.insert(table).values(values).on_conflict_do_nothing()
                 # RETURNING, not rowcount: psycopg does not report it for ON CONFLICT.
                 return conn.execute(stmt.returning(table.c.revision)).first() is not None
             stmt = (

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -229,9 +228,8 @@ class Registry:
 
     def _lock_or_create_model(self, session: Session, name: str) -> tuple[RegisteredModelRow, bool]:
         now = utcnow()
-        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
         result = session.execute(
-            insert(RegisteredModelRow)
+            self.db.insert(RegisteredModelRow)
             .values(name=name, created_at=now, updated_at=now)
             .on_conflict_do_nothing(index_elements=["name"])
             .returning(RegisteredModelRow.id)
