@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-capture|routing|batch ...] [--quick]``.
+serving.coldstart|capture|routing|batch ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -17,6 +17,7 @@ ALL = (
     "profile_10m",
     "bandits",
     "serving",
+    "serving.coldstart",
     "capture",
     "routing",
     "batch",
@@ -30,6 +31,7 @@ QUICK_ARGS = {
     "profile_10m": ["--quick"],
     "bandits": ["--seeds", "3"],
     "serving": ["--quick"],
+    "serving.coldstart": ["--quick"],
     "capture": ["--quick"],
     "routing": ["--quick"],
     "batch": ["--quick"],
