@@ -160,7 +160,8 @@ def main(quick: bool = False, output: Path = Path("bench/results/serving.json"))
     )
     plan = [
         ("hello", "hello", "/", tutorial, ()),
-        ("fastapi-naive", "fastapi", "/predict", tutorial, ()),
+        ("fastapi-naive", "fastapi-async", "/predict", tutorial, ()),
+        ("fastapi-naive-sync", "fastapi", "/predict", tutorial, ()),
         ("vigil", "vigil", "/v1/models/model/predict", native, ()),
         ("vigil-no-metrics", "vigil-nometrics", "/v1/models/model/predict", native, ()),
     ]
@@ -177,6 +178,8 @@ def main(quick: bool = False, output: Path = Path("bench/results/serving.json"))
         "vigil_vs_fastapi_throughput_at_32": by["vigil", 32].requests_per_second
         / by["fastapi-naive", 32].requests_per_second,
         "vigil_p99_below_fastapi_at_32": by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms,
+        "vigil_vs_fastapi_sync_throughput_at_32": by["vigil", 32].requests_per_second
+        / by["fastapi-naive-sync", 32].requests_per_second,
         "vigil_vs_hello_throughput_at_32": by["vigil", 32].requests_per_second
         / by["hello", 32].requests_per_second,
         "metrics_cost_at_32": 1

@@ -114,3 +114,144 @@ def test_batching_disabled_makes_one_call_per_request():
 
     asyncio.run(main())
     assert sizes == [1] * 6
+
+
+def _recording_model(delay: float = 0.0) -> tuple[Any, list[tuple[int, int]]]:
+    """A predict function that records (thread id, rows) of every call."""
+    import threading
+    import time
+
+    calls: list[tuple[int, int]] = []
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        calls.append((threading.get_ident(), len(X)))
+        if delay:
+            time.sleep(delay)
+        return X[:, 0] + 1, None
+
+    return predict, calls
+
+
+def test_a_cheap_model_runs_on_the_event_loop_and_a_slow_one_on_its_worker_thread():
+    import threading
+
+    async def serve(delay: float) -> tuple[MicroBatcher, list[tuple[int, int]]]:
+        predict, calls = _recording_model(delay)
+        batcher = MicroBatcher(predict, max_batch_size=8, inline_budget=0.002)
+        one, many = np.ones((1, 1)), lambda: np.ones((8, 1))
+        await asyncio.get_running_loop().run_in_executor(
+            batcher.executor, batcher.calibrate, one, many, False
+        )
+        calls.clear()
+        results = await asyncio.gather(
+            *(batcher.submit(np.full((1, 1), float(i)), 1, False) for i in range(5))
+        )
+        assert [float(r.predictions[0]) for r in results] == [1, 2, 3, 4, 5]
+        batcher.close()
+        return batcher, calls
+
+    loop_thread = threading.get_ident()  # asyncio.run runs the loop on this thread
+    cheap, cheap_calls = asyncio.run(serve(0.0))
+    assert cheap.cost is not None and cheap.cost.estimate(8) < 0.002
+    assert cheap_calls == [(loop_thread, 5)]  # one joined call, on the event loop
+    assert cheap.stats.inline_batches == 1
+
+    slow, slow_calls = asyncio.run(serve(0.01))
+    assert slow.cost is not None and slow.cost.fixed > 0.002
+    assert [rows for _, rows in slow_calls] == [5]
+    assert slow_calls[0][0] != loop_thread  # the worker thread
+    assert slow.stats.inline_batches == 0
+
+
+def test_a_model_that_turns_slow_moves_to_its_worker_thread_and_never_runs_twice_at_once():
+    import threading
+    import time
+
+    active: list[int] = []
+    overlaps: list[int] = []
+    threads: list[int] = []
+    delay = [0.0]
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        active.append(1)
+        overlaps.append(len(active))
+        threads.append(threading.get_ident())
+        time.sleep(delay[0])
+        active.pop()
+        return X[:, 0], None
+
+    async def main() -> MicroBatcher:
+        batcher = MicroBatcher(predict, max_batch_size=4, inline_budget=0.002)
+        await asyncio.get_running_loop().run_in_executor(
+            batcher.executor, batcher.calibrate, np.ones((1, 1)), lambda: np.ones((4, 1)), False
+        )
+        delay[0] = 0.02  # ten times the budget from now on
+        threads.clear()
+        for _ in range(40):
+            await asyncio.gather(*(batcher.submit(np.ones((1, 1)), 1, False) for _ in range(3)))
+        batcher.close()
+        return batcher
+
+    loop_thread = threading.get_ident()
+    batcher = asyncio.run(main())
+    assert max(overlaps) == 1  # never two calls at once
+    assert threads[0] == loop_thread  # calibrated cheap: the first slow call ran inline
+    # then it moved to the worker thread (a probe back on the loop may fall in this run)
+    assert sum(t == loop_thread for t in threads[5:]) <= 1
+    assert len(threads) > 20
+    assert batcher.cost is not None and batcher.cost.fixed > 0.002
+
+
+def test_a_model_slow_only_on_its_worker_thread_is_probed_back_onto_the_loop(monkeypatch):
+    """Time on the worker thread includes waiting for the GIL: a cheap model measured
+    there can look slow. Probes on the event loop find it cheap and keep it there."""
+    import threading
+    import time
+
+    from vigil.serving import batching
+
+    monkeypatch.setattr(batching, "PROBE_INTERVAL", 0.02)
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        threads.append(threading.get_ident())
+        if threading.get_ident() != loop_thread:
+            time.sleep(0.01)  # as if waiting for the GIL
+        return X[:, 0], None
+
+    async def main() -> MicroBatcher:
+        batcher = MicroBatcher(predict, max_batch_size=4, inline_budget=0.002)
+        await asyncio.get_running_loop().run_in_executor(
+            batcher.executor, batcher.calibrate, np.ones((1, 1)), lambda: np.ones((4, 1)), False
+        )
+        assert batcher.cost is not None and batcher.cost.fixed > 0.002  # measured slow
+        threads.clear()
+        for _ in range(30):
+            await batcher.submit(np.ones((1, 1)), 1, False)
+        batcher.close()
+        return batcher
+
+    batcher = asyncio.run(main())
+    assert threads[0] != loop_thread  # began on the worker thread
+    assert threads[-10:] == [loop_thread] * 10  # a probe found it cheap: it stayed
+    assert batcher.cost is not None and batcher.cost.fixed < 0.002
+
+
+def test_requests_arriving_on_successive_loop_turns_join_one_batch():
+    predict, calls = _recording_model()
+
+    async def main() -> list[float]:
+        batcher = MicroBatcher(predict, max_batch_size=64, max_wait=1.0, inline_budget=0.01)
+        batcher.calibrate(np.ones((1, 1)), lambda: np.ones((64, 1)), False)
+        calls.clear()
+        jobs = []
+        for i in range(6):  # one new request per turn of the loop, as bytes trickle in
+            jobs.append(asyncio.ensure_future(batcher.submit(np.full((1, 1), i), 1, False)))
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*jobs)
+        batcher.close()
+        return [float(r.predictions[0]) for r in results]
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5, 6]
+    assert [rows for _, rows in calls] == [6]

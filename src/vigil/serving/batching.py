@@ -1,16 +1,24 @@
-"""Adaptive micro-batching: requests that arrive while the model is busy share one call.
+"""Adaptive micro-batching: requests that arrive together share one model call.
 
-A lone request runs at once: when nothing is queued and no batch is in flight it goes
-straight to the model. Requests that arrive *while* a batch is in flight queue up; when the
-batch finishes they are joined into the next one (up to ``max_batch_size`` rows), held at
-most until the oldest of them has waited ``max_wait`` seconds for more company. So under
-light load latency is that of a single call, and under heavy load the model sees large
-vectorised batches without anyone tuning a timer.
+Requests are gathered per model version. When the model is idle, a request starts a batch
+that takes in every request decoded while the event loop keeps turning with new arrivals
+(a lone request is held for one turn, microseconds); requests that arrive *while* a call is
+in flight queue up and are joined into the next one, held at most until the oldest of them
+has waited ``max_wait`` seconds for more company. No batch exceeds ``max_batch_size``
+rows. So under light load latency is that of a single call, and under heavy load the
+model sees large vectorised batches without anyone tuning a timer.
 
-Model calls run on ONE worker thread per model version, so the event loop keeps accepting
-and decoding requests while the model computes. Inputs are validated before they are
-queued, so one client's bad row cannot fail another's request; if the model still raises
-on a joined batch, each request is retried alone to isolate the one that fails.
+Where the call runs depends on what it costs, measured when the model is warmed
+(:meth:`MicroBatcher.calibrate`) and kept up to date from every call (time on the worker
+thread also counts waiting for the GIL, so a model there is tried on the event loop again
+now and then, less often each time it is still too slow): a batch estimated
+to take at most ``inline_budget`` seconds (a linear model, a small tree ensemble) runs on
+the event loop itself, since handing it to another thread and back would cost more than
+the call; a longer one runs on the model version's ONE worker thread, so the event loop
+keeps accepting and decoding requests while the model computes. Either way the model is
+never called twice at once. Inputs are validated before they are queued, so one client's
+bad row cannot fail another's request; if the model still raises on a joined batch, each
+request is retried alone to isolate the one that fails.
 
 >>> import asyncio, numpy as np
 >>> def double(X, want_proba):
@@ -20,9 +28,9 @@ on a joined batch, each request is retried alone to isolate the one that fails.
 ...     results = await asyncio.gather(
 ...         *(batcher.submit(np.array([[float(i)]]), 1, False) for i in range(5)))
 ...     batcher.close()
-...     return [float(r.predictions[0]) for r in results], batcher.stats.largest_batch > 1
+...     return [float(r.predictions[0]) for r in results], batcher.stats.largest_batch
 >>> asyncio.run(main())
-([0.0, 2.0, 4.0, 6.0, 8.0], True)
+([0.0, 2.0, 4.0, 6.0, 8.0], 5)
 """
 
 from __future__ import annotations
@@ -67,9 +75,29 @@ class BatcherStats:
     batches: int = 0
     rows: int = 0
     largest_batch: int = 0
+    inline_batches: int = 0
+    """Model calls made on the event loop rather than on the worker thread."""
     recent_queue_seconds: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=1024)
     )
+
+
+@dataclass(slots=True)
+class CallCost:
+    """What a model call is expected to cost: ``fixed + per_row * rows`` seconds."""
+
+    fixed: float
+    per_row: float
+
+    def estimate(self, rows: int) -> float:
+        return self.fixed + self.per_row * rows
+
+
+_SMOOTHING = 0.1
+"""Weight of the newest call in the running estimate of a call's fixed cost."""
+PROBE_INTERVAL = 1.0
+"""Seconds before a model on its worker thread is first tried on the event loop again."""
+_LONGEST_PROBE_INTERVAL = 60.0
 
 
 class _Item:
@@ -91,12 +119,16 @@ class MicroBatcher:
     Parameters
     ----------
     predict
-        ``predict(X, want_proba)`` on a whole batch; called on the batcher's worker thread.
+        ``predict(X, want_proba)`` on a whole batch.
     max_batch_size
         Most rows per call; ``1`` disables batching (every request is its own call).
     max_wait
-        Longest (seconds) a queued request is held to let a batch fill; lone requests
-        never wait.
+        Longest (seconds) a request is held to let its batch fill; a lone request is
+        held for one turn of the event loop only.
+    inline_budget
+        Calls estimated to take at most this long (seconds) run on the event loop; ``0``
+        runs every call on the worker thread. Until :meth:`calibrate` has measured the
+        model, every call runs on the worker thread.
     metrics
         Pre-bound Prometheus children ``(batch size, queue time, predict time, rows)``, or
         ``None`` to record nothing.
@@ -108,15 +140,23 @@ class MicroBatcher:
         *,
         max_batch_size: int = 64,
         max_wait: float = 0.002,
+        inline_budget: float = 0.0,
         metrics: tuple[Any, Any, Any, Any] | None = None,
         thread_name: str = "vigil-model",
     ) -> None:
         self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
+        self.inline_budget = inline_budget
+        self.cost: CallCost | None = None
+        """The measured cost of a call (None until :meth:`calibrate`)."""
+        self._probe_at = 0.0
+        self._probe_interval = PROBE_INTERVAL
+        self._probing = False
         self.stats = BatcherStats()
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        """The model's worker thread (also where it is loaded and warmed)."""
         self._pending: collections.deque[_Item] = collections.deque()
         self._pending_rows = 0
         self._running = False
@@ -129,30 +169,85 @@ class MicroBatcher:
         """Whether a batch is in flight or requests are queued."""
         return self._running or bool(self._pending)
 
+    def calibrate(self, one: Any, many: Callable[[], Any], want_proba: bool) -> CallCost | None:
+        """Measure what a call costs on one row (``one``) and on a full batch (``many()``
+        builds ``max_batch_size`` rows) and keep the estimate that decides where calls run.
+        Call it where the model runs (its worker thread), after a first call has paid any
+        lazy initialisation. A model too slow to ever run inline is timed on one row only.
+        """
+        if self.inline_budget <= 0:
+            return None
+
+        def timed(X: Any) -> float:
+            times: list[float] = []
+            while len(times) < 3:
+                started = perf_counter()
+                self.predict(X, want_proba)
+                times.append(perf_counter() - started)
+                if times[0] > 4 * self.inline_budget:
+                    break  # far too slow for the event loop: no need to be precise
+            return sorted(times)[len(times) // 2]
+
+        single = timed(one)
+        rows = self.max_batch_size
+        if rows == 1 or single > self.inline_budget:
+            self.cost = CallCost(fixed=single, per_row=0.0)
+            return self.cost
+        X = many()
+        self.predict(X, want_proba)  # a batch this size may have lazy costs of its own
+        per_row = max(0.0, (timed(X) - single) / (rows - 1))
+        self.cost = CallCost(fixed=max(0.0, single - per_row), per_row=per_row)
+        return self.cost
+
+    def _runs_inline(self, rows: int) -> bool:
+        cost = self.cost
+        if cost is None:
+            return False
+        if cost.estimate(rows) <= self.inline_budget:
+            self._probe_at = 0.0
+            return True
+        # On the worker thread a call's time also counts waiting for the GIL while the
+        # event loop decodes requests, so a cheap model that one slow call sent there could
+        # look slow for ever: now and then one batch is tried on the loop again.
+        now = perf_counter()
+        if self._probe_at == 0.0:
+            self._probe_at = now + self._probe_interval
+        elif now >= self._probe_at and cost.per_row * rows <= self.inline_budget:
+            self._probing = True
+            return True
+        return False
+
+    def _observe(self, seconds: float, rows: int) -> None:
+        """Fold a call's wall time into the estimate: a model that turns slow under real
+        inputs moves to the worker thread; a probe's time replaces the estimate."""
+        cost = self.cost
+        if cost is None:
+            return
+        fixed = max(0.0, seconds - cost.per_row * rows)
+        if not self._probing:
+            cost.fixed += _SMOOTHING * (fixed - cost.fixed)
+            return
+        self._probing = False
+        cost.fixed = fixed
+        if cost.estimate(rows) <= self.inline_budget:
+            self._probe_at, self._probe_interval = 0.0, PROBE_INTERVAL
+        else:  # still slow: probe less and less often
+            self._probe_interval = min(2 * self._probe_interval, _LONGEST_PROBE_INTERVAL)
+            self._probe_at = perf_counter() + self._probe_interval
+
     async def submit(self, X: Any, n_rows: int, want_proba: bool) -> BatchResult:
         """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting."""
         loop = asyncio.get_running_loop()
         item = _Item(X, n_rows, want_proba, loop.create_future())
-        if self._running:
-            self._pending.append(item)
-            self._pending_rows += n_rows
-            if self._full is not None and self._pending_rows >= self.max_batch_size:
-                self._full.set()
-            return await item.future
-        # Nothing in flight: run now, then hand whatever queued meanwhile to the drainer.
-        self._running = True
-        try:
-            await self._execute([item], loop)
-        finally:
-            if self._pending:
-                self._start_drainer(loop)
-            else:
-                self._set_idle()
+        self._pending.append(item)
+        self._pending_rows += n_rows
+        if not self._running:
+            # The drainer's first step runs after the other requests of this tick.
+            self._running = True
+            self._drainer = loop.create_task(self._drain(loop))
+        elif self._full is not None and self._pending_rows >= self.max_batch_size:
+            self._full.set()
         return await item.future
-
-    def _start_drainer(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._running = True
-        self._drainer = loop.create_task(self._drain(loop))
 
     def _set_idle(self) -> None:
         self._running = False
@@ -161,20 +256,39 @@ class MicroBatcher:
 
     async def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
+            await self._gather()
             while self._pending:
-                if self.max_wait > 0 and self._pending_rows < self.max_batch_size:
-                    remaining = self._pending[0].enqueued + self.max_wait - perf_counter()
-                    if remaining > 0:
-                        self._full = asyncio.Event()
-                        try:
-                            await asyncio.wait_for(self._full.wait(), remaining)
-                        except TimeoutError:
-                            pass
-                        finally:
-                            self._full = None
                 await self._execute(self._take(), loop)
+                if self._pending:
+                    await self._fill()
         finally:
             self._set_idle()
+
+    async def _gather(self) -> None:
+        """Before a first call: let the event loop turn while each turn brings more requests
+        (their bytes were already on the way), up to a full batch or ``max_wait``. A lone
+        request is held for one turn of the loop, microseconds."""
+        deadline = self._pending[0].enqueued + self.max_wait
+        while self._pending_rows < self.max_batch_size:
+            seen = len(self._pending)
+            await asyncio.sleep(0)
+            if len(self._pending) == seen or perf_counter() > deadline:
+                return
+
+    async def _fill(self) -> None:
+        """After a call: requests that queued behind it wait for company until the oldest of
+        them has waited ``max_wait`` or a batch is full."""
+        if self.max_wait <= 0 or self._pending_rows >= self.max_batch_size:
+            return
+        remaining = self._pending[0].enqueued + self.max_wait - perf_counter()
+        if remaining > 0:
+            self._full = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._full.wait(), remaining)
+            except TimeoutError:
+                pass
+            finally:
+                self._full = None
 
     def _take(self) -> list[_Item]:
         batch = [self._pending.popleft()]
@@ -187,11 +301,18 @@ class MicroBatcher:
         return batch
 
     async def _execute(self, batch: list[_Item], loop: asyncio.AbstractEventLoop) -> None:
-        started = perf_counter()
-        outcomes = await loop.run_in_executor(self._executor, self._call, batch)
-        elapsed = perf_counter() - started
         rows = sum(item.n_rows for item in batch)
         stats = self.stats
+        started = perf_counter()
+        if self._runs_inline(rows):
+            outcomes = self._call(batch)
+            elapsed = perf_counter() - started
+            self._observe(elapsed, rows)
+            stats.inline_batches += 1
+        else:
+            outcomes, seconds = await loop.run_in_executor(self.executor, self._timed_call, batch)
+            elapsed = perf_counter() - started
+            self._observe(seconds, rows)
         stats.batches += 1
         stats.rows += rows
         stats.largest_batch = max(stats.largest_batch, rows)
@@ -212,8 +333,13 @@ class MicroBatcher:
             else:
                 item.future.set_result(BatchResult(outcome[0], outcome[1], queued, elapsed, rows))
 
+    def _timed_call(self, batch: list[_Item]) -> tuple[list[Output | BaseException], float]:
+        started = perf_counter()
+        outcomes = self._call(batch)
+        return outcomes, perf_counter() - started
+
     def _call(self, batch: list[_Item]) -> list[Output | BaseException]:
-        """Runs on the worker thread: one vectorised call, split back by row ranges."""
+        """One vectorised call, split back by row ranges."""
         if len(batch) == 1:
             item = batch[0]
             try:
@@ -244,7 +370,7 @@ class MicroBatcher:
 
     def close(self) -> None:
         """Stop the worker thread once the work it holds is done."""
-        self._executor.shutdown(wait=True)
+        self.executor.shutdown(wait=True)
 
 
 def _concat(parts: list[Any]) -> Any:

@@ -25,7 +25,15 @@ class ServingSettings(BaseSettings):
     """Most rows the micro-batcher joins into one model call (1 disables batching)."""
 
     max_wait_ms: float = Field(default=2.0, ge=0)
-    """Longest a queued request is held to fill a batch. A lone request never waits."""
+    """Longest a request is held to fill a batch. A lone request is held for one turn of
+    the event loop only (microseconds)."""
+
+    inline_max_ms: float = Field(default=0.5, ge=0)
+    """Model calls expected to take at most this long run on the event loop itself (the
+    hand-off to the model's worker thread and back costs more than a linear model's call);
+    longer ones run on the worker thread, so the server keeps decoding requests meanwhile.
+    The cost is measured when the model is warmed and from every call. 0: always the
+    thread."""
 
     extra_features: Literal["reject", "ignore"] = "reject"
     """What to do with input columns the signature does not declare."""

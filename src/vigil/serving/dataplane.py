@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -43,10 +43,30 @@ the feedback's label and reward and the prediction's model, version, endpoint an
 after it is stored. May be a plain function or a coroutine function."""
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_FRESH_IDS: list[str] = []
+# A forked child must not hand out the ids its parent still holds.
+os.register_at_fork(after_in_child=_FRESH_IDS.clear)
+
+
+def new_request_id() -> str:
+    """A fresh request id: 128 random bits from the OS's CSPRNG as 32 hex digits, the
+    shape of ``uuid4().hex``. Drawn 256 at a time: one ``os.urandom`` call per id is a
+    system call on every request.
+
+    >>> a, b = new_request_id(), new_request_id()
+    >>> len(a), a != b, int(a, 16) >= 0
+    (32, True, True)
+    """
+    try:
+        return _FRESH_IDS.pop()
+    except IndexError:
+        pool = os.urandom(16 * 256).hex()
+        _FRESH_IDS.extend(pool[i : i + 32] for i in range(0, len(pool), 32))
+        return _FRESH_IDS.pop()
 
 
 def request_id_from(header: str | None) -> str:
-    """The client's ``X-Request-ID`` when it is a safe token, else a fresh uuid4 hex.
+    """The client's ``X-Request-ID`` when it is a safe token, else a fresh one.
 
     >>> request_id_from("abc-123")
     'abc-123'
@@ -55,7 +75,7 @@ def request_id_from(header: str | None) -> str:
     """
     if header and _REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 @dataclass(slots=True)
@@ -169,7 +189,7 @@ class DataPlane:
         valid = model.validator.validate(table)
         validated = perf_counter()
         result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         if self.capture is not None:
             await self._capture(
                 Answered(

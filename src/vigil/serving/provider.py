@@ -69,6 +69,7 @@ class ServedModel:
             self._predict,
             max_batch_size=settings.max_batch_size,
             max_wait=settings.max_wait_ms / 1000.0,
+            inline_budget=settings.inline_max_ms / 1000.0,
             metrics=metrics.batch_children(self.name, self.version_label)
             if settings.metrics
             else None,
@@ -100,14 +101,20 @@ class ServedModel:
         return {f.name: _example_value(f, self.bundle) for f in self.signature.inputs}
 
     def warm(self) -> None:
-        """One real prediction, so the first client does not pay lazy initialisation."""
-        table = self.validator.validate(Records([self.example_record()]))
-        self._predict(table.X, self.has_proba)
+        """A real prediction, so the first client does not pay lazy initialisation, then
+        timed ones, which decide where calls run (see :mod:`vigil.serving.batching`)."""
+        example = self.example_record()
+        one = self.validator.validate(Records([example])).X
+        self._predict(one, self.has_proba)
+        rows = self.batcher.max_batch_size
+        self.batcher.calibrate(
+            one, lambda: self.validator.validate(Records([example] * rows)).X, self.has_proba
+        )
 
     async def start(self) -> None:
         """Warm the model on its worker thread and mark it ready."""
         started = perf_counter()
-        await asyncio.get_running_loop().run_in_executor(self.batcher._executor, self.warm)
+        await asyncio.get_running_loop().run_in_executor(self.batcher.executor, self.warm)
         self.load_seconds = (
             perf_counter() - started + float(self.bundle.manifest.get("load_seconds", 0.0) or 0.0)
         )

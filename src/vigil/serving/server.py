@@ -21,6 +21,10 @@ def config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) 
         "lifespan": "on",
         "ws": "none",  # no WebSocket route: don't import a WebSocket implementation
         "access_log": False,
+        # vigil reads no client address, so uvicorn's X-Forwarded-For rewriting is only a
+        # cost on every request; and a server header tells an attacker what to look up.
+        "proxy_headers": False,
+        "server_header": False,
         "log_level": "warning",
         "timeout_keep_alive": 30,
         # How long the supervisor waits for a worker to answer its ping, and for a new one
