@@ -6,9 +6,9 @@ probabilities: what the serving hot path records), measured inside a real event 
 
 * ``per-request``: one :meth:`CaptureSink.record_prediction` (encode + ``os.write``) per
   request, the path before group commit;
-* ``group k=N``: N requests answered in the same event-loop tick handed to
-  :class:`~vigil.capture.group.GroupCommit` (one columnar frame, one ``os.write``, then
-  every waiting handler released), as the server does;
+* ``group k=N``: N requests answered by one model call handed to
+  :meth:`~vigil.capture.group.GroupCommit.write` (one columnar frame, one ``os.write``)
+  before they are released, as the server's micro-batcher does;
 
 each minus a no-op with the same awaits, for each fsync policy.
 
@@ -49,15 +49,12 @@ def _answered(i: int, X: np.ndarray, proba: np.ndarray) -> Answered:
 
 
 async def _requests(how: str, sink: CaptureSink, n: int, k: int, X: Any, proba: Any) -> None:
-    """``n`` requests, ``k`` of them resuming in each tick (as a micro-batch's do), each
+    """``n`` requests, ``k`` of them answered together (as a micro-batch's are), each
     logged ``how``: ``noop`` (the same one suspension, nothing written), ``per-request``
-    (its own encode and write) or ``group`` (the tick's requests share one write)."""
+    (its own encode and write) or ``group`` (the call's requests share one write)."""
     commit = GroupCommit(sink)
 
     async def handler(i: int) -> None:
-        if how == "group":
-            await commit.submit(_answered(i, X, proba))
-            return
         if how == "per-request":
             sink.record_prediction(
                 request_id=f"r{i}",
@@ -74,7 +71,10 @@ async def _requests(how: str, sink: CaptureSink, n: int, k: int, X: Any, proba: 
         await asyncio.sleep(0)
 
     for start in range(0, n, k):
-        await asyncio.gather(*(handler(i) for i in range(start, min(start + k, n))))
+        ids = range(start, min(start + k, n))
+        if how == "group":
+            commit.write([_answered(i, X, proba) for i in ids])
+        await asyncio.gather(*(handler(i) for i in ids))
 
 
 def measure(n: int, fsync: str = "none") -> dict[str, float]:
@@ -155,7 +155,7 @@ def serving(quick: bool) -> dict[str, Any]:
     from bench.serving import runner
 
     runner.wrk_path()
-    rounds, seconds, warmup = (1, 3.0, 1.0) if quick else (3, 10.0, 3.0)
+    rounds, seconds, warmup = (1, 3.0, 1.0) if quick else (5, 10.0, 3.0)
     row = np.random.default_rng(0).normal(size=N_FEATURES).tolist()
     body = json.dumps({"instances": [dict(zip(NAMES, row, strict=True))]}).encode()
 
@@ -176,6 +176,7 @@ def serving(quick: bool) -> dict[str, Any]:
 
     print(f"serving with capture off/on, 32 connections, {rounds} round(s) of {seconds:.0f} s")
     rps: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     errors = 0
     logged = 0
     for _ in range(rounds):
@@ -194,16 +195,24 @@ def serving(quick: bool) -> dict[str, Any]:
                 table = read_capture_table(log_dir=Path(home) / "capture")
                 logged += 0 if table is None else table.num_rows
             rps[kind].append(result.requests_per_second)
+            cpu[kind].append(result.cpu_us_per_request or float("nan"))
             errors += result.errors
     off, on = statistics.median(rps["off"]), statistics.median(rps["on"])
     ratio = on / off
     print(f"capture on / off at 32 connections: {ratio:.3f} ({on:.0f} vs {off:.0f} req/s)")
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    print(
+        f"server CPU per request, median: {cpu_off:.1f} µs off, {cpu_on:.1f} µs on: "
+        f"capture costs {cpu_on - cpu_off:.1f} µs ({cpu_on / cpu_off - 1:+.1%})"
+    )
     print(f"requests in the capture-on logs (warm-up included): {logged}")
     return {
         "rounds": rounds,
         "seconds": seconds,
         "rps": rps,
         "ratio": ratio,
+        "cpu_us_per_request": cpu,
+        "cpu_ratio": cpu_on / cpu_off,
         "errors": errors,
         "logged": logged,
     }

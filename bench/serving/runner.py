@@ -32,6 +32,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us_per_request: float | None = None
+    """The server's CPU time (user + system) per answered request: steadier than req/s
+    on a shared machine, where the server's core is not always all its own."""
 
 
 def wrk_path() -> str:
@@ -46,6 +49,17 @@ def _duration_ms(text: str) -> float:
     if match is None:
         raise ValueError(f"cannot read wrk latency {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def requests_done(output: str) -> int:
+    """How many requests a wrk run completed."""
+    return int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
 
 
 def parse_wrk(output: str) -> tuple[float, float, float, int]:
@@ -129,11 +143,14 @@ def measure(
         run_wrk(server.url, script, max(connections), warmup)
         results = []
         for count in connections:
-            rps, p50, p99, errors = parse_wrk(run_wrk(server.url, script, count, seconds))
-            results.append(Result(name, count, rps, p50, p99, errors))
+            cpu = cpu_seconds(server.process.pid)
+            output = run_wrk(server.url, script, count, seconds)
+            cpu_us = (cpu_seconds(server.process.pid) - cpu) / requests_done(output) * 1e6
+            rps, p50, p99, errors = parse_wrk(output)
+            results.append(Result(name, count, rps, p50, p99, errors, cpu_us))
             print(
                 f"  {name:<22} c={count:<4} {rps:>9.0f} req/s  p50 {p50:7.2f} ms  "
-                f"p99 {p99:7.2f} ms  errors {errors}",
+                f"p99 {p99:7.2f} ms  errors {errors}  server CPU {cpu_us:6.1f} µs/request",
                 flush=True,
             )
         return results

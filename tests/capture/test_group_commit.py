@@ -3,7 +3,6 @@ segments, finding request ids, and compaction one process at a time."""
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import subprocess
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from vigil.capture.compact import compact
 from vigil.capture.compactor import LOCK_NAME, Compactor
@@ -107,39 +107,26 @@ def test_columnar_masking_matches_row_masking() -> None:
     assert [dict(zip(keys, r, strict=True)) for r in zip(*columns, strict=True)] == by_row
 
 
-def test_group_commit_writes_a_tick_at_once(tmp_path: Path) -> None:
+def test_group_commit_writes_each_call_at_once(tmp_path: Path) -> None:
     commit = GroupCommit(CaptureSink(SegmentLog(tmp_path)))
-
-    async def tick(ids: list[str]) -> list[None]:
-        return await asyncio.gather(*(commit.submit(_answered(i, 1)) for i in ids))
-
-    assert asyncio.run(tick(["a", "b", "c"])) == [None, None, None]
-    assert asyncio.run(tick(["d"])) == [None]
+    commit.write([_answered(i, 1) for i in ("a", "b", "c")])
+    commit.write([_answered("d", 1)])
+    commit.write([])
     assert (commit.writes, commit.requests) == (2, 4)
     records, _ = read_segment(commit.sink.log.rotate())  # type: ignore[arg-type]
     assert [r["request_id"] for r in records] == ["a", "b", "c", "d"]
 
 
-def test_group_commit_failure_reaches_every_waiter(tmp_path: Path) -> None:
+def test_group_commit_failure_raises_and_counts_nothing(tmp_path: Path) -> None:
     sink = CaptureSink(SegmentLog(tmp_path))
     commit = GroupCommit(sink)
-
-    async def tick() -> list[BaseException | None]:
-        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: seen.append(ctx))
-        sink.log.append([{"warm": 1}])  # open the live segment
-        assert sink.log._fd is not None
-        full = os.open("/dev/full", os.O_WRONLY)
-        os.dup2(full, sink.log._fd)  # the disk is full from now on
-        os.close(full)
-        return await asyncio.gather(
-            *(commit.submit(_answered(i, 1)) for i in ("x", "y")), return_exceptions=True
-        )
-
-    seen: list[object] = []
-    outcomes = asyncio.run(tick())
-    assert [type(o) for o in outcomes] == [ServiceUnavailableError] * 2
-    assert "No space left on device" in str(outcomes[0])
-    assert seen == []  # no "exception never retrieved" noise
+    sink.log.append([{"warm": 1}])  # open the live segment
+    assert sink.log._fd is not None
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, sink.log._fd)  # the disk is full from now on
+    os.close(full)
+    with pytest.raises(ServiceUnavailableError, match="No space left on device"):
+        commit.write([_answered(i, 1) for i in ("x", "y")])
     assert (commit.writes, commit.requests) == (0, 0)
 
 

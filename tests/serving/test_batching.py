@@ -255,3 +255,62 @@ def test_requests_arriving_on_successive_loop_turns_join_one_batch():
 
     assert asyncio.run(main()) == [1, 2, 3, 4, 5, 6]
     assert [rows for _, rows in calls] == [6]
+
+
+def test_a_calls_answers_are_logged_together_before_any_is_released():
+    logged: list[list[tuple[Any, Any]]] = []
+    released_before_log: list[bool] = []
+    futures: list[asyncio.Future[Any]] = []
+
+    def log(answers: list[tuple[Any, Any]]) -> None:
+        released_before_log.append(any(f.done() for f in futures))
+        logged.append(answers)
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        return X[:, 0] * 10, None
+
+    async def main() -> list[float]:
+        batcher = MicroBatcher(predict, max_batch_size=8, max_wait=0.0)
+        futures.extend(
+            asyncio.ensure_future(batcher.submit(np.full((1, 1), float(i)), 1, False, log, i))
+            for i in range(4)
+        )
+        results = await asyncio.gather(*futures)
+        batcher.close()
+        return [float(r.predictions[0]) for r in results]
+
+    assert asyncio.run(main()) == [0, 10, 20, 30]
+    assert len(logged) == 1  # one call, one log hand-off
+    assert [note for note, _ in logged[0]] == [0, 1, 2, 3]
+    assert [float(output[0][0]) for _, output in logged[0]] == [0, 10, 20, 30]
+    assert released_before_log == [False]
+
+
+def test_when_the_log_fails_every_request_of_the_call_fails_and_others_do_not_log():
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        if (X < 0).any():
+            raise ValueError("negative input")
+        return X[:, 0], None
+
+    notes: list[Any] = []
+
+    def broken_log(answers: list[tuple[Any, Any]]) -> None:
+        notes.extend(note for note, _ in answers)
+        raise OSError("disk full")
+
+    async def main() -> list[Any]:
+        batcher = MicroBatcher(predict, max_batch_size=8, max_wait=0.0)
+        jobs = [
+            batcher.submit(np.full((1, 1), 1.0), 1, False, broken_log, "a"),
+            batcher.submit(np.full((1, 1), -1.0), 1, False, broken_log, "bad"),
+            batcher.submit(np.full((1, 1), 2.0), 1, False),  # a caller without a log
+        ]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        batcher.close()
+        return results
+
+    first, bad, unlogged = asyncio.run(main())
+    assert isinstance(first, OSError) and str(first) == "disk full"
+    assert isinstance(bad, ValueError)  # the model's own error, never logged as answered
+    assert float(unlogged.predictions[0]) == 2.0
+    assert notes == ["a"]

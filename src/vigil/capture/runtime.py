@@ -136,7 +136,6 @@ class CaptureRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self.commit.flush()
         self.sink.close()
         if self._feedback is not None:
             self._feedback.close()

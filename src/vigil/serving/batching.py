@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 Output = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]
 PredictFn = Callable[[Any, bool], Output]
 """``predict(X, want_proba) -> (predictions, probabilities or None)`` on a whole batch."""
+AnswerLog = Callable[[list[tuple[Any, Output]]], None]
+"""Called with ``(note, output)`` of every request a call answered, before any of them is
+released; if it raises, each of those requests fails with its exception instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +104,23 @@ _LONGEST_PROBE_INTERVAL = 60.0
 
 
 class _Item:
-    __slots__ = ("X", "enqueued", "future", "n_rows", "want_proba")
+    __slots__ = ("X", "enqueued", "future", "log", "n_rows", "note", "want_proba")
 
     def __init__(
-        self, X: Any, n_rows: int, want_proba: bool, future: asyncio.Future[BatchResult]
+        self,
+        X: Any,
+        n_rows: int,
+        want_proba: bool,
+        future: asyncio.Future[BatchResult],
+        log: AnswerLog | None,
+        note: Any,
     ) -> None:
         self.X = X
         self.n_rows = n_rows
         self.want_proba = want_proba
         self.future = future
+        self.log = log
+        self.note = note
         self.enqueued = perf_counter()
 
 
@@ -235,10 +246,21 @@ class MicroBatcher:
             self._probe_interval = min(2 * self._probe_interval, _LONGEST_PROBE_INTERVAL)
             self._probe_at = perf_counter() + self._probe_interval
 
-    async def submit(self, X: Any, n_rows: int, want_proba: bool) -> BatchResult:
-        """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting."""
+    async def submit(
+        self,
+        X: Any,
+        n_rows: int,
+        want_proba: bool,
+        log: AnswerLog | None = None,
+        note: Any = None,
+    ) -> BatchResult:
+        """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting.
+
+        With ``log``, the answer is handed to it as ``(note, output)`` together with the
+        others of its call before the result is returned (see :data:`AnswerLog`).
+        """
         loop = asyncio.get_running_loop()
-        item = _Item(X, n_rows, want_proba, loop.create_future())
+        item = _Item(X, n_rows, want_proba, loop.create_future(), log, note)
         self._pending.append(item)
         self._pending_rows += n_rows
         if not self._running:
@@ -313,6 +335,8 @@ class MicroBatcher:
             outcomes, seconds = await loop.run_in_executor(self.executor, self._timed_call, batch)
             elapsed = perf_counter() - started
             self._observe(seconds, rows)
+        if any(item.log is not None for item in batch):
+            _log_answers(batch, outcomes)
         stats.batches += 1
         stats.rows += rows
         stats.largest_batch = max(stats.largest_batch, rows)
@@ -371,6 +395,22 @@ class MicroBatcher:
     def close(self) -> None:
         """Stop the worker thread once the work it holds is done."""
         self.executor.shutdown(wait=True)
+
+
+def _log_answers(batch: list[_Item], outcomes: list[Output | BaseException]) -> None:
+    """Hand each log the answers it is owed, once per log; where a log fails, its
+    requests get the failure instead of their answers."""
+    owed: dict[AnswerLog, list[int]] = {}
+    for i, item in enumerate(batch):
+        answered = not isinstance(outcomes[i], BaseException)
+        if item.log is not None and answered and not item.future.done():
+            owed.setdefault(item.log, []).append(i)
+    for log, indices in owed.items():
+        try:
+            log([(batch[i].note, outcomes[i]) for i in indices])  # type: ignore[misc]
+        except Exception as exc:
+            for i in indices:
+                outcomes[i] = exc
 
 
 def _concat(parts: list[Any]) -> Any:

@@ -4,9 +4,10 @@ Every protocol adapter (native JSON, Open Inference Protocol v2, MLflow) decodes
 into a raw table and calls :meth:`DataPlane.predict`; nothing here knows about HTTP.
 
 With a :class:`~vigil.capture.runtime.CaptureRuntime`, every answered prediction is in the
-inference log before :meth:`DataPlane.predict` returns (group-committed with the others of
-its event-loop tick), so a reply is only ever sent for a logged request; when the log cannot
-be written the call raises a 503-class error instead. Rejected requests are logged by
+inference log before :meth:`DataPlane.predict` returns (written by the micro-batcher with
+the others of its model call, before any of them is released), so a reply is only ever
+sent for a logged request; when the log cannot be written the call raises a 503-class
+error instead. Rejected requests are logged by
 :meth:`DataPlane.record_failure`, and feedback enters through
 :meth:`DataPlane.submit_feedback`, which also tells every :attr:`DataPlane.feedback_listeners`.
 """
@@ -21,7 +22,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vigil.capture.sink import Answered
 from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
     from vigil.capture.runtime import CaptureRuntime
     from vigil.feedback.record import FeedbackResult, MatchedFeedback
+    from vigil.serving.batching import Output
     from vigil.serving.provider import ModelProvider, ServedModel
     from vigil.serving.validation import RawTable
 
@@ -76,6 +78,19 @@ def request_id_from(header: str | None) -> str:
     if header and _REQUEST_ID.fullmatch(header):
         return header
     return new_request_id()
+
+
+class _Answering(NamedTuple):
+    """What the inference log needs of a request besides its answer."""
+
+    request_id: str
+    model: ServedModel
+    features: Any
+    route: str
+    started: float
+    variant: str | None
+    key_id: str | None
+    endpoint: str | None
 
 
 @dataclass(slots=True)
@@ -188,25 +203,13 @@ class DataPlane:
         started = perf_counter()
         valid = model.validator.validate(table)
         validated = perf_counter()
-        result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
         request_id = request_id or new_request_id()
-        if self.capture is not None:
-            await self._capture(
-                Answered(
-                    request_id=request_id,
-                    model=model.name,
-                    version=model.version,
-                    features=valid.X,
-                    feature_names=model.validator.feature_names,
-                    predictions=result.predictions,
-                    probabilities=result.probabilities,
-                    classes=model.classes,
-                    route=route,
-                    latency_ms=(perf_counter() - started) * 1000.0,
-                    variant=variant,
-                    caller=key_id,
-                    endpoint=endpoint,
-                )
+        if self.capture is None:
+            result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
+        else:
+            note = _Answering(request_id, model, valid.X, route, started, variant, key_id, endpoint)
+            result = await model.batcher.submit(
+                valid.X, valid.n_rows, want_proba, self._log_answers, note
             )
         return Prediction(
             request_id=request_id,
@@ -225,10 +228,30 @@ class DataPlane:
 
     # -- capture and feedback ------------------------------------------------------------
 
-    async def _capture(self, answered: Answered) -> None:
+    def _log_answers(self, answers: list[tuple[_Answering, Output]]) -> None:
+        """Log the requests one model call answered, with one write, before any reply."""
         assert self.capture is not None
+        now = perf_counter()
+        entries = [
+            Answered(
+                request_id=a.request_id,
+                model=a.model.name,
+                version=a.model.version,
+                features=a.features,
+                feature_names=a.model.validator.feature_names,
+                predictions=predictions,
+                probabilities=probabilities,
+                classes=a.model.classes,
+                route=a.route,
+                latency_ms=(now - a.started) * 1000.0,
+                variant=a.variant,
+                caller=a.key_id,
+                endpoint=a.endpoint,
+            )
+            for a, (predictions, probabilities) in answers
+        ]
         try:
-            await self.capture.commit.submit(answered)
+            self.capture.commit.write(entries)
         except ServiceUnavailableError as exc:
             raise ServiceUnavailableError(
                 f"the prediction was not answered because the inference log cannot be "
