@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +41,10 @@ from bench.serving.runner import (
     SERVER_CPU,
     Result,
     Server,
+    cpu_seconds,
     one_row,
     parse_wrk,
+    requests_done,
     run_wrk,
     wrk_path,
 )
@@ -138,15 +142,18 @@ def _measure(
     script = _script(path, body, headers or {})
     try:
         run_wrk(server.url, script, CONNECTIONS, warmup)
-        rps, p50, p99, errors = parse_wrk(run_wrk(server.url, script, CONNECTIONS, seconds))
+        cpu = cpu_seconds(server.process.pid)
+        output = run_wrk(server.url, script, CONNECTIONS, seconds)
+        cpu_us = (cpu_seconds(server.process.pid) - cpu) / requests_done(output) * 1e6
+        rps, p50, p99, errors = parse_wrk(output)
     finally:
         Path(script).unlink()
     print(
-        f"  {name:<18} c={CONNECTIONS:<4} {rps:>9.0f} req/s  p50 {p50:7.2f} ms  "
-        f"p99 {p99:7.2f} ms  errors {errors}",
+        f"  {name:<20} c={CONNECTIONS:<4} {rps:>9.0f} req/s  p50 {p50:7.2f} ms  "
+        f"p99 {p99:7.2f} ms  errors {errors}  server CPU {cpu_us:6.1f} µs/request",
         flush=True,
     )
-    return Result(name, CONNECTIONS, rps, p50, p99, errors)
+    return Result(name, CONNECTIONS, rps, p50, p99, errors, cpu_us)
 
 
 def main(quick: bool = False, output: Path = Path("bench/results/routing.json")) -> dict[str, Any]:
@@ -164,7 +171,7 @@ def main(quick: bool = False, output: Path = Path("bench/results/routing.json"))
         home = Path(tmp) / "home"
         prepare(home)
         with RoutingServer(home) as server:
-            rounds = 1 if quick else 2
+            rounds = 1 if quick else 3
             same, two = f"/v1/endpoints/{SAME}/predict", f"/v1/endpoints/{TWO}/predict"
             unit = {"X-Unit-Id": "user-42"}
             for _ in range(rounds):  # interleaved, so a slow spell hurts every route alike
@@ -192,12 +199,19 @@ def main(quick: bool = False, output: Path = Path("bench/results/routing.json"))
         "p99_ms_endpoint_two_models": best["endpoint-two-models"].p99_ms,
     }
     goals["under_10_percent"] = goals["routing_throughput_cost"] < 0.10
+    cpu = {
+        name: statistics.median(r.cpu_us_per_request or math.nan for r in results if r.app == name)
+        for name in best
+    }
+    for name in ("endpoint-random", "endpoint-sticky", "endpoint-two-models"):
+        goals[f"{name}_cpu_cost"] = cpu[name] / cpu["direct"] - 1
     report = {
         "quick": quick,
         "seconds_per_point": seconds,
         "connections": CONNECTIONS,
         "results": [asdict(r) for r in results],
         "goals": goals,
+        "cpu_us_per_request_median": cpu,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")

@@ -249,6 +249,11 @@ class EndpointRouter:
         """The endpoints this worker routes now."""
         return sorted(self._endpoints)
 
+    def routed(self, name: str) -> LiveEndpoint | None:
+        """The endpoint ``name`` if this worker routes it now (:meth:`lookup` also tries a
+        reload for a name it does not know)."""
+        return self._endpoints.get(name)
+
     async def reload(self) -> None:
         """Read the endpoint revisions and (re)load every endpoint that changed."""
         async with self._reload:

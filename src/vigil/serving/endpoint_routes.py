@@ -20,8 +20,6 @@ body, a key of the v2 request's ``parameters``; the field is removed before deco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import NotFoundError, VigilError
@@ -55,20 +53,29 @@ def _headers(result: Prediction, routed: Routed) -> list[tuple[bytes, bytes]]:
     ]
 
 
-@contextmanager
-def _tagged(routed: Routed) -> Iterator[None]:
+class _tagged:
     """Name the endpoint and variant in the error body of a request the variant rejects
-    (its signature may differ from the other variants')."""
-    try:
-        yield
-    except VigilError as exc:
-        exc.detail = {**exc.detail, "endpoint": routed.endpoint.name, "variant": routed.variant}
-        raise
+    (its signature may differ from the other variants'). A class, not a generator: it is
+    on every routed request's path."""
+
+    __slots__ = ("routed",)
+
+    def __init__(self, routed: Routed) -> None:
+        self.routed = routed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        if isinstance(exc, VigilError):
+            routed = self.routed
+            exc.detail = {**exc.detail, "endpoint": routed.endpoint.name, "variant": routed.variant}
 
 
 async def _routed(dp: DataPlane, req: Request, unit_source: Any) -> tuple[EndpointRouter, Routed]:
     router = _router(dp, req)
-    live = await router.lookup(req.params["endpoint"])
+    name = req.params["endpoint"]
+    live = router.routed(name) or await router.lookup(name)
     routed = router.route(live, unit_id(live.config.unit, req.headers, unit_source))
     req.model, req.version = routed.served.name, routed.served.version_label
     return router, routed
