@@ -86,8 +86,12 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path: Path, suffix: str, sm
     large = _data_file(tmp_path / f"large{suffix}", small * 10)
     high = _peaks(large, warm, tmp_path)
     mib = 1 << 20
-    # Ten times the rows: every peak stays within a few MiB (not ten times)...
-    for key in ("arrow", "python", "rss_added"):
+    # Ten times the rows: Arrow's and Python's exact peaks stay within a few MiB...
+    for key in ("arrow", "python"):
         assert high[key] <= 1.5 * low[key] + 8 * mib, (key, low, high)
+    # ...and so does the resident set, give or take what glibc's allocator keeps for its
+    # threads' arenas (seen here: 4-18 MiB for the small CSV, 20-34 MiB for the large one,
+    # run to run). Holding the large file's columns would add over 80 MiB.
+    assert high["rss_added"] <= 1.5 * low["rss_added"] + 32 * mib, (low, high)
     # ...and far below what holding the file would take.
     assert high["arrow"] + high["python"] < large.stat().st_size / 2, (high, large.stat())
