@@ -32,8 +32,8 @@ class ServingSettings(BaseSettings):
     """Model calls expected to take at most this long run on the event loop itself (the
     hand-off to the model's worker thread and back costs more than a linear model's call);
     longer ones run on the worker thread, so the server keeps decoding requests meanwhile.
-    The cost is measured when the model is warmed and from every call. 0: always the
-    thread."""
+    The cost is measured when the model is warmed and from every call. Only computation-only
+    flavors (scikit-learn, XGBoost, LightGBM, ONNX) qualify. 0: always the thread."""
 
     extra_features: Literal["reject", "ignore"] = "reject"
     """What to do with input columns the signature does not declare."""

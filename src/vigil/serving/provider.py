@@ -40,6 +40,13 @@ if TYPE_CHECKING:
     from vigil.bundle.signature import FeatureSpec
 
 
+COMPUTE_ONLY_FLAVORS = frozenset({"sklearn", "xgboost", "lightgbm", "onnx"})
+"""Flavors whose ``predict`` is computation only, so a quick call may run on the event loop
+(see :mod:`vigil.serving.batching`). An MLflow ``python_function`` model is arbitrary user
+code that may wait on the network or run an event loop of its own: it always gets the
+model's worker thread."""
+
+
 class ServedModel:
     """One model version being served: bundle, validator and micro-batcher."""
 
@@ -69,7 +76,9 @@ class ServedModel:
             self._predict,
             max_batch_size=settings.max_batch_size,
             max_wait=settings.max_wait_ms / 1000.0,
-            inline_budget=settings.inline_max_ms / 1000.0,
+            inline_budget=settings.inline_max_ms / 1000.0
+            if bundle.model.flavor in COMPUTE_ONLY_FLAVORS
+            else 0.0,
             metrics=metrics.batch_children(self.name, self.version_label)
             if settings.metrics
             else None,
