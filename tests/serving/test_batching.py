@@ -376,3 +376,29 @@ def test_a_served_linear_model_runs_on_the_loop_and_an_mlflow_pyfunc_on_its_thre
     assert pyfunc.inline_budget == 0.0 and pyfunc.cost is None
     assert pyfunc_threads and loop_thread not in pyfunc_threads
     assert pyfunc.stats.inline_batches == 0
+
+
+def test_a_model_that_takes_one_row_at_a_time_still_calibrates_and_answers():
+    """An ONNX graph with a fixed batch dimension of 1 fails on a joined batch: warm-up
+    must not fail on it, and joined requests are answered one call each."""
+    sizes: list[int] = []
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        sizes.append(len(X))
+        if len(X) != 1:
+            raise ValueError(f"Got invalid dimensions for input: expected 1, got {len(X)}")
+        return X[:, 0] * 3, None
+
+    async def main() -> list[float]:
+        batcher = MicroBatcher(predict, max_batch_size=16, inline_budget=0.01)
+        cost = batcher.calibrate(np.ones((1, 1)), lambda: np.ones((16, 1)), False)
+        assert cost is not None and cost.fixed == 0.0 and cost.per_row > 0
+        results = await asyncio.gather(
+            *(batcher.submit(np.full((1, 1), float(i)), 1, False) for i in range(4))
+        )
+        batcher.close()
+        return [float(r.predictions[0]) for r in results]
+
+    answers = asyncio.run(main())
+    assert answers == [0.0, 3.0, 6.0, 9.0]
+    assert sizes[-5:] == [4, 1, 1, 1, 1]  # the joined call failed, then one call each

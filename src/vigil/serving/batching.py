@@ -205,7 +205,13 @@ class MicroBatcher:
             self.cost = CallCost(fixed=single, per_row=0.0)
             return self.cost
         X = many()
-        self.predict(X, want_proba)  # a batch this size may have lazy costs of its own
+        try:
+            self.predict(X, want_proba)  # a batch this size may have lazy costs of its own
+        except Exception:
+            # The model takes no batch this size (an ONNX graph with a fixed batch
+            # dimension, say): joined batches will fail and be split into single calls.
+            self.cost = CallCost(fixed=0.0, per_row=single)
+            return self.cost
         per_row = max(0.0, (timed(X) - single) / (rows - 1))
         self.cost = CallCost(fixed=max(0.0, single - per_row), per_row=per_row)
         return self.cost
