@@ -87,10 +87,16 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
                 except httpx.TransportError:
                     pass
                 time.sleep(0.02)
-            log.seek(0)
-            output = log.read().decode()
-            assert ready is not None, output
+            assert ready is not None
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the ready line follows /readyz by <= 50 ms
+                log.seek(0)
+                output = log.read().decode()
+                if "ready in" in output:
+                    break
+                time.sleep(0.05)
             assert "authentication is off" in output
+            assert "ready in " in output and f"http://127.0.0.1:{port} (1 worker)" in output
             r = httpx.post(f"http://127.0.0.1:{port}/v1/models/churn/predict", json={"inputs": ROW})
             assert r.status_code == 200 and r.json()["version"] == 1
             # How fast it gets ready is measured by bench/serving/coldstart.py, not here.

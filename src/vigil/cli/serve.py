@@ -136,7 +136,48 @@ def serve(
             f"http://{host}:{port}",
             highlight=False,
         )
+    _announce_when_ready(host, port, workers)
     run_workers(PROVIDER, host=host, port=port, workers=workers, log_level=log_level)
+
+
+def _announce_when_ready(host: str, port: int, workers: int) -> None:
+    """Say once, on stderr, when ``/readyz`` first answers 200 and where to go from there.
+
+    A daemon thread, since the server blocks this one. It probes over a bare socket:
+    importing an HTTP client would compete with the worker's own start-up for the CPU.
+    """
+    import socket
+    import threading
+    import time
+
+    started = time.monotonic()
+    # A wildcard address is probed through loopback (it is not bound here).
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+    probe = wildcard.get(host, host)
+    shown = f"[{host}]" if ":" in host else host
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection((probe, port), timeout=1) as sock:
+                sock.sendall(b"GET /readyz HTTP/1.0\r\nHost: vigil\r\n\r\n")
+                return sock.recv(16).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+        except OSError:
+            return False
+
+    def watch() -> None:
+        while time.monotonic() - started < 3600:
+            if ready():
+                err_console.print(
+                    f"ready in {time.monotonic() - started:.1f} s: http://{shown}:{port} "
+                    f"({workers} worker{'s' if workers > 1 else ''}); GET /v1/models lists "
+                    "the models, /docs the API, /metrics the metrics",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, name="vigil-ready", daemon=True).start()
 
 
 def install(app: typer.Typer) -> None:
