@@ -186,19 +186,25 @@ class Vigil:
         :func:`~vigil.bundle.bundle.load_bundle`).
         """
         from vigil.bundle.bundle import load_bundle
-        from vigil.bundle.trust import TrustPolicy
 
         mv = self.registry.resolve(uri)
-        recorded = (mv.lineage or {}).get("trust") or {}
-        given = trust or TrustPolicy()
-        policy = TrustPolicy(
-            trust_pickle=bool(recorded.get("pickle")) or given.trust_pickle,
-            trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
-        )
         path = self.registry.fetch_bundle(mv, self.cache_dir)
-        bundle = load_bundle(path, trust=policy, sample=sample)
+        bundle = load_bundle(path, trust=version_trust(mv, trust), sample=sample)
         bundle.name, bundle.version = mv.name, mv.version
         return bundle
+
+
+def version_trust(mv: ModelVersion, trust: TrustPolicy | None = None) -> TrustPolicy:
+    """What loading ``mv`` may unpickle or import: the trust recorded when it was
+    registered, widened by ``trust``."""
+    from vigil.bundle.trust import TrustPolicy
+
+    recorded = (mv.lineage or {}).get("trust") or {}
+    given = trust or TrustPolicy()
+    return TrustPolicy(
+        trust_pickle=bool(recorded.get("pickle")) or given.trust_pickle,
+        trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
+    )
 
 
 _default: Vigil | None = None

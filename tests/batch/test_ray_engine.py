@@ -105,3 +105,30 @@ def test_a_bad_row_on_ray_is_named_across_the_whole_file(
         "rows.csv: feature 'f1' in row 7777: expected a number (float64), got the string 'seven'"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_an_actor_loads_the_version_by_digest_and_never_sees_the_database(
+    tmp_path: Path, registered: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What crosses to Ray holds no database URL (it may carry a password), and the actor
+    loads the model from the artifact store alone: with every database unreachable it
+    still scores, the same as the model does locally."""
+    from vigil.batch.ray_engine import BatchScorer, actor_settings, actor_version
+
+    secret = "postgresql+psycopg://vigil:s3cret@127.0.0.1:9/registry"
+    version = Vigil(registered).registry.resolve("models:/trend/1")
+    sent = actor_settings(registered.model_copy(update={"database_url": secret}))
+    told = actor_version(version)
+    assert "s3cret" not in repr((sent, told))
+    assert told["sha256"] == version.sha256 and told["version"] == version.version
+
+    monkeypatch.setenv("VIGIL_DATABASE_URL", secret)  # port 9 (discard): nothing answers
+    rows = _rows(50)
+    scorer = BatchScorer(told, sent, [*FEATURES, "id"], "rows.parquet", frozenset(), True, False)
+    scored = scorer(pa.Table.from_pandas(rows, preserve_index=False))
+
+    model = Vigil(registered).load("models:/trend/1")
+    np.testing.assert_array_equal(
+        scored.column("prediction").to_numpy(zero_copy_only=False),
+        model.model.predict(rows[FEATURES]),
+    )

@@ -1,8 +1,9 @@
 """The same scoring job on Ray Data, for files that outgrow one machine: :func:`score_with_ray`.
 
 ``read_parquet`` / ``read_csv`` / ``read_json`` → ``map_batches`` with an actor class
-that loads the model once per actor, from the registry, by a pinned ``models:/NAME/N``
-URI (so an alias moved mid-job cannot mix two versions) → a datasink that writes each
+that loads the model once per actor from the artifact store, by the digest of the version
+the driver resolved (so an alias moved mid-job cannot mix two versions, and actors never
+need the registry's database or its credentials) → a datasink that writes each
 block with vigil's own writers, so the rows, columns and types are the local engine's.
 Each actor checks its batches with the server's validator exactly as the local engine
 does.
@@ -15,8 +16,8 @@ first bad row counted across the whole file.
 
 Ray is an optional dependency: ``pip install 'vigil[ray]'``. Without ``address`` a local
 Ray instance is started (with ``num_cpus``) and shut down at the end; with one, the
-registry (PostgreSQL, S3) and the input and output paths must be reachable from every
-node.
+artifact store (a shared path or S3) and the input and output paths must be reachable
+from every node.
 """
 
 from __future__ import annotations
@@ -46,10 +47,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from vigil.bundle.signature import Signature
+    from vigil.registry.entities import ModelVersion
     from vigil.settings import Settings
 
-_REGISTRY_SETTINGS = ("home", "database_url", "artifact_url", "s3_endpoint_url")
-"""The settings an actor needs to reach the registry (nothing else crosses to Ray)."""
+_ARTIFACT_SETTINGS = ("home", "artifact_url", "s3_endpoint_url")
+"""The settings an actor needs to fetch the bundle (nothing else crosses to Ray: not the
+database URL, which may hold a password, since the driver resolves the version)."""
 
 
 class BatchScorer:
@@ -57,7 +60,7 @@ class BatchScorer:
 
     def __init__(
         self,
-        uri: str,
+        version: dict[str, Any],
         settings: dict[str, Any],
         columns: list[str],
         source: str,
@@ -66,9 +69,17 @@ class BatchScorer:
         allow_inf: bool,
     ) -> None:
         from vigil.app import Vigil
+        from vigil.bundle.bundle import load_bundle
+        from vigil.bundle.trust import TrustPolicy
+        from vigil.registry.registry import fetch_bundle
         from vigil.settings import load_settings
 
-        bundle = Vigil(load_settings(**settings)).load(uri)
+        vigil = Vigil(load_settings(**settings))
+        # By digest: verified against the version the driver resolved, whatever the alias
+        # points to by now.
+        path = fetch_bundle(vigil.artifacts, version["sha256"], vigil.cache_dir)
+        bundle = load_bundle(path, trust=TrustPolicy(**version["trust"]), sample=False)
+        bundle.name, bundle.version = version["name"], version["version"]
         self.check = ChunkValidator(bundle.signature, allow_inf=allow_inf, source=source)
         self.scorer = Scorer(bundle, columns, proba=proba)
         self.text_columns = text_columns
@@ -149,8 +160,8 @@ def score_with_ray(
         dataset = _read(ray, source, in_fmt, signature, columns).map_batches(
             BatchScorer,
             fn_constructor_kwargs={
-                "uri": version.uri,
-                "settings": _registry_settings(settings),
+                "version": actor_version(version),
+                "settings": actor_settings(settings),
                 "columns": columns,
                 "source": source.name,
                 "text_columns": text_feature_names(signature) if in_fmt == "csv" else frozenset(),
@@ -186,8 +197,23 @@ def score_with_ray(
     )
 
 
-def _registry_settings(settings: Settings) -> dict[str, Any]:
-    values = {k: getattr(settings, k) for k in _REGISTRY_SETTINGS}
+def actor_version(version: ModelVersion) -> dict[str, Any]:
+    """What an actor is told of the version to load: its name, number, digest and the
+    trust it was registered with."""
+    from vigil.app import version_trust
+
+    trust = version_trust(version)
+    return {
+        "name": version.name,
+        "version": version.version,
+        "sha256": version.sha256,
+        "trust": {"trust_pickle": trust.trust_pickle, "trusted_types": trust.trusted_types},
+    }
+
+
+def actor_settings(settings: Settings) -> dict[str, Any]:
+    """The settings an actor gets: where the artifacts are, nothing else."""
+    values = {k: getattr(settings, k) for k in _ARTIFACT_SETTINGS}
     values["home"] = str(Path(values["home"]).resolve())
     return {k: v for k, v in values.items() if v is not None}
 

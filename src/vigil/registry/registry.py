@@ -339,24 +339,9 @@ class Registry:
             return version_of(session, model, version_row(session, model, number))
 
     def fetch_bundle(self, mv: ModelVersion, cache_dir: Path | str) -> Path:
-        """A local, verified copy of a version's bundle directory, cached by digest.
-
-        A cached copy is checked against the digest before use and fetched again if it
-        was damaged; a damaged *stored* copy raises
-        :class:`~vigil.errors.ArtifactCorruptError`.
-        """
-        dest = Path(cache_dir) / mv.sha256
-        if dest.is_dir():
-            if tree_digest(list_tree(dest)) == mv.sha256:
-                return dest
-            shutil.rmtree(dest)
-        try:
-            return self.store.get_dir(mv.sha256, dest)
-        except FileExistsError:
-            # Another process fetched it at the same moment; use theirs if it is intact.
-            if tree_digest(list_tree(dest)) == mv.sha256:
-                return dest
-            raise
+        """A local, verified copy of a version's bundle directory (see
+        :func:`fetch_bundle`)."""
+        return fetch_bundle(self.store, mv.sha256, cache_dir)
 
     # -- aliases ----------------------------------------------------------------------
 
@@ -598,3 +583,24 @@ class Registry:
             before=before,
             after=after,
         )
+
+
+def fetch_bundle(store: ArtifactStore, sha256: str, cache_dir: Path | str) -> Path:
+    """A local, verified copy of the bundle directory stored under ``sha256``, cached by
+    digest. Needs only the artifact store, not the registry's database.
+
+    A cached copy is checked against the digest before use and fetched again if it was
+    damaged; a damaged *stored* copy raises :class:`~vigil.errors.ArtifactCorruptError`.
+    """
+    dest = Path(cache_dir) / sha256
+    if dest.is_dir():
+        if tree_digest(list_tree(dest)) == sha256:
+            return dest
+        shutil.rmtree(dest)
+    try:
+        return store.get_dir(sha256, dest)
+    except FileExistsError:
+        # Another process fetched it at the same moment; use theirs if it is intact.
+        if tree_digest(list_tree(dest)) == sha256:
+            return dest
+        raise
