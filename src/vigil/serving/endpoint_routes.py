@@ -111,33 +111,6 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     return Response(dumps(body), headers=_headers(result, routed))
 
 
-def _v2_outputs(result: Prediction, outputs: list[str]) -> list[dict[str, Any]]:
-    tensors: list[dict[str, Any]] = []
-    for name in outputs:
-        if name == "predict":
-            pred = result.predictions
-            tensors.append(
-                {
-                    "name": name,
-                    "shape": [len(pred)],
-                    "datatype": v2._datatype_of(pred),
-                    "data": pred,
-                }
-            )
-        else:
-            proba = result.probabilities
-            assert proba is not None
-            tensors.append(
-                {
-                    "name": name,
-                    "shape": list(proba.shape),
-                    "datatype": v2._datatype_of(proba),
-                    "data": proba.ravel(),
-                }
-            )
-    return tensors
-
-
 @records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
     payload = req.json()
@@ -159,7 +132,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
         "model_version": routed.served.version_label,
         "id": request_id if isinstance(request_id, str) else result.request_id,
         "parameters": {"endpoint": routed.endpoint.name, "variant": routed.variant},
-        "outputs": _v2_outputs(result, outputs),
+        "outputs": v2.output_tensors(result, outputs),
     }
     return Response(dumps(body), headers=_headers(result, routed))
 
@@ -168,7 +141,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
 async def invocations(dp: DataPlane, req: Request) -> Response:
     router, routed = await _routed(dp, req, None)
     with _tagged(routed):
-        table = mlflow._decode(req)
+        table = mlflow.decode_request(req)
     result = await router.predict(
         routed,
         table,

@@ -109,7 +109,8 @@ def _json_with_nan(req: Request) -> Any:
         raise
 
 
-def _decode(req: Request) -> RawTable:
+def decode_request(req: Request) -> RawTable:
+    """The raw table of a scoring request, by its content type (JSON or CSV, UTF-8)."""
     content_type = req.content_type or ""
     mime, _, parameters = content_type.partition(";")
     mime = mime.strip().lower()
@@ -141,7 +142,7 @@ def _default_model(dp: DataPlane) -> ServedModel:
 
 async def _invoke(dp: DataPlane, req: Request, served: ServedModel) -> Response:
     req.model, req.version = served.name, served.version_label
-    table = _decode(req)
+    table = decode_request(req)
     result = await dp.predict(
         served.name,
         None,

@@ -27,7 +27,7 @@ from vigil.serving.validation import Columns, Matrix, RawTable
 
 if TYPE_CHECKING:
     from vigil.bundle.signature import FeatureSpec
-    from vigil.serving.dataplane import DataPlane
+    from vigil.serving.dataplane import DataPlane, Prediction
     from vigil.serving.provider import ServedModel
 
 _NUMERIC = frozenset(
@@ -190,23 +190,9 @@ def _selector(req: Request) -> str | None:
     return req.params.get("version")
 
 
-@records_failures("v2")
-async def infer(dp: DataPlane, req: Request) -> Response:
-    served = dp.model(req.params["name"], _selector(req))
-    req.model, req.version = served.name, served.version_label
-    payload = req.json()
-    table, outputs = decode(served, payload)
-    want_proba = "predict_proba" in outputs
-    result = await dp.predict(
-        served.name,
-        None,
-        table,
-        want_proba=want_proba,
-        request_id=req.request_id,
-        served=served,
-        route=req.route,
-        key_id=req.key_id,
-    )
+def output_tensors(result: Prediction, outputs: list[str]) -> list[dict[str, Any]]:
+    """The response's output tensors, in the order ``outputs`` names them: ``predict``
+    (shape ``[N]``) and ``predict_proba`` (shape ``[N, C]``, data row-major)."""
     tensors: list[dict[str, Any]] = []
     for name in outputs:
         if name == "predict":
@@ -225,12 +211,32 @@ async def infer(dp: DataPlane, req: Request) -> Response:
                     "data": proba.ravel(),
                 }
             )
+    return tensors
+
+
+@records_failures("v2")
+async def infer(dp: DataPlane, req: Request) -> Response:
+    served = dp.model(req.params["name"], _selector(req))
+    req.model, req.version = served.name, served.version_label
+    payload = req.json()
+    table, outputs = decode(served, payload)
+    want_proba = "predict_proba" in outputs
+    result = await dp.predict(
+        served.name,
+        None,
+        table,
+        want_proba=want_proba,
+        request_id=req.request_id,
+        served=served,
+        route=req.route,
+        key_id=req.key_id,
+    )
     request_id = payload.get("id")
     body = {
         "model_name": served.name,
         "model_version": served.version_label,
         "id": request_id if isinstance(request_id, str) else result.request_id,
-        "outputs": tensors,
+        "outputs": output_tensors(result, outputs),
     }
     return Response(dumps(body), headers=[(b"x-request-id", result.request_id.encode())])
 
