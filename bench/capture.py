@@ -138,7 +138,8 @@ def app(capture_home: Path | None) -> Any:
     runtime = None
     if capture_home is not None:
         runtime = CaptureRuntime.from_settings(CaptureSettings(), home=capture_home, store=None)
-    return create_app(StaticProvider([bundle], settings=ServingSettings()), capture=runtime)
+    settings = ServingSettings(gc_freeze=True)  # as `vigil serve` sets it for its workers
+    return create_app(StaticProvider([bundle], settings=settings), capture=runtime)
 
 
 def serve_app(kind: str, port: int) -> None:

@@ -97,6 +97,7 @@ def serve(port: int) -> None:
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.serving.server import run
 
+    os.environ.setdefault("VIGIL_SERVE_GC_FREEZE", "true")  # as `vigil serve` sets it
     run(create_app(RegistryProvider(Vigil()), capture=None), "127.0.0.1", port)
 
 

@@ -114,7 +114,8 @@ def vigil_app(estimator: Any, *, metrics: bool = True, max_batch_size: int = 64)
         inputs=[FeatureSpec(name=n, dtype="float64", nullable=False) for n in FEATURES],
         outputs=OutputSpec(task="classification", dtype="int64", classes=[0, 1], has_proba=True),
     )
-    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size)
+    # gc_freeze as `vigil serve` sets it for its workers.
+    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True)
     bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
     return create_app(StaticProvider([bundle], settings=settings))
 

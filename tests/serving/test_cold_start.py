@@ -30,7 +30,7 @@ from vigil.settings import load_settings
 HEAVY = ["onnx", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy.dialects.postgresql"]
 
 _START = """
-import asyncio, json, sys
+import asyncio, gc, json, sys
 from vigil.capture.runtime import CaptureRuntime
 from vigil.serving.app import create_app
 from vigil.serving.registry_provider import from_environment
@@ -51,6 +51,7 @@ async def main():
     await inbox.put({"type": "lifespan.startup"})
     started = await sent.get()
     ready = sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)
+    frozen = gc.get_freeze_count()
     served = len(app.dataplane.models())
     runtime = app.dataplane.capture
     feedback = runtime.feedback  # first use builds it (importing PyArrow)
@@ -60,6 +61,7 @@ async def main():
         "sent": [started, await sent.get()],
         "served": served,
         "at_ready": ready,
+        "frozen_at_ready": frozen,
         "feedback_store": type(feedback).__name__,
         "compactor": type(runtime.compactor).__name__,
         "pyarrow_after_first_use": "pyarrow" in sys.modules,
@@ -90,6 +92,7 @@ def test_a_worker_reaches_ready_without_the_heavy_stacks(vigil_home: Path):
         "VIGIL_WORKER_MODELS": "[]",
         "VIGIL_WORKER_ALIASES": "{}",
         "VIGIL_WORKER_POLL_INTERVAL": "0",
+        "VIGIL_SERVE_GC_FREEZE": "true",  # as `vigil serve` sets it
     }
     out = subprocess.run(
         [sys.executable, "-c", _START, json.dumps(HEAVY)],
@@ -104,6 +107,8 @@ def test_a_worker_reaches_ready_without_the_heavy_stacks(vigil_home: Path):
     assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert result["served"] == 1
     assert result["at_ready"] == []
+    # Everything alive at ready (modules, the model) is out of the collector's full passes.
+    assert result["frozen_at_ready"] > 50_000, result["frozen_at_ready"]
     # The deferred part still works once asked for.
     assert result["feedback_store"] == "FeedbackStore"
     assert result["compactor"] == "Compactor"
@@ -121,3 +126,36 @@ def test_the_capture_package_names_resolve_on_first_use():
     assert resolved["apply_retention"] is apply_retention
     with pytest.raises(AttributeError, match="no_such_name"):
         capture.no_such_name  # noqa: B018
+
+
+def test_an_embedded_app_leaves_the_collector_alone_unless_asked():
+    """gc_freeze is off for an app built with create_app: its host program's collector
+    policy is its own. (`vigil serve` turns it on; the test above sees that.)"""
+    import asyncio
+    import gc
+
+    from vigil import _heap
+    from vigil.serving.app import create_app
+    from vigil.serving.provider import StaticProvider
+
+    async def start_and_stop() -> list[str]:
+        app = create_app(StaticProvider([]))
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        sent: list[str] = []
+
+        async def send(message: dict[str, str]) -> None:
+            sent.append(message["type"])
+
+        for kind in ("lifespan.startup", "lifespan.shutdown"):
+            await inbox.put({"type": kind})
+        await app._lifespan(inbox.get, send)
+        return sent
+
+    before = gc.get_freeze_count()
+    assert asyncio.run(start_and_stop()) == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert gc.get_freeze_count() == before
+    assert _heap.settle() is False  # not enabled in this process: a no-op
+    assert gc.get_freeze_count() == before

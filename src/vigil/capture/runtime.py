@@ -126,6 +126,9 @@ class CaptureRuntime:
 
     async def _background(self) -> None:
         await asyncio.to_thread(self._parts)
+        from vigil import _heap
+
+        _heap.settle()  # PyArrow and the store are here for good now
         if self._compactor is not None:
             await self._compactor.run()
 

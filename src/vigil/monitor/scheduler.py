@@ -127,6 +127,7 @@ class MonitorScheduler:
 
     async def _loop(self) -> None:
         delay = min(_FIRST_RUN_DELAY_S, self.settings.interval_s)
+        settled = False
         while True:
             await asyncio.sleep(delay)
             delay = self.settings.interval_s
@@ -137,6 +138,10 @@ class MonitorScheduler:
             except Exception:
                 # Monitoring must never take the server down; the next tick retries.
                 log.exception("monitoring cycle failed; retrying in %.0fs", delay)
+            if not settled:  # the first cycle imported the statistics stack for good
+                from vigil import _heap
+
+                settled = _heap.settle() or True
 
     def start(self) -> None:
         """Start the background task (call from the running event loop)."""

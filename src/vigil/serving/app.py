@@ -112,6 +112,11 @@ class ServingApp:
                         len(self.dataplane.models()),
                         rss / 2**20,
                     )
+                if self.settings.gc_freeze:
+                    from vigil import _heap
+
+                    _heap.enable()
+                    _heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.monitor is not None:

@@ -35,6 +35,12 @@ class ServingSettings(BaseSettings):
     The cost is measured when the model is warmed and from every call. Only computation-only
     flavors (scikit-learn, XGBoost, LightGBM, ONNX) qualify. 0: always the thread."""
 
+    gc_freeze: bool = False
+    """Once the models are loaded, move everything alive out of the garbage collector's
+    full passes (:mod:`vigil._heap`): much shorter pauses under load. ``vigil serve`` turns
+    it on; an app built with ``create_app`` inside another program leaves that program's
+    collector alone unless told."""
+
     extra_features: Literal["reject", "ignore"] = "reject"
     """What to do with input columns the signature does not declare."""
 

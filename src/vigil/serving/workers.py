@@ -47,6 +47,8 @@ PROVIDER_ENV = "VIGIL_WORKER_PROVIDER"
 """Environment variable naming the provider factory every worker calls."""
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+GC_FREEZE_ENV = "VIGIL_SERVE_GC_FREEZE"
+"""On unless set: workers settle their heap after start-up (see :mod:`vigil._heap`)."""
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -205,8 +207,10 @@ def serve(
     # One process keeps its metrics in memory; several share a fresh private directory
     # (set before any worker imports prometheus-client, which picks its storage at import).
     metrics_dir = tempfile.mkdtemp(prefix="vigil-metrics-") if workers > 1 else None
-    previous = {k: os.environ.get(k) for k in (PROVIDER_ENV, MULTIPROC_ENV)}
+    previous = {k: os.environ.get(k) for k in (PROVIDER_ENV, MULTIPROC_ENV, GC_FREEZE_ENV)}
     os.environ[PROVIDER_ENV] = provider
+    # A process that only serves: short collector pauses (vigil._heap), unless told not to.
+    os.environ.setdefault(GC_FREEZE_ENV, "true")
     if metrics_dir is not None:
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
