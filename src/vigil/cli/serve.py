@@ -156,13 +156,37 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
     probe = wildcard.get(host, host)
     shown = f"[{host}]" if ":" in host else host
 
-    def ready() -> bool:
+    def get(path: str) -> tuple[bytes, bytes]:
+        """(status line, body) of a GET, or two empty strings when nothing answers."""
         try:
             with socket.create_connection((probe, port), timeout=1) as sock:
-                sock.sendall(b"GET /readyz HTTP/1.0\r\nHost: vigil\r\n\r\n")
-                return sock.recv(16).startswith((b"HTTP/1.1 200", b"HTTP/1.0 200"))
+                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: vigil\r\n\r\n".encode())
+                chunks = []
+                while chunk := sock.recv(4096):
+                    chunks.append(chunk)
         except OSError:
+            return b"", b""
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        return head.partition(b"\r\n")[0], body
+
+    def ours() -> bool:
+        """Whether the server answering is this one (its pid, or a worker's whose parent it
+        is), not another that held the port first."""
+        try:
+            pid = int(json.loads(get("/livez")[1])["pid"])
+        except (ValueError, KeyError, TypeError):
             return False
+        if pid == os.getpid():
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True  # no /proc to ask (not Linux): trust the port
+        return int(stat.rpartition(")")[2].split()[1]) == os.getpid()
+
+    def ready() -> bool:
+        status = get("/readyz")[0]
+        return status.split(b" ")[1:2] == [b"200"] and ours()
 
     def watch() -> None:
         while time.monotonic() - started < 3600:
