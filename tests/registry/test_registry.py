@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import shutil
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -461,3 +463,27 @@ def test_registry_from_settings(vigil_home: Path, make_bundle: MakeBundle) -> No
         vigil_home / "artifacts" / "bundles" / mv.sha256[:2] / mv.sha256 / "vigil.json"
     ).is_file()
     registry.db.dispose()
+
+
+def test_two_workers_fetching_one_bundle_at_once_both_get_it(
+    registry: Registry, make_bundle: MakeBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker processes start together and fetch the same bundle into one cache: the one
+    that renames its copy into place second must use the first one's (verified), not fail
+    start-up with "Directory not empty"."""
+    from vigil.storage import artifacts
+
+    mv = registry.register_version("churn", make_bundle("raced"))
+    cache = tmp_path / "cache"
+    real_rename = os.rename
+
+    def sibling_wins(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).parent == cache and not Path(dst).exists():
+            shutil.copytree(src, dst)  # the other worker's copy lands first
+        real_rename(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "rename", sibling_wins)
+    local = registry.fetch_bundle(mv, cache)
+    assert local == cache / mv.sha256
+    assert tree_digest(list_tree(local)) == mv.sha256
+    assert [p.name for p in cache.iterdir()] == [mv.sha256]  # no staging left behind

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -298,7 +299,13 @@ class ArtifactStore:
                         "backup or register the bundle again",
                         detail={"sha256": sha, "path": f.path},
                     ) from None
-            os.rename(staging, dest)
+            try:
+                os.rename(staging, dest)
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    # Another process (a sibling worker) fetched it at the same moment.
+                    raise FileExistsError(f"{dest} appeared while it was being fetched") from exc
+                raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return dest
