@@ -140,3 +140,8 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert "checkout: split experiment" in r.stdout and "P(best)" in r.stdout
     assert "split check (SRM)" in r.stdout
     assert (tmp_path / "vigil.db").is_file()
+    # `make demo` again on the same home: new versions, the same endpoint replaced.
+    again = run("demo", home=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("identical to the model: True") == 3
+    assert "checkout: split experiment" in again.stdout

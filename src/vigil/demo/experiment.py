@@ -58,7 +58,8 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
             "policy": {"kind": "split", "weights": {"v1": 50, "v2": 50}},
         }
     )
-    EndpointStore(v).create(config, actor="demo")
+    # Replaced, not created: the demo runs again on the same home.
+    EndpointStore(v).put(config, actor="demo")
     console.print(
         f"   endpoint [bold]{ENDPOINT}[/]: split 50/50 between v1 (production) and v2 "
         f"(challenger), sticky by the X-Unit-ID header"
