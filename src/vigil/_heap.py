@@ -3,8 +3,8 @@
 Everything a serving worker builds before it takes traffic (imported modules, models,
 caches) lives as long as the process, yet CPython's full collections scan all of it every
 time: hundreds of thousands of objects once scikit-learn and pandas are imported, a pause
-of 40-90 ms that lands on whatever requests are in flight (the tail latency at 128
-connections went from 91 to 12-17 ms at p99 without it, see docs/benchmarks.md).
+of 40-90 ms that lands on whatever requests are in flight (settling took the p99 at 128
+connections from 85-91 ms to 12-17 ms, see docs/benchmarks.md).
 :func:`settle` collects once, then moves every object alive to the permanent generation
 (:func:`gc.freeze`), so later collections scan only what requests allocate.
 

@@ -70,7 +70,6 @@ class BatchScorer:
     ) -> None:
         from vigil.app import Vigil
         from vigil.bundle.bundle import load_bundle
-        from vigil.bundle.trust import TrustPolicy
         from vigil.registry.registry import fetch_bundle
         from vigil.settings import load_settings
 
@@ -78,7 +77,7 @@ class BatchScorer:
         # By digest: verified against the version the driver resolved, whatever the alias
         # points to by now.
         path = fetch_bundle(vigil.artifacts, version["sha256"], vigil.cache_dir)
-        bundle = load_bundle(path, trust=TrustPolicy(**version["trust"]), sample=False)
+        bundle = load_bundle(path, trust=version["trust"], sample=False)
         bundle.name, bundle.version = version["name"], version["version"]
         self.check = ChunkValidator(bundle.signature, allow_inf=allow_inf, source=source)
         self.scorer = Scorer(bundle, columns, proba=proba)
@@ -202,12 +201,11 @@ def actor_version(version: ModelVersion) -> dict[str, Any]:
     trust it was registered with."""
     from vigil.app import version_trust
 
-    trust = version_trust(version)
     return {
         "name": version.name,
         "version": version.version,
         "sha256": version.sha256,
-        "trust": {"trust_pickle": trust.trust_pickle, "trusted_types": trust.trusted_types},
+        "trust": version_trust(version),
     }
 
 

@@ -141,7 +141,8 @@ class MonitorScheduler:
             if not settled:  # the first cycle imported the statistics stack for good
                 from vigil import _heap
 
-                settled = _heap.settle() or True
+                _heap.settle()
+                settled = True
 
     def start(self) -> None:
         """Start the background task (call from the running event loop)."""

@@ -342,7 +342,7 @@ class MicroBatcher:
             elapsed = perf_counter() - started
             self._observe(seconds, rows)
         if any(item.log is not None for item in batch):
-            _log_answers(batch, outcomes)
+            _hand_to_logs(batch, outcomes)
         stats.batches += 1
         stats.rows += rows
         stats.largest_batch = max(stats.largest_batch, rows)
@@ -403,7 +403,7 @@ class MicroBatcher:
         self.executor.shutdown(wait=True)
 
 
-def _log_answers(batch: list[_Item], outcomes: list[Output | BaseException]) -> None:
+def _hand_to_logs(batch: list[_Item], outcomes: list[Output | BaseException]) -> None:
     """Hand each log the answers it is owed, once per log; where a log fails, its
     requests get the failure instead of their answers."""
     owed: dict[AnswerLog, list[int]] = {}

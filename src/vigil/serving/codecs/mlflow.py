@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import vigil
 from vigil.errors import MalformedRequestError, UnsupportedMediaTypeError
+from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import TEXT, Request, Response, dumps
 from vigil.serving.validation import Columns, Matrix, RawTable, Records, Split
@@ -143,15 +144,7 @@ def _default_model(dp: DataPlane) -> ServedModel:
 async def _invoke(dp: DataPlane, req: Request, served: ServedModel) -> Response:
     req.model, req.version = served.name, served.version_label
     table = decode_request(req)
-    result = await dp.predict(
-        served.name,
-        None,
-        table,
-        request_id=req.request_id,
-        served=served,
-        route=req.route,
-        key_id=req.key_id,
-    )
+    result = await predict_served(dp, req, served, table)
     return Response(
         dumps({"predictions": result.predictions}),
         headers=[(b"x-request-id", result.request_id.encode())],

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
+from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Matrix, RawTable, Records, Split
@@ -107,16 +108,7 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     served = dp.model(params["name"], selector)
     req.model, req.version = served.name, served.version_label
     table, want_proba = decode(req.json())
-    result = await dp.predict(
-        served.name,
-        None,
-        table,
-        want_proba=want_proba,
-        request_id=req.request_id,
-        served=served,
-        route=req.route,
-        key_id=req.key_id,
-    )
+    result = await predict_served(dp, req, served, table, want_proba=want_proba)
     return Response(
         encode(result.request_id, served, result.predictions, result.probabilities),
         headers=[(b"x-request-id", result.request_id.encode())],

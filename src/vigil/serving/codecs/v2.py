@@ -21,6 +21,7 @@ import numpy as np
 
 import vigil
 from vigil.errors import MalformedRequestError, ValidationError
+from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Columns, Matrix, RawTable
@@ -221,16 +222,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     payload = req.json()
     table, outputs = decode(served, payload)
     want_proba = "predict_proba" in outputs
-    result = await dp.predict(
-        served.name,
-        None,
-        table,
-        want_proba=want_proba,
-        request_id=req.request_id,
-        served=served,
-        route=req.route,
-        key_id=req.key_id,
-    )
+    result = await predict_served(dp, req, served, table, want_proba=want_proba)
     request_id = payload.get("id")
     body = {
         "model_name": served.name,
