@@ -185,9 +185,17 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "?"
-        raise ConfigurationError(
-            f"invalid setting VIGIL_{field.upper()}: {first['msg']}",
-            detail={"setting": field},
-        ) from None
+        raise invalid_setting(exc, "VIGIL_") from None
+
+
+def invalid_setting(exc: ValidationError, prefix: str) -> ConfigurationError:
+    """One clear message for the first problem pydantic found in settings read from
+    ``<prefix><FIELD>`` variables (a nested field is named after its variable)."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "?"
+    top = str(first["loc"][0]) if first["loc"] else "?"
+    where = f" ({field})" if field != top else ""
+    return ConfigurationError(
+        f"invalid setting {prefix}{top.upper()}{where}: {first['msg']}",
+        detail={"setting": field},
+    )

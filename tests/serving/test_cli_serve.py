@@ -54,6 +54,24 @@ def test_unknown_config_setting_is_named(tmp_path: Path):
     assert "unknown serve setting 'max_batch'" in result.output
 
 
+def test_a_bad_serve_setting_is_one_line_naming_the_variable(tmp_path: Path):
+    env = {**os.environ, "VIGIL_HOME": str(tmp_path), "VIGIL_SERVE_INLINE_MAX_MS": "-1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: invalid setting VIGIL_SERVE_INLINE_MAX_MS: Input should be greater than or "
+        "equal to 0"
+    )
+    assert "Traceback" not in done.stdout + done.stderr
+
+
 @pytest.mark.slow
 def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
     _register(vigil_home)

@@ -39,7 +39,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 def _environment(
     config: dict[str, Any], models: list[str], aliases: dict[str, str], poll: float | None
 ) -> dict[str, str]:
-    from vigil.serving.config import ServingSettings
+    from vigil.serving.config import ServingSettings, load_serving_settings
 
     env: dict[str, str] = {}
     for key, value in config.items():
@@ -51,7 +51,9 @@ def _environment(
         env[f"VIGIL_SERVE_{key.upper()}"] = (
             str(value).lower() if isinstance(value, bool) else str(value)
         )
-    ServingSettings(**{k: v for k, v in config.items() if k in ServingSettings.model_fields})
+    # The file's values and the VIGIL_SERVE_* variables, checked once here rather than in
+    # every worker.
+    load_serving_settings(**{k: v for k, v in config.items() if k in ServingSettings.model_fields})
     env["VIGIL_WORKER_MODELS"] = json.dumps(models)
     env["VIGIL_WORKER_ALIASES"] = json.dumps({**config.get("aliases", {}), **aliases})
     interval = poll if poll is not None else config.get("poll_interval", 1.0)

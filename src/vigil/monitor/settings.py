@@ -38,9 +38,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vigil.errors import ConfigurationError, InvalidParameterError
+from vigil.errors import InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.windows import WindowSpec, parse_duration, parse_window
+from vigil.settings import invalid_setting
 
 PayloadFormat = Literal["json", "slack"]
 
@@ -192,11 +193,4 @@ def load_monitor_settings(**overrides: Any) -> MonitorSettings:
     try:
         return MonitorSettings(**overrides)
     except PydanticValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "?"
-        top = str(first["loc"][0]) if first["loc"] else "?"
-        name = f"VIGIL_MONITOR_{top.upper()}"
-        where = f" ({field})" if field != top else ""
-        raise ConfigurationError(
-            f"invalid setting {name}{where}: {first['msg']}", detail={"setting": field}
-        ) from None
+        raise invalid_setting(exc, "VIGIL_MONITOR_") from None

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vigil.settings import invalid_setting
 
 
 class ServingSettings(BaseSettings):
@@ -65,3 +67,19 @@ class ServingSettings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     """How long a worker reuses a successful key check: the longest a revoked key keeps
     working."""
+
+
+def load_serving_settings(**overrides: Any) -> ServingSettings:
+    """Build :class:`ServingSettings`, turning pydantic's errors into one clear message.
+
+    >>> import os; os.environ["VIGIL_SERVE_MAX_BATCH_SIZE"] = "0"
+    >>> load_serving_settings()
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ConfigurationError: invalid setting VIGIL_SERVE_MAX_BATCH_SIZE: Input should be greater than or equal to 1
+    >>> del os.environ["VIGIL_SERVE_MAX_BATCH_SIZE"]
+    """
+    try:
+        return ServingSettings(**overrides)
+    except ValidationError as exc:
+        raise invalid_setting(exc, "VIGIL_SERVE_") from None
