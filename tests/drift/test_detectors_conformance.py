@@ -105,3 +105,42 @@ def test_init_only_stores_params(cls: type[DriftDetector]) -> None:
     det = make(cls)
     for name in inspect.signature(cls).parameters:
         assert hasattr(det, name)
+
+
+def planted(cls: type[DriftDetector]) -> list[float]:
+    """A stable stream with one change at t = 1,000, as in the issue's report."""
+    rng = np.random.default_rng(21)
+    if is_binary(cls):
+        before, after = rng.binomial(1, 0.1, 1000), rng.binomial(1, 0.5, 1000)
+    else:
+        before, after = rng.normal(0, 1, 1000), rng.normal(3, 1, 1000)
+    return [float(x) for x in (*before, *after)]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, None], ids=repr)
+def test_non_finite_values_are_skipped_and_counted(
+    cls: type[DriftDetector], bad: float | None
+) -> None:
+    data = planted(cls)
+    clean = detections(make(cls), data)
+    assert any(i >= 1000 for i in clean), "the planted change must be found"
+    det = make(cls)
+    dirty = [*data[:500], bad, *data[500:]]
+    found = []
+    for i, x in enumerate(dirty):
+        det.update(x)
+        assert not (x is bad and det.drift_detected), "a skipped value completes nothing"
+        if det.drift_detected:
+            found.append(i if i < 500 else i - 1)
+    # The value never entered the state: the same detections as without it.
+    assert found == clean
+    assert det.n_skipped == 1
+
+
+def test_a_window_of_non_finite_values_does_not_raise(cls: type[DriftDetector]) -> None:
+    det = make(cls)
+    for _ in range(300):
+        det.update(float("nan"))
+    assert det.n_skipped == 300 and not det.drift_detected
+    clone = det.clone()
+    assert clone.n_skipped == 0

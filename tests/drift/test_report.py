@@ -35,12 +35,15 @@ def test_selection_table() -> None:
         choose_method("numeric", n_reference=2001, n_current=2001).method
         == "wasserstein_normalised"
     )
-    assert choose_method("numeric", n_reference=10, n_current=0).method == "psi"
-    assert choose_method("categorical", n_reference=500, n_current=500, n_buckets=51).method == "js"
-    assert (
-        choose_method("categorical", n_reference=10**6, n_current=10**5, n_buckets=3).method == "js"
+    assert choose_method("numeric", n_reference=10, n_current=0).method == "none"
+    assert choose_method("numeric", n_reference=10, n_current=5, binned=True).method == "chi2"
+    assert choose_method("numeric", n_reference=10**6, n_current=10**5, binned=True).method == (
+        "psi"
     )
-    c = choose_method("categorical", n_reference=500, n_current=500, n_buckets=5, alpha=0.01)
+    # Chi-squared at any cardinality: sparse tables get a permutation p-value.
+    assert choose_method("categorical", n_reference=500, n_current=500).method == "chi2"
+    assert choose_method("categorical", n_reference=10**6, n_current=10**5).method == "js"
+    c = choose_method("categorical", n_reference=500, n_current=500, alpha=0.01)
     assert (c.method, c.threshold, c.uses_p_value) == ("chi2", 0.01, True)
 
 
@@ -142,9 +145,10 @@ def test_edge_cases_without_warnings() -> None:
         warnings.simplefilter("error")
         report = compare(ref, cur)
     const = report.column("const")
-    assert const.method == "ks" and const.statistic == 0.0 and not const.drifted
+    assert const.method == "chi2" and const.statistic == 0.0 and not const.drifted
+    assert const.p_value == 1.0 and "constant reference" in const.reason
     nan_col = report.column("allnan_cur")
-    assert nan_col.method == "psi" and nan_col.drifted and nan_col.current_missing == 50
+    assert nan_col.method == "chi2" and nan_col.drifted and nan_col.current_missing == 50
     inf = report.column("inf")
     assert inf.current_infinite == 3 and inf.n_current == 47
     assert inf.statistic == pytest.approx(stats.ks_2samp(ref["inf"], cur["inf"][:47]).statistic)
@@ -159,10 +163,14 @@ def test_empty_current_and_single_row() -> None:
     report = compare(ref, {"x": np.array([]), "c": np.array([], dtype=object)})
     assert [c.method for c in report.columns] == ["none", "none"]
     assert not report.dataset_drifted and report.share_drifted == 0.0
+    # A one-row reference is a constant: one row on each side is no evidence either way.
     one = compare({"x": [5.0]}, {"x": [7.0]})
-    assert one.column("x").method == "ks"
-    assert one.column("x").p_value == pytest.approx(stats.ks_2samp([5.0], [7.0]).pvalue)
-    assert one.column("x").effect_size == 2.0  # no spread: raw units
+    assert one.column("x").method == "chi2" and one.column("x").p_value == 1.0
+    assert not one.column("x").drifted
+    # A one-row window against a real reference is a valid (exact) KS test.
+    row = compare({"x": np.arange(100.0)}, {"x": [7.0]})
+    assert row.column("x").method == "ks"
+    assert row.column("x").p_value == pytest.approx(stats.ks_2samp(np.arange(100.0), [7.0]).pvalue)
 
 
 def test_missing_column_is_a_clear_error() -> None:
@@ -230,6 +238,7 @@ def test_compare_to_profile_sample_based_tests() -> None:
         stats.wasserstein_distance(sample, cur["x"]) / profile.features["x"].std
     )
     without_sample = profile.model_copy(update={"sample": {}})
-    assert compare_to_profile(without_sample, cur, columns=["x"]).column("x").method == "psi"
+    binned = compare_to_profile(without_sample, cur, columns=["x"]).column("x")
+    assert binned.method == "chi2" and "no reference sample" in binned.reason
     with pytest.raises(ValidationError, match="not in the baseline profile"):
         compare_to_profile(profile, cur, columns=["nope"])

@@ -4,6 +4,10 @@ Every numeric statistic needs the finite values in sorted order; sorting is the 
 expensive step, so it happens here once per column and side and is shared by KS,
 Wasserstein and the quantile bins. Missing values (NaN / None) and ``±inf`` are counted
 and kept out of the numeric statistics.
+
+Floating-point rounding is not drift: ``0.1 * 3`` and ``0.3`` differ in the last bit, and
+a column whose values agree to :data:`REL_TOL` is *constant* (:func:`is_constant`), its
+spread zero, whatever the rounding left in it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,23 @@ import pandas as pd
 
 FloatArray = npt.NDArray[np.float64]
 
+REL_TOL = 1e-9
+"""Relative tolerance under which two values, or a column's spread, count as equal."""
+
+
+def is_constant(low: float, high: float) -> bool:
+    """Whether ``[low, high]`` is one value up to :data:`REL_TOL` (rounding noise).
+
+    >>> is_constant(0.1 * 3, 0.3), is_constant(0.0, 0.0), is_constant(1.0, 1.001)
+    (True, True, False)
+    """
+    return high - low <= REL_TOL * max(abs(low), abs(high))
+
+
+def band_halfwidth(value: float) -> float:
+    """Half-width of the band of values equal to ``value`` up to :data:`REL_TOL`."""
+    return max(REL_TOL * abs(value), float(np.finfo(np.float64).tiny))
+
 
 @dataclass(frozen=True)
 class NumericColumn:
@@ -25,7 +46,12 @@ class NumericColumn:
     values: FloatArray
     """Finite values, ascending."""
     n_missing: int
-    n_infinite: int
+    n_neg_inf: int = 0
+    n_pos_inf: int = 0
+
+    @property
+    def n_infinite(self) -> int:
+        return self.n_neg_inf + self.n_pos_inf
 
     @property
     def n(self) -> int:
@@ -37,10 +63,17 @@ class NumericColumn:
         return self.n + self.n_missing + self.n_infinite
 
     @property
+    def constant(self) -> bool:
+        """Whether there is at least one finite value and all agree up to rounding."""
+        return self.n > 0 and is_constant(float(self.values[0]), float(self.values[-1]))
+
+    @property
     def std(self) -> float | None:
-        """Sample standard deviation (ddof=1), None below two values."""
+        """Sample standard deviation (ddof=1), None below two values, 0 for a constant."""
         if self.n < 2:
             return None
+        if self.constant:
+            return 0.0  # rounding noise is no spread
         return float(np.std(self.values, ddof=1))
 
     @classmethod
@@ -48,18 +81,17 @@ class NumericColumn:
         """Sort the finite values of ``data`` (anything array-like, nullable or not).
 
         >>> col = NumericColumn.from_values([3.0, None, 1.0, float("inf")])
-        >>> col.values.tolist(), col.n_missing, col.n_infinite
-        ([1.0, 3.0], 1, 1)
+        >>> col.values.tolist(), col.n_missing, col.n_pos_inf, col.n_neg_inf
+        ([1.0, 3.0], 1, 1, 0)
         """
         arr = as_float_array(data)
-        nan = np.isnan(arr)
-        inf = np.isinf(arr)
-        n_missing = int(nan.sum())
-        n_infinite = int(inf.sum())
-        if n_missing or n_infinite:
-            arr = arr[~(nan | inf)]
-        values = np.sort(arr)  # a new array: the caller's data is never reordered
-        return cls(values=values, n_missing=n_missing, n_infinite=n_infinite)
+        finite = np.isfinite(arr)
+        if finite.all():
+            return cls(values=np.sort(arr), n_missing=0)  # a copy: the caller's data stays
+        n_missing = int(np.isnan(arr).sum())
+        n_pos_inf = int(np.count_nonzero(arr == np.inf))
+        n_neg_inf = int(arr.size - finite.sum()) - n_missing - n_pos_inf
+        return cls(np.sort(arr[finite]), n_missing, n_neg_inf=n_neg_inf, n_pos_inf=n_pos_inf)
 
 
 def as_float_array(data: Any) -> FloatArray:

@@ -5,9 +5,11 @@ found only in the current data, and a missing-value bucket (see
 :class:`~vigil.drift._column.CategoryCounts`). From those counts:
 
 * :func:`chi_squared` — Pearson's chi-squared test of homogeneity on the 2×K contingency
-  table (reference row, current row), exactly ``scipy.stats.chi2_contingency(table)``
-  (SciPy's default Yates correction, which only acts on 2×2 tables). Buckets empty on
-  both sides are dropped first (they carry no information and SciPy rejects them).
+  table (reference row, current row): exactly ``scipy.stats.chi2_contingency(table)``
+  (SciPy's default Yates correction, which only acts on 2×2 tables) where the expected
+  counts allow the asymptotic law, a permutation p-value otherwise
+  (:func:`vigil.drift.binned.chi_squared_test`). Buckets empty on both sides are dropped
+  first (they carry no information and SciPy rejects them).
 * the distances of :mod:`vigil.drift.distances` (PSI, Jensen–Shannon, total variation).
 
 >>> cc = count_categories(["a"] * 60 + ["b"] * 40, ["a"] * 30 + ["b"] * 50 + ["c"] * 20)
@@ -25,6 +27,7 @@ import numpy.typing as npt
 
 from vigil.bundle.profile_schema import CategoricalProfile
 from vigil.drift._column import UNSEEN, CategoryCounts, _codes, count_categories
+from vigil.drift.binned import chi_squared_test
 from vigil.drift.numeric import TestResult
 
 __all__ = ["OTHER", "chi_squared", "count_against_profile", "count_categories"]
@@ -35,15 +38,7 @@ OTHER = "__other__"
 
 def chi_squared(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) -> TestResult:
     """Chi-squared test that both count vectors come from one categorical distribution."""
-    from scipy.stats import chi2_contingency
-
-    table = np.vstack([np.asarray(reference_counts), np.asarray(current_counts)]).astype(np.float64)
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
-        # One bucket, or an empty side: nothing to test, no evidence of a difference.
-        return TestResult(0.0, 1.0)
-    res = chi2_contingency(table)
-    return TestResult(float(res.statistic), float(res.pvalue))
+    return chi_squared_test(reference_counts, current_counts)[0]
 
 
 def count_against_profile(profile: CategoricalProfile, current: Any) -> CategoryCounts:

@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vigil.drift import distances
 from vigil.drift._column import CategoryCounts, NumericColumn
-from vigil.drift.binning import bin_counts
-from vigil.drift.categorical import chi_squared
+from vigil.drift.binned import chance_bound, chi_squared_test
+from vigil.drift.binning import BandBins, Bins, KindBins
+from vigil.drift.distances import DISTANCES, js_distance, psi
 from vigil.drift.numeric import cramer_von_mises, ks_2samp, normalising_scale, wasserstein_sorted
 from vigil.drift.select import (
+    BINNED_METHODS,
     CATEGORICAL_METHODS,
     DEFAULT_THRESHOLDS,
     NUMERIC_METHODS,
-    P_VALUE_METHODS,
     Kind,
     MethodChoice,
     choose_method,
@@ -76,26 +76,26 @@ class NumericReference:
 
     ``sample`` holds sorted raw values for KS / Wasserstein / CvM (all of them for raw
     reference data, the profile's bounded sample otherwise, None when there is none);
-    ``edges``/``counts`` are the quantile bins (counts with the missing bin last).
+    ``bins`` is the layout of :mod:`vigil.drift.binning` and ``counts`` the reference's
+    counts in it (the missing bin last). ``n`` counts finite values.
     """
 
     n: int
     n_missing: int
     std: float | None
-    edges: npt.NDArray[np.float64]
+    bins: Bins
     counts: npt.NDArray[np.int64]
     sample: NumericColumn | None
 
-
-def _binned(method: str, ref: npt.ArrayLike, cur: npt.ArrayLike) -> float:
-    funcs = {
-        "psi": distances.psi,
-        "js": distances.js_distance,
-        "kl": distances.kl_divergence,
-        "hellinger": distances.hellinger,
-        "tvd": distances.total_variation,
-    }
-    return funcs[method](ref, cur)
+    def binned_reason(self) -> str | None:
+        """Why values cannot be compared directly (None when they can)."""
+        if isinstance(self.bins, KindBins):
+            return "the reference has no finite value: compared on value kinds"
+        if isinstance(self.bins, BandBins):
+            return "constant reference: compared on bins below, at and above its value"
+        if self.sample is None:
+            return "no reference sample in the profile: compared on its bins"
+        return None
 
 
 def _none(column: str, kind: Kind, n_reference: int, reason: str) -> ColumnDrift:
@@ -125,6 +125,24 @@ def _forced(
     return MethodChoice(method, thresholds[method], "chosen by caller")
 
 
+def _judge_binned(
+    choice: MethodChoice, ref: npt.NDArray[np.int64], cur: npt.NDArray[np.int64]
+) -> tuple[float, float | None, MethodChoice]:
+    """Statistic, p-value and the (possibly raised) threshold of a binned method."""
+    if choice.method == "chi2":
+        res, how = chi_squared_test(ref, cur)
+        reason = f"{choice.reason}; {how} p-value"
+        return res.statistic, res.p_value, MethodChoice("chi2", choice.threshold, reason)
+    statistic = float(DISTANCES[choice.method](ref, cur))
+    if statistic <= choice.threshold:
+        return statistic, None, choice  # below the threshold, chance cannot matter
+    bound = chance_bound(choice.method, ref, cur)
+    if bound <= choice.threshold:
+        return statistic, None, choice
+    reason = f"{choice.reason}; chance bound {bound:.3g} at this size and bin count"
+    return statistic, None, MethodChoice(choice.method, bound, reason)
+
+
 def numeric_drift(
     column: str,
     reference: NumericReference,
@@ -136,53 +154,62 @@ def numeric_drift(
     thresholds: dict[str, float] | None = None,
 ) -> ColumnDrift:
     """Drift of a numeric column; ``method`` forces a statistic instead of the table's."""
-    limits = {**DEFAULT_THRESHOLDS, "ks": alpha, "cvm": alpha, **(thresholds or {})}
+    limits = {**DEFAULT_THRESHOLDS, "ks": alpha, "cvm": alpha, "chi2": alpha, **(thresholds or {})}
     if current.n_rows == 0:
         return _none(column, "numeric", reference.n, "empty current window")
-    cur_counts = bin_counts(reference.edges, current)
-    sample = reference.sample
-    n_ref_test = sample.n if sample is not None else 0
-    if method is None:
+    if int(reference.counts.sum()) == 0:
+        return _none(column, "numeric", 0, "empty reference")
+    cur_counts = reference.bins.count(current)
+    binned = reference.binned_reason()
+    if binned is None and current.n == 0:
+        binned = "the current window has no finite value: compared on bins"
+    sample = reference.sample if binned is None else None
+    if method is not None:
+        choice = _forced(method, NUMERIC_METHODS, limits, "numeric")
+        if method not in BINNED_METHODS and sample is None:
+            raise ValueError(
+                f"column {column!r}: {method} needs finite, non-constant values on both sides "
+                "(and a reference sample when comparing to a profile); use method='psi'"
+            )
+    elif sample is not None:
         choice = choose_method(
             "numeric",
-            n_reference=n_ref_test,
+            n_reference=sample.n,
             n_current=current.n,
             small_sample=small_sample,
             alpha=alpha,
             thresholds=limits,
         )
-        if sample is None and choice.method != "psi":
-            choice = MethodChoice("psi", limits["psi"], "no reference sample in the profile")
     else:
-        choice = _forced(method, NUMERIC_METHODS, limits, "numeric")
+        choice = choose_method(
+            "numeric",
+            n_reference=int(reference.counts.sum()),
+            n_current=int(cur_counts.sum()),
+            binned=True,
+            small_sample=small_sample,
+            alpha=alpha,
+            thresholds=limits,
+        )
+        choice = MethodChoice(choice.method, choice.threshold, f"{binned}; {choice.reason}")
 
-    have_values = sample is not None and sample.n > 0 and current.n > 0
     effect: float | None = None
     effect_method: str | None = None
-    if have_values:
-        assert sample is not None
+    if sample is not None and current.n > 0:
         effect = wasserstein_sorted(sample, current) / normalising_scale(reference.std)
         effect_method = "wasserstein_normalised"
     p_value: float | None = None
-    if choice.method in ("ks", "cvm", "wasserstein_normalised") and not have_values:
-        raise ValueError(
-            f"column {column!r}: {choice.method} needs finite values on both sides "
-            "(and a reference sample when comparing to a profile); use method='psi'"
-        )
-    if choice.method == "ks":
-        res = ks_2samp(sample, current)
-        statistic, p_value = res.statistic, res.p_value
-    elif choice.method == "cvm":
-        res = cramer_von_mises(sample, current)
-        statistic, p_value = res.statistic, res.p_value
+    if choice.method in BINNED_METHODS:
+        statistic, p_value, choice = _judge_binned(choice, reference.counts, cur_counts)
+        if effect is None:
+            effect, effect_method = float(psi(reference.counts, cur_counts)), "psi"
     elif choice.method == "wasserstein_normalised":
         assert effect is not None
         statistic = effect
     else:
-        statistic = _binned(choice.method, reference.counts, cur_counts)
-    if effect is None:
-        effect = statistic if choice.method not in P_VALUE_METHODS else None
-        effect_method = choice.method if effect is not None else None
+        assert sample is not None
+        test = ks_2samp if choice.method == "ks" else cramer_von_mises
+        res = test(sample, current)
+        statistic, p_value = res.statistic, res.p_value
     drifted = (p_value < choice.threshold) if p_value is not None else statistic > choice.threshold
     return ColumnDrift(
         column=column,
@@ -217,26 +244,20 @@ def categorical_drift(
     n_ref, n_cur = int(ref.sum()), int(cur.sum())
     if n_cur == 0:
         return _none(column, "categorical", n_ref, "empty current window")
+    if n_ref == 0:
+        return _none(column, "categorical", 0, "empty reference")
     if method is None:
-        n_buckets = int(((ref + cur) > 0).sum())
         choice = choose_method(
             "categorical",
             n_reference=n_ref,
             n_current=n_cur,
-            n_buckets=n_buckets,
             small_sample=small_sample,
             alpha=alpha,
             thresholds=limits,
         )
     else:
         choice = _forced(method, CATEGORICAL_METHODS, limits, "categorical")
-    effect = distances.js_distance(ref, cur)
-    p_value: float | None = None
-    if choice.method == "chi2":
-        res = chi_squared(ref, cur)
-        statistic, p_value = res.statistic, res.p_value
-    else:
-        statistic = _binned(choice.method, ref, cur)
+    statistic, p_value, choice = _judge_binned(choice, ref, cur)
     drifted = (p_value < choice.threshold) if p_value is not None else statistic > choice.threshold
     return ColumnDrift(
         column=column,
@@ -244,7 +265,7 @@ def categorical_drift(
         method=choice.method,
         statistic=statistic,
         p_value=p_value,
-        effect_size=effect,
+        effect_size=float(js_distance(ref, cur)),
         effect_size_method="js",
         threshold=choice.threshold,
         drifted=bool(drifted),

@@ -1,18 +1,24 @@
 """Which statistic judges which column: the automatic choice, in one table.
 
-=============  =====================================  ========================  ===========================  ==========================
-kind           condition                              method                    drifted when                 effect size reported
-=============  =====================================  ========================  ===========================  ==========================
-numeric        effective n ≤ 1000                     ``ks`` (Kolmogorov–       BH-adjusted p < 0.05         ``wasserstein_normalised``
-                                                      Smirnov)
-numeric        effective n > 1000                     ``wasserstein_normalised``  statistic > 0.1            ``wasserstein_normalised``
-numeric        no finite values on one side           ``psi`` (with missing     statistic > 0.2              ``psi``
-               (all missing / all ``±inf``)           bin)
-categorical    effective n ≤ 1000 and ≤ 50 buckets    ``chi2`` (chi-squared)    BH-adjusted p < 0.05         ``js`` (Jensen–Shannon)
-categorical    effective n > 1000 or > 50 buckets     ``js`` (Jensen–Shannon    statistic > 0.1              ``js``
-                                                      distance, base 2)
-any            empty current window                   ``none``                  never                        none
-=============  =====================================  ========================  ===========================  ==========================
+=============  ======================================  ==========================  ==============================  ==========================
+kind           condition                               method                      drifted when                    effect size reported
+=============  ======================================  ==========================  ==============================  ==========================
+numeric        values on both sides, effective         ``ks`` (Kolmogorov–         BH-adjusted p < 0.05            ``wasserstein_normalised``
+               n ≤ 1000                                Smirnov)
+numeric        values on both sides, effective         ``wasserstein_normalised``  statistic > 0.1                 ``wasserstein_normalised``
+               n > 1000
+numeric        *binned*, effective n ≤ 1000            ``chi2`` on the bins        BH-adjusted p < 0.05            ``psi``
+numeric        *binned*, effective n > 1000            ``psi`` on the bins         statistic > max(0.2, chance)    ``psi``
+categorical    effective n ≤ 1000                      ``chi2`` (chi-squared)      BH-adjusted p < 0.05            ``js`` (Jensen–Shannon)
+categorical    effective n > 1000                      ``js`` (Jensen–Shannon      statistic > max(0.1, chance)    ``js``
+                                                       distance, base 2)
+any            empty current window                    ``none``                    never                           none
+=============  ======================================  ==========================  ==============================  ==========================
+
+A numeric column is judged on its *bins* (:mod:`vigil.drift.binning`) when the values
+cannot be compared directly: the reference is constant (a band around its value), has
+no finite value, or is a profile without a raw sample; or the current window has no
+finite value. The bins carry the missing (and infinite) share, so those moves are seen.
 
 *Effective n* is ``n_ref * n_cur / (n_ref + n_cur)``, the quantity a two-sample test's
 power grows with (it is the ``en`` of SciPy's KS asymptotics); it is about the current
@@ -24,8 +30,12 @@ heads to zero for shifts nobody would act on, so large windows are judged by *ho
 the distributions moved, with thresholds on scales that mean the same for every column:
 a tenth of a reference standard deviation of earth-mover distance (the threshold
 Evidently uses too), a JS distance of 0.1, a PSI of 0.2 (the credit-scoring rule of thumb
-for a significant shift). Chi-squared needs expected counts of about five per bucket,
-which more than 50 buckets in a small window rarely give, hence the cardinality cap.
+for a significant shift). A binned distance is also held to its *chance bound*
+(:func:`vigil.drift.binned.chance_bound`): the value it exceeds by chance one time in a
+thousand at this window size and number of buckets, so a column with hundreds of levels
+is not flagged for its sampling noise. Chi-squared p-values come from SciPy where every
+expected count is large enough and from permutations otherwise, so a sparse table of a
+high-cardinality column in a small window is tested correctly too.
 
 Every result carries the effect size beside the p-value, so a "significant" but tiny
 shift is visible as such. Any method can be forced per column.
@@ -34,7 +44,9 @@ shift is visible as such. Any method can be forced per column.
 'ks'
 >>> choose_method("numeric", n_reference=100_000, n_current=50_000).method
 'wasserstein_normalised'
->>> choose_method("categorical", n_reference=5000, n_current=300, n_buckets=4).method
+>>> choose_method("numeric", n_reference=100_000, n_current=500, binned=True).method
+'chi2'
+>>> choose_method("categorical", n_reference=5000, n_current=300).method
 'chi2'
 """
 
@@ -50,14 +62,15 @@ Method = Literal[
 
 P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chi2", "cvm"})
 NUMERIC_METHODS: frozenset[str] = frozenset(
-    {"ks", "wasserstein_normalised", "psi", "js", "kl", "hellinger", "tvd", "cvm"}
+    {"ks", "wasserstein_normalised", "psi", "chi2", "js", "kl", "hellinger", "tvd", "cvm"}
 )
+BINNED_METHODS: frozenset[str] = frozenset({"chi2", "psi", "js", "kl", "hellinger", "tvd"})
+"""Methods that compare bin (or category) counts rather than values."""
 CATEGORICAL_METHODS: frozenset[str] = frozenset({"chi2", "psi", "js", "kl", "hellinger", "tvd"})
 
 SMALL_SAMPLE = 1000
 """Largest effective sample size judged by a p-value."""
 ALPHA = 0.05
-MAX_CHI2_BUCKETS = 50
 
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "ks": ALPHA,
@@ -100,37 +113,32 @@ def choose_method(
     *,
     n_reference: int,
     n_current: int,
-    n_buckets: int | None = None,
+    binned: bool = False,
     small_sample: int = SMALL_SAMPLE,
     alpha: float = ALPHA,
     thresholds: dict[str, float] | None = None,
 ) -> MethodChoice:
     """Pick the statistic for one column following the module table.
 
-    ``n_reference``/``n_current`` count the values the test would see (finite values for
-    numeric columns, rows for categorical ones); ``n_buckets`` is the number of
-    categorical buckets (categories, unseen and missing) with a count on either side.
+    ``n_reference``/``n_current`` count the values the statistic sees: finite values for
+    a numeric column compared by value, rows for a binned or categorical one. ``binned``
+    says a numeric column must be compared on its bins (see the module docstring).
     """
     limits = {**DEFAULT_THRESHOLDS, "ks": alpha, "chi2": alpha, "cvm": alpha, **(thresholds or {})}
     en = effective_n(n_reference, n_current)
-    if n_current == 0 and kind == "categorical":
+    if n_current == 0:
         return MethodChoice("none", limits["none"], "empty current window")
-    if kind == "numeric":
-        if n_reference == 0 or n_current == 0:
-            return MethodChoice(
-                "psi", limits["psi"], "no finite values on one side: compare missing shares"
-            )
-        if en <= small_sample:
-            return MethodChoice("ks", limits["ks"], f"effective n {en:.0f} ≤ {small_sample}")
-        return MethodChoice(
-            "wasserstein_normalised",
-            limits["wasserstein_normalised"],
-            f"effective n {en:.0f} > {small_sample}: effect size, p-values saturate",
-        )
-    if n_buckets is not None and n_buckets > MAX_CHI2_BUCKETS:
-        return MethodChoice("js", limits["js"], f"{n_buckets} buckets > {MAX_CHI2_BUCKETS}")
-    if en <= small_sample:
-        return MethodChoice("chi2", limits["chi2"], f"effective n {en:.0f} ≤ {small_sample}")
+    small = en <= small_sample
+    size = f"effective n {en:.0f} {'≤' if small else '>'} {small_sample}"
+    if kind == "categorical" or binned:
+        if small:
+            return MethodChoice("chi2", limits["chi2"], size)
+        method = "js" if kind == "categorical" else "psi"
+        return MethodChoice(method, limits[method], f"{size}: effect size, p-values saturate")
+    if small:
+        return MethodChoice("ks", limits["ks"], size)
     return MethodChoice(
-        "js", limits["js"], f"effective n {en:.0f} > {small_sample}: effect size, p-values saturate"
+        "wasserstein_normalised",
+        limits["wasserstein_normalised"],
+        f"{size}: effect size, p-values saturate",
     )

@@ -91,9 +91,7 @@ class ADWIN(DriftDetector):
         """Mean of the current window."""
         return self._total / self._width if self._width else 0.0
 
-    def update(self, x: float) -> None:
-        if self._drift_detected:
-            self._reset()
+    def _update(self, x: float) -> None:
         self._insert(float(x))
         self._drift_detected = self._detect()
 

@@ -6,12 +6,18 @@ verdict after that value through the read-only :attr:`~DriftDetector.drift_detec
 lives in private attributes so :meth:`~DriftDetector.clone` can rebuild a fresh detector
 from the parameters alone. A detector that detected drift starts afresh on its next
 update, as River's detectors do.
+
+Missing and non-finite values (None, NaN, ``±inf``) never enter a detector's state: one
+NaN would otherwise poison a running mean for good and blind the detector to every later
+change. They are skipped and counted in :attr:`~DriftDetector.n_skipped`; a skipped value
+completes no detection.
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
+import math
 from typing import Any, Self
 
 
@@ -19,14 +25,29 @@ class DriftDetector(abc.ABC):
     """Base of the streaming drift detectors."""
 
     _drift_detected: bool = False
+    _n_skipped: int = 0
 
     def _reset(self) -> None:
         """Forget everything seen so far (parameters are kept)."""
         self._drift_detected = False
 
-    @abc.abstractmethod
-    def update(self, x: float) -> None:
+    def update(self, x: float | None) -> None:
         """Feed one value; afterwards :attr:`drift_detected` tells whether it was a change."""
+        if self._drift_detected:
+            self._reset()
+        if x is None or not math.isfinite(x):
+            self._n_skipped += 1
+            return
+        self._update(x)
+
+    @abc.abstractmethod
+    def _update(self, x: float) -> None:
+        """Take one finite value into the state and set the verdict."""
+
+    @property
+    def n_skipped(self) -> int:
+        """Missing or non-finite values seen and left out of the state (never reset)."""
+        return self._n_skipped
 
     @property
     def drift_detected(self) -> bool:

@@ -62,9 +62,7 @@ class DDM(DriftAndWarningDetector):
         self._s_min = 0.0
         self._ps_min = float("inf")
 
-    def update(self, x: float) -> None:
-        if self._drift_detected:
-            self._reset()
+    def _update(self, x: float) -> None:
         self._n += 1.0
         self._p += (1.0 / self._n) * (x - self._p)
         p, n = self._p, self._n

@@ -62,9 +62,7 @@ class EDDM(DriftAndWarningDetector):
         self._d_ss = 0.0
         self._p2s_max = -1.0
 
-    def update(self, x: float) -> None:
-        if self._drift_detected:
-            self._reset()
+    def _update(self, x: float) -> None:
         self._n += 1
         if x != 1:
             return

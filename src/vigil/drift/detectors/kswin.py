@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import random
 from collections.abc import Iterable
 
@@ -74,7 +75,7 @@ class KSWIN(DriftDetector):
         self.window = tuple(window) if window is not None else None
         self._reset()
         if self.window:
-            self._window.extend(self.window)
+            self._window.extend(v for v in self.window if math.isfinite(v))
 
     def _reset(self) -> None:
         super()._reset()
@@ -82,11 +83,9 @@ class KSWIN(DriftDetector):
         self._rng = random.Random(self.seed)  # noqa: S311 - sampling, not security; same draws as River
         self.p_value: float = 0.0
 
-    def update(self, x: float) -> None:
+    def _update(self, x: float) -> None:
         from vigil.drift.numeric import ks_2samp
 
-        if self._drift_detected:
-            self._reset()
         self._window.append(x)
         if len(self._window) < self.window_size:
             self._drift_detected = False

@@ -81,9 +81,7 @@ class PageHinkley(DriftDetector):
         self._min_up = float("inf")
         self._max_down = -1.0
 
-    def update(self, x: float) -> None:
-        if self._drift_detected:
-            self._reset()
+    def _update(self, x: float) -> None:
         self._n += 1.0
         self._mean += (1.0 / self._n) * (x - self._mean)
         deviation = x - self._mean
