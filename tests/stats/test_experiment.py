@@ -92,4 +92,4 @@ def test_invalid_calls() -> None:
     with pytest.raises(InvalidParameterError, match="control must be one of"):
         summarize_experiment({"a": ProportionStats(1, 0), "b": ProportionStats(1, 1)}, "z")
     with pytest.raises(InvalidParameterError, match="all ProportionStats or all MeanStats"):
-        summarize_experiment({"a": ProportionStats(1, 0), "b": MeanStats(1, 1.0, 1.0)}, "a")
+        summarize_experiment({"a": ProportionStats(1, 0), "b": MeanStats(1, 1.0, 0.0)}, "a")

@@ -86,3 +86,30 @@ def test_degenerate_means_are_nan() -> None:
     assert math.isnan(r.p_value)
     assert math.isnan(relative_lift_ci_delta(MeanStats(5, 0.0, 1.0), MeanStats(5, 1.0, 1.0)).value)
     assert math.isnan(mean_ci_t(MeanStats.from_values([4.0])).low)
+
+
+def test_large_means_keep_their_variance() -> None:
+    # As raw sums, 1e9 + N(0, 1) came out with variance 0.0, so a 0.5 sd shift at
+    # n = 1,000 read "keep collecting" while the same shift at mean 0 gave p = 2.5e-26.
+    rng = np.random.default_rng(0)
+    noise_a, noise_b = rng.normal(0, 1, 1000), rng.normal(0.5, 1, 1000)
+    for offset in (0.0, 1e9):
+        a, b = MeanStats.from_values(offset + noise_a), MeanStats.from_values(offset + noise_b)
+        assert a.variance == pytest.approx(np.var(offset + noise_a, ddof=1), rel=1e-6)
+        expected = sps.ttest_ind(offset + noise_b, offset + noise_a, equal_var=False)
+        result = welch_ttest(a, b)
+        assert result.p_value == pytest.approx(expected.pvalue, rel=1e-4)
+        assert result.p_value < 1e-20
+
+
+def test_merging_is_exact_in_any_order() -> None:
+    rng = np.random.default_rng(1)
+    parts = [1e9 + rng.normal(0, 1, n) for n in (1, 7, 300, 2)]
+    merged = MeanStats.empty()
+    for part in reversed(parts):
+        merged = merged + MeanStats.from_values(part)
+    whole = np.concatenate(parts)
+    assert merged.n == whole.size
+    assert merged.mean == pytest.approx(whole.mean(), rel=1e-15)
+    assert merged.variance == pytest.approx(np.var(whole, ddof=1), rel=1e-6)
+    assert (-merged).mean == -merged.mean and (-merged).variance == merged.variance

@@ -94,7 +94,7 @@ def test_false_positive_rate_under_peeking_stays_below_alpha() -> None:
 def test_detects_a_real_effect_on_means() -> None:
     rng = np.random.default_rng(4)
     test = SequentialTest(tau=0.1)
-    c = t = MeanStats(0, 0.0, 0.0)
+    c = t = MeanStats.empty()
     for _ in range(50):
         c = c + MeanStats.from_values(rng.normal(10.0, 3.0, 200))
         t = t + MeanStats.from_values(rng.normal(10.4, 3.0, 200))

@@ -137,7 +137,7 @@ def counts_from_state(config: EndpointConfig, stats: Mapping[str, VariantStats])
                 found[v] = (
                     ProportionStats(s.reward_count, s.reward_sum)
                     if binary
-                    else MeanStats(s.reward_count, s.reward_sum, s.reward_sumsq)
+                    else MeanStats.from_sums(s.reward_count, s.reward_sum, s.reward_sumsq)
                 )
         feedback = {v: s.reward_count for v, s in got.items()}
     else:

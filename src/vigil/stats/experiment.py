@@ -206,7 +206,7 @@ def summarize_experiment(
         prob_best = prob_best_beta(rates, draws=draws, seed=seed)
     else:
         means = {
-            k: v if higher_is_better else MeanStats(v.n, -v.total, v.total_sq)
+            k: v if higher_is_better else -v
             for k, v in variants.items()
             if isinstance(v, MeanStats)
         }

@@ -1,13 +1,16 @@
 """Per-variant sufficient statistics: the only numbers serving has to keep.
 
-A conversion metric needs ``(n, successes)``; a continuous metric ``(n, sum, sum of
-squares)``. Both are plain sums, so they are updated with atomic increments in a SQL row
-or a Redis hash and two shards merge by adding them (``a + b``). Every test in
-:mod:`vigil.stats` starts from these records.
+A conversion metric needs ``(n, successes)``; a continuous metric ``(n, mean, M2)``,
+the count, mean and sum of squared deviations from the mean. Two records merge exactly
+(``a + b``: counts add, means and M2 by Chan et al.'s pairwise update), so shards and
+time windows combine in any order. Every test in :mod:`vigil.stats` starts from these
+records.
 
-Keeping raw sums rather than a running mean and M2 (Welford) trades a little numerical
-accuracy on metrics with a huge mean and a tiny spread for increments that need no
-read-modify-write; for rewards, revenue and latencies the loss is far below the noise.
+A continuous metric is *not* kept as raw sums ``(n, Σx, Σx²)``: the variance
+``(Σx² - (Σx)²/n) / (n - 1)`` cancels catastrophically once the mean is large next to the
+spread (for 10⁹ + N(0, 1) it comes out 0), and a test would then see a certain effect in
+noise. Counters that must be plain sums for atomic increments (SQL rows, Redis hashes)
+convert with :meth:`MeanStats.from_sums`, which says what precision they keep.
 """
 
 from __future__ import annotations
@@ -66,49 +69,69 @@ class ProportionStats(_Record):
 
 @dataclass(frozen=True)
 class MeanStats(_Record):
-    """Count, sum and sum of squares of one variant on a continuous metric.
+    """Count, mean and sum of squared deviations of one variant on a continuous metric.
 
     >>> s = MeanStats.from_values([1.0, 2.0, 4.0])
     >>> s.n, round(s.mean, 4), round(s.variance, 4)
     (3, 2.3333, 2.3333)
+    >>> big = MeanStats.from_values(1e9 + np.random.default_rng(0).normal(size=1000))
+    >>> round(big.variance, 3)
+    0.955
     """
 
     n: int
-    total: float
-    total_sq: float
+    mean: float
+    """Sample mean (NaN before the first observation)."""
+    m2: float
+    """Sum of squared deviations from the mean."""
 
     def __post_init__(self) -> None:
         check_count("MeanStats", "n", self.n)
-        check_finite("MeanStats", "total", self.total)
-        sq = check_finite("MeanStats", "total_sq", self.total_sq)
-        if sq < 0:
-            fail("MeanStats", "total_sq", "a sum of squares >= 0", self.total_sq)
-
-    @property
-    def mean(self) -> float:
-        """Sample mean (NaN before the first observation)."""
-        return self.total / self.n if self.n else math.nan
+        if self.n:
+            check_finite("MeanStats", "mean", self.mean)
+        m2 = check_finite("MeanStats", "m2", self.m2)
+        if m2 < 0:
+            fail("MeanStats", "m2", "a sum of squared deviations >= 0", self.m2)
 
     @property
     def variance(self) -> float:
         """Unbiased sample variance (ddof=1); NaN below two observations."""
         if self.n < 2:
             return math.nan
-        # Clipped at 0: the sum-of-squares form can go a hair negative by rounding.
-        return max(self.total_sq - self.total * self.total / self.n, 0.0) / (self.n - 1)
+        return self.m2 / (self.n - 1)
 
     def __add__(self, other: MeanStats) -> MeanStats:
-        return MeanStats(self.n + other.n, self.total + other.total, self.total_sq + other.total_sq)
+        if not other.n:
+            return self
+        if not self.n:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.n / n
+        return MeanStats(n, mean, self.m2 + other.m2 + delta * delta * self.n * other.n / n)
+
+    def __neg__(self) -> MeanStats:
+        """The same observations negated (to compare a lower-is-better metric)."""
+        return MeanStats(self.n, -self.mean if self.n else self.mean, self.m2)
+
+    @classmethod
+    def empty(cls) -> MeanStats:
+        """No observation yet."""
+        return cls(0, math.nan, 0.0)
 
     @classmethod
     def from_values(cls, values: ArrayLike) -> MeanStats:
-        """Summarise an array of observations."""
+        """Summarise an array of observations (two passes: mean, then deviations)."""
         x = np.asarray(values, dtype=float).ravel()
-        return cls(n=int(x.size), total=float(x.sum()), total_sq=float(np.dot(x, x)))
+        if x.size == 0:
+            return cls.empty()
+        mean = float(x.mean())
+        dev = x - mean
+        return cls(n=int(x.size), mean=mean, m2=float(np.dot(dev, dev)))
 
     @classmethod
     def from_moments(cls, n: int, mean: float, variance: float) -> MeanStats:
-        """Rebuild the sums from a reported count, mean and sample variance (ddof=1).
+        """Rebuild from a reported count, mean and sample variance (ddof=1).
 
         >>> MeanStats.from_moments(10, 2.0, 0.5).variance
         0.5
@@ -117,5 +140,22 @@ class MeanStats(_Record):
         mean = check_finite("MeanStats", "mean", mean)
         if variance != 0:
             variance = check_positive("MeanStats", "variance", variance)
-        total = n * mean
-        return cls(n=n, total=total, total_sq=variance * (n - 1) + total * mean)
+        return cls(n=n, mean=mean, m2=variance * (n - 1))
+
+    @classmethod
+    def from_sums(cls, n: int, total: float, total_sq: float) -> MeanStats:
+        """From counters of ``Σx`` and ``Σx²`` (atomic increments in SQL or Redis).
+
+        The variance then carries the sums' cancellation error, about
+        ``1e-16 · mean² / variance`` relative; fine for rewards, revenue and latency, not
+        for a metric whose mean dwarfs its spread (keep such counters shifted).
+
+        >>> round(MeanStats.from_sums(3, 7.0, 21.0).variance, 6)
+        2.333333
+        """
+        n = check_count("MeanStats", "n", n)
+        total = check_finite("MeanStats", "total", total)
+        total_sq = check_finite("MeanStats", "total_sq", total_sq)
+        if n == 0:
+            return cls.empty()
+        return cls(n=n, mean=total / n, m2=max(total_sq - total * total / n, 0.0))
