@@ -12,7 +12,7 @@ spread zero, whatever the rounding left in it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -121,7 +121,10 @@ class CategoryCounts:
     """Reference and current counts over one list of category labels.
 
     The last label is ``UNSEEN`` (categories met only in current), pooled into one bucket
-    so that a flood of new values is one strong signal, not many weak ones.
+    for display; the statistics see each unseen category as a bucket of its own
+    (:meth:`with_missing`). Pooling them first would make the table depend on the data
+    in a way the tests' null does not know: rare levels a window meets by chance would
+    pile up into one bucket that looks like a shift.
     """
 
     labels: list[str]
@@ -130,12 +133,20 @@ class CategoryCounts:
     reference_missing: int
     current_missing: int
     unseen_categories: list[str]
+    unseen_counts: npt.NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64)
+    )
+    """Current counts of each unseen category (they sum to the ``UNSEEN`` bucket)."""
 
     def with_missing(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Counts with one extra bucket for missing values appended."""
+        """The counts the statistics compare: known categories, one bucket per unseen
+        category, and a last bucket for missing values."""
+        unseen = self.unseen_counts[self.unseen_counts > 0]
         return (
-            np.append(self.reference, self.reference_missing),
-            np.append(self.current, self.current_missing),
+            np.concatenate(
+                [self.reference[:-1], np.zeros(unseen.size, np.int64), [self.reference_missing]]
+            ),
+            np.concatenate([self.current[:-1], unseen, [self.current_missing]]),
         )
 
 
@@ -178,11 +189,13 @@ def count_categories(reference: Any, current: Any) -> CategoryCounts:
     position = {label: i for i, label in enumerate(ref_labels)}
     cur_counts = np.zeros(k + 1, dtype=np.int64)
     unseen: list[str] = []
+    unseen_counts: list[int] = []
     for value, count in zip(cur_uniques, cur_local, strict=True):
         label = str(value)
         i = position.get(label)
         if i is None:
             cur_counts[k] += count
+            unseen_counts.append(int(count))
             if count and len(unseen) < MAX_LISTED_UNSEEN:
                 unseen.append(label)
         else:
@@ -194,4 +207,5 @@ def count_categories(reference: Any, current: Any) -> CategoryCounts:
         reference_missing=int((ref_codes < 0).sum()),
         current_missing=int((cur_codes < 0).sum()),
         unseen_categories=unseen,
+        unseen_counts=np.asarray(unseen_counts, dtype=np.int64),
     )

@@ -26,7 +26,13 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.bundle.profile_schema import CategoricalProfile
-from vigil.drift._column import UNSEEN, CategoryCounts, _codes, count_categories
+from vigil.drift._column import (
+    MAX_LISTED_UNSEEN,
+    UNSEEN,
+    CategoryCounts,
+    _codes,
+    count_categories,
+)
 from vigil.drift.binned import chi_squared_test
 from vigil.drift.numeric import TestResult
 
@@ -64,6 +70,7 @@ def count_against_profile(profile: CategoricalProfile, current: Any) -> Category
     local = np.bincount(codes[codes >= 0], minlength=len(uniques))
     cur = np.zeros(len(labels), dtype=np.int64)
     unseen: list[str] = []
+    unseen_counts: list[int] = []
     for value, count in zip(uniques, local, strict=True):
         label = str(value)
         i = position.get(label)
@@ -73,7 +80,8 @@ def count_against_profile(profile: CategoricalProfile, current: Any) -> Category
             cur[overflow - 1] += count
         else:
             cur[overflow] += count
-            if count and len(unseen) < 20:
+            unseen_counts.append(int(count))
+            if count and len(unseen) < MAX_LISTED_UNSEEN:
                 unseen.append(label)
     return CategoryCounts(
         labels=labels,
@@ -82,4 +90,5 @@ def count_against_profile(profile: CategoricalProfile, current: Any) -> Category
         reference_missing=profile.missing,
         current_missing=int((codes < 0).sum()),
         unseen_categories=unseen,
+        unseen_counts=np.asarray(unseen_counts, dtype=np.int64),
     )
