@@ -18,6 +18,10 @@ class DDM(DriftAndWarningDetector):
     :math:`p_n + s_n > p_{min} + d \cdot s_{min}` (``warning_threshold`` :math:`w`,
     ``drift_threshold`` :math:`d`), after ``warm_start`` values.
 
+    Defaults are stricter than River's (``warm_start=30, drift_threshold=3``) so that an alert built on them does not
+    fire daily on a stable stream: about 0.05 false alarms per 10,000 stationary values
+    (error rate 0.1), against 0.5 with River's (``docs/statistics.md``).
+
     Parameters
     ----------
     warm_start
@@ -38,7 +42,7 @@ class DDM(DriftAndWarningDetector):
     ...     ddm.update(x)
     ...     if ddm.drift_detected:
     ...         print(f"Drift detected at index {i}")
-    Drift detected at index 1030
+    Drift detected at index 1053
 
     References
     ----------
@@ -47,7 +51,7 @@ class DDM(DriftAndWarningDetector):
     """
 
     def __init__(
-        self, warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0
+        self, warm_start: int = 100, warning_threshold: float = 2.0, drift_threshold: float = 4.0
     ) -> None:
         self.warm_start = warm_start
         self.warning_threshold = warning_threshold

@@ -13,7 +13,12 @@ class EDDM(DriftAndWarningDetector):
     between consecutive errors (1 = error) and the largest :math:`p' + 2s'` seen. Once
     more than ``warm_start`` values and errors have been seen, the ratio
     :math:`(p' + 2s') / \max(p' + 2s')` below ``alpha`` raises a warning and below
-    ``beta`` signals drift.
+    ``beta`` signals drift. EDDM suits gradual drift at low error rates; for an abrupt
+    rise :class:`~vigil.drift.detectors.DDM` reacts sooner.
+
+    Defaults are stricter than River's (``warm_start=30, alpha=0.95, beta=0.9``) so that an alert built on them does not
+    fire daily on a stable stream: about 0.08 false alarms per 10,000 stationary values
+    (error rate 0.1), against 20 with River's (``docs/statistics.md``).
 
     Parameters
     ----------
@@ -27,14 +32,15 @@ class EDDM(DriftAndWarningDetector):
     Examples
     --------
     >>> import random
-    >>> rng = random.Random(42)
-    >>> stream = rng.choices([0, 1], k=1000) + rng.choices([0, 1], k=1000, weights=[0.3, 0.7])
-    >>> eddm = EDDM(alpha=0.8, beta=0.75)
+    >>> rng = random.Random(3)
+    >>> stream = rng.choices([0, 1], k=1000, weights=[0.9, 0.1])
+    >>> stream += rng.choices([0, 1], k=1000, weights=[0.7, 0.3])
+    >>> eddm = EDDM()
     >>> for i, x in enumerate(stream):
     ...     eddm.update(x)
     ...     if eddm.drift_detected:
     ...         print(f"Drift detected at index {i}")
-    Drift detected at index 1278
+    Drift detected at index 1412
 
     References
     ----------
@@ -43,7 +49,7 @@ class EDDM(DriftAndWarningDetector):
     Discovery from Data Streams.
     """
 
-    def __init__(self, warm_start: int = 30, alpha: float = 0.95, beta: float = 0.9) -> None:
+    def __init__(self, warm_start: int = 100, alpha: float = 0.7, beta: float = 0.6) -> None:
         if alpha < beta:
             raise ValueError(f"alpha ({alpha}) must be greater than or equal to beta ({beta})")
         self.warm_start = warm_start
