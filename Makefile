@@ -6,16 +6,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The exact versions CI tested; `make lock` refreshes them, `make test-latest` tries the newest.
+LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generator.
 TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver
 BENCH_PACKAGES := $(TEST_PACKAGES) wrk
 
-.PHONY: demo test lint bench format install bytecode system-deps clean
+.PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -60,5 +62,22 @@ bench: $(STAMP) bytecode
 	$(MAKE) --no-print-directory system-deps PACKAGES="$(BENCH_PACKAGES)"
 	$(BIN)/python -m bench $(ARGS)
 
+# Resolve the newest releases that pyproject.toml allows in a scratch environment and
+# record them as the lock; review the diff, run `make test`, commit.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,2p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .venv-lock
+
+# The whole suite on the newest releases (not the lock), to see upstream changes early.
+test-latest:
+	test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(MAKE) --no-print-directory system-deps PACKAGES="$(TEST_PACKAGES)"
+	.venv-latest/bin/python -m pytest tests src/vigil
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) .venv-latest .venv-lock .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
