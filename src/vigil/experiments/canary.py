@@ -20,8 +20,12 @@ counters at that moment, so earlier traffic of the same variants does not count)
 canary has ``guards.min_requests`` requests:
 
 * error rate: canary − stable > ``max_error_rate_increase``;
-* latency: canary p99 / stable p99 > ``max_latency_ratio`` (a p99 under
-  :data:`LATENCY_FLOOR_MS` counts as that floor: sub-millisecond differences are timer
+* latency: canary / stable tail latency > ``max_latency_ratio``. The tail is the p99
+  once each side has 1,000 requests; before that the highest quantile with
+  :data:`TAIL_POINTS` requests above it on the smaller side (p90 at 100 requests, p80 at
+  50), and no latency verdict below twice that many: the p99 of 50 requests is their
+  maximum, and one garbage-collector pause would roll a good canary back. A tail under
+  :data:`LATENCY_FLOOR_MS` counts as that floor (sub-millisecond differences are timer
   noise, not a slower model);
 * quality, when ``max_quality_drop`` is set and both variants have ``guards.min_labels``
   labels (accuracy) or else rewards (mean reward): stable − canary > ``max_quality_drop``.
@@ -85,7 +89,21 @@ __all__ = [
 log = logging.getLogger("vigil.experiments")
 
 LATENCY_FLOOR_MS = 1.0
-"""p99 latencies below this are compared as this (the guard judges models, not timer noise)."""
+"""Tail latencies below this are compared as this (the guard judges models, not timer noise)."""
+TAIL_POINTS = 10
+"""Requests the latency guard wants above the quantile it compares, on each side."""
+
+
+def tail_quantile(n: int) -> float | None:
+    """The latency quantile ``n`` requests can judge (None below ``2 * TAIL_POINTS``).
+
+    >>> tail_quantile(50), tail_quantile(100), tail_quantile(5000), tail_quantile(15)
+    (0.8, 0.9, 0.99, None)
+    """
+    if n < 2 * TAIL_POINTS:
+        return None
+    return min(0.99, round(1.0 - TAIL_POINTS / n, 4))
+
 
 Action = Literal["start", "restart", "advance", "rollback", "promote"]
 
@@ -190,13 +208,17 @@ def _breach(
             f"more than {100 * g.max_error_rate_increase:.1f} points",
             evidence,
         )
-    if not math.isnan(c_p99) and stable.requests >= g.min_requests and not math.isnan(s_p99):
-        ratio = max(c_p99, LATENCY_FLOOR_MS) / max(s_p99, LATENCY_FLOOR_MS)
-        evidence["latency_ratio"] = ratio
+    timed = min(sum(canary.latency_buckets), sum(stable.latency_buckets))
+    q = tail_quantile(timed)
+    if q is not None and stable.requests >= g.min_requests:
+        c_tail, s_tail = canary.quantile_ms(q), stable.quantile_ms(q)
+        ratio = max(c_tail, LATENCY_FLOOR_MS) / max(s_tail, LATENCY_FLOOR_MS)
+        evidence.update(latency_quantile=q, latency_ratio=ratio)
         if ratio > g.max_latency_ratio:
+            name = f"p{100 * q:g}"
             return (
-                f"canary p99 latency {c_p99:.1f} ms is {ratio:.1f}x the stable's {s_p99:.1f} ms "
-                f"(allowed {g.max_latency_ratio:g}x)",
+                f"canary {name} latency {c_tail:.1f} ms is {ratio:.1f}x the stable's "
+                f"{s_tail:.1f} ms (allowed {g.max_latency_ratio:g}x)",
                 evidence,
             )
     return None, evidence
