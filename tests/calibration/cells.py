@@ -230,6 +230,44 @@ def column_cells(
     return cells
 
 
+FORCED_NUMERIC = ("cvm", "wasserstein_normalised", "psi", "js", "kl", "hellinger", "tvd")
+FORCED_CATEGORICAL = ("psi", "js", "kl", "hellinger", "tvd")
+
+
+def forced_cells(windows: Iterable[int] = (30, 300, 5000)) -> list[Cell]:
+    """Every method a user can force, at every size: each must stand on its own."""
+
+    def trial(
+        draw: Draw, window: int, method: str, cat: bool
+    ) -> Callable[[bool], Callable[[int], Verdict]]:
+        def make(changed: bool) -> Callable[[int], Verdict]:
+            effect = (2.0 if window < 100 else 1.0) if changed else 0.0
+
+            def one(seed: int) -> Verdict:
+                rng = np.random.default_rng(seed)
+                ref, cur = draw(rng, REFERENCE_ROWS, 0.0), draw(rng, window, effect)
+                report = compare(
+                    {"x": ref}, {"x": cur}, categorical=["x"] if cat else [], methods={"x": method}
+                )
+                return _verdict(report.column("x"))
+
+            return one
+
+        return make
+
+    cells = []
+    for family, methods, cat in (
+        ("normal", FORCED_NUMERIC, False),
+        ("categorical (60 levels)", FORCED_CATEGORICAL, True),
+    ):
+        draw = (CATEGORICAL if cat else NUMERIC)[family]
+        for method in methods:
+            for window in windows:
+                t = trial(draw, window, method, cat)
+                cells.append(Cell(f"forced {method}", family, window, ALPHA, t(False), t(True)))
+    return cells
+
+
 # --- dataset verdict ---------------------------------------------------------------------
 
 
@@ -329,7 +367,13 @@ def domain_classifier_cells(
 
 
 def all_cells() -> list[Cell]:
-    return [*column_cells(), *dataset_cells(), *pca_cells(), *domain_classifier_cells()]
+    return [
+        *column_cells(),
+        *forced_cells(),
+        *dataset_cells(),
+        *pca_cells(),
+        *domain_classifier_cells(),
+    ]
 
 
 # --- A/B procedures ------------------------------------------------------------------------

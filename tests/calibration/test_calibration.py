@@ -17,6 +17,7 @@ from tests.calibration.cells import (
     domain_classifier_cells,
     experiment_cells,
     false_alarms_per_10k,
+    forced_cells,
     pca_cells,
     run,
 )
@@ -52,6 +53,16 @@ def test_column_statistics_are_calibrated(cell: Cell) -> None:
     )
     # ... and not by never flagging: the planted change is found.
     needed = 0.8 if cell.window >= 300 else 0.25
+    assert result.power >= needed, f"power {result.power:.2f} on a real change"
+
+
+@pytest.mark.parametrize("cell", forced_cells(windows=(30, 5000)), ids=lambda c: c.label)
+def test_forced_methods_are_calibrated(cell: Cell) -> None:
+    result = run(cell, range(100), range(20))
+    assert result.calibrated, f"{result.alarms} of {result.trials} iid windows flagged"
+    # A distance at 30 rows must clear its chance bound: it sees only large changes (the
+    # automatic choice tests small windows instead).
+    needed = 0.25 if cell.window < 100 else 0.8
     assert result.power >= needed, f"power {result.power:.2f} on a real change"
 
 

@@ -19,7 +19,13 @@ from vigil.drift._column import CategoryCounts, NumericColumn
 from vigil.drift.binned import chance_bound, chi_squared_test
 from vigil.drift.binning import BandBins, Bins, KindBins
 from vigil.drift.distances import DISTANCES, js_distance, psi
-from vigil.drift.numeric import cramer_von_mises, ks_2samp, normalising_scale, wasserstein_sorted
+from vigil.drift.numeric import (
+    cramer_von_mises,
+    ks_2samp,
+    normalising_scale,
+    wasserstein_chance_bound,
+    wasserstein_sorted,
+)
 from vigil.drift.select import (
     BINNED_METHODS,
     CATEGORICAL_METHODS,
@@ -203,8 +209,13 @@ def numeric_drift(
         if effect is None:
             effect, effect_method = float(psi(reference.counts, cur_counts)), "psi"
     elif choice.method == "wasserstein_normalised":
-        assert effect is not None
+        assert effect is not None and sample is not None
         statistic = effect
+        if statistic > choice.threshold:  # below it, chance cannot matter
+            bound = wasserstein_chance_bound(sample, current, normalising_scale(reference.std))
+            if bound > choice.threshold:
+                reason = f"{choice.reason}; chance bound {bound:.3g} at this size"
+                choice = MethodChoice(choice.method, bound, reason)
     else:
         assert sample is not None
         test = ks_2samp if choice.method == "ks" else cramer_von_mises
