@@ -20,13 +20,15 @@ counters at that moment, so earlier traffic of the same variants does not count)
 canary has ``guards.min_requests`` requests:
 
 * error rate: canary − stable > ``max_error_rate_increase``;
-* latency: canary / stable tail latency > ``max_latency_ratio``. The tail is the p99
-  once each side has 1,000 requests; before that the highest quantile with
-  :data:`TAIL_POINTS` requests above it on the smaller side (p90 at 100 requests, p80 at
-  50), and no latency verdict below twice that many: the p99 of 50 requests is their
-  maximum, and one garbage-collector pause would roll a good canary back. A tail under
-  :data:`LATENCY_FLOOR_MS` counts as that floor (sub-millisecond differences are timer
-  noise, not a slower model);
+* latency: the canary's tail is more than ``max_latency_ratio`` times the stable's, with
+  evidence. The tail is the stable variant's p99, or below 1,000 timed requests the
+  highest quantile ``q`` with :data:`TAIL_POINTS` requests above it (p90 at 100); a
+  breach needs significantly more than ``1 - q`` of the canary's requests above
+  ``max_latency_ratio`` times that tail (one-sided binomial test at
+  :data:`LATENCY_ALPHA`). A point ratio of two p99s is noise on a busy host: the p99 of
+  50 requests is their maximum, and a pause of a few milliseconds rolled good canaries
+  back. A tail under :data:`LATENCY_FLOOR_MS` counts as that floor (sub-millisecond
+  differences are timer noise, not a slower model);
 * quality, when ``max_quality_drop`` is set and both variants have ``guards.min_labels``
   labels (accuracy) or else rewards (mean reward): stable − canary > ``max_quality_drop``.
 
@@ -91,11 +93,13 @@ log = logging.getLogger("vigil.experiments")
 LATENCY_FLOOR_MS = 1.0
 """Tail latencies below this are compared as this (the guard judges models, not timer noise)."""
 TAIL_POINTS = 10
-"""Requests the latency guard wants above the quantile it compares, on each side."""
+"""Requests the latency guard wants above the stable variant's tail quantile."""
+LATENCY_ALPHA = 0.001
+"""Level of the latency guard's test: how often a canary as fast as the stable breaches."""
 
 
 def tail_quantile(n: int) -> float | None:
-    """The latency quantile ``n`` requests can judge (None below ``2 * TAIL_POINTS``).
+    """The latency quantile ``n`` requests can estimate (None below ``2 * TAIL_POINTS``).
 
     >>> tail_quantile(50), tail_quantile(100), tail_quantile(5000), tail_quantile(15)
     (0.8, 0.9, 0.99, None)
@@ -208,17 +212,24 @@ def _breach(
             f"more than {100 * g.max_error_rate_increase:.1f} points",
             evidence,
         )
-    timed = min(sum(canary.latency_buckets), sum(stable.latency_buckets))
-    q = tail_quantile(timed)
-    if q is not None and stable.requests >= g.min_requests:
-        c_tail, s_tail = canary.quantile_ms(q), stable.quantile_ms(q)
-        ratio = max(c_tail, LATENCY_FLOOR_MS) / max(s_tail, LATENCY_FLOOR_MS)
-        evidence.update(latency_quantile=q, latency_ratio=ratio)
-        if ratio > g.max_latency_ratio:
-            name = f"p{100 * q:g}"
+    q = tail_quantile(sum(stable.latency_buckets))
+    n_timed = sum(canary.latency_buckets)
+    if q is not None and stable.requests >= g.min_requests and n_timed:
+        from scipy.stats import binom  # SciPy stays off the serving start-up path
+
+        s_tail = max(stable.quantile_ms(q), LATENCY_FLOOR_MS)
+        ratio = max(canary.quantile_ms(q), LATENCY_FLOOR_MS) / s_tail
+        # Canary requests slower than the allowed multiple of the stable's tail: as fast
+        # a canary has at most 1 - q of them.
+        over = n_timed * canary.share_above_ms(g.max_latency_ratio * s_tail)
+        p = float(binom.sf(math.ceil(over - 1e-9) - 1, n_timed, 1.0 - q))
+        evidence.update(latency_quantile=q, latency_ratio=ratio, latency_p_value=p)
+        if ratio > g.max_latency_ratio and p < LATENCY_ALPHA:
             return (
-                f"canary {name} latency {c_tail:.1f} ms is {ratio:.1f}x the stable's "
-                f"{s_tail:.1f} ms (allowed {g.max_latency_ratio:g}x)",
+                f"canary p{100 * q:g} latency {canary.quantile_ms(q):.1f} ms is {ratio:.1f}x "
+                f"the stable's {s_tail:.1f} ms (allowed {g.max_latency_ratio:g}x; "
+                f"{over:.0f} of {n_timed} canary requests over {g.max_latency_ratio:g}x, "
+                f"p = {p:.2g})",
                 evidence,
             )
     return None, evidence

@@ -148,8 +148,8 @@ class CanaryGuards(_Strict):
     max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
     """Canary error rate minus stable error rate (5xx and prediction failures)."""
     max_latency_ratio: float = Field(default=2.0, gt=1)
-    """Canary tail latency divided by the stable variant's (p99 once both have 1,000
-    requests, a lower quantile before; see :mod:`vigil.experiments.canary`)."""
+    """Allowed ratio of the canary's tail latency to the stable's (the stable's p99, or a
+    lower quantile before 1,000 requests; tested, see :mod:`vigil.experiments.canary`)."""
     max_quality_drop: float | None = Field(default=None, ge=0, le=1)
     """Stable accuracy (or mean reward) minus canary's, once labels or rewards arrive."""
     min_requests: int = Field(default=50, ge=1)

@@ -134,6 +134,26 @@ class VariantStats:
             seen += count
         return float(LATENCY_BOUNDS_MS[-1])  # pragma: no cover (rank <= total)
 
+    def share_above_ms(self, limit: float) -> float:
+        """Share of requests slower than ``limit`` ms, interpolated inside its bucket as
+        :meth:`quantile_ms` is (its inverse); ``NaN`` without requests.
+
+        >>> VariantStats().add(latency_ms=[3.0] * 50 + [40.0] * 50).share_above_ms(20.0)
+        0.5
+        """
+        total = sum(self.latency_buckets)
+        if total == 0:
+            return math.nan
+        above = 0.0
+        for i, count in enumerate(self.latency_buckets):
+            low = LATENCY_BOUNDS_MS[i - 1] if i else 0.0
+            high = LATENCY_BOUNDS_MS[i] if i < len(LATENCY_BOUNDS_MS) else math.inf
+            if low >= limit:
+                above += count
+            elif high > limit and math.isfinite(high):
+                above += count * (high - limit) / (high - low)
+        return above / total
+
     def add(
         self,
         *,
