@@ -179,6 +179,21 @@ class PermissionDeniedError(VigilError, PermissionError):
     code = "forbidden"
 
 
+class HostNotAllowedError(VigilError, PermissionError):
+    """The request names a ``Host`` this server does not answer for (HTTP 421): a web page
+    reaching a loopback server through DNS rebinding looks exactly like this."""
+
+    status = 421
+    code = "host_not_allowed"
+
+
+class CrossOriginRequestError(VigilError, PermissionError):
+    """A page of another origin asked for an admin or state-changing operation (HTTP 403)."""
+
+    status = 403
+    code = "cross_origin_request"
+
+
 def require(module: str, extra: str) -> Any:
     """Import an optional dependency or fail with the exact ``pip install`` line.
 

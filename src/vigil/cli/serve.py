@@ -48,9 +48,13 @@ def _environment(
         if key not in ServingSettings.model_fields:
             known = ", ".join(sorted([*ServingSettings.model_fields, "aliases", "poll_interval"]))
             fail(f"unknown serve setting {key!r} in the config file; known: {known}")
-        env[f"VIGIL_SERVE_{key.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | tuple):  # allowed_hosts, allowed_origins
+            text = ",".join(map(str, value))
+        else:
+            text = str(value)
+        env[f"VIGIL_SERVE_{key.upper()}"] = text
     # The file's values and the VIGIL_SERVE_* variables, checked once here rather than in
     # every worker.
     load_serving_settings(**{k: v for k, v in config.items() if k in ServingSettings.model_fields})
@@ -157,12 +161,14 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
     wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
     probe = wildcard.get(host, host)
     shown = f"[{host}]" if ":" in host else host
+    target = f"[{probe}]:{port}" if ":" in probe else f"{probe}:{port}"
 
     def get(path: str) -> tuple[bytes, bytes]:
         """(status line, body) of a GET, or two empty strings when nothing answers."""
         try:
             with socket.create_connection((probe, port), timeout=1) as sock:
-                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: vigil\r\n\r\n".encode())
+                # The address it connects to as the Host: a server checking Hosts answers it.
+                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n".encode())
                 chunks = []
                 while chunk := sock.recv(4096):
                     chunks.append(chunk)
