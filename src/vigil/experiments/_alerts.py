@@ -18,7 +18,8 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from vigil._redact import redact_url
 
 if TYPE_CHECKING:
     from vigil.app import Vigil
@@ -27,11 +28,6 @@ log = logging.getLogger("vigil.experiments")
 
 _ATTEMPTS = 3
 _TIMEOUT_S = 5.0
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def alert_payload(
@@ -68,7 +64,12 @@ def post_webhook(url: str, payload: Mapping[str, Any]) -> bool:
             problem = type(exc).__name__
         if attempt + 1 < _ATTEMPTS:
             time.sleep(0.2 * 2**attempt)
-    log.warning("alert webhook %s failed after %d attempts: %s", _where(url), _ATTEMPTS, problem)
+    log.warning(
+        "alert webhook %s failed after %d attempts: %s",
+        redact_url(url, path=False),
+        _ATTEMPTS,
+        problem,
+    )
     return False
 
 

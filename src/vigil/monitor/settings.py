@@ -38,6 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from vigil._redact import redact_url
 from vigil.errors import InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.windows import WindowSpec, parse_duration, parse_window
@@ -70,20 +71,7 @@ class Webhook(BaseModel):
         """The URL with everything after the host hidden, plus a short digest of the whole
         URL so two webhooks on one host stay apart (safe to log and show)."""
         url = self.url.get_secret_value()
-        return f"{redact_url(url)}#{hashlib.sha256(url.encode()).hexdigest()[:8]}"
-
-
-def redact_url(url: str) -> str:
-    """Scheme and host of ``url`` only: paths and queries of webhooks hold tokens.
-
-    >>> redact_url("https://hooks.slack.com/services/T00/B00/secret?x=1")
-    'https://hooks.slack.com/…'
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if parts.port:
-        host += f":{parts.port}"
-    return f"{parts.scheme}://{host}/…"
+        return f"{redact_url(url, path=False)}#{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
 
 class MonitorSettings(BaseSettings):
