@@ -187,6 +187,14 @@ class HostNotAllowedError(VigilError, PermissionError):
     code = "host_not_allowed"
 
 
+class UnsafeWebhookError(VigilError, ValueError):
+    """A webhook URL vigil must not call: not http(s), or pointing at a loopback, link-local,
+    private or otherwise non-public address (server-side request forgery)."""
+
+    status = 422
+    code = "unsafe_webhook"
+
+
 class CrossOriginRequestError(VigilError, PermissionError):
     """A page of another origin asked for an admin or state-changing operation (HTTP 403)."""
 

@@ -73,6 +73,9 @@ def watch(
             window=str(window_rows),
             grace_s=0,
             webhooks=[Webhook.model_validate({"url": hook.url})],
+            # The demo's receiver listens on loopback: a webhook may point there only if
+            # allowed (VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS), never by default.
+            allow_private_webhooks=True,
             backoff_s=0.1,
         )
         result = monitor_once(v, model=MODEL_NAME, settings=settings)
