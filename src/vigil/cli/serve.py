@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from vigil.cli._output import err_console, fail
+from vigil.cli._output import err_console, fail, shown
 from vigil.serving.workers import is_loopback
 
 PROVIDER = "vigil.serving.registry_provider:from_environment"
@@ -131,15 +131,15 @@ def serve(
     enabled = _authentication(host, str(requested))
     env["VIGIL_SERVE_AUTH"] = "on" if enabled else "off"  # the workers need no host to decide
     os.environ.update(env)
+    where = shown(f"http://{host}:{port}")
     if enabled:
         err_console.print(
-            f"authentication is on: send 'Authorization: Bearer <token>' to http://{host}:{port}",
+            f"authentication is on: send 'Authorization: Bearer <token>' to {where}",
             highlight=False,
         )
     else:
         err_console.print(
-            f"[yellow]warning:[/] authentication is off: anyone on this machine can call "
-            f"http://{host}:{port}",
+            f"[yellow]warning:[/] authentication is off: anyone on this machine can call {where}",
             highlight=False,
         )
     _announce_when_ready(host, port, workers)
@@ -160,7 +160,7 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
     # A wildcard address is probed through loopback (it is not bound here).
     wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
     probe = wildcard.get(host, host)
-    shown = f"[{host}]" if ":" in host else host
+    address = shown(f"[{host}]" if ":" in host else host)
     target = f"[{probe}]:{port}" if ":" in probe else f"{probe}:{port}"
 
     def get(path: str) -> tuple[bytes, bytes]:
@@ -200,7 +200,7 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
         while time.monotonic() - started < 3600:
             if ready():
                 err_console.print(
-                    f"ready in {time.monotonic() - started:.1f} s: http://{shown}:{port} "
+                    f"ready in {time.monotonic() - started:.1f} s: http://{address}:{port} "
                     f"({workers} worker{'s' if workers > 1 else ''}); GET /v1/models lists "
                     "the models, /docs the API, /metrics the metrics",
                     highlight=False,

@@ -48,6 +48,7 @@ def watch(
     import httpx
     import numpy as np
 
+    from vigil.cli._output import shown
     from vigil.demo._webhook import WebhookReceiver
     from vigil.monitor.cycle import monitor_once
     from vigil.monitor.settings import MonitorSettings, Webhook
@@ -91,11 +92,11 @@ def watch(
         for alert in body.get("alerts", [body]) if isinstance(body, dict) else []:
             labels_ = alert.get("labels", {})
             annotations = alert.get("annotations", {})
-            console.print(
-                f"   [bold red]alert[/] {alert.get('status', '')} "
-                f"{labels_.get('alertname', '')}: {annotations.get('summary', '')}",
-                highlight=False,
+            text = (
+                f"{alert.get('status', '')} {labels_.get('alertname', '')}: "
+                f"{annotations.get('summary', '')}"
             )
+            console.print(f"   [bold red]alert[/] {shown(text)}", highlight=False)
     report = _report(v, console)
     found["report"] = report
     return found
