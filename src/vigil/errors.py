@@ -112,6 +112,13 @@ class BundleError(VigilError, ValueError):
     code = "invalid_bundle"
 
 
+class ModelTooLargeError(BundleError):
+    """A model file would unpack to more than the limit (a zip or YAML bomb, or simply a
+    model larger than ``VIGIL_MAX_UNPACKED_MODEL_BYTES`` allows)."""
+
+    code = "model_too_large"
+
+
 class MissingDependencyError(VigilError, ImportError):
     """An optional dependency is not installed; the message gives the pip line."""
 

@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     actor: str | None = None
     """Who is acting, for the audit log; default: the operating-system user."""
 
+    max_unpacked_model_bytes: int = Field(default=1 << 30, ge=1)
+    """Most bytes a model file may unpack to (a skops file's members, counting an array
+    once per mention): a zip bomb is refused before it is unpacked, at registration and at
+    every load. 1 GiB by default; raise it for a larger model you trust."""
+
     def __repr_args__(self) -> Any:
         # repr() and str() of the settings end up in logs and tracebacks: no password.
         from vigil._redact import redact_url
