@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from vigil.app import Vigil, reset_default
 from vigil.cli import app as cli
+from vigil.errors import UnsafeWebhookError
 from vigil.experiments.store import EndpointStore
 from vigil.experiments.tables import EndpointRow
 from vigil.monitor.webhooks import webhook_label
@@ -155,6 +156,16 @@ def test_a_private_webhook_is_accepted_when_allowed(
     store = EndpointStore(served[0])
     store.create(parse_endpoint({"name": "local", **config(alert_webhooks=[hook])}), actor="t")
     assert stored_row(served[0], "local")["alert_webhooks"] == [hook]
+    # Allowed no more: an unrelated change still goes through (the webhook is refused when
+    # called), a change that adds such a webhook does not.
+    monkeypatch.delenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS")
+    reweighted = config(alert_webhooks=[hook])
+    reweighted["policy"]["weights"] = {"a": 2, "b": 1}
+    store.update("local", parse_endpoint({"name": "local", **reweighted}), actor="t")
+    assert stored_row(served[0], "local")["policy"]["weights"] == {"a": 2.0, "b": 1.0}
+    added = config(alert_webhooks=[hook, "http://127.0.0.1:10/other"])
+    with pytest.raises(UnsafeWebhookError, match="loopback"):
+        store.update("local", parse_endpoint({"name": "local", **added}), actor="t")
 
 
 def test_the_cli_shows_them_redacted_and_refuses_the_same_targets(

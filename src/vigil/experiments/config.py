@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
@@ -308,11 +309,13 @@ class EndpointConfig(_Strict):
         """The webhooks' URLs, secrets and all (to call them)."""
         return [v.get_secret_value() for v in self.alert_webhooks]
 
-    def check_webhooks(self, *, allow_private: bool) -> None:
+    def check_webhooks(self, *, allow_private: bool, known: Sequence[str] = ()) -> None:
         """Refuse webhooks that point inside the network, resolving their names
-        (:func:`~vigil.monitor.webhooks.check_webhook_url`; 422)."""
+        (:func:`~vigil.monitor.webhooks.check_webhook_url`; 422). The ``known`` ones,
+        already stored, were checked when written and are checked again at every call."""
         for url in self.webhook_urls:
-            check_webhook_url(url, allow_private=allow_private, resolve=True)
+            if url not in known:
+                check_webhook_url(url, allow_private=allow_private, resolve=True)
 
     def stored(self) -> dict[str, Any]:
         """The whole configuration as JSON, secrets included: what the store keeps."""

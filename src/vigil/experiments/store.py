@@ -215,7 +215,8 @@ class EndpointStore:
         """Store a new endpoint; :class:`~vigil.errors.ConflictError` if the name is taken."""
         self.resolve_variants(config)
         config = _with_stored_webhooks(config, [])
-        config.check_webhooks(allow_private=_allow_private_webhooks())
+        if config.alert_webhooks:
+            config.check_webhooks(allow_private=_allow_private_webhooks())
         data = _dump(config)
         try:
             with self.db.session(write=True) as session:
@@ -277,9 +278,10 @@ class EndpointStore:
             )
         self.resolve_variants(config)
         # Checked before the row is locked: a webhook's name may take a while to resolve.
-        stored = self.describe(name).config
-        config = _with_stored_webhooks(config, stored.webhook_urls)
-        config.check_webhooks(allow_private=_allow_private_webhooks())
+        known = self.describe(name).config.webhook_urls
+        config = _with_stored_webhooks(config, known)
+        if set(config.webhook_urls) - set(known):
+            config.check_webhooks(allow_private=_allow_private_webhooks(), known=known)
         with self.db.session(write=True) as session:
             row = self._live_row(session, name, lock=True)
             if "salt" not in config.model_fields_set:
