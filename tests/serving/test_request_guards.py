@@ -282,3 +282,12 @@ def test_allowed_hosts_read_from_the_environment(monkeypatch: pytest.MonkeyPatch
     settings = load_serving_settings()
     assert settings.allowed_hosts == ("a.example", "b.example")
     assert settings.allowed_origins == ("https://console.example",)
+
+
+def test_openapi_documents_the_guards(http: httpx.Client) -> None:
+    paths = http.get("/openapi.json").json()["paths"]
+    rollback = paths["/v1/admin/models/{name}/aliases/{alias}/rollback"]["post"]["responses"]
+    assert "even without a body" in rollback["415"]["description"]
+    assert {"403", "421"} <= set(rollback)
+    predict = paths["/v1/models/{name}/predict"]["post"]["responses"]
+    assert "421" in predict and "403" not in predict
