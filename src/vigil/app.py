@@ -114,7 +114,7 @@ class Vigil:
             check_alias(alias)
         for key in {**(tags or {}), **(metrics or {})}:
             check_tag_key(key)
-        trust = trust or TrustPolicy()
+        trust = (trust or TrustPolicy()).within(self.settings.max_unpacked_model_bytes)
         # host, vigil version and the git commit of the working directory are added by the
         # registry; here: what only this call knows.
         lineage: dict[str, Any] = {"python": platform.python_version()}
@@ -189,7 +189,8 @@ class Vigil:
 
         mv = self.registry.resolve(uri)
         path = self.registry.fetch_bundle(mv, self.cache_dir)
-        bundle = load_bundle(path, trust=version_trust(mv, trust), sample=sample)
+        allowed = version_trust(mv, trust).within(self.settings.max_unpacked_model_bytes)
+        bundle = load_bundle(path, trust=allowed, sample=sample)
         bundle.name, bundle.version = mv.name, mv.version
         return bundle
 
@@ -204,6 +205,7 @@ def version_trust(mv: ModelVersion, trust: TrustPolicy | None = None) -> TrustPo
     return TrustPolicy(
         trust_pickle=bool(recorded.get("pickle")) or given.trust_pickle,
         trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
+        max_unpacked_bytes=given.max_unpacked_bytes,
     )
 
 

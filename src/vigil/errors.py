@@ -112,6 +112,13 @@ class BundleError(VigilError, ValueError):
     code = "invalid_bundle"
 
 
+class ModelTooLargeError(BundleError):
+    """A model file would unpack to more than the limit (a zip or YAML bomb, or simply a
+    model larger than ``VIGIL_MAX_UNPACKED_MODEL_BYTES`` allows)."""
+
+    code = "model_too_large"
+
+
 class MissingDependencyError(VigilError, ImportError):
     """An optional dependency is not installed; the message gives the pip line."""
 
@@ -177,6 +184,29 @@ class PermissionDeniedError(VigilError, PermissionError):
 
     status = 403
     code = "forbidden"
+
+
+class HostNotAllowedError(VigilError, PermissionError):
+    """The request names a ``Host`` this server does not answer for (HTTP 421): a web page
+    reaching a loopback server through DNS rebinding looks exactly like this."""
+
+    status = 421
+    code = "host_not_allowed"
+
+
+class UnsafeWebhookError(VigilError, ValueError):
+    """A webhook URL vigil must not call: not http(s), or pointing at a loopback, link-local,
+    private or otherwise non-public address (server-side request forgery)."""
+
+    status = 422
+    code = "unsafe_webhook"
+
+
+class CrossOriginRequestError(VigilError, PermissionError):
+    """A page of another origin asked for an admin or state-changing operation (HTTP 403)."""
+
+    status = 403
+    code = "cross_origin_request"
 
 
 def require(module: str, extra: str) -> Any:

@@ -29,6 +29,7 @@ from vigil.errors import ConfigurationError
 SUBSYSTEM_SECTIONS = frozenset({"serve", "monitor", "capture"})
 
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
+_URL_FIELDS = frozenset({"database_url", "artifact_url", "s3_endpoint_url", "redis_url"})
 
 
 def _config_file() -> Path | None:
@@ -111,6 +112,18 @@ class Settings(BaseSettings):
 
     actor: str | None = None
     """Who is acting, for the audit log; default: the operating-system user."""
+
+    max_unpacked_model_bytes: int = Field(default=1 << 30, ge=1)
+    """Most bytes a model file may unpack to (a skops file's members, counting an array
+    once per mention): a zip bomb is refused before it is unpacked, at registration and at
+    every load. 1 GiB by default; raise it for a larger model you trust."""
+
+    def __repr_args__(self) -> Any:
+        # repr() and str() of the settings end up in logs and tracebacks: no password.
+        from vigil._redact import redact_url
+
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in _URL_FIELDS and value else value
 
     @field_validator("database_url")
     @classmethod

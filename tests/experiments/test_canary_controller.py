@@ -24,7 +24,11 @@ STEP = {"min_duration_s": 10, "min_requests": 20}
 
 
 @pytest.fixture
-def vigil(tmp_path: Path, make_bundle: Callable[..., Path]) -> Vigil:
+def vigil(
+    tmp_path: Path, make_bundle: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> Vigil:
+    # The webhook receivers listen on loopback, which a webhook may only point at if allowed.
+    monkeypatch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
     return vigil_with_models(tmp_path / "home", make_bundle)
 
 
@@ -179,7 +183,24 @@ def test_a_changed_canary_restarts_the_ramp(vigil: Vigil) -> None:
 def test_a_failed_webhook_is_logged_without_its_secret(caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{free_port()}/hooks/T000/secret-token?key=hunter2"
     with caplog.at_level(logging.WARNING, logger="vigil.experiments"):
-        assert post_webhook(url, {"status": "firing"}) is False
+        assert post_webhook(url, {"status": "firing"}, allow_private=True) is False
     text = caplog.text
     assert "alert webhook http://127.0.0.1" in text
     assert "secret-token" not in text and "hunter2" not in text
+
+
+def test_a_webhook_inside_the_network_is_not_called_unless_allowed(
+    vigil: Vigil, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS")
+    state = SqlPolicyState(vigil.database)
+    with webhook_receiver() as hook, caplog.at_level(logging.WARNING, "vigil.experiments"):
+        # Accepted when it was configured (allowed then, or its name pointed elsewhere).
+        cfg = canary_endpoint(hook.url)
+        controller = CanaryController(vigil, state)
+        tick(controller, cfg, T0)
+        state.add("checkout", "stable", requests=400)
+        state.add("checkout", "canary", requests=40, errors=40)
+        assert tick(controller, cfg, T0 + 1).action == "rollback"
+    assert hook.bodies == []
+    assert "(loopback address)" in caplog.text and "secret" not in caplog.text

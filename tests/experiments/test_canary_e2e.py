@@ -140,7 +140,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         vigil, provider, SqlPolicyState(vigil.database), poll_interval=0.2, flush_interval=0.1
     )
     app.endpoints = router
-    with Receiver() as receiver, ServerThread(app) as server:
+    with pytest.MonkeyPatch.context() as patch, Receiver() as receiver, ServerThread(app) as server:
+        # The receiver listens on loopback, which a webhook may only point at if allowed.
+        patch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
         yield Env(vigil, server, router, receiver)
 
 

@@ -15,6 +15,7 @@ class Received:
     path: str
     body: dict[str, Any]
     content_type: str
+    host: str = ""
 
 
 @dataclass
@@ -47,7 +48,10 @@ class Receiver:
                     if not failing:
                         receiver.received.append(
                             Received(
-                                self.path, json.loads(raw), self.headers.get("content-type", "")
+                                self.path,
+                                json.loads(raw),
+                                self.headers.get("content-type", ""),
+                                self.headers.get("host", ""),
                             )
                         )
                 self.send_response(receiver.fail_status if failing else 200)

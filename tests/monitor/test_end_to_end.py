@@ -46,6 +46,7 @@ def server(
     monkeypatch.setenv("VIGIL_MONITOR_WINDOW", str(WINDOW))
     monkeypatch.setenv("VIGIL_MONITOR_INTERVAL_S", "0.5")
     monkeypatch.setenv("VIGIL_MONITOR_WEBHOOKS", json.dumps([f"{receiver.url}/hook?token=t0k"]))
+    monkeypatch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")  # a loopback receiver
     provider = RegistryProvider(vigil, poll_interval=0)
     with ServerThread(create_app(provider)) as running:
         yield running

@@ -23,7 +23,14 @@ SECRET = "T0KEN-s3cret"
 
 
 def settings_for(*webhooks: object, **extra: object) -> MonitorSettings:
-    return MonitorSettings(webhooks=list(webhooks), backoff_s=0.01, timeout_s=5, **extra)
+    # The receivers listen on loopback, which webhooks may only point at when allowed.
+    return MonitorSettings(
+        webhooks=list(webhooks),
+        backoff_s=0.01,
+        timeout_s=5,
+        allow_private_webhooks=True,
+        **extra,
+    )
 
 
 def test_rule_alert_reaches_json_and_slack_receivers(empty_vigil: Vigil) -> None:

@@ -127,7 +127,10 @@ def test_moving_the_alias_is_audited_and_served(
     [history] = vigil.registry.alias_history("churn", "production")[:1]
     assert (history.actor, history.reason) == (f"key:{key_id(admin)}", "better recall")
 
-    r = http.post("/v1/admin/models/churn/aliases/production/rollback", headers=bearer(admin))
+    # A state change needs the JSON content type even without a body (no form can send it).
+    r = http.post(
+        "/v1/admin/models/churn/aliases/production/rollback", json={}, headers=bearer(admin)
+    )
     assert r.json() == {"model": "churn", "alias": "production", "from_version": 2, "to_version": 1}
     assert wait_until_served(http, admin, 1) < BOUND
 
@@ -143,7 +146,7 @@ def test_moving_the_alias_is_audited_and_served(
 def test_delete_alias(
     http: httpx.Client, tokens: dict[str, str], served: tuple[Vigil, ServerThread]
 ):
-    admin = bearer(tokens["admin"])
+    admin = {**bearer(tokens["admin"]), "content-type": "application/json"}
     assert (
         http.put(
             "/v1/admin/models/churn/aliases/canary", json={"version": 2}, headers=admin
@@ -181,7 +184,7 @@ def test_bad_changes_get_clear_4xx(
 def test_rolling_back_without_history_is_a_conflict(http: httpx.Client, tokens: dict[str, str]):
     admin = bearer(tokens["admin"])
     http.put("/v1/admin/models/churn/aliases/fresh", json={"version": 1}, headers=admin)
-    r = http.post("/v1/admin/models/churn/aliases/fresh/rollback", headers=admin)
+    r = http.post("/v1/admin/models/churn/aliases/fresh/rollback", json={}, headers=admin)
     assert r.status_code == 409 and "no earlier version" in r.json()["message"]
 
 
@@ -198,7 +201,7 @@ def test_with_auth_off_changes_are_audited_as_anonymous(vigil_home: Path):
 
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             return await http.put("/v1/admin/models/churn/aliases/production", json={"version": 2})
 
     assert asyncio.run(call()).json()["version"] == 2

@@ -77,7 +77,9 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
     _register(vigil_home)
     port = free_port()
     config = tmp_path / "vigil.yaml"
-    config.write_text("serve:\n  max_batch_size: 8\n  poll_interval: 0\n")
+    config.write_text(
+        "serve:\n  max_batch_size: 8\n  poll_interval: 0\n  allowed_hosts: [models.internal]\n"
+    )
     with tempfile.TemporaryFile() as log:
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -117,6 +119,10 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
             assert "ready in " in output and f"http://127.0.0.1:{port} (1 worker)" in output
             r = httpx.post(f"http://127.0.0.1:{port}/v1/models/churn/predict", json={"inputs": ROW})
             assert r.status_code == 200 and r.json()["version"] == 1
+            # The config file's list of Host names reaches the workers.
+            named = httpx.get(f"http://127.0.0.1:{port}/livez", headers={"host": "models.internal"})
+            foreign = httpx.get(f"http://127.0.0.1:{port}/livez", headers={"host": "evil.example"})
+            assert (named.status_code, foreign.status_code) == (200, 421)
             # How fast it gets ready is measured by bench/serving/coldstart.py, not here.
         finally:
             proc.send_signal(signal.SIGINT)

@@ -191,7 +191,7 @@ def _from_path(
         raise BundleError(f"model path {str(src)!r} does not exist")
     plugin = detect_flavor(src, flavor)
     model = plugin.load(src, trust=trust)
-    required = plugin.required_trust(src)
+    required = plugin.required_trust(src, trust=trust)
     if src.is_dir():
         model_file = "model"
         shutil.copytree(src, tmp / model_file, symlinks=True)
@@ -207,7 +207,7 @@ def _from_object(
     plugin = flavor_for_object(obj, flavor)
     model_file = plugin.save(obj, tmp)
     info = plugin.model_info(obj)
-    required = plugin.required_trust(tmp / model_file)
+    required = plugin.required_trust(tmp / model_file, trust=trust)
     # The caller handed over the live object: what it is made of is trusted for this load.
     model = plugin.load(
         tmp / model_file, trust=trust.with_types(required.trusted_types), model_info=info

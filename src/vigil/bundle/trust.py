@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 
 from vigil.errors import UntrustedModelError
 
+DEFAULT_MAX_UNPACKED_BYTES = 1 << 30
+"""1 GiB: the default of ``VIGIL_MAX_UNPACKED_MODEL_BYTES``."""
+
 
 @dataclass(frozen=True)
 class TrustPolicy:
@@ -25,6 +28,10 @@ class TrustPolicy:
     trusted_types
         Fully qualified type names a skops file may instantiate beyond skops' defaults
         (e.g. ``sklearn.tree._tree.Tree``).
+    max_unpacked_bytes
+        Most bytes the file may unpack to (see :mod:`vigil.bundle.archive`); ``None``:
+        :data:`DEFAULT_MAX_UNPACKED_BYTES`. The composition root fills it from
+        ``VIGIL_MAX_UNPACKED_MODEL_BYTES``.
 
     >>> policy = TrustPolicy(trusted_types=("sklearn.tree._tree.Tree",))
     >>> policy.allowed_types(["sklearn.tree._tree.Tree"], what="model.skops")
@@ -37,6 +44,18 @@ class TrustPolicy:
 
     trust_pickle: bool = False
     trusted_types: tuple[str, ...] = ()
+    max_unpacked_bytes: int | None = None
+
+    @property
+    def unpack_limit(self) -> int:
+        """The limit on unpacked bytes that applies."""
+        return self.max_unpacked_bytes or DEFAULT_MAX_UNPACKED_BYTES
+
+    def within(self, limit: int) -> TrustPolicy:
+        """This policy with ``limit`` unpacked bytes, unless it names its own."""
+        return (
+            self if self.max_unpacked_bytes is not None else replace(self, max_unpacked_bytes=limit)
+        )
 
     def with_types(self, types: Iterable[str]) -> TrustPolicy:
         """A copy that also trusts ``types``."""

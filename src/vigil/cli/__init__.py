@@ -71,3 +71,29 @@ def main() -> None:
         fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except Exception as exc:
+        from sqlalchemy.exc import DBAPIError
+
+        if not isinstance(exc, DBAPIError):
+            raise
+        fail(_database_problem(exc))
+
+
+def _database_problem(exc: Exception) -> str:
+    """One line for a database that cannot be reached or refuses us: which one (its URL
+    without the password) and the driver's first line."""
+    from vigil._redact import redact_url
+    from vigil.app import default
+
+    url = default().settings.resolved_database_url
+    orig = getattr(exc, "orig", None) or exc
+    reason = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    from sqlalchemy.engine import make_url
+
+    password = make_url(url).password
+    if password:
+        reason = reason.replace(str(password), "***")
+    return (
+        f"cannot use the database {redact_url(url)}: {reason}; check VIGIL_DATABASE_URL and "
+        "that the server is running"
+    )

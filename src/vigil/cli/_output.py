@@ -1,4 +1,13 @@
-"""How the CLI shows things: rich tables for people, JSON for scripts, one-line errors."""
+"""How the CLI shows things: rich tables for people, JSON for scripts, one-line errors.
+
+User data (reasons, descriptions, tag values, key names, actors, alert text, endpoint
+fields) is free text, and a terminal obeys escape sequences and rich obeys markup. Every
+piece of it goes through :func:`shown` before it reaches the console: :func:`table` does so
+for its title and every cell, :func:`fail` for its message, and commands wrap what they
+interpolate into a markup string. A styled cell is a :class:`rich.text.Text` (see
+:func:`styled`), never markup built around data. JSON output needs nothing: ``json.dumps``
+escapes every control character.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +19,48 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _visible(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# C0 and C1 controls and DEL drive terminals; the bidirectional overrides and isolates and
+# the line and paragraph separators reorder or break what is displayed around them.
+_INVISIBLE = {
+    code: _visible(code)
+    for code in [
+        *range(0x20),
+        *range(0x7F, 0xA0),
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+        0x2028,
+        0x2029,
+    ]
+}
+_INVISIBLE.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def shown(value: object) -> str:
+    """``value`` as text that shows itself: control characters written as escapes
+    (``\\x1b``), rich markup escaped. Use it for any user data put into a markup string.
+
+    >>> shown("[bold]hi[/]\\x1b[2J"), shown(None)
+    ('\\\\[bold]hi\\\\[/]\\\\x1b[2J', '')
+    """
+    if value is None:
+        return ""
+    return escape(str(value).translate(_INVISIBLE))
+
+
+def styled(value: object, style: str) -> Text:
+    """A table cell or printable piece with ``style`` around user data (no markup)."""
+    return Text(str(value).translate(_INVISIBLE), style=style)
 
 
 def as_dict(obj: Any) -> dict[str, Any]:
@@ -59,17 +107,20 @@ def human_size(n: int | None) -> str:
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a table; the title and every cell are shown as text (:func:`shown`), except
+    :class:`~rich.text.Text` cells, which keep their style (:func:`styled`)."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", header_style="bold")
+    t = Table(title=shown(title), title_justify="left", header_style="bold")
     for col in columns:
-        t.add_column(col, overflow="fold")
+        t.add_column(shown(col), overflow="fold")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(v if isinstance(v, Text) else shown(v) for v in row))
     console.print(t)
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print ``error: message`` on stderr (one line, no traceback) and exit."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print ``error: message`` on stderr (one line, no traceback) and exit; the message is
+    shown as text, since it may quote what the user typed."""
+    err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)

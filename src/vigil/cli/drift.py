@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, table
+from vigil.cli._output import console, err_console, print_json, shown, styled, table
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from vigil.drift import ColumnDrift, DriftReport
     from vigil.report import DriftRun
 
@@ -37,7 +39,7 @@ def _fmt(value: float | None, spec: str = ".4g") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _row(c: ColumnDrift) -> tuple[str, ...]:
+def _row(c: ColumnDrift) -> tuple[str | Text, ...]:
     from vigil.report.html import threshold_text
 
     effect = _fmt(c.effect_size)
@@ -51,7 +53,7 @@ def _row(c: ColumnDrift) -> tuple[str, ...]:
         _fmt(c.p_value_adjusted, ".3g"),
         effect,
         threshold_text(c),
-        "[bold red]✓[/]" if c.drifted else "[green]✗[/]",
+        styled("✓", "bold red") if c.drifted else styled("✗", "green"),
     )
 
 
@@ -131,10 +133,14 @@ def _show(run: DriftRun) -> None:
     )
     if run.target is not None:
         moved = "drifted" if run.target.drifted else "did not drift"
-        console.print(f"target {run.target.column!r} {moved} (not counted in the verdict)")
+        console.print(
+            f"target {shown(repr(run.target.column))} {moved} (not counted in the verdict)"
+        )
     for side, names in (("reference", run.only_in_reference), ("current", run.only_in_current)):
         if names:
-            console.print(f"[dim]not compared, only in the {side} data: {', '.join(names)}[/]")
+            console.print(
+                f"[dim]not compared, only in the {side} data: {shown(', '.join(names))}[/]"
+            )
 
 
 def drift(
@@ -188,7 +194,7 @@ def drift(
         return
     _show(run)
     if html is not None:
-        console.print(f"report written to {html}", highlight=False, soft_wrap=True)
+        console.print(f"report written to {shown(html)}", highlight=False, soft_wrap=True)
 
 
 def install(app: typer.Typer) -> None:

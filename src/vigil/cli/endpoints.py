@@ -9,12 +9,15 @@ instead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from vigil.cli._endpoint_options import POLICIES, collect_options, endpoint_document
-from vigil.cli._output import console, print_json, table, when
+from vigil.cli._output import console, print_json, shown, styled, table, when
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 endpoint_app = typer.Typer(
     help="Experiment endpoints: variants (model versions) and a traffic policy.",
@@ -160,8 +163,8 @@ def _report(vigil: Any, name: str, json_out: bool, verb: str) -> None:
         print_json(stored.to_dict())
         return
     console.print(
-        f"[green]{verb}[/] endpoint [bold]{name}[/] (revision {stored.revision}): "
-        f"{describe_policy(stored.config)}"
+        f"[green]{verb}[/] endpoint [bold]{shown(name)}[/] (revision {stored.revision}): "
+        f"{shown(describe_policy(stored.config))}"
     )
 
 
@@ -210,21 +213,23 @@ def show(name: str = typer.Argument(..., help="Endpoint name."), json_out: bool 
         print_json({**stored.to_dict(), "live": live})
         return
     console.print(
-        f"[bold]{name}[/]  revision {stored.revision}, updated {when(stored.updated_at)} "
-        f"by {stored.updated_by}"
+        f"[bold]{shown(name)}[/]  revision {stored.revision}, updated {when(stored.updated_at)} "
+        f"by {shown(stored.updated_by)}"
     )
-    console.print(f"policy: {describe_policy(config)}")
+    console.print(f"policy: {shown(describe_policy(config))}")
     unit = config.unit
     keys = [f"header {unit.header}"] if unit.header else []
     keys += [f"field {unit.field}"] if unit.field else []
-    console.print("sticky unit: " + (" or ".join(keys) or "none (random per request)"))
-    rows = []
+    console.print("sticky unit: " + shown(" or ".join(keys) or "none (random per request)"))
+    if config.alert_webhooks:
+        console.print("alert webhooks: " + shown(", ".join(config.public()["alert_webhooks"])))
+    rows: list[tuple[str, str, str | Text]] = []
     for variant in config.variants:
         try:
             mv = v.registry.resolve(variant.model)
-            serves = f"{mv.name}/{mv.version}"
+            serves: str | Text = f"{mv.name}/{mv.version}"
         except NotFoundError as exc:
-            serves = f"[red]{exc.message}[/]"
+            serves = styled(exc.message, "red")
         rows.append((variant.name, variant.model, serves))
     table("Variants", ["variant", "model", "serves now"], rows)
     if live is None:
@@ -235,7 +240,7 @@ def show(name: str = typer.Argument(..., help="Endpoint name."), json_out: bool 
         console.print(
             f"canary: step {c['step'] + 1} of {c['steps']}, "
             f"{c['percent']:g}% of traffic, {c['status']}"
-            + (f" ({c['reason']})" if c.get("reason") else "")
+            + (f" ({shown(c['reason'])})" if c.get("reason") else "")
         )
     stats = live["stats"]
     if stats:
@@ -300,7 +305,7 @@ def delete(name: str = typer.Argument(..., help="Endpoint name.")) -> None:
 
     v = _vigil()
     EndpointStore(v).delete(name, actor=_actor(v))
-    console.print(f"[green]deleted[/] endpoint {name}")
+    console.print(f"[green]deleted[/] endpoint {shown(name)}")
 
 
 def install(app: typer.Typer) -> None:

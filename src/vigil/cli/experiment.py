@@ -8,7 +8,7 @@ from typing import Any, Literal, cast
 
 import typer
 
-from vigil.cli._output import console, print_json
+from vigil.cli._output import console, print_json, shown
 from vigil.errors import InvalidParameterError
 
 experiment_app = typer.Typer(
@@ -85,14 +85,14 @@ def _print_table(result: Any) -> None:
     pct = result.metric in ("reward rate", "accuracy")
     source = "inference log" if result.source == "capture" else "shared counters"
     t = Table(
-        title=f"{result.endpoint}: {result.policy} experiment (from the {source})",
+        title=shown(f"{result.endpoint}: {result.policy} experiment (from the {source})"),
         title_justify="left",
         header_style="bold",
     )
     t.add_column("", style="bold", no_wrap=True)
     for v in result.variants:
         role = " (control)" if v.name == result.control else ""
-        t.add_column(f"{v.name}{role}", no_wrap=True)
+        t.add_column(shown(f"{v.name}{role}"), no_wrap=True)
     rows: list[tuple[str, Any]] = [
         ("model", lambda v: v.model),
         ("traffic", lambda v: share_bar(v.share, 10)),
@@ -107,7 +107,7 @@ def _print_table(result: Any) -> None:
         ("recommendation", lambda v: v.recommendation),
     ]
     for label, cell in rows:
-        t.add_row(label, *(cell(v) for v in result.variants))
+        t.add_row(shown(label), *(shown(cell(v)) for v in result.variants))
     console.print(t)
 
 
@@ -148,9 +148,9 @@ def status(
         live = result.live
         console.print(
             f"canary: {live['status']} at {live['percent']:g}% (step {live['step'] + 1})"
-            + (f": {live['reason']}" if live.get("reason") else "")
+            + (f": {shown(live['reason'])}" if live.get("reason") else "")
         )
-    console.print(f"[bold]decision:[/] {result.decision}")
+    console.print(f"[bold]decision:[/] {shown(result.decision)}")
 
 
 @experiment_app.command("conclude")
@@ -176,9 +176,11 @@ def conclude(
         print_json(asdict(done))
         return
     console.print(
-        f"[green]concluded[/] {endpoint}: every request now goes to {done.variant} "
-        f"(models:/{done.model}/{done.version})"
-        + (f"; {done.model}@{done.alias} → version {done.version}" if done.alias else "")
+        f"[green]concluded[/] {shown(endpoint)}: every request now goes to "
+        + shown(
+            f"{done.variant} (models:/{done.model}/{done.version})"
+            + (f"; {done.model}@{done.alias} → version {done.version}" if done.alias else "")
+        )
     )
 
 

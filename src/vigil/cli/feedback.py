@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, table
+from vigil.cli._output import console, err_console, print_json, shown, table
 
 
 def feedback(
@@ -69,11 +69,11 @@ def feedback(
         [[len(records), result.accepted, result.duplicates, result.unknown, result.late]],
     )
     if result.unknown_request_ids:
-        shown = ", ".join(result.unknown_request_ids[:5])
+        ids = shown(", ".join(result.unknown_request_ids[:5]))
         more = "…" if len(result.unknown_request_ids) > 5 else ""
         console.print(
             f"no captured prediction for {len(result.unknown_request_ids)} request id(s): "
-            f"{shown}{more} (stored anyway; they join if their predictions show up)",
+            f"{ids}{more} (stored anyway; they join if their predictions show up)",
             highlight=False,
         )
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import as_dict, console, err_console, print_json, table, when
+from vigil.cli._output import as_dict, console, err_console, print_json, shown, table, when
 
 if TYPE_CHECKING:
     from vigil.auth.keys import KeyStore
@@ -57,7 +57,7 @@ def create(
     key = created.key
     err_console.print(
         f"[green]created[/] API key [bold]{key.id}[/] (role {key.role}"
-        + (f", {key.name}" if key.name else "")
+        + (f", {shown(key.name)}" if key.name else "")
         + ")",
         highlight=False,
     )

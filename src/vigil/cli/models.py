@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from vigil.cli._output import as_dict, console, fail, human_size, print_json, table, when
+from vigil.cli._output import (
+    as_dict,
+    console,
+    fail,
+    human_size,
+    print_json,
+    shown,
+    table,
+    when,
+)
 
 models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
 alias_app = typer.Typer(
@@ -101,9 +110,9 @@ def register(
         print_json(as_dict(mv))
         return
     console.print(
-        f"[green]registered[/] [bold]models:/{mv.name}/{mv.version}[/] "
+        f"[green]registered[/] [bold]models:/{shown(mv.name)}/{mv.version}[/] "
         f"({mv.flavor}, {human_size(mv.size_bytes)}, sha256 {mv.sha256[:12]})"
-        + (f" → alias [bold]{alias}[/]" if alias else "")
+        + (f" → alias [bold]{shown(alias)}[/]" if alias else "")
     )
 
 
@@ -213,7 +222,7 @@ def show(
     if json_out:
         print_json(d)
         return
-    console.print(f"[bold]models:/{mv.name}/{mv.version}[/]  {mv.description or ''}")
+    console.print(f"[bold]models:/{shown(mv.name)}/{mv.version}[/]  {shown(mv.description)}")
     facts = [
         ("flavor", mv.flavor),
         ("aliases", ", ".join(mv.aliases) or "-"),
@@ -247,8 +256,10 @@ def show(
     if out:
         classes = out.get("classes")
         console.print(
-            f"output: {out.get('task', 'other')} ({out.get('dtype', '')})"
-            + (f", classes {classes}" if classes else "")
+            shown(
+                f"output: {out.get('task', 'other')} ({out.get('dtype', '')})"
+                + (f", classes {classes}" if classes else "")
+            )
         )
 
 
@@ -276,14 +287,14 @@ def alias_set(
             else {"from": change[0], "to": change[1]}
         )
         return
-    console.print(f"[green]alias[/] {name}@{alias} → version {version}")
+    console.print(f"[green]alias[/] {shown(name)}@{shown(alias)} → version {version}")
 
 
 @alias_app.command("delete")
 def alias_delete(name: str = typer.Argument(...), alias: str = typer.Argument(...)) -> None:
     """Remove an alias."""
     _vigil().registry.delete_alias(name, alias)
-    console.print(f"[green]deleted[/] alias {name}@{alias}")
+    console.print(f"[green]deleted[/] alias {shown(name)}@{shown(alias)}")
 
 
 def rollback(
@@ -296,7 +307,7 @@ def rollback(
     if json_out:
         print_json({"model": name, "alias": alias, "from_version": before, "to_version": after})
         return
-    console.print(f"[green]rolled back[/] {name}@{alias}: version {before} → {after}")
+    console.print(f"[green]rolled back[/] {shown(name)}@{shown(alias)}: version {before} → {after}")
 
 
 def audit(

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, table, when
+from vigil.cli._output import console, err_console, print_json, shown, styled, table, when
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from vigil.monitor.alerts import AlertEvent
     from vigil.monitor.measure import WindowResult
     from vigil.monitor.series import StoredWindow
@@ -59,10 +61,10 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _verdict(drifted: bool | None) -> str:
+def _verdict(drifted: bool | None) -> str | Text:
     if drifted is None:
         return "—"
-    return "[bold red]drift[/]" if drifted else "[green]ok[/]"
+    return styled("drift", "bold red") if drifted else styled("ok", "green")
 
 
 def _main_metric(perf: dict[str, Any] | None) -> str:
@@ -74,7 +76,7 @@ def _main_metric(perf: dict[str, Any] | None) -> str:
     return "—"
 
 
-def _window_row(r: WindowResult) -> tuple[str, ...]:
+def _window_row(r: WindowResult) -> tuple[str | Text, ...]:
     perf = r.performance.metrics if r.performance is not None else None
     return (
         r.key.model,
@@ -120,13 +122,13 @@ _WINDOW_COLUMNS = [
 ]
 
 
-def _alert_rows(events: list[AlertEvent]) -> list[tuple[str, ...]]:
+def _alert_rows(events: list[AlertEvent]) -> list[tuple[str | Text, ...]]:
     colour = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
     return [
         (
             str(e.id),
             e.status,
-            f"[{colour.get(e.severity, 'white')}]{e.severity}[/]",
+            styled(e.severity, colour.get(e.severity, "white")),
             e.rule,
             e.summary,
             when(e.starts_at),
@@ -205,7 +207,7 @@ def run(
         console.print("no alert fired or resolved", highlight=False)
 
 
-def _stored_row(w: StoredWindow) -> tuple[str, ...]:
+def _stored_row(w: StoredWindow) -> tuple[str | Text, ...]:
     s = w.summary
     return (
         w.key.model,
@@ -260,7 +262,7 @@ def show(
         return
     if not windows:
         console.print(
-            f"no {spec.text} windows stored for {model}; run `vigil monitor run {model}`",
+            shown(f"no {spec.text} windows stored for {model}; run `vigil monitor run {model}`"),
             highlight=False,
         )
         return

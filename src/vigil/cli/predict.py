@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json
+from vigil.cli._output import console, err_console, print_json, shown
 
 if TYPE_CHECKING:
     from vigil.batch import BatchSummary, Tick
@@ -59,7 +59,7 @@ def _show(summary: BatchSummary) -> None:
     console.print(
         f"scored {summary.rows:,} rows in {summary.seconds:.2f} s "
         f"({summary.rows_per_second:,.0f} rows/s) with the {summary.engine} engine → "
-        f"{summary.output}",
+        f"{shown(summary.output)}",
         highlight=False,
         soft_wrap=True,
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json
+from vigil.cli._output import console, err_console, print_json, shown
 
 if TYPE_CHECKING:
     from vigil.report.capture_report import CaptureReport
@@ -77,7 +77,7 @@ def _show(result: CaptureReport) -> None:
         moved = "drifted" if result.prediction.drifted else "did not drift"
         console.print(f"model output {moved} (not counted in the verdict)")
     for name, reason in result.not_compared.items():
-        console.print(f"[dim]not compared: {name}: {reason}[/]", highlight=False)
+        console.print(f"[dim]not compared: {shown(name)}: {shown(reason)}[/]", highlight=False)
 
 
 def report(
@@ -136,7 +136,7 @@ def report(
         return
     _show(result)
     if html is not None:
-        console.print(f"report written to {html}", highlight=False, soft_wrap=True)
+        console.print(f"report written to {shown(html)}", highlight=False, soft_wrap=True)
 
 
 def install(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from vigil.cli._output import err_console, fail
+from vigil.cli._output import err_console, fail, shown
 from vigil.serving.workers import is_loopback
 
 PROVIDER = "vigil.serving.registry_provider:from_environment"
@@ -48,9 +48,13 @@ def _environment(
         if key not in ServingSettings.model_fields:
             known = ", ".join(sorted([*ServingSettings.model_fields, "aliases", "poll_interval"]))
             fail(f"unknown serve setting {key!r} in the config file; known: {known}")
-        env[f"VIGIL_SERVE_{key.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list | tuple):  # allowed_hosts, allowed_origins
+            text = ",".join(map(str, value))
+        else:
+            text = str(value)
+        env[f"VIGIL_SERVE_{key.upper()}"] = text
     # The file's values and the VIGIL_SERVE_* variables, checked once here rather than in
     # every worker.
     load_serving_settings(**{k: v for k, v in config.items() if k in ServingSettings.model_fields})
@@ -127,15 +131,15 @@ def serve(
     enabled = _authentication(host, str(requested))
     env["VIGIL_SERVE_AUTH"] = "on" if enabled else "off"  # the workers need no host to decide
     os.environ.update(env)
+    where = shown(f"http://{host}:{port}")
     if enabled:
         err_console.print(
-            f"authentication is on: send 'Authorization: Bearer <token>' to http://{host}:{port}",
+            f"authentication is on: send 'Authorization: Bearer <token>' to {where}",
             highlight=False,
         )
     else:
         err_console.print(
-            f"[yellow]warning:[/] authentication is off: anyone on this machine can call "
-            f"http://{host}:{port}",
+            f"[yellow]warning:[/] authentication is off: anyone on this machine can call {where}",
             highlight=False,
         )
     _announce_when_ready(host, port, workers)
@@ -156,13 +160,15 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
     # A wildcard address is probed through loopback (it is not bound here).
     wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
     probe = wildcard.get(host, host)
-    shown = f"[{host}]" if ":" in host else host
+    address = shown(f"[{host}]" if ":" in host else host)
+    target = f"[{probe}]:{port}" if ":" in probe else f"{probe}:{port}"
 
     def get(path: str) -> tuple[bytes, bytes]:
         """(status line, body) of a GET, or two empty strings when nothing answers."""
         try:
             with socket.create_connection((probe, port), timeout=1) as sock:
-                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: vigil\r\n\r\n".encode())
+                # The address it connects to as the Host: a server checking Hosts answers it.
+                sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n".encode())
                 chunks = []
                 while chunk := sock.recv(4096):
                     chunks.append(chunk)
@@ -194,7 +200,7 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
         while time.monotonic() - started < 3600:
             if ready():
                 err_console.print(
-                    f"ready in {time.monotonic() - started:.1f} s: http://{shown}:{port} "
+                    f"ready in {time.monotonic() - started:.1f} s: http://{address}:{port} "
                     f"({workers} worker{'s' if workers > 1 else ''}); GET /v1/models lists "
                     "the models, /docs the API, /metrics the metrics",
                     highlight=False,

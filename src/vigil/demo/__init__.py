@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.rule import Rule
 
+from vigil._redact import redact_url
 from vigil.demo._data import MODEL_NAME, train
 
 
@@ -29,7 +30,8 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
     settings = load_settings(home=Path(home)) if home else load_settings()
     v = Vigil(settings)
     console.print(Rule("vigil demo"))
-    console.print(f"home: [bold]{settings.home}[/]  database: {settings.resolved_database_url}")
+    database = redact_url(settings.resolved_database_url)
+    console.print(f"home: [bold]{settings.home}[/]  database: {database}", highlight=False)
 
     console.print("1. training a LogisticRegression on scikit-learn's breast-cancer data set")
     model, reference, holdout, holdout_y, metrics = train()

@@ -48,6 +48,7 @@ def watch(
     import httpx
     import numpy as np
 
+    from vigil.cli._output import shown
     from vigil.demo._webhook import WebhookReceiver
     from vigil.monitor.cycle import monitor_once
     from vigil.monitor.settings import MonitorSettings, Webhook
@@ -73,6 +74,9 @@ def watch(
             window=str(window_rows),
             grace_s=0,
             webhooks=[Webhook.model_validate({"url": hook.url})],
+            # The demo's receiver listens on loopback: a webhook may point there only if
+            # allowed (VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS), never by default.
+            allow_private_webhooks=True,
             backoff_s=0.1,
         )
         result = monitor_once(v, model=MODEL_NAME, settings=settings)
@@ -88,11 +92,11 @@ def watch(
         for alert in body.get("alerts", [body]) if isinstance(body, dict) else []:
             labels_ = alert.get("labels", {})
             annotations = alert.get("annotations", {})
-            console.print(
-                f"   [bold red]alert[/] {alert.get('status', '')} "
-                f"{labels_.get('alertname', '')}: {annotations.get('summary', '')}",
-                highlight=False,
+            text = (
+                f"{alert.get('status', '')} {labels_.get('alertname', '')}: "
+                f"{annotations.get('summary', '')}"
             )
+            console.print(f"   [bold red]alert[/] {shown(text)}", highlight=False)
     report = _report(v, console)
     found["report"] = report
     return found

@@ -18,7 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+
+from vigil._redact import redact_url
+from vigil.errors import UnsafeWebhookError
 
 if TYPE_CHECKING:
     from vigil.app import Vigil
@@ -27,11 +29,6 @@ log = logging.getLogger("vigil.experiments")
 
 _ATTEMPTS = 3
 _TIMEOUT_S = 5.0
-
-
-def _where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def alert_payload(
@@ -53,22 +50,35 @@ def alert_payload(
     }
 
 
-def post_webhook(url: str, payload: Mapping[str, Any]) -> bool:
+def post_webhook(url: str, payload: Mapping[str, Any], *, allow_private: bool = False) -> bool:
     """POST ``payload`` as JSON; ``True`` once a 2xx comes back, ``False`` after the last
-    failed attempt (logged without the URL's path or query, which may hold a token)."""
+    failed attempt or at once for a target vigil must not call (logged without the URL's
+    path or query, which may hold a token). ``allow_private``: the target may be a
+    non-public address (see :mod:`vigil.monitor.webhooks`)."""
     import httpx
 
-    for attempt in range(_ATTEMPTS):
-        try:
-            response = httpx.post(url, json=payload, timeout=_TIMEOUT_S)
-            if response.is_success:
-                return True
-            problem = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            problem = type(exc).__name__
-        if attempt + 1 < _ATTEMPTS:
-            time.sleep(0.2 * 2**attempt)
-    log.warning("alert webhook %s failed after %d attempts: %s", _where(url), _ATTEMPTS, problem)
+    from vigil.monitor.webhooks import post_json
+
+    with httpx.Client(timeout=_TIMEOUT_S, follow_redirects=False) as client:
+        for attempt in range(_ATTEMPTS):
+            try:
+                response = post_json(client, url, payload, allow_private=allow_private)
+                if response.is_success:
+                    return True
+                problem = f"HTTP {response.status_code}"
+            except UnsafeWebhookError as exc:
+                log.warning("alert webhook refused: %s", exc.message)
+                return False
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            if attempt + 1 < _ATTEMPTS:
+                time.sleep(0.2 * 2**attempt)
+    log.warning(
+        "alert webhook %s failed after %d attempts: %s",
+        redact_url(url, path=False),
+        _ATTEMPTS,
+        problem,
+    )
     return False
 
 
@@ -86,6 +96,7 @@ def send_alert(
     """Raise the alert through monitoring and post it to ``webhooks``; returns how many of
     ``webhooks`` accepted it. ``occurrence`` de-duplicates the monitoring event."""
     from vigil.monitor.notify import fire_event
+    from vigil.monitor.settings import load_monitor_settings
 
     try:
         fire_event(
@@ -102,4 +113,9 @@ def send_alert(
     payload = alert_payload(
         name=name, severity=severity, summary=summary, labels=labels, value=value
     )
-    return sum(post_webhook(url, payload) for url in webhooks)
+    try:
+        allow_private = load_monitor_settings().allow_private_webhooks
+    except Exception:  # a broken monitoring setting must not stop the controller either
+        log.exception("could not read the monitoring settings; webhooks must be public")
+        allow_private = False
+    return sum(post_webhook(url, payload, allow_private=allow_private) for url in webhooks)

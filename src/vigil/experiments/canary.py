@@ -403,7 +403,7 @@ class CanaryController:
                     "action": decision.action,
                 },
                 value=decision.evidence.get("canary_error_rate"),
-                webhooks=config.alert_webhooks,
+                webhooks=config.webhook_urls,
                 # One alert per ramp and outcome, however many workers apply the same one.
                 occurrence=ramp,
             )

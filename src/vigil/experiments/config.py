@@ -31,14 +31,25 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Sequence
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from vigil._names import _check, check_alias
 from vigil.errors import InvalidParameterError, VigilError
+from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.uri import parse_model_ref
 
 __all__ = [
@@ -217,17 +228,28 @@ Policy = Annotated[
 
 
 class EndpointConfig(_Strict):
-    """A named endpoint: variants, policy, unit key, salt and where its alerts go."""
+    """A named endpoint: variants, policy, unit key, salt and where its alerts go.
+
+    The salt and the webhooks are secrets (the salt predicts every unit's variant, a
+    webhook URL often holds a token): the salt stays out of the ``repr`` and of
+    :meth:`public`, and a dump shows each webhook as its label (scheme and host plus a
+    digest, :func:`~vigil.monitor.webhooks.webhook_label`) unless asked for the secrets
+    (:meth:`stored`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: str
     variants: list[Variant] = Field(min_length=1)
     policy: Policy
     unit: UnitKey = Field(default_factory=UnitKey)
-    salt: str = Field(default_factory=lambda: secrets.token_hex(8), min_length=1, max_length=64)
+    salt: str = Field(
+        default_factory=lambda: secrets.token_hex(8), min_length=1, max_length=64, repr=False
+    )
     """Mixed into the unit hash so two endpoints split the same users independently."""
-    alert_webhooks: list[str] = Field(default_factory=list)
+    alert_webhooks: list[SecretStr] = Field(default_factory=list)
     """Extra webhook URLs told about canary rollbacks and promotions (besides the monitoring
-    webhooks)."""
+    webhooks); they must point at public addresses (see :mod:`vigil.monitor.webhooks`)."""
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_endpoint_name(v)))
 
@@ -270,10 +292,41 @@ class EndpointConfig(_Strict):
                 )
         if isinstance(policy, SplitPolicy | CanaryPolicy) and len(names) < 2:
             raise ValueError(f"a {policy.kind} policy needs at least two variants")
-        for url in self.alert_webhooks:
+        for url in self.webhook_urls:
             if not url.startswith(("http://", "https://")):
-                raise ValueError(f"alert webhook must be an http(s) URL, got {url[:40]!r}")
+                raise ValueError(
+                    f"alert webhook must be an http(s) URL, got {webhook_label(url)!r}"
+                )
         return self
+
+    @field_serializer("alert_webhooks")
+    def _show_webhooks(self, value: list[SecretStr], info: FieldSerializationInfo) -> list[str]:
+        if info.context and info.context.get("secrets"):
+            return [v.get_secret_value() for v in value]
+        return [webhook_label(v.get_secret_value()) for v in value]
+
+    @property
+    def webhook_urls(self) -> list[str]:
+        """The webhooks' URLs, secrets and all (to call them)."""
+        return [v.get_secret_value() for v in self.alert_webhooks]
+
+    def check_webhooks(self, *, allow_private: bool, known: Sequence[str] = ()) -> None:
+        """Refuse webhooks that point inside the network, resolving their names
+        (:func:`~vigil.monitor.webhooks.check_webhook_url`; 422). The ``known`` ones,
+        already stored, were checked when written and are checked again at every call."""
+        for url in self.webhook_urls:
+            if url not in known:
+                check_webhook_url(url, allow_private=allow_private, resolve=True)
+
+    def stored(self) -> dict[str, Any]:
+        """The whole configuration as JSON, secrets included: what the store keeps."""
+        out: dict[str, Any] = self.model_dump(mode="json", context={"secrets": True})
+        return out
+
+    def public(self) -> dict[str, Any]:
+        """The configuration as JSON for anyone to see: webhooks as labels, no salt."""
+        out: dict[str, Any] = self.model_dump(mode="json", exclude={"salt"})
+        return out
 
 
 def parse_endpoint(data: object) -> EndpointConfig:

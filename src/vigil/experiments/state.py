@@ -402,10 +402,9 @@ class RedisPolicyState(_AddOne):
         self._cas = self.client.register_script(_CAS)
 
     def __repr__(self) -> str:
-        from urllib.parse import urlsplit
+        from vigil._redact import redact_url
 
-        parts = urlsplit(self.url)
-        return f"RedisPolicyState('{parts.scheme}://{parts.hostname}:{parts.port}')"
+        return f"RedisPolicyState({redact_url(self.url)!r})"
 
     def _key(self, endpoint: str, kind: str) -> str:
         return f"{self.prefix}:policy:{endpoint}:{kind}"

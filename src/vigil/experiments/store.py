@@ -8,6 +8,9 @@ with the same messages:
   422);
 * a variant whose model, version or alias is not in the registry (404, naming the variant
   and what does exist);
+* an alert webhook that points inside the network (422, see :mod:`vigil.monitor.webhooks`;
+  ``VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS`` allows it), or that is only the label it was
+  shown as and matches none of the endpoint's webhooks (422);
 * creating an endpoint that exists (409), changing or deleting one that does not (404).
 
 Nothing is written when a check fails. Each change bumps the endpoint's ``revision`` and
@@ -16,7 +19,9 @@ configuration before and after, in the same transaction. Serving workers poll
 :meth:`EndpointStore.list_revisions` (one query) and reload only what changed.
 
 An update that does not name a ``salt`` keeps the stored one: a new salt would reshuffle
-every sticky unit between the variants.
+every sticky unit between the variants. The salt and the webhook URLs are kept as given but
+shown (:meth:`StoredEndpoint.to_dict`, the audit trail) without the salt and with each
+webhook as its label, which an update may send back to keep that webhook.
 
 >>> import json, pathlib, tempfile
 >>> from vigil.app import Vigil
@@ -50,6 +55,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -58,6 +64,7 @@ from vigil._names import _check
 from vigil.errors import ConflictError, InvalidParameterError, NotFoundError
 from vigil.experiments.config import EndpointConfig, parse_endpoint
 from vigil.experiments.tables import EndpointRow
+from vigil.monitor.webhooks import is_label, webhook_label
 from vigil.registry.audit import record_audit
 from vigil.storage.sql import utcnow
 
@@ -86,9 +93,11 @@ class StoredEndpoint:
     updated_by: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: the configuration plus ``revision`` and the four who/when fields."""
+        """JSON-ready: the configuration as anyone may see it (webhooks as labels, no salt;
+        :meth:`~vigil.experiments.config.EndpointConfig.public`) plus ``revision`` and the
+        four who/when fields."""
         return {
-            **self.config.model_dump(mode="json"),
+            **self.config.public(),
             "revision": self.revision,
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
@@ -109,8 +118,37 @@ def _stored(row: EndpointRow) -> StoredEndpoint:
 
 
 def _dump(config: EndpointConfig) -> dict[str, Any]:
-    out: dict[str, Any] = config.model_dump(mode="json")
-    return out
+    return config.stored()
+
+
+def _shown(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored configuration as the audit trail may show it (no secrets)."""
+    return parse_endpoint(data).public()
+
+
+def _with_stored_webhooks(config: EndpointConfig, stored: list[str]) -> EndpointConfig:
+    """``config`` with each webhook given as its label replaced by the stored URL it stands
+    for; a label that stands for none is refused (its URL cannot be recovered)."""
+    urls = config.webhook_urls
+    if not any(is_label(u) for u in urls):
+        return config
+    by_label = {webhook_label(u): u for u in stored}
+    resolved = []
+    for url in urls:
+        if is_label(url) and url not in by_label:
+            raise InvalidParameterError(
+                f"invalid endpoint configuration: alert webhook {url} is shown redacted and "
+                "is none of the endpoint's webhooks; give its full URL",
+                detail={"field": "alert_webhooks"},
+            )
+        resolved.append(by_label.get(url, url))
+    return config.model_copy(update={"alert_webhooks": [SecretStr(u) for u in resolved]})
+
+
+def _allow_private_webhooks() -> bool:
+    from vigil.monitor.settings import load_monitor_settings
+
+    return load_monitor_settings().allow_private_webhooks
 
 
 class EndpointStore:
@@ -176,6 +214,9 @@ class EndpointStore:
     def create(self, config: EndpointConfig, *, actor: str) -> EndpointConfig:
         """Store a new endpoint; :class:`~vigil.errors.ConflictError` if the name is taken."""
         self.resolve_variants(config)
+        config = _with_stored_webhooks(config, [])
+        if config.alert_webhooks:
+            config.check_webhooks(allow_private=_allow_private_webhooks())
         data = _dump(config)
         try:
             with self.db.session(write=True) as session:
@@ -206,7 +247,7 @@ class EndpointStore:
                     entity_type="endpoint",
                     entity_name=config.name,
                     before=None,
-                    after={**data, "revision": row.revision},
+                    after={**_shown(data), "revision": row.revision},
                 )
         except IntegrityError:
             # Another process created the same name between our read and our insert.
@@ -236,6 +277,11 @@ class EndpointStore:
                 detail={"field": "name"},
             )
         self.resolve_variants(config)
+        # Checked before the row is locked: a webhook's name may take a while to resolve.
+        known = self.describe(name).config.webhook_urls
+        config = _with_stored_webhooks(config, known)
+        if set(config.webhook_urls) - set(known):
+            config.check_webhooks(allow_private=_allow_private_webhooks(), known=known)
         with self.db.session(write=True) as session:
             row = self._live_row(session, name, lock=True)
             if "salt" not in config.model_fields_set:
@@ -243,7 +289,7 @@ class EndpointStore:
             data = _dump(config)
             if data == row.config:
                 return config
-            before = {**row.config, "revision": row.revision}
+            before = {**_shown(row.config), "revision": row.revision}
             row.config = data
             row.revision += 1
             row.updated_at = utcnow()
@@ -255,7 +301,7 @@ class EndpointStore:
                 entity_type="endpoint",
                 entity_name=name,
                 before=before,
-                after={**data, "revision": row.revision},
+                after={**_shown(data), "revision": row.revision},
             )
         return config
 
@@ -270,7 +316,7 @@ class EndpointStore:
         """Delete an endpoint (404 if it does not exist); its audit trail stays."""
         with self.db.session(write=True) as session:
             row = self._live_row(session, name, lock=True)
-            before = {**row.config, "revision": row.revision}
+            before = {**_shown(row.config), "revision": row.revision}
             now = utcnow()
             row.revision += 1
             row.deleted_at = row.updated_at = now

@@ -8,8 +8,9 @@ webhook.
 
 Delivery never raises into the caller: each call has a timeout, failures (connection
 errors, 5xx, 429) are retried a few times with exponential backoff, and the outcome is
-stored with the event. Webhook URLs may hold tokens: only their scheme and host appear in
-logs, errors and the stored outcome.
+stored with the event. A webhook that points at a non-public address when called is
+refused, not retried (:mod:`vigil.monitor.webhooks`). Webhook URLs may hold tokens: only
+their scheme and host appear in logs, errors and the stored outcome.
 
 :func:`fire_event` lets other subsystems (e.g. an experiment's canary rollback) raise an
 alert that is stored and delivered like the rules' alerts.
@@ -33,8 +34,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from vigil.errors import UnsafeWebhookError
 from vigil.monitor.alerts import AlertEvent, claim_undelivered, new_claim, record_delivery
 from vigil.monitor.settings import MonitorSettings, Webhook, load_monitor_settings
+from vigil.monitor.webhooks import post_json
 
 if TYPE_CHECKING:
     import httpx
@@ -116,6 +119,7 @@ def _post(
     *,
     retries: int,
     backoff_s: float,
+    allow_private: bool,
 ) -> dict[str, Any]:
     import httpx
 
@@ -124,7 +128,10 @@ def _post(
     for attempt in range(retries + 1):
         outcome["attempts"] = attempt + 1
         try:
-            response = client.post(url, json=body)
+            response = post_json(client, url, body, allow_private=allow_private)
+        except UnsafeWebhookError as exc:
+            outcome["error"] = f"refused: {exc.message}"
+            return outcome  # where it points will not change by retrying
         except httpx.HTTPError as exc:
             # The exception text may quote the URL; keep only its type and the host.
             outcome["error"] = f"{type(exc).__name__} calling {webhook.label}"
@@ -149,9 +156,11 @@ def deliver(
     retries: int = 3,
     backoff_s: float = 0.5,
     skip: Sequence[str] = (),
+    allow_private: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """POST ``event`` to every webhook (except those labelled in ``skip``); returns the
-    outcome per webhook label. Never raises."""
+    outcome per webhook label. Never raises. ``allow_private`` lets webhooks point at
+    non-public addresses (``VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS``)."""
     import httpx
 
     outcomes: dict[str, dict[str, Any]] = {}
@@ -161,7 +170,14 @@ def deliver(
                 continue
             body = slack_payload(event) if webhook.format == "slack" else alert_payload(event)
             try:
-                outcome = _post(client, webhook, body, retries=retries, backoff_s=backoff_s)
+                outcome = _post(
+                    client,
+                    webhook,
+                    body,
+                    retries=retries,
+                    backoff_s=backoff_s,
+                    allow_private=allow_private,
+                )
             except Exception as exc:  # a notifier must never take the engine down
                 outcome = {"ok": False, "attempts": 1, "status": None, "error": type(exc).__name__}
             if not outcome["ok"]:
@@ -192,6 +208,7 @@ def deliver_events(
             retries=settings.retries,
             backoff_s=settings.backoff_s,
             skip=done,
+            allow_private=settings.allow_private_webhooks,
         )
         ok = all(o["ok"] for o in outcomes.values())
         errors = [str(o["error"]) for o in outcomes.values() if not o["ok"]]

@@ -26,11 +26,10 @@ vigil.errors.ConfigurationError: invalid setting VIGIL_MONITOR_WINDOW: Value err
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -40,6 +39,7 @@ from pydantic_settings import (
 
 from vigil.errors import InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
+from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.monitor.windows import WindowSpec, parse_duration, parse_window
 from vigil.settings import invalid_setting
 
@@ -49,7 +49,7 @@ PayloadFormat = Literal["json", "slack"]
 class Webhook(BaseModel):
     """One receiver of alert notifications."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     url: SecretStr
     """``http(s)://`` URL; may hold a token, so it is kept secret."""
@@ -69,27 +69,15 @@ class Webhook(BaseModel):
     def label(self) -> str:
         """The URL with everything after the host hidden, plus a short digest of the whole
         URL so two webhooks on one host stay apart (safe to log and show)."""
-        url = self.url.get_secret_value()
-        return f"{redact_url(url)}#{hashlib.sha256(url.encode()).hexdigest()[:8]}"
-
-
-def redact_url(url: str) -> str:
-    """Scheme and host of ``url`` only: paths and queries of webhooks hold tokens.
-
-    >>> redact_url("https://hooks.slack.com/services/T00/B00/secret?x=1")
-    'https://hooks.slack.com/…'
-    """
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if parts.port:
-        host += f":{parts.port}"
-    return f"{parts.scheme}://{host}/…"
+        return webhook_label(self.url.get_secret_value())
 
 
 class MonitorSettings(BaseSettings):
     """How monitoring runs. Every field can be set as ``VIGIL_MONITOR_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="VIGIL_MONITOR_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_MONITOR_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     enabled: bool = True
     """Run monitoring inside the server on a schedule (``vigil monitor run`` works either way)."""
@@ -110,6 +98,11 @@ class MonitorSettings(BaseSettings):
 
     rules: list[AlertRule] = Field(default_factory=default_rules)
     """Alert rules; setting any replaces the defaults (``[]`` turns alerting off)."""
+
+    allow_private_webhooks: bool = False
+    """Allow webhooks on loopback, link-local and private addresses (a receiver on this
+    machine or network). Off, every webhook must point at public addresses, checked when
+    configured and when called (see :mod:`vigil.monitor.webhooks`)."""
 
     webhooks: list[Webhook] = Field(default_factory=list)
     """Where notifications go: URLs, or ``{url, format}`` objects."""
@@ -145,6 +138,14 @@ class MonitorSettings(BaseSettings):
             value = [value]
         if isinstance(value, list):
             return [{"url": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _public_webhooks(cls, value: list[Webhook], info: ValidationInfo) -> list[Webhook]:
+        allow = bool(info.data.get("allow_private_webhooks", False))
+        for webhook in value:
+            check_webhook_url(webhook.url.get_secret_value(), allow_private=allow)
         return value
 
     @field_validator("rules")

@@ -1,11 +1,14 @@
 """The serving ASGI application: a lean router over the data plane.
 
-No web framework on the hot path: the app reads the method, path and four headers from the
-ASGI scope, checks the API key against the route's role when authentication is on (401/403,
-see :mod:`vigil.auth.authenticator`), enforces the body limit (413 before reading an
-oversized body) and the content type (415), calls the route's handler, and maps every error to its status and JSON body in
-one place (:func:`~vigil.serving.problems.error_response`). An unexpected exception is
-logged and answered 500 without a traceback; the server keeps serving.
+No web framework on the hot path: the app reads the method, path and six headers from the
+ASGI scope, refuses a foreign ``Host`` (421) and, on admin and state-changing routes, a
+foreign ``Origin`` (403) (see :mod:`vigil.serving.guards`), checks the API key against the
+route's role when authentication is on (401/403, see :mod:`vigil.auth.authenticator`),
+enforces the content type (415: state-changing routes need ``application/json`` even
+without a body) and the body limit (413 before reading an oversized body), calls the
+route's handler, and maps every error to its status and JSON body in one place
+(:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
+answered 500 without a traceback; the server keeps serving.
 
 The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
 at shutdown; on a registry-backed server it also starts scheduled monitoring
@@ -28,6 +31,7 @@ from vigil.errors import (
 from vigil.serving import metrics
 from vigil.serving.config import ServingSettings
 from vigil.serving.dataplane import DataPlane, capture_for
+from vigil.serving.guards import check_origin, host_guard
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.problems import error_response
 from vigil.serving.provider import ModelProvider
@@ -54,9 +58,23 @@ def _content_type_ok(route: Route, content_type: str | None) -> bool:
     if route.body == "json_or_csv":
         return True  # the MLflow codec answers 415 in MLflow's own words
     if content_type is None:
-        return True  # be lenient with clients that omit it; the body must still be JSON
+        # A prediction may omit it (the body must still be JSON); a state change may not:
+        # a cross-site script can send a body without a content type, no preflight asked.
+        return not route.needs_json
     mime = content_type.partition(";")[0].strip().lower()
     return mime == "application/json" or mime.endswith("+json")
+
+
+def _unsupported_media_type(route: Route, content_type: str | None) -> UnsupportedMediaTypeError:
+    got = "none" if content_type is None else repr(content_type[:80])
+    why = " (state-changing operations need it, even without a body)" if route.needs_json else ""
+    return UnsupportedMediaTypeError(
+        f"send Content-Type: application/json{why}; got {got}",
+        detail={
+            "expected": "application/json",
+            "got": None if content_type is None else content_type[:80],
+        },
+    )
 
 
 class ServingApp:
@@ -79,6 +97,11 @@ class ServingApp:
         """Routes experiment endpoints; ``None`` on a server without a registry."""
         self._limit = self.settings.max_body_bytes
         self._metrics = self.settings.metrics
+        self._hosts = host_guard(
+            self.settings.allowed_hosts, authentication=authenticator is not None
+        )
+        """Refuses a foreign Host (DNS rebinding); ``None``: any Host is answered."""
+        self._origins = frozenset(o.encode("latin-1") for o in self.settings.allowed_origins)
         self.monitor: MonitorScheduler | None = None
         """Scheduled monitoring (registry-backed servers with monitoring enabled)."""
 
@@ -134,12 +157,15 @@ class ServingApp:
         if self._metrics:
             metrics.IN_FLIGHT.inc()
         try:
-            route, params = self.router.match(scope["method"], scope["path"])
             content_type = request_id = None
             authorization: bytes | None = None
+            host: bytes | None = None
+            origin: bytes | None = None
             length = -1
             for key, value in scope["headers"]:
-                if key == b"content-type":
+                if key == b"host":
+                    host = value
+                elif key == b"content-type":
                     content_type = value.decode("latin-1")
                 elif key == b"content-length":
                     length = int(value) if value.isdigit() else -1
@@ -147,6 +173,14 @@ class ServingApp:
                     request_id = value.decode("latin-1")
                 elif key == b"authorization":
                     authorization = value
+                elif key == b"origin":
+                    origin = value
+            hosts = self._hosts
+            if hosts is not None and host is not None and host not in hosts.admitted:
+                hosts.check(host, scope.get("server"))
+            route, params = self.router.match(scope["method"], scope["path"])
+            if origin is not None and route.same_origin:
+                check_origin(origin, host, self._origins)
             request = Request(
                 scope["method"],
                 scope["path"],
@@ -160,12 +194,11 @@ class ServingApp:
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
                 request.key_id = principal.key_id
+            if (route.needs_json or route.body != "none") and not _content_type_ok(
+                route, content_type
+            ):
+                raise _unsupported_media_type(route, content_type)
             if route.body != "none":
-                if not _content_type_ok(route, content_type):
-                    raise UnsupportedMediaTypeError(
-                        f"send the body as application/json (got {str(content_type)[:80]!r})",
-                        detail={"expected": "application/json", "got": str(content_type)[:80]},
-                    )
                 request.body = await self._read_body(receive, length)
             response = await route.handler(self.dataplane, request)
         except Exception as exc:

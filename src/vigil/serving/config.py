@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vigil.settings import invalid_setting
 
@@ -67,6 +67,32 @@ class ServingSettings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     """How long a worker reuses a successful key check: the longest a revoked key keeps
     working."""
+
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    """Host names the server answers for (the ``Host`` header, port ignored), besides
+    ``localhost``, ``127.0.0.1``, ``::1`` and the address a request came in on; ``*``
+    answers any. A comma-separated list in ``VIGIL_SERVE_ALLOWED_HOSTS``.
+
+    Unset, a server with authentication off (loopback only) answers only those names, so a
+    web page cannot reach it through DNS rebinding (421); a server with authentication on
+    answers any Host, as behind a load balancer it is the public name and API keys guard
+    every route a page could abuse. Set it to check the Host there too."""
+
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Origins (``https://console.example.com``) whose web pages may call the admin and
+    other state-changing routes, besides the server's own origin; any other ``Origin``
+    gets 403. A comma-separated list in ``VIGIL_SERVE_ALLOWED_ORIGINS``."""
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(
+                str(v).strip().lower().rstrip(".").rstrip("/") for v in value if str(v).strip()
+            )
+        return value
 
 
 def load_serving_settings(**overrides: Any) -> ServingSettings:

@@ -5,11 +5,14 @@
   (``read``);
 * ``PUT /v1/admin/endpoints/{endpoint}``: create (201) or replace (200) it from a JSON
   :class:`~vigil.experiments.config.EndpointConfig` (``admin``); a body without ``salt``
-  keeps the stored one;
+  keeps the stored one, and a webhook given as the label it is shown as keeps its URL;
 * ``DELETE /v1/admin/endpoints/{endpoint}`` (``admin``);
 * ``GET /v1/admin/endpoints/{endpoint}/experiment``: per-variant results (``read``);
 * ``POST /v1/admin/endpoints/{endpoint}/conclude``: ``{"promote": "b", "alias":
   "production"}`` ends the experiment (``admin``).
+
+Every role sees an endpoint without its salt and with each alert webhook as its label
+(``https://hooks.slack.com/…#1a2b3c4d``): both are secrets.
 
 Every change goes through :class:`~vigil.experiments.store.EndpointStore` exactly like the
 CLI, so it is validated the same way and audited; the actor is the calling key
@@ -179,8 +182,14 @@ def _config_schemas() -> dict[str, Any]:
     out["EndpointConfig"] = schema
     stored = dict(schema, title="Endpoint")
     stored.pop("additionalProperties", None)
+    # As shown: no salt, and each webhook as its label (which a PUT may send back).
+    shown = {k: v for k, v in schema["properties"].items() if k != "salt"}
+    shown["alert_webhooks"] = {
+        "type": "array",
+        "items": {"type": "string", "description": "scheme://host/…#digest of the URL"},
+    }
     stored["properties"] = {
-        **schema["properties"],
+        **shown,
         "revision": {"type": "integer", "minimum": 1},
         "created_at": {"type": "string", "format": "date-time"},
         "created_by": {"type": "string"},

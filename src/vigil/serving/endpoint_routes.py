@@ -205,6 +205,7 @@ ROUTES: list[Route] = [
         responses=_ok("EndpointPredictResponse"),
         tags=_TAGS,
         role="predict",
+        prediction=True,
     ),
     Route(
         "POST",
@@ -218,6 +219,7 @@ ROUTES: list[Route] = [
         responses=_ok("EndpointInferResponse"),
         tags=_TAGS,
         role="predict",
+        prediction=True,
     ),
     Route(
         "POST",
@@ -231,5 +233,6 @@ ROUTES: list[Route] = [
         responses=_ok("MlflowResponse"),
         tags=_TAGS,
         role="predict",
+        prediction=True,
     ),
 ]

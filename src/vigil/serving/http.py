@@ -158,6 +158,20 @@ class Route:
     tags: tuple[str, ...] = ()
     role: Literal["predict", "read", "admin"] | None = None
     """Least API-key role the route needs when authentication is on; None: always open."""
+    prediction: bool = False
+    """The operation answers from a model and changes nothing but the inference log, so the
+    guards of state-changing operations below do not apply to it."""
+    needs_json: bool = field(init=False)
+    """A state-changing operation (any method but GET and HEAD that is not a prediction):
+    it needs ``Content-Type: application/json`` even without a body, which no HTML form
+    and no cross-site request without a CORS preflight can send."""
+    same_origin: bool = field(init=False)
+    """State-changing or admin: a request with a foreign ``Origin`` header is refused."""
+
+    def __post_init__(self) -> None:
+        needs_json = self.method not in ("GET", "HEAD") and not self.prediction
+        object.__setattr__(self, "needs_json", needs_json)
+        object.__setattr__(self, "same_origin", needs_json or self.role == "admin")
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

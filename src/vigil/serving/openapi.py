@@ -229,7 +229,26 @@ def _operation(route: Route) -> dict[str, Any]:
             responses.setdefault(status, {"description": description, **_json(error)})
     if route.body != "none":
         responses.setdefault("413", {"description": "Payload too large", **_json(error)})
+    if route.needs_json:
+        responses.setdefault(
+            "415",
+            {
+                "description": "Content-Type is not application/json (a state-changing "
+                "operation needs it, even without a body)",
+                **_json(error),
+            },
+        )
+    elif route.body != "none":
         responses.setdefault("415", {"description": "Unsupported media type", **_json(error)})
+    if route.same_origin:
+        responses.setdefault(
+            "403", {"description": "Called from another origin's web page", **_json(error)}
+        )
+    # Refused before the route is known, so always in vigil's own problem format.
+    responses.setdefault(
+        "421",
+        {"description": "Host not answered by this server (DNS rebinding)", **_json("Problem")},
+    )
     operation: dict[str, Any] = {
         "operationId": route.name,
         "summary": route.summary,

@@ -53,8 +53,21 @@ async def openapi_json(dp: DataPlane, req: Request) -> Response:
     return Response(_openapi_bytes())
 
 
+# The docs page is static: it runs no script, loads nothing and may not be framed by another
+# site's page (clickjacking), so whatever a later page adds keeps to the server's own origin.
+_PAGE_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+        b"form-action 'self'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
 async def docs(dp: DataPlane, req: Request) -> Response:
-    return Response(docs_page(ROUTES).encode(), 200, HTML)
+    return Response(docs_page(ROUTES).encode(), 200, HTML, headers=_PAGE_HEADERS)
 
 
 _NATIVE_REQUEST = {"$ref": "#/components/schemas/NativeRequest"}
@@ -80,6 +93,7 @@ def _predict(template: str, name: str, summary: str) -> Route:
         responses=_ok("NativeResponse"),
         tags=_NATIVE,
         role="predict",
+        prediction=True,
     )
 
 
@@ -96,6 +110,7 @@ def _infer(template: str, name: str, summary: str) -> Route:
         responses=_ok("V2InferResponse"),
         tags=_V2,
         role="predict",
+        prediction=True,
     )
 
 
@@ -240,6 +255,7 @@ ROUTES: list[Route] = [
         request_schema=_MLFLOW_REQUEST,
         responses=_ok("MlflowResponse"),
         role="predict",
+        prediction=True,
         tags=_MLFLOW,
     ),
     Route(
@@ -253,6 +269,7 @@ ROUTES: list[Route] = [
         request_schema=_MLFLOW_REQUEST,
         responses=_ok("MlflowResponse"),
         role="predict",
+        prediction=True,
         tags=_MLFLOW,
     ),
     Route(

@@ -41,6 +41,7 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
+from vigil._redact import redact_url
 from vigil.errors import (
     ArtifactCorruptError,
     BundleError,
@@ -109,10 +110,12 @@ class ArtifactStore:
             self.fs = fsspec.filesystem(protocol, **options)
             self.root = url.split("://", 1)[1].rstrip("/")
             if not self.root:
-                raise InvalidNameError(f"artifact URL {url!r} names no bucket or directory")
+                raise InvalidNameError(
+                    f"artifact URL {redact_url(url)!r} names no bucket or directory"
+                )
 
     def __repr__(self) -> str:
-        return f"ArtifactStore({self.url!r})"
+        return f"ArtifactStore({redact_url(self.url)!r})"
 
     # -- keys -------------------------------------------------------------------------
 
@@ -158,7 +161,7 @@ class ArtifactStore:
         try:
             data: bytes = self.fs.cat_file(full)
         except FileNotFoundError:
-            raise NotFoundError(f"no artifact {key!r} in {self.url}") from None
+            raise NotFoundError(f"no artifact {key!r} in {redact_url(self.url)}") from None
         return data
 
     def exists(self, key: str) -> bool:
@@ -257,7 +260,8 @@ class ArtifactStore:
             ]
         except NotFoundError:
             raise NotFoundError(
-                f"artifact {sha} is not in the store {self.url}; register the bundle again",
+                f"artifact {sha} is not in the store {redact_url(self.url)}; register the bundle "
+                "again",
                 detail={"sha256": sha},
             ) from None
         except (ValueError, KeyError, TypeError) as exc:
@@ -266,7 +270,7 @@ class ArtifactStore:
             check_relative_path(f.path)
         if tree_digest(files) != sha:
             raise ArtifactCorruptError(
-                f"artifact {sha} in {self.url} does not match its digest (the index was "
+                f"artifact {sha} in {redact_url(self.url)} does not match its digest (the index was "
                 "changed); restore it from a backup or register the bundle again",
                 detail={"sha256": sha},
             )

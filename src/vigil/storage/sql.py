@@ -177,7 +177,9 @@ class Database:
         self._migrate_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+        from vigil._redact import redact_url
+
+        return f"Database({redact_url(self.url)!r})"
 
     def _create_engine(self) -> Engine:
         if self.dialect == "postgresql":

@@ -49,8 +49,9 @@ class Flavor(Protocol):
         loaded; recorded in the manifest and handed back to :meth:`load`."""
         ...
 
-    def required_trust(self, model_path: Path) -> TrustPolicy:
-        """The least trust policy under which ``model_path`` loads (information only)."""
+    def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
+        """The least trust policy under which ``model_path`` loads (information only);
+        reading the file stays within ``trust``'s unpacking limit."""
         ...
 
     def load(

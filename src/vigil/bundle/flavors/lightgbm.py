@@ -113,7 +113,7 @@ class LightGBMFlavor:
             info["classes"] = python_values(classes)
         return info
 
-    def required_trust(self, model_path: Path) -> TrustPolicy:
+    def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
         return TrustPolicy()
 
     def load(

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from vigil.bundle.model import LoadedModel
 
 MLMODEL_FILE = "MLmodel"
+MLMODEL_MAX_BYTES = 4 << 20
+"""Largest ``MLmodel`` read (wide signatures take a few hundred KB)."""
 ALLOWED_LOADERS: dict[str, str] = {
     "mlflow.sklearn": "sklearn",
     "mlflow.xgboost": "xgboost",
@@ -77,17 +79,116 @@ class MLflowModel:
 
 
 def read_mlmodel(model_dir: Path) -> dict[str, Any]:
-    """The parsed ``MLmodel`` YAML of an MLflow model directory."""
-    import yaml
+    """The parsed ``MLmodel`` YAML of an MLflow model directory, its size, its YAML
+    (:mod:`vigil.bundle.safe_yaml`) and the fields vigil reads checked
+    (:func:`check_mlmodel`)."""
+    from vigil.bundle.archive import size_text
+    from vigil.bundle.safe_yaml import load_untrusted_yaml
 
     path = model_dir / MLMODEL_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        with path.open("rb") as fh:
+            raw = fh.read(MLMODEL_MAX_BYTES + 1)
+            size = max(len(raw), path.stat().st_size)
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"cannot read {MLMODEL_FILE} in {model_dir.name!r}: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
+    if size > MLMODEL_MAX_BYTES:
+        raise BundleError(
+            f"{MLMODEL_FILE} is {size_text(size)}, more than {size_text(MLMODEL_MAX_BYTES)}; "
+            "an MLmodel file describes a model, it does not hold one"
+        )
+    data = load_untrusted_yaml(text, what=MLMODEL_FILE)
+    if not isinstance(data, dict) or "flavors" not in data:
         raise BundleError(f"{MLMODEL_FILE} in {model_dir.name!r} has no 'flavors' section")
+    check_mlmodel(data)
     return data
+
+
+def _text(value: Any, where: str, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or len(value) > 4096:
+        raise BundleError(
+            f"{MLMODEL_FILE}: {where} must be text of at most 4096 characters, got "
+            f"{type(value).__name__}"
+        )
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BundleError(f"{MLMODEL_FILE}: {where} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+# The fields vigil reads from each flavor's section, all of them paths or names.
+_FLAVOR_FIELDS = {
+    "sklearn": ("pickled_model", "serialization_format", "code"),
+    "xgboost": ("data", "model_class", "code"),
+    "lightgbm": ("data", "model_class", "code"),
+    "onnx": ("data", "code"),
+    "python_function": ("loader_module", "model_path", "data", "code"),
+}
+
+
+def check_mlmodel(data: dict[str, Any]) -> None:
+    """Refuse an ``MLmodel`` whose fields vigil reads have the wrong shape, with a
+    :class:`~vigil.errors.BundleError` naming the field (nothing else is read)."""
+    flavors = _mapping(data["flavors"], "flavors")
+    for name, conf in flavors.items():
+        _text(name, "a flavor's name", optional=False)
+        section = _mapping(conf, f"flavors.{name}")
+        for field in _FLAVOR_FIELDS.get(name, ("code",)):
+            _text(section.get(field), f"flavors.{name}.{field}")
+    for key in ("mlflow_version", "model_uuid", "artifact_path"):
+        _text(data.get(key), key)
+    info = data.get("saved_input_example_info")
+    if info is not None:
+        _mapping(info, "saved_input_example_info")
+    signature = data.get("signature")
+    if signature is not None:
+        inputs = _mapping(signature, "signature").get("inputs")
+        if inputs is not None:
+            _input_specs(inputs)
+
+
+def _input_specs(inputs: Any) -> list[dict[str, Any]]:
+    """``signature.inputs``: a JSON list of column or tensor specs, each an object."""
+    where = "signature.inputs"
+    if not isinstance(inputs, str):
+        raise BundleError(f"{MLMODEL_FILE}: {where} must be a JSON list of input specs as text")
+    try:
+        specs = json.loads(inputs)
+    except (ValueError, RecursionError) as exc:
+        raise BundleError(f"{MLMODEL_FILE}: {where} is not valid JSON: {exc}") from None
+    if not isinstance(specs, list):
+        raise BundleError(
+            f"{MLMODEL_FILE}: {where} must be a JSON list of input specs, got "
+            f"{type(specs).__name__}"
+        )
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict):
+            raise BundleError(
+                f"{MLMODEL_FILE}: {where}[{i}] must be an object such as "
+                f'{{"name": "age", "type": "double"}}, got {type(spec).__name__}'
+            )
+        for field in ("name", "type"):
+            if field in spec and not isinstance(spec[field], str):
+                raise BundleError(f"{MLMODEL_FILE}: {where}[{i}].{field} must be text")
+        if "required" in spec and not isinstance(spec["required"], bool):
+            raise BundleError(f"{MLMODEL_FILE}: {where}[{i}].required must be true or false")
+        if spec.get("type") == "tensor":
+            tensor = spec.get("tensor-spec")
+            if not isinstance(tensor, dict):
+                raise BundleError(f"{MLMODEL_FILE}: {where}[{i}].tensor-spec must be an object")
+            shape = tensor.get("shape", [])
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in shape
+            ):
+                raise BundleError(
+                    f"{MLMODEL_FILE}: {where}[{i}].tensor-spec.shape must be a list of integers"
+                )
+    return specs
 
 
 def _inside(model_dir: Path, name: Any) -> Path:
@@ -169,10 +270,7 @@ def mlflow_signature(mlmodel: Mapping[str, Any]) -> list[FeatureSpec] | None:
     sig = mlmodel.get("signature")
     if not isinstance(sig, dict) or not sig.get("inputs"):
         return None
-    try:
-        specs = json.loads(sig["inputs"])
-    except (TypeError, ValueError) as exc:
-        raise BundleError(f"MLmodel signature inputs are not valid JSON: {exc}") from exc
+    specs = _input_specs(sig["inputs"])
     if len(specs) == 1 and specs[0].get("type") == "tensor":
         tensor = specs[0].get("tensor-spec", {})
         shape = tensor.get("shape", [])
@@ -219,21 +317,30 @@ class MLflowFlavor:
             "inner_flavor": obj.inner_flavor.name,
             "inner": obj.inner_flavor.model_info(obj.inner),
         }
-        for key in ("mlflow_version", "model_uuid", "saved_input_example_info"):
+        for key in ("mlflow_version", "model_uuid"):
             if obj.mlmodel.get(key) is not None:
                 info[key] = obj.mlmodel[key]
+        example = obj.mlmodel.get("saved_input_example_info")
+        if isinstance(example, dict):
+            # Information only: its plain values (where the example is, its format).
+            info["saved_input_example_info"] = {
+                str(k): v
+                for k, v in example.items()
+                if isinstance(v, str | int | float | bool) and len(str(v)) <= 4096
+            }
         return info
 
-    def required_trust(self, model_path: Path) -> TrustPolicy:
+    def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
+        from vigil.bundle.flavors.sklearn import skops_untrusted_types
+
         mlmodel = read_mlmodel(model_path)
         sk = mlmodel["flavors"].get("sklearn")
         if isinstance(sk, dict):
             path = _inside(model_path, sk.get("pickled_model"))
             if sk.get("serialization_format", "cloudpickle") != "skops":
                 return TrustPolicy(trust_pickle=True)
-            import skops.io as sio
-
-            return TrustPolicy(trusted_types=tuple(sio.get_untrusted_types(file=path)))
+            limit = (trust or TrustPolicy()).unpack_limit
+            return TrustPolicy(trusted_types=tuple(skops_untrusted_types(path, limit=limit)))
         lgb = mlmodel["flavors"].get("lightgbm")
         if isinstance(lgb, dict) and str(lgb.get("data", "")).endswith(".pkl"):
             return TrustPolicy(trust_pickle=True)

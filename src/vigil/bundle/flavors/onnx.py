@@ -159,7 +159,7 @@ class ONNXFlavor:
         classes = obj.classes if isinstance(obj, ONNXModel) else _graph_classes(obj)
         return {"classes": classes}
 
-    def required_trust(self, model_path: Path) -> TrustPolicy:
+    def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
         return TrustPolicy()
 
     def load(

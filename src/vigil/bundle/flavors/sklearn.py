@@ -104,14 +104,28 @@ def estimator_signature(estimator: Any) -> Signature | None:
     return Signature(inputs=inputs, outputs=outputs)
 
 
-def load_skops(path: Path, trust: TrustPolicy) -> Any:
-    """Load a skops file once every type it needs beyond skops' defaults is trusted."""
+def skops_untrusted_types(path: Path, *, limit: int) -> list[str]:
+    """The types a skops file needs beyond skops' defaults, read once the file is known to
+    unpack to at most ``limit`` bytes (:func:`~vigil.bundle.archive.check_skops`: skops
+    reads every array just to list the types)."""
     import skops.io as sio
 
+    from vigil.bundle.archive import check_skops
+
+    check_skops(path, limit=limit, what=path.name)
     try:
-        untrusted = sio.get_untrusted_types(file=path)
+        untrusted: list[str] = sio.get_untrusted_types(file=path)
     except Exception as exc:
         raise BundleError(f"{path.name} is not a readable skops file: {exc}") from exc
+    return untrusted
+
+
+def load_skops(path: Path, trust: TrustPolicy) -> Any:
+    """Load a skops file once it is known to unpack within ``trust``'s limit and every type
+    it needs beyond skops' defaults is trusted."""
+    import skops.io as sio
+
+    untrusted = skops_untrusted_types(path, limit=trust.unpack_limit)
     allowed = trust.allowed_types(untrusted, what=path.name)
     try:
         return sio.load(path, trusted=allowed)
@@ -163,12 +177,11 @@ class SklearnFlavor:
         estimator = obj.estimator if isinstance(obj, SklearnModel) else obj
         return {"estimator": type(estimator).__name__}
 
-    def required_trust(self, model_path: Path) -> TrustPolicy:
+    def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
         if model_path.suffix.lower() in PICKLE_SUFFIXES:
             return TrustPolicy(trust_pickle=True)
-        import skops.io as sio
-
-        return TrustPolicy(trusted_types=tuple(sio.get_untrusted_types(file=model_path)))
+        limit = (trust or TrustPolicy()).unpack_limit
+        return TrustPolicy(trusted_types=tuple(skops_untrusted_types(model_path, limit=limit)))
 
     def load(
         self, model_path: Path, *, trust: TrustPolicy, model_info: Mapping[str, Any] | None = None

@@ -124,7 +124,7 @@ class XGBoostFlavor:
             info["classes"] = python_values(obj.classes_)
         return info
 
-    def required_trust(self, model_path: Path) -> TrustPolicy:
+    def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
         return TrustPolicy()
 
     def load(
