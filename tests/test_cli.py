@@ -145,3 +145,14 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("identical to the model: True") == 3
     assert "checkout: split experiment" in again.stdout
+
+
+def test_version_comes_from_the_package_metadata(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    import vigil
+
+    assert vigil.__version__ == version("vigil")
+    for args in (("--version",), ("version",)):
+        result = run(*args, home=tmp_path)
+        assert result.returncode == 0 and result.stdout.strip() == version("vigil")

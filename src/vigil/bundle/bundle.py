@@ -242,9 +242,9 @@ def _write_profile(profile: BaselineProfile, tmp: Path) -> tuple[str, str | None
 def _versions(plugin: Flavor, model: LoadedModel) -> dict[str, str]:
     import numpy
 
-    import vigil
+    from vigil.version import VERSION
 
-    versions = {"python": platform.python_version(), "vigil": vigil.__version__}
+    versions = {"python": platform.python_version(), "vigil": VERSION}
     versions["numpy"] = numpy.__version__
     versions.update(plugin.versions())
     inner: Flavor | None = getattr(model, "inner_flavor", None)

@@ -28,6 +28,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from vigil.version import VERSION
+
+        typer.echo(VERSION)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print vigil's version and exit.",
+    ),
+) -> None:
+    """Take a trained model to production and keep watch over it."""
+
+
 _models.install(app)
 _drift.install(app)
 _predict.install(app)
@@ -42,10 +65,10 @@ _experiment.install(app)
 
 @app.command()
 def version() -> None:
-    """Print vigil's version."""
-    from vigil import __version__
+    """Print vigil's version (as ``vigil --version`` does)."""
+    from vigil.version import VERSION
 
-    typer.echo(__version__)
+    typer.echo(VERSION)
 
 
 @app.command()

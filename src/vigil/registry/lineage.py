@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import vigil
+from vigil.version import VERSION
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -42,7 +42,7 @@ def collect_lineage(
     """
     lineage: dict[str, Any] = {
         "host": socket.gethostname(),
-        "vigil_version": vigil.__version__,
+        "vigil_version": VERSION,
         "git_commit": git_commit(cwd),
     }
     from_bundle = manifest.get("lineage")

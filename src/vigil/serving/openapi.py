@@ -10,7 +10,7 @@ import html
 import re
 from typing import TYPE_CHECKING, Any
 
-import vigil
+from vigil.version import VERSION
 
 if TYPE_CHECKING:
     from vigil.serving.http import Route
@@ -283,7 +283,7 @@ def document(routes: list[Route]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "vigil model server",
-            "version": vigil.__version__,
+            "version": VERSION,
             "description": "Native JSON, Open Inference Protocol v2 and MLflow scoring routes.",
         },
         "paths": paths,
@@ -302,7 +302,7 @@ def docs_page(routes: list[Route]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>vigil API</title>"
         "<style>body{font-family:sans-serif;margin:2em}td{padding:.2em .8em}"
         "tr:nth-child(even){background:#f4f4f4}</style></head><body>"
-        f"<h1>vigil model server {html.escape(vigil.__version__)}</h1>"
+        f"<h1>vigil model server {html.escape(VERSION)}</h1>"
         "<p>Machine-readable description: <a href='/openapi.json'>/openapi.json</a></p>"
         f"<table><tr><th>Method</th><th>Path</th><th>What it does</th></tr>{rows}</table>"
         "</body></html>"

@@ -21,12 +21,12 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-import vigil
 from vigil.errors import MalformedRequestError, UnsupportedMediaTypeError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import TEXT, Request, Response, dumps
 from vigil.serving.validation import Columns, Matrix, RawTable, Records, Split
+from vigil.version import VERSION
 
 if TYPE_CHECKING:
     from vigil.serving.dataplane import DataPlane
@@ -166,4 +166,4 @@ async def ping(dp: DataPlane, req: Request) -> Response:
 
 
 async def version(dp: DataPlane, req: Request) -> Response:
-    return Response(vigil.__version__.encode(), 200, TEXT)
+    return Response(VERSION.encode(), 200, TEXT)

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import vigil
 from vigil.errors import MalformedRequestError, ValidationError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Columns, Matrix, RawTable
+from vigil.version import VERSION
 
 if TYPE_CHECKING:
     from vigil.bundle.signature import FeatureSpec
@@ -234,7 +234,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
 
 
 async def server_metadata(dp: DataPlane, req: Request) -> Response:
-    return json_response({"name": "vigil", "version": vigil.__version__, "extensions": []})
+    return json_response({"name": "vigil", "version": VERSION, "extensions": []})
 
 
 async def server_live(dp: DataPlane, req: Request) -> Response:
