@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vigil.bundle.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 from vigil.bundle.signature import FeatureSpec, Signature
+from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 from vigil.quality import check_quality
 
 QUANTILES = np.linspace(0.0, 100.0, 101).tolist()  # Q1 = 25, Q3 = 75, fences -50 / 150

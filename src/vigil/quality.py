@@ -21,7 +21,7 @@ Rates are over the window's rows. ``schema_violations`` — requests the serving
 rejected before they reached the log — is passed in by the caller and reported beside
 the rows that got through.
 
->>> from vigil.bundle.profile_schema import BaselineProfile, NumericProfile
+>>> from vigil.profile_schema import BaselineProfile, NumericProfile
 >>> prof = BaselineProfile(n_rows=100, features={"age": NumericProfile(
 ...     count=100, missing=0, min=18.0, max=90.0, mean=40.0, std=12.0,
 ...     quantiles=[18.0 + 0.72 * i for i in range(101)])})
@@ -41,8 +41,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from vigil.bundle.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 from vigil.bundle.signature import FeatureSpec, Signature
+from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 
 IQR_FACTOR = 1.5
 MAX_LISTED = 20

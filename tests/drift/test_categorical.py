@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from vigil.bundle.profile_schema import CategoricalProfile
 from vigil.drift._column import UNSEEN, count_categories
 from vigil.drift.categorical import OTHER, chi_squared, count_against_profile
+from vigil.profile_schema import CategoricalProfile
 
 
 def test_counts_with_unseen_and_missing() -> None:

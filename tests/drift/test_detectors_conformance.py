@@ -11,6 +11,7 @@ import pytest
 
 import vigil.drift.detectors as pkg
 from vigil.drift.detectors.base import DriftDetector
+from vigil.errors import InvalidParameterError
 
 
 def discover() -> list[type[DriftDetector]]:
@@ -144,3 +145,19 @@ def test_a_window_of_non_finite_values_does_not_raise(cls: type[DriftDetector]) 
     assert det.n_skipped == 300 and not det.drift_detected
     clone = det.clone()
     assert clone.n_skipped == 0
+
+
+INVALID = {
+    "ADWIN": [{"delta": 0.0}, {"delta": 1.5}, {"clock": 0}, {"grace_period": -1}],
+    "DDM": [{"warm_start": -1}, {"drift_threshold": 0.0}, {"warning_threshold": 5.0}],
+    "EDDM": [{"alpha": 0.0}, {"beta": 1.5}, {"alpha": 0.5, "beta": 0.6}],
+    "KSWIN": [{"alpha": 2.0}, {"window_size": 1}, {"stat_size": 100}],
+    "PageHinkley": [{"threshold": 0.0}, {"delta": -1.0}, {"mode": "sideways"}],
+}
+
+
+def test_invalid_parameters_get_the_one_template(cls: type[DriftDetector]) -> None:
+    # The same message shape as the bandit policies and the statistics (vigil.params).
+    for bad in INVALID[cls.__name__]:
+        with pytest.raises(InvalidParameterError, match=rf"^{cls.__name__}: \w+ must be .*; got "):
+            cls(**bad)

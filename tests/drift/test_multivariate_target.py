@@ -11,9 +11,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from vigil.bundle.profile_schema import CategoricalProfile
 from vigil.drift.multivariate import domain_classifier, pca_reconstruction
 from vigil.drift.target import label_drift, prediction_drift, prediction_drift_to_profile
+from vigil.profile_schema import CategoricalProfile
 
 
 def correlated(rng: np.random.Generator, n: int, rho: float) -> np.ndarray:

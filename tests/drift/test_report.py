@@ -12,11 +12,11 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 from statsmodels.stats.multitest import multipletests
 
-from vigil.bundle.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 from vigil.drift import compare, compare_to_profile
 from vigil.drift.multiple_testing import benjamini_hochberg
 from vigil.drift.select import choose_method, effective_n
 from vigil.errors import ValidationError
+from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 
 
 def test_bh_matches_statsmodels() -> None:

@@ -17,10 +17,10 @@ from tests.report._capture import CAPTURED, FEATURES, CaptureHome
 from typer.testing import CliRunner
 
 from vigil.app import Vigil
-from vigil.bundle.profile_schema import BaselineProfile
 from vigil.cli import app, main
 from vigil.drift import compare_to_profile
 from vigil.drift.target import prediction_drift_to_profile
+from vigil.profile_schema import BaselineProfile
 from vigil.report.capture_report import report_from_table
 from vigil.settings import load_settings
 

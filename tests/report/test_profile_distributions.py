@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from vigil.bundle.profile import build_profile
-from vigil.bundle.profile_schema import CategoricalProfile, NumericProfile
 from vigil.bundle.signature import FeatureSpec, Signature
+from vigil.profile_schema import CategoricalProfile, NumericProfile
 from vigil.report.distributions import OTHER
 from vigil.report.profile_distributions import (
     against_profile,

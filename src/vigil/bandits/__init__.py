@@ -16,7 +16,7 @@ from vigil.bandits.epsilon_greedy import EpsilonGreedy
 from vigil.bandits.state import BanditState
 from vigil.bandits.thompson import ThompsonSampling
 from vigil.bandits.ucb import UCB1
-from vigil.stats._checks import fail
+from vigil.params import fail
 
 __all__ = [
     "POLICIES",

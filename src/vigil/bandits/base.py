@@ -27,19 +27,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from vigil.bandits.state import BanditState
-from vigil.stats._checks import (
-    check_choice,
-    check_count,
-    check_in_range,
-    check_positive,
-    fail,
-)
+from vigil.params import Rule, check_count, check_rules, fail
 
 __all__ = ["BanditPolicy", "Rule"]
-
-#: A parameter rule: ``("range", low, high)``, ``("positive",)``, ``("non-negative",)``
-#: or ``("choice", option, ...)``.
-Rule = tuple[Any, ...]
 
 
 class BanditPolicy(abc.ABC):
@@ -57,7 +47,7 @@ class BanditPolicy(abc.ABC):
     # -- parameters -------------------------------------------------------------------
 
     def _validate(self) -> None:
-        """Check every parameter with the one message template of :mod:`vigil.stats._checks`."""
+        """Check every parameter with the one message template of :mod:`vigil.params`."""
         owner = type(self).__name__
         if isinstance(self.arms, str) or len(self.arms) < 2:
             fail(owner, "arms", "a sequence of at least 2 arm names", self.arms)
@@ -67,17 +57,7 @@ class BanditPolicy(abc.ABC):
             fail(owner, "arms", "distinct non-empty strings", self.arms)
         if self.seed is not None:
             check_count(owner, "seed", self.seed)
-        for name, rule in self._rules.items():
-            value = getattr(self, name)
-            kind = rule[0]
-            if kind == "range":
-                check_in_range(owner, name, value, rule[1], rule[2])
-            elif kind == "positive":
-                check_positive(owner, name, value)
-            elif kind == "non-negative":
-                check_in_range(owner, name, value, 0.0, float("inf"), closed="left")
-            elif kind == "choice":
-                check_choice(owner, name, value, rule[1:])
+        check_rules(owner, {name: getattr(self, name) for name in self._rules}, self._rules)
 
     @classmethod
     def _param_names(cls) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from vigil.stats._checks import check_count, check_finite, fail
+from vigil.params import check_count, check_finite, fail
 
 __all__ = ["BanditState"]
 

@@ -9,9 +9,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from vigil.bandits.base import BanditPolicy, Rule
+from vigil.bandits.base import BanditPolicy
 from vigil.bandits.epsilon_greedy import greedy_choices
 from vigil.bandits.state import BanditState
+from vigil.params import Rule
 
 __all__ = ["UCB1"]
 

@@ -28,9 +28,9 @@ from vigil.bundle.manifest import (
     SourceInfo,
 )
 from vigil.bundle.model import LoadedBundle
-from vigil.bundle.profile_schema import PREDICTION, BaselineProfile
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, ConflictError
+from vigil.profile_schema import PREDICTION, BaselineProfile
 
 if TYPE_CHECKING:
     import pandas as pd

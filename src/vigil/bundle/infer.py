@@ -17,7 +17,7 @@ from vigil.errors import BundleError, ReferenceDataError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from vigil.bundle.profile_schema import BaselineProfile
+    from vigil.profile_schema import BaselineProfile
 
 CATEGORY_CAP = 1000
 """Most categories a signature lists for one categorical feature."""
@@ -131,7 +131,7 @@ def merge_signature(
 
 def with_categories(signature: Signature, profile: BaselineProfile) -> Signature:
     """The signature with each categorical input's categories read off the profile."""
-    from vigil.bundle.profile_schema import CategoricalProfile
+    from vigil.profile_schema import CategoricalProfile
 
     inputs = []
     for spec in signature.inputs:

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
 
-    from vigil.bundle.profile_schema import BaselineProfile
     from vigil.bundle.signature import Signature
+    from vigil.profile_schema import BaselineProfile
 
     Table = pd.DataFrame | npt.NDArray[Any]
 

@@ -1,4 +1,4 @@
-"""Build the baseline profile of reference data (see :mod:`vigil.bundle.profile_schema`).
+"""Build the baseline profile of reference data (see :mod:`vigil.profile_schema`).
 
 The reference is read in chunks (a DataFrame is sliced; Parquet and CSV files are
 streamed with Arrow), so memory stays bounded on large files:
@@ -33,14 +33,14 @@ import numpy.typing as npt
 from vigil.bundle._accumulators import Counts, Moments
 from vigil.bundle._sampling import BottomK, row_keys
 from vigil.bundle.infer import check_columns, feature_type
-from vigil.bundle.profile_schema import (
+from vigil.bundle.reference import Chunk, Reference, open_reference
+from vigil.bundle.signature import NUMERIC_TYPES
+from vigil.profile_schema import (
     PREDICTION,
     BaselineProfile,
     CategoricalProfile,
     NumericProfile,
 )
-from vigil.bundle.reference import Chunk, Reference, open_reference
-from vigil.bundle.signature import NUMERIC_TYPES
 
 if TYPE_CHECKING:
     import pandas as pd

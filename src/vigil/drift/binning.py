@@ -4,7 +4,7 @@ Jensen–Shannon, KL, Hellinger, total variation).
 Three layouts, chosen from the reference (raw values or a baseline profile alike):
 
 * :class:`QuantileBins` — the usual case. The bins follow the baseline profile's
-  convention (:mod:`vigil.bundle.profile_schema`): edges are the reference quantiles at
+  convention (:mod:`vigil.profile_schema`): edges are the reference quantiles at
   ``0, 1/B, ..., 1`` (``numpy.quantile``, linear), deduplicated; a value ``x`` falls in
   bin ``i`` when ``edge[i] <= x < edge[i+1]``; the first and last bins are open tails, so
   current values outside the reference range (and ``-inf`` / ``+inf``) land in the outer

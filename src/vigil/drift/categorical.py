@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vigil.bundle.profile_schema import CategoricalProfile
 from vigil.drift._column import (
     MAX_LISTED_UNSEEN,
     UNSEEN,
@@ -35,6 +34,7 @@ from vigil.drift._column import (
 )
 from vigil.drift.binned import chi_squared_test
 from vigil.drift.numeric import TestResult
+from vigil.profile_schema import CategoricalProfile
 
 __all__ = ["OTHER", "chi_squared", "count_against_profile", "count_categories"]
 

@@ -1,7 +1,7 @@
 """The reference side of a comparison, from raw reference data or a baseline profile.
 
 Raw data gives every statistic its full power. A stored
-:class:`~vigil.bundle.profile_schema.BaselineProfile` lets serving-time monitoring run
+:class:`~vigil.profile_schema.BaselineProfile` lets serving-time monitoring run
 without the reference data: binned statistics (PSI, Jensen–Shannon, KL, Hellinger, total
 variation, chi-squared) use the profile's exact counts, while KS, Wasserstein and
 Cramér–von Mises use the profile's bounded raw ``sample`` (their p-values then reflect the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from vigil.bundle.profile_schema import NumericProfile
 from vigil.drift._column import NumericColumn, is_constant
 from vigil.drift.binning import (
     DEFAULT_BINS,
@@ -24,6 +23,7 @@ from vigil.drift.binning import (
 )
 from vigil.drift.column_drift import NumericReference
 from vigil.errors import ReferenceDataError
+from vigil.profile_schema import NumericProfile
 
 
 def numeric_reference(column: NumericColumn, n_bins: int = DEFAULT_BINS) -> NumericReference:

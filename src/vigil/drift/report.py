@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vigil.bundle.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 from vigil.drift._column import NumericColumn, count_categories, is_categorical_dtype
 from vigil.drift.binning import DEFAULT_BINS
 from vigil.drift.categorical import count_against_profile
@@ -43,6 +42,7 @@ from vigil.drift.multiple_testing import benjamini_hochberg
 from vigil.drift.reference import numeric_reference, numeric_reference_from_profile
 from vigil.drift.select import ALPHA, SMALL_SAMPLE
 from vigil.errors import ValidationError
+from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 
 DRIFT_SHARE = 0.5
 

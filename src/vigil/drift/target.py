@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vigil.bundle.profile_schema import CategoricalProfile, NumericProfile
 from vigil.drift.column_drift import ColumnDrift
 from vigil.drift.report import compare, profile_column_drift
 from vigil.drift.select import ALPHA
+from vigil.profile_schema import CategoricalProfile, NumericProfile
 
 
 def _one(

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vigil.bundle.profile_schema import BaselineProfile
 from vigil.bundle.signature import Signature
 from vigil.monitor.points import PERFORMANCE_MEASURES
+from vigil.profile_schema import BaselineProfile
 
 if TYPE_CHECKING:
     from vigil.app import Vigil

@@ -114,7 +114,7 @@ def feature_frame(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 
 def _numeric_view(frame: pd.DataFrame, baseline: Baseline) -> dict[str, Any]:
-    from vigil.bundle.profile_schema import NumericProfile
+    from vigil.profile_schema import NumericProfile
 
     assert baseline.profile is not None
     view: dict[str, Any] = {}
@@ -138,7 +138,7 @@ def _drift(window: Window, baseline: Baseline) -> DriftReport | None:
 
 
 def _prediction_drift(window: Window, baseline: Baseline) -> ColumnDrift | None:
-    from vigil.bundle.profile_schema import NumericProfile
+    from vigil.profile_schema import NumericProfile
 
     profile = baseline.profile
     if profile is None or profile.prediction is None or window.n_rows == 0:

@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from vigil.bundle.profile_schema import BaselineProfile, CategoricalProfile
 from vigil.drift import ColumnDrift, DriftReport
 from vigil.drift.report import profile_column_drift, summarise
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.errors import NotFoundError
+from vigil.profile_schema import BaselineProfile, CategoricalProfile
 from vigil.report.distributions import Distribution
 from vigil.report.profile_distributions import against_profile
 from vigil.report.window import describe_window

@@ -13,7 +13,7 @@ Shares are over every row of a side, as in :mod:`vigil.report.distributions`: mi
 values and ``±inf`` make up the ``missing`` share.
 
 >>> import numpy as np
->>> from vigil.bundle.profile_schema import NumericProfile
+>>> from vigil.profile_schema import NumericProfile
 >>> p = NumericProfile(count=4, missing=0, min=0.0, max=2.0, mean=1.0, std=1.0,
 ...                    hist_edges=[0.0, 1.0, 2.0], hist_counts=[1, 3])
 >>> ref, cur = numeric_against_profile(p, np.array([0.5, 1.5, np.nan, 1.5]))
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vigil.bundle.profile_schema import CategoricalProfile, NumericProfile
 from vigil.drift._column import as_float_array
+from vigil.profile_schema import CategoricalProfile, NumericProfile
 from vigil.report.distributions import (
     NUMERIC_BINS,
     Distribution,

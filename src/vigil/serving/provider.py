@@ -139,7 +139,7 @@ class ServedModel:
 
 
 def _example_value(spec: FeatureSpec, bundle: LoadedBundle) -> Any:
-    from vigil.bundle.profile_schema import CategoricalProfile, NumericProfile
+    from vigil.profile_schema import CategoricalProfile, NumericProfile
 
     profile = bundle.profile.features.get(spec.name) if bundle.profile else None
     if spec.dtype == "bool":

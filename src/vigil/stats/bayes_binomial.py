@@ -30,7 +30,7 @@ import numpy as np
 from scipy import integrate, special
 from scipy import stats as sps
 
-from vigil.stats._checks import check_count, check_positive
+from vigil.params import check_count, check_positive
 from vigil.stats.results import _Record
 from vigil.stats.sufficient import ProportionStats
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import stats as sps
 
-from vigil.stats._checks import check_count
+from vigil.params import check_count
 from vigil.stats.bayes_binomial import BayesComparison
 from vigil.stats.sufficient import MeanStats
 

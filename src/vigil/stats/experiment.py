@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vigil.stats._checks import check_choice, check_count, check_positive, check_probability, fail
+from vigil.params import check_choice, check_count, check_positive, check_probability, fail
 from vigil.stats.bayes_binomial import beta_binomial_comparison, prob_best_beta
 from vigil.stats.bayes_gaussian import gaussian_comparison, prob_best_normal
 from vigil.stats.means import (

@@ -22,7 +22,7 @@ import math
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from vigil.stats._checks import check_choice, check_probability
+from vigil.params import check_choice, check_probability
 from vigil.stats.proportions import ALTERNATIVES
 from vigil.stats.results import Estimate, TestResult
 from vigil.stats.sufficient import MeanStats

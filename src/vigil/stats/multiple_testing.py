@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vigil.stats._checks import check_choice, check_probability, fail
+from vigil.params import check_choice, check_probability, fail
 from vigil.stats.results import _Record
 
 __all__ = ["METHODS", "MultipleTestingResult", "adjust_p_values"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from scipy import optimize
 from scipy import stats as sps
 
-from vigil.stats._checks import (
+from vigil.params import (
     check_choice,
     check_in_range,
     check_positive,

@@ -26,7 +26,7 @@ import math
 
 from scipy import stats as sps
 
-from vigil.stats._checks import check_choice, check_probability
+from vigil.params import check_choice, check_probability
 from vigil.stats.results import Estimate, TestResult
 from vigil.stats.sufficient import ProportionStats
 

@@ -43,7 +43,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from vigil.stats._checks import (
+from vigil.params import (
     check_count,
     check_in_range,
     check_positive,

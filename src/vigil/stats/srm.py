@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from vigil.stats._checks import check_count, check_positive, check_probability, fail
+from vigil.params import check_count, check_positive, check_probability, fail
 from vigil.stats.results import _Record
 
 __all__ = ["SRMResult", "sample_ratio_mismatch"]

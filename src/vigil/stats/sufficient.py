@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vigil.stats._checks import check_count, check_finite, check_positive, fail
+from vigil.params import check_count, check_finite, check_positive, fail
 from vigil.stats.results import _Record
 
 __all__ = ["MeanStats", "ProportionStats"]

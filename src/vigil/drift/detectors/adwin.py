@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from vigil.drift.detectors.base import DriftDetector
+from vigil.params import Rule
 
 
 class ADWIN(DriftDetector):
@@ -56,6 +58,14 @@ class ADWIN(DriftDetector):
     SIAM International Conference on Data Mining, 443–448.
     """
 
+    _rules: ClassVar[dict[str, Rule]] = {
+        "delta": ("range", 0.0, 1.0, "neither"),
+        "clock": ("count", 1),
+        "max_buckets": ("count", 1),
+        "min_window_length": ("count", 1),
+        "grace_period": ("count", 0),
+    }
+
     def __init__(
         self,
         delta: float = 0.002,
@@ -69,6 +79,7 @@ class ADWIN(DriftDetector):
         self.max_buckets = max_buckets
         self.min_window_length = min_window_length
         self.grace_period = grace_period
+        self._validate()
         self._reset()
 
     def _reset(self) -> None:

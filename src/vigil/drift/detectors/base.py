@@ -18,14 +18,21 @@ from __future__ import annotations
 import abc
 import inspect
 import math
-from typing import Any, Self
+from typing import Any, ClassVar, Self
+
+from vigil.params import Rule, check_rules
 
 
 class DriftDetector(abc.ABC):
     """Base of the streaming drift detectors."""
 
+    _rules: ClassVar[dict[str, Rule]] = {}
     _drift_detected: bool = False
     _n_skipped: int = 0
+
+    def _validate(self) -> None:
+        """Check the parameters against the declared ``_rules`` (one message template)."""
+        check_rules(type(self).__name__, self._get_params(), self._rules)
 
     def _reset(self) -> None:
         """Forget everything seen so far (parameters are kept)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from vigil.drift.detectors.base import DriftAndWarningDetector
+from vigil.params import Rule, fail
 
 
 class DDM(DriftAndWarningDetector):
@@ -50,12 +52,26 @@ class DDM(DriftAndWarningDetector):
     SBIA 2004, LNCS 3171, 286–295.
     """
 
+    _rules: ClassVar[dict[str, Rule]] = {
+        "warm_start": ("count", 0),
+        "warning_threshold": ("positive",),
+        "drift_threshold": ("positive",),
+    }
+
     def __init__(
         self, warm_start: int = 100, warning_threshold: float = 2.0, drift_threshold: float = 4.0
     ) -> None:
         self.warm_start = warm_start
         self.warning_threshold = warning_threshold
         self.drift_threshold = drift_threshold
+        self._validate()
+        if warning_threshold > drift_threshold:
+            fail(
+                "DDM",
+                "warning_threshold",
+                f"<= drift_threshold ({drift_threshold})",
+                warning_threshold,
+            )
         self._reset()
 
     def _reset(self) -> None:

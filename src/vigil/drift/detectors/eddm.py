@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from vigil.drift.detectors.base import DriftAndWarningDetector
+from vigil.params import Rule, fail
 
 
 class EDDM(DriftAndWarningDetector):
@@ -49,12 +52,19 @@ class EDDM(DriftAndWarningDetector):
     Discovery from Data Streams.
     """
 
+    _rules: ClassVar[dict[str, Rule]] = {
+        "warm_start": ("count", 0),
+        "alpha": ("range", 0.0, 1.0, "right"),
+        "beta": ("range", 0.0, 1.0, "right"),
+    }
+
     def __init__(self, warm_start: int = 100, alpha: float = 0.7, beta: float = 0.6) -> None:
-        if alpha < beta:
-            raise ValueError(f"alpha ({alpha}) must be greater than or equal to beta ({beta})")
         self.warm_start = warm_start
         self.alpha = alpha
         self.beta = beta
+        self._validate()
+        if alpha < beta:
+            fail("EDDM", "beta", f"<= alpha ({alpha})", beta)
         self._reset()
 
     def _reset(self) -> None:

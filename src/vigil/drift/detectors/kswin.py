@@ -7,8 +7,10 @@ import itertools
 import math
 import random
 from collections.abc import Iterable
+from typing import ClassVar
 
 from vigil.drift.detectors.base import DriftDetector
+from vigil.params import Rule, fail
 
 
 class KSWIN(DriftDetector):
@@ -57,6 +59,12 @@ class KSWIN(DriftDetector):
     Concept Drift Streams. Neurocomputing 416, 340–351.
     """
 
+    _rules: ClassVar[dict[str, Rule]] = {
+        "alpha": ("range", 0.0, 1.0),
+        "window_size": ("count", 2),
+        "stat_size": ("count", 1),
+    }
+
     def __init__(
         self,
         alpha: float = 1e-5,
@@ -65,19 +73,14 @@ class KSWIN(DriftDetector):
         seed: int | None = None,
         window: Iterable[float] | None = None,
     ) -> None:
-        if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if window_size < 0:
-            raise ValueError(f"window_size must be positive, got {window_size}")
-        if window_size < stat_size:
-            raise ValueError(
-                f"stat_size ({stat_size}) must be smaller than window_size ({window_size})"
-            )
         self.alpha = alpha
         self.window_size = window_size
         self.stat_size = stat_size
         self.seed = seed
         self.window = tuple(window) if window is not None else None
+        self._validate()
+        if stat_size >= window_size:
+            fail("KSWIN", "stat_size", f"< window_size ({window_size})", stat_size)
         self._reset()
         if self.window:
             self._window.extend(v for v in self.window if math.isfinite(v))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from vigil.drift.detectors.base import DriftDetector
+from vigil.params import Rule
 
 
 class PageHinkley(DriftDetector):
@@ -61,6 +62,14 @@ class PageHinkley(DriftDetector):
     mode decomposition for change detection. ISMIS 2017, 492–498.
     """
 
+    _rules: ClassVar[dict[str, Rule]] = {
+        "min_instances": ("count", 0),
+        "delta": ("non-negative",),
+        "threshold": ("positive",),
+        "alpha": ("range", 0.0, 1.0, "right"),
+        "mode": ("choice", "up", "down", "both"),
+    }
+
     def __init__(
         self,
         min_instances: int = 30,
@@ -69,13 +78,12 @@ class PageHinkley(DriftDetector):
         alpha: float = 1 - 0.0001,
         mode: Literal["up", "down", "both"] = "both",
     ) -> None:
-        if mode not in ("up", "down", "both"):
-            raise ValueError(f"mode must be 'up', 'down' or 'both', got {mode!r}")
         self.min_instances = min_instances
         self.delta = delta
         self.threshold = threshold
         self.alpha = alpha
         self.mode = mode
+        self._validate()
         self._reset()
 
     def _reset(self) -> None:

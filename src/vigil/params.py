@@ -1,4 +1,4 @@
-"""Parameter checks shared by the statistics and the bandit policies.
+"""Parameter checks shared by the statistics, the drift detectors and the bandit policies.
 
 One message template for every bad parameter, so a user always reads the same shape:
 ``"<owner>: <name> must be <rule>; got <value>."``. The errors are
@@ -8,20 +8,22 @@ One message template for every bad parameter, so a user always reads the same sh
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import NoReturn
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
 
 import numpy as np
 
 from vigil.errors import InvalidParameterError
 
 __all__ = [
+    "Rule",
     "check_choice",
     "check_count",
     "check_finite",
     "check_in_range",
     "check_positive",
     "check_probability",
+    "check_rules",
     "fail",
 ]
 
@@ -99,3 +101,33 @@ def check_choice(owner: str, name: str, value: object, choices: Iterable[str]) -
     if value not in options:
         fail(owner, name, "one of " + ", ".join(repr(c) for c in options), value)
     return str(value)
+
+
+Rule = tuple[Any, ...]
+"""A declared parameter rule: ``("range", low, high[, closed])``, ``("positive",)``,
+``("non-negative",)``, ``("count", minimum)`` or ``("choice", option, ...)``."""
+
+
+def check_rules(owner: str, values: Mapping[str, object], rules: Mapping[str, Rule]) -> None:
+    """Check each named value against its declared rule (classes declare ``_rules``).
+
+    >>> check_rules("PageHinkley", {"threshold": 0.0}, {"threshold": ("positive",)})
+    Traceback (most recent call last):
+    ...
+    vigil.errors.InvalidParameterError: PageHinkley: threshold must be a finite number > 0; got 0.0.
+    """
+    for name, rule in rules.items():
+        value, kind = values[name], rule[0]
+        if kind == "range":
+            closed = rule[3] if len(rule) > 3 else "both"
+            check_in_range(owner, name, value, rule[1], rule[2], closed=closed)
+        elif kind == "positive":
+            check_positive(owner, name, value)
+        elif kind == "non-negative":
+            check_in_range(owner, name, value, 0.0, float("inf"), closed="left")
+        elif kind == "count":
+            check_count(owner, name, value, minimum=rule[1])
+        elif kind == "choice":
+            check_choice(owner, name, value, rule[1:])
+        else:  # pragma: no cover - a rule table typo
+            raise AssertionError(f"unknown rule {rule!r} for {owner}.{name}")
