@@ -15,7 +15,7 @@ from statsmodels.stats.multitest import multipletests
 from vigil.drift import compare, compare_to_profile
 from vigil.drift.multiple_testing import benjamini_hochberg
 from vigil.drift.select import choose_method, effective_n
-from vigil.errors import ValidationError
+from vigil.errors import InvalidParameterError, ValidationError
 from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 
 
@@ -121,7 +121,7 @@ def test_forced_methods_and_thresholds() -> None:
     assert report.column("y").p_value == pytest.approx(
         stats.cramervonmises_2samp(ref["y"], cur["y"]).pvalue
     )
-    with pytest.raises(ValueError, match="does not apply to a categorical"):
+    with pytest.raises(InvalidParameterError, match="for a categorical column; got 'ks'"):
         compare(ref, cur, methods={"c": "ks"})
 
 

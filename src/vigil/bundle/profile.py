@@ -35,6 +35,7 @@ from vigil.bundle._sampling import BottomK, row_keys
 from vigil.bundle.infer import check_columns, feature_type
 from vigil.bundle.reference import Chunk, Reference, open_reference
 from vigil.bundle.signature import NUMERIC_TYPES
+from vigil.params import check_count
 from vigil.profile_schema import (
     PREDICTION,
     BaselineProfile,
@@ -194,8 +195,8 @@ def build_profile(
     >>> bool(np.isclose(prof.features["x"].mean, df["x"].mean())), len(prof.sample["x"])
     (True, 10)
     """
-    if bins < 1 or hist_bins < 1:
-        raise ValueError(f"bins and hist_bins must be at least 1, got {bins} and {hist_bins}")
+    check_count("build_profile", "bins", bins, minimum=1)
+    check_count("build_profile", "hist_bins", hist_bins, minimum=1)
     ref = (
         reference
         if isinstance(reference, Reference)

@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.drift._column import NumericColumn, band_halfwidth
+from vigil.params import check_count
 
 DEFAULT_BINS = 10
 
@@ -47,7 +48,7 @@ Counts = npt.NDArray[np.int64]
 def quantile_edges(reference: NumericColumn, n_bins: int = DEFAULT_BINS) -> npt.NDArray[np.float64]:
     """Deduplicated reference quantiles at ``0, 1/n_bins, ..., 1``; empty without values."""
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+        check_count("quantile_edges", "n_bins", n_bins, minimum=1)
     if reference.n == 0:
         return np.empty(0, dtype=np.float64)
     qs = np.linspace(0.0, 1.0, n_bins + 1)

@@ -35,6 +35,8 @@ from vigil.drift.select import (
     MethodChoice,
     choose_method,
 )
+from vigil.errors import ValidationError
+from vigil.params import fail
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,7 @@ def _forced(
     method: str, allowed: frozenset[str], thresholds: dict[str, float], kind: str
 ) -> MethodChoice:
     if method not in allowed:
-        raise ValueError(
-            f"method {method!r} does not apply to a {kind} column; use one of {sorted(allowed)}"
-        )
+        fail("compare", "method", f"one of {sorted(allowed)} for a {kind} column", method)
     return MethodChoice(method, thresholds[method], "chosen by caller")
 
 
@@ -173,9 +173,10 @@ def numeric_drift(
     if method is not None:
         choice = _forced(method, NUMERIC_METHODS, limits, "numeric")
         if method not in BINNED_METHODS and sample is None:
-            raise ValueError(
+            raise ValidationError(
                 f"column {column!r}: {method} needs finite, non-constant values on both sides "
-                "(and a reference sample when comparing to a profile); use method='psi'"
+                "(and a reference sample when comparing to a profile); use method='psi'",
+                detail={"column": column, "method": method},
             )
     elif sample is not None:
         choice = choose_method(

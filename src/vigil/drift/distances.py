@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vigil.errors import ValidationError
+
 PSEUDO_COUNT = 0.5
 """Observations given to an empty bin by :func:`psi` and :func:`kl_divergence`."""
 
@@ -49,7 +51,7 @@ def proportions(counts: Counts) -> FloatArray:
 def _pair(reference: Counts, current: Counts) -> tuple[FloatArray, FloatArray]:
     r, c = np.asarray(reference, dtype=np.float64), np.asarray(current, dtype=np.float64)
     if r.shape[-1:] != c.shape[-1:]:
-        raise ValueError(
+        raise ValidationError(
             f"reference has {r.shape[-1]} bins and current {c.shape[-1]}; "
             "bin both over the same edges"
         )

@@ -46,6 +46,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vigil.errors import ValidationError
+
 ERROR_TOLERANCE = 1e-8
 """Reconstruction errors (in standard deviations) below this are rounding noise."""
 
@@ -79,7 +81,7 @@ def _matrix(data: Any) -> FloatMatrix:
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
-        raise ValueError(f"expected a 2-D matrix of rows × features, got shape {arr.shape}")
+        raise ValidationError(f"expected a 2-D matrix of rows × features, got shape {arr.shape}")
     return np.where(np.isfinite(arr), arr, np.nan)
 
 
@@ -87,7 +89,7 @@ def _prepare(reference: Any, current: Any) -> tuple[FloatMatrix, FloatMatrix]:
     """Both matrices imputed with reference medians, plus missing indicators."""
     ref, cur = _matrix(reference), _matrix(current)
     if ref.shape[1] != cur.shape[1]:
-        raise ValueError(
+        raise ValidationError(
             f"reference has {ref.shape[1]} features and current {cur.shape[1]}; pass the "
             "same columns in the same order"
         )

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from vigil.drift._column import NumericColumn
+from vigil.errors import ValidationError
 
 EXACT_KS_MAX_N = 10_000
 """Largest side for which SciPy's ``method="auto"`` computes the exact KS p-value."""
@@ -88,7 +89,7 @@ def ks_2samp(reference: Any, current: Any) -> TestResult:
     """
     ref, cur = _column(reference), _column(current)
     if ref.n == 0 or cur.n == 0:
-        raise ValueError("KS needs at least one finite value on each side")
+        raise ValidationError("KS needs at least one finite value on each side")
     if max(ref.n, cur.n) <= EXACT_KS_MAX_N:
         from scipy import stats
 
@@ -109,7 +110,7 @@ def ks_2samp(reference: Any, current: Any) -> TestResult:
 def wasserstein_sorted(ref: NumericColumn, cur: NumericColumn) -> float:
     """First Wasserstein distance between two prepared (sorted) columns."""
     if ref.n == 0 or cur.n == 0:
-        raise ValueError("Wasserstein needs at least one finite value on each side")
+        raise ValidationError("Wasserstein needs at least one finite value on each side")
     merged, cdf_a, cdf_b = _merged_cdfs(ref.values, cur.values)
     gaps = np.diff(merged)
     return float(np.sum(np.abs(cdf_a[:-1] - cdf_b[:-1]) * gaps))
@@ -184,6 +185,6 @@ def cramer_von_mises(reference: Any, current: Any) -> TestResult:
 
     ref, cur = _column(reference), _column(current)
     if ref.n < 2 or cur.n < 2:
-        raise ValueError("Cramér–von Mises needs at least two finite values on each side")
+        raise ValidationError("Cramér–von Mises needs at least two finite values on each side")
     res = stats.cramervonmises_2samp(ref.values, cur.values)
     return TestResult(float(res.statistic), float(res.pvalue))

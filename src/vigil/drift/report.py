@@ -42,6 +42,7 @@ from vigil.drift.multiple_testing import benjamini_hochberg
 from vigil.drift.reference import numeric_reference, numeric_reference_from_profile
 from vigil.drift.select import ALPHA, SMALL_SAMPLE
 from vigil.errors import ValidationError
+from vigil.params import fail
 from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
 
 DRIFT_SHARE = 0.5
@@ -129,7 +130,7 @@ def _names(table: Table) -> list[str]:
 
 def _check_share(drift_share: float) -> None:
     if not 0.0 < drift_share <= 1.0 or math.isnan(drift_share):
-        raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
+        fail("compare", "drift_share", "in (0, 1]", drift_share)
 
 
 def compare(
