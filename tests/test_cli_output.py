@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from vigil.app import Vigil
 from vigil.auth.keys import KeyStore
-from vigil.cli._output import shown
+from vigil.console import shown
 from vigil.experiments.config import parse_endpoint
 from vigil.experiments.store import EndpointStore
 from vigil.monitor.notify import fire_event

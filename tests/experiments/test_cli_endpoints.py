@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from vigil.app import Vigil, reset_default
 from vigil.cli import app, main
-from vigil.cli._output import console
 from vigil.cli.endpoints import describe_policy
+from vigil.console import console
 from vigil.experiments.state import SqlPolicyState
 from vigil.experiments.store import EndpointStore
 from vigil.stats.experiment import summarize_experiment

@@ -83,7 +83,7 @@ def demo(
 
 def main() -> None:
     """Console-script entry point: run the app, turning known errors into one line."""
-    from vigil.cli._output import fail
+    from vigil.console import fail
     from vigil.errors import VigilError
 
     try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, shown, styled, table
+from vigil.console import console, err_console, print_json, shown, styled, table
 
 if TYPE_CHECKING:
     from rich.text import Text

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from vigil.cli._endpoint_options import POLICIES, collect_options, endpoint_document
-from vigil.cli._output import console, print_json, shown, styled, table, when
+from vigil.console import console, print_json, shown, styled, table, when
 
 if TYPE_CHECKING:
     from rich.text import Text

@@ -8,7 +8,7 @@ from typing import Any, Literal, cast
 
 import typer
 
-from vigil.cli._output import console, print_json, shown
+from vigil.console import console, print_json, shown
 from vigil.errors import InvalidParameterError
 
 experiment_app = typer.Typer(

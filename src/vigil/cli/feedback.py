@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, shown, table
+from vigil.console import console, err_console, print_json, shown, table
 
 
 def feedback(

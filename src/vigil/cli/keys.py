@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import as_dict, console, err_console, print_json, shown, table, when
+from vigil.console import as_dict, console, err_console, print_json, shown, table, when
 
 if TYPE_CHECKING:
     from vigil.auth.keys import KeyStore

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from vigil.cli._output import (
+from vigil.console import (
     as_dict,
     console,
     fail,

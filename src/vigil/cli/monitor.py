@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, shown, styled, table, when
+from vigil.console import console, err_console, print_json, shown, styled, table, when
 
 if TYPE_CHECKING:
     from rich.text import Text

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, shown
+from vigil.console import console, err_console, print_json, shown
 
 if TYPE_CHECKING:
     from vigil.batch import BatchSummary, Tick

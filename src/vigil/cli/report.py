@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._output import console, err_console, print_json, shown
+from vigil.console import console, err_console, print_json, shown
 
 if TYPE_CHECKING:
     from vigil.report.capture_report import CaptureReport

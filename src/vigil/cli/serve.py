@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from vigil.cli._output import err_console, fail, shown
+from vigil.console import err_console, fail, shown
 from vigil.serving.workers import is_loopback
 
 PROVIDER = "vigil.serving.registry_provider:from_environment"

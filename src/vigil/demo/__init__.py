@@ -106,7 +106,7 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
 
 
 def _show(v: Any, bundle: Any, console: Console) -> None:
-    from vigil.cli._output import table, when
+    from vigil.console import table, when
 
     versions = v.registry.list_versions(MODEL_NAME)
     table(

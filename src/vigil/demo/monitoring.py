@@ -48,7 +48,7 @@ def watch(
     import httpx
     import numpy as np
 
-    from vigil.cli._output import shown
+    from vigil.console import shown
     from vigil.demo._webhook import WebhookReceiver
     from vigil.monitor.cycle import monitor_once
     from vigil.monitor.settings import MonitorSettings, Webhook
@@ -103,7 +103,7 @@ def watch(
 
 
 def _print_windows(windows: list[Any], console: Console) -> None:
-    from vigil.cli._output import table
+    from vigil.console import table
 
     rows = []
     for i, w in enumerate(windows, 1):

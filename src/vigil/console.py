@@ -1,4 +1,5 @@
-"""How the CLI shows things: rich tables for people, JSON for scripts, one-line errors.
+"""How vigil shows things in a terminal (the CLI and the demo): rich tables for people, JSON
+for scripts, one-line errors.
 
 User data (reasons, descriptions, tag values, key names, actors, alert text, endpoint
 fields) is free text, and a terminal obeys escape sequences and rich obeys markup. Every
