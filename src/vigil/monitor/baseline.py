@@ -29,7 +29,7 @@ class Baseline:
     """``None`` when the version was registered without reference data (no drift, no
     quality checks; traffic and performance still work)."""
     reference_metrics: dict[str, float] = field(default_factory=dict)
-    """Registration metrics named like :mod:`vigil.performance`'s (``accuracy``, ``f1``,
+    """Registration metrics named like :mod:`vigil.monitor.performance`'s (``accuracy``, ``f1``,
     ``rmse``...); other names are kept out of the comparison."""
 
     @property

@@ -1,8 +1,8 @@
 """Everything measured on one window: traffic, drift, data quality and performance.
 
 Pure computation over the window's rows and its :class:`~vigil.monitor.baseline.Baseline`
-(no I/O): the statistics themselves live in :mod:`vigil.drift`, :mod:`vigil.quality` and
-:mod:`vigil.performance`; this module feeds them and turns their reports into
+(no I/O): the statistics themselves live in :mod:`vigil.drift`, :mod:`vigil.monitor.quality` and
+:mod:`vigil.monitor.performance`; this module feeds them and turns their reports into
 :class:`~vigil.monitor.points.Point` values.
 
 Drift compares the window's successful rows with the baseline profile, feature by feature,
@@ -25,10 +25,10 @@ from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
 from vigil.drift import ColumnDrift, DriftReport, compare_to_profile
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.monitor.baseline import Baseline
+from vigil.monitor.performance import PerformanceReport, evaluate
 from vigil.monitor.points import Point, point
+from vigil.monitor.quality import QualityReport, check_quality
 from vigil.monitor.windows import SeriesKey, Window
-from vigil.performance import PerformanceReport, evaluate
-from vigil.quality import QualityReport, check_quality
 
 SCHEMA_VIOLATION_CODES = frozenset({"validation_error"})
 """Error codes of requests refused because their input broke the model's signature."""

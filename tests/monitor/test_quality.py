@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from vigil.bundle.signature import FeatureSpec, Signature
+from vigil.monitor.quality import check_quality
 from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
-from vigil.quality import check_quality
 
 QUANTILES = np.linspace(0.0, 100.0, 101).tolist()  # Q1 = 25, Q3 = 75, fences -50 / 150
 

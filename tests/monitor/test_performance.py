@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from vigil.performance import (
+from vigil.monitor.performance import (
     classification_metrics,
     compare_metrics,
     evaluate,
