@@ -1,7 +1,7 @@
 import pytest
 
-from vigil._names import check_alias, check_model_name, check_tag_key
 from vigil.errors import InvalidNameError
+from vigil.names import check_alias, check_model_name, check_tag_key
 
 
 @pytest.mark.parametrize("name", ["churn", "churn-v2", "a.b_c-1", "X" * 128, "7up"])

@@ -104,9 +104,9 @@ class Vigil:
         registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
         loading the version later needs no flags.
         """
-        from vigil._names import check_alias, check_model_name, check_tag_key
         from vigil.bundle.bundle import build_bundle
         from vigil.bundle.trust import TrustPolicy
+        from vigil.names import check_alias, check_model_name, check_tag_key
         from vigil.registry.lineage import git_commit
 
         check_model_name(name)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vigil._names import check_alias, check_model_name
 from vigil.errors import InvalidNameError, InvalidURIError
+from vigil.names import check_alias, check_model_name
 
 SCHEME = "models:/"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+from vigil.audit import AuditLogRow
 from vigil.auth.keys import KeyStore
 from vigil.auth.roles import ROLES, allows
 from vigil.auth.tables import ApiKeyRow
 from vigil.auth.tokens import PREFIX_LENGTH, TOKEN_LENGTH, parse_token
 from vigil.errors import ApiKeyNotFoundError, AuthenticationError, InvalidParameterError
-from vigil.registry.tables import AuditLogRow
 from vigil.storage.sql import Database, utcnow
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from tests.experiments._registry import split_endpoint, vigil_with_models
 
 from vigil.app import Vigil
+from vigil.audit import AuditLogRow
 from vigil.errors import (
     AliasNotFoundError,
     ConflictError,
@@ -25,7 +26,6 @@ from vigil.errors import (
 )
 from vigil.experiments.config import parse_endpoint
 from vigil.experiments.store import EndpointNotFoundError, EndpointStore
-from vigil.registry.tables import AuditLogRow
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from tests.serving.conftest import ServerThread
 from tests.serving.test_auth import bearer, make_tokens, register_churn
 
 from vigil.app import Vigil
+from vigil.audit import AuditLogRow
 from vigil.auth.tokens import parse_token
 from vigil.experiments.state import SqlPolicyState
 from vigil.experiments.store import EndpointStore
-from vigil.registry.tables import AuditLogRow
 from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider

@@ -17,8 +17,8 @@ import vigil.experiments.state_tables
 import vigil.experiments.tables
 import vigil.monitor.tables
 import vigil.registry.tables  # noqa: F401
+from vigil.audit import AuditLogRow
 from vigil.errors import ConfigurationError
-from vigil.registry.tables import AuditLogRow
 from vigil.storage.sql import (
     VERSIONS_DIR,
     Base,

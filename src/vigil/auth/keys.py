@@ -34,11 +34,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from vigil.audit import record_audit
 from vigil.auth.roles import Role, allows, check_role
 from vigil.auth.tables import ApiKeyRow
 from vigil.auth.tokens import PREFIX_LENGTH, hash_token, new_token, parse_token, token_matches
 from vigil.errors import ApiKeyNotFoundError, AuthenticationError, InvalidParameterError
-from vigil.registry.audit import record_audit
+from vigil.names import NAME_LENGTH
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
@@ -50,8 +51,6 @@ log = logging.getLogger("vigil.auth")
 TOUCH_EVERY = timedelta(seconds=60)
 """``last_used_at`` is refreshed at most this often per key (a write per request would
 queue every worker behind the database's write lock)."""
-
-NAME_LENGTH = 128
 
 
 @dataclass(frozen=True)

@@ -69,10 +69,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from vigil.audit import record_audit
 from vigil.experiments._alerts import send_alert
 from vigil.experiments.config import CanaryPolicy, EndpointConfig
 from vigil.experiments.state import VariantStats
-from vigil.registry.audit import record_audit
 from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:

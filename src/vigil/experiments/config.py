@@ -47,9 +47,9 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from vigil._names import _check, check_alias
 from vigil.errors import InvalidParameterError, VigilError
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
+from vigil.names import check_alias, check_name
 from vigil.uri import parse_model_ref
 
 __all__ = [
@@ -74,11 +74,11 @@ class _Strict(BaseModel):
 
 def _check_variant_name(value: str) -> str:
     # Variant names share the model-name alphabet: they end up in URLs, metric labels and logs.
-    return _check("variant name", value)
+    return check_name("variant name", value)
 
 
 def _check_endpoint_name(value: str) -> str:
-    return _check("endpoint name", value)
+    return check_name("endpoint name", value)
 
 
 class Variant(_Strict):

@@ -390,10 +390,10 @@ class EndpointRouter:
         live = self._endpoints.get(name)
         if live is not None:
             return live
-        from vigil._names import _check
         from vigil.experiments.store import EndpointNotFoundError
+        from vigil.names import check_name
 
-        _check("endpoint name", name)
+        check_name("endpoint name", name)
         now = time.monotonic()
         if now - self._missed.get(name, -math.inf) > _MISS_RELOAD_S:
             if len(self._missed) >= _MISSES_KEPT:

@@ -16,9 +16,8 @@ from typing import Any
 from sqlalchemy import Double, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from vigil.names import NAME_LENGTH
 from vigil.storage.sql import Base, utcnow
-
-NAME_LENGTH = 128
 
 
 class PolicyCounterRow(Base):

@@ -382,8 +382,8 @@ def conclude(
     """End the experiment: route every request of ``name`` to variant ``promote`` (a
     ``fixed`` policy) and, if ``alias`` is given, point that alias of the variant's model at
     the version it serves. Both changes are audited; nothing changes if a check fails."""
-    from vigil._names import check_alias
     from vigil.experiments.store import EndpointStore
+    from vigil.names import check_alias
     from vigil.registry.registry import Registry
 
     store = EndpointStore(vigil)

@@ -60,12 +60,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil._names import _check
+from vigil.audit import record_audit
 from vigil.errors import ConflictError, InvalidParameterError, NotFoundError
 from vigil.experiments.config import EndpointConfig, parse_endpoint
 from vigil.experiments.tables import EndpointRow
 from vigil.monitor.webhooks import is_label, webhook_label
-from vigil.registry.audit import record_audit
+from vigil.names import check_name
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class EndpointStore:
 
     @staticmethod
     def _check_name(name: str) -> str:
-        return _check("endpoint name", name)
+        return check_name("endpoint name", name)
 
     def _missing(self, session: Session, name: str) -> EndpointNotFoundError:
         names = list(

@@ -17,9 +17,8 @@ from typing import Any
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from vigil.names import NAME_LENGTH
 from vigil.storage.sql import Base, utcnow
-
-NAME_LENGTH = 128
 
 
 class EndpointRow(Base):

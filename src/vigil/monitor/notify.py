@@ -244,10 +244,10 @@ def fire_event(
     occurrence records and sends nothing (default: the current time, i.e. every call is
     new). Returns the stored event, or ``None`` when it was a duplicate.
     """
-    from vigil._names import _check
     from vigil.monitor.alerts import record_event
+    from vigil.names import check_name
 
-    _check("alert name", name)
+    check_name("alert name", name)
     if severity not in ("info", "warning", "critical"):
         severity = "warning"
     settings = settings or load_monitor_settings()

@@ -35,8 +35,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vigil._names import _check
 from vigil.monitor.points import is_known_metric, known_metrics
+from vigil.names import check_name
 
 Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]
@@ -77,7 +77,7 @@ class AlertRule(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        return _check("rule name", value)
+        return check_name("rule name", value)
 
     @field_validator("metric")
     @classmethod

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from vigil.names import NAME_LENGTH
 from vigil.storage.sql import Base, utcnow
 
-NAME_LENGTH = 128
 FEATURE_LENGTH = 256
 
 

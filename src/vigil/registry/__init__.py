@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vigil.registry.entities import AliasEvent, AuditEvent, ModelVersion, RegisteredModel
+from vigil.audit import AuditEvent
+from vigil.registry.entities import AliasEvent, ModelVersion, RegisteredModel
 from vigil.registry.registry import Registry
 
 __all__ = ["AliasEvent", "AuditEvent", "ModelVersion", "RegisteredModel", "Registry"]

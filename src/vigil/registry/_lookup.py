@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil._names import check_model_name
 from vigil.errors import AliasNotFoundError, ModelNotFoundError, VersionNotFoundError
+from vigil.names import check_model_name
 from vigil.registry.entities import ModelVersion
 from vigil.registry.tables import AliasRow, ModelVersionRow, RegisteredModelRow
 

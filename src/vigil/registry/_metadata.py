@@ -1,6 +1,6 @@
 """Checking the tags and metrics attached to a version.
 
-Keys follow the naming rules of :mod:`vigil._names`; tag values are strings and metric
+Keys follow the naming rules of :mod:`vigil.names`; tag values are strings and metric
 values finite numbers, so both survive JSON on every database.
 
 >>> check_metrics({"auc": 1})
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 
-from vigil._names import check_tag_key
 from vigil.errors import ValidationError
+from vigil.names import check_tag_key
 
 
 def check_tags(tags: dict[str, str] | None) -> dict[str, str]:

@@ -62,18 +62,3 @@ class AliasEvent:
     actor: str
     at: datetime
     reason: str | None
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """One audited change: who did what to which entity, with the state before and after."""
-
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    entity_type: str
-    entity_name: str
-    model_name: str | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None

@@ -40,11 +40,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil._names import check_alias, check_model_name
+from vigil.audit import AuditEvent, read_audit, record_audit
 from vigil.errors import (
     AliasNotFoundError,
     ConflictError,
 )
+from vigil.names import check_alias, check_model_name
 from vigil.registry._lookup import (
     alias_row,
     aliases_of,
@@ -57,8 +58,7 @@ from vigil.registry._lookup import (
 )
 from vigil.registry._metadata import check_metrics, check_tags
 from vigil.registry.aliases import alias_stack, rollback_target
-from vigil.registry.audit import read_audit, record_audit
-from vigil.registry.entities import AliasEvent, AuditEvent, ModelVersion, RegisteredModel
+from vigil.registry.entities import AliasEvent, ModelVersion, RegisteredModel
 from vigil.registry.lineage import collect_lineage
 from vigil.registry.manifest import read_manifest
 from vigil.registry.tables import (

@@ -1,4 +1,4 @@
-"""The registry's tables: models, versions, aliases, alias history and the audit log.
+"""The registry's tables: models, versions, aliases and alias history.
 
 Every timestamp is UTC. The schema itself is created by the Alembic migration
 ``vigil/storage/migrations/versions/0001_registry.py``; keep the two in step (a test
@@ -29,9 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
 from vigil.errors import ImmutableVersionError
+from vigil.names import NAME_LENGTH
 from vigil.storage.sql import Base, utcnow
-
-NAME_LENGTH = 128
 
 
 class RegisteredModelRow(Base):
@@ -136,20 +135,3 @@ class AliasEventRow(Base):
     actor: Mapped[str] = mapped_column(String(256))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     reason: Mapped[str | None] = mapped_column(Text)
-
-
-class AuditLogRow(Base):
-    """Who changed what, when, with the state before and after (any part of vigil)."""
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(256))
-    action: Mapped[str] = mapped_column(String(64))
-    entity_type: Mapped[str] = mapped_column(String(64))
-    entity_name: Mapped[str] = mapped_column(String(512))
-    # The model the change concerns, when there is one: lets audit(name=...) use an index.
-    model_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), index=True)
-    before: Mapped[dict[str, Any] | None]
-    after: Mapped[dict[str, Any] | None]

@@ -21,12 +21,13 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vigil._names import check_alias, check_model_name
 from vigil.errors import NotFoundError, ValidationError
+from vigil.names import check_alias, check_model_name
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
-    from vigil.registry.entities import AuditEvent, ModelVersion, RegisteredModel
+    from vigil.audit import AuditEvent
+    from vigil.registry.entities import ModelVersion, RegisteredModel
     from vigil.registry.registry import Registry
     from vigil.serving.dataplane import DataPlane
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vigil._names import check_model_name
 from vigil.errors import (
     AliasNotFoundError,
     ModelNotFoundError,
@@ -28,6 +27,7 @@ from vigil.errors import (
     VersionNotFoundError,
     VigilError,
 )
+from vigil.names import check_model_name
 from vigil.serving import metrics
 from vigil.serving.batching import MicroBatcher, Output
 from vigil.serving.config import ServingSettings

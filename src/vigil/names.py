@@ -11,12 +11,16 @@ import re
 
 from vigil.errors import InvalidNameError
 
+NAME_LENGTH = 128
+"""The longest name (model, alias, endpoint, variant, rule, key); database columns use it."""
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RESERVED_ALIASES = frozenset({"latest"})
 _VERSION_LIKE = re.compile(r"^[vV]?\d+$")
 
 
-def _check(kind: str, value: object) -> str:
+def check_name(kind: str, value: object) -> str:
+    """``value`` if it is a valid name of ``kind`` (its message names the kind)."""
     if not isinstance(value, str):
         raise InvalidNameError(f"{kind} must be a string, got {type(value).__name__}")
     if not _NAME.fullmatch(value) or ".." in value:
@@ -39,7 +43,7 @@ def check_model_name(name: object) -> str:
     ...
     vigil.errors.InvalidNameError: invalid model name '../etc': use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/', '\\\\', '..' or control characters)
     """
-    return _check("model name", name)
+    return check_name("model name", name)
 
 
 def check_alias(alias: object) -> str:
@@ -52,7 +56,7 @@ def check_alias(alias: object) -> str:
     ...
     vigil.errors.InvalidNameError: alias 'v2' is reserved (it looks like a version); choose another name such as 'production' or 'champion'
     """
-    value = _check("alias", alias)
+    value = check_name("alias", alias)
     if value.lower() in RESERVED_ALIASES:
         raise InvalidNameError(
             f"alias {value!r} is reserved (it always means the newest version); choose another",
@@ -69,4 +73,4 @@ def check_alias(alias: object) -> str:
 
 def check_tag_key(key: object) -> str:
     """Tag and metric keys follow the same rule as model names."""
-    return _check("tag key", key)
+    return check_name("tag key", key)
