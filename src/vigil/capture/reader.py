@@ -6,6 +6,7 @@ exists (a compaction that stopped before deleting the segment), so nothing is co
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,12 +15,14 @@ import pyarrow as pa
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
 from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
-from vigil.capture.table import concat, parse_time, records_to_table
+from vigil.capture.table import DATA_ERRORS, concat, parse_time, records_to_table, tolerant_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from vigil.storage.artifacts import ArtifactStore
+
+log = logging.getLogger("vigil.capture")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -28,6 +31,15 @@ def _utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         raise ValueError("pass timezone-aware datetimes (e.g. datetime(..., tzinfo=UTC))")
     return value.astimezone(UTC)
+
+
+def _day(record: dict[str, Any]) -> date | None:
+    """The UTC date of a record (``None`` when its time is unreadable: kept, so the
+    tolerant conversion below names it)."""
+    try:
+        return parse_time(record["time"]).astimezone(UTC).date()
+    except DATA_ERRORS:
+        return None
 
 
 def _segment_files(log_dir: Path | None, prefix: str) -> list[Path]:
@@ -81,11 +93,20 @@ def read_capture_table(
             r
             for r in records
             if (model is None or (r.get("model") or "") == model)
-            and (sid, model_dir(r.get("model")), parse_time(r["time"]).astimezone(UTC).date())
-            not in compacted
+            and (sid, model_dir(r.get("model")), _day(r)) not in compacted
         ]
         if keep:
-            tables.append(records_to_table(keep, segment=sid))
+            table, bad = tolerant_table(records_to_table, keep, segment=sid)
+            if bad:
+                log.warning(
+                    "skipped %d capture record(s) of segment %s that cannot be read as rows "
+                    "(first: %s); compaction will quarantine them",
+                    len(bad),
+                    sid,
+                    bad[0][1],
+                )
+            if table is not None:
+                tables.append(table)
     if not tables:
         return None
     table = concat(tables)

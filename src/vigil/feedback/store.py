@@ -19,6 +19,7 @@ nothing. ``retention`` clears old ones with the partitions.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,7 @@ import pyarrow as pa
 from vigil.capture.compact import CompactionResult, apply_retention, compact, partition_dirs
 from vigil.capture.log import SegmentLog, read_segment, segment_id
 from vigil.capture.lookup import CaptureLookup
-from vigil.capture.table import concat, parse_time
+from vigil.capture.table import DATA_ERRORS, concat, parse_time, tolerant_table
 from vigil.capture.tail import SegmentTail
 from vigil.feedback.record import (
     FeedbackRecord,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
     from vigil.capture.settings import CaptureSettings
     from vigil.storage.artifacts import ArtifactStore
+
+log = logging.getLogger("vigil.capture")
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` called as feedback records are written."""
@@ -69,7 +72,7 @@ def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
     labels = [r.get("label") for r in records]
     try:
         columns["label"] = pa.array(labels)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         columns["label"] = pa.array([None if v is None else str(v) for v in labels], pa.string())
     columns["segment"] = pa.array([segment] * len(records), pa.string())
     return pa.table(columns)
@@ -140,7 +143,11 @@ class FeedbackStore:
             self._seen = self._compacted_keys()
         fresh, _gone = self._tail.poll()
         for records in fresh.values():
-            self._seen.update((r["request_id"], int(r.get("row") or 0)) for r in records)
+            for r in records:
+                try:
+                    self._seen.add((r["request_id"], int(r.get("row") or 0)))
+                except DATA_ERRORS:
+                    continue  # a record no reader can use (see compaction's quarantine)
         return self._seen
 
     def _compacted_keys(self) -> set[tuple[str, int]]:
@@ -230,7 +237,17 @@ class FeedbackStore:
             except FileNotFoundError:
                 continue
             if records:
-                tables.append(feedback_table(records, segment=sid))
+                table, bad = tolerant_table(feedback_table, records, segment=sid)
+                if bad:
+                    log.warning(
+                        "skipped %d feedback record(s) of segment %s that cannot be read as "
+                        "rows (first: %s); compaction will quarantine them",
+                        len(bad),
+                        sid,
+                        bad[0][1],
+                    )
+                if table is not None:
+                    tables.append(table)
         if not tables:
             return None
         table = concat(tables).sort_by([("time", "ascending"), ("segment", "ascending")])

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
+from vigil.feedback.record import MAX_LABEL_CHARS, MAX_ROW
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -89,8 +90,12 @@ _ITEM: dict[str, Any] = {
     "required": ["request_id"],
     "properties": {
         "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-        "row": {"type": "integer", "minimum": 0, "default": 0},
-        "label": {"type": ["string", "number", "boolean", "null"]},
+        "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW, "default": 0},
+        "label": {
+            "type": ["string", "number", "boolean", "null"],
+            "maxLength": MAX_LABEL_CHARS,
+            "description": "A class name, a finite number (integers within 64 bits) or a boolean.",
+        },
         "reward": {"type": ["number", "boolean", "null"]},
     },
     "additionalProperties": False,
