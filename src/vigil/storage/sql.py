@@ -207,6 +207,26 @@ class Database:
 
         return sqlite_insert(table)
 
+    def lock(self, session: Session, kind: str, name: str) -> None:
+        """Hold a lock on ``(kind, name)`` until ``session``'s transaction ends, so that
+        transactions about the same thing (say, one artifact digest) run one after another.
+
+        PostgreSQL takes a transaction-level advisory lock on the pair's CRC-32s (two names
+        that collide only wait for each other; nothing is wrong then). On SQLite a write
+        session (``write=True``) already holds the database's only write lock, so there is
+        nothing more to take; a read session cannot be serialised and is refused.
+        """
+        if self.dialect == "postgresql":
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(:kind, :name)"),
+                {
+                    "kind": _int32(zlib.crc32(kind.encode())),
+                    "name": _int32(zlib.crc32(name.encode())),
+                },
+            )
+        elif session.get_bind().get_execution_options().get("sqlite_begin") != "IMMEDIATE":
+            raise RuntimeError("Database.lock needs a session opened with write=True on SQLite")
+
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error.
@@ -279,6 +299,11 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (call before a process exits or forks)."""
         self.engine.dispose()
+
+
+def _int32(value: int) -> int:
+    """An unsigned 32-bit value as the signed ``int4`` PostgreSQL takes."""
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def require_psycopg() -> None:
