@@ -64,6 +64,10 @@ class FeedbackRecord:
     reward: float | None = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When the feedback arrived (UTC)."""
+    caller: str | None = None
+    """Id of the API key whose prediction this judges: it joins only that key's request of
+    this id. ``None`` judges the request whoever made it (authentication off, an admin key
+    or ``vigil feedback FILE``). Set by :meth:`FeedbackStore.submit`, never by a client."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +76,7 @@ class FeedbackRecord:
             "label": self.label,
             "reward": self.reward,
             "time": self.time.astimezone(UTC).isoformat(),
+            "caller": self.caller,
         }
 
 
@@ -151,7 +156,12 @@ def check_feedback_batch(
 
 def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
     """A valid :class:`FeedbackRecord` from a record or a mapping, or a ``ValidationError``."""
-    data = item.to_dict() if isinstance(item, FeedbackRecord) else dict(item)
+    caller = None
+    if isinstance(item, FeedbackRecord):
+        data = item.to_dict()
+        caller = data.pop("caller")
+    else:
+        data = dict(item)
     unknown = sorted(set(data) - _FIELDS)
     rid = data.get("request_id")
     if unknown:
@@ -181,7 +191,7 @@ def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
     if label is None and reward is None:
         raise _fail(rid, "give a label, a reward or both", "label")
     time = _check_time(rid, data.get("time"))
-    return FeedbackRecord(rid, row, label, reward, time)
+    return FeedbackRecord(rid, row, label, reward, time, caller)
 
 
 def _finite(value: int | float) -> bool:

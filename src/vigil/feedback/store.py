@@ -4,7 +4,8 @@ Feedback goes to ``feedback-*.seg`` segments (one ``os.write`` per submitted bat
 acknowledged batch survives ``kill -9``) and is compacted to
 ``<store>/feedback/date=YYYY-MM-DD/part-<segment>.parquet`` (date of arrival).
 
-Duplicates: the *first* feedback for a ``(request_id, row)`` wins. Each store remembers
+Duplicates: the *first* feedback for a ``(request_id, row)`` of a caller wins (feedback is
+bound to the API key that made the prediction: :mod:`vigil.feedback.owner`). Each store remembers
 the keys it has seen (compacted ones loaded on first use, then every writer's segments
 followed incrementally, so a repeat sent to another worker of the same machine is caught
 too) and drops repeats at submit time; any that still slip in (another replica, a segment
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,8 @@ from vigil.capture.log import SegmentLog, read_segment, segment_id
 from vigil.capture.lookup import CaptureLookup
 from vigil.capture.table import DATA_ERRORS, concat, parse_time, tolerant_table
 from vigil.capture.tail import SegmentTail
+from vigil.errors import PermissionDeniedError
+from vigil.feedback.owner import Attribution, attribute
 from vigil.feedback.record import (
     FeedbackRecord,
     FeedbackResult,
@@ -58,7 +62,12 @@ _SCHEMA = {
     "row": pa.int64(),
     "reward": pa.float64(),
     "time": pa.timestamp("us", tz="UTC"),
+    "caller": pa.string(),
 }
+_KEY_COLUMNS = ("request_id", "row", "caller")
+
+Key = tuple[str, int, str | None]
+"""What makes feedback a duplicate: the same row of the same request of the same caller."""
 
 
 def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
@@ -76,6 +85,25 @@ def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
         columns["label"] = pa.array([None if v is None else str(v) for v in labels], pa.string())
     columns["segment"] = pa.array([segment] * len(records), pa.string())
     return pa.table(columns)
+
+
+def _refuse_others(
+    checked: Sequence[FeedbackRecord], judged: Sequence[Attribution], caller: str | None
+) -> None:
+    refused = [
+        {"index": i, "request_id": r.request_id}
+        for i, (r, j) in enumerate(zip(checked, judged, strict=True))
+        if j.refused
+    ]
+    if refused:
+        first = refused[0]
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise PermissionDeniedError(
+            f"feedback item {first['index']}: request {first['request_id']!r} was predicted "
+            f"with another API key{more}; only the API key that made a prediction (or an "
+            "admin key) may send its feedback. Nothing of this batch was stored",
+            detail={"key_id": caller, "errors": refused[:100]},
+        )
 
 
 def _feedback_partition(record: dict[str, Any]) -> str:
@@ -116,7 +144,7 @@ class FeedbackStore:
         self.lookback = lookback
         self.lookup = CaptureLookup(self.capture_dir, store)
         self._tail = SegmentTail(self.log.directory, "feedback")
-        self._seen: set[tuple[str, int]] | None = None
+        self._seen: set[Key] | None = None
         # submit() runs on executor threads of the server; one batch at a time keeps the
         # seen set and the followed offsets consistent.
         self._lock = threading.Lock()
@@ -138,30 +166,40 @@ class FeedbackStore:
             fsync=settings.fsync,
         )
 
-    def _seen_keys(self) -> set[tuple[str, int]]:
+    def _seen_keys(self) -> set[Key]:
         if self._seen is None:
             self._seen = self._compacted_keys()
         fresh, _gone = self._tail.poll()
         for records in fresh.values():
             for r in records:
                 try:
-                    self._seen.add((r["request_id"], int(r.get("row") or 0)))
+                    self._seen.add((r["request_id"], int(r.get("row") or 0), r.get("caller")))
                 except DATA_ERRORS:
                     continue  # a record no reader can use (see compaction's quarantine)
         return self._seen
 
-    def _compacted_keys(self) -> set[tuple[str, int]]:
+    def _compacted_keys(self) -> set[Key]:
         import pyarrow.parquet as pq
 
-        keys: set[tuple[str, int]] = set()
+        keys: set[Key] = set()
         if self.store is None:
             return keys
         for path, _day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
             for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
                 with self.store.fs.open(part, "rb") as fh:
-                    table = pq.read_table(fh, columns=["request_id", "row"])
+                    parquet = pq.ParquetFile(fh)
+                    columns = [c for c in _KEY_COLUMNS if c in parquet.schema_arrow.names]
+                    table = parquet.read(columns=columns)
+                callers = (
+                    table["caller"].to_pylist() if "caller" in columns else [None] * len(table)
+                )
                 keys.update(
-                    zip(table["request_id"].to_pylist(), table["row"].to_pylist(), strict=True)
+                    zip(
+                        table["request_id"].to_pylist(),
+                        table["row"].to_pylist(),
+                        callers,
+                        strict=True,
+                    )
                 )
         return keys
 
@@ -170,35 +208,49 @@ class FeedbackStore:
         records: Iterable[FeedbackRecord | Mapping[str, Any]],
         *,
         progress: Progress | None = None,
+        caller: str | None = None,
+        admin: bool = False,
     ) -> FeedbackResult:
         """Validate and store a batch; returns counts of what was accepted or ignored.
 
+        ``caller`` is the id of the API key sending the batch (``None`` with authentication
+        off, or for a bulk load by the operator) and ``admin`` whether that key may label any
+        prediction: feedback is bound to the key that made the prediction (see
+        :mod:`vigil.feedback.owner`).
+
         Raises :class:`~vigil.errors.ValidationError` (and stores nothing) when any record is
-        invalid, naming every bad item, so a client can fix its batch and send it again.
-        Feedback is durable when this returns (one ``os.write`` per chunk of 10,000).
+        invalid, naming every bad item, so a client can fix its batch and send it again, and
+        :class:`~vigil.errors.PermissionDeniedError` (storing nothing) when any names a
+        prediction another key made. Feedback is durable when this returns (one
+        ``os.write`` per chunk of 10,000).
         """
         checked = check_feedback_batch(records)
         with self._lock:
+            now = datetime.now(UTC)
+            found = self.lookup.find_all({r.request_id for r in checked}, since=now - self.lookback)
+            judged = [
+                attribute(found.get(r.request_id, ()), r.row, caller=caller, admin=admin)
+                for r in checked
+            ]
+            _refuse_others(checked, judged, caller)
             seen = self._seen_keys()
             fresh: list[FeedbackRecord] = []
-            batch_keys: set[tuple[str, int]] = set()
-            for r in checked:
-                key = (r.request_id, r.row)
-                if key in seen or key in batch_keys:
-                    continue
-                batch_keys.add(key)
-                fresh.append(r)
-            now = datetime.now(UTC)
-            found = self.lookup.find({r.request_id for r in fresh}, since=now - self.lookback)
+            batch_keys: set[Key] = set()
             matched: list[MatchedFeedback] = []
             unknown_ids: set[str] = set()
             late = 0
-            for r in fresh:
-                hit = found.get(r.request_id)
-                if hit is None or r.row >= hit.rows:
+            for r, judgement in zip(checked, judged, strict=True):
+                key = (r.request_id, r.row, judgement.caller)
+                if key in seen or key in batch_keys:
+                    continue
+                batch_keys.add(key)
+                r = replace(r, caller=judgement.caller)
+                fresh.append(r)
+                hit = judgement.captured
+                if hit is None:
                     unknown_ids.add(r.request_id)
                     continue
-                matched.append(MatchedFeedback(r, hit.for_row(r.row)))
+                matched.append(MatchedFeedback(r, hit))
                 if r.time - hit.time > self.late_after:
                     late += 1
             for start in range(0, len(fresh), _CHUNK):
@@ -216,7 +268,8 @@ class FeedbackStore:
         )
 
     def read_table(self) -> pa.Table | None:
-        """All feedback, one row per ``(request_id, row)`` (the first to arrive)."""
+        """All feedback, one row per ``(request_id, row, caller)`` (the first to arrive;
+        joining it to the capture log is :func:`~vigil.feedback.join.join_feedback`'s)."""
         import pyarrow.parquet as pq
 
         tables: list[pa.Table] = []
@@ -251,19 +304,25 @@ class FeedbackStore:
         if not tables:
             return None
         table = concat(tables).sort_by([("time", "ascending"), ("segment", "ascending")])
-        keys = list(zip(table["request_id"].to_pylist(), table["row"].to_pylist(), strict=True))
-        first: dict[tuple[str, int], int] = {}
+        callers = (
+            table["caller"].to_pylist() if "caller" in table.column_names else [None] * len(table)
+        )
+        keys = list(
+            zip(table["request_id"].to_pylist(), table["row"].to_pylist(), callers, strict=True)
+        )
+        first: dict[Key, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
         return table.take(sorted(first.values()))
 
     def read(self) -> pd.DataFrame:
-        """All feedback as a DataFrame (``request_id, row, reward, time, label, segment``)."""
+        """All feedback as a DataFrame (``request_id, row, reward, time, caller, label,
+        segment``)."""
         import pandas as pd
 
         table = self.read_table()
         if table is None:
-            return pd.DataFrame(columns=["request_id", "row", "label", "reward", "time"])
+            return pd.DataFrame(columns=["request_id", "row", "label", "reward", "time", "caller"])
         frame: pd.DataFrame = table.to_pandas()
         return frame
 

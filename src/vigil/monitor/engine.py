@@ -63,7 +63,9 @@ def _read_log(
 
 def _read_labels(feedback: FeedbackStore) -> pd.DataFrame:
     frame = feedback.read()
-    return frame[["request_id", "row", "label"]] if not frame.empty else frame
+    if frame.empty:
+        return frame
+    return frame[[c for c in ("request_id", "row", "label", "caller", "time") if c in frame]]
 
 
 def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
