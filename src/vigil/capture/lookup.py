@@ -31,6 +31,7 @@ tells them apart (feedback is bound to the key that made the prediction).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ from vigil.capture.tail import SegmentTail
 
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore
+
+log = logging.getLogger("vigil.capture")
 
 _COLUMNS = (
     "request_id",
@@ -161,7 +164,20 @@ class CaptureLookup:
                     _merge_captured(found, rid, index[rid])
         missing = wanted - found.keys()
         if missing and self.store is not None:
-            for rid, hits in self._scan(missing, since).items():
+            try:
+                scanned = self._scan(missing, since)
+            except Exception:
+                # Unreachable store: those ids count as unknown (their feedback is still
+                # stored, and joins when read) rather than failing the feedback.
+                log.warning(
+                    "cannot read the compacted capture log in %s; %d request id(s) not in "
+                    "the live segments are taken as unknown",
+                    self.store,
+                    len(missing),
+                    exc_info=True,
+                )
+                scanned = {}
+            for rid, hits in scanned.items():
                 _merge_captured(found, rid, hits)
         by_id: dict[str, list[Captured]] = {}
         for rid, hits in found.items():

@@ -145,6 +145,7 @@ class FeedbackStore:
         self.lookup = CaptureLookup(self.capture_dir, store)
         self._tail = SegmentTail(self.log.directory, "feedback")
         self._seen: set[Key] | None = None
+        self._compacted_read = False
         # submit() runs on executor threads of the server; one batch at a time keeps the
         # seen set and the followed offsets consistent.
         self._lock = threading.Lock()
@@ -168,7 +169,21 @@ class FeedbackStore:
 
     def _seen_keys(self) -> set[Key]:
         if self._seen is None:
-            self._seen = self._compacted_keys()
+            self._seen = set()
+            self._compacted_read = False
+        if not self._compacted_read:
+            try:
+                self._seen |= self._compacted_keys()
+                self._compacted_read = True
+            except Exception:
+                # The store is unreachable: repeats of compacted feedback slip through
+                # until it is back (read() drops them), rather than feedback failing.
+                log.warning(
+                    "cannot read the compacted feedback in %s to catch duplicates; "
+                    "trying again with the next batch",
+                    self.store,
+                    exc_info=True,
+                )
         fresh, _gone = self._tail.poll()
         for records in fresh.values():
             for r in records:

@@ -1,6 +1,10 @@
 """The SQL metadata store: one declarative ``Base`` for every vigil table, and ``Database``.
 
 ``Database(url)`` speaks to SQLite (the embedded default) or PostgreSQL (via psycopg 3).
+A session that cannot reach the database (refused, dropped, or SQLite's write lock held past
+the 60 s wait) raises :class:`~vigil.errors.DatabaseUnavailableError`, a 503-class error,
+instead of the driver's exception; the pool checks a connection before use, so the first
+session after the database is back succeeds.
 The schema is owned by Alembic migrations in ``vigil/storage/migrations``; they run on
 first use, under a lock so that several processes starting together migrate once:
 a file lock next to the SQLite file, ``pg_advisory_lock`` on PostgreSQL. A database that
@@ -37,7 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from vigil.errors import ConfigurationError
+from vigil.errors import ConfigurationError, DatabaseUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
@@ -234,11 +238,24 @@ class Database:
         ``write=True`` takes the database's write lock at the start on SQLite (``BEGIN
         IMMEDIATE``); use it for read-then-write transactions such as numbering versions.
         """
-        if self.auto_migrate and not self._migrated:
-            self.migrate()
-        factory = self._write_sessions if write else self._sessions
-        with factory() as session, session.begin():
-            yield session
+        try:
+            if self.auto_migrate and not self._migrated:
+                self.migrate()
+            factory = self._write_sessions if write else self._sessions
+            with factory() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: OperationalError) -> DatabaseUnavailableError:
+        # The driver's first line says what happened (refused, locked, terminated) without
+        # the statement or its parameters.
+        reason = str(exc.orig).strip().splitlines()[0][:200] if exc.orig else type(exc).__name__
+        return DatabaseUnavailableError(
+            f"the metadata database {self!r} is unreachable or busy ({reason}); retry once it "
+            "is back",
+            detail={"reason": "database_unavailable"},
+        )
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest migration; safe when many processes call it.
