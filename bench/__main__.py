@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|capture|routing|batch ...] [--quick]``.
+serving.coldstart|capture|routing|batch|soak ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -21,6 +21,7 @@ ALL = (
     "capture",
     "routing",
     "batch",
+    "soak",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -35,6 +36,7 @@ QUICK_ARGS = {
     "capture": ["--quick"],
     "routing": ["--quick"],
     "batch": ["--quick"],
+    "soak": ["--quick"],
 }
 
 
