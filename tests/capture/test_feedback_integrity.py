@@ -231,3 +231,50 @@ def test_retention_runs_when_compaction_fails(
     assert len(done.deleted) == 2  # both old partitions expired anyway
     assert apply_retention(store, 30) == []
     assert "feedback compaction failed" in caplog.text
+
+
+# -- memory that does not follow the whole history -----------------------------------------
+
+
+def test_a_retention_pass_that_deletes_nothing_keeps_the_known_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Forgetting them made the next batch re-read every compacted key: on a server, after
+    # every compaction pass, work and memory growing with all the feedback ever kept.
+    _sink, feedback, _store = _world(tmp_path)
+    reads: list[int] = []
+    real = feedback._compacted_keys
+
+    def counted() -> set[tuple[str, int, str | None]]:
+        keys = real()
+        reads.append(len(keys))
+        return keys
+
+    monkeypatch.setattr(feedback, "_compacted_keys", counted)
+    feedback.submit([{"request_id": "a", "label": 1}])
+    feedback.log.rotate()
+    feedback.compact()
+    assert feedback.apply_retention(30) == []
+    assert feedback.submit([{"request_id": "a", "label": 0}]).duplicates == 1
+    assert reads == [0]  # read once, at first use
+    old = (NOW - timedelta(days=40)).isoformat()
+    feedback.submit([{"request_id": "old", "label": 1, "time": old}])
+    feedback.log.rotate()
+    feedback.compact()
+    assert len(feedback.apply_retention(30)) == 1
+    assert feedback.submit([{"request_id": "a", "label": 0}]).duplicates == 1
+    assert reads == [0, 1]  # re-read once something was deleted
+
+
+def test_feedback_is_read_from_a_time_on(tmp_path: Path) -> None:
+    _sink, feedback, _store = _world(tmp_path)
+    days = [NOW - timedelta(days=d) for d in (3, 2, 0)]
+    feedback.submit(
+        [{"request_id": f"r{i}", "label": 1, "time": t.isoformat()} for i, t in enumerate(days)]
+    )
+    feedback.log.rotate()
+    feedback.compact()
+    feedback.submit([{"request_id": "live", "label": 1}])  # still in a segment
+    since = NOW - timedelta(days=2, hours=1)
+    assert sorted(feedback.read(since)["request_id"]) == ["live", "r1", "r2"]
+    assert len(feedback.read()) == 4

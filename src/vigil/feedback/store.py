@@ -282,15 +282,20 @@ class FeedbackStore:
             matched=tuple(matched),
         )
 
-    def read_table(self) -> pa.Table | None:
-        """All feedback, one row per ``(request_id, row, caller)`` (the first to arrive;
-        joining it to the capture log is :func:`~vigil.feedback.join.join_feedback`'s)."""
+    def read_table(self, since: datetime | None = None) -> pa.Table | None:
+        """All feedback (arrived at or after ``since``, when given), one row per
+        ``(request_id, row, caller)``: the first to arrive. Joining it to the capture log
+        is :func:`~vigil.feedback.join.join_feedback`'s."""
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         tables: list[pa.Table] = []
         compacted: set[str] = set()
+        first_day = since.astimezone(UTC).date() if since is not None else None
         if self.store is not None:
-            for path, _day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
+            for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
+                if first_day is not None and day < first_day:
+                    continue  # partitions are dated by arrival
                 for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
                     with self.store.fs.open(part, "rb") as fh:
                         table = pq.read_table(fh)
@@ -318,7 +323,12 @@ class FeedbackStore:
                     tables.append(table)
         if not tables:
             return None
-        table = concat(tables).sort_by([("time", "ascending"), ("segment", "ascending")])
+        table = concat(tables)
+        if since is not None:
+            table = table.filter(
+                pc.greater_equal(table["time"], pa.scalar(since, table["time"].type))
+            )
+        table = table.sort_by([("time", "ascending"), ("segment", "ascending")])
         callers = (
             table["caller"].to_pylist() if "caller" in table.column_names else [None] * len(table)
         )
@@ -330,12 +340,12 @@ class FeedbackStore:
             first.setdefault(key, i)
         return table.take(sorted(first.values()))
 
-    def read(self) -> pd.DataFrame:
-        """All feedback as a DataFrame (``request_id, row, reward, time, caller, label,
-        segment``)."""
+    def read(self, since: datetime | None = None) -> pd.DataFrame:
+        """All feedback (arrived at or after ``since``) as a DataFrame (``request_id, row,
+        reward, time, caller, label, segment``)."""
         import pandas as pd
 
-        table = self.read_table()
+        table = self.read_table(since)
         if table is None:
             return pd.DataFrame(columns=["request_id", "row", "label", "reward", "time", "caller"])
         frame: pd.DataFrame = table.to_pandas()
@@ -360,9 +370,10 @@ class FeedbackStore:
         deleted = apply_retention(
             self.store, retention_days, now=now, root=FEEDBACK_ROOT, pattern="date=*"
         )
-        with self._lock:  # forget the deleted keys: rebuilt from what is left on next use
-            self._seen = None
-            self._tail = SegmentTail(self.log.directory, "feedback")
+        if deleted:  # forget the deleted keys: rebuilt from what is left on next use
+            with self._lock:
+                self._seen = None
+                self._tail = SegmentTail(self.log.directory, "feedback")
         return deleted
 
     def close(self) -> None:
