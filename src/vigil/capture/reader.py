@@ -15,7 +15,14 @@ import pyarrow as pa
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
 from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
-from vigil.capture.table import DATA_ERRORS, concat, parse_time, records_to_table, tolerant_table
+from vigil.capture.table import (
+    DATA_ERRORS,
+    concat,
+    parse_time,
+    read_part,
+    records_to_table,
+    tolerant_table,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,7 +70,6 @@ def read_capture_table(
 ) -> pa.Table | None:
     """Captured rows with ``since <= time < until`` as one Arrow table (``None`` if none)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     since, until = _utc(since), _utc(until)
     first_day = since.date() if since else date.min
@@ -82,7 +88,9 @@ def read_capture_table(
                 sid = str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
                 compacted.add((sid, mdir, day))
                 with store.fs.open(part, "rb") as fh:
-                    tables.append(pq.read_table(fh))
+                    table = read_part(fh, since=since, until=until)
+                if table is not None:
+                    tables.append(table)
     for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
         try:
             records, _torn = read_segment(seg)

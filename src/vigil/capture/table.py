@@ -115,6 +115,37 @@ def tolerant_table(
         return None, bad + [(r, f"{type(exc).__name__}: {exc}"[:500]) for r in good]
 
 
+def read_part(
+    source: Any, *, since: datetime | None = None, until: datetime | None = None
+) -> pa.Table | None:
+    """The rows of a compacted Parquet part (a file object), leaving out the row groups
+    whose ``time`` statistics show no row in ``[since, until)``; ``None`` when that is all
+    of them. Readers of a recent span then pay for the footer of the older parts only,
+    not for every row of their date partition. Rows are not filtered one by one: that is
+    the caller's."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    index = parquet.schema_arrow.get_field_index("time")
+    if index < 0 or (since is None and until is None):
+        return parquet.read()
+    metadata = parquet.metadata
+    keep = [
+        i
+        for i in range(metadata.num_row_groups)
+        if _may_hold(metadata.row_group(i).column(index).statistics, since, until)
+    ]
+    if not keep:
+        return None
+    return parquet.read_row_groups(keep)
+
+
+def _may_hold(stats: Any, since: datetime | None, until: datetime | None) -> bool:
+    if stats is None or not stats.has_min_max:
+        return True
+    return (since is None or stats.max >= since) and (until is None or stats.min < until)
+
+
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
     """Tables with possibly different columns unioned (missing values null); a column whose
     types cannot be reconciled (numbers here, text there) is read as text everywhere."""

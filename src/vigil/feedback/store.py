@@ -33,7 +33,7 @@ import pyarrow as pa
 from vigil.capture.compact import CompactionResult, apply_retention, compact, partition_dirs
 from vigil.capture.log import SegmentLog, read_segment, segment_id
 from vigil.capture.lookup import CaptureLookup
-from vigil.capture.table import DATA_ERRORS, concat, parse_time, tolerant_table
+from vigil.capture.table import DATA_ERRORS, concat, parse_time, read_part, tolerant_table
 from vigil.capture.tail import SegmentTail
 from vigil.errors import PermissionDeniedError
 from vigil.feedback.owner import Attribution, attribute
@@ -287,7 +287,6 @@ class FeedbackStore:
         ``(request_id, row, caller)``: the first to arrive. Joining it to the capture log
         is :func:`~vigil.feedback.join.join_feedback`'s."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         tables: list[pa.Table] = []
         compacted: set[str] = set()
@@ -297,10 +296,11 @@ class FeedbackStore:
                 if first_day is not None and day < first_day:
                     continue  # partitions are dated by arrival
                 for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
+                    compacted.add(str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
                     with self.store.fs.open(part, "rb") as fh:
-                        table = pq.read_table(fh)
-                    compacted.update(table["segment"].to_pylist())
-                    tables.append(table)
+                        table = read_part(fh, since=since)
+                    if table is not None:
+                        tables.append(table)
         for seg in self.log.all_segments():
             sid = segment_id(seg)
             if sid in compacted:
