@@ -17,9 +17,9 @@ again once they have.
 gives each thread that allocates its own malloc arena (up to eight per core), and memory
 freed in one (a monitoring cycle's tables, a compaction's records, both built on worker
 threads) stays mapped there for that thread's next peak, so the worker's RSS ratchets up
-cycle after cycle. Two arenas: in the ten-minute soak (docs/benchmarks.md) the growth
-after warm-up went from +26 % to a few percent, at no throughput cost (the event loop does
-the allocating, on one thread).
+cycle after cycle. Two arenas are enough: the event loop does the hot path's allocating on
+one thread. In a five-minute soak the cap alone took the growth after warm-up from about
++26 % to +5.7 % (docs/benchmarks.md, "Soak").
 """
 
 from __future__ import annotations
