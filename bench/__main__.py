@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|capture|routing|batch|calibration ...] [--quick]``.
+serving.coldstart|capture|routing|batch|calibration|soak ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -22,6 +22,7 @@ ALL = (
     "routing",
     "batch",
     "calibration",
+    "soak",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -37,6 +38,7 @@ QUICK_ARGS = {
     "routing": ["--quick"],
     "batch": ["--quick"],
     "calibration": ["--quick"],
+    "soak": ["--quick"],
 }
 
 

@@ -100,6 +100,10 @@ class PostgresServer:
             "--locale=C",
             "--no-sync",
         )
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server again on the same port and data (after :meth:`pause`)."""
         options = " ".join(
             f"-c {setting}"
             for setting in (
@@ -127,9 +131,13 @@ class PostgresServer:
             "start",
         )
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data: clients are disconnected and refused."""
+        self._run(self.bin_dir / "pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
     def stop(self) -> None:
         try:
-            self._run(self.bin_dir / "pg_ctl", "-D", str(self.data_dir), "-m", "fast", "stop")
+            self.pause()
         finally:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 

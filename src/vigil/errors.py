@@ -252,6 +252,13 @@ class ServiceUnavailableError(VigilError, RuntimeError):
     code = "not_ready"
 
 
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The metadata database cannot be reached, or stayed locked past the wait (HTTP 503);
+    retrying once it is back succeeds."""
+
+    code = "database_unavailable"
+
+
 class ArtifactCorruptError(VigilError):
     """A stored artifact no longer matches its digest (tampered with or damaged)."""
 

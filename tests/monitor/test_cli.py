@@ -38,7 +38,7 @@ def _traffic(vigil: Vigil, trained: Trained) -> None:
 
 
 def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vigil.cli import _output
+    from vigil import console as _output
 
     # The console is made once per process; earlier tests may have fixed its width at 80.
     monkeypatch.setattr(_output.console, "width", 250)

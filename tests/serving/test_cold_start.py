@@ -159,3 +159,23 @@ def test_an_embedded_app_leaves_the_collector_alone_unless_asked():
     assert gc.get_freeze_count() == before
     assert _heap.settle() is False  # not enabled in this process: a no-op
     assert gc.get_freeze_count() == before
+
+
+def test_a_serving_worker_caps_its_malloc_arenas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory freed on a worker thread stays in that thread's arena: a `vigil serve` worker
+    caps them before its threads start (the soak's RSS growth, docs/benchmarks.md)."""
+    from vigil import _heap
+    from vigil.serving import workers
+
+    capped = subprocess.run(
+        [sys.executable, "-c", "from vigil import _heap; print(_heap.limit_arenas())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert capped.stdout.strip() == "True"  # glibc, as every supported Linux image
+    calls: list[int] = []
+    monkeypatch.setattr(_heap, "limit_arenas", lambda count=2: calls.append(count) or True)
+    monkeypatch.setenv(workers.PROVIDER_ENV, "tests.serving.test_workers:provider")
+    workers.worker_app()
+    assert calls == [_heap.SERVING_ARENAS]

@@ -52,7 +52,10 @@ class WorkerServer:
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        # The caller's PYTHONPATH stays after the repository root: a worktree run with
+        # PYTHONPATH=<its src> must start workers on that source too, not the installed one.
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, **(env or {}), "PYTHONPATH": path}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.log = tempfile.NamedTemporaryFile(prefix="vigil-workers-", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -260,3 +260,21 @@ def test_a_bundle_changing_during_upload_is_refused_and_leaves_nothing(
     assert not store.has(sha)
     assert not store.exists(f"bundles/{sha[:2]}/{sha}/vigil.json")
     assert not store.exists(f"bundles/{sha[:2]}/{sha}/data/reference.csv")
+
+
+def test_a_tree_missing_files_is_not_complete_and_is_stored_again(
+    store: ArtifactStore, make_bundle: Callable[..., Path], tmp_path: Path
+) -> None:
+    # What a delete racing with an upload of the same content can leave on S3: the marker,
+    # and not every file it lists.
+    bundle = make_bundle("torn")
+    stored = store.put_dir(bundle)
+    assert store.has_complete(stored.sha256)
+    store.fs.rm_file(store.resolve_key(_stored_key(stored.sha256, "model.bin")))
+    assert store.has(stored.sha256) and not store.has_complete(stored.sha256)
+    assert store.put_dir(bundle) == stored
+    assert store.has_complete(stored.sha256)
+    copy = store.get_dir(stored.sha256, tmp_path / "copy")
+    assert _files(copy) == _files(bundle)
+    store.delete(stored.sha256)
+    assert not store.has_complete(stored.sha256)

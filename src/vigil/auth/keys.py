@@ -38,7 +38,12 @@ from vigil.audit import record_audit
 from vigil.auth.roles import Role, allows, check_role
 from vigil.auth.tables import ApiKeyRow
 from vigil.auth.tokens import PREFIX_LENGTH, hash_token, new_token, parse_token, token_matches
-from vigil.errors import ApiKeyNotFoundError, AuthenticationError, InvalidParameterError
+from vigil.errors import (
+    ApiKeyNotFoundError,
+    AuthenticationError,
+    DatabaseUnavailableError,
+    InvalidParameterError,
+)
 from vigil.names import NAME_LENGTH
 from vigil.storage.sql import utcnow
 
@@ -264,7 +269,7 @@ class KeyStore:
                     )
                     .values(last_used_at=now)
                 )
-        except SQLAlchemyError:
+        except (SQLAlchemyError, DatabaseUnavailableError):
             log.warning("could not record the last use of API key %s", key_id, exc_info=True)
 
     @staticmethod

@@ -12,11 +12,20 @@ again rewrites the same files with the same rows: nothing is duplicated. The rea
 
 Dates are UTC dates of the prediction time. :func:`apply_retention` deletes whole date
 partitions older than the retention period.
+
+A record that cannot become a row (a number past 64 bits, a time that is no time: written
+by an older vigil or damaged) does not stop its segment: it is *quarantined*, written as a
+JSON line with the reason to ``<store>/quarantine/<root>/<segment id>.jsonl``, counted in
+:attr:`CompactionResult.quarantined` and in a warning, and the rest of the segment is
+compacted as usual. Quarantined records are kept for a person to look at; nothing reads
+them back.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,12 +37,15 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 
 from vigil.capture.log import SegmentLog, read_segment, segment_id
-from vigil.capture.table import parse_time, records_to_table
+from vigil.capture.table import DATA_ERRORS, ToTable, parse_time, records_to_table, tolerant_table
 
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore
 
+log = logging.getLogger("vigil.capture")
+
 CAPTURE_ROOT = "capture"
+QUARANTINE_ROOT = "quarantine"
 _DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})$")
 NO_MODEL = "_none"
 
@@ -46,6 +58,8 @@ class CompactionResult:
     rows: int
     parts: list[str]
     torn: int
+    quarantined: int = 0
+    """Records set aside because they cannot be stored as rows (see the module docstring)."""
 
 
 def model_dir(model: str | None) -> str:
@@ -82,7 +96,7 @@ def compact(
     *,
     root: str = CAPTURE_ROOT,
     partition: Callable[[dict[str, Any]], str] = capture_partition,
-    to_table: Callable[..., pa.Table] = records_to_table,
+    to_table: ToTable = records_to_table,
 ) -> CompactionResult:
     """Convert every closed segment of ``log`` (and those of dead writers) to Parquet.
 
@@ -97,7 +111,7 @@ def compact(
     (1, ['model=churn', 'date=2025-03-01'], [])
     """
     segments = log.closed_segments()
-    rows = torn_total = 0
+    rows = torn_total = quarantined = 0
     parts: list[str] = []
     for path in segments:
         try:
@@ -105,17 +119,57 @@ def compact(
         except FileNotFoundError:
             continue  # another compactor finished it first
         sid = segment_id(path)
-        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in records:
-            groups[partition(r)].append(r)
-        for where, group in sorted(groups.items()):
+        tables, bad = _tables(records, partition, to_table, sid)
+        for where, table in sorted(tables.items()):
             key = f"{root}/{where}/part-{sid}.parquet"
-            store.write_bytes(key, _parquet_bytes(to_table(group, segment=sid)))
+            store.write_bytes(key, _parquet_bytes(table))
             parts.append(key)
+        if bad:
+            _quarantine(store, root, sid, bad)
         path.unlink(missing_ok=True)
-        rows += len(records)
+        rows += len(records) - len(bad)
         torn_total += torn
-    return CompactionResult(len(segments), rows, parts, torn_total)
+        quarantined += len(bad)
+    return CompactionResult(len(segments), rows, parts, torn_total, quarantined)
+
+
+def _tables(
+    records: list[dict[str, Any]],
+    partition: Callable[[dict[str, Any]], str],
+    to_table: ToTable,
+    sid: str,
+) -> tuple[dict[str, pa.Table], list[tuple[Any, str]]]:
+    """One table per partition of the records that convert; the others with why."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    bad: list[tuple[Any, str]] = []
+    for r in records:
+        try:
+            groups[partition(r)].append(r)
+        except DATA_ERRORS as exc:
+            bad.append((r, f"{type(exc).__name__}: {exc}"[:500]))
+    tables: dict[str, pa.Table] = {}
+    for where, group in groups.items():
+        table, rejected = tolerant_table(to_table, group, segment=sid)
+        bad.extend(rejected)
+        if table is not None:
+            tables[where] = table
+    return tables, bad
+
+
+def _quarantine(store: ArtifactStore, root: str, sid: str, bad: list[tuple[Any, str]]) -> None:
+    # The standard library's encoder takes any integer, where orjson stops at 64 bits.
+    lines = [json.dumps({"record": r, "error": why}, default=str) for r, why in bad]
+    key = f"{QUARANTINE_ROOT}/{root}/{sid}.jsonl"
+    store.write_bytes(key, ("\n".join(lines) + "\n").encode())
+    log.warning(
+        "quarantined %d record(s) of %s segment %s that cannot be stored as rows into %s "
+        "(first: %s); the rest of the segment was compacted",
+        len(bad),
+        root,
+        sid,
+        store.uri(key),
+        bad[0][1],
+    )
 
 
 def partition_dirs(

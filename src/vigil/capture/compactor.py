@@ -11,6 +11,13 @@ releases it at once); the others skip that round. A pass:
    :meth:`~vigil.capture.log.SegmentLog.closed_segments`), for capture and feedback;
 3. deletes partitions older than the retention period.
 
+Each of these steps runs whatever became of the others: a capture log that cannot be
+compacted right now (the store unreachable, a segment unreadable) neither holds back the
+feedback nor stops old partitions from expiring. A failed step is logged with its
+traceback and tried again at the next pass; its segments stay on disk meanwhile. A record
+that can never be stored is quarantined by :func:`~vigil.capture.compact.compact` rather
+than failing its step forever.
+
 The first pass runs as soon as the worker starts, so a restart recovers what a crash left.
 """
 
@@ -20,8 +27,9 @@ import asyncio
 import fcntl
 import logging
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 from vigil.capture.compact import CompactionResult, apply_retention, compact
 
@@ -33,15 +41,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil.capture")
 
 LOCK_NAME = "compaction.lock"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class CompactionPass:
-    """What one pass did (``None`` parts when the pass had nothing of that kind to do)."""
+    """What one pass did (``None`` parts when the pass had nothing of that kind to do, or
+    when that step failed: ``failed`` names the steps that did)."""
 
-    capture: CompactionResult
+    capture: CompactionResult | None
     feedback: CompactionResult | None
     deleted: list[str]
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def quarantined(self) -> int:
+        """Records set aside by this pass (see :mod:`vigil.capture.compact`)."""
+        return sum(r.quarantined for r in (self.capture, self.feedback) if r is not None)
 
 
 class Compactor:
@@ -88,20 +104,44 @@ class Compactor:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return None
-            self.log.rotate_if_due()
-            captured = compact(self.log, self.store)
+            failed: list[str] = []
+            captured = self._step("capture compaction", failed, self._compact_capture)
             fed = None
             if self.feedback is not None:
-                self.feedback.log.rotate_if_due()
-                fed = self.feedback.compact()
+                fed = self._step("feedback compaction", failed, self._compact_feedback)
             deleted: list[str] = []
             if self.retention_days is not None:
-                deleted = apply_retention(self.store, self.retention_days)
+                deleted += self._step("capture retention", failed, self._expire_capture) or []
                 if self.feedback is not None:
-                    deleted += self.feedback.apply_retention(self.retention_days)
-            return CompactionPass(captured, fed, deleted)
+                    deleted += self._step("feedback retention", failed, self._expire_feedback) or []
+            return CompactionPass(captured, fed, deleted, failed)
         finally:
             os.close(fd)  # releases the lock
+
+    def _compact_capture(self) -> CompactionResult:
+        self.log.rotate_if_due()
+        return compact(self.log, self.store)
+
+    def _compact_feedback(self) -> CompactionResult:
+        assert self.feedback is not None
+        self.feedback.log.rotate_if_due()
+        return self.feedback.compact()
+
+    def _expire_capture(self) -> list[str]:
+        assert self.retention_days is not None
+        return apply_retention(self.store, self.retention_days)
+
+    def _expire_feedback(self) -> list[str]:
+        assert self.retention_days is not None and self.feedback is not None
+        return self.feedback.apply_retention(self.retention_days)
+
+    def _step(self, name: str, failed: list[str], step: Callable[[], _T]) -> _T | None:
+        try:
+            return step()
+        except Exception:
+            failed.append(name)
+            log.exception("%s failed; retrying in %.0f s", name, self.interval_s)
+            return None
 
     async def run(self) -> None:
         """Pass after pass until cancelled, off the event loop; a failure is logged and
@@ -110,12 +150,13 @@ class Compactor:
         while True:
             try:
                 done = await loop.run_in_executor(None, self.run_once)
-                if done is not None and (done.capture.rows or done.deleted):
+                rows = done.capture.rows if done is not None and done.capture else 0
+                if done is not None and (rows or done.deleted or done.quarantined):
                     log.info(
-                        "compacted %d capture rows from %d segments; %d partitions expired",
-                        done.capture.rows,
-                        done.capture.segments,
+                        "compacted %d capture rows; %d partitions expired; %d records quarantined",
+                        rows,
                         len(done.deleted),
+                        done.quarantined,
                     )
             except asyncio.CancelledError:
                 raise

@@ -14,6 +14,10 @@ Two places hold captured rows, and both are consulted:
 
 Only successful predictions (status < 400) count: a rejected request has nothing to judge.
 
+A request is known by its id *and its caller* (the API key that made it): two keys that
+chose the same ``X-Request-ID`` made two requests, and :meth:`CaptureLookup.find_all`
+tells them apart (feedback is bound to the key that made the prediction).
+
 >>> import tempfile, numpy as np
 >>> from vigil.capture.log import SegmentLog
 >>> from vigil.capture.sink import CaptureSink
@@ -27,6 +31,7 @@ Only successful predictions (status < 400) count: a rejected request has nothing
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -40,8 +45,11 @@ from vigil.capture.tail import SegmentTail
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore
 
+log = logging.getLogger("vigil.capture")
+
 _COLUMNS = (
     "request_id",
+    "caller",
     "row",
     "time",
     "model",
@@ -66,6 +74,8 @@ class Captured:
     """Rows the request predicted (feedback may name rows ``0..rows-1``)."""
     predictions: tuple[Any, ...] = ()
     """The prediction of each row (``None`` where unknown)."""
+    caller: str | None = None
+    """Id of the API key that made the request (``None`` with authentication off)."""
     prediction: Any = None
     """The prediction of the one row some feedback names (set on
     :class:`~vigil.feedback.record.MatchedFeedback`; ``None`` in a lookup by request id)."""
@@ -76,13 +86,20 @@ class Captured:
         return replace(self, prediction=value)
 
 
-def _merge(index: dict[str, Captured], record: dict[str, Any]) -> None:
+Index = dict[str, dict[str | None, Captured]]
+"""Captured requests by id, then by caller (the API key that made them)."""
+
+
+def _merge(index: Index, record: dict[str, Any]) -> None:
     status = record.get("status")
     if status is not None and status >= 400:
         return
-    rid = record["request_id"]
+    rid, caller = record["request_id"], record.get("caller")
     row = int(record.get("row") or 0)
-    known = index.get(rid)
+    callers = index.get(rid)
+    if callers is None:
+        callers = index[rid] = {}
+    known = callers.get(caller)
     if known is None:
         time = record["time"]
         known = Captured(
@@ -92,11 +109,12 @@ def _merge(index: dict[str, Captured], record: dict[str, Any]) -> None:
             record.get("endpoint"),
             record.get("variant"),
             0,
+            caller=caller,
         )
     predictions = list(known.predictions)
     predictions.extend([None] * (row + 1 - len(predictions)))
     predictions[row] = record.get("prediction")
-    index[rid] = replace(known, rows=max(known.rows, row + 1), predictions=tuple(predictions))
+    callers[caller] = replace(known, rows=max(known.rows, row + 1), predictions=tuple(predictions))
 
 
 class CaptureLookup:
@@ -114,7 +132,7 @@ class CaptureLookup:
         self.tail = SegmentTail(log_dir, prefix, maps=False) if log_dir is not None else None
         self.store = store
         self.root = root
-        self._recent: dict[str, dict[str, Captured]] = {}
+        self._recent: dict[str, Index] = {}
 
     def __repr__(self) -> str:
         return f"CaptureLookup({self.tail!r}, store={self.store!r})"
@@ -122,9 +140,17 @@ class CaptureLookup:
     def find(
         self, request_ids: Iterable[str], *, since: datetime | None = None
     ) -> dict[str, Captured]:
-        """The captured requests among ``request_ids`` (predicted at or after ``since``)."""
+        """The captured requests among ``request_ids`` (predicted at or after ``since``);
+        of an id several callers chose, the earliest."""
+        return {rid: hits[0] for rid, hits in self.find_all(request_ids, since=since).items()}
+
+    def find_all(
+        self, request_ids: Iterable[str], *, since: datetime | None = None
+    ) -> dict[str, list[Captured]]:
+        """Every captured request among ``request_ids`` (predicted at or after ``since``),
+        one per caller that used the id, earliest first."""
         wanted = set(request_ids)
-        found: dict[str, Captured] = {}
+        found: Index = {}
         if self.tail is not None:
             fresh, gone = self.tail.poll()
             for sid in gone:
@@ -138,13 +164,32 @@ class CaptureLookup:
                     _merge_captured(found, rid, index[rid])
         missing = wanted - found.keys()
         if missing and self.store is not None:
-            for rid, hit in self._scan(missing, since).items():
-                _merge_captured(found, rid, hit)
-        if since is not None:
-            found = {rid: hit for rid, hit in found.items() if hit.time >= since}
-        return found
+            try:
+                scanned = self._scan(missing, since)
+            except Exception:
+                # Unreachable store: those ids count as unknown (their feedback is still
+                # stored, and joins when read) rather than failing the feedback.
+                log.warning(
+                    "cannot read the compacted capture log in %s; %d request id(s) not in "
+                    "the live segments are taken as unknown",
+                    self.store,
+                    len(missing),
+                    exc_info=True,
+                )
+                scanned = {}
+            for rid, hits in scanned.items():
+                _merge_captured(found, rid, hits)
+        by_id: dict[str, list[Captured]] = {}
+        for rid, hits in found.items():
+            kept = sorted(
+                (h for h in hits.values() if since is None or h.time >= since),
+                key=lambda h: h.time,
+            )
+            if kept:
+                by_id[rid] = kept
+        return by_id
 
-    def _scan(self, request_ids: set[str], since: datetime | None) -> dict[str, Captured]:
+    def _scan(self, request_ids: set[str], since: datetime | None) -> Index:
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
@@ -152,7 +197,7 @@ class CaptureLookup:
         assert self.store is not None
         first_day = since.astimezone(UTC).date() if since is not None else None
         value_set = pa.array(sorted(request_ids), pa.string())
-        index: dict[str, Captured] = {}
+        index: Index = {}
         for path, day in partition_dirs(self.store, root=self.root):
             if first_day is not None and day < first_day:
                 continue
@@ -167,9 +212,11 @@ class CaptureLookup:
         return index
 
 
-def _merge_captured(found: dict[str, Captured], rid: str, hit: Captured) -> None:
+def _merge_captured(found: Index, rid: str, hits: dict[str | None, Captured]) -> None:
     # The same request may be read twice (from a segment and from its compacted part);
     # keep the fuller reading.
-    known = found.get(rid)
-    if known is None or hit.rows > known.rows:
-        found[rid] = hit
+    callers = found.setdefault(rid, {})
+    for caller, hit in hits.items():
+        known = callers.get(caller)
+        if known is None or hit.rows > known.rows:
+            callers[caller] = hit

@@ -6,6 +6,7 @@ exists (a compaction that stopped before deleting the segment), so nothing is co
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,12 +15,21 @@ import pyarrow as pa
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
 from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
-from vigil.capture.table import concat, parse_time, records_to_table
+from vigil.capture.table import (
+    DATA_ERRORS,
+    concat,
+    parse_time,
+    read_part,
+    records_to_table,
+    tolerant_table,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from vigil.storage.artifacts import ArtifactStore
+
+log = logging.getLogger("vigil.capture")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -28,6 +38,15 @@ def _utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is None:
         raise ValueError("pass timezone-aware datetimes (e.g. datetime(..., tzinfo=UTC))")
     return value.astimezone(UTC)
+
+
+def _day(record: dict[str, Any]) -> date | None:
+    """The UTC date of a record (``None`` when its time is unreadable: kept, so the
+    tolerant conversion below names it)."""
+    try:
+        return parse_time(record["time"]).astimezone(UTC).date()
+    except DATA_ERRORS:
+        return None
 
 
 def _segment_files(log_dir: Path | None, prefix: str) -> list[Path]:
@@ -51,7 +70,6 @@ def read_capture_table(
 ) -> pa.Table | None:
     """Captured rows with ``since <= time < until`` as one Arrow table (``None`` if none)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     since, until = _utc(since), _utc(until)
     first_day = since.date() if since else date.min
@@ -70,7 +88,9 @@ def read_capture_table(
                 sid = str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
                 compacted.add((sid, mdir, day))
                 with store.fs.open(part, "rb") as fh:
-                    tables.append(pq.read_table(fh))
+                    table = read_part(fh, since=since, until=until)
+                if table is not None:
+                    tables.append(table)
     for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
         try:
             records, _torn = read_segment(seg)
@@ -81,11 +101,20 @@ def read_capture_table(
             r
             for r in records
             if (model is None or (r.get("model") or "") == model)
-            and (sid, model_dir(r.get("model")), parse_time(r["time"]).astimezone(UTC).date())
-            not in compacted
+            and (sid, model_dir(r.get("model")), _day(r)) not in compacted
         ]
         if keep:
-            tables.append(records_to_table(keep, segment=sid))
+            table, bad = tolerant_table(records_to_table, keep, segment=sid)
+            if bad:
+                log.warning(
+                    "skipped %d capture record(s) of segment %s that cannot be read as rows "
+                    "(first: %s); compaction will quarantine them",
+                    len(bad),
+                    sid,
+                    bad[0][1],
+                )
+            if table is not None:
+                tables.append(table)
     if not tables:
         return None
     table = concat(tables)

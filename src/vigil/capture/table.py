@@ -14,7 +14,7 @@ failing. ``segment`` names the log segment a row came from (compaction is idempo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,10 +41,18 @@ _FIXED: dict[str, pa.DataType] = {
 }
 
 
+DATA_ERRORS = (ValueError, TypeError, OverflowError, KeyError, AttributeError, pa.ArrowException)
+"""What converting a record that does not fit its columns raises (a number past 64 bits, a
+time that is no time, a missing field)."""
+
+ToTable = Callable[..., pa.Table]
+"""``to_table(records, segment=...)``: :func:`records_to_table` or the feedback one."""
+
+
 def _column(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
@@ -69,6 +77,73 @@ def records_to_table(records: Sequence[dict[str, Any]], *, segment: str) -> pa.T
             columns[prefix + n] = _column([(r.get(key) or {}).get(n) for r in records])
     columns["segment"] = pa.array([segment] * len(records), pa.string())
     return pa.table(columns)
+
+
+def tolerant_table(
+    to_table: ToTable, records: Sequence[Any], *, segment: str
+) -> tuple[pa.Table | None, list[tuple[Any, str]]]:
+    """The table of the ``records`` that convert, and each one that does not with why.
+
+    One bad record (written by an older vigil, or damaged) must not make its whole segment
+    unreadable: when the batch fails, the records are tried one at a time, which costs
+    something only on that rare path.
+
+    >>> table, bad = tolerant_table(records_to_table, [
+    ...     {"request_id": "a", "row": 0, "time": "2025-01-02T03:04:05+00:00"},
+    ...     {"request_id": "b", "row": 2**63, "time": "2025-01-02T03:04:05+00:00"}], segment="s")
+    >>> table["request_id"].to_pylist(), [r["request_id"] for r, _why in bad]
+    (['a'], ['b'])
+    """
+    try:
+        return to_table(records, segment=segment), []
+    except DATA_ERRORS:
+        pass
+    good: list[Any] = []
+    bad: list[tuple[Any, str]] = []
+    for record in records:
+        try:
+            to_table([record], segment=segment)
+        except DATA_ERRORS as exc:
+            bad.append((record, f"{type(exc).__name__}: {exc}"[:500]))
+        else:
+            good.append(record)
+    if not good:
+        return None, bad
+    try:
+        return to_table(good, segment=segment), bad
+    except DATA_ERRORS as exc:  # each fits alone but not together: keep them aside as well
+        return None, bad + [(r, f"{type(exc).__name__}: {exc}"[:500]) for r in good]
+
+
+def read_part(
+    source: Any, *, since: datetime | None = None, until: datetime | None = None
+) -> pa.Table | None:
+    """The rows of a compacted Parquet part (a file object), leaving out the row groups
+    whose ``time`` statistics show no row in ``[since, until)``; ``None`` when that is all
+    of them. Readers of a recent span then pay for the footer of the older parts only,
+    not for every row of their date partition. Rows are not filtered one by one: that is
+    the caller's."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    index = parquet.schema_arrow.get_field_index("time")
+    if index < 0 or (since is None and until is None):
+        return parquet.read()
+    metadata = parquet.metadata
+    keep = [
+        i
+        for i in range(metadata.num_row_groups)
+        if _may_hold(metadata.row_group(i).column(index).statistics, since, until)
+    ]
+    if not keep:
+        return None
+    return parquet.read_row_groups(keep)
+
+
+def _may_hold(stats: Any, since: datetime | None, until: datetime | None) -> bool:
+    if stats is None or not stats.has_min_max:
+        return True
+    return (since is None or stats.max >= since) and (until is None or stats.min < until)
 
 
 def concat(tables: Sequence[pa.Table]) -> pa.Table:

@@ -65,8 +65,10 @@ def counts_from_frames(
     """Counts from captured rows (any endpoints: filtered here) and feedback rows.
 
     ``captured`` needs ``request_id, row, endpoint, variant, status, prediction``;
-    ``feedback`` needs ``request_id, row, label, reward``. A request is counted once however
-    many rows it had; feedback is matched per row, to successful predictions only.
+    ``feedback`` is :meth:`~vigil.feedback.store.FeedbackStore.read`'s frame. A request is
+    counted once however many rows it had; feedback is matched per row, to successful
+    predictions only, and only by the key that made them
+    (:func:`~vigil.feedback.join.join_feedback`).
     """
     import pandas as pd
 
@@ -92,10 +94,12 @@ def counts_from_frames(
         errors[str(variant)] = int(count)
     answered = mine[mine["status"] < 400]
     if not feedback.empty and not answered.empty:
-        given = feedback[["request_id", "row", "label", "reward"]]
-        joined = answered[["request_id", "row", "variant", "prediction"]].merge(
-            given.astype({"row": answered["row"].dtype}), on=["request_id", "row"], how="inner"
-        )
+        from vigil.feedback.join import join_feedback  # PyArrow stays off the routing path
+
+        wanted = [
+            c for c in ("request_id", "row", "caller", "variant", "prediction") if c in answered
+        ]
+        joined = join_feedback(answered[wanted], feedback)
         for variant, prediction, label, reward in zip(
             joined["variant"],
             joined["prediction"],

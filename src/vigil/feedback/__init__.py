@@ -1,12 +1,29 @@
-"""Feedback: labels and rewards that arrive after a prediction, joined by ``request_id``."""
+"""Feedback: labels and rewards that arrive after a prediction, joined by ``request_id``.
+
+The names below are imported on first use: a serving worker needs the rules of
+:mod:`vigil.feedback.record` (its request schema quotes their bounds) and must not pay for
+PyArrow (the store, the join) on its way to ready.
+"""
 
 from __future__ import annotations
 
-from vigil.feedback.join import labelled_predictions
-from vigil.feedback.load import load_feedback_file
-from vigil.feedback.record import FeedbackRecord, FeedbackResult, check_feedback
-from vigil.feedback.store import FeedbackStore
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from vigil.feedback.join import labelled_predictions
+    from vigil.feedback.load import load_feedback_file
+    from vigil.feedback.record import FeedbackRecord, FeedbackResult, check_feedback
+    from vigil.feedback.store import FeedbackStore
+
+_MODULES = {
+    "FeedbackRecord": "record",
+    "FeedbackResult": "record",
+    "FeedbackStore": "store",
+    "check_feedback": "record",
+    "labelled_predictions": "join",
+    "load_feedback_file": "load",
+}
 __all__ = [
     "FeedbackRecord",
     "FeedbackResult",
@@ -15,3 +32,10 @@ __all__ = [
     "labelled_predictions",
     "load_feedback_file",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -4,11 +4,18 @@ Rules, checked in one place (:func:`check_feedback`) with one kind of error
 (:class:`~vigil.errors.ValidationError`, HTTP 422):
 
 * ``request_id`` is 1-128 characters of ``[A-Za-z0-9._:-]`` (what the server hands out);
-* ``row`` is the row of a batch request (default 0), a non-negative integer;
-* ``label`` is a JSON scalar: string, finite number, boolean or ``null``;
+* ``row`` is the row of a batch request (default 0), an integer from 0 to :data:`MAX_ROW`;
+* ``label`` is a JSON scalar: a string of at most :data:`MAX_LABEL_CHARS` characters, a
+  finite number (an integer within 64 bits), a boolean or ``null``;
 * ``reward`` is a finite number; ``True``/``False`` are taken as 1.0/0.0 (a click or not);
   strings such as ``"1"`` are refused rather than guessed;
-* at least one of ``label`` and ``reward`` is given.
+* at least one of ``label`` and ``reward`` is given;
+* ``time`` (bulk loads only) is timezone-aware ISO 8601, not before 1970 and not more
+  than :data:`MAX_CLOCK_SKEW` ahead of the clock.
+
+Every bound is what the stored columns (64-bit integers and timestamps) and retention
+(a label dated in the year 3000 would never expire) can hold: a value past one is refused
+here with the field it concerns, never written to fail every later read.
 
 >>> check_feedback({"request_id": "r1", "reward": True}).reward
 1.0
@@ -24,7 +31,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
@@ -34,6 +41,17 @@ if TYPE_CHECKING:
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _FIELDS = {"request_id", "row", "label", "reward", "time"}
+_INT64 = (-(2**63), 2**63 - 1)
+
+MAX_ROW = 99_999_999
+"""The largest ``row`` feedback may name: more rows than any request body can carry, and
+small enough that a timestamp or a hash sent as a row by mistake is caught."""
+MAX_LABEL_CHARS = 1024
+"""The longest text label (class names, not documents)."""
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+"""Feedback cannot be older than this."""
+MAX_CLOCK_SKEW = timedelta(days=1)
+"""How far ahead of the server's clock a feedback time may be."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +64,10 @@ class FeedbackRecord:
     reward: float | None = None
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     """When the feedback arrived (UTC)."""
+    caller: str | None = None
+    """Id of the API key whose prediction this judges: it joins only that key's request of
+    this id. ``None`` judges the request whoever made it (authentication off, an admin key
+    or ``vigil feedback FILE``). Set by :meth:`FeedbackStore.submit`, never by a client."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +76,7 @@ class FeedbackRecord:
             "label": self.label,
             "reward": self.reward,
             "time": self.time.astimezone(UTC).isoformat(),
+            "caller": self.caller,
         }
 
 
@@ -133,7 +156,12 @@ def check_feedback_batch(
 
 def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
     """A valid :class:`FeedbackRecord` from a record or a mapping, or a ``ValidationError``."""
-    data = item.to_dict() if isinstance(item, FeedbackRecord) else dict(item)
+    caller = None
+    if isinstance(item, FeedbackRecord):
+        data = item.to_dict()
+        caller = data.pop("caller")
+    else:
+        data = dict(item)
     unknown = sorted(set(data) - _FIELDS)
     rid = data.get("request_id")
     if unknown:
@@ -147,18 +175,12 @@ def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
     row = data.get("row", 0)
     if row is None:
         row = 0
-    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-        raise _fail(rid, f"row must be a non-negative integer, got {_describe(row)}", "row")
-    label = data.get("label")
-    if label is not None and not isinstance(label, str | int | float | bool):
-        raise _fail(
-            rid, f"label must be a string, number or boolean, got {_describe(label)}", "label"
-        )
-    if isinstance(label, float) and not math.isfinite(label):
-        raise _fail(rid, f"label must be finite, got {label}", "label")
+    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW:
+        raise _fail(rid, f"row must be an integer from 0 to {MAX_ROW}, got {_describe(row)}", "row")
+    label = _check_label(rid, data.get("label"))
     reward = data.get("reward")
     if reward is not None:
-        if isinstance(reward, bool) or (isinstance(reward, int | float) and math.isfinite(reward)):
+        if isinstance(reward, bool) or (isinstance(reward, int | float) and _finite(reward)):
             reward = float(reward)
         else:
             raise _fail(
@@ -168,15 +190,65 @@ def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
             )
     if label is None and reward is None:
         raise _fail(rid, "give a label, a reward or both", "label")
-    time = data.get("time")
-    if time is None:
-        time = datetime.now(UTC)
-    elif isinstance(time, str):
-        text = time
+    time = _check_time(rid, data.get("time"))
+    return FeedbackRecord(rid, row, label, reward, time, caller)
+
+
+def _finite(value: int | float) -> bool:
+    # An int converts to a float only up to ~1.8e308; past that it is no finite number.
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _check_label(rid: object, label: Any) -> str | int | float | bool | None:
+    if label is None or isinstance(label, bool):
+        return label
+    if isinstance(label, str):
+        if len(label) > MAX_LABEL_CHARS:
+            raise _fail(
+                rid,
+                f"a text label holds at most {MAX_LABEL_CHARS} characters, got {len(label)}",
+                "label",
+            )
+        return label
+    if isinstance(label, int):
+        if not _INT64[0] <= label <= _INT64[1]:
+            raise _fail(
+                rid,
+                f"an integer label must fit in 64 bits (-2**63 to 2**63-1), got {_describe(label)}",
+                "label",
+            )
+        return label
+    if isinstance(label, float):
+        if not math.isfinite(label):
+            raise _fail(rid, f"label must be finite, got {label}", "label")
+        return label
+    raise _fail(rid, f"label must be a string, number or boolean, got {_describe(label)}", "label")
+
+
+def _check_time(rid: object, value: Any) -> datetime:
+    now = datetime.now(UTC)
+    if value is None:
+        return now
+    if isinstance(value, str):
         try:
-            time = datetime.fromisoformat(text)
+            value = datetime.fromisoformat(value)
         except ValueError:
-            raise _fail(rid, f"time must be ISO 8601, got {text[:40]!r}", "time") from None
-    if not isinstance(time, datetime) or time.tzinfo is None:
+            raise _fail(rid, f"time must be ISO 8601, got {value[:40]!r}", "time") from None
+    if not isinstance(value, datetime) or value.tzinfo is None:
         raise _fail(rid, "time must be a timezone-aware ISO 8601 timestamp", "time")
-    return FeedbackRecord(rid, row, label, reward, time.astimezone(UTC))
+    latest = now + MAX_CLOCK_SKEW
+    try:
+        time = value.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +01:00: before the first representable instant
+        time = None
+    if time is None or not EARLIEST_TIME <= time <= latest:
+        raise _fail(
+            rid,
+            f"time must lie between {EARLIEST_TIME.date()} and {latest.date()} (UTC), "
+            "when the label was observed",
+            "time",
+        )
+    return time

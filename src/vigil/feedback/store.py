@@ -4,7 +4,8 @@ Feedback goes to ``feedback-*.seg`` segments (one ``os.write`` per submitted bat
 acknowledged batch survives ``kill -9``) and is compacted to
 ``<store>/feedback/date=YYYY-MM-DD/part-<segment>.parquet`` (date of arrival).
 
-Duplicates: the *first* feedback for a ``(request_id, row)`` wins. Each store remembers
+Duplicates: the *first* feedback for a ``(request_id, row)`` of a caller wins (feedback is
+bound to the API key that made the prediction: :mod:`vigil.feedback.owner`). Each store remembers
 the keys it has seen (compacted ones loaded on first use, then every writer's segments
 followed incrementally, so a repeat sent to another worker of the same machine is caught
 too) and drops repeats at submit time; any that still slip in (another replica, a segment
@@ -19,8 +20,10 @@ nothing. ``retention`` clears old ones with the partitions.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +33,10 @@ import pyarrow as pa
 from vigil.capture.compact import CompactionResult, apply_retention, compact, partition_dirs
 from vigil.capture.log import SegmentLog, read_segment, segment_id
 from vigil.capture.lookup import CaptureLookup
-from vigil.capture.table import concat, parse_time
+from vigil.capture.table import DATA_ERRORS, concat, parse_time, read_part, tolerant_table
 from vigil.capture.tail import SegmentTail
+from vigil.errors import PermissionDeniedError
+from vigil.feedback.owner import Attribution, attribute
 from vigil.feedback.record import (
     FeedbackRecord,
     FeedbackResult,
@@ -45,6 +50,8 @@ if TYPE_CHECKING:
     from vigil.capture.settings import CaptureSettings
     from vigil.storage.artifacts import ArtifactStore
 
+log = logging.getLogger("vigil.capture")
+
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` called as feedback records are written."""
 _CHUNK = 10_000
@@ -55,7 +62,12 @@ _SCHEMA = {
     "row": pa.int64(),
     "reward": pa.float64(),
     "time": pa.timestamp("us", tz="UTC"),
+    "caller": pa.string(),
 }
+_KEY_COLUMNS = ("request_id", "row", "caller")
+
+Key = tuple[str, int, str | None]
+"""What makes feedback a duplicate: the same row of the same request of the same caller."""
 
 
 def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
@@ -69,10 +81,29 @@ def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
     labels = [r.get("label") for r in records]
     try:
         columns["label"] = pa.array(labels)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         columns["label"] = pa.array([None if v is None else str(v) for v in labels], pa.string())
     columns["segment"] = pa.array([segment] * len(records), pa.string())
     return pa.table(columns)
+
+
+def _refuse_others(
+    checked: Sequence[FeedbackRecord], judged: Sequence[Attribution], caller: str | None
+) -> None:
+    refused = [
+        {"index": i, "request_id": r.request_id}
+        for i, (r, j) in enumerate(zip(checked, judged, strict=True))
+        if j.refused
+    ]
+    if refused:
+        first = refused[0]
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise PermissionDeniedError(
+            f"feedback item {first['index']}: request {first['request_id']!r} was predicted "
+            f"with another API key{more}; only the API key that made a prediction (or an "
+            "admin key) may send its feedback. Nothing of this batch was stored",
+            detail={"key_id": caller, "errors": refused[:100]},
+        )
 
 
 def _feedback_partition(record: dict[str, Any]) -> str:
@@ -113,7 +144,8 @@ class FeedbackStore:
         self.lookback = lookback
         self.lookup = CaptureLookup(self.capture_dir, store)
         self._tail = SegmentTail(self.log.directory, "feedback")
-        self._seen: set[tuple[str, int]] | None = None
+        self._seen: set[Key] | None = None
+        self._compacted_read = False
         # submit() runs on executor threads of the server; one batch at a time keeps the
         # seen set and the followed offsets consistent.
         self._lock = threading.Lock()
@@ -135,26 +167,54 @@ class FeedbackStore:
             fsync=settings.fsync,
         )
 
-    def _seen_keys(self) -> set[tuple[str, int]]:
+    def _seen_keys(self) -> set[Key]:
         if self._seen is None:
-            self._seen = self._compacted_keys()
+            self._seen = set()
+            self._compacted_read = False
+        if not self._compacted_read:
+            try:
+                self._seen |= self._compacted_keys()
+                self._compacted_read = True
+            except Exception:
+                # The store is unreachable: repeats of compacted feedback slip through
+                # until it is back (read() drops them), rather than feedback failing.
+                log.warning(
+                    "cannot read the compacted feedback in %s to catch duplicates; "
+                    "trying again with the next batch",
+                    self.store,
+                    exc_info=True,
+                )
         fresh, _gone = self._tail.poll()
         for records in fresh.values():
-            self._seen.update((r["request_id"], int(r.get("row") or 0)) for r in records)
+            for r in records:
+                try:
+                    self._seen.add((r["request_id"], int(r.get("row") or 0), r.get("caller")))
+                except DATA_ERRORS:
+                    continue  # a record no reader can use (see compaction's quarantine)
         return self._seen
 
-    def _compacted_keys(self) -> set[tuple[str, int]]:
+    def _compacted_keys(self) -> set[Key]:
         import pyarrow.parquet as pq
 
-        keys: set[tuple[str, int]] = set()
+        keys: set[Key] = set()
         if self.store is None:
             return keys
         for path, _day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
             for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
                 with self.store.fs.open(part, "rb") as fh:
-                    table = pq.read_table(fh, columns=["request_id", "row"])
+                    parquet = pq.ParquetFile(fh)
+                    columns = [c for c in _KEY_COLUMNS if c in parquet.schema_arrow.names]
+                    table = parquet.read(columns=columns)
+                callers = (
+                    table["caller"].to_pylist() if "caller" in columns else [None] * len(table)
+                )
                 keys.update(
-                    zip(table["request_id"].to_pylist(), table["row"].to_pylist(), strict=True)
+                    zip(
+                        table["request_id"].to_pylist(),
+                        table["row"].to_pylist(),
+                        callers,
+                        strict=True,
+                    )
                 )
         return keys
 
@@ -163,35 +223,49 @@ class FeedbackStore:
         records: Iterable[FeedbackRecord | Mapping[str, Any]],
         *,
         progress: Progress | None = None,
+        caller: str | None = None,
+        admin: bool = False,
     ) -> FeedbackResult:
         """Validate and store a batch; returns counts of what was accepted or ignored.
 
+        ``caller`` is the id of the API key sending the batch (``None`` with authentication
+        off, or for a bulk load by the operator) and ``admin`` whether that key may label any
+        prediction: feedback is bound to the key that made the prediction (see
+        :mod:`vigil.feedback.owner`).
+
         Raises :class:`~vigil.errors.ValidationError` (and stores nothing) when any record is
-        invalid, naming every bad item, so a client can fix its batch and send it again.
-        Feedback is durable when this returns (one ``os.write`` per chunk of 10,000).
+        invalid, naming every bad item, so a client can fix its batch and send it again, and
+        :class:`~vigil.errors.PermissionDeniedError` (storing nothing) when any names a
+        prediction another key made. Feedback is durable when this returns (one
+        ``os.write`` per chunk of 10,000).
         """
         checked = check_feedback_batch(records)
         with self._lock:
+            now = datetime.now(UTC)
+            found = self.lookup.find_all({r.request_id for r in checked}, since=now - self.lookback)
+            judged = [
+                attribute(found.get(r.request_id, ()), r.row, caller=caller, admin=admin)
+                for r in checked
+            ]
+            _refuse_others(checked, judged, caller)
             seen = self._seen_keys()
             fresh: list[FeedbackRecord] = []
-            batch_keys: set[tuple[str, int]] = set()
-            for r in checked:
-                key = (r.request_id, r.row)
-                if key in seen or key in batch_keys:
-                    continue
-                batch_keys.add(key)
-                fresh.append(r)
-            now = datetime.now(UTC)
-            found = self.lookup.find({r.request_id for r in fresh}, since=now - self.lookback)
+            batch_keys: set[Key] = set()
             matched: list[MatchedFeedback] = []
             unknown_ids: set[str] = set()
             late = 0
-            for r in fresh:
-                hit = found.get(r.request_id)
-                if hit is None or r.row >= hit.rows:
+            for r, judgement in zip(checked, judged, strict=True):
+                key = (r.request_id, r.row, judgement.caller)
+                if key in seen or key in batch_keys:
+                    continue
+                batch_keys.add(key)
+                r = replace(r, caller=judgement.caller)
+                fresh.append(r)
+                hit = judgement.captured
+                if hit is None:
                     unknown_ids.add(r.request_id)
                     continue
-                matched.append(MatchedFeedback(r, hit.for_row(r.row)))
+                matched.append(MatchedFeedback(r, hit))
                 if r.time - hit.time > self.late_after:
                     late += 1
             for start in range(0, len(fresh), _CHUNK):
@@ -208,19 +282,25 @@ class FeedbackStore:
             matched=tuple(matched),
         )
 
-    def read_table(self) -> pa.Table | None:
-        """All feedback, one row per ``(request_id, row)`` (the first to arrive)."""
-        import pyarrow.parquet as pq
+    def read_table(self, since: datetime | None = None) -> pa.Table | None:
+        """All feedback (arrived at or after ``since``, when given), one row per
+        ``(request_id, row, caller)``: the first to arrive. Joining it to the capture log
+        is :func:`~vigil.feedback.join.join_feedback`'s."""
+        import pyarrow.compute as pc
 
         tables: list[pa.Table] = []
         compacted: set[str] = set()
+        first_day = since.astimezone(UTC).date() if since is not None else None
         if self.store is not None:
-            for path, _day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
+            for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
+                if first_day is not None and day < first_day:
+                    continue  # partitions are dated by arrival
                 for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
+                    compacted.add(str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
                     with self.store.fs.open(part, "rb") as fh:
-                        table = pq.read_table(fh)
-                    compacted.update(table["segment"].to_pylist())
-                    tables.append(table)
+                        table = read_part(fh, since=since)
+                    if table is not None:
+                        tables.append(table)
         for seg in self.log.all_segments():
             sid = segment_id(seg)
             if sid in compacted:
@@ -230,23 +310,44 @@ class FeedbackStore:
             except FileNotFoundError:
                 continue
             if records:
-                tables.append(feedback_table(records, segment=sid))
+                table, bad = tolerant_table(feedback_table, records, segment=sid)
+                if bad:
+                    log.warning(
+                        "skipped %d feedback record(s) of segment %s that cannot be read as "
+                        "rows (first: %s); compaction will quarantine them",
+                        len(bad),
+                        sid,
+                        bad[0][1],
+                    )
+                if table is not None:
+                    tables.append(table)
         if not tables:
             return None
-        table = concat(tables).sort_by([("time", "ascending"), ("segment", "ascending")])
-        keys = list(zip(table["request_id"].to_pylist(), table["row"].to_pylist(), strict=True))
-        first: dict[tuple[str, int], int] = {}
+        table = concat(tables)
+        if since is not None:
+            table = table.filter(
+                pc.greater_equal(table["time"], pa.scalar(since, table["time"].type))
+            )
+        table = table.sort_by([("time", "ascending"), ("segment", "ascending")])
+        callers = (
+            table["caller"].to_pylist() if "caller" in table.column_names else [None] * len(table)
+        )
+        keys = list(
+            zip(table["request_id"].to_pylist(), table["row"].to_pylist(), callers, strict=True)
+        )
+        first: dict[Key, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
         return table.take(sorted(first.values()))
 
-    def read(self) -> pd.DataFrame:
-        """All feedback as a DataFrame (``request_id, row, reward, time, label, segment``)."""
+    def read(self, since: datetime | None = None) -> pd.DataFrame:
+        """All feedback (arrived at or after ``since``) as a DataFrame (``request_id, row,
+        reward, time, caller, label, segment``)."""
         import pandas as pd
 
-        table = self.read_table()
+        table = self.read_table(since)
         if table is None:
-            return pd.DataFrame(columns=["request_id", "row", "label", "reward", "time"])
+            return pd.DataFrame(columns=["request_id", "row", "label", "reward", "time", "caller"])
         frame: pd.DataFrame = table.to_pandas()
         return frame
 
@@ -269,9 +370,10 @@ class FeedbackStore:
         deleted = apply_retention(
             self.store, retention_days, now=now, root=FEEDBACK_ROOT, pattern="date=*"
         )
-        with self._lock:  # forget the deleted keys: rebuilt from what is left on next use
-            self._seen = None
-            self._tail = SegmentTail(self.log.directory, "feedback")
+        if deleted:  # forget the deleted keys: rebuilt from what is left on next use
+            with self._lock:
+                self._seen = None
+                self._tail = SegmentTail(self.log.directory, "feedback")
         return deleted
 
     def close(self) -> None:

@@ -61,9 +61,14 @@ def _read_log(
     return frame
 
 
-def _read_labels(feedback: FeedbackStore) -> pd.DataFrame:
-    frame = feedback.read()
-    return frame[["request_id", "row", "label"]] if not frame.empty else frame
+def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
+    # A label arrives after its prediction: those of predictions in the span arrived since
+    # its start, and reading only them keeps a cycle's memory to the span's, not to every
+    # label ever kept.
+    frame = feedback.read(since)
+    if frame.empty:
+        return frame
+    return frame[[c for c in ("request_id", "row", "label", "caller", "time") if c in frame]]
 
 
 def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
@@ -224,11 +229,11 @@ def run_monitoring(
     if feedback is None:
         own = feedback_store(vigil, capture=capture)
         try:
-            labels = _read_labels(own)
+            labels = _read_labels(own, start)
         finally:
             own.close()
     else:
-        labels = _read_labels(feedback)
+        labels = _read_labels(feedback, start)
     scope = (model, spec.text)
     read_from = resume.start(scope, len(labels), start) if resume is not None else start
     log_rows = _read_log(vigil, model, read_from, now, capture)

@@ -24,6 +24,7 @@ import pandas as pd
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
 from vigil.drift import ColumnDrift, DriftReport, compare_to_profile
 from vigil.drift.target import prediction_drift_to_profile
+from vigil.feedback.join import join_feedback
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.performance import PerformanceReport, evaluate
 from vigil.monitor.points import Point, point
@@ -173,13 +174,11 @@ def _label_key(value: Any) -> str:
 
 def labelled_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """The window's rows that have a label, with a ``label`` column (joined by
-    ``(request_id, row)``)."""
+    ``(request_id, row)`` and the caller: :func:`~vigil.feedback.join.join_feedback`)."""
     if rows.empty or labels.empty:
         return rows.iloc[0:0].assign(label=pd.Series(dtype=object))
-    given = labels.loc[labels["label"].notna(), ["request_id", "row", "label"]]
-    given = given.astype({"request_id": str, "row": "int64"})
-    left = rows.astype({"request_id": str, "row": "int64"})
-    return left.merge(given, on=["request_id", "row"], how="inner")
+    joined = join_feedback(rows, labels[labels["label"].notna()])
+    return joined[joined.columns.difference(["reward", "feedback_time"], sort=False)]
 
 
 def _performance(

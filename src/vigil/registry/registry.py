@@ -7,6 +7,15 @@ duplicates even when several processes register at once: the model's row is lock
 number is taken. If anything fails, the transaction rolls back and the uploaded bundle is
 deleted unless another version already uses the same content.
 
+That clean-up is safe against a registration of the same content running at the same
+moment (which found the tree already stored and uploaded nothing): both the decision to
+delete (no version row uses the digest) and the delete itself happen inside one
+transaction holding the digest's lock (:meth:`~vigil.storage.sql.Database.lock`), and a
+registration checks, under the same lock and in the transaction that inserts its row, that
+the tree is still complete, storing it again if it was collected meanwhile. So a version
+row is only ever committed while its tree is whole, and a tree is only deleted while no
+row can be committed against it.
+
 Versions are immutable: their artifact, signature, flavor, metrics and lineage never
 change. Their ``description`` and ``tags`` may be edited (:meth:`Registry.update_version`),
 and every edit is audited. Aliases (``production``, ``staging``...) move freely; each move
@@ -81,6 +90,12 @@ if TYPE_CHECKING:
 # Locks make collisions impossible; the retry only guards against a database that
 # ignores them (it costs nothing when there is no collision).
 _REGISTER_ATTEMPTS = 5
+_ARTIFACT_LOCK = "artifact"
+"""Lock kind (see :meth:`Database.lock`) serialising what touches one artifact digest."""
+
+
+class _ArtifactCollected(Exception):
+    """The tree a registration stored was deleted before its row was committed."""
 
 
 class Registry:
@@ -145,6 +160,9 @@ class Registry:
             for attempt in range(1, _REGISTER_ATTEMPTS + 1):
                 try:
                     with self.db.session(write=True) as session:
+                        self.db.lock(session, _ARTIFACT_LOCK, stored.sha256)
+                        if not self.store.has_complete(stored.sha256):
+                            raise _ArtifactCollected
                         return self._insert_version(
                             session,
                             name,
@@ -162,6 +180,15 @@ class Registry:
                             f"could not number a new version of {name!r}: too many concurrent "
                             "registrations; try again"
                         ) from None
+                except _ArtifactCollected:
+                    # A failed registration of the same content removed the tree after this
+                    # one found it stored: store it again (outside the lock) and retry.
+                    if attempt == _REGISTER_ATTEMPTS:
+                        raise ConflictError(
+                            f"the bundle of {name!r} was removed from the artifact store "
+                            f"{_REGISTER_ATTEMPTS} times while being registered; try again"
+                        ) from None
+                    stored = self.store.put_dir(bundle_dir)
             raise AssertionError("unreachable")  # pragma: no cover
         except BaseException:
             self._discard_unreferenced(stored.sha256)
@@ -218,11 +245,15 @@ class Registry:
         return to_version(row, name, [alias] if alias else [])
 
     def _discard_unreferenced(self, sha: str) -> None:
+        """Delete the tree ``sha`` if no version uses it, deciding and deleting under the
+        digest's lock (see the module docstring). Best effort: a tree left behind only
+        takes space."""
         try:
-            with self.db.session() as session:
+            with self.db.session(write=True) as session:
+                self.db.lock(session, _ARTIFACT_LOCK, sha)
                 used = session.scalar(select(func.count()).where(ModelVersionRow.sha256 == sha))
-            if not used:
-                self.store.delete(sha)
+                if not used:
+                    self.store.delete(sha)
         except Exception:  # noqa: S110 - the registration error matters more than cleanup
             pass
 

@@ -193,7 +193,7 @@ class ServingApp:
             # Before the body is read: an unauthenticated client cannot make us read 10 MB.
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
-                request.key_id = principal.key_id
+                request.key_id, request.key_role = principal.key_id, principal.role
             if (route.needs_json or route.body != "none") and not _content_type_ok(
                 route, content_type
             ):

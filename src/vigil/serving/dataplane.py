@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -295,11 +296,21 @@ class DataPlane:
         except Exception:
             log.warning("could not log rejected request %s", request_id, exc_info=True)
 
-    async def submit_feedback(self, items: Iterable[Mapping[str, Any]]) -> FeedbackResult:
+    async def submit_feedback(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        key_id: str | None = None,
+        admin: bool = False,
+    ) -> FeedbackResult:
         """Store labels and rewards (off the event loop) and tell the feedback listeners.
 
-        Raises a 422-class error naming every invalid item (nothing is stored then), and a
-        404-class one when this server keeps no feedback (capture is off).
+        ``key_id`` is the API key sending them (``None`` with authentication off) and
+        ``admin`` whether it may label any prediction; other keys only label their own
+        (see :mod:`vigil.feedback.owner`). Raises a 422-class error naming every invalid
+        item and a 403-class one naming every item about another key's prediction (nothing
+        is stored then), and a 404-class one when this server keeps no feedback (capture
+        is off).
         """
         feedback = self.capture.feedback if self.capture is not None else None
         if feedback is None:
@@ -310,7 +321,8 @@ class DataPlane:
                 detail={"reason": "feedback_disabled"},
             )
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, feedback.submit, list(items))
+        submit = partial(feedback.submit, caller=key_id, admin=admin)
+        result = await loop.run_in_executor(None, submit, list(items))
         if result.matched:
             for listener in list(self.feedback_listeners):
                 try:

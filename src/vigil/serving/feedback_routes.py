@@ -11,6 +11,12 @@ feedback; the first wins), ``unknown`` (no captured prediction has that id and r
 anyway, it joins if the prediction shows up) and ``late`` (more than
 ``VIGIL_CAPTURE_FEEDBACK_LATE_HOURS`` after the prediction). Any invalid item fails the
 whole request with 422, naming every bad item's index and field, and nothing is stored.
+
+With authentication on, feedback is bound to the API key that made the prediction: a
+``predict`` key may only send feedback for its own predictions (an item about another
+key's prediction fails the request with 403, naming it; nothing is stored), and its
+feedback for an id nobody has used yet can only ever join its own prediction of that id.
+An ``admin`` key may label any prediction (see :mod:`vigil.feedback.owner`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
+from vigil.feedback.record import MAX_LABEL_CHARS, MAX_ROW
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -72,7 +79,8 @@ def feedback_items(payload: Any) -> list[Any]:
 
 
 async def submit_feedback(dp: DataPlane, req: Request) -> Response:
-    result = await dp.submit_feedback(feedback_items(req.json()))
+    items = feedback_items(req.json())
+    result = await dp.submit_feedback(items, key_id=req.key_id, admin=req.key_role == "admin")
     return json_response(
         {
             "accepted": result.accepted,
@@ -89,8 +97,12 @@ _ITEM: dict[str, Any] = {
     "required": ["request_id"],
     "properties": {
         "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-        "row": {"type": "integer", "minimum": 0, "default": 0},
-        "label": {"type": ["string", "number", "boolean", "null"]},
+        "row": {"type": "integer", "minimum": 0, "maximum": MAX_ROW, "default": 0},
+        "label": {
+            "type": ["string", "number", "boolean", "null"],
+            "maxLength": MAX_LABEL_CHARS,
+            "description": "A class name, a finite number (integers within 64 bits) or a boolean.",
+        },
         "reward": {"type": ["number", "boolean", "null"]},
     },
     "additionalProperties": False,
@@ -143,7 +155,13 @@ ROUTES: list[Route] = [
         "Submit labels or rewards for earlier predictions, by request id",
         body="json",
         request_schema={"$ref": "#/components/schemas/FeedbackRequest"},
-        responses={"200": {"description": "Counts", "schema": "FeedbackResponse"}},
+        responses={
+            "200": {"description": "Counts", "schema": "FeedbackResponse"},
+            "403": {
+                "description": "An item names a prediction another API key made",
+                "schema": "Problem",
+            },
+        },
         tags=("feedback",),
         role="predict",
     )

@@ -38,6 +38,7 @@ class Request:
         "body",
         "content_type",
         "key_id",
+        "key_role",
         "method",
         "model",
         "params",
@@ -71,6 +72,8 @@ class Request:
         """Name of the matched route (metric label, capture record)."""
         self.key_id: str | None = None
         """Id of the API key that authenticated the request, when authentication is on."""
+        self.key_role: str | None = None
+        """That key's role (``read``, ``predict`` or ``admin``)."""
         # Filled by handlers once a model is resolved, for metric labels.
         self.model = ""
         self.version = ""

@@ -109,9 +109,13 @@ def worker_app() -> Any:
     """The ASGI app of one worker: the provider factory named in ``VIGIL_WORKER_PROVIDER``.
 
     uvicorn calls this (``factory=True``) inside every worker after it starts, so models
-    are loaded in the worker, never in the supervisor.
+    are loaded in the worker, never in the supervisor. Before any worker thread exists, it
+    caps the process's malloc arenas (:func:`vigil._heap.limit_arenas`).
     """
+    from vigil import _heap
     from vigil.serving.app import create_app
+
+    _heap.limit_arenas()
 
     spec = os.environ.get(PROVIDER_ENV)
     if not spec:

@@ -174,8 +174,29 @@ class ArtifactStore:
         return f"bundles/{sha[:2]}/{sha}"
 
     def has(self, sha: str) -> bool:
-        """Whether a complete tree with this digest is stored."""
+        """Whether a tree with this digest was committed (its marker is there)."""
         return self.exists(f"{self._tree_key(sha)}/{TREE_INDEX}")
+
+    def has_complete(self, sha: str) -> bool:
+        """Whether a committed tree with this digest still holds every file its marker
+        lists, at its size (one listing; the bytes are checked when the tree is read).
+
+        On S3 a tree is many objects, so a deletion racing with an upload of the same
+        content can leave a marker with files missing; this is what tells.
+        """
+        try:
+            files = self.read_index(sha)
+        except (NotFoundError, ArtifactCorruptError):
+            return False
+        prefix = self.resolve_key(self._tree_key(sha))
+        if self.is_local:
+            try:
+                return all(os.stat(f"{prefix}/{f.path}").st_size == f.size for f in files)
+            except FileNotFoundError:
+                return False
+        listed = self.fs.find(prefix, detail=True)
+        sizes = {str(path)[len(prefix) + 1 :]: info.get("size") for path, info in listed.items()}
+        return all(sizes.get(f.path) == f.size for f in files)
 
     def tree_uri(self, sha: str) -> str:
         return self.uri(self._tree_key(sha))
@@ -191,7 +212,7 @@ class ArtifactStore:
             raise BundleError(f"{TREE_INDEX!r} is a reserved file name; remove it from {root}")
         sha = tree_digest(files)
         stored = StoredTree(sha, sum(f.size for f in files), self.tree_uri(sha))
-        if self.has(sha):
+        if self.has_complete(sha):
             return stored
         index = json.dumps(
             {"sha256": sha, "files": [dataclasses.asdict(f) for f in files]},
@@ -222,12 +243,13 @@ class ArtifactStore:
             try:
                 os.rename(staging, final)
             except OSError:
-                if self.has(sha):
+                if self.has_complete(sha):
                     return  # another writer committed the same content first: keep theirs
                 if not final.is_dir():
                     raise
                 # A tree without its marker was never committed (writers rename complete
-                # trees into place), so it is debris from damage: clear it and commit ours.
+                # trees into place), and one missing files was damaged: either is debris,
+                # so clear it and commit ours.
                 self._discard_tree_dir(final)
                 os.rename(staging, final)
         finally:

@@ -1,6 +1,10 @@
 """The SQL metadata store: one declarative ``Base`` for every vigil table, and ``Database``.
 
 ``Database(url)`` speaks to SQLite (the embedded default) or PostgreSQL (via psycopg 3).
+A session that cannot reach the database (refused, dropped, or SQLite's write lock held past
+the 60 s wait) raises :class:`~vigil.errors.DatabaseUnavailableError`, a 503-class error,
+instead of the driver's exception; the pool checks a connection before use, so the first
+session after the database is back succeeds.
 The schema is owned by Alembic migrations in ``vigil/storage/migrations``; they run on
 first use, under a lock so that several processes starting together migrate once:
 a file lock next to the SQLite file, ``pg_advisory_lock`` on PostgreSQL. A database that
@@ -37,7 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from vigil.errors import ConfigurationError
+from vigil.errors import ConfigurationError, DatabaseUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
@@ -209,6 +213,26 @@ class Database:
 
         return sqlite_insert(table)
 
+    def lock(self, session: Session, kind: str, name: str) -> None:
+        """Hold a lock on ``(kind, name)`` until ``session``'s transaction ends, so that
+        transactions about the same thing (say, one artifact digest) run one after another.
+
+        PostgreSQL takes a transaction-level advisory lock on the pair's CRC-32s (two names
+        that collide only wait for each other; nothing is wrong then). On SQLite a write
+        session (``write=True``) already holds the database's only write lock, so there is
+        nothing more to take; a read session cannot be serialised and is refused.
+        """
+        if self.dialect == "postgresql":
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(:kind, :name)"),
+                {
+                    "kind": _int32(zlib.crc32(kind.encode())),
+                    "name": _int32(zlib.crc32(name.encode())),
+                },
+            )
+        elif session.get_bind().get_execution_options().get("sqlite_begin") != "IMMEDIATE":
+            raise RuntimeError("Database.lock needs a session opened with write=True on SQLite")
+
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A session in one transaction: committed on success, rolled back on any error.
@@ -216,11 +240,24 @@ class Database:
         ``write=True`` takes the database's write lock at the start on SQLite (``BEGIN
         IMMEDIATE``); use it for read-then-write transactions such as numbering versions.
         """
-        if self.auto_migrate and not self._migrated:
-            self.migrate()
-        factory = self._write_sessions if write else self._sessions
-        with factory() as session, session.begin():
-            yield session
+        try:
+            if self.auto_migrate and not self._migrated:
+                self.migrate()
+            factory = self._write_sessions if write else self._sessions
+            with factory() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unavailable(self, exc: OperationalError) -> DatabaseUnavailableError:
+        # The driver's first line says what happened (refused, locked, terminated) without
+        # the statement or its parameters.
+        reason = str(exc.orig).strip().splitlines()[0][:200] if exc.orig else type(exc).__name__
+        return DatabaseUnavailableError(
+            f"the metadata database {self!r} is unreachable or busy ({reason}); retry once it "
+            "is back",
+            detail={"reason": "database_unavailable"},
+        )
 
     def migrate(self) -> None:
         """Upgrade the schema to the newest migration; safe when many processes call it.
@@ -281,6 +318,11 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (call before a process exits or forks)."""
         self.engine.dispose()
+
+
+def _int32(value: int) -> int:
+    """An unsigned 32-bit value as the signed ``int4`` PostgreSQL takes."""
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def require_psycopg() -> None:
