@@ -117,3 +117,24 @@ def test_an_error_quoting_user_input_is_printed_as_text(home: Path) -> None:
     assert r.returncode == 1
     assert_inert(r.stdout + r.stderr)
     assert r.stderr.startswith("error: ") and "[red]x" in r.stderr, r.stderr
+
+
+def test_piped_tables_do_not_wrap(tmp_path: Path) -> None:
+    # Piped, rich folded every table at 80 columns: a long key name split across lines.
+    name = "a-very-long-key-name-for-the-nightly-batch-scoring-job-of-the-churn-team"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["VIGIL_HOME"] = str(tmp_path / "home")
+    run = [sys.executable, "-m", "vigil.cli"]
+    made = subprocess.run(
+        [*run, "keys", "create", "--role", "read", "--name", name],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    listed = subprocess.run(
+        [*run, "keys", "list"], env=env, capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert any(name in line for line in listed.stdout.splitlines())

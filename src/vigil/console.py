@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -23,8 +24,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 10_000
+"""Columns of a console writing to a pipe or a file: wide enough that no row wraps."""
+
+
+def _width(stream: Any) -> int | None:
+    """A terminal's own width (or ``COLUMNS``); no wrapping at all for a pipe or a file,
+    where rich would otherwise fold every table at 80 columns mid-identifier."""
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return PIPE_WIDTH
+
+
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 
 def _visible(code: int) -> str:

@@ -38,10 +38,6 @@ def _traffic(vigil: Vigil, trained: Trained) -> None:
 
 
 def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vigil import console as _output
-
-    # The console is made once per process; earlier tests may have fixed its width at 80.
-    monkeypatch.setattr(_output.console, "width", 250)
     _traffic(vigil, trained)
     result = runner.invoke(app, ["monitor", "run", "churn", "--json"])
     assert result.exit_code == 0, result.output
