@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from vigil._names import check_alias, check_model_name
 from vigil.errors import NotFoundError, ValidationError
 from vigil.serving.http import Request, Response, Route, json_response
+from vigil.uri import MAX_VERSION
 
 if TYPE_CHECKING:
     from vigil.registry.entities import AuditEvent, ModelVersion, RegisteredModel
@@ -36,7 +37,6 @@ ANONYMOUS = "http:anonymous"
 """The audit actor of a change made with authentication off (loopback only)."""
 
 AUDIT_LIMIT = 100
-_MAX_VERSION = 2**31 - 1  # an INTEGER column: larger numbers cannot name a version
 _MAX_REASON = 1000
 
 
@@ -115,7 +115,7 @@ def _alias_change(req: Request) -> tuple[int, str | None]:
             detail={"field": unknown[0], "expected": ["version", "reason"], "got": unknown},
         )
     version = body.get("version")
-    if type(version) is not int or not 1 <= version <= _MAX_VERSION:
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
         raise ValidationError(
             f"'version' must be a version number (a positive integer); {example}",
             detail={"field": "version", "expected": "integer >= 1", "got": repr(version)[:40]},
@@ -187,7 +187,7 @@ async def audit(dp: DataPlane, req: Request) -> Response:
 _STRING = {"type": "string"}
 _TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
-_VERSION = {"type": "integer", "minimum": 1, "maximum": _MAX_VERSION}
+_VERSION = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}
 _ALIASES = {"type": "object", "additionalProperties": {"type": "integer"}}
 
 SCHEMAS: dict[str, Any] = {

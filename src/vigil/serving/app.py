@@ -142,7 +142,11 @@ class ServingApp:
                 if key == b"content-type":
                     content_type = value.decode("latin-1")
                 elif key == b"content-length":
-                    length = int(value) if value.isdigit() else -1
+                    length = -1
+                    if value.isdigit():
+                        # 19 digits or more is past any limit (and int() of thousands
+                        # of digits raises).
+                        length = int(value) if len(value) < 19 else 2**63
                 elif key == b"x-request-id":
                     request_id = value.decode("latin-1")
                 elif key == b"authorization":

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vigil.errors import ServiceUnavailableError, VigilError
+from vigil.uri import version_number
 
 if TYPE_CHECKING:
     from vigil.serving.dataplane import DataPlane
@@ -50,7 +51,7 @@ def records_failures(style: Style) -> Callable[[Handler], Handler]:
                         body=req.body,
                         route=req.route,
                         model=req.model,
-                        version=int(req.version) if req.version.isdigit() else None,
+                        version=version_number(req.version),
                         key_id=req.key_id,
                         # Endpoint routes name the endpoint in the path and tag the error
                         # with the variant that rejected it; model routes have neither.
