@@ -141,7 +141,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
 async def invocations(dp: DataPlane, req: Request) -> Response:
     router, routed = await _routed(dp, req, None)
     with _tagged(routed):
-        table = mlflow.decode_request(req)
+        table = mlflow.decode_request(req, max_columns=routed.served.validator.max_columns)
     result = await router.predict(
         routed,
         table,

@@ -71,7 +71,11 @@ class ServedModel:
         self.classes = bundle.signature.outputs.classes
         self.has_proba = bool(bundle.model.has_proba)
         self.validator = Validator(
-            bundle.signature, extra=settings.extra_features, allow_inf=settings.allow_inf
+            bundle.signature,
+            extra=settings.extra_features,
+            allow_inf=settings.allow_inf,
+            max_columns=settings.column_limit(len(bundle.signature.inputs)),
+            max_cells=settings.max_cells,
         )
         self.batcher = MicroBatcher(
             self._predict,
