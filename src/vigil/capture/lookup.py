@@ -76,27 +76,56 @@ class Captured:
         return replace(self, prediction=value)
 
 
-def _merge(index: dict[str, Captured], record: dict[str, Any]) -> None:
+class _Indexed:
+    """A captured request as the index holds it while its rows arrive: predictions are
+    appended in place (amortised O(1) a row, where building a new tuple per row was
+    quadratic), and the :class:`Captured` handed out is made once, then reused until
+    another row arrives."""
+
+    __slots__ = ("captured", "endpoint", "model", "predictions", "time", "variant", "version")
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        time = record["time"]
+        self.time = time if isinstance(time, datetime) else parse_time(time).astimezone(UTC)
+        self.model: str = record.get("model") or ""
+        self.version: int | None = record.get("version")
+        self.endpoint: str | None = record.get("endpoint")
+        self.variant: str | None = record.get("variant")
+        self.predictions: list[Any] = []
+        self.captured: Captured | None = None
+
+    def add(self, row: int, prediction: Any) -> None:
+        predictions = self.predictions
+        if row >= len(predictions):
+            predictions.extend([None] * (row + 1 - len(predictions)))
+        predictions[row] = prediction
+        self.captured = None
+
+    def snapshot(self) -> Captured:
+        """The request as :class:`Captured` (one copy of its predictions per change)."""
+        if self.captured is None:
+            predictions = tuple(self.predictions)
+            self.captured = Captured(
+                self.time,
+                self.model,
+                self.version,
+                self.endpoint,
+                self.variant,
+                len(predictions),
+                predictions,
+            )
+        return self.captured
+
+
+def _merge(index: dict[str, _Indexed], record: dict[str, Any]) -> None:
     status = record.get("status")
     if status is not None and status >= 400:
         return
     rid = record["request_id"]
-    row = int(record.get("row") or 0)
     known = index.get(rid)
     if known is None:
-        time = record["time"]
-        known = Captured(
-            time if isinstance(time, datetime) else parse_time(time).astimezone(UTC),
-            record.get("model") or "",
-            record.get("version"),
-            record.get("endpoint"),
-            record.get("variant"),
-            0,
-        )
-    predictions = list(known.predictions)
-    predictions.extend([None] * (row + 1 - len(predictions)))
-    predictions[row] = record.get("prediction")
-    index[rid] = replace(known, rows=max(known.rows, row + 1), predictions=tuple(predictions))
+        known = index[rid] = _Indexed(record)
+    known.add(int(record.get("row") or 0), record.get("prediction"))
 
 
 class CaptureLookup:
@@ -114,7 +143,7 @@ class CaptureLookup:
         self.tail = SegmentTail(log_dir, prefix, maps=False) if log_dir is not None else None
         self.store = store
         self.root = root
-        self._recent: dict[str, dict[str, Captured]] = {}
+        self._recent: dict[str, dict[str, _Indexed]] = {}
 
     def __repr__(self) -> str:
         return f"CaptureLookup({self.tail!r}, store={self.store!r})"
@@ -135,7 +164,7 @@ class CaptureLookup:
                     _merge(index, record)
             for index in self._recent.values():
                 for rid in wanted & index.keys():
-                    _merge_captured(found, rid, index[rid])
+                    _merge_captured(found, rid, index[rid].snapshot())
         missing = wanted - found.keys()
         if missing and self.store is not None:
             for rid, hit in self._scan(missing, since).items():
@@ -152,7 +181,7 @@ class CaptureLookup:
         assert self.store is not None
         first_day = since.astimezone(UTC).date() if since is not None else None
         value_set = pa.array(sorted(request_ids), pa.string())
-        index: dict[str, Captured] = {}
+        index: dict[str, _Indexed] = {}
         for path, day in partition_dirs(self.store, root=self.root):
             if first_day is not None and day < first_day:
                 continue
@@ -164,7 +193,7 @@ class CaptureLookup:
                 table = table.filter(pc.is_in(table["request_id"], value_set=value_set))
                 for record in table.to_pylist():
                     _merge(index, record)
-        return index
+        return {rid: indexed.snapshot() for rid, indexed in index.items()}
 
 
 def _merge_captured(found: dict[str, Captured], rid: str, hit: Captured) -> None:

@@ -119,4 +119,8 @@ class Masker:
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError:
             return "<withheld: body is not JSON and capture masking is configured>"
-        return orjson.dumps(self.apply_deep(parsed), default=str).decode()
+        try:
+            masked = self.apply_deep(parsed)
+        except RecursionError:  # orjson reads 1,024 levels; Python recurses about 1,000
+            return "<withheld: body nests too deeply to mask and capture masking is configured>"
+        return orjson.dumps(masked, default=str).decode()

@@ -369,10 +369,20 @@ class CaptureSink:
                     endpoint=endpoint,
                     error_code=error_code,
                     error_message=safe_text(error_message, _ERROR_MESSAGE_LIMIT),
-                    raw_body=safe_text(body, len(body) if body is not None else 0),
+                    raw_body=self._body_text(body),
                 )
             ]
         )
+
+    def _body_text(self, body: bytes | str | None) -> str | None:
+        """A rejected body as text: whole for the masking rules to see, else only the part
+        that is kept (decoding megabytes to keep 2 KB is a cost worth skipping)."""
+        if body is None:
+            return None
+        if self.masker is None:
+            # 4 bytes at most per character: the cut in record() falls inside this part.
+            body = body[: 4 * self.raw_body_limit + 4]
+        return safe_text(body, len(body))
 
     def close(self) -> None:
         self.log.close()

@@ -3,9 +3,11 @@
 No web framework on the hot path: the app reads the method, path and four headers from the
 ASGI scope, checks the API key against the route's role when authentication is on (401/403,
 see :mod:`vigil.auth.authenticator`), enforces the body limit (413 before reading an
-oversized body) and the content type (415), calls the route's handler, and maps every error to its status and JSON body in
-one place (:func:`~vigil.serving.problems.error_response`). An unexpected exception is
-logged and answered 500 without a traceback; the server keeps serving.
+oversized body) and the content type (415), decodes a large JSON body on a worker thread
+(:mod:`vigil.serving.executors`), calls the route's handler, and maps every error to its
+status and JSON body in one place (:func:`~vigil.serving.problems.error_response`). An
+unexpected exception is logged and answered 500 without a traceback; the server keeps
+serving.
 
 The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
 at shutdown; on a registry-backed server it also starts scheduled monitoring
@@ -28,6 +30,7 @@ from vigil.errors import (
 from vigil.serving import metrics
 from vigil.serving.config import ServingSettings
 from vigil.serving.dataplane import DataPlane, capture_for
+from vigil.serving.executors import INLINE_BODY_BYTES, Executors
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.problems import error_response
 from vigil.serving.provider import ModelProvider
@@ -78,6 +81,7 @@ class ServingApp:
         self.endpoints = endpoints
         """Routes experiment endpoints; ``None`` on a server without a registry."""
         self._limit = self.settings.max_body_bytes
+        self._executors = dataplane.executors
         self._metrics = self.settings.metrics
         self.monitor: MonitorScheduler | None = None
         """Scheduled monitoring (registry-backed servers with monitoring enabled)."""
@@ -171,6 +175,9 @@ class ServingApp:
                         detail={"expected": "application/json", "got": str(content_type)[:80]},
                     )
                 request.body = await self._read_body(receive, length)
+                if route.body == "json" and len(request.body) > INLINE_BODY_BYTES:
+                    # Megabytes of JSON take orjson a good part of a second: off the loop.
+                    await self._executors.decoding(request.read_json)
             response = await route.handler(self.dataplane, request)
         except Exception as exc:
             style = route.style if route is not None else "ops"
@@ -251,11 +258,14 @@ def create_app(
     {'name': 'churn', 'alias': 'production'}
     """
     settings = settings or getattr(provider, "settings", None) or ServingSettings()
+    executors = Executors.create()  # shut down by the data plane when the app stops
     authenticator = None
     if settings.auth == "on":
         from vigil.auth.authenticator import authenticator_for
 
-        authenticator = authenticator_for(provider, ttl=settings.auth_cache_seconds)
+        authenticator = authenticator_for(
+            provider, ttl=settings.auth_cache_seconds, executor=executors.auth
+        )
     from vigil.serving.registry_provider import RegistryProvider
 
     endpoints = None
@@ -265,5 +275,7 @@ def create_app(
 
         state = policy_state_from_settings(provider.vigil)
         endpoints = EndpointRouter(provider.vigil, provider, state)
-    dataplane = DataPlane(provider, settings=settings, capture=capture_for(provider, capture))
+    dataplane = DataPlane(
+        provider, settings=settings, capture=capture_for(provider, capture), executors=executors
+    )
     return ServingApp(dataplane, authenticator=authenticator, endpoints=endpoints)

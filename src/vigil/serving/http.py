@@ -33,6 +33,7 @@ class Request:
 
     __slots__ = (
         "_headers",
+        "_json",
         "_raw_headers",
         "_request_id",
         "body",
@@ -75,6 +76,7 @@ class Request:
         self.model = ""
         self.version = ""
         self._request_id: str | None = None
+        self._json: Any = _UNREAD
 
     @property
     def headers(self) -> dict[bytes, bytes]:
@@ -90,14 +92,34 @@ class Request:
         return self._request_id
 
     def json(self) -> Any:
-        """The body decoded as JSON, or :class:`MalformedRequestError` (400)."""
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequestError(
-                f"the request body is not valid JSON ({exc}); send a JSON document",
-                detail={"field": None, "row": None, "expected": "JSON", "got": "invalid JSON"},
-            ) from None
+        """The body decoded as JSON, or :class:`MalformedRequestError` (400); decoded once
+        (:meth:`read_json` may have done it, on another thread)."""
+        parsed = self._json
+        if parsed is _UNREAD:
+            parsed = self._json = _parse(self.body)
+        if isinstance(parsed, MalformedRequestError):
+            raise parsed
+        return parsed
+
+    def read_json(self) -> None:
+        """Decode the body now (the app calls it on a worker thread for a large body);
+        :meth:`json` then answers from what was decoded, or raises its error."""
+        if self._json is _UNREAD:
+            self._json = _parse(self.body)
+
+
+_UNREAD = object()
+
+
+def _parse(body: bytes) -> Any:
+    """The JSON value of ``body``, or the :class:`MalformedRequestError` to raise for it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return MalformedRequestError(
+            f"the request body is not valid JSON ({exc}); send a JSON document",
+            detail={"field": None, "row": None, "expected": "JSON", "got": "invalid JSON"},
+        )
 
 
 class Response:

@@ -30,6 +30,7 @@ import vigil
 from vigil.errors import MalformedRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
+from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import TEXT, Request, Response, dumps
 from vigil.serving.validation import Columns, Matrix, RawTable, Records, Split
 
@@ -195,6 +196,16 @@ def decode_request(req: Request, *, max_columns: int | None = None) -> RawTable:
     )
 
 
+async def decoded(dp: DataPlane, req: Request, max_columns: int | None) -> RawTable:
+    """:func:`decode_request`, on a worker thread for a large body (pandas, or Python's
+    JSON reader, on megabytes take a good part of a second)."""
+    if len(req.body) <= INLINE_BODY_BYTES:
+        return decode_request(req, max_columns=max_columns)
+    return await dp.executors.decoding(
+        functools.partial(decode_request, req, max_columns=max_columns)
+    )
+
+
 def _default_model(dp: DataPlane) -> ServedModel:
     name = dp.settings.mlflow_model
     if name is not None:
@@ -210,7 +221,7 @@ def _default_model(dp: DataPlane) -> ServedModel:
 
 async def _invoke(dp: DataPlane, req: Request, served: ServedModel) -> Response:
     req.model, req.version = served.name, served.version_label
-    table = decode_request(req, max_columns=served.validator.max_columns)
+    table = await decoded(dp, req, served.validator.max_columns)
     result = await predict_served(dp, req, served, table)
     return Response(
         dumps({"predictions": result.predictions}),

@@ -23,6 +23,7 @@ import vigil
 from vigil.errors import MalformedRequestError, ValidationError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
+from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Columns, Matrix, RawTable
 
@@ -243,7 +244,10 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
     req.model, req.version = served.name, served.version_label
     payload = req.json()
-    table, outputs = decode(served, payload)
+    if len(req.body) <= INLINE_BODY_BYTES:
+        table, outputs = decode(served, payload)
+    else:  # flattening megabytes of tensor data: on a worker thread
+        table, outputs = await dp.executors.decoding(decode, served, payload)
     want_proba = "predict_proba" in outputs
     result = await predict_served(dp, req, served, table, want_proba=want_proba)
     request_id = payload.get("id")
