@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.capture.compact import CAPTURE_ROOT, partition_dirs
+from vigil.capture.framing import Batch
 from vigil.capture.table import parse_time
 from vigil.capture.tail import SegmentTail
 
@@ -101,6 +102,16 @@ class _Indexed:
         predictions[row] = prediction
         self.captured = None
 
+    def add_all(self, predictions: list[Any]) -> None:
+        """Rows ``0..len(predictions)-1`` at once, as one batch holds a request (the list
+        is kept, not copied)."""
+        known = self.predictions
+        if len(known) <= len(predictions):
+            self.predictions = predictions
+        else:
+            known[: len(predictions)] = predictions
+        self.captured = None
+
     def snapshot(self) -> Captured:
         """The request as :class:`Captured` (one copy of its predictions per change)."""
         if self.captured is None:
@@ -117,7 +128,10 @@ class _Indexed:
         return self.captured
 
 
-def _merge(index: dict[str, _Indexed], record: dict[str, Any]) -> None:
+def _merge(index: dict[str, _Indexed], record: dict[str, Any] | Batch) -> None:
+    if isinstance(record, Batch):
+        _merge_batch(index, record.frame)
+        return
     status = record.get("status")
     if status is not None and status >= 400:
         return
@@ -126,6 +140,28 @@ def _merge(index: dict[str, _Indexed], record: dict[str, Any]) -> None:
     if known is None:
         known = index[rid] = _Indexed(record)
     known.add(int(record.get("row") or 0), record.get("prediction"))
+
+
+def _merge_batch(index: dict[str, _Indexed], batch: dict[str, Any]) -> None:
+    """The requests of a columnar batch, each with its predictions sliced at once: no
+    record per row is built (half a million dicts for one large request)."""
+    same = batch.get("same") or {}
+    requests = dict(batch.get("requests") or {"sizes": [batch["n"]]})
+    sizes = requests.pop("sizes")
+    predictions = (batch.get("rows") or {}).get("prediction")
+    start = 0
+    for r, size in enumerate(sizes):
+        fields = {**same, **{name: values[r] for name, values in requests.items()}}
+        stop = start + size
+        status = fields.get("status")
+        if status is None or status < 400:
+            rid = fields["request_id"]
+            known = index.get(rid)
+            if known is None:
+                known = index[rid] = _Indexed(fields)
+            rows = predictions[start:stop] if predictions is not None else [None] * size
+            known.add_all(rows)
+        start = stop
 
 
 class CaptureLookup:
@@ -139,8 +175,9 @@ class CaptureLookup:
         root: str = CAPTURE_ROOT,
         prefix: str = "capture",
     ) -> None:
-        # Only ids, times, models and predictions are needed: skip building feature dicts.
-        self.tail = SegmentTail(log_dir, prefix, maps=False) if log_dir is not None else None
+        # Only ids, times, models and predictions are needed: whole requests of a batch,
+        # no record (and no feature dict) per row.
+        self.tail = SegmentTail(log_dir, prefix, expand=False) if log_dir is not None else None
         self.store = store
         self.root = root
         self._recent: dict[str, dict[str, _Indexed]] = {}
