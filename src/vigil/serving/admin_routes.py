@@ -38,6 +38,9 @@ ANONYMOUS = "http:anonymous"
 """The audit actor of a change made with authentication off (loopback only)."""
 
 AUDIT_LIMIT = 100
+SMALL_BODY = 64 * 1024
+"""Largest body an admin operation reads: its bodies are a few fields (an endpoint's
+configuration, a few kilobytes); parsing and checking megabytes of them is only cost."""
 _MAX_REASON = 1000
 
 
@@ -339,6 +342,7 @@ ROUTES: list[Route] = [
         "native",
         "Point an alias at a version (audited; serving workers follow it)",
         body="json",
+        max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/AliasChange"},
         responses=_ok("AliasState"),
         tags=_TAGS,

@@ -28,7 +28,7 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.serving import metrics
-from vigil.serving.config import ServingSettings
+from vigil.serving.config import ServingSettings, json_values_limit
 from vigil.serving.dataplane import DataPlane, capture_for
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
 from vigil.serving.http import Request, Response, Route, Router
@@ -82,6 +82,7 @@ class ServingApp:
         """Routes experiment endpoints; ``None`` on a server without a registry."""
         self._limit = self.settings.max_body_bytes
         self._executors = dataplane.executors
+        self._max_values = json_values_limit(self.settings)
         self._metrics = self.settings.metrics
         self.monitor: MonitorScheduler | None = None
         """Scheduled monitoring (registry-backed servers with monitoring enabled)."""
@@ -174,10 +175,10 @@ class ServingApp:
                         f"send the body as application/json (got {str(content_type)[:80]!r})",
                         detail={"expected": "application/json", "got": str(content_type)[:80]},
                     )
-                request.body = await self._read_body(receive, length)
+                request.body = await self._read_body(receive, length, route.max_body_bytes)
                 if route.body == "json" and len(request.body) > INLINE_BODY_BYTES:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
-                    await self._executors.decoding(request.read_json)
+                    await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)
         except Exception as exc:
             style = route.style if route is not None else "ops"
@@ -189,6 +190,10 @@ class ServingApp:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
         await self._send(send, response)
+        if request is not None and len(request.body) > INLINE_BODY_BYTES:
+            # Freed on a worker thread: the objects of a large decoded body are as many as
+            # decoding made, and the loop would spend a good part of that time freeing them.
+            self._executors.decode.submit(request.detach().clear)
         if self._metrics:
             metrics.IN_FLIGHT.dec()
             metrics.record_request(
@@ -199,15 +204,15 @@ class ServingApp:
                 perf_counter() - started,
             )
 
-    async def _read_body(self, receive: Any, length: int) -> bytes:
-        limit = self._limit
+    async def _read_body(self, receive: Any, length: int, route_limit: int | None) -> bytes:
+        limit = self._limit if route_limit is None else min(route_limit, self._limit)
         if length > limit:
-            raise self._too_large(length)
+            raise self._too_large(length, limit)
         message = await receive()
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
             if len(body) > limit:
-                raise self._too_large(len(body))
+                raise self._too_large(len(body), limit)
             return body
         chunks = [body]
         size = len(body)
@@ -218,15 +223,19 @@ class ServingApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise self._too_large(size)
+                raise self._too_large(size, limit)
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _too_large(self, size: int) -> PayloadTooLargeError:
+    def _too_large(self, size: int, limit: int) -> PayloadTooLargeError:
+        if limit < self._limit:  # the route's own limit: its bodies are small
+            advice = "this operation takes a body of a few fields"
+        else:
+            advice = "send fewer rows per request or raise VIGIL_SERVE_MAX_BODY_BYTES"
         return PayloadTooLargeError(
-            f"the request body ({size} bytes or more) exceeds the limit of {self._limit} bytes; "
-            "send fewer rows per request or raise VIGIL_SERVE_MAX_BODY_BYTES",
-            detail={"limit": self._limit, "size": size},
+            f"the request body ({size} bytes or more) exceeds the limit of {limit} bytes; "
+            + advice,
+            detail={"limit": limit, "size": size},
         )
 
     @staticmethod

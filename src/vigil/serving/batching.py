@@ -219,7 +219,9 @@ class MicroBatcher:
 
     def _runs_inline(self, rows: int) -> bool:
         cost = self.cost
-        if cost is None:
+        # The cost was measured on at most max_batch_size rows: a larger call (one request
+        # of many rows) is not trusted to the estimate, it goes to the worker thread.
+        if cost is None or rows > self.max_batch_size:
             return False
         if cost.estimate(rows) <= self.inline_budget:
             self._probe_at = 0.0

@@ -33,9 +33,10 @@ class ServingSettings(BaseSettings):
     input tensors); more are refused with 413 before any value is read. Default: four times
     the model's features plus 64, at most 10,000; never fewer than the model's features."""
 
-    max_cells: int = Field(default=2_000_000, ge=1)
+    max_cells: int = Field(default=1_000_000, ge=1)
     """Most values (rows x the model's features) one request may hold; more are refused
-    with 413: send fewer rows per request."""
+    with 413: send fewer rows per request. A large JSON body is refused before it is
+    parsed when it holds more than about twice as many values (counting keys)."""
 
     max_batch_size: int = Field(default=64, ge=1)
     """Most rows the micro-batcher joins into one model call (1 disables batching)."""
@@ -87,6 +88,17 @@ class ServingSettings(BaseSettings):
         if self.max_columns is not None:
             return max(self.max_columns, features)
         return max(features, min(4 * features + 64, COLUMN_LIMIT_CAP))
+
+
+def json_values_limit(settings: ServingSettings) -> int:
+    """The most values (keys, arrays and objects included) a JSON body is parsed with:
+    room for ``max_cells`` values as records (a key each) or rows (an array each), plus
+    request options.
+
+    >>> json_values_limit(ServingSettings(max_cells=1000))
+    67536
+    """
+    return 2 * settings.max_cells + 65_536
 
 
 def load_serving_settings(**overrides: Any) -> ServingSettings:

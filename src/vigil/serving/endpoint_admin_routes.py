@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vigil.errors import NotFoundError, ValidationError
 from vigil.experiments.config import EndpointConfig, parse_endpoint
-from vigil.serving.admin_routes import ANONYMOUS, unknown_fields
+from vigil.serving.admin_routes import ANONYMOUS, SMALL_BODY, unknown_fields
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -313,6 +313,7 @@ ROUTES: list[Route] = [
         "native",
         "Create (201) or replace (200) an endpoint (validated and audited)",
         body="json",
+        max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/EndpointConfig"},
         responses={**_ok("Endpoint"), **_ok("Endpoint", "201")},
         tags=_TAGS,
@@ -348,6 +349,7 @@ ROUTES: list[Route] = [
         "native",
         "End the experiment: route everything to one variant, optionally move an alias",
         body="json",
+        max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/ExperimentConclusion"},
         responses=_ok("ExperimentConcluded"),
         tags=_TAGS,

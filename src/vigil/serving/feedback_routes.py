@@ -15,6 +15,7 @@ whole request with 422, naming every bad item's index and field, and nothing is 
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
@@ -47,7 +48,7 @@ def feedback_items(payload: Any) -> list[Any]:
         )
     if "feedback" in payload:
         if len(payload) != 1:
-            extra = sorted(k for k in payload if k != "feedback")[:5]
+            extra = [k[:40] for k in itertools.islice((k for k in payload if k != "feedback"), 5)]
             raise _bad(f"a batch holds only 'feedback'; remove {extra}", extra[0])
         items = payload["feedback"]
         if not isinstance(items, list) or not items:

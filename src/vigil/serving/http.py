@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from vigil.errors import MalformedRequestError, MethodNotAllowedError, NotFoundError
+from vigil.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    VigilError,
+)
 from vigil.serving.dataplane import request_id_from
 
 if TYPE_CHECKING:
@@ -97,18 +103,53 @@ class Request:
         parsed = self._json
         if parsed is _UNREAD:
             parsed = self._json = _parse(self.body)
-        if isinstance(parsed, MalformedRequestError):
+        if isinstance(parsed, VigilError):
             raise parsed
         return parsed
 
-    def read_json(self) -> None:
-        """Decode the body now (the app calls it on a worker thread for a large body);
-        :meth:`json` then answers from what was decoded, or raises its error."""
+    def detach(self) -> list[Any]:
+        """The body and what was decoded of it, taken out of the request: the caller frees
+        them where it likes (megabytes of decoded JSON take a while to free)."""
+        held = [self.body, self._json]
+        self.body, self._json = b"", _UNREAD
+        return held
+
+    def read_json(self, max_values: int) -> None:
+        """Decode the body now (the app calls it on a worker thread for a large body),
+        unless it holds more than about ``max_values`` values (see :func:`check_values`);
+        :meth:`json` then answers from what was decoded, or raises the error."""
         if self._json is _UNREAD:
-            self._json = _parse(self.body)
+            try:
+                check_values(self.body, max_values)
+            except PayloadTooLargeError as exc:
+                self._json = exc
+            else:
+                self._json = _parse(self.body)
 
 
 _UNREAD = object()
+
+
+def check_values(body: bytes, max_values: int) -> None:
+    """Refuse (413) a JSON body that would hold more than about ``max_values`` values,
+    before it is parsed: every value after the first follows a ``,`` or opens an array or
+    object, so counting those bytes (at memory speed) bounds what parsing would build.
+
+    >>> check_values(b"[1,2,3]", 4)
+    >>> check_values(b"[[],[],[],[]]", 4)
+    Traceback (most recent call last):
+    ...
+    vigil.errors.PayloadTooLargeError: the body holds more than 4 JSON values (arrays, objects and the values in them); send fewer rows per request (or raise VIGIL_SERVE_MAX_CELLS)
+    """
+    count = body.count(b",")
+    if count <= max_values:
+        count += body.count(b"[") + body.count(b"{")
+    if count > max_values:
+        raise PayloadTooLargeError(
+            f"the body holds more than {max_values} JSON values (arrays, objects and the "
+            "values in them); send fewer rows per request (or raise VIGIL_SERVE_MAX_CELLS)",
+            detail={"limit": max_values},
+        )
 
 
 def _parse(body: bytes) -> Any:
@@ -180,6 +221,9 @@ class Route:
     tags: tuple[str, ...] = ()
     role: Literal["predict", "read", "admin"] | None = None
     """Least API-key role the route needs when authentication is on; None: always open."""
+    max_body_bytes: int | None = None
+    """Largest body this route reads, when smaller than the server's limit: a route whose
+    bodies are a few fields long refuses megabytes (413) before reading them."""
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

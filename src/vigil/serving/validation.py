@@ -462,7 +462,7 @@ class Validator:
                 self._check_types(rows, j)
         # None becomes NaN here; nullability is then checked on the array in one pass.
         try:
-            X = np.array(rows, dtype=np.float64)
+            X = _float_matrix(rows, len(self._specs))
         except OverflowError:
             self._reject_huge(rows, range(len(self._specs)))
         if not np.isfinite(X).all():
@@ -596,6 +596,21 @@ class Validator:
                     expected=_expected(spec),
                     got="null",
                 )
+
+
+_CHUNK_ROWS = 8192
+
+
+def _float_matrix(rows: Sequence[Sequence[Any]], width: int) -> npt.NDArray[np.float64]:
+    """``np.array(rows, dtype=float64)``, a few thousand rows at a time for a large table:
+    one conversion of half a million rows holds the interpreter lock for half a second,
+    and the event loop waits for it meanwhile."""
+    if len(rows) <= _CHUNK_ROWS:
+        return np.array(rows, dtype=np.float64)
+    X = np.empty((len(rows), width), dtype=np.float64)
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        X[start : start + _CHUNK_ROWS] = rows[start : start + _CHUNK_ROWS]
+    return X
 
 
 def _is_nan(value: Any) -> bool:

@@ -30,8 +30,9 @@ import vigil
 from vigil.errors import MalformedRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
+from vigil.serving.config import json_values_limit
 from vigil.serving.executors import INLINE_BODY_BYTES
-from vigil.serving.http import TEXT, Request, Response, dumps
+from vigil.serving.http import TEXT, Request, Response, check_values, dumps
 from vigil.serving.validation import Columns, Matrix, RawTable, Records, Split
 
 if TYPE_CHECKING:
@@ -178,8 +179,12 @@ def _json_with_nan(body: bytes) -> Any:
     )
 
 
-def decode_request(req: Request, *, max_columns: int | None = None) -> RawTable:
-    """The raw table of a scoring request, by its content type (JSON or CSV, UTF-8)."""
+def decode_request(
+    req: Request, *, max_columns: int | None = None, max_values: int | None = None
+) -> RawTable:
+    """The raw table of a scoring request, by its content type (JSON or CSV, UTF-8); a CSV
+    header wider than ``max_columns`` or a JSON body of more than about ``max_values``
+    values (see :func:`~vigil.serving.http.check_values`) is refused before it is parsed."""
     content_type = req.content_type or ""
     mime, _, parameters = content_type.partition(";")
     mime = mime.strip().lower()
@@ -189,6 +194,8 @@ def decode_request(req: Request, *, max_columns: int | None = None) -> RawTable:
     if mime == "text/csv":
         return decode_csv(req.body, max_columns=max_columns)
     if mime == "application/json":
+        if max_values is not None:
+            check_values(req.body, max_values)
         return decode_json(_json_with_nan(req.body))
     raise UnsupportedMediaTypeError(
         "this predictor only supports the content types application/json and text/csv; "
@@ -201,8 +208,9 @@ async def decoded(dp: DataPlane, req: Request, max_columns: int | None) -> RawTa
     JSON reader, on megabytes take a good part of a second)."""
     if len(req.body) <= INLINE_BODY_BYTES:
         return decode_request(req, max_columns=max_columns)
+    max_values = json_values_limit(dp.settings)
     return await dp.executors.decoding(
-        functools.partial(decode_request, req, max_columns=max_columns)
+        functools.partial(decode_request, req, max_columns=max_columns, max_values=max_values)
     )
 
 
