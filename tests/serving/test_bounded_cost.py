@@ -62,13 +62,14 @@ CSV header of 2,000,000 columns) at or below this size; the slowest requests her
 valid rows decoded, validated, predicted and logged; 10,000 feedback items) take one to two
 seconds on a loaded 2-core machine."""
 
-LIVEZ_BUDGET = 2.0
+LIVEZ_BUDGET = 3.0
 """Seconds ``GET /livez`` may take while the attack runs. It answers in a millisecond or two
 while the loop is free; but while a worker thread parses a 10 MiB JSON body in one call
 (orjson holds the interpreter lock throughout: about 0.2 s for 700,000 distinct keys on an
-idle core, 0.5 s on a shared 2-core machine), the loop waits for the lock. Those pauses are
-proportional to the body and bounded by the body limit; 2 s leaves room for a loaded CI
-machine and stays far below the freezes this test guards against (9 s and up)."""
+idle core), the loop waits for the lock: 0.5 s seen on a 2-core machine shared with other
+jobs (load 3.5), 2.5 s once at load 4.7. Those pauses are proportional to the body and
+bounded by the body limit; 3 s leaves room for a loaded CI machine and stays far below the
+freezes this test guards against (9 s and up)."""
 
 SLOW_CALLBACK = 1.0
 """Longest event-loop callback allowed. The loop's own steps take microseconds to a few
@@ -265,19 +266,22 @@ class Poller:
 
     url: str
     times: list[float] = field(default_factory=list)
+    at: list[float] = field(default_factory=list)
+    """Wall-clock time each timed poll was sent."""
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.is_set():
-                started = time.perf_counter()
+                at, started = time.time(), time.perf_counter()
                 try:
                     status = client.get("/livez").status_code
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                 else:
                     self.times.append(time.perf_counter() - started)
+                    self.at.append(at)
                     if status != 200:
                         self.failures.append(f"status {status}")
                 self.stop.wait(0.05)
@@ -347,8 +351,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "VIGIL_SERVE_GC_FREEZE": "true",  # as vigil serve runs its workers
         "VIGIL_WORKER_POLL_INTERVAL": "0",
         "VIGIL_CAPTURE_MASK": '{"tenure": "mask"}',  # rejected bodies are parsed to mask
-        # What requests cost is measured here; the background jobs that read the log the
-        # attack fills (monitoring, compaction) would run mid-test at their default periods.
+        # What requests cost is what this test measures. The background jobs that read the
+        # log the attack fills stay out of it: a monitoring cycle over such a log still
+        # holds the interpreter lock for seconds at a time, and compaction, which builds a
+        # record per logged row, about doubles request times while it runs (both read the
+        # log row by row; making them columnar is the next step).
         "VIGIL_MONITOR_ENABLED": "false",
         "VIGIL_CAPTURE_COMPACT_INTERVAL_S": "3600",
     }
@@ -484,7 +491,13 @@ def test_every_route_answers_worst_case_input_in_bounded_time(served: Served) ->
     assert not wrong, wrong
     assert {o.label.split(" ")[1] for o in outcomes} == {r.template for r in ROUTES}
     assert not poller.failures, poller.failures
-    assert len(poller.times) > 50 and max(poller.times) < LIVEZ_BUDGET, sorted(poller.times)[-5:]
+    assert len(poller.times) > 50
+    late = [
+        (round(seconds, 3), [o.label for o in outcomes if o.around(at)])
+        for at, seconds in zip(poller.at, poller.times, strict=True)
+        if seconds >= LIVEZ_BUDGET
+    ]
+    assert not late, late
     # Each log line starts with its time: slow callbacks while the attack ran, and the
     # requests in flight then.
     slow_callbacks = [
