@@ -16,6 +16,7 @@ at shutdown; on a registry-backed server it also starts scheduled monitoring
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from time import perf_counter
@@ -193,7 +194,9 @@ class ServingApp:
         if request is not None and len(request.body) > INLINE_BODY_BYTES:
             # Freed on a worker thread: the objects of a large decoded body are as many as
             # decoding made, and the loop would spend a good part of that time freeing them.
-            self._executors.decode.submit(request.detach().clear)
+            held = request.detach()
+            with contextlib.suppress(RuntimeError):  # the pool stopped: freed here instead
+                self._executors.decode.submit(held.clear)
         if self._metrics:
             metrics.IN_FLIGHT.dec()
             metrics.record_request(
