@@ -148,8 +148,12 @@ def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
     row = data.get("row", 0)
     if row is None:
         row = 0
-    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
-        raise _fail(rid, f"row must be a non-negative integer, got {_describe(row)}", "row")
+    # Below 2**63: stored in an int64 column when compacted (a larger row would be
+    # accepted, then stop its whole segment from ever being compacted).
+    if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row < 2**63:
+        raise _fail(
+            rid, f"row must be a non-negative integer below 2**63, got {_describe(row)}", "row"
+        )
     label = data.get("label")
     if label is not None and not isinstance(label, str | int | float | bool):
         raise _fail(

@@ -90,7 +90,7 @@ _ITEM: dict[str, Any] = {
     "required": ["request_id"],
     "properties": {
         "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-        "row": {"type": "integer", "minimum": 0, "default": 0},
+        "row": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1, "default": 0},
         "label": {"type": ["string", "number", "boolean", "null"]},
         "reward": {"type": ["number", "boolean", "null"]},
     },
