@@ -13,6 +13,32 @@ from vigil.names import check_alias, check_model_name
 
 SCHEME = "models:/"
 
+MAX_VERSION = 2**31 - 1
+"""The largest version number. Versions live in INTEGER columns, 32-bit on PostgreSQL, so
+no larger number can name one; refusing it here keeps it out of every query (SQLite
+overflows past 2**63, PostgreSQL past 2**31)."""
+
+_MAX_DIGITS = len(str(MAX_VERSION))
+
+
+def version_number(text: str) -> int | None:
+    """The version number ``text`` spells (``3``, ``v3``), or ``None`` when it spells none.
+
+    Only ASCII digits count (``str.isdigit`` also accepts ``'²'``, which ``int`` refuses),
+    and only 1 to :data:`MAX_VERSION`; the length is checked before anything is converted,
+    so any text costs at most a few operations.
+
+    >>> version_number("3"), version_number("v12"), version_number("²"), version_number("0")
+    (3, 12, None, None)
+    >>> version_number("9" * 5000) is None
+    True
+    """
+    digits = text[1:] if text[:1] in ("v", "V") else text
+    if not 0 < len(digits) <= _MAX_DIGITS or not (digits.isascii() and digits.isdigit()):
+        return None
+    number = int(digits)
+    return number if 1 <= number <= MAX_VERSION else None
+
 
 @dataclass(frozen=True, slots=True)
 class ModelRef:
@@ -46,17 +72,17 @@ def parse_model_ref(text: str, *, allow_bare: bool = True) -> ModelRef:
     >>> parse_model_ref("models:/churn/x")
     Traceback (most recent call last):
     ...
-    vigil.errors.InvalidURIError: invalid model URI 'models:/churn/x': the part after '/' must be a version number or 'latest' (e.g. models:/churn/3 or models:/churn@production)
+    vigil.errors.InvalidURIError: invalid model URI 'models:/churn/x': the part after '/' must be 'latest' or a version number from 1 to 2147483647 (e.g. models:/churn/3 or models:/churn@production)
     """
     if not isinstance(text, str) or not text:
         raise InvalidURIError(
             "a model URI must be a non-empty string such as models:/churn@production"
         )
-    raw = text
+    raw = repr(text) if len(text) <= 200 else repr(text[:200]) + "..."
     if text.startswith(SCHEME):
         text = text[len(SCHEME) :]
     elif not allow_bare:
-        raise InvalidURIError(f"invalid model URI {raw!r}: it must start with {SCHEME!r}")
+        raise InvalidURIError(f"invalid model URI {raw}: it must start with {SCHEME!r}")
     hint = "(e.g. models:/churn/3 or models:/churn@production)"
     try:
         if "@" in text:
@@ -67,13 +93,13 @@ def parse_model_ref(text: str, *, allow_bare: bool = True) -> ModelRef:
             check_model_name(name)
             if version == "latest":
                 return ModelRef(name)
-            digits = version[1:] if version[:1] in "vV" else version
-            if not digits.isdigit() or int(digits) < 1:
+            number = version_number(version)
+            if number is None:
                 raise InvalidURIError(
-                    f"invalid model URI {raw!r}: the part after '/' must be a version number "
-                    f"or 'latest' {hint}"
+                    f"invalid model URI {raw}: the part after '/' must be 'latest' or a "
+                    f"version number from 1 to {MAX_VERSION} {hint}"
                 )
-            return ModelRef(name, version=int(digits))
+            return ModelRef(name, version=number)
         return ModelRef(check_model_name(text))
     except InvalidNameError as exc:
-        raise InvalidURIError(f"invalid model URI {raw!r}: {exc.message}") from exc
+        raise InvalidURIError(f"invalid model URI {raw}: {exc.message}") from exc

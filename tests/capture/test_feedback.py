@@ -174,6 +174,8 @@ def test_join_without_feedback_is_empty(
         ({"request_id": "r"}, "give a label, a reward or both"),
         ({"request_id": "bad id!", "label": 1}, "request_id must be"),
         ({"request_id": "r", "row": -1, "label": 1}, "row must be an integer from 0 to"),
+        # Past int64 the row could be stored but never compacted (its column is int64).
+        ({"request_id": "r", "row": 2**63, "label": 1}, "row must be an integer from 0 to"),
         ({"request_id": "r", "label": 1, "extra": 2}, "unknown field"),
         ({"request_id": "r", "label": 1, "time": "2025-01-01T00:00:00"}, "timezone-aware"),
     ],

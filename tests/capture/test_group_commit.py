@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -229,3 +230,19 @@ def test_a_short_write_ends_its_segment_so_later_records_stay_whole(tmp_path: Pa
     assert read_segment(first)[0] == [{"i": 0, "pad": "x" * 100}]
     assert read_segment(first)[1] == 1  # the torn part of record 1, at the very end
     assert read_segment(second) == ([{"i": 2}], 0)
+
+
+def test_a_batch_frame_holds_one_list_per_column_not_per_row(tmp_path: Path) -> None:
+    # Readers (feedback lookups, compaction) parse what is written: a request of 100,000
+    # rows of 3 features is 3 lists of features and 2 of probabilities, not 100,000 each.
+    sink = CaptureSink(SegmentLog(tmp_path))
+    entry = _answered("wide", 100_000)
+    sink.record_answered([entry])
+    (line,) = sink.log.rotate().read_bytes().splitlines()  # type: ignore[union-attr]
+    frame = orjson.loads(line[line.index(b" ") + 1 :])
+    features, proba = frame["maps"]["features"], frame["maps"]["probabilities"]
+    assert (features["keys"], len(features["columns"]), len(proba["columns"])) == (NAMES, 3, 2)
+    np.testing.assert_array_equal(features["columns"], entry.features.T)
+    records, torn = decode_frames(line + b"\n")
+    assert torn == 0 and len(records) == 100_000
+    assert records[-1]["features"] == dict(zip(NAMES, entry.features[-1].tolist(), strict=True))

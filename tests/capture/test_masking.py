@@ -117,3 +117,41 @@ def test_sink_masks_prepared_records_too(tmp_path: Path) -> None:
         [CaptureRecord("r", 0, datetime.now(UTC), "v2", "m", 1, features={"email": SECRET_EMAIL})]
     )
     assert SECRET_EMAIL.encode() not in b"".join(p.read_bytes() for p in sink.log.all_segments())
+
+
+def test_a_rejected_body_too_large_to_mask_is_withheld_but_logged(tmp_path: Path) -> None:
+    # Masking means parsing and copying the whole body, to keep 2 KB of it: past 256 KiB
+    # only its size is kept. The record itself (status, error) is logged all the same.
+    sink = CaptureSink(SegmentLog(tmp_path), masker=Masker({"email": "mask"}))
+    large = orjson.dumps({"instances": [{"email": SECRET_EMAIL, "n": i} for i in range(20_000)]})
+    assert len(large) > 256 * 1024
+    sink.record_failure(
+        request_id="big", status=422, error_code="validation_error", error_message="no", body=large
+    )
+    sink.record_failure(
+        request_id="small",
+        status=422,
+        error_code="validation_error",
+        error_message="no",
+        body=b'{"email": "' + SECRET_EMAIL.encode() + b'"}',
+    )
+    rows = {r["request_id"]: r for r in read_capture(log_dir=sink.log.directory).to_dict("records")}
+    assert rows["big"]["status"] == 422 and rows["big"]["raw_body"].startswith(
+        "<withheld: a body longer than 262144 characters is not masked"
+    )
+    assert rows["small"]["raw_body"] == '{"email":"***"}'
+    assert SECRET_EMAIL.encode() not in b"".join(p.read_bytes() for p in sink.log.all_segments())
+
+
+def test_without_masking_a_large_rejected_body_keeps_its_start(tmp_path: Path) -> None:
+    sink = CaptureSink(SegmentLog(tmp_path), raw_body_limit=100)
+    body = "é" * 5_000_000  # 10 MB of two-byte characters: only the kept start is decoded
+    sink.record_failure(
+        request_id="r",
+        status=413,
+        error_code="payload_too_large",
+        error_message="no",
+        body=body.encode(),
+    )
+    (row,) = read_capture(log_dir=sink.log.directory).to_dict("records")
+    assert row["raw_body"] == "é" * 99 + "…"

@@ -3,8 +3,11 @@ refusals, over a real socket against a registry-backed server."""
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +282,52 @@ def test_loopback_defaults_off_with_a_warning_and_can_be_turned_on(
     assert serve("--auth", "on")[0] == 0
     assert [c["auth"] for c in run_workers] == ["off", "on"]
     assert serve("--auth", "maybe")[0] == 1
+
+
+def test_slow_feedback_cannot_starve_key_checks(tmp_path: Path) -> None:
+    # Feedback and key checks shared the event loop's default executor (6 threads on a
+    # 2-core machine): six slow feedback calls held them all, and every request with a key
+    # not yet cached waited for them. Each now has a pool of its own.
+    vigil = register_churn(tmp_path / "home")
+    tokens = make_tokens(vigil)
+    settings = ServingSettings(auth="on", auth_cache_seconds=CACHE_SECONDS)
+    app = create_app(RegistryProvider(vigil, poll_interval=0, settings=settings))
+    release, entered = threading.Event(), threading.Event()
+    with ServerThread(app) as server:
+        assert app.dataplane.capture is not None
+        feedback = app.dataplane.capture.feedback
+        assert feedback is not None
+        submit = feedback.submit
+
+        def stuck(records: Any, **options: Any) -> Any:
+            entered.set()
+            release.wait(60)
+            return submit(records, **options)
+
+        feedback.submit = stuck  # type: ignore[method-assign]
+        post = functools.partial(
+            httpx.post,
+            f"{server.url}/v1/feedback",
+            headers=bearer(tokens["predict"]),
+            timeout=90,
+        )
+        with ThreadPoolExecutor(10) as clients:
+            try:
+                calls = [clients.submit(post, json={"request_id": "r0", "label": 1})]
+                assert entered.wait(30)  # the key is cached now; feedback is stuck
+                calls += [
+                    clients.submit(post, json={"request_id": f"r{i}", "label": 1})
+                    for i in range(1, 10)
+                ]
+                time.sleep(0.5)  # let them queue up behind the first
+                fresh = KeyStore.from_vigil(vigil).create("read", name="fresh").token
+                # A key never seen: its check reads the database on the key-check pool.
+                r = httpx.get(f"{server.url}/v1/models", headers=bearer(fresh), timeout=10)
+                assert r.status_code == 200 and r.json()["models"][0]["name"] == "churn"
+            finally:
+                release.set()
+            assert [c.result().status_code for c in calls] == [200] * 10
+    # Stopping the app stopped its pools.
+    for pool in (app.dataplane.executors.auth, app.dataplane.executors.feedback):
+        with pytest.raises(RuntimeError, match="shutdown"):
+            pool.submit(print)

@@ -170,6 +170,31 @@ def test_a_cheap_model_runs_on_the_event_loop_and_a_slow_one_on_its_worker_threa
     assert slow.stats.inline_batches == 0
 
 
+def test_a_request_larger_than_a_batch_runs_on_the_worker_thread():
+    # The cost was measured on at most max_batch_size rows; half a million rows of a model
+    # that costs nothing per row would be estimated cheap and held the loop for a second.
+    import threading
+
+    async def serve() -> tuple[MicroBatcher, list[tuple[int, int]]]:
+        predict, calls = _recording_model(0.0)
+        batcher = MicroBatcher(predict, max_batch_size=8, inline_budget=0.002)
+        one, many = np.ones((1, 1)), lambda: np.ones((8, 1))
+        await asyncio.get_running_loop().run_in_executor(
+            batcher.executor, batcher.calibrate, one, many, False
+        )
+        calls.clear()
+        await batcher.submit(np.ones((8, 1)), 8, False)
+        await batcher.submit(np.ones((9, 1)), 9, False)
+        batcher.close()
+        return batcher, calls
+
+    loop_thread = threading.get_ident()
+    batcher, calls = asyncio.run(serve())
+    assert batcher.cost is not None and batcher.cost.estimate(9) < 0.002  # cheap, yet:
+    assert calls[0] == (loop_thread, 8) and calls[1][1] == 9 and calls[1][0] != loop_thread
+    assert batcher.stats.inline_batches == 1
+
+
 def test_a_model_that_turns_slow_moves_to_its_worker_thread_and_never_runs_twice_at_once():
     import threading
     import time

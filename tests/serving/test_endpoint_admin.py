@@ -140,6 +140,14 @@ BAD: list[tuple[object, int, str, str]] = [
     (with_variant_b("models:/churn/7"), 404, "version_not_found", "has no version 7"),
     (with_variant_b("models:/churn@gold"), 404, "alias_not_found", "has no alias 'gold'"),
     (with_variant_b("churn/2"), 422, "invalid_parameter", "model must be models:/NAME@ALIAS"),
+    # Past the database's integer columns: a clear 422, not an overflow in SQLite (500).
+    (
+        with_variant_b("models:/churn/9223372036854775808"),
+        422,
+        "invalid_parameter",
+        "version number from 1 to 2147483647",
+    ),
+    (with_variant_b("models:/churn/²"), 422, "invalid_parameter", "the part after '/'"),
     (
         split(policy={"kind": "split", "weights": {"a": 90, "zz": 10}}),
         422,

@@ -157,6 +157,28 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str, dict[str, Any]]]
         "version_not_found",
         {"version": "9"},
     ),
+    # str.isdigit() holds for '²' but int() refuses it; 5,000 digits pass neither int() nor
+    # any integer column: each is simply a version this server does not have.
+    (
+        "superscript-version",
+        "GET",
+        "/v1/models/clf/versions/%C2%B2",
+        None,
+        {},
+        404,
+        "version_not_found",
+        {"version": "²"},
+    ),
+    (
+        "huge-version",
+        "POST",
+        "/v1/models/clf/versions/" + "9" * 5000 + "/predict",
+        {"instances": [ROW]},
+        {},
+        404,
+        "version_not_found",
+        {"version": "9" * 20},
+    ),
     (
         "unknown-alias",
         "POST",
@@ -268,3 +290,11 @@ def test_server_still_serves_after_the_bad_requests(client: httpx.Client, models
     r = client.post(URL, json={"instances": records(models.X_clf[:3], CLF_FEATURES)})
     assert r.status_code == 200
     assert r.json()["predictions"] == models.clf.predict(models.X_clf[:3]).tolist()
+
+
+@pytest.mark.parametrize("version", ["%C2%B2", "9" * 5000, "9223372036854775808"])
+def test_v2_routes_answer_a_bad_version_404(client: httpx.Client, version: str):
+    for path in ("", "/ready"):
+        r = client.get(f"/v2/models/clf/versions/{version}{path}")
+        assert r.status_code == 404, r.text
+        assert r.json()["code"] == "version_not_found" and "served versions: [1, 2]" in r.text

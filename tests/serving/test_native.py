@@ -89,3 +89,20 @@ def test_model_listing_and_metadata(client: httpx.Client):
     assert [f["name"] for f in meta["signature"]["inputs"]] == CLF_FEATURES
     assert client.get("/readyz").json() == {"status": "ready"}
     assert client.get("/livez").status_code == 200
+
+
+def test_surplus_columns_are_413_and_duplicates_422(client: httpx.Client):
+    wide = {f"c{i}": 1.0 for i in range(5_000)}
+    for body in (
+        {"inputs": wide},
+        {"instances": [wide]},
+        {"columns": list(wide), "data": [list(wide.values())]},
+    ):
+        r = client.post("/v1/models/clf/predict", json=body)
+        assert r.status_code == 413, r.text
+        assert r.json()["error"] == "payload_too_large"
+        assert r.json()["detail"] == {"limit": 144, "columns": 5_000}
+    r = client.post(
+        "/v1/models/clf/predict", json={"columns": [*CLF_FEATURES, "f3"], "data": [[0.5] * 21]}
+    )
+    assert r.status_code == 422 and r.json()["message"] == "column 'f3' appears twice"

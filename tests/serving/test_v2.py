@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import numpy as np
+import pytest
 import tritonclient.http as triton
 from tests.serving.conftest import CLF_FEATURES, Models, ServerThread
+
+from vigil.errors import ValidationError
+from vigil.serving.codecs import v2
+from vigil.serving.provider import StaticProvider
 
 
 def test_one_2d_tensor_flat_and_nested(client: httpx.Client, models: Models):
@@ -103,3 +110,35 @@ def test_tritonclient_round_trip(server: ServerThread, models: Models):
         )
     finally:
         client.close()
+
+
+def test_more_input_tensors_than_the_column_limit_is_413(client: httpx.Client):
+    # clf has 20 features: 4 x 20 + 64 = 144 columns at most.
+    inputs = [
+        {"name": f"x{i}", "shape": [1], "datatype": "FP64", "data": [1.0]} for i in range(145)
+    ]
+    r = client.post("/v2/models/clf/infer", json={"inputs": inputs})
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "payload_too_large" and r.json()["detail"]["limit"] == 144
+    assert "VIGIL_SERVE_MAX_COLUMNS" in r.json()["error"]
+
+
+def test_a_shape_of_many_dimensions_is_refused_before_its_product(provider: StaticProvider):
+    # The product of 100,000 sizes of 2**62 is a 6-million-bit integer that took minutes
+    # to compute (each multiplication costs as much as all the ones before); a tabular
+    # tensor has one or two dimensions, so the shape is refused at once. 1 s is a liveness
+    # budget (the check takes microseconds).
+    tensor = {"name": "x", "shape": [2**62] * 100_000, "datatype": "FP64", "data": [1.0]}
+    started = time.perf_counter()
+    with pytest.raises(ValidationError, match="input 'x': a tabular tensor has shape"):
+        v2.decode(provider.get("clf"), {"inputs": [tensor]})
+    assert time.perf_counter() - started < 1.0
+
+
+def test_long_tensor_names_are_cut_in_errors(client: httpx.Client):
+    name = "n" * 100_000
+    r = client.post(
+        "/v2/models/clf/infer",
+        json={"inputs": [{"name": name, "shape": [1], "datatype": "FP64", "data": "x"}]},
+    )
+    assert r.status_code == 400 and len(r.text) < 1000, r.text[:200]

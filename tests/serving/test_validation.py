@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from vigil.bundle.signature import FeatureSpec, Signature
-from vigil.errors import ValidationError
+from vigil.errors import PayloadTooLargeError, ValidationError
 from vigil.serving.validation import Columns, Matrix, Records, Split, Validator
 
 SIG = Signature(
@@ -98,3 +100,97 @@ def test_mixed_signature_builds_a_typed_frame():
         ValidationError, match="expected a category \\('a', 'b'\\), got the number 1"
     ):
         Validator(sig).validate(Records([{"x": 1.0, "city": 1, "n": 3}]))
+
+
+# -- cost and limits: every check is linear in the input, wide inputs are refused early --
+
+WIDE = 50_000
+
+
+def test_a_duplicate_column_is_found_in_linear_time():
+    # The last of 50,000 names repeats the one before: counting each name's occurrences
+    # made 1.25e9 comparisons (tens of seconds); one pass over a set takes milliseconds.
+    # The 2 s budget is a liveness check with a margin of over 100x, not a benchmark.
+    columns = [f"c{i}" for i in range(WIDE)] + [f"c{WIDE - 1}"]
+    started = time.perf_counter()
+    with pytest.raises(ValidationError, match=f"column 'c{WIDE - 1}' appears twice"):
+        Validator(SIG).validate(Split(columns, [[1.0] * len(columns)]))
+    assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        Split([f"c{i}" for i in range(WIDE)], [[1.0] * WIDE]),
+        Split([f"c{i}" for i in range(WIDE)] + ["c0"], [[1.0] * (WIDE + 1)]),
+        Columns({f"c{i}": [1.0] for i in range(WIDE)}),
+        Records([{"a": 1.0, "b": 1, "flag": True}, {f"c{i}": 1.0 for i in range(WIDE)}]),
+        Records([{"a": 1.0, "b": 1, "flag": True, **{f"c{i}": 1.0 for i in range(WIDE)}}]),
+    ],
+    ids=["split", "split-duplicates", "columns", "records", "records-with-features"],
+)
+@pytest.mark.parametrize("extra", ["reject", "ignore"])
+def test_more_columns_than_the_limit_is_413_naming_the_setting(raw, extra):
+    with pytest.raises(PayloadTooLargeError) as info:
+        Validator(SIG, extra=extra, max_columns=16).validate(raw)
+    assert info.value.status == 413
+    assert info.value.detail["limit"] == 16 and info.value.detail["columns"] >= WIDE
+    assert "VIGIL_SERVE_MAX_COLUMNS" in info.value.message
+    assert "the model takes 4 features" in info.value.message
+
+
+def test_the_column_limit_leaves_valid_tables_alone():
+    v = Validator(SIG, extra="ignore", max_columns=5)
+    X = v.validate(Records([{"a": 1.0, "b": 2, "flag": True, "opt": 3.0, "zz": 0}])).X
+    np.testing.assert_array_equal(X, [[1.0, 2.0, 1.0, 3.0]])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        Matrix([[1.0, 1, True, 1.0]] * 300),
+        Records([{"a": 1.0, "b": 1, "flag": True}] * 300),
+        Split(["a", "b", "flag"], [[1.0, 1, True]] * 300),
+        Columns({"a": [1.0] * 300, "b": [1] * 300, "flag": [True] * 300}),
+    ],
+    ids=["matrix", "records", "split", "columns"],
+)
+def test_more_values_than_the_limit_is_413(raw):
+    assert Validator(SIG, max_cells=1200).validate(raw).n_rows == 300
+    with pytest.raises(PayloadTooLargeError) as info:
+        Validator(SIG, max_cells=1199).validate(raw)
+    assert info.value.detail == {"limit": 1199, "values": 1200, "rows": 300}
+    assert "VIGIL_SERVE_MAX_CELLS" in info.value.message and "fewer rows" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "huge", [10**400, -(10**400), 10**5000], ids=["400-digits", "minus", "5000-digits"]
+)
+def test_numbers_beyond_float64_are_422_not_an_overflow(huge):
+    numeric = Signature(
+        inputs=[FeatureSpec(name="x", dtype="float64"), FeatureSpec(name="y", dtype="float64")]
+    )
+    with pytest.raises(ValidationError) as info:
+        Validator(numeric).validate(Matrix([[1.0, 2.0], [3.0, huge]]))
+    assert (info.value.detail["field"], info.value.detail["row"]) == ("y", 1)
+    assert "too large" in info.value.message and "digits" in info.value.detail["got"]
+    mixed = Signature(
+        inputs=[FeatureSpec(name="x", dtype="float64"), FeatureSpec(name="c", dtype="string")]
+    )
+    with pytest.raises(ValidationError) as info:
+        Validator(mixed).validate(Records([{"x": huge, "c": "a"}]))
+    assert (info.value.detail["field"], info.value.detail["row"]) == ("x", 0)
+    with pytest.raises(ValidationError) as info:
+        Validator(mixed).validate(Records([{"x": 1.0, "c": huge}]))
+    assert info.value.detail["got"].startswith("a number of ") and len(info.value.message) < 300
+
+
+@pytest.mark.parametrize("value", [1e300, -(2.0**64), 2**70])
+def test_integer_features_stay_within_int64(value):
+    ints = Signature(inputs=[FeatureSpec(name="n", dtype="int64")])
+    mixed = Signature(inputs=[*ints.inputs, FeatureSpec(name="c", dtype="string")])
+    with pytest.raises(ValidationError, match="'n' in row 0: expected an integer"):
+        Validator(ints).validate(Records([{"n": value}]))
+    with pytest.raises(ValidationError, match="'n' in row 0: expected an integer"):
+        Validator(mixed).validate(Records([{"n": value, "c": "a"}]))
+    assert Validator(ints).validate(Records([{"n": 2**62}])).X[0, 0] == 2.0**62

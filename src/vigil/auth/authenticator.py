@@ -9,8 +9,8 @@ query. Failures are not cached (a bad token must not push good ones out of the c
 **Revocation takes effect within ``ttl`` seconds** on every worker: a cached entry is
 never used past its expiry, and the next check reads the key's row again. Concurrent
 requests with the same token while its entry is being refreshed share one database
-lookup. The lookup runs in a thread, off the event loop. ``last_used_at`` is refreshed in
-the background, at most once a minute per key.
+lookup. The lookup runs in a thread of the authenticator's own pool, off the event loop.
+``last_used_at`` is refreshed in the background, at most once a minute per key.
 
 Tokens never reach a log: errors carry the key id at most.
 """
@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from vigil.auth.keys import TOUCH_EVERY, KeyStore, Principal
@@ -53,6 +54,10 @@ class Authenticator:
         working on a worker that saw it just before.
     max_entries:
         Cache size; the oldest entry is dropped when it is full.
+    executor:
+        Threads the database is read on: a pool of the authenticator's own (the server
+        gives it one), so no other work can hold up key checks; ``None``: the event loop's
+        default executor.
     """
 
     def __init__(
@@ -62,10 +67,12 @@ class Authenticator:
         ttl: float = 5.0,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
         self.ttl = ttl
         self.max_entries = max_entries
+        self.executor = executor
         self._clock = clock
         # Python dicts compare a lookup key's bytes only after their (per-process keyed)
         # hashes matched, so probing this cache leaks no timing about stored tokens.
@@ -103,13 +110,14 @@ class Authenticator:
     async def _lookup(self, authorization: bytes) -> Principal:
         token = bearer_token(authorization)
         loop = asyncio.get_running_loop()
-        key: ApiKey = await loop.run_in_executor(None, self.store.check, token)
+        key: ApiKey = await loop.run_in_executor(self.executor, self.store.check, token)
         principal = Principal(key.id, key.role, key.name)
         if len(self._cache) >= self.max_entries:
             self._cache.pop(next(iter(self._cache)), None)
         self._cache[authorization] = (principal, self._clock() + self.ttl)
         if key.last_used_at is None or utcnow() - key.last_used_at > TOUCH_EVERY:
-            loop.run_in_executor(None, self.store.touch, key.id)  # not awaited: off the path
+            # Not awaited: off the request's path.
+            loop.run_in_executor(self.executor, self.store.touch, key.id)
         return principal
 
     def forget(self) -> None:
@@ -147,8 +155,11 @@ def bearer_token(authorization: bytes) -> str:
         ) from None
 
 
-def authenticator_for(provider: Any, *, ttl: float = 5.0) -> Authenticator:
-    """The authenticator of a server whose models come from ``provider``.
+def authenticator_for(
+    provider: Any, *, ttl: float = 5.0, executor: Executor | None = None
+) -> Authenticator:
+    """The authenticator of a server whose models come from ``provider``, reading the
+    database on ``executor``.
 
     The keys live in the provider's registry database (``provider.vigil``); a server
     without one (a fixed set of in-memory models) cannot check keys.
@@ -159,4 +170,4 @@ def authenticator_for(provider: Any, *, ttl: float = 5.0) -> Authenticator:
             "authentication is on but this server has no registry to read API keys from; "
             "serve registered models (vigil serve), or set VIGIL_SERVE_AUTH=off on loopback"
         )
-    return Authenticator(KeyStore.from_vigil(vigil), ttl=ttl)
+    return Authenticator(KeyStore.from_vigil(vigil), ttl=ttl, executor=executor)

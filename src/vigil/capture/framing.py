@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -110,9 +110,17 @@ def expand_batch(batch: dict[str, Any], *, maps: bool = True) -> list[dict[str, 
     return records
 
 
-def decode_frames(data: bytes, *, maps: bool = True) -> tuple[list[Any], int]:
+class Batch(NamedTuple):
+    """A columnar batch as written (see :func:`encode_batch_frame`), not expanded into
+    records: for readers that want whole requests, not rows."""
+
+    frame: dict[str, Any]
+
+
+def decode_frames(data: bytes, *, maps: bool = True, expand: bool = True) -> tuple[list[Any], int]:
     """The intact records in ``data`` and the number of torn or corrupt frames skipped
-    (``maps``: see :func:`expand_batch`)."""
+    (``maps``: see :func:`expand_batch`; ``expand=False`` leaves each columnar batch whole,
+    as a :class:`Batch`)."""
     records: list[Any] = []
     torn = 0
     lines = data.split(b"\n")
@@ -136,6 +144,8 @@ def decode_frames(data: bytes, *, maps: bool = True) -> tuple[list[Any], int]:
             value = orjson.loads(payload)
             if start == 9:
                 records.append(value)
+            elif not expand:
+                records.append(Batch(value))
             else:
                 records.extend(expand_batch(value, maps=maps))
         except (ValueError, KeyError, TypeError, IndexError):

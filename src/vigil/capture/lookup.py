@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.capture.compact import CAPTURE_ROOT, partition_dirs
+from vigil.capture.framing import Batch
 from vigil.capture.table import parse_time
 from vigil.capture.tail import SegmentTail
 
@@ -86,35 +87,109 @@ class Captured:
         return replace(self, prediction=value)
 
 
-Index = dict[str, dict[str | None, Captured]]
-"""Captured requests by id, then by caller (the API key that made them)."""
+class _Indexed:
+    """A captured request as the index holds it while its rows arrive: predictions are
+    appended in place (amortised O(1) a row, where building a new tuple per row was
+    quadratic), and the :class:`Captured` handed out is made once, then reused until
+    another row arrives."""
+
+    __slots__ = (
+        "caller",
+        "captured",
+        "endpoint",
+        "model",
+        "predictions",
+        "time",
+        "variant",
+        "version",
+    )
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        time = record["time"]
+        self.time = time if isinstance(time, datetime) else parse_time(time).astimezone(UTC)
+        self.model: str = record.get("model") or ""
+        self.version: int | None = record.get("version")
+        self.endpoint: str | None = record.get("endpoint")
+        self.variant: str | None = record.get("variant")
+        self.caller: str | None = record.get("caller")
+        self.predictions: list[Any] = []
+        self.captured: Captured | None = None
+
+    def add(self, row: int, prediction: Any) -> None:
+        predictions = self.predictions
+        if row >= len(predictions):
+            predictions.extend([None] * (row + 1 - len(predictions)))
+        predictions[row] = prediction
+        self.captured = None
+
+    def add_all(self, predictions: list[Any]) -> None:
+        """Rows ``0..len(predictions)-1`` at once, as one batch holds a request (the list
+        is kept, not copied)."""
+        known = self.predictions
+        if len(known) <= len(predictions):
+            self.predictions = predictions
+        else:
+            known[: len(predictions)] = predictions
+        self.captured = None
+
+    def snapshot(self) -> Captured:
+        """The request as :class:`Captured` (one copy of its predictions per change)."""
+        if self.captured is None:
+            predictions = tuple(self.predictions)
+            self.captured = Captured(
+                self.time,
+                self.model,
+                self.version,
+                self.endpoint,
+                self.variant,
+                len(predictions),
+                predictions,
+                caller=self.caller,
+            )
+        return self.captured
 
 
-def _merge(index: Index, record: dict[str, Any]) -> None:
+Index = dict[str, dict[str | None, _Indexed]]
+"""Requests being indexed, by id, then by caller (the API key that made them)."""
+Found = dict[str, dict[str | None, Captured]]
+"""Captured requests by id, then by caller."""
+
+
+def _entry(index: Index, fields: dict[str, Any]) -> _Indexed:
+    callers = index.setdefault(fields["request_id"], {})
+    caller = fields.get("caller")
+    known = callers.get(caller)
+    if known is None:
+        known = callers[caller] = _Indexed(fields)
+    return known
+
+
+def _merge(index: Index, record: dict[str, Any] | Batch) -> None:
+    if isinstance(record, Batch):
+        _merge_batch(index, record.frame)
+        return
     status = record.get("status")
     if status is not None and status >= 400:
         return
-    rid, caller = record["request_id"], record.get("caller")
-    row = int(record.get("row") or 0)
-    callers = index.get(rid)
-    if callers is None:
-        callers = index[rid] = {}
-    known = callers.get(caller)
-    if known is None:
-        time = record["time"]
-        known = Captured(
-            time if isinstance(time, datetime) else parse_time(time).astimezone(UTC),
-            record.get("model") or "",
-            record.get("version"),
-            record.get("endpoint"),
-            record.get("variant"),
-            0,
-            caller=caller,
-        )
-    predictions = list(known.predictions)
-    predictions.extend([None] * (row + 1 - len(predictions)))
-    predictions[row] = record.get("prediction")
-    callers[caller] = replace(known, rows=max(known.rows, row + 1), predictions=tuple(predictions))
+    _entry(index, record).add(int(record.get("row") or 0), record.get("prediction"))
+
+
+def _merge_batch(index: Index, batch: dict[str, Any]) -> None:
+    """The requests of a columnar batch, each with its predictions sliced at once: no
+    record per row is built (half a million dicts for one large request)."""
+    same = batch.get("same") or {}
+    requests = dict(batch.get("requests") or {"sizes": [batch["n"]]})
+    sizes = requests.pop("sizes")
+    predictions = (batch.get("rows") or {}).get("prediction")
+    start = 0
+    for r, size in enumerate(sizes):
+        fields = {**same, **{name: values[r] for name, values in requests.items()}}
+        stop = start + size
+        status = fields.get("status")
+        if status is None or status < 400:
+            rows = predictions[start:stop] if predictions is not None else [None] * size
+            _entry(index, fields).add_all(rows)
+        start = stop
 
 
 class CaptureLookup:
@@ -128,8 +203,9 @@ class CaptureLookup:
         root: str = CAPTURE_ROOT,
         prefix: str = "capture",
     ) -> None:
-        # Only ids, times, models and predictions are needed: skip building feature dicts.
-        self.tail = SegmentTail(log_dir, prefix, maps=False) if log_dir is not None else None
+        # Only ids, times, models and predictions are needed: whole requests of a batch,
+        # no record (and no feature dict) per row.
+        self.tail = SegmentTail(log_dir, prefix, expand=False) if log_dir is not None else None
         self.store = store
         self.root = root
         self._recent: dict[str, Index] = {}
@@ -150,7 +226,7 @@ class CaptureLookup:
         """Every captured request among ``request_ids`` (predicted at or after ``since``),
         one per caller that used the id, earliest first."""
         wanted = set(request_ids)
-        found: Index = {}
+        found: Found = {}
         if self.tail is not None:
             fresh, gone = self.tail.poll()
             for sid in gone:
@@ -161,7 +237,8 @@ class CaptureLookup:
                     _merge(index, record)
             for index in self._recent.values():
                 for rid in wanted & index.keys():
-                    _merge_captured(found, rid, index[rid])
+                    hits = {caller: e.snapshot() for caller, e in index[rid].items()}
+                    _merge_captured(found, rid, hits)
         missing = wanted - found.keys()
         if missing and self.store is not None:
             try:
@@ -189,7 +266,7 @@ class CaptureLookup:
                 by_id[rid] = kept
         return by_id
 
-    def _scan(self, request_ids: set[str], since: datetime | None) -> Index:
+    def _scan(self, request_ids: set[str], since: datetime | None) -> Found:
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
@@ -209,10 +286,10 @@ class CaptureLookup:
                 table = table.filter(pc.is_in(table["request_id"], value_set=value_set))
                 for record in table.to_pylist():
                     _merge(index, record)
-        return index
+        return {rid: {c: e.snapshot() for c, e in hits.items()} for rid, hits in index.items()}
 
 
-def _merge_captured(found: Index, rid: str, hits: dict[str | None, Captured]) -> None:
+def _merge_captured(found: Found, rid: str, hits: dict[str | None, Captured]) -> None:
     # The same request may be read twice (from a segment and from its compacted part);
     # keep the fuller reading.
     callers = found.setdefault(rid, {})

@@ -21,6 +21,9 @@ import orjson
 from vigil.errors import ConfigurationError
 
 MASKED = "***"
+MASKABLE_BODY_CHARS = 256 * 1024
+"""Longest rejected body the rules are applied to. Masking means parsing the whole body
+and copying it; of a larger one only its size is kept (2 KB of it would be, at most)."""
 
 
 class Masker:
@@ -112,11 +115,21 @@ class Masker:
 
     def apply_body(self, text: str | None) -> str | None:
         """A rejected body with the rules applied; withheld whole when it is not JSON,
-        since then nobody can tell where a masked field sits in it."""
+        since then nobody can tell where a masked field sits in it, or when it is longer
+        than :data:`MASKABLE_BODY_CHARS`."""
         if text is None or not self.rules:
             return text
+        if len(text) > MASKABLE_BODY_CHARS:
+            return (
+                f"<withheld: a body longer than {MASKABLE_BODY_CHARS} characters is not masked "
+                "and capture masking is configured>"
+            )
         try:
             parsed = orjson.loads(text)
         except orjson.JSONDecodeError:
             return "<withheld: body is not JSON and capture masking is configured>"
-        return orjson.dumps(self.apply_deep(parsed), default=str).decode()
+        try:
+            masked = self.apply_deep(parsed)
+        except RecursionError:  # orjson reads 1,024 levels; Python recurses about 1,000
+            return "<withheld: body nests too deeply to mask and capture masking is configured>"
+        return orjson.dumps(masked, default=str).decode()

@@ -36,7 +36,7 @@ import numpy as np
 
 from vigil.capture.framing import encode_batch_frame, encode_frame
 from vigil.capture.log import SegmentLog
-from vigil.capture.masking import Masker
+from vigil.capture.masking import MASKABLE_BODY_CHARS, Masker
 from vigil.capture.record import CaptureRecord, safe_text
 from vigil.capture.settings import CaptureSettings
 
@@ -135,6 +135,14 @@ def _concat(parts: list[Any]) -> Any:
     if len(parts) == 1:
         return parts[0]
     return np.concatenate(parts)
+
+
+def _by_column(matrix: Any) -> Any:
+    """A 2-D array column-major, for the frame: a reader then parses one list per column,
+    not one per row (a large request has hundreds of thousands of rows, a model tens of
+    features). One copy of the array, at memory speed."""
+    array = np.asarray(matrix)
+    return np.ascontiguousarray(array.T) if array.ndim == 2 else array
 
 
 class CaptureSink:
@@ -314,13 +322,23 @@ class CaptureSink:
             features = {"keys": keys, "columns": columns}
         else:
             rows = _concat([e.features for e in group])
-            if self.masker is not None:
-                keys, rows = self.masker.apply_rows(list(keys), rows)
-            features = {"keys": keys, "rows": rows}
+            masker = self.masker
+            if masker is not None and any(k in masker.rules for k in keys):
+                # Column by column: a masked column is one value repeated, a dropped one is
+                # gone, and the others stay NumPy arrays, where rows rebuilt in Python cost
+                # seconds for a request of many rows.
+                columns = [np.ascontiguousarray(rows[:, j]) for j in range(rows.shape[1])]
+                keys, columns = masker.apply_columns(list(keys), columns)
+                features = {"keys": keys, "columns": columns}
+            else:
+                features = {"keys": keys, "columns": _by_column(rows)}
         maps: dict[str, Any] = {"features": features}
         if first.probabilities is not None:
             matrix = _concat([e.probabilities for e in group])
-            maps["probabilities"] = {"keys": _class_keys(first.classes, matrix), "rows": matrix}
+            maps["probabilities"] = {
+                "keys": _class_keys(first.classes, matrix),
+                "columns": _by_column(matrix),
+            }
         else:
             same["probabilities"] = None
         return {
@@ -369,10 +387,22 @@ class CaptureSink:
                     endpoint=endpoint,
                     error_code=error_code,
                     error_message=safe_text(error_message, _ERROR_MESSAGE_LIMIT),
-                    raw_body=safe_text(body, len(body) if body is not None else 0),
+                    raw_body=self._body_text(body),
                 )
             ]
         )
+
+    def _body_text(self, body: bytes | str | None) -> str | None:
+        """A rejected body as text: whole for the masking rules to see (up to what they
+        mask), else only the part that is kept (decoding megabytes to keep 2 KB is a cost
+        worth skipping)."""
+        if body is None:
+            return None
+        # 4 bytes at most per character: the masker still sees a body too long to mask as
+        # too long, and the cut in record() falls inside what is decoded.
+        keep = MASKABLE_BODY_CHARS if self.masker is not None else self.raw_body_limit
+        body = body[: 4 * keep + 4]
+        return safe_text(body, len(body))
 
     def close(self) -> None:
         self.log.close()

@@ -29,12 +29,17 @@ from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, segment_id
 
 class SegmentTail:
     """Incremental reader of every segment named ``<prefix>-*`` in ``directory``
-    (``maps=False`` skips the features and probabilities of columnar batches)."""
+    (``maps=False`` skips the features and probabilities of columnar batches;
+    ``expand=False`` hands each columnar batch over whole, as a
+    :class:`~vigil.capture.framing.Batch`)."""
 
-    def __init__(self, directory: str | Path, prefix: str, *, maps: bool = True) -> None:
+    def __init__(
+        self, directory: str | Path, prefix: str, *, maps: bool = True, expand: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
         self.maps = maps
+        self.expand = expand
         self._offsets: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -59,7 +64,7 @@ class SegmentTail:
                     continue  # renamed (closed) or compacted since the listing: next poll
                 end = data.rfind(b"\n") + 1
                 if end:
-                    records, _torn = decode_frames(data[:end], maps=self.maps)
+                    records, _torn = decode_frames(data[:end], maps=self.maps, expand=self.expand)
                     fresh[sid] = records
                     self._offsets[sid] = offset + end
         gone = [sid for sid in self._offsets if sid not in listed]

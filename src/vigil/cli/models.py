@@ -17,6 +17,7 @@ from vigil.console import (
     table,
     when,
 )
+from vigil.uri import MAX_VERSION
 
 models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
 alias_app = typer.Typer(
@@ -274,7 +275,7 @@ def _cats(cats: list[Any] | None) -> str:
 def alias_set(
     name: str = typer.Argument(...),
     alias: str = typer.Argument(..., help="Alias, e.g. production."),
-    version: int = typer.Argument(..., help="Version number to point at."),
+    version: int = typer.Argument(..., min=1, max=MAX_VERSION, help="Version number to point at."),
     reason: str = typer.Option(None, "--reason", help="Why, for the audit log."),
     json_out: bool = JSON_OPT,
 ) -> None:

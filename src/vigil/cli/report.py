@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from vigil.console import console, err_console, print_json, shown
+from vigil.uri import MAX_VERSION
 
 if TYPE_CHECKING:
     from vigil.report.capture_report import CaptureReport
@@ -94,6 +95,7 @@ def report(
         None,
         "--version",
         min=1,
+        max=MAX_VERSION,
         help="Only the traffic version N answered, against N's baseline "
         "(default: every captured version, against the URI's version's baseline).",
     ),

@@ -27,6 +27,7 @@ vigil.errors.ValidationError: feedback for request 'r1': reward must be a finite
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -110,9 +111,8 @@ class FeedbackResult:
 
 
 def _fail(request_id: object, message: str, field_name: str) -> ValidationError:
-    return ValidationError(
-        f"feedback for request {request_id!r}: {message}", detail={"field": field_name}
-    )
+    shown = repr(request_id[:200] if isinstance(request_id, str) else request_id)[:200]
+    return ValidationError(f"feedback for request {shown}: {message}", detail={"field": field_name})
 
 
 def _describe(value: object) -> str:
@@ -162,7 +162,8 @@ def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
         caller = data.pop("caller")
     else:
         data = dict(item)
-    unknown = sorted(set(data) - _FIELDS)
+    # The first few, cut: an item may hold any number of fields, of any length.
+    unknown = [str(k)[:40] for k in itertools.islice((k for k in data if k not in _FIELDS), 5)]
     rid = data.get("request_id")
     if unknown:
         raise _fail(rid, f"unknown field(s) {unknown}; use {sorted(_FIELDS)}", unknown[0])

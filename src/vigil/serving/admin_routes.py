@@ -18,12 +18,14 @@ answers 404 with what to do instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vigil.errors import NotFoundError, ValidationError
 from vigil.names import check_alias, check_model_name
 from vigil.serving.http import Request, Response, Route, json_response
+from vigil.uri import MAX_VERSION
 
 if TYPE_CHECKING:
     from vigil.audit import AuditEvent
@@ -37,7 +39,9 @@ ANONYMOUS = "http:anonymous"
 """The audit actor of a change made with authentication off (loopback only)."""
 
 AUDIT_LIMIT = 100
-_MAX_VERSION = 2**31 - 1  # an INTEGER column: larger numbers cannot name a version
+SMALL_BODY = 64 * 1024
+"""Largest body an admin operation reads: its bodies are a few fields (an endpoint's
+configuration, a few kilobytes); parsing and checking megabytes of them is only cost."""
 _MAX_REASON = 1000
 
 
@@ -101,6 +105,16 @@ def _event(e: AuditEvent) -> dict[str, Any]:
     }
 
 
+def unknown_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> list[str]:
+    """The first five fields of ``body`` not in ``allowed``, cut to 40 characters: one
+    pass, and an answer of bounded size however many a body holds.
+
+    >>> unknown_fields({"version": 1, "x" * 50: 2, "b": 3}, ("version",))
+    ['xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx', 'b']
+    """
+    return [key[:40] for key in itertools.islice((k for k in body if k not in allowed), 5)]
+
+
 def _alias_change(req: Request) -> tuple[int, str | None]:
     """``version`` and ``reason`` of a ``PUT .../aliases/{alias}`` body."""
     body = req.json()
@@ -109,14 +123,14 @@ def _alias_change(req: Request) -> tuple[int, str | None]:
         raise ValidationError(
             example, detail={"field": None, "expected": "object", "got": type(body).__name__}
         )
-    unknown = sorted(set(body) - {"version", "reason"})
+    unknown = unknown_fields(body, ("version", "reason"))
     if unknown:
         raise ValidationError(
             f"unknown field(s) {', '.join(map(repr, unknown))}; {example}",
             detail={"field": unknown[0], "expected": ["version", "reason"], "got": unknown},
         )
     version = body.get("version")
-    if type(version) is not int or not 1 <= version <= _MAX_VERSION:
+    if type(version) is not int or not 1 <= version <= MAX_VERSION:
         raise ValidationError(
             f"'version' must be a version number (a positive integer); {example}",
             detail={"field": "version", "expected": "integer >= 1", "got": repr(version)[:40]},
@@ -188,7 +202,7 @@ async def audit(dp: DataPlane, req: Request) -> Response:
 _STRING = {"type": "string"}
 _TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
-_VERSION = {"type": "integer", "minimum": 1, "maximum": _MAX_VERSION}
+_VERSION = {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}
 _ALIASES = {"type": "object", "additionalProperties": {"type": "integer"}}
 
 SCHEMAS: dict[str, Any] = {
@@ -329,6 +343,7 @@ ROUTES: list[Route] = [
         "native",
         "Point an alias at a version (audited; serving workers follow it)",
         body="json",
+        max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/AliasChange"},
         responses=_ok("AliasState"),
         tags=_TAGS,

@@ -5,8 +5,9 @@ ASGI scope, refuses a foreign ``Host`` (421) and, on admin and state-changing ro
 foreign ``Origin`` (403) (see :mod:`vigil.serving.guards`), checks the API key against the
 route's role when authentication is on (401/403, see :mod:`vigil.auth.authenticator`),
 enforces the content type (415: state-changing routes need ``application/json`` even
-without a body) and the body limit (413 before reading an oversized body), calls the
-route's handler, and maps every error to its status and JSON body in one place
+without a body) and the body limit (413 before reading an oversized body), decodes a large
+JSON body on a worker thread (:mod:`vigil.serving.executors`), calls the route's handler,
+and maps every error to its status and JSON body in one place
 (:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
 answered 500 without a traceback; the server keeps serving.
 
@@ -17,6 +18,7 @@ at shutdown; on a registry-backed server it also starts scheduled monitoring
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from time import perf_counter
@@ -29,8 +31,9 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.serving import metrics
-from vigil.serving.config import ServingSettings
+from vigil.serving.config import ServingSettings, json_values_limit
 from vigil.serving.dataplane import DataPlane, capture_for
+from vigil.serving.executors import INLINE_BODY_BYTES, Executors
 from vigil.serving.guards import check_origin, host_guard
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.problems import error_response
@@ -96,6 +99,8 @@ class ServingApp:
         self.endpoints = endpoints
         """Routes experiment endpoints; ``None`` on a server without a registry."""
         self._limit = self.settings.max_body_bytes
+        self._executors = dataplane.executors
+        self._max_values = json_values_limit(self.settings)
         self._metrics = self.settings.metrics
         self._hosts = host_guard(
             self.settings.allowed_hosts, authentication=authenticator is not None
@@ -168,7 +173,11 @@ class ServingApp:
                 elif key == b"content-type":
                     content_type = value.decode("latin-1")
                 elif key == b"content-length":
-                    length = int(value) if value.isdigit() else -1
+                    length = -1
+                    if value.isdigit():
+                        # 19 digits or more is past any limit (and int() of thousands
+                        # of digits raises).
+                        length = int(value) if len(value) < 19 else 2**63
                 elif key == b"x-request-id":
                     request_id = value.decode("latin-1")
                 elif key == b"authorization":
@@ -199,7 +208,10 @@ class ServingApp:
             ):
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
-                request.body = await self._read_body(receive, length)
+                request.body = await self._read_body(receive, length, route.max_body_bytes)
+                if route.body == "json" and len(request.body) > INLINE_BODY_BYTES:
+                    # Megabytes of JSON take orjson a good part of a second: off the loop.
+                    await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)
         except Exception as exc:
             style = route.style if route is not None else "ops"
@@ -211,6 +223,12 @@ class ServingApp:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
         await self._send(send, response)
+        if request is not None and len(request.body) > INLINE_BODY_BYTES:
+            # Freed on a worker thread: the objects of a large decoded body are as many as
+            # decoding made, and the loop would spend a good part of that time freeing them.
+            held = request.detach()
+            with contextlib.suppress(RuntimeError):  # the pool stopped: freed here instead
+                self._executors.decode.submit(held.clear)
         if self._metrics:
             metrics.IN_FLIGHT.dec()
             metrics.record_request(
@@ -221,15 +239,15 @@ class ServingApp:
                 perf_counter() - started,
             )
 
-    async def _read_body(self, receive: Any, length: int) -> bytes:
-        limit = self._limit
+    async def _read_body(self, receive: Any, length: int, route_limit: int | None) -> bytes:
+        limit = self._limit if route_limit is None else min(route_limit, self._limit)
         if length > limit:
-            raise self._too_large(length)
+            raise self._too_large(length, limit)
         message = await receive()
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
             if len(body) > limit:
-                raise self._too_large(len(body))
+                raise self._too_large(len(body), limit)
             return body
         chunks = [body]
         size = len(body)
@@ -240,15 +258,19 @@ class ServingApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise self._too_large(size)
+                raise self._too_large(size, limit)
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _too_large(self, size: int) -> PayloadTooLargeError:
+    def _too_large(self, size: int, limit: int) -> PayloadTooLargeError:
+        if limit < self._limit:  # the route's own limit: its bodies are small
+            advice = "this operation takes a body of a few fields"
+        else:
+            advice = "send fewer rows per request or raise VIGIL_SERVE_MAX_BODY_BYTES"
         return PayloadTooLargeError(
-            f"the request body ({size} bytes or more) exceeds the limit of {self._limit} bytes; "
-            "send fewer rows per request or raise VIGIL_SERVE_MAX_BODY_BYTES",
-            detail={"limit": self._limit, "size": size},
+            f"the request body ({size} bytes or more) exceeds the limit of {limit} bytes; "
+            + advice,
+            detail={"limit": limit, "size": size},
         )
 
     @staticmethod
@@ -280,11 +302,14 @@ def create_app(
     {'name': 'churn', 'alias': 'production'}
     """
     settings = settings or getattr(provider, "settings", None) or ServingSettings()
+    executors = Executors.create()  # shut down by the data plane when the app stops
     authenticator = None
     if settings.auth == "on":
         from vigil.auth.authenticator import authenticator_for
 
-        authenticator = authenticator_for(provider, ttl=settings.auth_cache_seconds)
+        authenticator = authenticator_for(
+            provider, ttl=settings.auth_cache_seconds, executor=executors.auth
+        )
     from vigil.serving.registry_provider import RegistryProvider
 
     endpoints = None
@@ -294,5 +319,7 @@ def create_app(
 
         state = policy_state_from_settings(provider.vigil)
         endpoints = EndpointRouter(provider.vigil, provider, state)
-    dataplane = DataPlane(provider, settings=settings, capture=capture_for(provider, capture))
+    dataplane = DataPlane(
+        provider, settings=settings, capture=capture_for(provider, capture), executors=executors
+    )
     return ServingApp(dataplane, authenticator=authenticator, endpoints=endpoints)

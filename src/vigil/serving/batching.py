@@ -55,7 +55,8 @@ PredictFn = Callable[[Any, bool], Output]
 """``predict(X, want_proba) -> (predictions, probabilities or None)`` on a whole batch."""
 AnswerLog = Callable[[list[tuple[Any, Output]]], None]
 """Called with ``(note, output)`` of every request a call answered, before any of them is
-released; if it raises, each of those requests fails with its exception instead."""
+released, on the thread the call ran on (the event loop or the model's worker thread); if
+it raises, each of those requests fails with its exception instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,9 @@ class MicroBatcher:
 
     def _runs_inline(self, rows: int) -> bool:
         cost = self.cost
-        if cost is None:
+        # The cost was measured on at most max_batch_size rows: a larger call (one request
+        # of many rows) is not trusted to the estimate, it goes to the worker thread.
+        if cost is None or rows > self.max_batch_size:
             return False
         if cost.estimate(rows) <= self.inline_budget:
             self._probe_at = 0.0
@@ -337,12 +340,12 @@ class MicroBatcher:
             elapsed = perf_counter() - started
             self._observe(elapsed, rows)
             stats.inline_batches += 1
+            if any(item.log is not None for item in batch):
+                _hand_to_logs(batch, outcomes)
         else:
             outcomes, seconds = await loop.run_in_executor(self.executor, self._timed_call, batch)
             elapsed = perf_counter() - started
             self._observe(seconds, rows)
-        if any(item.log is not None for item in batch):
-            _hand_to_logs(batch, outcomes)
         stats.batches += 1
         stats.rows += rows
         stats.largest_batch = max(stats.largest_batch, rows)
@@ -366,7 +369,12 @@ class MicroBatcher:
     def _timed_call(self, batch: list[_Item]) -> tuple[list[Output | BaseException], float]:
         started = perf_counter()
         outcomes = self._call(batch)
-        return outcomes, perf_counter() - started
+        seconds = perf_counter() - started
+        # Logged here too, on the worker thread: encoding the answers of a call too slow
+        # for the event loop (a large batch) is work the loop should not do either.
+        if any(item.log is not None for item in batch):
+            _hand_to_logs(batch, outcomes)
+        return outcomes, seconds
 
     def _call(self, batch: list[_Item]) -> list[Output | BaseException]:
         """One vectorised call, split back by row ranges."""

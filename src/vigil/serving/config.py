@@ -2,6 +2,8 @@
 
 >>> ServingSettings(max_batch_size=8).max_wait_ms
 2.0
+>>> [ServingSettings().column_limit(n) for n in (4, 20, 5_000, 20_000)]
+[80, 144, 10000, 20000]
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vigil.settings import invalid_setting
 
+COLUMN_LIMIT_CAP = 10_000
+"""The default column limit never exceeds this (unless the model has more features)."""
+
 
 class ServingSettings(BaseSettings):
     """How the server validates, batches and limits requests. Every field can be set as
@@ -22,6 +27,16 @@ class ServingSettings(BaseSettings):
 
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     """Largest request body accepted; larger bodies get 413 before they are read."""
+
+    max_columns: int | None = Field(default=None, ge=1)
+    """Most columns one request may send (named features and extra columns alike, and v2
+    input tensors); more are refused with 413 before any value is read. Default: four times
+    the model's features plus 64, at most 10,000; never fewer than the model's features."""
+
+    max_cells: int = Field(default=1_000_000, ge=1)
+    """Most values (rows x the model's features) one request may hold; more are refused
+    with 413: send fewer rows per request. A large JSON body is refused before it is
+    parsed when it holds more than about twice as many values (counting keys)."""
 
     max_batch_size: int = Field(default=64, ge=1)
     """Most rows the micro-batcher joins into one model call (1 disables batching)."""
@@ -93,6 +108,23 @@ class ServingSettings(BaseSettings):
                 str(v).strip().lower().rstrip(".").rstrip("/") for v in value if str(v).strip()
             )
         return value
+
+    def column_limit(self, features: int) -> int:
+        """The most columns a request to a model with ``features`` inputs may send."""
+        if self.max_columns is not None:
+            return max(self.max_columns, features)
+        return max(features, min(4 * features + 64, COLUMN_LIMIT_CAP))
+
+
+def json_values_limit(settings: ServingSettings) -> int:
+    """The most values (keys, arrays and objects included) a JSON body is parsed with:
+    room for ``max_cells`` values as records (a key each) or rows (an array each), plus
+    request options.
+
+    >>> json_values_limit(ServingSettings(max_cells=1000))
+    67536
+    """
+    return 2 * settings.max_cells + 65_536
 
 
 def load_serving_settings(**overrides: Any) -> ServingSettings:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from vigil.capture.sink import Answered
 from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from vigil.serving.config import ServingSettings
+from vigil.serving.executors import INLINE_CELLS, Executors
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,6 +120,9 @@ class DataPlane:
         Serving limits and batching.
     capture:
         The inference log and feedback store; ``None`` serves without capture.
+    executors:
+        The thread pools for key checks, feedback and large bodies (fresh ones by
+        default); shut down by :meth:`shutdown`.
     """
 
     def __init__(
@@ -127,10 +131,12 @@ class DataPlane:
         *,
         settings: ServingSettings | None = None,
         capture: CaptureRuntime | None = None,
+        executors: Executors | None = None,
     ):
         self.provider = provider
         self.settings = settings or ServingSettings()
         self.capture = capture
+        self.executors = executors or Executors.create()
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -145,6 +151,8 @@ class DataPlane:
 
     async def shutdown(self) -> None:
         await self.provider.stop()
+        # The pools first: feedback being stored must finish before its log closes.
+        await asyncio.to_thread(self.executors.shutdown)
         if self.capture is not None:
             await self.capture.stop()
 
@@ -202,7 +210,11 @@ class DataPlane:
                 detail={"field": "return_proba", "row": None, "expected": False, "got": True},
             )
         started = perf_counter()
-        valid = model.validator.validate(table)
+        validator = model.validator
+        if validator.values(table) <= INLINE_CELLS:
+            valid = validator.validate(table)
+        else:  # a large table: checked and converted on a worker thread
+            valid = await self.executors.decoding(validator.validate, table)
         validated = perf_counter()
         request_id = request_id or new_request_id()
         if self.capture is None:
@@ -322,7 +334,7 @@ class DataPlane:
             )
         loop = asyncio.get_running_loop()
         submit = partial(feedback.submit, caller=key_id, admin=admin)
-        result = await loop.run_in_executor(None, submit, list(items))
+        result = await loop.run_in_executor(self.executors.feedback, submit, list(items))
         if result.matched:
             for listener in list(self.feedback_listeners):
                 try:

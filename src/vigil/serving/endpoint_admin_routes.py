@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vigil.errors import NotFoundError, ValidationError
 from vigil.experiments.config import EndpointConfig, parse_endpoint
-from vigil.serving.admin_routes import ANONYMOUS
+from vigil.serving.admin_routes import ANONYMOUS, SMALL_BODY, unknown_fields
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -108,11 +108,11 @@ async def put_endpoint(dp: DataPlane, req: Request) -> Response:
 
     store = EndpointStore(_vigil(dp, req))
     name = req.params["endpoint"]
-    config = _config(req, name)
     actor = _actor(req)
 
     def write() -> tuple[dict[str, Any], bool]:
-        _, created = store.put(config, actor=actor)
+        # Checked here, off the event loop: a body may hold a great many variants.
+        _, created = store.put(_config(req, name), actor=actor)
         return store.describe(name).to_dict(), created
 
     document, created = await _call(write)
@@ -145,7 +145,7 @@ async def conclude(dp: DataPlane, req: Request) -> Response:
     name = req.params["endpoint"]
     example = '{"promote": "b", "alias": "production"}'
     body = _object(req, example)
-    unknown = sorted(set(body) - {"promote", "alias"})
+    unknown = unknown_fields(body, ("promote", "alias"))
     if unknown:
         raise ValidationError(
             f"unknown field(s) {', '.join(map(repr, unknown))}; send {example}",
@@ -322,6 +322,7 @@ ROUTES: list[Route] = [
         "native",
         "Create (201) or replace (200) an endpoint (validated and audited)",
         body="json",
+        max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/EndpointConfig"},
         responses={**_ok("Endpoint"), **_ok("Endpoint", "201")},
         tags=_TAGS,
@@ -357,6 +358,7 @@ ROUTES: list[Route] = [
         "native",
         "End the experiment: route everything to one variant, optionally move an alias",
         body="json",
+        max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/ExperimentConclusion"},
         responses=_ok("ExperimentConcluded"),
         tags=_TAGS,

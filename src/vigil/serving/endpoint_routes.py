@@ -27,6 +27,7 @@ from vigil.experiments.assign import unit_id
 from vigil.experiments.router import router_for
 from vigil.serving.codecs import mlflow, native, v2
 from vigil.serving.codecs.recording import records_failures
+from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, Route, dumps
 
 if TYPE_CHECKING:
@@ -117,7 +118,10 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     parameters = payload.get("parameters") if isinstance(payload, dict) else None
     router, routed = await _routed(dp, req, parameters)
     with _tagged(routed):
-        table, outputs = v2.decode(routed.served, payload)
+        if len(req.body) <= INLINE_BODY_BYTES:
+            table, outputs = v2.decode(routed.served, payload)
+        else:  # flattening megabytes of tensor data: on a worker thread
+            table, outputs = await dp.executors.decoding(v2.decode, routed.served, payload)
     result = await router.predict(
         routed,
         table,
@@ -141,7 +145,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
 async def invocations(dp: DataPlane, req: Request) -> Response:
     router, routed = await _routed(dp, req, None)
     with _tagged(routed):
-        table = mlflow.decode_request(req)
+        table = await mlflow.decoded(dp, req, routed.served.validator.max_columns)
     result = await router.predict(
         routed,
         table,

@@ -21,6 +21,7 @@ An ``admin`` key may label any prediction (see :mod:`vigil.feedback.owner`).
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
@@ -54,7 +55,7 @@ def feedback_items(payload: Any) -> list[Any]:
         )
     if "feedback" in payload:
         if len(payload) != 1:
-            extra = sorted(k for k in payload if k != "feedback")[:5]
+            extra = [k[:40] for k in itertools.islice((k for k in payload if k != "feedback"), 5)]
             raise _bad(f"a batch holds only 'feedback'; remove {extra}", extra[0])
         items = payload["feedback"]
         if not isinstance(items, list) or not items:

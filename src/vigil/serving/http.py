@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from vigil.errors import MalformedRequestError, MethodNotAllowedError, NotFoundError
+from vigil.errors import (
+    MalformedRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    VigilError,
+)
 from vigil.serving.dataplane import request_id_from
 
 if TYPE_CHECKING:
@@ -33,6 +39,7 @@ class Request:
 
     __slots__ = (
         "_headers",
+        "_json",
         "_raw_headers",
         "_request_id",
         "body",
@@ -78,6 +85,7 @@ class Request:
         self.model = ""
         self.version = ""
         self._request_id: str | None = None
+        self._json: Any = _UNREAD
 
     @property
     def headers(self) -> dict[bytes, bytes]:
@@ -93,14 +101,69 @@ class Request:
         return self._request_id
 
     def json(self) -> Any:
-        """The body decoded as JSON, or :class:`MalformedRequestError` (400)."""
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedRequestError(
-                f"the request body is not valid JSON ({exc}); send a JSON document",
-                detail={"field": None, "row": None, "expected": "JSON", "got": "invalid JSON"},
-            ) from None
+        """The body decoded as JSON, or :class:`MalformedRequestError` (400); decoded once
+        (:meth:`read_json` may have done it, on another thread)."""
+        parsed = self._json
+        if parsed is _UNREAD:
+            parsed = self._json = _parse(self.body)
+        if isinstance(parsed, VigilError):
+            raise parsed
+        return parsed
+
+    def detach(self) -> list[Any]:
+        """The body and what was decoded of it, taken out of the request: the caller frees
+        them where it likes (megabytes of decoded JSON take a while to free)."""
+        held = [self.body, self._json]
+        self.body, self._json = b"", _UNREAD
+        return held
+
+    def read_json(self, max_values: int) -> None:
+        """Decode the body now (the app calls it on a worker thread for a large body),
+        unless it holds more than about ``max_values`` values (see :func:`check_values`);
+        :meth:`json` then answers from what was decoded, or raises the error."""
+        if self._json is _UNREAD:
+            try:
+                check_values(self.body, max_values)
+            except PayloadTooLargeError as exc:
+                self._json = exc
+            else:
+                self._json = _parse(self.body)
+
+
+_UNREAD = object()
+
+
+def check_values(body: bytes, max_values: int) -> None:
+    """Refuse (413) a JSON body that would hold more than about ``max_values`` values,
+    before it is parsed: every value after the first follows a ``,`` or opens an array or
+    object, so counting those bytes (at memory speed) bounds what parsing would build.
+
+    >>> check_values(b"[1,2,3]", 4)
+    >>> check_values(b"[[],[],[],[]]", 4)
+    Traceback (most recent call last):
+    ...
+    vigil.errors.PayloadTooLargeError: the body holds more than 4 JSON values (arrays, objects and the values in them); send fewer rows per request (or raise VIGIL_SERVE_MAX_CELLS)
+    """
+    count = body.count(b",")
+    if count <= max_values:
+        count += body.count(b"[") + body.count(b"{")
+    if count > max_values:
+        raise PayloadTooLargeError(
+            f"the body holds more than {max_values} JSON values (arrays, objects and the "
+            "values in them); send fewer rows per request (or raise VIGIL_SERVE_MAX_CELLS)",
+            detail={"limit": max_values},
+        )
+
+
+def _parse(body: bytes) -> Any:
+    """The JSON value of ``body``, or the :class:`MalformedRequestError` to raise for it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return MalformedRequestError(
+            f"the request body is not valid JSON ({exc}); send a JSON document",
+            detail={"field": None, "row": None, "expected": "JSON", "got": "invalid JSON"},
+        )
 
 
 class Response:
@@ -175,6 +238,10 @@ class Route:
         needs_json = self.method not in ("GET", "HEAD") and not self.prediction
         object.__setattr__(self, "needs_json", needs_json)
         object.__setattr__(self, "same_origin", needs_json or self.role == "admin")
+
+    max_body_bytes: int | None = None
+    """Largest body this route reads, when smaller than the server's limit: a route whose
+    bodies are a few fields long refuses megabytes (413) before reading them."""
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

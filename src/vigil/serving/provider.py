@@ -32,6 +32,7 @@ from vigil.serving import metrics
 from vigil.serving.batching import MicroBatcher, Output
 from vigil.serving.config import ServingSettings
 from vigil.serving.validation import Records, Validator
+from vigil.uri import version_number
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -70,7 +71,11 @@ class ServedModel:
         self.classes = bundle.signature.outputs.classes
         self.has_proba = bool(bundle.model.has_proba)
         self.validator = Validator(
-            bundle.signature, extra=settings.extra_features, allow_inf=settings.allow_inf
+            bundle.signature,
+            extra=settings.extra_features,
+            allow_inf=settings.allow_inf,
+            max_columns=settings.column_limit(len(bundle.signature.inputs)),
+            max_cells=settings.max_cells,
         )
         self.batcher = MicroBatcher(
             self._predict,
@@ -237,8 +242,8 @@ class StaticProvider:
                     detail={"model": name, "alias": selector[1:]},
                 )
             return versions[version]
-        digits = selector[1:] if selector[:1] in "vV" else selector
-        served = versions.get(int(digits)) if digits.isdigit() else None
+        number = version_number(selector)
+        served = versions.get(number) if number is not None else None
         if served is None:
             raise VersionNotFoundError(
                 f"model {name!r} has no version {selector[:20]!r} here; "

@@ -6,6 +6,9 @@ name (any order), applies the extra-feature policy, allows only safe casts and b
 model's input: a C-contiguous float64 matrix in signature order when every input is
 numeric (one ``np.array`` call on the fast path), a DataFrame otherwise.
 
+Checks cost time linear in the input: a table wider than ``max_columns`` or holding more
+than ``max_cells`` values (rows x features) is refused (413) before any value is looked at.
+
 Safe casts: ints are accepted for float features; integral floats for int features;
 numeric strings are *not* numbers; ``true``/``false`` are only accepted by bool features
 and bool features accept nothing else. A null (or NaN) is a missing value, accepted where
@@ -27,13 +30,13 @@ vigil.errors.ValidationError: feature 'a' in row 0: expected a number (float64),
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import numpy as np
 
-from vigil.errors import ValidationError
+from vigil.errors import PayloadTooLargeError, ValidationError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -50,6 +53,8 @@ _INTEGER: frozenset[type] = frozenset(
 )  # floats pass only when integral (checked after)
 _BOOL: frozenset[type] = frozenset({bool, _NONE})
 _STRING: frozenset[type] = frozenset({str, _NONE})
+_INT64_BOUND = 2.0**63
+"""Integer features take values in [-2**63, 2**63): int64 (the model's) range."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,9 @@ def _describe(value: Any) -> str:
         return f"the boolean {str(value).lower()}"
     if isinstance(value, str):
         return f"the string {value[:40]!r}"
+    if isinstance(value, int) and value.bit_length() > 64:
+        # repr() of a huge int is slow (quadratic) and past 4,300 digits raises.
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, int | float):
         return f"the number {value!r}"
     if isinstance(value, list):
@@ -139,14 +147,28 @@ class Validator:
         ``"reject"`` (default) answers 422 for undeclared columns; ``"ignore"`` drops them.
     allow_inf
         Accept ``+/-Inf`` in numeric features.
+    max_columns
+        Most columns a table may have (features and extra columns alike; never fewer than
+        the signature's inputs); ``None``: no limit.
+    max_cells
+        Most values (rows x the signature's inputs) a table may hold; ``None``: no limit.
     """
 
     def __init__(
-        self, signature: Signature, *, extra: ExtraPolicy = "reject", allow_inf: bool = False
+        self,
+        signature: Signature,
+        *,
+        extra: ExtraPolicy = "reject",
+        allow_inf: bool = False,
+        max_columns: int | None = None,
+        max_cells: int | None = None,
     ) -> None:
         self.signature = signature
         self.extra = extra
         self.allow_inf = allow_inf
+        width = len(signature.inputs)
+        self.max_columns = max(max_columns, width) if max_columns is not None else None
+        self.max_cells = max_cells
         self._specs = list(signature.inputs)
         self._names = [f.name for f in self._specs]
         self._index = {n: i for i, n in enumerate(self._names)}
@@ -162,6 +184,53 @@ class Validator:
     @property
     def feature_names(self) -> list[str]:
         return list(self._names)
+
+    def values(self, raw: RawTable) -> int:
+        """About how many values validating ``raw`` reads: its rows x the features, found
+        in O(1) (every check is linear in that once the columns are bounded).
+
+        >>> from vigil.bundle.signature import FeatureSpec, Signature
+        >>> v = Validator(Signature(inputs=[FeatureSpec(name=n, dtype="float64") for n in "ab"]))
+        >>> v.values(Records([{"a": 1}] * 5)), v.values(Columns({"a": [1, 2, 3]})), v.values(Matrix(7))
+        (10, 6, 0)
+        """
+        if isinstance(raw, Columns):
+            first = next(iter(raw.columns.values()), None) if isinstance(raw.columns, dict) else 0
+            rows = len(first) if isinstance(first, list) else 1
+        else:
+            data = raw.rows if isinstance(raw, Records) else raw.data
+            rows = len(data) if isinstance(data, list) else 0
+        return rows * len(self._names)
+
+    def has_feature(self, name: str) -> bool:
+        """Whether the signature has an input called ``name`` (one dict lookup)."""
+        return name in self._index
+
+    def feature(self, name: str) -> FeatureSpec:
+        """The input called ``name`` (one dict lookup); ``KeyError`` when there is none."""
+        return self._specs[self._index[name]]
+
+    def check_columns(self, count: int) -> None:
+        """Refuse (413) a table of ``count`` columns when that is past ``max_columns``."""
+        limit = self.max_columns
+        if limit is not None and count > limit:
+            raise PayloadTooLargeError(
+                f"the input has {count} columns but the model takes {len(self._names)} "
+                f"features and this server accepts at most {limit} columns per request; "
+                "send only the model's features (or raise VIGIL_SERVE_MAX_COLUMNS)",
+                detail={"limit": limit, "columns": count},
+            )
+
+    def _check_cells(self, n_rows: int) -> None:
+        limit = self.max_cells
+        values = n_rows * len(self._names)
+        if limit is not None and values > limit:
+            raise PayloadTooLargeError(
+                f"the input has {n_rows} rows of {len(self._names)} features, {values} values; "
+                f"this server accepts at most {limit} values per request: send fewer rows per "
+                "request (or raise VIGIL_SERVE_MAX_CELLS)",
+                detail={"limit": limit, "values": values, "rows": n_rows},
+            )
 
     @staticmethod
     def _allowed_types(spec: FeatureSpec) -> frozenset[type]:
@@ -216,12 +285,16 @@ class Validator:
 
     def _rows_from_records(self, records: Any) -> Sequence[Sequence[Any]]:
         self._check_rows(records)
+        self._check_cells(len(records))
         names, width = self._names, len(self._names)
         try:
             rows = [[r[n] for n in names] for r in records]
         except (KeyError, TypeError, IndexError):
             return self._rows_from_records_slow(records)
-        if self.extra == "reject" and any(len(r) != width for r in records):
+        if self.extra == "reject":
+            if any(len(r) != width for r in records):
+                return self._rows_from_records_slow(records)
+        elif self.max_columns is not None and any(len(r) > self.max_columns for r in records):
             return self._rows_from_records_slow(records)
         return rows
 
@@ -236,6 +309,7 @@ class Validator:
                     expected="an object",
                     got=_describe(record),
                 )
+            self.check_columns(len(record))
             self._check_names(record.keys(), row=i)
             rows.append([record.get(n) for n in self._names])
         return rows
@@ -277,6 +351,8 @@ class Validator:
                 )
 
     def _rows_from_split(self, columns: Any, data: Any) -> Sequence[Sequence[Any]]:
+        if isinstance(columns, list):
+            self.check_columns(len(columns))
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             _fail(
                 "'columns' must be an array of feature names",
@@ -286,15 +362,20 @@ class Validator:
                 got=_describe(columns),
             )
         if len(set(columns)) != len(columns):
-            dup = next(c for c in columns if columns.count(c) > 1)
+            seen: set[str] = set()
+            for dup in columns:  # the first repeat, in one pass
+                if dup in seen:
+                    break
+                seen.add(dup)
             _fail(
-                f"column {dup!r} appears twice",
-                field=dup,
+                f"column {dup[:60]!r} appears twice",
+                field=dup[:60],
                 row=None,
                 expected="unique column names",
                 got="a duplicate",
             )
         self._check_rows(data)
+        self._check_cells(len(data))
         self._check_width(data, len(columns), "(one per column)")
         if columns == self._names:
             return data  # type: ignore[no-any-return]
@@ -312,6 +393,7 @@ class Validator:
                 expected="an object of columns",
                 got=_describe(columns),
             )
+        self.check_columns(len(columns))
         self._check_names(columns.keys(), row=None)
         n_rows: int | None = None
         for name in self._names:
@@ -339,11 +421,13 @@ class Validator:
         if not n_rows:
             self._check_rows([])
         assert n_rows is not None
+        self._check_cells(n_rows)
         blank = [None] * n_rows
         return list(zip(*[columns.get(n, blank) for n in self._names], strict=True))
 
     def _rows_from_matrix(self, data: Any) -> Sequence[Sequence[Any]]:
         self._check_rows(data)
+        self._check_cells(len(data))
         self._check_width(data, len(self._names), f"in signature order {self._names}")
         return data  # type: ignore[no-any-return]
 
@@ -377,12 +461,33 @@ class Validator:
             for j in range(len(self._specs)):
                 self._check_types(rows, j)
         # None becomes NaN here; nullability is then checked on the array in one pass.
-        X = np.array(rows, dtype=np.float64)
+        try:
+            X = _float_matrix(rows, len(self._specs))
+        except OverflowError:
+            self._reject_huge(rows, range(len(self._specs)))
         if not np.isfinite(X).all():
             self._check_non_finite(X, rows)
         if self._int_cols:
             self._check_integral(X)
         return X
+
+    def _reject_huge(self, rows: Sequence[Sequence[Any]], columns: Iterable[int]) -> NoReturn:
+        """Name the first int of feature ``columns`` too large for a float64 (past 1.8e308,
+        over 300 digits: only Python's own JSON reader and CSV parsing make them)."""
+        for j in columns:
+            for i, row in enumerate(rows):
+                value = row[j]
+                if type(value) is int and value.bit_length() > 1023:
+                    spec = self._specs[j]
+                    _fail(
+                        f"feature {spec.name!r} in row {i}: the number is too large for "
+                        f"{spec.dtype}; send a number between -1.8e308 and 1.8e308",
+                        field=spec.name,
+                        row=i,
+                        expected=_expected(spec),
+                        got=_describe(value),
+                    )
+        raise AssertionError("OverflowError without a value too large for a float64")
 
     def _check_non_finite(self, X: npt.NDArray[np.float64], rows: Sequence[Sequence[Any]]) -> None:
         bad = np.isnan(X) & ~self._nullable
@@ -413,7 +518,7 @@ class Validator:
 
     def _check_integral(self, X: npt.NDArray[np.float64]) -> None:
         sub = X[:, self._int_cols]
-        fractional = np.isfinite(sub) & (sub != np.trunc(sub))
+        fractional = np.isfinite(sub) & ((sub != np.trunc(sub)) | (np.abs(sub) >= _INT64_BOUND))
         if fractional.any():
             i, k = (int(v) for v in np.argwhere(fractional)[0])
             spec = self._specs[self._int_cols[k]]
@@ -433,7 +538,10 @@ class Validator:
         for j, spec in enumerate(self._specs):
             if spec.is_numeric:
                 self._check_types(rows, j)
-                column = np.array([row[j] for row in rows], dtype=np.float64)
+                try:
+                    column = np.array([row[j] for row in rows], dtype=np.float64)
+                except OverflowError:
+                    self._reject_huge(rows, (j,))
                 bad = ~np.isfinite(column)
                 if bad.any():
                     bad &= np.isinf(column) if spec.nullable else bad
@@ -444,8 +552,9 @@ class Validator:
                         self._reject_non_finite(spec, i, rows[i][j], float(column[i]))
                     bad = ~np.isfinite(column)
                 if spec.dtype in ("int64", "int32") and not bad.any():
-                    if (column != np.trunc(column)).any():
-                        i = int(np.argmax(column != np.trunc(column)))
+                    wrong = (column != np.trunc(column)) | (np.abs(column) >= _INT64_BOUND)
+                    if wrong.any():
+                        i = int(np.argmax(wrong))
                         _fail(
                             f"feature {spec.name!r} in row {i}: expected an integer "
                             f"({spec.dtype}), got the number {float(column[i])!r}",
@@ -487,6 +596,21 @@ class Validator:
                     expected=_expected(spec),
                     got="null",
                 )
+
+
+_CHUNK_ROWS = 8192
+
+
+def _float_matrix(rows: Sequence[Sequence[Any]], width: int) -> npt.NDArray[np.float64]:
+    """``np.array(rows, dtype=float64)``, a few thousand rows at a time for a large table:
+    one conversion of half a million rows holds the interpreter lock for half a second,
+    and the event loop waits for it meanwhile."""
+    if len(rows) <= _CHUNK_ROWS:
+        return np.array(rows, dtype=np.float64)
+    X = np.empty((len(rows), width), dtype=np.float64)
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        X[start : start + _CHUNK_ROWS] = rows[start : start + _CHUNK_ROWS]
+    return X
 
 
 def _is_nan(value: Any) -> bool:

@@ -17,14 +17,21 @@ with the input, as MLflow does. ``GET /ping`` and ``GET /health`` answer 200,
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
-from vigil.errors import MalformedRequestError, UnsupportedMediaTypeError
+import orjson
+
+from vigil.errors import MalformedRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
-from vigil.serving.http import TEXT, Request, Response, dumps
+from vigil.serving.config import json_values_limit
+from vigil.serving.executors import INLINE_BODY_BYTES
+from vigil.serving.http import TEXT, Request, Response, check_values, dumps
 from vigil.serving.validation import Columns, Matrix, RawTable, Records, Split
 from vigil.version import VERSION
 
@@ -64,9 +71,9 @@ def decode_json(payload: Any) -> RawTable:
         )
     keys = [k for k in FORMATS if k in payload]
     if len(keys) != 1:
+        received = [str(k)[:40] for k in itertools.islice(payload, 10)]
         raise _bad(
-            f"the JSON body must hold exactly one of {list(FORMATS)}; "
-            f"received fields {list(payload)[:10]}"
+            f"the JSON body must hold exactly one of {list(FORMATS)}; received fields {received}"
         )
     key = keys[0]
     value = payload[key]
@@ -83,10 +90,60 @@ def decode_json(payload: Any) -> RawTable:
     return _tensor_like(value, key)
 
 
-def decode_csv(body: bytes) -> RawTable:
-    """The raw table of a CSV body with a header row (pandas parses it, as MLflow does)."""
+# One field of a CSV header as pandas reads it: quoted ("a,b", "" for a quote, any text
+# after the closing quote) or not (a quote inside it is a plain character). Possessive
+# quantifiers never backtrack, so a match costs the length of the fields it reads.
+_FIELD = rb'(?:"(?:[^"]++|"")*+"[^,\r\n]*+|[^,\r\n"][^,\r\n]*+)?+'
+_QUOTED = re.compile(rb'(?:^|(?<=,))"(?:[^"]++|"")*+"')
+
+
+@functools.lru_cache(maxsize=16)
+def _header(limit: int) -> re.Pattern[bytes]:
+    """The first ``limit + 1`` fields of a header: reading stops there, however wide it is."""
+    return re.compile(rb"%s(?:,%s){0,%d}+" % (_FIELD, _FIELD, limit))
+
+
+def csv_columns(body: bytes, limit: int) -> int:
+    """The number of columns of a CSV body's header row, read no further than needed to
+    tell: ``limit + 1`` stands for "more than ``limit``".
+
+    >>> csv_columns(b"a,b,c\\n1,2,3\\n", 10), csv_columns(b'"a,b",c\\r\\n1,2', 10)
+    (3, 2)
+    >>> csv_columns(b'"a\\nb","c""d",e"f\\n1,2,3\\n', 10), csv_columns(b'"a",' * 50, 10)
+    (3, 11)
+    """
+    end = body.find(b"\n")
+    line = body if end < 0 else body[:end]
+    if b'"' not in line:
+        return line.count(b",") + 1  # no quoting: every comma separates two names
+    header = _header(limit).match(body)
+    assert header is not None  # every field may be empty: the pattern matches anything
+    after = body[header.end() : header.end() + 1]
+    if after == b",":
+        return limit + 1
+    if after not in (b"", b"\n", b"\r"):
+        raise _bad(
+            'the CSV header has a quote that is never closed; quote a name as "a,b" and '
+            'write a quote inside it as ""'
+        )
+    return _QUOTED.sub(b"", header.group()).count(b",") + 1
+
+
+def decode_csv(body: bytes, *, max_columns: int | None = None) -> RawTable:
+    """The raw table of a CSV body with a header row (pandas parses it, as MLflow does);
+    a header wider than ``max_columns`` is refused (413) before pandas sees the body."""
     import pandas as pd
 
+    if max_columns is not None:
+        columns = csv_columns(body, max_columns)
+        if columns > max_columns:
+            counted = f"{columns}" if columns > max_columns + 1 else f"more than {max_columns}"
+            raise PayloadTooLargeError(
+                f"the CSV header has {counted} columns; this server accepts at most "
+                f"{max_columns} per request: send only the model's features (or raise "
+                "VIGIL_SERVE_MAX_COLUMNS)",
+                detail={"limit": max_columns, "columns": columns},
+            )
     try:
         frame = pd.read_csv(io.BytesIO(body))
     except Exception as exc:
@@ -97,21 +154,37 @@ def decode_csv(body: bytes) -> RawTable:
     return Columns({str(c): frame[c].tolist() for c in frame.columns})
 
 
-def _json_with_nan(req: Request) -> Any:
+def _json_int(text: str) -> int | float:
+    # As orjson does: an integer past 64 bits becomes a float (inf past 1.8e308), so no
+    # integer slow to convert or too large for a float64 reaches validation.
+    return int(text) if len(text) <= 20 else float(text)
+
+
+def _json_with_nan(body: bytes) -> Any:
     try:
-        return req.json()
-    except MalformedRequestError:
-        # MLflow's own client writes missing values as the bare token NaN (not JSON, but
-        # what Python's json module reads), so accept it here as mlflow models serve does.
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    # MLflow's own client writes missing values as the bare token NaN (not JSON, but what
+    # Python's json module reads), so accept it here as mlflow models serve does. Python's
+    # reader recurses per nesting level and stops at the interpreter's recursion limit.
+    if b"NaN" in body or b"Infinity" in body:
         try:
-            return json.loads(req.body)
-        except ValueError:
+            return json.loads(body, parse_int=_json_int)
+        except (ValueError, RecursionError):
             pass
-        raise
+    raise MalformedRequestError(
+        f"the request body is not valid JSON ({error}); send a JSON document",
+        detail={"field": None, "row": None, "expected": "JSON", "got": "invalid JSON"},
+    )
 
 
-def decode_request(req: Request) -> RawTable:
-    """The raw table of a scoring request, by its content type (JSON or CSV, UTF-8)."""
+def decode_request(
+    req: Request, *, max_columns: int | None = None, max_values: int | None = None
+) -> RawTable:
+    """The raw table of a scoring request, by its content type (JSON or CSV, UTF-8); a CSV
+    header wider than ``max_columns`` or a JSON body of more than about ``max_values``
+    values (see :func:`~vigil.serving.http.check_values`) is refused before it is parsed."""
     content_type = req.content_type or ""
     mime, _, parameters = content_type.partition(";")
     mime = mime.strip().lower()
@@ -119,12 +192,25 @@ def decode_request(req: Request) -> RawTable:
     if charset != "utf-8":
         raise UnsupportedMediaTypeError("the scoring server only supports UTF-8")
     if mime == "text/csv":
-        return decode_csv(req.body)
+        return decode_csv(req.body, max_columns=max_columns)
     if mime == "application/json":
-        return decode_json(_json_with_nan(req))
+        if max_values is not None:
+            check_values(req.body, max_values)
+        return decode_json(_json_with_nan(req.body))
     raise UnsupportedMediaTypeError(
         "this predictor only supports the content types application/json and text/csv; "
         f"got {content_type[:80]!r}"
+    )
+
+
+async def decoded(dp: DataPlane, req: Request, max_columns: int | None) -> RawTable:
+    """:func:`decode_request`, on a worker thread for a large body (pandas, or Python's
+    JSON reader, on megabytes take a good part of a second)."""
+    if len(req.body) <= INLINE_BODY_BYTES:
+        return decode_request(req, max_columns=max_columns)
+    max_values = json_values_limit(dp.settings)
+    return await dp.executors.decoding(
+        functools.partial(decode_request, req, max_columns=max_columns, max_values=max_values)
     )
 
 
@@ -143,7 +229,7 @@ def _default_model(dp: DataPlane) -> ServedModel:
 
 async def _invoke(dp: DataPlane, req: Request, served: ServedModel) -> Response:
     req.model, req.version = served.name, served.version_label
-    table = decode_request(req)
+    table = await decoded(dp, req, served.validator.max_columns)
     result = await predict_served(dp, req, served, table)
     return Response(
         dumps({"predictions": result.predictions}),

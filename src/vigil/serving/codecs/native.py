@@ -49,12 +49,12 @@ def decode(payload: Any) -> tuple[RawTable, bool]:
             "an object",
             type(payload).__name__,
         )
-    unknown = [k for k in payload if k not in _ALLOWED_KEYS]
-    if unknown:
+    unknown = next((k for k in payload if k not in _ALLOWED_KEYS), None)  # the first only
+    if unknown is not None:
         raise _bad(
-            f"unknown key {unknown[0][:40]!r}; use one of instances, columns+data or inputs, "
+            f"unknown key {unknown[:40]!r}; use one of instances, columns+data or inputs, "
             "and optionally return_proba",
-            unknown[0][:40],
+            unknown[:40],
             "instances | columns+data | inputs",
             "an unknown key",
         )

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vigil.errors import ServiceUnavailableError, VigilError
+from vigil.serving.executors import INLINE_BODY_BYTES
+from vigil.uri import version_number
 
 if TYPE_CHECKING:
     from vigil.serving.dataplane import DataPlane
@@ -42,7 +44,8 @@ def records_failures(style: Style) -> Callable[[Handler], Handler]:
                 # Not ready / log unavailable: nothing was judged, and the log may be the
                 # very thing that failed.
                 if dp.capture is not None and not isinstance(exc, ServiceUnavailableError):
-                    dp.record_failure(
+                    failure = functools.partial(
+                        dp.record_failure,
                         request_id=req.request_id,
                         status=wire_status(style, exc.status),
                         error_code=exc.code,
@@ -50,13 +53,17 @@ def records_failures(style: Style) -> Callable[[Handler], Handler]:
                         body=req.body,
                         route=req.route,
                         model=req.model,
-                        version=int(req.version) if req.version.isdigit() else None,
+                        version=version_number(req.version),
                         key_id=req.key_id,
                         # Endpoint routes name the endpoint in the path and tag the error
                         # with the variant that rejected it; model routes have neither.
                         variant=exc.detail.get("variant"),
                         endpoint=req.params.get("endpoint"),
                     )
+                    if len(req.body) <= INLINE_BODY_BYTES:
+                        failure()
+                    else:  # masking a large body means parsing it: on a worker thread
+                        await dp.executors.decoding(failure)
                 raise
 
         return recorded

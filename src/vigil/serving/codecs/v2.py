@@ -22,6 +22,7 @@ import numpy as np
 from vigil.errors import MalformedRequestError, ValidationError
 from vigil.serving.codecs import predict_served
 from vigil.serving.codecs.recording import records_failures
+from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, dumps, json_response
 from vigil.serving.validation import Columns, Matrix, RawTable
 from vigil.version import VERSION
@@ -90,27 +91,41 @@ def _flat(tensor: dict[str, Any], index: int) -> tuple[str, list[int], list[Any]
     where = f"inputs[{index}]"
     if not isinstance(name, str):
         raise _malformed(f"{where}.name must be a string", f"{where}.name")
-    if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
-        raise _malformed(f"input {name!r}: shape must be a list of sizes such as [2, 20]", name)
-    if datatype not in _DATATYPES:
+    shown = name[:60]  # a name is echoed in errors: never a megabyte of it
+    if not (
+        isinstance(shape, list) and shape and all(type(d) is int and 0 <= d < 2**63 for d in shape)
+    ):
+        raise _malformed(f"input {shown!r}: shape must be a list of sizes such as [2, 20]", shown)
+    if len(shape) > 2:
+        # Before math.prod: the product of many large sizes is a huge integer that takes
+        # time quadratic in their number to compute.
+        raise ValidationError(
+            f"input {shown!r}: a tabular tensor has shape [N], [N, 1] or [N, F]; "
+            f"got {len(shape)} dimensions",
+            detail={"field": shown, "row": None, "expected": "1 or 2 dimensions", "got": "more"},
+        )
+    if not isinstance(datatype, str) or datatype not in _DATATYPES:
         raise _malformed(
-            f"input {name!r}: datatype must be one of {sorted(_DATATYPES)}, got {datatype!r}", name
+            f"input {shown!r}: datatype must be one of {sorted(_DATATYPES)}, "
+            f"got {str(datatype)[:40]!r}",
+            shown,
         )
     if not isinstance(data, list):
-        raise _malformed(f"input {name!r}: data must be an array (JSON tensors only)", name)
+        raise _malformed(f"input {shown!r}: data must be an array (JSON tensors only)", shown)
     while data and isinstance(data[0], list):
         if not all(isinstance(part, list) for part in data):
-            raise _malformed(f"input {name!r}: nested data is ragged", name)
+            raise _malformed(f"input {shown!r}: nested data is ragged", shown)
         data = list(chain.from_iterable(data))
-    if len(data) != math.prod(shape):
+    size = math.prod(shape)
+    if len(data) != size:
         raise _malformed(
-            f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {len(data)}", name
+            f"input {shown!r}: shape {shape} needs {size} values, got {len(data)}", shown
         )
     return name, shape, data
 
 
 def _check_datatype(served: ServedModel, name: str, datatype: str) -> None:
-    spec = served.signature.feature(name)
+    spec = served.validator.feature(name)
     expected = feature_datatype(spec)
     compatible = (
         datatype == expected
@@ -130,20 +145,24 @@ def decode(served: ServedModel, payload: Any) -> tuple[RawTable, list[str]]:
     if not isinstance(payload, dict):
         raise _malformed("the inference request must be a JSON object with 'inputs'")
     inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
+    if not isinstance(inputs, list) or not inputs:
         raise _malformed("'inputs' must be a non-empty array of tensors", "inputs")
-    names = served.validator.feature_names
+    validator = served.validator
+    validator.check_columns(len(inputs))  # one tensor per column at most: refuse early
+    if not all(isinstance(t, dict) for t in inputs):
+        raise _malformed("'inputs' must be a non-empty array of tensors", "inputs")
+    names = validator.feature_names
     outputs = _requested_outputs(served, payload.get("outputs"))
     first = inputs[0]
     if len(inputs) == 1 and isinstance(first.get("shape"), list) and len(first["shape"]) == 2:
         name, shape, data = _flat(first, 0)
-        if shape[1] != 1 or name not in names:
+        if shape[1] != 1 or not validator.has_feature(name):
             if shape[1] != len(names):
                 raise ValidationError(
                     f"a 2-D input must have shape [N, {len(names)}] with the features in "
                     f"signature order {names}; got shape {shape}",
                     detail={
-                        "field": name,
+                        "field": name[:60],
                         "row": None,
                         "expected": f"[N, {len(names)}]",
                         "got": str(shape),
@@ -158,12 +177,17 @@ def decode(served: ServedModel, payload: Any) -> tuple[RawTable, list[str]]:
         name, shape, data = _flat(tensor, index)
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise ValidationError(
-                f"input {name!r}: per-feature tensors have shape [N] or [N, 1], got {shape}",
-                detail={"field": name, "row": None, "expected": "[N] or [N, 1]", "got": str(shape)},
+                f"input {name[:60]!r}: per-feature tensors have shape [N] or [N, 1], got {shape}",
+                detail={
+                    "field": name[:60],
+                    "row": None,
+                    "expected": "[N] or [N, 1]",
+                    "got": str(shape),
+                },
             )
         if name in columns:
-            raise _malformed(f"input {name!r} appears twice", name)
-        if name in names:
+            raise _malformed(f"input {name[:60]!r} appears twice", name[:60])
+        if validator.has_feature(name):
             _check_datatype(served, name, tensor["datatype"])
         columns[name] = data
     return Columns(columns), outputs
@@ -220,7 +244,10 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
     req.model, req.version = served.name, served.version_label
     payload = req.json()
-    table, outputs = decode(served, payload)
+    if len(req.body) <= INLINE_BODY_BYTES:
+        table, outputs = decode(served, payload)
+    else:  # flattening megabytes of tensor data: on a worker thread
+        table, outputs = await dp.executors.decoding(decode, served, payload)
     want_proba = "predict_proba" in outputs
     result = await predict_served(dp, req, served, table, want_proba=want_proba)
     request_id = payload.get("id")
