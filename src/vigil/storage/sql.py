@@ -41,6 +41,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from vigil._redact import redact_url
 from vigil.errors import ConfigurationError, DatabaseUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -181,8 +182,6 @@ class Database:
         self._migrate_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        from vigil._redact import redact_url
-
         return f"Database({redact_url(self.url)!r})"
 
     def _create_engine(self) -> Engine:
@@ -254,8 +253,8 @@ class Database:
         # the statement or its parameters.
         reason = str(exc.orig).strip().splitlines()[0][:200] if exc.orig else type(exc).__name__
         return DatabaseUnavailableError(
-            f"the metadata database {self!r} is unreachable or busy ({reason}); retry once it "
-            "is back",
+            f"cannot use the database {redact_url(self.url)}: {reason}; check "
+            "VIGIL_DATABASE_URL and that the server is running (or not locked), then retry",
             detail={"reason": "database_unavailable"},
         )
 
