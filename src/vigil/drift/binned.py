@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.drift.distances import DISTANCES
-from vigil.drift.numeric import TestResult
+from vigil.drift.numeric import TestResult, gamma_quantile
 
 PERMUTATIONS = 1999
 """Permuted tables behind a Monte Carlo p-value (its resolution is 1 / 2000)."""
@@ -137,15 +137,8 @@ def chance_bound(
 
     0 when there is nothing to compare (one bucket or an empty side).
     """
-    from scipy.stats import gamma
-
     ref, cur = _table(reference, current)
     if ref.size < 2 or ref.sum() == 0 or cur.sum() == 0:
         return 0.0
     ref_b, cur_b = permuted_tables(ref, cur, BOUND_DRAWS, seed)
-    null = np.asarray(DISTANCES[method](ref_b, cur_b), dtype=np.float64)
-    mean, var = float(null.mean()), float(null.var(ddof=1))
-    if mean <= 0.0 or var <= 0.0:
-        return float(null.max())
-    # Moment-matched gamma: the null of a distance is a skewed, chi-squared-like law.
-    return float(gamma.ppf(level, mean * mean / var, scale=var / mean))
+    return gamma_quantile(np.asarray(DISTANCES[method](ref_b, cur_b), dtype=np.float64), level)
