@@ -1,6 +1,6 @@
 """Prometheus gauges of the monitoring series, served on the server's ``/metrics``.
 
-Three gauge families, on the serving registry (:data:`vigil.serving.metrics.REGISTRY`):
+Three gauge families, on vigil's registry (:data:`vigil.monitor.prometheus.REGISTRY`):
 
 * ``vigil_monitor_value{model, version, route, metric, feature}`` — the value of each
   metric in the latest complete window (``feature`` is empty for window-level metrics);
@@ -28,10 +28,10 @@ from prometheus_client import Gauge
 from vigil.bundle.signature import Signature
 from vigil.errors import NotFoundError
 from vigil.monitor.alerts import list_alerts
+from vigil.monitor.prometheus import REGISTRY
 from vigil.monitor.series import latest_points, read_series
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import parse_duration
-from vigil.serving.metrics import REGISTRY
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
