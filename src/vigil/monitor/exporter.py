@@ -35,7 +35,7 @@ from vigil.monitor.windows import parse_duration
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.services import Services
 
 MONITOR_VALUE = Gauge(
     "vigil_monitor_value",
@@ -64,7 +64,7 @@ ALERTS_FIRING = Gauge(
 class MonitorExporter:
     """Sets the gauges from the SQL store; call :meth:`refresh` after each cycle."""
 
-    def __init__(self, vigil: Vigil, settings: MonitorSettings) -> None:
+    def __init__(self, vigil: Services, settings: MonitorSettings) -> None:
         self.vigil = vigil
         self.settings = settings
         self._features: dict[tuple[str, int], frozenset[str]] = {}
