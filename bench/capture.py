@@ -124,9 +124,9 @@ def app(capture_home: Path | None) -> Any:
     from bench.serving.apps import _Adapter, logistic
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
-    from vigil.capture.runtime import CaptureRuntime
     from vigil.capture.settings import CaptureSettings
     from vigil.serving.app import create_app
+    from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.config import ServingSettings
     from vigil.serving.provider import StaticProvider
 

@@ -93,12 +93,12 @@ def prepare(home: Path) -> None:
 def serve(port: int) -> None:
     """The server process: every registered model and endpoint of ``VIGIL_HOME``."""
     from vigil.app import Vigil
-    from vigil.serving.app import create_app
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.serving.server import run
 
     os.environ.setdefault("VIGIL_SERVE_GC_FREEZE", "true")  # as `vigil serve` sets it
-    run(create_app(RegistryProvider(Vigil()), capture=None), "127.0.0.1", port)
+    vigil = Vigil()
+    run(vigil.serving_app(RegistryProvider(vigil), capture=None), "127.0.0.1", port)
 
 
 class RoutingServer(Server):

@@ -78,3 +78,85 @@ def test_subsystem_sections_of_the_yaml_are_left_to_their_owners(
     assert load_monitor_settings().window == "1h"
     monkeypatch.setenv("VIGIL_CAPTURE_FSYNC", "interval")  # the environment still wins
     assert CaptureSettings().fsync == "interval"
+
+
+# -- every subsystem's settings: one way to read them, one line when one is wrong ------------
+
+_BAD_SETTINGS = [
+    # (subsystem, command, environment, the variable the error names)
+    ("core", ["models", "list"], {"VIGIL_DATABASE_URL": "mysql://x"}, "VIGIL_DATABASE_URL"),
+    ("serve", ["serve"], {"VIGIL_SERVE_MAX_BATCH_SIZE": "0"}, "VIGIL_SERVE_MAX_BATCH_SIZE"),
+    ("capture", ["feedback", "{labels}"], {"VIGIL_CAPTURE_FSYNC": "often"}, "VIGIL_CAPTURE_FSYNC"),
+    ("capture", ["monitor", "run"], {"VIGIL_CAPTURE_SEGMENT_BYTES": "1"}, "SEGMENT_BYTES"),
+    ("monitor", ["monitor", "run"], {"VIGIL_MONITOR_WINDOW": "fortnight"}, "VIGIL_MONITOR_WINDOW"),
+    (
+        "policy state",
+        ["experiment", "status", "checkout"],
+        {"VIGIL_REDIS_URL": "http://cache:6379"},
+        "VIGIL_REDIS_URL",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("subsystem", "command", "environment", "setting"),
+    _BAD_SETTINGS,
+    ids=[f"{case[0]}-{case[1][0]}" for case in _BAD_SETTINGS],
+)
+def test_a_bad_setting_of_any_subsystem_is_one_line_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    subsystem: str,
+    command: list[str],
+    environment: dict[str, str],
+    setting: str,
+) -> None:
+    from tests.test_cli import assert_one_line_error, run
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nr1,1\n")
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    result = run(*[arg.format(labels=labels) for arg in command], home=tmp_path / "home")
+    assert_one_line_error(result, "invalid setting", setting)
+
+
+@pytest.mark.parametrize(
+    ("section", "command", "setting"),
+    [
+        ("serve:\n  max_batch_size: 0\n", ["serve"], "VIGIL_SERVE_MAX_BATCH_SIZE"),
+        ("capture:\n  fsync: often\n", ["feedback", "{labels}"], "VIGIL_CAPTURE_FSYNC"),
+        ("monitor:\n  window: fortnight\n", ["monitor", "run"], "VIGIL_MONITOR_WINDOW"),
+    ],
+)
+def test_a_bad_setting_in_a_section_of_the_yaml_names_its_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str, command: list[str], setting: str
+) -> None:
+    from tests.test_cli import assert_one_line_error, run
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\nr1,1\n")
+    config = tmp_path / "vigil.yaml"
+    config.write_text(section)
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    result = run(*[arg.format(labels=labels) for arg in command], home=tmp_path / "home")
+    assert_one_line_error(result, "invalid setting", setting)
+
+
+def test_the_serve_section_keeps_what_vigil_serve_reads_for_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vigil.app import Vigil
+
+    config = tmp_path / "vigil.yaml"
+    config.write_text(
+        f"home: {tmp_path / 'h'}\n"
+        "serve:\n  max_batch_size: 8\n  poll_interval: 5\n  aliases: {churn: staging}\n"
+    )
+    monkeypatch.setenv("VIGIL_CONFIG", str(config))
+    monkeypatch.delenv("VIGIL_HOME", raising=False)
+    vigil = Vigil()
+    assert vigil.serving_settings.max_batch_size == 8
+    monkeypatch.setenv("VIGIL_SERVE_MAX_BATCH_SIZE", "16")  # read once, by the root
+    assert vigil.serving_settings.max_batch_size == 8
+    assert Vigil().serving_settings.max_batch_size == 16

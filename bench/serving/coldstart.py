@@ -48,11 +48,12 @@ def mark(name):
 import vigil.cli
 mark("import vigil.cli")
 import uvicorn
-from vigil.serving.app import create_app
-from vigil.serving.registry_provider import from_environment
+from vigil.app import Vigil
+import vigil.serving.app
 mark("import the serving app and uvicorn")
-provider = from_environment()
-app = create_app(provider)
+root = Vigil()
+provider = root.serving_provider()
+app = root.serving_app(provider)
 target = provider._discover()[0]
 version = provider.vigil.registry.alias_table()[(target.name, target.alias)]
 mark("open the registry (settings, schema check, aliases)")

@@ -1,12 +1,21 @@
-"""The one composition root: settings → database → artifact store → registry.
+"""The one composition root: settings → stores → registry → every long-lived object.
 
 The CLI, the Python API (:func:`vigil.register`, :func:`vigil.load`), the server, the demo
 and the tests all build their objects here, so there is exactly one place that decides
-which database, which store and which actor are in use.
+which database, which store, which actor and which settings of each subsystem are in use.
+Each subsystem's settings are read once, here, the same way (``VIGIL_<SUBSYSTEM>_*``, then
+its section of ``vigil.yaml``; a bad value is one :class:`~vigil.errors.ConfigurationError`
+naming the variable), and the subsystems take what they need as parameters or as a
+:class:`~vigil.services.Services` (which :class:`Vigil` satisfies), never by importing
+this module.
+
+Imports of the subsystems are inside the methods that build them: every CLI command and
+``import vigil`` import this module, and each pays only for what it uses.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -14,17 +23,31 @@ import tempfile
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from vigil.errors import ReferenceDataError
-from vigil.settings import Settings, load_settings
+from vigil.settings import Settings, build_settings, load_settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from vigil.auth.authenticator import Authenticator
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.trust import TrustPolicy
+    from vigil.capture.settings import CaptureSettings
+    from vigil.capture.sink import CaptureSink
+    from vigil.experiments.state import PolicyStateStore
+    from vigil.feedback.store import FeedbackStore
+    from vigil.monitor.scheduler import MonitorScheduler
+    from vigil.monitor.settings import MonitorSettings
     from vigil.registry.registry import ModelVersion, Registry
+    from vigil.serving.app import ServingApp
+    from vigil.serving.capture_runtime import CaptureRuntime
+    from vigil.serving.config import ServingSettings
+    from vigil.serving.endpoints import EndpointRouter
+    from vigil.serving.executors import Executors
+    from vigil.serving.provider import ModelProvider
+    from vigil.serving.registry_provider import RegistryProvider
     from vigil.storage.artifacts import ArtifactStore
     from vigil.storage.sql import Database
 
@@ -38,16 +61,18 @@ class Vigil:
     >>> v = Vigil(load_settings(home=pathlib.Path(tempfile.mkdtemp())))
     >>> v.settings.resolved_database_url.startswith("sqlite:///")
     True
+    >>> v.capture_dir == v.settings.home / "capture"
+    True
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else load_settings()
 
-    # -- wiring ------------------------------------------------------------------------
+    # -- stores --------------------------------------------------------------------------
 
     @cached_property
     def database(self) -> Database:
-        from vigil.storage.sql import Database
+        from vigil.storage.sql import Database  # SQLAlchemy: only for commands that use it
 
         home = self.settings.home
         if self.settings.database_url is None:
@@ -56,27 +81,172 @@ class Vigil:
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
-        from vigil.storage.artifacts import ArtifactStore
+        from vigil.storage.artifacts import ArtifactStore  # fsspec: only when used
 
-        return ArtifactStore(
-            self.settings.resolved_artifact_url, s3_endpoint_url=self.settings.s3_endpoint_url
-        )
+        return ArtifactStore.from_settings(self.settings)
 
     @cached_property
     def registry(self) -> Registry:
-        from vigil.registry.registry import Registry
+        from vigil.registry.registry import Registry  # SQLAlchemy: only when used
 
         return Registry(self.database, self.artifacts, actor=self.settings.resolved_actor)
 
     @property
     def cache_dir(self) -> Path:
-        return self.settings.home / "cache" / "bundles"
+        return self.settings.bundle_cache_dir
 
     def private_tempdir(self, prefix: str) -> Path:
         """A private (0700) scratch directory under the home, removed by the caller."""
         root = self.settings.home / "tmp"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+    # -- the subsystems' settings ----------------------------------------------------------
+
+    @cached_property
+    def serving_settings(self) -> ServingSettings:
+        """``VIGIL_SERVE_*`` and the ``serve:`` section."""
+        from vigil.serving.config import ServingSettings  # each subsystem on first use
+
+        return build_settings(ServingSettings)
+
+    @cached_property
+    def capture_settings(self) -> CaptureSettings:
+        """``VIGIL_CAPTURE_*`` and the ``capture:`` section."""
+        from vigil.capture.settings import CaptureSettings  # each subsystem on first use
+
+        return build_settings(CaptureSettings)
+
+    @cached_property
+    def monitor_settings(self) -> MonitorSettings:
+        """``VIGIL_MONITOR_*`` and the ``monitor:`` section."""
+        from vigil.monitor.settings import MonitorSettings  # each subsystem on first use
+
+        return build_settings(MonitorSettings)
+
+    # -- capture, feedback and experiment state -----------------------------------------
+
+    @property
+    def capture_dir(self) -> Path:
+        """The live capture segments' directory (``VIGIL_CAPTURE_DIR``, default
+        ``<home>/capture``): where the server writes and every reader reads."""
+        return self.capture_settings.resolved_dir(self.settings.home)
+
+    def feedback_store(self, *, capture: Path | None = None) -> FeedbackStore:
+        """A feedback store over this home's feedback log, matched against the capture log
+        (``capture`` overrides its directory); the caller closes it."""
+        from vigil.feedback.store import FeedbackStore  # PyArrow: only when used
+
+        settings = self.capture_settings
+        if capture is not None:
+            settings = settings.model_copy(update={"dir": capture})
+        return FeedbackStore.from_settings(settings, self.settings.home, self.artifacts)
+
+    def capture_runtime(self) -> CaptureRuntime | None:
+        """The inference log of one serving worker (``None`` when capture is off)."""
+        from vigil.serving.capture_runtime import CaptureRuntime  # serving: only to serve
+
+        return CaptureRuntime.from_settings(
+            self.capture_settings, home=self.settings.home, store=self.artifacts
+        )
+
+    def policy_state(self) -> PolicyStateStore:
+        """A new handle on the experiments' shared policy state: Redis when
+        ``VIGIL_REDIS_URL`` is set, else the SQL database. The caller owns it."""
+        from vigil.experiments.state import RedisPolicyState, SqlPolicyState  # on first use
+
+        if self.settings.redis_url:
+            return RedisPolicyState(self.settings.redis_url)
+        return SqlPolicyState(self.database)
+
+    # -- the server -------------------------------------------------------------------------
+
+    def serving_provider(
+        self,
+        *,
+        uris: list[str] | tuple[str, ...] = (),
+        aliases: Mapping[str, str] | None = None,
+        poll_interval: float = 1.0,
+    ) -> RegistryProvider:
+        """The registered models to serve: ``uris``, or every model's serving alias (see
+        :class:`~vigil.serving.registry_provider.RegistryProvider`)."""
+        from vigil.serving.registry_provider import RegistryProvider  # serving: only to serve
+
+        return RegistryProvider(
+            self,
+            uris=uris,
+            aliases=aliases,
+            poll_interval=poll_interval,
+            settings=self.serving_settings,
+        )
+
+    def authenticator(self, *, ttl: float, executors: Executors) -> Authenticator:
+        """API-key checks against this database, cached ``ttl`` seconds, reading the
+        database on the key-check pool of ``executors``."""
+        from vigil.auth.authenticator import Authenticator  # serving: only to serve
+        from vigil.auth.keys import KeyStore
+
+        return Authenticator(KeyStore.from_vigil(self), ttl=ttl, executor=executors.auth)
+
+    def endpoint_router(self, provider: RegistryProvider, **options: Any) -> EndpointRouter:
+        """The experiment endpoints' router of one worker serving ``provider`` (``options``
+        as :class:`~vigil.serving.endpoints.EndpointRouter`'s)."""
+        from vigil.serving.endpoints import EndpointRouter  # serving: only to serve
+
+        return EndpointRouter(self, provider, self.policy_state(), **options)
+
+    def monitor_scheduler(self) -> MonitorScheduler | None:
+        """Scheduled monitoring inside a server (``None`` when ``VIGIL_MONITOR_ENABLED`` is
+        off or the interval is 0); the server's lifespan starts and stops it."""
+        settings = self.monitor_settings
+        if not settings.enabled or settings.interval_s <= 0:
+            return None
+        from vigil.monitor.scheduler import MonitorScheduler  # only when monitoring is on
+
+        return MonitorScheduler(self, settings)
+
+    def serving_app(
+        self,
+        provider: ModelProvider | None = None,
+        *,
+        capture: CaptureRuntime | CaptureSink | Literal["auto"] | None = "auto",
+        endpoints: EndpointRouter | Literal["auto"] | None = "auto",
+    ) -> ServingApp:
+        """The server of this installation, as ``vigil serve`` runs it in every worker:
+        ``provider``'s models (default: :meth:`serving_provider`), the inference log
+        (``"auto"``: :meth:`capture_runtime`), API keys when ``VIGIL_SERVE_AUTH`` is on,
+        the experiment endpoints of a registry-backed provider (``"auto"``:
+        :meth:`endpoint_router`), scheduled monitoring and the admin API.
+        """
+        # serving: only to serve
+        from vigil.serving.app import create_app
+        from vigil.serving.executors import Executors
+        from vigil.serving.provider import StaticProvider
+        from vigil.serving.registry_provider import RegistryProvider
+
+        if provider is None:
+            provider = self.serving_provider()
+        settings = (
+            provider.settings if isinstance(provider, StaticProvider) else self.serving_settings
+        )
+        executors = Executors.create()  # shut down by the data plane when the app stops
+        authenticator = None
+        if settings.auth == "on":
+            authenticator = self.authenticator(ttl=settings.auth_cache_seconds, executors=executors)
+        if endpoints == "auto":
+            endpoints = None
+            if isinstance(provider, RegistryProvider):
+                endpoints = self.endpoint_router(provider)
+        return create_app(
+            provider,
+            settings,
+            capture=self.capture_runtime() if capture == "auto" else capture,
+            authenticator=authenticator,
+            endpoints=endpoints,
+            monitor=self.monitor_scheduler(),
+            services=self,
+            executors=executors,
+        )
 
     # -- the lifecycle -------------------------------------------------------------------
 
@@ -104,6 +274,7 @@ class Vigil:
         registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
         loading the version later needs no flags.
         """
+        # the model stack: only for the commands that register
         from vigil.bundle.bundle import build_bundle
         from vigil.bundle.trust import TrustPolicy
         from vigil.names import check_alias, check_model_name, check_tag_key
@@ -185,7 +356,9 @@ class Vigil:
         ``sample=False`` skips the profile's reference rows (see
         :func:`~vigil.bundle.bundle.load_bundle`).
         """
+        # the model stack: only for what loads a model
         from vigil.bundle.bundle import load_bundle
+        from vigil.registry.lineage import version_trust
 
         mv = self.registry.resolve(uri)
         path = self.registry.fetch_bundle(mv, self.cache_dir)
@@ -195,18 +368,23 @@ class Vigil:
         return bundle
 
 
-def version_trust(mv: ModelVersion, trust: TrustPolicy | None = None) -> TrustPolicy:
-    """What loading ``mv`` may unpickle or import: the trust recorded when it was
-    registered, widened by ``trust``."""
-    from vigil.bundle.trust import TrustPolicy
+def serving_app_from_environment() -> ServingApp:
+    """The app of one ``vigil serve`` worker (the factory ``vigil serve`` names in
+    ``VIGIL_WORKER_PROVIDER``), from ``VIGIL_*`` variables.
 
-    recorded = (mv.lineage or {}).get("trust") or {}
-    given = trust or TrustPolicy()
-    return TrustPolicy(
-        trust_pickle=bool(recorded.get("pickle")) or given.trust_pickle,
-        trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
-        max_unpacked_bytes=given.max_unpacked_bytes,
+    ``VIGIL_WORKER_MODELS`` (a JSON list of URIs), ``VIGIL_WORKER_ALIASES`` (a JSON object
+    ``{model: alias}``) and ``VIGIL_WORKER_POLL_INTERVAL`` are set by ``vigil serve``;
+    everything else comes from the usual settings (``VIGIL_HOME``, ``VIGIL_SERVE_*``...).
+    """
+    from vigil.serving.registry_provider import ALIASES_ENV, MODELS_ENV, POLL_ENV  # serving
+
+    vigil = Vigil()
+    provider = vigil.serving_provider(
+        uris=json.loads(os.environ.get(MODELS_ENV) or "[]"),
+        aliases=json.loads(os.environ.get(ALIASES_ENV) or "{}"),
+        poll_interval=float(os.environ.get(POLL_ENV) or 1.0),
     )
+    return vigil.serving_app(provider)
 
 
 _default: Vigil | None = None

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
 
+from vigil._redact import redact_url
 from vigil.errors import ConfigurationError
 
 # Sections of vigil.yaml read by the subsystems' own settings classes, not by Settings.
 SUBSYSTEM_SECTIONS = frozenset({"serve", "monitor", "capture"})
 
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _URL_FIELDS = frozenset({"database_url", "artifact_url", "s3_endpoint_url", "redis_url"})
 
 
@@ -45,7 +48,7 @@ def _config_file() -> Path | None:
 
 def yaml_section(path: Path, section: str) -> dict[str, Any]:
     """The ``section:`` mapping of the YAML file at ``path`` (empty when absent)."""
-    import yaml
+    import yaml  # only with a vigil.yaml: every command reads the settings
 
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     found = data.get(section) if isinstance(data, dict) else None
@@ -61,15 +64,17 @@ def section_sources(
     init_settings: PydanticBaseSettingsSource,
     env_settings: PydanticBaseSettingsSource,
     section: str,
+    *,
+    ignore: frozenset[str] = frozenset(),
 ) -> tuple[PydanticBaseSettingsSource, ...]:
     """Sources of a subsystem's settings class: keyword arguments, its environment variables,
-    then its ``section:`` of the YAML file, the same precedence as :class:`Settings`."""
-    from pydantic_settings import InitSettingsSource
-
+    then its ``section:`` of the YAML file (less the keys in ``ignore``, which another
+    reader of that section owns), the same precedence as :class:`Settings`."""
     sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
     path = _config_file()
     if path is not None:
-        sources.append(InitSettingsSource(settings_cls, init_kwargs=yaml_section(path, section)))
+        values = {k: v for k, v in yaml_section(path, section).items() if k not in ignore}
+        sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
     return tuple(sources)
 
 
@@ -108,7 +113,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     """Redis shared by all workers and replicas for experiment policy state
-    (``redis://host:6379/0``); default: the SQL store."""
+    (``redis://host:6379/0``, ``rediss://`` or ``unix://``); default: the SQL store."""
 
     actor: str | None = None
     """Who is acting, for the audit log; default: the operating-system user."""
@@ -120,8 +125,6 @@ class Settings(BaseSettings):
 
     def __repr_args__(self) -> Any:
         # repr() and str() of the settings end up in logs and tracebacks: no password.
-        from vigil._redact import redact_url
-
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if name in _URL_FIELDS and value else value
 
@@ -137,6 +140,15 @@ class Settings(BaseSettings):
             )
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError(
+                f"must start with redis://, rediss:// or unix:// (got {value.split(':', 1)[0]!r})"
+            )
         return value
 
     @field_validator("artifact_url")
@@ -174,11 +186,16 @@ class Settings(BaseSettings):
         return self.artifact_url or str(self.home / "artifacts")
 
     @property
+    def bundle_cache_dir(self) -> Path:
+        """Where bundles fetched from the artifact store are kept, verified by digest."""
+        return self.home / "cache" / "bundles"
+
+    @property
     def resolved_actor(self) -> str:
         if self.actor:
             return self.actor
         try:
-            import getpass
+            import getpass  # only without VIGIL_ACTOR: it loads the terminal modules
 
             return getpass.getuser()
         except Exception:  # getuser raises various errors in containers without a passwd entry
@@ -195,10 +212,21 @@ def load_settings(**overrides: Any) -> Settings:
     vigil.errors.ConfigurationError: invalid setting VIGIL_DATABASE_URL: Value error, must start with sqlite:/// or postgresql+psycopg:// (got 'mysql')
     >>> del os.environ["VIGIL_DATABASE_URL"]
     """
+    return build_settings(Settings, **overrides)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def build_settings(cls: type[S], **overrides: Any) -> S:
+    """Build the settings class ``cls`` (this module's :class:`Settings` or a subsystem's,
+    read from ``VIGIL_<SUBSYSTEM>_*`` and its section of ``vigil.yaml``), turning pydantic's
+    errors into one :class:`~vigil.errors.ConfigurationError` naming the variable: the one
+    way every settings object of vigil is made (see :class:`vigil.app.Vigil`)."""
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ValidationError as exc:
-        raise invalid_setting(exc, "VIGIL_") from None
+        raise invalid_setting(exc, str(cls.model_config.get("env_prefix") or "")) from None
 
 
 def invalid_setting(exc: ValidationError, prefix: str) -> ConfigurationError:

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from vigil.auth.authenticator import Authenticator, authenticator_for, bearer_token
+from vigil.auth.authenticator import Authenticator, bearer_token
 from vigil.auth.keys import ApiKey, KeyStore
-from vigil.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
-from vigil.serving.provider import StaticProvider
+from vigil.errors import AuthenticationError, PermissionDeniedError
 from vigil.storage.sql import Database
 
 
@@ -117,8 +116,3 @@ def test_bearer_parsing_is_lenient_about_case_and_spaces():
         bearer_token(b"Bearer ")
     with pytest.raises(AuthenticationError, match="not a vigil API key"):
         bearer_token(b"Bearer vk_x" + b" " * 300)
-
-
-def test_a_server_without_a_registry_cannot_authenticate():
-    with pytest.raises(ConfigurationError, match="no registry to read API keys from"):
-        authenticator_for(StaticProvider([]))

@@ -72,7 +72,7 @@ def test_ray_writes_what_the_local_engine_writes(
         "models:/trend/1",
         source,
         tmp_path / f"ray.{fmt}",
-        settings=registered,
+        vigil=Vigil(registered),
         chunk_rows=4096,
         proba=True,
     )
@@ -99,7 +99,11 @@ def test_a_bad_row_on_ray_is_named_across_the_whole_file(
     rows.to_csv(source, index=False)
     with pytest.raises(ValidationError) as caught:
         score_with_ray(
-            "models:/trend/1", source, tmp_path / "ray.csv", settings=registered, chunk_rows=1000
+            "models:/trend/1",
+            source,
+            tmp_path / "ray.csv",
+            vigil=Vigil(registered),
+            chunk_rows=1000,
         )
     assert str(caught.value) == (
         "rows.csv: feature 'f1' in row 7777: expected a number (float64), got the string 'seven'"

@@ -23,9 +23,9 @@ from tests.serving.conftest import (
 )
 
 from vigil.bundle.model import LoadedBundle
-from vigil.capture.runtime import CaptureRuntime
 from vigil.capture.settings import CaptureSettings
 from vigil.serving.app import ServingApp, create_app
+from vigil.serving.capture_runtime import CaptureRuntime
 from vigil.serving.provider import StaticProvider
 from vigil.storage.artifacts import ArtifactStore
 

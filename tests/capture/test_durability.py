@@ -31,7 +31,7 @@ from vigil.capture.reader import read_capture
 from vigil.settings import load_settings
 from vigil.storage.artifacts import ArtifactStore
 
-PROVIDER = "vigil.serving.registry_provider:from_environment"
+PROVIDER = "vigil.app:serving_app_from_environment"
 FEATURES = ["a", "b", "c", "d"]
 
 

@@ -23,7 +23,6 @@ from vigil.app import Vigil
 from vigil.auth.keys import KeyStore
 from vigil.feedback import FeedbackStore, labelled_predictions
 from vigil.feedback.store import FeedbackStore as Store
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider
 
@@ -43,7 +42,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vigil, Se
     settings = ServingSettings(auth="on", auth_cache_seconds=5.0)
     provider = RegistryProvider(vigil, poll_interval=0.2, settings=settings)
     keys = Keys(vigil)
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield vigil, server, keys
 
 

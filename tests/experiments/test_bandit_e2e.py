@@ -49,7 +49,7 @@ def test_thompson_moves_traffic_to_the_best_arm_across_two_workers(tmp_path: Pat
     sent: Counter[str] = Counter()
     reward_sum: Counter[str] = Counter()
     env = {"VIGIL_HOME": str(home), "VIGIL_WORKER_POLL_INTERVAL": "0.5"}
-    with WorkerServer(2, "vigil.serving.registry_provider:from_environment", env=env) as server:
+    with WorkerServer(2, "vigil.app:serving_app_from_environment", env=env) as server:
         assert len(server.wait_ready()) == 2
         assert len(answering_pids(server.url)) == 2  # fresh connections reach both workers
         # No keep-alive: a new connection each time, which the kernel spreads over both workers.

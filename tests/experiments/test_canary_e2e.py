@@ -21,9 +21,8 @@ from tests.serving.conftest import ServerThread
 
 from vigil.app import Vigil
 from vigil.experiments.assign import canary_side, unit_point
-from vigil.experiments.router import EndpointRouter
 from vigil.experiments.state import SqlPolicyState
-from vigil.serving.app import create_app
+from vigil.serving.endpoints import EndpointRouter
 from vigil.serving.registry_provider import RegistryProvider
 
 pytestmark = pytest.mark.slow
@@ -135,15 +134,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     register(vigil, "good", ConstantClassifier(0), alias="production")
     register(vigil, "good", ConstantClassifier(1))
     provider = RegistryProvider(vigil, poll_interval=0.2)
-    app = create_app(provider)
     router = EndpointRouter(
         vigil, provider, SqlPolicyState(vigil.database), poll_interval=0.2, flush_interval=0.1
     )
-    app.endpoints = router
-    with pytest.MonkeyPatch.context() as patch, Receiver() as receiver, ServerThread(app) as server:
-        # The receiver listens on loopback, which a webhook may only point at if allowed.
+    with pytest.MonkeyPatch.context() as patch:
+        # The receiver listens on loopback, which a webhook may only point at if allowed
+        # (a monitoring setting, read once by the composition root).
         patch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
-        yield Env(vigil, server, router, receiver)
+        app = vigil.serving_app(provider, endpoints=router)
+        with Receiver() as receiver, ServerThread(app) as server:
+            yield Env(vigil, server, router, receiver)
 
 
 def _canary(name: str, model: str, receiver: Receiver, **guards: Any) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from tests.serving.conftest import ServerThread
 from vigil.app import Vigil
 from vigil.capture.reader import read_capture
 from vigil.experiments.assign import WeightedChoice, unit_point
-from vigil.experiments.router import EndpointRouter
 from vigil.experiments.state import RedisPolicyState, SqlPolicyState
 from vigil.experiments.store import EndpointStore
-from vigil.serving.app import ServingApp, create_app
+from vigil.serving.app import ServingApp
+from vigil.serving.endpoints import EndpointRouter
 from vigil.serving.registry_provider import RegistryProvider
 
 ALPHA = 1e-4
@@ -46,8 +46,8 @@ class Env:
 
     @property
     def router(self) -> EndpointRouter:
-        assert self.app.endpoints is not None
-        return self.app.endpoints
+        assert self.app.dataplane.endpoints is not None
+        return self.app.dataplane.endpoints
 
     def predict(self, endpoint: str, unit: str | None = None, **body: Any) -> httpx.Response:
         headers = {"x-unit-id": unit} if unit else {}
@@ -89,8 +89,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     )
     # Only m@production is asked for: the endpoints' other models must be loaded for them.
     provider = RegistryProvider(vigil, uris=["models:/m@production"], poll_interval=0.2)
-    app = create_app(provider)
-    app.endpoints = EndpointRouter(
+    router = EndpointRouter(
         vigil,
         provider,
         SqlPolicyState(vigil.database),
@@ -99,6 +98,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         shadow_limit=4,
         seed=7,
     )
+    app = vigil.serving_app(provider, endpoints=router)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         yield Env(vigil, home, app, server, client)
 
@@ -282,9 +282,9 @@ def test_with_redis_configured_the_counters_go_to_redis(tmp_path: Path, redis_ur
     register(vigil, "m", ConstantClassifier(0), alias="production")
     register(vigil, "m", ConstantClassifier(1))
     create_endpoint(vigil, _split("shared", {"a": 1, "b": 1}))
-    app = create_app(RegistryProvider(vigil, poll_interval=0.2), capture=None)
-    assert app.endpoints is not None
-    store = app.endpoints.state
+    app = vigil.serving_app(RegistryProvider(vigil, poll_interval=0.2), capture=None)
+    assert app.dataplane.endpoints is not None
+    store = app.dataplane.endpoints.state
     assert isinstance(store, RedisPolicyState)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         seen = Counter(

@@ -22,7 +22,6 @@ from vigil.experiments.state import (
     SqlPolicyState,
     VariantStats,
     bucket_of,
-    policy_state_from_settings,
 )
 from vigil.storage.sql import Database
 
@@ -244,8 +243,8 @@ def test_a_failed_flush_keeps_its_counts(tmp_path: Path, caplog: pytest.LogCaptu
 
 
 def test_factory_picks_redis_when_configured(tmp_path: Path, redis_url: str) -> None:
-    assert isinstance(policy_state_from_settings(make_vigil(tmp_path / "a")), SqlPolicyState)
-    store = policy_state_from_settings(make_vigil(tmp_path / "b", redis_url=redis_url))
+    assert isinstance(make_vigil(tmp_path / "a").policy_state(), SqlPolicyState)
+    store = make_vigil(tmp_path / "b", redis_url=redis_url).policy_state()
     assert isinstance(store, RedisPolicyState)
     assert "127.0.0.1" in repr(store)
     store.add("e", "a", requests=1)

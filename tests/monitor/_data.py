@@ -117,6 +117,4 @@ def write_traffic(
 
 
 def capture_sink(vigil: Vigil) -> CaptureSink:
-    from vigil.monitor.sources import capture_dir
-
-    return CaptureSink(SegmentLog(capture_dir(vigil)))
+    return CaptureSink(SegmentLog(vigil.capture_dir))

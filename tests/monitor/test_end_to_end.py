@@ -26,7 +26,6 @@ from tests.serving.conftest import ServerThread
 
 from vigil.app import Vigil
 from vigil.monitor.series import StoredWindow, stored_windows
-from vigil.serving.app import create_app
 from vigil.serving.registry_provider import RegistryProvider
 
 WINDOW = 200
@@ -48,7 +47,7 @@ def server(
     monkeypatch.setenv("VIGIL_MONITOR_WEBHOOKS", json.dumps([f"{receiver.url}/hook?token=t0k"]))
     monkeypatch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")  # a loopback receiver
     provider = RegistryProvider(vigil, poll_interval=0)
-    with ServerThread(create_app(provider)) as running:
+    with ServerThread(vigil.serving_app(provider)) as running:
         yield running
 
 

@@ -19,7 +19,6 @@ from vigil.monitor.baseline import load_baseline
 from vigil.monitor.engine import Resume, run_monitoring
 from vigil.monitor.series import read_series, stored_windows
 from vigil.monitor.settings import MonitorSettings
-from vigil.monitor.sources import feedback_store
 from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -107,7 +106,7 @@ def test_drift_only_on_shifted_features_and_accuracy_from_late_labels(
                         "time": late,
                     }
                 )
-    store = feedback_store(vigil)
+    store = vigil.feedback_store()
     assert store.submit(labels).accepted == 600
     store.close()
 
@@ -190,7 +189,7 @@ def test_count_windows_continue_where_the_last_one_ended(vigil: Vigil, trained: 
     assert sum(w.n_rows for w in stored) == 300
 
     # A late label for the first window brings exactly that window back.
-    store = feedback_store(vigil)
+    store = vigil.feedback_store()
     store.submit([{"request_id": "r000001", "row": 2, "label": 1}])
     store.close()
     (relabelled,) = run_monitoring(vigil, now=now, settings=settings)
@@ -286,7 +285,7 @@ def test_resume_reads_only_what_can_change(
     assert reads == [lookback, T0 + timedelta(hours=1)]
 
     # A label changes what is known about any window: the next run reads everything again.
-    store = feedback_store(vigil)
+    store = vigil.feedback_store()
     store.submit([{"request_id": "r000003", "row": 0, "label": 1}])
     store.close()
     (relabelled,) = run_monitoring(vigil, now=later, settings=SETTINGS, resume=resume)

@@ -8,10 +8,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.monitor._data import Trained, capture_sink, make_frame, write_traffic
 
 from vigil.app import Vigil
+from vigil.monitor import prometheus
 from vigil.monitor.scheduler import LEASE, MonitorScheduler, acquire_lease, release_lease
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import parse_window
-from vigil.serving import metrics
 from vigil.storage.sql import utcnow
 
 
@@ -30,7 +30,7 @@ def test_lease_is_held_by_one_worker_until_released_or_expired(empty_vigil: Vigi
 
 def _samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:
     found = {}
-    for family in text_string_to_metric_families(metrics.exposition().decode()):
+    for family in text_string_to_metric_families(prometheus.exposition().decode()):
         for sample in family.samples:
             if sample.name == name:
                 found[tuple(sorted(sample.labels.items()))] = sample.value

@@ -452,10 +452,13 @@ def test_fetch_bundle_is_cached_and_verified(
     assert not (tmp_path / "other-cache" / mv.sha256).exists()
 
 
-def test_registry_from_settings(vigil_home: Path, make_bundle: MakeBundle) -> None:
+def test_the_composition_roots_registry_follows_the_settings(
+    vigil_home: Path, make_bundle: MakeBundle
+) -> None:
+    from vigil.app import Vigil
     from vigil.settings import load_settings
 
-    registry = Registry.from_settings(load_settings(actor="alice"))
+    registry = Vigil(load_settings(actor="alice")).registry
     mv = registry.register_version("churn", make_bundle())
     assert mv.created_by == "alice"
     assert (vigil_home / "vigil.db").is_file()

@@ -33,9 +33,9 @@ from tests.serving.conftest import (
 import vigil.capture.log
 from vigil.bundle.model import LoadedBundle
 from vigil.capture.reader import read_capture
-from vigil.capture.runtime import CaptureRuntime
 from vigil.capture.settings import CaptureSettings
 from vigil.serving.app import create_app
+from vigil.serving.capture_runtime import CaptureRuntime
 from vigil.serving.provider import StaticProvider
 from vigil.storage.artifacts import ArtifactStore
 

@@ -32,7 +32,6 @@ from tests.serving.test_auth import FEATURES, ROW, bearer
 from vigil.app import Vigil
 from vigil.auth.keys import KeyStore
 from vigil.capture.reader import read_capture
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider
 from vigil.settings import load_settings
@@ -65,7 +64,9 @@ def register_churn(home: Path, **settings: str) -> Vigil:
 
 def _served(vigil: Vigil, **settings: object) -> ServerThread:
     serving = ServingSettings(**settings)  # type: ignore[arg-type]
-    return ServerThread(create_app(RegistryProvider(vigil, poll_interval=0.2, settings=serving)))
+    return ServerThread(
+        vigil.serving_app(RegistryProvider(vigil, poll_interval=0.2, settings=serving))
+    )
 
 
 def _version(url: str, token: str | None = None) -> int:

@@ -36,7 +36,7 @@ from tests.serving.test_auth import ROW
 from vigil.app import Vigil
 from vigil.capture.reader import read_capture
 from vigil.experiments.state import RedisPolicyState
-from vigil.serving.app import ServingApp, create_app
+from vigil.serving.app import ServingApp
 from vigil.serving.registry_provider import RegistryProvider
 from vigil.settings import load_settings
 
@@ -60,7 +60,7 @@ def test_s3_unreachable_keeps_predictions_flowing_and_loses_nothing(
     endpoint = f"http://{s3_partition.address}"
     register_churn(home, artifact_url=s3_url, s3_endpoint_url=endpoint)
     vigil = Vigil(load_settings(home=home, artifact_url=s3_url, s3_endpoint_url=endpoint))
-    app = create_app(RegistryProvider(vigil, poll_interval=0.2))
+    app = vigil.serving_app(RegistryProvider(vigil, poll_interval=0.2))
     runtime = app.dataplane.capture
     assert runtime is not None
     with ServerThread(app) as server:
@@ -139,8 +139,9 @@ def test_redis_unreachable_keeps_endpoints_routing_and_loses_no_count(
             "policy": {"kind": "thompson", "refresh_s": 0.2},
         },
     )
-    app: ServingApp = create_app(RegistryProvider(vigil, poll_interval=0.2))
-    assert app.endpoints is not None and isinstance(app.endpoints.state, RedisPolicyState)
+    app: ServingApp = vigil.serving_app(RegistryProvider(vigil, poll_interval=0.2))
+    endpoints = app.dataplane.endpoints
+    assert endpoints is not None and isinstance(endpoints.state, RedisPolicyState)
     direct = RedisPolicyState(redis_url)  # what another replica reads, not through the cut
 
     def counted() -> int:

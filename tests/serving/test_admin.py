@@ -15,7 +15,6 @@ from tests.serving.test_auth import ROW, bearer, make_tokens, register_churn
 
 from vigil.app import Vigil
 from vigil.auth.tokens import parse_token
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider
 
@@ -27,7 +26,7 @@ BOUND = 10.0  # seconds: poll interval + load and warm, with a wide margin for a
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vigil, ServerThread]]:
     vigil = register_churn(tmp_path_factory.mktemp("admin-home"))
     provider = RegistryProvider(vigil, poll_interval=POLL, settings=ServingSettings(auth="on"))
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield vigil, server
 
 
@@ -197,7 +196,7 @@ def test_a_server_without_a_registry_has_no_admin_api(client: httpx.Client):
 def test_with_auth_off_changes_are_audited_as_anonymous(vigil_home: Path):
     vigil = register_churn(vigil_home)
     provider = RegistryProvider(vigil, poll_interval=0, settings=ServingSettings(auth="off"))
-    app = create_app(provider)  # no lifespan: the admin API needs no loaded model
+    app = vigil.serving_app(provider)  # no lifespan: the admin API needs no loaded model
 
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)

@@ -63,7 +63,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vigil, Se
     vigil = register_churn(tmp_path_factory.mktemp("auth-home"))
     settings = ServingSettings(auth="on", auth_cache_seconds=CACHE_SECONDS)
     provider = RegistryProvider(vigil, poll_interval=0.2, settings=settings)
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield vigil, server
 
 
@@ -291,7 +291,7 @@ def test_slow_feedback_cannot_starve_key_checks(tmp_path: Path) -> None:
     vigil = register_churn(tmp_path / "home")
     tokens = make_tokens(vigil)
     settings = ServingSettings(auth="on", auth_cache_seconds=CACHE_SECONDS)
-    app = create_app(RegistryProvider(vigil, poll_interval=0, settings=settings))
+    app = vigil.serving_app(RegistryProvider(vigil, poll_interval=0, settings=settings))
     release, entered = threading.Event(), threading.Event()
     with ServerThread(app) as server:
         assert app.dataplane.capture is not None

@@ -31,9 +31,8 @@ HEAVY = ["onnx", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy.dialects.p
 
 _START = """
 import asyncio, gc, json, sys
-from vigil.capture.runtime import CaptureRuntime
-from vigil.serving.app import create_app
-from vigil.serving.registry_provider import from_environment
+from vigil.serving.capture_runtime import CaptureRuntime
+from vigil.app import serving_app_from_environment
 
 async def _held_back(self):  # the deferred build, held back until the check is done
     return None
@@ -41,7 +40,7 @@ async def _held_back(self):  # the deferred build, held back until the check is 
 CaptureRuntime._background = _held_back
 
 async def main():
-    app = create_app(from_environment())
+    app = serving_app_from_environment()
     inbox, sent = asyncio.Queue(), asyncio.Queue()
 
     async def send(message):

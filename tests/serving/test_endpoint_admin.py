@@ -17,7 +17,6 @@ from vigil.audit import AuditLogRow
 from vigil.auth.tokens import parse_token
 from vigil.experiments.state import SqlPolicyState
 from vigil.experiments.store import EndpointStore
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider
 from vigil.stats.experiment import summarize_experiment
@@ -28,7 +27,7 @@ from vigil.stats.sufficient import ProportionStats
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vigil, ServerThread]]:
     vigil = register_churn(tmp_path_factory.mktemp("endpoint-admin-home"))
     provider = RegistryProvider(vigil, poll_interval=0.2, settings=ServingSettings(auth="on"))
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield vigil, server
 
 

@@ -21,7 +21,6 @@ from vigil.errors import UnsafeWebhookError
 from vigil.experiments.store import EndpointStore
 from vigil.experiments.tables import EndpointRow
 from vigil.monitor.webhooks import webhook_label
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider
 
@@ -35,7 +34,7 @@ SALT = "pepper-S3CRET"
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vigil, ServerThread]]:
     vigil = register_churn(tmp_path_factory.mktemp("endpoint-secrets-home"))
     provider = RegistryProvider(vigil, poll_interval=0.2, settings=ServingSettings(auth="on"))
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield vigil, server
 
 
@@ -151,14 +150,19 @@ def test_a_private_webhook_is_accepted_when_allowed(
 ) -> None:
     from vigil.experiments.config import parse_endpoint
 
+    # The monitoring settings are read once, on first use, by a composition root.
     monkeypatch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
+    allowed = Vigil(served[0].settings)
+    assert allowed.monitor_settings.allow_private_webhooks
+    monkeypatch.delenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS")
+    strict = Vigil(served[0].settings)
     hook = "http://127.0.0.1:9/hook"
-    store = EndpointStore(served[0])
+    store = EndpointStore(allowed)
     store.create(parse_endpoint({"name": "local", **config(alert_webhooks=[hook])}), actor="t")
     assert stored_row(served[0], "local")["alert_webhooks"] == [hook]
     # Allowed no more: an unrelated change still goes through (the webhook is refused when
     # called), a change that adds such a webhook does not.
-    monkeypatch.delenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS")
+    store = EndpointStore(strict)
     reweighted = config(alert_webhooks=[hook])
     reweighted["policy"]["weights"] = {"a": 2, "b": 1}
     store.update("local", parse_endpoint({"name": "local", **reweighted}), actor="t")

@@ -20,7 +20,6 @@ from tests.serving.test_auth import register_churn
 
 from vigil.experiments.config import parse_endpoint
 from vigil.experiments.store import EndpointStore
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider
 
@@ -102,7 +101,7 @@ def registry_schema(
     }
     EndpointStore(vigil).put(parse_endpoint(endpoint), actor="test")
     provider = RegistryProvider(vigil, poll_interval=0, settings=ServingSettings())
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield schemathesis.openapi.from_url(f"{server.url}/openapi.json")
 
 

@@ -17,7 +17,6 @@ from tests.serving.conftest import ServerThread
 from tests.serving.test_workers import WorkerServer
 
 from vigil.app import Vigil
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings
 from vigil.serving.registry_provider import RegistryProvider, targets_from
 from vigil.settings import load_settings
@@ -118,10 +117,9 @@ def test_targets_from_uris():
 
 @pytest.mark.slow
 def test_promotion_and_rollback_on_one_worker(registry_home: Path):
-    provider = RegistryProvider(
-        Vigil(load_settings(home=registry_home)), poll_interval=POLL, settings=ServingSettings()
-    )
-    with ServerThread(create_app(provider)) as server:
+    vigil = Vigil(load_settings(home=registry_home))
+    provider = RegistryProvider(vigil, poll_interval=POLL, settings=ServingSettings())
+    with ServerThread(vigil.serving_app(provider)) as server:
         deadline = time.monotonic() + 30
         while httpx.get(f"{server.url}/readyz").status_code != 200:
             assert time.monotonic() < deadline
@@ -136,7 +134,7 @@ def test_promotion_and_rollback_on_one_worker(registry_home: Path):
 @pytest.fixture
 def two_registry_workers(registry_home: Path) -> Iterator[WorkerServer]:
     env = {"VIGIL_HOME": str(registry_home), "VIGIL_WORKER_POLL_INTERVAL": str(POLL)}
-    with WorkerServer(2, "vigil.serving.registry_provider:from_environment", env=env) as s:
+    with WorkerServer(2, "vigil.app:serving_app_from_environment", env=env) as s:
         yield s
 
 

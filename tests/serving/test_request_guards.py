@@ -22,7 +22,6 @@ from tests.serving.test_auth import ROW, bearer, make_tokens, register_churn
 from vigil.app import Vigil
 from vigil.experiments.config import parse_endpoint
 from vigil.experiments.store import EndpointStore
-from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.registry_provider import RegistryProvider
 
@@ -54,7 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Vigil, Se
         actor="test",
     )
     provider = RegistryProvider(vigil, poll_interval=0, settings=ServingSettings(auth="off"))
-    with ServerThread(create_app(provider)) as server:
+    with ServerThread(vigil.serving_app(provider)) as server:
         yield vigil, server
 
 
@@ -227,7 +226,7 @@ def test_docs_page_is_served_same_origin_and_cannot_be_framed(http: httpx.Client
 
 
 def _app(settings: ServingSettings, vigil: Vigil) -> Any:
-    return create_app(RegistryProvider(vigil, poll_interval=0, settings=settings))
+    return vigil.serving_app(RegistryProvider(vigil, poll_interval=0, settings=settings))
 
 
 def test_allow_listed_hosts_and_origins(vigil: Vigil) -> None:

@@ -2,7 +2,7 @@
 
 ``python tests/serving/watched_server.py PORT THRESHOLD`` builds the app exactly as a
 ``vigil serve`` worker does (the registry-backed provider from ``VIGIL_*`` variables,
-through :func:`~vigil.serving.app.create_app`) and serves it with uvicorn on uvloop, as
+through :func:`~vigil.app.serving_app_from_environment`) and serves it with uvicorn on uvloop, as
 ``vigil serve`` does, but with the loop in asyncio debug mode: every callback (one step of
 a request's coroutine, say) that runs longer than THRESHOLD seconds is logged by the loop
 as ``Executing <...> took N seconds`` on stderr, which
@@ -20,8 +20,7 @@ def main(port: int, threshold: float) -> None:
     import uvicorn
     import uvloop
 
-    from vigil.serving.app import create_app
-    from vigil.serving.registry_provider import from_environment
+    from vigil.app import serving_app_from_environment
     from vigil.serving.server import config
 
     logging.basicConfig(
@@ -29,7 +28,7 @@ def main(port: int, threshold: float) -> None:
         level=logging.WARNING,
         format="%(created).3f %(name)s %(levelname)s %(message)s",
     )
-    app = create_app(from_environment())
+    app = serving_app_from_environment()
     loop = uvloop.new_event_loop()
     loop.set_debug(True)
     loop.slow_callback_duration = threshold

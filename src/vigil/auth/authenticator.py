@@ -22,11 +22,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vigil.auth.keys import TOUCH_EVERY, KeyStore, Principal
 from vigil.auth.roles import Role, allows
-from vigil.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from vigil.errors import AuthenticationError, PermissionDeniedError
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
@@ -153,21 +153,3 @@ def bearer_token(authorization: bytes) -> str:
             "the bearer token is not a vigil API key (vk_<id>_<secret>)",
             detail={"reason": "malformed_token"},
         ) from None
-
-
-def authenticator_for(
-    provider: Any, *, ttl: float = 5.0, executor: Executor | None = None
-) -> Authenticator:
-    """The authenticator of a server whose models come from ``provider``, reading the
-    database on ``executor``.
-
-    The keys live in the provider's registry database (``provider.vigil``); a server
-    without one (a fixed set of in-memory models) cannot check keys.
-    """
-    vigil = getattr(provider, "vigil", None)
-    if vigil is None:
-        raise ConfigurationError(
-            "authentication is on but this server has no registry to read API keys from; "
-            "serve registered models (vigil serve), or set VIGIL_SERVE_AUTH=off on loopback"
-        )
-    return Authenticator(KeyStore.from_vigil(vigil), ttl=ttl, executor=executor)

@@ -48,7 +48,7 @@ from vigil.names import NAME_LENGTH
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.services import Services
     from vigil.storage.sql import Database
 
 log = logging.getLogger("vigil.auth")
@@ -140,8 +140,8 @@ class KeyStore:
         self.actor = actor
 
     @classmethod
-    def from_vigil(cls, vigil: Vigil) -> KeyStore:
-        """The key store of a composition root (its database and actor)."""
+    def from_vigil(cls, vigil: Services) -> KeyStore:
+        """The key store of an installation (its database and actor)."""
         return cls(vigil.database, actor=vigil.settings.resolved_actor)
 
     def __repr__(self) -> str:

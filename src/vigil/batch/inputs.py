@@ -188,6 +188,7 @@ class ChunkValidator:
         return np.asarray(column.cast(pa.float64(), safe=False).to_numpy())
 
     def _fast_frame(self, table: pa.Table, n: int) -> pd.DataFrame | None:
+        # pandas: only when a frame is built
         import pandas as pd
 
         data: dict[str, Any] = {}

@@ -34,6 +34,8 @@ from vigil.batch.predictions import Scorer
 from vigil.batch.readers import csv_convert_options, in_file_order, json_schema, open_reader
 from vigil.batch.score import DEFAULT_CHUNK_ROWS, BatchSummary, check_file
 from vigil.batch.writers import replacing_dir
+from vigil.bundle.bundle import load_bundle
+from vigil.bundle.signature import Signature
 from vigil.errors import (
     DataFileError,
     InvalidParameterError,
@@ -42,13 +44,16 @@ from vigil.errors import (
     VigilError,
     require,
 )
+from vigil.registry.lineage import version_trust
+from vigil.registry.registry import fetch_bundle
+from vigil.settings import Settings, load_settings
+from vigil.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from vigil.bundle.signature import Signature
     from vigil.registry.entities import ModelVersion
-    from vigil.settings import Settings
+    from vigil.services import Services
 
 _ARTIFACT_SETTINGS = ("home", "artifact_url", "s3_endpoint_url")
 """The settings an actor needs to fetch the bundle (nothing else crosses to Ray: not the
@@ -68,15 +73,13 @@ class BatchScorer:
         proba: bool,
         allow_inf: bool,
     ) -> None:
-        from vigil.app import Vigil
-        from vigil.bundle.bundle import load_bundle
-        from vigil.registry.registry import fetch_bundle
-        from vigil.settings import load_settings
-
-        vigil = Vigil(load_settings(**settings))
+        # In the actor's process, which has only the settings it was sent: the artifact
+        # store and the cache they name (never the database).
+        found = load_settings(**settings)
+        store = ArtifactStore.from_settings(found)
         # By digest: verified against the version the driver resolved, whatever the alias
         # points to by now.
-        path = fetch_bundle(vigil.artifacts, version["sha256"], vigil.cache_dir)
+        path = fetch_bundle(store, version["sha256"], found.bundle_cache_dir)
         bundle = load_bundle(path, trust=version["trust"], sample=False)
         bundle.name, bundle.version = version["name"], version["version"]
         self.check = ChunkValidator(bundle.signature, allow_inf=allow_inf, source=source)
@@ -95,7 +98,7 @@ def score_with_ray(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    settings: Settings,
+    vigil: Services,
     output_format: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     proba: bool = False,
@@ -107,9 +110,6 @@ def score_with_ray(
 
     Same checks, columns and errors as :func:`vigil.batch.score_file`.
     """
-    from vigil.app import Vigil
-    from vigil.bundle.signature import Signature
-
     if chunk_rows < 1:
         raise InvalidParameterError(f"chunk_rows must be at least 1, got {chunk_rows}")
     if address is not None and num_cpus is not None:
@@ -129,7 +129,7 @@ def score_with_ray(
         raise DataFileError(f"the output's directory {str(dest.parent)!r} does not exist")
 
     ray = require("ray", "ray")
-    version = Vigil(settings).registry.resolve(uri)
+    version = vigil.registry.resolve(uri)
     signature = Signature.model_validate(version.signature)
     if proba and not signature.outputs.has_proba:
         raise InvalidParameterError(
@@ -148,6 +148,7 @@ def score_with_ray(
             include_dashboard=False,
             logging_level=logging.WARNING,
         )
+    # Ray: only on this engine, once Ray is up
     import ray.data
 
     options = ray.data.DataContext.get_current().execution_options
@@ -160,7 +161,7 @@ def score_with_ray(
             BatchScorer,
             fn_constructor_kwargs={
                 "version": actor_version(version),
-                "settings": actor_settings(settings),
+                "settings": actor_settings(vigil.settings),
                 "columns": columns,
                 "source": source.name,
                 "text_columns": text_feature_names(signature) if in_fmt == "csv" else frozenset(),
@@ -174,6 +175,7 @@ def score_with_ray(
             num_cpus=1 if cpus > 1 else 0.5,
         )
         with replacing_dir(dest) as partial:
+            # it subclasses Ray's Datasink: importable once Ray is
             from vigil.batch._ray_sink import PartFileSink
 
             try:
@@ -199,8 +201,6 @@ def score_with_ray(
 def actor_version(version: ModelVersion) -> dict[str, Any]:
     """What an actor is told of the version to load: its name, number, digest and the
     trust it was registered with."""
-    from vigil.app import version_trust
-
     return {
         "name": version.name,
         "version": version.version,
@@ -233,6 +233,7 @@ def _read(ray: Any, source: Path, fmt: Format, signature: Signature, columns: li
         return ray.data.read_csv(
             path, convert_options=csv_convert_options(signature), file_extensions=None
         )
+    # the JSON reader: only for that format
     import pyarrow.json as pjson
 
     # lines=False selects Arrow's JSON reader, which reads JSON lines (lines=True means
@@ -247,6 +248,7 @@ def _read(ray: Any, source: Path, fmt: Format, signature: Signature, columns: li
 
 
 def _count_rows(directory: Path, fmt: Format) -> int:
+    # datasets: only to count the rows written
     import pyarrow.dataset as pads
 
     kind = "json" if fmt == "jsonl" else fmt

@@ -75,6 +75,7 @@ class ParquetReader:
     unit: Unit = "rows"
 
     def __init__(self, path: Path, chunk_rows: int) -> None:
+        # Parquet: only where a partition is read or written
         import pyarrow.parquet as pq
 
         self.path = path
@@ -111,6 +112,7 @@ class ParquetReader:
 def csv_convert_options(signature: Signature) -> Any:
     """Arrow CSV options: every feature column read as text (parsed later, so a bad cell
     gets a row number); empty cells and the usual NA spellings are missing values."""
+    # the CSV reader/writer: only for that format
     import pyarrow.csv as pcsv
 
     return pcsv.ConvertOptions(
@@ -129,6 +131,7 @@ class CsvReader:
     unit: Unit = "bytes"
 
     def __init__(self, path: Path, signature: Signature, chunk_rows: int) -> None:
+        # the CSV reader/writer: only for that format
         import pyarrow.csv as pcsv
 
         self.path = path
@@ -245,6 +248,7 @@ class JsonlReader:
     unit: Unit = "bytes"
 
     def __init__(self, path: Path, signature: Signature, chunk_rows: int) -> None:
+        # only for JSON lines
         import orjson
 
         self.path = path
@@ -279,6 +283,7 @@ class JsonlReader:
             offset += len(block)
 
     def _parse(self, block: list[bytes], offset: int) -> Chunk:
+        # only for JSON lines
         import orjson
         import pyarrow.json as pjson
 

@@ -94,6 +94,7 @@ def _plain(schema: pa.Schema) -> pa.Schema:
 
 class ParquetChunkWriter:
     def __init__(self, sink: Sink, schema: pa.Schema, *, name: str) -> None:
+        # Parquet: only where a partition is read or written
         import pyarrow.parquet as pq
 
         self.schema = schema
@@ -112,6 +113,7 @@ class ParquetChunkWriter:
 
 class CsvChunkWriter:
     def __init__(self, sink: Sink, schema: pa.Schema, *, name: str) -> None:
+        # the CSV reader/writer: only for that format
         import pyarrow.csv as pcsv
 
         self.schema = _plain(schema)
@@ -160,6 +162,7 @@ class JsonlChunkWriter:
         self._sink: Any = open(sink, "wb") if isinstance(sink, str) else sink  # noqa: SIM115
 
     def write(self, table: pa.Table, offset: int) -> None:
+        # only for JSON lines
         import orjson
 
         # No conform(): each line carries its own keys, so columns may come and go.

@@ -1,7 +1,7 @@
 """Capture: the durable inference log (append, compact to Parquet, mask, read back).
 
 The serving glue (sink, feedback store and compactor of one worker) is
-:class:`vigil.capture.runtime.CaptureRuntime`, imported from its module.
+:class:`vigil.serving.capture_runtime.CaptureRuntime`, built by the composition root.
 
 The names below are imported on first use: a serving worker imports the sink, and must not
 pay for PyArrow (compaction, reading back) on its way to ready. (The compaction function

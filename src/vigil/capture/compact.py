@@ -77,6 +77,7 @@ def model_from_dir(name: str) -> str:
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
+    # Parquet: only where a partition is read or written
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()

@@ -29,13 +29,12 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from vigil.capture.compact import CompactionResult, apply_retention, compact
 
 if TYPE_CHECKING:
     from vigil.capture.log import SegmentLog
-    from vigil.feedback.store import FeedbackStore
     from vigil.storage.artifacts import ArtifactStore
 
 log = logging.getLogger("vigil.capture")
@@ -60,6 +59,18 @@ class CompactionPass:
         return sum(r.quarantined for r in (self.capture, self.feedback) if r is not None)
 
 
+class Companion(Protocol):
+    """A log compacted and expired alongside the capture log: the
+    :class:`~vigil.feedback.store.FeedbackStore` of the same home."""
+
+    @property
+    def log(self) -> SegmentLog: ...
+
+    def compact(self) -> CompactionResult: ...
+
+    def apply_retention(self, retention_days: int) -> list[str]: ...
+
+
 class Compactor:
     """Compacts a capture log (and a feedback store) into ``store``, one process at a time.
 
@@ -82,7 +93,7 @@ class Compactor:
         log: SegmentLog,
         store: ArtifactStore,
         *,
-        feedback: FeedbackStore | None = None,
+        feedback: Companion | None = None,
         retention_days: int | None = None,
         interval_s: float = 60.0,
     ) -> None:

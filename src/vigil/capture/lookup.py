@@ -267,6 +267,7 @@ class CaptureLookup:
         return by_id
 
     def _scan(self, request_ids: set[str], since: datetime | None) -> Found:
+        # PyArrow: only when a table is built
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq

@@ -69,6 +69,7 @@ def read_capture_table(
     prefix: str = "capture",
 ) -> pa.Table | None:
     """Captured rows with ``since <= time < until`` as one Arrow table (``None`` if none)."""
+    # Arrow compute kernels: only where a table is filtered
     import pyarrow.compute as pc
 
     since, until = _utc(since), _utc(until)
@@ -151,6 +152,7 @@ def read_capture(
     error_code, error_message, raw_body, prediction, feature.<name>..., proba.<class>...,
     segment``. Feature columns are the union over the rows read; missing values are null.
     """
+    # pandas: only when a frame is built
     import pandas as pd
 
     table = read_capture_table(model, since, until, version, store=store, log_dir=log_dir)

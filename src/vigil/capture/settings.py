@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from vigil.settings import section_sources
+
 FsyncPolicy = Literal["none", "interval", "always"]
 MaskAction = Literal["mask", "hash", "drop"]
 
@@ -89,8 +91,6 @@ class CaptureSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        from vigil.settings import section_sources
-
         return section_sources(settings_cls, init_settings, env_settings, "capture")
 
     def resolved_dir(self, home: Path) -> Path:

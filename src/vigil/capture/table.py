@@ -123,6 +123,7 @@ def read_part(
     of them. Readers of a recent span then pay for the footer of the older parts only,
     not for every row of their date partition. Rows are not filtered one by one: that is
     the caller's."""
+    # Parquet: only where a partition is read or written
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(source)

@@ -28,12 +28,11 @@ def feedback(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from vigil.app import default
-    from vigil.capture.settings import CaptureSettings
-    from vigil.feedback import FeedbackStore, load_feedback_file
+    from vigil.feedback import load_feedback_file
 
     vigil = default()
     records = load_feedback_file(path)
-    store = FeedbackStore.from_settings(CaptureSettings(), vigil.settings.home, vigil.artifacts)
+    store = vigil.feedback_store()
     try:
         with Progress(
             TextColumn("{task.description}"),

@@ -233,12 +233,11 @@ def show(
 ) -> None:
     """Show the stored windows of MODEL, newest last."""
     from vigil.monitor.series import stored_windows
-    from vigil.monitor.settings import load_monitor_settings
     from vigil.monitor.windows import parse_window
 
     vigil = _vigil()
     vigil.registry.get_model(model)
-    spec = parse_window(window) if window else load_monitor_settings().window_spec
+    spec = parse_window(window) if window else vigil.monitor_settings.window_spec
     windows = stored_windows(vigil.database, window=spec.text, model=model)[-last:]
     if json_out:
         print_json(

@@ -116,7 +116,7 @@ def predict(
             model_uri,
             input,
             output,
-            settings=app.settings,
+            vigil=app,
             output_format=format,
             chunk_rows=chunk_rows,
             proba=proba,

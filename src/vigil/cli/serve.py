@@ -1,8 +1,8 @@
 """``vigil serve``: serve registered models over HTTP, following their aliases.
 
-Only translates options into :func:`vigil.serving.workers.serve` with the registry-backed
-provider (:mod:`vigil.serving.registry_provider`); every worker reads what to serve from
-``VIGIL_WORKER_*`` variables this command sets.
+Only translates options into :func:`vigil.serving.workers.serve` with the composition
+root's server (:func:`vigil.app.serving_app_from_environment`); every worker reads what to
+serve from ``VIGIL_WORKER_*`` variables this command sets.
 
 Authentication is decided here, where the address is known, and handed to the workers as
 ``VIGIL_SERVE_AUTH=on|off``: always on for a non-loopback address (and the server refuses
@@ -21,7 +21,7 @@ import typer
 from vigil.console import err_console, fail, shown
 from vigil.serving.workers import is_loopback
 
-PROVIDER = "vigil.serving.registry_provider:from_environment"
+PROVIDER = "vigil.app:serving_app_from_environment"
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from vigil._redact import redact_url
 from vigil.errors import UnsafeWebhookError
+from vigil.monitor.webhooks import post_json
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.monitor.services import MonitorServices
 
 log = logging.getLogger("vigil.experiments")
 
@@ -55,9 +56,7 @@ def post_webhook(url: str, payload: Mapping[str, Any], *, allow_private: bool = 
     failed attempt or at once for a target vigil must not call (logged without the URL's
     path or query, which may hold a token). ``allow_private``: the target may be a
     non-public address (see :mod:`vigil.monitor.webhooks`)."""
-    import httpx
-
-    from vigil.monitor.webhooks import post_json
+    import httpx  # only to post: a worker that never promotes never loads it
 
     with httpx.Client(timeout=_TIMEOUT_S, follow_redirects=False) as client:
         for attempt in range(_ATTEMPTS):
@@ -83,7 +82,7 @@ def post_webhook(url: str, payload: Mapping[str, Any], *, allow_private: bool = 
 
 
 def send_alert(
-    vigil: Vigil,
+    vigil: MonitorServices,
     *,
     name: str,
     severity: str,
@@ -95,8 +94,8 @@ def send_alert(
 ) -> int:
     """Raise the alert through monitoring and post it to ``webhooks``; returns how many of
     ``webhooks`` accepted it. ``occurrence`` de-duplicates the monitoring event."""
+    # Monitoring's alert store pulls in pandas: loaded by the first alert, not the worker.
     from vigil.monitor.notify import fire_event
-    from vigil.monitor.settings import load_monitor_settings
 
     try:
         fire_event(
@@ -114,7 +113,7 @@ def send_alert(
         name=name, severity=severity, summary=summary, labels=labels, value=value
     )
     try:
-        allow_private = load_monitor_settings().allow_private_webhooks
+        allow_private = vigil.monitor_settings.allow_private_webhooks
     except Exception:  # a broken monitoring setting must not stop the controller either
         log.exception("could not read the monitoring settings; webhooks must be public")
         allow_private = False

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from vigil.experiments.config import EndpointConfig
+from vigil.experiments.state import VariantStats
 from vigil.stats.sufficient import MeanStats, ProportionStats
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vigil.experiments.state import VariantStats
 
 Metric = Literal["reward rate", "mean reward", "accuracy"]
 MetricStats = ProportionStats | MeanStats
@@ -70,7 +70,7 @@ def counts_from_frames(
     predictions only, and only by the key that made them
     (:func:`~vigil.feedback.join.join_feedback`).
     """
-    import pandas as pd
+    import pandas as pd  # the statistics stack: only for a status, never on the routing path
 
     names = config.variant_names
     requests = dict.fromkeys(names, 0)
@@ -122,8 +122,6 @@ def counts_from_state(config: EndpointConfig, stats: Mapping[str, VariantStats])
     Rewards are a rate when every variant's sum of squares equals its sum with a whole
     number of successes (only 0/1 rewards do that), else a mean.
     """
-    from vigil.experiments.state import VariantStats
-
     names = config.variant_names
     got = {v: stats.get(v) or VariantStats() for v in names}
     requests = {v: s.requests for v, s in got.items()}

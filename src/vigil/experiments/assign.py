@@ -140,6 +140,7 @@ def bandit_policy(
     config: BanditConfig, arms: list[str], *, seed: int | None = None
 ) -> BanditPolicy:
     """The :mod:`vigil.bandits` policy an endpoint's bandit configuration describes."""
+    # Only for a bandit endpoint: every server imports this module (unit ids).
     from vigil.bandits import UCB1, EpsilonGreedy, ThompsonSampling
 
     if config.kind == "epsilon_greedy":
@@ -155,6 +156,7 @@ def bandit_state(arms: list[str], stats: Mapping[str, Any]) -> BanditState:
     Feedback arrives late and not for every request, so an arm's mean is its reward sum
     over the rewards received, not over the requests routed to it.
     """
+    # Only for a bandit endpoint: every server imports this module (unit ids).
     import numpy as np
 
     from vigil.bandits import BanditState

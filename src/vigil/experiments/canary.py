@@ -76,7 +76,7 @@ from vigil.experiments.state import VariantStats
 from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.experiments.services import ExperimentServices
     from vigil.experiments.state import PolicyStateStore
 
 __all__ = [
@@ -314,7 +314,11 @@ class CanaryController:
     """
 
     def __init__(
-        self, vigil: Vigil, store: PolicyStateStore, *, actor: str = "canary-controller"
+        self,
+        vigil: ExperimentServices,
+        store: PolicyStateStore,
+        *,
+        actor: str = "canary-controller",
     ) -> None:
         self.vigil = vigil
         self.store = store
@@ -411,13 +415,10 @@ class CanaryController:
 
     def _promote(self, config: EndpointConfig, policy: CanaryPolicy, model: str) -> dict[str, Any]:
         """Move ``promote_alias`` of the canary's model to the version it serves."""
-        from vigil.registry.registry import Registry
-
         alias = policy.promote_alias or ""
         try:
             version = self.vigil.registry.resolve(config.variant(policy.canary).model).version
-            registry = Registry(self.vigil.database, self.vigil.artifacts, actor=self.actor)
-            registry.set_alias(
+            self.vigil.registry.acting_as(self.actor).set_alias(
                 model, alias, version, reason=f"canary of endpoint {config.name} promoted"
             )
         except Exception as exc:

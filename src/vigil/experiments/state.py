@@ -27,16 +27,23 @@ True
 
 from __future__ import annotations
 
+import json
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import delete, select, update
+
+from vigil._redact import redact_url
+from vigil.errors import require
+from vigil.experiments.state_tables import PolicyControlRow, PolicyCounterRow
+from vigil.storage.sql import utcnow
+
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
-    from vigil.app import Vigil
     from vigil.storage.sql import Database
 
 __all__ = [
@@ -47,7 +54,6 @@ __all__ = [
     "SqlPolicyState",
     "VariantStats",
     "bucket_of",
-    "policy_state_from_settings",
 ]
 
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -292,8 +298,6 @@ class SqlPolicyState(_AddOne):
     """Policy state in vigil's SQL database (tables of migration ``0005_policy_state``)."""
 
     def __init__(self, database: Database) -> None:
-        from vigil.experiments.state_tables import PolicyControlRow, PolicyCounterRow
-
         self.database = database
         self._counters: Table = PolicyCounterRow.__table__  # type: ignore[assignment]
         self._control: Table = PolicyControlRow.__table__  # type: ignore[assignment]
@@ -324,8 +328,6 @@ class SqlPolicyState(_AddOne):
             session.connection().execute(stmt, rows)
 
     def stats(self, endpoint: str) -> dict[str, VariantStats]:
-        from sqlalchemy import select
-
         table = self._counters
         query = select(table.c.variant, table.c.counter, table.c.value).where(
             table.c.endpoint == endpoint
@@ -337,8 +339,6 @@ class SqlPolicyState(_AddOne):
         return {v: VariantStats.from_counters(c) for v, c in sorted(found.items())}
 
     def control(self, endpoint: str) -> Control:
-        from sqlalchemy import select
-
         table = self._control
         query = select(table.c.revision, table.c.data).where(table.c.endpoint == endpoint)
         with self.database.session() as session:
@@ -346,10 +346,6 @@ class SqlPolicyState(_AddOne):
         return Control() if row is None else Control(int(row[0]), dict(row[1]))
 
     def set_control(self, endpoint: str, data: dict[str, Any], *, expected_revision: int) -> bool:
-        from sqlalchemy import update
-
-        from vigil.storage.sql import utcnow
-
         table = self._control
         with self.database.session(write=True) as session:
             conn = session.connection()
@@ -367,8 +363,6 @@ class SqlPolicyState(_AddOne):
             return conn.execute(stmt).first() is not None
 
     def reset(self, endpoint: str) -> None:
-        from sqlalchemy import delete
-
         with self.database.session(write=True) as session:
             conn = session.connection()
             conn.execute(delete(self._counters).where(self._counters.c.endpoint == endpoint))
@@ -393,8 +387,6 @@ class RedisPolicyState(_AddOne):
     """
 
     def __init__(self, url: str, *, prefix: str = "vigil") -> None:
-        from vigil.errors import require
-
         redis = require("redis", "redis")
         self.url = url
         self.prefix = prefix
@@ -402,8 +394,6 @@ class RedisPolicyState(_AddOne):
         self._cas = self.client.register_script(_CAS)
 
     def __repr__(self) -> str:
-        from vigil._redact import redact_url
-
         return f"RedisPolicyState({redact_url(self.url)!r})"
 
     def _key(self, endpoint: str, kind: str) -> str:
@@ -431,16 +421,12 @@ class RedisPolicyState(_AddOne):
         return {v: VariantStats.from_counters(c) for v, c in sorted(found.items())}
 
     def control(self, endpoint: str) -> Control:
-        import json
-
         revision, data = self.client.hmget(self._key(endpoint, "control"), "revision", "data")
         if revision is None:
             return Control()
         return Control(int(revision), json.loads(data) if data else {})
 
     def set_control(self, endpoint: str, data: dict[str, Any], *, expected_revision: int) -> bool:
-        import json
-
         won = self._cas(
             keys=[self._key(endpoint, "control")], args=[expected_revision, json.dumps(data)]
         )
@@ -451,11 +437,3 @@ class RedisPolicyState(_AddOne):
 
     def close(self) -> None:
         self.client.close()
-
-
-def policy_state_from_settings(vigil: Vigil) -> PolicyStateStore:
-    """Redis when ``VIGIL_REDIS_URL`` is set, else the SQL database of ``vigil``."""
-    url = vigil.settings.redis_url
-    if url:
-        return RedisPolicyState(url)
-    return SqlPolicyState(vigil.database)

@@ -40,6 +40,7 @@ from vigil.experiments._counts import (
     counts_from_frames,
     counts_from_state,
 )
+from vigil.experiments.canary import canary_percent
 from vigil.experiments.config import (
     CanaryPolicy,
     EndpointConfig,
@@ -47,6 +48,8 @@ from vigil.experiments.config import (
     ShadowPolicy,
     SplitPolicy,
 )
+from vigil.experiments.store import EndpointStore
+from vigil.names import check_alias
 from vigil.stats.experiment import ExperimentSummary, Recommendation, summarize_experiment
 from vigil.stats.results import jsonable
 from vigil.stats.srm import SRMResult, sample_ratio_mismatch
@@ -55,7 +58,7 @@ from vigil.stats.sufficient import ProportionStats
 if TYPE_CHECKING:
     import pandas as pd
 
-    from vigil.app import Vigil
+    from vigil.experiments.services import ExperimentServices
 
 __all__ = [
     "Conclusion",
@@ -264,14 +267,11 @@ def _plain_value(stats: MetricStats | None) -> float | None:
     return stats.rate if isinstance(stats, ProportionStats) else stats.mean
 
 
-def live_state(vigil: Vigil, config: EndpointConfig) -> dict[str, Any] | None:
+def live_state(vigil: ExperimentServices, config: EndpointConfig) -> dict[str, Any] | None:
     """The endpoint's shared counters per variant, its control record and, for a canary,
     where the ramp stands; ``None`` (logged) when the state store cannot be reached."""
-    from vigil.experiments.canary import canary_percent
-    from vigil.experiments.state import policy_state_from_settings
-
     try:
-        state = policy_state_from_settings(vigil)
+        state = vigil.policy_state()
         stats = state.stats(config.name)
         control = state.control(config.name).data
     except Exception as exc:  # a status page must not fail because Redis is away
@@ -306,27 +306,26 @@ def live_state(vigil: Vigil, config: EndpointConfig) -> dict[str, Any] | None:
     return plain
 
 
-def _read_frames(vigil: Vigil, since: datetime | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    import pandas as pd
+def _read_frames(
+    vigil: ExperimentServices, since: datetime | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import pandas as pd  # the statistics stack, for a status: not on the serving path
 
-    from vigil.capture.reader import read_capture_table
-    from vigil.capture.settings import CaptureSettings
-    from vigil.feedback.store import FeedbackStore
+    from vigil.capture.reader import read_capture_table  # PyArrow, as pandas above
 
-    settings = CaptureSettings()
-    home = vigil.settings.home
-    table = read_capture_table(
-        None, since, None, store=vigil.artifacts, log_dir=settings.resolved_dir(home)
-    )
+    table = read_capture_table(None, since, None, store=vigil.artifacts, log_dir=vigil.capture_dir)
     captured = table.to_pandas() if table is not None else pd.DataFrame()
     if captured.empty:
         return captured, pd.DataFrame()
-    feedback = FeedbackStore.from_settings(settings, home, vigil.artifacts).read()
-    return captured, feedback
+    store = vigil.feedback_store()
+    try:
+        return captured, store.read()
+    finally:
+        store.close()
 
 
 def experiment_status(
-    vigil: Vigil,
+    vigil: ExperimentServices,
     name: str,
     *,
     since: datetime | None = None,
@@ -339,8 +338,6 @@ def experiment_status(
     when the log holds no request of this endpoint. ``since`` (timezone-aware) limits the
     log to requests from then on.
     """
-    from vigil.experiments.store import EndpointStore
-
     config = EndpointStore(vigil).get(name)
     state = live_state(vigil, config)
     live = state["canary"] if state is not None else None
@@ -352,9 +349,7 @@ def experiment_status(
         if source == "auto" and not any(counts.requests.values()):
             counts = None
     if counts is None:
-        from vigil.experiments.state import policy_state_from_settings
-
-        counts = counts_from_state(config, policy_state_from_settings(vigil).stats(name))
+        counts = counts_from_state(config, vigil.policy_state().stats(name))
         used = "state"
     return summarize_counts(config, counts, source=used, alpha=alpha, live=live)
 
@@ -372,7 +367,7 @@ class Conclusion:
 
 
 def conclude(
-    vigil: Vigil,
+    vigil: ExperimentServices,
     name: str,
     *,
     promote: str,
@@ -382,10 +377,6 @@ def conclude(
     """End the experiment: route every request of ``name`` to variant ``promote`` (a
     ``fixed`` policy) and, if ``alias`` is given, point that alias of the variant's model at
     the version it serves. Both changes are audited; nothing changes if a check fails."""
-    from vigil.experiments.store import EndpointStore
-    from vigil.names import check_alias
-    from vigil.registry.registry import Registry
-
     store = EndpointStore(vigil)
     config = store.get(name)
     if promote not in config.variant_names:
@@ -400,7 +391,7 @@ def conclude(
     fixed = config.model_copy(update={"policy": FixedPolicy(variant=promote)})
     store.update(name, fixed, actor=actor, action="experiment.conclude")
     if alias is not None:
-        Registry(vigil.database, vigil.artifacts, actor=actor).set_alias(
+        vigil.registry.acting_as(actor).set_alias(
             mv.name, alias, mv.version, reason=f"experiment {name} concluded: {promote}"
         )
     return Conclusion(

@@ -69,7 +69,7 @@ from vigil.names import check_name
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.monitor.services import MonitorServices
     from vigil.registry.entities import ModelVersion
 
 __all__ = ["EndpointNotFoundError", "EndpointStore", "StoredEndpoint"]
@@ -145,21 +145,20 @@ def _with_stored_webhooks(config: EndpointConfig, stored: list[str]) -> Endpoint
     return config.model_copy(update={"alert_webhooks": [SecretStr(u) for u in resolved]})
 
 
-def _allow_private_webhooks() -> bool:
-    from vigil.monitor.settings import load_monitor_settings
-
-    return load_monitor_settings().allow_private_webhooks
-
-
 class EndpointStore:
     """Create, read, change and delete endpoints in the SQL store of ``vigil``."""
 
-    def __init__(self, vigil: Vigil) -> None:
+    def __init__(self, vigil: MonitorServices) -> None:
         self.vigil = vigil
         self.db = vigil.database
 
     def __repr__(self) -> str:
         return f"EndpointStore({self.db!r})"
+
+    @property
+    def _allow_private(self) -> bool:
+        """Whether alert webhooks may point at non-public addresses (a monitoring setting)."""
+        return self.vigil.monitor_settings.allow_private_webhooks
 
     # -- checks ---------------------------------------------------------------------
 
@@ -216,7 +215,7 @@ class EndpointStore:
         self.resolve_variants(config)
         config = _with_stored_webhooks(config, [])
         if config.alert_webhooks:
-            config.check_webhooks(allow_private=_allow_private_webhooks())
+            config.check_webhooks(allow_private=self._allow_private)
         data = _dump(config)
         try:
             with self.db.session(write=True) as session:
@@ -281,7 +280,7 @@ class EndpointStore:
         known = self.describe(name).config.webhook_urls
         config = _with_stored_webhooks(config, known)
         if set(config.webhook_urls) - set(known):
-            config.check_webhooks(allow_private=_allow_private_webhooks(), known=known)
+            config.check_webhooks(allow_private=self._allow_private, known=known)
         with self.db.session(write=True) as session:
             row = self._live_row(session, name, lock=True)
             if "salt" not in config.model_fields_set:

@@ -61,6 +61,7 @@ def join_feedback(rows: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
     >>> join_feedback(rows, given)[["caller", "label"]].to_dict("records")
     [{'caller': 'k1', 'label': 0}, {'caller': 'k2', 'label': 1}]
     """
+    # pandas: only when a frame is built
     import pandas as pd
 
     empty = {"label": pd.Series(dtype=object), "reward": pd.Series(dtype="float64")}

@@ -33,6 +33,7 @@ def load_feedback_file(path: str | Path) -> list[FeedbackRecord]:
     ``time`` (optional, ISO 8601 with a time zone). A bad row raises
     :class:`~vigil.errors.ValidationError` naming its line; nothing is returned then.
     """
+    # pandas: only when a frame is built
     import pandas as pd
 
     path = Path(path)

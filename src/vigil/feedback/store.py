@@ -194,6 +194,7 @@ class FeedbackStore:
         return self._seen
 
     def _compacted_keys(self) -> set[Key]:
+        # Parquet: only where a partition is read or written
         import pyarrow.parquet as pq
 
         keys: set[Key] = set()
@@ -286,6 +287,7 @@ class FeedbackStore:
         """All feedback (arrived at or after ``since``, when given), one row per
         ``(request_id, row, caller)``: the first to arrive. Joining it to the capture log
         is :func:`~vigil.feedback.join.join_feedback`'s."""
+        # Arrow compute kernels: only where a table is filtered
         import pyarrow.compute as pc
 
         tables: list[pa.Table] = []
@@ -343,6 +345,7 @@ class FeedbackStore:
     def read(self, since: datetime | None = None) -> pd.DataFrame:
         """All feedback (arrived at or after ``since``) as a DataFrame (``request_id, row,
         reward, time, caller, label, segment``)."""
+        # pandas: only when a frame is built
         import pandas as pd
 
         table = self.read_table(since)

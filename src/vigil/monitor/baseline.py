@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
 from vigil.monitor.points import PERFORMANCE_MEASURES
 from vigil.profile_schema import BaselineProfile
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.services import Services
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,8 @@ class Baseline:
         return [f for f in self.signature.feature_names if f in self.profile.features]
 
 
-def load_baseline(vigil: Vigil, model: str, version: int) -> Baseline:
+def load_baseline(vigil: Services, model: str, version: int) -> Baseline:
     """The :class:`Baseline` of ``models:/model/version`` from the registry."""
-    from vigil.bundle.bundle import read_profile
-
     mv = vigil.registry.get_version(model, version)
     signature = Signature.model_validate(mv.signature)
     bundle_dir = vigil.registry.fetch_bundle(mv, vigil.cache_dir)

@@ -14,15 +14,15 @@ from vigil.monitor.alerts import AlertEvent, evaluate_rules, new_claim
 from vigil.monitor.engine import Progress, Resume, run_monitoring
 from vigil.monitor.measure import WindowResult
 from vigil.monitor.notify import deliver_events, retry_undelivered
-from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import as_utc, parse_duration, parse_window
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from vigil.app import Vigil
     from vigil.feedback.store import FeedbackStore
+    from vigil.monitor.services import MonitorServices
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class CycleResult:
 
 
 def monitor_once(
-    vigil: Vigil,
+    vigil: MonitorServices,
     *,
     model: str | None = None,
     since: datetime | str | None = None,
@@ -55,7 +55,7 @@ def monitor_once(
     Alert rules are evaluated on the configured window size (``VIGIL_MONITOR_WINDOW``)
     only; a run with another ``window`` computes and stores windows but alerts on nothing.
     """
-    settings = settings or load_monitor_settings()
+    settings = settings or vigil.monitor_settings
     now = as_utc(now) if now is not None else utcnow()
     windows = run_monitoring(
         vigil,

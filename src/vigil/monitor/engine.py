@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from vigil.capture.reader import read_capture
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.measure import WindowResult, count_labelled, measure_window
 from vigil.monitor.series import StoredWindow, save_window, stored_windows
-from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import (
     Cursor,
     SeriesKey,
@@ -41,8 +42,9 @@ from vigil.storage.sql import utcnow
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from vigil.app import Vigil
     from vigil.feedback.store import FeedbackStore
+    from vigil.monitor.services import MonitorServices
+    from vigil.services import Services
 
 log = logging.getLogger("vigil.monitor")
 
@@ -51,10 +53,8 @@ Progress = Callable[[int, int], None]
 
 
 def _read_log(
-    vigil: Vigil, model: str | None, since: datetime, now: datetime, capture: Path
+    vigil: Services, model: str | None, since: datetime, now: datetime, capture: Path
 ) -> pd.DataFrame:
-    from vigil.capture.reader import read_capture
-
     frame = read_capture(model, since, now, store=vigil.artifacts, log_dir=capture)
     if frame.empty or "status" not in frame:
         return frame.iloc[0:0]
@@ -196,7 +196,7 @@ class Resume:
 
 
 def run_monitoring(
-    vigil: Vigil,
+    vigil: MonitorServices,
     *,
     model: str | None = None,
     since: datetime | str | None = None,
@@ -213,21 +213,19 @@ def run_monitoring(
 
     ``since`` defaults to ``now - lookback`` (``VIGIL_MONITOR_LOOKBACK``, 7 days);
     ``window`` to ``VIGIL_MONITOR_WINDOW``. ``capture`` and ``feedback`` default to the
-    home's capture directory and feedback store (see :mod:`vigil.monitor.sources`).
+    root's capture directory and feedback store (see :class:`~vigil.services.Services`).
     ``resume``, kept by the caller between runs, lets a run skip the part of the log that
     cannot change any more (see :class:`Resume`).
     """
-    from vigil.monitor.sources import capture_dir, feedback_store
-
-    settings = settings or load_monitor_settings()
+    settings = settings or vigil.monitor_settings
     spec = parse_window(window) if window is not None else settings.window_spec
     now = as_utc(now) if now is not None else utcnow()
     start = as_utc(since) if since is not None else now - parse_duration(settings.lookback)
     if model is not None:
         vigil.registry.get_model(model)  # a typo gets "model not found", not silence
-    capture = capture if capture is not None else capture_dir(vigil)
+    capture = capture if capture is not None else vigil.capture_dir
     if feedback is None:
-        own = feedback_store(vigil, capture=capture)
+        own = vigil.feedback_store(capture=capture)
         try:
             labels = _read_labels(own, start)
         finally:

@@ -1,6 +1,6 @@
 """Prometheus gauges of the monitoring series, served on the server's ``/metrics``.
 
-Three gauge families, on the serving registry (:data:`vigil.serving.metrics.REGISTRY`):
+Three gauge families, on vigil's registry (:data:`vigil.monitor.prometheus.REGISTRY`):
 
 * ``vigil_monitor_value{model, version, route, metric, feature}`` — the value of each
   metric in the latest complete window (``feature`` is empty for window-level metrics);
@@ -28,14 +28,14 @@ from prometheus_client import Gauge
 from vigil.bundle.signature import Signature
 from vigil.errors import NotFoundError
 from vigil.monitor.alerts import list_alerts
+from vigil.monitor.prometheus import REGISTRY
 from vigil.monitor.series import latest_points, read_series
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import parse_duration
-from vigil.serving.metrics import REGISTRY
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.services import Services
 
 MONITOR_VALUE = Gauge(
     "vigil_monitor_value",
@@ -64,7 +64,7 @@ ALERTS_FIRING = Gauge(
 class MonitorExporter:
     """Sets the gauges from the SQL store; call :meth:`refresh` after each cycle."""
 
-    def __init__(self, vigil: Vigil, settings: MonitorSettings) -> None:
+    def __init__(self, vigil: Services, settings: MonitorSettings) -> None:
         self.vigil = vigil
         self.settings = settings
         self._features: dict[tuple[str, int], frozenset[str]] = {}

@@ -30,6 +30,7 @@ from vigil.monitor.performance import PerformanceReport, evaluate
 from vigil.monitor.points import Point, point
 from vigil.monitor.quality import QualityReport, check_quality
 from vigil.monitor.windows import SeriesKey, Window
+from vigil.profile_schema import NumericProfile
 
 SCHEMA_VIOLATION_CODES = frozenset({"validation_error"})
 """Error codes of requests refused because their input broke the model's signature."""
@@ -115,8 +116,6 @@ def feature_frame(rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
 
 
 def _numeric_view(frame: pd.DataFrame, baseline: Baseline) -> dict[str, Any]:
-    from vigil.profile_schema import NumericProfile
-
     assert baseline.profile is not None
     view: dict[str, Any] = {}
     for name in frame.columns:
@@ -139,8 +138,6 @@ def _drift(window: Window, baseline: Baseline) -> DriftReport | None:
 
 
 def _prediction_drift(window: Window, baseline: Baseline) -> ColumnDrift | None:
-    from vigil.profile_schema import NumericProfile
-
     profile = baseline.profile
     if profile is None or profile.prediction is None or window.n_rows == 0:
         return None

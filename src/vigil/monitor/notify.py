@@ -35,14 +35,21 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import UnsafeWebhookError
-from vigil.monitor.alerts import AlertEvent, claim_undelivered, new_claim, record_delivery
-from vigil.monitor.settings import MonitorSettings, Webhook, load_monitor_settings
+from vigil.monitor.alerts import (
+    AlertEvent,
+    claim_undelivered,
+    new_claim,
+    record_delivery,
+    record_event,
+)
+from vigil.monitor.settings import MonitorSettings, Webhook
 from vigil.monitor.webhooks import post_json
+from vigil.names import check_name
 
 if TYPE_CHECKING:
     import httpx
 
-    from vigil.app import Vigil
+    from vigil.monitor.services import MonitorServices
     from vigil.storage.sql import Database
 
 log = logging.getLogger("vigil.monitor")
@@ -121,7 +128,7 @@ def _post(
     backoff_s: float,
     allow_private: bool,
 ) -> dict[str, Any]:
-    import httpx
+    import httpx  # only to deliver: `vigil alerts` and the rules stay without it
 
     url = webhook.url.get_secret_value()
     outcome: dict[str, Any] = {"ok": False, "attempts": 0, "status": None, "error": None}
@@ -161,7 +168,7 @@ def deliver(
     """POST ``event`` to every webhook (except those labelled in ``skip``); returns the
     outcome per webhook label. Never raises. ``allow_private`` lets webhooks point at
     non-public addresses (``VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS``)."""
-    import httpx
+    import httpx  # only to deliver: `vigil alerts` and the rules stay without it
 
     outcomes: dict[str, dict[str, Any]] = {}
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
@@ -227,7 +234,7 @@ def retry_undelivered(db: Database, settings: MonitorSettings) -> list[AlertEven
 
 
 def fire_event(
-    vigil: Vigil,
+    vigil: MonitorServices,
     *,
     name: str,
     severity: str,
@@ -244,13 +251,10 @@ def fire_event(
     occurrence records and sends nothing (default: the current time, i.e. every call is
     new). Returns the stored event, or ``None`` when it was a duplicate.
     """
-    from vigil.monitor.alerts import record_event
-    from vigil.names import check_name
-
     check_name("alert name", name)
     if severity not in ("info", "warning", "critical"):
         severity = "warning"
-    settings = settings or load_monitor_settings()
+    settings = settings or vigil.monitor_settings
     claim = new_claim()
     event = record_event(
         vigil.database,

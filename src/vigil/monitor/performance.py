@@ -99,7 +99,7 @@ def classification_metrics(
     notes: list[str] | None = None,
 ) -> Metrics:
     """Accuracy, precision, recall, F1, ROC AUC, log loss and ECE of one window."""
-    from sklearn import metrics as skm
+    from sklearn import metrics as skm  # scikit-learn: only once labels arrived
 
     notes = notes if notes is not None else []
     truth, pred = np.asarray(y_true), np.asarray(y_pred)
@@ -144,7 +144,7 @@ def regression_metrics(
     y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, notes: list[str] | None = None
 ) -> Metrics:
     """MAE, RMSE, MAPE and R² of one window."""
-    from sklearn import metrics as skm
+    from sklearn import metrics as skm  # scikit-learn: only once labels arrived
 
     notes = notes if notes is not None else []
     truth = np.asarray(y_true, dtype=np.float64)

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+import vigil._heap as _heap
+from vigil.monitor.settings import MonitorSettings
 from vigil.storage.sql import Database, utcnow
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
     from vigil.monitor.cycle import CycleResult
     from vigil.monitor.engine import Resume
+    from vigil.monitor.services import MonitorServices
 
 log = logging.getLogger("vigil.monitor")
 
@@ -63,7 +64,7 @@ def acquire_lease(
 
 def release_lease(db: Database, name: str, holder: str) -> None:
     """Give the lease up (at shutdown) so another worker takes over at once."""
-    from vigil.monitor.tables import MonitorLeaseRow
+    from vigil.monitor.tables import MonitorLeaseRow  # as above
 
     with db.session(write=True) as session:
         row = session.get(MonitorLeaseRow, name)
@@ -72,9 +73,11 @@ def release_lease(db: Database, name: str, holder: str) -> None:
 
 
 class MonitorScheduler:
-    """Runs :func:`~vigil.monitor.cycle.monitor_once` every ``settings.interval_s``."""
+    """Runs :func:`~vigil.monitor.cycle.monitor_once` every ``settings.interval_s``, from
+    :meth:`start` (the server's lifespan) to :meth:`stop`; built by
+    :meth:`vigil.app.Vigil.monitor_scheduler`."""
 
-    def __init__(self, vigil: Vigil, settings: MonitorSettings) -> None:
+    def __init__(self, vigil: MonitorServices, settings: MonitorSettings) -> None:
         self.vigil = vigil
         self.settings = settings
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -118,6 +121,7 @@ class MonitorScheduler:
     def _refresh_gauges(self) -> None:
         try:
             if self._exporter is None:
+                # prometheus-client is optional: without it there are no gauges to set.
                 from vigil.monitor.exporter import MonitorExporter
 
                 self._exporter = MonitorExporter(self.vigil, self.settings)
@@ -139,8 +143,6 @@ class MonitorScheduler:
                 # Monitoring must never take the server down; the next tick retries.
                 log.exception("monitoring cycle failed; retrying in %.0fs", delay)
             if not settled:  # the first cycle imported the statistics stack for good
-                from vigil import _heap
-
                 _heap.settle()
                 settled = True
 
@@ -159,17 +161,3 @@ class MonitorScheduler:
             self._task = None
         with contextlib.suppress(Exception):
             await asyncio.to_thread(release_lease, self.vigil.database, LEASE, self.holder)
-
-
-def start_scheduler(provider: Any) -> MonitorScheduler | None:
-    """Start scheduled monitoring for a registry-backed provider (one with ``.vigil``);
-    ``None`` when the provider has no registry or monitoring is off."""
-    vigil = getattr(provider, "vigil", None)
-    if vigil is None:
-        return None
-    settings = load_monitor_settings()
-    if not settings.enabled or settings.interval_s <= 0:
-        return None
-    scheduler = MonitorScheduler(vigil, settings)
-    scheduler.start()
-    return scheduler

@@ -30,7 +30,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
-from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,7 +40,7 @@ from vigil.errors import InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.monitor.windows import WindowSpec, parse_duration, parse_window
-from vigil.settings import invalid_setting
+from vigil.settings import build_settings, section_sources
 
 PayloadFormat = Literal["json", "slack"]
 
@@ -176,8 +175,6 @@ class MonitorSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        from vigil.settings import section_sources
-
         return section_sources(settings_cls, init_settings, env_settings, "monitor")
 
 
@@ -191,7 +188,4 @@ def _as_value_error(check: Any) -> Any:
 
 def load_monitor_settings(**overrides: Any) -> MonitorSettings:
     """Build :class:`MonitorSettings`, turning pydantic's errors into one clear message."""
-    try:
-        return MonitorSettings(**overrides)
-    except PydanticValidationError as exc:
-        raise invalid_setting(exc, "VIGIL_MONITOR_") from None
+    return build_settings(MonitorSettings, **overrides)

@@ -147,7 +147,7 @@ def check_webhook_url(url: str, *, allow_private: bool, resolve: bool = False) -
 def _proxied(scheme: str, host: str) -> bool:
     """Whether httpx would send a request for ``host`` through a proxy from the
     environment (``HTTP(S)_PROXY``/``ALL_PROXY``, minus ``NO_PROXY``)."""
-    import urllib.request
+    import urllib.request  # only to post: this module is on the server's start path
 
     proxies = urllib.request.getproxies_environment()
     if scheme not in proxies and "all" not in proxies:
@@ -161,7 +161,7 @@ def post_json(
     """POST ``body`` as JSON to the address ``url``'s name resolves to now, once that
     address is checked; raises :class:`~vigil.errors.UnsafeWebhookError` for a target
     vigil must not call and :class:`httpx.HTTPError` when the call fails."""
-    import httpx
+    import httpx  # only to post: this module is on the server's start path
 
     scheme, host, port = _parts(url)
     if _proxied(scheme, host):

@@ -37,7 +37,7 @@ import numpy as np
 from vigil.errors import InvalidParameterError
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # the server's start imports this module (its settings), not pandas
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -169,7 +169,7 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _split_status(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    import pandas as pd
+    import pandas as pd  # the server's start imports this module (its settings), not pandas
 
     status = pd.to_numeric(frame["status"], errors="coerce").fillna(200)
     ok = (status < 400).to_numpy()
@@ -179,7 +179,7 @@ def _split_status(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _time_windows(
     key: SeriesKey, frame: pd.DataFrame, spec: WindowSpec, now: datetime, grace: timedelta
 ) -> list[Window]:
-    import pandas as pd
+    import pandas as pd  # the server's start imports this module (its settings), not pandas
 
     assert spec.seconds is not None
     seconds = (frame["time"] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
@@ -196,7 +196,7 @@ def _time_windows(
 
 
 def _after(frame: pd.DataFrame, cursor: Cursor | None) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # the server's start imports this module (its settings), not pandas
 
     if cursor is None:
         return frame
@@ -303,7 +303,7 @@ def split_windows(
     >>> [(w.n_rows, w.end_request_id, w.complete) for w in split_windows(log, parse_window("2"), now=now)]
     [(2, 'r2', True), (2, 'r4', True)]
     """
-    import pandas as pd
+    import pandas as pd  # the server's start imports this module (its settings), not pandas
 
     if log.empty:
         return []

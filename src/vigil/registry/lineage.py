@@ -1,4 +1,4 @@
-"""Where a model version came from, gathered at registration."""
+"""Where a model version came from, gathered at registration, and the trust it was given."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from vigil.bundle.trust import TrustPolicy
 from vigil.version import VERSION
+
+if TYPE_CHECKING:
+    from vigil.registry.entities import ModelVersion
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -50,3 +54,15 @@ def collect_lineage(
         lineage.update(from_bundle)
     lineage.update(given or {})
     return lineage
+
+
+def version_trust(mv: ModelVersion, trust: TrustPolicy | None = None) -> TrustPolicy:
+    """What loading ``mv`` may unpickle or import: the trust recorded in its lineage when it
+    was registered, widened by ``trust``."""
+    recorded = (mv.lineage or {}).get("trust") or {}
+    given = trust or TrustPolicy()
+    return TrustPolicy(
+        trust_pickle=bool(recorded.get("pickle")) or given.trust_pickle,
+        trusted_types=tuple(sorted(set(recorded.get("types", ())) | set(given.trusted_types))),
+        max_unpacked_bytes=given.max_unpacked_bytes,
+    )

@@ -83,7 +83,6 @@ from vigil.uri import ModelRef, parse_model_ref
 __all__ = ["AliasEvent", "AuditEvent", "ModelVersion", "RegisteredModel", "Registry"]
 
 if TYPE_CHECKING:
-    from vigil.settings import Settings
     from vigil.storage.artifacts import ArtifactStore, StoredTree
     from vigil.storage.sql import Database
 
@@ -116,16 +115,10 @@ class Registry:
         self.store = store
         self.actor = actor
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Registry:
-        """The registry that ``settings`` describe (database, artifact store, actor)."""
-        from vigil.storage.artifacts import ArtifactStore
-        from vigil.storage.sql import Database
-
-        store = ArtifactStore(
-            settings.resolved_artifact_url, s3_endpoint_url=settings.s3_endpoint_url
-        )
-        return cls(Database(settings.resolved_database_url), store, actor=settings.resolved_actor)
+    def acting_as(self, actor: str) -> Registry:
+        """This registry (same database and store) recording ``actor`` as who acts, e.g.
+        the API key behind an admin request or the canary controller."""
+        return Registry(self.db, self.store, actor=actor)
 
     def __repr__(self) -> str:
         return f"Registry({self.db!r}, {self.store!r}, actor={self.actor!r})"

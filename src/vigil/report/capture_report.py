@@ -24,12 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from vigil.bundle.bundle import read_profile
 from vigil.drift import ColumnDrift, DriftReport
 from vigil.drift.report import profile_column_drift, summarise
 from vigil.drift.target import prediction_drift_to_profile
@@ -38,12 +38,13 @@ from vigil.profile_schema import BaselineProfile, CategoricalProfile
 from vigil.report.distributions import Distribution
 from vigil.report.profile_distributions import against_profile
 from vigil.report.window import describe_window
+from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from vigil.app import Vigil
     from vigil.registry.registry import ModelVersion
+    from vigil.services import Services
 
 Progress = Callable[[int], None]
 ProgressFactory = Callable[[str, int | None], Progress]
@@ -112,6 +113,7 @@ class CaptureReport:
 
 def successful(table: pa.Table) -> pa.Table:
     """Only the rows of answered predictions: status 2xx and no error code."""
+    # Arrow compute kernels: only where a table is filtered
     import pyarrow.compute as pc
 
     status = table["status"]
@@ -124,6 +126,7 @@ def successful(table: pa.Table) -> pa.Table:
 def numeric_values(column: pa.ChunkedArray) -> npt.NDArray[np.float64] | None:
     """A captured column as float64 (NaN for missing); None when it holds text that is not
     numbers (a masked or hashed feature)."""
+    # PyArrow: only when a table is built
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -155,6 +158,7 @@ def report_from_table(
     progress: ProgressFactory | None = None,
 ) -> CaptureReport:
     """Compare the captured rows in ``table`` (already filtered) with ``profile``."""
+    # Arrow compute kernels: only where a table is filtered
     import pyarrow.compute as pc
 
     current: dict[str, Any] = {}
@@ -225,10 +229,8 @@ def report_from_table(
     )
 
 
-def baseline_profile(vigil: Vigil, mv: ModelVersion) -> BaselineProfile:
+def baseline_profile(vigil: Services, mv: ModelVersion) -> BaselineProfile:
     """The stored baseline profile of a version (its model is not loaded)."""
-    from vigil.bundle.bundle import read_profile
-
     path = vigil.registry.fetch_bundle(mv, vigil.cache_dir)
     profile = read_profile(path)
     if profile is None:
@@ -240,16 +242,8 @@ def baseline_profile(vigil: Vigil, mv: ModelVersion) -> BaselineProfile:
     return profile
 
 
-def capture_log_dir(vigil: Vigil) -> Path:
-    """Where the live capture segments are (``VIGIL_CAPTURE_DIR``, default
-    ``<home>/capture``), as the server writes them."""
-    from vigil.capture.settings import CaptureSettings
-
-    return CaptureSettings().resolved_dir(vigil.settings.home)
-
-
 def capture_report(
-    vigil: Vigil,
+    vigil: Services,
     uri: str,
     *,
     since: datetime | None = None,
@@ -262,8 +256,8 @@ def capture_report(
     Raises :class:`~vigil.errors.NotFoundError` when the window holds no successful
     prediction, or when the version has no baseline profile.
     """
+    # PyArrow: `vigil drift` imports this package too, and reads no capture log.
     from vigil.capture.reader import read_capture_table
-    from vigil.uri import parse_model_ref
 
     ref = parse_model_ref(uri)
     mv = (
@@ -281,7 +275,7 @@ def capture_report(
         until,
         version,
         store=vigil.artifacts,
-        log_dir=capture_log_dir(vigil),
+        log_dir=vigil.capture_dir,
     )
     if table is not None:
         table = successful(table)

@@ -71,6 +71,7 @@ def _first_line(text: str) -> str:
 
 def is_categorical_type(data_type: pa.DataType) -> bool:
     """Whether an Arrow type holds categories (text, dictionary, boolean)."""
+    # PyArrow: only when a table is built
     import pyarrow as pa
 
     return bool(
@@ -106,6 +107,7 @@ def read_columns(
     A Parquet file is read one column at a time, so memory holds the result plus one
     column in flight (not a whole row group of every column); CSV is read in chunks.
     """
+    # PyArrow: only when a table is built
     import pyarrow as pa
 
     try:
@@ -123,6 +125,7 @@ def read_columns(
 def _parquet_columns(
     path: Path, columns: list[str], categorical: set[str], side: str, progress: Progress | None
 ) -> tuple[dict[str, Any], int]:
+    # Parquet: only where a partition is read or written
     import pyarrow.parquet as pq
 
     arrays: dict[str, Any] = {}
@@ -166,6 +169,7 @@ def _chunked_columns(
 def _labels(values: Any) -> Any:
     """Text labels on both sides, so 1 in one file meets 1 in the other; kept as a pandas
     ``Categorical`` (codes + categories), never as one Python string per row."""
+    # PyArrow: only when a table is built
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -177,6 +181,7 @@ def _join(chunks: list[Any], categorical: bool) -> Any:
     if not chunks:
         return np.empty(0, dtype=np.float64)
     if categorical:
+        # pandas: only when a frame is built
         from pandas.api.types import union_categoricals
 
         return union_categoricals(chunks) if len(chunks) > 1 else chunks[0]
@@ -193,6 +198,7 @@ def _not_numeric(name: str, side: str) -> ValidationError:
 
 def _numeric(column: Any, name: str, side: str) -> npt.NDArray[np.float64]:
     """An Arrow column as float64, NaN for missing values."""
+    # PyArrow: only when a table is built
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -46,10 +46,8 @@ _MAX_REASON = 1000
 
 
 def _registry(dp: DataPlane, req: Request) -> Registry:
-    """The registry of the server's provider, acting as the calling key."""
-    from vigil.registry.registry import Registry
-
-    vigil = getattr(dp.provider, "vigil", None)
+    """The registry of the server's installation, acting as the calling key."""
+    vigil = dp.services
     if vigil is None:
         raise NotFoundError(
             "this server serves a fixed set of models and has no registry, so it has no "
@@ -57,7 +55,7 @@ def _registry(dp: DataPlane, req: Request) -> Registry:
             detail={"path": req.path[:100]},
         )
     actor = f"key:{req.key_id}" if req.key_id else ANONYMOUS
-    return Registry(vigil.database, vigil.registry.store, actor=actor)
+    return vigil.registry.acting_as(actor)
 
 
 async def _call(fn: Callable[[], T]) -> T:

@@ -12,8 +12,9 @@ and maps every error to its status and JSON body in one place
 answered 500 without a traceback; the server keeps serving.
 
 The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
-at shutdown; on a registry-backed server it also starts scheduled monitoring
-(:mod:`vigil.monitor.scheduler`).
+at shutdown, with the experiment endpoints and the capture runtime (see
+:class:`~vigil.serving.dataplane.DataPlane`) and scheduled monitoring
+(:mod:`vigil.monitor.scheduler`) when the composition root gave them.
 """
 
 from __future__ import annotations
@@ -22,30 +23,33 @@ import contextlib
 import logging
 import os
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+import vigil._heap as _heap
+from vigil.capture.sink import CaptureSink
 from vigil.errors import (
     AuthenticationError,
+    ConfigurationError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
     VigilError,
 )
 from vigil.serving import metrics
-from vigil.serving.config import ServingSettings, json_values_limit
-from vigil.serving.dataplane import DataPlane, capture_for
+from vigil.serving.capture_runtime import CaptureRuntime
+from vigil.serving.config import ServingSettings, json_values_limit, load_serving_settings
+from vigil.serving.dataplane import DataPlane
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
 from vigil.serving.guards import check_origin, host_guard
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.problems import error_response
-from vigil.serving.provider import ModelProvider
+from vigil.serving.provider import ModelProvider, StaticProvider
 from vigil.serving.routes import ROUTES
 
 if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
-    from vigil.capture.runtime import CaptureRuntime
-    from vigil.capture.sink import CaptureSink
-    from vigil.experiments.router import EndpointRouter
+    from vigil.experiments.services import ExperimentServices
     from vigil.monitor.scheduler import MonitorScheduler
+    from vigil.serving.endpoints import EndpointRouter
 
 log = logging.getLogger("vigil.serving")
 
@@ -89,15 +93,13 @@ class ServingApp:
         *,
         routes: list[Route] | None = None,
         authenticator: Authenticator | None = None,
-        endpoints: EndpointRouter | None = None,
+        monitor: MonitorScheduler | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.settings = dataplane.settings
         self.router = Router(routes or ROUTES)
         self.authenticator = authenticator
         """Checks API keys against each route's role; ``None``: authentication is off."""
-        self.endpoints = endpoints
-        """Routes experiment endpoints; ``None`` on a server without a registry."""
         self._limit = self.settings.max_body_bytes
         self._executors = dataplane.executors
         self._max_values = json_values_limit(self.settings)
@@ -107,8 +109,8 @@ class ServingApp:
         )
         """Refuses a foreign Host (DNS rebinding); ``None``: any Host is answered."""
         self._origins = frozenset(o.encode("latin-1") for o in self.settings.allowed_origins)
-        self.monitor: MonitorScheduler | None = None
-        """Scheduled monitoring (registry-backed servers with monitoring enabled)."""
+        self.monitor = monitor
+        """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -123,11 +125,8 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.dataplane.startup()
-                    if self.endpoints is not None:
-                        await self.endpoints.start(self.dataplane)
-                    from vigil.monitor.scheduler import start_scheduler
-
-                    self.monitor = start_scheduler(self.dataplane.provider)
+                    if self.monitor is not None:
+                        self.monitor.start()
                 except Exception as exc:
                     log.exception("model loading failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -141,16 +140,12 @@ class ServingApp:
                         rss / 2**20,
                     )
                 if self.settings.gc_freeze:
-                    from vigil import _heap
-
                     _heap.enable()
                     _heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.monitor is not None:
                     await self.monitor.stop()
-                if self.endpoints is not None:
-                    await self.endpoints.stop()
                 await self.dataplane.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -289,37 +284,43 @@ def create_app(
     provider: ModelProvider,
     settings: ServingSettings | None = None,
     *,
-    capture: CaptureRuntime | CaptureSink | Literal["auto"] | None = "auto",
+    capture: CaptureRuntime | CaptureSink | None = None,
+    authenticator: Authenticator | None = None,
+    endpoints: EndpointRouter | None = None,
+    monitor: MonitorScheduler | None = None,
+    services: ExperimentServices | None = None,
+    executors: Executors | None = None,
 ) -> ServingApp:
-    """The serving app for the models ``provider`` serves.
+    """The serving app for the models ``provider`` serves, with what it is given: the
+    inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
+    experiment endpoints' router, scheduled monitoring and the installation behind the
+    admin API. Each is optional: without them this serves a fixed set of models.
 
-    ``capture`` is the inference log: ``"auto"`` builds it from ``VIGIL_CAPTURE_*`` when the
-    provider serves from a registry (``vigil serve``), ``None`` serves without one.
+    :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
+    ``vigil serve`` does; ``executors`` are the pools the authenticator was given.
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
     >>> app.router.match("POST", "/v1/models/churn@production/predict")[1]
     {'name': 'churn', 'alias': 'production'}
     """
-    settings = settings or getattr(provider, "settings", None) or ServingSettings()
-    executors = Executors.create()  # shut down by the data plane when the app stops
-    authenticator = None
-    if settings.auth == "on":
-        from vigil.auth.authenticator import authenticator_for
-
-        authenticator = authenticator_for(
-            provider, ttl=settings.auth_cache_seconds, executor=executors.auth
+    if settings is None:
+        settings = provider.settings if isinstance(provider, StaticProvider) else None
+    settings = settings or load_serving_settings()
+    if settings.auth == "on" and authenticator is None:
+        raise ConfigurationError(
+            "authentication is on but this server has no registry to read API keys from; "
+            "serve registered models (vigil serve), or set VIGIL_SERVE_AUTH=off on loopback"
         )
-    from vigil.serving.registry_provider import RegistryProvider
-
-    endpoints = None
-    if isinstance(provider, RegistryProvider):  # a registry-backed server routes endpoints too
-        from vigil.experiments.router import EndpointRouter
-        from vigil.experiments.state import policy_state_from_settings
-
-        state = policy_state_from_settings(provider.vigil)
-        endpoints = EndpointRouter(provider.vigil, provider, state)
+    if isinstance(capture, CaptureSink):
+        capture = CaptureRuntime(capture)
     dataplane = DataPlane(
-        provider, settings=settings, capture=capture_for(provider, capture), executors=executors
+        provider,
+        settings=settings,
+        capture=capture,
+        # shut down by the data plane when the app stops
+        executors=executors or Executors.create(),
+        endpoints=endpoints,
+        services=services,
     )
-    return ServingApp(dataplane, authenticator=authenticator, endpoints=endpoints)
+    return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)

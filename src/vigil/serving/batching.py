@@ -430,6 +430,6 @@ def _hand_to_logs(batch: list[_Item], outcomes: list[Output | BaseException]) ->
 def _concat(parts: list[Any]) -> Any:
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts, axis=0)
-    import pandas as pd
+    import pandas as pd  # only a frame-fed model's batches: pandas stays off the start
 
     return pd.concat(parts, ignore_index=True)

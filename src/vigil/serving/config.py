@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from vigil.settings import invalid_setting
+from vigil.settings import build_settings, section_sources
+
+SERVE_COMMAND_KEYS = frozenset({"aliases", "poll_interval"})
+"""Keys of the ``serve:`` section of ``vigil.yaml`` read by ``vigil serve``, not settings."""
 
 COLUMN_LIMIT_CAP = 10_000
 """The default column limit never exceeds this (unless the model has more features)."""
@@ -109,6 +117,20 @@ class ServingSettings(BaseSettings):
             )
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `aliases` and `poll_interval` of the section are what `vigil serve` follows.
+        return section_sources(
+            settings_cls, init_settings, env_settings, "serve", ignore=SERVE_COMMAND_KEYS
+        )
+
     def column_limit(self, features: int) -> int:
         """The most columns a request to a model with ``features`` inputs may send."""
         if self.max_columns is not None:
@@ -137,7 +159,4 @@ def load_serving_settings(**overrides: Any) -> ServingSettings:
     vigil.errors.ConfigurationError: invalid setting VIGIL_SERVE_MAX_BATCH_SIZE: Input should be greater than or equal to 1
     >>> del os.environ["VIGIL_SERVE_MAX_BATCH_SIZE"]
     """
-    try:
-        return ServingSettings(**overrides)
-    except ValidationError as exc:
-        raise invalid_setting(exc, "VIGIL_SERVE_") from None
+    return build_settings(ServingSettings, **overrides)

@@ -3,11 +3,11 @@
 Every protocol adapter (native JSON, Open Inference Protocol v2, MLflow) decodes its body
 into a raw table and calls :meth:`DataPlane.predict`; nothing here knows about HTTP.
 
-With a :class:`~vigil.capture.runtime.CaptureRuntime`, every answered prediction is in the
-inference log before :meth:`DataPlane.predict` returns (written by the micro-batcher with
-the others of its model call, before any of them is released), so a reply is only ever
-sent for a logged request; when the log cannot be written the call raises a 503-class
-error instead. Rejected requests are logged by
+With a :class:`~vigil.serving.capture_runtime.CaptureRuntime`, every answered prediction
+is in the inference log before :meth:`DataPlane.predict` returns (written by the
+micro-batcher with the others of its model call, before any of them is released), so a
+reply is only ever sent for a logged request; when the log cannot be written the call
+raises a 503-class error instead. Rejected requests are logged by
 :meth:`DataPlane.record_failure`, and feedback enters through
 :meth:`DataPlane.submit_feedback`, which also tells every :attr:`DataPlane.feedback_listeners`.
 """
@@ -27,15 +27,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vigil.capture.sink import Answered
 from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
-from vigil.serving.config import ServingSettings
+from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.executors import INLINE_CELLS, Executors
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from vigil.capture.runtime import CaptureRuntime
+    from vigil.experiments.services import ExperimentServices
     from vigil.feedback.record import FeedbackResult, MatchedFeedback
     from vigil.serving.batching import Output
+    from vigil.serving.capture_runtime import CaptureRuntime
+    from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.provider import ModelProvider, ServedModel
     from vigil.serving.validation import RawTable
 
@@ -123,6 +125,12 @@ class DataPlane:
     executors:
         The thread pools for key checks, feedback and large bodies (fresh ones by
         default); shut down by :meth:`shutdown`.
+    endpoints:
+        The experiment endpoints' router, started and stopped with the data plane;
+        ``None`` on a server without a registry.
+    services:
+        The installation the admin API reads and changes (registry, endpoints); ``None``
+        for a fixed set of models, whose server has no admin API.
     """
 
     def __init__(
@@ -132,11 +140,15 @@ class DataPlane:
         settings: ServingSettings | None = None,
         capture: CaptureRuntime | None = None,
         executors: Executors | None = None,
+        endpoints: EndpointRouter | None = None,
+        services: ExperimentServices | None = None,
     ):
         self.provider = provider
-        self.settings = settings or ServingSettings()
+        self.settings = settings or load_serving_settings()
         self.capture = capture
         self.executors = executors or Executors.create()
+        self.endpoints = endpoints
+        self.services = services
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -148,8 +160,12 @@ class DataPlane:
         await self.provider.start()
         if self.capture is not None:
             await self.capture.start()
+        if self.endpoints is not None:
+            await self.endpoints.start(self)
 
     async def shutdown(self) -> None:
+        if self.endpoints is not None:
+            await self.endpoints.stop()
         await self.provider.stop()
         # The pools first: feedback being stored must finish before its log closes.
         await asyncio.to_thread(self.executors.shutdown)
@@ -345,23 +361,3 @@ class DataPlane:
                     # The feedback is stored; a subscriber's bug must not fail the client.
                     log.exception("feedback listener %r failed", listener)
         return result
-
-
-def capture_for(provider: ModelProvider, capture: Any) -> CaptureRuntime | None:
-    """The capture runtime a server uses: ``capture`` itself (a sink is wrapped), or for
-    ``"auto"`` the one ``VIGIL_CAPTURE_*`` describes under the home of the provider's
-    registry (none for a provider without a registry, such as a static set of bundles)."""
-    from vigil.capture.runtime import CaptureRuntime
-    from vigil.capture.settings import CaptureSettings
-    from vigil.capture.sink import CaptureSink
-
-    if isinstance(capture, CaptureSink):
-        return CaptureRuntime(capture)
-    if capture != "auto":
-        return capture if isinstance(capture, CaptureRuntime) else None
-    vigil = getattr(provider, "vigil", None)
-    if vigil is None:
-        return None
-    return CaptureRuntime.from_settings(
-        CaptureSettings(), home=vigil.settings.home, store=vigil.artifacts
-    )

@@ -18,7 +18,9 @@ Every change goes through :class:`~vigil.experiments.store.EndpointStore` exactl
 CLI, so it is validated the same way and audited; the actor is the calling key
 (``key:<id>``), or ``http:anonymous`` with authentication off, as for the registry's admin
 API. Serving workers pick a change up within their poll interval. The handlers block on
-the database, so they run in a thread, off the event loop.
+the database, so they run in a thread, off the event loop. The experiments stack they call
+(SciPy behind the status) is imported by each handler, on first use: a server that is never
+asked does not load it.
 """
 
 from __future__ import annotations
@@ -34,14 +36,14 @@ from vigil.serving.admin_routes import ANONYMOUS, SMALL_BODY, unknown_fields
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
+    from vigil.experiments.services import ExperimentServices
     from vigil.serving.dataplane import DataPlane
 
 T = TypeVar("T")
 
 
-def _vigil(dp: DataPlane, req: Request) -> Vigil:
-    vigil: Vigil | None = getattr(dp.provider, "vigil", None)
+def _vigil(dp: DataPlane, req: Request) -> ExperimentServices:
+    vigil = dp.services
     if vigil is None:
         raise NotFoundError(
             "this server serves a fixed set of models and has no registry, so it has no "
@@ -82,7 +84,7 @@ def _config(req: Request, name: str) -> EndpointConfig:
 
 
 async def list_endpoints(dp: DataPlane, req: Request) -> Response:
-    from vigil.experiments.store import EndpointStore
+    from vigil.experiments.store import EndpointStore  # on first use (module docstring)
 
     store = EndpointStore(_vigil(dp, req))
     stored = await _call(store.list_stored)
@@ -90,6 +92,7 @@ async def list_endpoints(dp: DataPlane, req: Request) -> Response:
 
 
 async def show_endpoint(dp: DataPlane, req: Request) -> Response:
+    # on first use (module docstring)
     from vigil.experiments.status import live_state
     from vigil.experiments.store import EndpointStore
 
@@ -104,7 +107,7 @@ async def show_endpoint(dp: DataPlane, req: Request) -> Response:
 
 
 async def put_endpoint(dp: DataPlane, req: Request) -> Response:
-    from vigil.experiments.store import EndpointStore
+    from vigil.experiments.store import EndpointStore  # on first use (module docstring)
 
     store = EndpointStore(_vigil(dp, req))
     name = req.params["endpoint"]
@@ -120,7 +123,7 @@ async def put_endpoint(dp: DataPlane, req: Request) -> Response:
 
 
 async def delete_endpoint(dp: DataPlane, req: Request) -> Response:
-    from vigil.experiments.store import EndpointStore
+    from vigil.experiments.store import EndpointStore  # on first use (module docstring)
 
     store = EndpointStore(_vigil(dp, req))
     name = req.params["endpoint"]
@@ -130,7 +133,7 @@ async def delete_endpoint(dp: DataPlane, req: Request) -> Response:
 
 
 async def experiment(dp: DataPlane, req: Request) -> Response:
-    from vigil.experiments.status import experiment_status
+    from vigil.experiments.status import experiment_status  # on first use (module docstring)
 
     vigil = _vigil(dp, req)
     name = req.params["endpoint"]
@@ -139,6 +142,7 @@ async def experiment(dp: DataPlane, req: Request) -> Response:
 
 
 async def conclude(dp: DataPlane, req: Request) -> Response:
+    # on first use (module docstring)
     from vigil.experiments.status import conclude as conclude_experiment
 
     vigil = _vigil(dp, req)

@@ -1,7 +1,7 @@
 """Experiment endpoints: ``POST /v1/endpoints/{endpoint}/predict`` and its v2/MLflow twins.
 
 Each route takes the same body as its protocol's model route, lets the worker's
-:class:`~vigil.experiments.router.EndpointRouter` pick the variant, and answers as that
+:class:`~vigil.serving.endpoints.EndpointRouter` pick the variant, and answers as that
 protocol does, plus where the answer came from:
 
 * native: the usual body plus ``"endpoint"`` and ``"variant"``;
@@ -24,19 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.errors import NotFoundError, VigilError
 from vigil.experiments.assign import unit_id
-from vigil.experiments.router import router_for
 from vigil.serving.codecs import mlflow, native, v2
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, Route, dumps
 
 if TYPE_CHECKING:
-    from vigil.experiments.router import EndpointRouter, Routed
     from vigil.serving.dataplane import DataPlane, Prediction
+    from vigil.serving.endpoints import EndpointRouter, Routed
 
 
 def _router(dp: DataPlane, req: Request) -> EndpointRouter:
-    router = router_for(dp)
+    router = dp.endpoints
     if router is None:
         raise NotFoundError(
             "this server serves a fixed set of models without a registry, so it has no "

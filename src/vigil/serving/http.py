@@ -183,7 +183,7 @@ class Response:
 
 
 def _default(obj: Any) -> Any:
-    import numpy as np
+    import numpy as np  # what orjson cannot encode: rare, and this module stays NumPy-free
 
     if isinstance(obj, np.ndarray):
         return obj.tolist()

@@ -6,9 +6,8 @@ operation names, ``status`` a class (``2xx``/``4xx``/``5xx``) and ``kind`` an er
 from :mod:`vigil.errors`. Children are bound once and cached, so a request pays a few
 dictionary lookups and lock-protected additions.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (several worker processes), prometheus-client writes
-values to files there and :func:`exposition` aggregates every worker's files, so totals
-are correct across workers.
+They live on :data:`vigil.monitor.prometheus.REGISTRY`, with the monitoring gauges;
+:func:`vigil.monitor.prometheus.exposition` answers ``/metrics`` (all workers' values).
 
 >>> before = REQUESTS.labels("m", "1", "native_predict", "2xx")._value.get()
 >>> record_request("native_predict", "m", "1", 200, 0.003)
@@ -22,10 +21,9 @@ import os
 from functools import cache
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-"""vigil's own registry, so embedding vigil never collides with an application's metrics."""
+from vigil.monitor.prometheus import REGISTRY
 
 _LATENCY_BUCKETS = (
     0.0005,
@@ -163,7 +161,7 @@ def resident_memory_bytes() -> int:
         with open("/proc/self/statm", "rb") as fh:
             pages = int(fh.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):  # no /proc (not Linux): rare, so imported here
         import resource
         import sys
 
@@ -176,19 +174,3 @@ def record_process_memory() -> int:
     rss = resident_memory_bytes()
     RESIDENT_MEMORY.set(rss)
     return rss
-
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def exposition() -> bytes:
-    """The current metrics in Prometheus text format (all workers in multiprocess mode)."""
-    from prometheus_client import generate_latest
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)

@@ -28,9 +28,10 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.names import check_model_name
+from vigil.profile_schema import CategoricalProfile, NumericProfile
 from vigil.serving import metrics
 from vigil.serving.batching import MicroBatcher, Output
-from vigil.serving.config import ServingSettings
+from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.validation import Records, Validator
 from vigil.uri import version_number
 
@@ -59,7 +60,7 @@ class ServedModel:
         version: int | None = None,
         settings: ServingSettings | None = None,
     ) -> None:
-        settings = settings or ServingSettings()
+        settings = settings or load_serving_settings()
         resolved = name or bundle.name
         if resolved is None:
             raise ValueError("a served model needs a name: pass name= or load a named bundle")
@@ -144,8 +145,6 @@ class ServedModel:
 
 
 def _example_value(spec: FeatureSpec, bundle: LoadedBundle) -> Any:
-    from vigil.profile_schema import CategoricalProfile, NumericProfile
-
     profile = bundle.profile.features.get(spec.name) if bundle.profile else None
     if spec.dtype == "bool":
         return False
@@ -204,7 +203,7 @@ class StaticProvider:
         aliases: Mapping[str, Mapping[str, int]] | None = None,
         settings: ServingSettings | None = None,
     ) -> None:
-        self.settings = settings or ServingSettings()
+        self.settings = settings or load_serving_settings()
         self._versions: dict[str, dict[int, ServedModel]] = {}
         items: Iterable[Any] = models.items() if isinstance(models, dict) else models
         for entry in items:

@@ -20,26 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vigil.errors import AliasNotFoundError, ConfigurationError
 from vigil.serving.config import ServingSettings
 from vigil.serving.provider import ServedModel, StaticProvider
+from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from vigil.app import Vigil
+    from vigil.services import Services
 
 log = logging.getLogger("vigil.serving")
 
 MODELS_ENV = "VIGIL_WORKER_MODELS"
+"""A JSON list of the ``models:/`` URIs a ``vigil serve`` worker serves (empty: every
+registered model's serving alias); read by :func:`vigil.app.serving_app_from_environment`."""
 ALIASES_ENV = "VIGIL_WORKER_ALIASES"
+"""A JSON object ``{model: alias}`` overriding the serving alias per model."""
 POLL_ENV = "VIGIL_WORKER_POLL_INTERVAL"
+"""Seconds between two reads of the alias table."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,6 @@ def targets_from(uris: Sequence[str]) -> list[Target]:
     >>> targets_from(["models:/churn@production", "models:/fraud/3"])
     [Target(name='churn', alias='production', version=None), Target(name='fraud', alias=None, version=3)]
     """
-    from vigil.uri import parse_model_ref
-
     found: list[Target] = []
     for uri in uris:
         ref = parse_model_ref(uri)
@@ -77,7 +78,9 @@ class RegistryProvider(StaticProvider):
     Parameters
     ----------
     vigil
-        The composition root whose registry and artifact store hold the models.
+        The installation whose registry and artifact store hold the models (the
+        composition root, :class:`vigil.app.Vigil`, builds the provider of ``vigil serve``:
+        :meth:`~vigil.app.Vigil.serving_provider`).
     uris
         Explicit ``models:/`` URIs; default: every registered model's serving alias.
     aliases
@@ -89,7 +92,7 @@ class RegistryProvider(StaticProvider):
 
     def __init__(
         self,
-        vigil: Vigil,
+        vigil: Services,
         *,
         uris: Sequence[str] = (),
         aliases: Mapping[str, str] | None = None,
@@ -267,21 +270,3 @@ class RegistryProvider(StaticProvider):
         log.warning("%s@%s now serves version %d (was %s)", name, alias, version, old)
         if retired is not None:
             await retired.stop()
-
-
-def from_environment() -> RegistryProvider:
-    """The provider each ``vigil serve`` worker builds, from ``VIGIL_*`` variables.
-
-    ``VIGIL_WORKER_MODELS`` (a JSON list of URIs), ``VIGIL_WORKER_ALIASES`` (a JSON object
-    ``{model: alias}``) and ``VIGIL_WORKER_POLL_INTERVAL`` are set by ``vigil serve``;
-    the registry comes from the usual settings (``VIGIL_HOME``, ``VIGIL_DATABASE_URL``...).
-    """
-    from vigil.app import Vigil
-
-    return RegistryProvider(
-        Vigil(),
-        uris=json.loads(os.environ.get(MODELS_ENV) or "[]"),
-        aliases=json.loads(os.environ.get(ALIASES_ENV) or "{}"),
-        poll_interval=float(os.environ.get(POLL_ENV) or 1.0),
-        settings=ServingSettings(),
-    )

@@ -16,6 +16,7 @@ from functools import cache
 
 import orjson
 
+from vigil.monitor import prometheus
 from vigil.serving import metrics
 from vigil.serving.codecs import mlflow, native, v2
 from vigil.serving.dataplane import DataPlane
@@ -41,7 +42,7 @@ async def readyz(dp: DataPlane, req: Request) -> Response:
 async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
     if dp.settings.metrics:
         metrics.record_process_memory()
-    return Response(metrics.exposition(), 200, metrics.CONTENT_TYPE.encode())
+    return Response(prometheus.exposition(), 200, prometheus.CONTENT_TYPE.encode())
 
 
 @cache

@@ -532,7 +532,7 @@ class Validator:
             )
 
     def _frame(self, rows: Sequence[Sequence[Any]]) -> pd.DataFrame:
-        import pandas as pd
+        import pandas as pd  # only for a model with text features: off the server's start
 
         data: dict[str, Any] = {}
         for j, spec in enumerate(self._specs):

@@ -6,9 +6,12 @@ worker each half second and replaces one that died (``kill -9``, out of memory) 
 while the others keep serving; a worker that cannot even start stops the whole server
 instead of restarting forever.
 
-Workers are *spawned*, not forked: each imports vigil afresh, calls the provider factory
-named by an import string (``"package.module:function"``, returning a
-:class:`~vigil.serving.provider.ModelProvider`) and loads its models after start-up. Nothing
+Workers are *spawned*, not forked: each imports vigil afresh, calls the factory named by an
+import string (``"package.module:function"``, returning a
+:class:`~vigil.serving.provider.ModelProvider`, or a whole
+:class:`~vigil.serving.app.ServingApp` such as
+:func:`vigil.app.serving_app_from_environment`, which ``vigil serve`` names) and loads its
+models after start-up. Nothing
 is loaded in the supervisor (it only checks that the provider's module exists, without
 importing it or the model stack behind it), so a crash never takes the models with it, no
 copy-on-write page is shared by accident, and workers start without waiting on imports
@@ -44,7 +47,7 @@ from vigil.errors import ConfigurationError, require
 log = logging.getLogger("vigil.serving")
 
 PROVIDER_ENV = "VIGIL_WORKER_PROVIDER"
-"""Environment variable naming the provider factory every worker calls."""
+"""Environment variable naming the factory (of a provider or an app) every worker calls."""
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GC_FREEZE_ENV = "VIGIL_SERVE_GC_FREEZE"
@@ -67,7 +70,7 @@ def check_factory(spec: str) -> None:
     module would pull the model stack into a process that never serves. A missing
     function is caught by the first worker, whose failed start stops the server.
 
-    >>> check_factory("vigil.serving.registry_provider:from_environment")
+    >>> check_factory("vigil.app:serving_app_from_environment")
     >>> check_factory("vigil.no_such_module:factory")
     Traceback (most recent call last):
     ...
@@ -106,14 +109,16 @@ def load_factory(spec: str) -> Any:
 
 
 def worker_app() -> Any:
-    """The ASGI app of one worker: the provider factory named in ``VIGIL_WORKER_PROVIDER``.
+    """The ASGI app of one worker: what the factory named in ``VIGIL_WORKER_PROVIDER``
+    returns (a provider's models are served by :func:`~vigil.serving.app.create_app`).
 
     uvicorn calls this (``factory=True``) inside every worker after it starts, so models
     are loaded in the worker, never in the supervisor. Before any worker thread exists, it
     caps the process's malloc arenas (:func:`vigil._heap.limit_arenas`).
     """
-    from vigil import _heap
-    from vigil.serving.app import create_app
+    # Here, not at the top: the supervisor imports this module and must stay light.
+    import vigil._heap as _heap
+    from vigil.serving.app import ServingApp, create_app
 
     _heap.limit_arenas()
 
@@ -122,11 +127,12 @@ def worker_app() -> Any:
         raise ConfigurationError(
             f"{PROVIDER_ENV} is not set; start workers with vigil.serving.workers.serve()"
         )
-    provider = load_factory(spec)()
-    return create_app(provider)
+    made = load_factory(spec)()
+    return made if isinstance(made, ServingApp) else create_app(made)
 
 
 def _supervisor_class() -> Any:
+    # Only with several workers; every `vigil` command imports this module (is_loopback).
     from prometheus_client import multiprocess
     from uvicorn.supervisors import Multiprocess
 
@@ -165,7 +171,7 @@ def is_loopback(host: str) -> bool:
     >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
     (True, True, False)
     """
-    import ipaddress
+    import ipaddress  # every `vigil` command imports this module; few ask this
 
     if host == "localhost":
         return True
@@ -206,7 +212,7 @@ def serve(
     else:
         check_factory(provider)
     require("uvicorn", "serve")
-    from vigil.serving.server import config
+    from vigil.serving.server import config  # uvicorn: only when serving
 
     # One process keeps its metrics in memory; several share a fresh private directory
     # (set before any worker imports prometheus-client, which picks its storage at import).
@@ -220,7 +226,7 @@ def serve(
     try:
         cfg = config("vigil.serving.workers:worker_app", host, port, factory=True, **options)
         if workers == 1:
-            import uvicorn
+            import uvicorn  # only when serving
 
             uvicorn.Server(cfg).run()
             return
@@ -242,7 +248,7 @@ def serve(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m vigil.serving.workers PROVIDER [--workers N] [--host H] [--port P]``."""
-    import argparse
+    import argparse  # only as a script
 
     parser = argparse.ArgumentParser(prog="python -m vigil.serving.workers")
     parser.add_argument("provider", help="provider factory, as 'module:function'")

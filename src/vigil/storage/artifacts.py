@@ -39,7 +39,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from vigil._redact import redact_url
 from vigil.errors import (
@@ -51,6 +51,9 @@ from vigil.errors import (
     require,
 )
 from vigil.storage.tree import TreeFile, check_relative_path, list_tree, tree_digest
+
+if TYPE_CHECKING:
+    from vigil.settings import Settings
 
 TREE_INDEX = ".vigil-tree.json"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -89,6 +92,7 @@ class ArtifactStore:
     """
 
     def __init__(self, url: str, *, s3_endpoint_url: str | None = None) -> None:
+        # fsspec: only when a store is opened
         import fsspec
 
         self.url = url
@@ -113,6 +117,12 @@ class ArtifactStore:
                 raise InvalidNameError(
                     f"artifact URL {redact_url(url)!r} names no bucket or directory"
                 )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ArtifactStore:
+        """The store ``settings`` name (``VIGIL_ARTIFACT_URL``, ``VIGIL_S3_ENDPOINT_URL``):
+        the composition root's, and a Ray actor's, which gets the settings alone."""
+        return cls(settings.resolved_artifact_url, s3_endpoint_url=settings.s3_endpoint_url)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({redact_url(self.url)!r})"

@@ -42,7 +42,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from vigil._redact import redact_url
-from vigil.errors import ConfigurationError, DatabaseUnavailableError
+from vigil.errors import ConfigurationError, DatabaseUnavailableError, require
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
@@ -99,6 +99,7 @@ class _JSONDocument(TypeDecorator[Any]):
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "postgresql":
+            # the dialect in use only
             from sqlalchemy.dialects.postgresql import JSONB
 
             return dialect.type_descriptor(JSONB())
@@ -205,9 +206,11 @@ class Database:
         """An ``INSERT`` into ``table`` that takes ``on_conflict_do_nothing`` / ``_update``
         in this database's dialect (whose module is imported on first use only)."""
         if self.dialect == "postgresql":
+            # the dialect in use only
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
             return pg_insert(table)
+        # the dialect in use only
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         return sqlite_insert(table)
@@ -271,6 +274,7 @@ class Database:
             if self.dialect == "postgresql":
                 self._migrate_postgres()
             elif self._sqlite_path is not None:
+                # only for a SQLite migration
                 from filelock import FileLock
 
                 lock_path = self._sqlite_path.with_name(self._sqlite_path.name + ".migrate.lock")
@@ -309,6 +313,7 @@ class Database:
 
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` before the first migration)."""
+        # Alembic: only to migrate
         from alembic.migration import MigrationContext
 
         with self.engine.connect() as conn:
@@ -326,13 +331,12 @@ def _int32(value: int) -> int:
 
 def require_psycopg() -> None:
     """Fail with the pip line when the PostgreSQL driver is missing."""
-    from vigil.errors import require
-
     require("psycopg", "postgres")
 
 
 def alembic_config() -> Any:
     """An Alembic ``Config`` pointing at vigil's migrations (no ``alembic.ini`` needed)."""
+    # Alembic: only to migrate
     from alembic.config import Config
 
     config = Config()
@@ -350,6 +354,7 @@ def head_revision() -> str:
 
 
 def _alembic_head() -> str:
+    # Alembic: only to migrate
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -387,6 +392,7 @@ def _scanned_head(versions_dir: Path) -> str | None:
 
 
 def _upgrade(conn: Connection) -> None:
+    # Alembic: only to migrate
     from alembic import command
 
     config = alembic_config()

@@ -14,7 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vigil.bundle.archive import size_text
+from vigil.bundle.flavors import get_flavor
 from vigil.bundle.flavors.base import default_feature_names, path_inside
+from vigil.bundle.flavors.sklearn import (
+    PICKLE_SUFFIXES,
+    SklearnModel,
+    check_estimator,
+    load_pickle,
+    load_skops,
+    skops_untrusted_types,
+)
+from vigil.bundle.safe_yaml import load_untrusted_yaml
 from vigil.bundle.signature import FeatureSpec, FeatureType, Signature
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, UntrustedModelError
@@ -82,9 +93,6 @@ def read_mlmodel(model_dir: Path) -> dict[str, Any]:
     """The parsed ``MLmodel`` YAML of an MLflow model directory, its size, its YAML
     (:mod:`vigil.bundle.safe_yaml`) and the fields vigil reads checked
     (:func:`check_mlmodel`)."""
-    from vigil.bundle.archive import size_text
-    from vigil.bundle.safe_yaml import load_untrusted_yaml
-
     path = model_dir / MLMODEL_FILE
     try:
         with path.open("rb") as fh:
@@ -219,9 +227,6 @@ def load_inner(
     model_dir: Path, mlmodel: dict[str, Any], trust: TrustPolicy
 ) -> tuple[LoadedModel, Flavor]:
     """Load the model through the first inner flavor vigil understands."""
-    from vigil.bundle.flavors import get_flavor
-    from vigil.bundle.flavors.sklearn import SklearnModel, check_estimator, load_pickle, load_skops
-
     flavors: dict[str, Any] = mlmodel["flavors"]
     _refuse_code(flavors)
     sk = flavors.get("sklearn")
@@ -253,9 +258,6 @@ def load_inner(
 def _load_native(
     model_dir: Path, name: str, data: Any, conf: Mapping[str, Any], trust: TrustPolicy
 ) -> tuple[LoadedModel, Flavor]:
-    from vigil.bundle.flavors import get_flavor
-    from vigil.bundle.flavors.sklearn import PICKLE_SUFFIXES, SklearnModel, load_pickle
-
     path = _inside(model_dir, data)
     if name == "sklearn" or path.suffix.lower() in PICKLE_SUFFIXES:
         # mlflow.lightgbm pickles scikit-learn-API models: same rule as any pickle.
@@ -331,8 +333,6 @@ class MLflowFlavor:
         return info
 
     def required_trust(self, model_path: Path, *, trust: TrustPolicy | None = None) -> TrustPolicy:
-        from vigil.bundle.flavors.sklearn import skops_untrusted_types
-
         mlmodel = read_mlmodel(model_path)
         sk = mlmodel["flavors"].get("sklearn")
         if isinstance(sk, dict):

@@ -132,7 +132,7 @@ def csv_columns(body: bytes, limit: int) -> int:
 def decode_csv(body: bytes, *, max_columns: int | None = None) -> RawTable:
     """The raw table of a CSV body with a header row (pandas parses it, as MLflow does);
     a header wider than ``max_columns`` is refused (413) before pandas sees the body."""
-    import pandas as pd
+    import pandas as pd  # only for a CSV body: pandas stays off the server's start
 
     if max_columns is not None:
         columns = csv_columns(body, max_columns)

@@ -32,10 +32,8 @@ import logging
 import math
 import random
 import time
-import weakref
-from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,9 +46,8 @@ from vigil.experiments.assign import (
     canary_side,
 )
 from vigil.experiments.buffer import BufferedPolicyState
-from vigil.experiments.config import (
-    BanditPolicy as BanditConfig,
-)
+from vigil.experiments.canary import CanaryController, canary_percent
+from vigil.experiments.config import BanditPolicy as BanditConfig
 from vigil.experiments.config import (
     CanaryPolicy,
     EndpointConfig,
@@ -58,25 +55,25 @@ from vigil.experiments.config import (
     ShadowPolicy,
     SplitPolicy,
 )
-from vigil.experiments.shadow import ShadowRunner
 from vigil.experiments.state import RedisPolicyState
-from vigil.uri import parse_model_ref
+from vigil.experiments.store import EndpointNotFoundError, EndpointStore
+from vigil.names import check_name
+from vigil.serving.endpoints.feedback import variant_counts
+from vigil.serving.endpoints.live import LiveEndpoint, Routed, target_of
+from vigil.serving.endpoints.shadow import ShadowRunner
 
 if TYPE_CHECKING:
-    from vigil.app import Vigil
-    from vigil.bandits import BanditPolicy, BanditState
+    from vigil.experiments.services import ExperimentServices
     from vigil.experiments.state import PolicyStateStore
     from vigil.feedback.record import MatchedFeedback
     from vigil.serving.dataplane import DataPlane, Prediction
-    from vigil.serving.provider import ServedModel
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.serving.validation import RawTable
 
-__all__ = ["EndpointRouter", "LiveEndpoint", "Routed", "router_for"]
+__all__ = ["EndpointRouter"]
 
 log = logging.getLogger("vigil.experiments")
 
-_ROUTERS: weakref.WeakKeyDictionary[DataPlane, EndpointRouter] = weakref.WeakKeyDictionary()
 # A request for an endpoint this worker does not know reloads the list, at most this often
 # per name, so a new endpoint answers at once but one unknown name cannot hammer the database.
 _MISS_RELOAD_S = 0.25
@@ -86,70 +83,10 @@ _MISSES_KEPT = 1024
 _RETRY_FAILED_S = 30.0
 
 
-def router_for(dataplane: DataPlane) -> EndpointRouter | None:
-    """The router started on ``dataplane`` (``None``: a server without a registry)."""
-    return _ROUTERS.get(dataplane)
-
-
-@dataclass
-class LiveEndpoint:
-    """One endpoint as a worker routes it: its configuration compiled for the hot path."""
-
-    config: EndpointConfig
-    revision: int
-    targets: dict[str, tuple[str, str]]
-    """Variant → (model name, provider selector: ``"@alias"`` or ``"3"``)."""
-    kind: str
-    hasher: UnitHasher
-    primary: str = ""
-    """The variant of ``fixed`` and ``shadow``; the stable one of ``canary``."""
-    canary: str = ""
-    percent: float = 0.0
-    """The canary's share of traffic (0-100), from the last control read."""
-    choice: WeightedChoice | None = None
-    shadows: tuple[str, ...] = ()
-    sample_rate: float = 1.0
-    bandit: BanditPolicy | None = None
-    snapshot: BanditState | None = None
-    refresh_s: float = 1.0
-    refreshed_at: float = -math.inf
-    refreshing: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-
-@dataclass(slots=True)
-class Routed:
-    """The variant picked for one request and the served model that answers it."""
-
-    endpoint: LiveEndpoint
-    variant: str
-    served: ServedModel
-
-
-def _target(uri: str) -> tuple[str, str]:
-    ref = parse_model_ref(uri)
-    if ref.alias is not None:
-        return ref.name, "@" + ref.alias
-    if ref.version is not None:
-        return ref.name, str(ref.version)
-    raise VigilError(f"{uri!r} names neither a version nor an alias")
-
-
 def _server_side(exc: BaseException) -> bool:
     """Whether a failure is the model's or the server's (counted against the variant),
     not the client's bad input."""
     return not isinstance(exc, VigilError) or exc.status >= 500
-
-
-def _same_label(label: Any, prediction: Any) -> bool:
-    if isinstance(label, bool) or isinstance(prediction, bool):
-        return bool(label) == bool(prediction)
-    if isinstance(label, int | float) and isinstance(prediction, int | float):
-        return float(label) == float(prediction)
-    return str(label) == str(prediction)
 
 
 class EndpointRouter:
@@ -158,7 +95,7 @@ class EndpointRouter:
     Parameters
     ----------
     vigil
-        The composition root (endpoint store, registry for the canary controller).
+        The installation (endpoint store, registry and alerts for the canary controller).
     provider
         The worker's :class:`~vigil.serving.registry_provider.RegistryProvider`.
     state
@@ -176,7 +113,7 @@ class EndpointRouter:
 
     def __init__(
         self,
-        vigil: Vigil,
+        vigil: ExperimentServices,
         provider: RegistryProvider,
         state: PolicyStateStore,
         *,
@@ -185,8 +122,6 @@ class EndpointRouter:
         shadow_limit: int = 64,
         seed: int | None = None,
     ) -> None:
-        from vigil.experiments.store import EndpointStore
-
         self.vigil = vigil
         self.provider = provider
         self.state = state
@@ -202,7 +137,7 @@ class EndpointRouter:
         self._reload = asyncio.Lock()
         self._missed: dict[str, float] = {}
         self._failed: dict[str, tuple[int, float]] = {}
-        self._controller: Any = None
+        self._controller: CanaryController | None = None
         self._ticking: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -214,10 +149,7 @@ class EndpointRouter:
     async def start(self, dataplane: DataPlane) -> None:
         """Load every endpoint (and its models), then keep them current in the background."""
         self._dataplane = dataplane
-        _ROUTERS[dataplane] = self
-        listeners = getattr(dataplane, "feedback_listeners", None)
-        if listeners is not None:
-            listeners.append(self.on_feedback)
+        dataplane.feedback_listeners.append(self.on_feedback)
         try:
             await self.reload()
         except Exception:
@@ -289,7 +221,7 @@ class EndpointRouter:
         live = LiveEndpoint(
             config=config,
             revision=revision,
-            targets={v.name: _target(v.model) for v in config.variants},
+            targets={v.name: target_of(v.model) for v in config.variants},
             kind=policy.kind,
             hasher=UnitHasher(config.salt),
         )
@@ -311,8 +243,6 @@ class EndpointRouter:
         return live
 
     async def _read_control(self, live: LiveEndpoint) -> None:
-        from vigil.experiments.canary import canary_percent
-
         assert isinstance(live.config.policy, CanaryPolicy)
         control = await asyncio.to_thread(self.state.control, live.name)
         live.percent = canary_percent(live.config.policy, control.data)
@@ -347,8 +277,6 @@ class EndpointRouter:
         if not canaries:
             return
         if self._controller is None:
-            from vigil.experiments.canary import CanaryController
-
             self._controller = CanaryController(self.vigil, self.state)
         loop = asyncio.get_running_loop()
         for live in canaries:
@@ -366,6 +294,7 @@ class EndpointRouter:
                 task.add_done_callback(self._background.discard)
 
     async def _tick(self, live: LiveEndpoint) -> None:
+        assert self._controller is not None
         try:
             decision = await asyncio.to_thread(self._controller.tick, live.config, time.time())
             if decision is not None:
@@ -390,9 +319,6 @@ class EndpointRouter:
         live = self._endpoints.get(name)
         if live is not None:
             return live
-        from vigil.experiments.store import EndpointNotFoundError
-        from vigil.names import check_name
-
         check_name("endpoint name", name)
         now = time.monotonic()
         if now - self._missed.get(name, -math.inf) > _MISS_RELOAD_S:
@@ -528,21 +454,7 @@ class EndpointRouter:
 
     def on_feedback(self, matched: list[MatchedFeedback]) -> None:
         """Add accepted feedback to the counters of the variant each captured prediction
-        names (a data-plane feedback listener). Feedback outside experiments is ignored.
-
-        Rewards always count; a label counts (as correct or not) only when the captured
-        prediction it judges is known to the listener.
-        """
-        for item in matched:
-            captured, feedback = item.captured, item.feedback
-            if not captured.endpoint or not captured.variant:
-                continue
-            counts: dict[str, Any] = {}
-            if feedback.reward is not None:
-                counts["rewards"] = [float(feedback.reward)]
-            prediction = getattr(captured, "prediction", None)
-            if feedback.label is not None and prediction is not None:
-                counts["labels"] = 1
-                counts["labels_correct"] = int(_same_label(feedback.label, prediction))
-            if counts:
-                self.buffer.add(captured.endpoint, captured.variant, **counts)
+        names (a data-plane feedback listener; see :mod:`vigil.serving.endpoints.feedback`).
+        Feedback outside experiments is ignored."""
+        for endpoint, variant, counts in variant_counts(matched):
+            self.buffer.add(endpoint, variant, **counts)

@@ -1,10 +1,11 @@
-"""What a serving worker runs for the inference log, built from :class:`CaptureSettings`.
+"""What a serving worker runs for the inference log, built from its capture settings.
 
 :class:`CaptureRuntime` bundles the pieces the data plane calls: the
 :class:`~vigil.capture.sink.CaptureSink` (behind a :class:`~vigil.capture.group.GroupCommit`
 for answered requests), the :class:`~vigil.feedback.store.FeedbackStore` matched against
 the same log, and the background :class:`~vigil.capture.compactor.Compactor`. It knows
-nothing of HTTP: the server builds one per worker and starts and stops it with the worker.
+nothing of HTTP: the composition root (:meth:`vigil.app.Vigil.capture_runtime`) builds one
+per worker, and the data plane starts and stops it with the worker.
 
 Only the sink is built with the runtime: it is all a prediction needs. The feedback store
 and the compactor (and PyArrow behind them) are built in a thread once the worker starts,
@@ -22,12 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import vigil._heap as _heap
 from vigil.capture.group import GroupCommit
-from vigil.capture.settings import CaptureSettings
 from vigil.capture.sink import CaptureSink
 
 if TYPE_CHECKING:
     from vigil.capture.compactor import Compactor
+    from vigil.capture.settings import CaptureSettings
     from vigil.feedback.store import FeedbackStore
     from vigil.storage.artifacts import ArtifactStore
 
@@ -40,6 +42,7 @@ class CaptureRuntime:
     """The capture sink, feedback store and compactor of one serving worker.
 
     >>> import tempfile, pathlib
+    >>> from vigil.capture.settings import CaptureSettings
     >>> home = pathlib.Path(tempfile.mkdtemp())
     >>> runtime = CaptureRuntime.from_settings(CaptureSettings(), home=home, store=None)
     >>> runtime.sink.log.directory == home / "capture", runtime.compactor
@@ -99,6 +102,7 @@ class CaptureRuntime:
             return None
 
         def build() -> Parts:
+            # PyArrow is behind both: imported once the worker is up (module docstring).
             from vigil.capture.compactor import Compactor
             from vigil.feedback.store import FeedbackStore
 
@@ -126,8 +130,6 @@ class CaptureRuntime:
 
     async def _background(self) -> None:
         await asyncio.to_thread(self._parts)
-        from vigil import _heap
-
         _heap.settle()  # PyArrow and the store are here for good now
         if self._compactor is not None:
             await self._compactor.run()

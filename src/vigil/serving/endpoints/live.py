@@ -1,0 +1,75 @@
+"""One experiment endpoint as a worker routes it, and the variant picked for one request.
+
+:class:`LiveEndpoint` is an :class:`~vigil.experiments.config.EndpointConfig` compiled for
+the hot path (hasher, weights, the canary's share, a bandit's snapshot);
+:class:`~vigil.serving.endpoints.router.EndpointRouter` builds and keeps them current.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vigil.errors import VigilError
+from vigil.experiments.assign import UnitHasher, WeightedChoice
+from vigil.experiments.config import EndpointConfig
+from vigil.uri import parse_model_ref
+
+if TYPE_CHECKING:
+    from vigil.bandits import BanditPolicy, BanditState
+    from vigil.serving.provider import ServedModel
+
+__all__ = ["LiveEndpoint", "Routed", "target_of"]
+
+
+@dataclass
+class LiveEndpoint:
+    """One endpoint as a worker routes it: its configuration compiled for the hot path."""
+
+    config: EndpointConfig
+    revision: int
+    targets: dict[str, tuple[str, str]]
+    """Variant → (model name, provider selector: ``"@alias"`` or ``"3"``)."""
+    kind: str
+    hasher: UnitHasher
+    primary: str = ""
+    """The variant of ``fixed`` and ``shadow``; the stable one of ``canary``."""
+    canary: str = ""
+    percent: float = 0.0
+    """The canary's share of traffic (0-100), from the last control read."""
+    choice: WeightedChoice | None = None
+    shadows: tuple[str, ...] = ()
+    sample_rate: float = 1.0
+    bandit: BanditPolicy | None = None
+    snapshot: BanditState | None = None
+    refresh_s: float = 1.0
+    refreshed_at: float = -math.inf
+    refreshing: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(slots=True)
+class Routed:
+    """The variant picked for one request and the served model that answers it."""
+
+    endpoint: LiveEndpoint
+    variant: str
+    served: ServedModel
+
+
+def target_of(uri: str) -> tuple[str, str]:
+    """``(model name, provider selector)`` of a variant's ``models:/`` URI.
+
+    >>> target_of("models:/churn@production"), target_of("models:/churn/3")
+    (('churn', '@production'), ('churn', '3'))
+    """
+    ref = parse_model_ref(uri)
+    if ref.alias is not None:
+        return ref.name, "@" + ref.alias
+    if ref.version is not None:
+        return ref.name, str(ref.version)
+    raise VigilError(f"{uri!r} names neither a version nor an alias")
