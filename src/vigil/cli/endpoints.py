@@ -171,7 +171,7 @@ def _report(vigil: Any, name: str, json_out: bool, verb: str) -> None:
 def describe_policy(config: Any) -> str:
     """One line saying what the policy does, e.g. ``split a 90% / b 10%``."""
     from vigil.experiments.config import (
-        BanditPolicy,
+        BanditTrafficPolicy,
         CanaryPolicy,
         FixedPolicy,
         ShadowPolicy,
@@ -193,7 +193,7 @@ def describe_policy(config: Any) -> str:
             f"shadow: {p.primary} answers, {', '.join(p.shadows)} get "
             f"{100 * p.sample_rate:g}% of requests as copies"
         )
-    assert isinstance(p, BanditPolicy)
+    assert isinstance(p, BanditTrafficPolicy)
     extra = f" epsilon={p.epsilon:g}" if p.kind == "epsilon_greedy" else ""
     return f"{p.kind} bandit over {', '.join(config.variant_names)} ({p.reward} rewards{extra})"
 

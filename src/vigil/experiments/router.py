@@ -49,7 +49,7 @@ from vigil.experiments.assign import (
 )
 from vigil.experiments.buffer import BufferedPolicyState
 from vigil.experiments.config import (
-    BanditPolicy as BanditConfig,
+    BanditTrafficPolicy as BanditConfig,
 )
 from vigil.experiments.config import (
     CanaryPolicy,
@@ -386,11 +386,11 @@ class EndpointRouter:
 
     async def lookup(self, name: str) -> LiveEndpoint:
         """The endpoint ``name``; an unknown name reloads the list once (rate-limited)
-        before answering :class:`~vigil.experiments.store.EndpointNotFoundError` (404)."""
+        before answering :class:`~vigil.errors.EndpointNotFoundError` (404)."""
         live = self._endpoints.get(name)
         if live is not None:
             return live
-        from vigil.experiments.store import EndpointNotFoundError
+        from vigil.errors import EndpointNotFoundError
         from vigil.names import check_name
 
         check_name("endpoint name", name)
