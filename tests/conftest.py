@@ -40,7 +40,7 @@ def vigil_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 SIGNATURE = {
     "inputs": [{"name": "tenure", "dtype": "float64"}, {"name": "plan", "dtype": "string"}],
-    "outputs": {"kind": "classification", "classes": [0, 1]},
+    "outputs": {"task": "classification", "classes": [0, 1]},
 }
 
 
@@ -55,7 +55,12 @@ def make_bundle(tmp_path: Path) -> Callable[..., Path]:
     def make(content: str = "model", *, flavor: str = "sklearn") -> Path:
         bundle = tmp_path / f"bundle-{next(counter)}"
         (bundle / "data").mkdir(parents=True)
-        manifest = {"flavor": flavor, "signature": SIGNATURE, "format_version": 1}
+        manifest = {
+            "flavor": flavor,
+            "model_file": "model.bin",
+            "signature": SIGNATURE,
+            "source": {"kind": "file", "name": "model.bin"},
+        }
         (bundle / "vigil.json").write_text(json.dumps(manifest))
         (bundle / "model.bin").write_bytes(f"weights of {content}".encode())
         (bundle / "data" / "reference.csv").write_text("tenure,plan\n1.5,basic\n")
