@@ -102,8 +102,8 @@ def predict(
     No output is left behind on failure. With --engine ray, OUTPUT is a new directory.
     """
     from vigil.app import default
-    from vigil.batch import format_of, score_file
-    from vigil.batch.score import check_paths
+    from vigil.batch import score_file
+    from vigil.batch.score import check_paths, formats_of
     from vigil.errors import InvalidParameterError
 
     if engine is Engine.local and (ray_address is not None or num_cpus is not None):
@@ -126,7 +126,7 @@ def predict(
         )
     else:
         # Bad paths fail before the model is fetched and loaded.
-        format_of(input), format_of(output, format)
+        formats_of(input, output, format)
         check_paths(input, output)
         model = app.load(model_uri)
         with _progress(not (json_out or no_progress)) as progress:
