@@ -147,7 +147,7 @@ def test_list_revoke_and_audit(store: KeyStore):
 
 
 def test_errors_are_typed(store: KeyStore):
-    with pytest.raises(ApiKeyNotFoundError, match="vigil keys list") as caught:
+    with pytest.raises(ApiKeyNotFoundError, match="vigil key list") as caught:
         store.revoke("nope")
     assert caught.value.status == 404
     with pytest.raises(InvalidParameterError, match="unknown role 'root'"):

@@ -129,7 +129,7 @@ def test_without_a_key_every_model_route_answers_401(
         assert problem["code"] == "unauthenticated" and "needs an API key" in problem["error"]
     else:
         assert problem["error"] == "unauthenticated"
-        assert "vigil keys create" in problem["message"]
+        assert "vigil key create" in problem["message"]
 
 
 def test_status_by_role(http: httpx.Client, tokens: dict[str, str]):
@@ -253,7 +253,7 @@ def serve(*args: str) -> tuple[int, str]:
 
 def test_non_loopback_needs_a_predict_key(run_workers: list[dict[str, Any]], vigil_home: Path):
     code, output = serve("--host", "0.0.0.0")
-    assert code == 1 and "needs API keys" in output and "vigil keys create --role predict" in output
+    assert code == 1 and "needs API keys" in output and "vigil key create --role predict" in output
     store = KeyStore.from_vigil(Vigil(load_settings(home=vigil_home)))
     store.create("read")
     assert serve("--host", "0.0.0.0")[0] == 1  # a read key cannot predict
