@@ -24,6 +24,13 @@ from typing import Any
 import pytest
 
 
+def needs(param: str, *servers: str) -> Any:
+    """A fixture parameter marked with the servers it starts through
+    ``request.getfixturevalue`` (which conftest's marking by fixture name cannot see), e.g.
+    ``needs("postgres-local", "postgres")``: ``-m "not postgres"`` then leaves it out."""
+    return pytest.param(param, marks=[getattr(pytest.mark, s) for s in servers])
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

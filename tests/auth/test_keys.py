@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from tests.servers import needs
 
 from vigil.audit import AuditLogRow
 from vigil.auth.keys import KeyStore
@@ -20,7 +21,7 @@ from vigil.errors import ApiKeyNotFoundError, AuthenticationError, InvalidParame
 from vigil.storage.sql import Database, utcnow
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", needs("postgres", "postgres")])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'vigil.db'}"

@@ -15,6 +15,8 @@ from tests.serving.test_workers import ROW, WorkerServer
 
 from vigil.serving.server import free_port
 
+pytestmark = pytest.mark.prometheus
+
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
 
