@@ -1,5 +1,10 @@
-"""Shared fixtures: a private VIGIL_HOME per test, real PostgreSQL and S3 servers, and a
-registry parametrised over every storage backend so the same tests run on each."""
+"""Shared fixtures: a private VIGIL_HOME per test, real PostgreSQL, Redis and S3 servers,
+and a registry parametrised over every storage backend so the same tests run on each.
+
+A test that starts a server carries its marker (``postgres``, ``redis``, ``s3``; see
+:func:`pytest_collection_modifyitems` and :func:`tests.servers.needs`), so
+``pytest -m "not postgres and not redis and not browser"`` is a fast run without them;
+CI runs everything."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from tests.servers import (  # noqa: E402
     PostgresServer,
     RedisServer,
     S3Server,
+    needs,
     postgres_server,
     redis_server,
     s3_server,
@@ -28,6 +34,27 @@ from tests.servers import (  # noqa: E402
 
 if TYPE_CHECKING:
     from vigil.registry import Registry
+
+
+# Fixtures that start a server, and the marker of the tests using them.
+SERVER_FIXTURES = {
+    "postgres": "postgres",
+    "postgres_url": "postgres",
+    "fresh_postgres_url": "postgres",
+    "migrated_postgres_url": "postgres",
+    "redis": "redis",
+    "redis_url": "redis",
+    "s3": "s3",
+    "s3_url": "s3",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the servers its fixtures start."""
+    for item in items:
+        for name in SERVER_FIXTURES.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(SERVER_FIXTURES[name])
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +67,7 @@ def vigil_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 SIGNATURE = {
     "inputs": [{"name": "tenure", "dtype": "float64"}, {"name": "plan", "dtype": "string"}],
-    "outputs": {"kind": "classification", "classes": [0, 1]},
+    "outputs": {"task": "classification", "classes": [0, 1]},
 }
 
 
@@ -55,7 +82,12 @@ def make_bundle(tmp_path: Path) -> Callable[..., Path]:
     def make(content: str = "model", *, flavor: str = "sklearn") -> Path:
         bundle = tmp_path / f"bundle-{next(counter)}"
         (bundle / "data").mkdir(parents=True)
-        manifest = {"flavor": flavor, "signature": SIGNATURE, "format_version": 1}
+        manifest = {
+            "flavor": flavor,
+            "model_file": "model.bin",
+            "signature": SIGNATURE,
+            "source": {"kind": "file", "name": "model.bin"},
+        }
         (bundle / "vigil.json").write_text(json.dumps(manifest))
         (bundle / "model.bin").write_bytes(f"weights of {content}".encode())
         (bundle / "data" / "reference.csv").write_text("tenure,plan\n1.5,basic\n")
@@ -149,7 +181,7 @@ def s3_url(s3: S3Server) -> str:
 
 # postgres+s3 adds nothing the two mixed pairs do not already cover (the database and the
 # artifact store never talk to each other) and would double the slowest half of the matrix.
-BACKENDS = ["sqlite-local", "postgres-local", "sqlite-s3"]
+BACKENDS = ["sqlite-local", needs("postgres-local", "postgres"), needs("sqlite-s3", "s3")]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests._waiting import wait_for
+
+
+def needs(param: str, *servers: str) -> Any:
+    """A fixture parameter marked with the servers it starts through
+    ``request.getfixturevalue`` (which conftest's marking by fixture name cannot see), e.g.
+    ``needs("postgres-local", "postgres")``: ``-m "not postgres"`` then leaves it out."""
+    return pytest.param(param, marks=[getattr(pytest.mark, s) for s in servers])
 
 
 def free_port() -> int:
@@ -322,12 +329,10 @@ def _die_with_parent() -> None:
 def _wait_for_port(
     port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server on port {port} exited with {process.returncode}")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, timeout, what=f"a server to listen on 127.0.0.1:{port}")

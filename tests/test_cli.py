@@ -65,11 +65,11 @@ def test_register_list_show_alias_rollback_audit(tmp_path: Path, files: dict[str
     assert first["tags"] == {"team": "risk"} and first["metrics"] == {"auc": 0.91}
     assert run(*register, home=tmp_path).returncode == 0
 
-    listed = json.loads(run("models", "list", "--json", home=tmp_path).stdout)
+    listed = json.loads(run("model", "list", "--json", home=tmp_path).stdout)
     assert listed[0]["name"] == "churn" and listed[0]["latest_version"] == 2
     assert listed[0]["aliases"] == {"production": 2}
 
-    shown = run("models", "show", "models:/churn@production", home=tmp_path)
+    shown = run("model", "show", "models:/churn@production", home=tmp_path)
     assert (
         shown.returncode == 0
         and "models:/churn/2" in shown.stdout
@@ -81,6 +81,8 @@ def test_register_list_show_alias_rollback_audit(tmp_path: Path, files: dict[str
     assert_one_line_error(run("rollback", "churn", home=tmp_path), "roll")
 
     assert run("alias", "set", "churn", "staging", "2", home=tmp_path).returncode == 0
+    deleted = json.loads(run("alias", "delete", "churn", "staging", "--json", home=tmp_path).stdout)
+    assert deleted == {"model": "churn", "alias": "staging", "version": 2}
     events = json.loads(run("audit", "churn", "--json", home=tmp_path).stdout)
     actions = [e["action"] for e in events]
     assert (
@@ -106,11 +108,17 @@ def test_refusals_are_one_line(tmp_path: Path, files: dict[str, Path]) -> None:
         run("register", "m", str(files["lr"]), "--metric", "auc=high", home=tmp_path), "number"
     )
     assert_one_line_error(run("alias", "set", "nope", "production", "1", home=tmp_path), "nope")
-    assert_one_line_error(
-        run("models", "show", "models:/a/b/c", home=tmp_path), "invalid model URI"
-    )
+    for command in (["report", "churn"], ["monitor", "run"], ["experiment", "status", "e"]):
+        # One duration grammar, and a huge value is a refusal, not an OverflowError.
+        assert_one_line_error(
+            run(*command, "--since", "99999999999999d", home=tmp_path),
+            "invalid --since '99999999999999d': a duration may last at most 36500d",
+        )
+    assert_one_line_error(run("model", "show", "models:/a/b/c", home=tmp_path), "invalid model URI")
     # Refusals wrote nothing; a trusted type is accepted once named exactly.
-    assert json.loads(run("models", "list", "--json", home=tmp_path).stdout) == []
+    assert (
+        json.loads(run("models", "list", "--json", home=tmp_path).stdout) == []
+    )  # the plural still works
     ok = run(
         "register",
         "t",

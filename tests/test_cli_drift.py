@@ -122,7 +122,9 @@ def test_bad_input_gives_one_line(
 
     xlsx = tmp_path / "data.xlsx"
     xlsx.write_text("not a table")
-    assert "neither Parquet" in _fail([str(ref), str(xlsx)], capsys, monkeypatch)
+    assert "cannot tell the format of current data 'data.xlsx'" in _fail(
+        [str(ref), str(xlsx)], capsys, monkeypatch
+    )
 
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 this is not parquet")

@@ -96,10 +96,10 @@ def assert_inert(text: str) -> None:
     "command",
     [
         ["audit"],
-        ["models", "show", "churn"],
-        ["models", "show", "models:/churn/1"],
-        ["keys", "list"],
-        ["alerts", "list"],
+        ["model", "show", "churn"],
+        ["model", "show", "models:/churn/1"],
+        ["key", "list"],
+        ["alert", "list"],
         ["endpoint", "show", "checkout"],
         ["endpoint", "list"],
     ],
@@ -126,7 +126,7 @@ def test_piped_tables_do_not_wrap(tmp_path: Path) -> None:
     env["VIGIL_HOME"] = str(tmp_path / "home")
     run = [sys.executable, "-m", "vigil.cli"]
     made = subprocess.run(
-        [*run, "keys", "create", "--role", "read", "--name", name],
+        [*run, "key", "create", "--role", "read", "--name", name],
         env=env,
         capture_output=True,
         text=True,
@@ -134,7 +134,7 @@ def test_piped_tables_do_not_wrap(tmp_path: Path) -> None:
     )
     assert made.returncode == 0, made.stderr
     listed = subprocess.run(
-        [*run, "keys", "list"], env=env, capture_output=True, text=True, check=False
+        [*run, "key", "list"], env=env, capture_output=True, text=True, check=False
     )
     assert listed.returncode == 0, listed.stderr
     assert any(name in line for line in listed.stdout.splitlines())

@@ -8,6 +8,9 @@ for its title and every cell, :func:`fail` for its message, and commands wrap wh
 interpolate into a markup string. A styled cell is a :class:`rich.text.Text` (see
 :func:`styled`), never markup built around data. JSON output needs nothing: ``json.dumps``
 escapes every control character.
+
+Every long job shows its progress through :func:`progress`: transient rich bars on stderr,
+so stdout keeps only the result (a table, or JSON a script can parse).
 """
 
 from __future__ import annotations
@@ -16,13 +19,17 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
+
+if TYPE_CHECKING:
+    import rich.progress
 
 PIPE_WIDTH = 10_000
 """Columns of a console writing to a pipe or a file: wide enough that no row wraps."""
@@ -138,3 +145,74 @@ def fail(message: str, code: int = 1) -> None:
     shown as text, since it may quote what the user typed."""
     err_console.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
+
+
+class Step:
+    """One step of a long job on the :func:`progress` display: a label, a bar, a count.
+
+    Called with a number, it advances by that many (a per-chunk callback);
+    :meth:`update` sets how far it is instead (a ``(done, total)`` callback).
+    """
+
+    def __init__(self, bar: rich.progress.Progress, task: rich.progress.TaskID, unit: str):
+        self._bar = bar
+        self._task = task
+        self._unit = unit
+
+    def __call__(self, n: int) -> None:
+        self._bar.advance(self._task, n)
+        task = self._bar.tasks[self._task]
+        self._count(int(task.completed), None if task.total is None else int(task.total))
+
+    def update(self, done: int, total: int | None = None, *, note: str | None = None) -> None:
+        """Set ``done`` of ``total`` (``None``: unknown); ``note`` replaces the count."""
+        self._bar.update(self._task, completed=done, total=total)
+        if note is None:
+            self._count(done, total)
+        else:
+            self._bar.update(self._task, note=note)
+
+    def _count(self, done: int, total: int | None) -> None:
+        of = f" of {total:,}" if total is not None else ""
+        self._bar.update(self._task, note=f"{done:,}{of} {self._unit}".rstrip())
+
+
+class Progress:
+    """The progress display of one command: one line per step, a new step hiding the last."""
+
+    def __init__(self, bar: rich.progress.Progress) -> None:
+        self._bar = bar
+
+    def step(self, label: str, total: int | None = None, *, unit: str = "") -> Step:
+        for task in self._bar.task_ids:
+            self._bar.update(task, visible=False)
+        return Step(self._bar, self._bar.add_task(label, total=total, note=""), unit)
+
+
+@contextmanager
+def progress(show: bool = True) -> Iterator[Progress | None]:
+    """A :class:`Progress` drawn on stderr while the block runs, or ``None`` (nothing to
+    draw) when ``show`` is false (``--json``) or stderr is not a terminal."""
+    if not (show and err_console.is_terminal):
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        yield Progress(bar)

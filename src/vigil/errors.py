@@ -80,6 +80,10 @@ class ApiKeyNotFoundError(NotFoundError):
     code = "api_key_not_found"
 
 
+class EndpointNotFoundError(NotFoundError):
+    code = "endpoint_not_found"
+
+
 class ConflictError(VigilError):
     """The request conflicts with the current state (e.g. nothing to roll back to)."""
 
@@ -134,8 +138,9 @@ class ReferenceDataError(VigilError, ValueError):
 
 
 class DataFileError(VigilError, ValueError):
-    """A data file (batch-scoring input or output) cannot be read or written as asked:
-    unknown format, unparseable text, column types that change part-way through."""
+    """A data file (batch-scoring input or output, feedback, reference or drift data)
+    cannot be read or written as asked: unknown format, unparseable text, column types that
+    change part-way through."""
 
     status = 422
     code = "invalid_data_file"

@@ -1,4 +1,4 @@
-"""``vigil keys create | list | revoke`` as a user types them."""
+"""``vigil key create | list | revoke`` as a user types them."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 
 def test_create_list_revoke(vigil_home: Path):
-    code, out, err = invoke("keys", "create", "--role", "predict", "--name", "frontend")
+    code, out, err = invoke("key", "create", "--role", "predict", "--name", "frontend")
     assert code == 0, err
     token = out.strip()
     assert token.startswith("vk_") and "\n" not in token  # the token alone on stdout
@@ -38,31 +38,31 @@ def test_create_list_revoke(vigil_home: Path):
     principal = store.authenticate(token)
     assert (principal.role, principal.name) == ("predict", "frontend")
 
-    code, out, _ = invoke("keys", "list")
+    code, out, _ = invoke("key", "list")
     assert code == 0 and principal.key_id in out and "frontend" in out
     assert token not in out and token[20:] not in out
 
-    code, out, _ = invoke("keys", "revoke", principal.key_id)
+    code, out, _ = invoke("key", "revoke", principal.key_id)
     assert code == 0 and f"revoked API key {principal.key_id}" in out
-    code, out, _ = invoke("keys", "list")
+    code, out, _ = invoke("key", "list")
     assert principal.key_id not in out and "no API keys yet" in out
-    code, out, _ = invoke("keys", "list", "--all", "--json")
+    code, out, _ = invoke("key", "list", "--all", "--json")
     [listed] = json.loads(out)
     assert listed["id"] == principal.key_id and listed["revoked_at"] is not None
     assert "token" not in listed and "secret_hash" not in listed
 
 
 def test_create_json_carries_the_token():
-    code, out, _ = invoke("keys", "create", "--role", "admin", "--json")
+    code, out, _ = invoke("key", "create", "--role", "admin", "--json")
     assert code == 0
     created = json.loads(out)
     assert created["role"] == "admin" and created["token"].startswith(f"vk_{created['id']}_")
 
 
 def test_bad_input_is_one_clear_error():
-    code, _, err = invoke("keys", "create", "--role", "root")
+    code, _, err = invoke("key", "create", "--role", "root")
     assert code == 2 and "'root' is not one of" in err
     reset_default()
-    result = CliRunner().invoke(app, ["keys", "revoke", "nope"])
+    result = CliRunner().invoke(app, ["key", "revoke", "nope"])
     assert result.exit_code == 1 and isinstance(result.exception, ApiKeyNotFoundError)
-    assert "vigil keys list" in str(result.exception)
+    assert "vigil key list" in str(result.exception)

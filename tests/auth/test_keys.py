@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from tests.servers import needs
 
 from vigil.audit import AuditLogRow
 from vigil.auth.keys import KeyStore
@@ -20,7 +21,7 @@ from vigil.errors import ApiKeyNotFoundError, AuthenticationError, InvalidParame
 from vigil.storage.sql import Database, utcnow
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", needs("postgres", "postgres")])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyStore]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'vigil.db'}"
@@ -147,7 +148,7 @@ def test_list_revoke_and_audit(store: KeyStore):
 
 
 def test_errors_are_typed(store: KeyStore):
-    with pytest.raises(ApiKeyNotFoundError, match="vigil keys list") as caught:
+    with pytest.raises(ApiKeyNotFoundError, match="vigil key list") as caught:
         store.revoke("nope")
     assert caught.value.status == 404
     with pytest.raises(InvalidParameterError, match="unknown role 'root'"):

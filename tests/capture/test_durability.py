@@ -13,9 +13,7 @@ import contextlib
 import os
 import signal
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from tests._waiting import wait_for
 from tests.serving.test_workers import WorkerServer
 
 from vigil.app import Vigil
@@ -57,17 +56,15 @@ class Server(WorkerServer):
         if self.workers > 1:
             pids = super().wait_ready(timeout, until)
         else:  # a single worker labels no metric with its pid: ask /readyz and /livez
-            deadline = time.monotonic() + timeout
-            while True:
+
+            def ready() -> set[int] | None:
                 assert self.proc.poll() is None, self.output()
-                assert time.monotonic() < deadline, f"not ready in time:\n{self.output()}"
-                try:
+                with contextlib.suppress(httpx.TransportError):
                     if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                        pids = {httpx.get(f"{self.url}/livez", timeout=5).json()["pid"]}
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+                        return {httpx.get(f"{self.url}/livez", timeout=5).json()["pid"]}
+                return None
+
+            pids = wait_for(ready, timeout, what=lambda: f"the server:\n{self.output()}")
         self.pids |= pids
         return pids
 
@@ -76,13 +73,6 @@ class Server(WorkerServer):
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the load did not progress"
-        time.sleep(0.05)
 
 
 def _busiest(capture_dir: Path, pids: set[int]) -> int:
@@ -142,14 +132,14 @@ def test_every_2xx_survives_kill_9_of_its_worker(vigil_home: Path) -> None:
         for t in threads:
             t.start()
         # Counted rather than timed, so a busy machine still kills mid-load.
-        _wait_for(lambda: len(answered) >= 40)
+        wait_for(lambda: len(answered) >= 40, 90, what="the load to progress")
         with lock:
             before_kill = len(answered)
         # The kernel may hand every connection to one worker: kill one that is answering,
         # the one whose live segment holds the most.
         victim = _busiest(capture_dir, pids)
         os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: len(answered) >= before_kill + 40)
+        wait_for(lambda: len(answered) >= before_kill + 40, 90, what="the load to progress")
         server.wait_ready(until=lambda pids: victim not in pids)  # note the replacement
         stop.set()
         for t in threads:
@@ -160,7 +150,7 @@ def test_every_2xx_survives_kill_9_of_its_worker(vigil_home: Path) -> None:
     with Server(1, env):
         # Nothing is left uncompacted: the dead workers' segments were closed and moved to
         # Parquet, and this worker, having answered nothing, has no segment of its own.
-        _wait_for(lambda: not _segments(capture_dir))
+        wait_for(lambda: not _segments(capture_dir), 90, what="every segment to be compacted")
     store = ArtifactStore(str(vigil_home / "artifacts"))
     compacted = read_capture(store=store)  # Parquet only: no segment left to read
     logged = set(compacted["request_id"])

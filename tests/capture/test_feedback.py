@@ -14,7 +14,7 @@ import pytest
 from vigil.capture.compact import compact
 from vigil.capture.log import SegmentLog
 from vigil.capture.sink import CaptureSink
-from vigil.errors import ValidationError
+from vigil.errors import DataFileError, ValidationError
 from vigil.feedback import (
     FeedbackRecord,
     FeedbackStore,
@@ -233,9 +233,9 @@ def test_load_feedback_file_names_the_bad_line(tmp_path: Path) -> None:
     path.write_text("request_id,reward\nok1,1\nok2,lots\n")
     with pytest.raises(ValidationError, match=r"fb\.csv line 2: .*reward must be a finite number"):
         load_feedback_file(path)
-    (tmp_path / "fb.txt").write_text("x")
-    with pytest.raises(ValidationError, match=r"use a \.csv, \.parquet or \.jsonl"):
-        load_feedback_file(tmp_path / "fb.txt")
+    (tmp_path / "fb.xlsx").write_text("x")
+    with pytest.raises(DataFileError, match=r"format of feedback file 'fb\.xlsx'.* or \.ndjson$"):
+        load_feedback_file(tmp_path / "fb.xlsx")
     (tmp_path / "nolabel.csv").write_text("request_id,score\na,1\n")
     with pytest.raises(ValidationError, match="needs a label or a reward column"):
         load_feedback_file(tmp_path / "nolabel.csv")

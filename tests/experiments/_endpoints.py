@@ -60,15 +60,15 @@ def make_vigil(home: Path, **settings: Any) -> Vigil:
     return Vigil(load_settings(home=home, **settings))
 
 
-def register(vigil: Vigil, name: str, model: ConstantClassifier, alias: str | None = None) -> int:
+def register(app: Vigil, name: str, model: ConstantClassifier, alias: str | None = None) -> int:
     """Register ``model`` (fitted here) as a new version of ``name``; its version number."""
     frame = reference()
     model.fit(frame[FEATURES].to_numpy(), frame["y"].to_numpy())
-    return vigil.register(model, name=name, reference=frame, target="y", alias=alias).version
+    return app.register(model, name=name, reference=frame, target="y", alias=alias).version
 
 
-def create_endpoint(vigil: Vigil, data: dict[str, Any]) -> EndpointConfig:
-    return EndpointStore(vigil).create(parse_endpoint(data), actor="tester")
+def create_endpoint(app: Vigil, data: dict[str, Any]) -> EndpointConfig:
+    return EndpointStore(app).create(parse_endpoint(data), actor="tester")
 
 
 def row(f0: float = 0.2) -> dict[str, float]:

@@ -22,13 +22,13 @@ def vigil_with_models(
     settings: dict[str, Any] = {"home": home, "actor": "ada"}
     if database_url is not None:
         settings["database_url"] = database_url
-    vigil = Vigil(load_settings(**settings))
-    registry = vigil.registry
+    app = Vigil(load_settings(**settings))
+    registry = app.registry
     registry.register_version("churn", make_bundle("churn-1"), alias="production")
     registry.register_version("churn", make_bundle("churn-2"))
     registry.register_version("churn", make_bundle("churn-3"), alias="challenger")
     registry.register_version("fraud", make_bundle("fraud-1"))
-    return vigil
+    return app
 
 
 def split_endpoint(name: str = "checkout", **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from vigil.experiments.assign import (
     unit_id,
     unit_point,
 )
-from vigil.experiments.config import BanditPolicy, UnitKey
+from vigil.experiments.config import BanditTrafficPolicy, UnitKey
 from vigil.experiments.state import VariantStats
 
 UNITS = [f"user-{i}" for i in range(20_000)]
@@ -100,10 +100,10 @@ def test_unit_id_header_then_field() -> None:
 
 def test_bandit_policies_from_configuration() -> None:
     arms = ["a", "b"]
-    eg = bandit_policy(BanditPolicy(kind="epsilon_greedy", epsilon=0.2), arms)
+    eg = bandit_policy(BanditTrafficPolicy(kind="epsilon_greedy", epsilon=0.2), arms)
     assert isinstance(eg, EpsilonGreedy) and eg.epsilon == 0.2
-    assert isinstance(bandit_policy(BanditPolicy(kind="ucb1"), arms), UCB1)
-    ts = bandit_policy(BanditPolicy(kind="thompson", reward="gaussian"), arms)
+    assert isinstance(bandit_policy(BanditTrafficPolicy(kind="ucb1"), arms), UCB1)
+    ts = bandit_policy(BanditTrafficPolicy(kind="thompson", reward="gaussian"), arms)
     assert isinstance(ts, ThompsonSampling) and ts.likelihood == "gaussian"
 
 
@@ -118,5 +118,5 @@ def test_bandit_state_counts_rewarded_requests_only() -> None:
     assert state.arms == ("a", "b", "c")
     assert state.n.tolist() == [10, 0, 0]
     assert state.reward_sum.tolist() == [3.0, 0.0, 0.0]
-    policy = bandit_policy(BanditPolicy(kind="ucb1"), ["a", "b", "c"])
+    policy = bandit_policy(BanditTrafficPolicy(kind="ucb1"), ["a", "b", "c"])
     assert policy.select(state, np.random.default_rng(0)) in ("b", "c")  # untried arms first

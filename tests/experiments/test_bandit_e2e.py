@@ -4,13 +4,13 @@ shared state equal the feedback sent, whichever worker received it."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from tests._waiting import wait_for
 from tests.experiments._endpoints import (
     ConstantClassifier,
     create_endpoint,
@@ -72,12 +72,12 @@ def test_thompson_moves_traffic_to_the_best_arm_across_two_workers(tmp_path: Pat
             reward_sum[variant] += reward
         client.close()
         store = SqlPolicyState(Database(f"sqlite:///{home / 'vigil.db'}"))
-        deadline = time.monotonic() + 15
-        while True:  # each worker flushes its buffered counters about every half second
-            stats = store.stats("offers")
-            if sum(s.reward_count for s in stats.values()) == ROUNDS or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        # Each worker flushes its buffered counters about every half second.
+        wait_for(
+            lambda: sum(s.reward_count for s in store.stats("offers").values()) == ROUNDS,
+            what="every reward to be counted",
+        )
+        stats = store.stats("offers")
     assert {v: s.reward_count for v, s in stats.items()} == dict(sent)
     assert {v: s.reward_sum for v, s in stats.items()} == pytest.approx(dict(reward_sum))
     assert {v: s.requests for v, s in stats.items()} == dict(sent)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from tests._waiting import wait_for
 from tests.experiments._endpoints import ConstantClassifier, create_endpoint, make_vigil, register
 from tests.serving.conftest import ServerThread
 
@@ -70,7 +71,7 @@ class Outcome:
     status: int
     variant: str | None
     prediction: int | None
-    at: float
+    sent: float
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Load:
             while not self._stop.is_set():
                 unit = f"u{rng.integers(1_000_000)}"
                 f0 = float(rng.uniform(0, 2))
+                sent = time.monotonic()
                 response = client.post(
                     f"/v1/endpoints/{self.endpoint}/predict",
                     json={"instances": [{"f0": f0, "f1": 0.5, "f2": 0.5}]},
@@ -97,9 +99,11 @@ class Load:
                 body = response.json()
                 variant = body.get("variant") or body.get("detail", {}).get("variant")
                 prediction = body["predictions"][0] if response.status_code == 200 else None
-                self.outcomes.append(
-                    Outcome(unit, response.status_code, variant, prediction, time.monotonic())
-                )
+                self.outcomes.append(Outcome(unit, response.status_code, variant, prediction, sent))
+
+    def sent_after(self, moment: float) -> list[Outcome]:
+        """The answers to the requests sent after ``moment``."""
+        return [o for o in list(self.outcomes) if o.sent > moment]
 
     def __enter__(self) -> Load:
         self._workers = [
@@ -166,22 +170,24 @@ def _canary(name: str, model: str, receiver: Receiver, **guards: Any) -> dict[st
     }
 
 
-def wait_for(check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.1)
+def routed_percent(env: Env, endpoint: str) -> float | None:
+    """The canary's share of traffic the router uses now (None before it routes it)."""
+    live = env.router.routed(endpoint)
+    return None if live is None else live.percent
 
 
 def test_a_failing_canary_is_rolled_back_automatically(env: Env) -> None:
     create_endpoint(env.vigil, _canary("risky", "bad", env.receiver, max_error_rate_increase=0.05))
     state = env.router.state
     with Load(env.server.url, "risky") as load:
-        wait_for(lambda: state.control("risky").data.get("status") == "rolled_back", 20)
+        wait_for(
+            lambda: state.control("risky").data.get("status") == "rolled_back",
+            what="the rollback",
+        )
+        wait_for(lambda: routed_percent(env, "risky") == 0.0, what="the router to read it")
         rolled_back_at = time.monotonic()
-        # Every worker re-reads the control within its poll interval; keep loading after it.
-        time.sleep(1.5)
+        # Load goes on until plenty of requests were sent after the router saw the rollback.
+        wait_for(lambda: len(load.sent_after(rolled_back_at)) >= 40, what="answers after it")
     outcomes = load.outcomes
     assert len(outcomes) > 50
     failed = [o for o in outcomes if o.status != 200]
@@ -194,11 +200,11 @@ def test_a_failing_canary_is_rolled_back_automatically(env: Env) -> None:
         if o.variant == "canary":
             assert canary_side(unit_point("salt-risky", o.unit), FIRST_STEP)
     assert all(o.status == 200 for o in outcomes if o.variant == "stable")
-    # After the rollback has propagated, everything goes to the stable variant.
-    late = [o for o in outcomes if o.at > rolled_back_at + 0.6]
+    # Once the router has read the rollback, everything goes to the stable variant.
+    late = load.sent_after(rolled_back_at)
     assert late and {(o.status, o.variant) for o in late} == {(200, "stable")}
     # The alert reached the webhook, and the rollback is in the audit trail.
-    wait_for(lambda: bool(env.receiver.received), 10)
+    wait_for(lambda: env.receiver.received, what="the rollback alert")
     alerts = [
         alert
         for body in env.receiver.received
@@ -217,14 +223,16 @@ def test_a_good_canary_ramps_to_100_percent_and_is_promoted(env: Env) -> None:
     create_endpoint(env.vigil, _canary("safe", "good", env.receiver))
     state = env.router.state
     with Load(env.server.url, "safe") as load:
-        wait_for(lambda: state.control("safe").data.get("status") == "promoted", 60)
+        wait_for(
+            lambda: state.control("safe").data.get("status") == "promoted", what="the promotion"
+        )
+        wait_for(lambda: routed_percent(env, "safe") == 100.0, what="the router to read it")
         promoted_at = time.monotonic()
-        time.sleep(3.0)
+        wait_for(lambda: len(load.sent_after(promoted_at)) >= 40, what="answers after it")
     outcomes = load.outcomes
     assert all(o.status == 200 for o in outcomes)
     assert env.vigil.registry.resolve("models:/good@production").version == 2
-    # Workers re-read the control every poll (under a second); allow for a loaded machine.
-    late = [o for o in outcomes if o.at > promoted_at + 1.5]
+    late = load.sent_after(promoted_at)
     assert late and {o.prediction for o in late} == {1}  # every answer is the new version's
     audit = [e.action for e in env.vigil.registry.audit(limit=200) if e.entity_name == "safe"]
     assert {"canary.advance", "canary.promote"} <= set(audit)

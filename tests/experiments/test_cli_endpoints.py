@@ -112,7 +112,7 @@ def test_create_show_update_list_delete(vigil: Vigil) -> None:
     assert "checkout" in ok(["endpoint", "list"])
     described = describe_policy(EndpointStore(vigil).get("checkout"))
     assert described == "canary b against a: 10% → 50% → 100%, then production moves"
-    assert "deleted" in ok(["endpoint", "delete", "checkout"])
+    assert as_json(["endpoint", "delete", "checkout"]) == {"endpoint": "checkout", "deleted": True}
     assert as_json(["endpoint", "list"]) == []
     actions = [e.action for e in reversed(vigil.registry.audit()) if e.entity_type == "endpoint"]
     assert actions == ["endpoint.create"] + ["endpoint.update"] * 3 + ["endpoint.delete"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from scipy import stats
+from tests._waiting import wait_for
 from tests.experiments._endpoints import (
     ConstantClassifier,
     create_endpoint,
@@ -101,14 +102,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     app = vigil.serving_app(provider, endpoints=router)
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         yield Env(vigil, home, app, server, client)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_endpoint_variants_models_are_served(env: Env) -> None:
@@ -210,7 +203,7 @@ def test_shadow_never_changes_the_primary_answer_or_latency(env: Env) -> None:
     # The shadow model takes SHADOW_DELAY per call: had the primary waited for it, every
     # answer would have taken at least that long.
     assert max(latencies) < SHADOW_DELAY, latencies
-    wait_for(lambda: router.shadow.in_flight == 0, timeout=30)
+    wait_for(lambda: router.shadow.in_flight == 0)
     completed = router.shadow.completed - before[0]
     dropped = router.shadow.dropped - before[1]
     assert completed + dropped == 20
@@ -251,10 +244,10 @@ def test_a_changed_split_is_followed(env: Env) -> None:
         ),
         actor="tester",
     )
-    wait_for(lambda: env.predict("moving").json()["variant"] == "b", timeout=10)
+    wait_for(lambda: env.predict("moving").json()["variant"] == "b")
     assert {env.predict("moving").json()["variant"] for _ in range(20)} == {"b"}
     store.delete("moving", actor="tester")
-    wait_for(lambda: env.predict("moving").status_code == 404, timeout=10)
+    wait_for(lambda: env.predict("moving").status_code == 404)
 
 
 def test_unknown_or_invalid_endpoints_say_why(env: Env) -> None:

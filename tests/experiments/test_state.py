@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tests.experiments._endpoints import make_vigil
+from tests.servers import needs
 
 from vigil.experiments.buffer import BufferedPolicyState
 from vigil.experiments.state import (
@@ -26,7 +27,7 @@ from vigil.experiments.state import (
 from vigil.storage.sql import Database
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKENDS = ["sqlite", "postgres", "redis"]
+BACKENDS = ["sqlite", needs("postgres", "postgres"), needs("redis", "redis")]
 
 
 def _open(

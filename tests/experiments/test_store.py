@@ -17,6 +17,7 @@ from vigil.audit import AuditLogRow
 from vigil.errors import (
     AliasNotFoundError,
     ConflictError,
+    EndpointNotFoundError,
     InvalidNameError,
     InvalidParameterError,
     ModelNotFoundError,
@@ -25,7 +26,7 @@ from vigil.errors import (
     VigilError,
 )
 from vigil.experiments.config import parse_endpoint
-from vigil.experiments.store import EndpointNotFoundError, EndpointStore
+from vigil.experiments.store import EndpointStore
 
 
 @pytest.fixture

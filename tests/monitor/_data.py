@@ -67,8 +67,8 @@ def home_vigil(home: Path, **settings: Any) -> Vigil:
     return Vigil(load_settings(home=home, **settings))
 
 
-def register(vigil: Vigil, trained: Trained, name: str = "churn") -> int:
-    mv = vigil.register(
+def register(app: Vigil, trained: Trained, name: str = "churn") -> int:
+    mv = app.register(
         trained.model,
         name=name,
         reference=trained.reference,
@@ -116,5 +116,5 @@ def write_traffic(
     return ids
 
 
-def capture_sink(vigil: Vigil) -> CaptureSink:
-    return CaptureSink(SegmentLog(vigil.capture_dir))
+def capture_sink(app: Vigil) -> CaptureSink:
+    return CaptureSink(SegmentLog(app.capture_dir))

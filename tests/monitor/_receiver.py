@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests._waiting import wait_for
 
 
 @dataclass
@@ -71,11 +72,11 @@ class Receiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def wait_for(self, n: int, timeout: float = 20.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_calls(self, n: int) -> list[Received]:
+        """The calls received, once there are at least ``n``."""
+
+        def enough() -> list[Received]:
             with self._lock:
-                if len(self.received) >= n:
-                    return list(self.received)
-            time.sleep(0.05)
-        raise AssertionError(f"expected {n} webhook call(s), got {len(self.received)}")
+                return list(self.received) if len(self.received) >= n else []
+
+        return wait_for(enough, what=f"{n} webhook call(s)")

@@ -1,4 +1,4 @@
-"""``vigil monitor run|show`` and ``vigil alerts list`` on a real capture log."""
+"""``vigil monitor run|show`` and ``vigil alert list`` on a real capture log."""
 
 from __future__ import annotations
 
@@ -57,14 +57,14 @@ def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.M
     assert shown.exit_code == 0
     assert "age, plan" in shown.stdout and "native_predict" in shown.stdout
 
-    listed = runner.invoke(app, ["alerts", "list", "--json"])
+    listed = runner.invoke(app, ["alert", "list", "--json"])
     (alert,) = json.loads(listed.stdout)
     assert (alert["rule"], alert["labels"]["model"], alert["labels"]["version"]) == (
         "dataset_drift",
         "churn",
         "1",
     )
-    table = runner.invoke(app, ["alerts", "list", "--all"], env={"COLUMNS": "250"})
+    table = runner.invoke(app, ["alert", "list", "--all"], env={"COLUMNS": "250"})
     assert "dataset_drift" in table.stdout and "firing" in table.stdout
 
 
@@ -81,7 +81,7 @@ def test_ad_hoc_window_and_partial(vigil: Vigil, trained: Trained) -> None:
         (96, True),
     ]
     assert out["alerts"] == []  # rules watch the configured window size only
-    none = runner.invoke(app, ["alerts", "list"])
+    none = runner.invoke(app, ["alert", "list"])
     assert "no alert is firing" in none.stdout
 
 

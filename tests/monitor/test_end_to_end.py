@@ -11,7 +11,6 @@ of their predictions, whose accuracy then equals scikit-learn's on the same rows
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score
+from tests._waiting import wait_for
 from tests.monitor._data import FEATURES, Trained, make_frame
 from tests.monitor._receiver import Receiver
 from tests.serving.conftest import ServerThread
@@ -69,18 +69,6 @@ def _send(client: httpx.Client, frame: pd.DataFrame) -> list[tuple[str, int, int
     return sent
 
 
-def _wait(
-    check: Callable[[], list[StoredWindow] | None], what: str, timeout: float = 60.0
-) -> list[StoredWindow]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 def test_serve_drift_labels_alert(
     vigil: Vigil, trained: Trained, server: ServerThread, receiver: Receiver
@@ -97,17 +85,17 @@ def test_serve_drift_labels_alert(
 
     with httpx.Client(base_url=server.url, timeout=30) as client:
         calm = _send(client, make_frame(WINDOW, seed=1))
-        (first,) = _wait(windows(1), "the first window")
+        (first,) = wait_for(windows(1), what="the first window")
         assert (first.n_rows, first.key.route) == (WINDOW, "native_predict")
         assert first.summary["dataset_drifted"] is False
         assert first.summary["drifted_features"] == []
 
         shifted = _send(client, make_frame(WINDOW, seed=3, shift_age=True, shift_plan=True))
-        _, second = _wait(windows(2), "the shifted window")
+        _, second = wait_for(windows(2), what="the shifted window")
         assert second.summary["dataset_drifted"] is True
         assert sorted(second.summary["drifted_features"]) == ["age", "plan"]
 
-        (call,) = receiver.wait_for(1)
+        (call,) = receiver.wait_calls(1)
         assert call.path == "/hook?token=t0k"
         (alert,) = call.body["alerts"]
         assert (call.body["status"], alert["labels"]["alertname"]) == ("firing", "dataset_drift")
@@ -118,7 +106,7 @@ def test_serve_drift_labels_alert(
         feedback = [{"request_id": rid, "row": row, "label": label} for rid, row, label, _ in rows]
         r = client.post("/v1/feedback", json={"feedback": feedback})
         assert r.status_code == 200, r.text
-        relabelled = _wait(windows(2, labelled=WINDOW), "the labelled windows")
+        relabelled = wait_for(windows(2, labelled=WINDOW), what="the labelled windows")
         for stored, sent in zip(relabelled, (calm, shifted), strict=True):
             truth = np.array([label for _, _, label, _ in sent])
             predicted = np.array([prediction for _, _, _, prediction in sent])

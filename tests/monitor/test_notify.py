@@ -47,7 +47,7 @@ def test_rule_alert_reaches_json_and_slack_receivers(empty_vigil: Vigil) -> None
         result = monitor_once(empty_vigil, settings=settings, now=T0 + timedelta(hours=2))
         assert [(e.rule, e.status) for e in result.events] == [("errors", "firing")]
         assert result.delivered == 1
-        calls = hook.wait_for(2)
+        calls = hook.wait_calls(2)
     by_path = {c.path.split("?")[0].split("/")[1]: c for c in calls}
     body = by_path["alertmanager"].body
     assert by_path["alertmanager"].content_type == "application/json"
@@ -89,7 +89,7 @@ def test_failed_calls_are_retried_with_backoff(empty_vigil: Vigil) -> None:
             settings=settings_for(hook.url, retries=3),
         )
         assert event is not None
-        (call,) = hook.wait_for(1)
+        (call,) = hook.wait_calls(1)
     assert hook.calls == 3
     assert call.body["alerts"][0]["labels"]["endpoint"] == "checkout"
     (stored,) = list_alerts(empty_vigil.database)
@@ -123,7 +123,7 @@ def test_undeliverable_event_is_recorded_without_secrets_then_retried(
         monkeypatch.setattr(alerts_module, "CLAIM_TTL", timedelta(0))
         (retried,) = retry_undelivered(empty_vigil.database, settings)
         assert retried.id == stored.id
-        hook.wait_for(1)
+        hook.wait_calls(1)
     (done,) = list_alerts(empty_vigil.database)
     assert done.delivered_at is not None and done.attempts == 2
 
@@ -162,5 +162,5 @@ def test_fire_event_deduplicates_on_occurrence(empty_vigil: Vigil) -> None:
 
         first, second = fire(), fire()
         assert first is not None and second is None
-        hook.wait_for(1)
+        hook.wait_calls(1)
     assert hook.calls == 1

@@ -91,7 +91,7 @@ def test_a_loopback_receiver_is_refused_when_sending(empty_vigil: Vigil) -> None
     with Receiver() as hook:
         allowed = MonitorSettings(webhooks=[f"{hook.url}/hook"], allow_private_webhooks=True)
         event = _event(empty_vigil, allowed)
-        assert len(hook.wait_for(1)) == 1
+        assert len(hook.wait_calls(1)) == 1
         # The same settings without the permission: a settings object built before the
         # rule existed, or a target that resolved to a public address when configured.
         refused = deliver(event, allowed.targets(), retries=2, allow_private=False)
@@ -155,7 +155,7 @@ def test_the_address_checked_is_the_address_called(
                 client, f"http://hooks.test:{port}/hook?t=1", {"a": 1}, allow_private=True
             )
         assert response.status_code == 200
-        [received] = hook.wait_for(1)
+        [received] = hook.wait_calls(1)
         # Resolved once, by vigil; the request went to that address under its own name.
         assert lookups == ["hooks.test"]
         assert (received.path, received.host, received.body) == (

@@ -30,7 +30,9 @@ bundles = []
 for i in range(int(count)):
     bundle = work / f"bundle-{i}"
     bundle.mkdir(parents=True)
-    (bundle / "vigil.json").write_text(json.dumps({"flavor": "sklearn", "signature": {}}))
+    manifest = {"flavor": "sklearn", "model_file": "model.bin", "signature": {"inputs": []},
+                "source": {"kind": "file", "name": "model.bin"}}
+    (bundle / "vigil.json").write_text(json.dumps(manifest))
     (bundle / "model.bin").write_text(f"worker {worker} model {i}")
     bundles.append(bundle)
 while not Path(go).exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import vigil
+from vigil.bundle.manifest import read_manifest
 from vigil.errors import (
     AliasNotFoundError,
     ArtifactCorruptError,
@@ -63,7 +63,7 @@ def test_register_numbers_versions_consecutively(
     assert first.sha256 == tree_digest(list_tree(bundles[0]))
     assert first.size_bytes == sum(p.stat().st_size for p in bundles[0].rglob("*") if p.is_file())
     assert first.flavor == "sklearn"
-    assert first.signature == json.loads((bundles[0] / "vigil.json").read_text())["signature"]
+    assert first.signature == read_manifest(bundles[0]).signature.model_dump(mode="json")
     assert first.manifest["format_version"] == 1
     assert first.metrics == {"auc": 0.8}
     assert first.tags == {"team": "growth"}
@@ -347,11 +347,11 @@ def test_bundles_without_a_valid_manifest_are_refused(
     (bundle / "vigil.json").unlink()
     with pytest.raises(BundleError, match=r"has no vigil.json: it is not a bundle"):
         registry.register_version("churn", bundle)
-    (bundle / "vigil.json").write_text('{"signature": {}}')
-    with pytest.raises(BundleError, match="names no 'flavor'"):
+    (bundle / "vigil.json").write_text('{"signature": {"inputs": []}}')
+    with pytest.raises(BundleError, match="is invalid: flavor: Field required; rebuild"):
         registry.register_version("churn", bundle)
     (bundle / "vigil.json").write_text('{"flavor": "sklearn", "signature": [1]')
-    with pytest.raises(BundleError, match="is not valid JSON"):
+    with pytest.raises(BundleError, match="is invalid: the document: Invalid JSON"):
         registry.register_version("churn", bundle)
     with pytest.raises(BundleError, match="is not a directory"):
         registry.register_version("churn", tmp_path / "nowhere")

@@ -5,22 +5,13 @@ remembering what every request was answered, so a test can check that each ackno
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.02)
+from tests._waiting import wait_for
 
 
 @dataclass
@@ -97,4 +88,6 @@ class Traffic:
             got = self.statuses(start)
             return (sum(got.values()) if status is None else got[status]) >= more
 
-        wait_for(enough, timeout, f"{more} more answers" + (f" with {status}" if status else ""))
+        wait_for(
+            enough, timeout, what=f"{more} more answers" + (f" with {status}" if status else "")
+        )

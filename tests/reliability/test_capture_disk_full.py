@@ -21,7 +21,8 @@ import httpx
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from tests.reliability._traffic import Traffic, wait_for
+from tests._waiting import wait_for
+from tests.reliability._traffic import Traffic
 from tests.serving.conftest import (
     CLF_FEATURES,
     SETTINGS,

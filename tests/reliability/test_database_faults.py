@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
-from tests.reliability._traffic import Traffic, wait_for
+from tests._waiting import wait_for
+from tests.reliability._traffic import Traffic
 from tests.servers import PostgresServer, postgres_server
 from tests.serving.conftest import ServerThread
 from tests.serving.test_auth import FEATURES, ROW, bearer

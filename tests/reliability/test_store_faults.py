@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests._waiting import wait_for
 from tests.experiments._endpoints import (
     ConstantClassifier,
     create_endpoint,
@@ -27,7 +28,7 @@ from tests.experiments._endpoints import (
     row,
 )
 from tests.reliability._proxy import Partition
-from tests.reliability._traffic import Traffic, wait_for
+from tests.reliability._traffic import Traffic
 from tests.reliability.test_database_faults import PREDICT, register_churn
 from tests.servers import RedisServer, S3Server
 from tests.serving.conftest import ServerThread

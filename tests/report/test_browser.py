@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from vigil.cli import app
 
+pytestmark = pytest.mark.browser
+
 FLAGS = [
     "--headless",
     "--no-sandbox",

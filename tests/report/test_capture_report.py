@@ -160,7 +160,7 @@ def test_errors_are_one_line(
                  "1h"], capsys, monkeypatch)  # fmt: skip
     assert "no captured predictions for models:/churn/2 between " in err
     err = _fail(["models:/churn@production", "--since", "yesterday"], capsys, monkeypatch)
-    assert "--since 'yesterday' is neither a duration" in err
+    assert "invalid --since 'yesterday': write a duration back from now" in err
     assert "has no alias 'staging'" in _fail(["models:/churn@staging"], capsys, monkeypatch)
     assert "'nobody'" in _fail(["nobody"], capsys, monkeypatch)
 

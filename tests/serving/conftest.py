@@ -19,6 +19,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from tests._waiting import wait_for
 
 from vigil.bundle.model import LoadedBundle
 from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
@@ -151,11 +152,13 @@ class ServerThread:
 
     def __enter__(self) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
+
+        def started() -> bool:
+            if not self.thread.is_alive():
+                raise RuntimeError("the test server stopped while starting")
+            return bool(self.server.started)
+
+        wait_for(started, 30, what="the test server to start", interval=0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests._waiting import wait_for
 from tests.serving.conftest import ServerThread
 from tests.serving.test_auth import ROW, bearer, make_tokens, register_churn
 
@@ -56,9 +57,11 @@ def served_version(http: httpx.Client, token: str) -> int:
 
 def wait_until_served(http: httpx.Client, token: str, version: int) -> float:
     started = time.monotonic()
-    while served_version(http, token) != version:
-        assert time.monotonic() - started < BOUND, f"version {version} not served in {BOUND} s"
-        time.sleep(0.05)
+    wait_for(
+        lambda: served_version(http, token) == version,
+        BOUND,
+        what=f"version {version} to be served",
+    )
     return time.monotonic() - started
 
 

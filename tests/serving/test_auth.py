@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from tests._waiting import wait_for
 from tests.serving.conftest import ServerThread
 from typer.testing import CliRunner
 
@@ -129,7 +130,7 @@ def test_without_a_key_every_model_route_answers_401(
         assert problem["code"] == "unauthenticated" and "needs an API key" in problem["error"]
     else:
         assert problem["error"] == "unauthenticated"
-        assert "vigil keys create" in problem["message"]
+        assert "vigil key create" in problem["message"]
 
 
 def test_status_by_role(http: httpx.Client, tokens: dict[str, str]):
@@ -204,10 +205,7 @@ def test_the_key_is_recorded_as_used(http: httpx.Client, served: tuple[Vigil, Se
     store = KeyStore.from_vigil(served[0])
     created = store.create("read", name="usage")
     assert http.get("/v1/models", headers=bearer(created.token)).status_code == 200
-    deadline = time.monotonic() + 5
-    while store.get(created.key.id).last_used_at is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert store.get(created.key.id).last_used_at is not None
+    wait_for(lambda: store.get(created.key.id).last_used_at, what="the use to be recorded")
 
 
 def test_auth_on_needs_a_registry():
@@ -253,7 +251,7 @@ def serve(*args: str) -> tuple[int, str]:
 
 def test_non_loopback_needs_a_predict_key(run_workers: list[dict[str, Any]], vigil_home: Path):
     code, output = serve("--host", "0.0.0.0")
-    assert code == 1 and "needs API keys" in output and "vigil keys create --role predict" in output
+    assert code == 1 and "needs API keys" in output and "vigil key create --role predict" in output
     store = KeyStore.from_vigil(Vigil(load_settings(home=vigil_home)))
     store.create("read")
     assert serve("--host", "0.0.0.0")[0] == 1  # a read key cannot predict
@@ -319,7 +317,10 @@ def test_slow_feedback_cannot_starve_key_checks(tmp_path: Path) -> None:
                     clients.submit(post, json={"request_id": f"r{i}", "label": 1})
                     for i in range(1, 10)
                 ]
-                time.sleep(0.5)  # let them queue up behind the first
+                wait_for(
+                    lambda: app.dataplane.executors.feedback._work_queue.qsize() == 9,
+                    what="the nine others to queue behind the first",
+                )
                 fresh = KeyStore.from_vigil(vigil).create("read", name="fresh").token
                 # A key never seen: its check reads the database on the key-check pool.
                 r = httpx.get(f"{server.url}/v1/models", headers=bearer(fresh), timeout=10)

@@ -18,6 +18,7 @@ log must show no event-loop callback slower than :data:`SLOW_CALLBACK` and no tr
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -42,6 +43,7 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from tests._waiting import wait_for
 
 from vigil.app import Vigil
 from vigil.experiments.config import parse_endpoint
@@ -370,16 +372,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     server = Served(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
+
+        def ready() -> bool:
             assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the server was not ready in 120 s"
-            try:
-                if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200
+            return False
+
+        wait_for(ready, 120, what="the server to be ready")
         # Once ready, the worker builds its feedback store in the background and then
         # collects garbage once, on the loop (vigil._heap.settle): a start-up cost, not a
         # request's. Wait for it (the first feedback needs the store) before attacking.

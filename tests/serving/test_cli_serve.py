@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from tests._waiting import wait_for
 from typer.testing import CliRunner
 
 from vigil.app import Vigil
@@ -81,7 +82,6 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
         "serve:\n  max_batch_size: 8\n  poll_interval: 0\n  allowed_hosts: [models.internal]\n"
     )
     with tempfile.TemporaryFile() as log:
-        started = time.monotonic()
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -98,23 +98,22 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
             stderr=subprocess.STDOUT,
         )
         try:
-            ready = None
-            while time.monotonic() - started < 120 and proc.poll() is None:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                        ready = time.monotonic() - started
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.02)
-            assert ready is not None
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # the ready line follows /readyz by <= 50 ms
+
+            def ready() -> bool:
+                assert proc.poll() is None, "vigil serve exited"
+                with contextlib.suppress(httpx.TransportError):
+                    return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+                return False
+
+            wait_for(ready, 120, what="/readyz", interval=0.02)
+
+            def logged() -> str:
                 log.seek(0)
-                output = log.read().decode()
-                if "ready in" in output:
-                    break
-                time.sleep(0.05)
+                return log.read().decode()
+
+            # The ready line follows /readyz by at most 50 ms.
+            wait_for(lambda: "ready in" in logged(), what="the ready line")
+            output = logged()
             assert "authentication is off" in output
             assert "ready in " in output and f"http://127.0.0.1:{port} (1 worker)" in output
             r = httpx.post(f"http://127.0.0.1:{port}/v1/models/churn/predict", json={"inputs": ROW})

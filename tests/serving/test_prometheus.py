@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from tests._waiting import wait_for
 from tests.serving.test_workers import ROW, WorkerServer
 
 from vigil.serving.server import free_port
+
+pytestmark = pytest.mark.prometheus
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -66,16 +69,13 @@ class Prometheus:
         return result
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             assert self.proc.poll() is None, "prometheus exited; see its log"
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("prometheus did not become ready")
+            with contextlib.suppress(httpx.TransportError):
+                return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+            return False
+
+        wait_for(ready, timeout, what="prometheus to be ready", interval=0.2)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -121,14 +121,8 @@ def test_prometheus_sees_the_exact_total_across_workers(
     assert answered_by == vigil_server.worker_pids()  # both workers took requests
 
     query = 'sum(vigil_requests_total{job="vigil",model="clf",route="native_predict"})'
-    deadline = time.monotonic() + 30
-    seen = None
-    while time.monotonic() < deadline:
-        seen = _scalar(prometheus.query(query))
-        if seen == n:
-            break
-        time.sleep(0.5)
-    assert seen == n
+    # Prometheus scrapes each worker every second.
+    wait_for(lambda: _scalar(prometheus.query(query)) == n, 30, what=f"{n} requests scraped")
     # Both workers' memory is exported, one series per pid.
     memory = prometheus.query('vigil_process_resident_memory_bytes{job="vigil"}')
     assert {m["metric"]["pid"] for m in memory} == {str(p) for p in answered_by}  # type: ignore[index]

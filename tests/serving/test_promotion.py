@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from tests._waiting import wait_for
 from tests.serving.conftest import ServerThread
 from tests.serving.test_workers import WorkerServer
 
@@ -78,24 +79,24 @@ class Load:
 
     def converged_at(self, version: int, since: float) -> float:
         """Seconds after ``since`` from which every answer came from ``version``."""
-        deadline = since + BOUND
-        while time.monotonic() < deadline:
+
+        def settled() -> list[float]:
             later = [(t, v) for t, v in list(self.answers) if t > since]
             if later and later[-1][1] == version:
                 last_other = max((t for t, v in later if v != version), default=since)
                 # settled: at least 0.5 s of answers only from the new version
                 if later[-1][0] - last_other > 0.5:
-                    return last_other - since
-            time.sleep(0.05)
-        raise AssertionError(f"version {version} was not served within {BOUND} s")
+                    return [last_other - since]
+            return []
+
+        (seconds,) = wait_for(settled, since + BOUND - time.monotonic(), what=f"version {version}")
+        return seconds
 
 
 def _promote_and_roll_back(url: str, home: Path) -> None:
     vigil = Vigil(load_settings(home=home))
     with Load(url) as load:
-        deadline = time.monotonic() + 30  # a few answers first, however loaded the machine
-        while len(load.answers) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(load.answers) >= 5, what="a few answers first")
         assert {v for _, v in load.answers} == {1}
         moved = time.monotonic()
         assert vigil.registry.set_alias("churn", "production", 2).version == 2
@@ -117,13 +118,10 @@ def test_targets_from_uris():
 
 @pytest.mark.slow
 def test_promotion_and_rollback_on_one_worker(registry_home: Path):
-    vigil = Vigil(load_settings(home=registry_home))
-    provider = RegistryProvider(vigil, poll_interval=POLL, settings=ServingSettings())
-    with ServerThread(vigil.serving_app(provider)) as server:
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{server.url}/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    app = Vigil(load_settings(home=registry_home))
+    provider = RegistryProvider(app, poll_interval=POLL, settings=ServingSettings())
+    with ServerThread(app.serving_app(provider)) as server:
+        wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, what="readiness")
         _promote_and_roll_back(server.url, registry_home)
         # the retired version is no longer served, the alias answers its metadata
         assert httpx.get(f"{server.url}/v1/models/churn/versions/2").status_code == 404

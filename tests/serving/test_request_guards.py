@@ -75,6 +75,7 @@ def _chromium() -> str:
     return found
 
 
+@pytest.mark.browser
 def test_an_auto_submitted_form_in_a_real_browser_changes_nothing(
     served: tuple[Vigil, ServerThread], tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from tests._waiting import wait_for
 from tests.serving.conftest import CLF_FEATURES, SklearnAdapter, clf_signature
 
 from vigil.bundle.model import LoadedBundle
@@ -84,21 +86,23 @@ class WorkerServer:
     ) -> set[int]:
         """The pids of ready workers, once there are ``workers`` of them (and ``until``
         holds of them); a RuntimeError with the server's log after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        pids: set[int] = set()
-        while time.monotonic() < deadline:
+        seen: set[int] = set()
+
+        def ready() -> set[int]:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the worker server exited:\n{self.output()}")
-            try:
-                pids = self.worker_pids()
-                if len(pids) == self.workers and (until is None or until(pids)):
-                    return pids
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"the workers did not become ready in time (last seen: {sorted(pids)}):\n"
-            f"{self.output()}"
+            with contextlib.suppress(httpx.TransportError):
+                seen.clear()
+                seen.update(self.worker_pids())
+                if len(seen) == self.workers and (until is None or until(seen)):
+                    return set(seen)
+            return set()
+
+        return wait_for(
+            ready,
+            timeout,
+            what=lambda: f"ready workers (last seen: {sorted(seen)}):\n{self.output()}",
+            interval=0.1,
         )
 
     def output(self) -> str:
@@ -214,10 +218,13 @@ def test_kill_9_under_load_loses_only_in_flight_requests():
         threads = [threading.Thread(target=client_loop) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(1.0)
+        wait_for(lambda: len(ok) >= 20, what="the load to flow")
         os.kill(victim, signal.SIGKILL)
         killed_at.append(time.monotonic())
-        time.sleep(2.5)
+        wait_for(
+            lambda: sum(t > killed_at[0] + 0.2 for t in list(ok)) > 50,
+            what="the surviving worker to keep serving",
+        )
         stop.set()
         for t in threads:
             t.join(timeout=30)
@@ -235,11 +242,13 @@ def test_kill_9_under_load_loses_only_in_flight_requests():
         )
         assert victim not in replacement and len(replacement - pids) == 1
         new_pid = (replacement - pids).pop()
-        deadline = time.monotonic() + 30
         seen: set[int] = set()
-        while new_pid not in seen and time.monotonic() < deadline:
-            seen |= answering_pids(server.url, tries=20)
-        assert new_pid in seen
+
+        def answered_by_the_replacement() -> bool:
+            seen.update(answering_pids(server.url, tries=20))
+            return new_pid in seen
+
+        wait_for(answered_by_the_replacement, 30, what="the replacement to answer")
 
 
 @pytest.mark.slow

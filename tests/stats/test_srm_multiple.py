@@ -11,6 +11,7 @@ from statsmodels.stats.multitest import multipletests
 
 from vigil.errors import InvalidParameterError
 from vigil.stats import adjust_p_values, sample_ratio_mismatch
+from vigil.stats.multiple_testing import benjamini_hochberg
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,16 @@ def test_adjustments_match_multipletests(method: str, seed: int) -> None:
     reject, adjusted, _, _ = multipletests(p, alpha=0.05, method=method)
     np.testing.assert_allclose(ours.p_adjusted, adjusted, rtol=1e-12)
     assert list(ours.reject) == reject.tolist()
+
+
+def test_bh_matches_statsmodels() -> None:
+    """The one Benjamini–Hochberg (drift reports use it too), ties and 1.0 included."""
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.uniform(0, 1, 30), rng.uniform(0, 0.01, 10), [0.05, 0.05, 1.0]])
+    np.testing.assert_allclose(
+        benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1], rtol=1e-12
+    )
+    assert benjamini_hochberg([]).size == 0
 
 
 def test_nan_p_values_count_but_stay_nan() -> None:

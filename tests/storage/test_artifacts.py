@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.servers import S3Server
+from tests.servers import S3Server, needs
 
 from vigil.errors import (
     ArtifactCorruptError,
@@ -20,7 +20,7 @@ from vigil.storage.artifacts import TREE_INDEX, ArtifactStore
 from vigil.storage.tree import TreeFile, list_tree, tree_digest
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", needs("s3", "s3")])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
     if request.param == "local":
         return ArtifactStore(str(tmp_path / "store"))

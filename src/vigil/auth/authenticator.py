@@ -38,7 +38,7 @@ log = logging.getLogger("vigil.auth")
 _MAX_HEADER = 256
 _MISSING = (
     "this operation needs an API key: send the header 'Authorization: Bearer vk_...' "
-    "(create a key with: vigil keys create --role predict)"
+    "(create a key with: vigil key create --role predict)"
 )
 
 
@@ -93,7 +93,7 @@ class Authenticator:
         if not allows(principal.role, role):
             raise PermissionDeniedError(
                 f"API key {principal.key_id} has role {principal.role!r}; this operation "
-                f"needs {role!r} or higher (create one with: vigil keys create --role {role})",
+                f"needs {role!r} or higher (create one with: vigil key create --role {role})",
                 detail={"key_id": principal.key_id, "role": principal.role, "needed": role},
             )
         return principal

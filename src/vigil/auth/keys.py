@@ -228,7 +228,7 @@ class KeyStore:
         if parsed is None:
             raise AuthenticationError(
                 "the bearer token is not a vigil API key (vk_<id>_<secret>); "
-                "create one with: vigil keys create --role predict",
+                "create one with: vigil key create --role predict",
                 detail={"reason": "malformed_token"},
             )
         key_id, _ = parsed
@@ -237,13 +237,13 @@ class KeyStore:
             if row is None or not token_matches(token, row.secret_hash):
                 raise AuthenticationError(
                     "invalid API key; check the token, or create a key with: "
-                    "vigil keys create --role predict",
+                    "vigil key create --role predict",
                     detail={"reason": "invalid_token"},
                 )
             if row.revoked_at is not None:
                 raise AuthenticationError(
                     f"API key {row.id} was revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC; "
-                    "ask an admin for a new key (vigil keys create)",
+                    "ask an admin for a new key (vigil key create)",
                     detail={"reason": "revoked", "key_id": row.id},
                 )
             return _record(row)
@@ -277,7 +277,7 @@ class KeyStore:
         row = session.get(ApiKeyRow, key_id) if isinstance(key_id, str) else None
         if row is None:
             raise ApiKeyNotFoundError(
-                f"no API key {str(key_id)[:40]!r}; list the keys with: vigil keys list",
+                f"no API key {str(key_id)[:40]!r}; list the keys with: vigil key list",
                 detail={"key_id": str(key_id)[:40]},
             )
         return row

@@ -6,15 +6,11 @@ every row with the server's validator and write the input columns plus ``predict
 (and ``proba_<class>``) columns. ``vigil predict`` is the command line over both.
 """
 
-from vigil.batch.formats import FORMATS, Format, format_of
 from vigil.batch.score import DEFAULT_CHUNK_ROWS, BatchSummary, Tick, score_file
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
-    "FORMATS",
     "BatchSummary",
-    "Format",
     "Tick",
-    "format_of",
     "score_file",
 ]

@@ -28,11 +28,10 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from vigil.batch.formats import Format, format_of
 from vigil.batch.inputs import Chunk, ChunkValidator, text_feature_names
 from vigil.batch.predictions import Scorer
 from vigil.batch.readers import csv_convert_options, in_file_order, json_schema, open_reader
-from vigil.batch.score import DEFAULT_CHUNK_ROWS, BatchSummary, check_file
+from vigil.batch.score import DEFAULT_CHUNK_ROWS, BatchSummary, check_file, formats_of
 from vigil.batch.writers import replacing_dir
 from vigil.bundle.bundle import load_bundle
 from vigil.bundle.signature import Signature
@@ -44,6 +43,7 @@ from vigil.errors import (
     VigilError,
     require,
 )
+from vigil.file_formats import RowFormat
 from vigil.registry.lineage import version_trust
 from vigil.registry.registry import fetch_bundle
 from vigil.settings import Settings, load_settings
@@ -117,7 +117,7 @@ def score_with_ray(
             "--num-cpus sizes a local Ray instance; drop it when connecting to --ray-address"
         )
     source, dest = Path(input), Path(output)
-    in_fmt, out_fmt = format_of(source), format_of(dest, output_format)
+    in_fmt, out_fmt = formats_of(source, dest, output_format)
     if not source.is_file():
         raise DataFileError(f"input file {str(source)!r} does not exist")
     if dest.exists():
@@ -216,7 +216,7 @@ def actor_settings(settings: Settings) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _columns(source: Path, fmt: Format, signature: Signature) -> list[str]:
+def _columns(source: Path, fmt: RowFormat, signature: Signature) -> list[str]:
     """The input's columns, from its footer or first rows (what the local engine sees)."""
     reader = open_reader(source, fmt, signature, chunk_rows=1)
     try:
@@ -225,7 +225,7 @@ def _columns(source: Path, fmt: Format, signature: Signature) -> list[str]:
         reader.close()
 
 
-def _read(ray: Any, source: Path, fmt: Format, signature: Signature, columns: list[str]) -> Any:
+def _read(ray: Any, source: Path, fmt: RowFormat, signature: Signature, columns: list[str]) -> Any:
     path = str(source.resolve())
     if fmt == "parquet":
         return ray.data.read_parquet(path, file_extensions=None)
@@ -247,8 +247,7 @@ def _read(ray: Any, source: Path, fmt: Format, signature: Signature, columns: li
     )
 
 
-def _count_rows(directory: Path, fmt: Format) -> int:
-    # datasets: only to count the rows written
+def _count_rows(directory: Path, fmt: RowFormat) -> int:
     import pyarrow.dataset as pads
 
     kind = "json" if fmt == "jsonl" else fmt

@@ -26,8 +26,8 @@ from vigil.batch.inputs import Chunk, text_feature_names
 from vigil.errors import DataFileError
 
 if TYPE_CHECKING:
-    from vigil.batch.formats import Format
     from vigil.bundle.signature import FeatureSpec, Signature
+    from vigil.file_formats import RowFormat
 
 Unit = Literal["rows", "bytes"]
 
@@ -48,7 +48,9 @@ class ChunkReader(Protocol):
     def close(self) -> None: ...
 
 
-def open_reader(path: Path, fmt: Format, signature: Signature, *, chunk_rows: int) -> ChunkReader:
+def open_reader(
+    path: Path, fmt: RowFormat, signature: Signature, *, chunk_rows: int
+) -> ChunkReader:
     """A reader of ``path`` in ``fmt`` yielding chunks of at most ``chunk_rows`` rows."""
     if fmt == "parquet":
         return ParquetReader(path, chunk_rows)

@@ -15,12 +15,12 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from vigil.batch.formats import Format, format_of
 from vigil.batch.inputs import ChunkValidator
 from vigil.batch.predictions import Scorer
 from vigil.batch.readers import Unit, open_reader
 from vigil.batch.writers import ChunkWriter, open_writer, replacing
 from vigil.errors import DataFileError, InvalidParameterError
+from vigil.file_formats import ROWS, RowFormat, format_of
 
 if TYPE_CHECKING:
     from vigil.bundle.model import LoadedBundle
@@ -52,7 +52,7 @@ class BatchSummary:
     rows: int
     seconds: float
     output: Path
-    format: Format
+    format: RowFormat
     engine: str = "local"
     chunks: int = 0
 
@@ -70,6 +70,15 @@ class BatchSummary:
             "engine": self.engine,
             "chunks": self.chunks,
         }
+
+
+def formats_of(
+    source: Path, output: Path, output_format: str | None = None
+) -> tuple[RowFormat, RowFormat]:
+    """The input's format and the output's (``output_format``, else its suffix's)."""
+    return format_of(source, ROWS), format_of(
+        output, ROWS, explicit=output_format, hint=" (or pass --format)"
+    )
 
 
 def check_paths(source: Path, output: Path) -> None:
@@ -129,7 +138,7 @@ def score_file(
     if chunk_rows < 1:
         raise InvalidParameterError(f"chunk_rows must be at least 1, got {chunk_rows}")
     source, dest = Path(input), Path(output)
-    in_fmt, out_fmt = format_of(source), format_of(dest, output_format)
+    in_fmt, out_fmt = formats_of(source, dest, output_format)
     check_paths(source, dest)
     started = perf_counter()
     check = ChunkValidator(model.signature, allow_inf=allow_inf, source=source.name)
@@ -178,7 +187,7 @@ def check_file(
     of rows, or the first bad row's :class:`~vigil.errors.ValidationError`."""
     source = Path(input)
     check = ChunkValidator(signature, allow_inf=allow_inf, source=source.name)
-    reader = open_reader(source, format_of(source), signature, chunk_rows=chunk_rows)
+    reader = open_reader(source, format_of(source, ROWS), signature, chunk_rows=chunk_rows)
     rows = 0
     try:
         check.check_columns(reader.columns)

@@ -24,7 +24,7 @@ import pyarrow as pa
 from vigil.errors import DataFileError
 
 if TYPE_CHECKING:
-    from vigil.batch.formats import Format
+    from vigil.file_formats import RowFormat
 
 Sink: TypeAlias = Any
 """A path (``str``), or an open ``pyarrow.NativeFile`` (Ray's part files)."""
@@ -40,7 +40,7 @@ class ChunkWriter(Protocol):
     def close(self) -> None: ...
 
 
-def open_writer(fmt: Format, sink: Sink, schema: pa.Schema, *, name: str) -> ChunkWriter:
+def open_writer(fmt: RowFormat, sink: Sink, schema: pa.Schema, *, name: str) -> ChunkWriter:
     """A writer of ``fmt`` to ``sink`` (a path or an open Arrow stream); ``name`` is how
     errors refer to the output."""
     if fmt == "parquet":

@@ -13,7 +13,7 @@ from typing import Any
 _EXPORTS = {
     "build_bundle": "vigil.bundle.bundle",
     "load_bundle": "vigil.bundle.bundle",
-    "read_manifest": "vigil.bundle.bundle",
+    "read_manifest": "vigil.bundle.manifest",
     "Manifest": "vigil.bundle.manifest",
     "TrustPolicy": "vigil.bundle.trust",
     "build_profile": "vigil.bundle.profile",

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from vigil.bundle.flavors import detect_flavor, flavor_for_object, get_flavor
 from vigil.bundle.flavors.base import path_inside
 from vigil.bundle.manifest import (
-    FORMAT_VERSION,
     MANIFEST_FILE,
     PROFILE_FILE,
     SAMPLE_FILE,
     Manifest,
     ReferenceInfo,
     SourceInfo,
+    read_manifest,
 )
 from vigil.bundle.model import LoadedBundle
 from vigil.bundle.trust import TrustPolicy
@@ -268,25 +268,6 @@ def _file_info(path: Path) -> SourceInfo:
     with path.open("rb") as fh:
         sha = hashlib.file_digest(fh, "sha256").hexdigest()
     return SourceInfo(kind="file", name=path.name, sha256=sha, size_bytes=path.stat().st_size)
-
-
-def read_manifest(bundle_dir: str | Path) -> Manifest:
-    """The manifest of the bundle at ``bundle_dir`` (nothing is loaded or trusted)."""
-    path = Path(bundle_dir) / MANIFEST_FILE
-    try:
-        manifest = Manifest.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise BundleError(
-            f"{str(bundle_dir)!r} is not a vigil bundle (no {MANIFEST_FILE})"
-        ) from exc
-    except ValueError as exc:
-        raise BundleError(f"{MANIFEST_FILE} in {str(bundle_dir)!r} is invalid: {exc}") from exc
-    if manifest.format_version > FORMAT_VERSION:
-        raise BundleError(
-            f"the bundle has format {manifest.format_version}, newer than this vigil "
-            f"understands ({FORMAT_VERSION}); upgrade vigil"
-        )
-    return manifest
 
 
 def load_bundle(

@@ -15,11 +15,14 @@ policy (see :mod:`vigil.bundle.trust`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from vigil.bundle.signature import Signature
+from vigil.errors import BundleError
 
 MANIFEST_FILE = "vigil.json"
 PROFILE_FILE = "profile.json"
@@ -73,3 +76,29 @@ class Manifest(BaseModel):
     reference: ReferenceInfo | None = None
     profile_file: str | None = None
     sample_file: str | None = None
+
+
+def read_manifest(bundle_dir: str | Path) -> Manifest:
+    """The checked manifest of the bundle at ``bundle_dir`` (nothing is loaded or trusted):
+    what the registry stores with a version and what loading a bundle starts from."""
+    root = Path(bundle_dir)
+    hint = "build one with vigil.bundle.build_bundle(...), or register the model file with `vigil register`"
+    if not root.is_dir():
+        raise BundleError(f"{root} is not a directory; pass a bundle directory ({hint})")
+    path = root / MANIFEST_FILE
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise BundleError(f"{root} has no {MANIFEST_FILE}: it is not a bundle ({hint})") from None
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the document"
+        raise BundleError(
+            f"{path} is invalid: {where}: {first['msg']}; rebuild the bundle"
+        ) from None
+    if manifest.format_version > FORMAT_VERSION:
+        raise BundleError(
+            f"the bundle has format {manifest.format_version}, newer than this vigil "
+            f"understands ({FORMAT_VERSION}); upgrade vigil"
+        )
+    return manifest

@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.errors import ReferenceDataError
+from vigil.file_formats import TABLES, TableFormat, format_of
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
     import pyarrow as pa
-
-PARQUET_SUFFIXES = (".parquet", ".pq")
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 
 
 class Chunk:
@@ -108,11 +106,14 @@ class Reference:
         path: Path | None,
         frame: pd.DataFrame | None,
         chunk_rows: int,
+        format: TableFormat | None = None,
     ) -> None:
         self.schema = schema
         self.n_rows = n_rows
         self.name = name
         self.path = path
+        self.format = format
+        """The file's format (``None`` for a DataFrame)."""
         self.in_memory = frame is not None
         self._frame = frame
         self._chunk_rows = chunk_rows
@@ -129,7 +130,7 @@ class Reference:
                 yield Chunk(None, frame.iloc[start : start + self._chunk_rows])
             return
         assert self.path is not None
-        if self.path.suffix.lower() in PARQUET_SUFFIXES:
+        if self.format == "parquet":
             import pyarrow.parquet as pq
 
             # pre_buffer=False: with it on, the reader keeps every row group's raw bytes
@@ -139,7 +140,7 @@ class Reference:
                 for batch in pf.iter_batches(batch_size=self._chunk_rows, columns=columns):
                     yield Chunk(batch, None)
             return
-        reader = _open_csv(self.path, self._csv_block_bytes(), columns)
+        reader = _open_csv(self.path, self._csv_block_bytes(), columns, tabs=self.format == "tsv")
         try:
             for batch in reader:
                 yield Chunk(batch, None)
@@ -152,12 +153,14 @@ class Reference:
         return max(1 << 12, self._chunk_rows * width * 16)
 
 
-def _open_csv(path: Path, block_size: int, columns: list[str] | None = None) -> Any:
+def _open_csv(
+    path: Path, block_size: int, columns: list[str] | None = None, *, tabs: bool = False
+) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
     options = pcsv.ReadOptions(block_size=block_size)
-    parse = pcsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+    parse = pcsv.ParseOptions(delimiter="\t" if tabs else ",")
     # An empty CSV field is a missing value, for text columns too (as pandas reads it).
     convert = pcsv.ConvertOptions(include_columns=columns or [], strings_can_be_null=True)
     try:
@@ -199,8 +202,10 @@ def open_reference(reference: pd.DataFrame | str | Path, *, chunk_rows: int = 20
     path = Path(reference)
     if not path.is_file():
         raise ReferenceDataError(f"reference data {str(path)!r} is not a file")
-    suffix = path.suffix.lower()
-    if suffix in PARQUET_SUFFIXES:
+    fmt = format_of(
+        path, TABLES, what="reference data ", hint="; convert it, or pass a pandas DataFrame"
+    )
+    if fmt == "parquet":
         import pyarrow.parquet as pq
 
         try:
@@ -215,15 +220,17 @@ def open_reference(reference: pd.DataFrame | str | Path, *, chunk_rows: int = 20
             path=path,
             frame=None,
             chunk_rows=chunk_rows,
+            format=fmt,
         )
-    if suffix in CSV_SUFFIXES:
-        reader = _open_csv(path, 1 << 20)
-        schema = reader.schema
-        reader.close()
-        return Reference(
-            schema=schema, n_rows=None, name=path.name, path=path, frame=None, chunk_rows=chunk_rows
-        )
-    raise ReferenceDataError(
-        f"reference data {path.name!r} is neither Parquet ({', '.join(PARQUET_SUFFIXES)}) nor "
-        f"CSV ({', '.join(CSV_SUFFIXES)}); convert it, or pass a pandas DataFrame"
+    reader = _open_csv(path, 1 << 20, tabs=fmt == "tsv")
+    schema = reader.schema
+    reader.close()
+    return Reference(
+        schema=schema,
+        n_rows=None,
+        name=path.name,
+        path=path,
+        frame=None,
+        chunk_rows=chunk_rows,
+        format=fmt,
     )

@@ -3,6 +3,36 @@
 Commands only translate arguments into calls of :class:`vigil.app.Vigil` and results into
 tables or JSON. Any vigil error becomes one line on stderr and a non-zero exit status,
 never a traceback.
+
+One way to do each thing:
+
+* Command groups are singular nouns: ``vigil model``, ``alias``, ``key``, ``alert``,
+  ``endpoint``, ``experiment``, ``monitor`` (``models``, ``keys`` and ``alerts`` still work,
+  hidden, as they were first named).
+* ``--json`` prints for scripts, in every command that shows or changes something.
+* Durations and points in time are written one way (:mod:`vigil.durations`).
+* Long jobs draw their progress on stderr through :func:`vigil.console.progress`.
+* A short flag means the same in every command that has it:
+
+  ====  ===================  =========================================================
+  flag  long form            commands
+  ====  ===================  =========================================================
+  -a    --alias              register, rollback, experiment conclude
+  -d    --description        register
+  -f    --file               endpoint create/update
+  -m    --metric             register
+  -n    --limit / --last     audit, alert list, monitor show (how many rows to show)
+  -o    --output             predict
+  -p    --policy             endpoint create/update
+  -r    --reference          register
+  -s    --since              report, monitor run, experiment status
+  -t    --tag                register
+  -v    --variant            endpoint create/update
+  -w    --window             monitor run/show
+  ====  ===================  =========================================================
+
+  Every other option has only its long form. ``tests/test_cli.py`` checks this table
+  against the commands.
 """
 
 from __future__ import annotations

@@ -4,14 +4,22 @@ The options are turned into exactly the document the admin REST API takes (``nam
 ``variants``, ``policy``, ``unit``, ``salt``, ``alert_webhooks``), which
 :func:`~vigil.experiments.config.parse_endpoint` then checks; so the CLI and the API refuse
 the same configurations with the same messages. Options that do not apply to the chosen
-policy are refused rather than silently ignored.
+policy are refused rather than silently ignored. Each option is defined once, in
+:class:`EndpointOptions`, and both commands take them through :func:`with_endpoint_options`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated as A
+from typing import Any, get_type_hints
+
+import typer
 
 from vigil.errors import InvalidParameterError
 
@@ -151,11 +159,11 @@ def _canary_steps(policy: dict[str, Any], given: dict[str, Any]) -> None:
 
 
 def endpoint_document(
-    name: str | None, current: dict[str, Any] | None, opts: dict[str, Any]
+    name: str | None, current: dict[str, Any] | None, options: EndpointOptions
 ) -> dict[str, Any]:
     """The endpoint document from ``current`` (None: a new endpoint) and the options."""
-    file = opts.pop("file")
-    given = {k: v for k, v in opts.items() if v not in (None, [], {})}
+    file = options.file
+    given = {k: v for k, v in asdict(options).items() if k != "file" and v not in (None, [], {})}
     if file is not None:
         if given:
             shown = ", ".join("--" + k.replace("_", "-") for k in sorted(given))
@@ -205,30 +213,95 @@ def endpoint_document(
     return data
 
 
-def collect_options(
-    file: Path | None,
-    variant: list[str] | None,
-    policy: str | None,
-    weight: list[str] | None,
-    primary: str | None,
-    shadow: list[str] | None,
-    sample_rate: float | None,
-    stable: str | None,
-    canary: str | None,
-    canary_steps: str | None,
-    step_duration: float | None,
-    step_requests: int | None,
-    max_error_rate_increase: float | None,
-    max_latency_ratio: float | None,
-    max_quality_drop: float | None,
-    guard_min_requests: int | None,
-    promote_alias: str | None,
-    epsilon: float | None,
-    reward: str | None,
-    refresh: float | None,
-    unit_header: str | None,
-    unit_field: str | None,
-    salt: str | None,
-    alert_webhook: list[str] | None,
-) -> dict[str, Any]:
-    return dict(locals())
+Opt = typer.Option  # short, so most options below fit on one line
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    """The options of ``vigil endpoint create`` and ``update``, each defined once here
+    (flags, help) and given to both commands by :func:`with_endpoint_options`."""
+
+    file: A[Path | None, Opt("--file", "-f", help="The whole configuration as YAML or JSON.")] = (
+        None
+    )
+    variant: A[
+        list[str] | None,
+        Opt("--variant", "-v", help="Variant NAME=models:/MODEL@ALIAS or NAME=models:/MODEL/N."),
+    ] = None
+    policy: A[str | None, Opt("--policy", "-p", help=f"One of: {', '.join(POLICIES)}.")] = None
+    weight: A[list[str] | None, Opt("--weight", help="split: NAME=WEIGHT (relative).")] = None
+    primary: A[str | None, Opt("--primary", help="fixed: the variant; shadow: who answers.")] = None
+    shadow: A[list[str] | None, Opt("--shadow", help="shadow: a variant receiving copies.")] = None
+    sample_rate: A[float | None, Opt("--sample-rate", help="shadow: share of requests copied.")] = (
+        None
+    )
+    stable: A[str | None, Opt("--stable", help="canary: the variant serving now.")] = None
+    canary: A[str | None, Opt("--canary", help="canary: the variant being ramped up.")] = None
+    canary_steps: A[
+        str | None, Opt("--canary-steps", help="canary: percents, e.g. 5,25,50,100.")
+    ] = None
+    step_duration: A[
+        float | None, Opt("--step-duration", help="canary: least seconds per step.")
+    ] = None
+    step_requests: A[
+        int | None, Opt("--step-requests", help="canary: least requests per step.")
+    ] = None
+    max_error_rate_increase: A[
+        float | None, Opt("--max-error-rate-increase", help="canary guard, e.g. 0.01.")
+    ] = None
+    max_latency_ratio: A[
+        float | None, Opt("--max-latency-ratio", help="canary guard: p99 ratio, e.g. 2.")
+    ] = None
+    max_quality_drop: A[
+        float | None, Opt("--max-quality-drop", help="canary guard: accuracy/reward drop.")
+    ] = None
+    guard_min_requests: A[
+        int | None, Opt("--guard-min-requests", help="canary: requests before judging.")
+    ] = None
+    promote_alias: A[
+        str | None,
+        Opt("--promote-alias", help="canary: alias moved on completion ('none': no move)."),
+    ] = None
+    epsilon: A[float | None, Opt("--epsilon", help="epsilon_greedy: exploration rate.")] = None
+    reward: A[str | None, Opt("--reward", help="bandits: bernoulli or gaussian.")] = None
+    refresh: A[float | None, Opt("--refresh", help="bandits: seconds between state reads.")] = None
+    unit_header: A[
+        str | None, Opt("--unit-header", help="Header with the unit id ('none': off).")
+    ] = None
+    unit_field: A[str | None, Opt("--unit-field", help="JSON body field with the unit id.")] = None
+    salt: A[str | None, Opt("--salt", help="Salt of the unit hash (changing it reshuffles).")] = (
+        None
+    )
+    alert_webhook: A[
+        list[str] | None, Opt("--alert-webhook", help="URL told of rollbacks and promotions.")
+    ] = None
+
+
+def with_endpoint_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with every :class:`EndpointOptions` field as a typer option after its
+    own parameters; it receives their values as one ``options`` argument."""
+    hints = get_type_hints(EndpointOptions, include_extras=True)
+    names = [f.name for f in fields(EndpointOptions)]
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "options"
+    ]
+    added = [
+        inspect.Parameter(
+            f.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=hints[f.name],
+        )
+        for f in fields(EndpointOptions)
+    ]
+
+    @functools.wraps(command)
+    def run(**values: Any) -> None:
+        options = EndpointOptions(**{name: values.pop(name) for name in names})
+        command(**values, options=options)
+
+    run.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+    return run

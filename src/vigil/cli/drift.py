@@ -7,14 +7,14 @@ stderr, only when the input is bad.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.console import console, err_console, print_json, shown, styled, table
+from vigil.cli._options import JSON
+from vigil.console import console, print_json, progress, shown, styled, table
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -55,38 +55,6 @@ def _row(c: ColumnDrift) -> tuple[str | Text, ...]:
         threshold_text(c),
         styled("✓", "bold red") if c.drifted else styled("✗", "green"),
     )
-
-
-@contextmanager
-def _progress(show: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]] | None]:
-    if not show:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("rows"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-
-        def start(label: str, total: int | None) -> Callable[[int], None]:
-            task = bar.add_task(label, total=total)
-            return lambda n: bar.advance(task, n)
-
-        yield start
 
 
 def show_drift(
@@ -147,7 +115,7 @@ def drift(
     reference: Path = typer.Argument(..., help="Reference data: CSV or Parquet."),
     current: Path = typer.Argument(..., help="Current data: CSV or Parquet."),
     html: Path = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
-    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    json_out: bool = JSON,
     columns: str = typer.Option(
         None, "--columns", help="Compare only these columns (comma-separated)."
     ),
@@ -167,14 +135,14 @@ def drift(
     from vigil.report import render_html, run_drift
 
     size = sum(p.stat().st_size for p in (reference, current) if p.is_file())
-    with _progress(size >= LARGE_INPUT_BYTES and not json_out) as progress:
+    with progress(size >= LARGE_INPUT_BYTES and not json_out) as display:
         run = run_drift(
             reference,
             current,
             columns=_names(columns),
             categorical=_names(categorical),
             target=target,
-            progress=progress,
+            progress=partial(display.step, unit="rows") if display else None,
         )
     if html is not None:
         page = render_html(

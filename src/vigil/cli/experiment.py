@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 import typer
 
+from vigil.cli._options import JSON, services, since_option, time_option
 from vigil.console import console, print_json, shown
 from vigil.errors import InvalidParameterError
 
@@ -16,38 +15,7 @@ experiment_app = typer.Typer(
     no_args_is_help=True,
 )
 
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 _BAR = 20
-_AGO = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def _vigil() -> Any:
-    from vigil.app import default
-
-    return default()
-
-
-def parse_since(text: str | None) -> datetime | None:
-    """``24h``, ``30m``, ``7d`` (ago) or an ISO 8601 timestamp (UTC when no zone is given).
-
-    >>> parse_since("2025-01-02T03:00:00")
-    datetime.datetime(2025, 1, 2, 3, 0, tzinfo=datetime.timezone.utc)
-    """
-    if text is None:
-        return None
-    found = _AGO.fullmatch(text.strip())
-    if found:
-        amount, unit = float(found.group(1)), _UNITS[found.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: amount})
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidParameterError(
-            f"--since takes a duration such as 24h, 30m, 7d or an ISO 8601 time, got {text!r}",
-            detail={"option": "since"},
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def share_bar(share: float | None, width: int = _BAR) -> str:
@@ -114,11 +82,11 @@ def _print_table(result: Any) -> None:
 @experiment_app.command("status")
 def status(
     endpoint: str = typer.Argument(..., help="Endpoint name."),
-    since: str = typer.Option(None, "--since", help="Only requests since: 24h, 7d or ISO."),
+    since: str = since_option(None, "Only requests since"),
     source: str = typer.Option(
         "auto", "--source", help="auto, capture (inference log) or state (shared counters)."
     ),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Per variant: traffic share, requests, feedback, the metric with its 95% interval,
     lift over the control, p-value, always-valid p-value, probability of being best and
@@ -130,7 +98,9 @@ def status(
             f"--source must be auto, capture or state, got {source!r}", detail={"option": "source"}
         )
     chosen = cast(Literal["auto", "capture", "state"], source)
-    result = experiment_status(_vigil(), endpoint, since=parse_since(since), source=chosen)
+    result = experiment_status(
+        services(), endpoint, since=time_option(since, "--since"), source=chosen
+    )
     if json_out:
         print_json(result.to_dict())
         return
@@ -158,17 +128,17 @@ def conclude(
     endpoint: str = typer.Argument(..., help="Endpoint name."),
     promote: str = typer.Option(..., "--promote", help="The variant that wins."),
     alias: str = typer.Option(
-        None, "--alias", help="Also point this alias of its model at its version (production)."
+        None, "--alias", "-a", help="Also point this alias of its model at its version."
     ),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """End the experiment: every request goes to the --promote variant from now on (and
     --alias moves to its version). Both changes are audited."""
     from vigil.experiments.status import conclude as conclude_experiment
 
-    v = _vigil()
+    app = services()
     done = conclude_experiment(
-        v, endpoint, promote=promote, actor=v.settings.resolved_actor, alias=alias
+        app, endpoint, promote=promote, actor=app.settings.resolved_actor, alias=alias
     )
     if json_out:
         from dataclasses import asdict

@@ -12,42 +12,27 @@ from pathlib import Path
 
 import typer
 
-from vigil.console import console, err_console, print_json, shown, table
+from vigil.cli._options import JSON, services
+from vigil.console import console, print_json, progress, shown, table
 
 
 def feedback(
     path: Path = typer.Argument(
         ..., help="CSV, Parquet or JSONL file with request_id + label/reward."
     ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print JSON for scripts instead of a table."
-    ),
+    as_json: bool = JSON,
 ) -> None:
     """Store the labels/rewards of FILE; print how many were accepted, duplicates, unknown
     (no captured prediction with that request id) and late."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from vigil.app import default
     from vigil.feedback import load_feedback_file
 
-    vigil = default()
+    app = services()
     records = load_feedback_file(path)
-    store = vigil.feedback_store()
+    store = app.feedback_store()
     try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=err_console,
-            transient=True,
-            disable=as_json,
-        ) as progress:
-            task = progress.add_task("matching with the capture log", total=len(records))
-
-            def advance(done: int, total: int) -> None:
-                progress.update(task, description="storing", completed=done, total=total)
-
-            result = store.submit(records, progress=advance)
+        with progress(not as_json) as display:
+            step = display.step("storing feedback", len(records), unit="rows") if display else None
+            result = store.submit(records, progress=step.update if step else None)
     finally:
         store.close()
     summary = {

@@ -1,4 +1,4 @@
-"""``vigil keys``: create, list and revoke the API keys the server checks.
+"""``vigil key``: create, list and revoke the API keys the server checks.
 
 The token of a new key is printed once, on stdout, and never again: only its SHA-256 is
 stored. ``list`` shows ids and prefixes, never tokens.
@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from vigil.cli._options import JSON, services
 from vigil.console import as_dict, console, err_console, print_json, shown, table, when
 
 if TYPE_CHECKING:
     from vigil.auth.keys import KeyStore
 
-keys_app = typer.Typer(
+key_app = typer.Typer(
     help="Create, list and revoke API keys (Authorization: Bearer vk_...).",
     no_args_is_help=True,
 )
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")
 
 
 class RoleChoice(StrEnum):
@@ -33,13 +32,12 @@ class RoleChoice(StrEnum):
 
 
 def _store() -> KeyStore:
-    from vigil.app import default
     from vigil.auth.keys import KeyStore
 
-    return KeyStore.from_vigil(default())
+    return KeyStore.from_vigil(services())
 
 
-@keys_app.command("create")
+@key_app.command("create")
 def create(
     role: RoleChoice = typer.Option(
         ...,
@@ -47,7 +45,7 @@ def create(
         help="read (model metadata), predict (also predictions) or admin (also registry changes).",
     ),
     name: str = typer.Option(None, "--name", help="What the key is for, e.g. churn-frontend."),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Create a key and print its token once (it cannot be shown again)."""
     created = _store().create(role.value, name=name)
@@ -61,7 +59,7 @@ def create(
         + ")",
         highlight=False,
     )
-    # The token alone on stdout, so `TOKEN=$(vigil keys create ...)` captures just it.
+    # The token alone on stdout, so `TOKEN=$(vigil key create ...)` captures just it.
     typer.echo(created.token)
     err_console.print(
         "[yellow]warning:[/] copy this token now: it is shown only once and cannot be "
@@ -70,10 +68,10 @@ def create(
     )
 
 
-@keys_app.command("list")
+@key_app.command("list")
 def list_keys(
     all_keys: bool = typer.Option(False, "--all", help="Include revoked keys."),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """List API keys (ids, roles, last use; never tokens)."""
     keys = _store().list(include_revoked=all_keys)
@@ -81,7 +79,7 @@ def list_keys(
         print_json([as_dict(k) for k in keys])
         return
     if not keys:
-        console.print("no API keys yet; create one with: vigil keys create --role predict")
+        console.print("no API keys yet; create one with: vigil key create --role predict")
         return
     table(
         "API keys",
@@ -102,10 +100,10 @@ def list_keys(
     )
 
 
-@keys_app.command("revoke")
+@key_app.command("revoke")
 def revoke(
-    key_id: str = typer.Argument(..., help="Id of the key (see vigil keys list)."),
-    json_out: bool = JSON_OPT,
+    key_id: str = typer.Argument(..., help="Id of the key (see vigil key list)."),
+    json_out: bool = JSON,
 ) -> None:
     """Revoke a key for good; servers refuse it within their auth cache time (5 s)."""
     key = _store().revoke(key_id)
@@ -116,4 +114,5 @@ def revoke(
 
 
 def install(app: typer.Typer) -> None:
-    app.add_typer(keys_app, name="keys")
+    app.add_typer(key_app, name="key")
+    app.add_typer(key_app, name="keys", hidden=True)  # the plural, as it was first named

@@ -1,4 +1,4 @@
-"""Registry commands: register, models list/show, alias set/delete, rollback, audit."""
+"""Registry commands: register, model list/show, alias set/delete, rollback, audit."""
 
 from __future__ import annotations
 
@@ -7,30 +7,24 @@ from typing import Any
 
 import typer
 
+from vigil.cli._options import JSON, rows_option, services
 from vigil.console import (
     as_dict,
     console,
     fail,
     human_size,
     print_json,
+    progress,
     shown,
     table,
     when,
 )
 from vigil.uri import MAX_VERSION
 
-models_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
+model_app = typer.Typer(help="List and inspect registered models.", no_args_is_help=True)
 alias_app = typer.Typer(
     help="Point aliases (production, staging, ...) at versions.", no_args_is_help=True
 )
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
-
-
-def _vigil() -> Any:
-    from vigil.app import default
-
-    return default()
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -80,7 +74,7 @@ def register(
         "--trust-type",
         help="Trust one type in a skops file, e.g. sklearn.tree._tree.Tree (repeatable).",
     ),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Register a model file as a new immutable version, with its signature and baseline profile."""
     from vigil.bundle.trust import TrustPolicy
@@ -92,9 +86,9 @@ def register(
         except ValueError:
             fail(f"--metric {key}={value!r}: the value must be a number")
     trust = TrustPolicy(trust_pickle=trust_pickle, trusted_types=tuple(trust_type or ()))
-    v = _vigil()
-    with _progress(json_out) as progress:
-        mv = v.register(
+    with progress(not json_out) as display:
+        step = display.step("profiling reference", unit="rows") if display and reference else None
+        mv = services().register(
             str(path),
             name=name,
             reference=str(reference) if reference else None,
@@ -105,7 +99,7 @@ def register(
             description=description,
             flavor=flavor,
             trust=trust,
-            progress=progress,
+            progress=step.update if step else None,
         )
     if json_out:
         print_json(as_dict(mv))
@@ -117,44 +111,10 @@ def register(
     )
 
 
-class _progress:
-    """A rich progress bar for profiling large reference files (quiet for --json)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Any:
-        if self.quiet:
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("profiling reference"),
-            BarColumn(),
-            TextColumn("{task.completed:,} rows"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._bar.__enter__()
-        self._task = self._bar.add_task("profile", total=None)
-
-        def update(done: int, total: int | None) -> None:
-            self._bar.update(self._task, completed=done, total=total or None)
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
-@models_app.command("list")
-def list_models(json_out: bool = JSON_OPT) -> None:
+@model_app.command("list")
+def list_models(json_out: bool = JSON) -> None:
     """List registered models with their newest version and aliases."""
-    reg = _vigil().registry
+    reg = services().registry
     models = reg.list_models()
     if json_out:
         print_json([as_dict(m) for m in models])
@@ -185,15 +145,15 @@ def list_models(json_out: bool = JSON_OPT) -> None:
     table("Registered models", ["name", "latest", "versions", "aliases", "updated"], rows)
 
 
-@models_app.command("show")
+@model_app.command("show")
 def show(
     uri: str = typer.Argument(
         ..., help="models:/NAME/VERSION, models:/NAME@ALIAS or NAME (all versions)."
     ),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Show one version (signature, metrics, lineage), or every version of a model."""
-    reg = _vigil().registry
+    reg = services().registry
     if "/" not in uri and "@" not in uri:
         versions = reg.list_versions(uri)
         if json_out:
@@ -277,34 +237,35 @@ def alias_set(
     alias: str = typer.Argument(..., help="Alias, e.g. production."),
     version: int = typer.Argument(..., min=1, max=MAX_VERSION, help="Version number to point at."),
     reason: str = typer.Option(None, "--reason", help="Why, for the audit log."),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Point ALIAS of model NAME at VERSION (recorded in the alias history and audit log)."""
-    change = _vigil().registry.set_alias(name, alias, version, reason=reason)
+    mv = services().registry.set_alias(name, alias, version, reason=reason)
     if json_out:
-        print_json(
-            as_dict(change)
-            if not isinstance(change, tuple)
-            else {"from": change[0], "to": change[1]}
-        )
+        print_json(as_dict(mv))
         return
     console.print(f"[green]alias[/] {shown(name)}@{shown(alias)} → version {version}")
 
 
 @alias_app.command("delete")
-def alias_delete(name: str = typer.Argument(...), alias: str = typer.Argument(...)) -> None:
-    """Remove an alias."""
-    _vigil().registry.delete_alias(name, alias)
+def alias_delete(
+    name: str = typer.Argument(...), alias: str = typer.Argument(...), json_out: bool = JSON
+) -> None:
+    """Remove an alias (its history stays in the audit log)."""
+    version = services().registry.delete_alias(name, alias)
+    if json_out:
+        print_json({"model": name, "alias": alias, "version": version})
+        return
     console.print(f"[green]deleted[/] alias {shown(name)}@{shown(alias)}")
 
 
 def rollback(
     name: str = typer.Argument(..., help="Model name."),
     alias: str = typer.Option("production", "--alias", "-a", help="Alias to move back."),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Move ALIAS back to the version it pointed to before its last move."""
-    before, after = _vigil().registry.rollback(name, alias)
+    before, after = services().registry.rollback(name, alias)
     if json_out:
         print_json({"model": name, "alias": alias, "from_version": before, "to_version": after})
         return
@@ -313,11 +274,11 @@ def rollback(
 
 def audit(
     name: str = typer.Argument(None, help="Only events of this model."),
-    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
-    json_out: bool = JSON_OPT,
+    limit: int = rows_option(50, most=10_000),
+    json_out: bool = JSON,
 ) -> None:
     """Show the audit trail: who changed what, when, from what to what."""
-    events = _vigil().registry.audit(name, limit=limit)
+    events = services().registry.audit(name, limit=limit)
     if json_out:
         print_json([as_dict(e) for e in events])
         return
@@ -349,7 +310,8 @@ def _brief(value: Any) -> str:
 
 def install(app: typer.Typer) -> None:
     app.command()(register)
-    app.add_typer(models_app, name="models")
+    app.add_typer(model_app, name="model")
+    app.add_typer(model_app, name="models", hidden=True)  # the plural, as it was first named
     app.add_typer(alias_app, name="alias")
     app.command()(rollback)
     app.command()(audit)

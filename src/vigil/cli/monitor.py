@@ -1,4 +1,4 @@
-"""``vigil monitor run|show`` and ``vigil alerts list``: monitoring on demand and its results.
+"""``vigil monitor run|show`` and ``vigil alert list``: monitoring on demand and its results.
 
 ``monitor run`` computes every window that is due (the same cycle the server runs on its
 schedule), evaluates the alert rules and notifies the webhooks, then prints the windows
@@ -8,12 +8,12 @@ way, and non-zero (one line on stderr) only for bad input.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from vigil.console import console, err_console, print_json, shown, styled, table, when
+from vigil.cli._options import JSON, WINDOW, rows_option, services, since_option, time_option
+from vigil.console import console, print_json, progress, shown, styled, table, when
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -26,35 +26,7 @@ monitor_app = typer.Typer(
     help="Compute drift, data quality and performance windows from the inference log.",
     no_args_is_help=True,
 )
-alerts_app = typer.Typer(help="Alerts raised by the monitoring rules.", no_args_is_help=True)
-
-JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
-
-
-def _vigil() -> Any:
-    from vigil.app import default
-
-    return default()
-
-
-def _since(text: str | None) -> datetime | None:
-    """``--since``: an ISO 8601 time with a zone, or a duration back from now (``2d``)."""
-    if text is None:
-        return None
-    from vigil.monitor.windows import as_utc, parse_duration
-    from vigil.storage.sql import utcnow
-
-    if text[:1].isdigit() and text[-1:] in "smhdw" and "-" not in text:
-        return utcnow() - parse_duration(text, what="--since")
-    try:
-        return as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        from vigil.errors import InvalidParameterError
-
-        raise InvalidParameterError(
-            f"--since {text!r} is neither a duration (2d, 12h) nor an ISO 8601 time "
-            "such as 2025-01-31T00:00:00+00:00"
-        ) from None
+alert_app = typer.Typer(help="Alerts raised by the monitoring rules.", no_args_is_help=True)
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -145,45 +117,33 @@ _ALERT_COLUMNS = ["id", "status", "severity", "rule", "summary", "since", "until
 @monitor_app.command("run")
 def run(
     model: str = typer.Argument(None, help="Only this model (default: every model in the log)."),
-    window: str = typer.Option(
-        None, "--window", "-w", help="Window: 15m, 1h, 1d or a number of predictions (500)."
-    ),
-    since: str = typer.Option(
-        None, "--since", help="Start: a duration back from now (2d) or an ISO 8601 time."
-    ),
+    window: str = WINDOW,
+    since: str = since_option(None, "Start"),
     partial: bool = typer.Option(
         False, "--partial", help="Also compute the current, incomplete window (marked partial)."
     ),
-    json_out: bool = JSON_OPT,
+    json_out: bool = JSON,
 ) -> None:
     """Compute every due window, evaluate the alert rules and notify the webhooks."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from vigil.monitor.cycle import monitor_once
     from vigil.monitor.windows import parse_window
 
-    vigil = _vigil()
+    app = services()
     # Bad input fails here, in one line, before any progress bar is drawn.
-    start = _since(since)
+    start = time_option(since, "--since")
     if window is not None:
         parse_window(window)
     if model is not None:
-        vigil.registry.get_model(model)
-    with Progress(
-        TextColumn("computing windows"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_out or not err_console.is_terminal,
-    ) as bar:
-        task = bar.add_task("windows", total=None)
-
-        def step(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+        app.registry.get_model(model)
+    with progress(not json_out) as display:
+        step = display.step("computing windows", unit="windows") if display else None
         result = monitor_once(
-            vigil, model=model, since=start, window=window, partial=partial, progress=step
+            app,
+            model=model,
+            since=start,
+            window=window,
+            partial=partial,
+            progress=step.update if step else None,
         )
     if json_out:
         print_json(
@@ -225,20 +185,18 @@ def _stored_row(w: StoredWindow) -> tuple[str | Text, ...]:
 @monitor_app.command("show")
 def show(
     model: str = typer.Argument(..., help="Model name."),
-    window: str = typer.Option(
-        None, "--window", "-w", help="Window setting to show (default: the configured one)."
-    ),
-    last: int = typer.Option(20, "--last", "-n", min=1, help="Show the newest N windows."),
-    json_out: bool = JSON_OPT,
+    window: str = WINDOW,
+    last: int = rows_option(20, "--last", "Show the newest N windows."),
+    json_out: bool = JSON,
 ) -> None:
     """Show the stored windows of MODEL, newest last."""
     from vigil.monitor.series import stored_windows
     from vigil.monitor.windows import parse_window
 
-    vigil = _vigil()
-    vigil.registry.get_model(model)
-    spec = parse_window(window) if window else vigil.monitor_settings.window_spec
-    windows = stored_windows(vigil.database, window=spec.text, model=model)[-last:]
+    app = services()
+    app.registry.get_model(model)
+    spec = parse_window(window) if window else app.monitor_settings.window_spec
+    windows = stored_windows(app.database, window=spec.text, model=model)[-last:]
     if json_out:
         print_json(
             [
@@ -268,19 +226,19 @@ def show(
     table(f"{model}: {spec.text} windows", _WINDOW_COLUMNS, [_stored_row(w) for w in windows])
 
 
-@alerts_app.command("list")
+@alert_app.command("list")
 def list_alerts_command(
     all_events: bool = typer.Option(
         False, "--all", help="Every firing and resolution, not only alerts firing now."
     ),
     model: str = typer.Option(None, "--model", help="Only alerts about this model."),
-    limit: int = typer.Option(200, "--limit", min=1, help="At most this many rows."),
-    json_out: bool = JSON_OPT,
+    limit: int = rows_option(200),
+    json_out: bool = JSON,
 ) -> None:
     """List the alerts firing now (or, with --all, the whole history)."""
     from vigil.monitor.alerts import list_alerts
 
-    events = list_alerts(_vigil().database, include_resolved=all_events, model=model, limit=limit)
+    events = list_alerts(services().database, include_resolved=all_events, model=model, limit=limit)
     if json_out:
         print_json([e.to_dict() for e in events])
         return
@@ -293,4 +251,5 @@ def list_alerts_command(
 
 def install(app: typer.Typer) -> None:
     app.add_typer(monitor_app, name="monitor")
-    app.add_typer(alerts_app, name="alerts")
+    app.add_typer(alert_app, name="alert")
+    app.add_typer(alert_app, name="alerts", hidden=True)  # the plural, as it was first named

@@ -7,8 +7,7 @@ line (or JSON); a bad row is one line on stderr naming the row and the feature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from time import perf_counter
@@ -16,10 +15,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.console import console, err_console, print_json, shown
+from vigil.cli._options import JSON, services
+from vigil.console import console, print_json, progress, shown
 
 if TYPE_CHECKING:
     from vigil.batch import BatchSummary, Tick
+    from vigil.console import Progress
 
 
 class Engine(StrEnum):
@@ -27,32 +28,19 @@ class Engine(StrEnum):
     ray = "ray"
 
 
-@contextmanager
-def _progress(show: bool) -> Iterator[Callable[[Tick], None] | None]:
-    """A rich bar on stderr: bytes (text formats) or rows (Parquet), with rows/s."""
-    if not show:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+def _ticks(display: Progress | None) -> Callable[[Tick], None] | None:
+    """Scoring progress: bytes (text formats) or rows (Parquet) done, with rows/s."""
+    if display is None:
+        return None
+    step = display.step("scoring")
+    started = perf_counter()
 
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rows]:,} rows · {task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("scoring", total=None, rows=0, rate="")
-        started = perf_counter()
+    def update(tick: Tick) -> None:
+        elapsed = perf_counter() - started
+        rate = f" · {tick.rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+        step.update(tick.done, tick.total, note=f"{tick.rows:,} rows{rate}")
 
-        def update(tick: Tick) -> None:
-            elapsed = perf_counter() - started
-            rate = f"{tick.rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-            bar.update(task, total=tick.total, completed=tick.done, rows=tick.rows, rate=rate)
-
-        yield update
+    return update
 
 
 def _show(summary: BatchSummary) -> None:
@@ -92,7 +80,7 @@ def predict(
     num_cpus: int = typer.Option(
         None, "--num-cpus", min=1, help="CPUs of the local Ray instance (default: all)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    json_out: bool = JSON,
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """Score every row of INPUT with a registered model and write OUTPUT.
@@ -101,14 +89,13 @@ def predict(
     A row the model cannot accept stops the job, naming the row (from 0) and the feature.
     No output is left behind on failure. With --engine ray, OUTPUT is a new directory.
     """
-    from vigil.app import default
-    from vigil.batch import format_of, score_file
-    from vigil.batch.score import check_paths
+    from vigil.batch import score_file
+    from vigil.batch.score import check_paths, formats_of
     from vigil.errors import InvalidParameterError
 
     if engine is Engine.local and (ray_address is not None or num_cpus is not None):
         raise InvalidParameterError("--ray-address and --num-cpus need --engine ray")
-    app = default()
+    app = services()
     if engine is Engine.ray:
         from vigil.batch.ray_engine import score_with_ray
 
@@ -126,10 +113,10 @@ def predict(
         )
     else:
         # Bad paths fail before the model is fetched and loaded.
-        format_of(input), format_of(output, format)
+        formats_of(input, output, format)
         check_paths(input, output)
         model = app.load(model_uri)
-        with _progress(not (json_out or no_progress)) as progress:
+        with progress(not (json_out or no_progress)) as display:
             summary = score_file(
                 model,
                 input,
@@ -138,7 +125,7 @@ def predict(
                 chunk_rows=chunk_rows,
                 proba=proba,
                 allow_inf=allow_inf,
-                progress=progress,
+                progress=_ticks(display),
             )
     if json_out:
         print_json(summary.to_dict())

@@ -7,57 +7,18 @@ window, a version without a baseline profile) or the arguments are bad.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.console import console, err_console, print_json, shown
+from vigil.cli._options import JSON, services, since_option, time_option
+from vigil.console import console, print_json, progress, shown
 from vigil.uri import MAX_VERSION
 
 if TYPE_CHECKING:
     from vigil.report.capture_report import CaptureReport
-
-
-@contextmanager
-def _progress(show: bool) -> Iterator[Callable[[str, int | None], Callable[[int], None]] | None]:
-    """A transient rich progress display on stderr: a spinner while the log is read, then
-    a bar over the compared features."""
-    if not show:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        previous: list[TaskID] = []
-
-        def start(label: str, total: int | None) -> Callable[[int], None]:
-            for task in previous:  # a new step ends the one before it
-                bar.update(task, visible=False)
-            task = bar.add_task(label, total=total)
-            previous.append(task)
-            return lambda n: bar.advance(task, n)
-
-        yield start
 
 
 def _show(result: CaptureReport) -> None:
@@ -85,11 +46,9 @@ def report(
     model_uri: str = typer.Argument(
         ..., help="The model: models:/NAME@ALIAS, models:/NAME/VERSION or NAME."
     ),
-    since: str = typer.Option(
-        "24h", "--since", help="Start of the window: 30m, 24h, 7d, 2w ago, or an ISO date/time."
-    ),
+    since: str = since_option("24h", "Start of the window"),
     until: str = typer.Option(
-        None, "--until", help="End of the window (exclusive), same forms; default: now."
+        None, "--until", help="End of the window (exclusive), as --since; default: now."
     ),
     version: int = typer.Option(
         None,
@@ -100,23 +59,27 @@ def report(
         "(default: every captured version, against the URI's version's baseline).",
     ),
     html: Path = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
-    json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    json_out: bool = JSON,
 ) -> None:
     """Compare the predictions captured for MODEL_URI with its baseline profile.
 
     Exits 0 whether or not drift is found; non-zero when there is nothing to compare.
     """
-    from vigil.app import default
     from vigil.report.capture_report import capture_report
     from vigil.report.html import render_html
-    from vigil.report.window import describe_window, parse_when
+    from vigil.report.window import describe_window
 
     now = datetime.now(UTC)
-    start = parse_when(since, now=now, option="--since")
-    end = parse_when(until, now=now, option="--until") if until is not None else None
-    with _progress(not json_out and err_console.is_terminal) as progress:
+    start = time_option(since, "--since", now=now)
+    end = time_option(until, "--until", now=now)
+    with progress(not json_out) as display:
         result = capture_report(
-            default(), model_uri, since=start, until=end, version=version, progress=progress
+            services(),
+            model_uri,
+            since=start,
+            until=end,
+            version=version,
+            progress=display.step if display else None,
         )
     if html is not None:
         page = render_html(

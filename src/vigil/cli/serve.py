@@ -89,7 +89,7 @@ def _authentication(host: str, requested: str) -> bool:
         where = "a non-loopback address" if not loopback else "authentication on"
         fail(
             f"refusing to serve on {host}: {where} needs API keys, and no active key may "
-            "predict; create one with: vigil keys create --role predict"
+            "predict; create one with: vigil key create --role predict"
         )
     return True
 

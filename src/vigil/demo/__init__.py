@@ -92,7 +92,7 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
     )
     console.print(Rule())
     console.print(
-        "next: [bold]vigil models list[/], [bold]vigil models show models:/breast-cancer@production[/], [bold]vigil audit[/]"
+        "next: [bold]vigil model list[/], [bold]vigil model show models:/breast-cancer@production[/], [bold]vigil audit[/]"
     )
     if "VIGIL_HOME" not in os.environ and home is None:
         console.print(f"(state lives in {settings.home}; set VIGIL_HOME to use another place)")

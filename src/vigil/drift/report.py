@@ -38,12 +38,12 @@ from vigil.drift._column import NumericColumn, count_categories, is_categorical_
 from vigil.drift.binning import DEFAULT_BINS
 from vigil.drift.categorical import count_against_profile
 from vigil.drift.column_drift import ColumnDrift, categorical_drift, numeric_drift
-from vigil.drift.multiple_testing import benjamini_hochberg
 from vigil.drift.reference import numeric_reference, numeric_reference_from_profile
 from vigil.drift.select import ALPHA, SMALL_SAMPLE
 from vigil.errors import ValidationError
 from vigil.params import fail
 from vigil.profile_schema import BaselineProfile, CategoricalProfile, NumericProfile
+from vigil.stats.multiple_testing import benjamini_hochberg
 
 DRIFT_SHARE = 0.5
 

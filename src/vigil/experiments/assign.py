@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from vigil.bandits import BanditPolicy, BanditState
-    from vigil.experiments.config import BanditPolicy as BanditConfig
+    from vigil.experiments.config import BanditTrafficPolicy as BanditConfig
     from vigil.experiments.config import UnitKey
 
 _SCALE = 2.0**-64

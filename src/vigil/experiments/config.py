@@ -53,7 +53,7 @@ from vigil.names import check_alias, check_name
 from vigil.uri import parse_model_ref
 
 __all__ = [
-    "BanditPolicy",
+    "BanditTrafficPolicy",
     "CanaryGuards",
     "CanaryPolicy",
     "CanaryStep",
@@ -208,8 +208,9 @@ class ShadowPolicy(_Strict):
     """Share of requests copied to the shadows."""
 
 
-class BanditPolicy(_Strict):
-    """A multi-armed bandit over all variants, learning from feedback rewards."""
+class BanditTrafficPolicy(_Strict):
+    """A multi-armed bandit over all variants, learning from feedback rewards (the
+    algorithm itself is a :class:`vigil.bandits.BanditPolicy`)."""
 
     kind: Literal["epsilon_greedy", "ucb1", "thompson"]
     epsilon: float = Field(default=0.1, ge=0, le=1)
@@ -222,7 +223,7 @@ class BanditPolicy(_Strict):
 
 
 Policy = Annotated[
-    FixedPolicy | SplitPolicy | CanaryPolicy | ShadowPolicy | BanditPolicy,
+    FixedPolicy | SplitPolicy | CanaryPolicy | ShadowPolicy | BanditTrafficPolicy,
     Field(discriminator="kind"),
 ]
 

@@ -29,7 +29,9 @@ webhook as its label, which an update may send back to keep that webhook.
 >>> from vigil.experiments.config import parse_endpoint
 >>> v = Vigil(load_settings(home=pathlib.Path(tempfile.mkdtemp())))
 >>> bundle = pathlib.Path(tempfile.mkdtemp())
->>> _ = (bundle / "vigil.json").write_text(json.dumps({"flavor": "sklearn", "signature": {}}))
+>>> manifest = {"flavor": "sklearn", "model_file": "model.bin", "signature": {"inputs": []},
+...             "source": {"kind": "file", "name": "model.bin"}}
+>>> _ = (bundle / "vigil.json").write_text(json.dumps(manifest))
 >>> _ = v.registry.register_version("churn", bundle, alias="production")
 >>> store = EndpointStore(v)
 >>> cfg = parse_endpoint({"name": "checkout", "salt": "s1",
@@ -61,7 +63,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.audit import record_audit
-from vigil.errors import ConflictError, InvalidParameterError, NotFoundError
+from vigil.errors import (
+    ConflictError,
+    EndpointNotFoundError,
+    InvalidParameterError,
+    NotFoundError,
+)
 from vigil.experiments.config import EndpointConfig, parse_endpoint
 from vigil.experiments.tables import EndpointRow
 from vigil.monitor.webhooks import is_label, webhook_label
@@ -72,13 +79,9 @@ if TYPE_CHECKING:
     from vigil.monitor.services import MonitorServices
     from vigil.registry.entities import ModelVersion
 
-__all__ = ["EndpointNotFoundError", "EndpointStore", "StoredEndpoint"]
+__all__ = ["EndpointStore", "StoredEndpoint"]
 
 _LISTED = 20
-
-
-class EndpointNotFoundError(NotFoundError):
-    code = "endpoint_not_found"
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,7 @@ from typing import Any
 
 from vigil.errors import ValidationError
 from vigil.feedback.record import FeedbackRecord, check_feedback
-
-_READERS = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
+from vigil.file_formats import ROWS, format_of
 
 
 def _clean(value: Any) -> Any:
@@ -37,12 +30,7 @@ def load_feedback_file(path: str | Path) -> list[FeedbackRecord]:
     import pandas as pd
 
     path = Path(path)
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise ValidationError(
-            f"cannot read feedback from {path.name!r}: use a .csv, .parquet or .jsonl file",
-            detail={"field": "path"},
-        )
+    kind = format_of(path, ROWS, what="feedback file ")
     if kind == "csv":
         frame = pd.read_csv(path, dtype={"request_id": str})
     elif kind == "parquet":

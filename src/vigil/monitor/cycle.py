@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from vigil.durations import parse_duration
 from vigil.monitor.alerts import AlertEvent, evaluate_rules, new_claim
 from vigil.monitor.engine import Progress, Resume, run_monitoring
 from vigil.monitor.measure import WindowResult
 from vigil.monitor.notify import deliver_events, retry_undelivered
 from vigil.monitor.settings import MonitorSettings
-from vigil.monitor.windows import as_utc, parse_duration, parse_window
+from vigil.monitor.windows import as_utc, parse_window
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:

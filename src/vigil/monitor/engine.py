@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from vigil.capture.reader import read_capture
+from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.measure import WindowResult, count_labelled, measure_window
@@ -33,7 +34,6 @@ from vigil.monitor.windows import (
     Window,
     WindowSpec,
     as_utc,
-    parse_duration,
     parse_window,
     split_windows,
 )

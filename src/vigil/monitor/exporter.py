@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 from prometheus_client import Gauge
 
 from vigil.bundle.signature import Signature
+from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.monitor.alerts import list_alerts
 from vigil.monitor.prometheus import REGISTRY
 from vigil.monitor.series import latest_points, read_series
 from vigil.monitor.settings import MonitorSettings
-from vigil.monitor.windows import parse_duration
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:

@@ -36,10 +36,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from vigil.durations import parse_duration
 from vigil.errors import InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
-from vigil.monitor.windows import WindowSpec, parse_duration, parse_window
+from vigil.monitor.windows import WindowSpec, parse_window
 from vigil.settings import build_settings, section_sources
 
 PayloadFormat = Literal["json", "slack"]

@@ -34,45 +34,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vigil.durations import is_duration, parse_duration
 from vigil.errors import InvalidParameterError
 
 if TYPE_CHECKING:
     import pandas as pd  # the server's start imports this module (its settings), not pandas
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _COUNT = re.compile(r"^\s*(\d+)\s*$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_duration(text: str | float | timedelta, *, what: str = "duration") -> timedelta:
-    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` (or seconds as a number).
-
-    >>> parse_duration("7d"), parse_duration(30)
-    (datetime.timedelta(days=7), datetime.timedelta(seconds=30))
-    >>> parse_duration("soon")
-    Traceback (most recent call last):
-    ...
-    vigil.errors.InvalidParameterError: invalid duration 'soon': write a number and a unit, e.g. 90s, 15m, 1h, 7d or 2w
-    """
-    if isinstance(text, timedelta):
-        seconds = text.total_seconds()
-    elif isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        match = _DURATION.fullmatch(str(text))
-        if match is None:
-            raise InvalidParameterError(
-                f"invalid {what} {str(text)[:40]!r}: write a number and a unit, "
-                "e.g. 90s, 15m, 1h, 7d or 2w",
-                detail={"field": what, "value": str(text)[:40]},
-            )
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if not np.isfinite(seconds) or seconds <= 0:
-        raise InvalidParameterError(
-            f"{what} must be positive, got {text!r}", detail={"field": what, "value": str(text)}
-        )
-    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -106,14 +75,13 @@ def parse_window(text: str | int) -> WindowSpec:
                 f"a count window needs at least 1 row, got {raw!r}", detail={"field": "window"}
             )
         return WindowSpec(text=str(size), size=size)
-    try:
-        seconds = parse_duration(raw, what="window").total_seconds()
-    except InvalidParameterError:
+    if not is_duration(raw):
         raise InvalidParameterError(
             f"invalid window {raw[:40]!r}: give a duration such as 15m, 1h or 1d, "
             "or a number of predictions such as 500",
             detail={"field": "window", "value": raw[:40]},
-        ) from None
+        )
+    seconds = parse_duration(raw, what="window").total_seconds()
     if seconds < 1:
         raise InvalidParameterError(
             f"a time window must last at least 1s, got {raw!r}", detail={"field": "window"}

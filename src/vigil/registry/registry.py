@@ -27,7 +27,9 @@ is kept in the alias history, and :meth:`Registry.rollback` walks that history b
 >>> home = pathlib.Path(tempfile.mkdtemp())
 >>> registry = Registry(Database("sqlite://"), ArtifactStore(str(home / "store")), actor="ada")
 >>> bundle = home / "bundle"; bundle.mkdir()
->>> _ = (bundle / "vigil.json").write_text(json.dumps({"flavor": "sklearn", "signature": {}}))
+>>> manifest = {"flavor": "sklearn", "model_file": "model.bin", "signature": {"inputs": []},
+...             "source": {"kind": "file", "name": "model.bin"}}
+>>> _ = (bundle / "vigil.json").write_text(json.dumps(manifest))
 >>> registry.register_version("churn", bundle, alias="production").version
 1
 >>> _ = (bundle / "model.bin").write_bytes(b"v2")
@@ -50,6 +52,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.audit import AuditEvent, read_audit, record_audit
+from vigil.bundle.manifest import read_manifest
 from vigil.errors import (
     AliasNotFoundError,
     ConflictError,
@@ -69,7 +72,6 @@ from vigil.registry._metadata import check_metrics, check_tags
 from vigil.registry.aliases import alias_stack, rollback_target
 from vigil.registry.entities import AliasEvent, ModelVersion, RegisteredModel
 from vigil.registry.lineage import collect_lineage
-from vigil.registry.manifest import read_manifest
 from vigil.registry.tables import (
     AliasEventRow,
     AliasRow,
@@ -146,7 +148,7 @@ class Registry:
             check_alias(alias)
         tags = check_tags(tags)
         metrics = check_metrics(metrics)
-        manifest = read_manifest(bundle_dir)
+        manifest = read_manifest(bundle_dir).model_dump(mode="json")
         full_lineage = collect_lineage(lineage, manifest)
         stored = self.store.put_dir(bundle_dir)
         try:

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vigil.bundle.reference import CSV_SUFFIXES, PARQUET_SUFFIXES, Reference, open_reference
+from vigil.bundle.reference import Reference, open_reference
 from vigil.errors import ReferenceDataError, ValidationError
+from vigil.file_formats import TABLES, format_of
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -52,11 +53,7 @@ def open_table(path: str | Path, side: str) -> Reference:
     p = Path(path)
     if not p.is_file():
         raise ReferenceDataError(f"{side} data {str(p)!r} is not a file; check the path")
-    if p.suffix.lower() not in (*PARQUET_SUFFIXES, *CSV_SUFFIXES):
-        raise ReferenceDataError(
-            f"{side} data {p.name!r} is neither Parquet ({', '.join(PARQUET_SUFFIXES)}) nor "
-            f"CSV ({', '.join(CSV_SUFFIXES)}); convert it first"
-        )
+    format_of(p, TABLES, what=f"{side} data ", hint="; convert it first")
     try:
         return open_reference(p, chunk_rows=CHUNK_ROWS)
     except ReferenceDataError as exc:
@@ -111,7 +108,7 @@ def read_columns(
     import pyarrow as pa
 
     try:
-        if table.path is not None and table.path.suffix.lower() in PARQUET_SUFFIXES:
+        if table.path is not None and table.format == "parquet":
             arrays, n_rows = _parquet_columns(table.path, columns, categorical, side, progress)
         else:
             arrays, n_rows = _chunked_columns(table, columns, categorical, side, progress)

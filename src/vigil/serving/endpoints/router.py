@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vigil.errors import VigilError
+from vigil.errors import EndpointNotFoundError, VigilError
 from vigil.experiments.assign import (
     UnitHasher,
     WeightedChoice,
@@ -47,7 +47,7 @@ from vigil.experiments.assign import (
 )
 from vigil.experiments.buffer import BufferedPolicyState
 from vigil.experiments.canary import CanaryController, canary_percent
-from vigil.experiments.config import BanditPolicy as BanditConfig
+from vigil.experiments.config import BanditTrafficPolicy as BanditConfig
 from vigil.experiments.config import (
     CanaryPolicy,
     EndpointConfig,
@@ -56,7 +56,7 @@ from vigil.experiments.config import (
     SplitPolicy,
 )
 from vigil.experiments.state import RedisPolicyState
-from vigil.experiments.store import EndpointNotFoundError, EndpointStore
+from vigil.experiments.store import EndpointStore
 from vigil.names import check_name
 from vigil.serving.endpoints.feedback import variant_counts
 from vigil.serving.endpoints.live import LiveEndpoint, Routed, target_of
@@ -315,7 +315,7 @@ class EndpointRouter:
 
     async def lookup(self, name: str) -> LiveEndpoint:
         """The endpoint ``name``; an unknown name reloads the list once (rate-limited)
-        before answering :class:`~vigil.experiments.store.EndpointNotFoundError` (404)."""
+        before answering :class:`~vigil.errors.EndpointNotFoundError` (404)."""
         live = self._endpoints.get(name)
         if live is not None:
             return live
