@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vigil.report.distributions import OTHER, summarise, summarise_categorical, summarise_numeric
+from vigil.report.distributions import (
+    OTHER,
+    chart_distributions,
+    summarise_categorical,
+    summarise_numeric,
+)
 
 
 def test_numeric_histogram_over_shared_edges_matches_numpy() -> None:
@@ -53,7 +58,7 @@ def test_categorical_top_k_and_other_match_pandas() -> None:
 
 def test_summarise_picks_the_kind_per_column() -> None:
     ref = {"x": np.arange(10.0), "k": np.array(["a", "b"] * 5, dtype=object)}
-    r, c = summarise(ref, ref, {"k"})
+    r, c = chart_distributions(ref, ref, {"k"})
     assert r == c
     assert (r["x"].kind, r["k"].kind) == ("numeric", "categorical")
     assert r["k"].labels == ("a", "b") and r["k"].proportions == (0.5, 0.5)

@@ -9,7 +9,7 @@ from html import escape
 from tests.report._data import ODD_NAME, frames
 
 from vigil.drift import DriftReport, compare
-from vigil.report import render_html, summarise
+from vigil.report import chart_distributions, render_html
 from vigil.report.tables import is_categorical_type
 
 
@@ -17,7 +17,9 @@ def _page(title: str = "Drift <report>") -> tuple[str, DriftReport]:
     ref, cur = frames(n=1500)
     report = compare(ref, cur)
     cats = {c.column for c in report.columns if c.kind == "categorical"}
-    r, c = summarise({k: ref[k].to_numpy() for k in ref}, {k: cur[k].to_numpy() for k in cur}, cats)
+    r, c = chart_distributions(
+        {k: ref[k].to_numpy() for k in ref}, {k: cur[k].to_numpy() for k in cur}, cats
+    )
     return render_html(report, r, c, title=title, target=report.column("label")), report
 
 

@@ -85,7 +85,7 @@ class DriftReport:
         }
 
 
-def summarise(
+def build_report(
     results: Iterable[ColumnDrift], *, alpha: float = ALPHA, drift_share: float = DRIFT_SHARE
 ) -> DriftReport:
     """Apply Benjamini–Hochberg to the p-value columns and the share rule to all."""
@@ -185,7 +185,7 @@ def compare(
                     thresholds=limits,
                 )
             )
-    return summarise(results, alpha=alpha, drift_share=drift_share)
+    return build_report(results, alpha=alpha, drift_share=drift_share)
 
 
 def compare_to_profile(
@@ -228,7 +228,7 @@ def compare_to_profile(
                 thresholds=limits,
             )
         )
-    return summarise(results, alpha=alpha, drift_share=drift_share)
+    return build_report(results, alpha=alpha, drift_share=drift_share)
 
 
 def profile_column_drift(

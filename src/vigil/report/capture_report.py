@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from vigil.bundle.bundle import read_profile
 from vigil.drift import ColumnDrift, DriftReport
-from vigil.drift.report import profile_column_drift, summarise
+from vigil.drift.report import build_report, profile_column_drift
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.errors import NotFoundError
 from vigil.profile_schema import BaselineProfile, CategoricalProfile
@@ -213,7 +213,7 @@ def report_from_table(
         uri=uri,
         model=model,
         baseline_version=baseline_version,
-        report=summarise(results),
+        report=build_report(results),
         reference_summary=ref_summary,
         current_summary=cur_summary,
         rows=table.num_rows,
@@ -229,9 +229,9 @@ def report_from_table(
     )
 
 
-def baseline_profile(vigil: Services, mv: ModelVersion) -> BaselineProfile:
+def baseline_profile(app: Services, mv: ModelVersion) -> BaselineProfile:
     """The stored baseline profile of a version (its model is not loaded)."""
-    path = vigil.registry.fetch_bundle(mv, vigil.cache_dir)
+    path = app.registry.fetch_bundle(mv, app.cache_dir)
     profile = read_profile(path)
     if profile is None:
         raise NotFoundError(
@@ -243,7 +243,7 @@ def baseline_profile(vigil: Services, mv: ModelVersion) -> BaselineProfile:
 
 
 def capture_report(
-    vigil: Services,
+    app: Services,
     uri: str,
     *,
     since: datetime | None = None,
@@ -261,12 +261,12 @@ def capture_report(
 
     ref = parse_model_ref(uri)
     mv = (
-        vigil.registry.get_version(ref.name, version)
+        app.registry.get_version(ref.name, version)
         if version is not None
-        else vigil.registry.resolve(ref)
+        else app.registry.resolve(ref)
     )
     shown = str(ref) if version is None else mv.uri
-    profile = baseline_profile(vigil, mv)
+    profile = baseline_profile(app, mv)
     if progress is not None:
         progress(f"reading the capture log of {mv.name}", None)
     table = read_capture_table(
@@ -274,8 +274,8 @@ def capture_report(
         since,
         until,
         version,
-        store=vigil.artifacts,
-        log_dir=vigil.capture_dir,
+        store=app.artifacts,
+        log_dir=app.capture_dir,
     )
     if table is not None:
         table = successful(table)

@@ -182,7 +182,7 @@ def summarise_categorical(
     )
 
 
-def summarise(
+def chart_distributions(
     reference: Mapping[str, npt.ArrayLike],
     current: Mapping[str, npt.ArrayLike],
     categorical: set[str],

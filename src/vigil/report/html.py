@@ -8,11 +8,11 @@ script sorts the table and which scripts may read back. All user text is escaped
 
 >>> import numpy as np
 >>> from vigil.drift import compare
->>> from vigil.report.distributions import summarise
+>>> from vigil.report.distributions import chart_distributions
 >>> rng = np.random.default_rng(0)
 >>> ref = {"x": rng.normal(0, 1, 400)}
 >>> cur = {"x": rng.normal(1, 1, 400)}
->>> page = render_html(compare(ref, cur), *summarise(ref, cur, set()), title="x <shift>")
+>>> page = render_html(compare(ref, cur), *chart_distributions(ref, cur, set()), title="x <shift>")
 >>> page.startswith("<!DOCTYPE html>"), "<title>x &lt;shift&gt;</title>" in page
 (True, True)
 >>> page.count('<svg class="chart"'), "http" in page.replace("http://www.w3.org/2000/svg", "")

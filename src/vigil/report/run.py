@@ -1,4 +1,4 @@
-"""One drift run over two files: read them, compare every column, summarise for charts.
+"""One drift run over two files: read them, compare every column, summarise the distributions for charts.
 
 This is what ``vigil drift`` does below its arguments and output: the columns compared
 are those named, or else every column the two files share (minus the target); their
@@ -16,7 +16,7 @@ from typing import Any
 
 from vigil.drift import ColumnDrift, DriftReport, compare
 from vigil.errors import ValidationError
-from vigil.report.distributions import Distribution, summarise
+from vigil.report.distributions import Distribution, chart_distributions
 from vigil.report.tables import (
     Progress,
     check_columns,
@@ -103,7 +103,7 @@ def run_drift(
             categorical=[target] if target in cats else [],
         ).columns[0]
     report = compare(ref_data.columns, cur_data.columns, columns=features, categorical=cats)
-    ref_summary, cur_summary = summarise(ref_data.columns, cur_data.columns, cats)
+    ref_summary, cur_summary = chart_distributions(ref_data.columns, cur_data.columns, cats)
     return DriftRun(
         report=report,
         reference_summary=ref_summary,
