@@ -378,13 +378,13 @@ def serving_app_from_environment() -> ServingApp:
     """
     from vigil.serving.registry_provider import ALIASES_ENV, MODELS_ENV, POLL_ENV  # serving
 
-    vigil = Vigil()
-    provider = vigil.serving_provider(
+    root = Vigil()
+    provider = root.serving_provider(
         uris=json.loads(os.environ.get(MODELS_ENV) or "[]"),
         aliases=json.loads(os.environ.get(ALIASES_ENV) or "{}"),
         poll_interval=float(os.environ.get(POLL_ENV) or 1.0),
     )
-    return vigil.serving_app(provider)
+    return root.serving_app(provider)
 
 
 _default: Vigil | None = None

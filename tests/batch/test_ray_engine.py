@@ -72,7 +72,7 @@ def test_ray_writes_what_the_local_engine_writes(
         "models:/trend/1",
         source,
         tmp_path / f"ray.{fmt}",
-        vigil=Vigil(registered),
+        app=Vigil(registered),
         chunk_rows=4096,
         proba=True,
     )
@@ -102,7 +102,7 @@ def test_a_bad_row_on_ray_is_named_across_the_whole_file(
             "models:/trend/1",
             source,
             tmp_path / "ray.csv",
-            vigil=Vigil(registered),
+            app=Vigil(registered),
             chunk_rows=1000,
         )
     assert str(caught.value) == (

@@ -140,9 +140,9 @@ class KeyStore:
         self.actor = actor
 
     @classmethod
-    def from_vigil(cls, vigil: Services) -> KeyStore:
+    def from_vigil(cls, app: Services) -> KeyStore:
         """The key store of an installation (its database and actor)."""
-        return cls(vigil.database, actor=vigil.settings.resolved_actor)
+        return cls(app.database, actor=app.settings.resolved_actor)
 
     def __repr__(self) -> str:
         return f"KeyStore({self.db!r}, actor={self.actor!r})"

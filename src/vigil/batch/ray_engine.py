@@ -98,7 +98,7 @@ def score_with_ray(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    vigil: Services,
+    app: Services,
     output_format: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     proba: bool = False,
@@ -129,7 +129,7 @@ def score_with_ray(
         raise DataFileError(f"the output's directory {str(dest.parent)!r} does not exist")
 
     ray = require("ray", "ray")
-    version = vigil.registry.resolve(uri)
+    version = app.registry.resolve(uri)
     signature = Signature.model_validate(version.signature)
     if proba and not signature.outputs.has_proba:
         raise InvalidParameterError(
@@ -161,7 +161,7 @@ def score_with_ray(
             BatchScorer,
             fn_constructor_kwargs={
                 "version": actor_version(version),
-                "settings": actor_settings(vigil.settings),
+                "settings": actor_settings(app.settings),
                 "columns": columns,
                 "source": source.name,
                 "text_columns": text_feature_names(signature) if in_fmt == "csv" else frozenset(),

@@ -103,7 +103,7 @@ def predict(
             model_uri,
             input,
             output,
-            vigil=app,
+            app=app,
             output_format=format,
             chunk_rows=chunk_rows,
             proba=proba,

@@ -82,7 +82,7 @@ def post_webhook(url: str, payload: Mapping[str, Any], *, allow_private: bool = 
 
 
 def send_alert(
-    vigil: MonitorServices,
+    app: MonitorServices,
     *,
     name: str,
     severity: str,
@@ -99,7 +99,7 @@ def send_alert(
 
     try:
         fire_event(
-            vigil,
+            app,
             name=name,
             severity=severity,
             summary=summary,
@@ -113,7 +113,7 @@ def send_alert(
         name=name, severity=severity, summary=summary, labels=labels, value=value
     )
     try:
-        allow_private = vigil.monitor_settings.allow_private_webhooks
+        allow_private = app.monitor_settings.allow_private_webhooks
     except Exception:  # a broken monitoring setting must not stop the controller either
         log.exception("could not read the monitoring settings; webhooks must be public")
         allow_private = False

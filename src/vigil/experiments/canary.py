@@ -315,12 +315,12 @@ class CanaryController:
 
     def __init__(
         self,
-        vigil: ExperimentServices,
+        app: ExperimentServices,
         store: PolicyStateStore,
         *,
         actor: str = "canary-controller",
     ) -> None:
-        self.vigil = vigil
+        self.vigil = app
         self.store = store
         self.actor = actor
 

@@ -267,11 +267,11 @@ def _plain_value(stats: MetricStats | None) -> float | None:
     return stats.rate if isinstance(stats, ProportionStats) else stats.mean
 
 
-def live_state(vigil: ExperimentServices, config: EndpointConfig) -> dict[str, Any] | None:
+def live_state(app: ExperimentServices, config: EndpointConfig) -> dict[str, Any] | None:
     """The endpoint's shared counters per variant, its control record and, for a canary,
     where the ramp stands; ``None`` (logged) when the state store cannot be reached."""
     try:
-        state = vigil.policy_state()
+        state = app.policy_state()
         stats = state.stats(config.name)
         control = state.control(config.name).data
     except Exception as exc:  # a status page must not fail because Redis is away
@@ -307,17 +307,17 @@ def live_state(vigil: ExperimentServices, config: EndpointConfig) -> dict[str, A
 
 
 def _read_frames(
-    vigil: ExperimentServices, since: datetime | None
+    app: ExperimentServices, since: datetime | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     import pandas as pd  # the statistics stack, for a status: not on the serving path
 
     from vigil.capture.reader import read_capture_table  # PyArrow, as pandas above
 
-    table = read_capture_table(None, since, None, store=vigil.artifacts, log_dir=vigil.capture_dir)
+    table = read_capture_table(None, since, None, store=app.artifacts, log_dir=app.capture_dir)
     captured = table.to_pandas() if table is not None else pd.DataFrame()
     if captured.empty:
         return captured, pd.DataFrame()
-    store = vigil.feedback_store()
+    store = app.feedback_store()
     try:
         return captured, store.read()
     finally:
@@ -325,7 +325,7 @@ def _read_frames(
 
 
 def experiment_status(
-    vigil: ExperimentServices,
+    app: ExperimentServices,
     name: str,
     *,
     since: datetime | None = None,
@@ -338,18 +338,18 @@ def experiment_status(
     when the log holds no request of this endpoint. ``since`` (timezone-aware) limits the
     log to requests from then on.
     """
-    config = EndpointStore(vigil).get(name)
-    state = live_state(vigil, config)
+    config = EndpointStore(app).get(name)
+    state = live_state(app, config)
     live = state["canary"] if state is not None else None
     counts: Counts | None = None
     used: Literal["capture", "state"] = "capture"
     if source in ("auto", "capture"):
-        captured, feedback = _read_frames(vigil, since)
+        captured, feedback = _read_frames(app, since)
         counts = counts_from_frames(config, captured, feedback)
         if source == "auto" and not any(counts.requests.values()):
             counts = None
     if counts is None:
-        counts = counts_from_state(config, vigil.policy_state().stats(name))
+        counts = counts_from_state(config, app.policy_state().stats(name))
         used = "state"
     return summarize_counts(config, counts, source=used, alpha=alpha, live=live)
 
@@ -367,7 +367,7 @@ class Conclusion:
 
 
 def conclude(
-    vigil: ExperimentServices,
+    app: ExperimentServices,
     name: str,
     *,
     promote: str,
@@ -377,7 +377,7 @@ def conclude(
     """End the experiment: route every request of ``name`` to variant ``promote`` (a
     ``fixed`` policy) and, if ``alias`` is given, point that alias of the variant's model at
     the version it serves. Both changes are audited; nothing changes if a check fails."""
-    store = EndpointStore(vigil)
+    store = EndpointStore(app)
     config = store.get(name)
     if promote not in config.variant_names:
         raise InvalidParameterError(
@@ -391,7 +391,7 @@ def conclude(
     fixed = config.model_copy(update={"policy": FixedPolicy(variant=promote)})
     store.update(name, fixed, actor=actor, action="experiment.conclude")
     if alias is not None:
-        vigil.registry.acting_as(actor).set_alias(
+        app.registry.acting_as(actor).set_alias(
             mv.name, alias, mv.version, reason=f"experiment {name} concluded: {promote}"
         )
     return Conclusion(

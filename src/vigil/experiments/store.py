@@ -151,9 +151,9 @@ def _with_stored_webhooks(config: EndpointConfig, stored: list[str]) -> Endpoint
 class EndpointStore:
     """Create, read, change and delete endpoints in the SQL store of ``vigil``."""
 
-    def __init__(self, vigil: MonitorServices) -> None:
-        self.vigil = vigil
-        self.db = vigil.database
+    def __init__(self, app: MonitorServices) -> None:
+        self.vigil = app
+        self.db = app.database
 
     def __repr__(self) -> str:
         return f"EndpointStore({self.db!r})"

@@ -45,11 +45,11 @@ class Baseline:
         return [f for f in self.signature.feature_names if f in self.profile.features]
 
 
-def load_baseline(vigil: Services, model: str, version: int) -> Baseline:
+def load_baseline(app: Services, model: str, version: int) -> Baseline:
     """The :class:`Baseline` of ``models:/model/version`` from the registry."""
-    mv = vigil.registry.get_version(model, version)
+    mv = app.registry.get_version(model, version)
     signature = Signature.model_validate(mv.signature)
-    bundle_dir = vigil.registry.fetch_bundle(mv, vigil.cache_dir)
+    bundle_dir = app.registry.fetch_bundle(mv, app.cache_dir)
     profile = read_profile(bundle_dir)
     metrics = {
         name: float(value)

@@ -37,7 +37,7 @@ class CycleResult:
 
 
 def monitor_once(
-    vigil: MonitorServices,
+    app: MonitorServices,
     *,
     model: str | None = None,
     since: datetime | str | None = None,
@@ -56,10 +56,10 @@ def monitor_once(
     Alert rules are evaluated on the configured window size (``VIGIL_MONITOR_WINDOW``)
     only; a run with another ``window`` computes and stores windows but alerts on nothing.
     """
-    settings = settings or vigil.monitor_settings
+    settings = settings or app.monitor_settings
     now = as_utc(now) if now is not None else utcnow()
     windows = run_monitoring(
-        vigil,
+        app,
         model=model,
         since=since,
         window=window,
@@ -79,8 +79,8 @@ def monitor_once(
     horizon = as_utc(since) if since is not None else now - parse_duration(settings.lookback)
     claim = new_claim()
     events = evaluate_rules(
-        vigil.database, settings.rules, since=horizon, window=spec.text, model=model, claim=claim
+        app.database, settings.rules, since=horizon, window=spec.text, model=model, claim=claim
     )
-    delivered = deliver_events(vigil.database, events, claim, settings)
-    retried = retry_undelivered(vigil.database, settings)
+    delivered = deliver_events(app.database, events, claim, settings)
+    retried = retry_undelivered(app.database, settings)
     return CycleResult(windows, events, len(delivered) + len(retried))

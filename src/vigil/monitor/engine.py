@@ -53,9 +53,9 @@ Progress = Callable[[int, int], None]
 
 
 def _read_log(
-    vigil: Services, model: str | None, since: datetime, now: datetime, capture: Path
+    app: Services, model: str | None, since: datetime, now: datetime, capture: Path
 ) -> pd.DataFrame:
-    frame = read_capture(model, since, now, store=vigil.artifacts, log_dir=capture)
+    frame = read_capture(model, since, now, store=app.artifacts, log_dir=capture)
     if frame.empty or "status" not in frame:
         return frame.iloc[0:0]
     return frame
@@ -196,7 +196,7 @@ class Resume:
 
 
 def run_monitoring(
-    vigil: MonitorServices,
+    app: MonitorServices,
     *,
     model: str | None = None,
     since: datetime | str | None = None,
@@ -217,15 +217,15 @@ def run_monitoring(
     ``resume``, kept by the caller between runs, lets a run skip the part of the log that
     cannot change any more (see :class:`Resume`).
     """
-    settings = settings or vigil.monitor_settings
+    settings = settings or app.monitor_settings
     spec = parse_window(window) if window is not None else settings.window_spec
     now = as_utc(now) if now is not None else utcnow()
     start = as_utc(since) if since is not None else now - parse_duration(settings.lookback)
     if model is not None:
-        vigil.registry.get_model(model)  # a typo gets "model not found", not silence
-    capture = capture if capture is not None else vigil.capture_dir
+        app.registry.get_model(model)  # a typo gets "model not found", not silence
+    capture = capture if capture is not None else app.capture_dir
     if feedback is None:
-        own = vigil.feedback_store(capture=capture)
+        own = app.feedback_store(capture=capture)
         try:
             labels = _read_labels(own, start)
         finally:
@@ -234,8 +234,8 @@ def run_monitoring(
         labels = _read_labels(feedback, start)
     scope = (model, spec.text)
     read_from = resume.start(scope, len(labels), start) if resume is not None else start
-    log_rows = _read_log(vigil, model, read_from, now, capture)
-    stored = stored_windows(vigil.database, window=spec.text, model=model, since=start)
+    log_rows = _read_log(app, model, read_from, now, capture)
+    stored = stored_windows(app.database, window=spec.text, model=model, since=start)
     candidates = candidate_windows(
         log_rows, stored, spec, now=now, grace_s=settings.grace_s, rebuild=read_from == start
     )
@@ -246,14 +246,14 @@ def run_monitoring(
         ident = (w.key.model, w.key.version)
         if ident not in baselines:
             try:
-                baselines[ident] = load_baseline(vigil, *ident)
+                baselines[ident] = load_baseline(app, *ident)
             except NotFoundError:
                 log.warning("%s version %d is in the log but not registered", *ident)
                 baselines[ident] = None
         baseline = baselines[ident]
         if baseline is not None:
             result = measure_window(w, baseline, labels)
-            if save_window(vigil.database, result):
+            if save_window(app.database, result):
                 results.append(result)
         if progress is not None:
             progress(done + 1, len(todo))

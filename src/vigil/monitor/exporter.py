@@ -64,8 +64,8 @@ ALERTS_FIRING = Gauge(
 class MonitorExporter:
     """Sets the gauges from the SQL store; call :meth:`refresh` after each cycle."""
 
-    def __init__(self, vigil: Services, settings: MonitorSettings) -> None:
-        self.vigil = vigil
+    def __init__(self, app: Services, settings: MonitorSettings) -> None:
+        self.vigil = app
         self.settings = settings
         self._features: dict[tuple[str, int], frozenset[str]] = {}
         self._alerts: set[tuple[str, str, str]] = set()

@@ -234,7 +234,7 @@ def retry_undelivered(db: Database, settings: MonitorSettings) -> list[AlertEven
 
 
 def fire_event(
-    vigil: MonitorServices,
+    app: MonitorServices,
     *,
     name: str,
     severity: str,
@@ -254,10 +254,10 @@ def fire_event(
     check_name("alert name", name)
     if severity not in ("info", "warning", "critical"):
         severity = "warning"
-    settings = settings or vigil.monitor_settings
+    settings = settings or app.monitor_settings
     claim = new_claim()
     event = record_event(
-        vigil.database,
+        app.database,
         rule=name,
         status=status,
         severity=severity,
@@ -268,5 +268,5 @@ def fire_event(
         claim=claim,
     )
     if event is not None:
-        deliver_events(vigil.database, [event], claim, settings)
+        deliver_events(app.database, [event], claim, settings)
     return event

@@ -77,8 +77,8 @@ class MonitorScheduler:
     :meth:`start` (the server's lifespan) to :meth:`stop`; built by
     :meth:`vigil.app.Vigil.monitor_scheduler`."""
 
-    def __init__(self, vigil: MonitorServices, settings: MonitorSettings) -> None:
-        self.vigil = vigil
+    def __init__(self, app: MonitorServices, settings: MonitorSettings) -> None:
+        self.vigil = app
         self.settings = settings
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ttl = timedelta(seconds=max(2 * settings.interval_s, 300.0))

@@ -47,15 +47,15 @@ _MAX_REASON = 1000
 
 def _registry(dp: DataPlane, req: Request) -> Registry:
     """The registry of the server's installation, acting as the calling key."""
-    vigil = dp.services
-    if vigil is None:
+    app = dp.services
+    if app is None:
         raise NotFoundError(
             "this server serves a fixed set of models and has no registry, so it has no "
             "admin API; use a registry-backed server (vigil serve) or the vigil CLI",
             detail={"path": req.path[:100]},
         )
     actor = f"key:{req.key_id}" if req.key_id else ANONYMOUS
-    return vigil.registry.acting_as(actor)
+    return app.registry.acting_as(actor)
 
 
 async def _call(fn: Callable[[], T]) -> T:

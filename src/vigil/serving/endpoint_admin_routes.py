@@ -43,14 +43,14 @@ T = TypeVar("T")
 
 
 def _vigil(dp: DataPlane, req: Request) -> ExperimentServices:
-    vigil = dp.services
-    if vigil is None:
+    app = dp.services
+    if app is None:
         raise NotFoundError(
             "this server serves a fixed set of models and has no registry, so it has no "
             "endpoint admin API; use a registry-backed server (vigil serve) or the vigil CLI",
             detail={"path": req.path[:100]},
         )
-    return vigil
+    return app
 
 
 def _actor(req: Request) -> str:
@@ -96,12 +96,12 @@ async def show_endpoint(dp: DataPlane, req: Request) -> Response:
     from vigil.experiments.status import live_state
     from vigil.experiments.store import EndpointStore
 
-    vigil = _vigil(dp, req)
+    app = _vigil(dp, req)
     name = req.params["endpoint"]
 
     def read() -> dict[str, Any]:
-        stored = EndpointStore(vigil).describe(name)
-        return {**stored.to_dict(), "live": live_state(vigil, stored.config)}
+        stored = EndpointStore(app).describe(name)
+        return {**stored.to_dict(), "live": live_state(app, stored.config)}
 
     return json_response(await _call(read))
 
@@ -135,9 +135,9 @@ async def delete_endpoint(dp: DataPlane, req: Request) -> Response:
 async def experiment(dp: DataPlane, req: Request) -> Response:
     from vigil.experiments.status import experiment_status  # on first use (module docstring)
 
-    vigil = _vigil(dp, req)
+    app = _vigil(dp, req)
     name = req.params["endpoint"]
-    result = await _call(lambda: experiment_status(vigil, name))
+    result = await _call(lambda: experiment_status(app, name))
     return json_response(result.to_dict())
 
 
@@ -145,7 +145,7 @@ async def conclude(dp: DataPlane, req: Request) -> Response:
     # on first use (module docstring)
     from vigil.experiments.status import conclude as conclude_experiment
 
-    vigil = _vigil(dp, req)
+    app = _vigil(dp, req)
     name = req.params["endpoint"]
     example = '{"promote": "b", "alias": "production"}'
     body = _object(req, example)
@@ -168,7 +168,7 @@ async def conclude(dp: DataPlane, req: Request) -> Response:
         )
     actor = _actor(req)
     done = await _call(
-        lambda: conclude_experiment(vigil, name, promote=promote, actor=actor, alias=alias)
+        lambda: conclude_experiment(app, name, promote=promote, actor=actor, alias=alias)
     )
     return json_response(asdict(done))
 

@@ -92,7 +92,7 @@ class RegistryProvider(StaticProvider):
 
     def __init__(
         self,
-        vigil: Services,
+        app: Services,
         *,
         uris: Sequence[str] = (),
         aliases: Mapping[str, str] | None = None,
@@ -100,7 +100,7 @@ class RegistryProvider(StaticProvider):
         settings: ServingSettings | None = None,
     ) -> None:
         super().__init__([], settings=settings)
-        self.vigil = vigil
+        self.vigil = app
         self.uris = list(uris)
         self.serving_aliases = dict(aliases or {})
         self.poll_interval = poll_interval

@@ -113,7 +113,7 @@ class EndpointRouter:
 
     def __init__(
         self,
-        vigil: ExperimentServices,
+        app: ExperimentServices,
         provider: RegistryProvider,
         state: PolicyStateStore,
         *,
@@ -122,10 +122,10 @@ class EndpointRouter:
         shadow_limit: int = 64,
         seed: int | None = None,
     ) -> None:
-        self.vigil = vigil
+        self.vigil = app
         self.provider = provider
         self.state = state
-        self.store = EndpointStore(vigil)
+        self.store = EndpointStore(app)
         self.buffer = BufferedPolicyState(state, interval=flush_interval)
         self.shadow = ShadowRunner(limit=shadow_limit)
         self.poll_interval = poll_interval
