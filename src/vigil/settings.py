@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -59,23 +59,34 @@ def yaml_section(path: Path, section: str) -> dict[str, Any]:
     return found
 
 
-def section_sources(
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    env_settings: PydanticBaseSettingsSource,
-    section: str,
-    *,
-    ignore: frozenset[str] = frozenset(),
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """Sources of a subsystem's settings class: keyword arguments, its environment variables,
-    then its ``section:`` of the YAML file (less the keys in ``ignore``, which another
-    reader of that section owns), the same precedence as :class:`Settings`."""
-    sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-    path = _config_file()
-    if path is not None:
-        values = {k: v for k, v in yaml_section(path, section).items() if k not in ignore}
-        sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
-    return tuple(sources)
+class VigilSettings(BaseSettings):
+    """Settings read the one vigil way: keyword arguments, then ``VIGIL_*`` environment
+    variables, then ``vigil.yaml`` — its top level for :class:`Settings`, a subsystem's
+    ``section:`` for the others (less the keys in ``yaml_ignore``, which another reader of
+    that section owns). Built through :func:`build_settings`."""
+
+    yaml_section: ClassVar[str | None] = None
+    yaml_ignore: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        section_name = cls.yaml_section
+        if path is not None and section_name is None:
+            sources.append(_TopLevelYaml(settings_cls, yaml_file=path))
+        elif path is not None and section_name is not None:
+            section = yaml_section(path, section_name)
+            values = {k: v for k, v in section.items() if k not in cls.yaml_ignore}
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
+        return tuple(sources)
 
 
 class _TopLevelYaml(PydanticBaseSettingsSource):
@@ -92,7 +103,7 @@ class _TopLevelYaml(PydanticBaseSettingsSource):
         return {k: v for k, v in self._inner().items() if k not in SUBSYSTEM_SECTIONS}
 
 
-class Settings(BaseSettings):
+class Settings(VigilSettings):
     """Where vigil keeps its state. Every field can be set as ``VIGIL_<FIELD>``."""
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="forbid", validate_default=True)
@@ -159,21 +170,6 @@ class Settings(BaseSettings):
         if "://" in value and not value.startswith(("s3://", "file://", "memory://")):
             raise ValueError("must be a local path, file://, or s3://bucket/prefix")
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _config_file()
-        if path is not None:
-            sources.append(_TopLevelYaml(settings_cls, yaml_file=path))
-        return tuple(sources)
 
     # -- derived -----------------------------------------------------------------------
 

@@ -4,18 +4,18 @@ the ``capture:`` section of ``vigil.yaml``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from vigil.settings import section_sources
+from vigil.settings import VigilSettings
 
 FsyncPolicy = Literal["none", "interval", "always"]
 MaskAction = Literal["mask", "hash", "drop"]
 
 
-class CaptureSettings(BaseSettings):
+class CaptureSettings(VigilSettings):
     """How predictions are captured: where, how durably, and what is hidden.
 
     >>> s = CaptureSettings(dir="/tmp/x", mask={"email": "hash"}, hash_key="top-secret-key")
@@ -24,6 +24,8 @@ class CaptureSettings(BaseSettings):
     >>> "top-secret-key" in repr(s)
     False
     """
+
+    yaml_section: ClassVar[str] = "capture"
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_CAPTURE_", extra="forbid")
 
@@ -81,17 +83,6 @@ class CaptureSettings(BaseSettings):
             if not name:
                 raise ValueError("mask field names must not be empty")
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return section_sources(settings_cls, init_settings, env_settings, "capture")
 
     def resolved_dir(self, home: Path) -> Path:
         """The segment directory, defaulting to ``<home>/capture``."""

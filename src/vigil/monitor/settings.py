@@ -26,13 +26,11 @@ vigil.errors.ConfigurationError: invalid setting VIGIL_MONITOR_WINDOW: Value err
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
@@ -41,7 +39,7 @@ from vigil.errors import InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.monitor.windows import WindowSpec, parse_window
-from vigil.settings import build_settings, section_sources
+from vigil.settings import VigilSettings, build_settings
 
 PayloadFormat = Literal["json", "slack"]
 
@@ -72,8 +70,10 @@ class Webhook(BaseModel):
         return webhook_label(self.url.get_secret_value())
 
 
-class MonitorSettings(BaseSettings):
+class MonitorSettings(VigilSettings):
     """How monitoring runs. Every field can be set as ``VIGIL_MONITOR_<FIELD>``."""
+
+    yaml_section: ClassVar[str] = "monitor"
 
     model_config = SettingsConfigDict(
         env_prefix="VIGIL_MONITOR_", extra="forbid", frozen=True, hide_input_in_errors=True
@@ -166,17 +166,6 @@ class MonitorSettings(BaseSettings):
         """The webhooks with their payload format settled."""
         default: PayloadFormat = "slack" if self.slack else "json"
         return [w if w.format else w.model_copy(update={"format": default}) for w in self.webhooks]
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return section_sources(settings_cls, init_settings, env_settings, "monitor")
 
 
 def _as_value_error(check: Any) -> Any:

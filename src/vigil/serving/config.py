@@ -8,17 +8,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
-    BaseSettings,
     NoDecode,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from vigil.settings import build_settings, section_sources
+from vigil.settings import VigilSettings, build_settings
 
 SERVE_COMMAND_KEYS = frozenset({"aliases", "poll_interval"})
 """Keys of the ``serve:`` section of ``vigil.yaml`` read by ``vigil serve``, not settings."""
@@ -27,9 +25,13 @@ COLUMN_LIMIT_CAP = 10_000
 """The default column limit never exceeds this (unless the model has more features)."""
 
 
-class ServingSettings(BaseSettings):
+class ServingSettings(VigilSettings):
     """How the server validates, batches and limits requests. Every field can be set as
     ``VIGIL_SERVE_<FIELD>``."""
+
+    yaml_section: ClassVar[str] = "serve"
+    # `aliases` and `poll_interval` of the section are what `vigil serve` follows.
+    yaml_ignore: ClassVar[frozenset[str]] = SERVE_COMMAND_KEYS
 
     model_config = SettingsConfigDict(env_prefix="VIGIL_SERVE_", extra="forbid", frozen=True)
 
@@ -116,20 +118,6 @@ class ServingSettings(BaseSettings):
                 str(v).strip().lower().rstrip(".").rstrip("/") for v in value if str(v).strip()
             )
         return value
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # `aliases` and `poll_interval` of the section are what `vigil serve` follows.
-        return section_sources(
-            settings_cls, init_settings, env_settings, "serve", ignore=SERVE_COMMAND_KEYS
-        )
 
     def column_limit(self, features: int) -> int:
         """The most columns a request to a model with ``features`` inputs may send."""
