@@ -7,22 +7,17 @@ The main entry points are re-exported lazily (importing this package stays cheap
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vigil._lazy import lazy_exports
 
 _EXPORTS = {
-    "build_bundle": "vigil.bundle.bundle",
-    "load_bundle": "vigil.bundle.bundle",
-    "read_manifest": "vigil.bundle.manifest",
-    "Manifest": "vigil.bundle.manifest",
-    "TrustPolicy": "vigil.bundle.trust",
-    "build_profile": "vigil.bundle.profile",
+    "build_bundle": "bundle",
+    "load_bundle": "bundle",
+    "read_manifest": "manifest",
+    "Manifest": "manifest",
+    "TrustPolicy": "trust",
+    "build_profile": "profile",
 }
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vigil.bundle' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

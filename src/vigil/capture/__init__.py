@@ -10,8 +10,9 @@ is ``vigil.capture.compact.compact``: here ``compact`` names its module.)
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vigil._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vigil.capture.compact import CompactionResult, apply_retention
@@ -61,8 +62,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _MODULES)

@@ -28,12 +28,14 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from vigil.capture.compact import CompactionResult, apply_retention, compact
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vigil.capture.log import SegmentLog
     from vigil.storage.artifacts import ArtifactStore
 
@@ -71,6 +73,7 @@ class Companion(Protocol):
     def apply_retention(self, retention_days: int) -> list[str]: ...
 
 
+@dataclass(repr=False, eq=False)
 class Compactor:
     """Compacts a capture log (and a feedback store) into ``store``, one process at a time.
 
@@ -88,21 +91,16 @@ class Compactor:
         Seconds between two passes of :meth:`run`.
     """
 
-    def __init__(
-        self,
-        log: SegmentLog,
-        store: ArtifactStore,
-        *,
-        feedback: Companion | None = None,
-        retention_days: int | None = None,
-        interval_s: float = 60.0,
-    ) -> None:
-        self.log = log
-        self.store = store
-        self.feedback = feedback
-        self.retention_days = retention_days
-        self.interval_s = interval_s
-        self.lock_path = log.directory / LOCK_NAME
+    log: SegmentLog
+    store: ArtifactStore
+    _: KW_ONLY
+    feedback: Companion | None = None
+    retention_days: int | None = None
+    interval_s: float = 60.0
+
+    @property
+    def lock_path(self) -> Path:
+        return self.log.directory / LOCK_NAME
 
     def __repr__(self) -> str:
         return f"Compactor({self.log!r}, {self.store!r}, interval_s={self.interval_s})"

@@ -6,7 +6,6 @@ exists (a compaction that stopped before deleting the segment), so nothing is co
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,16 +19,14 @@ from vigil.capture.table import (
     concat,
     parse_time,
     read_part,
+    readable_table,
     records_to_table,
-    tolerant_table,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from vigil.storage.artifacts import ArtifactStore
-
-log = logging.getLogger("vigil.capture")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -105,15 +102,7 @@ def read_capture_table(
             and (sid, model_dir(r.get("model")), _day(r)) not in compacted
         ]
         if keep:
-            table, bad = tolerant_table(records_to_table, keep, segment=sid)
-            if bad:
-                log.warning(
-                    "skipped %d capture record(s) of segment %s that cannot be read as rows "
-                    "(first: %s); compaction will quarantine them",
-                    len(bad),
-                    sid,
-                    bad[0][1],
-                )
+            table = readable_table(records_to_table, keep, segment=sid, what="capture")
             if table is not None:
                 tables.append(table)
     if not tables:

@@ -14,6 +14,7 @@ failing. ``segment`` names the log segment a row came from (compaction is idempo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,8 @@ _FIXED: dict[str, pa.DataType] = {
     "raw_body": pa.string(),
 }
 
+
+log = logging.getLogger("vigil.capture")
 
 DATA_ERRORS = (ValueError, TypeError, OverflowError, KeyError, AttributeError, pa.ArrowException)
 """What converting a record that does not fit its columns raises (a number past 64 bits, a
@@ -113,6 +116,24 @@ def tolerant_table(
         return to_table(good, segment=segment), bad
     except DATA_ERRORS as exc:  # each fits alone but not together: keep them aside as well
         return None, bad + [(r, f"{type(exc).__name__}: {exc}"[:500]) for r in good]
+
+
+def readable_table(
+    to_table: ToTable, records: Sequence[Any], *, segment: str, what: str
+) -> pa.Table | None:
+    """The table of the ``records`` that convert, for a reader: the ones that do not are
+    logged (``what`` names them, e.g. ``"capture"``) and left for compaction to quarantine."""
+    table, bad = tolerant_table(to_table, records, segment=segment)
+    if bad:
+        log.warning(
+            "skipped %d %s record(s) of segment %s that cannot be read as rows (first: %s); "
+            "compaction will quarantine them",
+            len(bad),
+            what,
+            segment,
+            bad[0][1],
+        )
+    return table
 
 
 def read_part(

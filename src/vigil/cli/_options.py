@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from vigil.console import console, print_json, shown
 from vigil.durations import TIME_HELP
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from vigil.app import Vigil
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts instead of text.")
@@ -55,3 +59,16 @@ def services() -> Vigil:
     from vigil.app import default
 
     return default()
+
+
+def print_report(
+    payload: dict[str, Any], html: Path | None, *, as_json: bool, show: Callable[[], None]
+) -> None:
+    """A report command's answer: JSON for scripts (with the page written, if any), or the
+    tables ``show`` draws and where the HTML page is."""
+    if as_json:
+        print_json({**payload, "html": str(html) if html is not None else None})
+        return
+    show()
+    if html is not None:
+        console.print(f"report written to {shown(html)}", highlight=False, soft_wrap=True)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._options import JSON
-from vigil.console import console, print_json, progress, shown, styled, table
+from vigil.cli._options import JSON, print_report
+from vigil.console import console, progress, shown, styled, table
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -157,12 +157,7 @@ def drift(
             target=run.target,
         )
         html.write_text(page, encoding="utf-8")
-    if json_out:
-        print_json({**run.to_dict(), "html": str(html) if html is not None else None})
-        return
-    _show(run)
-    if html is not None:
-        console.print(f"report written to {shown(html)}", highlight=False, soft_wrap=True)
+    print_report(run.to_dict(), html, as_json=json_out, show=lambda: _show(run))
 
 
 def install(app: typer.Typer) -> None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from vigil.cli._options import JSON, services, since_option, time_option
-from vigil.console import console, print_json, progress, shown
+from vigil.cli._options import JSON, print_report, services, since_option, time_option
+from vigil.console import console, progress, shown
 from vigil.uri import MAX_VERSION
 
 if TYPE_CHECKING:
@@ -96,12 +96,7 @@ def report(
             prediction_summary=result.prediction_summary,
         )
         html.write_text(page, encoding="utf-8")
-    if json_out:
-        print_json({**result.to_dict(), "html": str(html) if html is not None else None})
-        return
-    _show(result)
-    if html is not None:
-        console.print(f"report written to {shown(html)}", highlight=False, soft_wrap=True)
+    print_report(result.to_dict(), html, as_json=json_out, show=lambda: _show(result))
 
 
 def install(app: typer.Typer) -> None:

@@ -7,8 +7,9 @@ PyArrow (the store, the join) on its way to ready.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vigil._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from vigil.feedback.join import labelled_predictions
@@ -34,8 +35,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_exports(__name__, _MODULES)

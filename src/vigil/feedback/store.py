@@ -33,7 +33,7 @@ import pyarrow as pa
 from vigil.capture.compact import CompactionResult, apply_retention, compact, partition_dirs
 from vigil.capture.log import SegmentLog, read_segment, segment_id
 from vigil.capture.lookup import CaptureLookup
-from vigil.capture.table import DATA_ERRORS, concat, parse_time, read_part, tolerant_table
+from vigil.capture.table import DATA_ERRORS, concat, parse_time, read_part, readable_table
 from vigil.capture.tail import SegmentTail
 from vigil.errors import PermissionDeniedError
 from vigil.feedback.owner import Attribution, attribute
@@ -312,15 +312,7 @@ class FeedbackStore:
             except FileNotFoundError:
                 continue
             if records:
-                table, bad = tolerant_table(feedback_table, records, segment=sid)
-                if bad:
-                    log.warning(
-                        "skipped %d feedback record(s) of segment %s that cannot be read as "
-                        "rows (first: %s); compaction will quarantine them",
-                        len(bad),
-                        sid,
-                        bad[0][1],
-                    )
+                table = readable_table(feedback_table, records, segment=sid, what="feedback")
                 if table is not None:
                     tables.append(table)
         if not tables:

@@ -104,25 +104,15 @@ PROBE_INTERVAL = 1.0
 _LONGEST_PROBE_INTERVAL = 60.0
 
 
+@dataclass(slots=True)
 class _Item:
-    __slots__ = ("X", "enqueued", "future", "log", "n_rows", "note", "want_proba")
-
-    def __init__(
-        self,
-        X: Any,
-        n_rows: int,
-        want_proba: bool,
-        future: asyncio.Future[BatchResult],
-        log: AnswerLog | None,
-        note: Any,
-    ) -> None:
-        self.X = X
-        self.n_rows = n_rows
-        self.want_proba = want_proba
-        self.future = future
-        self.log = log
-        self.note = note
-        self.enqueued = perf_counter()
+    X: Any
+    n_rows: int
+    want_proba: bool
+    future: asyncio.Future[BatchResult]
+    log: AnswerLog | None
+    note: Any
+    enqueued: float = field(default_factory=perf_counter)
 
 
 class MicroBatcher:
