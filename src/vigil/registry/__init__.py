@@ -1,4 +1,4 @@
-"""The model registry: versions, aliases, lineage, artifacts and the audit trail."""
+"""The model registry: immutable versions, aliases, lineage, rollback and their artifacts."""
 
 from __future__ import annotations
 
