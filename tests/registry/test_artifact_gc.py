@@ -97,18 +97,34 @@ def test_a_failed_registration_keeps_the_tree_a_concurrent_one_commits(
 
     worker = threading.Thread(target=register_b)
 
+    b_checks = threading.Event()
+    real_has_complete = b.store.has_complete
+
+    def has_complete(sha: str) -> bool:
+        if b_asks.is_set():  # storing also looks: only the look inside the transaction counts
+            b_checks.set()
+        return real_has_complete(sha)
+
+    monkeypatch.setattr(b.store, "has_complete", has_complete)
+
     def let_b_run() -> None:
         # A has decided nobody uses the tree. B stores the same content (already there, so
         # it uploads nothing) and asks for its transaction: from here on, B must end up
         # with a complete tree, whether A's delete comes before B's commit or not.
         worker.start()
-        assert b_asks.wait(WAIT_S), "B never reached its transaction"
+        # (Recorded, not asserted: A's clean-up swallows errors raised in here.)
+        outcome["b_asked"] = b_asks.wait(WAIT_S)
+        # B may look at the store only once A's transaction is over: a look now would
+        # see the tree that A is about to delete.
+        outcome["b_checked_under_a_lock"] = b_checks.wait(0.5)
 
     _before_delete(a.store, let_b_run, monkeypatch)
     with pytest.raises(RuntimeError, match="database went away"):
         a.register_version("churn", bundle)
     worker.join(WAIT_S)
     assert not worker.is_alive()
+    assert outcome["b_asked"], "B never reached its transaction"
+    assert not outcome["b_checked_under_a_lock"], "B looked at the store while A held its lock"
     assert "error" not in outcome, outcome.get("error")
     mv = outcome["version"]
     assert b.resolve("models:/fraud/1").sha256 == mv.sha256

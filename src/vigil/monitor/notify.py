@@ -128,7 +128,7 @@ def _post(
     backoff_s: float,
     allow_private: bool,
 ) -> dict[str, Any]:
-    import httpx  # only to deliver: `vigil alerts` and the rules stay without it
+    import httpx  # only to deliver: `vigil alert list` and the rules stay without it
 
     url = webhook.url.get_secret_value()
     outcome: dict[str, Any] = {"ok": False, "attempts": 0, "status": None, "error": None}
@@ -168,7 +168,7 @@ def deliver(
     """POST ``event`` to every webhook (except those labelled in ``skip``); returns the
     outcome per webhook label. Never raises. ``allow_private`` lets webhooks point at
     non-public addresses (``VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS``)."""
-    import httpx  # only to deliver: `vigil alerts` and the rules stay without it
+    import httpx  # only to deliver: `vigil alert list` and the rules stay without it
 
     outcomes: dict[str, dict[str, Any]] = {}
     with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:

@@ -247,6 +247,11 @@ class Database:
                 self.migrate()
             factory = self._write_sessions if write else self._sessions
             with factory() as session, session.begin():
+                if write:
+                    # SQLAlchemy begins the connection's transaction on first use; take the
+                    # write lock now, so that what the caller checks before its first
+                    # statement (an artifact on disk, say) is already under it.
+                    session.connection()
                 yield session
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
