@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,6 +173,9 @@ class Database:
         self.dialect = backend
         self._sqlite_path = _sqlite_file(url) if backend == "sqlite" else None
         self.engine = self._create_engine()
+        # A Database dropped without dispose() still closes its pooled connections, rather
+        # than leaving them for the garbage collector (which warns, and may be late).
+        weakref.finalize(self, self.engine.dispose)
         self._write_engine = (
             self.engine.execution_options(sqlite_begin="IMMEDIATE")
             if backend == "sqlite"
