@@ -24,13 +24,13 @@ def register(model: Any, *, name: str, **kwargs: Any) -> ModelVersion:
     Keyword arguments as :meth:`vigil.app.Vigil.register`: ``reference``, ``target``,
     ``alias``, ``tags``, ``metrics``, ``description``, ``flavor``, ``trust``.
     """
-    from vigil.app import default
+    from vigil.app import default  # importing vigil (or vigil.errors) must not build the app
 
     return default().register(model, name=name, **kwargs)
 
 
 def load(uri: str, **kwargs: Any) -> LoadedBundle:
     """Load a registered version, e.g. ``vigil.load("models:/churn@production")``."""
-    from vigil.app import default
+    from vigil.app import default  # importing vigil (or vigil.errors) must not build the app
 
     return default().load(uri, **kwargs)

@@ -130,7 +130,7 @@ def human_size(n: int | None) -> str:
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Print a table; the title and every cell are shown as text (:func:`shown`), except
     :class:`~rich.text.Text` cells, which keep their style (:func:`styled`)."""
-    from rich.table import Table
+    from rich.table import Table  # only when drawn: `vigil --help` stays fast
 
     t = Table(title=shown(title), title_justify="left", header_style="bold")
     for col in columns:
@@ -196,14 +196,14 @@ def progress(show: bool = True) -> Iterator[Progress | None]:
     if not (show and err_console.is_terminal):
         yield None
         return
-    from rich.progress import (
+    from rich.progress import (  # only when drawn: `vigil --help` stays fast
         BarColumn,
         SpinnerColumn,
         TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
     )
-    from rich.progress import Progress as Bar
+    from rich.progress import Progress as Bar  # only when drawn: `vigil --help` stays fast
 
     with Bar(
         SpinnerColumn(),

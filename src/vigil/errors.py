@@ -10,6 +10,7 @@ Nothing here imports a web framework: the core raises these, the adapters transl
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 
@@ -224,8 +225,6 @@ def require(module: str, extra: str) -> Any:
     ...
     vigil.errors.MissingDependencyError: no_such_module_xyz is not installed; run: pip install 'vigil[onnx]'
     """
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -248,7 +248,7 @@ def _read(ray: Any, source: Path, fmt: RowFormat, signature: Signature, columns:
 
 
 def _count_rows(directory: Path, fmt: RowFormat) -> int:
-    import pyarrow.dataset as pads
+    import pyarrow.dataset as pads  # only to count the rows written
 
     kind = "json" if fmt == "jsonl" else fmt
     return int(pads.dataset(str(directory), format=kind).count_rows())

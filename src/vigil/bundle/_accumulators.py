@@ -81,7 +81,7 @@ class Counts:
         self.missing = 0
 
     def update(self, values: pa.Array | pa.ChunkedArray) -> None:
-        import pyarrow as pa
+        import pyarrow as pa  # PyArrow: only when profiling
         import pyarrow.compute as pc
 
         if pa.types.is_dictionary(values.type):
@@ -101,6 +101,6 @@ class Counts:
 
     def update_array(self, values: npt.NDArray[Any]) -> None:
         """Count a NumPy array of labels (e.g. a classifier's predictions)."""
-        import pyarrow as pa
+        import pyarrow as pa  # PyArrow: only when profiling
 
         self.update(pa.array(values, from_pandas=True))

@@ -43,7 +43,7 @@ class Chunk:
                     f"reference column {name!r} is declared numeric but holds "
                     f"{series.dtype} values; fix the data or declare it categorical"
                 ) from exc
-        import pyarrow as pa
+        import pyarrow as pa  # PyArrow: only when reading reference data
         import pyarrow.compute as pc
 
         assert self._arrow is not None
@@ -60,7 +60,7 @@ class Chunk:
 
     def categorical(self, name: str) -> pa.Array | pa.ChunkedArray:
         """Column ``name`` as an Arrow array (nulls for missing values)."""
-        import pyarrow as pa
+        import pyarrow as pa  # PyArrow: only when reading reference data
 
         if self._frame is not None:
             series = self._frame[name]
@@ -78,7 +78,7 @@ class Chunk:
         if self._frame is not None:
             values: npt.NDArray[Any] = self._frame[name].to_numpy()[idx]
             return values
-        import pyarrow as pa
+        import pyarrow as pa  # PyArrow: only when reading reference data
 
         assert self._arrow is not None
         taken = self._arrow.column(name).take(pa.array(idx))
@@ -131,7 +131,7 @@ class Reference:
             return
         assert self.path is not None
         if self.format == "parquet":
-            import pyarrow.parquet as pq
+            import pyarrow.parquet as pq  # PyArrow: only when reading reference data
 
             # pre_buffer=False: with it on, the reader keeps every row group's raw bytes
             # it has read until the file is closed, so memory grows with the file (1.7 GB
@@ -156,7 +156,7 @@ class Reference:
 def _open_csv(
     path: Path, block_size: int, columns: list[str] | None = None, *, tabs: bool = False
 ) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # PyArrow: only when reading reference data
     import pyarrow.csv as pcsv
 
     options = pcsv.ReadOptions(block_size=block_size)
@@ -179,7 +179,7 @@ def open_reference(reference: pd.DataFrame | str | Path, *, chunk_rows: int = 20
     >>> ref.n_rows, ref.columns, [c.n_rows for c in ref.chunks(["x"])]
     (3, ['x'], [2, 1])
     """
-    import pandas as pd
+    import pandas as pd  # PyArrow: only when reading reference data
     import pyarrow as pa
 
     if chunk_rows < 1:
@@ -206,7 +206,7 @@ def open_reference(reference: pd.DataFrame | str | Path, *, chunk_rows: int = 20
         path, TABLES, what="reference data ", hint="; convert it, or pass a pandas DataFrame"
     )
     if fmt == "parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # PyArrow: only when reading reference data
 
         try:
             with pq.ParquetFile(path) as pf:

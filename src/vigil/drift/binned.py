@@ -113,7 +113,9 @@ def chi_squared_test(
     if ref.size < 2 or ref.sum() == 0 or cur.sum() == 0:
         return TestResult(0.0, 1.0), "no contrast"
     if _cochran_holds(ref, cur):
-        from scipy.stats import chi2_contingency
+        from scipy.stats import (
+            chi2_contingency,  # SciPy: on first use, not by importing vigil.drift
+        )
 
         res = chi2_contingency(np.vstack([ref, cur]).astype(np.float64))
         return TestResult(float(res.statistic), float(res.pvalue)), "asymptotic"

@@ -132,7 +132,9 @@ def domain_classifier(
     thread is the default because monitoring jobs share their host with serving, and an
     oversubscribed OpenMP pool runs many times slower than a single thread.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,  # scikit-learn/SciPy: only when this method runs
+    )
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
@@ -184,7 +186,7 @@ def pca_reconstruction(
     seed: int = 0,
 ) -> MultivariateDrift:
     """Held-out reconstruction errors of the reference against the current rows' errors."""
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import mannwhitneyu  # scikit-learn/SciPy: only when this method runs
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 

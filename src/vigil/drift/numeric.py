@@ -91,14 +91,14 @@ def ks_2samp(reference: Any, current: Any) -> TestResult:
     if ref.n == 0 or cur.n == 0:
         raise ValidationError("KS needs at least one finite value on each side")
     if max(ref.n, cur.n) <= EXACT_KS_MAX_N:
-        from scipy import stats
+        from scipy import stats  # SciPy: on first use, not by importing vigil.drift
 
         with warnings.catch_warnings():
             # SciPy falls back to the asymptotic p-value itself when the exact one fails.
             warnings.simplefilter("ignore", RuntimeWarning)
             res = stats.ks_2samp(ref.values, cur.values, method="auto")
         return TestResult(float(res.statistic), float(res.pvalue))
-    from scipy.stats import kstwo
+    from scipy.stats import kstwo  # SciPy: on first use, not by importing vigil.drift
 
     d = ks_statistic_sorted(ref, cur)
     m, n = float(max(ref.n, cur.n)), float(min(ref.n, cur.n))
@@ -180,7 +180,7 @@ def gamma_quantile(null: np.ndarray[Any, np.dtype[np.float64]], level: float) ->
     The permutation null of a distance is a skewed, chi-squared-like law; a few hundred
     draws give its moments well, but not its 99.9 % point directly.
     """
-    from scipy.stats import gamma
+    from scipy.stats import gamma  # SciPy: on first use, not by importing vigil.drift
 
     mean, var = float(null.mean()), float(null.var(ddof=1))
     if mean <= 0.0 or var <= 0.0:
@@ -190,7 +190,7 @@ def gamma_quantile(null: np.ndarray[Any, np.dtype[np.float64]], level: float) ->
 
 def cramer_von_mises(reference: Any, current: Any) -> TestResult:
     """Two-sample Cramér–von Mises test; ``scipy.stats.cramervonmises_2samp``."""
-    from scipy import stats
+    from scipy import stats  # SciPy: on first use, not by importing vigil.drift
 
     ref, cur = _column(reference), _column(current)
     if ref.n < 2 or cur.n < 2:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import ClassVar
 
 from vigil.drift.detectors.base import DriftDetector
+from vigil.drift.numeric import ks_2samp
 from vigil.params import Rule, fail
 
 
@@ -92,8 +93,6 @@ class KSWIN(DriftDetector):
         self.p_value: float = 0.0
 
     def _update(self, x: float) -> None:
-        from vigil.drift.numeric import ks_2samp
-
         self._window.append(x)
         if len(self._window) < self.window_size:
             self._drift_detected = False
