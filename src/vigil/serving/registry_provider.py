@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vigil.errors import AliasNotFoundError, ConfigurationError
+from vigil.monitor.points import PROBABILITY_MEASURES, performance_measure
 from vigil.serving.config import ServingSettings
 from vigil.serving.provider import ServedModel, StaticProvider
 from vigil.uri import parse_model_ref
@@ -132,7 +133,14 @@ class RegistryProvider(StaticProvider):
     def _load(self, name: str, version: int) -> ServedModel:
         # Serving never reads the reference rows (monitoring reads them from the bundle).
         bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
-        return ServedModel(bundle, name=name, version=version, settings=self.settings)
+        registered = self.vigil.registry.get_version(name, version).metrics or {}
+        return ServedModel(
+            bundle,
+            name=name,
+            version=version,
+            settings=self.settings,
+            capture_proba=any(performance_measure(m) in PROBABILITY_MEASURES for m in registered),
+        )
 
     async def _serve_version(self, name: str, version: int) -> None:
         """Load and warm ``name`` version ``version`` unless it is served already."""
