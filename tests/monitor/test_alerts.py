@@ -127,3 +127,24 @@ def test_default_rules(db: Database) -> None:
         ("accuracy_drop", "firing", None),
         ("dataset_drift", "firing", None),
     ]
+
+
+def test_default_rules_watch_every_registered_measure(db: Database) -> None:
+    """A version registered with AUC and RMSE (not accuracy) is alerted on those: a drop
+    of a measure that should stay high (absolute), a rise of an error (relative)."""
+    from vigil.monitor.rules import default_rules
+
+    store_window(
+        db,
+        0,
+        {
+            "performance.roc_auc.delta": -0.12,
+            "performance.f1.delta": -0.01,  # within 0.05 of its registered value
+            "performance.rmse.change": 0.35,
+            "performance.mae.change": 0.1,  # 10 % worse: below the 20 % default
+        },
+    )
+    assert sorted(evaluate(db, *default_rules())) == [
+        ("rmse_rise", "firing", None),
+        ("roc_auc_drop", "firing", None),
+    ]

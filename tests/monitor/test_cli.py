@@ -51,7 +51,8 @@ def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.M
 
     again = runner.invoke(app, ["monitor", "run"], env={"COLUMNS": "200"})
     assert again.exit_code == 0
-    assert "no window was due" in again.stdout and "no alert fired" in again.stdout
+    assert "no new window: every window in the inference log is stored" in again.stdout
+    assert "vigil monitor show" in again.stdout and "no alert fired" in again.stdout
 
     shown = runner.invoke(app, ["monitor", "show", "churn"], env={"COLUMNS": "250"})
     assert shown.exit_code == 0
@@ -83,6 +84,39 @@ def test_ad_hoc_window_and_partial(vigil: Vigil, trained: Trained) -> None:
     assert out["alerts"] == []  # rules watch the configured window size only
     none = runner.invoke(app, ["alert", "list"])
     assert "no alert is firing" in none.stdout
+
+
+def test_an_incomplete_window_is_explained_with_what_to_run(vigil: Vigil, trained: Trained) -> None:
+    """Traffic of the last seconds, fewer rows than the default window's 1,000: the run
+    says which window is open, how many rows it holds, when it closes and what to run."""
+    start = utcnow() - timedelta(seconds=30)
+    sink = capture_sink(vigil)
+    write_traffic(
+        sink, trained.model, make_frame(300, seed=1), start=start, step=timedelta(0), batch=3
+    )
+    sink.close()
+    closes = parse_window("1h").bounds(start)[1] + timedelta(seconds=60)
+    r = runner.invoke(app, ["monitor", "run", "churn"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "nothing in the inference log" not in text
+    assert (
+        "churn v1 (native_predict): the current window (1h or 1000) is incomplete, "
+        f"300 rows so far; it closes after 700 more rows or at {closes:%Y-%m-%d %H:%M} UTC"
+    ) in text
+    assert "vigil monitor run churn --partial" in text
+
+    partial = runner.invoke(app, ["monitor", "run", "churn", "--partial", "--json"])
+    (window,) = json.loads(partial.stdout)["windows"]
+    assert (window["rows"], window["partial"]) == (300, True)
+
+
+def test_an_empty_log_says_so(vigil: Vigil) -> None:
+    r = runner.invoke(app, ["monitor", "run"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "nothing in the inference log since" in text
+    assert "vigil serve" in text
 
 
 def test_errors_are_one_line(vigil_home: Path) -> None:

@@ -23,7 +23,9 @@ SECRET = "T0KEN-s3cret"
 
 
 def settings_for(*webhooks: object, **extra: object) -> MonitorSettings:
-    # The receivers listen on loopback, which webhooks may only point at when allowed.
+    # The receivers listen on loopback, which webhooks may only point at when allowed; the
+    # series are stored on 1h windows (tests.monitor._series).
+    extra = {"window": "1h", **extra}
     return MonitorSettings(
         webhooks=list(webhooks),
         backoff_s=0.01,

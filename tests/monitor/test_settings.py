@@ -8,14 +8,19 @@ from pathlib import Path
 import pytest
 
 from vigil.errors import ConfigurationError
+from vigil.monitor.points import PERFORMANCE_MEASURES
 from vigil.monitor.settings import load_monitor_settings
 
 
 def test_defaults() -> None:
     s = load_monitor_settings()
-    assert (s.window, s.interval_s, s.lookback, s.webhooks) == ("1h", 300.0, "7d", [])
-    assert [r.name for r in s.rules] == ["dataset_drift", "accuracy_drop", "error_rate"]
-    assert s.window_spec.seconds == 3600
+    assert (s.window, s.interval_s, s.lookback, s.webhooks) == ("1h or 1000", 300.0, "7d", [])
+    names = [r.name for r in s.rules]
+    assert names[:2] == ["dataset_drift", "error_rate"]
+    # One rule per performance measure, which watches the versions registered with it.
+    assert {"accuracy_drop", "roc_auc_drop", "f1_drop", "rmse_rise", "log_loss_rise"} <= set(names)
+    assert len(names) == 2 + len(PERFORMANCE_MEASURES)
+    assert (s.window_spec.seconds, s.window_spec.size) == (3600, 1000)
 
 
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:

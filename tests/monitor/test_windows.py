@@ -99,3 +99,55 @@ def test_count_windows_keep_requests_whole_and_take_rejections_between() -> None
         _log(rows), parse_window("5"), now=datetime(2025, 1, 2, tzinfo=UTC), cursors=cursor
     )
     assert (rest.start_request_id, rest.n_rows, rest.complete) == ("r6", 2, False)
+
+
+@pytest.mark.parametrize("text", ["1h or 1000", "1000 or 1h", " 1h  OR 1000 "])
+def test_parse_time_or_count_window(text: str) -> None:
+    spec = parse_window(text)
+    assert (spec.text, spec.seconds, spec.size, spec.is_time) == ("1h or 1000", 3600.0, 1000, False)
+
+
+@pytest.mark.parametrize("text", ["1h or 2h", "500 or 600", "1h or", "or 500", "1h or 0"])
+def test_bad_time_or_count_windows_are_refused(text: str) -> None:
+    with pytest.raises(InvalidParameterError, match="window"):
+        parse_window(text)
+
+
+def test_time_or_count_windows_close_on_whichever_comes_first() -> None:
+    """``30m or 3``: three rows close a window at once; the end of its half hour (plus the
+    grace period) closes one that stayed short; the open half hour stays partial."""
+    log = _log(
+        [
+            ("a", 0, 1, 1, "native", 200),
+            ("a", 1, 1, 1, "native", 200),
+            ("b", 0, 2, 1, "native", 200),
+            ("c", 0, 3, 1, "native", 200),  # 4th row: a new window
+            ("d", 0, 40, 1, "native", 200),  # the next half hour
+            ("e", 0, 41, 1, "native", 422),
+            ("f", 0, 65, 1, "native", 200),  # the third half hour, still open
+        ]
+    )
+    now = datetime(2025, 1, 1, 1, 10, tzinfo=UTC)
+    windows = split_windows(log, parse_window("30m or 3"), now=now, grace=timedelta(minutes=2))
+    got = [(w.start.minute, w.end.minute, w.n_rows, len(w.rejected), w.complete) for w in windows]
+    assert got == [
+        (1, 2, 3, 0, True),
+        (3, 3, 1, 0, True),
+        (40, 41, 1, 1, True),  # closed by time, up to its last record
+        (5, 5, 1, 0, False),
+    ]
+    # The first window of an open half hour continues where the stored ones ended.
+    cursor = {windows[0].key: (windows[2].end, "e")}
+    later = split_windows(log, parse_window("30m or 3"), now=now, cursors=cursor)
+    assert [(w.start.minute, w.complete) for w in later] == [(5, False)]
+
+
+def test_a_window_after_an_open_one_stays_open() -> None:
+    """Rows of a half hour still in its grace period keep every later window partial, so a
+    later complete window never moves the cursor past rows not yet measured."""
+    log = _log(
+        [("a", 0, 29, 1, "native", 200)] + [(f"b{i}", 0, 30, 1, "native", 200) for i in range(3)]
+    )
+    now = datetime(2025, 1, 1, 0, 31, tzinfo=UTC)
+    windows = split_windows(log, parse_window("30m or 3"), now=now, grace=timedelta(minutes=2))
+    assert [(w.n_rows, w.complete) for w in windows] == [(1, False), (3, False)]

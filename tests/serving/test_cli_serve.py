@@ -126,3 +126,39 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
+
+
+def test_an_empty_vigil_serve_warns_then_serves_what_gets_registered(vigil_home: Path) -> None:
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "serve", "--port", str(port)],
+            env={**os.environ, "VIGIL_HOME": str(vigil_home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def logged() -> str:
+                assert proc.poll() is None, "vigil serve exited"
+                log.seek(0)
+                return log.read().decode()
+
+            wait_for(lambda: "ready in" in logged(), 120, what="the ready line")
+            output = " ".join(logged().split())
+            assert "warning: no model to serve yet" in output
+            assert "vigil register NAME MODEL_FILE --reference DATA --alias production" in output
+            assert "picked up without a restart" in output
+
+            _register(vigil_home)
+
+            def served() -> bool:
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/models/churn/predict", json={"inputs": ROW}
+                )
+                return r.status_code == 200 and r.json()["version"] == 1
+
+            wait_for(served, 60, what="churn served without a restart", interval=0.1)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)

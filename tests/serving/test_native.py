@@ -87,7 +87,8 @@ def test_model_listing_and_metadata(client: httpx.Client):
     meta = client.get("/v1/models/clf@challenger").json()
     assert meta["version"] == 2 and meta["ready"] is True and meta["flavor"] == "sklearn"
     assert [f["name"] for f in meta["signature"]["inputs"]] == CLF_FEATURES
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = client.get("/readyz").json()
+    assert ready == {"status": "ready", "models": len(client.get("/v1/models").json()["models"])}
     assert client.get("/livez").status_code == 200
 
 

@@ -109,6 +109,31 @@ def register(
         f"({mv.flavor}, {human_size(mv.size_bytes)}, sha256 {mv.sha256[:12]})"
         + (f" → alias [bold]{shown(alias)}[/]" if alias else "")
     )
+    _say_watched_metrics(metrics)
+
+
+def _say_watched_metrics(metrics: dict[str, float]) -> None:
+    """Which registered metrics monitoring compares with labelled traffic, and which not."""
+    from vigil.monitor.points import performance_measure  # a small module, no I/O
+
+    watched, ignored = [], []
+    for key, value in metrics.items():
+        measure = performance_measure(key)
+        if measure is None:
+            ignored.append(key)
+        else:
+            named = measure if measure == key else f"{measure} (registered as {key})"
+            watched.append(f"{named} = {value:g}")
+    if watched:
+        console.print(
+            "monitoring alerts when labelled traffic falls behind: " + shown(", ".join(watched)),
+            highlight=False,
+        )
+    if ignored:
+        console.print(
+            shown(f"not computed from labels, so not monitored: {', '.join(ignored)}"),
+            highlight=False,
+        )
 
 
 @model_app.command("list")

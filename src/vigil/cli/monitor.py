@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from vigil.monitor.alerts import AlertEvent
+    from vigil.monitor.cycle import CycleResult
+    from vigil.monitor.engine import OpenWindow
     from vigil.monitor.measure import WindowResult
     from vigil.monitor.series import StoredWindow
 
@@ -153,18 +155,67 @@ def run(
             }
         )
         return
-    if not result.windows:
-        console.print("no window was due: nothing new in the inference log", highlight=False)
-    else:
+    if result.windows:
         table(
             f"{len(result.windows)} window(s) computed",
             _WINDOW_COLUMNS,
             [_window_row(r) for r in result.windows],
         )
+    _explain_what_was_not_computed(result, model)
     if result.events:
         table("Alerts", _ALERT_COLUMNS, _alert_rows(result.events))
     else:
         console.print("no alert fired or resolved", highlight=False)
+
+
+def _open_line(w: OpenWindow) -> str:
+    closes = []
+    if w.rows_to_go is not None:
+        closes.append(f"after {w.rows_to_go:,} more rows")
+    if w.closes_at is not None:
+        closes.append(f"at {w.closes_at:%Y-%m-%d %H:%M} UTC")
+    return (
+        f"{w.key.model} v{w.key.version} ({w.key.route}): the current window ({w.window}) is "
+        f"incomplete, {w.n_rows:,} rows so far; it closes {' or '.join(closes)}"
+    )
+
+
+def _explain_what_was_not_computed(result: CycleResult, model: str | None) -> None:
+    """Why a run computed nothing (or not everything), and what to run instead."""
+    for w in result.waiting:
+        console.print(shown(_open_line(w)), highlight=False)
+    if result.waiting:
+        names = sorted({w.key.model for w in result.waiting})
+        target = model or (names[0] if len(names) == 1 else "MODEL")
+        console.print(
+            shown(
+                f"to see it now, run `vigil monitor run {target} --partial` (stored as "
+                "partial; alerts wait for complete windows), or set a smaller window "
+                "(VIGIL_MONITOR_WINDOW, e.g. 500 predictions: docs/monitoring.md)"
+            ),
+            highlight=False,
+        )
+        return
+    if result.windows:
+        return
+    log = result.log
+    if log is not None and log.n_records == 0:
+        about = f" for {model}" if model else ""
+        console.print(
+            shown(
+                f"nothing in the inference log{about} since {log.since:%Y-%m-%d %H:%M} UTC: "
+                "predictions answered by `vigil serve` (capture on) land there"
+            ),
+            highlight=False,
+        )
+        return
+    console.print(
+        shown(
+            "no new window: every window in the inference log is stored; see them with "
+            f"`vigil monitor show {model or 'MODEL'}`"
+        ),
+        highlight=False,
+    )
 
 
 def _stored_row(w: StoredWindow) -> tuple[str | Text, ...]:

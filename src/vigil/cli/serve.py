@@ -192,13 +192,15 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
             return True  # no /proc to ask (not Linux): trust the port
         return int(stat.rpartition(")")[2].split()[1]) == os.getpid()
 
-    def ready() -> bool:
-        status = get("/readyz")[0]
-        return status.split(b" ")[1:2] == [b"200"] and ours()
+    def ready() -> bytes | None:
+        """The body of /readyz once it answers 200 from this server, else None."""
+        status, body = get("/readyz")
+        return body if status.split(b" ")[1:2] == [b"200"] and ours() else None
 
     def watch() -> None:
         while time.monotonic() - started < 3600:
-            if ready():
+            body = ready()
+            if body is not None:
                 err_console.print(
                     f"ready in {time.monotonic() - started:.1f} s: http://{address}:{port} "
                     f"({workers} worker{'s' if workers > 1 else ''}); GET /v1/models lists "
@@ -206,10 +208,27 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
                     highlight=False,
                     soft_wrap=True,
                 )
+                if _serves_nothing(body):
+                    err_console.print(
+                        "[yellow]warning:[/] no model to serve yet: register one with "
+                        "`vigil register NAME MODEL_FILE --reference DATA --alias production` "
+                        "(or `vigil alias set NAME production VERSION`); it is picked up "
+                        "without a restart",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
                 return
             time.sleep(0.05)
 
     threading.Thread(target=watch, name="vigil-ready", daemon=True).start()
+
+
+def _serves_nothing(readyz: bytes) -> bool:
+    """Whether a /readyz body says the server serves no model version."""
+    try:
+        return bool(json.loads(readyz).get("models") == 0)
+    except (ValueError, AttributeError):
+        return False
 
 
 def install(app: typer.Typer) -> None:

@@ -7,12 +7,13 @@ by digest); the model itself is never loaded, so monitoring needs no trust decis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
-from vigil.monitor.points import PERFORMANCE_MEASURES
+from vigil.monitor.points import performance_measure
 from vigil.profile_schema import BaselineProfile
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ class Baseline:
     """``None`` when the version was registered without reference data (no drift, no
     quality checks; traffic and performance still work)."""
     reference_metrics: dict[str, float] = field(default_factory=dict)
-    """Registration metrics named like :mod:`vigil.monitor.performance`'s (``accuracy``, ``f1``,
-    ``rmse``...); other names are kept out of the comparison."""
+    """Registration metrics that :mod:`vigil.monitor.performance` computes, under its names
+    (``accuracy``, ``f1``, ``rmse``...; one registered as ``auc`` is ``roc_auc``); other
+    names are kept out of the comparison."""
 
     @property
     def task(self) -> str:
@@ -51,9 +53,25 @@ def load_baseline(app: Services, model: str, version: int) -> Baseline:
     signature = Signature.model_validate(mv.signature)
     bundle_dir = app.registry.fetch_bundle(mv, app.cache_dir)
     profile = read_profile(bundle_dir)
-    metrics = {
-        name: float(value)
-        for name, value in (mv.metrics or {}).items()
-        if name in PERFORMANCE_MEASURES and isinstance(value, int | float)
-    }
-    return Baseline(model, version, signature, profile, metrics)
+    return Baseline(model, version, signature, profile, reference_metrics(mv.metrics or {}))
+
+
+def reference_metrics(registered: Mapping[str, Any]) -> dict[str, float]:
+    """The registered metrics monitoring can compare, under its measures' names (a name
+    spelt exactly as the measure wins over an alias of it).
+
+    >>> reference_metrics({"auc": 0.91, "revenue": 3.0, "Accuracy": 0.8})
+    {'roc_auc': 0.91, 'accuracy': 0.8}
+    """
+    out: dict[str, float] = {}
+    exact: set[str] = set()
+    for name, value in registered.items():
+        measure = performance_measure(name)
+        if measure is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if measure in exact:
+            continue
+        out[measure] = float(value)
+        if name == measure:
+            exact.add(measure)
+    return out

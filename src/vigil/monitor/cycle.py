@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from vigil.durations import parse_duration
 from vigil.monitor.alerts import AlertEvent, evaluate_rules, new_claim
-from vigil.monitor.engine import Progress, Resume, run_monitoring
+from vigil.monitor.engine import MonitoringPass, OpenWindow, Progress, Resume, monitor_windows
 from vigil.monitor.measure import WindowResult
 from vigil.monitor.notify import deliver_events, retry_undelivered
 from vigil.monitor.settings import MonitorSettings
@@ -34,6 +34,13 @@ class CycleResult:
     events: list[AlertEvent] = field(default_factory=list)
     delivered: int = 0
     """Events fully delivered to every webhook in this cycle (new and retried)."""
+    log: MonitoringPass | None = None
+    """The pass over the inference log: what it covered, read and left open."""
+
+    @property
+    def waiting(self) -> list[OpenWindow]:
+        """Windows still open, not computed (the run was not asked for partial ones)."""
+        return self.log.waiting if self.log is not None else []
 
 
 def monitor_once(
@@ -58,7 +65,7 @@ def monitor_once(
     """
     settings = settings or app.monitor_settings
     now = as_utc(now) if now is not None else utcnow()
-    windows = run_monitoring(
+    done = monitor_windows(
         app,
         model=model,
         since=since,
@@ -71,11 +78,12 @@ def monitor_once(
         progress=progress,
         resume=resume,
     )
+    windows = done.results
     spec = parse_window(window) if window is not None else settings.window_spec
     if not alerts or spec.text != settings.window_spec.text:
         # Rules watch the configured window only: an ad-hoc window size must not fire or
         # resolve the alerts the schedule maintains.
-        return CycleResult(windows)
+        return CycleResult(windows, log=done)
     horizon = as_utc(since) if since is not None else now - parse_duration(settings.lookback)
     claim = new_claim()
     events = evaluate_rules(
@@ -83,4 +91,4 @@ def monitor_once(
     )
     delivered = deliver_events(app.database, events, claim, settings)
     retried = retry_undelivered(app.database, settings)
-    return CycleResult(windows, events, len(delivered) + len(retried))
+    return CycleResult(windows, events, len(delivered) + len(retried), log=done)

@@ -124,9 +124,10 @@ def candidate_windows(
     ``rebuild``, stored count windows are rebuilt from their ends to check their labels)."""
     if log_rows.empty:
         return []
+    grace = timedelta(seconds=grace_s)
     if spec.is_time:
-        return split_windows(log_rows, spec, now=now, grace=timedelta(seconds=grace_s))
-    candidates = split_windows(log_rows, spec, now=now, cursors=_cursors(stored))
+        return split_windows(log_rows, spec, now=now, grace=grace)
+    candidates = split_windows(log_rows, spec, now=now, grace=grace, cursors=_cursors(stored))
     if rebuild:
         for s in stored:
             if not s.partial:
@@ -195,7 +196,45 @@ class Resume:
         self.read_from = min([floor, *open_starts])
 
 
-def run_monitoring(
+@dataclass(frozen=True)
+class OpenWindow:
+    """A window still open, left out of a run without ``partial``."""
+
+    key: SeriesKey
+    window: str
+    start: datetime
+    n_rows: int
+    rows_to_go: int | None
+    """Rows still missing before a count window closes (``None``: closes on time only)."""
+    closes_at: datetime | None
+    """When a time window closes, grace period included (``None``: on count only)."""
+
+
+def _open_window(w: Window, grace_s: float) -> OpenWindow:
+    spec = w.spec
+    closes = None
+    if spec.seconds is not None:
+        closes = spec.bounds(w.start)[1] + timedelta(seconds=grace_s)
+    to_go = max(spec.size - w.n_rows, 0) if spec.size is not None else None
+    return OpenWindow(w.key, spec.text, w.start, w.n_rows, to_go, closes)
+
+
+@dataclass(frozen=True)
+class MonitoringPass:
+    """What one :func:`monitor_windows` run computed, and what it saw without computing."""
+
+    results: list[WindowResult]
+    """The windows computed and stored by this run."""
+    waiting: list[OpenWindow]
+    """Windows still open and not computed (the run was not asked for ``partial`` ones)."""
+    window: str
+    since: datetime
+    """The start of the span of the log the run covered."""
+    n_records: int
+    """Records read from the log (answered rows and rejected requests)."""
+
+
+def monitor_windows(
     app: MonitorServices,
     *,
     model: str | None = None,
@@ -208,8 +247,9 @@ def run_monitoring(
     feedback: FeedbackStore | None = None,
     progress: Progress | None = None,
     resume: Resume | None = None,
-) -> list[WindowResult]:
-    """Compute and store every window that is due; returns the windows computed this run.
+) -> MonitoringPass:
+    """Compute and store every window that is due; returns the windows computed this run,
+    and what the run saw but did not compute (see :class:`MonitoringPass`).
 
     ``since`` defaults to ``now - lookback`` (``VIGIL_MONITOR_LOOKBACK``, 7 days);
     ``window`` to ``VIGIL_MONITOR_WINDOW``. ``capture`` and ``feedback`` default to the
@@ -260,4 +300,40 @@ def run_monitoring(
     if resume is not None:
         horizon = now - timedelta(seconds=settings.grace_s)
         resume.update(scope, len(labels), candidates, spec, horizon)
-    return results
+    computed = {id(w) for w in todo}
+    waiting = [
+        _open_window(w, settings.grace_s)
+        for w in candidates
+        if not w.complete and id(w) not in computed
+    ]
+    return MonitoringPass(results, waiting, spec.text, start, n_records=len(log_rows))
+
+
+def run_monitoring(
+    app: MonitorServices,
+    *,
+    model: str | None = None,
+    since: datetime | str | None = None,
+    window: str | None = None,
+    partial: bool = False,
+    now: datetime | None = None,
+    settings: MonitorSettings | None = None,
+    capture: Path | None = None,
+    feedback: FeedbackStore | None = None,
+    progress: Progress | None = None,
+    resume: Resume | None = None,
+) -> list[WindowResult]:
+    """The windows :func:`monitor_windows` computed and stored."""
+    return monitor_windows(
+        app,
+        model=model,
+        since=since,
+        window=window,
+        partial=partial,
+        now=now,
+        settings=settings,
+        capture=capture,
+        feedback=feedback,
+        progress=progress,
+        resume=resume,
+    ).results

@@ -258,6 +258,8 @@ def _points(result: WindowResult) -> list[Point]:
             out += point(f"performance.{name}", value)
         for name, value in result.performance.deltas.items():
             out += point(f"performance.{name}.delta", value)
+        for name, value in result.performance.relative_change.items():
+            out += point(f"performance.{name}.change", value)
     return out
 
 

@@ -32,10 +32,17 @@ metric                          feature  value
                                          roc_auc, log_loss, ece, precision, recall, mae,
                                          rmse, mape, r2)
 ``performance.<m>.delta``                ``m`` minus its value stored at registration
+``performance.<m>.change``               that difference relative to the registered value
+                                         (``0.2``: 20 % higher than at registration)
 ==============================  =======  ================================================
+
+A metric registered under a common other name (``--metric auc=0.91``) is compared with the
+measure it names (``roc_auc``): see :func:`performance_measure`.
 
 >>> is_known_metric("performance.accuracy.delta"), is_known_metric("drift.psi")
 (True, False)
+>>> performance_measure("AUC"), performance_measure("rmse"), performance_measure("revenue")
+('roc_auc', 'rmse', None)
 """
 
 from __future__ import annotations
@@ -87,8 +94,38 @@ PERFORMANCE_MEASURES = frozenset(
         "r2",
     }
 )
+PROBABILITY_MEASURES = frozenset({"roc_auc", "log_loss", "ece"})
+"""Measures computed from the class probabilities, so the server logs those when a
+version was registered with one of them."""
+HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "r2"})
+"""Measures that fall when the model gets worse (the others rise)."""
+MEASURE_ALIASES = {
+    "auc": "roc_auc",
+    "roc-auc": "roc_auc",
+    "rocauc": "roc_auc",
+    "auroc": "roc_auc",
+    "acc": "accuracy",
+    "f1_score": "f1",
+    "f1-score": "f1",
+    "logloss": "log_loss",
+    "log-loss": "log_loss",
+    "r2_score": "r2",
+    "mean_absolute_error": "mae",
+    "root_mean_squared_error": "rmse",
+    "mean_absolute_percentage_error": "mape",
+}
+"""Other names people register a measure under, and the measure they mean."""
 PERFORMANCE_PREFIX = "performance."
 DELTA_SUFFIX = ".delta"
+CHANGE_SUFFIX = ".change"
+
+
+def performance_measure(name: str) -> str | None:
+    """The performance measure a registered metric's name means, or ``None`` when
+    monitoring cannot compute it from labels (a business metric, say)."""
+    key = name.strip().lower()
+    key = MEASURE_ALIASES.get(key, key)
+    return key if key in PERFORMANCE_MEASURES else None
 
 
 def is_known_metric(name: str) -> bool:
@@ -96,7 +133,10 @@ def is_known_metric(name: str) -> bool:
     if name in WINDOW_METRICS or name in FEATURE_METRICS:
         return True
     if name.startswith(PERFORMANCE_PREFIX):
-        measure = name[len(PERFORMANCE_PREFIX) :].removesuffix(DELTA_SUFFIX)
+        measure = name[len(PERFORMANCE_PREFIX) :]
+        for suffix in (DELTA_SUFFIX, CHANGE_SUFFIX):
+            if measure.endswith(suffix):
+                return measure.removesuffix(suffix) in PERFORMANCE_MEASURES
         return measure in PERFORMANCE_MEASURES
     return False
 
@@ -104,7 +144,8 @@ def is_known_metric(name: str) -> bool:
 def known_metrics() -> list[str]:
     """Every metric name, sorted (for error messages and docs)."""
     perf = [f"{PERFORMANCE_PREFIX}{m}" for m in sorted(PERFORMANCE_MEASURES)]
-    return sorted(WINDOW_METRICS | FEATURE_METRICS) + perf + [p + DELTA_SUFFIX for p in perf]
+    derived = [p + suffix for p in perf for suffix in (DELTA_SUFFIX, CHANGE_SUFFIX)]
+    return sorted(WINDOW_METRICS | FEATURE_METRICS) + perf + derived
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vigil.monitor.points import is_known_metric, known_metrics
+from vigil.monitor.points import (
+    HIGHER_IS_BETTER,
+    PERFORMANCE_MEASURES,
+    is_known_metric,
+    known_metrics,
+)
 from vigil.names import check_name
 
 Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
@@ -144,9 +149,75 @@ def transition(rule: AlertRule, values: Sequence[float], *, firing: bool) -> Tra
     return None
 
 
+DROP_THRESHOLD = 0.05
+"""Default alert on a measure that should stay high (accuracy, ROC AUC, F1...): fire when
+it is more than this below its registered value (absolute, as those are in [0, 1])."""
+RISE_THRESHOLD = 0.2
+"""Default alert on an error measure (log loss, MAE, RMSE, MAPE): fire when it is more than
+20 % above its registered value (relative, as they have the target's units)."""
+
+
+def performance_rules() -> list[AlertRule]:
+    """One rule per performance measure, against its value at registration.
+
+    A ``performance.<m>.delta`` or ``.change`` series exists only for a version registered
+    with that metric (``--metric auc=0.91``), so these rules watch exactly the metrics each
+    version was registered with, with the registered value as the baseline.
+
+    >>> [(r.name, r.metric, r.comparison, r.threshold) for r in performance_rules()][:2]
+    [('accuracy_drop', 'performance.accuracy.delta', '<', -0.05), ('ece_rise', 'performance.ece.delta', '>', 0.05)]
+    """
+    rules = []
+    for measure in sorted(PERFORMANCE_MEASURES):
+        if measure in HIGHER_IS_BETTER:
+            rules.append(
+                AlertRule(
+                    name=f"{measure}_drop",
+                    metric=f"performance.{measure}.delta",
+                    comparison="<",
+                    threshold=-DROP_THRESHOLD,
+                    severity="critical",
+                    summary=(
+                        f"{{model}} v{{version}}: {measure} changed by {{value}} since it was "
+                        "registered (alert below {threshold})"
+                    ),
+                )
+            )
+        elif measure == "ece":  # already a share in [0, 1]; often near 0, so not relative
+            rules.append(
+                AlertRule(
+                    name="ece_rise",
+                    metric="performance.ece.delta",
+                    comparison=">",
+                    threshold=DROP_THRESHOLD,
+                    severity="warning",
+                    summary=(
+                        "{model} v{version}: calibration error changed by {value} since it "
+                        "was registered (alert above {threshold})"
+                    ),
+                )
+            )
+        else:
+            rules.append(
+                AlertRule(
+                    name=f"{measure}_rise",
+                    metric=f"performance.{measure}.change",
+                    comparison=">",
+                    threshold=RISE_THRESHOLD,
+                    severity="critical",
+                    summary=(
+                        f"{{model}} v{{version}}: {measure} changed by {{value}} of the value "
+                        "it was registered with (alert above {threshold})"
+                    ),
+                )
+            )
+    return rules
+
+
 def default_rules() -> list[AlertRule]:
-    """The rules used when none are configured: dataset drift, an accuracy drop of more
-    than 0.05 against the registered accuracy, and an error rate above 5 %."""
+    """The rules used when none are configured: dataset drift, an error rate above 5 %,
+    and one rule per performance measure against the value it was registered with (see
+    :func:`performance_rules`)."""
     return [
         AlertRule(
             name="dataset_drift",
@@ -158,18 +229,6 @@ def default_rules() -> list[AlertRule]:
             summary="{model} v{version}: the input data drifted from the reference",
         ),
         AlertRule(
-            name="accuracy_drop",
-            metric="performance.accuracy.delta",
-            comparison="<",
-            threshold=-0.05,
-            for_windows=1,
-            severity="critical",
-            summary=(
-                "{model} v{version}: accuracy changed by {value} since registration "
-                "(alert below {threshold})"
-            ),
-        ),
-        AlertRule(
             name="error_rate",
             metric="traffic.error_rate",
             comparison=">",
@@ -178,4 +237,5 @@ def default_rules() -> list[AlertRule]:
             severity="critical",
             summary="{model} v{version}: error rate {value} (alert above {threshold})",
         ),
+        *performance_rules(),
     ]

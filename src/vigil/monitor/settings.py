@@ -4,7 +4,7 @@ Read from ``VIGIL_MONITOR_*`` environment variables (lists and objects as JSON) 
 the ``monitor:`` section of the YAML file named by ``VIGIL_CONFIG`` (or ``./vigil.yaml``)::
 
     monitor:
-      window: 1h
+      window: 1h or 1000
       interval_s: 300
       webhooks:
         - https://alerts.example.com/hook
@@ -17,7 +17,7 @@ Webhook URLs often carry a token, so they are secrets: never printed in full, ne
 
 >>> s = MonitorSettings(webhooks=["https://h.example/hook?token=abc"], slack=True)
 >>> s.window, s.targets()[0].format, "abc" in repr(s)
-('1h', 'slack', False)
+('1h or 1000', 'slack', False)
 >>> load_monitor_settings(window="fortnight")
 Traceback (most recent call last):
 ...
@@ -82,8 +82,10 @@ class MonitorSettings(VigilSettings):
     enabled: bool = True
     """Run monitoring inside the server on a schedule (``vigil monitor run`` works either way)."""
 
-    window: str = "1h"
-    """Window size: a duration (``15m``, ``1h``, ``1d``) or a number of predictions (``500``)."""
+    window: str = "1h or 1000"
+    """Window size: a duration (``15m``, ``1h``, ``1d``), a number of predictions (``500``),
+    or whichever of the two comes first (``1h or 1000``: an hourly window on a quiet
+    service, a verdict every 1,000 predictions on a busy one)."""
 
     interval_s: float = Field(default=300.0, ge=0)
     """Seconds between two scheduled runs inside the server (``0`` turns the schedule off)."""

@@ -1,7 +1,8 @@
 """Monitoring windows: the inference log cut into pieces, per model version and route.
 
-A window is either a span of time (``15m``, ``1h``, ``1d``) or a number of predicted rows
-(``500``). Windows are formed separately for every ``(model, version, route)``.
+A window is a span of time (``15m``, ``1h``, ``1d``), a number of predicted rows
+(``500``), or whichever of the two comes first (``1h or 1000``, the default). Windows are
+formed separately for every ``(model, version, route)``.
 
 * **Time windows** are aligned on the epoch (a ``1h`` window starts on the hour), include
   their start and exclude their end, and are *complete* once ``now`` has passed their end
@@ -11,6 +12,11 @@ A window is either a span of time (``15m``, ``1h``, ``1d``) or a number of predi
   hold a few more than ``N`` rows). Both ends are inclusive and the window remembers the
   request ids at its ends, so the next run continues exactly after it. The rows after the
   last full window form the current, partial window.
+* **Time-or-count windows** (``1h or 1000``) are count windows that never cross the
+  boundary of a time window: a window closes as soon as it holds ``N`` rows, or when its
+  time window ends (plus ``grace``), whichever comes first; it then reaches up to the last
+  record of that time window. A quiet service gets one window an hour; a burst of traffic
+  right after a deployment gets its first verdict after ``N`` rows, not an hour later.
 
 Rejected requests (4xx/5xx records) go to the window their time falls in, so they count
 in its error rate and schema violations. Labels never move a row: feedback is joined on
@@ -19,6 +25,8 @@ in its error rate and schema violations. Labels never move a row: feedback is jo
 >>> from datetime import datetime, UTC
 >>> parse_window("15m"), parse_window("500")
 (WindowSpec(text='15m', seconds=900.0, size=None), WindowSpec(text='500', seconds=None, size=500))
+>>> parse_window("1000 or 1h")
+WindowSpec(text='1h or 1000', seconds=3600.0, size=1000)
 >>> parse_window("1h").bounds(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC))
 (datetime.datetime(2025, 1, 2, 3, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 2, 4, 0, tzinfo=datetime.timezone.utc))
 """
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd  # the server's start imports this module (its settings), not pandas
 
 _COUNT = re.compile(r"^\s*(\d+)\s*$")
+_EITHER = re.compile(r"\s+or\s+", re.IGNORECASE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -54,7 +63,8 @@ class WindowSpec:
 
     @property
     def is_time(self) -> bool:
-        return self.seconds is not None
+        """A pure time window (a time-or-count window is cut like a count window)."""
+        return self.seconds is not None and self.size is None
 
     def bounds(self, at: datetime) -> tuple[datetime, datetime]:
         """The time window holding ``at``: ``[start, end)`` aligned on the epoch."""
@@ -66,8 +76,24 @@ class WindowSpec:
 
 
 def parse_window(text: str | int) -> WindowSpec:
-    """A window from its text: a duration (``15m``, ``1h``) or a row count (``500``)."""
+    """A window from its text: a duration (``15m``, ``1h``), a row count (``500``), or both
+    joined by ``or`` (``1h or 1000``: whichever comes first)."""
     raw = str(text).strip()
+    parts = _EITHER.split(raw)
+    if len(parts) == 2:
+        specs = [parse_window(part) for part in parts if part.strip()]
+        times = [s for s in specs if s.is_time]
+        counts = [s for s in specs if s.size is not None]
+        if len(times) != 1 or len(counts) != 1:
+            raise InvalidParameterError(
+                f"invalid window {raw[:40]!r}: join one duration and one number of "
+                "predictions with 'or', e.g. '1h or 1000'",
+                detail={"field": "window", "value": raw[:40]},
+            )
+        (time,), (count,) = times, counts
+        return WindowSpec(
+            text=f"{time.text} or {count.size}", seconds=time.seconds, size=count.size
+        )
     if _COUNT.fullmatch(raw):
         size = int(raw)
         if size < 1:
@@ -244,6 +270,45 @@ def _count_windows(
     return windows
 
 
+def _time_or_count_windows(
+    key: SeriesKey,
+    frame: pd.DataFrame,
+    spec: WindowSpec,
+    cursor: Cursor | None,
+    now: datetime,
+    grace: timedelta,
+) -> list[Window]:
+    import pandas as pd  # the server's start imports this module (its settings), not pandas
+
+    assert spec.seconds is not None and spec.size is not None
+    frame = _after(frame, cursor)
+    if frame.empty:
+        return []
+    seconds = (frame["time"] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
+    index = np.floor_divide(seconds, spec.seconds)
+    windows: list[Window] = []
+    still_open = False
+    for i in np.unique(index):
+        bucket = frame[index == i]
+        parts = _count_windows(key, bucket, spec, None)
+        end = _EPOCH + timedelta(seconds=(float(i) + 1) * spec.seconds)
+        if not still_open and end + grace <= now:
+            # The time window is over: its last window closes, up to its last record
+            # (a rejection after the last answered row included).
+            last_record = bucket.iloc[-1]
+            last = parts[-1]
+            last.complete = True
+            last.end = last_record["time"].to_pydatetime()
+            last.end_request_id = str(last_record["request_id"])
+        for part in parts:
+            # Once a window is open, the later ones wait: a later complete window would
+            # move the cursor past rows not measured yet.
+            part.complete = part.complete and not still_open
+            still_open = still_open or not part.complete
+        windows.extend(parts)
+    return windows
+
+
 def split_windows(
     log: pd.DataFrame,
     spec: WindowSpec,
@@ -256,7 +321,7 @@ def split_windows(
 
     Rows without a model version (requests rejected before a model was resolved) belong to
     no series and are left out. ``cursors`` gives, per series, the end of its last complete
-    count window: count windows continue after it (ignored for time windows).
+    count (or time-or-count) window: windows continue after it (ignored for time windows).
 
     >>> from datetime import datetime, UTC
     >>> import pandas as pd
@@ -288,10 +353,13 @@ def split_windows(
     ):
         key = SeriesKey(str(model), int(str(version)), str(route))
         ordered = _ordered(group)
+        cursor = (cursors or {}).get(key)
         if spec.is_time:
             windows.extend(_time_windows(key, ordered, spec, now, grace))
+        elif spec.seconds is not None:
+            windows.extend(_time_or_count_windows(key, ordered, spec, cursor, now, grace))
         else:
-            windows.extend(_count_windows(key, ordered, spec, (cursors or {}).get(key)))
+            windows.extend(_count_windows(key, ordered, spec, cursor))
     return windows
 
 

@@ -237,15 +237,17 @@ class DataPlane:
             result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
         else:
             note = _Answering(request_id, model, valid.X, route, started, variant, key_id, endpoint)
+            # Probabilities for the log when monitoring needs them (a version registered
+            # with ROC AUC, say), even if this client asked for classes only.
             result = await model.batcher.submit(
-                valid.X, valid.n_rows, want_proba, self._log_answers, note
+                valid.X, valid.n_rows, want_proba or model.capture_proba, self._log_answers, note
             )
         return Prediction(
             request_id=request_id,
             model=model.name,
             version=model.version,
             predictions=result.predictions,
-            probabilities=result.probabilities,
+            probabilities=result.probabilities if want_proba else None,
             classes=model.classes,
             timings={
                 "validate": validated - started,

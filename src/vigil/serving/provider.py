@@ -59,6 +59,7 @@ class ServedModel:
         name: str | None = None,
         version: int | None = None,
         settings: ServingSettings | None = None,
+        capture_proba: bool = False,
     ) -> None:
         settings = settings or load_serving_settings()
         resolved = name or bundle.name
@@ -71,6 +72,9 @@ class ServedModel:
         self.signature = bundle.signature
         self.classes = bundle.signature.outputs.classes
         self.has_proba = bool(bundle.model.has_proba)
+        self.capture_proba = capture_proba and self.has_proba
+        """Log class probabilities even when the client does not ask for them (the version
+        was registered with a metric monitoring computes from them, such as ROC AUC)."""
         self.validator = Validator(
             bundle.signature,
             extra=settings.extra_features,

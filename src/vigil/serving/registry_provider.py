@@ -11,6 +11,11 @@ and warmed off the event loop, then the alias is switched in one step between tw
 requests, then the old version drains its queue and stops. No request fails during a
 move, and every worker process converges within one poll interval plus the load time.
 
+A provider serving every registered model (no explicit URIs) also serves a model that
+gets its serving alias while it runs (registered with ``--alias production``, or given the
+alias later), loaded and warmed before its first request, as if it had existed at start;
+a server started with nothing to serve says so and keeps polling.
+
 Experiment endpoints add what their variants name through :meth:`RegistryProvider.ensure`
 (the endpoint router calls it before an endpoint takes traffic): pinned versions are loaded
 and warmed, and aliases are followed like the serving aliases.
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vigil.errors import AliasNotFoundError, ConfigurationError
+from vigil.monitor.points import PROBABILITY_MEASURES, performance_measure
 from vigil.serving.config import ServingSettings
 from vigil.serving.provider import ServedModel, StaticProvider
 from vigil.uri import parse_model_ref
@@ -111,6 +117,9 @@ class RegistryProvider(StaticProvider):
         self._changing = asyncio.Lock()
         self.moves = 0
         """Alias moves applied since start (for tests and the log)."""
+        self.polls = 0
+        """Reads of the alias table applied since start (for tests)."""
+        self._unloadable: set[tuple[str, int]] = set()
 
     def _discover(self) -> list[Target]:
         if self.uris:
@@ -132,7 +141,14 @@ class RegistryProvider(StaticProvider):
     def _load(self, name: str, version: int) -> ServedModel:
         # Serving never reads the reference rows (monitoring reads them from the bundle).
         bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
-        return ServedModel(bundle, name=name, version=version, settings=self.settings)
+        registered = self.vigil.registry.get_version(name, version).metrics or {}
+        return ServedModel(
+            bundle,
+            name=name,
+            version=version,
+            settings=self.settings,
+            capture_proba=any(performance_measure(m) in PROBABILITY_MEASURES for m in registered),
+        )
 
     async def _serve_version(self, name: str, version: int) -> None:
         """Load and warm ``name`` version ``version`` unless it is served already."""
@@ -168,7 +184,10 @@ class RegistryProvider(StaticProvider):
                 self.targets.append(target)
 
     def _follow(self) -> None:
-        if self._poller is None and self.poll_interval > 0 and any(t.alias for t in self.targets):
+        # Serving every registered model, the poller also looks for new ones: it runs even
+        # when nothing is served yet.
+        follows = not self.uris or any(t.alias for t in self.targets)
+        if self._poller is None and self.poll_interval > 0 and follows:
             self._poller = asyncio.create_task(self._poll(), name="vigil-alias-poller")
 
     async def start(self) -> None:
@@ -181,7 +200,23 @@ class RegistryProvider(StaticProvider):
             except AliasNotFoundError as exc:
                 raise ConfigurationError(exc.message) from exc
         self._ready = True
+        if not self.targets:
+            log.warning("%s", self.empty_warning())
         self._follow()
+
+    def empty_warning(self) -> str:
+        """What an empty server tells its operator."""
+        alias = self.settings.default_alias
+        picked = (
+            "it is picked up within a second or so, without a restart"
+            if self.poll_interval > 0 and not self.uris
+            else "then restart the server"
+        )
+        return (
+            f"no model to serve: register one with `vigil register NAME MODEL_FILE "
+            f"--reference DATA --alias {alias}` (or `vigil alias set NAME {alias} VERSION`); "
+            f"{picked}"
+        )
 
     async def ensure(self, uris: Sequence[str]) -> None:
         """Serve the models ``uris`` name too, loaded and warmed before this returns.
@@ -223,6 +258,9 @@ class RegistryProvider(StaticProvider):
                 table = await loop.run_in_executor(None, self.vigil.registry.alias_table)
                 async with self._changing:
                     await self._apply(table)
+                    if not self.uris:
+                        await self._serve_new(table)
+                self.polls += 1
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -246,6 +284,29 @@ class RegistryProvider(StaticProvider):
                 continue
             if wanted != current:
                 await self.move(target.name, target.alias, wanted)
+
+    async def _serve_new(self, table: Mapping[tuple[str, str], int]) -> None:
+        """Serve the models that got their serving alias since the last poll."""
+        followed = {t.name for t in self.targets}
+        for (name, alias), version in sorted(table.items()):
+            serving_alias = self.serving_aliases.get(name, self.settings.default_alias)
+            if name in followed or alias != serving_alias or (name, version) in self._unloadable:
+                continue
+            try:
+                await self._add_targets([Target(name, alias=alias)], table)
+            except Exception:
+                # One model that cannot load must not keep the others from being served,
+                # nor fill the log at every poll: it is tried again when its alias moves.
+                self._unloadable.add((name, version))
+                log.exception(
+                    "cannot serve new model %s@%s (version %d); point the alias at another "
+                    "version to try again",
+                    name,
+                    alias,
+                    version,
+                )
+                continue
+            log.warning("now serving new model %s@%s (version %d)", name, alias, version)
 
     async def move(self, name: str, alias: str, version: int) -> None:
         """Point ``alias`` of ``name`` at ``version``: load and warm, switch, drain the old."""

@@ -35,7 +35,9 @@ async def livez(dp: DataPlane, req: Request) -> Response:
 
 async def readyz(dp: DataPlane, req: Request) -> Response:
     if dp.ready:
-        return json_response({"status": "ready"})
+        # The number of model versions served: 0 is ready but useless, which the ready
+        # line of `vigil serve` turns into a warning.
+        return json_response({"status": "ready", "models": len(dp.models())})
     return json_response({"status": "loading"}, 503)
 
 
