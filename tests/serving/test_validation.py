@@ -194,3 +194,28 @@ def test_integer_features_stay_within_int64(value):
     with pytest.raises(ValidationError, match="'n' in row 0: expected an integer"):
         Validator(mixed).validate(Records([{"n": value, "c": "a"}]))
     assert Validator(ints).validate(Records([{"n": 2**62}])).X[0, 0] == 2.0**62
+
+
+def test_a_misspelt_feature_name_suggests_the_closest_expected_one():
+    sig = Signature(
+        inputs=[FeatureSpec(name=n, dtype="float64") for n in ("tenure", "monthly_spend", "age")]
+    )
+    row = {"tenur": 3.0, "monthly_spend": 1.0, "age": 40.0}
+    # Rejected as an extra column: the one it was probably meant to be is named.
+    with pytest.raises(ValidationError) as info:
+        Validator(sig).validate(Records([{**row, "tenure": 1.0}]))
+    assert "unknown feature 'tenur' (did you mean 'tenure'?)" in info.value.message
+    assert info.value.detail["suggestion"] == "tenure"
+    # Missing: the sent name it probably is, whatever the extra-feature policy.
+    for extra in ("reject", "ignore"):
+        with pytest.raises(ValidationError) as info:
+            Validator(sig, extra=extra).validate(Records([row]))
+        assert "required feature 'tenure' is missing in row 0" in info.value.message
+        assert "(did you mean 'tenure' for 'tenur'?)" in info.value.message
+        assert info.value.detail["suggestion"] == "tenure"
+    # Columns and split shapes too; nothing close: no suggestion.
+    with pytest.raises(ValidationError, match="did you mean 'monthly_spend'"):
+        Validator(sig).validate(Columns({"tenure": [1.0], "monthly_spnd": [1.0], "age": [1.0]}))
+    with pytest.raises(ValidationError) as info:
+        Validator(sig).validate(Split(["tenure", "monthly_spend", "age", "zzz"], [[1, 1, 1, 1]]))
+    assert "did you mean" not in info.value.message and "suggestion" not in info.value.detail

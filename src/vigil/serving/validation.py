@@ -319,23 +319,36 @@ class Validator:
         for name in self._required:
             if name not in present:
                 where = f" in row {row}" if row is not None else ""
-                _fail(
-                    f"required feature {name!r} is missing{where}; the model expects {self._names}",
-                    field=name,
-                    row=row,
-                    expected="a value",
-                    got="missing",
+                unknown = [str(n) for n in present if n not in self._index]
+                sent = _closest(name, unknown)
+                hint = f" (did you mean {name!r} for {sent!r}?)" if sent is not None else ""
+                raise ValidationError(
+                    f"required feature {name!r} is missing{where}{hint}; the model expects "
+                    f"{self._names}",
+                    detail={
+                        "field": name,
+                        "row": row,
+                        "expected": "a value",
+                        "got": "missing",
+                        **({"suggestion": name} if sent is not None else {}),
+                    },
                 )
         if self.extra == "reject":
             for name in present:
                 if name not in self._index:
-                    _fail(
-                        f"unknown feature {str(name)[:60]!r}: the model expects {self._names} "
+                    shown = str(name)[:60]
+                    close = _closest(shown, self._names)
+                    hint = f" (did you mean {close!r}?)" if close is not None else ""
+                    raise ValidationError(
+                        f"unknown feature {shown!r}{hint}: the model expects {self._names} "
                         "(remove it, or serve with extra_features='ignore')",
-                        field=str(name)[:60],
-                        row=row,
-                        expected="no such feature",
-                        got="an extra feature",
+                        detail={
+                            "field": shown,
+                            "row": row,
+                            "expected": "no such feature",
+                            "got": "an extra feature",
+                            **({"suggestion": close} if close is not None else {}),
+                        },
                     )
 
     def _check_width(self, rows: list[Any], width: int, hint: str) -> None:
@@ -611,6 +624,22 @@ def _float_matrix(rows: Sequence[Sequence[Any]], width: int) -> npt.NDArray[np.f
     for start in range(0, len(rows), _CHUNK_ROWS):
         X[start : start + _CHUNK_ROWS] = rows[start : start + _CHUNK_ROWS]
     return X
+
+
+_SUGGEST_AMONG = 1000
+"""Most names a misspelt one is compared with (the error path stays cheap)."""
+
+
+def _closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate ``name`` was most probably meant to be (difflib's ratio ≥ 0.75).
+
+    >>> _closest("tenur", ["age", "tenure"]), _closest("zzz", ["age", "tenure"])
+    ('tenure', None)
+    """
+    import difflib  # only on the error path: off the server's start
+
+    found = difflib.get_close_matches(name[:60], candidates[:_SUGGEST_AMONG], n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def _is_nan(value: Any) -> bool:
