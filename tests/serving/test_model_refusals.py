@@ -17,7 +17,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from tests._waiting import wait_for
 from tests.experiments._endpoints import ConstantClassifier, create_endpoint, make_vigil, register
-from tests.serving.conftest import ServerThread, SklearnAdapter
+from tests.serving.conftest import Models, ServerThread, SklearnAdapter, shop_signature
 
 from vigil.bundle.model import LoadedBundle
 from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
@@ -172,3 +172,22 @@ def test_a_registered_logistic_regression_refuses_null_by_name(tmp_path: Path) -
             assert r.json()["error"] == "validation_error"
             assert r.json()["detail"]["field"] == "tenure" and r.json()["detail"]["got"] == "null"
             assert "does not accept missing values" in r.json()["message"]
+
+
+@pytest.mark.parametrize(("policy", "status"), [("accept", 200), ("refuse", 422)])
+def test_unseen_category_policy_over_http(models: Models, policy: str, status: int) -> None:
+    settings = ServingSettings(unseen_categories=policy)  # type: ignore[arg-type]
+    bundle = LoadedBundle(SklearnAdapter(models.shop), shop_signature(), name="shop", version=1)
+    provider = StaticProvider([bundle], settings=settings)
+    with ServerThread(create_app(provider, settings)) as server:
+        wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, what="readiness")
+        row = {"age": 30.0, "income": 50.0, "city": "oslo"}
+        r = httpx.post(f"{server.url}/v1/models/shop/predict", json={"instances": [row]})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert r.json()["detail"] == {
+            "field": "city",
+            "row": 0,
+            "expected": "a category ('paris', 'lyon', 'nice')",
+            "got": "the unseen category 'oslo'",
+        }

@@ -219,3 +219,43 @@ def test_a_misspelt_feature_name_suggests_the_closest_expected_one():
     with pytest.raises(ValidationError) as info:
         Validator(sig).validate(Split(["tenure", "monthly_spend", "age", "zzz"], [[1, 1, 1, 1]]))
     assert "did you mean" not in info.value.message and "suggestion" not in info.value.detail
+
+
+def test_unseen_categories_are_accepted_by_default_and_refused_on_request():
+    sig = Signature(
+        inputs=[
+            FeatureSpec(name="plan", dtype="string", categories=["basic", "pro"]),
+            FeatureSpec(name="store", dtype="category", categories=[3, 5]),
+            FeatureSpec(name="x", dtype="float64"),
+        ]
+    )
+    rows = Records(
+        [
+            {"plan": "pro", "store": 3, "x": 1.0},
+            {"plan": "enterprise", "store": 5, "x": 1.0},
+            {"plan": None, "store": 7, "x": 1.0},
+        ]
+    )
+    frame = Validator(sig).validate(rows).X
+    plans = list(frame["plan"])  # accepted (and counted by monitoring later)
+    assert plans[:2] == ["pro", "enterprise"] and pd.isna(plans[2])
+    refusing = Validator(sig, unseen_categories="refuse")
+    with pytest.raises(ValidationError) as info:
+        refusing.validate(rows)
+    assert info.value.message.startswith(
+        "feature 'plan' in row 1: 'enterprise' is a category the model never saw"
+    )
+    assert "'basic', 'pro'" in info.value.message and "unseen_categories" in info.value.message
+    assert info.value.detail == {
+        "field": "plan",
+        "row": 1,
+        "expected": "a category ('basic', 'pro')",
+        "got": "the unseen category 'enterprise'",
+    }
+    with pytest.raises(ValidationError, match="feature 'store' in row 0: 7 is a category"):
+        refusing.validate(Records([{"plan": None, "store": 7, "x": 1.0}]))
+    # known values and missing ones pass
+    ok = refusing.validate(Records([{"plan": None, "store": 5, "x": 2.0}])).X
+    assert list(ok["store"]) == [5]
+    with pytest.raises(ValueError, match="unseen_categories"):
+        Validator(sig, unseen_categories="drop")  # type: ignore[arg-type]

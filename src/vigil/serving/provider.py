@@ -78,6 +78,7 @@ class ServedModel:
             allow_inf=settings.allow_inf,
             max_columns=settings.column_limit(len(bundle.signature.inputs)),
             max_cells=settings.max_cells,
+            unseen_categories=settings.unseen_categories,
         )
         self.batcher = MicroBatcher(
             self._predict,

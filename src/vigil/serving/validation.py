@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from vigil.bundle.signature import FeatureSpec, Signature
 
 ExtraPolicy = Literal["reject", "ignore"]
+UnseenPolicy = Literal["accept", "refuse"]
 
 _NONE = type(None)
 _NUMBER: frozenset[type] = frozenset({int, float, _NONE})
@@ -152,6 +153,11 @@ class Validator:
         the signature's inputs); ``None``: no limit.
     max_cells
         Most values (rows x the signature's inputs) a table may hold; ``None``: no limit.
+    unseen_categories
+        ``"accept"`` (default) lets a categorical value outside the signature's
+        ``categories`` through (monitoring counts it: ``quality.unseen_category_rate``);
+        ``"refuse"`` answers it with a 422 naming the feature and the value. A feature
+        whose categories the signature does not list accepts any value either way.
     """
 
     def __init__(
@@ -162,7 +168,12 @@ class Validator:
         allow_inf: bool = False,
         max_columns: int | None = None,
         max_cells: int | None = None,
+        unseen_categories: UnseenPolicy = "accept",
     ) -> None:
+        if unseen_categories not in ("accept", "refuse"):
+            raise ValueError(
+                f"unseen_categories must be 'accept' or 'refuse', not {unseen_categories!r}"
+            )
         self.signature = signature
         self.extra = extra
         self.allow_inf = allow_inf
@@ -180,6 +191,11 @@ class Validator:
         self._uniform = self._all_numeric and all(a == _NUMBER for a in self._allowed)
         self._nullable = np.array([f.nullable for f in self._specs], dtype=bool)
         self._int_cols = [i for i, f in enumerate(self._specs) if f.dtype in ("int64", "int32")]
+        refuse = unseen_categories == "refuse"
+        self._known: list[frozenset[Any] | None] = [
+            frozenset(f.categories) if refuse and f.categories and not f.is_numeric else None
+            for f in self._specs
+        ]
 
     @property
     def feature_names(self) -> list[str]:
@@ -585,6 +601,9 @@ class Validator:
                 # CSV and pandas-made JSON encode a missing category as NaN.
                 values = [None if _is_nan(row[j]) else row[j] for row in rows]
                 self._check_category(values, spec, j)
+                known = self._known[j]
+                if known is not None:
+                    self._check_seen(values, spec, known)
                 data[spec.name] = np.array(values, dtype=object)
         return pd.DataFrame(data, columns=self._names)
 
@@ -609,6 +628,31 @@ class Validator:
                     expected=_expected(spec),
                     got="null",
                 )
+
+    @staticmethod
+    def _check_seen(values: list[Any], spec: FeatureSpec, known: frozenset[Any]) -> None:
+        for i, value in enumerate(values):
+            if value is not None and value not in known:
+                expected = _expected(spec)
+                _fail(
+                    f"feature {spec.name!r} in row {i}: {_short(value)} is a category the model "
+                    f"never saw; send one of its categories ({_listed(spec)}), or serve with "
+                    "unseen_categories: accept (VIGIL_SERVE_UNSEEN_CATEGORIES) to let it through",
+                    field=spec.name,
+                    row=i,
+                    expected=expected,
+                    got=f"the unseen category {_short(value)}",
+                )
+
+
+def _short(value: Any) -> str:
+    return repr(value[:40]) if isinstance(value, str) else repr(value)
+
+
+def _listed(spec: FeatureSpec) -> str:
+    categories = spec.categories or []
+    shown = ", ".join(repr(c) for c in categories[:10])
+    return shown + (f", ... {len(categories)} in all" if len(categories) > 10 else "")
 
 
 _CHUNK_ROWS = 8192
