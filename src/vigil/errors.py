@@ -242,11 +242,22 @@ class InvalidParameterError(VigilError, ValueError):
 
 
 class PredictionError(VigilError, RuntimeError):
-    """The model itself failed on input that passed validation (HTTP 500); the message
-    names the model version so the failure can be reproduced offline."""
+    """The model failed on input that passed validation and fails on a known-good input
+    too (HTTP 500): the model or the server is broken, not the request. The message names
+    the model version so the failure can be reproduced offline."""
 
     status = 500
     code = "prediction_failed"
+
+
+class ModelInputError(VigilError, ValueError):
+    """The model raised on input that passed validation, while it still answers a
+    known-good input (HTTP 422): this input is one the model cannot take (a missing value
+    it has no way to handle, a value out of its range...). The message carries the model's
+    own. An experiment endpoint counts it against the variant that raised it."""
+
+    status = 422
+    code = "model_rejected_input"
 
 
 class ServiceUnavailableError(VigilError, RuntimeError):

@@ -192,9 +192,11 @@ def test_a_failing_canary_is_rolled_back_automatically(env: Env) -> None:
     assert len(outcomes) > 50
     failed = [o for o in outcomes if o.status != 200]
     assert failed, "the bad canary never failed: the test did not exercise it"
-    # No failure outside the canary's share: only canary requests failed, all with a 500
-    # naming the canary, and only units inside the first step's share ever reached it.
-    assert {o.status for o in failed} == {500}
+    # No failure outside the canary's share: only canary requests failed, all with a 422
+    # naming the canary (the model refused inputs it should take: model_rejected_input,
+    # which the guard counts against the canary), and only units inside the first step's
+    # share ever reached it.
+    assert {o.status for o in failed} == {422}
     assert {o.variant for o in failed} == {"canary"}
     for o in outcomes:
         if o.variant == "canary":

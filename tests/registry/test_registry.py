@@ -168,6 +168,12 @@ def test_alias_moves_and_rollbacks_walk_back_the_history(
     ) as info:
         registry.rollback("churn")
     assert info.value.status == 409
+    # It says what happened and what to run, in the user's words, not vigil's internals.
+    message = info.value.message
+    assert "set_alias" not in message
+    assert "already rolled back 2 moves" in message and "the first version it pointed to" in message
+    assert "vigil alias set churn production VERSION" in message
+    assert "vigil audit churn" in message
     assert registry.resolve("churn@production").version == 1
     history = registry.alias_history("churn", "production")
     assert [(e.action, e.from_version, e.to_version) for e in history] == [

@@ -128,7 +128,7 @@ def test_table_and_html_output(use_capture_home: CaptureHome, tmp_path: Path) ->
     at = [result.stdout.index(f"│ {name}") for name in ("age", "plan", "income", "predict")]
     assert at == sorted(at)
     assert "2,500 captured rows since" in text and "v1: 1,500, v2: 1,000" in text
-    assert "2 of 4 features drifted (50%)" in text and "dataset drift:" in text
+    assert "dataset drift: 2 of 4 features (50%) drifted; the verdict needs ≥ 50%" in text
     assert "model output" in text and f"report written to {html}" in result.stdout.replace("\n", "")
     page = html.read_text(encoding="utf-8")
     assert page.count('<svg class="chart"') == 5  # four features and the model output

@@ -57,6 +57,11 @@ def test_one_chart_per_feature_and_the_verdict_first() -> None:
     assert charts == [escape(n) for n in ("age", "plan", "income", ODD_NAME, "label")]
     assert page.index('id="verdict"') < page.index('id="features"') < page.index("<svg")
     assert 'data-drifted="false"' in page and "2</strong> of 5 compared columns drifted" in page
+    headline = re.search(r'<p class="headline">(.*?)</p>', page)
+    assert headline is not None
+    assert headline.group(1) == (
+        "No dataset drift: 2 of 5 columns (40%) drifted; the verdict needs ≥ 50%"
+    )
     rows = re.findall(r'<tr data-column="([^"]*)" class="(drifted|stable)"', page)
     assert rows[:2] == [("age", "drifted"), ("plan", "drifted")]
 

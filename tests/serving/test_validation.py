@@ -194,3 +194,68 @@ def test_integer_features_stay_within_int64(value):
     with pytest.raises(ValidationError, match="'n' in row 0: expected an integer"):
         Validator(mixed).validate(Records([{"n": value, "c": "a"}]))
     assert Validator(ints).validate(Records([{"n": 2**62}])).X[0, 0] == 2.0**62
+
+
+def test_a_misspelt_feature_name_suggests_the_closest_expected_one():
+    sig = Signature(
+        inputs=[FeatureSpec(name=n, dtype="float64") for n in ("tenure", "monthly_spend", "age")]
+    )
+    row = {"tenur": 3.0, "monthly_spend": 1.0, "age": 40.0}
+    # Rejected as an extra column: the one it was probably meant to be is named.
+    with pytest.raises(ValidationError) as info:
+        Validator(sig).validate(Records([{**row, "tenure": 1.0}]))
+    assert "unknown feature 'tenur' (did you mean 'tenure'?)" in info.value.message
+    assert info.value.detail["suggestion"] == "tenure"
+    # Missing: the sent name it probably is, whatever the extra-feature policy.
+    for extra in ("reject", "ignore"):
+        with pytest.raises(ValidationError) as info:
+            Validator(sig, extra=extra).validate(Records([row]))
+        assert "required feature 'tenure' is missing in row 0" in info.value.message
+        assert "(did you mean 'tenure' for 'tenur'?)" in info.value.message
+        assert info.value.detail["suggestion"] == "tenure"
+    # Columns and split shapes too; nothing close: no suggestion.
+    with pytest.raises(ValidationError, match="did you mean 'monthly_spend'"):
+        Validator(sig).validate(Columns({"tenure": [1.0], "monthly_spnd": [1.0], "age": [1.0]}))
+    with pytest.raises(ValidationError) as info:
+        Validator(sig).validate(Split(["tenure", "monthly_spend", "age", "zzz"], [[1, 1, 1, 1]]))
+    assert "did you mean" not in info.value.message and "suggestion" not in info.value.detail
+
+
+def test_unseen_categories_are_accepted_by_default_and_refused_on_request():
+    sig = Signature(
+        inputs=[
+            FeatureSpec(name="plan", dtype="string", categories=["basic", "pro"]),
+            FeatureSpec(name="store", dtype="category", categories=[3, 5]),
+            FeatureSpec(name="x", dtype="float64"),
+        ]
+    )
+    rows = Records(
+        [
+            {"plan": "pro", "store": 3, "x": 1.0},
+            {"plan": "enterprise", "store": 5, "x": 1.0},
+            {"plan": None, "store": 7, "x": 1.0},
+        ]
+    )
+    frame = Validator(sig).validate(rows).X
+    plans = list(frame["plan"])  # accepted (and counted by monitoring later)
+    assert plans[:2] == ["pro", "enterprise"] and pd.isna(plans[2])
+    refusing = Validator(sig, unseen_categories="refuse")
+    with pytest.raises(ValidationError) as info:
+        refusing.validate(rows)
+    assert info.value.message.startswith(
+        "feature 'plan' in row 1: 'enterprise' is a category the model never saw"
+    )
+    assert "'basic', 'pro'" in info.value.message and "unseen_categories" in info.value.message
+    assert info.value.detail == {
+        "field": "plan",
+        "row": 1,
+        "expected": "a category ('basic', 'pro')",
+        "got": "the unseen category 'enterprise'",
+    }
+    with pytest.raises(ValidationError, match="feature 'store' in row 0: 7 is a category"):
+        refusing.validate(Records([{"plan": None, "store": 7, "x": 1.0}]))
+    # known values and missing ones pass
+    ok = refusing.validate(Records([{"plan": None, "store": 5, "x": 2.0}])).X
+    assert list(ok["store"]) == [5]
+    with pytest.raises(ValueError, match="unseen_categories"):
+        Validator(sig, unseen_categories="drop")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.flavors import detect_flavor, flavor_for_object, get_flavor
-from vigil.bundle.flavors.base import path_inside
+from vigil.bundle.flavors.base import InputTypesUnknownError, path_inside
 from vigil.bundle.manifest import (
     MANIFEST_FILE,
     PROFILE_FILE,
@@ -132,6 +132,7 @@ def _build(
     chunk_rows: int,
 ) -> Manifest:
     from vigil.bundle.infer import merge_signature, reference_inputs, with_categories
+    from vigil.bundle.nullability import with_nullability
     from vigil.bundle.profile import build_profile
     from vigil.bundle.reference import open_reference
 
@@ -145,12 +146,19 @@ def _build(
         )
 
     ref = open_reference(reference, chunk_rows=chunk_rows) if reference is not None else None
+    try:
+        model_signature = plugin.infer_signature(model)
+    except InputTypesUnknownError as exc:
+        if ref is None and signature is None:
+            raise  # never guess a type: ask for reference data or a signature
+        model_signature = exc.signature  # names and order; the types come from elsewhere
     sig = merge_signature(
-        model=plugin.infer_signature(model),
+        model=model_signature,
         reference=reference_inputs(ref.schema, target=target) if ref is not None else None,
         explicit=signature,
     )
     ref_info = profile_file = sample_file = None
+    profile: BaselineProfile | None = None
     if ref is not None:
         profile = build_profile(
             ref,
@@ -165,6 +173,10 @@ def _build(
         ref_source = _file_info(ref.path) if ref.path is not None else None
         profile.source_sha256 = ref_source.sha256 if ref_source is not None else None
         ref_info = ReferenceInfo(source=ref_source, n_rows=profile.n_rows, target=target)
+    # Probed on the profile's sample rows (or a row from the signature), before the
+    # profile is written: only the signature changes.
+    sig = with_nullability(sig, model.predict, profile.sample if profile is not None else None)
+    if profile is not None:
         profile_file, sample_file = _write_profile(profile, tmp)
 
     manifest = Manifest(

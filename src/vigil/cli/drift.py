@@ -57,9 +57,7 @@ def _row(c: ColumnDrift) -> tuple[str | Text, ...]:
     )
 
 
-def show_drift(
-    title: str, report: DriftReport, extra: ColumnDrift | None, *, noun: str, drifted: str
-) -> None:
+def show_drift(title: str, report: DriftReport, extra: ColumnDrift | None, *, noun: str) -> None:
     """The per-column table (drifted first, ``extra`` last: the target or the model output)
     and the verdict line, as ``vigil drift`` and ``vigil report`` print them."""
     from vigil.report.ordering import drifted_first
@@ -81,12 +79,10 @@ def show_drift(
         ],
         [_row(c) for c in columns],
     )
-    verdict = (
-        f"[bold red]{drifted}[/]" if report.dataset_drifted else "[bold green]no dataset drift[/]"
-    )
+    head, _, rest = report.verdict(noun).partition(": ")
+    colour = "red" if report.dataset_drifted else "green"
     console.print(
-        f"{verdict}: {report.n_drifted} of {len(report.columns)} {noun} drifted "
-        f"({report.share_drifted:.0%}). Rule: {report.rule}.",
+        f"[bold {colour}]{shown(head)}[/]: {shown(rest)}. Rule: {shown(report.rule)}.",
         highlight=False,
     )
 
@@ -97,7 +93,6 @@ def _show(run: DriftRun) -> None:
         run.report,
         run.target,
         noun="columns",
-        drifted="dataset drifted",
     )
     if run.target is not None:
         moved = "drifted" if run.target.drifted else "did not drift"

@@ -33,7 +33,6 @@ def _show(result: CaptureReport) -> None:
         result.report,
         result.prediction,
         noun="features",
-        drifted="dataset drift",
     )
     if result.prediction is not None:
         moved = "drifted" if result.prediction.drifted else "did not drift"

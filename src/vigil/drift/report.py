@@ -72,6 +72,23 @@ class DriftReport:
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.columns if c.drifted]
 
+    def verdict(self, noun: str = "columns") -> str:
+        """The dataset verdict in one line, with the share it needs: a few drifted
+        columns (and the alerts they fire) then do not read as a contradiction.
+
+        >>> rng = np.random.default_rng(7)
+        >>> ref = {"age": rng.normal(40, 10, 500), "city": rng.choice(["a", "b"], 500)}
+        >>> cur = {"age": rng.normal(40, 10, 500), "city": rng.choice(["a", "b"], 500)}
+        >>> compare(ref, cur).verdict("features")
+        'no dataset drift: 0 of 2 features (0%) drifted; the verdict needs ≥ 50%'
+        """
+        compared = sum(c.method != "none" for c in self.columns)
+        head = "dataset drift" if self.dataset_drifted else "no dataset drift"
+        return (
+            f"{head}: {self.n_drifted} of {compared} {noun} ({self.share_drifted:.0%}) "
+            f"drifted; the verdict needs ≥ {self.drift_share:.0%}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from vigil.errors import ModelInputError
 from vigil.experiments.config import EndpointConfig
 from vigil.experiments.state import VariantStats
 from vigil.stats.sufficient import MeanStats, ProportionStats
@@ -84,12 +85,21 @@ def counts_from_frames(
         if column not in captured.columns:
             captured = captured.assign(**{column: 0 if column in ("status", "row") else None})
     mine = captured[(captured["endpoint"] == config.name) & captured["variant"].isin(names)]
-    per_request = mine.groupby("request_id", sort=False).agg(
-        variant=("variant", "first"), status=("status", "max")
+    # A model's refusal of a well-formed input (422 model_rejected_input) counts against
+    # its variant like a server error: the rival variant may well answer the same input.
+    refused = (
+        mine["error_code"] == ModelInputError.code
+        if "error_code" in mine.columns
+        else pd.Series(False, index=mine.index)
+    )
+    per_request = (
+        mine.assign(failed=(mine["status"] >= 500) | refused)
+        .groupby("request_id", sort=False)
+        .agg(variant=("variant", "first"), status=("status", "max"), failed=("failed", "max"))
     )
     for variant, count in per_request["variant"].value_counts().items():
         requests[str(variant)] = int(count)
-    failed = per_request[per_request["status"] >= 500]
+    failed = per_request[per_request["failed"]]
     for variant, count in failed["variant"].value_counts().items():
         errors[str(variant)] = int(count)
     answered = mine[mine["status"] < 400]

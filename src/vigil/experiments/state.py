@@ -93,7 +93,8 @@ class VariantStats:
 
     requests: int = 0
     errors: int = 0
-    """Server-side failures (prediction errors, 5xx), not rejected client input."""
+    """Server-side failures (prediction errors, 5xx) and the model's refusals of
+    well-formed input (``model_rejected_input``), not input rejected by validation."""
     latency_buckets: list[int] = field(default_factory=lambda: [0] * _N_BUCKETS)
     """Counts per bucket of :data:`LATENCY_BOUNDS_MS`, plus one for slower requests."""
     reward_count: int = 0

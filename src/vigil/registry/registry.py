@@ -353,7 +353,7 @@ class Registry:
                     known = (
                         f"aliases: {listing(sorted(aliases))}"
                         if aliases
-                        else "it has no aliases yet; set one with set_alias (vigil alias set)"
+                        else "it has no aliases yet; set one with `vigil alias set`"
                     )
                     raise AliasNotFoundError(
                         f"model {model.name!r} has no alias {ref.alias!r}; {known}",
@@ -483,11 +483,11 @@ class Registry:
                 .where(AliasEventRow.model_id == model.id, AliasEventRow.alias == alias)
                 .order_by(AliasEventRow.id)
             )
-            target = rollback_target(alias_stack((a, v) for a, v in events))
+            history = [(a, v) for a, v in events]
+            target = rollback_target(alias_stack(history))
             if target is None:
                 raise ConflictError(
-                    f"{name}@{alias} (version {current.version}) has no earlier version to "
-                    f"roll back to; point it explicitly with set_alias (vigil alias set)",
+                    _nothing_to_roll_back(name, alias, current.version, history),
                     detail={"model": name, "alias": alias, "version": current.version},
                 )
             from_version = current.version
@@ -630,3 +630,28 @@ def fetch_bundle(store: ArtifactStore, sha256: str, cache_dir: Path | str) -> Pa
         if tree_digest(list_tree(dest)) == sha256:
             return dest
         raise
+
+
+def _nothing_to_roll_back(
+    name: str, alias: str, version: int, history: list[tuple[str, int | None]]
+) -> str:
+    """Why ``name@alias`` cannot be rolled back, and what to run instead."""
+    trailing = 0
+    for action, _ in reversed(history):
+        if action != "rollback":
+            break
+        trailing += 1
+    if trailing:
+        moves = "move" if trailing == 1 else "moves"
+        happened = (
+            f"it was already rolled back {trailing} {moves} and is now at the first version "
+            "it pointed to"
+        )
+    else:
+        happened = "it was never moved from the first version it pointed to"
+    return (
+        f"{name}@{alias} (version {version}) has no earlier version to roll back to: "
+        f"{happened}. To point it at another version, run `vigil alias set {name} {alias} "
+        f"VERSION` (or PUT /v1/admin/models/{name}/aliases/{alias}); `vigil audit {name}` "
+        "shows every move"
+    )

@@ -103,7 +103,8 @@ def _verdict(
 ) -> str:
     compared = sum(c.method != "none" for c in report.columns)
     state = "drifted" if report.dataset_drifted else "stable"
-    headline = "Dataset drift detected" if report.dataset_drifted else "No dataset drift"
+    line = report.verdict()
+    headline = escape(line[0].upper() + line[1:])
     names = ", ".join(escape(n) for n in report.drifted_columns) or "none"
     target_line = ""
     if target is not None:

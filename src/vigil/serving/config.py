@@ -71,6 +71,11 @@ class ServingSettings(VigilSettings):
     extra_features: Literal["reject", "ignore"] = "reject"
     """What to do with input columns the signature does not declare."""
 
+    unseen_categories: Literal["accept", "refuse"] = "accept"
+    """A categorical value outside the categories the signature lists: ``accept`` lets it
+    through and monitoring counts it (``quality.unseen_category_rate``); ``refuse``
+    answers 422 naming the feature and the value."""
+
     allow_inf: bool = False
     """Accept +/-Inf in numeric features (rejected by default: most models mishandle it)."""
 

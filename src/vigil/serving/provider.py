@@ -22,6 +22,7 @@ import numpy as np
 
 from vigil.errors import (
     AliasNotFoundError,
+    ModelInputError,
     ModelNotFoundError,
     PredictionError,
     VersionNotFoundError,
@@ -81,6 +82,7 @@ class ServedModel:
             allow_inf=settings.allow_inf,
             max_columns=settings.column_limit(len(bundle.signature.inputs)),
             max_cells=settings.max_cells,
+            unseen_categories=settings.unseen_categories,
         )
         self.batcher = MicroBatcher(
             self._predict,
@@ -97,6 +99,9 @@ class ServedModel:
         self._record_metrics = settings.metrics
         self.ready = False
         self.load_seconds: float | None = None
+        self._known_good: Any = None
+        """A one-row input the model answered when warmed (tells a model's refusal of an
+        input apart from a broken model)."""
 
     def __repr__(self) -> str:
         return f"ServedModel(name={self.name!r}, version={self.version}, ready={self.ready})"
@@ -108,12 +113,40 @@ class ServedModel:
         except VigilError:
             raise
         except Exception as exc:
-            raise PredictionError(
-                f"model {self.name} version {self.version} failed to predict: "
-                f"{type(exc).__name__}: {str(exc)[:300]}",
-                detail={"model": self.name, "version": self.version},
-            ) from exc
+            raise self._failure(exc, want_proba) from exc
         return pred, proba
+
+    def _failure(self, exc: Exception, want_proba: bool) -> VigilError:
+        """Whose fault a model's exception is. The input passed validation; if the model
+        still answers the known-good row it was warmed with, it is this input the model
+        cannot take: a 422 with the model's message. If it fails on that row too (or runs
+        out of memory), the model or the server is broken: a 500."""
+        what = f"{type(exc).__name__}: {str(exc)[:300]}"
+        detail = {"model": self.name, "version": self.version, "model_error": what}
+        if not isinstance(exc, MemoryError) and self._answers_known_good(want_proba):
+            return ModelInputError(
+                f"model {self.name} version {self.version} cannot predict this input "
+                f"({what}); the input matches the model's signature but the model refuses "
+                "it: check the values (a missing value, a value outside what the model was "
+                "trained on) and send them again",
+                detail=detail,
+            )
+        return PredictionError(
+            f"model {self.name} version {self.version} failed to predict: {what}",
+            detail={"model": self.name, "version": self.version},
+        )
+
+    def _answers_known_good(self, want_proba: bool) -> bool:
+        known = self._known_good
+        if known is None:
+            return False
+        try:
+            self.bundle.model.predict(known)
+            if want_proba:
+                self.bundle.model.predict_proba(known)
+        except Exception:
+            return False
+        return True
 
     def example_record(self) -> dict[str, Any]:
         """A plausible input row built from the signature and the baseline profile."""
@@ -125,6 +158,7 @@ class ServedModel:
         example = self.example_record()
         one = self.validator.validate(Records([example])).X
         self._predict(one, self.has_proba)
+        self._known_good = one
         rows = self.batcher.max_batch_size
         self.batcher.calibrate(
             one, lambda: self.validator.validate(Records([example] * rows)).X, self.has_proba

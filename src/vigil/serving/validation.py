@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from vigil.bundle.signature import FeatureSpec, Signature
 
 ExtraPolicy = Literal["reject", "ignore"]
+UnseenPolicy = Literal["accept", "refuse"]
 
 _NONE = type(None)
 _NUMBER: frozenset[type] = frozenset({int, float, _NONE})
@@ -152,6 +153,11 @@ class Validator:
         the signature's inputs); ``None``: no limit.
     max_cells
         Most values (rows x the signature's inputs) a table may hold; ``None``: no limit.
+    unseen_categories
+        ``"accept"`` (default) lets a categorical value outside the signature's
+        ``categories`` through (monitoring counts it: ``quality.unseen_category_rate``);
+        ``"refuse"`` answers it with a 422 naming the feature and the value. A feature
+        whose categories the signature does not list accepts any value either way.
     """
 
     def __init__(
@@ -162,7 +168,12 @@ class Validator:
         allow_inf: bool = False,
         max_columns: int | None = None,
         max_cells: int | None = None,
+        unseen_categories: UnseenPolicy = "accept",
     ) -> None:
+        if unseen_categories not in ("accept", "refuse"):
+            raise ValueError(
+                f"unseen_categories must be 'accept' or 'refuse', not {unseen_categories!r}"
+            )
         self.signature = signature
         self.extra = extra
         self.allow_inf = allow_inf
@@ -180,6 +191,11 @@ class Validator:
         self._uniform = self._all_numeric and all(a == _NUMBER for a in self._allowed)
         self._nullable = np.array([f.nullable for f in self._specs], dtype=bool)
         self._int_cols = [i for i, f in enumerate(self._specs) if f.dtype in ("int64", "int32")]
+        refuse = unseen_categories == "refuse"
+        self._known: list[frozenset[Any] | None] = [
+            frozenset(f.categories) if refuse and f.categories and not f.is_numeric else None
+            for f in self._specs
+        ]
 
     @property
     def feature_names(self) -> list[str]:
@@ -319,23 +335,36 @@ class Validator:
         for name in self._required:
             if name not in present:
                 where = f" in row {row}" if row is not None else ""
-                _fail(
-                    f"required feature {name!r} is missing{where}; the model expects {self._names}",
-                    field=name,
-                    row=row,
-                    expected="a value",
-                    got="missing",
+                unknown = [str(n) for n in present if n not in self._index]
+                sent = _closest(name, unknown)
+                hint = f" (did you mean {name!r} for {sent!r}?)" if sent is not None else ""
+                raise ValidationError(
+                    f"required feature {name!r} is missing{where}{hint}; the model expects "
+                    f"{self._names}",
+                    detail={
+                        "field": name,
+                        "row": row,
+                        "expected": "a value",
+                        "got": "missing",
+                        **({"suggestion": name} if sent is not None else {}),
+                    },
                 )
         if self.extra == "reject":
             for name in present:
                 if name not in self._index:
-                    _fail(
-                        f"unknown feature {str(name)[:60]!r}: the model expects {self._names} "
+                    shown = str(name)[:60]
+                    close = _closest(shown, self._names)
+                    hint = f" (did you mean {close!r}?)" if close is not None else ""
+                    raise ValidationError(
+                        f"unknown feature {shown!r}{hint}: the model expects {self._names} "
                         "(remove it, or serve with extra_features='ignore')",
-                        field=str(name)[:60],
-                        row=row,
-                        expected="no such feature",
-                        got="an extra feature",
+                        detail={
+                            "field": shown,
+                            "row": row,
+                            "expected": "no such feature",
+                            "got": "an extra feature",
+                            **({"suggestion": close} if close is not None else {}),
+                        },
                     )
 
     def _check_width(self, rows: list[Any], width: int, hint: str) -> None:
@@ -572,6 +601,9 @@ class Validator:
                 # CSV and pandas-made JSON encode a missing category as NaN.
                 values = [None if _is_nan(row[j]) else row[j] for row in rows]
                 self._check_category(values, spec, j)
+                known = self._known[j]
+                if known is not None:
+                    self._check_seen(values, spec, known)
                 data[spec.name] = np.array(values, dtype=object)
         return pd.DataFrame(data, columns=self._names)
 
@@ -597,6 +629,31 @@ class Validator:
                     got="null",
                 )
 
+    @staticmethod
+    def _check_seen(values: list[Any], spec: FeatureSpec, known: frozenset[Any]) -> None:
+        for i, value in enumerate(values):
+            if value is not None and value not in known:
+                expected = _expected(spec)
+                _fail(
+                    f"feature {spec.name!r} in row {i}: {_short(value)} is a category the model "
+                    f"never saw; send one of its categories ({_listed(spec)}), or serve with "
+                    "unseen_categories: accept (VIGIL_SERVE_UNSEEN_CATEGORIES) to let it through",
+                    field=spec.name,
+                    row=i,
+                    expected=expected,
+                    got=f"the unseen category {_short(value)}",
+                )
+
+
+def _short(value: Any) -> str:
+    return repr(value[:40]) if isinstance(value, str) else repr(value)
+
+
+def _listed(spec: FeatureSpec) -> str:
+    categories = spec.categories or []
+    shown = ", ".join(repr(c) for c in categories[:10])
+    return shown + (f", ... {len(categories)} in all" if len(categories) > 10 else "")
+
 
 _CHUNK_ROWS = 8192
 
@@ -611,6 +668,22 @@ def _float_matrix(rows: Sequence[Sequence[Any]], width: int) -> npt.NDArray[np.f
     for start in range(0, len(rows), _CHUNK_ROWS):
         X[start : start + _CHUNK_ROWS] = rows[start : start + _CHUNK_ROWS]
     return X
+
+
+_SUGGEST_AMONG = 1000
+"""Most names a misspelt one is compared with (the error path stays cheap)."""
+
+
+def _closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate ``name`` was most probably meant to be (difflib's ratio ≥ 0.75).
+
+    >>> _closest("tenur", ["age", "tenure"]), _closest("zzz", ["age", "tenure"])
+    ('tenure', None)
+    """
+    import difflib  # only on the error path: off the server's start
+
+    found = difflib.get_close_matches(name[:60], candidates[:_SUGGEST_AMONG], n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def _is_nan(value: Any) -> bool:

@@ -16,15 +16,40 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from vigil.bundle.signature import FeatureSpec, FeatureType, OutputSpec
+from vigil.bundle.signature import FeatureSpec, FeatureType, OutputSpec, Signature
+from vigil.errors import BundleError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
 
     from vigil.bundle.model import LoadedModel
-    from vigil.bundle.signature import Signature
     from vigil.bundle.trust import TrustPolicy
+
+
+class InputTypesUnknownError(BundleError):
+    """The model records its inputs' names but not (all) their types.
+
+    Raised by :meth:`Flavor.infer_signature`; ``signature`` holds what the model does
+    know (every input's name in order, the outputs; unknown types are placeholders), so
+    reference data or an explicit signature can supply the types instead. Without either,
+    registration is refused with this message: a guessed type would make the model
+    unusable (a string column read as a number refuses every real request).
+    """
+
+    code = "input_types_unknown"
+
+    def __init__(self, signature: Signature, unknown: dict[str, str]) -> None:
+        columns = list(unknown)
+        shown = ", ".join(repr(c) for c in columns[:10]) + (", ..." if len(columns) > 10 else "")
+        reasons = "; ".join(sorted(set(unknown.values())))
+        super().__init__(
+            f"cannot tell the type of the model's input(s) {shown}: {reasons}. Register it "
+            "with reference data (`vigil register ... --reference FILE`, or reference= in "
+            "Python) or with an explicit signature (signature=...), so vigil never guesses",
+            detail={"columns": columns, "reasons": unknown},
+        )
+        self.signature = signature
 
 
 class Flavor(Protocol):
@@ -64,7 +89,9 @@ class Flavor(Protocol):
         ...
 
     def infer_signature(self, model: LoadedModel) -> Signature | None:
-        """The signature the loaded model knows of itself, or None when it knows nothing."""
+        """The signature the loaded model knows of itself, or None when it knows nothing;
+        :class:`InputTypesUnknownError` when it knows its inputs' names but not all their
+        types (never guess a type)."""
         ...
 
     def versions(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.archive import size_text
 from vigil.bundle.flavors import get_flavor
-from vigil.bundle.flavors.base import default_feature_names, path_inside
+from vigil.bundle.flavors.base import InputTypesUnknownError, default_feature_names, path_inside
 from vigil.bundle.flavors.sklearn import (
     PICKLE_SUFFIXES,
     SklearnModel,
@@ -362,8 +362,13 @@ class MLflowFlavor:
     def infer_signature(self, model: LoadedModel) -> Signature | None:
         if not isinstance(model, MLflowModel):
             return None
-        inner = model.inner_flavor.infer_signature(model.inner)
         inputs = mlflow_signature(model.mlmodel)
+        try:
+            inner = model.inner_flavor.infer_signature(model.inner)
+        except InputTypesUnknownError as exc:
+            if inputs is None:
+                raise
+            inner = exc.signature  # the MLmodel's own signature gives the types
         if inputs is None:
             return inner
         if inner is None:

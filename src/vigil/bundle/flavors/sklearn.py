@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.bundle.flavors.base import (
+    InputTypesUnknownError,
     as_frame,
     as_matrix,
-    default_feature_names,
     mro_modules,
-    numeric_inputs,
     output_dtype,
     python_values,
     read_head,
@@ -44,7 +43,9 @@ class SklearnModel:
 
     Inputs are handed over the way the estimator was fitted, so scikit-learn never warns
     about feature names: estimators fitted on a frame get a frame (a bare array is wrapped
-    with the fitted names, no copy), estimators fitted on an array get an array.
+    with the fitted names, no copy), estimators fitted on an array get an array. A model
+    that drops some of the columns it was fitted on (a ``ColumnTransformer`` with
+    ``remainder="drop"``) also takes just the columns it reads.
     """
 
     def __init__(self, estimator: Any, flavor: str = "sklearn") -> None:
@@ -57,15 +58,36 @@ class SklearnModel:
         n = getattr(estimator, "n_features_in_", None)
         self.n_features: int | None = int(n) if n is not None else None
         self._has_proba = hasattr(estimator, "predict_proba")
+        self._read_names: list[str] | None = None
 
     @property
     def has_proba(self) -> bool:
         return self._has_proba
 
     def _prepare(self, X: pd.DataFrame | npt.NDArray[Any]) -> Any:
-        if self.feature_names is not None:
-            return as_frame(X, self.feature_names)
-        return as_matrix(X)
+        names = self.feature_names
+        if names is None:
+            return as_matrix(X)
+        columns = getattr(X, "columns", None)
+        if columns is not None:
+            if len(columns) != len(names):  # the columns it reads, in its order
+                present = set(columns)
+                return X[[n for n in names if n in present]]
+            return as_frame(X, names)
+        width = np.shape(X)[1] if np.ndim(X) == 2 else None
+        if width is not None and width != len(names):
+            return as_frame(X, self.read_names)
+        return as_frame(X, names)
+
+    @property
+    def read_names(self) -> list[str]:
+        """The fitted columns the model actually reads, in order."""
+        if self._read_names is None:
+            from vigil.bundle.flavors.sklearn_inputs import model_inputs
+
+            inputs = model_inputs(self.estimator)
+            self._read_names = inputs.names if inputs is not None else self.feature_names or []
+        return self._read_names
 
     def predict(self, X: pd.DataFrame | npt.NDArray[Any]) -> np.ndarray[Any, Any]:
         out = np.asarray(self.estimator.predict(self._prepare(X)))
@@ -78,17 +100,21 @@ class SklearnModel:
 
 
 def estimator_signature(estimator: Any) -> Signature | None:
-    """Inputs from ``feature_names_in_`` / ``n_features_in_``; outputs from ``classes_``."""
+    """Inputs from the columns the model reads (names from ``feature_names_in_``, else
+    ``f0, f1, ...``; types as :mod:`.sklearn_inputs` finds them); outputs from
+    ``classes_``. :class:`InputTypesUnknownError` when a type cannot be known."""
     from sklearn.base import is_classifier, is_regressor
 
-    names = getattr(estimator, "feature_names_in_", None)
-    n = getattr(estimator, "n_features_in_", None)
-    if names is not None:
-        inputs = numeric_inputs([str(x) for x in names])
-    elif n is not None:
-        inputs = numeric_inputs(default_feature_names(int(n)))
-    else:
+    from vigil.bundle.flavors.sklearn_inputs import model_inputs
+    from vigil.bundle.signature import FeatureSpec
+
+    found = model_inputs(estimator)
+    if found is None:
         return None
+    inputs = [
+        found.specs.get(n) or FeatureSpec(name=n, dtype="float64")  # placeholder if unknown
+        for n in found.names
+    ]
     classes = getattr(estimator, "classes_", None)
     if is_classifier(estimator) and classes is not None:
         outputs = OutputSpec(
@@ -101,7 +127,10 @@ def estimator_signature(estimator: Any) -> Signature | None:
         outputs = OutputSpec(task="regression", dtype="float64")
     else:
         outputs = OutputSpec(task="other")
-    return Signature(inputs=inputs, outputs=outputs)
+    signature = Signature(inputs=inputs, outputs=outputs)
+    if found.unknown:
+        raise InputTypesUnknownError(signature, found.unknown)
+    return signature
 
 
 def skops_untrusted_types(path: Path, *, limit: int) -> list[str]:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vigil.errors import EndpointNotFoundError, VigilError
+from vigil.errors import EndpointNotFoundError, ModelInputError, VigilError
 from vigil.experiments.assign import (
     UnitHasher,
     WeightedChoice,
@@ -85,7 +85,10 @@ _RETRY_FAILED_S = 30.0
 
 def _server_side(exc: BaseException) -> bool:
     """Whether a failure is the model's or the server's (counted against the variant),
-    not the client's bad input."""
+    not the client's bad input. A model that refuses a well-formed input (422
+    ``model_rejected_input``) counts against its variant: its rival may answer it."""
+    if isinstance(exc, ModelInputError):
+        return True
     return not isinstance(exc, VigilError) or exc.status >= 500
 
 
