@@ -163,3 +163,43 @@ def test_the_token_never_shows(tokens: dict[str, str], served: tuple[Vigil, Serv
     client = Client(served[1].url, tokens["admin"])
     assert tokens["admin"] not in repr(client)
     client.close()
+
+
+def test_housekeeping_through_the_admin_api(admin: Client, served: tuple[Vigil, ServerThread]):
+    vigil = served[0]
+    bundle = vigil.registry.fetch_bundle(vigil.registry.get_version("churn", 1), vigil.cache_dir)
+    for _ in range(2):
+        vigil.registry.register_version("spare", bundle)
+    admin.set_alias("spare", "production", 1)
+    assert [(a["model"], a["alias"], a["version"]) for a in admin.aliases("spare")] == [
+        ("spare", "production", 1)
+    ]
+    assert {a["model"] for a in admin.aliases()} == {"churn", "spare"}
+    with pytest.raises(ConflictError) as aliased:
+        admin.archive_version("spare", 1)
+    assert aliased.value.detail["aliases"] == {"production": 1}
+    pinned = {
+        "variants": [
+            {"name": "a", "model": "models:/churn/1"},
+            {"name": "b", "model": "models:/spare/2"},
+        ],
+        "policy": {"kind": "split", "weights": {"a": 50, "b": 50}},
+    }
+    admin.put_endpoint("pinned", pinned)
+    with pytest.raises(ConflictError, match=r"endpoint pinned \(models:/spare/2\)"):
+        admin.delete_version("spare", 2)
+    with pytest.raises(ConflictError, match="endpoint pinned"):
+        admin.delete_model("spare", force=True)
+    admin.delete_endpoint("pinned")
+    assert admin.archive_version("spare", 2, reason="stale")["archived_at"]
+    assert admin.unarchive_version("spare", 2)["archived_at"] is None
+    assert admin.delete_version("spare", 2)["deleted"] is True
+    with pytest.raises(ConflictError, match="--force"):
+        admin.delete_model("spare")
+    gone = admin.delete_model("spare", force=True, reason="done")
+    assert (gone["versions"], gone["aliases"]) == ([1], {"production": 1})
+    with pytest.raises(ModelNotFoundError):
+        admin.model("spare")
+    # churn/1 shares the deleted versions' artifact: it is still whole.
+    assert vigil.registry.store.has_complete(vigil.registry.get_version("churn", 1).sha256)
+    assert admin.audit("spare")[0]["actor"].startswith("key:")

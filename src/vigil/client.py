@@ -361,6 +361,59 @@ class Client:
         answer: dict[str, Any] = self._call("POST", self._alias_path(name, alias) + "/rollback")
         return answer
 
+    def aliases(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Every alias (of ``model`` only, when given) and its version (role ``read``)."""
+        path = (
+            "/v1/admin/aliases" if model is None else f"/v1/admin/models/{_segment(model)}/aliases"
+        )
+        aliases: list[dict[str, Any]] = self._call("GET", path)["aliases"]
+        return aliases
+
+    def _version_path(self, name: str, version: int) -> str:
+        return f"/v1/admin/models/{_segment(name)}/versions/{_segment(version)}"
+
+    def archive_version(
+        self, name: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Archive a version (role ``admin``): refused with
+        :class:`~vigil.errors.ConflictError` while an alias or endpoint points at it."""
+        body = {"reason": reason} if reason is not None else None
+        answer: dict[str, Any] = self._call(
+            "POST", self._version_path(name, version) + "/archive", body
+        )
+        return answer
+
+    def unarchive_version(
+        self, name: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Put an archived version back in service (role ``admin``)."""
+        body = {"reason": reason} if reason is not None else None
+        answer: dict[str, Any] = self._call(
+            "POST", self._version_path(name, version) + "/unarchive", body
+        )
+        return answer
+
+    def delete_version(
+        self, name: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Delete a version (role ``admin``): refused while an alias or endpoint points at
+        it; its artifact is reclaimed unless another version shares it."""
+        body = {"reason": reason} if reason is not None else None
+        answer: dict[str, Any] = self._call("DELETE", self._version_path(name, version), body)
+        return answer
+
+    def delete_model(
+        self, name: str, *, force: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Delete a model and every version (role ``admin``). Refused while aliases point at
+        it unless ``force`` (they are deleted with it, each audited), and while an endpoint
+        names it, whatever ``force`` says."""
+        body: dict[str, Any] = {"force": force}
+        if reason is not None:
+            body["reason"] = reason
+        answer: dict[str, Any] = self._call("DELETE", f"/v1/admin/models/{_segment(name)}", body)
+        return answer
+
     def audit(self, model: str | None = None) -> list[dict[str, Any]]:
         """The audit trail, newest first (role ``admin``)."""
         path = "/v1/admin/audit" if model is None else f"/v1/admin/models/{_segment(model)}/audit"
