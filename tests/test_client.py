@@ -203,3 +203,39 @@ def test_housekeeping_through_the_admin_api(admin: Client, served: tuple[Vigil, 
     # churn/1 shares the deleted versions' artifact: it is still whole.
     assert vigil.registry.store.has_complete(vigil.registry.get_version("churn", 1).sha256)
     assert admin.audit("spare")[0]["actor"].startswith("key:")
+
+
+def test_alerts_silences_and_acks_through_the_admin_api(
+    admin: Client, served: tuple[Vigil, ServerThread], tokens: dict[str, str]
+):
+    from vigil.monitor.notify import fire_event
+    from vigil.monitor.settings import MonitorSettings
+
+    vigil = served[0]
+    silence = admin.silence({"alertname": "drift", "model": "churn"}, "2h", comment="retraining")
+    assert silence["matchers"] == {"alertname": "drift", "model": "churn"}
+    assert [s["id"] for s in admin.silences()] == [silence["id"]]
+    event = fire_event(
+        vigil,
+        name="drift",
+        severity="warning",
+        summary="churn drifted",
+        labels={"model": "churn"},
+        settings=MonitorSettings(webhooks=[]),
+    )
+    assert event is not None
+    [alert] = [a for a in admin.alerts() if a["id"] == event.id]
+    assert alert["silenced_until"] == silence["ends_at"]
+    acked = admin.ack(event.id, comment="on it")
+    assert acked["acknowledged_by"] == admin.audit()[0]["actor"]
+    assert admin.audit()[0]["action"] == "acknowledge_alert"
+    assert admin.unsilence(silence["id"])["ends_at"] <= silence["ends_at"]
+    assert admin.silences() == []
+    with pytest.raises(ValidationError, match="matches on alertname"):
+        admin.silence({"team": "risk"}, "1h")
+    with pytest.raises(NotFoundError):
+        admin.ack(event.id + 1000)
+    with Client(served[1].url, tokens["read"]) as reader:
+        assert [a["id"] for a in reader.alerts()] == [event.id]
+        with pytest.raises(PermissionDeniedError):
+            reader.silence({"model": "churn"}, "1h")

@@ -414,6 +414,41 @@ class Client:
         answer: dict[str, Any] = self._call("DELETE", f"/v1/admin/models/{_segment(name)}", body)
         return answer
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts firing now, with ``silenced_until`` and who acknowledged them (``read``)."""
+        alerts: list[dict[str, Any]] = self._call("GET", "/v1/admin/alerts")["alerts"]
+        return alerts
+
+    def ack(self, alert_id: int, *, comment: str | None = None) -> dict[str, Any]:
+        """Acknowledge a firing alert by its id (role ``admin``)."""
+        body = {"comment": comment} if comment is not None else None
+        answer: dict[str, Any] = self._call(
+            "POST", f"/v1/admin/alerts/{_segment(alert_id)}/ack", body
+        )
+        return answer
+
+    def silence(
+        self, matchers: Mapping[str, str], duration: str | float, *, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Keep alerts whose labels hold every ``matchers`` value (``alertname``,
+        ``severity``, ``model``, ``version``, ``route``, ``feature``) from the webhooks for
+        ``duration`` (``"2h"`` or seconds; role ``admin``)."""
+        body: dict[str, Any] = {"matchers": dict(matchers), "duration": duration}
+        if comment is not None:
+            body["comment"] = comment
+        answer: dict[str, Any] = self._call("POST", "/v1/admin/silences", body)
+        return answer
+
+    def silences(self) -> list[dict[str, Any]]:
+        """The active silences (role ``read``)."""
+        silences: list[dict[str, Any]] = self._call("GET", "/v1/admin/silences")["silences"]
+        return silences
+
+    def unsilence(self, silence_id: int) -> dict[str, Any]:
+        """End a silence now (role ``admin``)."""
+        answer: dict[str, Any] = self._call("DELETE", f"/v1/admin/silences/{_segment(silence_id)}")
+        return answer
+
     def audit(self, model: str | None = None) -> list[dict[str, Any]]:
         """The audit trail, newest first (role ``admin``)."""
         path = "/v1/admin/audit" if model is None else f"/v1/admin/models/{_segment(model)}/audit"

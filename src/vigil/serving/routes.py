@@ -350,12 +350,19 @@ ROUTES: list[Route] = [
 # operations and the JSON schemas they reference.
 from vigil.serving import (  # noqa: E402
     admin_routes,
+    alert_admin_routes,
     endpoint_admin_routes,
     endpoint_routes,
     feedback_routes,
 )
 
-for _module in (admin_routes, feedback_routes, endpoint_routes, endpoint_admin_routes):
+for _module in (
+    admin_routes,
+    alert_admin_routes,
+    feedback_routes,
+    endpoint_routes,
+    endpoint_admin_routes,
+):
     ROUTES.extend(_module.ROUTES)
     SCHEMAS.update(_module.SCHEMAS)
 
