@@ -87,9 +87,16 @@ class Vigil:
 
     @cached_property
     def registry(self) -> Registry:
-        from vigil.registry.registry import Registry  # SQLAlchemy: only when used
+        # SQLAlchemy: only when used
+        from vigil.experiments.references import endpoint_references
+        from vigil.registry.registry import Registry
 
-        return Registry(self.database, self.artifacts, actor=self.settings.resolved_actor)
+        return Registry(
+            self.database,
+            self.artifacts,
+            actor=self.settings.resolved_actor,
+            endpoint_references=endpoint_references,
+        )
 
     @property
     def cache_dir(self) -> Path:

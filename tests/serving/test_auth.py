@@ -98,12 +98,12 @@ READ = [
     ("GET", "/v1/models/churn", None),
     ("GET", "/v2/models/churn", None),
 ]
-OPEN = ["/v2", "/livez", "/readyz", "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/version", "/metrics", "/openapi.json", "/docs"]  # fmt: skip
+OPEN = ["/v2", "/livez", "/readyz", "/v2/health/live", "/v2/health/ready", "/ping", "/health", "/version", "/metrics", "/openapi.json", "/docs", "/docs/init.js"]  # fmt: skip
 
 
 OPEN_ROUTES = {
     "livez", "readyz", "v2_live", "v2_ready", "v2_server_metadata", "mlflow_ping",
-    "mlflow_health", "mlflow_version", "metrics", "openapi", "docs",
+    "mlflow_health", "mlflow_version", "metrics", "openapi", "docs", "docs_asset",
 }  # fmt: skip
 
 
@@ -236,6 +236,8 @@ def run_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]
     def fake(provider: str, **options: Any) -> None:
         import os
 
+        # The logging configuration has its own tests (tests/serving/test_logs.py).
+        options.pop("log_config", None)
         calls.append({**options, "auth": os.environ["VIGIL_SERVE_AUTH"]})
 
     monkeypatch.setattr(vigil.serving.workers, "serve", fake)

@@ -83,9 +83,16 @@ machine), so 1 s leaves room for that on a loaded CI machine, while every freeze
 (9 s, 67 s, half an hour) and any quadratic step on a 10 MiB body stay far above it."""
 
 FEATURES = ["tenure", "spend", "calls", "age"]
-VALID = {"name": "churn", "alias": "production", "version": "1", "endpoint": "ep"}
+VALID = {
+    "name": "churn",
+    "alias": "production",
+    "version": "1",
+    "endpoint": "ep",
+    "id": "1",
+    "asset": "init.js",
+}
 """A value for every path parameter that reaches the handler (a served model, version,
-alias and experiment endpoint)."""
+alias, experiment endpoint, an alert or silence id, and a docs asset)."""
 HOSTILE = ["²", "9" * 5000, "x" * 8000, "..", "a b", "\x00"]
 """Path parameter values no handler may choke on."""
 

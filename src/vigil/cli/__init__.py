@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import typer
 
+from vigil.cli import alerts as _alerts
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
 from vigil.cli import experiment as _experiment
@@ -87,6 +88,7 @@ _predict.install(app)
 _feedback.install(app)
 _report.install(app)
 _monitor.install(app)
+_alerts.install(app)
 _serve.install(app)
 _keys.install(app)
 _endpoints.install(app)

@@ -1,4 +1,5 @@
-"""Registry commands: register, model list/show, alias set/delete, rollback, audit."""
+"""Registry commands: register, model list/show/archive/unarchive/delete, alias
+list/set/delete, rollback, audit."""
 
 from __future__ import annotations
 
@@ -186,7 +187,7 @@ def show(
             return
         rows = [
             (
-                v.version,
+                f"{v.version} (archived)" if v.archived_at else v.version,
                 v.flavor,
                 ", ".join(v.aliases),
                 human_size(v.size_bytes),
@@ -254,6 +255,103 @@ def _cats(cats: list[Any] | None) -> str:
         return ""
     shown = ", ".join(map(str, cats[:6]))
     return shown + (f", … ({len(cats)})" if len(cats) > 6 else "")
+
+
+REASON = typer.Option(None, "--reason", help="Why, for the audit log.")
+
+
+@model_app.command("archive")
+def archive(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., min=1, max=MAX_VERSION, help="Version number."),
+    reason: str = REASON,
+    json_out: bool = JSON,
+) -> None:
+    """Take VERSION out of service but keep it: no alias may point at it, `latest` skips it.
+    Refused while an alias or endpoint points at it."""
+    mv = services().registry.archive_version(name, version, reason=reason)
+    if json_out:
+        print_json(as_dict(mv))
+        return
+    console.print(f"[green]archived[/] models:/{shown(name)}/{version}", highlight=False)
+
+
+@model_app.command("unarchive")
+def unarchive(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., min=1, max=MAX_VERSION, help="Version number."),
+    reason: str = REASON,
+    json_out: bool = JSON,
+) -> None:
+    """Put an archived VERSION back in service."""
+    mv = services().registry.unarchive_version(name, version, reason=reason)
+    if json_out:
+        print_json(as_dict(mv))
+        return
+    console.print(f"[green]restored[/] models:/{shown(name)}/{version}", highlight=False)
+
+
+@model_app.command("delete")
+def delete(
+    name: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(
+        None, min=1, max=MAX_VERSION, help="Version to delete; without it, the whole model."
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Deleting a model: delete its aliases with it (each audited and listed). "
+        "An endpoint naming the model still refuses it.",
+    ),
+    reason: str = REASON,
+    json_out: bool = JSON,
+) -> None:
+    """Delete VERSION of model NAME, or the whole model; artifacts no other version shares
+    are reclaimed. Refused while an alias or endpoint points at what would go."""
+    reg = services().registry
+    if version is not None:
+        if force:
+            fail("--force applies to deleting a whole model; a version in use is never deleted")
+        mv = reg.delete_version(name, version, reason=reason)
+        if json_out:
+            print_json({"model": name, "version": version, "sha256": mv.sha256, "deleted": True})
+            return
+        console.print(f"[green]deleted[/] models:/{shown(name)}/{version}", highlight=False)
+        return
+    gone = reg.delete_model(name, force=force, reason=reason)
+    if json_out:
+        print_json({**as_dict(gone), "deleted": True})
+        return
+    removed = ", ".join(f"{a}→v{v}" for a, v in sorted(gone.aliases.items()))
+    console.print(
+        f"[green]deleted[/] model {shown(name)} ({len(gone.versions)} version(s))"
+        + (f" and its aliases {shown(removed)}" if removed else ""),
+        highlight=False,
+    )
+
+
+@alias_app.command("list")
+def alias_list(
+    name: str = typer.Argument(None, help="Only the aliases of this model."),
+    json_out: bool = JSON,
+) -> None:
+    """List aliases and the version each points to."""
+    aliases = services().registry.list_aliases(name)
+    if json_out:
+        print_json([as_dict(a) for a in aliases])
+        return
+    if not aliases:
+        console.print(
+            shown(f"{name} has no aliases" if name else "no aliases yet")
+            + "; set one with: vigil alias set NAME ALIAS VERSION",
+            highlight=False,
+        )
+        return
+    table(
+        "Aliases",
+        ["model", "alias", "version", "since"],
+        [(a.name, a.alias, a.version, when(a.updated_at)) for a in aliases],
+    )
 
 
 @alias_app.command("set")

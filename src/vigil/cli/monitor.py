@@ -96,18 +96,35 @@ _WINDOW_COLUMNS = [
 ]
 
 
-def _alert_rows(events: list[AlertEvent]) -> list[tuple[str | Text, ...]]:
+def _state(e: AlertEvent, silenced: dict[int, str]) -> str:
+    """``firing``, with ``silenced until …`` and ``acked by …`` when they apply."""
+    notes = [e.status]
+    if e.id in silenced:
+        notes.append(f"silenced until {silenced[e.id]}")
+    if e.acknowledged_by:
+        notes.append(f"acked by {e.acknowledged_by}")
+    return " · ".join(notes)
+
+
+def _alert_rows(
+    events: list[AlertEvent], silenced: dict[int, str] | None = None
+) -> list[tuple[str | Text, ...]]:
     colour = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+    silenced = silenced or {}
     return [
         (
             str(e.id),
-            e.status,
+            _state(e, silenced),
             styled(e.severity, colour.get(e.severity, "white")),
             e.rule,
             e.summary,
             when(e.starts_at),
             when(e.ends_at) if e.ends_at else "",
-            "yes" if e.delivered_at else ("failed" if e.last_error else "pending"),
+            "yes"
+            if e.delivered_at
+            else "silenced"
+            if e.silenced_by
+            else ("failed" if e.last_error else "pending"),
         )
         for e in events
     ]
@@ -288,16 +305,19 @@ def list_alerts_command(
 ) -> None:
     """List the alerts firing now (or, with --all, the whole history)."""
     from vigil.monitor.alerts import list_alerts
+    from vigil.monitor.silences import silenced_now
 
-    events = list_alerts(services().database, include_resolved=all_events, model=model, limit=limit)
+    database = services().database
+    events = list_alerts(database, include_resolved=all_events, model=model, limit=limit)
+    silenced = silenced_now(database, events)
     if json_out:
-        print_json([e.to_dict() for e in events])
+        print_json([{**e.to_dict(), "silenced_until": silenced.get(e.id)} for e in events])
         return
     if not events:
         console.print("no alert is firing" if not all_events else "no alert yet", highlight=False)
         return
     title = "Alert history" if all_events else f"{len(events)} alert(s) firing"
-    table(title, _ALERT_COLUMNS, _alert_rows(events))
+    table(title, _ALERT_COLUMNS, _alert_rows(events, silenced))
 
 
 def install(app: typer.Typer) -> None:

@@ -22,6 +22,29 @@ from vigil.console import err_console, fail, shown
 from vigil.serving.workers import is_loopback
 
 PROVIDER = "vigil.app:serving_app_from_environment"
+_JSON_LINES = {"on": False}
+"""Whether ``--log-format json`` asked for JSON lines (then :func:`_say` writes them too)."""
+
+
+def _say(markup: str, level: str = "INFO") -> None:
+    """One line on stderr: as the console prints it, or with ``--log-format json`` as a
+    JSON log line like the workers' (logger ``vigil.serve``), so a log shipper reads one
+    format."""
+    if not _JSON_LINES["on"]:
+        err_console.print(markup, highlight=False, soft_wrap=True)
+        return
+    import logging
+    import sys
+
+    from rich.text import Text
+
+    from vigil.serving.logs import JsonFormatter
+
+    record = logging.LogRecord(
+        "vigil.serve", getattr(logging, level), "", 0, Text.from_markup(markup).plain, (), None
+    )
+    sys.stderr.write(JsonFormatter().format(record) + "\n")
+    sys.stderr.flush()
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -108,7 +131,18 @@ def serve(
     poll_interval: float = typer.Option(
         None, help="Seconds between checks for alias moves (default 1; 0 turns it off)."
     ),
-    log_level: str = typer.Option("warning", help="uvicorn log level."),
+    log_level: str = typer.Option(
+        "warning", help="Level of vigil's own loggers and uvicorn's: debug, info, warning, error."
+    ),
+    log_format: str = typer.Option(
+        "text", "--log-format", help="text, or json: one JSON object a line (time, level, ...)."
+    ),
+    access_log: bool = typer.Option(
+        None,
+        "--access-log/--no-access-log",
+        help="One log line per request: request id, model, version, status, latency "
+        "(default: VIGIL_SERVE_ACCESS_LOG, off).",
+    ),
     auth: str = typer.Option(
         None,
         "--auth",
@@ -117,8 +151,15 @@ def serve(
 ) -> None:
     """Serve the production version of every registered model (or the --model URIs),
     loading and warming each before /readyz turns ready, and following alias moves."""
+    from vigil.serving.logs import check_level, logging_config
     from vigil.serving.workers import serve as run_workers
 
+    if log_format not in ("text", "json"):
+        fail(f"--log-format takes text or json (got {log_format[:20]!r})")
+    try:
+        level = check_level(log_level)
+    except ValueError as exc:
+        fail(f"--log-level: {exc}")
     pairs: dict[str, str] = {}
     for item in alias or []:
         name, sep, value = item.partition("=")
@@ -130,20 +171,27 @@ def serve(
     requested = auth or settings.get("auth") or os.environ.get("VIGIL_SERVE_AUTH") or "auto"
     enabled = _authentication(host, str(requested))
     env["VIGIL_SERVE_AUTH"] = "on" if enabled else "off"  # the workers need no host to decide
+    if access_log is not None:
+        env["VIGIL_SERVE_ACCESS_LOG"] = "true" if access_log else "false"
     os.environ.update(env)
     where = shown(f"http://{host}:{port}")
+    _JSON_LINES["on"] = log_format == "json"
     if enabled:
-        err_console.print(
-            f"authentication is on: send 'Authorization: Bearer <token>' to {where}",
-            highlight=False,
-        )
+        _say(f"authentication is on: send 'Authorization: Bearer <token>' to {where}")
     else:
-        err_console.print(
+        _say(
             f"[yellow]warning:[/] authentication is off: anyone on this machine can call {where}",
-            highlight=False,
+            "WARNING",
         )
     _announce_when_ready(host, port, workers)
-    run_workers(PROVIDER, host=host, port=port, workers=workers, log_level=log_level)
+    run_workers(
+        PROVIDER,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=level,
+        log_config=logging_config("json" if log_format == "json" else "text", level),
+    )
 
 
 def _announce_when_ready(host: str, port: int, workers: int) -> None:
@@ -201,21 +249,18 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
         while time.monotonic() - started < 3600:
             body = ready()
             if body is not None:
-                err_console.print(
+                _say(
                     f"ready in {time.monotonic() - started:.1f} s: http://{address}:{port} "
                     f"({workers} worker{'s' if workers > 1 else ''}); GET /v1/models lists "
-                    "the models, /docs the API, /metrics the metrics",
-                    highlight=False,
-                    soft_wrap=True,
+                    "the models, /docs the API, /metrics the metrics"
                 )
                 if _serves_nothing(body):
-                    err_console.print(
+                    _say(
                         "[yellow]warning:[/] no model to serve yet: register one with "
                         "`vigil register NAME MODEL_FILE --reference DATA --alias production` "
                         "(or `vigil alias set NAME production VERSION`); it is picked up "
                         "without a restart",
-                        highlight=False,
-                        soft_wrap=True,
+                        "WARNING",
                     )
                 return
             time.sleep(0.05)

@@ -62,6 +62,10 @@ class AlertEvent:
     attempts: int = 0
     deliveries: dict[str, Any] = field(default_factory=dict)
     last_error: str | None = None
+    silenced_by: int | None = None
+    """The silence that kept it from the webhooks (see :mod:`vigil.monitor.silences`)."""
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +86,9 @@ class AlertEvent:
             "attempts": self.attempts,
             "deliveries": dict(self.deliveries),
             "last_error": self.last_error,
+            "silenced_by": self.silenced_by,
+            "acknowledged_at": self.acknowledged_at.isoformat() if self.acknowledged_at else None,
+            "acknowledged_by": self.acknowledged_by,
         }
 
 
@@ -116,6 +123,9 @@ def _event(row: AlertEventRow) -> AlertEvent:
         attempts=row.attempts,
         deliveries=dict(row.deliveries or {}),
         last_error=row.last_error,
+        silenced_by=row.silenced_by,
+        acknowledged_at=row.acknowledged_at,
+        acknowledged_by=row.acknowledged_by,
     )
 
 
@@ -135,6 +145,17 @@ def _latest(
     for row in session.scalars(query):
         latest[row.fingerprint] = row
     return latest
+
+
+def latest_event(session: Session, fp: str) -> AlertEventRow:
+    """The newest event of the alert with fingerprint ``fp`` (one exists)."""
+    row = session.scalars(
+        select(AlertEventRow)
+        .where(AlertEventRow.fingerprint == fp)
+        .order_by(AlertEventRow.id.desc())
+        .limit(1)
+    ).one()
+    return row
 
 
 def series_labels(p: SeriesPoint) -> dict[str, str]:
@@ -303,6 +324,7 @@ def claim_undelivered(db: Database, claim: str, *, now: datetime | None = None) 
         ids = session.scalars(
             select(AlertEventRow.id).where(
                 AlertEventRow.delivered_at.is_(None),
+                AlertEventRow.silenced_by.is_(None),
                 AlertEventRow.attempts < MAX_DELIVERY_ROUNDS,
                 or_(AlertEventRow.claimed_at.is_(None), AlertEventRow.claimed_at < stale),
             )

@@ -43,8 +43,10 @@ from vigil.monitor.alerts import (
     record_event,
 )
 from vigil.monitor.settings import MonitorSettings, Webhook
+from vigil.monitor.silences import list_silences, mark_silenced, silencing
 from vigil.monitor.webhooks import post_json
 from vigil.names import check_name
+from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
     import httpx
@@ -203,10 +205,24 @@ def deliver_events(
     db: Database, events: Sequence[AlertEvent], claim: str, settings: MonitorSettings
 ) -> list[AlertEvent]:
     """Deliver claimed events to the configured webhooks and store the outcomes; returns
-    the events now fully delivered."""
+    the events now fully delivered. An event an active silence matches is recorded as
+    silenced and not sent (:mod:`vigil.monitor.silences`)."""
     webhooks = settings.targets()
     delivered = []
+    silences = list_silences(db) if events else []
+    now = utcnow()
     for event in events:
+        silence = silencing(silences, event.labels, now)
+        if silence is not None:
+            mark_silenced(db, event.id, claim, silence)
+            log.info(
+                "alert %s (%s) silenced until %s by silence %d",
+                event.rule,
+                event.status,
+                silence.ends_at.isoformat(),
+                silence.id,
+            )
+            continue
         done = [label for label, o in event.deliveries.items() if o.get("ok")]
         outcomes = deliver(
             event,

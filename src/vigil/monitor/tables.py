@@ -13,6 +13,9 @@ compares them). Every timestamp is UTC.
   occurrence)``: the row *is* the claim that makes a transition notify exactly once, even
   when several workers evaluate the same rules at the same moment.
 * ``monitor_leases`` — who runs the scheduled monitoring right now (one worker at a time).
+* ``alert_silences`` — label matchers and a period during which matching alerts are
+  recorded but not delivered (migration ``0007_alert_silences``, which also adds the
+  acknowledgement and silence columns of ``alert_events``).
 """
 
 from __future__ import annotations
@@ -116,6 +119,26 @@ class AlertEventRow(Base):
     deliveries: Mapped[dict[str, Any]]
     """Per webhook (redacted URL): ``{"ok": bool, "attempts": n, "status": code, "error": ...}``."""
     last_error: Mapped[str | None] = mapped_column(Text)
+    silenced_by: Mapped[int | None] = mapped_column(Integer)
+    """The silence that kept this event from the webhooks (it is never delivered)."""
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class AlertSilenceRow(Base):
+    """While ``starts_at <= now < ends_at``, alert events whose labels hold every
+    ``matchers`` pair are recorded but not delivered."""
+
+    __tablename__ = "alert_silences"
+    __table_args__ = (Index("ix_alert_silences_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    matchers: Mapped[dict[str, Any]]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    comment: Mapped[str | None] = mapped_column(Text)
 
 
 class MonitorLeaseRow(Base):

@@ -84,6 +84,7 @@ def to_version(row: ModelVersionRow, name: str, aliases: list[str]) -> ModelVers
         artifact_uri=row.artifact_uri,
         manifest=dict(row.manifest),
         aliases=sorted(aliases),
+        archived_at=row.archived_at,
     )
 
 

@@ -30,6 +30,8 @@ class ModelVersion:
     manifest: dict[str, Any]
     """The bundle's ``vigil.json`` as registered."""
     aliases: list[str] = field(default_factory=list)
+    archived_at: datetime | None = None
+    """When the version was archived (kept for the record; no alias may point at it)."""
 
     @property
     def uri(self) -> str:
@@ -62,3 +64,23 @@ class AliasEvent:
     actor: str
     at: datetime
     reason: str | None
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """Where one alias points now."""
+
+    name: str
+    alias: str
+    version: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeletedModel:
+    """What :meth:`~vigil.registry.Registry.delete_model` removed."""
+
+    name: str
+    versions: list[int]
+    aliases: dict[str, int]
+    """The aliases removed with it (only with ``force``)."""

@@ -47,7 +47,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,8 +69,15 @@ from vigil.registry._lookup import (
     version_row,
 )
 from vigil.registry._metadata import check_metrics, check_tags
+from vigil.registry._usage import EndpointReferences, Usage, usage
 from vigil.registry.aliases import alias_stack, rollback_target
-from vigil.registry.entities import AliasEvent, ModelVersion, RegisteredModel
+from vigil.registry.entities import (
+    AliasEvent,
+    AliasState,
+    DeletedModel,
+    ModelVersion,
+    RegisteredModel,
+)
 from vigil.registry.lineage import collect_lineage
 from vigil.registry.tables import (
     AliasEventRow,
@@ -82,7 +89,15 @@ from vigil.storage.sql import utcnow
 from vigil.storage.tree import list_tree, tree_digest
 from vigil.uri import ModelRef, parse_model_ref
 
-__all__ = ["AliasEvent", "AuditEvent", "ModelVersion", "RegisteredModel", "Registry"]
+__all__ = [
+    "AliasEvent",
+    "AliasState",
+    "AuditEvent",
+    "DeletedModel",
+    "ModelVersion",
+    "RegisteredModel",
+    "Registry",
+]
 
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore, StoredTree
@@ -110,17 +125,31 @@ class Registry:
         Where bundle directories are kept, by digest.
     actor:
         Who is acting; recorded in the audit log and as ``created_by``.
+    endpoint_references:
+        Finds the experiment endpoints whose variants name a model (given by the
+        composition root; see :mod:`vigil.registry._usage`), so that a version or model an
+        endpoint serves is never archived or deleted.
     """
 
-    def __init__(self, db: Database, store: ArtifactStore, *, actor: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: ArtifactStore,
+        *,
+        actor: str,
+        endpoint_references: EndpointReferences | None = None,
+    ) -> None:
         self.db = db
         self.store = store
         self.actor = actor
+        self.endpoint_references = endpoint_references
 
     def acting_as(self, actor: str) -> Registry:
         """This registry (same database and store) recording ``actor`` as who acts, e.g.
         the API key behind an admin request or the canary controller."""
-        return Registry(self.db, self.store, actor=actor)
+        return Registry(
+            self.db, self.store, actor=actor, endpoint_references=self.endpoint_references
+        )
 
     def __repr__(self) -> str:
         return f"Registry({self.db!r}, {self.store!r}, actor={self.actor!r})"
@@ -204,7 +233,9 @@ class Registry:
     ) -> ModelVersion:
         """Number and insert the version under the model's lock, with its audit rows."""
         model, created = self._lock_or_create_model(session, name)
-        number = (newest_version(session, model.id) or 0) + 1
+        # A deleted version's number is never given out again (last_version remembers it).
+        number = max(newest_version(session, model.id) or 0, model.last_version or 0) + 1
+        model.last_version = number
         row = ModelVersionRow(
             model_id=model.id,
             version=number,
@@ -361,7 +392,7 @@ class Registry:
                     )
                 number = aliases[ref.alias]
             else:
-                number = newest_version(session, model.id) or 0
+                number = _newest_in_service(session, model.id) or 0
             return version_of(session, model, version_row(session, model, number))
 
     def fetch_bundle(self, mv: ModelVersion, cache_dir: Path | str) -> Path:
@@ -386,6 +417,24 @@ class Registry:
         from_version = current.version if current is not None else None
         if from_version == to_version:
             return from_version
+        target = session.execute(
+            select(ModelVersionRow.archived_at).where(
+                ModelVersionRow.model_id == model.id, ModelVersionRow.version == to_version
+            )
+        ).one_or_none()
+        if target is None:  # only a rollback can name it: set_alias looked the version up
+            raise ConflictError(
+                f"cannot move {model.name}@{alias} back to version {to_version}: that version "
+                f"was deleted; point the alias explicitly (vigil alias set {model.name} {alias} "
+                "VERSION)",
+                detail={"model": model.name, "alias": alias, "version": to_version},
+            )
+        if target.archived_at is not None:
+            raise ConflictError(
+                f"version {to_version} of {model.name!r} is archived, so no alias may point at "
+                f"it; restore it first (vigil model unarchive {model.name} {to_version})",
+                detail={"model": model.name, "alias": alias, "version": to_version},
+            )
         now = utcnow()
         if current is None:
             session.add(
@@ -528,6 +577,170 @@ class Registry:
             )
             return {(name, alias): version for name, alias, version in rows}
 
+    # -- housekeeping -----------------------------------------------------------------
+
+    def list_aliases(self, name: str | None = None) -> list[AliasState]:
+        """Every alias (of model ``name`` only, when given), by model and alias name."""
+        with self.db.session() as session:
+            query = (
+                select(
+                    RegisteredModelRow.name, AliasRow.alias, AliasRow.version, AliasRow.updated_at
+                )
+                .join(RegisteredModelRow, RegisteredModelRow.id == AliasRow.model_id)
+                .order_by(RegisteredModelRow.name, AliasRow.alias)
+            )
+            if name is not None:
+                model = model_row(session, name)
+                query = query.where(AliasRow.model_id == model.id)
+            return [AliasState(m, a, v, at) for m, a, v, at in session.execute(query)]
+
+    def _usage(self, session: Session, model: RegisteredModelRow, version: int | None) -> Usage:
+        return usage(
+            session,
+            model.name,
+            aliases_of(session, model.id),
+            self.endpoint_references,
+            version=version,
+            newest_in_service=_newest_in_service(session, model.id),
+        )
+
+    def _refuse_in_use(
+        self, session: Session, model: RegisteredModelRow, version: int, what: str
+    ) -> None:
+        used = self._usage(session, model, version)
+        if used:
+            raise ConflictError(
+                f"cannot {what} version {version} of {model.name!r}: {used.describe(model.name)} "
+                "point(s) at it; move or delete them first (vigil alias set / vigil alias delete "
+                "/ vigil endpoint update)",
+                detail={"model": model.name, "version": version, **used.detail()},
+            )
+
+    def archive_version(
+        self, name: str, version: int, *, reason: str | None = None
+    ) -> ModelVersion:
+        """Take a version out of service but keep it (artifact, lineage, history): no alias
+        may point at it until :meth:`unarchive_version`, and ``latest`` skips it. Refused
+        (:class:`~vigil.errors.ConflictError`, naming them) while an alias or endpoint
+        points at it. Archiving an archived version changes nothing."""
+        return self._set_archived(name, version, archived=True, reason=reason)
+
+    def unarchive_version(
+        self, name: str, version: int, *, reason: str | None = None
+    ) -> ModelVersion:
+        """Put an archived version back in service (audited)."""
+        return self._set_archived(name, version, archived=False, reason=reason)
+
+    def _set_archived(
+        self, name: str, version: int, *, archived: bool, reason: str | None
+    ) -> ModelVersion:
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            row = version_row(session, model, version)
+            if (row.archived_at is not None) == archived:
+                return version_of(session, model, row)
+            if archived:
+                self._refuse_in_use(session, model, version, "archive")
+            row.archived_at = utcnow() if archived else None
+            self._audit(
+                session,
+                "archive_version" if archived else "unarchive_version",
+                "model_version",
+                f"{name}/{version}",
+                name,
+                None,
+                {"version": version, **({"reason": reason} if reason else {})},
+            )
+            model.updated_at = utcnow()
+            return version_of(session, model, row)
+
+    def delete_version(self, name: str, version: int, *, reason: str | None = None) -> ModelVersion:
+        """Delete a version for good; its number is never given out again, its artifact is
+        reclaimed unless another version has the same content. Refused
+        (:class:`~vigil.errors.ConflictError`, naming them) while an alias or endpoint
+        points at it. The audit trail keeps what it was; the inference log keeps its
+        predictions."""
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            row = version_row(session, model, version)
+            self._refuse_in_use(session, model, version, "delete")
+            gone = version_of(session, model, row)
+            model.last_version = max(
+                model.last_version or 0, newest_version(session, model.id) or 0
+            )
+            session.delete(row)
+            self._audit(
+                session,
+                "delete_version",
+                "model_version",
+                f"{name}/{version}",
+                name,
+                {"version": version, "sha256": row.sha256, "flavor": row.flavor},
+                {"reason": reason} if reason else None,
+            )
+            model.updated_at = utcnow()
+        self._discard_unreferenced(gone.sha256)
+        return gone
+
+    def delete_model(
+        self, name: str, *, force: bool = False, reason: str | None = None
+    ) -> DeletedModel:
+        """Delete a model, every version and its alias history; artifacts no other version
+        shares are reclaimed. The audit trail keeps every step.
+
+        Refused while an alias points at one of its versions, unless ``force``: then each
+        alias is deleted first, audited one by one and listed in the result. An endpoint
+        that names the model always refuses it (even with ``force``): deleting the model
+        would break its live traffic, so update or delete the endpoint first.
+        """
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            used = self._usage(session, model, None)
+            if used.endpoints or (used.aliases and not force):
+                advice = (
+                    "update or delete the endpoint(s) first (vigil endpoint update / delete)"
+                    if used.endpoints
+                    else "delete the aliases first (vigil alias delete), or pass force to "
+                    "delete them with the model (vigil model delete --force)"
+                )
+                raise ConflictError(
+                    f"cannot delete model {name!r}: {used.describe(name)} point(s) at it; "
+                    + advice,
+                    detail={"model": name, **used.detail()},
+                )
+            for alias, version in sorted(used.aliases.items()):
+                self._audit(
+                    session,
+                    "delete_alias",
+                    "alias",
+                    f"{name}@{alias}",
+                    name,
+                    {"version": version},
+                    {"reason": "model deleted (force)"},
+                )
+            rows = list(
+                session.execute(
+                    select(ModelVersionRow.version, ModelVersionRow.sha256)
+                    .where(ModelVersionRow.model_id == model.id)
+                    .order_by(ModelVersionRow.version)
+                )
+            )
+            for table in (AliasEventRow, AliasRow, ModelVersionRow):
+                session.execute(delete(table).where(table.model_id == model.id))
+            session.delete(model)
+            self._audit(
+                session,
+                "delete_model",
+                "model",
+                name,
+                name,
+                {"versions": [v for v, _ in rows], "aliases": used.aliases},
+                {"reason": reason} if reason else None,
+            )
+        for sha in dict.fromkeys(sha for _, sha in rows):
+            self._discard_unreferenced(sha)
+        return DeletedModel(name=name, versions=[v for v, _ in rows], aliases=used.aliases)
+
     # -- editing and auditing ---------------------------------------------------------
 
     def update_version(
@@ -609,6 +822,15 @@ class Registry:
             before=before,
             after=after,
         )
+
+
+def _newest_in_service(session: Session, model_id: int) -> int | None:
+    """The newest version that is not archived: what ``models:/NAME/latest`` names."""
+    return session.scalar(
+        select(func.max(ModelVersionRow.version)).where(
+            ModelVersionRow.model_id == model_id, ModelVersionRow.archived_at.is_(None)
+        )
+    )
 
 
 def fetch_bundle(store: ArtifactStore, sha256: str, cache_dir: Path | str) -> Path:

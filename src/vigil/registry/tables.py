@@ -1,12 +1,12 @@
 """The registry's tables: models, versions, aliases and alias history.
 
-Every timestamp is UTC. The schema itself is created by the Alembic migration
-``vigil/storage/migrations/versions/0001_registry.py``; keep the two in step (a test
-compares them).
+Every timestamp is UTC. The schema itself is created by the Alembic migrations
+``vigil/storage/migrations/versions/0001_registry.py`` and ``0006_registry_housekeeping.py``;
+keep them in step (a test compares them).
 
 Versions are immutable: an ORM guard refuses any change to what identifies a version's
-model (artifact digest, signature, flavor, manifest, number); only ``description`` and
-``tags`` may change, and the registry audits such edits.
+model (artifact digest, signature, flavor, manifest, number); only ``description``,
+``tags`` and ``archived_at`` may change, and the registry audits such edits.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ class RegisteredModelRow(Base):
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_version: Mapped[int | None] = mapped_column(Integer)
+    """The highest version number ever given out (migration 0006): a deleted version's
+    number is never reused. ``None`` on rows older than that migration."""
 
 
 class ModelVersionRow(Base):
@@ -69,6 +72,8 @@ class ModelVersionRow(Base):
     lineage: Mapped[dict[str, Any]]
     artifact_uri: Mapped[str] = mapped_column(Text)
     manifest: Mapped[dict[str, Any]]
+    archived_at: Mapped[datetime | None]
+    """When the version was archived: kept for the record, but no alias may point at it."""
 
 
 IMMUTABLE_VERSION_FIELDS = (

@@ -1,4 +1,5 @@
-"""The admin REST API over the registry: list, show, move and delete aliases, roll back.
+"""The admin REST API over the registry: list, show, move and delete aliases, roll back,
+archive and delete versions, delete models.
 
 Reads need the ``read`` role; changes need ``admin``, and so does the audit trail, which
 names who did what (see :mod:`vigil.auth.roles`). Every change goes through :class:`~vigil.registry.Registry`
@@ -86,6 +87,7 @@ def _version(v: ModelVersion) -> dict[str, Any]:
         "tags": v.tags,
         "metrics": v.metrics,
         "aliases": v.aliases,
+        "archived_at": v.archived_at,
     }
 
 
@@ -140,6 +142,106 @@ def _alias_change(req: Request) -> tuple[int, str | None]:
             detail={"field": "reason", "expected": "string", "got": type(reason).__name__},
         )
     return version, reason
+
+
+def _options(req: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The optional body of a housekeeping operation (``reason``, ``force``): none, or an
+    object with only ``allowed`` fields of the right types."""
+    if not req.body:
+        return {}
+    body = req.json()
+    example = "send no body, or a JSON object with " + " and ".join(map(repr, allowed))
+    if not isinstance(body, dict):
+        raise ValidationError(
+            example, detail={"field": None, "expected": "object", "got": type(body).__name__}
+        )
+    unknown = unknown_fields(body, allowed)
+    if unknown:
+        raise ValidationError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; {example}",
+            detail={"field": unknown[0], "expected": list(allowed), "got": unknown},
+        )
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > _MAX_REASON):
+        raise ValidationError(
+            f"'reason' must be text of at most {_MAX_REASON} characters",
+            detail={"field": "reason", "expected": "string", "got": type(reason).__name__},
+        )
+    if "force" in body and type(body["force"]) is not bool:
+        raise ValidationError(
+            "'force' must be true or false",
+            detail={"field": "force", "expected": "boolean", "got": repr(body["force"])[:40]},
+        )
+    return body
+
+
+def _version_param(req: Request) -> int:
+    text = req.params["version"]
+    if not text.isdigit() or not 1 <= int(text[:12]) <= MAX_VERSION:
+        raise ValidationError(
+            f"version must be a version number (a positive integer), got {text[:40]!r}",
+            detail={"field": "version", "expected": "integer >= 1", "got": text[:40]},
+        )
+    return int(text)
+
+
+async def list_aliases(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = req.params.get("name")
+    if name is not None:
+        check_model_name(name)
+    aliases = await _call(lambda: registry.list_aliases(name))
+    return json_response(
+        {
+            "aliases": [
+                {
+                    "model": a.name,
+                    "alias": a.alias,
+                    "version": a.version,
+                    "updated_at": a.updated_at,
+                }
+                for a in aliases
+            ]
+        }
+    )
+
+
+async def archive_version(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    version = _version_param(req)
+    reason = _options(req, ("reason",)).get("reason")
+    mv = await _call(lambda: registry.archive_version(name, version, reason=reason))
+    return json_response(_version(mv))
+
+
+async def unarchive_version(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    version = _version_param(req)
+    reason = _options(req, ("reason",)).get("reason")
+    mv = await _call(lambda: registry.unarchive_version(name, version, reason=reason))
+    return json_response(_version(mv))
+
+
+async def delete_version(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    version = _version_param(req)
+    reason = _options(req, ("reason",)).get("reason")
+    mv = await _call(lambda: registry.delete_version(name, version, reason=reason))
+    return json_response({"model": name, "version": version, "sha256": mv.sha256, "deleted": True})
+
+
+async def delete_model(dp: DataPlane, req: Request) -> Response:
+    registry = _registry(dp, req)
+    name = check_model_name(req.params["name"])
+    options = _options(req, ("force", "reason"))
+    force, reason = bool(options.get("force", False)), options.get("reason")
+    gone = await _call(lambda: registry.delete_model(name, force=force, reason=reason))
+    return json_response(
+        {"model": name, "versions": gone.versions, "aliases": gone.aliases, "deleted": True}
+    )
 
 
 async def list_models(dp: DataPlane, req: Request) -> Response:
@@ -238,6 +340,7 @@ SCHEMAS: dict[str, Any] = {
             "tags": {"type": "object", "additionalProperties": _STRING},
             "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
             "aliases": {"type": "array", "items": _STRING},
+            "archived_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
     "AdminModelDetail": {
@@ -275,6 +378,65 @@ SCHEMAS: dict[str, Any] = {
             "to_version": _VERSION,
         },
     },
+    "AliasList": {
+        "type": "object",
+        "required": ["aliases"],
+        "properties": {
+            "aliases": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["model", "alias", "version"],
+                    "properties": {
+                        "model": _STRING,
+                        "alias": _STRING,
+                        "version": _VERSION,
+                        "updated_at": _TIME,
+                    },
+                },
+            }
+        },
+    },
+    "Housekeeping": {
+        "type": "object",
+        "description": "Optional: the body may be left out.",
+        "properties": {"reason": {"type": "string", "maxLength": _MAX_REASON}},
+        "additionalProperties": False,
+    },
+    "ModelDeletion": {
+        "type": "object",
+        "description": "Optional: the body may be left out.",
+        "properties": {
+            "force": {
+                "type": "boolean",
+                "default": False,
+                "description": "Delete the model's aliases with it (each audited); an "
+                "endpoint naming the model still refuses the deletion.",
+            },
+            "reason": {"type": "string", "maxLength": _MAX_REASON},
+        },
+        "additionalProperties": False,
+    },
+    "DeletedVersion": {
+        "type": "object",
+        "required": ["model", "version", "deleted"],
+        "properties": {
+            "model": _STRING,
+            "version": _VERSION,
+            "sha256": _STRING,
+            "deleted": {"type": "boolean"},
+        },
+    },
+    "DeletedModel": {
+        "type": "object",
+        "required": ["model", "versions", "aliases", "deleted"],
+        "properties": {
+            "model": _STRING,
+            "versions": {"type": "array", "items": _VERSION},
+            "aliases": _ALIASES,
+            "deleted": {"type": "boolean"},
+        },
+    },
     "AuditLog": {
         "type": "object",
         "required": ["events"],
@@ -304,6 +466,8 @@ SCHEMAS: dict[str, Any] = {
 _TAGS = ("admin",)
 _MODEL = "/v1/admin/models/{name}"
 _ALIAS = _MODEL + "/aliases/{alias}"
+_VERSION_PATH = _MODEL + "/versions/{version}"
+_IN_USE = {"409": {"description": "An alias or endpoint points at it", "schema": "Problem"}}
 
 
 def _ok(schema: str) -> dict[str, dict[str, str]]:
@@ -369,6 +533,85 @@ ROUTES: list[Route] = [
             **_ok("AliasRollback"),
             "409": {"description": "Nothing earlier to roll back to", "schema": "Problem"},
         },
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "GET",
+        "/v1/admin/aliases",
+        list_aliases,
+        "admin_list_aliases",
+        "native",
+        "Every alias and the version it points to",
+        responses=_ok("AliasList"),
+        tags=_TAGS,
+        role="read",
+    ),
+    Route(
+        "GET",
+        _MODEL + "/aliases",
+        list_aliases,
+        "admin_list_model_aliases",
+        "native",
+        "The aliases of one model",
+        responses=_ok("AliasList"),
+        tags=_TAGS,
+        role="read",
+    ),
+    Route(
+        "POST",
+        _VERSION_PATH + "/archive",
+        archive_version,
+        "admin_archive_version",
+        "native",
+        "Archive a version: kept, but no alias may point at it (audited)",
+        body="json",
+        max_body_bytes=SMALL_BODY,
+        request_schema={"$ref": "#/components/schemas/Housekeeping"},
+        responses={**_ok("AdminVersion"), **_IN_USE},
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "POST",
+        _VERSION_PATH + "/unarchive",
+        unarchive_version,
+        "admin_unarchive_version",
+        "native",
+        "Put an archived version back in service (audited)",
+        body="json",
+        max_body_bytes=SMALL_BODY,
+        request_schema={"$ref": "#/components/schemas/Housekeeping"},
+        responses=_ok("AdminVersion"),
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "DELETE",
+        _VERSION_PATH,
+        delete_version,
+        "admin_delete_version",
+        "native",
+        "Delete a version; its artifact is reclaimed unless shared (audited)",
+        body="json",
+        max_body_bytes=SMALL_BODY,
+        request_schema={"$ref": "#/components/schemas/Housekeeping"},
+        responses={**_ok("DeletedVersion"), **_IN_USE},
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "DELETE",
+        _MODEL,
+        delete_model,
+        "admin_delete_model",
+        "native",
+        "Delete a model and every version (audited); refused while aliases (unless force) "
+        "or endpoints point at it",
+        body="json",
+        max_body_bytes=SMALL_BODY,
+        request_schema={"$ref": "#/components/schemas/ModelDeletion"},
+        responses={**_ok("DeletedModel"), **_IN_USE},
         tags=_TAGS,
         role="admin",
     ),

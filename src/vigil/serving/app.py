@@ -41,6 +41,7 @@ from vigil.serving.dataplane import DataPlane
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
 from vigil.serving.guards import check_origin, host_guard
 from vigil.serving.http import Request, Response, Route, Router
+from vigil.serving.logs import ACCESS_LOGGER
 from vigil.serving.problems import error_response
 from vigil.serving.provider import ModelProvider, StaticProvider
 from vigil.serving.routes import ROUTES
@@ -111,6 +112,8 @@ class ServingApp:
         self._origins = frozenset(o.encode("latin-1") for o in self.settings.allowed_origins)
         self.monitor = monitor
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
+        self._access = logging.getLogger(ACCESS_LOGGER) if self.settings.access_log else None
+        """The access log (:mod:`vigil.serving.logs`); ``None``: off, and no work done."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -218,6 +221,8 @@ class ServingApp:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
         await self._send(send, response)
+        if self._access is not None:
+            self._log_access(scope, route, request, response, perf_counter() - started)
         if request is not None and len(request.body) > INLINE_BODY_BYTES:
             # Freed on a worker thread: the objects of a large decoded body are as many as
             # decoding made, and the loop would spend a good part of that time freeing them.
@@ -233,6 +238,40 @@ class ServingApp:
                 response.status,
                 perf_counter() - started,
             )
+
+    def _log_access(
+        self,
+        scope: Scope,
+        route: Route | None,
+        request: Request | None,
+        response: Response,
+        seconds: float,
+    ) -> None:
+        assert self._access is not None
+        path = scope["path"][:200]
+        model = request.model if request is not None else ""
+        version = request.version if request is not None else ""
+        # A prediction's id is known; any other request gets one only here (log is on).
+        rid = request.request_id if request is not None else None
+        latency_ms = round(seconds * 1000, 3)
+        self._access.info(
+            "%s %s %d %.1f ms%s",
+            scope["method"],
+            path,
+            response.status,
+            latency_ms,
+            f" {model} v{version}" if model else "",
+            extra={
+                "request_id": rid,
+                "method": scope["method"],
+                "path": path,
+                "route": route.name if route is not None else "unmatched",
+                "model": model or None,
+                "version": version or None,
+                "status": response.status,
+                "latency_ms": latency_ms,
+            },
+        )
 
     async def _read_body(self, receive: Any, length: int, route_limit: int | None) -> bytes:
         limit = self._limit if route_limit is None else min(route_limit, self._limit)

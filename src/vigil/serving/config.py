@@ -85,6 +85,9 @@ class ServingSettings(VigilSettings):
     mlflow_model: str | None = None
     """Model answered by ``POST /invocations``; default: the only model served."""
 
+    access_log: bool = False
+    """Log one line per request on the ``vigil.access`` logger (request id, method, path,
+    route, model, version, status, latency); off, the request path does no logging work."""
     metrics: bool = True
     """Record Prometheus metrics (``/metrics``)."""
 

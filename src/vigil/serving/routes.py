@@ -16,12 +16,13 @@ from functools import cache
 
 import orjson
 
+from vigil.errors import NotFoundError
 from vigil.monitor import prometheus
-from vigil.serving import metrics
+from vigil.serving import docs_ui, metrics
 from vigil.serving.codecs import mlflow, native, v2
 from vigil.serving.dataplane import DataPlane
 from vigil.serving.http import HTML, Request, Response, Route, json_response
-from vigil.serving.openapi import SCHEMAS, docs_page, document
+from vigil.serving.openapi import SCHEMAS, document
 
 
 def _ok(schema: str, description: str = "OK") -> dict[str, dict[str, str]]:
@@ -56,21 +57,43 @@ async def openapi_json(dp: DataPlane, req: Request) -> Response:
     return Response(_openapi_bytes())
 
 
-# The docs page is static: it runs no script, loads nothing and may not be framed by another
-# site's page (clickjacking), so whatever a later page adds keeps to the server's own origin.
+# The docs page runs only scripts of this origin (Swagger UI's files, no inline script), talks
+# only to this origin, and may not be framed by another site's page (clickjacking).
 _PAGE_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+        b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
         b"form-action 'self'; base-uri 'none'",
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+_ASSET_HEADERS = [
+    (b"cache-control", b"public, max-age=86400"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+@cache
+def _docs_bytes() -> bytes:
+    return docs_ui.page(ROUTES).encode()
 
 
 async def docs(dp: DataPlane, req: Request) -> Response:
-    return Response(docs_page(ROUTES).encode(), 200, HTML, headers=_PAGE_HEADERS)
+    return Response(_docs_bytes(), 200, HTML, headers=_PAGE_HEADERS)
+
+
+async def docs_asset(dp: DataPlane, req: Request) -> Response:
+    name = req.params["asset"]
+    found = docs_ui.asset(name) if len(name) <= 64 else None
+    if found is None:
+        raise NotFoundError(
+            f"no such docs asset: {name[:64]!r}; the page is GET /docs",
+            detail={"asset": name[:64]},
+        )
+    body, content_type = found
+    return Response(body, 200, content_type, headers=_ASSET_HEADERS)
 
 
 _NATIVE_REQUEST = {"$ref": "#/components/schemas/NativeRequest"}
@@ -342,8 +365,18 @@ ROUTES: list[Route] = [
         docs,
         "docs",
         "ops",
-        "Human-readable list of operations",
+        "Interactive API documentation (Swagger UI, served offline)",
         responses={"200": {"description": "OK", "text": "text/html"}},
+        tags=_OPS,
+    ),
+    Route(
+        "GET",
+        "/docs/{asset}",
+        docs_asset,
+        "docs_asset",
+        "ops",
+        "An asset of the docs page (script, style sheet, icon)",
+        responses={"200": {"description": "OK", "text": "application/octet-stream"}},
         tags=_OPS,
     ),
 ]
@@ -352,12 +385,19 @@ ROUTES: list[Route] = [
 # operations and the JSON schemas they reference.
 from vigil.serving import (  # noqa: E402
     admin_routes,
+    alert_admin_routes,
     endpoint_admin_routes,
     endpoint_routes,
     feedback_routes,
 )
 
-for _module in (admin_routes, feedback_routes, endpoint_routes, endpoint_admin_routes):
+for _module in (
+    admin_routes,
+    alert_admin_routes,
+    feedback_routes,
+    endpoint_routes,
+    endpoint_admin_routes,
+):
     ROUTES.extend(_module.ROUTES)
     SCHEMAS.update(_module.SCHEMAS)
 
