@@ -19,7 +19,8 @@ from typing import Any
 import typer
 
 from vigil.console import err_console, fail, shown
-from vigil.serving.workers import is_loopback
+from vigil.errors import ConfigurationError
+from vigil.serving.workers import check_port, is_loopback
 
 PROVIDER = "vigil.app:serving_app_from_environment"
 
@@ -96,7 +97,7 @@ def _authentication(host: str, requested: str) -> bool:
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, help="TCP port (0: any free port, shown when ready)."),
     workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
     config: Path = typer.Option(None, "--config", help="vigil.yaml with a 'serve:' section."),
     model: list[str] = typer.Option(
@@ -119,6 +120,10 @@ def serve(
     loading and warming each before /readyz turns ready, and following alias moves."""
     from vigil.serving.workers import serve as run_workers
 
+    try:
+        check_port(port)
+    except ConfigurationError as exc:
+        fail(exc.message)
     pairs: dict[str, str] = {}
     for item in alias or []:
         name, sep, value = item.partition("=")
@@ -131,19 +136,32 @@ def serve(
     enabled = _authentication(host, str(requested))
     env["VIGIL_SERVE_AUTH"] = "on" if enabled else "off"  # the workers need no host to decide
     os.environ.update(env)
-    where = shown(f"http://{host}:{port}")
-    if enabled:
-        err_console.print(
-            f"authentication is on: send 'Authorization: Bearer <token>' to {where}",
-            highlight=False,
-        )
-    else:
-        err_console.print(
-            f"[yellow]warning:[/] authentication is off: anyone on this machine can call {where}",
-            highlight=False,
-        )
-    _announce_when_ready(host, port, workers)
-    run_workers(PROVIDER, host=host, port=port, workers=workers, log_level=log_level)
+
+    def bound(real_port: int) -> None:
+        """Once the socket is bound: the address it really listens on (``--port 0``)."""
+        where = shown(f"http://{_bracketed(host)}:{real_port}")
+        if enabled:
+            err_console.print(
+                f"authentication is on: send 'Authorization: Bearer <token>' to {where}",
+                highlight=False,
+            )
+        else:
+            err_console.print(
+                f"[yellow]warning:[/] authentication is off: anyone on this machine can call "
+                f"{where}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        _announce_when_ready(host, real_port, workers)
+
+    run_workers(
+        PROVIDER, host=host, port=port, workers=workers, log_level=log_level, on_bound=bound
+    )
+
+
+def _bracketed(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _announce_when_ready(host: str, port: int, workers: int) -> None:
@@ -160,7 +178,7 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
     # A wildcard address is probed through loopback (it is not bound here).
     wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
     probe = wildcard.get(host, host)
-    address = shown(f"[{host}]" if ":" in host else host)
+    address = shown(_bracketed(host))
     target = f"[{probe}]:{port}" if ":" in probe else f"{probe}:{port}"
 
     def get(path: str) -> tuple[bytes, bytes]:
