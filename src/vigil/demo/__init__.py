@@ -101,7 +101,9 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
 
     # Monitoring runs on demand below, so the server's own schedule stays out of the way.
     with DemoServer(settings.home, env={"VIGIL_MONITOR_ENABLED": "false"}) as server:
-        console.print(f"   serving at [bold]{server.url}[/] (log: {server.log_path})")
+        console.print(
+            f"   serving at [bold]{server.url}[/] (log: {server.log_path})", soft_wrap=True
+        )
         sample = holdout.head(3)
         serve_traffic(server.url, sample, model.predict(sample).tolist(), console)
 
@@ -115,7 +117,8 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
         served = run_experiment(v, server.url, holdout, console)
     console.print(
         "   (the demo stops this server as it ends; [bold]vigil serve[/] serves the production "
-        "alias on http://127.0.0.1:8000)"
+        "alias on http://127.0.0.1:8000)",
+        soft_wrap=True,
     )
     console.print(Rule())
     _next_steps(settings.home, found["window"], console)
