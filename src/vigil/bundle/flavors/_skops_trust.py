@@ -71,7 +71,10 @@ def _import() -> types.ModuleType:
     global used_cache
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
-    path = _cache_path()
+    try:
+        path = _cache_path()
+    except RuntimeError:  # no home directory to keep a cache in (Path.home())
+        path = None
     lists = _read(path) if path is not None else None
     if lists is not None:
         module = types.ModuleType(MODULE)
