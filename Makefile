@@ -50,6 +50,7 @@ system-deps:
 	  fi; \
 	fi
 
+# Bytecode as `bytecode` writes it, without that target's dependency on the full install.
 demo: $(DEMO_STAMP)
 	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/vigil demo

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import stat
@@ -96,8 +97,6 @@ def _import() -> types.ModuleType:
 def _cache_path() -> Path | None:
     """The cache file for the installed packages, named by a digest of what identifies
     them; ``None`` when one of them cannot be found."""
-    import importlib.util
-
     identity: list[str] = [sys.version]
     for name in _PACKAGES:
         spec = importlib.util.find_spec(name)
