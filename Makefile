@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 # The exact versions CI tested; `make lock` refreshes them, `make test-latest` tries the newest.
 LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generator.
@@ -18,7 +19,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# `make demo` installs only what the demo runs (the `demo` extra: vigil and `vigil serve`),
+# with the same pins; a venv that `make test` installed already has it all.
+$(DEMO_STAMP): pyproject.toml $(LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)
 
@@ -42,7 +50,9 @@ system-deps:
 	  fi; \
 	fi
 
-demo: $(STAMP) bytecode
+# Bytecode as `bytecode` writes it, without that target's dependency on the full install.
+demo: $(DEMO_STAMP)
+	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/vigil demo
 
 test: $(STAMP) bytecode

@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|capture|routing|batch|calibration|soak ...] [--quick]``.
+serving.coldstart|startup|capture|routing|batch|calibration|soak ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -18,6 +18,7 @@ ALL = (
     "bandits",
     "serving",
     "serving.coldstart",
+    "startup",
     "capture",
     "routing",
     "batch",
@@ -34,6 +35,7 @@ QUICK_ARGS = {
     "bandits": ["--seeds", "3"],
     "serving": ["--quick"],
     "serving.coldstart": ["--quick"],
+    "startup": ["--quick"],
     "capture": ["--quick"],
     "routing": ["--quick"],
     "batch": ["--quick"],

@@ -132,29 +132,6 @@ def test_refusals_are_one_line(tmp_path: Path, files: dict[str, Path]) -> None:
     assert json.loads(ok.stdout)["lineage"]["trust"]["types"] == ["sklearn.tree._tree.Tree"]
 
 
-def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
-    r = run("demo", home=tmp_path, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "identical to the trained object: True" in r.stdout
-    for protocol in ("native", "v2", "mlflow"):
-        assert f"{protocol}: predictions" in r.stdout
-    assert r.stdout.count("identical to the model: True") == 3
-    # Monitoring: the second window drifts on exactly the eight shifted features, accuracy
-    # falls and the accuracy alert reaches the demo's webhook receiver.
-    assert "8 of 30" in r.stdout and "0 of 30" in r.stdout
-    assert "alert firing accuracy_drop" in r.stdout
-    assert (tmp_path / "reports" / "breast-cancer.html").is_file()
-    # Experiment: both variants served, rewards joined, the status table drawn.
-    assert "checkout: split experiment" in r.stdout and "P(best)" in r.stdout
-    assert "split check (SRM)" in r.stdout
-    assert (tmp_path / "vigil.db").is_file()
-    # `make demo` again on the same home: new versions, the same endpoint replaced.
-    again = run("demo", home=tmp_path, timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.count("identical to the model: True") == 3
-    assert "checkout: split experiment" in again.stdout
-
-
 def test_version_comes_from_the_package_metadata(tmp_path: Path) -> None:
     from importlib.metadata import version
 

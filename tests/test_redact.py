@@ -95,7 +95,7 @@ def test_demo_on_postgresql_prints_no_password(postgres: PostgresServer, tmp_pat
     plain = postgres.create_database("demo")
     with_password = plain.replace(f"{postgres.user}@", f"{postgres.user}:{PASSWORD}@")
     try:
-        r = _vigil("demo", env={"VIGIL_HOME": str(tmp_path), "VIGIL_DATABASE_URL": with_password})
+        r = _vigil("demo", "--home", str(tmp_path), env={"VIGIL_DEMO_DATABASE_URL": with_password})
         assert r.returncode == 0, r.stderr
         assert f"database: postgresql+psycopg://{postgres.user}:***@127.0.0.1" in r.stdout
         server_log = (tmp_path / "demo-server.log").read_text()

@@ -233,14 +233,18 @@ def run_workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 
-    def fake(provider: str, **options: Any) -> None:
+    def fake(provider: str, on_bound: Any = None, **options: Any) -> None:
         import os
 
         # The logging configuration has its own tests (tests/serving/test_logs.py).
         options.pop("log_config", None)
         calls.append({**options, "auth": os.environ["VIGIL_SERVE_AUTH"]})
+        if on_bound is not None:  # what `vigil serve` says once the socket is bound
+            on_bound(options["port"])
 
     monkeypatch.setattr(vigil.serving.workers, "serve", fake)
+    # Nothing listens: no thread waiting for a ready server.
+    monkeypatch.setattr("vigil.cli.serve._announce_when_ready", lambda *args: None)
     reset_default()
     yield calls
     reset_default()  # the CLI's Vigil points at this test's home: forget it

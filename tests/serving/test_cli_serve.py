@@ -128,6 +128,61 @@ def test_vigil_serve_serves_production(vigil_home: Path, tmp_path: Path):
             proc.wait(timeout=30)
 
 
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_a_port_out_of_range_is_refused_in_one_line(tmp_path: Path, port: str):
+    env = {**os.environ, "VIGIL_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "serve", "--port", port],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"error: --port takes 0 to 65535 (0: any free port), got {port}")
+    assert done.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_port_0_announces_the_port_it_listens_on(vigil_home: Path, workers: int):
+    import re
+
+    _register(vigil_home)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "serve", "--port", "0", "--workers", f"{workers}"],
+            env={**os.environ, "VIGIL_HOME": str(vigil_home)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            def logged() -> str:
+                assert proc.poll() is None, f"vigil serve exited: {log.seek(0)} {log.read()!r}"
+                log.seek(0)
+                return log.read().decode()
+
+            wait_for(lambda: "ready in" in logged(), 120, what="the ready line")
+            output = logged()
+            found = re.search(
+                r"ready in [0-9.]+ s: http://127\.0\.0\.1:(\d+) \((\d) workers?\)", output
+            )
+            assert found is not None, output
+            port = int(found[1])
+            assert port != 0 and int(found[2]) == workers
+            # The warning names the same, real address.
+            assert f"anyone on this machine can call http://127.0.0.1:{port}\n" in output
+            r = httpx.get(f"http://127.0.0.1:{port}/readyz")
+            assert r.status_code == 200
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/models/churn/predict", json={"inputs": ROW})
+            assert r.status_code == 200 and r.json()["version"] == 1
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+
+
 def test_an_empty_vigil_serve_warns_then_serves_what_gets_registered(vigil_home: Path) -> None:
     port = free_port()
     with tempfile.TemporaryFile() as log:

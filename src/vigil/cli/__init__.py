@@ -105,12 +105,22 @@ def version() -> None:
 
 @app.command()
 def demo(
-    home: str = typer.Option(None, help="VIGIL_HOME to use (default: the configured one)."),
+    home: str = typer.Option(
+        "vigil-demo",
+        help="The demo's own home, emptied on every run (never VIGIL_HOME): a new or empty "
+        "directory, or the demo's from an earlier run.",
+    ),
+    database_url: str = typer.Option(
+        None,
+        envvar="VIGIL_DEMO_DATABASE_URL",
+        help="Keep the metadata in this (new, empty) database instead of the home.",
+    ),
 ) -> None:
-    """Train a model on a data set scikit-learn ships, register it, and show it."""
+    """Train, register, serve, monitor and run an experiment, end to end, in a home of the
+    demo's own; then print the commands to look around."""
     from vigil.demo import run_demo
 
-    run_demo(home=home)
+    run_demo(home=home, database_url=database_url)
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import typer
 
 from vigil.console import err_console, fail, shown
-from vigil.serving.workers import is_loopback
+from vigil.errors import ConfigurationError
+from vigil.serving.workers import check_port, is_loopback
 
 PROVIDER = "vigil.app:serving_app_from_environment"
 _JSON_LINES = {"on": False}
@@ -119,7 +120,7 @@ def _authentication(host: str, requested: str) -> bool:
 
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="TCP port."),
+    port: int = typer.Option(8000, help="TCP port (0: any free port, shown when ready)."),
     workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
     config: Path = typer.Option(None, "--config", help="vigil.yaml with a 'serve:' section."),
     model: list[str] = typer.Option(
@@ -160,6 +161,10 @@ def serve(
         level = check_level(log_level)
     except ValueError as exc:
         fail(f"--log-level: {exc}")
+    try:
+        check_port(port)
+    except ConfigurationError as exc:
+        fail(exc.message)
     pairs: dict[str, str] = {}
     for item in alias or []:
         name, sep, value = item.partition("=")
@@ -174,16 +179,21 @@ def serve(
     if access_log is not None:
         env["VIGIL_SERVE_ACCESS_LOG"] = "true" if access_log else "false"
     os.environ.update(env)
-    where = shown(f"http://{host}:{port}")
     _JSON_LINES["on"] = log_format == "json"
-    if enabled:
-        _say(f"authentication is on: send 'Authorization: Bearer <token>' to {where}")
-    else:
-        _say(
-            f"[yellow]warning:[/] authentication is off: anyone on this machine can call {where}",
-            "WARNING",
-        )
-    _announce_when_ready(host, port, workers)
+
+    def bound(real_port: int) -> None:
+        """Once the socket is bound: the address it really listens on (``--port 0``)."""
+        where = shown(f"http://{_bracketed(host)}:{real_port}")
+        if enabled:
+            _say(f"authentication is on: send 'Authorization: Bearer <token>' to {where}")
+        else:
+            _say(
+                "[yellow]warning:[/] authentication is off: anyone on this machine can call "
+                f"{where}",
+                "WARNING",
+            )
+        _announce_when_ready(host, real_port, workers)
+
     run_workers(
         PROVIDER,
         host=host,
@@ -191,7 +201,13 @@ def serve(
         workers=workers,
         log_level=level,
         log_config=logging_config("json" if log_format == "json" else "text", level),
+        on_bound=bound,
     )
+
+
+def _bracketed(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _announce_when_ready(host: str, port: int, workers: int) -> None:
@@ -208,7 +224,7 @@ def _announce_when_ready(host: str, port: int, workers: int) -> None:
     # A wildcard address is probed through loopback (it is not bound here).
     wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
     probe = wildcard.get(host, host)
-    address = shown(f"[{host}]" if ":" in host else host)
+    address = shown(_bracketed(host))
     target = f"[{probe}]:{port}" if ":" in probe else f"{probe}:{port}"
 
     def get(path: str) -> tuple[bytes, bytes]:

@@ -4,11 +4,14 @@ Trains a classifier on a data set scikit-learn ships (no download), registers it
 reference data and the ``production`` alias, loads it back through its model URI and
 checks it predicts exactly what the trained object predicts. Then it serves the model with
 ``vigil serve`` on a free loopback port and sends it traffic through every protocol.
+
+It runs in a home of its own (:mod:`vigil.demo._home`, ``./vigil-demo`` by default), emptied
+at the start of every run, so every run tells the same story and the user's ``VIGIL_HOME``
+is never touched.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +19,46 @@ from rich.console import Console
 from rich.rule import Rule
 
 from vigil._redact import redact_url
+from vigil.demo import _home
 from vigil.demo._data import MODEL_NAME, train
 
 
-def run_demo(home: str | None = None, console: Console | None = None) -> dict[str, Any]:
-    """Run the demo; returns what it registered (for tests)."""
+def run_demo(
+    home: str | Path | None = None,
+    console: Console | None = None,
+    *,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """Run the demo in ``home`` (default ``./vigil-demo``), emptied first; returns what it
+    registered (for tests). ``database_url`` puts its metadata in that database instead of
+    the home's SQLite file (which the demo cannot empty: use a new database)."""
+    console = console or Console()
+    where = _home.prepare(Path(home) if home is not None else _home.DEFAULT)
+    with _home.environment(where, database_url):
+        return _run(console, database_url is not None)
+
+
+def _run(console: Console, outside_database: bool) -> dict[str, Any]:
     import numpy as np
 
     from vigil.app import Vigil
     from vigil.settings import load_settings
 
-    console = console or Console()
-    settings = load_settings(home=Path(home)) if home else load_settings()
+    settings = load_settings()
     v = Vigil(settings)
     console.print(Rule("vigil demo"))
     database = redact_url(settings.resolved_database_url)
-    console.print(f"home: [bold]{settings.home}[/]  database: {database}", highlight=False)
+    console.print(
+        f"home: [bold]{settings.home}[/] (the demo's own, emptied on every run; your "
+        f"VIGIL_HOME is not used)  database: {database}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if outside_database:
+        console.print(
+            "   (an outside database is not emptied: numbers mix with earlier runs' unless it "
+            "is new)"
+        )
 
     console.print("1. training a LogisticRegression on scikit-learn's breast-cancer data set")
     model, reference, holdout, holdout_y, metrics = train()
@@ -74,7 +101,9 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
 
     # Monitoring runs on demand below, so the server's own schedule stays out of the way.
     with DemoServer(settings.home, env={"VIGIL_MONITOR_ENABLED": "false"}) as server:
-        console.print(f"   serving at [bold]{server.url}[/] (log: {server.log_path})")
+        console.print(
+            f"   serving at [bold]{server.url}[/] (log: {server.log_path})", soft_wrap=True
+        )
         sample = holdout.head(3)
         serve_traffic(server.url, sample, model.predict(sample).tolist(), console)
 
@@ -88,14 +117,11 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
         served = run_experiment(v, server.url, holdout, console)
     console.print(
         "   (the demo stops this server as it ends; [bold]vigil serve[/] serves the production "
-        "alias on http://127.0.0.1:8000)"
+        "alias on http://127.0.0.1:8000)",
+        soft_wrap=True,
     )
     console.print(Rule())
-    console.print(
-        "next: [bold]vigil model list[/], [bold]vigil model show models:/breast-cancer@production[/], [bold]vigil audit[/]"
-    )
-    if "VIGIL_HOME" not in os.environ and home is None:
-        console.print(f"(state lives in {settings.home}; set VIGIL_HOME to use another place)")
+    _next_steps(settings.home, found["window"], console)
     return {
         "name": mv.name,
         "version": mv.version,
@@ -103,6 +129,31 @@ def run_demo(home: str | None = None, console: Console | None = None) -> dict[st
         "monitoring": found,
         "experiment": served,
     }
+
+
+def next_commands(window: int) -> list[str]:
+    """The commands the demo suggests at its end (tests/test_demo.py runs each of them);
+    ``window`` is the size of the count windows it monitored."""
+    return [
+        "model list",
+        f"model show models:/{MODEL_NAME}@production",
+        f"monitor show {MODEL_NAME} --window {window}",
+        "alert list",
+        f"audit {MODEL_NAME}",
+    ]
+
+
+def _next_steps(home: Path, window: int, console: Console) -> None:
+    """What to run next, written so it works when pasted: the demo's home and the full
+    path of ``vigil`` when it is not on the PATH."""
+    vigil = _home.vigil_command()
+    console.print(f"next, look around what the demo left in {home}:", highlight=False)
+    console.print(f"  export VIGIL_HOME={home}", highlight=False, markup=False, soft_wrap=True)
+    for command in next_commands(window):
+        console.print(f"  {vigil} {command}", highlight=False, markup=False, soft_wrap=True)
+    hint = _home.activate_hint()
+    if hint is not None:
+        console.print(f"({hint})", highlight=False, markup=False, soft_wrap=True)
 
 
 def _show(v: Any, bundle: Any, console: Console) -> None:

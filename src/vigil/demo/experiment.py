@@ -56,9 +56,11 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
                 {"name": "v2", "model": f"models:/{MODEL_NAME}@challenger"},
             ],
             "policy": {"kind": "split", "weights": {"v1": 50, "v2": 50}},
+            # A fixed salt (a real endpoint gets a random one): the same users land on the
+            # same variants in every run, so every run tells the same story.
+            "salt": "vigil-demo",
         }
     )
-    # Replaced, not created: the demo runs again on the same home.
     EndpointStore(v).put(config, actor="demo")
     console.print(
         f"   endpoint [bold]{ENDPOINT}[/]: split 50/50 between v1 (production) and v2 "
@@ -102,7 +104,7 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
     )
     if done.returncode != 0:
         raise SystemExit(f"demo: vigil experiment status failed: {done.stderr.strip()}")
-    console.print(done.stdout.rstrip(), highlight=False, markup=False)
+    console.print(done.stdout.rstrip(), highlight=False, markup=False, soft_wrap=True)
     return served
 
 

@@ -86,6 +86,7 @@ def watch(
             w.performance.metrics.get("accuracy") if w.performance else None for w in result.windows
         ],
         "alerts": hook.received,
+        "window": window_rows,
     }
     _print_windows(result.windows, console)
     for body in hook.received:
@@ -150,5 +151,5 @@ def _report(v: Any, console: Console) -> Path:
     if done.returncode != 0:
         raise SystemExit(f"demo: vigil report failed: {done.stderr.strip()}")
     verdict = done.stdout.rstrip().split("┘")[-1].strip()  # the lines after the table
-    console.print(f"   {verdict}", highlight=False, markup=False)
+    console.print(f"   {verdict}", highlight=False, markup=False, soft_wrap=True)
     return path

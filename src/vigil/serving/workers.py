@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from vigil.errors import ConfigurationError, require
@@ -165,6 +166,18 @@ def _supervisor_class() -> Any:
     return Supervisor
 
 
+def check_port(port: int) -> None:
+    """Refuse a TCP port outside 0..65535 (0 asks the system for any free port).
+
+    >>> check_port(99999)
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ConfigurationError: --port takes 0 to 65535 (0: any free port), got 99999
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"--port takes 0 to 65535 (0: any free port), got {port}")
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine.
 
@@ -187,13 +200,17 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     workers: int = 1,
+    on_bound: Callable[[int], None] | None = None,
     **options: Any,
 ) -> None:
     """Serve the models of ``provider`` (an import string) with ``workers`` processes.
 
-    Blocks until SIGINT/SIGTERM, then drains every worker. ``options`` go to
-    ``uvicorn.Config`` (e.g. ``log_level``, ``timeout_graceful_shutdown``).
+    Blocks until SIGINT/SIGTERM, then drains every worker. ``on_bound`` is called with the
+    port actually listened on (the one the system picked for ``port=0``) once the socket
+    is bound, before any worker starts. ``options`` go to ``uvicorn.Config`` (e.g.
+    ``log_level``, ``timeout_graceful_shutdown``).
     """
+    check_port(port)
     if workers < 1:
         raise ConfigurationError(f"--workers must be at least 1 (got {workers})")
     if not is_loopback(host):
@@ -225,14 +242,18 @@ def serve(
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
         cfg = config("vigil.serving.workers:worker_app", host, port, factory=True, **options)
-        if workers == 1:
-            import uvicorn  # only when serving
-
-            uvicorn.Server(cfg).run()
-            return
-        cfg.workers = workers
+        # Bound here, whatever the number of workers, so the port the system picked for
+        # port 0 is known before anything is announced.
         sock = cfg.bind_socket()
         try:
+            if on_bound is not None:
+                on_bound(int(sock.getsockname()[1]))
+            if workers == 1:
+                import uvicorn  # only when serving
+
+                uvicorn.Server(cfg).run(sockets=[sock])
+                return
+            cfg.workers = workers
             _supervisor_class()(cfg, sockets=[sock]).run()
         finally:
             sock.close()

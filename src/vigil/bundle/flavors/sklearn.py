@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vigil.bundle.flavors._skops_trust import skops_io
 from vigil.bundle.flavors.base import (
     InputTypesUnknownError,
     as_frame,
@@ -137,7 +138,7 @@ def skops_untrusted_types(path: Path, *, limit: int) -> list[str]:
     """The types a skops file needs beyond skops' defaults, read once the file is known to
     unpack to at most ``limit`` bytes (:func:`~vigil.bundle.archive.check_skops`: skops
     reads every array just to list the types)."""
-    import skops.io as sio
+    sio = skops_io()  # its trust lists from a cache: see _skops_trust
 
     from vigil.bundle.archive import check_skops
 
@@ -152,7 +153,7 @@ def skops_untrusted_types(path: Path, *, limit: int) -> list[str]:
 def load_skops(path: Path, trust: TrustPolicy) -> Any:
     """Load a skops file once it is known to unpack within ``trust``'s limit and every type
     it needs beyond skops' defaults is trusted."""
-    import skops.io as sio
+    sio = skops_io()  # its trust lists from a cache: see _skops_trust
 
     untrusted = skops_untrusted_types(path, limit=trust.unpack_limit)
     allowed = trust.allowed_types(untrusted, what=path.name)
@@ -197,7 +198,7 @@ class SklearnFlavor:
         return "sklearn" in mods and not mods & {"xgboost", "lightgbm"} and hasattr(obj, "predict")
 
     def save(self, obj: Any, dest_dir: Path) -> str:
-        import skops.io as sio
+        sio = skops_io()
 
         sio.dump(obj, dest_dir / MODEL_FILE)
         return MODEL_FILE
