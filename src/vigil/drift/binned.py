@@ -26,7 +26,7 @@ Draws are seeded, so the same data always gets the same verdict.
 >>> how, round(res.p_value, 3)
 ('monte carlo', 0.001)
 >>> round(chance_bound("js", [5000] * 4, [50] * 4), 3)
-0.137
+0.133
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ BOUND_LEVEL = 0.999
 
 COUNT_METHOD_MAX_ROWS = 2_000_000
 """Above this many rows in a table, permutations are drawn bucket by bucket (bounded memory)."""
+COUNT_ITEMS_PER_BUCKET = 10
+"""Item-by-item draws are cheaper than bucket-by-bucket ones while the smaller side has
+fewer than this many rows per bucket (measured: ~0.07 µs an item vs ~0.75 µs a bucket)."""
 
 IntArray = npt.NDArray[np.int64]
 
@@ -66,11 +69,13 @@ def permuted_tables(
     rng = np.random.default_rng(seed)
     totals = reference + current
     n_ref, n_cur = int(reference.sum()), int(current.sum())
-    # Draw the smaller side item by item ("count"): O(its size) per table, where the
-    # default draws one hypergeometric variate per bucket and crawls at high cardinality.
-    # "count" holds one entry per row of both sides, so a huge profile keeps the default.
+    # NumPy's default ("marginals") draws one hypergeometric variate per bucket: about
+    # 0.75 µs a bucket. "count" draws the smaller side item by item: about 0.07 µs an item,
+    # but it holds one entry per row of both sides. So: item by item for a small side
+    # spread over many buckets (a window over a 500-level column), bucket by bucket for
+    # a large side (a million-row window over five levels took 40 s item by item).
     n_small = min(n_ref, n_cur)
-    if n_ref + n_cur <= COUNT_METHOD_MAX_ROWS:
+    if n_ref + n_cur <= COUNT_METHOD_MAX_ROWS and n_small < COUNT_ITEMS_PER_BUCKET * totals.size:
         small = rng.multivariate_hypergeometric(totals, n_small, size=draws, method="count")
     else:
         small = rng.multivariate_hypergeometric(totals, n_small, size=draws)
