@@ -16,6 +16,7 @@ import tritonclient.http as triton
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tests.serving.conftest import CLF_FEATURES, REG_FEATURES, Models, ServerThread
+from tests.serving.test_metrics_openapi import _samples
 
 from vigil.errors import PayloadTooLargeError
 from vigil.serving.codecs import v2, v2_binary
@@ -596,3 +597,25 @@ def test_fuzzed_framing_is_never_a_server_error(
     else:
         meta, raw = _split(r)
         assert len(raw) == sum(o["parameters"]["binary_data_size"] for o in meta["outputs"])
+
+
+def test_metrics_count_binary_requests_as_json_ones(
+    triton_client: Any, client: httpx.Client, models: Models
+) -> None:
+    ok = (
+        "vigil_requests_total",
+        (("model", "reg"), ("route", "v2_infer"), ("status", "2xx"), ("version", "1")),
+    )
+    rows = ("vigil_predicted_rows_total", (("model", "reg"), ("version", "1")))
+    bad = ("vigil_errors_total", (("kind", "malformed_request"), ("route", "v2_infer")))
+    before = _samples(client.get("/metrics").text)
+    X = models.X_reg[:4]
+    inputs = [_input(n, X[:, j].copy(), "FP64") for j, n in enumerate(REG_FEATURES[:4])]
+    inputs.append(_input("rooms", X[:, 4].astype(np.int64), "INT64"))
+    triton_client.infer("reg", inputs)
+    body, headers = _framed({"inputs": [_sized(8)]}, b"")
+    assert client.post("/v2/models/reg/infer", content=body, headers=headers).status_code == 400
+    after = _samples(client.get("/metrics").text)
+    assert after[ok] - before.get(ok, 0.0) == 1
+    assert after[rows] - before.get(rows, 0.0) == 4
+    assert after[bad] - before.get(bad, 0.0) == 1
