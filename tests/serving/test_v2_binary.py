@@ -3,7 +3,13 @@ bodies, the malformed-framing table (docs/serving.md) and a fuzz of the framing.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import struct
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +17,28 @@ import httpx
 import ml_dtypes
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 import tritonclient.http as triton
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+from tests._waiting import wait_for
 from tests.serving.conftest import CLF_FEATURES, REG_FEATURES, Models, ServerThread
 from tests.serving.test_metrics_openapi import _samples
 
+from vigil.app import Vigil
 from vigil.errors import PayloadTooLargeError
+from vigil.experiments.config import parse_endpoint
+from vigil.experiments.store import EndpointStore
 from vigil.serving.codecs import v2, v2_binary
 from vigil.serving.provider import StaticProvider
+from vigil.serving.server import free_port
+from vigil.settings import load_settings
 
 
 @pytest.fixture
@@ -619,3 +637,105 @@ def test_metrics_count_binary_requests_as_json_ones(
     assert after[ok] - before.get(ok, 0.0) == 1
     assert after[rows] - before.get(rows, 0.0) == 4
     assert after[bad] - before.get(bad, 0.0) == 1
+
+
+# -- a real `vigil serve` -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_tritonclient_defaults_against_vigil_serve(tmp_path: Path) -> None:
+    """Registered models (skops) behind `vigil serve`, called by tritonclient as published
+    with its defaults, and an experiment endpoint called with a binary body."""
+    X, y = make_classification(n_samples=200, n_features=4, random_state=3)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    vigil = Vigil(load_settings(home=tmp_path))
+    churn = LogisticRegression().fit(frame, y)
+    vigil.register(churn, name="churn", reference=frame.assign(y=y), target="y", alias="production")
+    rng = np.random.default_rng(4)
+    shop_frame = pd.DataFrame(
+        {"age": rng.uniform(18, 80, 200), "city": rng.choice(["paris", "lyon", "nice"], 200)}
+    )
+    labels = np.where(shop_frame["city"] == "paris", "yes", "no")
+    encode = ColumnTransformer(
+        [("city", OneHotEncoder(handle_unknown="ignore"), ["city"])], remainder="passthrough"
+    )
+    shop = Pipeline([("prep", encode), ("model", LogisticRegression())]).fit(shop_frame, labels)
+    vigil.register(
+        shop, name="shop", reference=shop_frame.assign(y=labels), target="y", alias="production"
+    )
+    endpoint = {
+        "name": "ep",
+        "variants": [{"name": "a", "model": "models:/churn@production"}],
+        "policy": {"kind": "fixed", "variant": "a"},
+    }
+    EndpointStore(vigil).put(parse_endpoint(endpoint), actor="test")
+    port = free_port()
+    env = {**os.environ, "VIGIL_HOME": str(tmp_path), "VIGIL_MONITOR_ENABLED": "false"}
+    command = [sys.executable, "-m", "vigil.cli", "serve", "--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+
+            def ready() -> bool:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise AssertionError(f"vigil serve exited: {log.read().decode()[-2000:]}")
+                with contextlib.suppress(httpx.TransportError):
+                    return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+                return False
+
+            wait_for(ready, 120, what="/readyz", interval=0.05)
+            client = triton.InferenceServerClient(url=f"127.0.0.1:{port}")
+            try:
+                rows = X[:6]
+                # One 2-D tensor, binary both ways.
+                result = client.infer("churn", [_input("input-0", rows, "FP64")])
+                np.testing.assert_array_equal(result.as_numpy("predict"), churn.predict(frame[:6]))
+                # The server hands the model a C-ordered matrix, a DataFrame gives it
+                # columns: the dot products may round differently in the last bit.
+                np.testing.assert_allclose(
+                    result.as_numpy("predict_proba"), churn.predict_proba(frame[:6]), rtol=1e-12
+                )
+                # The JSON twin of the request answers exactly the same.
+                as_json = client.infer(
+                    "churn",
+                    [_input("input-0", rows, "FP64", binary=False)],
+                    outputs=[triton.InferRequestedOutput("predict_proba", binary_data=False)],
+                )
+                np.testing.assert_array_equal(
+                    as_json.as_numpy("predict_proba"), result.as_numpy("predict_proba")
+                )
+                # One 1-D tensor per named feature.
+                inputs = [_input(n, rows[:, j].copy(), "FP64") for j, n in enumerate("abcd")]
+                result = client.infer("churn", inputs)
+                np.testing.assert_array_equal(result.as_numpy("predict"), churn.predict(frame[:6]))
+                # A string feature as BYTES, string labels back as BYTES.
+                part = shop_frame[:7]
+                inputs = [
+                    _input("age", part["age"].to_numpy(), "FP64"),
+                    _input("city", part["city"].to_numpy(dtype=object), "BYTES"),
+                ]
+                result = client.infer("shop", inputs)
+                predicted = [p.decode() for p in result.as_numpy("predict")]
+                assert predicted == shop.predict(part).tolist()
+            finally:
+                client.close()
+            # Through an experiment endpoint: the same framing, the variant named.
+            header = {
+                "inputs": [_sized(rows.nbytes, shape=list(rows.shape))],
+                "parameters": {"binary_data_output": True},
+            }
+            body, headers = _framed(header, rows.tobytes())
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v2/endpoints/ep/infer", content=body, headers=headers
+            )
+            assert r.status_code == 200, r.text
+            meta, raw = _split(r)
+            assert meta["parameters"] == {"endpoint": "ep", "variant": "a"}
+            assert r.headers["x-vigil-variant"] == "a"
+            np.testing.assert_array_equal(
+                np.frombuffer(raw[: 6 * 8], "<i8"), churn.predict(frame[:6])
+            )
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
