@@ -202,7 +202,7 @@ V2_PATH = "/v2/models/model/infer"
 
 def check_v2(url: str, body: bytes, headers: dict[str, str]) -> None:
     """Refuse to time a v2 body the server does not answer 200 with both outputs."""
-    import tritonclient.http as triton
+    import tritonclient.http as triton  # as in v2_bodies: only this benchmark needs it
 
     r = httpx.post(url + V2_PATH, content=body, headers=headers, timeout=10)
     if r.status_code != 200:

@@ -219,14 +219,14 @@ def _strings(shown: str, shape: Any, chunk: memoryview, max_values: int | None) 
     size = len(chunk)
     count = _count(shown, shape, size)
     if count > size // 4:
+        held = str(count) if count <= size else f"more than {size}"  # size + 1: "too many"
         raise _fail(
-            f"input {shown!r}: shape {_shown_shape(shape)} holds "
-            f"{count if count <= size else f'more than {size}'} BYTES elements but "
-            f"binary_data_size is {size} bytes (each element takes a "
-            "4-byte length at least); send each element as its length, then its bytes",
+            f"input {shown!r}: shape {_shown_shape(shape)} holds {held} BYTES elements but "
+            f"binary_data_size is {size} bytes (each element takes a 4-byte length at "
+            "least); send each element as its length, then its bytes",
             shown,
-            f"{count} elements",
-            f"{size} bytes",
+            f"at most {size // 4} elements",
+            f"{held} elements",
         )
     _check_values(shown, count, max_values)
     values: list[str] = []
