@@ -73,14 +73,27 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
     return rps, p50, p99, errors
 
 
-def lua_script(path: str, body: bytes) -> str:
+def lua_string(data: bytes) -> str:
+    """A Lua string literal of any bytes (raw tensor data too): printable ASCII as is,
+    every other byte as a 3-digit decimal escape.
+
+    >>> lua_string(b'a"\\x00\\xff1')
+    '"a\\\\034\\\\000\\\\2551"'
+    """
+    plain = set(range(0x20, 0x7F)) - {ord('"'), ord("\\")}
+    return '"' + "".join(chr(b) if b in plain else f"\\{b:03d}" for b in data) + '"'
+
+
+def lua_script(path: str, body: bytes, headers: dict[str, str] | None = None) -> str:
+    """A wrk script that POSTs ``body`` (JSON unless ``headers`` say otherwise)."""
     handle, name = tempfile.mkstemp(suffix=".lua")
+    sent = {"Content-Type": "application/json", **(headers or {})}
     with os.fdopen(handle, "w") as script:
         script.write(
             'wrk.method = "POST"\n'
             f"wrk.path = {json.dumps(path)}\n"
-            f"wrk.body = {json.dumps(body.decode())}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {lua_string(body)}\n"
+            + "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in sent.items())
         )
     return name
 
@@ -92,7 +105,9 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+        # The caller's PYTHONPATH kept after the repository's: a worktree's src is served.
+        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
 
     def __enter__(self) -> Server:
@@ -137,8 +152,9 @@ def measure(
     connections: list[int],
     seconds: float,
     warmup: float,
+    headers: dict[str, str] | None = None,
 ) -> list[Result]:
-    script = lua_script(path, body)
+    script = lua_script(path, body, headers)
     try:
         run_wrk(server.url, script, max(connections), warmup)
         results = []
@@ -160,6 +176,43 @@ def measure(
 
 def one_row() -> np.ndarray:
     return np.random.default_rng(0).normal(size=len(FEATURES))
+
+
+def v2_bodies(row: np.ndarray) -> tuple[bytes, bytes, dict[str, str]]:
+    """One row as Open Inference Protocol v2 requests, built by ``tritonclient.http``: JSON
+    tensors both ways, and its defaults (the row as binary data, every output asked back
+    as binary data) with the header that frames them."""
+    import tritonclient.http as triton  # a client library: only this benchmark needs it
+
+    X = row.reshape(1, -1)
+    tensor = triton.InferInput("input-0", list(X.shape), "FP64")
+    tensor.set_data_from_numpy(X, binary_data=False)
+    outputs = [triton.InferRequestedOutput(n, binary_data=False) for n in V2_OUTPUTS]
+    as_json, _ = triton.InferenceServerClient.generate_request_body([tensor], outputs=outputs)
+    tensor.set_data_from_numpy(X)  # binary_data=True, the default
+    binary, length = triton.InferenceServerClient.generate_request_body([tensor])
+    framing = {"Content-Type": "application/octet-stream"}
+    framing["Inference-Header-Content-Length"] = str(length)
+    return as_json, binary, framing
+
+
+V2_OUTPUTS = ("predict", "predict_proba")
+V2_PATH = "/v2/models/model/infer"
+
+
+def check_v2(url: str, body: bytes, headers: dict[str, str]) -> None:
+    """Refuse to time a v2 body the server does not answer 200 with both outputs."""
+    import tritonclient.http as triton  # as in v2_bodies: only this benchmark needs it
+
+    r = httpx.post(url + V2_PATH, content=body, headers=headers, timeout=10)
+    if r.status_code != 200:
+        raise SystemExit(f"the v2 benchmark request failed: {r.status_code} {r.text[:200]}")
+    length = r.headers.get("inference-header-content-length")
+    result = triton.InferenceServerClient.parse_response_body(
+        r.content, header_length=None if length is None else int(length)
+    )
+    if any(result.as_numpy(n) is None for n in V2_OUTPUTS):
+        raise SystemExit(f"the v2 benchmark answer lacks an output: {r.content[:200]!r}")
 
 
 def main(quick: bool = False, output: Path = Path("bench/results/serving.json")) -> dict:
@@ -185,6 +238,15 @@ def main(quick: bool = False, output: Path = Path("bench/results/serving.json"))
     for name, kind, path, body, extra in plan:
         with Server(kind, *extra) as server:
             results += measure(name, server, path, body, conns, seconds, warmup)
+    # The same single row through v2: JSON tensors, then tritonclient's defaults (binary).
+    v2_json, v2_binary, framing = v2_bodies(np.asarray(row))
+    with Server("vigil") as server:
+        for name, body, headers in (
+            ("vigil-v2-json", v2_json, {}),
+            ("vigil-v2-binary", v2_binary, framing),
+        ):
+            check_v2(server.url, body, headers)
+            results += measure(name, server, V2_PATH, body, conns, seconds, warmup, headers)
     for name, size in (("slow-batched", "64"), ("slow-unbatched", "1")):
         with Server("slow", "--max-batch-size", size) as server:
             results += measure(
@@ -199,6 +261,10 @@ def main(quick: bool = False, output: Path = Path("bench/results/serving.json"))
         / by["fastapi-naive-sync", 32].requests_per_second,
         "vigil_vs_hello_throughput_at_32": by["vigil", 32].requests_per_second
         / by["hello", 32].requests_per_second,
+        "v2_binary_vs_json_throughput_at_32": by["vigil-v2-binary", 32].requests_per_second
+        / by["vigil-v2-json", 32].requests_per_second,
+        "v2_binary_vs_native_throughput_at_32": by["vigil-v2-binary", 32].requests_per_second
+        / by["vigil", 32].requests_per_second,
         "metrics_cost_at_32": 1
         - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second,
         "batched_vs_unbatched_at_64": by["slow-batched", 64].requests_per_second

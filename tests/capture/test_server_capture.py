@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+import tritonclient.http as triton
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.capture.conftest import HASH_KEY, Captured
@@ -100,6 +101,53 @@ def test_v2_inference_is_logged(captured: Captured) -> None:
     np.testing.assert_allclose(
         rows[["proba.0", "proba.1"]].to_numpy(float).ravel(), outputs["predict_proba"]["data"]
     )
+
+
+def test_v2_binary_inference_is_logged_as_its_json_twin(captured: Captured) -> None:
+    """tritonclient's defaults (binary tensors both ways): the same record as JSON."""
+    X = captured.X[3:5]
+    rid = _rid()
+    client = triton.InferenceServerClient(captured.url.removeprefix("http://"))
+    try:
+        tensor = triton.InferInput("input", list(X.shape), "FP64")
+        tensor.set_data_from_numpy(X)
+        result = client.infer("clf", [tensor], request_id=rid, headers={"x-request-id": rid})
+    finally:
+        client.close()
+    rows = _rows(captured, rid)
+    _check_common(rows, "v2_infer", 2)
+    _check_features(rows, X)
+    assert list(rows["prediction"]) == result.as_numpy("predict").tolist()
+    np.testing.assert_array_equal(
+        rows[["proba.0", "proba.1"]].to_numpy(float), result.as_numpy("predict_proba")
+    )
+
+
+def test_a_rejected_binary_request_logs_its_json_part(captured: Captured) -> None:
+    X = np.full((1, 20), np.nan)  # no feature of clf takes a missing value: 422
+    rid = _rid()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [1, 20],
+                    "datatype": "FP64",
+                    "parameters": {"binary_data_size": X.nbytes},
+                }
+            ]
+        }
+    )
+    r = httpx.post(
+        f"{captured.url}/v2/models/clf/infer",
+        content=header + X.tobytes(),
+        headers={"x-request-id": rid, "inference-header-content-length": str(len(header))},
+    )
+    assert r.status_code == 422, r.text
+    record = _rows(captured, rid).iloc[0]
+    assert (record["status"], record["error_code"]) == (422, "validation_error")
+    assert record["error_message"] == r.json()["error"]
+    assert orjson.loads(record["raw_body"]) == orjson.loads(header)  # not the raw bytes
 
 
 def test_mlflow_invocation_is_logged_without_probabilities(captured: Captured) -> None:

@@ -54,3 +54,30 @@ def test_openapi_is_valid_and_covers_every_route(client: httpx.Client):
     assert page.headers["content-type"].startswith("text/html")
     assert all(r.template in page.text for r in ROUTES)  # the <noscript> list
     assert "https://" not in page.text and "http://" not in page.text  # offline, no CDN
+
+
+def test_openapi_describes_binary_tensors_on_the_v2_infer_routes(client: httpx.Client):
+    doc = client.get("/openapi.json").json()
+    for path in ("/v2/models/{name}/infer", "/v2/endpoints/{endpoint}/infer"):
+        op = doc["paths"][path]["post"]
+        assert set(op["requestBody"]["content"]) == {"application/json", "application/octet-stream"}
+        assert "Inference-Header-Content-Length" in op["requestBody"]["description"]
+        header = [p for p in op["parameters"] if p["in"] == "header"]
+        assert [p["name"] for p in header] == ["Inference-Header-Content-Length"]
+        ok = op["responses"]["200"]
+        assert "application/octet-stream" in ok["content"]
+        assert "Inference-Header-Content-Length" in ok["headers"]
+    tensor = doc["components"]["schemas"]["V2Tensor"]
+    assert "data" not in tensor["required"] and "binary_data_size" in str(tensor["properties"])
+    # Nothing else takes raw bytes.
+    others = [
+        path
+        for path, ops in doc["paths"].items()
+        for op in ops.values()
+        if "application/octet-stream" in op.get("requestBody", {}).get("content", {})
+    ]
+    assert sorted(others) == [
+        "/v2/endpoints/{endpoint}/infer",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+    ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from tests.serving.conftest import CLF_FEATURES, ServerThread
 
@@ -81,5 +82,34 @@ def test_a_small_body_stays_on_the_event_loop(
     assert _placed(threads, server.thread.name) == [
         ("validate", "loop"),
         ("mlflow", "loop"),
+        ("validate", "loop"),
+    ]
+
+
+def test_a_large_binary_v2_body_is_decoded_and_validated_on_the_decode_pool(
+    server: ServerThread, client: httpx.Client, threads: list[tuple[str, str]]
+) -> None:
+    X = np.random.default_rng(1).normal(size=(ROWS, len(CLF_FEATURES)))
+    tensor = {"name": "x", "shape": list(X.shape), "datatype": "FP64"}
+    header = orjson.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": X.nbytes}}]})
+    framing = {"inference-header-content-length": str(len(header))}
+    small = orjson.dumps(
+        {"inputs": [{**tensor, "shape": [1, 20], "parameters": {"binary_data_size": 160}}]}
+    )
+    sent = [
+        client.post("/v2/models/clf/infer", content=header + X.tobytes(), headers=framing),
+        client.post(
+            "/v2/models/clf/infer",
+            content=small + X[:1].tobytes(),
+            headers={"inference-header-content-length": str(len(small))},
+        ),
+    ]
+    assert len(sent[0].request.content) > INLINE_BODY_BYTES > len(sent[1].request.content)
+    assert [r.status_code for r in sent] == [200, 200]
+    assert _placed(threads, server.thread.name) == [
+        ("json", "vigil-decode"),
+        ("v2", "vigil-decode"),
+        ("validate", "vigil-decode"),
+        ("v2", "loop"),
         ("validate", "loop"),
     ]

@@ -89,8 +89,8 @@ def test_metadata_health_and_errors(client: httpx.Client):
 
 
 def test_tritonclient_round_trip(server: ServerThread, models: Models):
-    """The published v2 client, with JSON tensors (binary_data=False: the binary extension
-    is not implemented)."""
+    """The published v2 client, with JSON tensors both ways (binary_data=False; its
+    defaults, binary tensors, are in test_v2_binary.py)."""
     client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
     try:
         assert client.is_server_live() and client.is_server_ready()

@@ -58,6 +58,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 
 _JSON_TYPES = ("application/json", "text/csv")
+_JSON_BODIES = ("json", "json_or_tensors")
 # Sent with every 401, as RFC 6750 asks of a bearer-token server.
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
 
@@ -70,7 +71,10 @@ def _content_type_ok(route: Route, content_type: str | None) -> bool:
         # a cross-site script can send a body without a content type, no preflight asked.
         return not route.needs_json
     mime = content_type.partition(";")[0].strip().lower()
-    return mime == "application/json" or mime.endswith("+json")
+    if mime == "application/json" or mime.endswith("+json"):
+        return True
+    # JSON then raw tensors (Open Inference Protocol's binary tensor extension).
+    return route.body == "json_or_tensors" and mime == "application/octet-stream"
 
 
 def _unsupported_media_type(route: Route, content_type: str | None) -> UnsupportedMediaTypeError:
@@ -164,6 +168,7 @@ class ServingApp:
             authorization: bytes | None = None
             host: bytes | None = None
             origin: bytes | None = None
+            inference_header: bytes | None = None
             length = -1
             for key, value in scope["headers"]:
                 if key == b"host":
@@ -182,6 +187,8 @@ class ServingApp:
                     authorization = value
                 elif key == b"origin":
                     origin = value
+                elif key == b"inference-header-content-length":
+                    inference_header = value
             hosts = self._hosts
             if hosts is not None and host is not None and host not in hosts.admitted:
                 hosts.check(host, scope.get("server"))
@@ -195,6 +202,7 @@ class ServingApp:
                 content_type,
                 request_id,
                 headers=scope["headers"],
+                inference_header=inference_header,
             )
             request.route = route.name
             # Before the body is read: an unauthenticated client cannot make us read 10 MB.
@@ -207,7 +215,7 @@ class ServingApp:
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
                 request.body = await self._read_body(receive, length, route.max_body_bytes)
-                if route.body == "json" and len(request.body) > INLINE_BODY_BYTES:
+                if route.body in _JSON_BODIES and len(request.body) > INLINE_BODY_BYTES:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
                     await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)

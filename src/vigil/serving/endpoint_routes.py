@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.errors import NotFoundError, VigilError
 from vigil.experiments.assign import unit_id
-from vigil.serving.codecs import mlflow, native, v2
+from vigil.serving.codecs import mlflow, native, v2, v2_binary
 from vigil.serving.codecs.recording import records_failures
-from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, Route, dumps
 
 if TYPE_CHECKING:
@@ -113,14 +112,11 @@ async def predict(dp: DataPlane, req: Request) -> Response:
 
 @records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
-    payload = req.json()
+    payload = v2.payload_of(req)
     parameters = payload.get("parameters") if isinstance(payload, dict) else None
     router, routed = await _routed(dp, req, parameters)
     with _tagged(routed):
-        if len(req.body) <= INLINE_BODY_BYTES:
-            table, outputs = v2.decode(routed.served, payload)
-        else:  # flattening megabytes of tensor data: on a worker thread
-            table, outputs = await dp.executors.decoding(v2.decode, routed.served, payload)
+        table, outputs, binary = await v2.decoded(dp, req, routed.served, payload)
     result = await router.predict(
         routed,
         table,
@@ -137,7 +133,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
         "parameters": {"endpoint": routed.endpoint.name, "variant": routed.variant},
         "outputs": v2.output_tensors(result, outputs),
     }
-    return Response(dumps(body), headers=_headers(result, routed))
+    return v2_binary.response(body, binary, _headers(result, routed))
 
 
 @records_failures("mlflow")
@@ -217,7 +213,7 @@ ROUTES: list[Route] = [
         "endpoint_v2_infer",
         "v2",
         "Open Inference Protocol v2 inference through an experiment endpoint",
-        body="json",
+        body="json_or_tensors",
         request_schema={"$ref": "#/components/schemas/V2InferRequest"},
         responses=_ok("EndpointInferResponse"),
         tags=_TAGS,

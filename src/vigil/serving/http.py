@@ -40,10 +40,12 @@ class Request:
     __slots__ = (
         "_headers",
         "_json",
+        "_json_end",
         "_raw_headers",
         "_request_id",
         "body",
         "content_type",
+        "inference_header",
         "key_id",
         "key_role",
         "method",
@@ -64,6 +66,7 @@ class Request:
         request_id_header: str | None = None,
         body: bytes = b"",
         headers: list[tuple[bytes, bytes]] | None = None,
+        inference_header: bytes | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -86,6 +89,10 @@ class Request:
         self.version = ""
         self._request_id: str | None = None
         self._json: Any = _UNREAD
+        self.inference_header = inference_header
+        """The ``Inference-Header-Content-Length`` header (Open Inference Protocol's binary
+        tensor extension): the body is that many bytes of JSON, then raw tensor data."""
+        self._json_end: int | None = None
 
     @property
     def headers(self) -> dict[bytes, bytes]:
@@ -101,14 +108,58 @@ class Request:
         return self._request_id
 
     def json(self) -> Any:
-        """The body decoded as JSON, or :class:`MalformedRequestError` (400); decoded once
-        (:meth:`read_json` may have done it, on another thread)."""
+        """The body's JSON decoded, or :class:`MalformedRequestError` (400); decoded once
+        (:meth:`read_json` may have done it, on another thread). With an
+        ``Inference-Header-Content-Length`` header, only the JSON part is decoded."""
         parsed = self._json
         if parsed is _UNREAD:
-            parsed = self._json = _parse(self.body)
+            try:
+                body = self.body if self.inference_header is None else self.json_part()
+                parsed = _parse(body)
+            except MalformedRequestError as exc:
+                parsed = exc
+            self._json = parsed
         if isinstance(parsed, VigilError):
             raise parsed
         return parsed
+
+    def json_part(self) -> bytes | memoryview:
+        """The JSON part of the body: all of it, or its first
+        ``Inference-Header-Content-Length`` bytes (no copy); a
+        :class:`MalformedRequestError` when that header is not a length within the body."""
+        if self.inference_header is None:
+            return self.body
+        return memoryview(self.body)[: self._header_end()]
+
+    def binary_part(self) -> memoryview | None:
+        """The raw tensor data after the JSON part (no copy), ``None`` without an
+        ``Inference-Header-Content-Length`` header."""
+        if self.inference_header is None:
+            return None
+        return memoryview(self.body)[self._header_end() :]
+
+    def _header_end(self) -> int:
+        end = self._json_end
+        if end is None:
+            raw = self.inference_header or b""
+            size = len(self.body)
+            # 19 digits or more is past any body (and int() of thousands of digits raises).
+            end = int(raw) if raw.isdigit() and len(raw) < 19 else -1
+            if not 0 < end <= size:
+                shown = raw[:40].decode("latin-1")
+                raise MalformedRequestError(
+                    f"Inference-Header-Content-Length is {shown!r} but the body holds {size} "
+                    "bytes; send the length in bytes of the JSON part of the body (more than "
+                    "0, at most the body's length), or leave the header out for a JSON body",
+                    detail={
+                        "field": "Inference-Header-Content-Length",
+                        "row": None,
+                        "expected": f"an integer in [1, {size}]",
+                        "got": shown,
+                    },
+                )
+            self._json_end = end
+        return end
 
     def detach(self) -> list[Any]:
         """The body and what was decoded of it, taken out of the request: the caller frees
@@ -123,17 +174,18 @@ class Request:
         :meth:`json` then answers from what was decoded, or raises the error."""
         if self._json is _UNREAD:
             try:
-                check_values(self.body, max_values)
-            except PayloadTooLargeError as exc:
+                part = self.json_part()
+                check_values(part, max_values)
+            except (PayloadTooLargeError, MalformedRequestError) as exc:
                 self._json = exc
             else:
-                self._json = _parse(self.body)
+                self._json = _parse(part)
 
 
 _UNREAD = object()
 
 
-def check_values(body: bytes, max_values: int) -> None:
+def check_values(body: bytes | memoryview, max_values: int) -> None:
     """Refuse (413) a JSON body that would hold more than about ``max_values`` values,
     before it is parsed: every value after the first follows a ``,`` or opens an array or
     object, so counting those bytes (at memory speed) bounds what parsing would build.
@@ -144,6 +196,8 @@ def check_values(body: bytes, max_values: int) -> None:
     ...
     vigil.errors.PayloadTooLargeError: the body holds more than 4 JSON values (arrays, objects and the values in them); send fewer rows per request (or raise VIGIL_SERVE_MAX_CELLS)
     """
+    if isinstance(body, memoryview):
+        body = body.tobytes()  # bytes.count: a memoryview has none (a copy at memory speed)
     count = body.count(b",")
     if count <= max_values:
         count += body.count(b"[") + body.count(b"{")
@@ -155,7 +209,7 @@ def check_values(body: bytes, max_values: int) -> None:
         )
 
 
-def _parse(body: bytes) -> Any:
+def _parse(body: bytes | memoryview) -> Any:
     """The JSON value of ``body``, or the :class:`MalformedRequestError` to raise for it."""
     try:
         return orjson.loads(body)
@@ -218,7 +272,9 @@ class Route:
     """Stable operation name (metric label, OpenAPI operationId)."""
     style: Style
     summary: str
-    body: Literal["none", "json", "json_or_csv"] = "none"
+    body: Literal["none", "json", "json_or_csv", "json_or_tensors"] = "none"
+    """What the body holds: nothing, JSON, JSON or CSV (MLflow), or JSON possibly followed
+    by raw tensor data (Open Inference Protocol v2's binary tensor extension)."""
     request_schema: dict[str, Any] | None = None
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     tags: tuple[str, ...] = ()

@@ -81,9 +81,21 @@ SCHEMAS: dict[str, Any] = {
     },
     "V2Tensor": {
         "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
+        "description": "Values in 'data' (JSON), or sent as raw bytes after the JSON with "
+        "parameters.binary_data_size (the binary tensor data extension).",
+        "required": ["name", "shape", "datatype"],
         "properties": {
             "name": {"type": "string"},
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "binary_data_size": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Size in bytes of the tensor's raw data after the JSON.",
+                    }
+                },
+            },
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "datatype": {
                 "type": "string",
@@ -98,12 +110,12 @@ SCHEMAS: dict[str, Any] = {
                     "INT32",
                     "INT64",
                     "FP16",
+                    "BF16",
                     "FP32",
                     "FP64",
                     "BYTES",
                 ],
             },
-            "parameters": {"type": "object"},
             "data": {"type": "array"},
         },
     },
@@ -112,7 +124,15 @@ SCHEMAS: dict[str, Any] = {
         "required": ["inputs"],
         "properties": {
             "id": {"type": "string"},
-            "parameters": {"type": "object"},
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "binary_data_output": {
+                        "type": "boolean",
+                        "description": "Send every output as raw bytes after the JSON.",
+                    }
+                },
+            },
             "inputs": {
                 "type": "array",
                 "minItems": 1,
@@ -123,7 +143,19 @@ SCHEMAS: dict[str, Any] = {
                 "items": {
                     "type": "object",
                     "required": ["name"],
-                    "properties": {"name": {"type": "string"}},
+                    "properties": {
+                        "name": {"type": "string"},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {
+                                "binary_data": {
+                                    "type": "boolean",
+                                    "description": "Send this output as raw bytes after "
+                                    "the JSON (overrides binary_data_output).",
+                                }
+                            },
+                        },
+                    },
                 },
             },
         },
@@ -273,7 +305,46 @@ def _operation(route: Route) -> dict[str, Any]:
         if route.body == "json_or_csv":
             content["text/csv"] = {"schema": {"type": "string"}}
         operation["requestBody"] = {"required": True, "content": content}
+        if route.body == "json_or_tensors":
+            _binary_tensors(operation)
     return operation
+
+
+_BINARY_BODY = {"type": "string", "format": "binary"}
+_HEADER_LENGTH = {"type": "integer", "minimum": 1}
+
+
+def _binary_tensors(operation: dict[str, Any]) -> None:
+    """The binary tensor data extension of a v2 inference operation: its request and its
+    answer may be JSON then raw tensor bytes, the JSON's length in a header."""
+    operation["requestBody"]["description"] = (
+        "JSON, or (binary tensor data extension) the JSON request of "
+        "Inference-Header-Content-Length bytes followed by the raw bytes of every input "
+        "with parameters.binary_data_size, in input order: little-endian, row-major; "
+        "BYTES elements each a 4-byte little-endian length then the bytes."
+    )
+    operation["requestBody"]["content"]["application/octet-stream"] = {"schema": _BINARY_BODY}
+    operation.setdefault("parameters", []).append(
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "description": "Length in bytes of the JSON part when raw tensor data follows.",
+            "schema": _HEADER_LENGTH,
+        }
+    )
+    ok = operation["responses"]["200"]
+    ok["description"] += (
+        "; with outputs asked as binary data (parameters.binary_data, or "
+        "binary_data_output), the JSON then their raw bytes in output order"
+    )
+    ok["content"]["application/octet-stream"] = {"schema": _BINARY_BODY}
+    ok["headers"] = {
+        "Inference-Header-Content-Length": {
+            "description": "Length in bytes of the JSON part, when raw output data follows.",
+            "schema": _HEADER_LENGTH,
+        }
+    }
 
 
 def document(routes: list[Route]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def _infer(template: str, name: str, summary: str) -> Route:
         name,
         "v2",
         summary,
-        body="json",
+        body="json_or_tensors",
         request_schema=_V2_REQUEST,
         responses=_ok("V2InferResponse"),
         tags=_V2,

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from vigil.errors import ServiceUnavailableError, VigilError
+from vigil.errors import MalformedRequestError, ServiceUnavailableError, VigilError
 from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.uri import version_number
 
@@ -30,6 +30,17 @@ def wire_status(style: Style, status: int) -> int:
     (400, 422)
     """
     return 400 if style == "mlflow" and status in (400, 422) else status
+
+
+def _text_part(req: Request) -> bytes:
+    """What of a rejected body the log keeps: its JSON part when raw tensor data follows
+    (binary tensors are not text), else all of it."""
+    if req.inference_header is None:
+        return req.body
+    try:
+        return bytes(req.json_part())
+    except MalformedRequestError:  # the header is wrong: the body as it came
+        return req.body
 
 
 def records_failures(style: Style) -> Callable[[Handler], Handler]:
@@ -50,7 +61,7 @@ def records_failures(style: Style) -> Callable[[Handler], Handler]:
                         status=wire_status(style, exc.status),
                         error_code=exc.code,
                         message=exc.message,
-                        body=req.body,
+                        body=_text_part(req),
                         route=req.route,
                         model=req.model,
                         version=version_number(req.version),

@@ -7,8 +7,10 @@ Both tabular conventions are accepted in ``POST /v2/models/{name}[/versions/{v}]
 
 Tensor ``data`` may be flat (row-major) or nested. Outputs are ``predict`` (shape ``[N]``)
 and, for classifiers, ``predict_proba`` (shape ``[N, C]``, columns in class order); the
-request's ``outputs`` list picks among them (default: all). The binary tensor extension is
-not supported: clients must send JSON tensors (``binary_data=False`` in tritonclient).
+request's ``outputs`` list picks among them (default: all).
+
+Tensors may also travel as raw bytes after the JSON, both ways (the binary tensor data
+extension, tritonclient's default): see :mod:`~vigil.serving.codecs.v2_binary`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.errors import MalformedRequestError, ValidationError
-from vigil.serving.codecs import predict_served
+from vigil.serving.codecs import predict_served, v2_binary
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.executors import INLINE_BODY_BYTES
-from vigil.serving.http import Request, Response, dumps, json_response
+from vigil.serving.http import Request, Response, json_response
 from vigil.serving.validation import Columns, Matrix, RawTable
 from vigil.version import VERSION
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 _NUMERIC = frozenset(
     {
         "FP16",
+        "BF16",
         "FP32",
         "FP64",
         "INT8",
@@ -111,7 +114,11 @@ def _flat(tensor: dict[str, Any], index: int) -> tuple[str, list[int], list[Any]
             shown,
         )
     if not isinstance(data, list):
-        raise _malformed(f"input {shown!r}: data must be an array (JSON tensors only)", shown)
+        raise _malformed(
+            f"input {shown!r}: data must be an array (or the tensor's raw bytes after the "
+            "JSON, sized by parameters.binary_data_size)",
+            shown,
+        )
     while data and isinstance(data[0], list):
         if not all(isinstance(part, list) for part in data):
             raise _malformed(f"input {shown!r}: nested data is ragged", shown)
@@ -140,8 +147,11 @@ def _check_datatype(served: ServedModel, name: str, datatype: str) -> None:
         )
 
 
-def decode(served: ServedModel, payload: Any) -> tuple[RawTable, list[str]]:
-    """The raw table and the requested output names of an inference request."""
+def decode(
+    served: ServedModel, payload: Any, binary: memoryview | None = None
+) -> tuple[RawTable, list[str]]:
+    """The raw table and the requested output names of an inference request; ``binary``
+    is the body after its JSON part when it has an ``Inference-Header-Content-Length``."""
     if not isinstance(payload, dict):
         raise _malformed("the inference request must be a JSON object with 'inputs'")
     inputs = payload.get("inputs")
@@ -151,6 +161,7 @@ def decode(served: ServedModel, payload: Any) -> tuple[RawTable, list[str]]:
     validator.check_columns(len(inputs))  # one tensor per column at most: refuse early
     if not all(isinstance(t, dict) for t in inputs):
         raise _malformed("'inputs' must be a non-empty array of tensors", "inputs")
+    inputs = v2_binary.read_inputs(inputs, binary, validator.max_cells)
     names = validator.feature_names
     outputs = _requested_outputs(served, payload.get("outputs"))
     first = inputs[0]
@@ -239,15 +250,40 @@ def output_tensors(result: Prediction, outputs: list[str]) -> list[dict[str, Any
     return tensors
 
 
+def payload_of(req: Request) -> Any:
+    """The request's JSON (its JSON part, with the binary extension's header); a body that
+    is not JSON without that header gets a hint about it."""
+    try:
+        return req.json()
+    except MalformedRequestError as exc:
+        if req.inference_header is not None:
+            raise
+        raise MalformedRequestError(
+            exc.message + " (a body of JSON then raw tensor data needs the "
+            "Inference-Header-Content-Length header: the length of its JSON part)",
+            detail=exc.detail,
+        ) from None
+
+
+async def decoded(
+    dp: DataPlane, req: Request, served: ServedModel, payload: Any
+) -> tuple[RawTable, list[str], frozenset[str]]:
+    """The raw table of an inference request, its requested outputs and those of them to
+    send as binary data; a large body is decoded on a worker thread."""
+    binary = req.binary_part()
+    if len(req.body) <= INLINE_BODY_BYTES:
+        table, outputs = decode(served, payload, binary)
+    else:  # flattening megabytes of tensor data: on a worker thread
+        table, outputs = await dp.executors.decoding(decode, served, payload, binary)
+    return table, outputs, v2_binary.binary_outputs(payload, outputs)
+
+
 @records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
     req.model, req.version = served.name, served.version_label
-    payload = req.json()
-    if len(req.body) <= INLINE_BODY_BYTES:
-        table, outputs = decode(served, payload)
-    else:  # flattening megabytes of tensor data: on a worker thread
-        table, outputs = await dp.executors.decoding(decode, served, payload)
+    payload = payload_of(req)
+    table, outputs, binary = await decoded(dp, req, served, payload)
     want_proba = "predict_proba" in outputs
     result = await predict_served(dp, req, served, table, want_proba=want_proba)
     request_id = payload.get("id")
@@ -257,11 +293,11 @@ async def infer(dp: DataPlane, req: Request) -> Response:
         "id": request_id if isinstance(request_id, str) else result.request_id,
         "outputs": output_tensors(result, outputs),
     }
-    return Response(dumps(body), headers=[(b"x-request-id", result.request_id.encode())])
+    return v2_binary.response(body, binary, [(b"x-request-id", result.request_id.encode())])
 
 
 async def server_metadata(dp: DataPlane, req: Request) -> Response:
-    return json_response({"name": "vigil", "version": VERSION, "extensions": []})
+    return json_response({"name": "vigil", "version": VERSION, "extensions": [v2_binary.EXTENSION]})
 
 
 async def server_live(dp: DataPlane, req: Request) -> Response:
