@@ -218,6 +218,75 @@ def test_predictions_keep_their_content_type_rules(http: httpx.Client) -> None:
     )
 
 
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_curl_d_with_a_json_body_is_a_prediction(http: httpx.Client) -> None:
+    # What `curl -d '{...}'` sends: a form content type over a JSON body. A prediction takes
+    # it (native, v2, an endpoint); no HTML form can send a JSON body this way.
+    native = http.post(
+        "/v1/models/churn/predict",
+        content=b'{"inputs": {"tenure": 0.5, "spend": -1.0, "calls": 0.2, "age": 1.5}}',
+        headers=FORM,
+    )
+    assert native.status_code == 200, native.text
+    assert native.json()["model"] == "churn" and len(native.json()["predictions"]) == 1
+    v2 = http.post(
+        "/v2/models/churn/infer",
+        content=b'{"inputs": [{"name": "tenure", "shape": [1], "datatype": "FP64", '
+        b'"data": [0.5]}, {"name": "spend", "shape": [1], "datatype": "FP64", "data": [-1]},'
+        b' {"name": "calls", "shape": [1], "datatype": "FP64", "data": [0.2]},'
+        b' {"name": "age", "shape": [1], "datatype": "FP64", "data": [1.5]}]}',
+        headers=FORM,
+    )
+    assert v2.status_code == 200, v2.text
+    endpoint = http.post(
+        "/v1/endpoints/ab/predict", content=b'{"instances": [' + _row() + b"]}", headers=FORM
+    )
+    assert endpoint.status_code == 200, endpoint.text
+
+
+def _row() -> bytes:
+    return b'{"tenure": 0.5, "spend": -1.0, "calls": 0.2, "age": 1.5}'
+
+
+def test_a_form_body_that_is_not_json_says_how_to_send_json(http: httpx.Client) -> None:
+    r = http.post("/v1/models/churn/predict", content=b"tenure=0.5&spend=1", headers=FORM)
+    assert r.status_code == 415, r.text
+    problem = r.json()
+    assert problem["error"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in problem["message"]
+    assert "--json" in problem["message"] and "-d alone sends" in problem["message"]
+    assert problem["detail"]["got"] == FORM["content-type"]
+
+
+def test_curl_d_cannot_change_state_and_is_told_the_fix(
+    served: tuple[Vigil, ServerThread], vigil: Vigil
+) -> None:
+    # The real curl, as a user pastes it: -d on a state change is refused with the fix...
+    url = served[1].url
+    refused = subprocess.run(
+        ["curl", "-s", "-w", "\\n%{http_code}", "-X", "POST", f"{url}{ROLLBACK}", "-d", "{}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    body, _, status = refused.rpartition("\n")
+    assert status == "415", refused
+    assert "curl --json" in body and "no web page's form" in body
+    assert production(vigil) == 2
+    # ... and the fix it names works.
+    feedback = subprocess.run(
+        ["curl", "-s", f"{url}/v1/feedback", "--json", '{"request_id": "curl-1", "label": 1}'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert '"unknown":1' in feedback.replace(" ", ""), feedback
+
+
 def test_docs_page_is_served_same_origin_and_cannot_be_framed(http: httpx.Client) -> None:
     r = http.get("/docs")
     assert r.status_code == 200
