@@ -132,6 +132,8 @@ class World:
         return self.root / "work"
 
     def build(self) -> World:
+        curl = subprocess.run(["curl", "--help", "all"], capture_output=True, text=True)
+        assert "--json" in curl.stdout, "the docs' examples use curl --json: install curl 7.82+"
         self.work.mkdir(parents=True)
         train = churn_frame(600, seed=0)
         train.to_parquet(self.work / "train.parquet")

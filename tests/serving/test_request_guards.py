@@ -108,6 +108,40 @@ def test_an_auto_submitted_form_in_a_real_browser_changes_nothing(
     assert production(vigil) == 2
 
 
+@pytest.mark.browser
+def test_a_form_cannot_send_json_to_a_prediction_in_a_real_browser(
+    served: tuple[Vigil, ServerThread], tmp_path: Path
+) -> None:
+    # A prediction takes a JSON body sent as a form (curl -d); a browser's form cannot make
+    # one: it percent-encodes the braces and quotes of a field crafted to look like JSON.
+    _, server = served
+    page = tmp_path / "predict.html"
+    page.write_text(
+        "<!doctype html><html><body>"
+        f"<form id='f' method='POST' action='{server.url}/v1/models/churn/predict'>"
+        """<input name='{"inputs": {"tenure": 0.5, "spend": -1.0, "calls": 0.2, "age": 1.5}, "x": "'"""
+        """ value='"}'></form>"""
+        "<script>document.getElementById('f').submit()</script>"
+        "</body></html>"
+    )
+    dom = subprocess.run(
+        [
+            _chromium(),
+            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "unsupported_media_type" in dom and "predictions" not in dom, dom[:500]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
