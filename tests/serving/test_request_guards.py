@@ -394,3 +394,4 @@ def test_openapi_documents_the_guards(http: httpx.Client) -> None:
     assert {"403", "421"} <= set(rollback)
     predict = paths["/v1/models/{name}/predict"]["post"]["responses"]
     assert "421" in predict and "403" not in predict
+    assert "curl -d" in predict["415"]["description"]
