@@ -108,6 +108,40 @@ def test_an_auto_submitted_form_in_a_real_browser_changes_nothing(
     assert production(vigil) == 2
 
 
+@pytest.mark.browser
+def test_a_form_cannot_send_json_to_a_prediction_in_a_real_browser(
+    served: tuple[Vigil, ServerThread], tmp_path: Path
+) -> None:
+    # A prediction takes a JSON body sent as a form (curl -d); a browser's form cannot make
+    # one: it percent-encodes the braces and quotes of a field crafted to look like JSON.
+    _, server = served
+    page = tmp_path / "predict.html"
+    page.write_text(
+        "<!doctype html><html><body>"
+        f"<form id='f' method='POST' action='{server.url}/v1/models/churn/predict'>"
+        """<input name='{"inputs": {"tenure": 0.5, "spend": -1.0, "calls": 0.2, "age": 1.5}, "x": "'"""
+        """ value='"}'></form>"""
+        "<script>document.getElementById('f').submit()</script>"
+        "</body></html>"
+    )
+    dom = subprocess.run(
+        [
+            _chromium(),
+            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "unsupported_media_type" in dom and "predictions" not in dom, dom[:500]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -218,6 +252,75 @@ def test_predictions_keep_their_content_type_rules(http: httpx.Client) -> None:
     )
 
 
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_curl_d_with_a_json_body_is_a_prediction(http: httpx.Client) -> None:
+    # What `curl -d '{...}'` sends: a form content type over a JSON body. A prediction takes
+    # it (native, v2, an endpoint); no HTML form can send a JSON body this way.
+    native = http.post(
+        "/v1/models/churn/predict",
+        content=b'{"inputs": {"tenure": 0.5, "spend": -1.0, "calls": 0.2, "age": 1.5}}',
+        headers=FORM,
+    )
+    assert native.status_code == 200, native.text
+    assert native.json()["model"] == "churn" and len(native.json()["predictions"]) == 1
+    v2 = http.post(
+        "/v2/models/churn/infer",
+        content=b'{"inputs": [{"name": "tenure", "shape": [1], "datatype": "FP64", '
+        b'"data": [0.5]}, {"name": "spend", "shape": [1], "datatype": "FP64", "data": [-1]},'
+        b' {"name": "calls", "shape": [1], "datatype": "FP64", "data": [0.2]},'
+        b' {"name": "age", "shape": [1], "datatype": "FP64", "data": [1.5]}]}',
+        headers=FORM,
+    )
+    assert v2.status_code == 200, v2.text
+    endpoint = http.post(
+        "/v1/endpoints/ab/predict", content=b'{"instances": [' + _row() + b"]}", headers=FORM
+    )
+    assert endpoint.status_code == 200, endpoint.text
+
+
+def _row() -> bytes:
+    return b'{"tenure": 0.5, "spend": -1.0, "calls": 0.2, "age": 1.5}'
+
+
+def test_a_form_body_that_is_not_json_says_how_to_send_json(http: httpx.Client) -> None:
+    r = http.post("/v1/models/churn/predict", content=b"tenure=0.5&spend=1", headers=FORM)
+    assert r.status_code == 415, r.text
+    problem = r.json()
+    assert problem["error"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in problem["message"]
+    assert "--json" in problem["message"] and "-d alone sends" in problem["message"]
+    assert problem["detail"]["got"] == FORM["content-type"]
+
+
+def test_curl_d_cannot_change_state_and_is_told_the_fix(
+    served: tuple[Vigil, ServerThread], vigil: Vigil
+) -> None:
+    # The real curl, as a user pastes it: -d on a state change is refused with the fix...
+    url = served[1].url
+    refused = subprocess.run(
+        ["curl", "-s", "-w", "\\n%{http_code}", "-X", "POST", f"{url}{ROLLBACK}", "-d", "{}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    body, _, status = refused.rpartition("\n")
+    assert status == "415", refused
+    assert "curl --json" in body and "no web page's form" in body
+    assert production(vigil) == 2
+    # ... and the fix it names works.
+    feedback = subprocess.run(
+        ["curl", "-s", f"{url}/v1/feedback", "--json", '{"request_id": "curl-1", "label": 1}'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert '"unknown":1' in feedback.replace(" ", ""), feedback
+
+
 def test_docs_page_is_served_same_origin_and_cannot_be_framed(http: httpx.Client) -> None:
     r = http.get("/docs")
     assert r.status_code == 200
@@ -291,3 +394,4 @@ def test_openapi_documents_the_guards(http: httpx.Client) -> None:
     assert {"403", "421"} <= set(rollback)
     predict = paths["/v1/models/{name}/predict"]["post"]["responses"]
     assert "421" in predict and "403" not in predict
+    assert "curl -d" in predict["415"]["description"]

@@ -5,7 +5,7 @@ ASGI scope, refuses a foreign ``Host`` (421) and, on admin and state-changing ro
 foreign ``Origin`` (403) (see :mod:`vigil.serving.guards`), checks the API key against the
 route's role when authentication is on (401/403, see :mod:`vigil.auth.authenticator`),
 enforces the content type (415: state-changing routes need ``application/json`` even
-without a body) and the body limit (413 before reading an oversized body), decodes a large
+without a body; a prediction also takes a JSON body sent as a form, as ``curl -d`` does) and the body limit (413 before reading an oversized body), decodes a large
 JSON body on a worker thread (:mod:`vigil.serving.executors`), calls the route's handler,
 and maps every error to its status and JSON body in one place
 (:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
@@ -63,6 +63,18 @@ _JSON_BODIES = ("json", "json_or_tensors")
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
 
 
+_FORM = "application/x-www-form-urlencoded"
+# What `curl -d` sends unless told otherwise: the fix, spelt out in every 415.
+_HOW = (
+    "with curl, use --json '{...}' or add -H 'Content-Type: application/json' "
+    "(-d alone sends application/x-www-form-urlencoded)"
+)
+
+
+def _mime(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
+
+
 def _content_type_ok(route: Route, content_type: str | None) -> bool:
     if route.body == "json_or_csv":
         return True  # the MLflow codec answers 415 in MLflow's own words
@@ -70,21 +82,45 @@ def _content_type_ok(route: Route, content_type: str | None) -> bool:
         # A prediction may omit it (the body must still be JSON); a state change may not:
         # a cross-site script can send a body without a content type, no preflight asked.
         return not route.needs_json
-    mime = content_type.partition(";")[0].strip().lower()
+    mime = _mime(content_type)
+    if mime == _FORM:
+        # `curl -d '{...}'` on a prediction: taken when the body is JSON (checked once it
+        # is read, see _form_body_ok). No HTML form can send a JSON body this way (it
+        # percent-encodes braces and quotes), and a state change never takes it.
+        return route.prediction
     if mime == "application/json" or mime.endswith("+json"):
         return True
     # JSON then raw tensors (Open Inference Protocol's binary tensor extension).
     return route.body == "json_or_tensors" and mime == "application/octet-stream"
 
 
+def _form_body_ok(body: bytes) -> bool:
+    """Whether a body sent as a form is JSON after all (an object or an array), as
+    `curl -d '{...}'` sends it.
+
+    >>> _form_body_ok(b' {"instances": []}'), _form_body_ok(b"tenure=3&plan=basic")
+    (True, False)
+    """
+    return body.lstrip()[:1] in (b"{", b"[")
+
+
 def _unsupported_media_type(route: Route, content_type: str | None) -> UnsupportedMediaTypeError:
     got = "none" if content_type is None else repr(content_type[:80])
-    why = " (state-changing operations need it, even without a body)" if route.needs_json else ""
+    if route.needs_json:
+        why = (
+            " (state-changing operations need it, even without a body, so that no web "
+            "page's form can call them)"
+        )
+    elif content_type is not None and _mime(content_type) == _FORM:
+        why = " and a JSON body (a form's fields are not read)"
+    else:
+        why = ""
     return UnsupportedMediaTypeError(
-        f"send Content-Type: application/json{why}; got {got}",
+        f"send Content-Type: application/json{why}; got {got}; {_HOW}",
         detail={
             "expected": "application/json",
             "got": None if content_type is None else content_type[:80],
+            "fix": "curl --json '{...}' URL, or -H 'Content-Type: application/json'",
         },
     )
 
@@ -215,6 +251,13 @@ class ServingApp:
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
                 request.body = await self._read_body(receive, length, route.max_body_bytes)
+                if (
+                    route.prediction
+                    and content_type is not None
+                    and _mime(content_type) == _FORM
+                    and not _form_body_ok(request.body)
+                ):
+                    raise _unsupported_media_type(route, content_type)
                 if route.body in _JSON_BODIES and len(request.body) > INLINE_BODY_BYTES:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
                     await self._executors.decoding(request.read_json, self._max_values)

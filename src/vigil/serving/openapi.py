@@ -269,6 +269,15 @@ def _operation(route: Route) -> dict[str, Any]:
                 **_json(error),
             },
         )
+    elif route.prediction:
+        responses.setdefault(
+            "415",
+            {
+                "description": "The body is not JSON (send Content-Type: application/json; "
+                "a JSON body sent as a form, as curl -d does, is taken too)",
+                **_json(error),
+            },
+        )
     elif route.body != "none":
         responses.setdefault("415", {"description": "Unsupported media type", **_json(error)})
     if route.same_origin:

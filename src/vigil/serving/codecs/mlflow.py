@@ -199,7 +199,8 @@ def decode_request(
         return decode_json(_json_with_nan(req.body))
     raise UnsupportedMediaTypeError(
         "this predictor only supports the content types application/json and text/csv; "
-        f"got {content_type[:80]!r}"
+        f"got {content_type[:80]!r}; with curl, use --json '{{...}}' or add "
+        "-H 'Content-Type: application/json' (or text/csv)"
     )
 
 
