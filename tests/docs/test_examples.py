@@ -56,15 +56,36 @@ SUBSTITUTIONS: list[tuple[str | None, str, str, str]] = [
 NOT_RUN: dict[Key, str] = {
     (
         "README.md",
-        "make demo   # create .venv, train, register, serve, monitor and experiment: the whole lifecycle in ~1 minute",
+        "make demo   # install what the demo runs into .venv, then train, register, serve, monitor and experiment",
     ): (
-        "installs a virtualenv and the test extras: `make demo` has its own test from a fresh "
-        "clone, and `make test` runs this suite"
+        "installs a virtualenv and the demo extra: `make demo` has its own test from a fresh "
+        "copy of the tree (tests/test_demo.py), and `make test` runs this suite"
+    ),
+    (
+        "README.md",
+        "export VIGIL_HOME=$PWD/vigil-demo",
+    ): (
+        "looks around what `make demo` left: tests/test_demo.py runs every command the demo "
+        "suggests, exactly as printed, after the demo"
+    ),
+    (
+        "README.md",
+        "pip install vigil                 # the CLI and Python API: register, load, predict, drift, report, monitor, experiments",
+    ): (
+        "installs packages from the index; tests/test_readme_install.py checks the extras it "
+        "names against pyproject.toml"
     ),
     (
         "README.md",
         "cli",
     ): "the layer diagram: tests/test_architecture.py checks it against pyproject.toml",
+    (
+        "docs/monitoring.md",
+        "churn v1 (native_predict): the current window (1h or 1000) is incomplete, 982 rows so far; it closes after 18 more rows or at 2025-06-02 15:01 UTC",
+    ): (
+        "a message quoted with made-up counts and times: tests/monitor/test_cli.py asserts "
+        "its exact wording from a real run"
+    ),
 }
 
 UNSAFE = re.compile(
