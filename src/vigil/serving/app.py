@@ -11,7 +11,8 @@ and maps every error to its status and JSON body in one place
 (:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
 answered 500 without a traceback; the server keeps serving.
 
-The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
+The lifespan starts the worker's gRPC server when it has one (:mod:`vigil.serving.grpc`),
+loads and warms every model (``/readyz`` turns 200 only then) and drains them
 at shutdown, with the experiment endpoints and the capture runtime (see
 :class:`~vigil.serving.dataplane.DataPlane`) and scheduled monitoring
 (:mod:`vigil.monitor.scheduler`) when the composition root gave them.
@@ -23,7 +24,7 @@ import contextlib
 import logging
 import os
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import vigil._heap as _heap
 from vigil.capture.sink import CaptureSink
@@ -61,6 +62,15 @@ _JSON_TYPES = ("application/json", "text/csv")
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
 
 
+class SideServer(Protocol):
+    """Another protocol's server in the same worker (gRPC: :mod:`vigil.serving.grpc`),
+    started and stopped with the app over its data plane."""
+
+    async def start(self, dataplane: DataPlane, authenticator: Authenticator | None) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def _content_type_ok(route: Route, content_type: str | None) -> bool:
     if route.body == "json_or_csv":
         return True  # the MLflow codec answers 415 in MLflow's own words
@@ -94,6 +104,7 @@ class ServingApp:
         routes: list[Route] | None = None,
         authenticator: Authenticator | None = None,
         monitor: MonitorScheduler | None = None,
+        grpc: SideServer | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.settings = dataplane.settings
@@ -111,6 +122,9 @@ class ServingApp:
         self._origins = frozenset(o.encode("latin-1") for o in self.settings.allowed_origins)
         self.monitor = monitor
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
+        self.grpc = grpc
+        """The worker's gRPC server (``None``: no ``--grpc-port``): started before the models
+        load, so its probes answer meanwhile, and stopped first at shutdown."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -124,11 +138,15 @@ class ServingApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    if self.grpc is not None:
+                        await self.grpc.start(self.dataplane, self.authenticator)
                     await self.dataplane.startup()
                     if self.monitor is not None:
                         self.monitor.start()
                 except Exception as exc:
-                    log.exception("model loading failed")
+                    if self.grpc is not None:
+                        await self.grpc.stop()
+                    log.exception("worker start-up failed (gRPC port or model loading)")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 if self._metrics:
@@ -144,6 +162,8 @@ class ServingApp:
                     _heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.grpc is not None:
+                    await self.grpc.stop()
                 if self.monitor is not None:
                     await self.monitor.stop()
                 await self.dataplane.shutdown()
