@@ -19,9 +19,11 @@ the parameter the endpoint's ``unit.field`` names, else from the ``unit_id`` par
 The response names the model that answered in ``model_name``/``model_version`` and the
 endpoint and variant in its ``parameters``.
 
-Every response carries the request id in the trailing metadata ``x-request-id`` (a client
-may choose it with the ``x-request-id`` metadata, as over REST); ``ModelInferResponse.id``
-echoes the request's ``id``, else holds the request id.
+Every response carries the request id (the key feedback joins predictions by) in the
+trailing metadata ``x-request-id``. A client chooses it with the ``x-request-id`` metadata,
+as over REST, or with the request's ``id`` (tritonclient's ``request_id``) when that is a
+safe token (letters, digits, ``._:-``, at most 128); ``ModelInferResponse.id`` echoes the
+request's ``id``, else holds the request id.
 """
 
 from __future__ import annotations
@@ -162,7 +164,10 @@ class InferenceService:
         if self._metrics:
             metrics.IN_FLIGHT.inc()
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        call = _Call(route, request_id_from(metadata.get("x-request-id")))
+        # The x-request-id metadata, else an inference request's own id (what tritonclient's
+        # request_id sets), when either is a safe token; else a fresh one.
+        chosen = metadata.get("x-request-id") or getattr(request, "id", None)
+        call = _Call(route, request_id_from(chosen))
         status, failure = 200, None
         try:
             if role is not None and self.authenticator is not None:
