@@ -3,7 +3,10 @@ with the protocol's own messages sent by hand (typed contents, malformed request
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,10 +18,12 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
 
+from vigil.errors import ConfigurationError
 from vigil.serving.app import create_app
 from vigil.serving.grpc.server import GrpcServer
 from vigil.serving.provider import StaticProvider
 from vigil.serving.server import free_port
+from vigil.serving.workers import serve
 
 
 class GrpcServerThread(ServerThread):
@@ -399,3 +404,31 @@ def test_bytes_serialisation_matches_tritonclient():
     values = np.array(["paris", "", "nice é"], dtype=object)
     raw = serialize_byte_tensor(values).item()
     assert raw_values(raw, "BYTES", [3], "city") == ["paris", "", "nice é"]
+
+
+def _doc_table() -> dict[str, str]:
+    """The malformed-request table of docs/serving.md: request → gRPC status."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    section = text.split("Malformed requests and their answers", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1:3] for line in section.splitlines()[2:]]
+    return {what.strip(): code.strip().strip("`") for what, code in rows}
+
+
+def test_the_documented_table_is_the_tested_one():
+    assert _doc_table() == {case[0]: case[2].name for case in MALFORMED}
+
+
+def test_a_grpc_port_in_use_stops_the_worker_with_what_to_do(provider: StaticProvider):
+    app = create_app(provider)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        server = GrpcServer(f"127.0.0.1:{port}")
+        with pytest.raises(ConfigurationError, match="choose another --grpc-port"):
+            asyncio.run(server.start(app.dataplane, None))
+
+
+def test_the_grpc_port_must_differ_from_the_http_port():
+    with pytest.raises(ConfigurationError, match="--grpc-port must differ from --port"):
+        serve("tests.serving.test_workers:provider", port=8123, grpc_port=8123)

@@ -95,8 +95,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             if proc.poll() is not None:
                 raise RuntimeError(f"vigil serve exited:\n{Path(log.name).read_text()}")
             with contextlib.suppress(httpx.TransportError):
+                # A worker's pid shows from its import on; its gRPC socket once it is ready.
                 pids = _worker_pids(url)
-                if len(pids) == 2:
+                if len(pids) == 2 and len(_listening_inodes(grpc_port)) == 2:
                     return pids
             return set()
 
@@ -308,3 +309,14 @@ def test_calls_are_captured_and_counted_with_their_protocol(
     }
     assert counts[("grpc_model_infer", "2xx")] >= 1
     assert counts[("grpc_model_infer", "4xx")] >= 1
+
+
+def test_the_documented_example_runs(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    text = (ROOT / "docs" / "serving.md").read_text()
+    example = text.split("## gRPC", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("VIGIL_TOKEN", served.tokens["predict"])
+    exec(compile(example.replace("localhost:8001", served.target), "serving.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] in ("a", "b") and "[" in printed[0]

@@ -11,8 +11,8 @@ and maps every error to its status and JSON body in one place
 (:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
 answered 500 without a traceback; the server keeps serving.
 
-The lifespan starts the worker's gRPC server when it has one (:mod:`vigil.serving.grpc`),
-loads and warms every model (``/readyz`` turns 200 only then) and drains them
+The lifespan loads and warms every model (``/readyz`` turns 200 only then), then starts
+the worker's gRPC server when it has one (:mod:`vigil.serving.grpc`), and drains them
 at shutdown, with the experiment endpoints and the capture runtime (see
 :class:`~vigil.serving.dataplane.DataPlane`) and scheduled monitoring
 (:mod:`vigil.monitor.scheduler`) when the composition root gave them.
@@ -123,8 +123,10 @@ class ServingApp:
         self.monitor = monitor
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
         self.grpc = grpc
-        """The worker's gRPC server (``None``: no ``--grpc-port``): started before the models
-        load, so its probes answer meanwhile, and stopped first at shutdown."""
+        """The worker's gRPC server (``None``: no ``--grpc-port``): started once the models
+        are loaded, as the HTTP socket only accepts then (with several workers on one port,
+        a worker being replaced must not take connections it cannot answer yet), and
+        stopped first at shutdown."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -138,15 +140,15 @@ class ServingApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    await self.dataplane.startup()
                     if self.grpc is not None:
                         await self.grpc.start(self.dataplane, self.authenticator)
-                    await self.dataplane.startup()
                     if self.monitor is not None:
                         self.monitor.start()
                 except Exception as exc:
                     if self.grpc is not None:
                         await self.grpc.stop()
-                    log.exception("worker start-up failed (gRPC port or model loading)")
+                    log.exception("worker start-up failed (model loading or the gRPC port)")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 if self._metrics:

@@ -1,10 +1,10 @@
 """The gRPC server of one worker: ``grpc.aio`` on the worker's own event loop.
 
-Started and stopped by the worker's app lifespan (:class:`~vigil.serving.app.ServingApp`),
-before its models load (so ``ServerLive`` answers and ``ServerReady`` says "not yet"
-meanwhile) and drained before they are released. Several workers share one port as they
+Started by the worker's app lifespan (:class:`~vigil.serving.app.ServingApp`) once its
+models are loaded, and drained first when it stops. Several workers share one port as they
 share the HTTP one: each binds it with ``SO_REUSEPORT`` and the kernel hands every new
-connection to one of them. A single worker binds without it, so a port another process
+connection to one of them, so a worker binds only when it can answer (a replacement
+worker that is still loading takes no connection). A single worker binds without it, so a port another process
 holds is an error at start instead of a silent split of the traffic.
 
 Messages larger than the serve body limit (``VIGIL_SERVE_MAX_BODY_BYTES``) are refused by
