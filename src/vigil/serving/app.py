@@ -148,7 +148,10 @@ class ServingApp:
                 except Exception as exc:
                     if self.grpc is not None:
                         await self.grpc.stop()
-                    log.exception("worker start-up failed (model loading or the gRPC port)")
+                    if isinstance(exc, VigilError):  # its message says what to do
+                        log.error("worker start-up failed: %s", exc.message)
+                    else:
+                        log.exception("worker start-up failed (model loading or the gRPC port)")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 if self._metrics:

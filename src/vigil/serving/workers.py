@@ -193,6 +193,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a gRPC port another process listens on, before any worker starts (workers
+    bind it only once their models are loaded, and with several of them SO_REUSEPORT would
+    otherwise let them share it with a stranger).
+
+    >>> import socket
+    >>> with socket.socket() as held:
+    ...     held.bind(("127.0.0.1", 0)); held.listen()
+    ...     _check_port_free("127.0.0.1", held.getsockname()[1])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ConfigurationError: cannot listen for gRPC on 127.0.0.1:... (...); choose another --grpc-port or stop the process that holds it
+    """
+    import socket  # only with --grpc-port
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers bind: past connections of a previous run (TIME_WAIT) do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen for gRPC on {host}:{port} ({exc.strerror or exc}); choose "
+                "another --grpc-port or stop the process that holds it"
+            ) from None
+
+
 def serve(
     provider: str,
     *,
@@ -218,6 +246,7 @@ def serve(
                 "a port of its own"
             )
         require("grpc", "grpc")
+        _check_port_free(host, grpc_port)
     if not is_loopback(host):
         # The app cannot see the address it is bound to: decide "auto" here, for every worker.
         auth = os.environ.get("VIGIL_SERVE_AUTH", "auto").lower()
