@@ -432,3 +432,10 @@ def test_a_grpc_port_in_use_stops_the_worker_with_what_to_do(provider: StaticPro
 def test_the_grpc_port_must_differ_from_the_http_port():
     with pytest.raises(ConfigurationError, match="--grpc-port must differ from --port"):
         serve("tests.serving.test_workers:provider", port=8123, grpc_port=8123)
+
+
+def test_triton_methods_beyond_the_protocol_are_unimplemented(triton: tg.InferenceServerClient):
+    with pytest.raises(InferenceServerException) as caught:
+        triton.get_model_config("clf")
+    assert caught.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert triton.is_server_live()  # and the server goes on

@@ -320,3 +320,15 @@ def test_the_documented_example_runs(
     exec(compile(example.replace("localhost:8001", served.target), "serving.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] in ("a", "b") and "[" in printed[0]
+
+
+def test_an_unknown_endpoint_is_not_found(served: Served, client: tg.InferenceServerClient):
+    with pytest.raises(InferenceServerException) as caught:
+        client.infer(
+            "nope",
+            _inputs(ROWS),
+            headers=_auth(served, "predict"),
+            parameters={"endpoint": "nope"},
+        )
+    assert caught.value.status() == "StatusCode.NOT_FOUND"
+    assert "nope" in caught.value.message()
