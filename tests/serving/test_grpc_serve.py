@@ -277,6 +277,8 @@ def test_calls_are_captured_and_counted_with_their_protocol(
     served: Served, client: tg.InferenceServerClient
 ):
     predict = _auth(served, "predict")
+    with pytest.raises(InferenceServerException):  # refused for its key: never logged
+        client.infer("churn", _inputs(ROWS[:1]), headers={"x-request-id": "grpc-nokey-1"})
     ok = client.infer("churn", _inputs(ROWS[:2]), headers=predict, request_id="grpc-ok-1")
     assert ok.get_response().id == "grpc-ok-1"
     bad = _inputs(ROWS[:1])[:3]  # the last feature is missing
@@ -291,6 +293,7 @@ def test_calls_are_captured_and_counted_with_their_protocol(
         return [rows] if {"grpc-ok-1", "grpc-bad-1"} <= set(rows["request_id"]) else []
 
     [rows] = wait_for(captured, 30, what="the gRPC calls in the inference log")
+    assert "grpc-nokey-1" not in set(rows["request_id"])  # logged before the later ones
     answered = rows[rows["request_id"] == "grpc-ok-1"]
     assert len(answered) == 2 and set(answered["status"]) == {200}
     assert set(answered["route"]) == {"grpc_model_infer"}

@@ -163,12 +163,27 @@ class InferenceService:
         started = perf_counter()
         if self._metrics:
             metrics.IN_FLIGHT.inc()
+        try:
+            return await self._answer(route, method, role, request, context, started)
+        finally:  # a call the client cancels leaves too
+            if self._metrics:
+                metrics.IN_FLIGHT.dec()
+
+    async def _answer(
+        self,
+        route: str,
+        method: Method,
+        role: Role | None,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, Any],
+        started: float,
+    ) -> Any:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         # The x-request-id metadata, else an inference request's own id (what tritonclient's
         # request_id sets), when either is a safe token; else a fresh one.
         chosen = metadata.get("x-request-id") or getattr(request, "id", None)
         call = _Call(route, request_id_from(chosen))
-        status, failure = 200, None
+        status, failure, authorized = 200, None, False
         try:
             if role is not None and self.authenticator is not None:
                 authorization = metadata.get("authorization")
@@ -176,19 +191,21 @@ class InferenceService:
                     authorization.encode("latin-1") if authorization else None, role
                 )
                 call.key_id = principal.key_id
+            authorized = True
             response = await method(request, call, metadata)
         except VigilError as exc:
             status, failure = exc.status, exc
             if status >= 500:
                 log.error("%s: %s", exc.code, exc.message, exc_info=exc.__cause__)
-            if route == "grpc_model_infer":  # or grpc_endpoint_infer, in call.route
+            # As over REST, a call refused for its key is not logged: it was never judged,
+            # and a stranger must not be able to fill the inference log.
+            if authorized and route == "grpc_model_infer":  # or grpc_endpoint_infer by now
                 await self._record_failure(call, exc)
         except Exception as exc:
             log.error("unexpected error while serving a gRPC call", exc_info=exc)
             status, failure = 500, None
         context.set_trailing_metadata(self._trailers(call, failure, status))
         if self._metrics:
-            metrics.IN_FLIGHT.dec()
             if status != 200:
                 kind = failure.code if failure is not None else "internal_error"
                 metrics.record_error(call.route, kind, "grpc")
