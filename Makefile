@@ -9,9 +9,10 @@ STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 # The exact versions CI tested; `make lock` refreshes them, `make test-latest` tries the newest.
 LOCK   := constraints.txt
-# Debian packages the tests start for real, and the benchmark's load generator.
+# Debian packages the tests start for real, and the benchmark's load generators (wrk; h2load
+# of nghttp2-client for gRPC).
 TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver
-BENCH_PACKAGES := $(TEST_PACKAGES) wrk
+BENCH_PACKAGES := $(TEST_PACKAGES) wrk nghttp2-client
 
 .PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest
 

@@ -8,7 +8,11 @@
   blocking code (a thread-pool hop per request: slower, reported too);
 * ``vigil``: vigil's app, native route, metrics on (``vigil-nometrics``: metrics off);
 * ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
-  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching.
+  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching;
+* ``vigil-grpc``: ``vigil`` also answering the v2 gRPC protocol on ``--grpc-port``;
+* ``grpc-constant``: the gRPC ceiling on this stack: a minimal ``grpc.aio`` servicer of
+  ``ModelInfer`` on uvloop that parses the request and answers a constant prediction
+  (``ServerReady`` too, for the runner's readiness probe), on ``--grpc-port``.
 """
 
 from __future__ import annotations
@@ -120,14 +124,66 @@ def vigil_app(estimator: Any, *, metrics: bool = True, max_batch_size: int = 64)
     return create_app(StaticProvider([bundle], settings=settings))
 
 
+async def grpc_constant(port: int) -> None:
+    """Serve the constant ``ModelInfer`` until killed."""
+    import grpc
+
+    from vigil.serving.grpc import inference_v2_pb2 as pb
+    from vigil.serving.grpc.service import SERVICE
+
+    answer = pb.ModelInferResponse(model_name="model", model_version="1")
+    answer.outputs.add(name="predict", datatype="INT64", shape=[1])
+    answer.raw_output_contents.append(np.array([1], "<i8").tobytes())
+
+    async def infer(request: Any, context: Any) -> Any:
+        return answer
+
+    async def ready(request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=True)
+
+    handlers = {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(
+            infer,
+            request_deserializer=pb.ModelInferRequest.FromString,
+            response_serializer=pb.ModelInferResponse.SerializeToString,
+        ),
+        "ServerReady": grpc.unary_unary_rpc_method_handler(
+            ready,
+            request_deserializer=pb.ServerReadyRequest.FromString,
+            response_serializer=pb.ServerReadyResponse.SerializeToString,
+        ),
+    }
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "kind", choices=["hello", "fastapi", "fastapi-async", "vigil", "vigil-nometrics", "slow"]
+        "kind",
+        choices=[
+            "hello",
+            "fastapi",
+            "fastapi-async",
+            "vigil",
+            "vigil-nometrics",
+            "slow",
+            "vigil-grpc",
+            "grpc-constant",
+        ],
     )
     parser.add_argument("port", type=int)
     parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--grpc-port", type=int, default=None)
     args = parser.parse_args()
+    if args.kind == "grpc-constant":
+        import uvloop
+
+        uvloop.run(grpc_constant(args.grpc_port))
+        return
     if args.kind == "hello":
         app: Any = hello
     elif args.kind in ("fastapi", "fastapi-async"):
@@ -135,7 +191,11 @@ def main() -> None:
     elif args.kind == "slow":
         app = vigil_app(boosted(), max_batch_size=args.max_batch_size)
     else:
-        app = vigil_app(logistic(), metrics=args.kind == "vigil")
+        app = vigil_app(logistic(), metrics=args.kind != "vigil-nometrics")
+    if args.kind == "vigil-grpc":
+        from vigil.serving.grpc.server import GrpcServer
+
+        app.grpc = GrpcServer(f"127.0.0.1:{args.grpc_port}")
     from vigil.serving.server import run
 
     run(app, "127.0.0.1", args.port)

@@ -1,4 +1,5 @@
-"""Drive the servers with wrk, pinned to separate cores, and collect req/s, p50 and p99."""
+"""Drive the servers with wrk (HTTP/1.1) or h2load (gRPC over HTTP/2), pinned to separate
+cores, and collect req/s, p50 and p99."""
 
 from __future__ import annotations
 
@@ -99,27 +100,36 @@ def lua_script(path: str, body: bytes, headers: dict[str, str] | None = None) ->
 
 
 class Server:
-    """One app in a subprocess pinned to the server core."""
+    """One app in a subprocess pinned to the server core (``grpc``: also on a gRPC port)."""
 
-    def __init__(self, kind: str, *extra: str) -> None:
+    def __init__(self, kind: str, *extra: str, grpc: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port() if grpc else None
+        if self.grpc_port is not None:
+            extra = (*extra, "--grpc-port", str(self.grpc_port))
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
         # The caller's PYTHONPATH kept after the repository's: a worktree's src is served.
         path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
 
+    def _ready(self) -> bool:
+        if self.grpc_port is None:
+            try:
+                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return grpc_infer_ok(f"127.0.0.1:{self.grpc_port}", probe=True)
+
     def __enter__(self) -> Server:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"the benchmark server exited with {self.process.returncode}")
-            try:
-                httpx.get(self.url + "/readyz", timeout=1)
+            if self._ready():
                 return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
+            time.sleep(0.2)
         raise SystemExit("the benchmark server did not start in 120 s")
 
     def __exit__(self, *exc: object) -> None:
@@ -174,6 +184,98 @@ def measure(
         Path(script).unlink()
 
 
+def h2load_path() -> str:
+    path = shutil.which("h2load")
+    if path is None:
+        raise SystemExit(
+            "h2load is not installed: run `apt-get install -y nghttp2-client` (Debian package)"
+        )
+    return path
+
+
+GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def grpc_request(row: list[float]) -> bytes:
+    """One-row ``ModelInferRequest`` (raw FP64 ``[1, F]``, output ``predict``), serialized."""
+    from vigil.serving.grpc import inference_v2_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="model")
+    request.inputs.add(name="input-0", datatype="FP64", shape=[1, len(row)])
+    request.outputs.add(name="predict")
+    request.raw_input_contents.append(np.asarray(row, "<f8").tobytes())
+    return bytes(request.SerializeToString())
+
+
+def grpc_infer_ok(target: str, *, probe: bool = False) -> bool:
+    """Whether ``ModelInfer`` of the benchmark's row answers OK with one prediction (h2load
+    sees HTTP/2 statuses only, and gRPC answers errors with status 200: this checks)."""
+    import grpc
+
+    from vigil.serving.grpc import inference_v2_pb2 as pb
+
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            GRPC_PATH,
+            request_serializer=lambda body: body,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        try:
+            response = call(grpc_request(one_row().tolist()), timeout=2)
+        except grpc.RpcError:
+            if probe:
+                return False
+            raise
+    return len(response.outputs) == 1 and len(response.raw_output_contents) == 1
+
+
+def run_h2load(target: str, body: Path, connections: int, seconds: float, log: Path) -> str:
+    """h2load with one stream per connection (as wrk's one request per connection)."""
+    command = [
+        *("taskset", "-c", CLIENT_CPU, h2load_path()),
+        *("-t1", f"-c{connections}", "-m1", f"-D{max(1, round(seconds))}"),
+        *("-H", "content-type: application/grpc", "-H", "te: trailers"),
+        *("-d", str(body), f"--log-file={log}"),
+        f"http://{target}{GRPC_PATH}",
+    ]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def measure_grpc(
+    name: str, server: Server, body: bytes, connections: list[int], seconds: float, warmup: float
+) -> list[Result]:
+    """Like :func:`measure`, over gRPC: p50 and p99 from h2load's per-request log."""
+    assert server.grpc_port is not None
+    target = f"127.0.0.1:{server.grpc_port}"
+    framed = b"\x00" + len(body).to_bytes(4, "big") + body  # gRPC's length-prefixed message
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "request.bin"
+        path.write_bytes(framed)
+        grpc_infer_ok(target)
+        run_h2load(target, path, max(connections), warmup, Path(tmp) / "warmup.log")
+        results = []
+        for count in connections:
+            log = Path(tmp) / f"requests-{count}.log"
+            cpu = cpu_seconds(server.process.pid)
+            output = run_h2load(target, path, count, seconds, log)
+            rows = np.loadtxt(log, dtype=np.int64, ndmin=2)
+            cpu_us = (cpu_seconds(server.process.pid) - cpu) / max(len(rows), 1) * 1e6
+            rps = float(re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", output).group(1))  # type: ignore[union-attr]
+            p50, p99 = (np.percentile(rows[:, 2], (50, 99)) / 1000.0).tolist()
+            failed = re.search(r"(\d+) failed", output)
+            errors = int(np.count_nonzero(rows[:, 1] != 200)) + int(
+                failed.group(1) if failed else 0
+            )
+            grpc_infer_ok(target)  # still answering correctly after the load
+            results.append(Result(name, count, rps, p50, p99, errors, cpu_us))
+            print(
+                f"  {name:<22} c={count:<4} {rps:>9.0f} req/s  p50 {p50:7.2f} ms  "
+                f"p99 {p99:7.2f} ms  errors {errors}  server CPU {cpu_us:6.1f} µs/request",
+                flush=True,
+            )
+        return results
+
+
 def one_row() -> np.ndarray:
     return np.random.default_rng(0).normal(size=len(FEATURES))
 
@@ -215,9 +317,18 @@ def check_v2(url: str, body: bytes, headers: dict[str, str]) -> None:
         raise SystemExit(f"the v2 benchmark answer lacks an output: {r.content[:200]!r}")
 
 
-def main(quick: bool = False, output: Path = Path("bench/results/serving.json")) -> dict:
+def main(
+    quick: bool = False,
+    output: Path = Path("bench/results/serving.json"),
+    only: set[str] | None = None,
+    seconds: float | None = None,
+) -> dict:
+    """Run every case (``only``: the cases of those names) and write the report."""
     wrk_path()
-    seconds, warmup = (3.0, 1.0) if quick else (10.0, 3.0)
+    if only is None or only & {"vigil-grpc", "grpc-constant"}:
+        h2load_path()
+    seconds = 3.0 if quick else (seconds or 10.0)
+    warmup = min(3.0, seconds / 3)
     row = one_row().tolist()
     native = json.dumps({"instances": [dict(zip(FEATURES, row, strict=True))]}).encode()
     tutorial = json.dumps({"features": row}).encode()
@@ -236,24 +347,46 @@ def main(quick: bool = False, output: Path = Path("bench/results/serving.json"))
         ("vigil-no-metrics", "vigil-nometrics", "/v1/models/model/predict", native, ()),
     ]
     for name, kind, path, body, extra in plan:
-        with Server(kind, *extra) as server:
-            results += measure(name, server, path, body, conns, seconds, warmup)
+        if only is None or name in only:
+            with Server(kind, *extra) as server:
+                results += measure(name, server, path, body, conns, seconds, warmup)
     # The same single row through v2: JSON tensors, then tritonclient's defaults (binary).
-    v2_json, v2_binary, framing = v2_bodies(np.asarray(row))
-    with Server("vigil") as server:
-        for name, body, headers in (
-            ("vigil-v2-json", v2_json, {}),
-            ("vigil-v2-binary", v2_binary, framing),
-        ):
-            check_v2(server.url, body, headers)
-            results += measure(name, server, V2_PATH, body, conns, seconds, warmup, headers)
+    v2_cases = [n for n in ("vigil-v2-json", "vigil-v2-binary") if only is None or n in only]
+    if v2_cases:
+        v2_json, v2_binary, framing = v2_bodies(np.asarray(row))
+        with Server("vigil") as server:
+            for name, body, headers in (
+                ("vigil-v2-json", v2_json, {}),
+                ("vigil-v2-binary", v2_binary, framing),
+            ):
+                if name in v2_cases:
+                    check_v2(server.url, body, headers)
+                    results += measure(name, server, V2_PATH, body, conns, seconds, warmup, headers)
+    # gRPC, driven by h2load: vigil's v2 gRPC and the ceiling, a constant grpc.aio servicer.
+    grpc_body = grpc_request(row)
+    for name, kind in (("vigil-grpc", "vigil-grpc"), ("grpc-constant", "grpc-constant")):
+        if only is None or name in only:
+            with Server(kind, grpc=True) as server:
+                results += measure_grpc(name, server, grpc_body, conns, seconds, warmup)
     for name, size in (("slow-batched", "64"), ("slow-unbatched", "1")):
-        with Server("slow", "--max-batch-size", size) as server:
-            results += measure(
-                name, server, "/v1/models/model/predict", native, [64], seconds, warmup
-            )
+        if only is None or name in only:
+            with Server("slow", "--max-batch-size", size) as server:
+                results += measure(
+                    name, server, "/v1/models/model/predict", native, [64], seconds, warmup
+                )
     by = {(r.app, r.connections): r for r in results}
-    goals = {
+    ratios = {
+        "vigil_grpc_vs_grpc_ceiling_throughput_at_32": ("vigil-grpc", "grpc-constant"),
+        "vigil_grpc_vs_vigil_rest_throughput_at_32": ("vigil-grpc", "vigil"),
+    }
+    goals: dict[str, float | bool] = {
+        key: by[a, 32].requests_per_second / by[b, 32].requests_per_second
+        for key, (a, b) in ratios.items()
+        if (a, 32) in by and (b, 32) in by
+    }
+    if only is not None:  # a partial run: only the ratios its cases give
+        return _report(quick, seconds, results, goals, output)
+    goals |= {
         "vigil_vs_fastapi_throughput_at_32": by["vigil", 32].requests_per_second
         / by["fastapi-naive", 32].requests_per_second,
         "vigil_p99_below_fastapi_at_32": by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms,
@@ -270,6 +403,16 @@ def main(quick: bool = False, output: Path = Path("bench/results/serving.json"))
         "batched_vs_unbatched_at_64": by["slow-batched", 64].requests_per_second
         / by["slow-unbatched", 64].requests_per_second,
     }
+    return _report(quick, seconds, results, goals, output)
+
+
+def _report(
+    quick: bool,
+    seconds: float,
+    results: list[Result],
+    goals: dict[str, float | bool],
+    output: Path,
+) -> dict:
     report = {
         "quick": quick,
         "seconds_per_point": seconds,

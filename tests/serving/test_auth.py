@@ -265,7 +265,14 @@ def test_non_loopback_needs_a_predict_key(run_workers: list[dict[str, Any]], vig
     code, output = serve("--host", "0.0.0.0")
     assert code == 0, output
     assert run_workers == [
-        {"host": "0.0.0.0", "port": 1, "workers": 1, "log_level": "warning", "auth": "on"}
+        {
+            "host": "0.0.0.0",
+            "port": 1,
+            "workers": 1,
+            "grpc_port": None,
+            "log_level": "warning",
+            "auth": "on",
+        }
     ]
     assert "authentication is on" in output
 

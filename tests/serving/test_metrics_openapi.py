@@ -21,9 +21,18 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_count_requests_and_errors(client: httpx.Client, models: Models):
     key = (
         "vigil_requests_total",
-        (("model", "reg"), ("route", "native_predict"), ("status", "2xx"), ("version", "1")),
+        (
+            ("model", "reg"),
+            ("protocol", "http"),
+            ("route", "native_predict"),
+            ("status", "2xx"),
+            ("version", "1"),
+        ),
     )
-    err = ("vigil_errors_total", (("kind", "model_not_found"), ("route", "native_predict")))
+    err = (
+        "vigil_errors_total",
+        (("kind", "model_not_found"), ("protocol", "http"), ("route", "native_predict")),
+    )
     before = _samples(client.get("/metrics").text)
     row = {"x0": 1.0, "x1": 2.0, "x2": 3.0, "x3": 4.0, "rooms": 2}
     for _ in range(3):
@@ -34,7 +43,7 @@ def test_metrics_count_requests_and_errors(client: httpx.Client, models: Models)
     assert after[err] - before.get(err, 0.0) == 1
     latency = (
         "vigil_request_duration_seconds_count",
-        (("model", "reg"), ("route", "native_predict"), ("version", "1")),
+        (("model", "reg"), ("protocol", "http"), ("route", "native_predict"), ("version", "1")),
     )
     assert after[latency] - before.get(latency, 0.0) == 3
     assert after[("vigil_model_load_seconds", (("model", "clf"), ("version", "1")))] > 0

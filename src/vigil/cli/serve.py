@@ -121,6 +121,13 @@ def _authentication(host: str, requested: str) -> bool:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="TCP port (0: any free port, shown when ready)."),
+    grpc_port: int = typer.Option(
+        None,
+        "--grpc-port",
+        min=1,
+        max=65535,
+        help="Also serve the Open Inference Protocol v2 over gRPC on this port (needs vigil[grpc]).",
+    ),
     workers: int = typer.Option(1, min=1, help="Worker processes sharing the port."),
     config: Path = typer.Option(None, "--config", help="vigil.yaml with a 'serve:' section."),
     model: list[str] = typer.Option(
@@ -199,6 +206,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        grpc_port=grpc_port,
         log_level=level,
         log_config=logging_config("json" if log_format == "json" else "text", level),
         on_bound=bound,

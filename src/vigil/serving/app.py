@@ -11,7 +11,8 @@ and maps every error to its status and JSON body in one place
 (:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
 answered 500 without a traceback; the server keeps serving.
 
-The lifespan loads and warms every model (``/readyz`` turns 200 only then) and drains them
+The lifespan loads and warms every model (``/readyz`` turns 200 only then), then starts
+the worker's gRPC server when it has one (:mod:`vigil.serving.grpc`), and drains them
 at shutdown, with the experiment endpoints and the capture runtime (see
 :class:`~vigil.serving.dataplane.DataPlane`) and scheduled monitoring
 (:mod:`vigil.monitor.scheduler`) when the composition root gave them.
@@ -23,7 +24,7 @@ import contextlib
 import logging
 import os
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import vigil._heap as _heap
 from vigil.capture.sink import CaptureSink
@@ -73,6 +74,15 @@ _HOW = (
 
 def _mime(content_type: str) -> str:
     return content_type.partition(";")[0].strip().lower()
+
+
+class SideServer(Protocol):
+    """Another protocol's server in the same worker (gRPC: :mod:`vigil.serving.grpc`),
+    started and stopped with the app over its data plane."""
+
+    async def start(self, dataplane: DataPlane, authenticator: Authenticator | None) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 def _content_type_ok(route: Route, content_type: str | None) -> bool:
@@ -135,6 +145,7 @@ class ServingApp:
         routes: list[Route] | None = None,
         authenticator: Authenticator | None = None,
         monitor: MonitorScheduler | None = None,
+        grpc: SideServer | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.settings = dataplane.settings
@@ -154,6 +165,11 @@ class ServingApp:
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
         self._access = logging.getLogger(ACCESS_LOGGER) if self.settings.access_log else None
         """The access log (:mod:`vigil.serving.logs`); ``None``: off, and no work done."""
+        self.grpc = grpc
+        """The worker's gRPC server (``None``: no ``--grpc-port``): started once the models
+        are loaded, as the HTTP socket only accepts then (with several workers on one port,
+        a worker being replaced must not take connections it cannot answer yet), and
+        stopped first at shutdown."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -168,10 +184,17 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.dataplane.startup()
+                    if self.grpc is not None:
+                        await self.grpc.start(self.dataplane, self.authenticator)
                     if self.monitor is not None:
                         self.monitor.start()
                 except Exception as exc:
-                    log.exception("model loading failed")
+                    if self.grpc is not None:
+                        await self.grpc.stop()
+                    if isinstance(exc, VigilError):  # its message says what to do
+                        log.error("worker start-up failed: %s", exc.message)
+                    else:
+                        log.exception("worker start-up failed (model loading or the gRPC port)")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 if self._metrics:
@@ -187,6 +210,8 @@ class ServingApp:
                     _heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.grpc is not None:
+                    await self.grpc.stop()
                 if self.monitor is not None:
                     await self.monitor.stop()
                 await self.dataplane.shutdown()

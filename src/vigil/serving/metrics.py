@@ -2,16 +2,17 @@
 
 Labels are bounded: ``model`` and ``version`` only ever take the values of models the
 server actually serves (never a name a client typed), ``route`` is one of a fixed set of
-operation names, ``status`` a class (``2xx``/``4xx``/``5xx``) and ``kind`` an error code
-from :mod:`vigil.errors`. Children are bound once and cached, so a request pays a few
+operation names, ``status`` a class (``2xx``/``4xx``/``5xx``; a gRPC call counts the class
+of the HTTP status its error maps from), ``kind`` an error code from :mod:`vigil.errors`
+and ``protocol`` the transport (``http`` or ``grpc``). Children are bound once and cached, so a request pays a few
 dictionary lookups and lock-protected additions.
 
 They live on :data:`vigil.monitor.prometheus.REGISTRY`, with the monitoring gauges;
 :func:`vigil.monitor.prometheus.exposition` answers ``/metrics`` (all workers' values).
 
->>> before = REQUESTS.labels("m", "1", "native_predict", "2xx")._value.get()
+>>> before = REQUESTS.labels("m", "1", "native_predict", "2xx", "http")._value.get()
 >>> record_request("native_predict", "m", "1", 200, 0.003)
->>> REQUESTS.labels("m", "1", "native_predict", "2xx")._value.get() - before
+>>> REQUESTS.labels("m", "1", "native_predict", "2xx", "http")._value.get() - before
 1.0
 """
 
@@ -46,21 +47,21 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 REQUESTS = Counter(
     "vigil_requests",
-    "HTTP requests answered, by model version, route and status class.",
-    ("model", "version", "route", "status"),
+    "Requests answered, by model version, route, status class and protocol (http, grpc).",
+    ("model", "version", "route", "status", "protocol"),
     registry=REGISTRY,
 )
 LATENCY = Histogram(
     "vigil_request_duration_seconds",
-    "Time from the request's first byte to the response, by model version and route.",
-    ("model", "version", "route"),
+    "Time from the request's first byte to the response, by model version, route and protocol.",
+    ("model", "version", "route", "protocol"),
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 ERRORS = Counter(
     "vigil_errors",
-    "Requests answered with an error, by route and error kind.",
-    ("route", "kind"),
+    "Requests answered with an error, by route, error kind and protocol.",
+    ("route", "kind", "protocol"),
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(
@@ -115,13 +116,18 @@ _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
 @cache
-def _request_children(route: str, model: str, version: str, status: str) -> tuple[Any, Any]:
-    return REQUESTS.labels(model, version, route, status), LATENCY.labels(model, version, route)
+def _request_children(
+    route: str, model: str, version: str, status: str, protocol: str
+) -> tuple[Any, Any]:
+    return (
+        REQUESTS.labels(model, version, route, status, protocol),
+        LATENCY.labels(model, version, route, protocol),
+    )
 
 
 @cache
-def _error_child(route: str, kind: str) -> Any:
-    return ERRORS.labels(route, kind)
+def _error_child(route: str, kind: str, protocol: str) -> Any:
+    return ERRORS.labels(route, kind, protocol)
 
 
 @cache
@@ -135,16 +141,20 @@ def batch_children(model: str, version: str) -> tuple[Any, Any, Any, Any]:
     )
 
 
-def record_request(route: str, model: str, version: str, status: int, seconds: float) -> None:
+def record_request(
+    route: str, model: str, version: str, status: int, seconds: float, protocol: str = "http"
+) -> None:
     """Count one answered request and observe its latency."""
-    count, latency = _request_children(route, model, version, _STATUS_CLASS[status // 100])
+    count, latency = _request_children(
+        route, model, version, _STATUS_CLASS[status // 100], protocol
+    )
     count.inc()
     latency.observe(seconds)
 
 
-def record_error(route: str, kind: str) -> None:
+def record_error(route: str, kind: str, protocol: str = "http") -> None:
     """Count one error answer; ``kind`` must be an error code, never client text."""
-    _error_child(route, kind).inc()
+    _error_child(route, kind, protocol).inc()
 
 
 def record_model_load(model: str, version: str, seconds: float) -> None:

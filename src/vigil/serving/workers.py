@@ -50,6 +50,11 @@ log = logging.getLogger("vigil.serving")
 PROVIDER_ENV = "VIGIL_WORKER_PROVIDER"
 """Environment variable naming the factory (of a provider or an app) every worker calls."""
 
+GRPC_ENV = "VIGIL_WORKER_GRPC_ADDRESS"
+"""``host:port`` every worker also serves the v2 gRPC protocol on (unset: no gRPC)."""
+GRPC_SHARED_ENV = "VIGIL_WORKER_GRPC_SHARED"
+"""``1`` when several workers share the gRPC port (each binds it with SO_REUSEPORT)."""
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 GC_FREEZE_ENV = "VIGIL_SERVE_GC_FREEZE"
 """On unless set: workers settle their heap after start-up (see :mod:`vigil._heap`)."""
@@ -129,7 +134,14 @@ def worker_app() -> Any:
             f"{PROVIDER_ENV} is not set; start workers with vigil.serving.workers.serve()"
         )
     made = load_factory(spec)()
-    return made if isinstance(made, ServingApp) else create_app(made)
+    app = made if isinstance(made, ServingApp) else create_app(made)
+    address = os.environ.get(GRPC_ENV)
+    if address:
+        # grpcio is an optional extra, imported only by a worker that serves gRPC.
+        from vigil.serving.grpc.server import GrpcServer
+
+        app.grpc = GrpcServer(address, reuse_port=os.environ.get(GRPC_SHARED_ENV) == "1")
+    return app
 
 
 def _supervisor_class() -> Any:
@@ -194,6 +206,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a gRPC port another process listens on, before any worker starts (workers
+    bind it only once their models are loaded, and with several of them SO_REUSEPORT would
+    otherwise let them share it with a stranger).
+
+    >>> import socket
+    >>> with socket.socket() as held:
+    ...     held.bind(("127.0.0.1", 0)); held.listen()
+    ...     _check_port_free("127.0.0.1", held.getsockname()[1])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    vigil.errors.ConfigurationError: cannot listen for gRPC on 127.0.0.1:... (...); choose another --grpc-port or stop the process that holds it
+    """
+    import socket  # only with --grpc-port
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers bind: past connections of a previous run (TIME_WAIT) do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen for gRPC on {host}:{port} ({exc.strerror or exc}); choose "
+                "another --grpc-port or stop the process that holds it"
+            ) from None
+
+
 def serve(
     provider: str,
     *,
@@ -201,9 +241,12 @@ def serve(
     port: int = 8080,
     workers: int = 1,
     on_bound: Callable[[int], None] | None = None,
+    grpc_port: int | None = None,
     **options: Any,
 ) -> None:
-    """Serve the models of ``provider`` (an import string) with ``workers`` processes.
+    """Serve the models of ``provider`` (an import string) with ``workers`` processes,
+    over HTTP on ``port`` and, with ``grpc_port``, the v2 gRPC protocol on that port of the
+    same ``host`` (:mod:`vigil.serving.grpc`).
 
     Blocks until SIGINT/SIGTERM, then drains every worker. ``on_bound`` is called with the
     port actually listened on (the one the system picked for ``port=0``) once the socket
@@ -213,6 +256,14 @@ def serve(
     check_port(port)
     if workers < 1:
         raise ConfigurationError(f"--workers must be at least 1 (got {workers})")
+    if grpc_port is not None:
+        if grpc_port == port:
+            raise ConfigurationError(
+                f"--grpc-port must differ from --port (both are {port}); gRPC listens on "
+                "a port of its own"
+            )
+        require("grpc", "grpc")
+        _check_port_free(host, grpc_port)
     if not is_loopback(host):
         # The app cannot see the address it is bound to: decide "auto" here, for every worker.
         auth = os.environ.get("VIGIL_SERVE_AUTH", "auto").lower()
@@ -234,8 +285,14 @@ def serve(
     # One process keeps its metrics in memory; several share a fresh private directory
     # (set before any worker imports prometheus-client, which picks its storage at import).
     metrics_dir = tempfile.mkdtemp(prefix="vigil-metrics-") if workers > 1 else None
-    previous = {k: os.environ.get(k) for k in (PROVIDER_ENV, MULTIPROC_ENV, GC_FREEZE_ENV)}
+    names = (PROVIDER_ENV, MULTIPROC_ENV, GC_FREEZE_ENV, GRPC_ENV, GRPC_SHARED_ENV)
+    previous = {k: os.environ.get(k) for k in names}
     os.environ[PROVIDER_ENV] = provider
+    os.environ.pop(GRPC_ENV, None)
+    os.environ.pop(GRPC_SHARED_ENV, None)
+    if grpc_port is not None:
+        os.environ[GRPC_ENV] = f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
+        os.environ[GRPC_SHARED_ENV] = "1" if workers > 1 else "0"
     # A process that only serves: short collector pauses (vigil._heap), unless told not to.
     os.environ.setdefault(GC_FREEZE_ENV, "true")
     if metrics_dir is not None:
@@ -276,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--grpc-port", type=int, default=None)
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     serve(
@@ -283,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        grpc_port=args.grpc_port,
         log_level=args.log_level,
     )
 

@@ -309,9 +309,8 @@ async def server_ready(dp: DataPlane, req: Request) -> Response:
     return json_response({"ready": dp.ready}, 200 if dp.ready else 400)
 
 
-async def model_metadata(dp: DataPlane, req: Request) -> Response:
-    served = dp.model(req.params["name"], _selector(req))
-    req.model, req.version = served.name, served.version_label
+def model_metadata_body(dp: DataPlane, served: ServedModel) -> dict[str, Any]:
+    """The v2 model metadata of a served version (REST and gRPC answer the same)."""
     versions = sorted({m.version for m in dp.models() if m.name == served.name})
     out_type = _FEATURE_DATATYPE.get(served.signature.outputs.dtype, "BYTES")
     if served.signature.outputs.dtype.startswith(("int", "uint")):
@@ -320,18 +319,22 @@ async def model_metadata(dp: DataPlane, req: Request) -> Response:
     if served.has_proba:
         width = len(served.classes) if served.classes else -1
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, width]})
-    return json_response(
-        {
-            "name": served.name,
-            "versions": [str(v) for v in versions],
-            "platform": f"vigil_{served.bundle.model.flavor}",
-            "inputs": [
-                {"name": f.name, "datatype": feature_datatype(f), "shape": [-1]}
-                for f in served.signature.inputs
-            ],
-            "outputs": outputs,
-        }
-    )
+    return {
+        "name": served.name,
+        "versions": [str(v) for v in versions],
+        "platform": f"vigil_{served.bundle.model.flavor}",
+        "inputs": [
+            {"name": f.name, "datatype": feature_datatype(f), "shape": [-1]}
+            for f in served.signature.inputs
+        ],
+        "outputs": outputs,
+    }
+
+
+async def model_metadata(dp: DataPlane, req: Request) -> Response:
+    served = dp.model(req.params["name"], _selector(req))
+    req.model, req.version = served.name, served.version_label
+    return json_response(model_metadata_body(dp, served))
 
 
 async def model_ready(dp: DataPlane, req: Request) -> Response:
