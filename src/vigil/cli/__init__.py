@@ -12,6 +12,10 @@ One way to do each thing:
 * ``--json`` prints for scripts, in every command that shows or changes something.
 * Durations and points in time are written one way (:mod:`vigil.durations`).
 * Long jobs draw their progress on stderr through :func:`vigil.console.progress`.
+* A command imports the subsystems it calls inside its function, when it runs: ``vigil
+  --help`` and a command that needs no model never pay for SQLAlchemy, pandas or
+  scikit-learn (``tests/test_cli_startup.py`` checks it). That is the reason for every
+  function-level import in this package.
 * A short flag means the same in every command that has it:
 
   ====  ===================  =========================================================

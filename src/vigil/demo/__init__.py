@@ -15,12 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.rule import Rule
 
 from vigil._redact import redact_url
+from vigil.app import Vigil
+from vigil.console import table, when
 from vigil.demo import _home
 from vigil.demo._data import MODEL_NAME, train
+from vigil.demo._server import DemoServer
+from vigil.demo.monitoring import watch
+from vigil.demo.serving import serve_traffic
+from vigil.settings import load_settings
 
 
 def run_demo(
@@ -39,10 +46,6 @@ def run_demo(
 
 
 def _run(console: Console, outside_database: bool) -> dict[str, Any]:
-    import numpy as np
-
-    from vigil.app import Vigil
-    from vigil.settings import load_settings
 
     settings = load_settings()
     v = Vigil(settings)
@@ -93,11 +96,7 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
 
     _show(v, bundle, console)
 
-    from vigil.demo._server import DemoServer
-    from vigil.demo.serving import serve_traffic
-
     console.print("4. serving it with [bold]vigil serve[/] and calling it through each protocol")
-    from vigil.demo.monitoring import watch
 
     # Monitoring runs on demand below, so the server's own schedule stays out of the way.
     with DemoServer(settings.home, env={"VIGIL_MONITOR_ENABLED": "false"}) as server:
@@ -157,7 +156,6 @@ def _next_steps(home: Path, window: int, console: Console) -> None:
 
 
 def _show(v: Any, bundle: Any, console: Console) -> None:
-    from vigil.console import table, when
 
     versions = v.registry.list_versions(MODEL_NAME)
     table(

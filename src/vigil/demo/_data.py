@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
 MODEL_NAME = "breast-cancer"
 
 
 def train(seed: int = 0) -> tuple[Any, Any, Any, Any, dict[str, float]]:
     """``(model, reference with target, holdout features, holdout labels, metrics)``."""
-    import numpy as np
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     data = load_breast_cancer(as_frame=True)
     frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))

@@ -12,6 +12,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import httpx
+
 from vigil.serving.server import free_port
 
 
@@ -52,7 +54,6 @@ class DemoServer:
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        import httpx
 
         deadline = time.monotonic() + timeout
         assert self._process is not None

@@ -6,11 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
+import httpx
+import numpy as np
 from rich.console import Console
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from vigil.demo._data import MODEL_NAME
+from vigil.experiments.config import parse_endpoint
+from vigil.experiments.store import EndpointStore
 
 ENDPOINT = "checkout"
 REQUESTS = 600
@@ -20,9 +28,6 @@ REWARD_RATE = {"v1": 0.10, "v2": 0.16}
 
 def register_challenger(v: Any, reference: Any, console: Console) -> int:
     """Register a second version (a stronger-regularised model) and alias it ``challenger``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     features = reference.drop(columns=["target"])
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=1000))
@@ -42,11 +47,6 @@ def register_challenger(v: Any, reference: Any, console: Console) -> int:
 def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, int]:
     """Create a 50/50 endpoint over production and challenger, send traffic from distinct
     users with simulated rewards as feedback, and print the experiment status."""
-    import httpx
-    import numpy as np
-
-    from vigil.experiments.config import parse_endpoint
-    from vigil.experiments.store import EndpointStore
 
     config = parse_endpoint(
         {
@@ -111,7 +111,6 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
 def _wait_for_endpoint(http: Any, row: dict[str, Any], timeout: float = 30.0) -> None:
     """The server notices new endpoints (and loads their models) within a few seconds; wait
     until it routes one probe request."""
-    import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

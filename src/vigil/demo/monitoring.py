@@ -3,12 +3,21 @@ names the features that moved, measures the accuracy drop and fires an alert."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 from rich.console import Console
 
+from vigil.console import shown, table
 from vigil.demo._data import MODEL_NAME
+from vigil.demo._webhook import WebhookReceiver
+from vigil.monitor.cycle import monitor_once
+from vigil.monitor.settings import MonitorSettings, Webhook
 
 SHIFTED = tuple(
     f"{stat}_{what}"
@@ -45,13 +54,6 @@ def watch(
     v: Any, url: str, holdout: Any, holdout_y: Any, reference: Any, console: Console
 ) -> dict[str, Any]:
     """Run the monitoring stage against the server at ``url``; returns what it found."""
-    import httpx
-    import numpy as np
-
-    from vigil.console import shown
-    from vigil.demo._webhook import WebhookReceiver
-    from vigil.monitor.cycle import monitor_once
-    from vigil.monitor.settings import MonitorSettings, Webhook
 
     window_rows = len(holdout)
     labels = np.asarray(holdout_y)
@@ -104,7 +106,6 @@ def watch(
 
 
 def _print_windows(windows: list[Any], console: Console) -> None:
-    from vigil.console import table
 
     rows = []
     for i, w in enumerate(windows, 1):
@@ -128,9 +129,6 @@ def _print_windows(windows: list[Any], console: Console) -> None:
 
 def _report(v: Any, console: Console) -> Path:
     """Write the HTML drift report of the captured traffic with ``vigil report``."""
-    import os
-    import subprocess
-    import sys
 
     path = Path(v.settings.home) / "reports" / f"{MODEL_NAME}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from vigil.demo._data import MODEL_NAME
@@ -18,7 +19,6 @@ def _example(console: Console, title: str, method: str, url: str, body: Any | No
 def serve_traffic(url: str, rows: Any, expected: list[int], console: Console) -> dict[str, Any]:
     """Send ``rows`` through the native, Open Inference Protocol v2 and MLflow routes, check
     each answer equals ``expected`` and print one example call per protocol."""
-    import httpx
 
     records = rows.to_dict(orient="records")
     columns = list(rows.columns)
