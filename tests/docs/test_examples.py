@@ -79,6 +79,11 @@ NOT_RUN: dict[Key, str] = {
         "README.md",
         "cli",
     ): "the layer diagram: tests/test_architecture.py checks it against pyproject.toml",
+    ("docs/serving.md", "import os"): (
+        "the gRPC client example needs a gRPC port and a four-feature model: "
+        "tests/serving/test_grpc_serve.py::test_the_documented_example_runs runs it as "
+        "written against `vigil serve --grpc-port` with keys on"
+    ),
     (
         "docs/monitoring.md",
         "churn v1 (native_predict): the current window (1h or 1000) is incomplete, 982 rows so far; it closes after 18 more rows or at 2025-06-02 15:01 UTC",
@@ -447,7 +452,7 @@ def test_every_block_is_run_or_listed() -> None:
         assert block.lang in runnable or block.key in MIRRORS or block.key in CONFIG_FILES, (
             f"{block.id} is neither run nor listed in NOT_RUN"
         )
-    assert len(NOT_RUN) <= 5, "keep the list of examples that do not run short"
+    assert len(NOT_RUN) <= 6, "keep the list of examples that do not run short"
     for doc, pattern, _replacement, why in SUBSTITUTIONS:
         used = any(re.search(pattern, b.text) for b in RUN if doc in (None, b.doc))
         assert used, f"the substitution {pattern!r} ({why}) changes no example: remove it"

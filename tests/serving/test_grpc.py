@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as tg
-from tests.serving.conftest import CLF_FEATURES, Models, ServerThread
+from tests.serving.conftest import CLF_FEATURES, SETTINGS, Models, ServerThread, bundles
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
@@ -37,8 +37,19 @@ class GrpcServerThread(ServerThread):
 
 
 @pytest.fixture(scope="module")
-def grpc_server(provider: StaticProvider) -> Iterator[GrpcServerThread]:
-    with GrpcServerThread(create_app(provider)) as running:
+def grpc_provider(models: Models) -> StaticProvider:
+    # Its own provider: stopping this module's server stops the provider's executors, which
+    # the session's HTTP server (tests/serving/conftest.py) must keep.
+    return StaticProvider(
+        bundles(models),
+        aliases={"clf": {"production": 1, "challenger": 2}},
+        settings=SETTINGS,
+    )
+
+
+@pytest.fixture(scope="module")
+def grpc_server(grpc_provider: StaticProvider) -> Iterator[GrpcServerThread]:
+    with GrpcServerThread(create_app(grpc_provider)) as running:
         yield running
 
 
@@ -418,8 +429,8 @@ def test_the_documented_table_is_the_tested_one():
     assert _doc_table() == {case[0]: case[2].name for case in MALFORMED}
 
 
-def test_a_grpc_port_in_use_stops_the_worker_with_what_to_do(provider: StaticProvider):
-    app = create_app(provider)
+def test_a_grpc_port_in_use_stops_the_worker_with_what_to_do(grpc_provider: StaticProvider):
+    app = create_app(grpc_provider)
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
