@@ -528,7 +528,10 @@ def test_malformed_binary_requests(
 
 def test_the_docs_table_lists_every_malformed_case() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "serving.md").read_text()
-    rows = {line.split(" | ")[0][2:]: line for line in doc.splitlines() if line.startswith("| ")}
+    protocols = doc.split("## Protocols", 1)[1].split("\n## ", 1)[0]  # not gRPC's table
+    rows = {
+        line.split(" | ")[0][2:]: line for line in protocols.splitlines() if line.startswith("| ")
+    }
     for what, *_, message in MALFORMED:
         assert what in rows, f"docs/serving.md has no row for {what!r}"
         assert message in rows[what], f"the row for {what!r} does not say {message!r}"
@@ -622,10 +625,19 @@ def test_metrics_count_binary_requests_as_json_ones(
 ) -> None:
     ok = (
         "vigil_requests_total",
-        (("model", "reg"), ("route", "v2_infer"), ("status", "2xx"), ("version", "1")),
+        (
+            ("model", "reg"),
+            ("protocol", "http"),
+            ("route", "v2_infer"),
+            ("status", "2xx"),
+            ("version", "1"),
+        ),
     )
     rows = ("vigil_predicted_rows_total", (("model", "reg"), ("version", "1")))
-    bad = ("vigil_errors_total", (("kind", "malformed_request"), ("route", "v2_infer")))
+    bad = (
+        "vigil_errors_total",
+        (("kind", "malformed_request"), ("protocol", "http"), ("route", "v2_infer")),
+    )
     before = _samples(client.get("/metrics").text)
     X = models.X_reg[:4]
     inputs = [_input(n, X[:, j].copy(), "FP64") for j, n in enumerate(REG_FEATURES[:4])]
