@@ -117,7 +117,9 @@ class Server:
     def _ready(self) -> bool:
         if self.grpc_port is None:
             try:
-                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+                # vigil answers 503 until its models are loaded; the other apps have no
+                # /readyz (404), and answering at all means they are up.
+                return httpx.get(self.url + "/readyz", timeout=1).status_code != 503
             except httpx.HTTPError:
                 return False
         return grpc_infer_ok(f"127.0.0.1:{self.grpc_port}", probe=True)
