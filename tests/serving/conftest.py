@@ -169,13 +169,18 @@ class ServerThread:
 SETTINGS = ServingSettings(max_body_bytes=256 * 1024, max_wait_ms=50.0, mlflow_model="clf")
 
 
-@pytest.fixture(scope="session")
-def provider(models: Models) -> StaticProvider:
+def make_provider(models: Models) -> StaticProvider:
+    """The test models behind one provider (a server that stops it stops its executors)."""
     return StaticProvider(
         bundles(models),
         aliases={"clf": {"production": 1, "challenger": 2}},
         settings=SETTINGS,
     )
+
+
+@pytest.fixture(scope="session")
+def provider(models: Models) -> StaticProvider:
+    return make_provider(models)
 
 
 @pytest.fixture(scope="session")

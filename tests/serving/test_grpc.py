@@ -13,7 +13,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as tg
-from tests.serving.conftest import CLF_FEATURES, SETTINGS, Models, ServerThread, bundles
+from tests.serving.conftest import CLF_FEATURES, Models, ServerThread, make_provider
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException, serialize_byte_tensor
@@ -40,11 +40,7 @@ class GrpcServerThread(ServerThread):
 def grpc_provider(models: Models) -> StaticProvider:
     # Its own provider: stopping this module's server stops the provider's executors, which
     # the session's HTTP server (tests/serving/conftest.py) must keep.
-    return StaticProvider(
-        bundles(models),
-        aliases={"clf": {"production": 1, "challenger": 2}},
-        settings=SETTINGS,
-    )
+    return make_provider(models)
 
 
 @pytest.fixture(scope="module")
