@@ -200,6 +200,12 @@ def test_an_empty_vigil_serve_warns_then_serves_what_gets_registered(vigil_home:
                 return log.read().decode()
 
             wait_for(lambda: "ready in" in logged(), 120, what="the ready line")
+            # the warning follows the ready line, from the same thread
+            wait_for(
+                lambda: "no model to serve yet" in " ".join(logged().split()),
+                30,
+                what="the empty-server warning",
+            )
             output = " ".join(logged().split())
             assert "warning: no model to serve yet" in output
             assert "vigil register NAME MODEL_FILE --reference DATA --alias production" in output
