@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,13 +17,19 @@ from vigil.app import Vigil
 from vigil.drift import compare_to_profile
 from vigil.errors import ModelNotFoundError
 from vigil.monitor.baseline import load_baseline
-from vigil.monitor.engine import Resume, run_monitoring
+from vigil.monitor.engine import Resume, monitor_windows
+from vigil.monitor.measure import WindowResult
 from vigil.monitor.series import read_series, stored_windows
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 SETTINGS = MonitorSettings(window="1h", rules=[], grace_s=0)
+
+
+def run_monitoring(app: Any, **options: Any) -> list[WindowResult]:
+    """The windows one pass computed and stored."""
+    return monitor_windows(app, **options).results
 
 
 def _points(vigil: Vigil) -> int:

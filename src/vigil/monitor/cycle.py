@@ -58,7 +58,7 @@ def monitor_once(
     progress: Progress | None = None,
     resume: Resume | None = None,
 ) -> CycleResult:
-    """Run :func:`~vigil.monitor.engine.run_monitoring`, then the rules and webhooks.
+    """Run :func:`~vigil.monitor.engine.monitor_windows`, then the rules and webhooks.
 
     Alert rules are evaluated on the configured window size (``VIGIL_MONITOR_WINDOW``)
     only; a run with another ``window`` computes and stores windows but alerts on nothing.

@@ -1,6 +1,6 @@
 """The monitoring engine: read the log, cut it into windows, measure and store them.
 
-:func:`run_monitoring` is idempotent. A complete window already in the store is not
+:func:`monitor_windows` is idempotent. A complete window already in the store is not
 computed again, unless labels for its predictions arrived since (then it is recomputed
 and its points replaced, so a late label lands in its prediction's window). The current,
 partial window is computed only when asked (``partial=True``), stored marked partial, and
@@ -307,33 +307,3 @@ def monitor_windows(
         if not w.complete and id(w) not in computed
     ]
     return MonitoringPass(results, waiting, spec.text, start, n_records=len(log_rows))
-
-
-def run_monitoring(
-    app: MonitorServices,
-    *,
-    model: str | None = None,
-    since: datetime | str | None = None,
-    window: str | None = None,
-    partial: bool = False,
-    now: datetime | None = None,
-    settings: MonitorSettings | None = None,
-    capture: Path | None = None,
-    feedback: FeedbackStore | None = None,
-    progress: Progress | None = None,
-    resume: Resume | None = None,
-) -> list[WindowResult]:
-    """The windows :func:`monitor_windows` computed and stored."""
-    return monitor_windows(
-        app,
-        model=model,
-        since=since,
-        window=window,
-        partial=partial,
-        now=now,
-        settings=settings,
-        capture=capture,
-        feedback=feedback,
-        progress=progress,
-        resume=resume,
-    ).results
