@@ -75,6 +75,25 @@ def _chromium() -> str:
     return found
 
 
+def _submitted_dom(page: Path, profile: Path) -> str:
+    """The DOM headless Chromium ends on after opening ``page`` (which submits its form)."""
+    return subprocess.run(
+        [
+            _chromium(),
+            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
+            "--disable-background-networking",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
 @pytest.mark.browser
 def test_an_auto_submitted_form_in_a_real_browser_changes_nothing(
     served: tuple[Vigil, ServerThread], tmp_path: Path
@@ -88,21 +107,7 @@ def test_an_auto_submitted_form_in_a_real_browser_changes_nothing(
         "<script>document.getElementById('f').submit()</script>"
         "</body></html>"
     )
-    dom = subprocess.run(
-        [
-            _chromium(),
-            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
-            "--disable-background-networking",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    dom = _submitted_dom(page, tmp_path / "profile")
     # The browser did reach the server: it shows the refusal, and production stays put.
     assert "unsupported_media_type" in dom or "cross_origin" in dom, dom[:500]
     assert production(vigil) == 2
@@ -124,21 +129,7 @@ def test_a_form_cannot_send_json_to_a_prediction_in_a_real_browser(
         "<script>document.getElementById('f').submit()</script>"
         "</body></html>"
     )
-    dom = subprocess.run(
-        [
-            _chromium(),
-            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
-            "--disable-background-networking",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    dom = _submitted_dom(page, tmp_path / "profile")
     assert "unsupported_media_type" in dom and "predictions" not in dom, dom[:500]
 
 
