@@ -104,7 +104,6 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
         "HOME": str(home),
         "VIGIL_HOME": str(user_vigil),  # the user's own home: the demo must leave it alone
         "PYTHONPATH": str(tree / "src"),  # the copy's code, through the existing venv
-        "COLUMNS": "200",
     }
 
     first = _make_demo(tree, env)
@@ -133,8 +132,14 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
     # an experiment over 600 users whose split is the same every run.
     split = re.search(r"600 requests from 600 users \(v1 (\d+), v2 (\d+)\)", out)
     assert split is not None and int(split[1]) + int(split[2]) == 600
+    # The table counts exactly those requests (the demo's wait for the endpoint is one of
+    # them, not an extra request).
+    requests_row = re.search(r"│ requests +│ (\d+) +│ (\d+) +│", out)
+    assert requests_row is not None and requests_row.groups() == split.groups()
     assert "checkout: split experiment" in out and "P(best)" in out
     assert "split check (SRM)" in out
+    # Written to a pipe, prose is never folded mid-sentence.
+    assert re.search(r"endpoint checkout: split 50/50 .* sticky by the X-Unit-ID header\n", out)
 
     # Every command it suggests works as printed.
     suggested = out.split("next, look around what the demo left in", 1)[1].splitlines()[1:]

@@ -12,6 +12,8 @@ is never touched.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,10 @@ def run_demo(
     """Run the demo in ``home`` (default ``./vigil-demo``), emptied first; returns what it
     registered (for tests). ``database_url`` puts its metadata in that database instead of
     the home's SQLite file (which the demo cannot empty: use a new database)."""
-    console = console or Console()
+    # Prose is never folded (a pipe or a file keeps whole lines); tables and rules take the
+    # terminal's width, or 100 columns for a pipe.
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    console = console or Console(soft_wrap=True, width=100 if piped else None)
     where = _home.prepare(Path(home) if home is not None else _home.DEFAULT)
     with _home.environment(where, database_url):
         return _run(console, database_url is not None)

@@ -71,13 +71,11 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
     served: dict[str, int] = {"v1": 0, "v2": 0}
     feedback: list[dict[str, Any]] = []
     with httpx.Client(base_url=url, timeout=30) as http:
-        _wait_for_endpoint(http, records[0])
         for i in range(REQUESTS):
-            r = http.post(
-                f"/v1/endpoints/{ENDPOINT}/predict",
-                json={"inputs": records[i % len(records)]},
-                headers={"x-unit-id": f"user-{i}"},
-            )
+            row, headers = records[i % len(records)], {"x-unit-id": f"user-{i}"}
+            # The first user's request waits for the server to pick the endpoint up: every
+            # request the table counts is one of the story's users.
+            r = _wait_for_endpoint(http, row, headers) if i == 0 else _predict(http, row, headers)
             r.raise_for_status()
             body = r.json()
             variant = body["variant"]
@@ -108,18 +106,21 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
     return served
 
 
-def _wait_for_endpoint(http: Any, row: dict[str, Any], timeout: float = 30.0) -> None:
-    """The server notices new endpoints (and loads their models) within a few seconds; wait
-    until it routes one probe request."""
+def _predict(http: Any, row: dict[str, Any], headers: dict[str, str]) -> Any:
+    return http.post(f"/v1/endpoints/{ENDPOINT}/predict", json={"inputs": row}, headers=headers)
+
+
+def _wait_for_endpoint(
+    http: Any, row: dict[str, Any], headers: dict[str, str], timeout: float = 30.0
+) -> Any:
+    """The server notices new endpoints (and loads their models) within a few seconds: send
+    the request until the endpoint routes it (a 404 or 503 before that is neither routed
+    nor logged), and return that answer."""
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = http.post(
-            f"/v1/endpoints/{ENDPOINT}/predict",
-            json={"inputs": row},
-            headers={"x-unit-id": "probe"},
-        )
-        if r.status_code == 200:
-            return
+        r = _predict(http, row, headers)
+        if r.status_code not in (404, 503):
+            return r
         time.sleep(0.2)
     raise SystemExit(f"demo: the server did not pick up endpoint {ENDPOINT} in {timeout:.0f} s")
