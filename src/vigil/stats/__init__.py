@@ -10,7 +10,9 @@ counters per variant; everything below turns them into answers.
 - sequential, always valid: :class:`SequentialTest`, :func:`msprt_p_value`;
 - planning: :func:`sample_size_two_proportions`, :func:`sample_size_two_means`;
 - health: :func:`sample_ratio_mismatch`; several arms: :func:`adjust_p_values`;
-- all of it at once: :func:`summarize_experiment`.
+- all of it at once: :func:`summarize_experiment`;
+- two models on the same rows (a validation gate): :func:`mcnemar_test`,
+  :func:`paired_bootstrap_ci`, :func:`paired_mean_difference_ci`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from vigil.stats.means import (
     welch_ttest_samples,
 )
 from vigil.stats.multiple_testing import MultipleTestingResult, adjust_p_values
+from vigil.stats.paired import mcnemar_test, paired_bootstrap_ci, paired_mean_difference_ci
 from vigil.stats.power import (
     SampleSize,
     cohens_h,
@@ -84,10 +87,13 @@ __all__ = [
     "difference_ci_newcombe",
     "expected_loss_beta",
     "gaussian_comparison",
+    "mcnemar_test",
     "mean_ci_t",
     "mean_difference_ci_welch",
     "msprt_log_likelihood_ratio",
     "msprt_p_value",
+    "paired_bootstrap_ci",
+    "paired_mean_difference_ci",
     "power_two_means",
     "power_two_proportions",
     "prob_best_beta",
