@@ -12,7 +12,9 @@ counters per variant; everything below turns them into answers.
 - health: :func:`sample_ratio_mismatch`; several arms: :func:`adjust_p_values`;
 - all of it at once: :func:`summarize_experiment`;
 - two models on the same rows (a validation gate): :func:`mcnemar_test`,
-  :func:`paired_bootstrap_ci`, :func:`paired_mean_difference_ci`.
+  :func:`paired_bootstrap_ci`, :func:`paired_mean_difference_ci`;
+- what another routing policy would have earned, from a bandit's log:
+  :func:`ips_estimate`, :func:`snips_estimate`, :func:`doubly_robust_estimate`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ from vigil.stats.means import (
     welch_ttest_samples,
 )
 from vigil.stats.multiple_testing import MultipleTestingResult, adjust_p_values
+from vigil.stats.off_policy import (
+    OffPolicyEstimate,
+    doubly_robust_estimate,
+    ips_estimate,
+    snips_estimate,
+)
 from vigil.stats.paired import mcnemar_test, paired_bootstrap_ci, paired_mean_difference_ci
 from vigil.stats.power import (
     SampleSize,
@@ -73,6 +81,7 @@ __all__ = [
     "ExperimentSummary",
     "MeanStats",
     "MultipleTestingResult",
+    "OffPolicyEstimate",
     "ProportionStats",
     "Recommendation",
     "SRMResult",
@@ -85,8 +94,10 @@ __all__ = [
     "beta_binomial_comparison",
     "cohens_h",
     "difference_ci_newcombe",
+    "doubly_robust_estimate",
     "expected_loss_beta",
     "gaussian_comparison",
+    "ips_estimate",
     "mcnemar_test",
     "mean_ci_t",
     "mean_difference_ci_welch",
@@ -106,6 +117,7 @@ __all__ = [
     "sample_ratio_mismatch",
     "sample_size_two_means",
     "sample_size_two_proportions",
+    "snips_estimate",
     "summarize_experiment",
     "two_proportion_ztest",
     "welch_ttest",
