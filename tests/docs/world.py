@@ -144,6 +144,7 @@ class World:
             customers.to_csv(self.work / f"{name}.csv", index=False)
         customers.to_json(self.work / "customers.jsonl", orient="records", lines=True)
         customers.head(200).to_csv(self.work / "in.csv", index=False)
+        churn_frame(1000, seed=4).to_csv(self.work / "holdout.csv", index=False)
         reference, current = people_frame(1000, seed=2), people_frame(1000, seed=3, shift=1)
         for frame, name in ((reference, "reference"), (current, "current")):
             frame.to_csv(self.work / f"{name}.csv", index=False)

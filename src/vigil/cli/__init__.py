@@ -54,6 +54,7 @@ from vigil.cli import monitor as _monitor
 from vigil.cli import predict as _predict
 from vigil.cli import report as _report
 from vigil.cli import serve as _serve
+from vigil.cli import validate as _validate
 
 app = typer.Typer(
     name="vigil",
@@ -97,6 +98,7 @@ _serve.install(app)
 _keys.install(app)
 _endpoints.install(app)
 _experiment.install(app)
+_validate.install(app)
 
 
 @app.command()

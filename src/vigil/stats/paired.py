@@ -138,7 +138,8 @@ def paired_bootstrap_ci(
     """A bootstrap interval for ``metric(y_true, candidate) - metric(y_true, current)``.
 
     Rows are resampled together, so each resample keeps every row's label with both models'
-    outputs (``scipy.stats.bootstrap(..., paired=True)``). ``metric`` is any function of
+    outputs (``scipy.stats.bootstrap`` over row indices, as its ``paired=True`` does; the
+    outputs may be 2-D, one column per class). ``metric`` is any function of
     ``(y_true, scores)``, e.g. ``sklearn.metrics.roc_auc_score``; it is called once per
     resample, so for a metric that is a mean of per-row values use
     :func:`paired_mean_difference_ci`, which is much faster.
@@ -153,16 +154,24 @@ def paired_bootstrap_ci(
     """
     owner = "paired_bootstrap_ci"
     _check_bootstrap(owner, level, n_resamples, method)
-    y, a, b = _paired(owner, y_true, current, candidate)
+    y, a, b = (np.asarray(v) for v in (y_true, current, candidate))
+    n = len(y)
+    if n == 0 or a.ndim == 0 or b.ndim == 0 or len(a) != n or len(b) != n:
+        fail(
+            owner,
+            "the arrays",
+            "non-empty, one row of each per labelled row",
+            (n, a.shape, b.shape),
+        )
 
-    def difference(y_: np.ndarray, a_: np.ndarray, b_: np.ndarray) -> float:
-        return float(metric(y_, b_)) - float(metric(y_, a_))
+    def difference(rows: np.ndarray) -> float:
+        # Rows are resampled together (scores may be one column per class).
+        return float(metric(y[rows], b[rows])) - float(metric(y[rows], a[rows]))
 
-    value = difference(y, a, b)
+    everything = np.arange(n)
     result = sps.bootstrap(
-        (y, a, b),
+        (everything,),
         difference,
-        paired=True,
         vectorized=False,
         n_resamples=n_resamples,
         confidence_level=level,
@@ -170,6 +179,7 @@ def paired_bootstrap_ci(
         rng=np.random.default_rng(seed),
     )
     ci = result.confidence_interval
+    value = difference(everything)
     return Estimate(value, float(ci.low), float(ci.high), level, f"paired-bootstrap-{method}")
 
 
