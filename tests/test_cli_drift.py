@@ -164,3 +164,53 @@ def test_console_script_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert {c["column"] for c in json.loads(done.stdout)["columns"] if c["drifted"]} == SHIFTED
+
+
+def _gate(args: list[str]) -> tuple[int, dict[str, object]]:
+    result = runner.invoke(app, ["drift", *args, "--json"])
+    assert result.exit_code in (0, 1), (result.output, result.exception)
+    data = json.loads(result.stdout)
+    assert isinstance(data, dict)
+    return result.exit_code, data
+
+
+def test_fail_on_stops_a_pipeline_only_on_the_checks_asked_for(tmp_path: Path) -> None:
+    ref, cur = write_pair(tmp_path, ".parquet", ".parquet")
+    # Two of five columns drifted: the dataset verdict (half or more) holds, columns do not.
+    code, data = _gate([str(ref), str(cur), "--fail-on", "drift"])
+    assert code == 0 and data["failed"] == [] and data["dataset_drifted"] is False
+    code, data = _gate([str(ref), str(cur), "--fail-on", "drift", "--fail-on", "columns"])
+    assert code == 1
+    failed = data["failed"]
+    assert isinstance(failed, list)
+    assert {f["check"] for f in failed} == {"columns"}
+    assert {f["message"].split("'")[1] for f in failed} == SHIFTED
+    # Without --fail-on the exit status says nothing about drift, and no "failed" key.
+    result = runner.invoke(app, ["drift", str(ref), str(cur), "--json"])
+    assert result.exit_code == 0 and "failed" not in json.loads(result.stdout)
+
+
+def test_fail_on_quality_names_missing_columns_and_rising_missing_shares(tmp_path: Path) -> None:
+    reference, current = frames()
+    ref, cur = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
+    reference.to_parquet(ref)
+    # income is missing in 2 % of reference rows; make it 12 % of current rows, and drop
+    # a column the reference has.
+    broken = current.drop(columns=[ODD_NAME])
+    broken.loc[broken.index[:300], "income"] = float("nan")
+    broken.to_parquet(cur)
+    code, data = _gate([str(ref), str(cur), "--fail-on", "quality"])
+    assert code == 1
+    messages = [f["message"] for f in data["failed"]]  # type: ignore[union-attr]
+    assert len(messages) == 2
+    assert messages[0] == f"column {ODD_NAME!r} is in the reference data but not the current"
+    assert messages[1].startswith("column 'income' is missing in ")
+    # A larger allowance lets the missing share through; the missing column still fails.
+    code, data = _gate(
+        [str(ref), str(cur), "--fail-on", "quality", "--max-missing-increase", "0.2"]
+    )
+    assert code == 1 and len(data["failed"]) == 1  # type: ignore[arg-type]
+    # The text output says why, after the table.
+    result = runner.invoke(app, ["drift", str(ref), str(cur), "--fail-on", "quality"])
+    assert result.exit_code == 1
+    assert "failed (quality):" in result.stdout and "income" in result.stdout

@@ -1,12 +1,14 @@
 """``vigil drift REFERENCE CURRENT``: compare two data files, print or write the report.
 
 The exit status is 0 whether or not drift is found (drift is a finding, not a failure;
-scripts read ``dataset_drifted`` from ``--json``); it is non-zero, with one line on
-stderr, only when the input is bad.
+scripts read ``dataset_drifted`` from ``--json``), unless ``--fail-on`` names checks a
+pipeline should stop on (:mod:`vigil.report.gates`): then 1 when any of them fails, with
+the reasons. Bad input is one line on stderr, also non-zero.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +29,12 @@ LARGE_INPUT_BYTES = 8 << 20
 
 SHORT_EFFECT = {"wasserstein_normalised": "W/σ", "js": "JS", "psi": "PSI"}
 """Effect-size names short enough for a terminal table (the JSON has the full ones)."""
+
+
+class FailOn(StrEnum):
+    drift = "drift"
+    columns = "columns"
+    quality = "quality"
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -122,12 +130,28 @@ def drift(
     target: str = typer.Option(
         None, "--target", help="Label column: its drift is shown apart, not in the verdict."
     ),
+    fail_on: list[FailOn] = typer.Option(
+        [],
+        "--fail-on",
+        help="Exit 1 when this check fails (repeatable): drift (the dataset verdict), "
+        "columns (any column drifted), quality (a column missing, or its missing share "
+        "up by more than --max-missing-increase).",
+    ),
+    max_missing_increase: float = typer.Option(
+        0.05,
+        "--max-missing-increase",
+        min=0.0,
+        max=1.0,
+        help="--fail-on quality: largest allowed rise of a column's missing share.",
+    ),
 ) -> None:
     """Compare CURRENT data with REFERENCE data, column by column.
 
-    Exits 0 whether or not drift is found; non-zero only on bad input.
+    Exits 0 whether or not drift is found, unless --fail-on names checks to stop on;
+    non-zero on bad input.
     """
     from vigil.report import render_html, run_drift
+    from vigil.report.gates import gate_failures
 
     size = sum(p.stat().st_size for p in (reference, current) if p.is_file())
     with progress(size >= LARGE_INPUT_BYTES and not json_out) as display:
@@ -152,7 +176,21 @@ def drift(
             target=run.target,
         )
         html.write_text(page, encoding="utf-8")
-    print_report(run.to_dict(), html, as_json=json_out, show=lambda: _show(run))
+    failures = gate_failures(
+        run, [f.value for f in fail_on], max_missing_increase=max_missing_increase
+    )
+    payload = run.to_dict()
+    if fail_on:
+        payload["failed"] = [{"check": f.check, "message": f.message} for f in failures]
+    print_report(payload, html, as_json=json_out, show=lambda: _show(run))
+    if failures:
+        if not json_out:
+            console.print(
+                f"[bold red]failed[/] ({', '.join(f.value for f in fail_on)}):", highlight=False
+            )
+            for failure in failures:
+                console.print(f"  - {shown(failure.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def install(app: typer.Typer) -> None:
