@@ -199,6 +199,7 @@ class ServingApp:
                     return
                 if self._metrics:
                     rss = metrics.record_process_memory()
+                    metrics.record_process_cpu()
                     log.info(
                         "worker %d ready: %d model version(s), %.0f MiB resident",
                         os.getpid(),
