@@ -32,6 +32,7 @@ from tests._waiting import wait_for
 from tests.deploy._promql import (
     DASHBOARDS,
     MONITORING,
+    ROOT,
     dashboard_queries,
     label_values,
     multi_value,
@@ -108,6 +109,9 @@ def test_dashboards_and_rules_read_only_what_vigil_exports_or_the_rules_record()
     known = exported | recorded | prometheus_own
     unknown = {n: sorted(where) for n, where in used.items() if n not in known}
     assert not unknown, unknown
+    documented = (ROOT / "docs" / "deploy-monitoring.md").read_text()
+    for family in REGISTRY.collect():
+        assert f"`{family.name}" in documented, family.name  # the doc's table of series
     never_used = {n for n in exported if n.startswith("vigil_") and n not in used}
     # Every series vigil exports is on a dashboard, but the histograms' sums (their
     # means are not shown) and the request-duration count (read through the SLO rule).

@@ -22,6 +22,7 @@ MONITORING = ROOT / "deploy" / "monitoring"
 RULES = MONITORING / "prometheus" / "rules.yml"
 RULES_TEST = MONITORING / "prometheus" / "rules_test.yml"
 ALERTMANAGER = MONITORING / "alertmanager" / "alertmanager.yml"
+DOC = "docs/deploy-monitoring.md"
 
 
 def _tool(name: str, package: str) -> str:
@@ -109,3 +110,10 @@ def test_amtool_accepts_the_alertmanager_example_and_routes_as_documented() -> N
             f"--verify.receivers={receiver}",
             *labels,
         )
+
+
+def test_the_doc_names_every_alert() -> None:
+    text = (ROOT / DOC).read_text()
+    for rule in _rules():
+        if "alert" in rule:
+            assert f"| `{rule['alert']}` |" in text, rule["alert"]
