@@ -4,15 +4,21 @@ CPU time per process and failed inference-log writes."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests._waiting import wait_for
 from tests.experiments.test_state import _Flaky
+from tests.serving.conftest import Models, ServerThread, make_provider
 
+import vigil.serving.app
 from vigil.experiments.buffer import BufferedPolicyState
 from vigil.experiments.state import SqlPolicyState, VariantStats
 from vigil.monitor import prometheus
 from vigil.serving import metrics
+from vigil.serving.app import create_app
 from vigil.serving.endpoints import metrics as endpoint_metrics
 from vigil.storage.sql import Database
 
@@ -79,3 +85,20 @@ def test_capture_write_failures_exist_from_the_start() -> None:
     got = _exported()
     for record in ("answered", "rejected"):
         assert (("vigil_capture_write_failures_total", (("record", record),))) in got
+
+
+def test_every_worker_refreshes_its_cpu_and_memory_without_being_scraped(
+    models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vigil.serving.app, "USAGE_INTERVAL_S", 0.05)
+    with ServerThread(create_app(make_provider(models))):
+        before = metrics.CPU_SECONDS._value.get()
+        burn_until = time.process_time() + 0.3
+        while time.process_time() < burn_until:  # CPU time of this process, not a sleep
+            pass
+        # Nobody asks /metrics: the worker's own refresh counts the CPU just used.
+        wait_for(
+            lambda: metrics.CPU_SECONDS._value.get() >= before + 0.25,
+            10,
+            what="the CPU counter to follow the process",
+        )
