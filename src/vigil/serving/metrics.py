@@ -114,8 +114,8 @@ RESIDENT_MEMORY = Gauge(
 
 CPU_SECONDS = Counter(
     "vigil_process_cpu_seconds",
-    "CPU time (user and system) used by the serving worker processes, added up to the "
-    "last scrape each one answered (summed over workers).",
+    "CPU time (user and system) used by the serving worker processes (summed over "
+    "workers), brought up to date every few seconds and on every scrape.",
     registry=REGISTRY,
 )
 CAPTURE_WRITE_FAILURES = Counter(
