@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from tests.docs.blocks import Block, all_blocks, output_pattern, steps
+from tests.docs.blocks import ROOT, Block, all_blocks, output_pattern, steps
 from tests.docs.world import Ran, World
 
 pytestmark = pytest.mark.slow
@@ -50,6 +50,12 @@ SUBSTITUTIONS: list[tuple[str | None, str, str, str]] = [
     (None, r"vk_…", "{TOKEN}", "a predict key the harness created"),
     (None, r"\bKEY_ID\b", "{KEY_ID}", "a spare key the harness created (revoking it is safe)"),
     ("README.md", r"--num-cpus 8", "--num-cpus 2", "CI has 2 cores; 8 Ray workers only queue"),
+    (
+        "docs/deploy-monitoring.md",
+        r"\bdeploy/monitoring/",
+        f"{ROOT}/deploy/monitoring/",
+        "the harness works outside the repository, whose files the checks read",
+    ),
 ]
 """``$TOKEN`` (README) is the harness's predict key, in the environment of every example."""
 
@@ -206,6 +212,17 @@ def _alertmanager_payload(world: World, block: Block) -> None:
     _same(_wildcards(block.text), json.loads(json.dumps(alert_payload(event))))
 
 
+def _prometheus_config(world: World, block: Block) -> None:
+    """deploy-monitoring.md's prometheus.yml, with the rules mounted where it says
+    (``vigil/`` beside it), passes ``promtool check config``."""
+    where = world.root / "prometheus"
+    where.mkdir()
+    (where / "prometheus.yml").write_text(block.text)
+    (where / "vigil").symlink_to(ROOT / "deploy" / "monitoring" / "prometheus")
+    ran = world.bash(f"promtool check config {where / 'prometheus.yml'}")
+    assert ran.returncode == 0 and "SUCCESS: 1 rule files found" in ran.output, ran.output
+
+
 def _flavor_plugin(world: World, block: Block) -> None:
     """registry.md's entry point, installed as a distribution's metadata says, is a flavor
     vigil finds and loads."""
@@ -234,6 +251,7 @@ MIRRORS: dict[Key, Callable[[World, Block], None]] = {
         "docs/monitoring.md",
         '{"version": "4", "receiver": "vigil", "status": "firing", "groupKey": "6f1c…",',
     ): _alertmanager_payload,
+    ("docs/deploy-monitoring.md", "global:"): _prometheus_config,
     ("docs/registry.md", '[project.entry-points."vigil.flavors"]'): _flavor_plugin,
     ("docs/serving.md", '{"error": "validation_error",'): _validation_error,
     (

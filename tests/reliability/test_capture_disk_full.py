@@ -35,6 +35,7 @@ import vigil.capture.log
 from vigil.bundle.model import LoadedBundle
 from vigil.capture.reader import read_capture
 from vigil.capture.settings import CaptureSettings
+from vigil.serving import metrics
 from vigil.serving.app import create_app
 from vigil.serving.capture_runtime import CaptureRuntime
 from vigil.serving.provider import StaticProvider
@@ -98,6 +99,8 @@ def test_a_full_capture_disk_fails_fast_with_503_and_loses_no_2xx(
     server: tuple[str, CaptureRuntime, ArtifactStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, runtime, store = server
+    failures = metrics.CAPTURE_WRITE_FAILURES.labels("answered")
+    failed_before = failures._value.get()
     disk = FullDisk()
     monkeypatch.setattr(vigil.capture.log, "os", disk)
     with Traffic(url, "/v1/models/clf/predict", {"inputs": ROW}) as traffic:
@@ -111,6 +114,8 @@ def test_a_full_capture_disk_fails_fast_with_503_and_loses_no_2xx(
     statuses = traffic.statuses()
     assert set(statuses) == {200, 503}, statuses  # fast 503s, never a 500 nor a hang
     assert disk.failed >= 1  # one write per micro-batch: fewer writes than requests
+    # Each failed group write is counted once for Prometheus (its requests all got 503).
+    assert 1 <= failures._value.get() - failed_before <= statuses[503]
     # the newest of the 503s waited for above (later ones may all come after the disk frees)
     failure = next(a for a in reversed(traffic.answers[:during]) if a.status == 503)
     assert failure.body["error"] == "not_ready"

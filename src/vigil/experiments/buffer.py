@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vigil.experiments.state import LATENCY_BOUNDS_MS, PolicyStateStore, VariantStats
@@ -33,11 +34,22 @@ log = logging.getLogger("vigil.experiments")
 
 
 class BufferedPolicyState:
-    """Counters summed in memory and flushed to ``store``; reads go straight to ``store``."""
+    """Counters summed in memory and flushed to ``store``; reads go straight to ``store``.
 
-    def __init__(self, store: PolicyStateStore, *, interval: float = 0.5) -> None:
+    ``on_flushed(endpoint, deltas)`` is called with what each flush sent, once the store
+    took it (the serving layer counts it for Prometheus there, off the request path).
+    """
+
+    def __init__(
+        self,
+        store: PolicyStateStore,
+        *,
+        interval: float = 0.5,
+        on_flushed: Callable[[str, Mapping[str, VariantStats]], None] | None = None,
+    ) -> None:
         self.store = store
         self.interval = interval
+        self.on_flushed = on_flushed
         self._pending: dict[str, dict[str, VariantStats]] = {}
         # Requests are recorded on the event loop, feedback possibly from another thread.
         self._lock = threading.Lock()
@@ -87,3 +99,6 @@ class BufferedPolicyState:
                 with self._lock:
                     for variant, delta in deltas.items():
                         self._delta(endpoint, variant).merge(delta)
+                continue
+            if self.on_flushed is not None:
+                self.on_flushed(endpoint, deltas)

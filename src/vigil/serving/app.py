@@ -20,6 +20,7 @@ at shutdown, with the experiment endpoints and the capture runtime (see
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -54,6 +55,11 @@ if TYPE_CHECKING:
     from vigil.serving.endpoints import EndpointRouter
 
 log = logging.getLogger("vigil.serving")
+
+USAGE_INTERVAL_S = 5.0
+"""How often every worker refreshes its memory and CPU series. A scrape refreshes only the
+worker that answers it, and Prometheus keeps its connection, so it reaches the same worker
+each time: without this the other workers' series would stay as they were at start-up."""
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -165,6 +171,8 @@ class ServingApp:
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
         self._access = logging.getLogger(ACCESS_LOGGER) if self.settings.access_log else None
         """The access log (:mod:`vigil.serving.logs`); ``None``: off, and no work done."""
+        self._usage: asyncio.Task[None] | None = None
+        """Refreshes this worker's memory and CPU series (see :data:`USAGE_INTERVAL_S`)."""
         self.grpc = grpc
         """The worker's gRPC server (``None``: no ``--grpc-port``): started once the models
         are loaded, as the HTTP socket only accepts then (with several workers on one port,
@@ -199,6 +207,8 @@ class ServingApp:
                     return
                 if self._metrics:
                     rss = metrics.record_process_memory()
+                    metrics.record_process_cpu()
+                    self._usage = asyncio.get_running_loop().create_task(self._record_usage())
                     log.info(
                         "worker %d ready: %d model version(s), %.0f MiB resident",
                         os.getpid(),
@@ -210,6 +220,8 @@ class ServingApp:
                     _heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._usage is not None:
+                    self._usage.cancel()
                 if self.grpc is not None:
                     await self.grpc.stop()
                 if self.monitor is not None:
@@ -217,6 +229,12 @@ class ServingApp:
                 await self.dataplane.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _record_usage(self) -> None:
+        while True:
+            await asyncio.sleep(USAGE_INTERVAL_S)
+            metrics.record_process_memory()
+            metrics.record_process_cpu()
 
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         started = perf_counter()

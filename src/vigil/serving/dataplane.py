@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vigil.capture.sink import Answered
 from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
+from vigil.serving import metrics
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.executors import INLINE_CELLS, Executors
 
@@ -284,6 +285,7 @@ class DataPlane:
         try:
             self.capture.commit.write(entries)
         except ServiceUnavailableError as exc:
+            metrics.CAPTURE_WRITE_FAILURES.labels("answered").inc()
             raise ServiceUnavailableError(
                 f"the prediction was not answered because the inference log cannot be "
                 f"written ({exc.message}); retry once the server's capture directory is fixed",
@@ -324,6 +326,7 @@ class DataPlane:
                 endpoint=endpoint,
             )
         except Exception:
+            metrics.CAPTURE_WRITE_FAILURES.labels("rejected").inc()
             log.warning("could not log rejected request %s", request_id, exc_info=True)
 
     async def submit_feedback(

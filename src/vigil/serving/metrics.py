@@ -112,6 +112,22 @@ RESIDENT_MEMORY = Gauge(
     registry=REGISTRY,
 )
 
+CPU_SECONDS = Counter(
+    "vigil_process_cpu_seconds",
+    "CPU time (user and system) used by the serving worker processes (summed over "
+    "workers), brought up to date every few seconds and on every scrape.",
+    registry=REGISTRY,
+)
+CAPTURE_WRITE_FAILURES = Counter(
+    "vigil_capture_write_failures",
+    "Writes to the inference log that failed: 'answered' fails the requests it held "
+    "(503), 'rejected' loses the log line of a request already answered with an error.",
+    ("record",),
+    registry=REGISTRY,
+)
+for _record in ("answered", "rejected"):  # both series exist from the start, at 0
+    CAPTURE_WRITE_FAILURES.labels(_record)
+
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
@@ -177,6 +193,21 @@ def resident_memory_bytes() -> int:
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+_cpu_counted = 0.0
+
+
+def record_process_cpu() -> float:
+    """Add this process's CPU time since the last call to :data:`CPU_SECONDS`; returns
+    the process's total CPU seconds."""
+    global _cpu_counted
+    times = os.times()
+    total = times.user + times.system
+    if total > _cpu_counted:
+        CPU_SECONDS.inc(total - _cpu_counted)
+        _cpu_counted = total
+    return total
 
 
 def record_process_memory() -> int:

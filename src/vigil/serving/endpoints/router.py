@@ -58,6 +58,7 @@ from vigil.experiments.config import (
 from vigil.experiments.state import RedisPolicyState
 from vigil.experiments.store import EndpointStore
 from vigil.names import check_name
+from vigil.serving.endpoints import metrics
 from vigil.serving.endpoints.feedback import variant_counts
 from vigil.serving.endpoints.live import LiveEndpoint, Routed, target_of
 from vigil.serving.endpoints.shadow import ShadowRunner
@@ -129,7 +130,9 @@ class EndpointRouter:
         self.provider = provider
         self.state = state
         self.store = EndpointStore(app)
-        self.buffer = BufferedPolicyState(state, interval=flush_interval)
+        self.buffer = BufferedPolicyState(
+            state, interval=flush_interval, on_flushed=metrics.count_flushed
+        )
         self.shadow = ShadowRunner(limit=shadow_limit)
         self.poll_interval = poll_interval
         self._endpoints: dict[str, LiveEndpoint] = {}
@@ -249,6 +252,7 @@ class EndpointRouter:
         assert isinstance(live.config.policy, CanaryPolicy)
         control = await asyncio.to_thread(self.state.control, live.name)
         live.percent = canary_percent(live.config.policy, control.data)
+        metrics.set_canary_percent(live.name, live.percent)
 
     async def _refresh_bandit(self, live: LiveEndpoint) -> None:
         live.refreshing = True
