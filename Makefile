@@ -10,8 +10,9 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # The exact versions CI tested; `make lock` refreshes them, `make test-latest` tries the newest.
 LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generators (wrk; h2load
-# of nghttp2-client for gRPC).
-TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver
+# of nghttp2-client for gRPC). tini and haproxy: the image's PID 1 and the Compose stack's
+# load balancer, whose configuration tests/deploy checks.
+TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver tini haproxy
 BENCH_PACKAGES := $(TEST_PACKAGES) wrk nghttp2-client
 
 .PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest
