@@ -11,8 +11,10 @@ DEMO_STAMP := $(VENV)/.installed-demo
 LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generators (wrk; h2load
 # of nghttp2-client for gRPC). tini and haproxy: the image's PID 1 and the Compose stack's
-# load balancer, whose configuration tests/deploy checks.
-TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver tini haproxy
+# load balancer, whose configuration tests/deploy checks; podman, runc and debootstrap build
+# and run the image (tests/deploy/test_image.py).
+TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver tini haproxy \
+                  podman runc debootstrap
 BENCH_PACKAGES := $(TEST_PACKAGES) wrk nghttp2-client
 
 .PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest

@@ -326,3 +326,120 @@ def test_the_documented_run_command_matches_the_image():
     assert runs, "docs/deploy.md shows how to run the image"
     for run in runs:
         assert f":{env['VIGIL_HOME']}" in run, run
+
+
+# -- the image itself, built and run with podman ------------------------------------------
+
+PODMAN = ["podman", "--runtime", "runc"]
+"""crun, podman's default runtime, refuses this machine's cgroups (v1 and v2 side by side):
+docs/deploy.md, "Building and running it on this project's machines"."""
+LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+"""podman's default limits exceed this machine's hard limits, which a container may not raise."""
+BASE = "localhost/debian-python:3.11-bookworm"
+"""The base image, made from a Debian root filesystem: no registry is reachable."""
+TAG = "localhost/vigil:test"
+
+
+def _podman(*args: str, timeout: float = 600, check: bool = True) -> str:
+    done = subprocess.run(
+        [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert not check or done.returncode == 0, f"podman {' '.join(args)}:\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    """The image, built from this tree with podman on a Debian base made by debootstrap
+    (kept between runs: it depends on nothing here)."""
+    for tool in ("podman", "runc", "debootstrap"):
+        assert shutil.which(tool), f"{tool} is missing: apt-get install podman runc debootstrap"
+    if subprocess.run([*PODMAN, "image", "exists", BASE], check=False).returncode != 0:
+        rootfs = Path(tempfile.mkdtemp(prefix="vigil-rootfs-", dir="/var/tmp"))
+        try:
+            subprocess.run(
+                ["debootstrap", "--variant=minbase",
+                 "--include=python3,python3-venv,ca-certificates,tini",
+                 "bookworm", str(rootfs), "http://deb.debian.org/debian"],
+                check=True, capture_output=True, timeout=1200,
+            )  # fmt: skip
+            tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+            subprocess.run([*PODMAN, "import", "-", BASE], stdin=tar.stdout, check=True)
+            assert tar.wait() == 0
+        finally:
+            shutil.rmtree(rootfs, ignore_errors=True)
+    certs = "/etc/ssl/certs/ca-certificates.crt"  # this machine's, for pip in the build
+    dangling = set(_podman("images", "--filter", "dangling=true", "--quiet").split())
+    _podman(
+        "build", *LIMITS, "--format", "docker", "--network", "host",
+        "-v", f"{certs}:{certs}:ro", "--build-arg", f"PYTHON_IMAGE={BASE}",
+        "-t", TAG, str(ROOT), timeout=1800,
+    )  # fmt: skip
+    try:
+        yield TAG
+    finally:
+        # The image and the build stage's, left untagged by this build.
+        stages = set(_podman("images", "--filter", "dangling=true", "--quiet").split())
+        _podman("rmi", "--force", TAG, *sorted(stages - dangling), check=False)
+
+
+@pytest.mark.container
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_image_builds_serves_read_only_and_stops_cleanly(image: str, tmp_path: Path):
+    models = tmp_path / "models"
+    models.mkdir(mode=0o755)
+    X, y = make_classification(n_samples=200, n_features=4, random_state=3)
+    frame = pd.DataFrame(X, columns=list("abcd"))
+    import skops.io
+
+    skops.io.dump(LogisticRegression().fit(frame, y), models / "model.skops")
+    frame.assign(y=y).to_parquet(models / "reference.parquet")
+    for path in models.iterdir():
+        path.chmod(0o644)
+    tmp_path.chmod(0o755)
+    volume = f"vigil-test-{os.getpid()}"
+    name = f"vigil-test-{os.getpid()}"
+    port = free_port()
+    home = image_env()["VIGIL_HOME"]
+    run = ["run", *LIMITS, "--network", "host", "-v", f"{volume}:{home}"]
+    tool = [*run, "--rm", "-v", f"{models}:/models:ro", "--entrypoint", "vigil", image]
+    try:
+        created = json.loads(_podman(*tool, "key", "create", "--role", "predict", "--json"))
+        _podman(*tool, "register", "churn", "/models/model.skops",
+                "--reference", "/models/reference.parquet", "--target", "y",
+                "--alias", "production")  # fmt: skip
+        _podman(*run, "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", image,
+                "--port", str(port), "--workers", "2")  # fmt: skip
+
+        def ready() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            return False
+
+        wait_for(ready, timeout=120, what=lambda: _podman("logs", name, check=False))
+        # The image's HEALTHCHECK, run by podman, asks port 8000: pointed at this one.
+        probe = json.loads(final("HEALTHCHECK")[0].args.partition("CMD ")[2])
+        probe[2] = probe[2].replace(":8000/", f":{port}/")
+        _podman("exec", name, *probe)
+        top = _podman("top", name, "user", "pid", "args").splitlines()[1:]
+        first = top[0].split()
+        assert first[:2] == ["vigil", "1"] and first[2] == "tini", top
+        assert all(line.split()[0] == "vigil" for line in top), top
+        url = f"http://127.0.0.1:{port}/v1/models/churn/predict"
+        body = {"instances": [{"a": 0.1, "b": -0.3, "c": 1.2, "d": 0.0}]}
+        auth = {"Authorization": f"Bearer {created['token']}"}
+        answered = httpx.post(url, json=body, headers=auth, timeout=10)
+        assert answered.status_code == 200 and answered.json()["model"] == "churn"
+        # Nothing but VIGIL_HOME and /tmp is writable.
+        refused = subprocess.run(
+            [*PODMAN, "exec", name, "python", "-c", "open('/opt/vigil/x', 'w')"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert "Read-only file system" in refused.stderr
+        _podman("stop", "-t", "40", name)
+        status = _podman("inspect", name, "--format", "{{.State.ExitCode}}").strip()
+        assert int(status) == sigterm_status(workers=2), _podman("logs", name, check=False)
+    finally:
+        _podman("rm", "--force", name, check=False)
+        _podman("volume", "rm", "--force", volume, check=False)

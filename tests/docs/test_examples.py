@@ -92,8 +92,8 @@ NOT_RUN: dict[Key, str] = {
         "entrypoint and command as its user, and checks the `docker run` lines mount its volume"
     ),
     ("docs/deploy.md", "apt-get install -y podman runc debootstrap"): (
-        "installs packages, downloads a Debian root filesystem and PyPI wheels, builds for "
-        "minutes: run by hand, its outcome and figures are written under it"
+        "installs packages: tests/deploy/test_image.py::"
+        "test_the_image_builds_serves_read_only_and_stops_cleanly runs the same podman steps"
     ),
     ("docs/deploy.md", "cd deploy/compose"): (
         "needs a container engine and images from a registry: tests/deploy/test_compose.py "
