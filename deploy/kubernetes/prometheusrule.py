@@ -26,6 +26,18 @@ HEADER = (
 )
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (PromQL expressions, descriptions) as literal blocks, as written."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
 def render(rules_text: str) -> str:
     """The PrometheusRule manifest whose groups are those of a Prometheus rule file."""
     groups = (yaml.safe_load(rules_text) or {}).get("groups", [])
@@ -35,7 +47,9 @@ def render(rules_text: str) -> str:
         "metadata": {"name": "vigil"},
         "spec": {"groups": groups},
     }
-    return HEADER + yaml.safe_dump(manifest, sort_keys=False, width=100, allow_unicode=True)
+    return HEADER + yaml.dump(
+        manifest, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+    )
 
 
 def main(argv: list[str]) -> int:

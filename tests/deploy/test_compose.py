@@ -129,11 +129,13 @@ def test_local_files_exist_and_monitoring_files_come_from_deploy_monitoring():
     for service in compose["services"].values():
         files += [v.split(":")[0] for v in service.get("volumes", []) if v.startswith(".")]
     local = [f for f in files if f.startswith("./")]
-    assert local and all((COMPOSE / f).exists() for f in local)
+    assert sorted(local) == ["./haproxy.cfg", "./prometheus.yml", "./vigil.yaml"]
+    assert all((COMPOSE / f).is_file() for f in local)
     others = sorted(f for f in files if not f.startswith("./"))
     assert others == [
         "../monitoring/alertmanager/alertmanager.yml",
-        "../monitoring/dashboards",
+        "../monitoring/grafana/dashboards",
+        "../monitoring/grafana/provisioning",
         "../monitoring/prometheus/rules.yml",
     ]
 
@@ -177,16 +179,11 @@ def test_prometheus_scrapes_every_replica_and_loads_the_rules_mounted():
     assert checked.returncode == 0, checked.stderr.decode()
 
 
-def test_grafana_is_provisioned_with_prometheus_and_the_dashboards_mounted():
+def test_grafana_gets_the_provisioning_and_dashboards_of_deploy_monitoring():
     grafana = load()["services"]["grafana"]
-    provisioning = COMPOSE / "grafana" / "provisioning"
-    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
-        "datasources"
-    ]
-    assert source["url"] == "http://prometheus:9090" and source["uid"] == "prometheus"
-    (provider,) = yaml.safe_load((provisioning / "dashboards" / "vigil.yml").read_text())[
-        "providers"
-    ]
-    mounts = dict(v.split(":")[:2] for v in grafana["volumes"])
-    assert mounts["../monitoring/dashboards"] == provider["options"]["path"]
-    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"] if v.startswith("../"))
+    assert mounts == {
+        "../monitoring/grafana/provisioning": "/etc/grafana/provisioning",
+        "../monitoring/grafana/dashboards": "/var/lib/grafana/dashboards/vigil",
+    }
+    assert grafana["depends_on"] == ["prometheus"]  # the data source's http://prometheus:9090
