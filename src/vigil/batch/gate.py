@@ -433,4 +433,4 @@ def _as_classes(y: np.ndarray, classes: list[Any]) -> np.ndarray:
     if not classes or y.dtype.kind not in "OUS":
         return y
     by_text = {str(c): c for c in classes}
-    return np.array([by_text.get(str(v), v) for v in y.tolist()], dtype=object)
+    return np.asarray([by_text.get(str(v), v) for v in y.tolist()])

@@ -52,6 +52,7 @@ from vigil.cli import keys as _keys
 from vigil.cli import models as _models
 from vigil.cli import monitor as _monitor
 from vigil.cli import predict as _predict
+from vigil.cli import replay as _replay
 from vigil.cli import report as _report
 from vigil.cli import serve as _serve
 from vigil.cli import validate as _validate
@@ -99,6 +100,7 @@ _keys.install(app)
 _endpoints.install(app)
 _experiment.install(app)
 _validate.install(app)
+_replay.install(app)
 
 
 @app.command()
