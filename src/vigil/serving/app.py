@@ -20,6 +20,7 @@ at shutdown, with the experiment endpoints and the capture runtime (see
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -32,6 +33,7 @@ from vigil.errors import (
     AuthenticationError,
     ConfigurationError,
     PayloadTooLargeError,
+    ShuttingDownError,
     UnsupportedMediaTypeError,
     VigilError,
 )
@@ -45,6 +47,7 @@ from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.logs import ACCESS_LOGGER
 from vigil.serving.problems import error_response
 from vigil.serving.provider import ModelProvider, StaticProvider
+from vigil.serving.readiness import Readiness
 from vigil.serving.routes import ROUTES
 
 if TYPE_CHECKING:
@@ -62,6 +65,9 @@ _JSON_TYPES = ("application/json", "text/csv")
 _JSON_BODIES = ("json", "json_or_tensors")
 # Sent with every 401, as RFC 6750 asks of a bearer-token server.
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
+# Sent while draining: a keep-alive client opens its next connection, which a load
+# balancer that has seen /readyz turn 503 sends to another replica.
+_CLOSE = (b"connection", b"close")
 
 
 _FORM = "application/x-www-form-urlencoded"
@@ -69,6 +75,13 @@ _FORM = "application/x-www-form-urlencoded"
 _HOW = (
     "with curl, use --json '{...}' or add -H 'Content-Type: application/json' "
     "(-d alone sends application/x-www-form-urlencoded)"
+)
+
+
+_SHUTTING_DOWN = ShuttingDownError(
+    "the server is shutting down and its drain timeout ran out before this request was "
+    "answered; retry it (another replica, or this one once restarted, answers)",
+    detail={"reason": "drain_timeout"},
 )
 
 
@@ -170,6 +183,20 @@ class ServingApp:
         are loaded, as the HTTP socket only accepts then (with several workers on one port,
         a worker being replaced must not take connections it cannot answer yet), and
         stopped first at shutdown."""
+        self.readiness = dataplane.readiness
+        self._expired = False
+        """Set when the drain timeout ran out: requests still unanswered get a 503."""
+
+    def begin_drain(self) -> None:
+        """The worker was told to stop (:mod:`vigil.serving.drain`): ``/readyz`` answers
+        503 ``draining`` from now on, and every answer closes its connection. Requests
+        are still answered. Safe to call from a signal handler."""
+        self.readiness.begin_drain()
+
+    def expire(self) -> None:
+        """The drain timeout ran out: a request cancelled from now on (the server cancels
+        those it still holds) is answered 503 ``shutting_down`` instead of dropped."""
+        self._expired = True
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -188,6 +215,7 @@ class ServingApp:
                         await self.grpc.start(self.dataplane, self.authenticator)
                     if self.monitor is not None:
                         self.monitor.start()
+                    await self.readiness.start()
                 except Exception as exc:
                     if self.grpc is not None:
                         await self.grpc.stop()
@@ -210,6 +238,7 @@ class ServingApp:
                     _heap.settle()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.readiness.stop()
                 if self.grpc is not None:
                     await self.grpc.stop()
                 if self.monitor is not None:
@@ -287,6 +316,13 @@ class ServingApp:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
                     await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)
+        except asyncio.CancelledError:
+            if not self._expired:
+                raise
+            # The drain timeout ran out (see expire): an answer, not a dropped connection.
+            style = route.style if route is not None else "ops"
+            rid = request.request_id if request is not None and style == "native" else None
+            response = error_response(style, _SHUTTING_DOWN, rid)
         except Exception as exc:
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
@@ -296,6 +332,8 @@ class ServingApp:
             if self._metrics:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
+        if self.readiness.draining:
+            response.headers = [*(response.headers or ()), _CLOSE]
         await self._send(send, response)
         if self._access is not None:
             self._log_access(scope, route, request, response, perf_counter() - started)
@@ -405,6 +443,7 @@ def create_app(
     monitor: MonitorScheduler | None = None,
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
+    readiness: Readiness | None = None,
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -412,7 +451,8 @@ def create_app(
     admin API. Each is optional: without them this serves a fixed set of models.
 
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
-    ``vigil serve`` does; ``executors`` are the pools the authenticator was given.
+    ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
+    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default).
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -437,5 +477,6 @@ def create_app(
         executors=executors or Executors.create(),
         endpoints=endpoints,
         services=services,
+        readiness=readiness,
     )
     return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)

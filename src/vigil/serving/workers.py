@@ -149,6 +149,10 @@ def _supervisor_class() -> Any:
     from prometheus_client import multiprocess
     from uvicorn.supervisors import Multiprocess
 
+    from vigil.serving.drain import use_draining_workers
+
+    use_draining_workers()
+
     class Supervisor(Multiprocess):
         """uvicorn's supervisor, plus the metrics bookkeeping for workers that leave.
 
@@ -248,7 +252,9 @@ def serve(
     over HTTP on ``port`` and, with ``grpc_port``, the v2 gRPC protocol on that port of the
     same ``host`` (:mod:`vigil.serving.grpc`).
 
-    Blocks until SIGINT/SIGTERM, then drains every worker. ``on_bound`` is called with the
+    Blocks until SIGINT/SIGTERM, then drains every worker (:mod:`vigil.serving.drain`:
+    ``/readyz`` turns 503 at once, requests held are answered within the drain timeout,
+    capture is flushed, exit status 0). ``on_bound`` is called with the
     port actually listened on (the one the system picked for ``port=0``) once the socket
     is bound, before any worker starts. ``options`` go to ``uvicorn.Config`` (e.g.
     ``log_level``, ``timeout_graceful_shutdown``).
@@ -306,9 +312,9 @@ def serve(
             if on_bound is not None:
                 on_bound(int(sock.getsockname()[1]))
             if workers == 1:
-                import uvicorn  # only when serving
+                from vigil.serving.drain import DrainingServer  # uvicorn: only when serving
 
-                uvicorn.Server(cfg).run(sockets=[sock])
+                DrainingServer(cfg).run(sockets=[sock])
                 return
             cfg.workers = workers
             _supervisor_class()(cfg, sockets=[sock]).run()
