@@ -234,3 +234,54 @@ def test_sigint_skips_the_shutdown_delay(start: Any) -> None:
     server.proc.send_signal(signal.SIGINT)
     server.proc.wait(20)
     assert time.monotonic() - started < 10
+
+
+def test_vigil_serve_takes_the_drain_options(vigil_home: Path, tmp_path: Path) -> None:
+    """The options of ``vigil serve`` reach its worker: readyz says draining for the whole
+    shutdown delay, while the socket still accepts, then the command exits 0."""
+    import subprocess
+    import sys
+
+    from vigil.serving.server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "serve.log").open("w+") as log:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "vigil.cli", "serve", "--port", str(port)),
+                *("--shutdown-delay", "1.5", "--drain-timeout", "5"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: _up(url, proc), 60, what="vigil serve to be ready")
+            signalled = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            seen: list[tuple[float, int, str]] = []
+            while proc.poll() is None:
+                try:
+                    r = httpx.get(f"{url}/readyz", timeout=5)
+                    seen.append((time.monotonic() - signalled, r.status_code, r.text))
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert seen, "nothing answered after SIGTERM"
+    assert {status for _, status, _ in seen} == {503}
+    assert all('"draining"' in body for _, _, body in seen)
+    assert max(t for t, _, _ in seen) >= 1.2  # answered through most of the delay
+
+
+def _up(url: str, proc: Any) -> bool:
+    if proc.poll() is not None:
+        raise RuntimeError("vigil serve exited")
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False

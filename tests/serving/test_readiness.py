@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,12 @@ from tests.serving.conftest import ServerThread, SklearnAdapter, clf_signature
 from vigil.app import Vigil
 from vigil.bundle.model import LoadedBundle
 from vigil.errors import ConfigurationError
+from vigil.serving.app import create_app
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.provider import StaticProvider
 from vigil.serving.readiness import Readiness, redis_check
 from vigil.settings import load_settings
+from vigil.storage.artifacts import ArtifactStore
 from vigil.storage.sql import Database
 
 FAST = {"readiness_interval": 0.1, "readiness_timeout": 0.5, "readiness_grace": 1.0}
@@ -118,8 +121,6 @@ def test_a_closed_port_is_named_and_a_hung_check_does_not_slow_the_probe(
         timeout=0.3,
         grace=0,
     )
-    from vigil.serving.app import create_app
-
     with ServerThread(create_app(_provider(models), readiness=readiness)) as server:
         status, body = _probe(server.url)
         assert status == 503
@@ -156,3 +157,12 @@ def test_a_local_store_that_disappears_fails_its_check(tmp_path: Path) -> None:
     (tmp_path / "store").rmdir()
     with pytest.raises(OSError, match="missing or not writable"):
         root.artifacts.ping()
+
+
+def test_an_s3_store_answers_when_empty_and_fails_when_unreachable(s3: Any, s3_url: str) -> None:
+    ArtifactStore(s3_url, s3_endpoint_url=s3.endpoint_url).ping()  # nothing stored yet
+    gone = ArtifactStore(s3_url, s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    readiness = Readiness({"store": gone.ping}, timeout=5, grace=0)
+    asyncio.run(readiness.check_all())
+    down, _ = readiness.failing()
+    assert list(down) == ["store"]
