@@ -15,7 +15,11 @@ The lifespan loads and warms every model (``/readyz`` turns 200 only then), then
 the worker's gRPC server when it has one (:mod:`vigil.serving.grpc`), and drains them
 at shutdown, with the experiment endpoints and the capture runtime (see
 :class:`~vigil.serving.dataplane.DataPlane`) and scheduled monitoring
-(:mod:`vigil.monitor.scheduler`) when the composition root gave them.
+(:mod:`vigil.monitor.scheduler`) when the composition root gave them. It also starts the
+background dependency checks behind ``/readyz`` (:mod:`vigil.serving.readiness`). A worker
+told to stop drains first (:mod:`vigil.serving.drain`): :meth:`ServingApp.begin_drain`
+turns ``/readyz`` 503 and closes every connection after its answer, and past the drain
+timeout :meth:`ServingApp.expire` makes each request still held answer 503.
 """
 
 from __future__ import annotations
