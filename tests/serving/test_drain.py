@@ -167,11 +167,12 @@ def test_sigterm_under_load_answers_every_request_then_exits_0(
     assert set(statuses) == {200}, statuses
     answered_after = [t for t, _, _ in load.answers if t > signalled]
     assert answered_after, "no request was answered during the drain"
-    # readyz: 200 before the signal, "draining" within a second of it (the supervisor
-    # passes the signal on within half a second), never 200 again.
+    # readyz: 200 before the signal, "draining" at once (the supervisor passes the signal
+    # on as it arrives; measured 0.06 to 0.08 s, a busy machine allowed for), never 200
+    # again.
     after = [(t, s, text) for t, s, text in load.readyz if t > signalled]
     first_503 = next(t for t, s, _ in after if s == 503)
-    assert first_503 - signalled < 1.0
+    assert first_503 - signalled < 0.5
     assert all(s != 200 for t, s, _ in after if t >= first_503)
     assert any('"draining"' in text for _, s, text in after if s == 503)
     # The socket stayed open through the shutdown delay.

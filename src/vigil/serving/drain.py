@@ -16,8 +16,8 @@ On SIGTERM a worker
 5. exits with status 0.
 
 SIGINT (Ctrl-C) does the same without the delay; a second SIGINT stops at once. With
-several workers, ``vigil serve``'s supervisor passes SIGTERM on to each of them (within
-half a second) and exits once all have. The ``ServingSettings`` behind both durations
+several workers, ``vigil serve``'s supervisor passes SIGTERM on to each of them as it
+arrives and exits once all have. The ``ServingSettings`` behind both durations
 are read from the app (``VIGIL_SERVE_SHUTDOWN_DELAY``, ``VIGIL_SERVE_DRAIN_TIMEOUT``);
 any other ASGI app gets uvicorn's ``timeout_graceful_shutdown`` and no delay.
 

@@ -34,11 +34,13 @@ restarts every worker, ``SIGTTOU`` drops one) loses its live series the same way
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -159,8 +161,20 @@ def _supervisor_class() -> Any:
         uvicorn replaces a dead or hung worker in ``keep_subprocess_alive`` and retires
         workers in its signal handlers (``SIGHUP``, ``SIGTTOU``); after either, the live
         gauges of every pid no longer supervised are removed, so ``/metrics`` never
-        shows a worker that is gone.
+        shows a worker that is gone. SIGTERM is passed on to every worker as it arrives
+        (uvicorn's loop would only do it at its next half-second poll), so all of them
+        answer ``/readyz`` 503 at once (:mod:`vigil.serving.drain`).
         """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+        def _on_sigterm(self, sig: int, frame: Any) -> None:
+            self.signal_queue.append(sig)  # what uvicorn's handler does: exit at the poll
+            for pid in self._pids():  # a worker ignores the SIGTERM uvicorn sends it again
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
 
         def _pids(self) -> set[int]:
             return {p.pid for p in self.processes if p.pid is not None}
@@ -257,7 +271,8 @@ def serve(
     capture is flushed, exit status 0). ``on_bound`` is called with the
     port actually listened on (the one the system picked for ``port=0``) once the socket
     is bound, before any worker starts. ``options`` go to ``uvicorn.Config`` (e.g.
-    ``log_level``, ``timeout_graceful_shutdown``).
+    ``log_level``); the drain's bounds are the app's ``drain_timeout`` and
+    ``shutdown_delay`` settings.
     """
     check_port(port)
     if workers < 1:
