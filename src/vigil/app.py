@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.executors import Executors
     from vigil.serving.provider import ModelProvider
+    from vigil.serving.readiness import Readiness
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.storage.artifacts import ArtifactStore
     from vigil.storage.sql import Database
@@ -77,7 +78,8 @@ class Vigil:
         home = self.settings.home
         if self.settings.database_url is None:
             home.mkdir(parents=True, exist_ok=True)
-        return Database(self.settings.resolved_database_url)  # migrates on first use
+        # Migrates on first use, or refuses an outdated schema (VIGIL_DATABASE_MIGRATE).
+        return Database(self.settings.resolved_database_url, migrate=self.settings.database_migrate)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
@@ -212,6 +214,26 @@ class Vigil:
 
         return MonitorScheduler(self, settings)
 
+    def readiness(self, settings: ServingSettings) -> Readiness:
+        """The dependency checks behind ``/readyz`` that ``settings`` ask for: the
+        database, the artifact store, and Redis when ``VIGIL_REDIS_URL`` is set."""
+        from vigil.serving.readiness import Check, Readiness, redis_check  # only to serve
+
+        wanted = settings.readiness_checks
+        checks: dict[str, Check] = {}
+        if "database" in wanted:
+            checks["database"] = self.database.ping
+        if "store" in wanted:
+            checks["store"] = self.artifacts.ping
+        if "redis" in wanted and self.settings.redis_url:
+            checks["redis"] = redis_check(self.settings.redis_url, settings.readiness_timeout)
+        return Readiness(
+            checks,
+            interval=settings.readiness_interval,
+            timeout=settings.readiness_timeout,
+            grace=settings.readiness_grace,
+        )
+
     def serving_app(
         self,
         provider: ModelProvider | None = None,
@@ -253,6 +275,7 @@ class Vigil:
             monitor=self.monitor_scheduler(),
             services=self,
             executors=executors,
+            readiness=self.readiness(settings),
         )
 
     # -- the lifecycle -------------------------------------------------------------------

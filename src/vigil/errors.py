@@ -44,6 +44,14 @@ class ConfigurationError(VigilError, ValueError):
     code = "configuration_error"
 
 
+class SchemaNotAtHeadError(ConfigurationError):
+    """The database schema is not at the newest migration of this vigil, and this process
+    was told not to migrate it (``VIGIL_DATABASE_MIGRATE=refuse``): run ``vigil db
+    upgrade``."""
+
+    code = "schema_not_at_head"
+
+
 class InvalidNameError(VigilError, ValueError):
     """A model name, alias, tag key or path fails the naming rules."""
 
@@ -265,6 +273,13 @@ class ServiceUnavailableError(VigilError, RuntimeError):
 
     status = 503
     code = "not_ready"
+
+
+class ShuttingDownError(ServiceUnavailableError):
+    """The server was stopping and its drain timeout ran out before this request was
+    answered (HTTP 503); another replica, or this one restarted, answers a retry."""
+
+    code = "shutting_down"
 
 
 class DatabaseUnavailableError(ServiceUnavailableError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -114,6 +114,13 @@ class Settings(VigilSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the metadata store; default ``sqlite:///<home>/vigil.db``.
     PostgreSQL: ``postgresql+psycopg://user:password@host:5432/vigil``."""
+
+    database_migrate: Literal["auto", "refuse"] = "auto"
+    """What a vigil process does with a database whose schema is behind its newest
+    migration: ``auto`` migrates it on first use (under a lock, so replicas starting
+    together migrate once); ``refuse`` stops with an error saying to run ``vigil db
+    upgrade``, for deployments where a one-off job migrates (a Kubernetes Job) and
+    servers never change the schema."""
 
     artifact_url: str | None = None
     """Artifact store root: a local directory (default ``<home>/artifacts``) or an fsspec URL

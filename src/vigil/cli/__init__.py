@@ -7,7 +7,7 @@ never a traceback.
 One way to do each thing:
 
 * Command groups are singular nouns: ``vigil model``, ``alias``, ``key``, ``alert``,
-  ``endpoint``, ``experiment``, ``monitor`` (``models``, ``keys`` and ``alerts`` still work,
+  ``endpoint``, ``experiment``, ``monitor``, ``db`` (``models``, ``keys`` and ``alerts`` still work,
   hidden, as they were first named).
 * ``--json`` prints for scripts, in every command that shows or changes something.
 * Durations and points in time are written one way (:mod:`vigil.durations`).
@@ -44,6 +44,7 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import alerts as _alerts
+from vigil.cli import db as _db
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
 from vigil.cli import experiment as _experiment
@@ -101,6 +102,7 @@ _endpoints.install(app)
 _experiment.install(app)
 _validate.install(app)
 _replay.install(app)
+_db.install(app)
 
 
 @app.command()

@@ -156,9 +156,24 @@ def serve(
         "--auth",
         help="API keys: auto (on unless the host is loopback), on, or off (loopback only).",
     ),
+    drain_timeout: float = typer.Option(
+        None,
+        "--drain-timeout",
+        min=0,
+        help="On SIGTERM/SIGINT, seconds to finish the requests held before answering them "
+        "503 (default: VIGIL_SERVE_DRAIN_TIMEOUT, 30).",
+    ),
+    shutdown_delay: float = typer.Option(
+        None,
+        "--shutdown-delay",
+        min=0,
+        help="On SIGTERM, seconds to keep accepting requests with /readyz already 503, so a "
+        "load balancer stops routing here first (default: VIGIL_SERVE_SHUTDOWN_DELAY, 0).",
+    ),
 ) -> None:
     """Serve the production version of every registered model (or the --model URIs),
-    loading and warming each before /readyz turns ready, and following alias moves."""
+    loading and warming each before /readyz turns ready, and following alias moves.
+    SIGTERM drains: /readyz turns 503, requests held are answered, exit status 0."""
     from vigil.serving.logs import check_level, logging_config
     from vigil.serving.workers import serve as run_workers
 
@@ -179,7 +194,12 @@ def serve(
             fail(f"--alias takes NAME=ALIAS, got {item!r}")
         pairs[name] = value
     settings = _read_config(config) if config is not None else {}
+    if drain_timeout is not None:
+        settings["drain_timeout"] = drain_timeout
+    if shutdown_delay is not None:
+        settings["shutdown_delay"] = shutdown_delay
     env = _environment(settings, list(model or []), pairs, poll_interval)
+    _check_schema()
     requested = auth or settings.get("auth") or os.environ.get("VIGIL_SERVE_AUTH") or "auto"
     enabled = _authentication(host, str(requested))
     env["VIGIL_SERVE_AUTH"] = "on" if enabled else "off"  # the workers need no host to decide
@@ -211,6 +231,17 @@ def serve(
         log_config=logging_config("json" if log_format == "json" else "text", level),
         on_bound=bound,
     )
+
+
+def _check_schema() -> None:
+    """With ``VIGIL_DATABASE_MIGRATE=refuse``, stop here, once, on a schema that is not at
+    the newest migration (rather than in every worker); the error says to run
+    ``vigil db upgrade``."""
+    from vigil.app import default
+
+    root = default()
+    if root.settings.database_migrate == "refuse":
+        root.database.check_schema()
 
 
 def _bracketed(host: str) -> str:

@@ -15,7 +15,11 @@ The lifespan loads and warms every model (``/readyz`` turns 200 only then), then
 the worker's gRPC server when it has one (:mod:`vigil.serving.grpc`), and drains them
 at shutdown, with the experiment endpoints and the capture runtime (see
 :class:`~vigil.serving.dataplane.DataPlane`) and scheduled monitoring
-(:mod:`vigil.monitor.scheduler`) when the composition root gave them.
+(:mod:`vigil.monitor.scheduler`) when the composition root gave them. It also starts the
+background dependency checks behind ``/readyz`` (:mod:`vigil.serving.readiness`). A worker
+told to stop drains first (:mod:`vigil.serving.drain`): :meth:`ServingApp.begin_drain`
+turns ``/readyz`` 503 and closes every connection after its answer, and past the drain
+timeout :meth:`ServingApp.expire` makes each request still held answer 503.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from vigil.errors import (
     AuthenticationError,
     ConfigurationError,
     PayloadTooLargeError,
+    ShuttingDownError,
     UnsupportedMediaTypeError,
     VigilError,
 )
@@ -46,6 +51,7 @@ from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.logs import ACCESS_LOGGER
 from vigil.serving.problems import error_response
 from vigil.serving.provider import ModelProvider, StaticProvider
+from vigil.serving.readiness import Readiness
 from vigil.serving.routes import ROUTES
 
 if TYPE_CHECKING:
@@ -68,6 +74,9 @@ _JSON_TYPES = ("application/json", "text/csv")
 _JSON_BODIES = ("json", "json_or_tensors")
 # Sent with every 401, as RFC 6750 asks of a bearer-token server.
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
+# Sent while draining: a keep-alive client opens its next connection, which a load
+# balancer that has seen /readyz turn 503 sends to another replica.
+_CLOSE = (b"connection", b"close")
 
 
 _FORM = "application/x-www-form-urlencoded"
@@ -75,6 +84,13 @@ _FORM = "application/x-www-form-urlencoded"
 _HOW = (
     "with curl, use --json '{...}' or add -H 'Content-Type: application/json' "
     "(-d alone sends application/x-www-form-urlencoded)"
+)
+
+
+_SHUTTING_DOWN = ShuttingDownError(
+    "the server is shutting down and its drain timeout ran out before this request was "
+    "answered; retry it (another replica, or this one once restarted, answers)",
+    detail={"reason": "drain_timeout"},
 )
 
 
@@ -178,6 +194,20 @@ class ServingApp:
         are loaded, as the HTTP socket only accepts then (with several workers on one port,
         a worker being replaced must not take connections it cannot answer yet), and
         stopped first at shutdown."""
+        self.readiness = dataplane.readiness
+        self._expired = False
+        """Set when the drain timeout ran out: requests still unanswered get a 503."""
+
+    def begin_drain(self) -> None:
+        """The worker was told to stop (:mod:`vigil.serving.drain`): ``/readyz`` answers
+        503 ``draining`` from now on, and every answer closes its connection. Requests
+        are still answered. Safe to call from a signal handler."""
+        self.readiness.begin_drain()
+
+    def expire(self) -> None:
+        """The drain timeout ran out: a request cancelled from now on (the server cancels
+        those it still holds) is answered 503 ``shutting_down`` instead of dropped."""
+        self._expired = True
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         kind = scope["type"]
@@ -196,6 +226,7 @@ class ServingApp:
                         await self.grpc.start(self.dataplane, self.authenticator)
                     if self.monitor is not None:
                         self.monitor.start()
+                    await self.readiness.start()
                 except Exception as exc:
                     if self.grpc is not None:
                         await self.grpc.stop()
@@ -222,6 +253,7 @@ class ServingApp:
             elif message["type"] == "lifespan.shutdown":
                 if self._usage is not None:
                     self._usage.cancel()
+                await self.readiness.stop()
                 if self.grpc is not None:
                     await self.grpc.stop()
                 if self.monitor is not None:
@@ -305,6 +337,13 @@ class ServingApp:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
                     await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)
+        except asyncio.CancelledError:
+            if not self._expired:
+                raise
+            # The drain timeout ran out (see expire): an answer, not a dropped connection.
+            style = route.style if route is not None else "ops"
+            rid = request.request_id if request is not None and style == "native" else None
+            response = error_response(style, _SHUTTING_DOWN, rid)
         except Exception as exc:
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
@@ -314,6 +353,8 @@ class ServingApp:
             if self._metrics:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
+        if self.readiness.draining:
+            response.headers = [*(response.headers or ()), _CLOSE]
         await self._send(send, response)
         if self._access is not None:
             self._log_access(scope, route, request, response, perf_counter() - started)
@@ -423,6 +464,7 @@ def create_app(
     monitor: MonitorScheduler | None = None,
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
+    readiness: Readiness | None = None,
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -430,7 +472,8 @@ def create_app(
     admin API. Each is optional: without them this serves a fixed set of models.
 
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
-    ``vigil serve`` does; ``executors`` are the pools the authenticator was given.
+    ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
+    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default).
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -455,5 +498,6 @@ def create_app(
         executors=executors or Executors.create(),
         endpoints=endpoints,
         services=services,
+        readiness=readiness,
     )
     return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)

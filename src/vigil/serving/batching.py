@@ -279,7 +279,9 @@ class MicroBatcher:
         try:
             await self._gather()
             while self._pending:
-                await self._execute(self._take(), loop)
+                batch = self._take()
+                if batch:  # else every request taken was cancelled
+                    await self._execute(batch, loop)
                 if self._pending:
                     await self._fill()
         finally:
@@ -312,13 +314,18 @@ class MicroBatcher:
                 self._full = None
 
     def _take(self) -> list[_Item]:
-        batch = [self._pending.popleft()]
-        rows = batch[0].n_rows
-        while self._pending and rows + self._pending[0].n_rows <= self.max_batch_size:
-            item = self._pending.popleft()
+        """The next batch: the oldest request, then more while they fit. A request whose
+        caller was cancelled meanwhile (a drain deadline) is dropped, not predicted."""
+        batch: list[_Item] = []
+        rows = 0
+        pending = self._pending
+        while pending and (not batch or rows + pending[0].n_rows <= self.max_batch_size):
+            item = pending.popleft()
+            self._pending_rows -= item.n_rows
+            if item.future.done():
+                continue
             rows += item.n_rows
             batch.append(item)
-        self._pending_rows -= rows
         return batch
 
     async def _execute(self, batch: list[_Item], loop: asyncio.AbstractEventLoop) -> None:

@@ -21,6 +21,9 @@ from vigil.settings import VigilSettings, build_settings
 SERVE_COMMAND_KEYS = frozenset({"aliases", "poll_interval"})
 """Keys of the ``serve:`` section of ``vigil.yaml`` read by ``vigil serve``, not settings."""
 
+READINESS_CHECKS = ("database", "store", "redis")
+"""The dependencies ``/readyz`` can check (``VIGIL_SERVE_READINESS_CHECKS``)."""
+
 COLUMN_LIMIT_CAP = 10_000
 """The default column limit never exceeds this (unless the model has more features)."""
 
@@ -101,6 +104,37 @@ class ServingSettings(VigilSettings):
     """How long a worker reuses a successful key check: the longest a revoked key keeps
     working."""
 
+    drain_timeout: float = Field(default=30.0, ge=0)
+    """Seconds a worker that was told to stop (SIGTERM, SIGINT) waits, once it has stopped
+    accepting connections, for the requests it holds (in flight or queued for a batch) to
+    be answered. Those still unanswered then get a 503 problem body (``shutting_down``).
+    An orchestrator's grace period must cover ``shutdown_delay + drain_timeout`` and a few
+    seconds more (Kubernetes: ``terminationGracePeriodSeconds``)."""
+
+    shutdown_delay: float = Field(default=0.0, ge=0)
+    """Seconds a worker keeps accepting and answering requests after SIGTERM, with
+    ``/readyz`` already answering 503 (``draining``), before it closes its socket: the time
+    a load balancer or Kubernetes' endpoint controller takes to stop sending it traffic
+    (5 to 10 s in Kubernetes; 0, the default, stops at once where nothing routes by
+    readiness). SIGINT (Ctrl-C) never waits."""
+
+    readiness_checks: Annotated[tuple[str, ...], NoDecode] = ("database", "store", "redis")
+    """Dependencies ``/readyz`` checks: any of ``database``, ``store`` (the artifact store)
+    and ``redis`` (only when ``VIGIL_REDIS_URL`` is set). A comma-separated list in
+    ``VIGIL_SERVE_READINESS_CHECKS``; empty: ``/readyz`` only says whether the models are
+    loaded. Each is checked in the background, never by the probe itself."""
+
+    readiness_interval: float = Field(default=2.0, gt=0)
+    """Seconds between two checks of each dependency."""
+
+    readiness_timeout: float = Field(default=1.0, gt=0)
+    """Seconds a dependency check may take before it counts as failed."""
+
+    readiness_grace: float = Field(default=6.0, ge=0)
+    """Seconds a dependency must keep failing, every check of them, before ``/readyz``
+    answers 503 for it (the body names it): a blip of the database or a failover does not
+    take every replica out of its Service at once. 0: the first failed check counts."""
+
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
     """Host names the server answers for (the ``Host`` header, port ignored), besides
     ``localhost``, ``127.0.0.1``, ``::1`` and the address a request came in on; ``*``
@@ -115,6 +149,21 @@ class ServingSettings(VigilSettings):
     """Origins (``https://console.example.com``) whose web pages may call the admin and
     other state-changing routes, besides the server's own origin; any other ``Origin``
     gets 403. A comma-separated list in ``VIGIL_SERVE_ALLOWED_ORIGINS``."""
+
+    @field_validator("readiness_checks", mode="before")
+    @classmethod
+    def _split_checks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip().lower() for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            unknown = sorted(set(value) - set(READINESS_CHECKS))
+            if unknown:
+                raise ValueError(
+                    f"unknown dependency {unknown[0]!r}; choose among "
+                    f"{', '.join(READINESS_CHECKS)} (comma-separated, or empty for none)"
+                )
+            return tuple(dict.fromkeys(value))
+        return value
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from vigil.serving import metrics
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.executors import INLINE_CELLS, Executors
+from vigil.serving.readiness import Readiness
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,6 +133,8 @@ class DataPlane:
     services:
         The installation the admin API reads and changes (registry, endpoints); ``None``
         for a fixed set of models, whose server has no admin API.
+    readiness:
+        The dependency checks and drain state behind ``/readyz`` (none by default).
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class DataPlane:
         executors: Executors | None = None,
         endpoints: EndpointRouter | None = None,
         services: ExperimentServices | None = None,
+        readiness: Readiness | None = None,
     ):
         self.provider = provider
         self.settings = settings or load_serving_settings()
@@ -150,6 +154,8 @@ class DataPlane:
         self.executors = executors or Executors.create()
         self.endpoints = endpoints
         self.services = services
+        self.readiness = readiness or Readiness()
+        """What ``/readyz`` answers besides the models: draining, dependencies down."""
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 

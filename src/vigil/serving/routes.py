@@ -35,11 +35,10 @@ async def livez(dp: DataPlane, req: Request) -> Response:
 
 
 async def readyz(dp: DataPlane, req: Request) -> Response:
-    if dp.ready:
-        # The number of model versions served: 0 is ready but useless, which the ready
-        # line of `vigil serve` turns into a warning.
-        return json_response({"status": "ready", "models": len(dp.models())})
-    return json_response({"status": "loading"}, 503)
+    # Loading, draining or a dependency down: see vigil.serving.readiness.
+    ready = dp.ready
+    status, body = dp.readiness.answer(ready=ready, models=len(dp.models()) if ready else 0)
+    return json_response(body, status)
 
 
 async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
@@ -336,8 +335,12 @@ ROUTES: list[Route] = [
         readyz,
         "readyz",
         "ops",
-        "Readiness: 200 once every model is loaded and warmed, else 503",
-        responses={**_ok("Status"), "503": {"description": "Loading", "schema": "Status"}},
+        "Readiness: 200 once every model is loaded and warmed, else 503 (loading, "
+        "draining, or a dependency down past its grace period)",
+        responses={
+            **_ok("Status"),
+            "503": {"description": "Loading, draining or unavailable", "schema": "Status"},
+        },
         tags=_OPS,
     ),
     Route(

@@ -38,9 +38,12 @@ def config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) 
 
 
 def run(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> None:
-    """Serve ``app`` until interrupted (SIGINT/SIGTERM drain in-flight requests)."""
-    uvicorn = require("uvicorn", "serve")
-    uvicorn.Server(config(app, host, port, **options)).run()
+    """Serve ``app`` until interrupted (SIGINT/SIGTERM drain in-flight requests, see
+    :mod:`vigil.serving.drain`)."""
+    require("uvicorn", "serve")
+    from vigil.serving.drain import DrainingServer  # uvicorn: only when serving
+
+    DrainingServer(config(app, host, port, **options)).run()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

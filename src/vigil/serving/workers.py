@@ -34,11 +34,13 @@ restarts every worker, ``SIGTTOU`` drops one) loses its live series the same way
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -149,14 +151,30 @@ def _supervisor_class() -> Any:
     from prometheus_client import multiprocess
     from uvicorn.supervisors import Multiprocess
 
+    from vigil.serving.drain import use_draining_workers
+
+    use_draining_workers()
+
     class Supervisor(Multiprocess):
         """uvicorn's supervisor, plus the metrics bookkeeping for workers that leave.
 
         uvicorn replaces a dead or hung worker in ``keep_subprocess_alive`` and retires
         workers in its signal handlers (``SIGHUP``, ``SIGTTOU``); after either, the live
         gauges of every pid no longer supervised are removed, so ``/metrics`` never
-        shows a worker that is gone.
+        shows a worker that is gone. SIGTERM is passed on to every worker as it arrives
+        (uvicorn's loop would only do it at its next half-second poll), so all of them
+        answer ``/readyz`` 503 at once (:mod:`vigil.serving.drain`).
         """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+        def _on_sigterm(self, sig: int, frame: Any) -> None:
+            self.signal_queue.append(sig)  # what uvicorn's handler does: exit at the poll
+            for pid in self._pids():  # a worker ignores the SIGTERM uvicorn sends it again
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
 
         def _pids(self) -> set[int]:
             return {p.pid for p in self.processes if p.pid is not None}
@@ -248,10 +266,13 @@ def serve(
     over HTTP on ``port`` and, with ``grpc_port``, the v2 gRPC protocol on that port of the
     same ``host`` (:mod:`vigil.serving.grpc`).
 
-    Blocks until SIGINT/SIGTERM, then drains every worker. ``on_bound`` is called with the
+    Blocks until SIGINT/SIGTERM, then drains every worker (:mod:`vigil.serving.drain`:
+    ``/readyz`` turns 503 at once, requests held are answered within the drain timeout,
+    capture is flushed, exit status 0). ``on_bound`` is called with the
     port actually listened on (the one the system picked for ``port=0``) once the socket
     is bound, before any worker starts. ``options`` go to ``uvicorn.Config`` (e.g.
-    ``log_level``, ``timeout_graceful_shutdown``).
+    ``log_level``); the drain's bounds are the app's ``drain_timeout`` and
+    ``shutdown_delay`` settings.
     """
     check_port(port)
     if workers < 1:
@@ -306,9 +327,9 @@ def serve(
             if on_bound is not None:
                 on_bound(int(sock.getsockname()[1]))
             if workers == 1:
-                import uvicorn  # only when serving
+                from vigil.serving.drain import DrainingServer  # uvicorn: only when serving
 
-                uvicorn.Server(cfg).run(sockets=[sock])
+                DrainingServer(cfg).run(sockets=[sock])
                 return
             cfg.workers = workers
             _supervisor_class()(cfg, sockets=[sock]).run()

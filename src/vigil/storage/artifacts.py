@@ -174,6 +174,17 @@ class ArtifactStore:
             raise NotFoundError(f"no artifact {key!r} in {redact_url(self.url)}") from None
         return data
 
+    def ping(self) -> None:
+        """Ask the store about its root once: raises when it cannot be reached (a refused
+        connection, bad credentials, a missing local directory). What ``/readyz`` checks;
+        a store with nothing in it yet answers too."""
+        if self.is_local:
+            if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+                raise OSError(f"the artifact directory {self.root} is missing or not writable")
+            return
+        with contextlib.suppress(FileNotFoundError):  # reachable, with nothing stored yet
+            self.fs.info(self.root)
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.resolve_key(key)))
 

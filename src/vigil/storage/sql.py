@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -43,7 +43,12 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from vigil._redact import redact_url
-from vigil.errors import ConfigurationError, DatabaseUnavailableError, require
+from vigil.errors import (
+    ConfigurationError,
+    DatabaseUnavailableError,
+    SchemaNotAtHeadError,
+    require,
+)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
@@ -156,15 +161,23 @@ class Database:
         ``sqlite:///path/to/vigil.db`` (created with its directory), ``sqlite://`` (in
         memory, one shared connection) or ``postgresql+psycopg://user@host:port/db``.
     auto_migrate:
-        Bring the schema to the newest migration on first use (default). Turn off to
-        manage migrations yourself with :meth:`migrate`.
+        Look at the schema on first use (default); turn off to manage migrations
+        yourself with :meth:`migrate`.
+    migrate:
+        What first use does with a schema that is not at the newest migration: ``auto``
+        brings it there; ``refuse`` raises a :class:`~vigil.errors.SchemaNotAtHeadError`
+        that says to run ``vigil db upgrade`` (where a one-off job migrates, as in
+        Kubernetes, and the servers never do).
     """
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, auto_migrate: bool = True, migrate: Literal["auto", "refuse"] = "auto"
+    ) -> None:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://") :]
         self.url = url
         self.auto_migrate = auto_migrate
+        self.migrate_mode = migrate
         backend = make_url(url).get_backend_name()
         if backend not in ("sqlite", "postgresql"):
             raise ConfigurationError(
@@ -248,7 +261,10 @@ class Database:
         """
         try:
             if self.auto_migrate and not self._migrated:
-                self.migrate()
+                if self.migrate_mode == "refuse":
+                    self.check_schema()
+                else:
+                    self.migrate()
             factory = self._write_sessions if write else self._sessions
             with factory() as session, session.begin():
                 if write:
@@ -257,6 +273,16 @@ class Database:
                     # statement (an artifact on disk, say) is already under it.
                     session.connection()
                 yield session
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def ping(self) -> None:
+        """Run one ``SELECT 1`` (no migration): raises
+        :class:`~vigil.errors.DatabaseUnavailableError` when the database cannot answer.
+        What ``/readyz`` checks."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
 
@@ -294,6 +320,33 @@ class Database:
                     _upgrade(conn)
             self._migrated = True
 
+    def check_schema(self) -> None:
+        """Raise :class:`~vigil.errors.SchemaNotAtHeadError` unless the schema is at the
+        newest migration this vigil ships (one query when it is)."""
+        if self.is_at_head():
+            self._migrated = True
+            return
+        current = self.current_revision()
+        head = head_revision()
+        where = redact_url(self.url)
+        if current is None:
+            state = "has no vigil schema yet"
+        elif current not in known_revisions():
+            raise SchemaNotAtHeadError(
+                f"the database {where} is at schema revision {current}, which this vigil "
+                f"does not know (its newest is {head}): a newer vigil migrated it; run that "
+                "version, or upgrade vigil",
+                detail={"current": current, "head": head},
+            )
+        else:
+            state = f"is at schema revision {current}"
+        raise SchemaNotAtHeadError(
+            f"the database {where} {state}; this vigil needs revision {head}. Run "
+            "`vigil db upgrade` once (e.g. as a Kubernetes Job) before starting it, or set "
+            "VIGIL_DATABASE_MIGRATE=auto to migrate on start",
+            detail={"current": current, "head": head},
+        )
+
     def _migrate_postgres(self) -> None:
         with self.engine.connect() as conn:
             # A session-level advisory lock outlives the transactions Alembic opens.
@@ -325,8 +378,11 @@ class Database:
         # Alembic: only to migrate
         from alembic.migration import MigrationContext
 
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        try:
+            with self.engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
 
     def dispose(self) -> None:
         """Close every pooled connection (call before a process exits or forks)."""
@@ -398,6 +454,20 @@ def _scanned_head(versions_dir: Path) -> str | None:
         parents.update(found.get("down_revision", []))
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
+
+
+def known_revisions() -> frozenset[str]:
+    """Every migration revision shipped with this vigil (read from the files as text).
+
+    >>> head_revision() in known_revisions()
+    True
+    """
+    found: set[str] = set()
+    for path in VERSIONS_DIR.glob("*.py"):
+        for match in _REVISION_LINE.finditer(path.read_text(encoding="utf-8")):
+            if match[1] == "revision":
+                found.update(_QUOTED.findall(match[2]))
+    return frozenset(found)
 
 
 def _upgrade(conn: Connection) -> None:
