@@ -382,7 +382,10 @@ backend replicas
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter {interval_ms}ms fastinter {interval_ms}ms downinter {interval_ms}ms rise 1 fall 1
+    # Checked often, but one slow answer on a busy machine is not a failure: a server is
+    # taken out after two failed checks (a refused connection is retried elsewhere anyway).
+    timeout check 2s
+    default-server inter {interval_ms}ms fastinter {interval_ms}ms downinter {interval_ms}ms rise 1 fall 2
 {servers}
 """
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,10 +99,41 @@ class Cluster:
     servers: VigilCluster
     vigil: Vigil
     receiver: Receiver
+    _parts: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return self.servers.url
+
+    def compacted(self, model: str) -> dict[str, list[str]]:
+        """The request ids of every Parquet part of ``model``'s compacted capture, by the
+        id of the segment it came from (``capture-<host>-<pid>-...``). A part never changes
+        once written (its name is its segment's), so each is read once, however often a
+        test polls: a second of segments from six workers makes many small parts."""
+        import pyarrow.parquet as pq
+
+        from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
+
+        store = self.vigil.artifacts
+        found: dict[str, list[str]] = {}
+        for path, _day in partition_dirs(store, root=CAPTURE_ROOT):
+            if path.rsplit("/", 2)[-2] != model_dir(model):
+                continue
+            for part in store.fs.glob(f"{path}/part-*.parquet"):
+                segment = str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
+                key = f"{model}/{segment}"
+                if key not in self._parts:
+                    with store.fs.open(part, "rb") as fh:
+                        table = pq.read_table(fh, columns=["request_id"])
+                    self._parts[key] = table.column("request_id").to_pylist()
+                found[segment] = self._parts[key]
+        return found
+
+    def compacted_ids(self, model: str, prefix: str) -> Counter[str]:
+        """How many compacted rows of ``model`` each request id starting ``prefix`` has."""
+        return Counter(
+            rid for ids in self.compacted(model).values() for rid in ids if rid.startswith(prefix)
+        )
 
 
 MONITOR_HOOK = "/monitor"
@@ -149,7 +181,12 @@ def cluster(
             "VIGIL_MONITOR_RETRIES": "0",
         }
         try:
-            with vigil_cluster(base, settings, env=env) as servers:
+            with (
+                pytest.MonkeyPatch.context() as patch,
+                vigil_cluster(base, settings, env=env) as servers,
+            ):
+                # The receiver is on loopback: the test process checks endpoint webhooks too.
+                patch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
                 yield Cluster(servers, vigil, receiver)
         finally:
             vigil.database.dispose()

@@ -11,8 +11,6 @@ on one PostgreSQL, one Redis and one S3 server (the cluster of ``conftest.py``).
 from __future__ import annotations
 
 import time
-from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -21,21 +19,16 @@ from tests.cluster._load import Load
 from tests.cluster.conftest import Cluster
 from tests.experiments._endpoints import row
 
-from vigil.capture.reader import read_capture_table
-
-pytestmark = pytest.mark.slow
+# The first test also pays for starting the cluster (conftest.py); a restart waits for a
+# replica's cold start, slow on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PREDICT = "/v1/models/churn/predict"
-ALIAS_BOUND_S = 5.0
+ALIAS_BOUND_S = 15.0
 """How long after an alias move every replica serves the new version, at most: the poll
 interval (1 s, the default) plus loading and warming the version in each worker (the
-bundle fetched from S3), with room for a loaded two-core machine."""
-
-
-def compacted(cluster: Cluster, model: str, since: datetime) -> Counter[str]:
-    """How many rows of each request id of ``model`` the shared store's Parquet holds."""
-    table = read_capture_table(model, since=since, store=cluster.vigil.artifacts)
-    return Counter() if table is None else Counter(table.column("request_id").to_pylist())
+bundle fetched from S3). Measured on the two-core CI machine: 1.2-1.9 s, and 6.3 s while
+other jobs kept its load average at 14; the bound leaves room for that."""
 
 
 def served_versions(url: str, tries: int = 20) -> set[int]:
@@ -75,7 +68,6 @@ def test_an_alias_move_reaches_every_replica_within_the_bound(cluster: Cluster) 
 
 
 def test_a_rolling_restart_under_load_fails_no_request(cluster: Cluster) -> None:
-    since = datetime.now(UTC) - timedelta(seconds=5)
     servers = cluster.servers
     with Load(cluster.url, PREDICT, {"inputs": row()}, prefix="roll") as load:
         load.wait(100)
@@ -90,10 +82,9 @@ def test_a_rolling_restart_under_load_fails_no_request(cluster: Cluster) -> None
     assert len(answered) > 300
     # Every prediction answered, through all three restarts, is in the store exactly once.
     wait_for(
-        lambda: set(answered) <= set(compacted(cluster, "churn", since)),
-        60,
+        lambda: set(cluster.compacted_ids("churn", "roll")) == set(answered),
+        120,
         what="every answered prediction to be compacted",
     )
-    counts = compacted(cluster, "churn", since)
-    assert {rid: n for rid, n in counts.items() if rid.startswith("roll") and n != 1} == {}
-    assert {rid for rid in counts if rid.startswith("roll")} == set(answered)
+    counts = cluster.compacted_ids("churn", "roll")
+    assert sorted(counts.elements()) == sorted(answered)  # none lost, none twice
