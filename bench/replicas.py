@@ -87,14 +87,21 @@ def memory(pid: int) -> dict[str, int]:
     return found
 
 
-def children(pid: int) -> list[int]:
+def workers_of(pid: int) -> list[int]:
+    """The worker processes of one ``vigil serve`` (its children, less multiprocessing's
+    resource tracker)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
+    found = []
+    for child in (int(p) for p in path.read_text().split()):
+        command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"resource_tracker" not in command:
+            found.append(child)
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="1 round of 4 s per size")
     args = parser.parse_args()
@@ -155,7 +162,7 @@ def main() -> None:
             for replica in cluster.replicas:
                 assert replica.process is not None
                 supervisors.append(memory(replica.process.pid))
-                workers.extend(memory(pid) for pid in children(replica.process.pid))
+                workers.extend(memory(pid) for pid in workers_of(replica.process.pid))
     summary = {
         "connections": CONNECTIONS,
         "seconds": seconds,

@@ -314,9 +314,10 @@ class FeedbackStore:
         )
 
     def pending(self) -> int:
-        """Feedback items waiting for their prediction (see :meth:`rematch`)."""
-        with self._lock:
-            return len(self._pending)
+        """Feedback items waiting for their prediction (see :meth:`rematch`). Without the
+        lock: the server asks from its event loop, which must not wait for a submission
+        reading the store (a dict's length is read atomically)."""
+        return len(self._pending)
 
     def rematch(self, now: datetime | None = None) -> list[MatchedFeedback]:
         """Feedback this store took as unknown whose prediction has since reached the
