@@ -80,6 +80,10 @@ def test_a_rolling_restart_under_load_fails_no_request(cluster: Cluster) -> None
     assert not failed, f"{len(failed)} of {len(load.snapshot())} failed: {failed[:5]}"
     answered = load.answered()
     assert len(answered) > 300
+    stats = servers.proxy.stats()
+    retried = sum(int(r["wretr"] or 0) for r in stats)
+    redispatched = sum(int(r["wredis"] or 0) for r in stats)
+    print(f"{len(answered)} answered; HAProxy retried {retried}, redispatched {redispatched}")
     # Every prediction answered, through all three restarts, is in the store exactly once.
     wait_for(
         lambda: set(cluster.compacted_ids("churn", "roll")) == set(answered),
