@@ -13,7 +13,8 @@ LOCK   := constraints.txt
 # of nghttp2-client for gRPC). prometheus-alertmanager: amtool checks the example
 # Alertmanager configuration. tini and haproxy: the image's PID 1 and the Compose stack's
 # load balancer, whose configuration tests/deploy checks; podman, runc and debootstrap build
-# and run the image (tests/deploy/test_image.py).
+# and run the image (tests/deploy/test_image.py); haproxy also balances the replica tests
+# (tests/cluster).
 TEST_PACKAGES  := postgresql redis-server prometheus prometheus-alertmanager chromium chromium-driver tini haproxy podman runc debootstrap
 BENCH_PACKAGES := $(TEST_PACKAGES) wrk nghttp2-client
 

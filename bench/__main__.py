@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|startup|capture|routing|batch|calibration|soak ...] [--quick]``.
+serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -24,6 +24,7 @@ ALL = (
     "batch",
     "calibration",
     "soak",
+    "replicas",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -41,6 +42,7 @@ QUICK_ARGS = {
     "batch": ["--quick"],
     "calibration": ["--quick"],
     "soak": ["--quick"],
+    "replicas": ["--quick"],
 }
 
 

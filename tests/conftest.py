@@ -46,6 +46,7 @@ SERVER_FIXTURES = {
     "redis_url": "redis",
     "s3": "s3",
     "s3_url": "s3",
+    "cluster": "haproxy",  # tests/cluster: vigil serve replicas behind HAProxy
 }
 
 

@@ -336,3 +336,318 @@ def _wait_for_port(
             return sock.connect_ex(("127.0.0.1", port)) == 0
 
     wait_for(listening, timeout, what=f"a server to listen on 127.0.0.1:{port}")
+
+
+# -- HAProxy -----------------------------------------------------------------------------
+
+
+def find_haproxy() -> str:
+    """Debian's ``haproxy`` binary, or fail saying how to install it."""
+    binary = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").is_file() else None
+    )
+    if binary is None:
+        pytest.fail(
+            "haproxy not found; run `make test` as root (it installs Debian's haproxy "
+            "package), or `apt-get install haproxy`",
+            pytrace=False,
+        )
+    return binary
+
+
+HAPROXY_CONFIG = """\
+global
+    maxconn 2000
+    stats socket {socket} mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    # A request whose server refused the connection, closed it without an answer, or
+    # answered 503 (vigil's "not ready, nothing was kept, retry") is sent again, to another
+    # server: the body is buffered so a POST can be replayed.
+    option http-buffer-request
+    option redispatch 1
+    retries 3
+    retry-on conn-failure empty-response 503
+
+frontend vigil
+    bind 127.0.0.1:{port}
+    default_backend replicas
+
+backend replicas
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    # Checked often, but one slow answer on a busy machine is not a failure: a server is
+    # taken out after two failed checks (a refused connection is retried elsewhere anyway).
+    timeout check 2s
+    default-server inter {interval_ms}ms fastinter {interval_ms}ms downinter {interval_ms}ms rise 1 fall 2
+{servers}
+"""
+
+
+@dataclass
+class HAProxy:
+    """Debian's HAProxy on a loopback port, balancing over ``backends`` (``name -> port``)
+    with health checks on ``/readyz`` every ``interval_ms``."""
+
+    binary: str
+    base_dir: Path
+    backends: dict[str, int]
+    port: int
+    interval_ms: int = 100
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.base_dir / "admin.sock"
+
+    def config(self) -> str:
+        servers = "\n".join(
+            f"    server {name} 127.0.0.1:{port} check" for name, port in self.backends.items()
+        )
+        return HAPROXY_CONFIG.format(
+            socket=self.socket_path, port=self.port, interval_ms=self.interval_ms, servers=servers
+        )
+
+    def start(self) -> None:
+        path = self.base_dir / "haproxy.cfg"
+        path.write_text(self.config())
+        check = subprocess.run(
+            [self.binary, "-c", "-f", str(path)], capture_output=True, text=True, check=False
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy refused its configuration:\n{check.stdout}{check.stderr}")
+        with (self.base_dir / "haproxy.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "-db", "-f", str(path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        _wait_for_port(self.port, process=self.process)
+        wait_for(lambda: self.socket_path.exists(), 10, what="HAProxy's admin socket")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def command(self, line: str) -> str:
+        """Run one command on the admin socket (``show stat``, ...); its answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(str(self.socket_path))
+            sock.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def stats(self) -> list[dict[str, str]]:
+        """``show stat`` of the backend's servers, one mapping per server."""
+        lines = self.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return [r for r in rows if r["pxname"] == "replicas" and r["svname"] in self.backends]
+
+    def status(self) -> dict[str, str]:
+        """Each server's check status as HAProxy sees it now (``UP``, ``DOWN``...)."""
+        return {r["svname"]: r["status"] for r in self.stats()}
+
+    def wait_status(self, wanted: dict[str, str], timeout: float = 30.0) -> None:
+        def reached() -> bool:
+            now = self.status()
+            return all(now.get(name, "").startswith(state) for name, state in wanted.items())
+
+        wait_for(reached, timeout, what=lambda: f"HAProxy to see {wanted}: {self.status()}")
+
+    def log(self) -> str:
+        return (self.base_dir / "haproxy.log").read_text(errors="replace")
+
+
+@contextmanager
+def haproxy_server(
+    base_dir: Path, backends: dict[str, int], interval_ms: int = 100
+) -> Iterator[HAProxy]:
+    """HAProxy balancing over ``backends`` on a free port; stopped afterwards."""
+    proxy = HAProxy(find_haproxy(), base_dir, dict(backends), free_port(), interval_ms)
+    try:
+        proxy.start()
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+# -- a cluster of vigil serve replicas behind HAProxy ------------------------------------
+
+_REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class VigilReplica:
+    """One ``vigil serve`` process (``workers`` workers) with its own ``VIGIL_HOME`` (its
+    capture log and bundle cache, as a pod's own disk) and the cluster's shared backends,
+    started and stopped again as a test asks."""
+
+    name: str
+    home: Path
+    port: int
+    env: dict[str, str]
+    workers: int = 2
+    poll_interval: float = 1.0
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home.parent / f"{self.name}.log"
+
+    def start(self) -> None:
+        """Start the process (not waiting for it: see :meth:`wait_ready`)."""
+        import sys
+
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.home.mkdir(parents=True, exist_ok=True)
+        # The caller's PYTHONPATH after the repository root: a worktree run with
+        # PYTHONPATH=<its src> serves that source, and the tests' model classes import.
+        path = os.pathsep.join(p for p in (str(_REPOSITORY), os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, **self.env, "VIGIL_HOME": str(self.home), "PYTHONPATH": path}
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env.pop("VIGIL_CONFIG", None)
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts} ---\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "vigil.cli", "serve", "--port", str(self.port)),
+                    *("--workers", str(self.workers), "--poll-interval", str(self.poll_interval)),
+                ],
+                cwd=_REPOSITORY,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+
+    def ready(self) -> bool:
+        import httpx
+
+        if self.process is None or self.process.poll() is not None:
+            code = None if self.process is None else self.process.returncode
+            raise RuntimeError(f"replica {self.name} is not running ({code}):\n{self.output()}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        wait_for(
+            self.ready,
+            timeout,
+            what=lambda: f"replica {self.name} to be ready:\n{self.output()[-4000:]}",
+            interval=0.1,
+        )
+
+    def stop(self, sig: int | None = None, timeout: float = 60.0) -> int:
+        """Send ``sig`` (SIGTERM by default) and wait for the exit; its return code."""
+        import signal
+
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process is not None else 0
+        self.process.send_signal(signal.SIGTERM if sig is None else sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class VigilCluster:
+    """``replicas`` behind ``proxy``, sharing one PostgreSQL database, one Redis database
+    and one S3 prefix (``settings``: the keyword arguments of
+    :func:`vigil.settings.load_settings` that point a process at them)."""
+
+    replicas: list[VigilReplica]
+    proxy: HAProxy
+    settings: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
+
+    def replica(self, name: str) -> VigilReplica:
+        return next(r for r in self.replicas if r.name == name)
+
+    def all_up(self, timeout: float = 60.0) -> None:
+        self.proxy.wait_status({r.name: "UP" for r in self.replicas}, timeout)
+
+    def restart(self, replica: VigilReplica) -> int:
+        """SIGTERM ``replica``, start it again, wait until HAProxy sends it traffic again;
+        its exit code."""
+        code = replica.stop()
+        replica.start()
+        replica.wait_ready()
+        self.proxy.wait_status({replica.name: "UP"})
+        return code
+
+
+@contextmanager
+def vigil_cluster(
+    base_dir: Path,
+    settings: dict[str, Any],
+    *,
+    replicas: int = 3,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    poll_interval: float = 1.0,
+) -> Iterator[VigilCluster]:
+    """``replicas`` ``vigil serve`` processes on the shared backends of ``settings``
+    (``database_url``, ``artifact_url``, ``s3_endpoint_url``, ``redis_url``) behind HAProxy;
+    every process is stopped afterwards. ``env`` adds ``VIGIL_*`` settings for all."""
+    shared = {f"VIGIL_{key.upper()}": str(value) for key, value in settings.items() if value}
+    started: list[VigilReplica] = []
+    try:
+        for n in range(replicas):
+            replica = VigilReplica(
+                name=f"r{n}",
+                home=base_dir / f"r{n}" / "home",
+                port=free_port(),
+                env={**shared, **(env or {})},
+                workers=workers,
+                poll_interval=poll_interval,
+            )
+            replica.start()
+            started.append(replica)
+        for replica in started:
+            replica.wait_ready()
+        with haproxy_server(base_dir, {r.name: r.port for r in started}) as proxy:
+            cluster = VigilCluster(started, proxy, dict(settings))
+            cluster.all_up()
+            yield cluster
+    finally:
+        for replica in started:
+            with contextlib.suppress(Exception):
+                replica.stop()

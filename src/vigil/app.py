@@ -210,8 +210,19 @@ class Vigil:
         settings = self.monitor_settings
         if not settings.enabled or settings.interval_s <= 0:
             return None
-        from vigil.monitor.scheduler import MonitorScheduler  # only when monitoring is on
+        # only when monitoring is on
+        from vigil.monitor.scheduler import MonitorScheduler, compaction_lag_warning
 
+        capture = self.capture_settings
+        if capture.enabled and not self.settings.resolved_database_url.startswith("sqlite"):
+            # A shared database may mean several replicas, each compacting its own log.
+            warning = compaction_lag_warning(
+                settings.grace_s, capture.segment_seconds, capture.compact_interval_s
+            )
+            if warning is not None:
+                import logging
+
+                logging.getLogger("vigil.monitor").warning(warning)
         return MonitorScheduler(self, settings)
 
     def readiness(self, settings: ServingSettings) -> Readiness:

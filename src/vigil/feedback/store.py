@@ -16,6 +16,13 @@ capture log, uncompacted segments first (so a prediction answered a moment ago b
 worker counts), then the compacted partitions of the lookback window. Unknown request ids
 (no captured prediction) are stored anyway and reported: an unmatched label simply joins
 nothing. ``retention`` clears old ones with the partitions.
+
+Another replica's prediction: each replica's live capture segments are on its own disk, so
+feedback about a prediction that another replica answered a moment ago is unknown where it
+arrives until that replica compacts its segment. Such feedback is also kept in memory for
+``handover`` (long enough for any segment to be closed and compacted) and
+:meth:`FeedbackStore.rematch` looks it up again; what it finds then is returned once, for
+the same listeners as a matched submission (an experiment's reward counters).
 """
 
 from __future__ import annotations
@@ -65,6 +72,10 @@ _SCHEMA = {
     "caller": pa.string(),
 }
 _KEY_COLUMNS = ("request_id", "row", "caller")
+
+MAX_PENDING = 100_000
+"""At most this many unknown feedback items wait in memory for another replica's
+compaction (see :meth:`FeedbackStore.rematch`); past it, later ones are only stored."""
 
 Key = tuple[str, int, str | None]
 """What makes feedback a duplicate: the same row of the same request of the same caller."""
@@ -125,6 +136,12 @@ class FeedbackStore:
         Feedback arriving longer than this after its prediction is counted as late.
     lookback:
         How far back :meth:`submit` looks for the predictions feedback refers to.
+    handover:
+        How long feedback about an unknown request id waits, in memory, for another
+        replica to compact the prediction (see :meth:`rematch`).
+    rematch_interval:
+        Seconds between two calls of :meth:`rematch` by a server (the compaction interval:
+        nothing new reaches the store sooner).
     """
 
     def __init__(
@@ -136,6 +153,8 @@ class FeedbackStore:
         late_after: timedelta = timedelta(days=1),
         lookback: timedelta = timedelta(days=90),
         fsync: str = "none",
+        handover: timedelta = timedelta(hours=1, minutes=5),
+        rematch_interval: float = 60.0,
     ) -> None:
         self.log = SegmentLog(directory, prefix="feedback", fsync=fsync)
         self.store = store
@@ -146,6 +165,9 @@ class FeedbackStore:
         self._tail = SegmentTail(self.log.directory, "feedback")
         self._seen: set[Key] | None = None
         self._compacted_read = False
+        self.handover = handover
+        self.rematch_interval = rematch_interval
+        self._pending: dict[Key, FeedbackRecord] = {}
         # submit() runs on executor threads of the server; one batch at a time keeps the
         # seen set and the followed offsets consistent.
         self._lock = threading.Lock()
@@ -165,6 +187,12 @@ class FeedbackStore:
             late_after=timedelta(hours=settings.feedback_late_hours),
             lookback=timedelta(days=settings.feedback_lookback_days),
             fsync=settings.fsync,
+            # A prediction reaches the store at most a segment's life and a compaction
+            # interval after it was made (plus a pass that failed once, and a margin).
+            handover=timedelta(
+                seconds=settings.segment_seconds + 2 * settings.compact_interval_s + 60
+            ),
+            rematch_interval=settings.compact_interval_s,
         )
 
     def _seen_keys(self) -> set[Key]:
@@ -265,6 +293,8 @@ class FeedbackStore:
                 hit = judgement.captured
                 if hit is None:
                     unknown_ids.add(r.request_id)
+                    if self.store is not None and len(self._pending) < MAX_PENDING:
+                        self._pending[key] = r  # another replica may compact it soon
                     continue
                 matched.append(MatchedFeedback(r, hit))
                 if r.time - hit.time > self.late_after:
@@ -282,6 +312,41 @@ class FeedbackStore:
             unknown=len(fresh) - len(matched),
             matched=tuple(matched),
         )
+
+    def pending(self) -> int:
+        """Feedback items waiting for their prediction (see :meth:`rematch`). Without the
+        lock: the server asks from its event loop, which must not wait for a submission
+        reading the store (a dict's length is read atomically)."""
+        return len(self._pending)
+
+    def rematch(self, now: datetime | None = None) -> list[MatchedFeedback]:
+        """Feedback this store took as unknown whose prediction has since reached the
+        store (compacted by another replica): each is returned once, then forgotten, as is
+        whatever waited longer than ``handover``. One lookup for all of them; nothing to do
+        (and nothing read) while none waits."""
+        with self._lock:
+            now = now or datetime.now(UTC)
+            for key, r in list(self._pending.items()):
+                if now - r.time > self.handover:
+                    del self._pending[key]
+            if not self._pending:
+                return []
+            waiting = list(self._pending.items())
+            # The prediction was made before its feedback, and was still in a live segment
+            # elsewhere when the feedback came: at most `handover` before it.
+            since = min(r.time for _, r in waiting) - self.handover
+            found = self.lookup.find_all({r.request_id for _, r in waiting}, since=since)
+            matched: list[MatchedFeedback] = []
+            for key, r in waiting:
+                judgement = attribute(
+                    found.get(r.request_id, ()), r.row, caller=r.caller, admin=False
+                )
+                if judgement.captured is not None:
+                    matched.append(MatchedFeedback(r, judgement.captured))
+                    del self._pending[key]
+                elif judgement.refused:
+                    del self._pending[key]  # another key's prediction: never ours to judge
+            return matched
 
     def read_table(self, since: datetime | None = None) -> pa.Table | None:
         """All feedback (arrived at or after ``since``, when given), one row per

@@ -38,6 +38,35 @@ _FIRST_RUN_DELAY_S = 30.0
 """The first cycle runs this long after start-up (or after one interval, if shorter)."""
 
 
+def compaction_lag_warning(
+    grace_s: float, segment_seconds: float, compact_interval_s: float
+) -> str | None:
+    """What to tell an operator whose windows may become final before other replicas'
+    predictions are in them (``None`` when they cannot).
+
+    The lease holder reads its own replica's live capture segments and what every replica
+    has compacted to the shared store; another replica's prediction gets there up to a
+    segment's life plus a compaction interval after it was made. A window final sooner
+    (``grace_s`` after its end) leaves it out, for good.
+
+    >>> compaction_lag_warning(60.0, 3600.0, 60.0) is not None
+    True
+    >>> compaction_lag_warning(120.0, 30.0, 30.0) is None
+    True
+    """
+    lag = segment_seconds + compact_interval_s
+    if grace_s > lag:
+        return None
+    return (
+        f"if several replicas share this database: a monitoring window is final "
+        f"{grace_s:g} s after its end (VIGIL_MONITOR_GRACE_S), but another replica's "
+        f"predictions reach the shared store up to {lag:g} s after they were made "
+        "(VIGIL_CAPTURE_SEGMENT_SECONDS + VIGIL_CAPTURE_COMPACT_INTERVAL_S), so its windows "
+        "would hold mostly this replica's predictions; raise the grace above that, or "
+        "shorten the segments"
+    )
+
+
 def acquire_lease(
     db: Database, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
 ) -> bool:

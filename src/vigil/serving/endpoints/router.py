@@ -21,7 +21,10 @@ copies once the primary's answer is ready. Nothing on that path touches SQL or R
 
 Feedback (``POST /v1/feedback``) reaches the router through the data plane's feedback
 listeners: its reward and label are added to the counters of the variant that the capture
-record names, in whichever worker receives it.
+record names, in whichever worker receives it. Feedback about a prediction another replica
+answered (still in that replica's live capture segment) is credited once that replica has
+compacted it (:meth:`FeedbackStore.rematch <vigil.feedback.store.FeedbackStore.rematch>`,
+tried every compaction interval).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
     from vigil.experiments.services import ExperimentServices
     from vigil.experiments.state import PolicyStateStore
     from vigil.feedback.record import MatchedFeedback
+    from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.dataplane import DataPlane, Prediction
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.serving.validation import RawTable
@@ -166,6 +170,9 @@ class EndpointRouter:
             loop.create_task(self._maintain(), name="vigil-endpoints"),
             loop.create_task(self._flusher(), name="vigil-policy-flush"),
         ]
+        if dataplane.capture is not None:
+            task = loop.create_task(self._rematcher(dataplane.capture), name="vigil-rematch")
+            self._tasks.append(task)
 
     async def stop(self) -> None:
         """Stop the background work, let shadow copies finish briefly, flush the counters."""
@@ -317,6 +324,28 @@ class EndpointRouter:
             await asyncio.sleep(self.buffer.interval)
             if self.buffer.pending():
                 await asyncio.to_thread(self.buffer.flush)
+
+    async def _rematcher(self, capture: CaptureRuntime) -> None:
+        """Credit feedback that arrived here before its prediction, answered by another
+        replica, reached the shared store (see :meth:`FeedbackStore.rematch
+        <vigil.feedback.store.FeedbackStore.rematch>`)."""
+        # Built in a thread (PyArrow behind it), as the capture runtime builds it at start.
+        feedback = await asyncio.to_thread(lambda: capture.feedback)
+        if feedback is None:
+            return
+        while True:
+            await asyncio.sleep(feedback.rematch_interval)
+            if not feedback.pending():
+                continue
+            try:
+                matched = await asyncio.to_thread(feedback.rematch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("matching feedback to other replicas' predictions failed; retrying")
+                continue
+            if matched:
+                self.on_feedback(matched)
 
     # -- the hot path ------------------------------------------------------------------
 
