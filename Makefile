@@ -11,8 +11,8 @@ DEMO_STAMP := $(VENV)/.installed-demo
 LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generators (wrk; h2load
 # of nghttp2-client for gRPC).
-TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver
-BENCH_PACKAGES := $(TEST_PACKAGES) wrk nghttp2-client
+TEST_PACKAGES  := postgresql redis-server prometheus chromium chromium-driver nghttp2-client
+BENCH_PACKAGES := $(TEST_PACKAGES) wrk
 
 .PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest
 
