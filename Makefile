@@ -10,13 +10,13 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # The exact versions CI tested; `make lock` refreshes them, `make test-latest` tries the newest.
 LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generators (wrk; h2load
-# of nghttp2-client for gRPC). prometheus-alertmanager: amtool checks the example
-# Alertmanager configuration. tini and haproxy: the image's PID 1 and the Compose stack's
-# load balancer, whose configuration tests/deploy checks; podman, runc and debootstrap build
-# and run the image (tests/deploy/test_image.py); haproxy also balances the replica tests
-# (tests/cluster).
-TEST_PACKAGES  := postgresql redis-server prometheus prometheus-alertmanager chromium chromium-driver tini haproxy podman runc debootstrap
-BENCH_PACKAGES := $(TEST_PACKAGES) wrk nghttp2-client
+# of nghttp2-client, which a gRPC batching test also runs). prometheus-alertmanager: amtool
+# checks the example Alertmanager configuration. tini and haproxy: the image's PID 1 and the
+# Compose stack's load balancer, whose configuration tests/deploy checks; podman, runc and
+# debootstrap build and run the image (tests/deploy/test_image.py); haproxy also balances
+# the replica tests (tests/cluster).
+TEST_PACKAGES  := postgresql redis-server prometheus prometheus-alertmanager chromium chromium-driver tini haproxy podman runc debootstrap nghttp2-client
+BENCH_PACKAGES := $(TEST_PACKAGES) wrk
 
 .PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest
 

@@ -6,7 +6,9 @@ that takes in every request decoded while the event loop keeps turning with new 
 in flight queue up and are joined into the next one, held at most until the oldest of them
 has waited ``max_wait`` seconds for more company. No batch exceeds ``max_batch_size``
 rows. So under light load latency is that of a single call, and under heavy load the
-model sees large vectorised batches without anyone tuning a timer.
+model sees large vectorised batches without anyone tuning a timer. A protocol whose
+concurrent requests reach the batcher several turns of the loop apart (gRPC) says so with
+:data:`GATHER_TURNS`, and a batch one of its requests starts waits that many quiet turns.
 
 Where the call runs depends on what it costs, measured when the model is warmed
 (:meth:`MicroBatcher.calibrate`) and kept up to date from every call (time on the worker
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,6 +99,17 @@ class CallCost:
     def estimate(self, rows: int) -> float:
         return self.fixed + self.per_row * rows
 
+
+GATHER_TURNS: contextvars.ContextVar[int] = contextvars.ContextVar("gather_turns", default=1)
+"""How many turns of the event loop in a row may bring no new request before a batch that
+a request starts stops waiting for company (still at most ``max_wait``). One suits requests
+that arrive together (the HTTP server reads every ready connection in one turn); a protocol
+whose concurrent requests come several turns apart sets more in its request's task (see
+:mod:`vigil.serving.grpc.service`).
+
+>>> GATHER_TURNS.get()
+1
+"""
 
 _SMOOTHING = 0.1
 """Weight of the newest call in the running estimate of a call's fixed cost."""
@@ -161,6 +175,7 @@ class MicroBatcher:
         """The model's worker thread (also where it is loaded and warmed)."""
         self._pending: collections.deque[_Item] = collections.deque()
         self._pending_rows = 0
+        self._gather_turns = 1
         self._running = False
         self._full: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
@@ -262,6 +277,9 @@ class MicroBatcher:
         item = _Item(X, n_rows, want_proba, loop.create_future(), log, note)
         self._pending.append(item)
         self._pending_rows += n_rows
+        turns = GATHER_TURNS.get()
+        if turns > self._gather_turns:
+            self._gather_turns = turns
         if not self._running:
             # The drainer's first step runs after the other requests of this tick.
             self._running = True
@@ -290,13 +308,19 @@ class MicroBatcher:
     async def _gather(self) -> None:
         """Before a first call: let the event loop turn while each turn brings more requests
         (their bytes were already on the way), up to a full batch or ``max_wait``. A lone
-        request is held for one turn of the loop, microseconds."""
+        request is held for one turn of the loop, microseconds (or for the
+        :data:`GATHER_TURNS` its protocol asked)."""
         deadline = self._pending[0].enqueued + self.max_wait
-        while self._pending_rows < self.max_batch_size:
-            seen = len(self._pending)
-            await asyncio.sleep(0)
-            if len(self._pending) == seen or perf_counter() > deadline:
-                return
+        quiet = 0
+        try:
+            while self._pending_rows < self.max_batch_size:
+                seen = len(self._pending)
+                await asyncio.sleep(0)
+                quiet = quiet + 1 if len(self._pending) == seen else 0
+                if quiet >= self._gather_turns or perf_counter() > deadline:
+                    return
+        finally:
+            self._gather_turns = 1
 
     async def _fill(self) -> None:
         """After a call: requests that queued behind it wait for company until the oldest of
