@@ -72,8 +72,25 @@ _HOW = (
 )
 
 
+_MIMES: dict[str, str] = {}
+_MIMES_KEPT = 256
+
+
 def _mime(content_type: str) -> str:
-    return content_type.partition(";")[0].strip().lower()
+    """The media type of a ``Content-Type`` value, lower case, without parameters
+    (remembered: clients send the same few values on every request).
+
+    >>> _mime("Application/JSON; charset=utf-8")
+    'application/json'
+    """
+    mime = _MIMES.get(content_type)
+    if mime is None:
+        mime = content_type.partition(";")[0].strip().lower()
+        if len(content_type) <= 200:
+            if len(_MIMES) >= _MIMES_KEPT:
+                _MIMES.clear()
+            _MIMES[content_type] = mime
+    return mime
 
 
 class SideServer(Protocol):
@@ -85,14 +102,14 @@ class SideServer(Protocol):
     async def stop(self) -> None: ...
 
 
-def _content_type_ok(route: Route, content_type: str | None) -> bool:
+def _content_type_ok(route: Route, mime: str | None) -> bool:
+    """Whether a route takes a body of media type ``mime`` (see :func:`_mime`)."""
     if route.body == "json_or_csv":
         return True  # the MLflow codec answers 415 in MLflow's own words
-    if content_type is None:
+    if mime is None:
         # A prediction may omit it (the body must still be JSON); a state change may not:
         # a cross-site script can send a body without a content type, no preflight asked.
         return not route.needs_json
-    mime = _mime(content_type)
     if mime == _FORM:
         # `curl -d '{...}'` on a prediction: taken when the body is JSON (checked once it
         # is read, see _form_body_ok). No HTML form can send a JSON body this way (it
@@ -270,18 +287,12 @@ class ServingApp:
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
                 request.key_id, request.key_role = principal.key_id, principal.role
-            if (route.needs_json or route.body != "none") and not _content_type_ok(
-                route, content_type
-            ):
+            mime = None if content_type is None else _mime(content_type)
+            if (route.needs_json or route.body != "none") and not _content_type_ok(route, mime):
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
                 request.body = await self._read_body(receive, length, route.max_body_bytes)
-                if (
-                    route.prediction
-                    and content_type is not None
-                    and _mime(content_type) == _FORM
-                    and not _form_body_ok(request.body)
-                ):
+                if route.prediction and mime == _FORM and not _form_body_ok(request.body):
                     raise _unsupported_media_type(route, content_type)
                 if route.body in _JSON_BODIES and len(request.body) > INLINE_BODY_BYTES:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
