@@ -173,6 +173,8 @@ class ServingApp:
         self._executors = dataplane.executors
         self._max_values = json_values_limit(self.settings)
         self._metrics = self.settings.metrics
+        self._tally = metrics.RequestTally() if self._metrics else None
+        """Requests in flight and answered, added to the metrics once per loop turn."""
         self._hosts = host_guard(
             self.settings.allowed_hosts, authentication=authenticator is not None
         )
@@ -239,8 +241,9 @@ class ServingApp:
         started = perf_counter()
         route: Route | None = None
         request: Request | None = None
-        if self._metrics:
-            metrics.IN_FLIGHT.inc()
+        tally = self._tally
+        if tally is not None:
+            tally.started()
         try:
             content_type = request_id = None
             authorization: bytes | None = None
@@ -316,9 +319,8 @@ class ServingApp:
             held = request.detach()
             with contextlib.suppress(RuntimeError):  # the pool stopped: freed here instead
                 self._executors.decode.submit(held.clear)
-        if self._metrics:
-            metrics.IN_FLIGHT.dec()
-            metrics.record_request(
+        if tally is not None:
+            tally.answered(
                 route.name if route else "unmatched",
                 request.model if request else "",
                 request.version if request else "",

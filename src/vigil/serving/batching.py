@@ -301,18 +301,20 @@ class MicroBatcher:
             self._probe_interval = min(2 * self._probe_interval, _LONGEST_PROBE_INTERVAL)
             self._probe_at = perf_counter() + self._probe_interval
 
-    async def submit(
+    def submit(
         self,
         X: Any,
         n_rows: int,
         want_proba: bool,
         log: AnswerLog | None = None,
         note: Any = None,
-    ) -> BatchResult:
-        """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting.
+    ) -> asyncio.Future[BatchResult]:
+        """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting:
+        queued now, answered by the future returned (a future, not a coroutine: one frame
+        less on every request's path).
 
         With ``log``, the answer is handed to it as ``(note, output)`` together with the
-        others of its call before the result is returned (see :data:`AnswerLog`).
+        others of its call before the future is resolved (see :data:`AnswerLog`).
         """
         loop = asyncio.get_running_loop()
         item = _Item(X, n_rows, want_proba, loop.create_future(), log, note)
@@ -324,7 +326,7 @@ class MicroBatcher:
             self._drainer = loop.create_task(self._drain(loop))
         elif self._full is not None and self._pending_rows >= self.max_batch_size:
             self._full.set()
-        return await item.future
+        return item.future
 
     def _set_idle(self) -> None:
         self._running = False
