@@ -103,7 +103,7 @@ def lua_script(path: str, body: bytes, headers: dict[str, str] | None = None) ->
 class Server:
     """One app in a subprocess pinned to the server core (``grpc``: also on a gRPC port)."""
 
-    def __init__(self, kind: str, *extra: str, grpc: bool = False) -> None:
+    def __init__(self, kind: str, *extra: str, grpc: bool = False, src: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_port = free_port() if grpc else None
@@ -111,7 +111,7 @@ class Server:
             extra = (*extra, "--grpc-port", str(self.grpc_port))
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
         # The caller's PYTHONPATH kept after the repository's: a worktree's src is served.
-        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+        path = os.pathsep.join(p for p in (os.getcwd(), src, os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
 
@@ -329,7 +329,9 @@ def main(
 ) -> dict:
     """Run every case (``only``: the cases of those names) ``rounds`` times, interleaved
     (a slow spell of the shared machine hurts every case alike), and write the report:
-    each point is the median of its rounds, each ratio the median of the rounds' ratios."""
+    each point is the median of its rounds, each ratio the median of the rounds' ratios.
+    With ``VIGIL_BENCH_BEFORE_SRC`` set to another checkout's ``src``, every round also
+    serves the native case from it (``vigil-before``): before and after in one run."""
     wrk_path()
     if only is None or only & {"vigil-grpc", "grpc-constant"}:
         h2load_path()
@@ -394,9 +396,13 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
         ("vigil-no-capture", "vigil-nocapture", "/v1/models/model/predict", native, ()),
         ("vigil-uvicorn-http", "vigil", "/v1/models/model/predict", native, ("--http", "uvicorn")),
     ]
+    before = os.environ.get("VIGIL_BENCH_BEFORE_SRC")
+    if before:  # the same request served by another checkout (its src directory)
+        plan.append(("vigil-before", "vigil", "/v1/models/model/predict", native, ()))
     for name, kind, path, body, extra in plan:
-        if only is None or name in only:
-            with Server(kind, *extra) as server:
+        if only is None or name in only or name == "vigil-before":
+            src = before if name == "vigil-before" else None
+            with Server(kind, *extra, src=src) as server:
                 results += measure(name, server, path, body, conns, seconds, warmup)
     # The same single row through v2: JSON tensors, then tritonclient's defaults (binary).
     v2_cases = [n for n in ("vigil-v2-json", "vigil-v2-binary") if only is None or n in only]
@@ -437,6 +443,8 @@ _RATIOS = {
     "vigil_vs_hello_one_write_throughput_at_32": ("vigil", "hello-one-write"),
     "vigil_vs_vigil_uvicorn_http_throughput_at_32": ("vigil", "vigil-uvicorn-http"),
     "hello_one_write_vs_hello_throughput_at_32": ("hello-one-write", "hello"),
+    "vigil_before_vs_hello_throughput_at_32": ("vigil-before", "hello"),
+    "vigil_vs_vigil_before_throughput_at_32": ("vigil", "vigil-before"),
 }
 
 
@@ -463,7 +471,7 @@ def goals_of(results: list[Result], *, partial: bool) -> dict[str, float | bool]
         )
     if partial:
         return goals
-    missing = [key for key in _RATIOS if key not in goals]
+    missing = [key for key in _RATIOS if key not in goals and "before" not in key]
     if missing:
         raise SystemExit(f"a full run lacks the ratios {missing}")
     return goals

@@ -48,6 +48,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from vigil.serving.metrics import observe_many
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -401,15 +403,14 @@ class MicroBatcher:
         stats.rows += rows
         stats.largest_batch = max(stats.largest_batch, rows)
         metrics = self._metrics
+        queue_times = [started - item.enqueued for item in batch]
+        stats.recent_queue_seconds.extend(queue_times)
         if metrics is not None:
             metrics[0].observe(rows)
+            observe_many(metrics[1], queue_times)
             metrics[2].observe(elapsed)
             metrics[3].inc(rows)
-        for item, outcome in zip(batch, outcomes, strict=True):
-            queued = started - item.enqueued
-            stats.recent_queue_seconds.append(queued)
-            if metrics is not None:
-                metrics[1].observe(queued)
+        for item, outcome, queued in zip(batch, outcomes, queue_times, strict=True):
             if item.future.done():  # the caller went away
                 continue
             if isinstance(outcome, BaseException):
