@@ -19,22 +19,39 @@ from typing import Any
 from uvicorn.protocols.http import httptools_impl
 
 
-class _Written:
-    """Stands in for the transport while uvicorn's ``send`` runs: keeps what it writes
-    and whether it asked to close, for the caller to pass on in one write."""
+class _Held:
+    """Stands in for the transport from a response's start to its first body message:
+    keeps what uvicorn writes, then :meth:`release` writes it at once. A ``close`` from
+    outside a send (the app failed after starting its response) writes what is held and
+    closes, as uvicorn would have."""
 
-    __slots__ = ("closed", "parts", "transport")
+    __slots__ = ("closed", "parts", "sending", "transport")
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport
         self.parts: list[bytes] = []
         self.closed = False
+        self.sending = False
 
     def write(self, data: bytes) -> None:
         self.parts.append(data)
 
     def close(self) -> None:
         self.closed = True
+        if not self.sending:
+            self._flush(disconnected=False)
+
+    def release(self, cycle: httptools_impl.RequestResponseCycle) -> None:
+        """Put the real transport back on ``cycle`` and pass on what was held."""
+        cycle.transport = self.transport
+        self._flush(disconnected=cycle.disconnected)
+
+    def _flush(self, *, disconnected: bool) -> None:
+        parts, self.parts = self.parts, []
+        if parts and not disconnected:  # a client gone: uvicorn writes nothing either
+            self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        if self.closed:
+            self.transport.close()
 
     def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info...: the real one's
         return getattr(self.transport, name)
@@ -43,35 +60,26 @@ class _Written:
 class ResponseCycle(httptools_impl.RequestResponseCycle):
     """One request's ASGI cycle whose response head waits for the first body message."""
 
-    _head: bytes | None = None
-
     async def send(self, message: Any) -> None:
-        kind = message["type"]
-        if kind == "http.response.start" and not self.response_started:
-            self._head = b"".join((await self._send_through(message)).parts)
-            return
-        head = self._head
-        if head is None or kind != "http.response.body":
+        held = self.transport
+        if type(held) is _Held:  # the first message after the start: out with the head
+            held.sending = True
+            try:
+                await super().send(message)
+            finally:
+                held.release(self)
+        elif message["type"] == "http.response.start" and not self.response_started:
+            held = _Held(held)
+            held.sending = True
+            self.transport = held  # type: ignore[assignment]  # it answers what send uses
+            try:
+                await super().send(message)
+            except BaseException:
+                held.release(self)
+                raise
+            held.sending = False
+        else:
             await super().send(message)
-            return
-        self._head = None
-        written = await self._send_through(message)
-        if self.disconnected:  # the client went away: uvicorn wrote nothing either
-            return
-        transport = self.transport
-        transport.write(head + b"".join(written.parts) if written.parts else head)
-        if written.closed:
-            transport.close()
-
-    async def _send_through(self, message: Any) -> _Written:
-        transport = self.transport
-        written = _Written(transport)
-        self.transport = written  # type: ignore[assignment]  # it answers what send uses
-        try:
-            await super().send(message)
-        finally:
-            self.transport = transport
-        return written
 
 
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
