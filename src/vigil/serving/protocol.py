@@ -14,6 +14,7 @@ imports it only when it builds a server.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 from uvicorn.protocols.http import httptools_impl
@@ -82,14 +83,23 @@ class ResponseCycle(httptools_impl.RequestResponseCycle):
             await super().send(message)
 
 
-class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
-    """uvicorn's httptools protocol whose requests run as :class:`ResponseCycle`."""
+def _with_names(function: Any, **names: Any) -> Any:
+    """``function`` itself (its code, unchanged) seeing ``names`` in place of the
+    module-level names of its module: no copy of its source, and nothing patched."""
+    return types.FunctionType(
+        function.__code__,
+        {**function.__globals__, **names},
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
 
-    def on_headers_complete(self) -> None:
-        before = self.cycle
-        super().on_headers_complete()
-        cycle = self.cycle
-        # uvicorn built a new cycle (not an upgrade) whose task has not started yet: it
-        # looks up `send` when it does, so the class can still change.
-        if cycle is not before and type(cycle) is httptools_impl.RequestResponseCycle:
-            cycle.__class__ = ResponseCycle
+
+class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    """uvicorn's httptools protocol whose requests run as :class:`ResponseCycle`: its own
+    ``on_headers_complete``, building a :class:`ResponseCycle` where it built a
+    ``RequestResponseCycle``."""
+
+    on_headers_complete = _with_names(
+        httptools_impl.HttpToolsProtocol.on_headers_complete, RequestResponseCycle=ResponseCycle
+    )
