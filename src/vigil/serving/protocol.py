@@ -62,7 +62,7 @@ class ResponseCycle(httptools_impl.RequestResponseCycle):
     """One request's ASGI cycle whose response head waits for the first body message."""
 
     async def send(self, message: Any) -> None:
-        held = self.transport
+        held: Any = self.transport  # the real transport, or the _Held standing in for it
         if type(held) is _Held:  # the first message after the start: out with the head
             held.sending = True
             try:
@@ -72,7 +72,7 @@ class ResponseCycle(httptools_impl.RequestResponseCycle):
         elif message["type"] == "http.response.start" and not self.response_started:
             held = _Held(held)
             held.sending = True
-            self.transport = held  # type: ignore[assignment]  # it answers what send uses
+            self.transport = held  # it answers what uvicorn's send uses of a transport
             try:
                 await super().send(message)
             except BaseException:
