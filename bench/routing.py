@@ -110,6 +110,7 @@ class RoutingServer(Server):
 
     def __init__(self, home: Path, capture: bool = True) -> None:
         self.port = free_port()
+        self.grpc_port = None  # HTTP only (the runner's readiness probe asks)
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
