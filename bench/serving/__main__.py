@@ -15,11 +15,15 @@ parser.add_argument(
     help="comma-separated cases to run (e.g. vigil-grpc,grpc-constant); default: all",
 )
 parser.add_argument("--seconds", type=float, default=None, help="seconds per point")
+parser.add_argument(
+    "--rounds", type=int, default=1, help="interleaved rounds (medians are reported)"
+)
 parser.add_argument("--output", type=Path, default=None, help="the JSON report's path")
 args = parser.parse_args()
 main(
     quick=args.quick,
     only=set(args.only.split(",")) if args.only else None,
     seconds=args.seconds,
+    rounds=args.rounds,
     **({"output": args.output} if args.output else {}),
 )

@@ -1,12 +1,17 @@
 """The servers under test, each started as ``python -m bench.serving.apps KIND PORT``.
 
-* ``hello``: a bare ASGI hello-world on uvicorn + httptools + uvloop (the ceiling);
+* ``hello``: a bare ASGI hello-world on uvicorn + httptools + uvloop (the ceiling), on
+  uvicorn's own httptools protocol unless ``--http vigil`` puts it on vigil's one-write
+  protocol (:mod:`vigil.serving.protocol`), which every vigil case runs unless
+  ``--http uvicorn``;
 * ``fastapi-async``: the naive tutorial app (pydantic body, ``model.predict`` per
   request) with an ``async def`` endpoint, as most ML-serving tutorials write it; the
   baseline of the goals (its ratio to ``hello`` matches the issue's reference figures);
 * ``fastapi``: the same with a sync ``def`` endpoint, as the FastAPI docs recommend for
   blocking code (a thread-pool hop per request: slower, reported too);
-* ``vigil``: vigil's app, native route, metrics on (``vigil-nometrics``: metrics off);
+* ``vigil``: vigil's app, native route, metrics and capture on, as ``vigil serve`` runs it
+  (``vigil-nometrics``: metrics off; ``vigil-nocapture``: capture off); the inference log
+  goes to a temporary directory removed when the server stops;
 * ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
   costs well over 0.5 ms; ``--max-batch-size 1`` disables batching;
 * ``vigil-grpc``: ``vigil`` also answering the v2 gRPC protocol on ``--grpc-port``;
@@ -19,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # the server is pinned to one core
@@ -107,10 +114,19 @@ class _Adapter:
         return self.estimator.predict_proba(X)
 
 
-def vigil_app(estimator: Any, *, metrics: bool = True, max_batch_size: int = 64) -> Any:
+def vigil_app(
+    estimator: Any,
+    *,
+    metrics: bool = True,
+    max_batch_size: int = 64,
+    capture_home: Path | None = None,
+) -> Any:
+    """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off)."""
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
+    from vigil.capture.settings import CaptureSettings
     from vigil.serving.app import create_app
+    from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.config import ServingSettings
     from vigil.serving.provider import StaticProvider
 
@@ -121,7 +137,10 @@ def vigil_app(estimator: Any, *, metrics: bool = True, max_batch_size: int = 64)
     # gc_freeze as `vigil serve` sets it for its workers.
     settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True)
     bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
-    return create_app(StaticProvider([bundle], settings=settings))
+    capture = None
+    if capture_home is not None:  # the defaults of `vigil serve` (fsync none)
+        capture = CaptureRuntime.from_settings(CaptureSettings(), home=capture_home, store=None)
+    return create_app(StaticProvider([bundle], settings=settings), capture=capture)
 
 
 async def grpc_constant(port: int) -> None:
@@ -170,6 +189,7 @@ def main() -> None:
             "fastapi-async",
             "vigil",
             "vigil-nometrics",
+            "vigil-nocapture",
             "slow",
             "vigil-grpc",
             "grpc-constant",
@@ -178,7 +198,21 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--grpc-port", type=int, default=None)
+    parser.add_argument(
+        "--http",
+        choices=["vigil", "uvicorn"],
+        default=None,
+        help="vigil's one-write protocol (vigil.serving.protocol, what `vigil serve` runs) or "
+        "uvicorn's own httptools protocol; default: uvicorn's for hello, vigil's otherwise",
+    )
     args = parser.parse_args()
+    # The inference log of the vigil cases, removed when the server stops (the runner ends
+    # it with SIGTERM, which uvicorn turns into a clean shutdown).
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-capture-") as scratch:
+        serve(args, Path(scratch))
+
+
+def serve(args: argparse.Namespace, capture_home: Path) -> None:
     if args.kind == "grpc-constant":
         import uvloop
 
@@ -189,16 +223,21 @@ def main() -> None:
     elif args.kind in ("fastapi", "fastapi-async"):
         app = fastapi_app(asynchronous=args.kind == "fastapi-async")
     elif args.kind == "slow":
-        app = vigil_app(boosted(), max_batch_size=args.max_batch_size)
+        app = vigil_app(boosted(), max_batch_size=args.max_batch_size, capture_home=capture_home)
     else:
-        app = vigil_app(logistic(), metrics=args.kind != "vigil-nometrics")
+        app = vigil_app(
+            logistic(),
+            metrics=args.kind != "vigil-nometrics",
+            capture_home=None if args.kind == "vigil-nocapture" else capture_home,
+        )
     if args.kind == "vigil-grpc":
         from vigil.serving.grpc.server import GrpcServer
 
         app.grpc = GrpcServer(f"127.0.0.1:{args.grpc_port}")
     from vigil.serving.server import run
 
-    run(app, "127.0.0.1", args.port)
+    http = args.http or ("uvicorn" if args.kind == "hello" else "vigil")
+    run(app, "127.0.0.1", args.port, **({"http": "httptools"} if http == "uvicorn" else {}))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,7 +103,7 @@ def lua_script(path: str, body: bytes, headers: dict[str, str] | None = None) ->
 class Server:
     """One app in a subprocess pinned to the server core (``grpc``: also on a gRPC port)."""
 
-    def __init__(self, kind: str, *extra: str, grpc: bool = False) -> None:
+    def __init__(self, kind: str, *extra: str, grpc: bool = False, src: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_port = free_port() if grpc else None
@@ -110,7 +111,7 @@ class Server:
             extra = (*extra, "--grpc-port", str(self.grpc_port))
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
         # The caller's PYTHONPATH kept after the repository's: a worktree's src is served.
-        path = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+        path = os.pathsep.join(p for p in (os.getcwd(), src, os.environ.get("PYTHONPATH")) if p)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
 
@@ -324,33 +325,84 @@ def main(
     output: Path = Path("bench/results/serving.json"),
     only: set[str] | None = None,
     seconds: float | None = None,
+    rounds: int = 1,
 ) -> dict:
-    """Run every case (``only``: the cases of those names) and write the report."""
+    """Run every case (``only``: the cases of those names) ``rounds`` times, interleaved
+    (a slow spell of the shared machine hurts every case alike), and write the report:
+    each point is the median of its rounds, each ratio the median of the rounds' ratios.
+    With ``VIGIL_BENCH_BEFORE_SRC`` set to another checkout's ``src``, every round also
+    serves the native case from it (``vigil-before``): before and after in one run."""
     wrk_path()
     if only is None or only & {"vigil-grpc", "grpc-constant"}:
         h2load_path()
     seconds = 3.0 if quick else (seconds or 10.0)
     warmup = min(3.0, seconds / 3)
+    print(
+        f"serving benchmark ({seconds:.0f} s per point, {rounds} round(s); server on CPU "
+        f"{SERVER_CPU}, wrk on CPU {CLIENT_CPU})",
+        flush=True,
+    )
+    results: list[Result] = []
+    per_round: list[dict[str, float | bool]] = []
+    for number in range(rounds):
+        if rounds > 1:
+            print(f"round {number + 1} of {rounds}", flush=True)
+        found = run_round(only, seconds, warmup)
+        results += found
+        per_round.append(goals_of(found, partial=only is not None))
+    medians = [
+        median_result(results, app, conns)
+        for app, conns in dict.fromkeys((r.app, r.connections) for r in results)
+    ]
+    goals: dict[str, float | bool] = {}
+    for key in per_round[0]:
+        values = [g[key] for g in per_round if key in g]
+        if isinstance(values[0], bool):
+            goals[key] = sum(bool(v) for v in values) * 2 > len(values)
+        else:
+            goals[key] = statistics.median(float(v) for v in values)
+    return _report(quick, seconds, medians, goals, output, rounds, results)
+
+
+def median_result(results: list[Result], app: str, connections: int) -> Result:
+    """One point over rounds: the median of each figure (errors summed)."""
+    mine = [r for r in results if r.app == app and r.connections == connections]
+    cpu = [r.cpu_us_per_request for r in mine if r.cpu_us_per_request is not None]
+    return Result(
+        app,
+        connections,
+        statistics.median(r.requests_per_second for r in mine),
+        statistics.median(r.p50_ms for r in mine),
+        statistics.median(r.p99_ms for r in mine),
+        sum(r.errors for r in mine),
+        statistics.median(cpu) if cpu else None,
+    )
+
+
+def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Result]:
+    """Every selected case once."""
     row = one_row().tolist()
     native = json.dumps({"instances": [dict(zip(FEATURES, row, strict=True))]}).encode()
     tutorial = json.dumps({"features": row}).encode()
     conns = [1, 32, 128]
     results: list[Result] = []
-    print(
-        f"serving benchmark ({seconds:.0f} s per point; server on CPU {SERVER_CPU}, "
-        f"wrk on CPU {CLIENT_CPU})",
-        flush=True,
-    )
     plan = [
         ("hello", "hello", "/", tutorial, ()),
+        ("hello-one-write", "hello", "/", tutorial, ("--http", "vigil")),
         ("fastapi-naive", "fastapi-async", "/predict", tutorial, ()),
         ("fastapi-naive-sync", "fastapi", "/predict", tutorial, ()),
         ("vigil", "vigil", "/v1/models/model/predict", native, ()),
         ("vigil-no-metrics", "vigil-nometrics", "/v1/models/model/predict", native, ()),
+        ("vigil-no-capture", "vigil-nocapture", "/v1/models/model/predict", native, ()),
+        ("vigil-uvicorn-http", "vigil", "/v1/models/model/predict", native, ("--http", "uvicorn")),
     ]
+    before = os.environ.get("VIGIL_BENCH_BEFORE_SRC")
+    if before:  # the same request served by another checkout (its src directory)
+        plan.append(("vigil-before", "vigil", "/v1/models/model/predict", native, ()))
     for name, kind, path, body, extra in plan:
-        if only is None or name in only:
-            with Server(kind, *extra) as server:
+        if only is None or name in only or name == "vigil-before":
+            src = before if name == "vigil-before" else None
+            with Server(kind, *extra, src=src) as server:
                 results += measure(name, server, path, body, conns, seconds, warmup)
     # The same single row through v2: JSON tensors, then tritonclient's defaults (binary).
     v2_cases = [n for n in ("vigil-v2-json", "vigil-v2-binary") if only is None or n in only]
@@ -376,35 +428,55 @@ def main(
                 results += measure(
                     name, server, "/v1/models/model/predict", native, [64], seconds, warmup
                 )
+    return results
+
+
+_RATIOS = {
+    "vigil_vs_hello_throughput_at_32": ("vigil", "hello"),
+    "vigil_vs_fastapi_throughput_at_32": ("vigil", "fastapi-naive"),
+    "vigil_vs_fastapi_sync_throughput_at_32": ("vigil", "fastapi-naive-sync"),
+    "vigil_grpc_vs_grpc_ceiling_throughput_at_32": ("vigil-grpc", "grpc-constant"),
+    "vigil_grpc_vs_vigil_rest_throughput_at_32": ("vigil-grpc", "vigil"),
+    "vigil_grpc_vs_v2_binary_throughput_at_32": ("vigil-grpc", "vigil-v2-binary"),
+    "grpc_ceiling_vs_hello_throughput_at_32": ("grpc-constant", "hello"),
+    "v2_binary_vs_json_throughput_at_32": ("vigil-v2-binary", "vigil-v2-json"),
+    "v2_binary_vs_native_throughput_at_32": ("vigil-v2-binary", "vigil"),
+    "vigil_no_capture_vs_vigil_throughput_at_32": ("vigil-no-capture", "vigil"),
+    "vigil_vs_hello_one_write_throughput_at_32": ("vigil", "hello-one-write"),
+    "vigil_vs_vigil_uvicorn_http_throughput_at_32": ("vigil", "vigil-uvicorn-http"),
+    "hello_one_write_vs_hello_throughput_at_32": ("hello-one-write", "hello"),
+    "vigil_before_vs_hello_throughput_at_32": ("vigil-before", "hello"),
+    "vigil_vs_vigil_before_throughput_at_32": ("vigil", "vigil-before"),
+}
+
+
+def goals_of(results: list[Result], *, partial: bool) -> dict[str, float | bool]:
+    """The ratios one round's results give (``partial``: a run of some cases only)."""
     by = {(r.app, r.connections): r for r in results}
-    ratios = {
-        "vigil_grpc_vs_grpc_ceiling_throughput_at_32": ("vigil-grpc", "grpc-constant"),
-        "vigil_grpc_vs_vigil_rest_throughput_at_32": ("vigil-grpc", "vigil"),
-        "vigil_grpc_vs_v2_binary_throughput_at_32": ("vigil-grpc", "vigil-v2-binary"),
-        "grpc_ceiling_vs_hello_throughput_at_32": ("grpc-constant", "hello"),
-        "vigil_vs_hello_throughput_at_32": ("vigil", "hello"),
-        "v2_binary_vs_json_throughput_at_32": ("vigil-v2-binary", "vigil-v2-json"),
-        "v2_binary_vs_native_throughput_at_32": ("vigil-v2-binary", "vigil"),
-    }
     goals: dict[str, float | bool] = {
         key: by[a, 32].requests_per_second / by[b, 32].requests_per_second
-        for key, (a, b) in ratios.items()
+        for key, (a, b) in _RATIOS.items()
         if (a, 32) in by and (b, 32) in by
     }
-    if only is not None:  # a partial run: only the ratios its cases give
-        return _report(quick, seconds, results, goals, output)
-    goals |= {
-        "vigil_vs_fastapi_throughput_at_32": by["vigil", 32].requests_per_second
-        / by["fastapi-naive", 32].requests_per_second,
-        "vigil_p99_below_fastapi_at_32": by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms,
-        "vigil_vs_fastapi_sync_throughput_at_32": by["vigil", 32].requests_per_second
-        / by["fastapi-naive-sync", 32].requests_per_second,
-        "metrics_cost_at_32": 1
-        - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second,
-        "batched_vs_unbatched_at_64": by["slow-batched", 64].requests_per_second
-        / by["slow-unbatched", 64].requests_per_second,
-    }
-    return _report(quick, seconds, results, goals, output)
+    if ("vigil", 32) in by and ("fastapi-naive", 32) in by:
+        goals["vigil_p99_below_fastapi_at_32"] = (
+            by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms
+        )
+    if ("vigil", 32) in by and ("vigil-no-metrics", 32) in by:
+        goals["metrics_cost_at_32"] = (
+            1 - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second
+        )
+    if ("slow-batched", 64) in by and ("slow-unbatched", 64) in by:
+        goals["batched_vs_unbatched_at_64"] = (
+            by["slow-batched", 64].requests_per_second
+            / by["slow-unbatched", 64].requests_per_second
+        )
+    if partial:
+        return goals
+    missing = [key for key in _RATIOS if key not in goals and "before" not in key]
+    if missing:
+        raise SystemExit(f"a full run lacks the ratios {missing}")
+    return goals
 
 
 def _report(
@@ -413,12 +485,16 @@ def _report(
     results: list[Result],
     goals: dict[str, float | bool],
     output: Path,
+    rounds: int = 1,
+    every: list[Result] | None = None,
 ) -> dict:
     report = {
         "quick": quick,
         "seconds_per_point": seconds,
+        "rounds": rounds,
         "cpus": os.cpu_count(),
         "results": [asdict(r) for r in results],
+        "rounds_results": [asdict(r) for r in every or results],
         "goals": goals,
     }
     output.parent.mkdir(parents=True, exist_ok=True)

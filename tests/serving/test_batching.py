@@ -427,3 +427,54 @@ def test_a_model_that_takes_one_row_at_a_time_still_calibrates_and_answers():
     answers = asyncio.run(main())
     assert answers == [0.0, 3.0, 6.0, 9.0]
     assert sizes[-5:] == [4, 1, 1, 1, 1]  # the joined call failed, then one call each
+
+
+def test_a_cheap_model_stays_on_the_loop_when_some_calls_are_slow():
+    """On a shared machine a call now and then takes far longer than the model needs
+    (the server was preempted during it): the median of the last calls decides, so those
+    outliers do not send a cheap model to the worker thread."""
+    import threading
+    import time
+
+    threads: list[int] = []
+    calls = [0]
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        calls[0] += 1
+        threads.append(threading.get_ident())
+        if calls[0] > 10 and calls[0] % 4 == 0:  # every 4th call after calibration
+            time.sleep(0.02)  # ten times the budget
+        return X[:, 0], None
+
+    async def main() -> MicroBatcher:
+        batcher = MicroBatcher(predict, max_batch_size=4, inline_budget=0.002)
+        await asyncio.get_running_loop().run_in_executor(
+            batcher.executor, batcher.calibrate, np.ones((1, 1)), lambda: np.ones((4, 1)), False
+        )
+        threads.clear()
+        for _ in range(40):
+            await asyncio.gather(*(batcher.submit(np.ones((1, 1)), 1, False) for _ in range(3)))
+        batcher.close()
+        return batcher
+
+    loop_thread = threading.get_ident()
+    batcher = asyncio.run(main())
+    assert len(threads) == 40 and all(t == loop_thread for t in threads)
+    assert batcher.stats.inline_batches == 40
+    assert batcher.cost is not None and batcher.cost.fixed < 0.002
+
+
+def test_the_run_queue_clock_never_counts_more_than_the_time_that_passed():
+    """The clock reads this thread's time spent waiting for a CPU: it never goes back and
+    never grows faster than the wall clock (a sleeping thread is not waiting for a CPU)."""
+    import time
+
+    from vigil.serving.batching import RunQueueClock
+
+    clock = RunQueueClock()
+    readings = []
+    for _ in range(5):
+        started, before = time.perf_counter(), clock.seconds()
+        time.sleep(0.01)
+        readings.append((clock.seconds() - before, time.perf_counter() - started))
+    assert all(0.0 <= waited <= passed + 0.001 for waited, passed in readings)

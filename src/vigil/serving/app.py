@@ -92,10 +92,25 @@ _SHUTTING_DOWN = ShuttingDownError(
     "answered; retry it (another replica, or this one once restarted, answers)",
     detail={"reason": "drain_timeout"},
 )
+_MIMES: dict[str, str] = {}
+_MIMES_KEPT = 256
 
 
 def _mime(content_type: str) -> str:
-    return content_type.partition(";")[0].strip().lower()
+    """The media type of a ``Content-Type`` value, lower case, without parameters
+    (remembered: clients send the same few values on every request).
+
+    >>> _mime("Application/JSON; charset=utf-8")
+    'application/json'
+    """
+    mime = _MIMES.get(content_type)
+    if mime is None:
+        mime = content_type.partition(";")[0].strip().lower()
+        if len(content_type) <= 200:
+            if len(_MIMES) >= _MIMES_KEPT:
+                _MIMES.clear()
+            _MIMES[content_type] = mime
+    return mime
 
 
 class SideServer(Protocol):
@@ -107,14 +122,14 @@ class SideServer(Protocol):
     async def stop(self) -> None: ...
 
 
-def _content_type_ok(route: Route, content_type: str | None) -> bool:
+def _content_type_ok(route: Route, mime: str | None) -> bool:
+    """Whether a route takes a body of media type ``mime`` (see :func:`_mime`)."""
     if route.body == "json_or_csv":
         return True  # the MLflow codec answers 415 in MLflow's own words
-    if content_type is None:
+    if mime is None:
         # A prediction may omit it (the body must still be JSON); a state change may not:
         # a cross-site script can send a body without a content type, no preflight asked.
         return not route.needs_json
-    mime = _mime(content_type)
     if mime == _FORM:
         # `curl -d '{...}'` on a prediction: taken when the body is JSON (checked once it
         # is read, see _form_body_ok). No HTML form can send a JSON body this way (it
@@ -178,6 +193,8 @@ class ServingApp:
         self._executors = dataplane.executors
         self._max_values = json_values_limit(self.settings)
         self._metrics = self.settings.metrics
+        self._tally = metrics.RequestTally() if self._metrics else None
+        """Requests in flight and answered, added to the metrics once per loop turn."""
         self._hosts = host_guard(
             self.settings.allowed_hosts, authentication=authenticator is not None
         )
@@ -272,8 +289,9 @@ class ServingApp:
         started = perf_counter()
         route: Route | None = None
         request: Request | None = None
-        if self._metrics:
-            metrics.IN_FLIGHT.inc()
+        tally = self._tally
+        if tally is not None:
+            tally.started()
         try:
             content_type = request_id = None
             authorization: bytes | None = None
@@ -320,18 +338,12 @@ class ServingApp:
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
                 request.key_id, request.key_role = principal.key_id, principal.role
-            if (route.needs_json or route.body != "none") and not _content_type_ok(
-                route, content_type
-            ):
+            mime = None if content_type is None else _mime(content_type)
+            if (route.needs_json or route.body != "none") and not _content_type_ok(route, mime):
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
                 request.body = await self._read_body(receive, length, route.max_body_bytes)
-                if (
-                    route.prediction
-                    and content_type is not None
-                    and _mime(content_type) == _FORM
-                    and not _form_body_ok(request.body)
-                ):
+                if route.prediction and mime == _FORM and not _form_body_ok(request.body):
                     raise _unsupported_media_type(route, content_type)
                 if route.body in _JSON_BODIES and len(request.body) > INLINE_BODY_BYTES:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
@@ -364,9 +376,8 @@ class ServingApp:
             held = request.detach()
             with contextlib.suppress(RuntimeError):  # the pool stopped: freed here instead
                 self._executors.decode.submit(held.clear)
-        if self._metrics:
-            metrics.IN_FLIGHT.dec()
-            metrics.record_request(
+        if tally is not None:
+            tally.answered(
                 route.name if route else "unmatched",
                 request.model if request else "",
                 request.version if request else "",

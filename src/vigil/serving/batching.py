@@ -39,14 +39,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import contextvars
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+from vigil.serving.metrics import observe_many
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,9 +67,8 @@ released, on the thread the call ran on (the event loop or the model's worker th
 it raises, each of those requests fails with its exception instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    """One request's share of a batch."""
+class BatchResult(NamedTuple):
+    """One request's share of a batch (a named tuple: one is built per request)."""
 
     predictions: np.ndarray[Any, Any]
     probabilities: np.ndarray[Any, Any] | None
@@ -112,10 +116,47 @@ whose concurrent requests come several turns apart sets more in its request's ta
 """
 
 _SMOOTHING = 0.1
-"""Weight of the newest call in the running estimate of a call's fixed cost."""
+"""Weight of the newest call in the running estimate of a call's fixed cost (on the worker
+thread)."""
+_RECENT_CALLS = 9
+"""Inline calls whose median fixed cost is the estimate while the model runs on the event
+loop: on a shared machine the OS preempts the server now and then, and one call that
+straddled a preemption (milliseconds of wall time for a 100 µs call) must not send a cheap
+model to the worker thread; a model that really turned slow does it on every call and
+moves after a handful of them."""
 PROBE_INTERVAL = 1.0
 """Seconds before a model on its worker thread is first tried on the event loop again."""
 _LONGEST_PROBE_INTERVAL = 60.0
+
+
+class RunQueueClock:
+    """Seconds the calling thread has spent runnable but waiting for a CPU (Linux's
+    ``/proc/thread-self/schedstat``; always 0 where it cannot be read). On a shared
+    machine the difference over a model call is what preemption added to its wall time.
+
+    >>> clock = RunQueueClock()
+    >>> clock.seconds() >= 0.0
+    True
+    """
+
+    __slots__ = ("_fd", "_owner")
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._owner: tuple[int, int] | None = None
+
+    def seconds(self) -> float:
+        owner = (os.getpid(), threading.get_ident())
+        if owner != self._owner:  # first use, another thread, or a forked child
+            self._owner, self._fd = owner, None
+            with contextlib.suppress(OSError):
+                self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+        if self._fd is None:
+            return 0.0
+        try:
+            return int(os.pread(self._fd, 64, 0).split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return 0.0
 
 
 @dataclass(slots=True)
@@ -169,6 +210,10 @@ class MicroBatcher:
         self._probe_at = 0.0
         self._probe_interval = PROBE_INTERVAL
         self._probing = False
+        self._recent: collections.deque[float] = collections.deque(maxlen=_RECENT_CALLS)
+        self._run_queue = RunQueueClock()
+        """The event loop's (inline calls); the worker thread has its own."""
+        self._worker_run_queue = RunQueueClock()
         self.stats = BatcherStats()
         self._metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
@@ -195,12 +240,15 @@ class MicroBatcher:
         if self.inline_budget <= 0:
             return None
 
+        clock = RunQueueClock()
+
         def timed(X: Any) -> float:
             times: list[float] = []
             while len(times) < 3:
+                queued = clock.seconds()
                 started = perf_counter()
                 self.predict(X, want_proba)
-                times.append(perf_counter() - started)
+                times.append(perf_counter() - started - (clock.seconds() - queued))
                 if times[0] > 4 * self.inline_budget:
                     break  # far too slow for the event loop: no need to be precise
             return sorted(times)[len(times) // 2]
@@ -220,6 +268,7 @@ class MicroBatcher:
             return self.cost
         per_row = max(0.0, (timed(X) - single) / (rows - 1))
         self.cost = CallCost(fixed=max(0.0, single - per_row), per_row=per_row)
+        self._recent.append(self.cost.fixed)
         return self.cost
 
     def _runs_inline(self, rows: int) -> bool:
@@ -242,17 +291,26 @@ class MicroBatcher:
             return True
         return False
 
-    def _observe(self, seconds: float, rows: int) -> None:
+    def _observe(self, seconds: float, rows: int, inline: bool) -> None:
         """Fold a call's wall time into the estimate: a model that turns slow under real
-        inputs moves to the worker thread; a probe's time replaces the estimate."""
+        inputs moves to the worker thread (on the event loop, once the median of its last
+        calls is too slow: see :data:`_RECENT_CALLS`); a probe's time replaces the estimate."""
         cost = self.cost
         if cost is None:
             return
         fixed = max(0.0, seconds - cost.per_row * rows)
+        recent = self._recent
         if not self._probing:
-            cost.fixed += _SMOOTHING * (fixed - cost.fixed)
+            if inline:
+                recent.append(fixed)
+                cost.fixed = sorted(recent)[(len(recent) - 1) // 2]
+            else:
+                recent.clear()
+                cost.fixed += _SMOOTHING * (fixed - cost.fixed)
             return
         self._probing = False
+        recent.clear()
+        recent.append(fixed)
         cost.fixed = fixed
         if cost.estimate(rows) <= self.inline_budget:
             self._probe_at, self._probe_interval = 0.0, PROBE_INTERVAL
@@ -260,18 +318,20 @@ class MicroBatcher:
             self._probe_interval = min(2 * self._probe_interval, _LONGEST_PROBE_INTERVAL)
             self._probe_at = perf_counter() + self._probe_interval
 
-    async def submit(
+    def submit(
         self,
         X: Any,
         n_rows: int,
         want_proba: bool,
         log: AnswerLog | None = None,
         note: Any = None,
-    ) -> BatchResult:
-        """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting.
+    ) -> asyncio.Future[BatchResult]:
+        """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting:
+        queued now, answered by the future returned (a future, not a coroutine: one frame
+        less on every request's path).
 
         With ``log``, the answer is handed to it as ``(note, output)`` together with the
-        others of its call before the result is returned (see :data:`AnswerLog`).
+        others of its call before the future is resolved (see :data:`AnswerLog`).
         """
         loop = asyncio.get_running_loop()
         item = _Item(X, n_rows, want_proba, loop.create_future(), log, note)
@@ -286,7 +346,7 @@ class MicroBatcher:
             self._drainer = loop.create_task(self._drain(loop))
         elif self._full is not None and self._pending_rows >= self.max_batch_size:
             self._full.set()
-        return await item.future
+        return item.future
 
     def _set_idle(self) -> None:
         self._running = False
@@ -357,29 +417,31 @@ class MicroBatcher:
         stats = self.stats
         started = perf_counter()
         if self._runs_inline(rows):
+            queued_before = self._run_queue.seconds()
             outcomes = self._call(batch)
             elapsed = perf_counter() - started
-            self._observe(elapsed, rows)
+            # What the call cost the loop: its wall time less the time the OS kept this
+            # thread waiting for a CPU meanwhile (another process's turn, not the model's).
+            self._observe(elapsed - (self._run_queue.seconds() - queued_before), rows, inline=True)
             stats.inline_batches += 1
             if any(item.log is not None for item in batch):
                 _hand_to_logs(batch, outcomes)
         else:
             outcomes, seconds = await loop.run_in_executor(self.executor, self._timed_call, batch)
             elapsed = perf_counter() - started
-            self._observe(seconds, rows)
+            self._observe(seconds, rows, inline=False)
         stats.batches += 1
         stats.rows += rows
         stats.largest_batch = max(stats.largest_batch, rows)
         metrics = self._metrics
+        queue_times = [started - item.enqueued for item in batch]
+        stats.recent_queue_seconds.extend(queue_times)
         if metrics is not None:
             metrics[0].observe(rows)
+            observe_many(metrics[1], queue_times)
             metrics[2].observe(elapsed)
             metrics[3].inc(rows)
-        for item, outcome in zip(batch, outcomes, strict=True):
-            queued = started - item.enqueued
-            stats.recent_queue_seconds.append(queued)
-            if metrics is not None:
-                metrics[1].observe(queued)
+        for item, outcome, queued in zip(batch, outcomes, queue_times, strict=True):
             if item.future.done():  # the caller went away
                 continue
             if isinstance(outcome, BaseException):
@@ -388,9 +450,11 @@ class MicroBatcher:
                 item.future.set_result(BatchResult(outcome[0], outcome[1], queued, elapsed, rows))
 
     def _timed_call(self, batch: list[_Item]) -> tuple[list[Output | BaseException], float]:
+        clock = self._worker_run_queue
+        queued = clock.seconds()
         started = perf_counter()
         outcomes = self._call(batch)
-        seconds = perf_counter() - started
+        seconds = perf_counter() - started - (clock.seconds() - queued)
         # Logged here too, on the worker thread: encoding the answers of a call too slow
         # for the event loop (a large batch) is work the loop should not do either.
         if any(item.log is not None for item in batch):

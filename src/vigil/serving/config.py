@@ -58,10 +58,12 @@ class ServingSettings(VigilSettings):
     """Longest a request is held to fill a batch. A lone request is held for one turn of
     the event loop only (microseconds)."""
 
-    inline_max_ms: float = Field(default=0.5, ge=0)
+    inline_max_ms: float = Field(default=2.0, ge=0)
     """Model calls expected to take at most this long run on the event loop itself (the
-    hand-off to the model's worker thread and back costs more than a linear model's call);
-    longer ones run on the worker thread, so the server keeps decoding requests meanwhile.
+    hand-off to the model's worker thread and back costs more than a linear model's call,
+    and a call that holds the interpreter lock, as most of scikit-learn's per-call work
+    does, stops the event loop just as long on the worker thread); longer ones run on the
+    worker thread, so the server keeps decoding requests meanwhile.
     The cost is measured when the model is warmed and from every call. Only computation-only
     flavors (scikit-learn, XGBoost, LightGBM, ONNX) qualify. 0: always the thread."""
 

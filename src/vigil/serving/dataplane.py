@@ -276,7 +276,7 @@ class DataPlane:
                 model=a.model.name,
                 version=a.model.version,
                 features=a.features,
-                feature_names=a.model.validator.feature_names,
+                feature_names=a.model.validator.names,
                 predictions=predictions,
                 probabilities=probabilities,
                 classes=a.model.classes,

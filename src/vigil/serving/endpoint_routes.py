@@ -31,6 +31,7 @@ from vigil.serving.http import Request, Response, Route, dumps
 if TYPE_CHECKING:
     from vigil.serving.dataplane import DataPlane, Prediction
     from vigil.serving.endpoints import EndpointRouter, Routed
+    from vigil.serving.endpoints.live import LiveEndpoint
 
 
 def _router(dp: DataPlane, req: Request) -> EndpointRouter:
@@ -45,11 +46,7 @@ def _router(dp: DataPlane, req: Request) -> EndpointRouter:
 
 
 def _headers(result: Prediction, routed: Routed) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"x-request-id", result.request_id.encode()),
-        (b"x-vigil-endpoint", routed.endpoint.name.encode()),
-        (b"x-vigil-variant", routed.variant.encode()),
-    ]
+    return [(b"x-request-id", result.request_id.encode()), *routed.endpoint.headers(routed.variant)]
 
 
 class _tagged:
@@ -74,16 +71,32 @@ class _tagged:
 async def _routed(dp: DataPlane, req: Request, unit_source: Any) -> tuple[EndpointRouter, Routed]:
     router = _router(dp, req)
     name = req.params["endpoint"]
-    live = router.routed(name) or await router.lookup(name)
+    return router, _route(
+        router, router.routed(name) or await router.lookup(name), req, unit_source
+    )
+
+
+def _route(router: EndpointRouter, live: LiveEndpoint, req: Request, unit_source: Any) -> Routed:
     routed = router.route(live, unit_id(live.config.unit, req.headers, unit_source))
     req.model, req.version = routed.served.name, routed.served.version_label
-    return router, routed
+    return routed
+
+
+def _known(dp: DataPlane, req: Request) -> tuple[EndpointRouter, LiveEndpoint | None]:
+    """The router and the endpoint the path names when this worker routes it already (no
+    await on the hot path), else ``None`` (:func:`_routed` looks it up)."""
+    router = _router(dp, req)
+    return router, router.routed(req.params["endpoint"])
 
 
 @records_failures("native")
 async def predict(dp: DataPlane, req: Request) -> Response:
     payload = req.json()
-    router, routed = await _routed(dp, req, payload)
+    router, live = _known(dp, req)
+    if live is not None:
+        routed = _route(router, live, req, payload)
+    else:
+        router, routed = await _routed(dp, req, payload)
     with _tagged(routed):
         table, want_proba = native.decode(payload)
     result = await router.predict(

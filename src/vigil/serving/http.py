@@ -301,6 +301,8 @@ class Route:
 
 
 _PARAM = re.compile(r"\{(\w+)\}")
+_PATHS_KEPT = 4096
+_PATH_KEPT_CHARS = 256  # the memory the remembered paths take stays bounded (about 1 MB)
 # A path segment: the model-name and version rules are checked later with clear messages.
 _SEGMENT = r"[^/@]+"
 
@@ -328,6 +330,10 @@ class Router:
         # Templated routes are bucketed by their first two literal path segments, so a
         # request is matched against the few patterns that can fit, not every one.
         self._patterns: dict[tuple[str, ...], list[tuple[re.Pattern[str], dict[str, Route]]]] = {}
+        self._seen: dict[str, tuple[dict[str, Route], dict[str, str]]] = {}
+        """Templated paths matched so far (clients send the same few again and again), at
+        most :data:`_PATHS_KEPT` of them: such a path's match costs one lookup after the
+        first."""
         by_template: dict[str, dict[str, Route]] = {}
         for route in routes:
             by_template.setdefault(route.template, {})[route.method] = route
@@ -343,12 +349,20 @@ class Router:
         methods = self._static.get(path)
         params: dict[str, str] = {}
         if methods is None:
+            found = self._seen.get(path)
+            if found is not None:  # a templated path matched before: no pattern to try
+                methods, params = found[0], dict(found[1])
+        if methods is None:
             segments = path.split("/", 3)[1:3]
             keys = (tuple(segments), tuple(segments[:1]), ())
             for pattern, candidates in (c for k in keys for c in self._patterns.get(k, ())):
-                found = pattern.fullmatch(path)
-                if found is not None:
-                    methods, params = candidates, found.groupdict()
+                match = pattern.fullmatch(path)
+                if match is not None:
+                    methods, params = candidates, match.groupdict()
+                    if len(path) <= _PATH_KEPT_CHARS:
+                        if len(self._seen) >= _PATHS_KEPT:
+                            self._seen.clear()
+                        self._seen[path] = (methods, dict(params))
                     break
             else:
                 raise NotFoundError(

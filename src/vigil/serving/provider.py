@@ -160,8 +160,11 @@ class ServedModel:
         self._predict(one, self.has_proba)
         self._known_good = one
         rows = self.batcher.max_batch_size
+        # Timed as most calls are made: predictions only, unless the log wants
+        # probabilities (a client's return_proba is the exception; its calls, twice as
+        # long, then count in the running estimate like any other).
         self.batcher.calibrate(
-            one, lambda: self.validator.validate(Records([example] * rows)).X, self.has_proba
+            one, lambda: self.validator.validate(Records([example] * rows)).X, self.capture_proba
         )
 
     async def start(self) -> None:

@@ -45,6 +45,7 @@ async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
     if dp.settings.metrics:
         metrics.record_process_memory()
         metrics.record_process_cpu()
+        metrics.flush()  # the requests of this loop turn, not yet added
     return Response(prometheus.exposition(), 200, prometheus.CONTENT_TYPE.encode())
 
 

@@ -1,4 +1,5 @@
-"""Run the serving app with uvicorn on the fast stack (httptools parser, uvloop loop).
+"""Run the serving app with uvicorn on the fast stack (httptools parser, uvloop loop; each
+response written with one system call: :mod:`vigil.serving.protocol`).
 
 uvicorn is imported only here, inside :func:`run`, so ``import vigil`` and the CLI start
 fast. Models are loaded and warmed by the app's lifespan before ``/readyz`` turns 200.
@@ -15,8 +16,11 @@ from vigil.errors import require
 def config(app: Any, host: str = "127.0.0.1", port: int = 8080, **options: Any) -> Any:
     """A ``uvicorn.Config`` for ``app`` on the fast stack; ``options`` override defaults."""
     uvicorn = require("uvicorn", "serve")
+    from vigil.serving.protocol import HttpToolsProtocol  # imports uvicorn: only when serving
+
     settings: dict[str, Any] = {
-        "http": "httptools",
+        # uvicorn's httptools protocol, each response written at once (see its module)
+        "http": HttpToolsProtocol,
         "loop": "uvloop",
         "lifespan": "on",
         "ws": "none",  # no WebSocket route: don't import a WebSocket implementation

@@ -58,14 +58,18 @@ _INT64_BOUND = 2.0**63
 """Integer features take values in [-2**63, 2**63): int64 (the model's) range."""
 
 
-@dataclass(frozen=True, slots=True)
+# The raw shapes and the validated table are built for every request: plain slotted
+# dataclasses, since a frozen one's __init__ sets each field through object.__setattr__.
+
+
+@dataclass(slots=True)
 class Records:
     """Row objects: ``[{"f1": 1.0, "f2": "x"}, ...]``."""
 
     rows: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Split:
     """Column names plus row lists: ``{"columns": [...], "data": [[...], ...]}``."""
 
@@ -73,14 +77,14 @@ class Split:
     data: list[Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Columns:
     """One list of values per named column: ``{"f1": [...], "f2": [...]}``."""
 
     columns: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Matrix:
     """Row lists already in signature order, without names (a 2-D tensor)."""
 
@@ -90,7 +94,7 @@ class Matrix:
 RawTable = Records | Split | Columns | Matrix
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ValidatedTable:
     """The model's input, ready for ``predict``, and its number of rows."""
 
@@ -182,6 +186,7 @@ class Validator:
         self.max_cells = max_cells
         self._specs = list(signature.inputs)
         self._names = [f.name for f in self._specs]
+        self._name_tuple = tuple(self._names)
         self._index = {n: i for i, n in enumerate(self._names)}
         self._required = [f.name for f in self._specs if f.required]
         self._all_numeric = signature.all_numeric
@@ -200,6 +205,11 @@ class Validator:
     @property
     def feature_names(self) -> list[str]:
         return list(self._names)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The feature names in signature order, as one shared tuple (no copy)."""
+        return self._name_tuple
 
     def values(self, raw: RawTable) -> int:
         """About how many values validating ``raw`` reads: its rows x the features, found
@@ -494,7 +504,7 @@ class Validator:
             X = _float_matrix(rows, len(self._specs))
         except OverflowError:
             self._reject_huge(rows, range(len(self._specs)))
-        if not np.isfinite(X).all():
+        if not _all_finite(X, rows):
             self._check_non_finite(X, rows)
         if self._int_cols:
             self._check_integral(X)
@@ -656,6 +666,25 @@ def _listed(spec: FeatureSpec) -> str:
 
 
 _CHUNK_ROWS = 8192
+_FEW_ROWS = 4
+
+
+def _all_finite(X: npt.NDArray[np.float64], rows: Sequence[Sequence[Any]]) -> bool:
+    """Whether every value of ``X`` (built from ``rows``) is finite. A request of a few rows
+    is summed row by row in Python, which costs less than NumPy's per-call overhead; a
+    sum that is not finite (a missing or infinite value, or finite values whose sum
+    overflows) sends the caller to the exact check, as ``False`` does.
+
+    >>> X = np.array([[1.0, 2.0]])
+    >>> _all_finite(X, [[1.0, 2.0]]), _all_finite(X, [[1.0, None]]), _all_finite(X, [[1e308, 1e308]])
+    (True, False, False)
+    """
+    if len(rows) <= _FEW_ROWS:
+        try:
+            return all(math.isfinite(sum(row)) for row in rows)
+        except (TypeError, OverflowError):  # None (missing), an int past float's range
+            return False
+    return bool(np.isfinite(X).all())
 
 
 def _float_matrix(rows: Sequence[Sequence[Any]], width: int) -> npt.NDArray[np.float64]:

@@ -8,7 +8,7 @@ the hot path (hasher, weights, the canary's share, a bandit's snapshot);
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vigil.errors import VigilError
@@ -47,9 +47,23 @@ class LiveEndpoint:
     refreshed_at: float = -math.inf
     refreshing: bool = False
 
+    _headers: dict[str, tuple[tuple[bytes, bytes], ...]] = field(default_factory=dict)
+
     @property
     def name(self) -> str:
         return self.config.name
+
+    def headers(self, variant: str) -> tuple[tuple[bytes, bytes], ...]:
+        """The ``X-Vigil-Endpoint`` and ``X-Vigil-Variant`` headers of ``variant``'s answers
+        (encoded once per variant)."""
+        found = self._headers.get(variant)
+        if found is None:
+            found = (
+                (b"x-vigil-endpoint", self.name.encode()),
+                (b"x-vigil-variant", variant.encode()),
+            )
+            self._headers[variant] = found
+        return found
 
 
 @dataclass(slots=True)

@@ -419,6 +419,7 @@ class EndpointRouter:
         dataplane = self._dataplane
         assert dataplane is not None, "start() the router first"
         live = routed.endpoint
+        name, variant = live.name, routed.variant
         started = perf_counter()
         try:
             result = await dataplane.predict(
@@ -430,18 +431,16 @@ class EndpointRouter:
                 served=routed.served,
                 route=route,
                 key_id=key_id,
-                endpoint=live.name,
-                variant=routed.variant,
+                endpoint=name,
+                variant=variant,
             )
         except BaseException as exc:
             elapsed = (perf_counter() - started) * 1000.0
-            self.buffer.record(live.name, routed.variant, elapsed, error=_server_side(exc))
+            self.buffer.record(name, variant, elapsed, error=_server_side(exc))
             if isinstance(exc, VigilError):  # the error body tells which arm failed
-                exc.detail = {**exc.detail, "endpoint": live.name, "variant": routed.variant}
+                exc.detail = {**exc.detail, "endpoint": name, "variant": variant}
             raise
-        self.buffer.record(
-            live.name, routed.variant, (perf_counter() - started) * 1000.0, error=False
-        )
+        self.buffer.record(name, variant, (perf_counter() - started) * 1000.0, error=False)
         if live.shadows and (live.sample_rate >= 1.0 or self._random.random() < live.sample_rate):
             for variant in live.shadows:
                 work = self._shadow(

@@ -1,0 +1,117 @@
+"""vigil's app alone, no HTTP server: ``python -m bench.serving.inprocess [options]``.
+
+Drives the benchmark's vigil app (``bench.serving.apps.vigil_app``: the same model and
+single-row native request, capture on unless ``--no-capture``, metrics on unless
+``--no-metrics``) through its ASGI interface on uvloop, ``--concurrency`` requests per
+loop tick, and prints the CPU time of the loop's thread per request (the fastest of
+``--repeats`` runs: noise only adds). Under callgrind it counts instructions instead, which
+no other load on the machine changes::
+
+    VIGIL_SERVE_INLINE_MAX_MS=1000 valgrind --tool=callgrind --instr-atstart=no \\
+        python -m bench.serving.inprocess --callgrind --requests 640
+
+(``--callgrind`` switches instrumentation on for the timed requests only, after a warm-up;
+divide the ``totals:`` line of the output file by ``--requests``. The inline budget keeps
+the model on the event loop, where wall times under valgrind would send it to its thread.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.serving.apps import FEATURES, logistic, vigil_app
+from bench.serving.runner import one_row
+
+PATH = "/v1/models/model/predict"
+
+
+async def drive(app: Any, args: argparse.Namespace) -> None:
+    body = json.dumps({"instances": [dict(zip(FEATURES, one_row().tolist(), strict=True))]})
+    raw = body.encode()
+    headers = [
+        (b"host", b"127.0.0.1:8080"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    started = asyncio.Event()
+
+    async def lifespan_receive() -> dict[str, str]:
+        if not started.is_set():
+            started.set()
+            return {"type": "lifespan.startup"}
+        await asyncio.Event().wait()  # no shutdown: the process ends
+        raise AssertionError
+
+    async def lifespan_send(message: dict[str, Any]) -> None:
+        pass
+
+    lifespan = asyncio.ensure_future(app({"type": "lifespan"}, lifespan_receive, lifespan_send))
+    while not app.dataplane.ready:
+        await asyncio.sleep(0.01)
+
+    async def one() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        answered: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            answered.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": PATH, "headers": headers}
+        await app(scope, receive, send)
+        if answered[0]["status"] != 200:
+            raise SystemExit(f"the app answered {answered[0]['status']}: {answered[1]}")
+
+    async def ticks(requests: int) -> None:
+        for _ in range(max(1, requests // args.concurrency)):
+            await asyncio.gather(*(one() for _ in range(args.concurrency)))
+
+    await ticks(10 * args.requests)  # warm-up: the batcher calibrated, caches filled
+    if args.callgrind:
+        pid = str(os.getpid())
+        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+        await ticks(args.requests)
+        subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+    else:
+        runs = []
+        for _ in range(args.repeats):
+            cpu = time.thread_time()
+            await ticks(args.requests)
+            runs.append((time.thread_time() - cpu) / args.requests * 1e6)
+        print(f"{min(runs):.1f} µs CPU per request (fastest of {args.repeats} runs)")
+    stats = app.dataplane.models()[0].batcher.stats
+    print(f"model calls: {stats.batches}, on the event loop: {stats.inline_batches}")
+    lifespan.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serving.inprocess")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per run")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests per loop tick")
+    parser.add_argument("--repeats", type=int, default=10, help="runs (the fastest counts)")
+    parser.add_argument("--no-capture", action="store_true")
+    parser.add_argument("--no-metrics", action="store_true")
+    parser.add_argument("--callgrind", action="store_true", help="see the module docstring")
+    args = parser.parse_args()
+    import uvloop
+
+    with tempfile.TemporaryDirectory() as home:
+        app = vigil_app(
+            logistic(),
+            metrics=not args.no_metrics,
+            capture_home=None if args.no_capture else Path(home),
+        )
+        uvloop.run(drive(app, args))
+
+
+if __name__ == "__main__":
+    main()
