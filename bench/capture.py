@@ -170,7 +170,10 @@ def serving(quick: bool) -> dict[str, Any]:
             env = {
                 **os.environ,
                 "OMP_NUM_THREADS": "1",
-                "PYTHONPATH": os.getcwd(),
+                # The caller's PYTHONPATH after the repository's: a worktree's src is served.
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p
+                ),
                 "VIGIL_BENCH_CAPTURE_HOME": home,
             }
             self.process = subprocess.Popen([*command, "--app", kind, str(self.port)], env=env)
