@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.batch.inputs import ChunkValidator
+from vigil.batch.labels import as_classes
 from vigil.batch.readers import open_reader
 from vigil.errors import DataFileError, InvalidParameterError
 from vigil.file_formats import ROWS, format_of
@@ -349,7 +350,7 @@ def validate_candidate(
     (y, pred_a, proba_a), (_, pred_b, proba_b) = answers.joined(0), answers.joined(1)
     if chosen.task == "classification" and classes is not None:
         # Labels read from a file may be text where the model's classes are numbers.
-        y = _as_classes(y, classes)
+        y = as_classes(y, classes)
     sign = 1.0 if chosen.higher_is_better else -1.0
     level = 1.0 - 2.0 * alpha
     rows_a = _per_row(chosen, y, pred_a, proba_a, classes)
@@ -426,11 +427,3 @@ def validate_candidate(
         current_model=_label(current),
         candidate_model=_label(candidate),
     )
-
-
-def _as_classes(y: np.ndarray, classes: list[Any]) -> np.ndarray:
-    """Labels as the model's class values (a CSV's ``"1"`` as the class ``1``)."""
-    if not classes or y.dtype.kind not in "OUS":
-        return y
-    by_text = {str(c): c for c in classes}
-    return np.asarray([by_text.get(str(v), v) for v in y.tolist()])

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.batch.inputs import Chunk, ChunkValidator
+from vigil.batch.labels import as_classes
 from vigil.errors import InvalidParameterError, ValidationError
 
 if TYPE_CHECKING:
@@ -240,10 +241,8 @@ def _report(
         if task == "regression":
             metrics = regression_metrics(labels.astype(float), predicted[at].astype(float))
         else:
-            y = _as_classes(labels, classes)
-            metrics = classification_metrics(
-                y, _as_classes(predicted[at], classes), classes=classes
-            )
+            y = as_classes(labels, classes)
+            metrics = classification_metrics(y, as_classes(predicted[at], classes), classes=classes)
         results.append(ModelResult(name, metrics))
     agreement: dict[str, float | None] = {}
     for name in ("served", "against"):
@@ -255,7 +254,7 @@ def _report(
             )
         else:
             agreement[name] = float(
-                np.mean(_as_classes(mine, classes) == _as_classes(answers[name], classes))
+                np.mean(as_classes(mine, classes) == as_classes(answers[name], classes))
             )
     drift = None
     if len(mine) >= 2:
@@ -284,11 +283,3 @@ def _report(
         prediction_drift=drift,
         rejections=c.rejections,
     )
-
-
-def _as_classes(values: np.ndarray, classes: Any) -> np.ndarray:
-    """Values as the model's class values (a label sent as ``"1"`` is the class ``1``)."""
-    if not classes:
-        return values
-    by_text = {str(k): k for k in classes}
-    return np.asarray([by_text.get(str(v), v) for v in values.tolist()])

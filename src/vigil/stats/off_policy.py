@@ -83,6 +83,15 @@ def _arrays(owner: str, **named: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def _logged(
+    owner: str, level: float, rewards: Any, logged: Any, target: Any, **more: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The checked arrays of a log and the importance weights ``target / logged``."""
+    check_probability(owner, "level", level)
+    a = _arrays(owner, rewards=rewards, logged_propensity=logged, target_probability=target, **more)
+    return a, a["target_probability"] / a["logged_propensity"]
+
+
 def _normal(
     terms: np.ndarray, value: float, level: float, method: str, weights: np.ndarray
 ) -> OffPolicyEstimate:
@@ -110,14 +119,7 @@ def ips_estimate(
     (0.297, 0.287, 0.307, 10017)
     """
     owner = "ips_estimate"
-    check_probability(owner, "level", level)
-    a = _arrays(
-        owner,
-        rewards=rewards,
-        logged_propensity=logged_propensity,
-        target_probability=target_probability,
-    )
-    w = a["target_probability"] / a["logged_propensity"]
+    a, w = _logged(owner, level, rewards, logged_propensity, target_probability)
     terms = w * a["rewards"]
     return _normal(terms, float(terms.mean()), level, "ips", w)
 
@@ -135,14 +137,7 @@ def snips_estimate(
     (0.297, 0.288, 0.306)
     """
     owner = "snips_estimate"
-    check_probability(owner, "level", level)
-    a = _arrays(
-        owner,
-        rewards=rewards,
-        logged_propensity=logged_propensity,
-        target_probability=target_probability,
-    )
-    w = a["target_probability"] / a["logged_propensity"]
+    a, w = _logged(owner, level, rewards, logged_propensity, target_probability)
     if w.sum() <= 0:
         fail(owner, "target_probability", "positive for some logged arm", "all zero")
     value = float((w * a["rewards"]).sum() / w.sum())
@@ -177,16 +172,14 @@ def doubly_robust_estimate(
     >>> round(e.value, 3), round(e.low, 3), round(e.high, 3)
     (0.297, 0.288, 0.306)
     """
-    owner = "doubly_robust_estimate"
-    check_probability(owner, "level", level)
-    a = _arrays(
-        owner,
-        rewards=rewards,
-        logged_propensity=logged_propensity,
-        target_probability=target_probability,
+    a, w = _logged(
+        "doubly_robust_estimate",
+        level,
+        rewards,
+        logged_propensity,
+        target_probability,
         predicted_logged=predicted_logged,
         predicted_target=predicted_target,
     )
-    w = a["target_probability"] / a["logged_propensity"]
     terms = a["predicted_target"] + w * (a["rewards"] - a["predicted_logged"])
     return _normal(terms, float(terms.mean()), level, "doubly-robust", w)

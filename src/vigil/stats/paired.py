@@ -124,6 +124,31 @@ def _check_bootstrap(owner: str, level: float, n_resamples: int, method: str) ->
     check_choice(owner, "method", method, BOOTSTRAP_METHODS)
 
 
+def _bootstrap(
+    sample: np.ndarray,
+    statistic: Callable[..., Any],
+    value: float,
+    *,
+    vectorized: bool,
+    level: float,
+    n_resamples: int,
+    method: str,
+    seed: int | None,
+) -> Estimate:
+    """SciPy's one-sample bootstrap interval of ``statistic`` as an :class:`Estimate`."""
+    result = sps.bootstrap(
+        (sample,),
+        statistic,
+        vectorized=vectorized,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method=method,
+        rng=np.random.default_rng(seed),
+    )
+    ci = result.confidence_interval
+    return Estimate(value, float(ci.low), float(ci.high), level, f"paired-bootstrap-{method}")
+
+
 def paired_bootstrap_ci(
     metric: Callable[[np.ndarray, np.ndarray], float],
     y_true: Any,
@@ -169,18 +194,16 @@ def paired_bootstrap_ci(
         return float(metric(y[rows], b[rows])) - float(metric(y[rows], a[rows]))
 
     everything = np.arange(n)
-    result = sps.bootstrap(
-        (everything,),
+    return _bootstrap(
+        everything,
         difference,
+        difference(everything),
         vectorized=False,
+        level=level,
         n_resamples=n_resamples,
-        confidence_level=level,
         method=method,
-        rng=np.random.default_rng(seed),
+        seed=seed,
     )
-    ci = result.confidence_interval
-    value = difference(everything)
-    return Estimate(value, float(ci.low), float(ci.high), level, f"paired-bootstrap-{method}")
 
 
 def paired_mean_difference_ci(
@@ -212,16 +235,13 @@ def paired_mean_difference_ci(
     d = b.astype(float) - a.astype(float)
     if not np.isfinite(d).all():
         fail(owner, "the values", "finite", "NaN or infinity")
-    result = sps.bootstrap(
-        (d,),
+    return _bootstrap(
+        d,
         np.mean,
+        float(d.mean()),
         vectorized=True,
+        level=level,
         n_resamples=n_resamples,
-        confidence_level=level,
         method=method,
-        rng=np.random.default_rng(seed),
-    )
-    ci = result.confidence_interval
-    return Estimate(
-        float(d.mean()), float(ci.low), float(ci.high), level, f"paired-bootstrap-{method}"
+        seed=seed,
     )
