@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vigil.bundle.profile import build_profile
 from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
@@ -74,17 +75,21 @@ def capture_table(frame: pd.DataFrame, seed: int, *, seconds: float = 3000.0) ->
     p = score(frame)
     offsets = np.sort(rng.uniform(0, seconds, n))
     times = pd.Timestamp(START) + pd.to_timedelta(offsets, unit="s")
-    status = np.where(np.arange(n) % 500 == 499, 422, 200)
+    status = np.where(rejected(n), 422, 200)
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array([f"r{i}" for i in range(n)]),
+        "request_id": pc.binary_join_element_wise(
+            "r", pc.cast(pa.array(np.arange(n)), pa.string()), ""
+        ),
         "row": pa.array(np.zeros(n, dtype=np.int64)),
         "time": pa.array(times.to_numpy(), pa.timestamp("us", tz="UTC")),
-        "route": pa.array(["native"] * n),
-        "model": pa.array(["m"] * n),
+        "route": _repeat("native", n),
+        "model": _repeat("m", n),
         "version": pa.array(np.ones(n, dtype=np.int64)),
         "latency_ms": pa.array(rng.lognormal(1.0, 0.5, n)),
         "status": pa.array(status),
-        "error_code": pa.array(np.where(status >= 400, "validation_error", None).tolist()),
+        "error_code": pa.array(["validation_error", None]).take(
+            pa.array(np.where(status >= 400, 0, 1))
+        ),
         "prediction": pa.array((p > 0.5).astype(np.int64)),
         "proba.0": pa.array(1.0 - p),
         "proba.1": pa.array(p),
@@ -93,6 +98,20 @@ def capture_table(frame: pd.DataFrame, seed: int, *, seconds: float = 3000.0) ->
         values = frame[c].to_numpy()
         columns[f"feature.{c}"] = pa.array(values, from_pandas=True)
     return pa.table(columns)
+
+
+def rejected(n: int) -> np.ndarray:
+    """Which of ``n`` captured requests were rejected (422): every 500th."""
+    return np.arange(n) % 500 == 499
+
+
+def answered(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` that :func:`capture_table` records as answered."""
+    return frame[~rejected(len(frame))]
+
+
+def _repeat(value: str, n: int) -> pa.Array:
+    return pa.array([value]).take(pa.array(np.zeros(n, dtype=np.int64)))
 
 
 def labels_for(table: pa.Table, seed: int, share: float = 0.5) -> pd.DataFrame:
