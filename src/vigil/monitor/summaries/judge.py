@@ -34,10 +34,11 @@ from vigil.drift.reference import numeric_reference_from_profile
 from vigil.drift.report import DriftReport, build_report
 from vigil.drift.summarised import SummarisedColumn, numeric_drift_summarised
 from vigil.monitor.baseline import Baseline
+from vigil.monitor.measure import WindowResult, _points
 from vigil.monitor.performance import Metrics, PerformanceReport, compare_metrics
 from vigil.monitor.quality import FeatureQuality, QualityReport, _feature
 from vigil.monitor.summaries.columns import CategoricalSummary, NumericSummary
-from vigil.monitor.summaries.labels import ClassificationSummary
+from vigil.monitor.summaries.labels import ClassificationSummary, PerformanceSummary
 from vigil.monitor.summaries.window import ColumnSummary, WindowSummary, anchors_for, bin_cuts
 from vigil.profile_schema import CategoricalProfile, NumericProfile
 
@@ -263,3 +264,45 @@ def performance_report(summary: WindowSummary, baseline: Baseline) -> Performanc
         relative_change=relative,
         notes=notes,
     )
+
+
+def measure_summary(
+    summary: WindowSummary,
+    baseline: Baseline,
+    *,
+    window: str,
+    partial: bool = False,
+    performance: PerformanceSummary | None = None,
+    labelled: int | None = None,
+) -> WindowResult:
+    """The :class:`~vigil.monitor.measure.WindowResult` of a window from its summary,
+    with the points :func:`~vigil.monitor.measure.measure_window` stores.
+
+    ``performance`` / ``labelled`` replace the summary's own label sums (stored summaries
+    hold none: labels are joined when the window is measured).
+    """
+    if performance is not None:
+        summary = WindowSummary.from_dict(summary.to_dict())
+        summary.performance = performance
+    result = WindowResult(
+        key=summary.key,
+        window=window,
+        start=summary.start,
+        end=summary.end,
+        partial=partial,
+        n_rows=summary.rows,
+        n_requests=summary.requests,
+        n_rejected=summary.rejected,
+        n_labelled=summary.labelled if labelled is None else labelled,
+    )
+    result.drift = drift_report(summary, baseline)
+    result.prediction_drift = prediction_drift(summary, baseline)
+    if baseline.profile is not None and (summary.rows or summary.rejected):
+        result.quality = quality_report(summary, baseline)
+    result.performance = performance_report(summary, baseline)
+    if result.performance is not None:
+        result.notes.extend(result.performance.notes)
+    if baseline.profile is None:
+        result.notes.append("no baseline profile: registered without reference data")
+    result.points = _points(result)
+    return result
