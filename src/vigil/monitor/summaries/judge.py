@@ -24,55 +24,43 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
-from vigil.drift._column import UNSEEN, CategoryCounts, NumericColumn
-from vigil.drift.binning import BandBins, KindBins
-from vigil.drift.categorical import OTHER
 from vigil.drift.column_drift import ColumnDrift, categorical_drift
 from vigil.drift.reference import numeric_reference_from_profile
 from vigil.drift.report import DriftReport, build_report
-from vigil.drift.summarised import SummarisedColumn, numeric_drift_summarised
+from vigil.drift.summarised import (
+    POOLED,
+    CategoryCounts,
+    SummarisedColumn,
+    bin_cuts,
+    binned_counts,
+    category_counts_from,
+    numeric_drift_summarised,
+)
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.measure import WindowResult, _points
 from vigil.monitor.performance import Metrics, PerformanceReport, compare_metrics
 from vigil.monitor.quality import FeatureQuality, QualityReport, _feature
 from vigil.monitor.summaries.columns import CategoricalSummary, NumericSummary
 from vigil.monitor.summaries.labels import ClassificationSummary, PerformanceSummary
-from vigil.monitor.summaries.window import ColumnSummary, WindowSummary, anchors_for, bin_cuts
+from vigil.monitor.summaries.window import ColumnSummary, WindowSummary, anchors_for
 from vigil.profile_schema import CategoricalProfile, NumericProfile
 
 QUANTILE_GRID = 10_000
 """Ranks at which a numeric column's quantiles stand in for its values (Wasserstein)."""
-POOLED = "__pooled__"
-"""Bucket of the labels past a summary's exact cap that its sketch cannot name."""
-
-
-def _bin_counts(profile: NumericProfile, summary: NumericSummary) -> npt.NDArray[np.int64]:
-    """The window's counts in the profile's drift bins, as the bins' ``count`` gives them."""
-    m = summary.moments
-    bins = numeric_reference_from_profile(profile).bins
-    if isinstance(bins, KindBins):
-        return np.asarray([m.n, m.pos_inf + m.neg_inf, m.missing], dtype=np.int64)
-    counts = summary.counts_between(np.asarray(bin_cuts(profile), dtype=np.float64))
-    if isinstance(bins, BandBins):
-        return np.append(counts, [m.pos_inf + m.neg_inf, m.missing]).astype(np.int64)
-    counts[0] += m.neg_inf
-    counts[-1] += m.pos_inf
-    return np.append(counts, m.missing).astype(np.int64)
 
 
 def summarised_column(profile: NumericProfile, summary: NumericSummary) -> SummarisedColumn:
     """What :func:`~vigil.drift.summarised.numeric_drift_summarised` needs of a summary."""
     m = summary.moments
-    grid = None
-    if m.n > 0:
-        grid = NumericColumn(summary.quantile_grid(QUANTILE_GRID), 0)
+    between = summary.counts_between(np.asarray(bin_cuts(profile), dtype=np.float64))
     return SummarisedColumn(
         n=m.n,
         n_missing=m.missing,
-        bin_counts=_bin_counts(profile, summary),
-        quantiles=grid,
+        bin_counts=binned_counts(
+            profile, between, n_missing=m.missing, n_neg_inf=m.neg_inf, n_pos_inf=m.pos_inf
+        ),
+        quantiles=summary.quantile_grid(QUANTILE_GRID) if m.n > 0 else None,
         n_neg_inf=m.neg_inf,
         n_pos_inf=m.pos_inf,
     )
@@ -81,46 +69,15 @@ def summarised_column(profile: NumericProfile, summary: NumericSummary) -> Summa
 def category_counts(profile: CategoricalProfile, summary: CategoricalSummary) -> CategoryCounts:
     """The counts :func:`~vigil.drift.categorical.count_against_profile` would give on the
     window's rows (exact while no label overflowed the summary's cap)."""
-    from vigil.drift._column import MAX_LISTED_UNSEEN
-
-    labels = list(profile.frequencies)
-    ref = [profile.frequencies[label] for label in labels]
-    capped = profile.other_count > 0
-    cur = [summary.counts.get(label, 0) for label in labels]
-    known = set(labels)
-    rest = {k: v for k, v in summary.counts.items() if k not in known and v > 0}
-    overflow = summary.overflow_weight
-    if overflow:
-        named = {k: v for k, v in summary.overflow_items().items() if k not in known}
-        for k, v in named.items():
-            rest[k] = rest.get(k, 0) + v
-        leftover = overflow - sum(named.values())
+    counts = dict(summary.counts)
+    if summary.overflow_weight:
+        named = summary.overflow_items()
+        for label, count in named.items():
+            counts[label] = counts.get(label, 0) + count
+        leftover = summary.overflow_weight - sum(named.values())
         if leftover > 0:
-            rest[POOLED] = rest.get(POOLED, 0) + leftover
-    unseen_counts: list[int] = []
-    unseen: list[str] = []
-    if capped:
-        labels.append(OTHER)
-        ref.append(profile.other_count)
-        cur.append(sum(rest.values()))
-        unseen_total = 0
-    else:
-        ranked = sorted(rest.items(), key=lambda kv: (-kv[1], kv[0]))
-        unseen_counts = [v for _k, v in ranked]
-        unseen = [k for k, _v in ranked if k != POOLED][:MAX_LISTED_UNSEEN]
-        unseen_total = sum(unseen_counts)
-    labels.append(UNSEEN)
-    ref.append(0)
-    cur.append(unseen_total)
-    return CategoryCounts(
-        labels=labels,
-        reference=np.asarray(ref, dtype=np.int64),
-        current=np.asarray(cur, dtype=np.int64),
-        reference_missing=profile.missing,
-        current_missing=summary.missing,
-        unseen_categories=unseen,
-        unseen_counts=np.asarray(unseen_counts, dtype=np.int64),
-    )
+            counts[POOLED] = counts.get(POOLED, 0) + leftover
+    return category_counts_from(profile, counts, summary.missing)
 
 
 def column_drift(

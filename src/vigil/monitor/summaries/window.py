@@ -32,9 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
-from vigil.drift._column import band_halfwidth
-from vigil.drift.binning import BandBins, KindBins, QuantileBins
-from vigil.drift.reference import numeric_reference_from_profile
+from vigil.drift.summarised import bin_cuts
 from vigil.monitor.measure import SCHEMA_VIOLATION_CODES, _label_key, labelled_rows
 from vigil.monitor.quality import IQR_FACTOR, _type_errors
 from vigil.monitor.summaries.columns import (
@@ -91,19 +89,6 @@ class Anchors:
     task: str = "other"
     classes: tuple[str, ...] = ()
     """Class keys (text) in ``predict_proba`` order, for classifiers."""
-
-
-def bin_cuts(profile: NumericProfile) -> tuple[float, ...]:
-    """Inner edges of the drift bins of a numeric profile (none for a column without a
-    finite value)."""
-    bins = numeric_reference_from_profile(profile).bins
-    if isinstance(bins, QuantileBins):
-        return tuple(float(e) for e in bins.edges[1:-1])
-    if isinstance(bins, BandBins):
-        half = band_halfwidth(bins.value)
-        return (bins.value - half, float(np.nextafter(bins.value + half, np.inf)))
-    assert isinstance(bins, KindBins)
-    return ()
 
 
 def _numeric_anchor(profile: NumericProfile | None, dtype: str) -> FeatureAnchor:
