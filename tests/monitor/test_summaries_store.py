@@ -79,7 +79,7 @@ def captured(tmp_path: Path) -> tuple[ArtifactStore, Path, pd.DataFrame]:
 
 def _all(art: ArtifactStore, log_dir: Path, base: Baseline) -> list[store.WindowSummary]:
     anchors = anchors_for(base)
-    return store.bucket_summaries(art, lambda m, v: anchors, model="m", log_dir=log_dir)
+    return list(store.bucket_summaries(art, lambda m, v: anchors, model="m", log_dir=log_dir))
 
 
 def test_summaries_are_built_once_and_stored_beside_the_parts(

@@ -21,7 +21,7 @@ Performance sums depend on labels that may still arrive, so stored summaries hol
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,6 @@ from vigil.monitor.summaries.window import (
     WindowSummary,
     dumps,
     loads,
-    merge_all,
     summarise,
 )
 from vigil.monitor.windows import SeriesKey
@@ -205,48 +204,61 @@ def bucket_summaries(
     until: datetime | None = None,
     log_dir: str | Path | None = None,
     grain_s: int = DEFAULT_GRAIN_S,
-) -> list[WindowSummary]:
+) -> Iterator[WindowSummary]:
     """The summaries of every bucket starting in ``[since, until)`` (aligned on the grain)
     from the compacted parts (stored, built on first read) and the segments not yet
-    compacted (built on each call). Several may share a series and bucket (one per part
-    or segment); :func:`windows` merges them."""
-    out: list[WindowSummary] = []
+    compacted (built on each call), one part at a time. Several may share a series and
+    bucket (one per part or segment); :func:`windows` merges them as they come."""
     compacted: set[tuple[str, str, date]] = set()
+    found: Iterator[WindowSummary] = iter(())
     if store is not None:
         for part in parts(store, model, since, until):
             compacted.add(_identity(part))
-            out.extend(part_summaries(store, part, anchors_for, grain_s=grain_s))
+            yield from _within(
+                part_summaries(store, part, anchors_for, grain_s=grain_s), model, since, until
+            )
     if log_dir is not None:
         batches = _segment_batches(Path(log_dir), model, compacted)
-        out.extend(summarise(batches, anchors_for, grain_s=grain_s))
-    return [
-        s
-        for s in out
-        if (model is None or s.key.model == model)
-        and (since is None or s.start >= since)
-        and (until is None or s.start < until)
-    ]
+        found = iter(summarise(batches, anchors_for, grain_s=grain_s))
+    yield from _within(found, model, since, until)
+
+
+def _within(
+    summaries: Iterable[WindowSummary],
+    model: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Iterator[WindowSummary]:
+    for s in summaries:
+        if (
+            (model is None or s.key.model == model)
+            and (since is None or s.start >= since)
+            and (until is None or s.start < until)
+        ):
+            yield s
 
 
 def windows(
-    summaries: list[WindowSummary], window_s: float
+    summaries: Iterable[WindowSummary], window_s: float
 ) -> dict[tuple[SeriesKey, datetime], WindowSummary]:
     """Bucket summaries merged into windows of ``window_s`` seconds aligned on the epoch
-    (a whole number of buckets), per series; the inputs are unchanged."""
-    groups: dict[tuple[SeriesKey, datetime], list[WindowSummary]] = {}
+    (a whole number of buckets), per series, as they come: memory holds one summary per
+    window, not every bucket. The first summary of each window is merged into (the
+    summaries are consumed)."""
+    out: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
     for s in summaries:
         grain = (s.end - s.start).total_seconds()
         if window_s % grain:
             raise ValueError(f"a {window_s:g}s window is no whole number of {grain:g}s buckets")
         index = (s.start - _EPOCH).total_seconds() // window_s
         start = _EPOCH + timedelta(seconds=index * window_s)
-        groups.setdefault((s.key, start), []).append(s)
-    out: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
-    for key, group in groups.items():
-        merged = merge_all(group)
-        assert merged is not None
-        merged.start, merged.end = key[1], key[1] + timedelta(seconds=window_s)
-        out[key] = merged
+        key = (s.key, start)
+        if key in out:
+            out[key].merge(s)
+        else:
+            out[key] = s
+    for (_series, start), merged in out.items():
+        merged.start, merged.end = start, start + timedelta(seconds=window_s)
     return out
 
 
