@@ -226,3 +226,13 @@ def test_parts_are_streamed_with_projection_and_row_group_pruning(
     later = START + timedelta(days=2)
     assert list(store.stream_part(art, part, since=later)) == []
     assert store.parts(art, "m", since=later) == [] and store.parts(art, "other") == []
+
+
+def test_a_part_of_an_unregistered_version_is_summarised_but_not_stored(
+    captured: tuple[ArtifactStore, Path, pd.DataFrame],
+) -> None:
+    art, _log_dir, _frame = captured
+    part = store.parts(art, "m")[0]
+    built = store.part_summaries(art, part, lambda m, v: None)
+    assert sum(s.rows for s in built) == ROWS // 2
+    assert not list((Path(art.root) / "summaries").rglob("*.summary"))

@@ -162,7 +162,10 @@ def part_summaries(
     except ValueError:  # an older format: rebuilt below
         pass
     built = summarise(stream_part(store, part), anchors_for, grain_s=grain_s)
-    store.write_bytes(key, dumps(built, grain_s=grain_s))
+    if all(anchors_for(s.key.model, s.key.version) is not None for s in built):
+        # Stored only when every version in it was anchored to its baseline: a version
+        # not registered yet gets its summary built again once it is.
+        store.write_bytes(key, dumps(built, grain_s=grain_s))
     return built
 
 
