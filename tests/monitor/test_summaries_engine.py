@@ -131,10 +131,12 @@ def test_hour_windows_from_summaries_carry_the_exact_verdicts(big: Vigil, traine
     assert [c.method for c in moved.drift.columns] == ["wasserstein_normalised"] * 2 + ["js"]
     # The small hour is judged by KS on its raw rows, as the exact engine does.
     assert small.drift is not None and small.drift.column("age").method == "ks"
-    stored = sorted(p.name for p in Path(big.artifacts.root).rglob("*.summary"))
-    assert len(stored) == 1  # one compacted part; the open segment is never stored
-    # Nothing new: nothing computed.
-    assert monitor_windows(big, model="big", now=now, settings=ON).results == []
+    stored = sorted(p.suffix for p in Path(big.artifacts.root).rglob("part-*.g3600.*"))
+    assert stored == [".keys", ".summary"]  # one compacted part; segments are never stored
+    # Nothing new: nothing computed, and the compacted part (its windows all stored) is
+    # not even opened: only the segment not yet compacted is read again.
+    again = monitor_windows(big, model="big", now=now, settings=ON)
+    assert again.results == [] and again.n_records == 200
 
 
 def test_late_labels_bring_back_their_windows(big: Vigil, trained: Trained) -> None:

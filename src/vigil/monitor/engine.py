@@ -385,16 +385,6 @@ def _summary_pass(
         return anchors_for(found) if found is not None else None
 
     floor = spec.bounds(start)[0]
-    buckets = bucket_summaries(
-        app.artifacts,
-        anchors,
-        model=model,
-        since=floor,
-        until=now,
-        log_dir=capture,
-        grain_s=GRAIN_S,
-    )
-    windows = merge_windows(buckets, spec.seconds)
     label_sums: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
     if not labels.empty:
         labelled = label_summaries(
@@ -412,6 +402,29 @@ def _summary_pass(
         (s.key, s.start): s
         for s in stored_windows(app.database, window=spec.text, model=model, since=start)
     }
+    # Windows stored complete whose labelled rows did not change: parts holding only such
+    # windows are not opened (an incremental cycle reads the new parts only).
+    known = {
+        where
+        for where, s in stored.items()
+        if not s.partial
+        and s.n_labelled == (label_sums[where].labelled if where in label_sums else 0)
+    }
+
+    def needed(buckets: list[tuple[SeriesKey, datetime]]) -> bool:
+        return any((key, spec.bounds(begin)[0]) not in known for key, begin in buckets)
+
+    buckets = bucket_summaries(
+        app.artifacts,
+        anchors,
+        model=model,
+        since=floor,
+        until=now,
+        log_dir=capture,
+        grain_s=GRAIN_S,
+        needed=needed,
+    )
+    windows = merge_windows(buckets, spec.seconds)
     grace = timedelta(seconds=settings.grace_s)
     todo: list[tuple[SeriesKey, WindowSummary, bool]] = []
     waiting: list[OpenWindow] = []

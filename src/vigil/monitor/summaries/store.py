@@ -21,7 +21,8 @@ Performance sums depend on labels that may still arrive, so stored summaries hol
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,7 +167,31 @@ def part_summaries(
         # Stored only when every version in it was anchored to its baseline: a version
         # not registered yet gets its summary built again once it is.
         store.write_bytes(key, dumps(built, grain_s=grain_s))
+        # The index of what the part holds, written after the summaries it indexes: a
+        # reader that finds it may skip the part without opening the larger file.
+        store.write_bytes(key[: -len(".summary")] + ".keys", _keys_bytes(built))
     return built
+
+
+Bucket = tuple[SeriesKey, datetime]
+"""A series and the start of one of its buckets."""
+
+
+def _keys_bytes(summaries: list[WindowSummary]) -> bytes:
+    keys = [[s.key.model, s.key.version, s.key.route, s.start.isoformat()] for s in summaries]
+    return json.dumps(keys).encode()
+
+
+def part_buckets(
+    store: ArtifactStore, part: str, *, grain_s: int = DEFAULT_GRAIN_S
+) -> list[Bucket] | None:
+    """The series and buckets a part's stored summaries hold (None when not stored yet)."""
+    key = summary_key(part, grain_s)[: -len(".summary")] + ".keys"
+    try:
+        raw = json.loads(store.read_bytes(key))
+    except NotFoundError:
+        return None
+    return [(SeriesKey(str(m), int(v), str(r)), datetime.fromisoformat(t)) for m, v, r, t in raw]
 
 
 def _segment_batches(
@@ -207,16 +232,24 @@ def bucket_summaries(
     until: datetime | None = None,
     log_dir: str | Path | None = None,
     grain_s: int = DEFAULT_GRAIN_S,
+    needed: Callable[[list[Bucket]], bool] | None = None,
 ) -> Iterator[WindowSummary]:
     """The summaries of every bucket starting in ``[since, until)`` (aligned on the grain)
     from the compacted parts (stored, built on first read) and the segments not yet
     compacted (built on each call), one part at a time. Several may share a series and
-    bucket (one per part or segment); :func:`windows` merges them as they come."""
+    bucket (one per part or segment); :func:`windows` merges them as they come.
+
+    ``needed`` (given the buckets a stored part holds) lets a caller skip parts whose
+    windows are all known already: an incremental cycle then opens only the new parts."""
     compacted: set[tuple[str, str, date]] = set()
     found: Iterator[WindowSummary] = iter(())
     if store is not None:
         for part in parts(store, model, since, until):
             compacted.add(_identity(part))
+            if needed is not None:
+                held = part_buckets(store, part, grain_s=grain_s)
+                if held is not None and not needed(held):
+                    continue
             yield from _within(
                 part_summaries(store, part, anchors_for, grain_s=grain_s), model, since, until
             )
