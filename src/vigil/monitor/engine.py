@@ -380,9 +380,13 @@ def _summary_pass(
                 baselines[(name, version)] = None
         return baselines[(name, version)]
 
+    anchored: dict[tuple[str, int], Anchors | None] = {}
+
     def anchors(name: str, version: int) -> Anchors | None:
-        found = baseline_of(name, version)
-        return anchors_for(found) if found is not None else None
+        if (name, version) not in anchored:
+            found = baseline_of(name, version)
+            anchored[(name, version)] = anchors_for(found) if found is not None else None
+        return anchored[(name, version)]
 
     floor = spec.bounds(start)[0]
     label_sums: dict[tuple[SeriesKey, datetime], WindowSummary] = {}

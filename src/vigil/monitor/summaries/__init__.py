@@ -11,6 +11,7 @@ statistics (:mod:`~vigil.monitor.summaries.labels`).
 
 from __future__ import annotations
 
+from vigil.monitor.summaries.build import summarise
 from vigil.monitor.summaries.window import (
     Anchors,
     WindowSummary,
@@ -18,7 +19,6 @@ from vigil.monitor.summaries.window import (
     dumps,
     loads,
     merge_all,
-    summarise,
 )
 
 __all__ = ["Anchors", "WindowSummary", "anchors_for", "dumps", "loads", "merge_all", "summarise"]

@@ -37,13 +37,12 @@ from vigil.capture.table import (
     records_to_table,
 )
 from vigil.errors import NotFoundError
+from vigil.monitor.summaries.build import AnchorsFor, summarise
 from vigil.monitor.summaries.window import (
     DEFAULT_GRAIN_S,
-    AnchorsFor,
     WindowSummary,
     dumps,
     loads,
-    summarise,
 )
 from vigil.monitor.windows import SeriesKey
 
