@@ -3,7 +3,8 @@
 ``python -m bench.monitor_scale --rows 1000000 [--engines rows,summaries]``
 
 Rows (20 numeric and 5 categorical features, a classifier's predictions and probabilities)
-are written straight in the capture format as compacted Parquet parts of 100,000 rows
+are written straight in the capture format as compacted Parquet parts of 100,000 rows,
+one after the other in time over one day as segments are,
 (issue 22: not through HTTP), for a model registered with 20,000 reference rows. Each
 engine then runs in its own process (``monitor_windows`` with ``window="1d"``) and reports
 wall time, peak RSS (its own, see :mod:`bench._rss`) and rows per second; the summaries
@@ -77,12 +78,22 @@ def setup(home: Path, rows: int) -> None:
     app = _app(home)
     model, reference = _model()
     app.register(model, name="m", reference=reference, target="label", alias="production")
+    n_parts = -(-rows // PART_ROWS)
+    span = 86_000 / n_parts  # parts follow one another in time, as segments do
     for i in range(0, rows, PART_ROWS):
-        write_part(app, model, min(PART_ROWS, rows - i), seed=1 + i // PART_ROWS, day=DAY)
+        k = i // PART_ROWS
+        write_part(
+            app,
+            model,
+            min(PART_ROWS, rows - i),
+            seed=1 + k,
+            day=DAY,
+            span=(k * span, (k + 1) * span),
+        )
     app.database.dispose()
 
 
-def write_part(app, model, n: int, *, seed: int, day: datetime) -> None:  # type: ignore[no-untyped-def]
+def write_part(app, model, n: int, *, seed: int, day: datetime, span=(0.0, 86_000.0)) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -92,7 +103,7 @@ def write_part(app, model, n: int, *, seed: int, day: datetime) -> None:  # type
     features = [c for c in frame.columns if c != "label"]
     proba = model.predict_proba(frame[features])
     rng = np.random.default_rng(seed)
-    offsets = np.sort(rng.uniform(0, 86_000, n))
+    offsets = np.sort(rng.uniform(span[0], span[1], n))
     columns = {
         "request_id": pc.binary_join_element_wise(
             f"p{seed}-", pc.cast(pa.array(np.arange(n)), pa.string()), ""

@@ -299,6 +299,5 @@ def test_merging_different_series_or_formats_is_refused() -> None:
         NumericSummary([0.0]).merge(NumericSummary([1.0]))
     with pytest.raises(ValueError, match="format"):
         import json
-        import zlib
 
-        loads(zlib.compress(json.dumps({"format": 99, "summaries": []}).encode()))
+        loads(json.dumps({"format": 99, "summaries": []}).encode())

@@ -17,13 +17,12 @@ labels are joined, the performance sums of :mod:`vigil.monitor.summaries.labels`
 Summaries built against a version's baseline are *anchored* (:class:`Anchors`): numeric
 columns count exactly in the baseline's drift bins and against its quality thresholds,
 categorical columns count its known labels exactly. :func:`dumps` / :func:`loads` store a
-set of summaries as zlib-compressed JSON (no pickle), to keep beside a segment or part.
+set of summaries as JSON (no pickle), to keep beside a segment or part.
 """
 
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -286,18 +285,20 @@ def merge_all(summaries: Iterable[WindowSummary]) -> WindowSummary | None:
 
 
 def dumps(summaries: Iterable[WindowSummary], *, grain_s: int = DEFAULT_GRAIN_S) -> bytes:
-    """The stored form of a set of summaries: zlib-compressed JSON."""
+    """The stored form of a set of summaries: JSON (sketches as base64)."""
     doc = {
         "format": FORMAT,
         "grain_s": grain_s,
         "summaries": [s.to_dict() for s in summaries],
     }
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 6)
+    # Not compressed: the sketches (most of the bytes) hardly compress, and zlib took half
+    # of a build (measured: 7 of 15 s for 300,000 rows at level 6, 2 s at level 1).
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def loads(data: bytes) -> list[WindowSummary]:
     """Summaries from :func:`dumps`'s bytes."""
-    doc = json.loads(zlib.decompress(data))
+    doc = json.loads(data)
     if doc.get("format") != FORMAT:
         raise ValueError(f"window summaries in format {doc.get('format')!r}; expected {FORMAT}")
     return [WindowSummary.from_dict(d) for d in doc["summaries"]]
