@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from vigil.bundle._accumulators import Counts, Moments
 from vigil.bundle._sampling import BottomK, row_keys
+from vigil.bundle.accumulators import Counts, Moments
 from vigil.bundle.infer import check_columns, feature_type
 from vigil.bundle.reference import Chunk, Reference, open_reference
 from vigil.bundle.signature import NUMERIC_TYPES

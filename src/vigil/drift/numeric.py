@@ -146,6 +146,7 @@ def wasserstein_chance_bound(
     level: float = 0.999,
     draws: int = 200,
     seed: int = 0,
+    current_size: int | None = None,
 ) -> float:
     """The normalised Wasserstein distance chance exceeds with probability ``1 - level``.
 
@@ -154,6 +155,9 @@ def wasserstein_chance_bound(
     how the null distance shrinks with the effective sample size), a gamma law fitted to
     the distances. At 30 rows a window of unchanged normal data is 0.2 standard
     deviations from its reference on average: the 0.1 threshold alone would flag most.
+
+    ``current_size`` is the window's true number of values when ``current`` stands for
+    it (an even grid of its quantiles, drawn from as from the window itself).
     """
     rng = np.random.default_rng(seed)
     ref, cur = reference.values, current.values
@@ -169,7 +173,8 @@ def wasserstein_chance_bound(
         a = NumericColumn(np.sort(pooled[:n_ref]), 0)
         b = NumericColumn(np.sort(pooled[n_ref:]), 0)
         null[i] = wasserstein_sorted(a, b) / scale
-    en_full = ref.size * cur.size / (ref.size + cur.size)
+    cur_size = cur.size if current_size is None else current_size
+    en_full = ref.size * cur_size / (ref.size + cur_size)
     null *= math.sqrt((n_ref * n_cur / (n_ref + n_cur)) / en_full)
     return gamma_quantile(null, level)
 

@@ -22,12 +22,18 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from vigil.capture.reader import read_capture
+from vigil.drift.summarised import NeedsRawValues
 from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.measure import WindowResult, count_labelled, measure_window
 from vigil.monitor.series import StoredWindow, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
+from vigil.monitor.summaries.judge import measure_summary
+from vigil.monitor.summaries.store import bucket_summaries, label_summaries
+from vigil.monitor.summaries.store import windows as merge_windows
+from vigil.monitor.summaries.window import DEFAULT_GRAIN_S as GRAIN_S
+from vigil.monitor.summaries.window import Anchors, WindowSummary, anchors_for
 from vigil.monitor.windows import (
     Cursor,
     SeriesKey,
@@ -272,6 +278,10 @@ def monitor_windows(
             own.close()
     else:
         labels = _read_labels(feedback, start)
+    if settings.summaries and by_summaries(spec):
+        return _summary_pass(
+            app, model, start, now, spec, settings, capture, labels, partial, progress
+        )
     scope = (model, spec.text)
     read_from = resume.start(scope, len(labels), start) if resume is not None else start
     log_rows = _read_log(app, model, read_from, now, capture)
@@ -307,3 +317,160 @@ def monitor_windows(
         if not w.complete and id(w) not in computed
     ]
     return MonitoringPass(results, waiting, spec.text, start, n_records=len(log_rows))
+
+
+# --- windows judged from summaries -------------------------------------------------------
+
+
+def by_summaries(spec: WindowSpec) -> bool:
+    """Whether windows of ``spec`` are merges of summary buckets: whole-hour time windows."""
+    return spec.is_time and spec.seconds is not None and spec.seconds % GRAIN_S == 0
+
+
+def _raw_window(
+    app: Services,
+    key: SeriesKey,
+    summary: WindowSummary,
+    spec: WindowSpec,
+    now: datetime,
+    capture: Path,
+    complete: bool,
+) -> Window | None:
+    """The rows of one window read raw (a window small enough for exact tests)."""
+    frame = read_capture(
+        key.model, summary.start, summary.end, key.version, store=app.artifacts, log_dir=capture
+    )
+    if frame.empty:
+        return None
+    found = [w for w in split_windows(frame, spec, now=now) if w.key == key]
+    if not found:
+        return None
+    found[0].complete = complete
+    return found[0]
+
+
+def _summary_pass(
+    app: MonitorServices,
+    model: str | None,
+    start: datetime,
+    now: datetime,
+    spec: WindowSpec,
+    settings: MonitorSettings,
+    capture: Path,
+    labels: pd.DataFrame,
+    partial: bool,
+    progress: Progress | None,
+) -> MonitoringPass:
+    """:func:`monitor_windows` for whole-hour time windows, from stored summaries.
+
+    The buckets of every compacted part in the lookback are read (built on first read),
+    merged into windows, and each due window is judged from its merge; one whose
+    statistics need raw values (KS: effective n at most the method table's limit) is read
+    raw, bounded by that limit. Labels are joined from projected columns only.
+    """
+    assert spec.seconds is not None
+    baselines: dict[tuple[str, int], Baseline | None] = {}
+
+    def baseline_of(name: str, version: int) -> Baseline | None:
+        if (name, version) not in baselines:
+            try:
+                baselines[(name, version)] = load_baseline(app, name, version)
+            except NotFoundError:
+                log.warning("%s version %d is in the log but not registered", name, version)
+                baselines[(name, version)] = None
+        return baselines[(name, version)]
+
+    anchored: dict[tuple[str, int], Anchors | None] = {}
+
+    def anchors(name: str, version: int) -> Anchors | None:
+        if (name, version) not in anchored:
+            found = baseline_of(name, version)
+            anchored[(name, version)] = anchors_for(found) if found is not None else None
+        return anchored[(name, version)]
+
+    floor = spec.bounds(start)[0]
+    label_sums: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
+    if not labels.empty:
+        labelled = label_summaries(
+            app.artifacts,
+            anchors,
+            labels,
+            model=model,
+            since=floor,
+            until=now,
+            log_dir=capture,
+            grain_s=GRAIN_S,
+        )
+        label_sums = merge_windows(labelled, spec.seconds)
+    stored = {
+        (s.key, s.start): s
+        for s in stored_windows(app.database, window=spec.text, model=model, since=start)
+    }
+    # Windows stored complete whose labelled rows did not change: parts holding only such
+    # windows are not opened (an incremental cycle reads the new parts only).
+    known = {
+        where
+        for where, s in stored.items()
+        if not s.partial
+        and s.n_labelled == (label_sums[where].labelled if where in label_sums else 0)
+    }
+
+    def needed(buckets: list[tuple[SeriesKey, datetime]]) -> bool:
+        return any((key, spec.bounds(begin)[0]) not in known for key, begin in buckets)
+
+    buckets = bucket_summaries(
+        app.artifacts,
+        anchors,
+        model=model,
+        since=floor,
+        until=now,
+        log_dir=capture,
+        grain_s=GRAIN_S,
+        needed=needed,
+    )
+    windows = merge_windows(buckets, spec.seconds)
+    grace = timedelta(seconds=settings.grace_s)
+    todo: list[tuple[SeriesKey, WindowSummary, bool]] = []
+    waiting: list[OpenWindow] = []
+    for (key, begin), summary in sorted(windows.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+        complete = summary.end + grace <= now
+        if not complete and not partial:
+            waiting.append(
+                OpenWindow(key, spec.text, begin, summary.rows, None, summary.end + grace)
+            )
+            continue
+        before = stored.get((key, begin))
+        perf = label_sums.get((key, begin))
+        n_labelled = perf.labelled if perf is not None else 0
+        if (
+            before is not None
+            and not before.partial
+            and complete
+            and before.n_labelled == n_labelled
+        ):
+            continue
+        todo.append((key, summary, complete))
+    results: list[WindowResult] = []
+    for done, (key, summary, complete) in enumerate(todo):
+        baseline = baseline_of(key.model, key.version)
+        if baseline is not None:
+            perf = label_sums.get((key, summary.start))
+            result: WindowResult | None
+            try:
+                result = measure_summary(
+                    summary,
+                    baseline,
+                    window=spec.text,
+                    partial=not complete,
+                    performance=perf.performance if perf is not None else None,
+                    labelled=perf.labelled if perf is not None else 0,
+                )
+            except NeedsRawValues:
+                raw = _raw_window(app, key, summary, spec, now, capture, complete)
+                result = measure_window(raw, baseline, labels) if raw is not None else None
+            if result is not None and save_window(app.database, result):
+                results.append(result)
+        if progress is not None:
+            progress(done + 1, len(todo))
+    n_records = sum(s.rows + s.rejected for s in windows.values())
+    return MonitoringPass(results, waiting, spec.text, start, n_records=n_records)

@@ -2,7 +2,8 @@
 
 Both take one chunk at a time and merge exactly: counts are sums, means and variances
 merge by Chan et al.'s pairwise update, so any chunking gives the same result up to
-floating-point rounding.
+floating-point rounding. The monitor's window summaries (:mod:`vigil.monitor.summaries`)
+keep the same moments per segment and merge them with :meth:`Moments.merge`.
 """
 
 from __future__ import annotations
@@ -55,13 +56,37 @@ class Moments:
             return
         mean_b = float(finite.mean())
         dev = finite - mean_b
-        m2_b = float(np.dot(dev, dev))
+        # einsum, not np.dot: a dot product goes through BLAS, whose threads wait for a
+        # core on a loaded machine (measured 10-30 ms for 65,536 values against 0.03 ms).
+        m2_b = float(np.einsum("i,i->", dev, dev))
         self.min = min(self.min, float(finite.min()))
         self.max = max(self.max, float(finite.max()))
         n = self.n + nb
         delta = mean_b - self.mean
         self.mean += delta * nb / n
         self.m2 += m2_b + delta * delta * self.n * nb / n
+        self.n = n
+
+    def merge(self, other: Moments) -> None:
+        """Add ``other``'s values (Chan et al.'s pairwise update; ``other`` is unchanged).
+
+        >>> a, b, both = Moments(), Moments(), Moments()
+        >>> a.update(np.array([1.0, 2.0])); b.update(np.array([4.0, np.inf, 8.0]))
+        >>> both.update(np.array([1.0, 2.0, 4.0, np.inf, 8.0])); a.merge(b)
+        >>> (a.n, a.pos_inf, a.mean, a.m2, a.max) == (both.n, both.pos_inf, both.mean, both.m2, both.max)
+        True
+        """
+        self.missing += other.missing
+        self.pos_inf += other.pos_inf
+        self.neg_inf += other.neg_inf
+        if other.n == 0:
+            return
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * other.n / n
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
         self.n = n
 
     @property

@@ -1,0 +1,210 @@
+"""Monitoring at scale: one ``1d`` window over N captured rows, by rows or by summaries.
+
+``python -m bench.monitor_scale --rows 1000000 [--engines rows,summaries]``
+
+Rows (20 numeric and 5 categorical features, a classifier's predictions and probabilities)
+are written straight in the capture format as compacted Parquet parts of 100,000 rows,
+one after the other in time over one day as segments are,
+(issue 22: not through HTTP), for a model registered with 20,000 reference rows. Each
+engine then runs in its own process (``monitor_windows`` with ``window="1d"``) and reports
+wall time, peak RSS (its own, see :mod:`bench._rss`) and rows per second; the summaries
+engine runs twice more: again with nothing new (stored summaries only), and after one more
+part in the next day (an incremental cycle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+DAY = datetime(2026, 1, 5, tzinfo=UTC)
+PART_ROWS = 100_000
+LEVELS = np.asarray([f"l{i}" for i in range(8)], dtype=object)
+
+
+def _frame(n: int, seed: int):  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    data = {f"x{j}": rng.normal(0.0, 1.0, n) for j in range(20)}
+    for j in range(5):
+        data[f"c{j}"] = rng.choice(LEVELS, n)
+    frame = pd.DataFrame(data)
+    frame["label"] = (frame["x0"] + 0.5 * frame["x1"] + rng.normal(0, 1, n) > 0).astype(int)
+    return frame
+
+
+def _model():  # type: ignore[no-untyped-def]
+    """The classifier, trained the same way every call (deterministic)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    reference = _frame(20_000, 0)
+    features = [c for c in reference.columns if c != "label"]
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [("c", OneHotEncoder(handle_unknown="ignore"), [f"c{j}" for j in range(5)])],
+                    remainder="passthrough",
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=300)),
+        ]
+    ).fit(reference[features], reference["label"])
+    return model, reference
+
+
+def _app(home: Path):  # type: ignore[no-untyped-def]
+    from vigil.app import Vigil
+    from vigil.settings import load_settings
+
+    return Vigil(load_settings(home=home))
+
+
+def setup(home: Path, rows: int) -> None:
+    app = _app(home)
+    model, reference = _model()
+    app.register(model, name="m", reference=reference, target="label", alias="production")
+    n_parts = -(-rows // PART_ROWS)
+    span = 86_000 / n_parts  # parts follow one another in time, as segments do
+    for i in range(0, rows, PART_ROWS):
+        k = i // PART_ROWS
+        write_part(
+            app,
+            model,
+            min(PART_ROWS, rows - i),
+            seed=1 + k,
+            day=DAY,
+            span=(k * span, (k + 1) * span),
+        )
+    app.database.dispose()
+
+
+def write_part(app, model, n: int, *, seed: int, day: datetime, span=(0.0, 86_000.0)) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    frame = _frame(n, seed)
+    features = [c for c in frame.columns if c != "label"]
+    proba = model.predict_proba(frame[features])
+    rng = np.random.default_rng(seed)
+    offsets = np.sort(rng.uniform(span[0], span[1], n))
+    columns = {
+        "request_id": pc.binary_join_element_wise(
+            f"p{seed}-", pc.cast(pa.array(np.arange(n)), pa.string()), ""
+        ),
+        "row": pa.array(np.zeros(n, dtype=np.int64)),
+        "time": pa.array(
+            (pd.Timestamp(day) + pd.to_timedelta(offsets, unit="s")).to_numpy(),
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "route": pa.array(["native"]).take(pa.array(np.zeros(n, dtype=np.int64))),
+        "model": pa.array(["m"]).take(pa.array(np.zeros(n, dtype=np.int64))),
+        "version": pa.array(np.ones(n, dtype=np.int64)),
+        "latency_ms": pa.array(rng.lognormal(1.0, 0.5, n)),
+        "status": pa.array(np.full(n, 200, dtype=np.int64)),
+        "prediction": pa.array(proba.argmax(axis=1).astype(np.int64)),
+        "proba.0": pa.array(proba[:, 0]),
+        "proba.1": pa.array(proba[:, 1]),
+    }
+    for c in features:
+        columns[f"feature.{c}"] = pa.array(frame[c].to_numpy())
+    key = f"capture/model=m/date={day.date().isoformat()}/part-bench{seed:05d}.parquet"
+    path = Path(app.artifacts.resolve_key(key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path, compression="zstd", row_group_size=65_536)
+
+
+def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
+    from bench._rss import peak_rss, reset_peak
+    from vigil.monitor.engine import monitor_windows
+    from vigil.monitor.settings import MonitorSettings
+
+    app = _app(home)
+    settings = MonitorSettings(window="1d", rules=[], grace_s=0, summaries=engine == "summaries")
+    reset_peak()
+    start = time.perf_counter()
+    done = monitor_windows(
+        app, model="m", now=now, since=DAY - timedelta(days=1), settings=settings
+    )
+    wall = time.perf_counter() - start
+    drifted = [r.drift.n_drifted if r.drift else None for r in done.results]
+    return {
+        "wall_s": wall,
+        "peak_rss_mb": peak_rss() / 2**20,
+        "records": done.n_records,
+        "windows": len(done.results),
+        "drifted": drifted,
+    }  # type: ignore[dict-item]
+
+
+def _run(home: Path, engine: str, now: datetime) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.monitor_scale",
+            "--child",
+            engine,
+            str(home),
+            now.isoformat(),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--engines", default="rows,summaries")
+    parser.add_argument("--child", nargs=3)
+    args = parser.parse_args(argv)
+    if args.child:
+        engine, home, now = args.child
+        print(json.dumps(child(Path(home), engine, datetime.fromisoformat(now))))
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        t = time.perf_counter()
+        setup(home, args.rows)
+        print(f"setup: {args.rows:,} rows in {time.perf_counter() - t:.1f} s", flush=True)
+        now = DAY + timedelta(days=2)
+        for engine in args.engines.split(","):
+            # Each engine on its own copy: a window stored by one is not computed again.
+            shutil.copytree(home, Path(tmp) / engine)
+            res = _run(Path(tmp) / engine, engine, now)
+            rate = args.rows / res["wall_s"]
+            print(f"{engine:9s} first run  {json.dumps(res)}  {rate:,.0f} rows/s", flush=True)
+        if "summaries" in args.engines:
+            home = Path(tmp) / "summaries"
+            res = _run(home, "summaries", now)
+            print(f"summaries rerun      {json.dumps(res)}", flush=True)
+            # One more part, the next day: the incremental cycle's new window.
+            app = _app(home)
+            write_part(app, _model()[0], PART_ROWS, seed=99_999, day=DAY + timedelta(days=1))
+            app.database.dispose()
+            res = _run(home, "summaries", now)
+            print(f"summaries incremental {json.dumps(res)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,340 @@
+"""Summaries kept beside the compacted capture parts, built on first read, read in record batches.
+
+Layout, next to the capture partitions (:mod:`vigil.capture.compact`)::
+
+    <store>/summaries/model=<name>/date=YYYY-MM-DD/part-<segment id>.g<grain>.summary
+
+A part's summaries (one per series and time bucket of ``grain`` seconds) are built the
+first time a reader asks for them, in one pass over the part's Parquet row groups in
+record batches (only the row groups whose time statistics meet the span, never the whole
+file at once), and written atomically (:meth:`~vigil.storage.ArtifactStore.write_bytes`).
+A build interrupted anywhere leaves no file, and the next read builds it again; a part is
+never counted twice because its summary is named after it, and rows of a segment whose
+part exists are left to the part (as :mod:`vigil.capture.reader` does). Segments not yet
+compacted are summarised on each read and not stored: they are bounded by the capture's
+segment rotation.
+
+Performance sums depend on labels that may still arrive, so stored summaries hold none;
+:func:`label_summaries` joins the current feedback to the projected columns of the parts
+(``request_id``, ``row``, ``caller``, ``prediction``, ``proba.*``) per record batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
+from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
+from vigil.capture.table import (
+    DATA_ERRORS,
+    PROBA_PREFIX,
+    parse_time,
+    readable_table,
+    records_to_table,
+)
+from vigil.errors import NotFoundError
+from vigil.monitor.summaries.build import AnchorsFor, summarise
+from vigil.monitor.summaries.window import (
+    DEFAULT_GRAIN_S,
+    WindowSummary,
+    dumps,
+    loads,
+)
+from vigil.monitor.windows import SeriesKey
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from vigil.storage.artifacts import ArtifactStore
+
+SUMMARY_ROOT = "summaries"
+BATCH_ROWS = 65_536
+"""Rows per record batch read from a part: what a build holds of it at a time."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _may_hold(stats: Any, since: datetime | None, until: datetime | None) -> bool:
+    # The same test as vigil.capture.table.read_part's, on one row group's statistics.
+    if stats is None or not stats.has_min_max:
+        return True
+    return (since is None or stats.max >= since) and (until is None or stats.min < until)
+
+
+def _segment_files(log_dir: Path) -> list[Path]:
+    # As vigil.capture.reader lists them: closed and live capture segments.
+    if not log_dir.is_dir():
+        return []
+    suffixes = (CLOSED_SUFFIX, LIVE_SUFFIX)
+    return sorted(p for suffix in suffixes for p in log_dir.glob(f"capture-*{suffix}"))
+
+
+def _day(record: dict[str, Any]) -> date | None:
+    try:
+        return parse_time(record["time"]).astimezone(UTC).date()
+    except DATA_ERRORS:
+        return None
+
+
+def summary_key(part: str, grain_s: int = DEFAULT_GRAIN_S) -> str:
+    """The store key of a part's summaries, from the part's key under ``capture/``.
+
+    >>> summary_key("capture/model=churn/date=2026-01-05/part-abc.parquet")
+    'summaries/model=churn/date=2026-01-05/part-abc.g3600.summary'
+    """
+    head, _, tail = part.partition(f"{CAPTURE_ROOT}/")
+    if head or not tail.endswith(".parquet"):
+        raise ValueError(f"{part!r} is not a capture part key")
+    return f"{SUMMARY_ROOT}/{tail[: -len('.parquet')]}.g{grain_s}.summary"
+
+
+def stream_part(
+    store: ArtifactStore,
+    part: str,
+    *,
+    columns: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """The record batches of a compacted part (key under the store's root), only the
+    ``columns`` asked for that exist in it, skipping row groups wholly outside
+    ``[since, until)`` (rows are not filtered one by one)."""
+    import pyarrow.parquet as pq  # Parquet: only where a part is read
+
+    with store.fs.open(store.resolve_key(part), "rb") as fh:
+        parquet = pq.ParquetFile(fh)
+        names = parquet.schema_arrow.names
+        project = None if columns is None else [c for c in columns if c in names]
+        groups = list(range(parquet.metadata.num_row_groups))
+        if "time" in names and (since is not None or until is not None):
+            index = names.index("time")
+            groups = [
+                i
+                for i in groups
+                if _may_hold(parquet.metadata.row_group(i).column(index).statistics, since, until)
+            ]
+        if groups:
+            yield from parquet.iter_batches(
+                batch_size=batch_rows, row_groups=groups, columns=project
+            )
+
+
+def parts(
+    store: ArtifactStore,
+    model: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[str]:
+    """Keys of the compacted parts of ``model`` (every model for None) whose date
+    partition meets ``[since, until)``: pruned by model and day before any file is opened."""
+    first = since.astimezone(UTC).date() if since is not None else date.min
+    last = until.astimezone(UTC).date() if until is not None else date.max
+    wanted = model_dir(model) if model is not None else None
+    root = store.resolve_key(CAPTURE_ROOT)
+    found = []
+    for path, day in partition_dirs(store):
+        if not first <= day <= last or (wanted is not None and path.rsplit("/", 2)[-2] != wanted):
+            continue
+        for full in sorted(store.fs.glob(f"{path}/part-*.parquet")):
+            found.append(f"{CAPTURE_ROOT}/{str(full)[len(root) + 1 :]}")
+    return found
+
+
+def part_summaries(
+    store: ArtifactStore,
+    part: str,
+    anchors_for: AnchorsFor,
+    *,
+    grain_s: int = DEFAULT_GRAIN_S,
+) -> list[WindowSummary]:
+    """A part's stored summaries, built and stored first if they are not there yet (or
+    were stored in an older format)."""
+    key = summary_key(part, grain_s)
+    try:
+        return loads(store.read_bytes(key))
+    except NotFoundError:
+        pass
+    except ValueError:  # an older format: rebuilt below
+        pass
+    built = summarise(stream_part(store, part), anchors_for, grain_s=grain_s)
+    if all(anchors_for(s.key.model, s.key.version) is not None for s in built):
+        # Stored only when every version in it was anchored to its baseline: a version
+        # not registered yet gets its summary built again once it is.
+        store.write_bytes(key, dumps(built, grain_s=grain_s))
+        # The index of what the part holds, written after the summaries it indexes: a
+        # reader that finds it may skip the part without opening the larger file.
+        store.write_bytes(key[: -len(".summary")] + ".keys", _keys_bytes(built))
+    return built
+
+
+Bucket = tuple[SeriesKey, datetime]
+"""A series and the start of one of its buckets."""
+
+
+def _keys_bytes(summaries: list[WindowSummary]) -> bytes:
+    keys = [[s.key.model, s.key.version, s.key.route, s.start.isoformat()] for s in summaries]
+    return json.dumps(keys).encode()
+
+
+def part_buckets(
+    store: ArtifactStore, part: str, *, grain_s: int = DEFAULT_GRAIN_S
+) -> list[Bucket] | None:
+    """The series and buckets a part's stored summaries hold (None when not stored yet)."""
+    key = summary_key(part, grain_s)[: -len(".summary")] + ".keys"
+    try:
+        raw = json.loads(store.read_bytes(key))
+    except NotFoundError:
+        return None
+    return [(SeriesKey(str(m), int(v), str(r)), datetime.fromisoformat(t)) for m, v, r, t in raw]
+
+
+def _segment_batches(
+    log_dir: Path, model: str | None, compacted: set[tuple[str, str, date]]
+) -> Iterator[pa.RecordBatch]:
+    """The rows of the segments not yet compacted (those of a segment whose part exists
+    are the part's, as :mod:`vigil.capture.reader` has it)."""
+    for seg in _segment_files(log_dir):
+        try:
+            records, _torn = read_segment(seg)
+        except FileNotFoundError:
+            continue  # compacted while we listed
+        sid = segment_id(seg)
+        keep = [
+            r
+            for r in records
+            if (model is None or (r.get("model") or "") == model)
+            and (sid, model_dir(r.get("model")), _day(r)) not in compacted
+        ]
+        if keep:
+            table = readable_table(records_to_table, keep, segment=sid, what="capture")
+            if table is not None:
+                yield from table.to_batches(BATCH_ROWS)
+
+
+def _identity(part: str) -> tuple[str, str, date]:
+    """(segment id, model dir, day) of a part key, as the reader marks compacted rows."""
+    _root, mdir, ddir, name = part.split("/")
+    return name[len("part-") : -len(".parquet")], mdir, date.fromisoformat(ddir[len("date=") :])
+
+
+def bucket_summaries(
+    store: ArtifactStore | None,
+    anchors_for: AnchorsFor,
+    *,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    log_dir: str | Path | None = None,
+    grain_s: int = DEFAULT_GRAIN_S,
+    needed: Callable[[list[Bucket]], bool] | None = None,
+) -> Iterator[WindowSummary]:
+    """The summaries of every bucket starting in ``[since, until)`` (aligned on the grain)
+    from the compacted parts (stored, built on first read) and the segments not yet
+    compacted (built on each call), one part at a time. Several may share a series and
+    bucket (one per part or segment); :func:`windows` merges them as they come.
+
+    ``needed`` (given the buckets a stored part holds) lets a caller skip parts whose
+    windows are all known already: an incremental cycle then opens only the new parts."""
+    compacted: set[tuple[str, str, date]] = set()
+    found: Iterator[WindowSummary] = iter(())
+    if store is not None:
+        for part in parts(store, model, since, until):
+            compacted.add(_identity(part))
+            if needed is not None:
+                held = part_buckets(store, part, grain_s=grain_s)
+                if held is not None and not needed(held):
+                    continue
+            yield from _within(
+                part_summaries(store, part, anchors_for, grain_s=grain_s), model, since, until
+            )
+    if log_dir is not None:
+        batches = _segment_batches(Path(log_dir), model, compacted)
+        found = iter(summarise(batches, anchors_for, grain_s=grain_s))
+    yield from _within(found, model, since, until)
+
+
+def _within(
+    summaries: Iterable[WindowSummary],
+    model: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Iterator[WindowSummary]:
+    for s in summaries:
+        if (
+            (model is None or s.key.model == model)
+            and (since is None or s.start >= since)
+            and (until is None or s.start < until)
+        ):
+            yield s
+
+
+def windows(
+    summaries: Iterable[WindowSummary], window_s: float
+) -> dict[tuple[SeriesKey, datetime], WindowSummary]:
+    """Bucket summaries merged into windows of ``window_s`` seconds aligned on the epoch
+    (a whole number of buckets), per series, as they come: memory holds one summary per
+    window, not every bucket. The first summary of each window is merged into (the
+    summaries are consumed)."""
+    out: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
+    for s in summaries:
+        grain = (s.end - s.start).total_seconds()
+        if window_s % grain:
+            raise ValueError(f"a {window_s:g}s window is no whole number of {grain:g}s buckets")
+        index = (s.start - _EPOCH).total_seconds() // window_s
+        start = _EPOCH + timedelta(seconds=index * window_s)
+        key = (s.key, start)
+        if key in out:
+            out[key].merge(s)
+        else:
+            out[key] = s
+    for (_series, start), merged in out.items():
+        merged.start, merged.end = start, start + timedelta(seconds=window_s)
+    return out
+
+
+LABEL_COLUMNS = ["request_id", "row", "caller", "prediction", "status", "time", "model"]
+LABEL_COLUMNS += ["version", "route"]
+
+
+def label_summaries(
+    store: ArtifactStore | None,
+    anchors_for: AnchorsFor,
+    labels: pd.DataFrame,
+    *,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    log_dir: str | Path | None = None,
+    grain_s: int = DEFAULT_GRAIN_S,
+) -> list[WindowSummary]:
+    """Performance sums of the captured rows in ``[since, until)`` that have a label. Parts
+    are read with only the columns the join and the metrics need (never the features)."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        import pyarrow.parquet as pq  # Parquet: only where a part is read
+
+        compacted: set[tuple[str, str, date]] = set()
+        for part in parts(store, model, since, until) if store is not None else []:
+            assert store is not None
+            compacted.add(_identity(part))
+            with store.fs.open(store.resolve_key(part), "rb") as fh:
+                names = pq.ParquetFile(fh).schema_arrow.names
+            wanted = LABEL_COLUMNS + [n for n in names if n.startswith(PROBA_PREFIX)]
+            yield from stream_part(store, part, columns=wanted, since=since, until=until)
+        if log_dir is not None:
+            yield from _segment_batches(Path(log_dir), model, compacted)
+
+    out = summarise(batches(), anchors_for, grain_s=grain_s, labels=labels, features=[])
+    return [
+        s
+        for s in out
+        if s.performance is not None
+        and (model is None or s.key.model == model)
+        and (since is None or s.start >= since)
+        and (until is None or s.start < until)
+    ]
