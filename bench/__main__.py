@@ -1,5 +1,6 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas ...] [--quick]``.
+serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale ...]
+[--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -25,6 +26,7 @@ ALL = (
     "calibration",
     "soak",
     "replicas",
+    "monitor_scale",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -43,6 +45,7 @@ QUICK_ARGS = {
     "calibration": ["--quick"],
     "soak": ["--quick"],
     "replicas": ["--quick"],
+    "monitor_scale": ["--rows", "300000"],
 }
 
 
