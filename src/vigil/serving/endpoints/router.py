@@ -78,6 +78,8 @@ if TYPE_CHECKING:
 __all__ = ["EndpointRouter"]
 
 log = logging.getLogger("vigil.experiments")
+REMATCH_START_DELAY_S = 5.0
+"""How long after start the matching of feedback to other replicas' predictions begins."""
 
 # A request for an endpoint this worker does not know reloads the list, at most this often
 # per name, so a new endpoint answers at once but one unknown name cannot hammer the database.
@@ -329,7 +331,9 @@ class EndpointRouter:
         """Credit feedback that arrived here before its prediction, answered by another
         replica, reached the shared store (see :meth:`FeedbackStore.rematch
         <vigil.feedback.store.FeedbackStore.rematch>`)."""
-        # Built in a thread (PyArrow behind it), as the capture runtime builds it at start.
+        # The capture runtime builds the feedback store (PyArrow behind it) once the worker
+        # is up; wait for that instead of building it on the way to /readyz.
+        await asyncio.sleep(REMATCH_START_DELAY_S)
         feedback = await asyncio.to_thread(lambda: capture.feedback)
         if feedback is None:
             return
