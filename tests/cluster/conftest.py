@@ -139,6 +139,14 @@ class Cluster:
 MONITOR_HOOK = "/monitor"
 
 
+@pytest.fixture(autouse=True)
+def _loopback_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receiver is on loopback: the test process checks endpoint webhooks too. Set per
+    test (never for the whole session: a directory without ``__init__`` makes the cluster's
+    "package" scope the session's, and the permission would leak into every later test)."""
+    monkeypatch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
+
+
 @pytest.fixture(scope="package")
 def cluster(
     tmp_path_factory: pytest.TempPathFactory,
@@ -181,12 +189,7 @@ def cluster(
             "VIGIL_MONITOR_RETRIES": "0",
         }
         try:
-            with (
-                pytest.MonkeyPatch.context() as patch,
-                vigil_cluster(base, settings, env=env) as servers,
-            ):
-                # The receiver is on loopback: the test process checks endpoint webhooks too.
-                patch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
+            with vigil_cluster(base, settings, env=env) as servers:
                 yield Cluster(servers, vigil, receiver)
         finally:
             vigil.database.dispose()
