@@ -149,6 +149,39 @@ def _judge_binned(
     return statistic, None, MethodChoice(choice.method, bound, reason)
 
 
+def numeric_choice(
+    sample: NumericColumn | None,
+    reference: NumericReference,
+    n_current: int,
+    current_counts: npt.NDArray[np.int64],
+    binned: str | None,
+    small_sample: int,
+    alpha: float,
+    limits: dict[str, float],
+) -> MethodChoice:
+    """The method for a numeric column: on the values when the reference has a sample (and
+    ``binned`` gives no reason not to), else on the bin counts, saying why."""
+    if sample is not None:
+        return choose_method(
+            "numeric",
+            n_reference=sample.n,
+            n_current=n_current,
+            small_sample=small_sample,
+            alpha=alpha,
+            thresholds=limits,
+        )
+    choice = choose_method(
+        "numeric",
+        n_reference=int(reference.counts.sum()),
+        n_current=int(current_counts.sum()),
+        binned=True,
+        small_sample=small_sample,
+        alpha=alpha,
+        thresholds=limits,
+    )
+    return MethodChoice(choice.method, choice.threshold, f"{binned}; {choice.reason}")
+
+
 def numeric_drift(
     column: str,
     reference: NumericReference,
@@ -178,26 +211,10 @@ def numeric_drift(
                 "(and a reference sample when comparing to a profile); use method='psi'",
                 detail={"column": column, "method": method},
             )
-    elif sample is not None:
-        choice = choose_method(
-            "numeric",
-            n_reference=sample.n,
-            n_current=current.n,
-            small_sample=small_sample,
-            alpha=alpha,
-            thresholds=limits,
-        )
     else:
-        choice = choose_method(
-            "numeric",
-            n_reference=int(reference.counts.sum()),
-            n_current=int(cur_counts.sum()),
-            binned=True,
-            small_sample=small_sample,
-            alpha=alpha,
-            thresholds=limits,
+        choice = numeric_choice(
+            sample, reference, current.n, cur_counts, binned, small_sample, alpha, limits
         )
-        choice = MethodChoice(choice.method, choice.threshold, f"{binned}; {choice.reason}")
 
     effect: float | None = None
     effect_method: str | None = None

@@ -50,6 +50,7 @@ from vigil.drift.column_drift import (
     NumericReference,
     _judge_binned,
     _none,
+    numeric_choice,
 )
 from vigil.drift.distances import psi
 from vigil.drift.numeric import (
@@ -62,7 +63,6 @@ from vigil.drift.select import (
     BINNED_METHODS,
     DEFAULT_THRESHOLDS,
     MethodChoice,
-    choose_method,
 )
 from vigil.errors import ValidationError
 from vigil.profile_schema import CategoricalProfile, NumericProfile
@@ -133,26 +133,9 @@ def numeric_drift_summarised(
         binned = "the current window has no finite value: compared on bins"
     sample = reference.sample if binned is None else None
     grid = NumericColumn(np.sort(current.quantiles), 0) if current.quantiles is not None else None
-    if sample is not None:
-        choice = choose_method(
-            "numeric",
-            n_reference=sample.n,
-            n_current=current.n,
-            small_sample=small_sample,
-            alpha=alpha,
-            thresholds=limits,
-        )
-    else:
-        choice = choose_method(
-            "numeric",
-            n_reference=int(reference.counts.sum()),
-            n_current=int(cur_counts.sum()),
-            binned=True,
-            small_sample=small_sample,
-            alpha=alpha,
-            thresholds=limits,
-        )
-        choice = MethodChoice(choice.method, choice.threshold, f"{binned}; {choice.reason}")
+    choice = numeric_choice(
+        sample, reference, current.n, cur_counts, binned, small_sample, alpha, limits
+    )
     if choice.method not in BINNED_METHODS and choice.method != "wasserstein_normalised":
         raise NeedsRawValues(
             f"column {column!r}: {choice.method} needs the window's raw values "
