@@ -6,6 +6,7 @@ exists (a compaction that stopped before deleting the segment), so nothing is co
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,33 @@ def _segment_files(log_dir: Path | None, prefix: str) -> list[Path]:
     )
 
 
+def uncompacted_tables(
+    log_dir: str | Path | None,
+    model: str | None,
+    compacted: set[tuple[str, str, date]],
+    prefix: str = "capture",
+) -> Iterator[pa.Table]:
+    """The rows of ``model`` (every model when ``None``) in the segments of ``log_dir``,
+    a table per segment, leaving out those whose ``(segment id, model dir, day)`` part is
+    in ``compacted`` (a compaction that stopped before deleting its segment)."""
+    for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
+        try:
+            records, _torn = read_segment(seg)
+        except FileNotFoundError:
+            continue  # compacted while we listed
+        sid = segment_id(seg)
+        keep = [
+            r
+            for r in records
+            if (model is None or (r.get("model") or "") == model)
+            and (sid, model_dir(r.get("model")), _day(r)) not in compacted
+        ]
+        if keep:
+            table = readable_table(records_to_table, keep, segment=sid, what="capture")
+            if table is not None:
+                yield table
+
+
 def read_capture_table(
     model: str | None = None,
     since: datetime | None = None,
@@ -89,22 +117,7 @@ def read_capture_table(
                     table = read_part(fh, since=since, until=until)
                 if table is not None:
                     tables.append(table)
-    for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
-        try:
-            records, _torn = read_segment(seg)
-        except FileNotFoundError:
-            continue  # compacted while we listed
-        sid = segment_id(seg)
-        keep = [
-            r
-            for r in records
-            if (model is None or (r.get("model") or "") == model)
-            and (sid, model_dir(r.get("model")), _day(r)) not in compacted
-        ]
-        if keep:
-            table = readable_table(records_to_table, keep, segment=sid, what="capture")
-            if table is not None:
-                tables.append(table)
+    tables.extend(uncompacted_tables(log_dir, model, compacted, prefix))
     if not tables:
         return None
     table = concat(tables)

@@ -28,13 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
-from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
+from vigil.capture.reader import uncompacted_tables
 from vigil.capture.table import (
-    DATA_ERRORS,
     PROBA_PREFIX,
-    parse_time,
-    readable_table,
-    records_to_table,
 )
 from vigil.errors import NotFoundError
 from vigil.monitor.summaries.build import AnchorsFor, summarise
@@ -63,21 +59,6 @@ def _may_hold(stats: Any, since: datetime | None, until: datetime | None) -> boo
     if stats is None or not stats.has_min_max:
         return True
     return (since is None or stats.max >= since) and (until is None or stats.min < until)
-
-
-def _segment_files(log_dir: Path) -> list[Path]:
-    # As vigil.capture.reader lists them: closed and live capture segments.
-    if not log_dir.is_dir():
-        return []
-    suffixes = (CLOSED_SUFFIX, LIVE_SUFFIX)
-    return sorted(p for suffix in suffixes for p in log_dir.glob(f"capture-*{suffix}"))
-
-
-def _day(record: dict[str, Any]) -> date | None:
-    try:
-        return parse_time(record["time"]).astimezone(UTC).date()
-    except DATA_ERRORS:
-        return None
 
 
 def summary_key(part: str, grain_s: int = DEFAULT_GRAIN_S) -> str:
@@ -198,22 +179,8 @@ def _segment_batches(
 ) -> Iterator[pa.RecordBatch]:
     """The rows of the segments not yet compacted (those of a segment whose part exists
     are the part's, as :mod:`vigil.capture.reader` has it)."""
-    for seg in _segment_files(log_dir):
-        try:
-            records, _torn = read_segment(seg)
-        except FileNotFoundError:
-            continue  # compacted while we listed
-        sid = segment_id(seg)
-        keep = [
-            r
-            for r in records
-            if (model is None or (r.get("model") or "") == model)
-            and (sid, model_dir(r.get("model")), _day(r)) not in compacted
-        ]
-        if keep:
-            table = readable_table(records_to_table, keep, segment=sid, what="capture")
-            if table is not None:
-                yield from table.to_batches(BATCH_ROWS)
+    for table in uncompacted_tables(log_dir, model, compacted):
+        yield from table.to_batches(BATCH_ROWS)
 
 
 def _identity(part: str) -> tuple[str, str, date]:
