@@ -72,8 +72,10 @@ def test_readyz_follows_its_dependencies_with_a_grace_period(
         with ServerThread(app) as server:
             assert _probe(server.url) == (200, {"status": "ready", "models": 1})
 
-            dedicated_postgres.pause()
+            # From the moment the stop begins: the server refuses connections while pg_ctl
+            # waits for it to finish, so checks may fail before pause() returns.
             stopped = time.monotonic()
+            dedicated_postgres.pause()
             # Within the grace period: still ready, the failure shown as it goes.
             status, body = _wait_probe(server.url, lambda s, b: "degraded" in b, "degraded")
             assert status == 200
