@@ -140,10 +140,6 @@ def test_local_files_exist_and_monitoring_files_come_from_deploy_monitoring():
     ]
 
 
-@pytest.mark.skipif(
-    not (ROOT / "deploy" / "monitoring").is_dir(),
-    reason="deploy/monitoring/ (dashboards, rules, Alertmanager) comes with another branch",
-)
 def test_the_monitoring_files_compose_mounts_exist():
     compose = load()
     files = [c["file"] for c in compose["configs"].values()]

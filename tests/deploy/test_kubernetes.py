@@ -323,11 +323,6 @@ def test_the_generator_copies_the_groups_of_a_rule_file():
 RULES = ROOT / "deploy" / "monitoring" / "prometheus" / "rules.yml"
 
 
-@pytest.mark.skipif(
-    not RULES.is_file(),
-    reason="deploy/monitoring/prometheus/rules.yml comes with the deploy-observe branch; "
-    "after merging it run deploy/kubernetes/prometheusrule.py",
-)
 def test_the_prometheus_rule_holds_exactly_the_rules_of_deploy_monitoring():
     rule = one("scaled", "PrometheusRule")
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
