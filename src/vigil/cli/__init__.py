@@ -7,7 +7,7 @@ never a traceback.
 One way to do each thing:
 
 * Command groups are singular nouns: ``vigil model``, ``alias``, ``key``, ``alert``,
-  ``endpoint``, ``experiment``, ``monitor``, ``db`` (``models``, ``keys`` and ``alerts`` still work,
+  ``endpoint``, ``experiment``, ``monitor``, ``capture``, ``db`` (``models``, ``keys`` and ``alerts`` still work,
   hidden, as they were first named).
 * ``--json`` prints for scripts, in every command that shows or changes something.
 * Durations and points in time are written one way (:mod:`vigil.durations`).
@@ -26,10 +26,10 @@ One way to do each thing:
   -f    --file               endpoint create/update
   -m    --metric             register
   -n    --limit / --last     audit, alert list, monitor show (how many rows to show)
-  -o    --output             predict
+  -o    --output             predict, capture export
   -p    --policy             endpoint create/update
   -r    --reference          register
-  -s    --since              report, monitor run, experiment status
+  -s    --since              report, monitor run, experiment status, capture export
   -t    --tag                register
   -v    --variant            endpoint create/update
   -w    --window             monitor run/show
@@ -44,6 +44,7 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import alerts as _alerts
+from vigil.cli import capture as _capture
 from vigil.cli import db as _db
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
@@ -93,6 +94,7 @@ _models.install(app)
 _drift.install(app)
 _predict.install(app)
 _feedback.install(app)
+_capture.install(app)
 _report.install(app)
 _monitor.install(app)
 _alerts.install(app)
