@@ -24,9 +24,10 @@ from vigil.errors import ConfigurationError
 from vigil.monitor.alertmanager import postable_alert
 from vigil.monitor.alerts import list_alerts
 from vigil.monitor.cycle import monitor_once
-from vigil.monitor.notify import resend_firing
+from vigil.monitor.notify import fire_event, resend_firing
 from vigil.monitor.rules import AlertRule
 from vigil.monitor.settings import MonitorSettings, load_monitor_settings
+from vigil.monitor.silences import create_silence
 
 SECRET = "am-T0KEN-s3cret"
 
@@ -258,3 +259,28 @@ def test_credentials_come_from_settings_and_stay_secret(
     assert outcome["error"].startswith(
         f"cannot read the Alertmanager bearer token file {token_file}: No such file"
     )
+
+
+def test_only_the_rules_alerts_still_firing_and_not_silenced_are_sent_again(
+    empty_vigil: Vigil,
+) -> None:
+    db = empty_vigil.database
+    rule = _rule()
+    store_window(db, 0, {("quality.missing_rate", "age"): 0.4})
+    with Receiver() as receiver:
+        settings = MonitorSettings(
+            window="1h", rules=[rule], allow_private_webhooks=True, alertmanagers=[receiver.url]
+        )
+        monitor_once(empty_vigil, settings=settings, now=T0 + timedelta(hours=2))
+        # Raised once, outside the rules (as a canary's rollback is): nothing to resolve it.
+        fire_event(empty_vigil, name="canary_rollback", severity="critical", summary="s",
+                   labels={"endpoint": "checkout"}, settings=settings)  # fmt: skip
+        receiver.wait_calls(2)
+        (outcome,) = resend_firing(db, settings).values()
+        assert outcome["ok"]
+        (again,) = receiver.wait_calls(3)[2:]
+        assert [a["labels"]["alertname"] for a in again.body] == [rule.name]
+
+        create_silence(db, {"alertname": rule.name}, timedelta(hours=1), actor="tester")
+        assert resend_firing(db, settings) == {}
+    assert len(receiver.received) == 3
