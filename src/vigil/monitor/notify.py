@@ -1,4 +1,5 @@
-"""Notifications: alert events posted to webhooks, as Alertmanager-like JSON or for Slack.
+"""Notifications: alert events posted to webhooks, as Alertmanager-like JSON or for Slack,
+and to Alertmanagers' API v2 (:mod:`vigil.monitor.alertmanager`).
 
 Each event is one POST per webhook. The JSON body follows Alertmanager's webhook format
 (``version``, ``status``, ``alerts[]`` with ``labels``, ``annotations``, ``startsAt``,
@@ -11,6 +12,11 @@ errors, 5xx, 429) are retried a few times with exponential backoff, and the outc
 stored with the event. A webhook that points at a non-public address when called is
 refused, not retried (:mod:`vigil.monitor.webhooks`). Webhook URLs may hold tokens: only
 their scheme and host appear in logs, errors and the stored outcome.
+
+An Alertmanager gets each transition as a webhook does (same timeout, retries, address
+checks and stored outcome; its credentials in an ``authorization`` header, never logged),
+and, from :func:`resend_firing` on every cycle, the rules' alerts still firing, so it
+keeps them until vigil resolves them.
 
 :func:`fire_event` lets other subsystems (e.g. an experiment's canary rollback) raise an
 alert that is stored and delivered like the rules' alerts.
