@@ -16,6 +16,10 @@ registry. S3 credentials are not sent: each node reads them as any AWS client do
 environment, ``~/.aws``, an instance role); a local Ray instance started here inherits
 this process's environment.
 
+For teams that live on Spark, :class:`PartBuilder` is the same per-part build as a
+function for ``DataFrame.mapInPandas`` (frames of part keys in, frames of results out);
+``docs/scale.md`` has the recipe.
+
 Ray is optional: ``pip install 'vigil[ray,monitor]'``. Without ``address`` a local Ray
 instance is started (``num_cpus``) and shut down at the end; with one (``ray://head:10001``
 or ``auto``), every node must have vigil installed, at this version, and reach the store.
@@ -45,7 +49,9 @@ from vigil.settings import load_settings
 from vigil.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
+
+    import pandas as pd
 
     from vigil.services import Services
 
@@ -127,6 +133,44 @@ def build_task(
         return anchors.get(version) if name == model else None
 
     return build_part(store, part, anchors_of, grain_s=grain_s).to_dict()
+
+
+class PartBuilder:
+    """:func:`build_task` over frames of part keys, for Spark's ``mapInPandas``: each
+    frame's ``part`` column in, a frame of :data:`SPARK_SCHEMA` out (one row per part).
+
+    Holds what :func:`build_task` is sent on Ray (the store's settings, the registered
+    versions' anchors), so Spark ships it to its executors the same way; build one with
+    :func:`part_builder`.
+    """
+
+    def __init__(
+        self, settings: dict[str, Any], anchors: dict[int, Anchors], model: str, grain_s: int
+    ) -> None:
+        self.settings = settings
+        self.anchors = anchors
+        self.model = model
+        self.grain_s = grain_s
+
+    def __call__(self, frames: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import pandas as pd  # pandas: the frames mapInPandas hands over
+
+        for frame in frames:
+            done = [
+                build_task(self.settings, str(part), self.anchors, self.model, self.grain_s)
+                for part in frame["part"]
+            ]
+            yield pd.DataFrame(done, columns=["part", "outcome", "rows"]).astype({"rows": "int64"})
+
+
+SPARK_SCHEMA = "part string, outcome string, rows long"
+"""The schema of :class:`PartBuilder`'s frames, as ``mapInPandas`` wants it."""
+
+
+def part_builder(app: Services, model: str, *, grain_s: int = DEFAULT_GRAIN_S) -> PartBuilder:
+    """The ``mapInPandas`` function that builds ``model``'s parts as :func:`backfill`
+    does (anchors from the registry, read here, on the driver)."""
+    return PartBuilder(actor_settings(app.settings), registered_anchors(app, model), model, grain_s)
 
 
 def _backfill_on_ray(
