@@ -4,14 +4,16 @@ two writes is completed without summarising again, and no row is ever counted tw
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.monitor._data import Trained, make_frame, write_traffic
+from tests.monitor._data import home_vigil, make_frame, train, write_traffic
 
-from vigil.app import Vigil
+from vigil.app import Vigil, reset_default
 from vigil.capture.compact import compact
 from vigil.capture.log import SegmentLog
 from vigil.capture.sink import CaptureSink
@@ -25,11 +27,16 @@ from vigil.storage.artifacts import ArtifactStore
 DAY0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def history(vigil: Vigil, trained: Trained) -> Vigil:
-    """Three days of 400 rows of ``churn`` version 1, and a fourth of version 2 (not
-    registered), one compacted part per day."""
-    log = SegmentLog(vigil.capture_dir)
+@pytest.fixture(scope="module")
+def history_home(registered_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The registered home with three days of 400 rows of ``churn`` version 1 and a fourth
+    of version 2 (not registered), one compacted part per day (built once; each test
+    works on a copy)."""
+    home = tmp_path_factory.mktemp("backfill") / "home"
+    shutil.copytree(registered_home, home)
+    app = home_vigil(home)
+    trained = train(seed=0)
+    log = SegmentLog(app.capture_dir)
     for day, version in ((0, 1), (1, 1), (2, 1), (3, 2)):
         sink = CaptureSink(log)
         write_traffic(
@@ -43,8 +50,20 @@ def history(vigil: Vigil, trained: Trained) -> Vigil:
             version=version,
         )
         sink.close()
-        compact(log, vigil.artifacts)
-    return vigil
+        compact(log, app.artifacts)
+    app.database.dispose()
+    return home
+
+
+@pytest.fixture
+def history(history_home: Path, vigil_home: Path) -> Iterator[Vigil]:
+    """A private copy of that home, also the process default (``VIGIL_HOME``)."""
+    shutil.copytree(history_home, vigil_home)
+    reset_default()
+    app = home_vigil(vigil_home)
+    yield app
+    app.database.dispose()
+    reset_default()
 
 
 def _written(monkeypatch: pytest.MonkeyPatch) -> list[str]:
