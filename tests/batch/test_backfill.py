@@ -82,6 +82,9 @@ def test_spark_s_map_in_pandas_function_stores_what_the_local_engine_stores(
     history.artifacts.fs.rm(history.artifacts.resolve_key("summaries"), recursive=True)
 
     build = part_builder(history, "churn")
+    # What Spark pickles to its executors: where the store is, never the database.
+    assert set(build.settings) == {"home"}  # the store is the default, under the home
+    assert "vigil.db" not in repr(vars(build))
     keys = parts(history.artifacts, "churn")
     frames = [pd.DataFrame({"part": keys[:2]}), pd.DataFrame({"part": keys[2:]})]
     out = pd.concat(list(build(iter(frames))), ignore_index=True)

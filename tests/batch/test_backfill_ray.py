@@ -260,3 +260,22 @@ def test_the_cli_runs_the_ray_engine(
         "date=2025-03-02",
         "date=2025-03-03",
     ]
+
+
+def test_a_failed_task_is_the_local_engine_s_error(world: World, local_ray: None) -> None:
+    from vigil.errors import DataFileError
+
+    app = world.app
+    broken = "capture/model=churn/date=2025-04-01/part-broken.parquet"
+    app.artifacts.write_bytes(broken, b"not parquet")
+    day = datetime(2025, 4, 1, tzinfo=UTC)
+    try:
+        with pytest.raises(DataFileError) as on_ray:
+            backfill(app, "churn", since=day, engine="ray")
+        with pytest.raises(DataFileError) as local:
+            backfill(app, "churn", since=day)
+    finally:
+        app.artifacts.fs.rm(app.artifacts.resolve_key(broken))
+    assert type(on_ray.value) is DataFileError  # not Ray's wrapper class
+    assert on_ray.value.message == local.value.message
+    assert on_ray.value.detail == {"part": broken}

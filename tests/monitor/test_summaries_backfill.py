@@ -17,7 +17,7 @@ from vigil.app import Vigil, reset_default
 from vigil.capture.compact import compact
 from vigil.capture.log import SegmentLog
 from vigil.capture.sink import CaptureSink
-from vigil.errors import InvalidParameterError, ModelNotFoundError
+from vigil.errors import DataFileError, InvalidParameterError, ModelNotFoundError
 from vigil.monitor.summaries import backfill as module
 from vigil.monitor.summaries.backfill import backfill, keys_key
 from vigil.monitor.summaries.store import bucket_summaries, part_buckets, summary_key
@@ -146,3 +146,16 @@ def test_bad_input_fails_before_any_work(vigil: Vigil) -> None:
         backfill(vigil, "nope")
     with pytest.raises(InvalidParameterError, match="must be before --until"):
         backfill(vigil, "churn", since=DAY0 + timedelta(days=2), until=DAY0)
+
+
+def test_a_part_that_cannot_be_read_is_named_and_the_others_stay_built(history: Vigil) -> None:
+    broken = "capture/model=churn/date=2025-03-03/part-zzz-broken.parquet"
+    history.artifacts.write_bytes(broken, b"not parquet")
+    with pytest.raises(DataFileError) as caught:
+        backfill(history, "churn")
+    assert caught.value.message.startswith(f"cannot build the summaries of {broken}: ")
+    assert caught.value.detail == {"part": broken}
+    built = [
+        p for p in module.parts(history.artifacts, "churn") if module.is_built(history.artifacts, p)
+    ]
+    assert len(built) == 3  # the three days before it in key order

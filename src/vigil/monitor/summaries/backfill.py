@@ -28,7 +28,7 @@ from datetime import datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Literal
 
-from vigil.errors import InvalidParameterError, NotFoundError
+from vigil.errors import DataFileError, InvalidParameterError, NotFoundError, VigilError
 from vigil.monitor.baseline import load_baseline
 from vigil.monitor.summaries.build import AnchorsFor
 from vigil.monitor.summaries.store import _keys_bytes, part_summaries, parts, summary_key
@@ -123,7 +123,16 @@ def build_part(
     else:
         store.write_bytes(keys_key(part, grain_s), _keys_bytes(stored))
         return PartResult(part, "built", sum(s.rows for s in stored))
-    built = part_summaries(store, part, anchors, grain_s=grain_s)
+    try:
+        built = part_summaries(store, part, anchors, grain_s=grain_s)
+    except VigilError:
+        raise
+    except (OSError, ValueError) as exc:  # Arrow's errors are ValueErrors and OSErrors
+        raise DataFileError(
+            f"cannot build the summaries of {part}: {exc}; fix or remove that part "
+            "and run the backfill again (the parts built so far are kept)",
+            detail={"part": part},
+        ) from exc
     outcome: Outcome = "built" if is_built(store, part, grain_s) else "unanchored"
     return PartResult(part, outcome, sum(s.rows for s in built))
 
