@@ -138,9 +138,10 @@ def vigil_app(
         outputs=OutputSpec(task="classification", dtype="int64", classes=[0, 1], has_proba=True),
     )
     # gc_freeze as `vigil serve` sets it for its workers.
-    settings = ServingSettings(
-        metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, tracing=tracing
-    )
+    # `tracing` only when on: the same app is built from an older checkout's src
+    # (VIGIL_BENCH_BEFORE_SRC), whose settings have no such field.
+    on = {"tracing": True} if tracing else {}
+    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, **on)
     bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
     capture = None
     if capture_home is not None:  # the defaults of `vigil serve` (fsync none)

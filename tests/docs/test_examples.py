@@ -358,6 +358,7 @@ def _otlp_receiver(world: World) -> None:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     world.env["OTLP_PORT"] = str(receiver.server_port)
+    world.env["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # exported within 0.2 s, not 5 s
 
 
 def _traced(ran: Ran, world: World) -> None:
