@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from vigil.feedback.store import FeedbackStore
     from vigil.monitor.scheduler import MonitorScheduler
     from vigil.monitor.settings import MonitorSettings
+    from vigil.policy.settings import PolicySettings
     from vigil.registry.registry import ModelVersion, Registry
     from vigil.serving.app import ServingApp
     from vigil.serving.capture_runtime import CaptureRuntime
@@ -132,6 +133,18 @@ class Vigil:
         from vigil.monitor.settings import MonitorSettings  # each subsystem on first use
 
         return build_settings(MonitorSettings)
+
+    @cached_property
+    def policy_settings(self) -> PolicySettings:
+        """``VIGIL_POLICY_*`` and the ``policy:`` section."""
+        from vigil.policy.settings import PolicySettings  # each subsystem on first use
+
+        return build_settings(PolicySettings)
+
+    @property
+    def policy_dir(self) -> Path:
+        """Where policy runs keep their exports and job logs (``VIGIL_POLICY_DIR``)."""
+        return self.policy_settings.resolved_dir(self.settings.home)
 
     # -- capture, feedback and experiment state -----------------------------------------
 
