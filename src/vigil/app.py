@@ -318,6 +318,7 @@ class Vigil:
         flavor: str | None = None,
         trust: TrustPolicy | None = None,
         progress: Progress | None = None,
+        candidate_for: str | None = None,
     ) -> ModelVersion:
         """Package ``model`` (an estimator object or a model file/MLflow directory) with its
         signature and the baseline profile of ``reference``, and register it as a new,
@@ -327,6 +328,10 @@ class Vigil:
         is trusted only as ``trust`` says. The trust granted here is recorded in the
         registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
         loading the version later needs no flags.
+
+        ``candidate_for`` (the model's name) hands the new version to the run of that
+        model's update policy waiting for its retraining job (``VIGIL_POLICY_RUN_ID``, set
+        for the job, names the run): the run resumes with its validation gate.
         """
         # the model stack: only for the commands that register
         from vigil.bundle.bundle import build_bundle
@@ -337,6 +342,8 @@ class Vigil:
         check_model_name(name)
         if alias is not None:
             check_alias(alias)
+        if candidate_for is not None:
+            self._check_candidate(name, candidate_for, alias)
         for key in {**(tags or {}), **(metrics or {})}:
             check_tag_key(key)
         trust = (trust or TrustPolicy()).within(self.settings.max_unpacked_model_bytes)
@@ -389,7 +396,7 @@ class Vigil:
             ref_source = manifest.reference.source if manifest.reference else None
             if ref_source is not None and ref_source.sha256:
                 lineage["reference_sha256"] = ref_source.sha256
-            return self.registry.register_version(
+            mv = self.registry.register_version(
                 name,
                 bundle_dir,
                 description=description,
@@ -400,6 +407,40 @@ class Vigil:
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        if candidate_for is not None:
+            from vigil.policy.runs import RunStore  # only for a retraining job's candidate
+
+            RunStore(self.database).attach_candidate(
+                name,
+                mv.version,
+                actor=self.settings.resolved_actor,
+                run_id=os.environ.get("VIGIL_POLICY_RUN_ID") or None,
+            )
+        return mv
+
+    def _check_candidate(self, name: str, candidate_for: str, alias: str | None) -> None:
+        """Refuse, before anything is stored, a candidate no policy run waits for."""
+        from vigil.errors import ConflictError, InvalidParameterError
+        from vigil.policy.runs import RunStore  # only for a retraining job's candidate
+
+        if candidate_for != name:
+            raise InvalidParameterError(
+                f"--candidate-for {candidate_for!r} must name the model being registered "
+                f"({name!r}): a candidate is a new version of the model its policy retrains"
+            )
+        if alias is not None:
+            raise InvalidParameterError(
+                "a candidate takes no alias: its policy moves the served alias when the "
+                "rollout completes; drop --alias"
+            )
+        run = RunStore(self.database).active(name)
+        if run is None or run.state != "training":
+            state = f"its run {run.run_id} is {run.state}" if run else "no run is in flight"
+            raise ConflictError(
+                f"no run of {name!r}'s policy waits for a candidate ({state}); register "
+                "without --candidate-for",
+                detail={"model": name},
+            )
 
     def load(
         self, uri: str, *, trust: TrustPolicy | None = None, sample: bool = True

@@ -168,22 +168,30 @@ def _show_runs(runs: list[Run]) -> None:
 @policy_app.command("run")
 def run(
     model: str = typer.Argument(..., help="The model whose policy runs."),
+    wait: float = typer.Option(
+        None,
+        "--wait",
+        min=0,
+        help="Carry the run on from here for up to this many seconds (rather than leave "
+        "it to the server's policy loop), then show where it stands.",
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Start a run of a model's policy by hand (the server's policy loop carries it on)."""
-    from vigil.policy.runs import RunStore
-    from vigil.policy.store import PolicyStore
+    from vigil.policy.engine import PolicyEngine
 
     app = services()
-    PolicyStore(app).get(model)  # 404 with the next step when the model has no policy
-    started = RunStore(app.database).start(
-        model, {"kind": "manual"}, actor=app.settings.resolved_actor
-    )
+    engine = PolicyEngine(app, actor=app.settings.resolved_actor)
+    started = engine.start(model, {"kind": "manual"}, actor=app.settings.resolved_actor)
+    assert started is not None  # a manual start raises instead
+    if wait is not None:
+        started = engine.drive(started.run_id, timeout=wait)
     if json_out:
         print_json(started.to_dict())
         return
     console.print(
-        f"[green]started[/] run [bold]{started.run_id}[/] of {shown(model)}'s policy",
+        f"run [bold]{started.run_id}[/] of {shown(model)}'s policy: {started.state}"
+        + (f" ({shown(started.error)})" if started.error else ""),
         highlight=False,
     )
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 from vigil.experiments.services import ExperimentServices
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vigil.policy.settings import PolicySettings
 
 __all__ = ["PolicyServices"]
@@ -22,4 +24,9 @@ class PolicyServices(ExperimentServices, Protocol):
     @property
     def policy_settings(self) -> PolicySettings:
         """The loop's interval, the runs' directory, the policies of ``vigil.yaml``."""
+        ...
+
+    @property
+    def policy_dir(self) -> Path:
+        """Where policy runs keep their exports and job logs."""
         ...
