@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from vigil.feedback.store import FeedbackStore
     from vigil.monitor.scheduler import MonitorScheduler
     from vigil.monitor.settings import MonitorSettings
+    from vigil.policy.scheduler import PolicyScheduler
     from vigil.policy.settings import PolicySettings
     from vigil.registry.registry import ModelVersion, Registry
     from vigil.serving.app import ServingApp
@@ -238,6 +239,16 @@ class Vigil:
                 logging.getLogger("vigil.monitor").warning(warning)
         return MonitorScheduler(self, settings)
 
+    def policy_scheduler(self) -> PolicyScheduler | None:
+        """The update policies' loop inside a server (``None`` when
+        ``VIGIL_POLICY_ENABLED`` is off or the interval is 0)."""
+        settings = self.policy_settings
+        if not settings.enabled or settings.interval_s <= 0:
+            return None
+        from vigil.policy.scheduler import PolicyScheduler  # only when policies are on
+
+        return PolicyScheduler(self, settings)
+
     def readiness(self, settings: ServingSettings) -> Readiness:
         """The dependency checks behind ``/readyz`` that ``settings`` ask for: the
         database, the artifact store, and Redis when ``VIGIL_REDIS_URL`` is set."""
@@ -269,7 +280,9 @@ class Vigil:
         ``provider``'s models (default: :meth:`serving_provider`), the inference log
         (``"auto"``: :meth:`capture_runtime`), API keys when ``VIGIL_SERVE_AUTH`` is on,
         the experiment endpoints of a registry-backed provider (``"auto"``:
-        :meth:`endpoint_router`), scheduled monitoring and the admin API.
+        :meth:`endpoint_router`), scheduled monitoring, the admin API, and for a
+        registry-backed provider the update policies' admin API and loop
+        (:meth:`policy_scheduler`).
         """
         # serving: only to serve
         from vigil.serving.app import create_app
@@ -290,6 +303,16 @@ class Vigil:
             endpoints = None
             if isinstance(provider, RegistryProvider):
                 endpoints = self.endpoint_router(provider)
+        routes: list[Any] = []
+        background: list[Any] = []
+        if isinstance(provider, RegistryProvider):
+            # The update policies sit above serving: their admin API and loop come from here.
+            from vigil.policy.routes import ROUTES as POLICY_ROUTES
+
+            routes += POLICY_ROUTES
+            scheduler = self.policy_scheduler()
+            if scheduler is not None:
+                background.append(scheduler)
         return create_app(
             provider,
             settings,
@@ -300,6 +323,8 @@ class Vigil:
             services=self,
             executors=executors,
             readiness=self.readiness(settings),
+            routes=routes,
+            background=background,
         )
 
     # -- the lifecycle -------------------------------------------------------------------

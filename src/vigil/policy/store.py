@@ -131,7 +131,21 @@ class PolicyStore:
                 after={**config.public(), "revision": row.revision},
             )
             session.flush()
-            return _stored(row), created
+            stored = _stored(row)
+        self._ensure_endpoint(config, actor)
+        return stored, created
+
+    def _ensure_endpoint(self, config: PolicyConfig, actor: str) -> None:
+        """Create the rollout's endpoint, serving the served alias, when it is missing (an
+        existing one is left as it is until a run rolls out through it)."""
+        from vigil.experiments.store import EndpointStore
+        from vigil.policy.rollout import idle_config
+
+        endpoints = EndpointStore(self.vigil)
+        try:
+            endpoints.get(config.endpoint)
+        except NotFoundError:
+            endpoints.create(idle_config(config), actor=actor)
 
     def get(self, model: str) -> StoredPolicy:
         check_model_name(model)
