@@ -5,12 +5,14 @@ webhook receiver the test starts."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from tests._waiting import wait_for
 from tests.experiments._registry import WebhookReceiver, webhook_receiver
@@ -129,7 +131,34 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
         assert run.state == "promoted", (run.error, run.data)
         listed = httpx.get(f"{server.url}/v1/admin/policies/churn/runs").json()["runs"]
         assert listed[0]["run_id"] == run.run_id and listed[0]["state"] == "promoted"
+        # The admin API refuses a bad policy as the CLI does, and a second manual run
+        # starts (the first ended).
+        bad = httpx.put(
+            f"{server.url}/v1/admin/policies/churn",
+            json={"action": {"kind": "command", "argv": []}},
+        )
+        assert bad.status_code == 422
+        assert bad.json()["message"].startswith("invalid update policy: action.command.argv")
+        shown = httpx.get(f"{server.url}/v1/admin/policies/churn").json()
+        assert shown["model"] == "churn" and shown["runs"][0]["run_id"] == run.run_id
     assert run.trigger["kind"] == "alert" and run.trigger["rule"] == "dataset_drift"
+    # The export: the labelled traffic, less the share held out for the gate.
+    export = run.data["export"]
+    assert export["labelled_rows"] == 800 and export["answered_rows"] >= 800
+    assert export["rows"] + export["held_out_rows"] == 800
+    assert 100 < export["held_out_rows"] < 220  # 20 % of the requests, by a hash of their ids
+    manifest = json.loads((Path(export["directory"]) / "manifest.json").read_text())
+    assert manifest["reference"]["uri"] == "models:/churn/1"
+    assert manifest["label"] == "label" and manifest["features"] == ["age", "income", "plan"]
+    train = pd.read_parquet(Path(export["directory"]) / "train.parquet")
+    assert len(train) == export["rows"]
+    assert {"age", "income", "plan", "label", "request_id"} <= set(train.columns)
+    held = pd.read_parquet(run.data["holdout"])
+    assert not set(held["request_id"]) & set(train["request_id"])
+    log = Path(run.data["job"]["log"]).read_text()
+    assert "training on" in log and "for churn served 1" in log
+    verdict = run.data["gate"]["replay"]
+    assert verdict["passed"] and verdict["candidate"] > verdict["current"] + 0.02
     assert app.registry.resolve("models:/churn@production").version == run.candidate_version == 2
     assert set(load.statuses) == {200}
     shadow = run.data["shadow"]["evidence"]

@@ -229,8 +229,7 @@ class PolicyEngine:
         run_dir = self._run_dir(run)
         until = utcnow()
         since = until - parse_duration(config.export.window)
-        bundle = self.vigil.load(f"models:/{run.model}/{served.version}", sample=False)
-        reference_info = bundle.manifest.get("reference") or {}
+        reference_info = served.manifest.get("reference") or {}
         bundle_dir = self.vigil.registry.fetch_bundle(served, self.vigil.cache_dir)
         sample = bundle_dir / "reference_sample.parquet"
         reference = {
