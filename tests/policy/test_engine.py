@@ -83,7 +83,7 @@ def test_a_command_that_fails_without_a_candidate_fails_the_run(app: Vigil, tmp_
     engine = PolicyEngine(app)
     run = engine.start("churn", {"kind": "manual"}, actor="ada")
     assert run is not None
-    run = _until_past(engine, run, ("triggered", "exporting", "training"), 30)
+    run = engine.drive(run.run_id, timeout=60, interval=0.2)  # what `policy run --wait` does
     assert run.state == "failed"
     assert run.error is not None and "exited with status 3" in run.error
     assert "no luck" in Path(run.data["job"]["log"]).read_text()

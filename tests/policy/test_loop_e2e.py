@@ -139,6 +139,12 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
         )
         assert bad.status_code == 422
         assert bad.json()["message"].startswith("invalid update policy: action.command.argv")
+        # A command runs on the server: the API may not set one (unless allowed).
+        command = httpx.put(
+            f"{server.url}/v1/admin/policies/churn",
+            json={"action": {"kind": "command", "argv": ["sh", "-c", "id"]}},
+        )
+        assert command.status_code == 403 and "runs a program" in command.json()["message"]
         shown = httpx.get(f"{server.url}/v1/admin/policies/churn").json()
         assert shown["model"] == "churn" and shown["runs"][0]["run_id"] == run.run_id
     assert run.trigger["kind"] == "alert" and run.trigger["rule"] == "dataset_drift"

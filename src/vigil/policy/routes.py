@@ -103,7 +103,7 @@ async def put_policy(dp: DataPlane, req: Request) -> Response:
                 f"the body names model {str(given)[:80]!r} but the path names {model!r}",
                 detail={"field": "model", "expected": model, "got": str(given)[:80]},
             )
-        stored, created = PolicyStore(app).set(parse_policy(body), actor=actor)
+        stored, created = PolicyStore(app).set(parse_policy(body), actor=actor, remote=True)
         return stored.to_dict(), created
 
     document, created = await _call(write)

@@ -51,6 +51,11 @@ class PolicySettings(VigilSettings):
     lease_s: float = Field(default=600.0, gt=0)
     """How long a replica may hold a run's long step (export, gate) before another retries."""
 
+    allow_remote_commands: bool = False
+    """Let the admin REST API set ``command`` actions. Off, a command (which the server
+    runs) may only be set from this host (``vigil policy set``, ``vigil.yaml``): an admin
+    API key must not be a way to run programs on the server."""
+
     policies: list[PolicyConfig] = Field(default_factory=list)
     """Policies declared in ``vigil.yaml``, written to the store by the server at start."""
 

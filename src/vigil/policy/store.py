@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from vigil.audit import record_audit
-from vigil.errors import NotFoundError
+from vigil.errors import NotFoundError, PermissionDeniedError
 from vigil.monitor.webhooks import check_webhook_url
 from vigil.names import check_model_name
-from vigil.policy.config import PolicyConfig, WebhookAction, parse_policy
+from vigil.policy.config import CommandAction, PolicyConfig, WebhookAction, parse_policy
 from vigil.policy.tables import UpdatePolicyRow
 from vigil.storage.sql import utcnow
 
 if TYPE_CHECKING:
-    from vigil.monitor.services import MonitorServices
+    from vigil.policy.services import PolicyServices
 
 __all__ = ["PolicyStore", "StoredPolicy"]
 
@@ -82,16 +82,30 @@ def _missing(model: str) -> NotFoundError:
 class PolicyStore:
     """Set, read, list and delete update policies (see the module documentation)."""
 
-    def __init__(self, app: MonitorServices) -> None:
+    def __init__(self, app: PolicyServices) -> None:
         self.vigil = app
         self.db = app.database
 
     def __repr__(self) -> str:
         return f"PolicyStore({self.db!r})"
 
-    def set(self, config: PolicyConfig, *, actor: str) -> tuple[StoredPolicy, bool]:
+    def set(
+        self, config: PolicyConfig, *, actor: str, remote: bool = False
+    ) -> tuple[StoredPolicy, bool]:
         """Create or replace the policy of ``config.model``; the stored policy and whether
-        it was created. The model must be registered."""
+        it was created. The model must be registered. ``remote`` (the admin REST API): a
+        ``command`` action is refused (403) unless ``VIGIL_POLICY_ALLOW_REMOTE_COMMANDS``."""
+        if (
+            remote
+            and isinstance(config.action, CommandAction)
+            and not self.vigil.policy_settings.allow_remote_commands
+        ):
+            raise PermissionDeniedError(
+                "a command action runs a program on the server, so the admin API may not "
+                "set one: use `vigil policy set` on the server's host, vigil.yaml, or a "
+                "webhook action (VIGIL_POLICY_ALLOW_REMOTE_COMMANDS=true lifts this)",
+                detail={"field": "action.kind"},
+            )
         self.vigil.registry.get_model(config.model)  # 404 naming the models when it is not
         if isinstance(config.action, WebhookAction):
             check_webhook_url(
