@@ -166,3 +166,34 @@ def test_the_canary_outcome_counts_only_this_canary() -> None:
     # An earlier canary of the same endpoint (other versions) rolled back: not this one.
     other = policy_fingerprint(rollout.canary_config(config, 1, 3))
     assert rollout.canary_outcome(canary, {"fingerprint": other, "status": "rolled_back"}) is None
+
+
+def test_the_server_loop_syncs_vigil_yaml_and_starts_runs_on_alerts(app: Vigil) -> None:
+    from sqlalchemy import select
+
+    from vigil.monitor.tables import MonitorLeaseRow
+    from vigil.policy.runs import RunStore
+    from vigil.policy.scheduler import PolicyScheduler
+    from vigil.policy.settings import PolicySettings
+
+    idle = PolicyScheduler(app, PolicySettings())
+    idle.tick()
+    with app.database.session() as session:  # no policy: not even the lease was written
+        assert session.scalars(select(MonitorLeaseRow)).all() == []
+    declared = parse_policy(
+        {
+            "model": "churn",
+            "triggers": {"alerts": ["dataset_drift"]},
+            "action": {"kind": "command", "argv": ["true"]},
+        }
+    )
+    loop = PolicyScheduler(app, PolicySettings(policies=[declared]))
+    loop.tick()
+    stored = PolicyStore(app).get("churn")
+    assert stored.updated_by == "vigil.yaml" and loop.ticks == 1
+    _alert(app, "dataset_drift", "churn")
+    loop.tick()
+    (run,) = RunStore(app.database).list("churn")
+    assert run.trigger["kind"] == "alert" and run.trigger["rule"] == "dataset_drift"
+    # Advanced in the same tick: nothing was captured, so there is nothing to train on.
+    assert run.state == "failed" and "only 0 labelled rows" in (run.error or "")

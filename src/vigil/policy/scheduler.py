@@ -66,12 +66,19 @@ class PolicyScheduler:
                 log.exception("could not write the policy of %s from vigil.yaml", config.model)
         self._synced = True
 
+    @staticmethod
+    def _busy(engine: PolicyEngine) -> bool:
+        """Whether there is anything to look at: a policy, or a run in flight (two reads)."""
+        return bool(engine.policies.list() or engine.runs.all_active())
+
     def tick(self) -> None:
         """One step (blocking): if this worker holds the lease, start the runs whose
         triggers fired and advance every run in flight."""
         from vigil.policy.triggers import due_triggers
 
         engine = self.engine
+        if (self._synced or not self.settings.policies) and not self._busy(engine):
+            return  # no policy anywhere: not even the lease is written
         if not acquire_lease(self.vigil.database, LEASE, engine.holder, self.ttl):
             return
         if not self._synced:
