@@ -121,6 +121,9 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
         )
         wait_for(lambda: runs.list("churn", limit=1), 15, what="the alert to start a run")
         run = runs.list("churn", limit=1)[0]
+        # One run in flight per model: a manual start now is refused, naming it.
+        again = httpx.post(f"{server.url}/v1/admin/policies/churn/runs", json={})
+        assert again.status_code == 409 and run.run_id in again.json()["message"]
         wait_for(
             lambda: runs.get(run.run_id).state in ("promoted", "rejected", "failed", "rolled_back"),
             120,
