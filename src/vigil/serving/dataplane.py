@@ -185,7 +185,14 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
+        """Every model is loaded (the rest of readiness: :attr:`takes_traffic`)."""
         return self.provider.ready
+
+    @property
+    def takes_traffic(self) -> bool:
+        """What ``/readyz`` says: models loaded, not draining, no dependency down. Every
+        protocol's readiness probe answers this."""
+        return self.readiness.takes_traffic(ready=self.provider.ready)
 
     # -- models --------------------------------------------------------------------------
 

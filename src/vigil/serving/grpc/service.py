@@ -4,7 +4,9 @@ adapter over the same :class:`~vigil.serving.dataplane.DataPlane` as REST.
 Each call goes the REST way: the API key from the ``authorization`` metadata (``Bearer
 vk_...``) checked against the operation's role when authentication is on (``ModelInfer``
 needs ``predict``; ``ModelMetadata`` and ``ModelReady`` need ``read``; the server probes
-and ``ServerMetadata`` are open, as their REST twins are), the inputs turned into the REST
+and ``ServerMetadata`` are open, as their REST twins are; ``ServerReady`` and
+``ModelReady`` answer false whenever ``/readyz`` answers 503: loading, draining after
+SIGTERM, a dependency down), the inputs turned into the REST
 codec's tensors (:mod:`vigil.serving.grpc.tensors`) and validated by it with the same
 messages, micro-batched, logged in the inference log before the answer goes out (rejected
 calls too), and counted in the Prometheus metrics with ``protocol="grpc"``. Errors become
@@ -302,7 +304,8 @@ class InferenceService:
         return pb.ServerLiveResponse(live=self.dataplane.live)
 
     async def _server_ready(self, request: Any, call: _Call, metadata: Any) -> Any:
-        return pb.ServerReadyResponse(ready=self.dataplane.ready)
+        # As /readyz: false while loading, draining or with a dependency down.
+        return pb.ServerReadyResponse(ready=self.dataplane.takes_traffic)
 
     async def _server_metadata(self, request: Any, call: _Call, metadata: Any) -> Any:
         return pb.ServerMetadataResponse(name="vigil", version=VERSION, extensions=[])
@@ -319,7 +322,7 @@ class InferenceService:
 
     async def _model_ready(self, request: Any, call: _Call, metadata: Any) -> Any:
         served = self._served(call, request.name, request.version)
-        return pb.ModelReadyResponse(ready=served.ready)
+        return pb.ModelReadyResponse(ready=served.ready and self.dataplane.takes_traffic)
 
     async def _model_metadata(self, request: Any, call: _Call, metadata: Any) -> Any:
         served = self._served(call, request.name, request.version)
