@@ -396,8 +396,9 @@ class PolicyEngine:
                     alpha=gate.alpha,
                     max_latency_ratio=gate.max_latency_ratio,
                 )
-            except VigilError as exc:
-                return self._end(claimed, "failed", f"the gate could not run on {name}: {exc}")
+            except Exception as exc:  # a model that cannot score the rows: the run ends
+                why = exc.message if isinstance(exc, VigilError) else f"{type(exc).__name__}: {exc}"
+                return self._end(claimed, "failed", f"the gate could not run on {name}: {why}")
             verdicts[name] = verdict.to_dict()
             reasons += [f"{name}: {r}" for r in verdict.reasons]
         if reasons:
