@@ -162,6 +162,18 @@ CONFIG_FILES: dict[Key, tuple[str, str]] = {
         "s = load(); print([r.name for r in s.rules], s.window, int(s.interval_s))' "
         "| grep -qx \"\\['churn_drift', 'missing_age'\\] 1h 300\"",
     ),
+    ("docs/policies.md", "model: churn"): (
+        "policy.yaml",
+        "vigil policy set churn -f policy.yaml | grep -q 'update policy of churn'\n"
+        "vigil policy show churn --json | python -c 'import json, sys; "
+        'assert json.load(sys.stdin)["triggers"]["schedule"] == "0 3 * * 1"\'',
+    ),
+    ("docs/policies.md", "policy:"): (
+        "policy-vigil.yaml",
+        "VIGIL_CONFIG=policy-vigil.yaml python -c 'from vigil.policy.settings import "
+        "PolicySettings as S; s = S(); print(s.interval_s, [p.model for p in s.policies])' "
+        "| grep -qx \"10.0 \\['churn'\\]\"",
+    ),
     ("docs/experiments.md", "name: checkout"): (
         "canary.yaml",
         # The doc's first example created (and concluded) an endpoint named checkout.
@@ -434,8 +446,19 @@ def _serve_staging_too(world: World) -> None:
     assert ran.returncode == 0, ran.output
 
 
+def _policy_file(world: World) -> None:
+    # The tour names a policy file; docs/policies.md shows (and runs) a whole one.
+    (world.work / "policy.yaml").write_text(
+        "triggers: {alerts: [dataset_drift]}\naction: {kind: command, argv: [python, retrain.py]}\n"
+    )
+
+
 BEFORE: dict[Key, Callable[[World], None]] = {
     TRACING: _otlp_receiver,
+    (
+        "README.md",
+        "vigil policy set churn -f policy.yaml    # triggers, retrain action, gate, rollout",
+    ): _policy_file,
     ("docs/serving.md", "curl -s localhost:8000/v1/models/churn/predict \\"): _serve_staging_too,
     ("docs/batch.md", "$ vigil predict churn customers.csv -o scores.parquet"): (
         _corrupt_customers

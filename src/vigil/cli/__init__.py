@@ -23,9 +23,9 @@ One way to do each thing:
   ====  ===================  =========================================================
   -a    --alias              register, rollback, experiment conclude
   -d    --description        register
-  -f    --file               endpoint create/update
+  -f    --file               endpoint create/update, policy set
   -m    --metric             register
-  -n    --limit / --last     audit, alert list, monitor show (how many rows to show)
+  -n    --limit / --last     audit, alert list, monitor show, policy status (how many rows)
   -o    --output             predict
   -p    --policy             endpoint create/update
   -r    --reference          register
@@ -53,6 +53,7 @@ from vigil.cli import feedback as _feedback
 from vigil.cli import keys as _keys
 from vigil.cli import models as _models
 from vigil.cli import monitor as _monitor
+from vigil.cli import policy as _policy
 from vigil.cli import predict as _predict
 from vigil.cli import replay as _replay
 from vigil.cli import report as _report
@@ -102,6 +103,7 @@ _serve.install(app)
 _keys.install(app)
 _endpoints.install(app)
 _experiment.install(app)
+_policy.install(app)
 _validate.install(app)
 _replay.install(app)
 _db.install(app)

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -123,6 +124,15 @@ class SideServer(Protocol):
     async def stop(self) -> None: ...
 
 
+class Background(Protocol):
+    """A loop of a layer above serving that runs in every worker (started once the models
+    are loaded, from the event loop; stopped at shutdown)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 def _content_type_ok(route: Route, mime: str | None) -> bool:
     """Whether a route takes a body of media type ``mime`` (see :func:`_mime`)."""
     if route.body == "json_or_csv":
@@ -184,6 +194,7 @@ class ServingApp:
         authenticator: Authenticator | None = None,
         monitor: MonitorScheduler | None = None,
         grpc: SideServer | None = None,
+        background: Sequence[Background] = (),
     ) -> None:
         self.dataplane = dataplane
         self.settings = dataplane.settings
@@ -203,6 +214,9 @@ class ServingApp:
         self._origins = frozenset(o.encode("latin-1") for o in self.settings.allowed_origins)
         self.monitor = monitor
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
+        self.background = tuple(background)
+        """Other loops the composition root runs in every worker (the update policies'),
+        started after the models are loaded and stopped before the data plane."""
         self._access = logging.getLogger(ACCESS_LOGGER) if self.settings.access_log else None
         """The access log (:mod:`vigil.serving.logs`); ``None``: off, and no work done."""
         self._usage: asyncio.Task[None] | None = None
@@ -247,6 +261,8 @@ class ServingApp:
                         await self.grpc.start(self.dataplane, self.authenticator)
                     if self.monitor is not None:
                         self.monitor.start()
+                    for loop in self.background:
+                        loop.start()
                     await self.readiness.start()
                 except Exception as exc:
                     if self.grpc is not None:
@@ -279,6 +295,8 @@ class ServingApp:
                     await self.grpc.stop()
                 if self.monitor is not None:
                     await self.monitor.stop()
+                for loop in self.background:
+                    await loop.stop()
                 await self.dataplane.shutdown()
                 if self._tracing is not None:  # the spans still held go out before exit
                     await asyncio.to_thread(self._tracing.shutdown)
@@ -506,6 +524,8 @@ def create_app(
     executors: Executors | None = None,
     readiness: Readiness | None = None,
     tracing: Tracing | None = None,
+    routes: Sequence[Route] = (),
+    background: Sequence[Background] = (),
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -516,7 +536,10 @@ def create_app(
     ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
     ``readiness`` holds the dependency checks behind ``/readyz`` (none by default);
     ``tracing`` the OpenTelemetry spans (default: from the OTLP environment when
-    ``VIGIL_SERVE_TRACING`` is on, else none).
+    ``VIGIL_SERVE_TRACING`` is on, else none); ``routes`` are operations of layers above
+    serving (the update policies' admin API) added to the server's own, and ``background``
+    loops that run with the app: the composition root hands them in, so serving never
+    imports them.
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -550,4 +573,10 @@ def create_app(
         readiness=readiness,
         tracing=tracing,
     )
-    return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)
+    return ServingApp(
+        dataplane,
+        routes=[*ROUTES, *routes] if routes else None,
+        authenticator=authenticator,
+        monitor=monitor,
+        background=background,
+    )
