@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
     from vigil.experiments.services import ExperimentServices
     from vigil.monitor.scheduler import MonitorScheduler
+    from vigil.serving.cache import PredictionCache
     from vigil.serving.endpoints import EndpointRouter
 
 log = logging.getLogger("vigil.serving")
@@ -476,6 +477,7 @@ def create_app(
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
     readiness: Readiness | None = None,
+    cache: PredictionCache | None = None,
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -484,7 +486,8 @@ def create_app(
 
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
     ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
-    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default).
+    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default);
+    ``cache`` is the Redis prediction cache of the models ``settings.cache`` names.
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -510,5 +513,6 @@ def create_app(
         endpoints=endpoints,
         services=services,
         readiness=readiness,
+        cache=cache,
     )
     return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)
