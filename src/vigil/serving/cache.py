@@ -67,6 +67,8 @@ log = logging.getLogger("vigil.serving")
 
 RETRY_AFTER_S = 1.0
 """Seconds the cache is left alone after Redis failed (requests are predicted meanwhile)."""
+CONNECT_TIMEOUT_S = 1.0
+"""Seconds a new connection to Redis may take (at start, and after Redis came back)."""
 MAX_PENDING_WRITES = 50_000
 """Entries waiting to be written beyond which new ones are dropped (Redis too slow)."""
 PREFIX = "vigil:pc"
@@ -244,11 +246,18 @@ class PredictionCache:
             asyncio_redis = require("redis.asyncio", "redis")
             self._client = asyncio_redis.Redis.from_url(
                 self.url,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
+                socket_timeout=max(self.timeout, CONNECT_TIMEOUT_S),  # commands: asyncio.timeout
+                socket_connect_timeout=max(self.timeout, CONNECT_TIMEOUT_S),
                 decode_responses=False,
             )
             self._script = self._client.register_script(_STORE)
+            # Connect now, with time to spare (a connection's handshake is several round
+            # trips): a lookup's own timeout is meant for a command, not for connecting.
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await self._client.ping()
+            except Exception as exc:
+                self._failed("connecting", exc)
 
     async def stop(self) -> None:
         """Write what is pending (bounded by the timeout), then close the client."""
