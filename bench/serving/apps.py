@@ -13,7 +13,8 @@
   (``vigil-nometrics``: metrics off; ``vigil-nocapture``: capture off); the inference log
   goes to a temporary directory removed when the server stops;
 * ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
-  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching;
+  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching, ``--redis-url``
+  caches its predictions;
 * ``vigil-cache``: ``vigil`` with the prediction cache on for its model, in the Redis at
   ``--redis-url`` (:mod:`vigil.serving.cache`);
 * ``vigil-grpc``: ``vigil`` also answering the v2 gRPC protocol on ``--grpc-port``;
@@ -237,7 +238,12 @@ def serve(args: argparse.Namespace, capture_home: Path) -> None:
     elif args.kind in ("fastapi", "fastapi-async"):
         app = fastapi_app(asynchronous=args.kind == "fastapi-async")
     elif args.kind == "slow":
-        app = vigil_app(boosted(), max_batch_size=args.max_batch_size, capture_home=capture_home)
+        app = vigil_app(
+            boosted(),
+            max_batch_size=args.max_batch_size,
+            capture_home=capture_home,
+            cache_url=args.redis_url,
+        )
     else:
         app = vigil_app(
             logistic(),

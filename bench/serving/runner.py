@@ -411,7 +411,11 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     tutorial = json.dumps({"features": row}).encode()
     conns = [1, 32, 128]
     results: list[Result] = []
-    cache_cases = [n for n in ("vigil-cache-hit", "vigil-cache-miss") if only is None or n in only]
+    cache_cases = [
+        n
+        for n in ("vigil-cache-hit", "vigil-cache-miss", "slow-cache-hit")
+        if only is None or n in only
+    ]
     if cache_cases:
         results += run_cache_cases(cache_cases, row, conns, seconds, warmup)
     plan = [
@@ -468,7 +472,8 @@ def run_cache_cases(
     """The native request through the prediction cache, in a Redis started for the round:
     ``vigil-cache-hit`` sends one row (every request after the first is a hit),
     ``vigil-cache-miss`` a new ``f0`` on every request (each one is looked up, predicted
-    and written back)."""
+    and written back); ``slow-cache-hit`` is the hit against the slow model (compare
+    ``slow-batched``)."""
     from tests.servers import redis_server  # the test suite's real redis-server
 
     path = "/v1/models/model/predict"
@@ -480,9 +485,11 @@ def run_cache_cases(
                 values["f0"] = VARY.decode()
             body = json.dumps({"instances": [values]}).encode()
             body = body.replace(b'"' + VARY + b'"', VARY)
-            with Server("vigil-cache", "--redis-url", redis.url()) as server:
+            kind = "slow" if name.startswith("slow") else "vigil-cache"
+            with Server(kind, "--redis-url", redis.url()) as server:
                 vary = VARY if name == "vigil-cache-miss" else None
-                results += measure(name, server, path, body, conns, seconds, warmup, vary=vary)
+                points = [64] if kind == "slow" else conns
+                results += measure(name, server, path, body, points, seconds, warmup, vary=vary)
     return results
 
 
@@ -522,6 +529,11 @@ def goals_of(results: list[Result], *, partial: bool) -> dict[str, float | bool]
     if ("vigil", 32) in by and ("vigil-no-metrics", 32) in by:
         goals["metrics_cost_at_32"] = (
             1 - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second
+        )
+    if ("slow-cache-hit", 64) in by and ("slow-batched", 64) in by:
+        goals["slow_cache_hit_vs_slow_batched_at_64"] = (
+            by["slow-cache-hit", 64].requests_per_second
+            / by["slow-batched", 64].requests_per_second
         )
     if ("slow-batched", 64) in by and ("slow-unbatched", 64) in by:
         goals["batched_vs_unbatched_at_64"] = (

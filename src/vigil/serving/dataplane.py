@@ -167,6 +167,8 @@ class DataPlane:
         self.readiness = readiness or Readiness()
         """What ``/readyz`` answers besides the models: draining, dependencies down."""
         self.cache = cache
+        self._hits: list[tuple[_Answering, Output]] = []
+        self._hits_logged: asyncio.Future[None] | None = None
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -271,7 +273,7 @@ class DataPlane:
                     note = _Answering(
                         request_id, model, valid.X, route, started, variant, key_id, endpoint, True
                     )
-                    self._log_answers([(note, hit)])
+                    await self._log_hit(note, hit)
                 return Prediction(
                     request_id=request_id,
                     model=model.name,
@@ -336,6 +338,28 @@ class DataPlane:
         if self.settings.metrics:
             metrics.record_cache(namespace.model, namespace.version, outcome)
         return answer
+
+    def _log_hit(self, note: _Answering, answer: Output) -> asyncio.Future[None]:
+        """Log a cache hit with the others of this turn of the event loop (the hits of one
+        ``MGET`` wake together): one write for all of them, as the batcher does for the
+        requests of one model call. Resolves once they are logged (or fails as they do)."""
+        self._hits.append((note, answer))
+        if self._hits_logged is None:
+            loop = asyncio.get_running_loop()
+            self._hits_logged = loop.create_future()
+            loop.call_soon(self._flush_hits)
+        return self._hits_logged
+
+    def _flush_hits(self) -> None:
+        hits, self._hits = self._hits, []
+        logged, self._hits_logged = self._hits_logged, None
+        assert logged is not None
+        try:
+            self._log_answers(hits)
+        except Exception as exc:
+            logged.set_exception(exc)
+        else:
+            logged.set_result(None)
 
     # -- capture and feedback ------------------------------------------------------------
 
