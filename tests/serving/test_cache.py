@@ -344,3 +344,22 @@ def _same_arm_hits(client: httpx.Client, home: Path) -> bool:
             return bool(frame[frame["request_id"] == body["request_id"]]["cached"].iloc[0])
         seen[body["variant"]] = body["request_id"]
     return False
+
+
+def test_cache_settings_are_checked_and_need_redis(tmp_path: Path) -> None:
+    from vigil.errors import ConfigurationError
+    from vigil.serving.config import load_serving_settings
+
+    settings = load_serving_settings(cache={"churn": {"ttl": "5m"}, "fraud": None})
+    assert settings.cache["churn"].ttl_seconds == 300.0
+    assert settings.cache["fraud"] == CachePolicy()
+    for bad, said in (
+        ({"../x": {}}, "invalid model name"),
+        ({"churn": {"ttl": "soon"}}, "invalid cache ttl 'soon'"),
+        ({"churn": {"size": 3}}, "cache.churn.size"),
+    ):
+        with pytest.raises(ConfigurationError, match=said):
+            load_serving_settings(cache=bad)
+    vigil = make_vigil(tmp_path / "home")
+    with pytest.raises(ConfigurationError, match="VIGIL_REDIS_URL is not set"):
+        vigil.prediction_cache(settings)
