@@ -48,7 +48,7 @@ pytestmark = pytest.mark.redis
 CACHE = {
     "clf": CachePolicy(ttl="60s", max_entries=1000),
     "shop": CachePolicy(ttl="60s", max_entries=1000),
-    "short": CachePolicy(ttl=0.3, max_entries=1000),
+    "short": CachePolicy(ttl=1.0, max_entries=1000),
     "small": CachePolicy(ttl="60s", max_entries=5),
 }
 
@@ -131,9 +131,7 @@ def _rows(models: Models, start: int, n: int) -> list[dict[str, float]]:
 
 
 def _stored(env: Env) -> None:
-    """Entries are written off the request's path: wait until nothing is pending."""
-    cache = env.server.server.config.app.dataplane.cache
-    wait_for(lambda: cache._writer is None and not cache._writes, 10, what="the cache writes")
+    _idle(env.server.server.config.app.dataplane.cache)
 
 
 def test_a_hit_answers_what_the_model_did_and_is_logged_and_counted(
@@ -213,7 +211,7 @@ def test_entries_expire_and_stay_bounded(env: Env, models: Models) -> None:
     env.predict("short", row)
     _stored(env)
     assert env.captured(env.predict("short", row)["request_id"]) == [True]
-    time.sleep(0.45)
+    time.sleep(1.1)
     assert env.captured(env.predict("short", row)["request_id"]) == [False]
 
     for i in range(8):
@@ -272,7 +270,7 @@ def test_row_hashes_treat_every_nan_alike_and_keep_types_apart() -> None:
 @pytest.fixture(scope="module")
 def endpoints_env(
     tmp_path_factory: pytest.TempPathFactory, redis: RedisServer
-) -> Iterator[tuple[httpx.Client, Path]]:
+) -> Iterator[tuple[httpx.Client, Path, PredictionCache]]:
     home = tmp_path_factory.mktemp("cache-endpoints") / "home"
     vigil = make_vigil(home, redis_url=redis.url(1))
     register_model(vigil, "m", ConstantClassifier(0), alias="production")
@@ -298,16 +296,17 @@ def endpoints_env(
         vigil, provider, SqlPolicyState(vigil.database), poll_interval=0.2, flush_interval=0.1
     )
     app = vigil.serving_app(provider, endpoints=router)
+    assert app.dataplane.cache is not None
     with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client, home
+        yield client, home, app.dataplane.cache
     with redis_client.Redis.from_url(redis.url(1)) as r:
         r.flushdb()
 
 
 def test_canary_and_bandit_endpoints_bypass_the_cache_unless_asked(
-    endpoints_env: tuple[httpx.Client, Path],
+    endpoints_env: tuple[httpx.Client, Path, PredictionCache],
 ) -> None:
-    client, home = endpoints_env
+    client, home, cache = endpoints_env
     ids: dict[str, list[str]] = {}
     for name in ("fixed", "canary", "bandit", "bandit-cached"):
         for _ in range(2):
@@ -318,7 +317,7 @@ def test_canary_and_bandit_endpoints_bypass_the_cache_unless_asked(
             )
             assert response.status_code == 200, response.text
             ids.setdefault(name, []).append(response.json()["request_id"])
-            time.sleep(0.1)  # the first answer's entry is written meanwhile
+            _idle(cache)
     frame = read_capture(log_dir=home / "capture")
     cached = {
         name: [bool(frame[frame["request_id"] == rid]["cached"].iloc[0]) for rid in rids]
@@ -329,16 +328,21 @@ def test_canary_and_bandit_endpoints_bypass_the_cache_unless_asked(
     assert cached["bandit"] == [False, False]
     # The bandit that asked: its second request hits unless its arms differed (each
     # version has its own entries), so it is asked until it picks the same arm twice.
-    assert True in cached["bandit-cached"] or _same_arm_hits(client, home)
+    assert True in cached["bandit-cached"] or _same_arm_hits(client, home, cache)
 
 
-def _same_arm_hits(client: httpx.Client, home: Path) -> bool:
+def _idle(cache: PredictionCache) -> None:
+    """Entries are written off the request's path: wait until nothing is pending."""
+    wait_for(lambda: cache._writer is None and not cache._writes, 10, what="the cache writes")
+
+
+def _same_arm_hits(client: httpx.Client, home: Path, cache: PredictionCache) -> bool:
     seen: dict[str, str] = {}
     for _ in range(30):
         body = client.post(
             "/v1/endpoints/bandit-cached/predict", json={"instances": [endpoint_row(0.3)]}
         ).json()
-        time.sleep(0.05)
+        _idle(cache)
         if body["variant"] in seen:
             frame = read_capture(log_dir=home / "capture")
             return bool(frame[frame["request_id"] == body["request_id"]]["cached"].iloc[0])
