@@ -367,3 +367,21 @@ def test_cache_settings_are_checked_and_need_redis(tmp_path: Path) -> None:
     vigil = make_vigil(tmp_path / "home")
     with pytest.raises(ConfigurationError, match="VIGIL_REDIS_URL is not set"):
         vigil.prediction_cache(settings)
+
+
+def test_concurrent_requests_share_lookups(env: Env, models: Models) -> None:
+    import asyncio
+
+    cache = env.server.server.config.app.dataplane.cache
+    rows = [_rows(models, i, 1) for i in range(24)]
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=env.server.url, timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post("/v1/models/clf/predict", json={"instances": r}) for r in rows)
+            )
+
+    before = cache.lookups
+    assert all(r.status_code == 200 for r in asyncio.run(burst()))
+    # One MGET serves every request that reached the cache in one turn of the event loop.
+    assert cache.lookups - before < len(rows)
