@@ -11,7 +11,9 @@
   blocking code (a thread-pool hop per request: slower, reported too);
 * ``vigil``: vigil's app, native route, metrics and capture on, as ``vigil serve`` runs it
   (``vigil-nometrics``: metrics off; ``vigil-nocapture``: capture off); the inference log
-  goes to a temporary directory removed when the server stops;
+  goes to a temporary directory removed when the server stops; ``vigil-traced``: the same
+  with tracing on (``VIGIL_SERVE_TRACING``), its spans exported over OTLP/HTTP to the
+  endpoint the runner names in ``OTEL_EXPORTER_OTLP_ENDPOINT``;
 * ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
   costs well over 0.5 ms; ``--max-batch-size 1`` disables batching, ``--redis-url``
   caches its predictions;
@@ -124,6 +126,7 @@ def vigil_app(
     max_batch_size: int = 64,
     capture_home: Path | None = None,
     cache_url: str | None = None,
+    tracing: bool = False,
 ) -> Any:
     """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off),
     caching its predictions in the Redis at ``cache_url`` (``None``: off)."""
@@ -142,9 +145,12 @@ def vigil_app(
     )
     # gc_freeze as `vigil serve` sets it for its workers.
     cache = {"model": CachePolicy(ttl="1h", max_entries=10_000_000)} if cache_url else {}
-    settings = ServingSettings(
-        metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, cache=cache
-    )
+    # `tracing` only when on: the same app is built from an older checkout's src
+    # (VIGIL_BENCH_BEFORE_SRC), whose settings have no such field.
+    on: dict[str, Any] = {"tracing": True} if tracing else {}
+    if cache:
+        on["cache"] = cache
+    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, **on)
     bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
     capture = None
     if capture_home is not None:  # the defaults of `vigil serve` (fsync none)
@@ -204,6 +210,7 @@ def main() -> None:
             "vigil-nometrics",
             "vigil-nocapture",
             "vigil-cache",
+            "vigil-traced",
             "slow",
             "vigil-grpc",
             "grpc-constant",
@@ -250,6 +257,7 @@ def serve(args: argparse.Namespace, capture_home: Path) -> None:
             metrics=args.kind != "vigil-nometrics",
             capture_home=None if args.kind == "vigil-nocapture" else capture_home,
             cache_url=args.redis_url if args.kind == "vigil-cache" else None,
+            tracing=args.kind == "vigil-traced",
         )
     if args.kind == "vigil-grpc":
         from vigil.serving.grpc.server import GrpcServer

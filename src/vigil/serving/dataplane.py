@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.provider import ModelProvider, ServedModel
+    from vigil.serving.tracing import RequestTrace, Tracing
     from vigil.serving.validation import RawTable
 
 log = logging.getLogger("vigil.serving")
@@ -99,6 +100,7 @@ class _Answering(NamedTuple):
     variant: str | None
     key_id: str | None
     endpoint: str | None
+    trace: RequestTrace | None
     cached: bool = False
 
 
@@ -144,6 +146,9 @@ class DataPlane:
     cache:
         The Redis prediction cache, used for the models whose settings ask for it
         (:mod:`vigil.serving.cache`); ``None``: nothing is cached.
+    tracing:
+        Starts the OpenTelemetry spans of requests and batches (:mod:`vigil.serving.tracing`);
+        ``None``, the default: tracing is off.
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class DataPlane:
         services: ExperimentServices | None = None,
         readiness: Readiness | None = None,
         cache: PredictionCache | None = None,
+        tracing: Tracing | None = None,
     ):
         self.provider = provider
         self.settings = settings or load_serving_settings()
@@ -169,6 +175,8 @@ class DataPlane:
         self.cache = cache
         self._hits: list[tuple[_Answering, Output]] = []
         self._hits_logged: asyncio.Future[None] | None = None
+        self.tracing = tracing
+        """OpenTelemetry spans (``None``: off, and the request path pays one ``None`` test)."""
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -202,7 +210,14 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
+        """Every model is loaded (the rest of readiness: :attr:`takes_traffic`)."""
         return self.provider.ready
+
+    @property
+    def takes_traffic(self) -> bool:
+        """What ``/readyz`` says: models loaded, not draining, no dependency down. Every
+        protocol's readiness probe answers this."""
+        return self.readiness.takes_traffic(ready=self.provider.ready)
 
     # -- models --------------------------------------------------------------------------
 
@@ -241,6 +256,7 @@ class DataPlane:
         the prediction cache of a model that has one (bandit and canary endpoints).
         """
         model = served or self.provider.get(name, selector)
+        trace = None if self.tracing is None else self.tracing.entered(model, endpoint, variant)
         if not model.ready:
             raise ServiceUnavailableError(
                 f"model {model.name} version {model.version} is still loading; retry shortly"
@@ -267,13 +283,26 @@ class DataPlane:
             else:
                 hashes = await self.executors.decoding(row_hashes, valid.X)
             needs_proba = want_proba or model.capture_proba
+            if trace is not None:
+                trace.stage("cache lookup")
             hit = await self._cached(namespace, hashes, needs_proba)
             if hit is not None:
                 if self.capture is not None:
                     note = _Answering(
-                        request_id, model, valid.X, route, started, variant, key_id, endpoint, True
+                        request_id,
+                        model,
+                        valid.X,
+                        route,
+                        started,
+                        variant,
+                        key_id,
+                        endpoint,
+                        trace,
+                        True,
                     )
                     await self._log_hit(note, hit)
+                if trace is not None:
+                    trace.answered()
                 return Prediction(
                     request_id=request_id,
                     model=model.name,
@@ -284,14 +313,25 @@ class DataPlane:
                     timings={"validate": validated - started, "cache": perf_counter() - validated},
                     cached=True,
                 )
+        if trace is not None:
+            trace.queued(valid.n_rows)
         if self.capture is None:
-            result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
+            result = await model.batcher.submit(
+                valid.X, valid.n_rows, want_proba, None, None, trace
+            )
         else:
-            note = _Answering(request_id, model, valid.X, route, started, variant, key_id, endpoint)
+            note = _Answering(
+                request_id, model, valid.X, route, started, variant, key_id, endpoint, trace
+            )
             # Probabilities for the log when monitoring needs them (a version registered
             # with ROC AUC, say), even if this client asked for classes only.
             result = await model.batcher.submit(
-                valid.X, valid.n_rows, want_proba or model.capture_proba, self._log_answers, note
+                valid.X,
+                valid.n_rows,
+                want_proba or model.capture_proba,
+                self._log_answers,
+                note,
+                trace,
             )
         if hashes is not None and namespace is not None and self.cache is not None:
             proba = result.probabilities
@@ -300,6 +340,8 @@ class DataPlane:
                 for i, p in enumerate(result.predictions)
             ]
             self.cache.put(namespace, hashes, entries)
+        if trace is not None:
+            trace.answered()
         return Prediction(
             request_id=request_id,
             model=model.name,
@@ -386,15 +428,26 @@ class DataPlane:
             )
             for a, (predictions, probabilities) in answers
         ]
+        span = None
+        if self.tracing is not None:
+            batch = next((a.trace.batch for a, _ in answers if a.trace is not None), None)
+            span = None if batch is None else batch.capture(len(entries))
         try:
             self.capture.commit.write(entries)
         except ServiceUnavailableError as exc:
+            if span is not None:
+                from vigil.serving.tracing import fail_capture  # loaded: tracing is on
+
+                fail_capture(span, exc)
             metrics.CAPTURE_WRITE_FAILURES.labels("answered").inc()
             raise ServiceUnavailableError(
                 f"the prediction was not answered because the inference log cannot be "
                 f"written ({exc.message}); retry once the server's capture directory is fixed",
                 detail={"reason": "capture_unavailable"},
             ) from exc
+        finally:
+            if span is not None:
+                span.end()
 
     def record_failure(
         self,
