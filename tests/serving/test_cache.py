@@ -83,7 +83,9 @@ class Env:
         return frame[frame["request_id"] == request_id]["cached"].tolist()
 
 
-def _app(models: Models, url: str, log: SegmentLog) -> tuple[Any, dict[str, SklearnAdapter]]:
+def _app(
+    models: Models, url: str, log: SegmentLog, tracing: Any = None
+) -> tuple[Any, dict[str, SklearnAdapter]]:
     settings = ServingSettings(max_wait_ms=1.0, cache=CACHE)
     adapters = {
         "clf1": SklearnAdapter(models.clf),
@@ -110,7 +112,9 @@ def _app(models: Models, url: str, log: SegmentLog) -> tuple[Any, dict[str, Skle
         aliases={"clf": {"production": 1}},
         settings=settings,
     )
-    app = create_app(provider, settings, capture=CaptureSink(log), cache=PredictionCache(url))
+    app = create_app(
+        provider, settings, capture=CaptureSink(log), cache=PredictionCache(url), tracing=tracing
+    )
     return app, adapters
 
 
@@ -385,3 +389,29 @@ def test_concurrent_requests_share_lookups(env: Env, models: Models) -> None:
     assert all(r.status_code == 200 for r in asyncio.run(burst()))
     # One MGET serves every request that reached the cache in one turn of the event loop.
     assert cache.lookups - before < len(rows)
+
+
+def test_a_traced_hit_shows_its_lookup_and_no_model_call(
+    models: Models, redis_url: str, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from vigil.serving.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app, _ = _app(models, redis_url, SegmentLog(tmp_path / "capture"), Tracing(provider))
+    with ServerThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        body = {"instances": _rows(models, 0, 1)}
+        assert client.post("/v1/models/clf/predict", json=body).status_code == 200
+        _idle(app.dataplane.cache)
+        wait_for(lambda: any(s.name == "predict" for s in exporter.get_finished_spans()), 10)
+        exporter.clear()
+        assert client.post("/v1/models/clf/predict", json=body).status_code == 200
+        wait_for(lambda: any(s.parent is None for s in exporter.get_finished_spans()), 10)
+    names = {s.name for s in exporter.get_finished_spans() if s.parent is not None}
+    assert {"decode", "validate", "cache lookup", "encode"} <= names
+    assert not names & {"batch wait", "predict"}
