@@ -150,6 +150,27 @@ class Server:
         self.process.wait(timeout=30)
 
 
+def lua_varying_script(path: str, body: bytes, marker: bytes) -> str:
+    """A wrk script that POSTs ``body`` with ``marker`` replaced by a number that differs
+    on every request, and from any earlier run's (it starts at the clock's microseconds):
+    each request is a prediction cache miss."""
+    before, _, after = body.partition(marker)
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    with os.fdopen(handle, "w") as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            "local counter = os.time() * 1000000\n"
+            "request = function()\n"
+            "  counter = counter + 1\n"
+            f"  local body = {lua_string(before)} .. string.format('%d', counter) .. "
+            f"{lua_string(after)}\n"
+            f"  return wrk.format(nil, {json.dumps(path)}, nil, body)\n"
+            "end\n"
+        )
+    return name
+
+
 class _Discard(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -209,8 +230,12 @@ def measure(
     seconds: float,
     warmup: float,
     headers: dict[str, str] | None = None,
+    vary: bytes | None = None,
 ) -> list[Result]:
-    script = lua_script(path, body, headers)
+    """``vary``: a marker in ``body`` replaced by a new number on every request."""
+    script = (
+        lua_script(path, body, headers) if vary is None else lua_varying_script(path, body, vary)
+    )
     try:
         run_wrk(server.url, script, max(connections), warmup)
         results = []
@@ -429,6 +454,13 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     tutorial = json.dumps({"features": row}).encode()
     conns = [1, 32, 128]
     results: list[Result] = []
+    cache_cases = [
+        n
+        for n in ("vigil-cache-hit", "vigil-cache-miss", "slow-cache-hit")
+        if only is None or n in only
+    ]
+    if cache_cases:
+        results += run_cache_cases(cache_cases, row, conns, seconds, warmup)
     plan = [
         ("hello", "hello", "/", tutorial, ()),
         ("hello-one-write", "hello", "/", tutorial, ("--http", "vigil")),
@@ -477,7 +509,39 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     return results
 
 
+VARY = b"__VARY__"
+
+
+def run_cache_cases(
+    cases: list[str], row: list[float], conns: list[int], seconds: float, warmup: float
+) -> list[Result]:
+    """The native request through the prediction cache, in a Redis started for the round:
+    ``vigil-cache-hit`` sends one row (every request after the first is a hit),
+    ``vigil-cache-miss`` a new ``f0`` on every request (each one is looked up, predicted
+    and written back); ``slow-cache-hit`` is the hit against the slow model (compare
+    ``slow-batched``)."""
+    from tests.servers import redis_server  # the test suite's real redis-server
+
+    path = "/v1/models/model/predict"
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis:
+        for name in cases:
+            values = dict(zip(FEATURES, row, strict=True))
+            if name == "vigil-cache-miss":
+                values["f0"] = VARY.decode()
+            body = json.dumps({"instances": [values]}).encode()
+            body = body.replace(b'"' + VARY + b'"', VARY)
+            kind = "slow" if name.startswith("slow") else "vigil-cache"
+            with Server(kind, "--redis-url", redis.url()) as server:
+                vary = VARY if name == "vigil-cache-miss" else None
+                points = [64] if kind == "slow" else conns
+                results += measure(name, server, path, body, points, seconds, warmup, vary=vary)
+    return results
+
+
 _RATIOS = {
+    "cache_hit_vs_uncached_throughput_at_32": ("vigil-cache-hit", "vigil"),
+    "cache_miss_vs_uncached_throughput_at_32": ("vigil-cache-miss", "vigil"),
     "vigil_vs_hello_throughput_at_32": ("vigil", "hello"),
     "vigil_vs_fastapi_throughput_at_32": ("vigil", "fastapi-naive"),
     "vigil_vs_fastapi_sync_throughput_at_32": ("vigil", "fastapi-naive-sync"),
@@ -525,6 +589,11 @@ def goals_of(results: list[Result], *, partial: bool) -> dict[str, float | bool]
     if ("vigil", 32) in by and ("vigil-no-metrics", 32) in by:
         goals["metrics_cost_at_32"] = (
             1 - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second
+        )
+    if ("slow-cache-hit", 64) in by and ("slow-batched", 64) in by:
+        goals["slow_cache_hit_vs_slow_batched_at_64"] = (
+            by["slow-cache-hit", 64].requests_per_second
+            / by["slow-batched", 64].requests_per_second
         )
     if ("slow-batched", 64) in by and ("slow-unbatched", 64) in by:
         goals["batched_vs_unbatched_at_64"] = (

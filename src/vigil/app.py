@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from vigil.errors import ReferenceDataError
+from vigil.errors import ConfigurationError, ReferenceDataError
 from vigil.settings import Settings, build_settings, load_settings
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from vigil.policy.settings import PolicySettings
     from vigil.registry.registry import ModelVersion, Registry
     from vigil.serving.app import ServingApp
+    from vigil.serving.cache import PredictionCache
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.config import ServingSettings
     from vigil.serving.endpoints import EndpointRouter
@@ -269,6 +270,21 @@ class Vigil:
             grace=settings.readiness_grace,
         )
 
+    def prediction_cache(self, settings: ServingSettings) -> PredictionCache | None:
+        """The Redis prediction cache of one serving worker when ``settings.cache`` names a
+        model (``None`` otherwise); refuses to start without ``VIGIL_REDIS_URL``."""
+        if not settings.cache:
+            return None
+        if not self.settings.redis_url:
+            raise ConfigurationError(
+                f"the prediction cache is on for {', '.join(sorted(settings.cache))} "
+                "(serve: cache:) but VIGIL_REDIS_URL is not set; set it to a Redis "
+                "(redis://host:6379/0) or remove the cache section"
+            )
+        from vigil.serving.cache import PredictionCache  # serving: only to serve
+
+        return PredictionCache(self.settings.redis_url, timeout=settings.cache_timeout_ms / 1000.0)
+
     def serving_app(
         self,
         provider: ModelProvider | None = None,
@@ -325,6 +341,7 @@ class Vigil:
             readiness=self.readiness(settings),
             routes=routes,
             background=background,
+            cache=self.prediction_cache(settings),
         )
 
     # -- the lifecycle -------------------------------------------------------------------

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
     from vigil.experiments.services import ExperimentServices
     from vigil.monitor.scheduler import MonitorScheduler
+    from vigil.serving.cache import PredictionCache
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.tracing import RequestTrace, Tracing
 
@@ -523,6 +524,7 @@ def create_app(
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
     readiness: Readiness | None = None,
+    cache: PredictionCache | None = None,
     tracing: Tracing | None = None,
     routes: Sequence[Route] = (),
     background: Sequence[Background] = (),
@@ -535,6 +537,7 @@ def create_app(
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
     ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
     ``readiness`` holds the dependency checks behind ``/readyz`` (none by default);
+    ``cache`` is the Redis prediction cache of the models ``settings.cache`` names.
     ``tracing`` the OpenTelemetry spans (default: from the OTLP environment when
     ``VIGIL_SERVE_TRACING`` is on, else none); ``routes`` are operations of layers above
     serving (the update policies' admin API) added to the server's own, and ``background``
@@ -571,6 +574,7 @@ def create_app(
         endpoints=endpoints,
         services=services,
         readiness=readiness,
+        cache=cache,
         tracing=tracing,
     )
     return ServingApp(
