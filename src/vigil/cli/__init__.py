@@ -23,13 +23,13 @@ One way to do each thing:
   ====  ===================  =========================================================
   -a    --alias              register, rollback, experiment conclude
   -d    --description        register
-  -f    --file               endpoint create/update
+  -f    --file               endpoint create/update, policy set
   -m    --metric             register
-  -n    --limit / --last     audit, alert list, monitor show (how many rows to show)
+  -n    --limit / --last     audit, alert list, monitor show, policy status (how many rows)
   -o    --output             predict, capture export
   -p    --policy             endpoint create/update
   -r    --reference          register
-  -s    --since              report, monitor run, experiment status, capture export
+  -s    --since              report, monitor run/backfill, experiment status, capture export
   -t    --tag                register
   -v    --variant            endpoint create/update
   -w    --window             monitor run/show
@@ -44,6 +44,7 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import alerts as _alerts
+from vigil.cli import backfill as _backfill
 from vigil.cli import capture as _capture
 from vigil.cli import db as _db
 from vigil.cli import drift as _drift
@@ -53,6 +54,7 @@ from vigil.cli import feedback as _feedback
 from vigil.cli import keys as _keys
 from vigil.cli import models as _models
 from vigil.cli import monitor as _monitor
+from vigil.cli import policy as _policy
 from vigil.cli import predict as _predict
 from vigil.cli import replay as _replay
 from vigil.cli import report as _report
@@ -97,11 +99,13 @@ _feedback.install(app)
 _capture.install(app)
 _report.install(app)
 _monitor.install(app)
+_backfill.install(app)
 _alerts.install(app)
 _serve.install(app)
 _keys.install(app)
 _endpoints.install(app)
 _experiment.install(app)
+_policy.install(app)
 _validate.install(app)
 _replay.install(app)
 _db.install(app)
