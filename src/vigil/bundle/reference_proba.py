@@ -1,0 +1,53 @@
+"""The model's probabilities on its reference sample, stored in the baseline profile.
+
+Performance estimated before labels arrive (:mod:`vigil.monitor.estimated`) calibrates the
+model's probabilities on labelled reference rows. Monitoring never loads the model (no
+trust decision), so the probabilities are computed here, once, at registration, on the
+profile's bounded sample (``sample_size`` rows, 5,000 by default): kilobytes in the
+profile, one ``predict_proba`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from vigil.bundle.nullability import serving_frame
+
+if TYPE_CHECKING:
+    from vigil.bundle.model import LoadedModel
+    from vigil.bundle.signature import Signature
+    from vigil.profile_schema import BaselineProfile
+
+log = logging.getLogger("vigil.bundle")
+
+
+def sample_probabilities(
+    model: LoadedModel, signature: Signature, profile: BaselineProfile
+) -> list[list[float]]:
+    """A classifier's probabilities on the profile's labelled sample rows, as serving would
+    hand them to it (what :mod:`vigil.monitor.estimated` calibrates on); ``[]`` when the
+    model has none, the reference had no labels, or the model fails on the rows as they are
+    (then performance is not estimated before labels; nothing else changes)."""
+    import numpy as np
+
+    names = signature.feature_names
+    if (
+        signature.outputs.task != "classification"
+        or not model.has_proba
+        or profile.target_name is None
+        or not profile.sample.get(profile.target_name)
+        or not all(n in profile.sample for n in names)
+    ):
+        return []
+    rows = [list(r) for r in zip(*(profile.sample[n] for n in names), strict=True)]
+    try:
+        proba = np.asarray(
+            model.predict_proba(serving_frame(signature, rows, missing=())), dtype=float
+        )
+    except Exception:
+        log.info("no reference probabilities: the model fails on the sample rows as they are")
+        return []
+    if proba.ndim != 2 or len(proba) != len(rows) or not np.isfinite(proba).all():
+        return []
+    return [[float(v) for v in row] for row in proba]
