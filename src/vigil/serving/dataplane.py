@@ -97,6 +97,7 @@ class _Answering(NamedTuple):
     variant: str | None
     key_id: str | None
     endpoint: str | None
+    propensity: float | None
 
 
 @dataclass(slots=True)
@@ -214,12 +215,14 @@ class DataPlane:
         key_id: str | None = None,
         variant: str | None = None,
         endpoint: str | None = None,
+        propensity: float | None = None,
     ) -> Prediction:
         """Validate ``table`` against the model's signature and predict it (batched).
 
         ``served`` skips the lookup when the caller already resolved the model. ``route``,
         ``key_id``, ``endpoint`` and ``variant`` (the experiment endpoint and the arm that
-        chose the model) describe the call for the inference log.
+        chose the model, and the chance the endpoint's policy gave that arm) describe the
+        call for the inference log.
         """
         model = served or self.provider.get(name, selector)
         if not model.ready:
@@ -243,7 +246,9 @@ class DataPlane:
         if self.capture is None:
             result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
         else:
-            note = _Answering(request_id, model, valid.X, route, started, variant, key_id, endpoint)
+            note = _Answering(
+                request_id, model, valid.X, route, started, variant, key_id, endpoint, propensity
+            )
             # Probabilities for the log when monitoring needs them (a version registered
             # with ROC AUC, say), even if this client asked for classes only.
             result = await model.batcher.submit(
@@ -285,6 +290,7 @@ class DataPlane:
                 variant=a.variant,
                 caller=a.key_id,
                 endpoint=a.endpoint,
+                propensity=a.propensity,
             )
             for a, (predictions, probabilities) in answers
         ]
