@@ -29,6 +29,8 @@ from vigil.monitor.measure import WindowResult
 from vigil.monitor.prometheus import exposition
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.settings import MonitorSettings
+from vigil.report.capture_report import capture_report
+from vigil.report.html import render_html
 
 NAME = "churn-calibrated"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -147,3 +149,22 @@ def test_estimates_hold_the_realised_metrics_and_feed_rules_and_prometheus(
     text = exposition().decode()
     for m in ("estimated.accuracy", "estimated.accuracy.low", "estimated.roc_auc.high"):
         assert f'metric="{m}"' in text
+
+    # The report draws the estimate over its whole span (both hours here).
+    report = capture_report(vigil, f"models:/{NAME}/1")
+    both = pd.concat([calm, shifted], ignore_index=True)[FEATURES]
+    whole = baseline.estimator.cbpe.estimate(
+        trained.model.predict_proba(both), trained.model.predict(both).astype(str)
+    )
+    assert report.estimated is not None
+    assert report.estimated["accuracy"].value == pytest.approx(whole["accuracy"].value)
+    assert report.estimated_reference == baseline.estimator.reference
+    page = render_html(
+        report.report,
+        report.reference_summary,
+        report.current_summary,
+        title="t",
+        estimated=report.estimated,
+        estimated_reference=report.estimated_reference,
+    )
+    assert "Performance estimated before labels" in page and 'class="interval"' in page
