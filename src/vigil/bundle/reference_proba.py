@@ -10,7 +10,11 @@ profile, one ``predict_proba`` call.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from vigil.bundle.nullability import serving_frame
 
@@ -27,10 +31,9 @@ def sample_probabilities(
 ) -> list[list[float]]:
     """A classifier's probabilities on the profile's labelled sample rows, as serving would
     hand them to it (what :mod:`vigil.monitor.estimated` calibrates on); ``[]`` when the
-    model has none, the reference had no labels, or the model fails on the rows as they are
-    (then performance is not estimated before labels; nothing else changes)."""
-    import numpy as np
-
+    model has none, the reference had no labels, or the model fails even on the complete
+    rows (then performance is not estimated before labels; nothing else changes). Rows the
+    model cannot take (missing values it refuses) get NaN."""
     names = signature.feature_names
     if (
         signature.outputs.task != "classification"
@@ -41,13 +44,38 @@ def sample_probabilities(
     ):
         return []
     rows = [list(r) for r in zip(*(profile.sample[n] for n in names), strict=True)]
+    k = len(signature.outputs.classes or [])
+    proba = _predict(model, signature, rows)
+    if proba is None:
+        # A model that refuses missing values (or a column of integers with a gap): the
+        # complete rows only, the others left NaN (the estimator leaves them out).
+        complete = [i for i, r in enumerate(rows) if not any(map(_missing, r))]
+        part = _predict(model, signature, [rows[i] for i in complete]) if complete else None
+        if part is None:
+            log.info("no reference probabilities: the model fails on the sample rows")
+            return []
+        proba = np.full((len(rows), part.shape[1]), np.nan)
+        proba[complete] = part
+    if proba.shape[1] != k:
+        return []
+    return [[float(v) for v in row] for row in proba]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _predict(
+    model: LoadedModel, signature: Signature, rows: list[list[Any]]
+) -> npt.NDArray[np.float64] | None:
+    """``predict_proba`` on ``rows`` as serving would hand them over, or ``None`` when the
+    model (or the conversion) fails on them or answers something unusable."""
     try:
         proba = np.asarray(
             model.predict_proba(serving_frame(signature, rows, missing=())), dtype=float
         )
     except Exception:
-        log.info("no reference probabilities: the model fails on the sample rows as they are")
-        return []
+        return None
     if proba.ndim != 2 or len(proba) != len(rows) or not np.isfinite(proba).all():
-        return []
-    return [[float(v) for v in row] for row in proba]
+        return None
+    return proba

@@ -69,7 +69,7 @@ def fit_estimator(signature: Signature, profile: BaselineProfile | None) -> Esti
     proba = np.asarray(profile.sample_probabilities, dtype=np.float64)
     if len(labels) != len(proba) or proba.shape[1] != len(keys):
         return None
-    known = np.isin(labels, keys)
+    known = np.isin(labels, keys) & np.isfinite(proba).all(axis=1)  # NaN: refused rows
     labels, proba = labels[known], proba[known]
     if len(labels) < MIN_REFERENCE_ROWS or len(set(labels.tolist())) < 2:
         return None
