@@ -11,7 +11,9 @@
   blocking code (a thread-pool hop per request: slower, reported too);
 * ``vigil``: vigil's app, native route, metrics and capture on, as ``vigil serve`` runs it
   (``vigil-nometrics``: metrics off; ``vigil-nocapture``: capture off); the inference log
-  goes to a temporary directory removed when the server stops;
+  goes to a temporary directory removed when the server stops; ``vigil-traced``: the same
+  with tracing on (``VIGIL_SERVE_TRACING``), its spans exported over OTLP/HTTP to the
+  endpoint the runner names in ``OTEL_EXPORTER_OTLP_ENDPOINT``;
 * ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
   costs well over 0.5 ms; ``--max-batch-size 1`` disables batching;
 * ``vigil-grpc``: ``vigil`` also answering the v2 gRPC protocol on ``--grpc-port``;
@@ -120,6 +122,7 @@ def vigil_app(
     metrics: bool = True,
     max_batch_size: int = 64,
     capture_home: Path | None = None,
+    tracing: bool = False,
 ) -> Any:
     """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off)."""
     from vigil.bundle.model import LoadedBundle
@@ -135,7 +138,10 @@ def vigil_app(
         outputs=OutputSpec(task="classification", dtype="int64", classes=[0, 1], has_proba=True),
     )
     # gc_freeze as `vigil serve` sets it for its workers.
-    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True)
+    # `tracing` only when on: the same app is built from an older checkout's src
+    # (VIGIL_BENCH_BEFORE_SRC), whose settings have no such field.
+    on = {"tracing": True} if tracing else {}
+    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, **on)
     bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
     capture = None
     if capture_home is not None:  # the defaults of `vigil serve` (fsync none)
@@ -190,6 +196,7 @@ def main() -> None:
             "vigil",
             "vigil-nometrics",
             "vigil-nocapture",
+            "vigil-traced",
             "slow",
             "vigil-grpc",
             "grpc-constant",
@@ -229,6 +236,7 @@ def serve(args: argparse.Namespace, capture_home: Path) -> None:
             logistic(),
             metrics=args.kind != "vigil-nometrics",
             capture_home=None if args.kind == "vigil-nocapture" else capture_home,
+            tracing=args.kind == "vigil-traced",
         )
     if args.kind == "vigil-grpc":
         from vigil.serving.grpc.server import GrpcServer

@@ -3,6 +3,7 @@ cores, and collect req/s, p50 and p99."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,8 +12,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -103,7 +106,14 @@ def lua_script(path: str, body: bytes, headers: dict[str, str] | None = None) ->
 class Server:
     """One app in a subprocess pinned to the server core (``grpc``: also on a gRPC port)."""
 
-    def __init__(self, kind: str, *extra: str, grpc: bool = False, src: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *extra: str,
+        grpc: bool = False,
+        src: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_port = free_port() if grpc else None
@@ -112,8 +122,8 @@ class Server:
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
         # The caller's PYTHONPATH kept after the repository's: a worktree's src is served.
         path = os.pathsep.join(p for p in (os.getcwd(), src, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-        self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
+        environ = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **(env or {})}
+        self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=environ)
 
     def _ready(self) -> bool:
         if self.grpc_port is None:
@@ -138,6 +148,39 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+class _Discard(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class OtlpSink:
+    """An OTLP/HTTP receiver that reads every export and drops it, on the client's core:
+    what the traced server pays is building, batching and sending its spans."""
+
+    def __enter__(self) -> OtlpSink:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Discard)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        with contextlib.suppress(AttributeError, OSError):  # Linux: off the server's core
+            os.sched_setaffinity(self.thread.native_id or 0, {int(CLIENT_CPU)})
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.server.server_port}"}
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def run_wrk(url: str, script: str, connections: int, seconds: float) -> str:
@@ -394,6 +437,7 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
         ("vigil", "vigil", "/v1/models/model/predict", native, ()),
         ("vigil-no-metrics", "vigil-nometrics", "/v1/models/model/predict", native, ()),
         ("vigil-no-capture", "vigil-nocapture", "/v1/models/model/predict", native, ()),
+        ("vigil-traced", "vigil-traced", "/v1/models/model/predict", native, ()),
         ("vigil-uvicorn-http", "vigil", "/v1/models/model/predict", native, ("--http", "uvicorn")),
     ]
     before = os.environ.get("VIGIL_BENCH_BEFORE_SRC")
@@ -402,7 +446,9 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     for name, kind, path, body, extra in plan:
         if only is None or name in only or name == "vigil-before":
             src = before if name == "vigil-before" else None
-            with Server(kind, *extra, src=src) as server:
+            with contextlib.ExitStack() as stack:
+                env = stack.enter_context(OtlpSink()).env if kind == "vigil-traced" else None
+                server = stack.enter_context(Server(kind, *extra, src=src, env=env))
                 results += measure(name, server, path, body, conns, seconds, warmup)
     # The same single row through v2: JSON tensors, then tritonclient's defaults (binary).
     v2_cases = [n for n in ("vigil-v2-json", "vigil-v2-binary") if only is None or n in only]
@@ -442,11 +488,18 @@ _RATIOS = {
     "v2_binary_vs_json_throughput_at_32": ("vigil-v2-binary", "vigil-v2-json"),
     "v2_binary_vs_native_throughput_at_32": ("vigil-v2-binary", "vigil"),
     "vigil_no_capture_vs_vigil_throughput_at_32": ("vigil-no-capture", "vigil"),
+    "vigil_traced_vs_vigil_throughput_at_32": ("vigil-traced", "vigil"),
     "vigil_vs_hello_one_write_throughput_at_32": ("vigil", "hello-one-write"),
     "vigil_vs_vigil_uvicorn_http_throughput_at_32": ("vigil", "vigil-uvicorn-http"),
     "hello_one_write_vs_hello_throughput_at_32": ("hello-one-write", "hello"),
     "vigil_before_vs_hello_throughput_at_32": ("vigil-before", "hello"),
     "vigil_vs_vigil_before_throughput_at_32": ("vigil", "vigil-before"),
+}
+
+
+_CPU_RATIOS = {
+    "vigil_traced_vs_vigil_cpu_per_request_at_32": ("vigil-traced", "vigil"),
+    "vigil_vs_vigil_before_cpu_per_request_at_32": ("vigil", "vigil-before"),
 }
 
 
@@ -462,6 +515,13 @@ def goals_of(results: list[Result], *, partial: bool) -> dict[str, float | bool]
         goals["vigil_p99_below_fastapi_at_32"] = (
             by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms
         )
+    # Server CPU per request, steadier than req/s on a shared machine: what tracing costs
+    # when on, and (against the checkout named by VIGIL_BENCH_BEFORE_SRC) when off.
+    for key, (a, b) in _CPU_RATIOS.items():
+        if (a, 32) in by and (b, 32) in by:
+            cpu_a, cpu_b = by[a, 32].cpu_us_per_request, by[b, 32].cpu_us_per_request
+            if cpu_a and cpu_b:
+                goals[key] = cpu_a / cpu_b
     if ("vigil", 32) in by and ("vigil-no-metrics", 32) in by:
         goals["metrics_cost_at_32"] = (
             1 - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second

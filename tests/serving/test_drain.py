@@ -100,6 +100,7 @@ class Load:
         self.readyz: list[tuple[float, int | None, str]] = []
         self.answers: list[tuple[float, int, dict[str, Any] | None]] = []
         self.failures: list[str] = []
+        self.refused: list[float] = []
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(clients + 1)
         self._futures = [self._pool.submit(self._client) for _ in range(clients)]
@@ -123,6 +124,13 @@ class Load:
                 try:
                     r = http.post("/v1/models/slow/predict", json={"instances": [ROW]})
                     body = r.json()
+                except httpx.ConnectError:
+                    # Refused: the request was never sent, and a load balancer sends it to
+                    # another backend. A client of this thread's starved for longer than
+                    # the shutdown delay (a loaded machine) meets it; when is checked.
+                    with self._lock:
+                        self.refused.append(time.monotonic())
+                    return
                 except (httpx.HTTPError, ValueError) as exc:
                     with self._lock:
                         self.failures.append(repr(exc))
@@ -162,7 +170,9 @@ def test_sigterm_under_load_answers_every_request_then_exits_0(
     load.join()
 
     assert code == 0, server.output()
+    # No request sent was dropped; a connection is refused only once the delay is over.
     assert load.failures == []
+    assert all(t - signalled >= 1.0 for t in load.refused), (load.refused, signalled)
     statuses = [status for _, status, _ in load.answers]
     assert set(statuses) == {200}, statuses
     answered_after = [t for t, _, _ in load.answers if t > signalled]
@@ -227,6 +237,36 @@ def test_drain_timeout_bounds_the_wait_and_answers_503(start: Any, vigil_home: P
     # the app's shutdown and the interpreter's exit.
     assert exited - signalled < 1.0 + 0.3 + 3.0
     assert {b["request_id"] for b in ok} <= _captured(vigil_home)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_connections_after_the_shutdown_delay_are_refused(start: Any, workers: int) -> None:
+    """Once the delay is over, a new connection is refused at once, even while a request
+    still drains: with several workers the supervisor's copy of the socket must not go on
+    completing connections that no worker will accept (they were reset, request and all,
+    when it exited)."""
+    server = start(workers, DRAIN_TEST_DELAY="3", VIGIL_SERVE_SHUTDOWN_DELAY="0.5")
+    answer: list[int] = []
+    slow = threading.Thread(
+        target=lambda: answer.append(
+            httpx.post(
+                f"{server.url}/v1/models/slow/predict", json={"instances": [ROW]}, timeout=30
+            ).status_code
+        )
+    )
+    slow.start()
+    wait_for(lambda: _in_flight(server) == 1, 30, what="the slow request in flight")
+    signalled = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: time.monotonic() - signalled > 1.0, 5, what="the delay to pass")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/livez", timeout=10)
+    refused = time.monotonic()
+    assert server.proc.poll() is None, "the server stopped before its request was answered"
+    slow.join(30)
+    assert answer == [200]
+    assert server.proc.wait(30) == 0
+    assert refused - signalled < 2.0  # refused at once, not held until the exit
 
 
 def test_sigint_skips_the_shutdown_delay(start: Any) -> None:

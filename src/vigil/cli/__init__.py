@@ -29,7 +29,7 @@ One way to do each thing:
   -o    --output             predict
   -p    --policy             endpoint create/update
   -r    --reference          register
-  -s    --since              report, monitor run, experiment status
+  -s    --since              report, monitor run/backfill, experiment status
   -t    --tag                register
   -v    --variant            endpoint create/update
   -w    --window             monitor run/show
@@ -44,6 +44,7 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import alerts as _alerts
+from vigil.cli import backfill as _backfill
 from vigil.cli import db as _db
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
@@ -95,6 +96,7 @@ _predict.install(app)
 _feedback.install(app)
 _report.install(app)
 _monitor.install(app)
+_backfill.install(app)
 _alerts.install(app)
 _serve.install(app)
 _keys.install(app)

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from vigil.experiments.services import ExperimentServices
     from vigil.monitor.scheduler import MonitorScheduler
     from vigil.serving.endpoints import EndpointRouter
+    from vigil.serving.tracing import RequestTrace, Tracing
 
 log = logging.getLogger("vigil.serving")
 
@@ -214,6 +215,9 @@ class ServingApp:
         self.readiness = dataplane.readiness
         self._expired = False
         """Set when the drain timeout ran out: requests still unanswered get a 503."""
+        self._tracing = dataplane.tracing
+        """OpenTelemetry spans of prediction requests (:mod:`vigil.serving.tracing`);
+        ``None``: off, and a request pays this one test."""
 
     def begin_drain(self) -> None:
         """The worker was told to stop (:mod:`vigil.serving.drain`): ``/readyz`` answers
@@ -276,6 +280,8 @@ class ServingApp:
                 if self.monitor is not None:
                     await self.monitor.stop()
                 await self.dataplane.shutdown()
+                if self._tracing is not None:  # the spans still held go out before exit
+                    await asyncio.to_thread(self._tracing.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -289,6 +295,7 @@ class ServingApp:
         started = perf_counter()
         route: Route | None = None
         request: Request | None = None
+        traced: RequestTrace | None = None
         tally = self._tally
         if tally is not None:
             tally.started()
@@ -334,6 +341,10 @@ class ServingApp:
                 inference_header=inference_header,
             )
             request.route = route.name
+            if self._tracing is not None and route.prediction:
+                traced = self._tracing.begin_http(
+                    scope["method"], route.template, scope["path"], scope["headers"]
+                )
             # Before the body is read: an unauthenticated client cannot make us read 10 MB.
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
@@ -342,6 +353,8 @@ class ServingApp:
             if (route.needs_json or route.body != "none") and not _content_type_ok(route, mime):
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
+                if traced is not None:
+                    traced.stage("decode")
                 request.body = await self._read_body(receive, length, route.max_body_bytes)
                 if route.prediction and mime == _FORM and not _form_body_ok(request.body):
                     raise _unsupported_media_type(route, content_type)
@@ -349,13 +362,17 @@ class ServingApp:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
                     await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if not self._expired:
+                if traced is not None:
+                    traced.abandon(exc)
                 raise
             # The drain timeout ran out (see expire): an answer, not a dropped connection.
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
             response = error_response(style, _SHUTTING_DOWN, rid)
+            if traced is not None:
+                traced.fail(_SHUTTING_DOWN, response.status)
         except Exception as exc:
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
@@ -365,11 +382,21 @@ class ServingApp:
             if self._metrics:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
+            if traced is not None:
+                traced.fail(exc, response.status)
         if self.readiness.draining:
             response.headers = [*(response.headers or ()), _CLOSE]
-        await self._send(send, response)
+        if traced is not None:
+            header = (b"traceresponse", traced.traceresponse().encode())
+            response.headers = [*(response.headers or ()), header]
+        try:
+            await self._send(send, response)
+        finally:
+            if traced is not None:
+                traced.finish(response.status)
         if self._access is not None:
-            self._log_access(scope, route, request, response, perf_counter() - started)
+            trace_id = traced.trace_id if traced is not None else None
+            self._log_access(scope, route, request, response, perf_counter() - started, trace_id)
         if request is not None and len(request.body) > INLINE_BODY_BYTES:
             # Freed on a worker thread: the objects of a large decoded body are as many as
             # decoding made, and the loop would spend a good part of that time freeing them.
@@ -392,6 +419,7 @@ class ServingApp:
         request: Request | None,
         response: Response,
         seconds: float,
+        trace_id: str | None = None,
     ) -> None:
         assert self._access is not None
         path = scope["path"][:200]
@@ -416,6 +444,7 @@ class ServingApp:
                 "version": version or None,
                 "status": response.status,
                 "latency_ms": latency_ms,
+                "trace_id": trace_id,
             },
         )
 
@@ -476,6 +505,7 @@ def create_app(
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
     readiness: Readiness | None = None,
+    tracing: Tracing | None = None,
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -484,7 +514,9 @@ def create_app(
 
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
     ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
-    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default).
+    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default);
+    ``tracing`` the OpenTelemetry spans (default: from the OTLP environment when
+    ``VIGIL_SERVE_TRACING`` is on, else none).
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -501,6 +533,12 @@ def create_app(
         )
     if isinstance(capture, CaptureSink):
         capture = CaptureRuntime(capture)
+    if tracing is None and settings.tracing:
+        # OpenTelemetry is imported only here, when tracing is on: off, no request path
+        # and no cold start loads it.
+        from vigil.serving.tracing import Tracing
+
+        tracing = Tracing.from_environment()
     dataplane = DataPlane(
         provider,
         settings=settings,
@@ -510,5 +548,6 @@ def create_app(
         endpoints=endpoints,
         services=services,
         readiness=readiness,
+        tracing=tracing,
     )
     return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)

@@ -96,6 +96,13 @@ class ServingSettings(VigilSettings):
     metrics: bool = True
     """Record Prometheus metrics (``/metrics``)."""
 
+    tracing: bool = False
+    """Export OpenTelemetry spans of every prediction request (decode, validate, batch
+    wait, predict, encode, capture; :mod:`vigil.serving.tracing`) to the OTLP/HTTP
+    collector the standard ``OTEL_EXPORTER_OTLP_*`` variables name, continuing the
+    caller's W3C ``traceparent``. Needs ``pip install 'vigil[tracing]'``. Off, OpenTelemetry
+    is never imported and a request pays one attribute test."""
+
     auth: Literal["auto", "on", "off"] = "auto"
     """Require API keys (``Authorization: Bearer vk_...``). ``auto``: on unless the server
     binds a loopback address (``vigil serve`` decides, and refuses ``off`` elsewhere); an

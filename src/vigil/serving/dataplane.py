@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.provider import ModelProvider, ServedModel
+    from vigil.serving.tracing import RequestTrace, Tracing
     from vigil.serving.validation import RawTable
 
 log = logging.getLogger("vigil.serving")
@@ -97,6 +98,7 @@ class _Answering(NamedTuple):
     variant: str | None
     key_id: str | None
     endpoint: str | None
+    trace: RequestTrace | None
     propensity: float | None
 
 
@@ -136,6 +138,9 @@ class DataPlane:
         for a fixed set of models, whose server has no admin API.
     readiness:
         The dependency checks and drain state behind ``/readyz`` (none by default).
+    tracing:
+        Starts the OpenTelemetry spans of requests and batches (:mod:`vigil.serving.tracing`);
+        ``None``, the default: tracing is off.
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class DataPlane:
         endpoints: EndpointRouter | None = None,
         services: ExperimentServices | None = None,
         readiness: Readiness | None = None,
+        tracing: Tracing | None = None,
     ):
         self.provider = provider
         self.settings = settings or load_serving_settings()
@@ -157,6 +163,8 @@ class DataPlane:
         self.services = services
         self.readiness = readiness or Readiness()
         """What ``/readyz`` answers besides the models: draining, dependencies down."""
+        self.tracing = tracing
+        """OpenTelemetry spans (``None``: off, and the request path pays one ``None`` test)."""
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -186,7 +194,14 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
+        """Every model is loaded (the rest of readiness: :attr:`takes_traffic`)."""
         return self.provider.ready
+
+    @property
+    def takes_traffic(self) -> bool:
+        """What ``/readyz`` says: models loaded, not draining, no dependency down. Every
+        protocol's readiness probe answers this."""
+        return self.readiness.takes_traffic(ready=self.provider.ready)
 
     # -- models --------------------------------------------------------------------------
 
@@ -225,6 +240,7 @@ class DataPlane:
         call for the inference log.
         """
         model = served or self.provider.get(name, selector)
+        trace = None if self.tracing is None else self.tracing.entered(model, endpoint, variant)
         if not model.ready:
             raise ServiceUnavailableError(
                 f"model {model.name} version {model.version} is still loading; retry shortly"
@@ -243,17 +259,37 @@ class DataPlane:
             valid = await self.executors.decoding(validator.validate, table)
         validated = perf_counter()
         request_id = request_id or new_request_id()
+        if trace is not None:
+            trace.queued(valid.n_rows)
         if self.capture is None:
-            result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
+            result = await model.batcher.submit(
+                valid.X, valid.n_rows, want_proba, None, None, trace
+            )
         else:
             note = _Answering(
-                request_id, model, valid.X, route, started, variant, key_id, endpoint, propensity
+                request_id,
+                model,
+                valid.X,
+                route,
+                started,
+                variant,
+                key_id,
+                endpoint,
+                trace,
+                propensity,
             )
             # Probabilities for the log when monitoring needs them (a version registered
             # with ROC AUC, say), even if this client asked for classes only.
             result = await model.batcher.submit(
-                valid.X, valid.n_rows, want_proba or model.capture_proba, self._log_answers, note
+                valid.X,
+                valid.n_rows,
+                want_proba or model.capture_proba,
+                self._log_answers,
+                note,
+                trace,
             )
+        if trace is not None:
+            trace.answered()
         return Prediction(
             request_id=request_id,
             model=model.name,
@@ -294,15 +330,26 @@ class DataPlane:
             )
             for a, (predictions, probabilities) in answers
         ]
+        span = None
+        if self.tracing is not None:
+            batch = next((a.trace.batch for a, _ in answers if a.trace is not None), None)
+            span = None if batch is None else batch.capture(len(entries))
         try:
             self.capture.commit.write(entries)
         except ServiceUnavailableError as exc:
+            if span is not None:
+                from vigil.serving.tracing import fail_capture  # loaded: tracing is on
+
+                fail_capture(span, exc)
             metrics.CAPTURE_WRITE_FAILURES.labels("answered").inc()
             raise ServiceUnavailableError(
                 f"the prediction was not answered because the inference log cannot be "
                 f"written ({exc.message}); retry once the server's capture directory is fixed",
                 detail={"reason": "capture_unavailable"},
             ) from exc
+        finally:
+            if span is not None:
+                span.end()
 
     def record_failure(
         self,

@@ -17,7 +17,9 @@ On SIGTERM a worker
 
 SIGINT (Ctrl-C) does the same without the delay; a second SIGINT stops at once. With
 several workers, ``vigil serve``'s supervisor passes SIGTERM on to each of them as it
-arrives and exits once all have. The ``ServingSettings`` behind both durations
+arrives, takes the shared socket out of the listening state once the delay is over (new
+connections are refused, as with one worker, rather than held until it exits), and exits
+once all have. The ``ServingSettings`` behind both durations
 are read from the app (``VIGIL_SERVE_SHUTDOWN_DELAY``, ``VIGIL_SERVE_DRAIN_TIMEOUT``);
 any other ASGI app gets uvicorn's ``timeout_graceful_shutdown`` and no delay.
 

@@ -41,7 +41,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -151,6 +153,7 @@ def _supervisor_class() -> Any:
     from prometheus_client import multiprocess
     from uvicorn.supervisors import Multiprocess
 
+    from vigil.serving.config import ServingSettings
     from vigil.serving.drain import use_draining_workers
 
     use_draining_workers()
@@ -168,6 +171,7 @@ def _supervisor_class() -> Any:
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self._stopping: threading.Timer | None = None
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
         def _on_sigterm(self, sig: int, frame: Any) -> None:
@@ -175,6 +179,22 @@ def _supervisor_class() -> Any:
             for pid in self._pids():  # a worker ignores the SIGTERM uvicorn sends it again
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
+            if self._stopping is None:
+                self._stopping = threading.Timer(
+                    ServingSettings().shutdown_delay, self._stop_listening
+                )
+                self._stopping.start()
+
+        def _stop_listening(self) -> None:
+            """Once the workers' shutdown delay is over, take the shared socket out of
+            the listening state. Each worker then closes its own descriptor, but this
+            process keeps one (it starts replacement workers) until every worker has
+            drained: without this, the kernel would go on completing connections that no
+            worker accepts, and reset them, request and all, when this process exits.
+            Now they are refused, which a load balancer retries elsewhere."""
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
 
         def _pids(self) -> set[int]:
             return {p.pid for p in self.processes if p.pid is not None}
