@@ -4,7 +4,9 @@ A batch request with N rows becomes N records sharing its ``request_id`` and num
 ``row`` (0..N-1), so feedback for one row joins on ``(request_id, row)`` without
 unpacking lists. ``endpoint`` and ``variant`` name the experiment endpoint that routed the
 request and the arm it picked (both ``None`` outside experiments); ``caller`` is the id of
-the API key that made the call; ``cached`` is true when the prediction cache answered it.
+the API key that made the call; ``cached`` is true when the prediction cache answered it;
+``propensity`` the probability the endpoint's policy gave that arm (bandits and weighted
+splits). Both are absent from records written before they existed, which read as ``None``.
 A rejected request (4xx) is one record with ``row = 0``, no features, its error code and
 message, and its raw body kept as truncated text.
 """
@@ -43,6 +45,7 @@ class CaptureRecord:
     variant: str | None = None
     caller: str | None = None
     endpoint: str | None = None
+    propensity: float | None = None
     error_code: str | None = None
     error_message: str | None = None
     raw_body: str | None = None
@@ -62,6 +65,7 @@ class CaptureRecord:
             "variant": self.variant,
             "caller": self.caller,
             "endpoint": self.endpoint,
+            "propensity": self.propensity,
             "features": self.features,
             "prediction": self.prediction,
             "probabilities": self.probabilities,

@@ -34,6 +34,7 @@ _FIXED: dict[str, pa.DataType] = {
     "variant": pa.string(),
     "caller": pa.string(),
     "endpoint": pa.string(),
+    "propensity": pa.float64(),
     "latency_ms": pa.float64(),
     "status": pa.int64(),
     "error_code": pa.string(),

@@ -26,7 +26,9 @@ from vigil.drift.summarised import NeedsRawValues
 from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import Baseline, load_baseline
-from vigil.monitor.measure import WindowResult, count_labelled, measure_window
+from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
+from vigil.monitor.estimation import estimate_window
+from vigil.monitor.measure import WindowResult, count_labelled, estimated_points, measure_window
 from vigil.monitor.series import StoredWindow, note_in_summary, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.summaries.judge import measure_summary
@@ -351,6 +353,39 @@ def _raw_window(
     return found[0]
 
 
+def _estimate_from_raw(
+    app: Services,
+    result: WindowResult,
+    baseline: Baseline,
+    key: SeriesKey,
+    summary: WindowSummary,
+    spec: WindowSpec,
+    now: datetime,
+    capture: Path,
+) -> None:
+    """Performance estimated before labels, for a window judged from its summary.
+
+    CBPE needs each row's probabilities, which a summary does not keep (only their
+    marginal sketches); a window of at most :data:`~vigil.monitor.estimation.MAX_ROWS`
+    rows is read raw for it, as the exact engine estimates it, and a larger one gets no
+    estimate (a note says so) rather than an unbounded read.
+    """
+    estimator = baseline.estimator
+    if estimator is None or summary.rows == 0:
+        return
+    if summary.rows > ESTIMATE_ROWS:
+        result.notes.append(
+            f"no estimated performance: {summary.rows:,} rows judged from summaries "
+            f"(estimated on at most {ESTIMATE_ROWS:,} raw rows)"
+        )
+        return
+    raw = _raw_window(app, key, summary, spec, now, capture, not result.partial)
+    if raw is None:
+        return
+    result.estimated = estimate_window(raw.rows, estimator, result.notes)
+    result.points += estimated_points(result.estimated, estimator.reference)
+
+
 def _summary_pass(
     app: MonitorServices,
     model: str | None,
@@ -487,6 +522,8 @@ def _summary_pass(
                 raw = _raw_window(app, key, summary, spec, now, capture, complete)
                 given = marks.labels_for(key.model, summary.start, summary.end)
                 result = measure_window(raw, baseline, given) if raw is not None else None
+            else:
+                _estimate_from_raw(app, result, baseline, key, summary, spec, now, capture)
             if result is not None:
                 result.label_marks = marks.of(key.model, summary.start)
                 if save_window(app.database, result):

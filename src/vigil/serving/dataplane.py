@@ -101,6 +101,7 @@ class _Answering(NamedTuple):
     key_id: str | None
     endpoint: str | None
     trace: RequestTrace | None
+    propensity: float | None
     cached: bool = False
 
 
@@ -247,13 +248,15 @@ class DataPlane:
         variant: str | None = None,
         endpoint: str | None = None,
         cache: bool = True,
+        propensity: float | None = None,
     ) -> Prediction:
         """Validate ``table`` against the model's signature and predict it (batched).
 
         ``served`` skips the lookup when the caller already resolved the model. ``route``,
         ``key_id``, ``endpoint`` and ``variant`` (the experiment endpoint and the arm that
-        chose the model) describe the call for the inference log. ``cache=False`` skips
-        the prediction cache of a model that has one (bandit and canary endpoints).
+        chose the model, and the chance the endpoint's policy gave that arm) describe the
+        call for the inference log. ``cache=False`` skips the prediction cache of a model
+        that has one (bandit and canary endpoints).
         """
         model = served or self.provider.get(name, selector)
         trace = None if self.tracing is None else self.tracing.entered(model, endpoint, variant)
@@ -298,7 +301,8 @@ class DataPlane:
                         key_id,
                         endpoint,
                         trace,
-                        True,
+                        propensity,
+                        cached=True,
                     )
                     await self._log_hit(note, hit)
                 if trace is not None:
@@ -321,7 +325,16 @@ class DataPlane:
             )
         else:
             note = _Answering(
-                request_id, model, valid.X, route, started, variant, key_id, endpoint, trace
+                request_id,
+                model,
+                valid.X,
+                route,
+                started,
+                variant,
+                key_id,
+                endpoint,
+                trace,
+                propensity,
             )
             # Probabilities for the log when monitoring needs them (a version registered
             # with ROC AUC, say), even if this client asked for classes only.
@@ -425,6 +438,7 @@ class DataPlane:
                 caller=a.key_id,
                 endpoint=a.endpoint,
                 cached=a.cached,
+                propensity=a.propensity,
             )
             for a, (predictions, probabilities) in answers
         ]

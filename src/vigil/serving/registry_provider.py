@@ -148,7 +148,11 @@ class RegistryProvider(StaticProvider):
             name=name,
             version=version,
             settings=self.settings,
-            capture_proba=any(performance_measure(m) in PROBABILITY_MEASURES for m in registered),
+            capture_proba=(
+                any(performance_measure(m) in PROBABILITY_MEASURES for m in registered)
+                # labelled reference data: performance is estimated before labels arrive
+                or (bundle.profile is not None and bundle.profile.target_name is not None)
+            ),
             digest=mv.sha256,
         )
 
