@@ -297,8 +297,11 @@ def capture_report(
         progress(f"reading the capture log of {mv.name}", None)
     # Only the columns compared, of the answered rows, batch by batch: the span's request
     # bodies, ids and error texts are never held (partitions pruned by model and day).
+    estimator = fit_estimator(Signature.model_validate(mv.signature), profile)
     wanted = ["time", "version", "status", "error_code", "prediction"]
     wanted += [FEATURE_PREFIX + name for name in profile.features]
+    if estimator is not None:  # the logged probabilities, for performance before labels
+        wanted += [PROBA_PREFIX + k for k in estimator.keys]
     scan = scan_capture(
         mv.name,
         since,
@@ -325,5 +328,5 @@ def capture_report(
         since=since,
         until=until,
         progress=progress,
-        estimator=fit_estimator(Signature.model_validate(mv.signature), profile),
+        estimator=estimator,
     )
