@@ -30,6 +30,7 @@ from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from vigil.serving import metrics
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.executors import INLINE_CELLS, Executors
+from vigil.serving.explaining import Explanations
 from vigil.serving.readiness import Readiness
 
 if TYPE_CHECKING:
@@ -135,6 +136,8 @@ class DataPlane:
         for a fixed set of models, whose server has no admin API.
     readiness:
         The dependency checks and drain state behind ``/readyz`` (none by default).
+    explanations:
+        The served models' explainers and their thread (built on first use).
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class DataPlane:
         endpoints: EndpointRouter | None = None,
         services: ExperimentServices | None = None,
         readiness: Readiness | None = None,
+        explanations: Explanations | None = None,
     ):
         self.provider = provider
         self.settings = settings or load_serving_settings()
@@ -156,6 +160,7 @@ class DataPlane:
         self.services = services
         self.readiness = readiness or Readiness()
         """What ``/readyz`` answers besides the models: draining, dependencies down."""
+        self.explanations = explanations or Explanations()
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -176,6 +181,7 @@ class DataPlane:
         await self.provider.stop()
         # The pools first: feedback being stored must finish before its log closes.
         await asyncio.to_thread(self.executors.shutdown)
+        await asyncio.to_thread(self.explanations.shutdown)
         if self.capture is not None:
             await self.capture.stop()
 
