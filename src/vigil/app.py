@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from vigil.serving.config import ServingSettings
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.executors import Executors
-    from vigil.serving.provider import ModelProvider
+    from vigil.serving.provider import ModelProvider, ServedModel
     from vigil.serving.readiness import Readiness
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.storage.artifacts import ArtifactStore
@@ -261,6 +261,7 @@ class Vigil:
         # serving: only to serve
         from vigil.serving.app import create_app
         from vigil.serving.executors import Executors
+        from vigil.serving.explaining import Explanations
         from vigil.serving.provider import StaticProvider
         from vigil.serving.registry_provider import RegistryProvider
 
@@ -287,7 +288,21 @@ class Vigil:
             services=self,
             executors=executors,
             readiness=self.readiness(settings),
+            explanations=Explanations(reference_sample=self.reference_sample),
         )
+
+    def reference_sample(self, served: ServedModel) -> pd.DataFrame | None:
+        """The stored reference rows of a served registered version (its inputs), or
+        ``None``: serving loads bundles without them, explaining a model without an exact
+        explainer needs them."""
+        from vigil.bundle.bundle import read_profile  # only when such a model is explained
+        from vigil.explain.explainers import reference_frame
+
+        mv = self.registry.get_version(served.name, served.version)
+        profile = read_profile(self.registry.fetch_bundle(mv, self.cache_dir))
+        if profile is None:
+            return None
+        return reference_frame(profile.sample, [f.name for f in served.signature.inputs])
 
     # -- the lifecycle -------------------------------------------------------------------
 

@@ -404,19 +404,28 @@ def _model_function(bundle: LoadedBundle) -> tuple[Any, str]:
     return predict, "value"
 
 
-def reference_background(bundle: LoadedBundle, rows: int, seed: int = 0) -> pd.DataFrame | None:
-    """Up to ``rows`` rows of the stored reference sample (the model's inputs, signature
-    order), seeded; ``None`` when the bundle holds no sample (or it was not read)."""
-    profile = bundle.profile
-    names = [f.name for f in bundle.signature.inputs]
-    if profile is None or not profile.sample or any(n not in profile.sample for n in names):
+def reference_frame(
+    sample: dict[str, list[Any]], names: list[str], rows: int | None = None, seed: int = 0
+) -> pd.DataFrame | None:
+    """Up to ``rows`` rows (seeded) of a stored reference sample (column -> values), the
+    columns ``names`` in that order; ``None`` when the sample lacks one of them."""
+    if not sample or any(n not in sample for n in names):
         return None
     import pandas as pd
 
-    frame = pd.DataFrame({n: profile.sample[n] for n in names})
-    if len(frame) > rows:
+    frame = pd.DataFrame({n: sample[n] for n in names})
+    if rows is not None and len(frame) > rows:
         frame = frame.sample(n=rows, random_state=seed)
     return frame.reset_index(drop=True)
+
+
+def reference_background(bundle: LoadedBundle) -> pd.DataFrame | None:
+    """The bundle's stored reference sample (the model's inputs, signature order);
+    ``None`` when it holds none (or it was not read)."""
+    if bundle.profile is None:
+        return None
+    names = [f.name for f in bundle.signature.inputs]
+    return reference_frame(bundle.profile.sample, names)
 
 
 def reference_mean(bundle: LoadedBundle) -> npt.NDArray[np.float64] | None:
@@ -473,7 +482,7 @@ def explainer_for(
         return LightGBMExplainer(model, names, classes, lightgbm_output(model))
     predict, output = _model_function(bundle)
     if background is None:
-        background = reference_background(bundle, limits.background_rows, limits.seed)
+        background = reference_background(bundle)
     if background is None or len(background) == 0:
         raise NotExplainableError(
             "this model has no exact explainer and no reference sample to estimate "
@@ -485,7 +494,7 @@ def explainer_for(
     rows = np.asarray(frame.to_numpy() if hasattr(frame, "to_numpy") else frame)
     if numeric:
         rows = rows.astype(np.float64)
-    if len(rows) > limits.background_rows:
+    if len(rows) > limits.background_rows:  # a seeded subsample, the same wherever it is read
         pick = np.random.default_rng(limits.seed).choice(
             len(rows), limits.background_rows, replace=False
         )

@@ -46,6 +46,7 @@ from vigil.serving.capture_runtime import CaptureRuntime
 from vigil.serving.config import ServingSettings, json_values_limit, load_serving_settings
 from vigil.serving.dataplane import DataPlane
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
+from vigil.serving.explaining import Explanations
 from vigil.serving.guards import check_origin, host_guard
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.logs import ACCESS_LOGGER
@@ -476,6 +477,7 @@ def create_app(
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
     readiness: Readiness | None = None,
+    explanations: Explanations | None = None,
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -484,7 +486,8 @@ def create_app(
 
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
     ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
-    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default).
+    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default);
+    ``explanations`` the served models' explainers (default: from the loaded bundles).
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -510,5 +513,6 @@ def create_app(
         endpoints=endpoints,
         services=services,
         readiness=readiness,
+        explanations=explanations,
     )
     return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)
