@@ -15,6 +15,7 @@ Imports of the subsystems are inside the methods that build them: every CLI comm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -388,6 +389,11 @@ class Vigil:
             }
             if not from_object and manifest.source.sha256:
                 lineage["source_sha256"] = manifest.source.sha256
+            # Global importance, stored in the manifest (the registry keeps it with the
+            # version): loaded under the trust this call grants.
+            from vigil.explain.importance import record_importance
+
+            record_importance(bundle_dir, dataclasses.replace(trust, trusted_types=tuple(approved)))
             ref_source = manifest.reference.source if manifest.reference else None
             if ref_source is not None and ref_source.sha256:
                 lineage["reference_sha256"] = ref_source.sha256
