@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale ...]
+serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|explain ...]
 [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
@@ -27,6 +27,7 @@ ALL = (
     "soak",
     "replicas",
     "monitor_scale",
+    "explain",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -46,6 +47,7 @@ QUICK_ARGS = {
     "soak": ["--quick"],
     "replicas": ["--quick"],
     "monitor_scale": ["--rows", "300000"],
+    "explain": ["--quick"],
 }
 
 

@@ -262,14 +262,22 @@ class XGBoostExplainer:
     output: str
     method: str = "xgboost"
     exact: bool = True
+    _booster: Any = field(default=None, repr=False)
 
     def raw(self, X: Table) -> RawAttributions:
         import xgboost as xgb
 
         data = self.model._prepare(X)
-        matrix = xgb.DMatrix(data, enable_categorical=self.model._needs_frame)
-        booster = self.model.wrapper.get_booster()
-        contribs = booster.predict(matrix, pred_contribs=True, validate_features=False)
+        # One thread: building a DMatrix with a thread per core costs ~40 ms a call on a
+        # busy machine (more than the contributions of 100 rows); explanations run on
+        # one thread anyway.
+        matrix = xgb.DMatrix(data, enable_categorical=self.model._needs_frame, nthread=1)
+        if self._booster is None:
+            # A copy on one thread: OpenMP threads spinning up on a busy machine cost tens
+            # of milliseconds a call; the served model's booster keeps its own settings.
+            self._booster = self.model.wrapper.get_booster().copy()
+            self._booster.set_param({"nthread": 1})
+        contribs = self._booster.predict(matrix, pred_contribs=True, validate_features=False)
         return _contributions(contribs, matrix.num_row(), len(self.feature_names), self.classes)
 
 
@@ -297,7 +305,7 @@ class LightGBMExplainer:
 
     def raw(self, X: Table) -> RawAttributions:
         m = _matrix(X)
-        contribs = self.model.booster.predict(m, pred_contrib=True)
+        contribs = self.model.booster.predict(m, pred_contrib=True, num_threads=1)
         return _contributions(contribs, len(m), len(self.feature_names), self.classes)
 
 
