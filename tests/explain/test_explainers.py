@@ -23,10 +23,16 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
-from tests.explain.conftest import Bundler
+from tests.explain.conftest import NAMES, Bundler
 
 from vigil.errors import NotExplainableError
-from vigil.explain.explainers import ExplainLimits, explain, explainer_for, import_shap
+from vigil.explain.explainers import (
+    ExplainLimits,
+    XGBoostExplainer,
+    explain,
+    explainer_for,
+    import_shap,
+)
 
 shap = import_shap()
 
@@ -128,19 +134,23 @@ def test_xgboost_contributions_equal_shaps_tree_explainer(
 ) -> None:
     X, y = request.getfixturevalue(data)
     model = xgb.XGBClassifier(n_estimators=15, max_depth=3, random_state=0, n_jobs=1).fit(X, y)
-    explainer = explainer_for(bundled(model, X))
-    assert explainer.method == "xgboost"
-    assert explainer.output == ("log-odds" if data == "binary" else "margin")
+    bundle = bundled(model, X)
+    served = explainer_for(bundle)
+    assert served.method == "xgboost"
+    assert served.output == ("log-odds" if data == "binary" else "margin")
+    # XGBoost's own TreeSHAP, built directly too: the values do not depend on how.
+    native = XGBoostExplainer(bundle.model, NAMES, served.classes, served.output)
     k = len(np.unique(y))
     want = np.asarray(shap.TreeExplainer(model).shap_values(X.to_numpy()[rows]))
     margins = model.predict(X.iloc[rows], output_margin=True)
-    for label in range(k) if k > 2 else [1]:
-        got = explain(explainer, X.to_numpy()[rows], label=label)
-        expected = want if want.ndim == 2 else want[:, :, label]
-        # XGBoost computes in float32: equal to shap's float64 within float32 rounding.
-        np.testing.assert_allclose(got.values, expected, atol=EXACT, rtol=1e-5)
-        margin = margins if margins.ndim == 1 else margins[:, label]
-        np.testing.assert_allclose(got.outputs, margin, atol=1e-5)
+    for explainer in (served, native):
+        for label in range(k) if k > 2 else [0, 1]:
+            got = explain(explainer, X.to_numpy()[rows], label=label)
+            expected = (want if label else -want) if want.ndim == 2 else want[:, :, label]
+            # XGBoost computes in float32: equal to shap's float64 within float32 rounding.
+            np.testing.assert_allclose(got.values, expected, atol=EXACT, rtol=1e-5)
+            margin = (margins if label else -margins) if margins.ndim == 1 else margins[:, label]
+            np.testing.assert_allclose(got.outputs, margin, atol=1e-5)
 
 
 @pytest.mark.parametrize("data", ["binary", "three_classes", "regression"])

@@ -8,7 +8,7 @@
 * **tree** (exact): scikit-learn trees, forests and gradient boosting through
   ``shap.TreeExplainer`` (path-dependent TreeSHAP: the trees' own training coverage is the
   background); XGBoost and LightGBM through their native contribution output
-  (``pred_contribs`` / ``pred_contrib``, the same TreeSHAP). Output: the raw tree output
+  (``pred_contribs`` / ``pred_contrib``, the same TreeSHAP, equal to shap's). Output: the raw tree output
   (a forest classifier's ``probability``, a boosted classifier's ``log-odds`` or
   ``margin``, a regressor's ``value``).
 * **permutation** (sampled, for any other model): antithetic permutation sampling (the
@@ -485,7 +485,8 @@ def explainer_for(
         except NotExplainableError:
             pass  # a tree model TreeSHAP does not cover: the permutation estimate below
     if model.flavor == "xgboost":
-        return XGBoostExplainer(model, names, classes, xgboost_output(model))
+        output = xgboost_output(model)
+        return XGBoostExplainer(model, names, classes, output)
     if model.flavor == "lightgbm":
         return LightGBMExplainer(model, names, classes, lightgbm_output(model))
     predict, output = _model_function(bundle)
