@@ -11,7 +11,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 LOCK   := constraints.txt
 # Debian packages the tests start for real, and the benchmark's load generators (wrk; h2load
 # of nghttp2-client, which a gRPC batching test also runs). prometheus-alertmanager: amtool
-# checks the example Alertmanager configuration. tini and haproxy: the image's PID 1 and the
+# checks the example Alertmanager configuration, and vigil's alerts are sent to a real one. tini and haproxy: the image's PID 1 and the
 # Compose stack's load balancer, whose configuration tests/deploy checks; podman, runc and
 # debootstrap build and run the image (tests/deploy/test_image.py); haproxy also balances
 # the replica tests (tests/cluster).

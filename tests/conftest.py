@@ -23,9 +23,11 @@ if str(_ROOT) not in sys.path:  # so `tests.servers` imports however pytest is s
     sys.path.insert(0, str(_ROOT))
 
 from tests.servers import (  # noqa: E402
+    AlertmanagerServer,
     PostgresServer,
     RedisServer,
     S3Server,
+    alertmanager_server,
     needs,
     postgres_server,
     redis_server,
@@ -46,6 +48,7 @@ SERVER_FIXTURES = {
     "redis_url": "redis",
     "s3": "s3",
     "s3_url": "s3",
+    "alertmanager": "alertmanager",
     "cluster": "haproxy",  # tests/cluster: vigil serve replicas behind HAProxy
 }
 
@@ -176,6 +179,18 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def s3_url(s3: S3Server) -> str:
     """``s3://bucket/<unique prefix>`` for one test."""
     return s3.url(f"t-{uuid.uuid4().hex[:12]}")
+
+
+# -- Alertmanager ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerServer]:
+    """A real Alertmanager for the whole session, routing as the deployment's example
+    configuration does (deploy/monitoring/alertmanager/alertmanager.yml)."""
+    config = _ROOT / "deploy" / "monitoring" / "alertmanager" / "alertmanager.yml"
+    with alertmanager_server(tmp_path_factory.mktemp("alertmanager"), config) as server:
+        yield server
 
 
 # -- the registry on every backend -------------------------------------------------------

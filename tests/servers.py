@@ -1,4 +1,5 @@
-"""Real servers for the tests: PostgreSQL, Redis and an S3-compatible server (moto).
+"""Real servers for the tests: PostgreSQL, Redis, an S3-compatible server (moto) and
+Alertmanager.
 
 Each is started once per test session on a free loopback port and torn down at the end.
 Nothing here skips: a missing server binary is a test failure that says how to install it.
@@ -250,6 +251,97 @@ def redis_server(base_dir: Path) -> Iterator[RedisServer]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+# -- Alertmanager ------------------------------------------------------------------------
+
+
+@dataclass
+class AlertmanagerServer:
+    """Debian's Alertmanager on a loopback port, serving under ``route_prefix``."""
+
+    port: int
+    route_prefix: str
+    base_dir: Path
+
+    @property
+    def url(self) -> str:
+        """Its base URL, as vigil's ``monitor.alertmanagers`` takes it."""
+        return f"http://127.0.0.1:{self.port}{self.route_prefix}"
+
+    def alerts(self, **matchers: str) -> list[dict[str, Any]]:
+        """``GET /api/v2/alerts`` (active, silenced and inhibited), filtered by labels."""
+        import httpx
+
+        query = [("filter", f'{k}="{v}"') for k, v in matchers.items()]
+        response = httpx.get(f"{self.url}/api/v2/alerts", params=query, timeout=10)
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()
+        return found
+
+    def log(self) -> str:
+        return (self.base_dir / "alertmanager.log").read_text(errors="replace")
+
+
+def find_alertmanager() -> str:
+    """Debian's Alertmanager binary, or fail saying how to install it."""
+    for name in ("prometheus-alertmanager", "alertmanager"):
+        found = shutil.which(name) or (
+            f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").is_file() else None
+        )
+        if found is not None:
+            return found
+    pytest.fail(
+        "Alertmanager not found; run `make test` as root (it installs Debian's "
+        "prometheus-alertmanager package), or `apt-get install prometheus-alertmanager`",
+        pytrace=False,
+    )
+
+
+@contextmanager
+def alertmanager_server(
+    base_dir: Path, config: Path, route_prefix: str = "/alertmanager"
+) -> Iterator[AlertmanagerServer]:
+    """Start Alertmanager with ``config`` on a free port (no cluster, its data in
+    ``base_dir``); stop it afterwards."""
+    import httpx
+
+    binary = find_alertmanager()
+    port = free_port()
+    with (base_dir / "alertmanager.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={base_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.route-prefix={route_prefix}",
+                "--cluster.listen-address=",  # one instance: no gossip port
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    server = AlertmanagerServer(port, route_prefix, base_dir)
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"alertmanager exited with {process.returncode}:\n{server.log()}")
+        try:
+            return httpx.get(f"{server.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 30, what=lambda: f"Alertmanager to be ready:\n{server.log()}")
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # -- S3 (moto) ---------------------------------------------------------------------------

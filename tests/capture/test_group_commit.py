@@ -75,6 +75,7 @@ def test_a_columnar_batch_reads_back_as_the_records_of_format_1(tmp_path: Path) 
                     "error_code": None,
                     "error_message": None,
                     "raw_body": None,
+                    "cached": False,
                 }
             )
     sink.log.append([expected[0]])  # a format-1 frame after the batch

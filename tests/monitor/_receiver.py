@@ -17,6 +17,7 @@ class Received:
     body: dict[str, Any]
     content_type: str
     host: str = ""
+    authorization: str = ""
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Receiver:
                                 json.loads(raw),
                                 self.headers.get("content-type", ""),
                                 self.headers.get("host", ""),
+                                self.headers.get("authorization", ""),
                             )
                         )
                 self.send_response(receiver.fail_status if failing else 200)

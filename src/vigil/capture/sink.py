@@ -42,7 +42,7 @@ from vigil.capture.settings import CaptureSettings
 
 _ERROR_MESSAGE_LIMIT = 1024
 # Per-request fields that usually hold one value for a whole batch; stored once when they do.
-_SHAREABLE = ("route", "caller", "variant", "endpoint")
+_SHAREABLE = ("route", "caller", "variant", "endpoint", "cached")
 
 
 class Answered(NamedTuple):
@@ -65,6 +65,8 @@ class Answered(NamedTuple):
     variant: str | None = None
     caller: str | None = None
     endpoint: str | None = None
+    cached: bool = False
+    """Answered from the prediction cache rather than by a model call."""
 
 
 def feature_rows(features: Any, feature_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -300,6 +302,7 @@ class CaptureSink:
                 caller=first.caller,
                 variant=first.variant,
                 endpoint=first.endpoint,
+                cached=first.cached,
             )
         else:
             per_request = {

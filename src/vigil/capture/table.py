@@ -39,6 +39,7 @@ _FIXED: dict[str, pa.DataType] = {
     "error_code": pa.string(),
     "error_message": pa.string(),
     "raw_body": pa.string(),
+    "cached": pa.bool_(),
 }
 
 

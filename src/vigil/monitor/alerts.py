@@ -67,6 +67,18 @@ class AlertEvent:
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
 
+    def annotations(self) -> dict[str, str]:
+        """What a person reads about it: ``summary``, and ``description`` (the metric's
+        value against its threshold) when it came from a rule."""
+        annotations = {"summary": self.summary}
+        if self.metric is not None:
+            annotations["description"] = (
+                f"{self.metric} = {self.value} (threshold {self.threshold})"
+                if self.threshold is not None
+                else f"{self.metric} = {self.value}"
+            )
+        return annotations
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -1,4 +1,5 @@
-"""One monitoring cycle: compute due windows, evaluate the alert rules, notify.
+"""One monitoring cycle: compute due windows, evaluate the alert rules, notify (and
+remind Alertmanager of the alerts still firing).
 
 This is what the server's schedule and ``vigil monitor run`` call. Each step stands on
 the stored state, so a cycle interrupted anywhere is finished by the next one.
@@ -14,7 +15,7 @@ from vigil.durations import parse_duration
 from vigil.monitor.alerts import AlertEvent, evaluate_rules, new_claim
 from vigil.monitor.engine import MonitoringPass, OpenWindow, Progress, Resume, monitor_windows
 from vigil.monitor.measure import WindowResult
-from vigil.monitor.notify import deliver_events, retry_undelivered
+from vigil.monitor.notify import deliver_events, resend_firing, retry_undelivered
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import as_utc, parse_window
 from vigil.storage.sql import utcnow
@@ -91,4 +92,6 @@ def monitor_once(
     )
     delivered = deliver_events(app.database, events, claim, settings)
     retried = retry_undelivered(app.database, settings)
+    # Alertmanager forgets a firing alert at its endsAt unless it hears of it again.
+    resend_firing(app.database, settings, skip={e.id for e in [*events, *retried]})
     return CycleResult(windows, events, len(delivered) + len(retried), log=done)

@@ -66,6 +66,9 @@ class WindowResult:
     notes: list[str] = field(default_factory=list)
     start_request_id: str | None = None
     end_request_id: str | None = None
+    label_marks: int | None = None
+    """The window's mark of late labels when it was computed
+    (:mod:`vigil.monitor.summaries.late`; only on windows judged from summaries)."""
 
     @property
     def error_rate(self) -> float:
@@ -89,7 +92,9 @@ class WindowResult:
     def summary(self) -> dict[str, Any]:
         """A small JSON-ready digest kept with the window (tables, dashboard)."""
         perf = self.performance
+        marks = {} if self.label_marks is None else {"label_marks": self.label_marks}
         return {
+            **marks,
             "dataset_drifted": self.dataset_drifted,
             "drifted_features": self.drifted_features,
             "share_drifted": self.drift.share_drifted if self.drift is not None else None,

@@ -1,4 +1,5 @@
-"""Notifications: alert events posted to webhooks, as Alertmanager-like JSON or for Slack.
+"""Notifications: alert events posted to webhooks, as Alertmanager-like JSON or for Slack,
+and to Alertmanagers' API v2 (:mod:`vigil.monitor.alertmanager`).
 
 Each event is one POST per webhook. The JSON body follows Alertmanager's webhook format
 (``version``, ``status``, ``alerts[]`` with ``labels``, ``annotations``, ``startsAt``,
@@ -11,6 +12,11 @@ errors, 5xx, 429) are retried a few times with exponential backoff, and the outc
 stored with the event. A webhook that points at a non-public address when called is
 refused, not retried (:mod:`vigil.monitor.webhooks`). Webhook URLs may hold tokens: only
 their scheme and host appear in logs, errors and the stored outcome.
+
+An Alertmanager gets each transition as a webhook does (same timeout, retries, address
+checks and stored outcome; its credentials in an ``authorization`` header, never logged),
+and, from :func:`resend_firing` on every cycle, the rules' alerts still firing, so it
+keeps them until vigil resolves them.
 
 :func:`fire_event` lets other subsystems (e.g. an experiment's canary rollback) raise an
 alert that is stored and delivered like the rules' alerts.
@@ -31,18 +37,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from vigil.errors import UnsafeWebhookError
+from vigil.errors import UnsafeWebhookError, VigilError
+from vigil.monitor.alertmanager import postable_alert
 from vigil.monitor.alerts import (
     AlertEvent,
     claim_undelivered,
+    list_alerts,
     new_claim,
     record_delivery,
     record_event,
 )
-from vigil.monitor.settings import MonitorSettings, Webhook
+from vigil.monitor.settings import Alertmanager, MonitorSettings, Webhook
 from vigil.monitor.silences import list_silences, mark_silenced, silencing
 from vigil.monitor.webhooks import post_json
 from vigil.names import check_name
@@ -58,6 +67,8 @@ log = logging.getLogger("vigil.monitor")
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "not ended yet"
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+_RESEND_LIMIT = 10_000
+"""Firing alerts sent again per cycle, at most (a bound on one request's size)."""
 
 
 def _iso(value: Any) -> str:
@@ -66,13 +77,7 @@ def _iso(value: Any) -> str:
 
 def alert_payload(event: AlertEvent) -> dict[str, Any]:
     """The Alertmanager-style webhook body of one event."""
-    annotations = {"summary": event.summary}
-    if event.metric is not None:
-        annotations["description"] = (
-            f"{event.metric} = {event.value} (threshold {event.threshold})"
-            if event.threshold is not None
-            else f"{event.metric} = {event.value}"
-        )
+    annotations = event.annotations()
     alert = {
         "status": event.status,
         "labels": dict(event.labels),
@@ -123,38 +128,83 @@ def slack_payload(event: AlertEvent) -> dict[str, Any]:
 
 def _post(
     client: httpx.Client,
-    webhook: Webhook,
-    body: Mapping[str, Any],
+    url: str,
+    label: str,
+    body: Any,
     *,
     retries: int,
     backoff_s: float,
     allow_private: bool,
+    headers: Mapping[str, str] | None = None,
+    alertmanager: bool = False,
 ) -> dict[str, Any]:
+    """POST ``body`` to ``url`` (shown as ``label``), retrying what may pass later."""
     import httpx  # only to deliver: `vigil alert list` and the rules stay without it
 
-    url = webhook.url.get_secret_value()
     outcome: dict[str, Any] = {"ok": False, "attempts": 0, "status": None, "error": None}
     for attempt in range(retries + 1):
         outcome["attempts"] = attempt + 1
         try:
-            response = post_json(client, url, body, allow_private=allow_private)
+            response = post_json(client, url, body, allow_private=allow_private, headers=headers)
         except UnsafeWebhookError as exc:
             outcome["error"] = f"refused: {exc.message}"
             return outcome  # where it points will not change by retrying
         except httpx.HTTPError as exc:
             # The exception text may quote the URL; keep only its type and the host.
-            outcome["error"] = f"{type(exc).__name__} calling {webhook.label}"
+            outcome["error"] = f"{type(exc).__name__} calling {label}"
         else:
             outcome["status"] = response.status_code
             if response.is_success:
                 outcome.update(ok=True, error=None)
                 return outcome
-            outcome["error"] = f"HTTP {response.status_code} from {webhook.label}"
+            outcome["error"] = f"HTTP {response.status_code} from {label}"
+            if alertmanager:
+                outcome["error"] += _alertmanager_says(response)
             if response.status_code not in _RETRY_STATUS:
                 return outcome  # the receiver refuses this body: retrying will not help
         if attempt < retries:
             time.sleep(backoff_s * 2**attempt)
     return outcome
+
+
+def _alertmanager_says(response: httpx.Response) -> str:
+    """Why an Alertmanager refused alerts: its own words (a 400 names the bad field), or
+    what a 404 or 405 most likely means."""
+    if response.status_code in (404, 405):
+        return (
+            ": no Alertmanager API v2 there; give its base URL (http://alertmanager:9093, "
+            "plus its --web.route-prefix if it has one)"
+        )
+    if response.status_code in (401, 403):
+        return ": check the Alertmanager's basic_auth or bearer token setting"
+    text = response.text.strip().strip('"')[:200]
+    return f": {text}" if text else ""
+
+
+def _send_to_alertmanager(
+    client: httpx.Client,
+    target: Alertmanager,
+    alerts: list[dict[str, Any]],
+    *,
+    retries: int,
+    backoff_s: float,
+    allow_private: bool,
+) -> dict[str, Any]:
+    try:
+        headers = target.headers()
+    except VigilError as exc:  # a secret file gone: say so, retrying will not bring it
+        return {"ok": False, "attempts": 1, "status": None, "error": exc.message}
+    return _post(
+        client,
+        target.api_url,
+        target.label,
+        alerts,
+        retries=retries,
+        backoff_s=backoff_s,
+        allow_private=allow_private,
+        headers=headers,
+        alertmanager=True,
+    )
 
 
 def deliver(
@@ -166,10 +216,15 @@ def deliver(
     backoff_s: float = 0.5,
     skip: Sequence[str] = (),
     allow_private: bool = False,
+    alertmanagers: Sequence[Alertmanager] = (),
+    hold_s: float = 1200.0,
+    external_url: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """POST ``event`` to every webhook (except those labelled in ``skip``); returns the
-    outcome per webhook label. Never raises. ``allow_private`` lets webhooks point at
-    non-public addresses (``VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS``)."""
+    """POST ``event`` to every webhook and Alertmanager (except those labelled in
+    ``skip``); returns the outcome per label. Never raises. ``allow_private`` lets them
+    point at non-public addresses (``VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS``); ``hold_s``
+    and ``external_url`` shape the Alertmanager alert
+    (:func:`~vigil.monitor.alertmanager.postable_alert`)."""
     import httpx  # only to deliver: `vigil alert list` and the rules stay without it
 
     outcomes: dict[str, dict[str, Any]] = {}
@@ -181,7 +236,8 @@ def deliver(
             try:
                 outcome = _post(
                     client,
-                    webhook,
+                    webhook.url.get_secret_value(),
+                    webhook.label,
                     body,
                     retries=retries,
                     backoff_s=backoff_s,
@@ -189,15 +245,35 @@ def deliver(
                 )
             except Exception as exc:  # a notifier must never take the engine down
                 outcome = {"ok": False, "attempts": 1, "status": None, "error": type(exc).__name__}
-            if not outcome["ok"]:
-                log.warning(
-                    "alert %s (%s) not delivered to %s: %s",
-                    event.rule,
-                    event.status,
-                    webhook.label,
-                    outcome["error"],
-                )
             outcomes[webhook.label] = outcome
+        if alertmanagers:
+            alert = postable_alert(
+                event, now=utcnow(), hold=timedelta(seconds=hold_s), external_url=external_url
+            )
+        for target in alertmanagers:
+            if target.label in skip:
+                continue
+            try:
+                outcome = _send_to_alertmanager(
+                    client,
+                    target,
+                    [alert],
+                    retries=retries,
+                    backoff_s=backoff_s,
+                    allow_private=allow_private,
+                )
+            except Exception as exc:  # as above
+                outcome = {"ok": False, "attempts": 1, "status": None, "error": type(exc).__name__}
+            outcomes[target.label] = outcome
+    for label, outcome in outcomes.items():
+        if not outcome["ok"]:
+            log.warning(
+                "alert %s (%s) not delivered to %s: %s",
+                event.rule,
+                event.status,
+                label,
+                outcome["error"],
+            )
     return outcomes
 
 
@@ -232,6 +308,9 @@ def deliver_events(
             backoff_s=settings.backoff_s,
             skip=done,
             allow_private=settings.allow_private_webhooks,
+            alertmanagers=settings.alertmanagers,
+            hold_s=settings.hold_s,
+            external_url=settings.external_url,
         )
         ok = all(o["ok"] for o in outcomes.values())
         errors = [str(o["error"]) for o in outcomes.values() if not o["ok"]]
@@ -247,6 +326,61 @@ def retry_undelivered(db: Database, settings: MonitorSettings) -> list[AlertEven
     """Deliver events whose earlier delivery failed or was abandoned."""
     claim = new_claim()
     return deliver_events(db, claim_undelivered(db, claim), claim, settings)
+
+
+def resend_firing(
+    db: Database, settings: MonitorSettings, *, skip: Collection[int] = ()
+) -> dict[str, dict[str, Any]]:
+    """Send every alert of the configured rules that is still firing to the Alertmanagers
+    again, with ``endsAt`` pushed ``hold_s`` ahead, so they keep it until vigil resolves
+    it (events in ``skip``, sent a moment ago, are left out). Returns the outcome per
+    Alertmanager; never raises.
+
+    Only the rules' alerts are held: an event raised once (a canary's rollback) has no
+    resolution to wait for, so Alertmanager lets it go ``hold_s`` after it was sent. An
+    alert an active silence matches is not sent: Alertmanager lets it go too.
+    """
+    if not settings.alertmanagers:
+        return {}
+    import httpx  # only to deliver, as above
+
+    rules = {rule.name for rule in settings.rules}
+    now = utcnow()
+    silences = list_silences(db)
+    firing = [
+        e
+        for e in list_alerts(db, limit=_RESEND_LIMIT)
+        if e.rule in rules and e.id not in skip and silencing(silences, e.labels, now) is None
+    ]
+    if not firing:
+        return {}
+    hold = timedelta(seconds=settings.hold_s)
+    alerts = [
+        postable_alert(e, now=now, hold=hold, external_url=settings.external_url) for e in firing
+    ]
+    outcomes: dict[str, dict[str, Any]] = {}
+    with httpx.Client(timeout=settings.timeout_s, follow_redirects=False) as client:
+        for target in settings.alertmanagers:
+            try:
+                outcome = _send_to_alertmanager(
+                    client,
+                    target,
+                    alerts,
+                    retries=settings.retries,
+                    backoff_s=settings.backoff_s,
+                    allow_private=settings.allow_private_webhooks,
+                )
+            except Exception as exc:  # a notifier must never take the engine down
+                outcome = {"ok": False, "attempts": 1, "status": None, "error": type(exc).__name__}
+            if not outcome["ok"]:
+                log.warning(
+                    "%d firing alert(s) not sent again to %s: %s",
+                    len(alerts),
+                    target.label,
+                    outcome["error"],
+                )
+            outcomes[target.label] = outcome
+    return outcomes
 
 
 def fire_event(

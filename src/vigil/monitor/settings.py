@@ -1,4 +1,4 @@
-"""Settings of monitoring: windows, schedule, alert rules and webhooks.
+"""Settings of monitoring: windows, schedule, alert rules, webhooks and Alertmanagers.
 
 Read from ``VIGIL_MONITOR_*`` environment variables (lists and objects as JSON) and from
 the ``monitor:`` section of the YAML file named by ``VIGIL_CONFIG`` (or ``./vigil.yaml``)::
@@ -9,11 +9,16 @@ the ``monitor:`` section of the YAML file named by ``VIGIL_CONFIG`` (or ``./vigi
       webhooks:
         - https://alerts.example.com/hook
         - {url: "https://hooks.slack.com/services/T0/B0/XXXX", format: slack}
+      alertmanagers:
+        - url: http://alertmanager:9093
+          bearer_token_file: /run/secrets/alertmanager-token
       rules:
         - {name: churn_drift, metric: drift.share, comparison: ">", threshold: 0.3,
            for_windows: 2, labels: {model: churn}}
 
 Webhook URLs often carry a token, so they are secrets: never printed in full, never logged.
+An Alertmanager's credentials are settings of their own (``basic_auth``, ``bearer_token``,
+or files holding them), never part of its URL.
 
 >>> s = MonitorSettings(webhooks=["https://h.example/hook?token=abc"], slack=True)
 >>> s.window, s.targets()[0].format, "abc" in repr(s)
@@ -26,16 +31,26 @@ vigil.errors.ConfigurationError: invalid setting VIGIL_MONITOR_WINDOW: Value err
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     SettingsConfigDict,
 )
 
 from vigil.durations import parse_duration
-from vigil.errors import InvalidParameterError
+from vigil.errors import ConfigurationError, InvalidParameterError
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.monitor.windows import WindowSpec, parse_window
@@ -68,6 +83,117 @@ class Webhook(BaseModel):
         """The URL with everything after the host hidden, plus a short digest of the whole
         URL so two webhooks on one host stay apart (safe to log and show)."""
         return webhook_label(self.url.get_secret_value())
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the Alertmanager {what} file {path}: {exc.strerror or exc}; "
+            "mount it there or fix the setting"
+        ) from None
+
+
+def _check_readable(path: Path | None) -> Path | None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"{path} is not a readable file")
+    return path
+
+
+SecretFile = Annotated[Path | None, AfterValidator(_check_readable)]
+
+
+class BasicAuth(BaseModel):
+    """HTTP basic authentication: a user name and a password, or a file holding it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: SecretFile = None
+    """Read at every call, so a rotated secret is picked up without a restart."""
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BasicAuth:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give basic_auth exactly one of password and password_file")
+        return self
+
+    def secret(self) -> str:
+        if self.password_file is not None:
+            return _read_secret(self.password_file, "password")
+        assert self.password is not None
+        return self.password.get_secret_value()
+
+
+class Alertmanager(BaseModel):
+    """One Alertmanager vigil sends its alerts to, through its API v2
+    (:mod:`vigil.monitor.alertmanager`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    url: str
+    """Its base URL (``http://alertmanager:9093``, plus its ``--web.route-prefix`` if it has
+    one); vigil posts to ``<url>/api/v2/alerts``. No user name, password or query in it."""
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
+    """Sent as ``Authorization: Bearer ...`` (e.g. to a proxy in front of Alertmanager)."""
+    bearer_token_file: SecretFile = None
+    """A file holding the bearer token, read at every call."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "an Alertmanager URL must start with http:// or https:// and name a host, "
+                "e.g. http://alertmanager:9093"
+            )
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                "an Alertmanager URL holds no credentials, query or fragment: give them as "
+                "basic_auth, bearer_token or bearer_token_file"
+            )
+        if parts.path.rstrip("/").endswith("/api/v2/alerts"):
+            raise ValueError(
+                "give Alertmanager's base URL (http://alertmanager:9093): vigil adds /api/v2/alerts"
+            )
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Alertmanager:
+        given = [self.basic_auth, self.bearer_token, self.bearer_token_file]
+        if sum(c is not None for c in given) > 1:
+            raise ValueError(
+                "give an Alertmanager at most one of basic_auth, bearer_token and bearer_token_file"
+            )
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """Where alerts are posted."""
+        return f"{self.url}/api/v2/alerts"
+
+    @property
+    def label(self) -> str:
+        """How this Alertmanager is shown in logs and delivery outcomes."""
+        return webhook_label(self.api_url)
+
+    def headers(self) -> dict[str, str]:
+        """The ``authorization`` header, if any (secret files are read now)."""
+        if self.basic_auth is not None:
+            import base64
+
+            pair = f"{self.basic_auth.username}:{self.basic_auth.secret()}".encode()
+            return {"authorization": f"Basic {base64.b64encode(pair).decode()}"}
+        if self.bearer_token is not None:
+            return {"authorization": f"Bearer {self.bearer_token.get_secret_value()}"}
+        if self.bearer_token_file is not None:
+            token = _read_secret(self.bearer_token_file, "bearer token")
+            return {"authorization": f"Bearer {token}"}
+        return {}
 
 
 class MonitorSettings(VigilSettings):
@@ -115,6 +241,24 @@ class MonitorSettings(VigilSettings):
     webhooks: list[Webhook] = Field(default_factory=list)
     """Where notifications go: URLs, or ``{url, format}`` objects."""
 
+    alertmanagers: list[Alertmanager] = Field(default_factory=list)
+    """Alertmanagers that receive every alert through their API v2: base URLs, or
+    ``{url, basic_auth | bearer_token | bearer_token_file}`` objects. Each transition is
+    sent once, like a webhook's; firing alerts are sent again by every cycle, so
+    Alertmanager keeps them until vigil resolves them (see ``alertmanager_hold_s``). The
+    same address rule as webhooks applies (``allow_private_webhooks``)."""
+
+    alertmanager_hold_s: float | None = Field(default=None, gt=0)
+    """How long Alertmanager keeps a firing alert vigil stops sending (its ``endsAt``):
+    a vigil that stopped watching leaves no alert firing for ever. Default: four
+    monitoring intervals (``4 × interval_s``, or 20 minutes without a schedule), so three
+    missed cycles resolve nothing; when ``vigil monitor run`` runs from cron, set it to
+    four times the cron period."""
+
+    external_url: str | None = None
+    """vigil's address as people reach it (e.g. its load balancer's); alerts sent to
+    Alertmanager link to the alert list there (``generatorURL``)."""
+
     slack: bool = False
     """Send Slack-compatible payloads (``{"text", "blocks"}``) to webhooks without a format."""
 
@@ -139,7 +283,7 @@ class MonitorSettings(VigilSettings):
         _as_value_error(lambda: parse_duration(value, what="lookback"))
         return value
 
-    @field_validator("webhooks", mode="before")
+    @field_validator("webhooks", "alertmanagers", mode="before")
     @classmethod
     def _urls_as_webhooks(cls, value: Any) -> Any:
         if isinstance(value, str | dict):
@@ -156,6 +300,26 @@ class MonitorSettings(VigilSettings):
             check_webhook_url(webhook.url.get_secret_value(), allow_private=allow)
         return value
 
+    @field_validator("alertmanagers")
+    @classmethod
+    def _public_alertmanagers(
+        cls, value: list[Alertmanager], info: ValidationInfo
+    ) -> list[Alertmanager]:
+        allow = bool(info.data.get("allow_private_webhooks", False))
+        for target in value:
+            check_webhook_url(target.api_url, allow_private=allow)
+        return value
+
+    @field_validator("external_url")
+    @classmethod
+    def _check_external_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError("give vigil's address as http(s)://host[:port][/path], no query")
+        return value.rstrip("/")
+
     @field_validator("rules")
     @classmethod
     def _unique_rule_names(cls, value: list[AlertRule]) -> list[AlertRule]:
@@ -169,6 +333,13 @@ class MonitorSettings(VigilSettings):
     @property
     def window_spec(self) -> WindowSpec:
         return parse_window(self.window)
+
+    @property
+    def hold_s(self) -> float:
+        """``alertmanager_hold_s``, or its default."""
+        if self.alertmanager_hold_s is not None:
+            return self.alertmanager_hold_s
+        return 4 * (self.interval_s or 300.0)
 
     def targets(self) -> list[Webhook]:
         """The webhooks with their payload format settled."""

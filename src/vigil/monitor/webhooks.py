@@ -156,10 +156,15 @@ def _proxied(scheme: str, host: str) -> bool:
 
 
 def post_json(
-    client: httpx.Client, url: str, body: Mapping[str, Any], *, allow_private: bool
+    client: httpx.Client,
+    url: str,
+    body: Any,
+    *,
+    allow_private: bool,
+    headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    """POST ``body`` as JSON to the address ``url``'s name resolves to now, once that
-    address is checked; raises :class:`~vigil.errors.UnsafeWebhookError` for a target
+    """POST ``body`` as JSON (with ``headers``, e.g. credentials) to the address ``url``'s
+    name resolves to now, once that address is checked; raises :class:`~vigil.errors.UnsafeWebhookError` for a target
     vigil must not call and :class:`httpx.HTTPError` when the call fails."""
     import httpx  # only to post: this module is on the server's start path
 
@@ -167,7 +172,7 @@ def post_json(
     if _proxied(scheme, host):
         if not allow_private:
             check_webhook_url(url, allow_private=False, resolve=True)
-        return client.post(url, json=body)
+        return client.post(url, json=body, headers=headers)
     addresses = _addresses(host, port, numeric=False)
     if not addresses:
         raise httpx.ConnectError(f"cannot resolve the host of {webhook_label(url)}")
@@ -180,6 +185,6 @@ def post_json(
     netloc = f"{userinfo}@{literal}:{port}" if userinfo else f"{literal}:{port}"
     pinned = urlunsplit((scheme, netloc, parts.path, parts.query, ""))
     name = f"[{host}]" if ":" in host else host
-    headers = {"host": f"{name}:{parts.port}" if parts.port else name}
+    pinned_headers = {**(headers or {}), "host": f"{name}:{parts.port}" if parts.port else name}
     extensions = {"sni_hostname": host} if scheme == "https" else None
-    return client.post(pinned, json=body, headers=headers, extensions=extensions)
+    return client.post(pinned, json=body, headers=pinned_headers, extensions=extensions)

@@ -257,7 +257,9 @@ def capture_report(
     prediction, or when the version has no baseline profile.
     """
     # PyArrow: `vigil drift` imports this package too, and reads no capture log.
-    from vigil.capture.reader import read_capture_table
+    import pyarrow as pa
+
+    from vigil.capture.scan import scan_capture
 
     ref = parse_model_ref(uri)
     mv = (
@@ -269,16 +271,21 @@ def capture_report(
     profile = baseline_profile(app, mv)
     if progress is not None:
         progress(f"reading the capture log of {mv.name}", None)
-    table = read_capture_table(
+    # Only the columns compared, of the answered rows, batch by batch: the span's request
+    # bodies, ids and error texts are never held (partitions pruned by model and day).
+    wanted = ["time", "version", "status", "error_code", "prediction"]
+    wanted += [FEATURE_PREFIX + name for name in profile.features]
+    scan = scan_capture(
         mv.name,
         since,
         until,
         version,
+        columns=wanted,
         store=app.artifacts,
         log_dir=app.capture_dir,
     )
-    if table is not None:
-        table = successful(table)
+    kept = [successful(pa.Table.from_batches([b])) for b in scan.batches()]
+    table = pa.concat_tables(kept) if kept else None
     if table is None or table.num_rows == 0:
         raise NotFoundError(
             f"no captured predictions for {shown} {describe_window(since, until)}; "

@@ -23,6 +23,11 @@ never looks at dependencies: restarting a worker does not bring a database back.
 (503, {'status': 'unavailable', 'models': 2, 'failing': {'database': 'connection refused'}})
 >>> r.begin_drain(); r.answer(ready=True, models=2)[1]["status"]
 'draining'
+
+Every protocol's readiness probe asks the same question (:meth:`Readiness.takes_traffic`):
+the v2 ``/v2/health/ready`` and model-ready routes, gRPC's ``ServerReady`` and
+``ModelReady``, and the standard ``grpc.health.v1.Health`` service answer "not ready"
+exactly when ``/readyz`` answers 503.
 """
 
 from __future__ import annotations
@@ -144,6 +149,17 @@ class Readiness:
         if degraded:
             body["degraded"] = degraded
         return 200, body
+
+    def takes_traffic(self, *, ready: bool) -> bool:
+        """Whether ``/readyz`` answers 200 now (``ready``: the models are loaded): not
+        draining, no dependency down past the grace period.
+
+        >>> r = Readiness(); r.takes_traffic(ready=True), r.takes_traffic(ready=False)
+        (True, False)
+        >>> r.begin_drain(); r.takes_traffic(ready=True)
+        False
+        """
+        return self.answer(ready=ready, models=0)[0] == 200
 
     # -- the background checks ---------------------------------------------------------------
 

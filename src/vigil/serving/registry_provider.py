@@ -141,13 +141,15 @@ class RegistryProvider(StaticProvider):
     def _load(self, name: str, version: int) -> ServedModel:
         # Serving never reads the reference rows (monitoring reads them from the bundle).
         bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
-        registered = self.vigil.registry.get_version(name, version).metrics or {}
+        mv = self.vigil.registry.get_version(name, version)
+        registered = mv.metrics or {}
         return ServedModel(
             bundle,
             name=name,
             version=version,
             settings=self.settings,
             capture_proba=any(performance_measure(m) in PROBABILITY_MEASURES for m in registered),
+            digest=mv.sha256,
         )
 
     async def _serve_version(self, name: str, version: int) -> None:

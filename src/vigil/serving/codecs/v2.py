@@ -305,8 +305,10 @@ async def server_live(dp: DataPlane, req: Request) -> Response:
 
 
 async def server_ready(dp: DataPlane, req: Request) -> Response:
-    # The spec answers "not ready" with a 4xx status.
-    return json_response({"ready": dp.ready}, 200 if dp.ready else 400)
+    # The spec answers "not ready" with a 4xx status; draining or a dependency down is
+    # "not ready" too, as on /readyz.
+    ready = dp.takes_traffic
+    return json_response({"ready": ready}, 200 if ready else 400)
 
 
 def model_metadata_body(dp: DataPlane, served: ServedModel) -> dict[str, Any]:
@@ -340,4 +342,5 @@ async def model_metadata(dp: DataPlane, req: Request) -> Response:
 async def model_ready(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
     req.model, req.version = served.name, served.version_label
-    return json_response({"name": served.name, "ready": served.ready}, 200 if served.ready else 400)
+    ready = served.ready and dp.takes_traffic
+    return json_response({"name": served.name, "ready": ready}, 200 if ready else 400)

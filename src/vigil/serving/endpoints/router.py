@@ -99,6 +99,13 @@ def _server_side(exc: BaseException) -> bool:
     return not isinstance(exc, VigilError) or exc.status >= 500
 
 
+def _uses_cache(live: LiveEndpoint) -> bool:
+    """Whether an endpoint's requests may be answered from the prediction cache: not on a
+    canary or bandit (its latency and reward comparisons would count cached answers),
+    unless its configuration asks for it."""
+    return live.kind in ("fixed", "split", "shadow") or live.config.cache
+
+
 class EndpointRouter:
     """Routes endpoint requests of one worker; see the module documentation.
 
@@ -437,6 +444,7 @@ class EndpointRouter:
                 key_id=key_id,
                 endpoint=name,
                 variant=variant,
+                cache=_uses_cache(live),
             )
         except BaseException as exc:
             elapsed = (perf_counter() - started) * 1000.0
@@ -482,6 +490,7 @@ class EndpointRouter:
                 key_id=key_id,
                 endpoint=live.name,
                 variant=variant,
+                cache=_uses_cache(live),
             )
         except Exception as exc:
             elapsed = (perf_counter() - started) * 1000.0

@@ -7,6 +7,9 @@ connection to one of them, so a worker binds only when it can answer (a replacem
 worker that is still loading takes no connection). A single worker binds without it, so a port another process
 holds is an error at start instead of a silent split of the traffic.
 
+Besides the inference protocol, the server answers the standard health service
+(:mod:`vigil.serving.grpc.health`), as ``/readyz`` does.
+
 Messages larger than the serve body limit (``VIGIL_SERVE_MAX_BODY_BYTES``) are refused by
 gRPC itself with ``RESOURCE_EXHAUSTED`` before they are read.
 """
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from vigil.errors import ConfigurationError
+from vigil.serving.grpc.health import HealthService
 from vigil.serving.grpc.service import InferenceService
 
 if TYPE_CHECKING:
@@ -57,7 +61,12 @@ class GrpcServer:
                 ("grpc.max_send_message_length", -1),
             ]
         )
-        server.add_generic_rpc_handlers((InferenceService(dataplane, authenticator).handler(),))
+        server.add_generic_rpc_handlers(
+            (
+                InferenceService(dataplane, authenticator).handler(),
+                HealthService(dataplane).handler(),
+            )
+        )
         cause: RuntimeError | None = None
         try:
             bound = server.add_insecure_port(self.address)
