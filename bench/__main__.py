@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
 serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
-replay|backfill ...] [--quick]``.
+replay|backfill|explain ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -29,6 +29,7 @@ ALL = (
     "monitor_scale",
     "replay",
     "backfill",
+    "explain",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -50,6 +51,7 @@ QUICK_ARGS = {
     "monitor_scale": ["--rows", "300000"],
     "replay": ["--rows", "200000", "--rounds", "1"],
     "backfill": ["--parts", "4", "--rounds", "1"],
+    "explain": ["--quick"],
 }
 
 

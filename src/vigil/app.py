@@ -15,6 +15,7 @@ Imports of the subsystems are inside the methods that build them: every CLI comm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from vigil.serving.config import ServingSettings
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.executors import Executors
-    from vigil.serving.provider import ModelProvider
+    from vigil.serving.provider import ModelProvider, ServedModel
     from vigil.serving.readiness import Readiness
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.storage.artifacts import ArtifactStore
@@ -303,6 +304,7 @@ class Vigil:
         # serving: only to serve
         from vigil.serving.app import create_app
         from vigil.serving.executors import Executors
+        from vigil.serving.explaining import Explanations
         from vigil.serving.provider import StaticProvider
         from vigil.serving.registry_provider import RegistryProvider
 
@@ -342,7 +344,21 @@ class Vigil:
             routes=routes,
             background=background,
             cache=self.prediction_cache(settings),
+            explanations=Explanations(reference_sample=self.reference_sample),
         )
+
+    def reference_sample(self, served: ServedModel) -> pd.DataFrame | None:
+        """The stored reference rows of a served registered version (its inputs), or
+        ``None``: serving loads bundles without them, explaining a model without an exact
+        explainer needs them."""
+        from vigil.bundle.bundle import read_profile  # only when such a model is explained
+        from vigil.explain.explainers import reference_frame
+
+        mv = self.registry.get_version(served.name, served.version)
+        profile = read_profile(self.registry.fetch_bundle(mv, self.cache_dir))
+        if profile is None:
+            return None
+        return reference_frame(profile.sample, [f.name for f in served.signature.inputs])
 
     # -- the lifecycle -------------------------------------------------------------------
 
@@ -435,6 +451,11 @@ class Vigil:
             }
             if not from_object and manifest.source.sha256:
                 lineage["source_sha256"] = manifest.source.sha256
+            # Global importance, stored in the manifest (the registry keeps it with the
+            # version): loaded under the trust this call grants.
+            from vigil.explain.importance import record_importance
+
+            record_importance(bundle_dir, dataclasses.replace(trust, trusted_types=tuple(approved)))
             ref_source = manifest.reference.source if manifest.reference else None
             if ref_source is not None and ref_source.sha256:
                 lineage["reference_sha256"] = ref_source.sha256

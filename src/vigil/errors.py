@@ -301,3 +301,12 @@ class MethodNotAllowedError(VigilError, ValueError):
 
     status = 405
     code = "method_not_allowed"
+
+
+class NotExplainableError(VigilError, ValueError):
+    """The model cannot be explained the way the request asks (HTTP 422): it has no
+    explainer (a classifier without probabilities or margins, no reference sample for the
+    model-agnostic estimator), or the class asked for is not one of its classes."""
+
+    status = 422
+    code = "not_explainable"

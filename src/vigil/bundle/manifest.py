@@ -76,6 +76,9 @@ class Manifest(BaseModel):
     reference: ReferenceInfo | None = None
     profile_file: str | None = None
     sample_file: str | None = None
+    importance: dict[str, Any] | None = None
+    """Global importance: each input's mean absolute attribution over reference rows, with
+    how it was computed (see :func:`vigil.explain.importance.global_importance`)."""
 
 
 def read_manifest(bundle_dir: str | Path) -> Manifest:

@@ -50,6 +50,7 @@ from vigil.cli import db as _db
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
 from vigil.cli import experiment as _experiment
+from vigil.cli import explain as _explain
 from vigil.cli import feedback as _feedback
 from vigil.cli import keys as _keys
 from vigil.cli import models as _models
@@ -108,6 +109,7 @@ _experiment.install(app)
 _policy.install(app)
 _validate.install(app)
 _replay.install(app)
+_explain.install(app)
 _db.install(app)
 
 

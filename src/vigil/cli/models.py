@@ -246,6 +246,7 @@ def show(
             for f in inputs
         ],
     )
+    _show_importance(mv.manifest.get("importance"))
     out = sig.get("outputs") or {}
     if out:
         classes = out.get("classes")
@@ -255,6 +256,31 @@ def show(
                 + (f", classes {classes}" if classes else "")
             )
         )
+
+
+def _show_importance(importance: dict[str, Any] | None, top: int = 15) -> None:
+    """The version's global importance (mean |attribution| on reference rows), largest
+    first, with a bar scaled to the largest."""
+    if not importance or not importance.get("features"):
+        return
+    features: dict[str, float] = importance["features"]
+    largest = max(features.values()) or 1.0
+    how = "exact" if importance.get("exact") else "estimated"
+    table(
+        "Global importance",
+        ["feature", "mean |attribution|", ""],
+        [
+            (shown(name), f"{value:.4g}", "█" * max(1, round(20 * value / largest)))
+            for name, value in list(features.items())[:top]
+        ],
+    )
+    console.print(
+        f"{importance.get('method')} attributions ({how}) of the {importance.get('output')}, "
+        f"over {importance.get('rows')} reference rows",
+        highlight=False,
+    )
+    if len(features) > top:
+        console.print(f"... and {len(features) - top} more (--json lists all)")
 
 
 def _cats(cats: list[Any] | None) -> str:

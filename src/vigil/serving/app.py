@@ -47,6 +47,7 @@ from vigil.serving.capture_runtime import CaptureRuntime
 from vigil.serving.config import ServingSettings, json_values_limit, load_serving_settings
 from vigil.serving.dataplane import DataPlane
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
+from vigil.serving.explaining import Explanations
 from vigil.serving.guards import check_origin, host_guard
 from vigil.serving.http import Request, Response, Route, Router
 from vigil.serving.logs import ACCESS_LOGGER
@@ -528,6 +529,7 @@ def create_app(
     tracing: Tracing | None = None,
     routes: Sequence[Route] = (),
     background: Sequence[Background] = (),
+    explanations: Explanations | None = None,
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -542,7 +544,8 @@ def create_app(
     ``VIGIL_SERVE_TRACING`` is on, else none); ``routes`` are operations of layers above
     serving (the update policies' admin API) added to the server's own, and ``background``
     loops that run with the app: the composition root hands them in, so serving never
-    imports them.
+    imports them;
+    ``explanations`` are the served models' explainers (default: from the loaded bundles).
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -574,6 +577,7 @@ def create_app(
         endpoints=endpoints,
         services=services,
         readiness=readiness,
+        explanations=explanations,
         cache=cache,
         tracing=tracing,
     )

@@ -31,6 +31,7 @@ from vigil.serving import metrics
 from vigil.serving.cache import decode_entries, encode_entry, row_hashes
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.executors import INLINE_CELLS, Executors
+from vigil.serving.explaining import Explanations
 from vigil.serving.readiness import Readiness
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ class DataPlane:
     tracing:
         Starts the OpenTelemetry spans of requests and batches (:mod:`vigil.serving.tracing`);
         ``None``, the default: tracing is off.
+    explanations:
+        The served models' explainers and their thread (built on first use).
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class DataPlane:
         readiness: Readiness | None = None,
         cache: PredictionCache | None = None,
         tracing: Tracing | None = None,
+        explanations: Explanations | None = None,
     ):
         self.provider = provider
         self.settings = settings or load_serving_settings()
@@ -178,6 +182,7 @@ class DataPlane:
         self._hits_logged: asyncio.Future[None] | None = None
         self.tracing = tracing
         """OpenTelemetry spans (``None``: off, and the request path pays one ``None`` test)."""
+        self.explanations = explanations or Explanations()
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -202,6 +207,7 @@ class DataPlane:
             await self.cache.stop()
         # The pools first: feedback being stored must finish before its log closes.
         await asyncio.to_thread(self.executors.shutdown)
+        await asyncio.to_thread(self.explanations.shutdown)
         if self.capture is not None:
             await self.capture.stop()
 

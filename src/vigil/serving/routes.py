@@ -393,10 +393,12 @@ from vigil.serving import (  # noqa: E402
     alert_admin_routes,
     endpoint_admin_routes,
     endpoint_routes,
+    explain_routes,
     feedback_routes,
 )
 
 for _module in (
+    explain_routes,
     admin_routes,
     alert_admin_routes,
     feedback_routes,
