@@ -1,7 +1,8 @@
 """The loop end to end through a real server: a drift alert starts the policy's run, the
 retrain command trains on the export and registers its candidate, the gate passes it, it
-shadows, ramps as a canary and is promoted; every step audited, the outcome alerted to a
-webhook receiver the test starts."""
+shadows, ramps as a canary and is promoted (or, when its users' rewards say it does worse,
+rolled back by the canary's guards); every step audited, the outcome alerted to a webhook
+receiver the test starts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -34,8 +36,12 @@ pytestmark = pytest.mark.slow
 class Load:
     """Client threads posting rows to the policy's endpoint until stopped."""
 
-    def __init__(self, url: str, endpoint: str, threads: int = 2) -> None:
+    def __init__(
+        self, url: str, endpoint: str, threads: int = 2, rewards: dict[str, float] | None = None
+    ) -> None:
         self.url, self.endpoint = url, endpoint
+        self.rewards = rewards or {}
+        """Reward sent back for each answer of these variants (what users made of it)."""
         self.statuses: list[int] = []
         self._stop = threading.Event()
         self._threads = [
@@ -58,6 +64,15 @@ class Load:
                     headers={"x-unit-id": f"u{rng.integers(1_000_000)}"},
                 )
                 self.statuses.append(response.status_code)
+                body = response.json()
+                if body.get("variant") in self.rewards:
+                    client.post(
+                        "/v1/feedback",
+                        json={
+                            "request_id": body["request_id"],
+                            "reward": self.rewards[body["variant"]],
+                        },
+                    )
                 self._stop.wait(0.01)
 
     def __enter__(self) -> Load:
@@ -77,15 +92,21 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield r
 
 
-def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
-    vigil_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver
-) -> None:
+def _world(
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    receiver: WebhookReceiver,
+    **guards: Any,
+) -> Vigil:
+    """churn served, its labelled traffic logged, and a policy retraining it on a drift
+    alert, with short stages (``guards``: more canary guards)."""
     monkeypatch.setenv("VIGIL_POLICY_INTERVAL_S", "0.3")
     monkeypatch.setenv("VIGIL_MONITOR_ENABLED", "false")
     monkeypatch.setenv("VIGIL_MONITOR_ALLOW_PRIVATE_WEBHOOKS", "true")
     monkeypatch.setenv("VIGIL_MONITOR_WEBHOOKS", f'["{receiver.url}"]')
     monkeypatch.setenv("VIGIL_MONITOR_RETRIES", "0")
-    app = Vigil(load_settings(home=vigil_home, actor="ada"))
+    app = Vigil(load_settings(home=home, actor="ada"))
     build(app)
     PolicyStore(app).set(
         parse_policy(
@@ -105,36 +126,62 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
                         {"percent": 50, "min_duration_s": 0.5, "min_requests": 10},
                         {"percent": 100, "min_duration_s": 0.5, "min_requests": 10},
                     ],
-                    "guards": {"min_requests": 10, "max_latency_ratio": 50},
+                    "guards": {"min_requests": 10, "max_latency_ratio": 50, **guards},
                 },
             }
         ),
         actor="ada",
     )
+    return app
+
+
+def _drift_alert(app: Vigil) -> None:
+    """What monitoring raises when the traffic drifts from the reference."""
+    fire_event(
+        app,
+        name="dataset_drift",
+        severity="warning",
+        summary="churn: 2 of 3 features drifted",
+        labels={"model": "churn"},
+    )
+
+
+def _ended(runs: RunStore, run_id: str) -> bool:
+    return runs.get(run_id).state in ("promoted", "rejected", "failed", "rolled_back")
+
+
+def _alerted(receiver: WebhookReceiver, name: str) -> bool:
+    return any(
+        a["labels"].get("alertname") == name
+        for body in receiver.bodies
+        for a in body.get("alerts", [])
+    )
+
+
+def _policy_actions(app: Vigil) -> list[str]:
+    return [
+        e.action
+        for e in reversed(app.registry.audit("churn", limit=500))
+        if e.action.startswith(("policy.", "canary."))
+    ]
+
+
+def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
+    vigil_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver
+) -> None:
+    app = _world(vigil_home, tmp_path, monkeypatch, receiver)
     provider = RegistryProvider(app, poll_interval=0.2)
     server_app = app.serving_app(provider)
     runs = RunStore(app.database)
     with ServerThread(server_app) as server, Load(server.url, "churn-live") as load:
         wait_for(lambda: len(load.statuses) > 20, 30, what="traffic through the endpoint")
-        # What monitoring raises when the traffic drifts from the reference.
-        fire_event(
-            app,
-            name="dataset_drift",
-            severity="warning",
-            summary="churn: 2 of 3 features drifted",
-            labels={"model": "churn"},
-        )
+        _drift_alert(app)
         wait_for(lambda: runs.list("churn", limit=1), 15, what="the alert to start a run")
         run = runs.list("churn", limit=1)[0]
         # One run in flight per model: a manual start now is refused, naming it.
         again = httpx.post(f"{server.url}/v1/admin/policies/churn/runs", json={})
         assert again.status_code == 409 and run.run_id in again.json()["message"]
-        wait_for(
-            lambda: runs.get(run.run_id).state in ("promoted", "rejected", "failed", "rolled_back"),
-            120,
-            what="the run to end",
-            interval=0.3,
-        )
+        wait_for(lambda: _ended(runs, run.run_id), 120, what="the run to end", interval=0.3)
         run = runs.get(run.run_id)
         assert run.state == "promoted", (run.error, run.data)
         listed = httpx.get(f"{server.url}/v1/admin/policies/churn/runs").json()["runs"]
@@ -177,11 +224,7 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
     assert set(load.statuses) == {200}
     shadow = run.data["shadow"]["evidence"]
     assert shadow["candidate_requests"] >= 20 and shadow["disagreement"] is not None
-    actions = [
-        e.action
-        for e in reversed(app.registry.audit("churn", limit=500))
-        if e.action.startswith(("policy.", "canary."))
-    ]
+    actions = _policy_actions(app)
     assert actions[:7] == [
         "policy.set",
         "policy.triggered",
@@ -193,11 +236,42 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
     ]
     assert "canary.promote" in actions and actions[-1] == "policy.promoted"
     wait_for(
-        lambda: any(
-            a["labels"].get("alertname") == "policy_promoted"
-            for body in receiver.bodies
-            for a in body.get("alerts", [])
-        ),
-        15,
-        what="the promotion alert at the webhook",
+        lambda: _alerted(receiver, "policy_promoted"), 15, what="the promotion alert at the webhook"
     )
+
+
+def test_a_candidate_the_canary_guards_refuse_is_rolled_back(
+    vigil_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver
+) -> None:
+    """The retrained candidate passes the gate and its shadow, but once it answers users
+    their rewards say it does worse (the quality guard): the canary rolls back, the run
+    ends rolled back, production stays on the served version, and the owners are told."""
+    app = _world(vigil_home, tmp_path, monkeypatch, receiver, max_quality_drop=0.2, min_labels=10)
+    server_app = app.serving_app(RegistryProvider(app, poll_interval=0.2))
+    runs = RunStore(app.database)
+    rewards = {"served": 1.0, "candidate": 0.0}
+    with (
+        ServerThread(server_app) as server,
+        Load(server.url, "churn-live", rewards=rewards) as load,
+    ):
+        wait_for(lambda: len(load.statuses) > 20, 30, what="traffic through the endpoint")
+        _drift_alert(app)
+        wait_for(lambda: runs.list("churn", limit=1), 15, what="the alert to start a run")
+        run_id = runs.list("churn", limit=1)[0].run_id
+        wait_for(lambda: _ended(runs, run_id), 120, what="the run to end", interval=0.3)
+    run = runs.get(run_id)
+    assert run.state == "rolled_back", (run.error, run.data)
+    assert run.data["gate"]["replay"]["passed"]
+    assert app.registry.resolve("models:/churn@production").version == 1
+    assert set(load.statuses) == {200}
+    actions = _policy_actions(app)
+    assert "policy.canary" in actions and "canary.rollback" in actions
+    assert "canary.promote" not in actions and actions[-1] == "policy.rolled_back"
+    # Rolled back by the quality guard, on the rewards: 1.0 served, 0.0 candidate.
+    (rollback,) = [
+        e for e in app.registry.audit("churn", limit=500) if e.action == "canary.rollback"
+    ]
+    assert rollback.after is not None
+    evidence = rollback.after["evidence"]
+    assert (evidence["stable_quality"], evidence["canary_quality"]) == (1.0, 0.0), rollback.after
+    wait_for(lambda: _alerted(receiver, "policy_rolled_back"), 15, what="the rollback alert")

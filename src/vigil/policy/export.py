@@ -99,6 +99,19 @@ class _Writer:
             self._writer.close()
 
 
+def _unwidened(labels: pd.Series) -> pd.Series:
+    """Labels as they were sent: feedback that carried only a reward joins as a missing
+    label, which widens integer classes to floats (``1`` to ``1.0``); once those rows are
+    dropped, whole numbers are integers again, so a model retrained on them predicts the
+    classes the served one does."""
+    import numpy as np
+
+    values = labels.to_numpy()
+    if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
+        return labels.astype("int64")
+    return labels
+
+
 def export_training_data(
     app: Services,
     model: str,
@@ -158,6 +171,7 @@ def export_training_data(
             joined = joined[joined["label"].notna()]
             if joined.empty:
                 continue
+            joined["label"] = _unwidened(joined["label"])
             out = joined.rename(columns={n: n[len(FEATURE_PREFIX) :] for n in names})
             features = sorted({*features, *(n[len(FEATURE_PREFIX) :] for n in names)})
             out = out.drop(columns=[c for c in ("caller", "reward", "feedback_time") if c in out])
