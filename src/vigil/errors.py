@@ -249,6 +249,22 @@ class InvalidParameterError(VigilError, ValueError):
     code = "invalid_parameter"
 
 
+def invalid_configuration(exc: Any, what: str) -> InvalidParameterError:
+    """The 422 for pydantic's ``ValidationError`` ``exc``, raised validating ``what`` (an
+    endpoint configuration, an update policy): ``invalid <what>: <field>: <reason>``, for
+    the first error, with the field and the number of errors in its detail."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    cause = first.get("ctx", {}).get("error")
+    reason = str(cause) if isinstance(cause, VigilError | ValueError) else first["msg"]
+    reason = reason.removeprefix("Value error, ")
+    prefix = f"{where}: " if where else ""
+    return InvalidParameterError(
+        f"invalid {what}: {prefix}{reason}",
+        detail={"field": where or None, "errors": exc.error_count()},
+    )
+
+
 class PredictionError(VigilError, RuntimeError):
     """The model failed on input that passed validation and fails on a known-good input
     too (HTTP 500): the model or the server is broken, not the request. The message names

@@ -47,7 +47,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from vigil.errors import InvalidParameterError, VigilError
+from vigil.errors import invalid_configuration
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.names import check_alias, check_name
 from vigil.uri import parse_model_ref
@@ -340,13 +340,4 @@ def parse_endpoint(data: object) -> EndpointConfig:
     try:
         return EndpointConfig.model_validate(data)
     except PydanticValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        cause = first.get("ctx", {}).get("error")
-        reason = str(cause) if isinstance(cause, VigilError | ValueError) else first["msg"]
-        reason = reason.removeprefix("Value error, ")
-        prefix = f"{where}: " if where else ""
-        raise InvalidParameterError(
-            f"invalid endpoint configuration: {prefix}{reason}",
-            detail={"field": where or None, "errors": exc.error_count()},
-        ) from None
+        raise invalid_configuration(exc, "endpoint configuration") from None

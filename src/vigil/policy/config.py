@@ -37,7 +37,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from vigil.durations import parse_duration
-from vigil.errors import InvalidParameterError, VigilError
+from vigil.errors import InvalidParameterError, invalid_configuration
 from vigil.experiments.config import CanaryGuards, CanaryStep
 from vigil.monitor.webhooks import webhook_label
 from vigil.names import check_alias, check_model_name, check_name
@@ -305,13 +305,4 @@ def parse_policy(data: object) -> PolicyConfig:
     try:
         return PolicyConfig.model_validate(data)
     except PydanticValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        cause = first.get("ctx", {}).get("error")
-        reason = str(cause) if isinstance(cause, VigilError | ValueError) else first["msg"]
-        reason = reason.removeprefix("Value error, ")
-        prefix = f"{where}: " if where else ""
-        raise InvalidParameterError(
-            f"invalid update policy: {prefix}{reason}",
-            detail={"field": where or None, "errors": exc.error_count()},
-        ) from None
+        raise invalid_configuration(exc, "update policy") from None
