@@ -44,6 +44,8 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import alerts as _alerts
+from vigil.cli import audit as _audit
+from vigil.cli import capture as _capture
 from vigil.cli import db as _db
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
@@ -90,6 +92,8 @@ def _root(
 
 
 _models.install(app)
+_audit.install(app)
+_capture.install(app)
 _drift.install(app)
 _predict.install(app)
 _feedback.install(app)
