@@ -15,7 +15,7 @@ from vigil.audit import (
     record_audit,
     verify_audit,
 )
-from vigil.storage.chain import GENESIS
+from vigil.hashchain import GENESIS
 from vigil.storage.sql import Database, alembic_config
 
 

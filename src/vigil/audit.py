@@ -10,7 +10,7 @@ back, newest first. The table is created by the first migration
 
 Each row carries ``prev_digest``, the digest of the row before it, and ``digest``, the
 SHA-256 of the canonical JSON of its fields (``at``, ``actor``, ``action``, ``entity``,
-``model``, ``before``, ``after``) and ``prev`` (:func:`vigil.storage.chain.chain_digest`).
+``model``, ``before``, ``after``) and ``prev`` (:func:`vigil.hashchain.chain_digest`).
 Appending is serialised: ``pg_advisory_xact_lock`` on PostgreSQL, the write lock on SQLite
 (held by a ``write=True`` session from its start, and by any session from its first
 write), so two writers never chain onto the same row. :func:`verify_audit` walks the chain
@@ -28,8 +28,8 @@ from typing import Any, Literal
 from sqlalchemy import Integer, String, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from vigil.hashchain import GENESIS, canonical_time, chain_digest
 from vigil.names import NAME_LENGTH
-from vigil.storage.chain import GENESIS, canonical_time, chain_digest
 from vigil.storage.sql import Base, utcnow
 
 # Any fixed 64-bit number works; it only has to be the same in every vigil process.

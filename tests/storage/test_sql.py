@@ -19,7 +19,7 @@ import vigil.monitor.tables
 import vigil.registry.tables  # noqa: F401
 from vigil.audit import AuditLogRow
 from vigil.errors import ConfigurationError
-from vigil.storage.chain import GENESIS
+from vigil.hashchain import GENESIS
 from vigil.storage.sql import (
     VERSIONS_DIR,
     Base,

@@ -2,10 +2,16 @@
 
 Beside the partitions of each model, in ``<root>/_chain/<model dir>/<writer>.jsonl`` of
 the artifact store (local or S3), every compactor appends one JSON line per change it
-makes, chained the way the audit log is (:mod:`vigil.storage.chain`):
+makes, chained the way the audit log is (:mod:`vigil.hashchain`):
 
 * ``compacted``: the parts it wrote (key, size, SHA-256) and the segment they replace;
 * ``retention``: the files a retention pass deleted, recorded before it deletes them.
+
+The live segments have a chain of their own, ``_chain-<prefix>.jsonl`` in the log's
+directory (:func:`record_segment`, under an ``flock``: every process of the host appends to
+it): ``closed`` when a segment is closed (its name, size and SHA-256, taken as it was
+written), ``compacted`` when compaction has replaced it by parts and deletes it.
+:func:`verify_segments` checks the closed segments against it.
 
 Each writer (a host's compactor, which holds that host's compaction lock) has its own
 chain, so replicas sharing one bucket never write the same manifest. A part written again
@@ -20,15 +26,18 @@ and then the files against what the chains say should be there: a file that chan
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import posixpath
 import socket
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from vigil.storage.chain import GENESIS, canonical_time, chain_digest
-from vigil.storage.sql import utcnow
+from vigil.hashchain import GENESIS, canonical_time, chain_digest
 
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore
@@ -79,19 +88,115 @@ def append_entry(
     append; one writer per manifest, so nothing races)."""
     key = _chain_key(root, group, writer or writer_id())
     old = store.read_bytes(key) if store.exists(key) else b""
-    lines = old.splitlines()
+    entry, line = _next_entry(old, event, added, removed, replaces)
+    store.write_bytes(key, old + line)
+    return entry
+
+
+def _next_entry(
+    manifest: bytes,
+    event: str,
+    added: list[dict[str, Any]] | None,
+    removed: list[str] | None,
+    replaces: list[str] | None,
+) -> tuple[dict[str, Any], bytes]:
+    """The entry chained onto the last line of ``manifest``, and its line."""
+    lines = manifest.splitlines()
     prev = json.loads(lines[-1])["digest"] if lines else GENESIS
     content = {
-        "at": canonical_time(utcnow()),
+        "at": canonical_time(datetime.now(UTC)),
         "event": event,
         "added": added or [],
         "removed": removed or [],
         "replaces": replaces or [],
     }
     entry = {**content, "prev": prev, "digest": chain_digest(prev, content)}
-    line = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
-    store.write_bytes(key, old + line + b"\n")
-    return entry
+    return entry, json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def segment_manifest(directory: Path, prefix: str) -> Path:
+    """The chain manifest of the segments named ``<prefix>-*`` in ``directory``."""
+    return directory / f"_chain-{prefix}.jsonl"
+
+
+_TAIL_BYTES = 65536  # far more than one entry: the last line is always whole in it
+
+
+def record_segment(
+    directory: Path,
+    prefix: str,
+    event: str,
+    *,
+    added: list[dict[str, Any]] | None = None,
+    removed: list[str] | None = None,
+) -> None:
+    """Chain one entry onto the segments' manifest, under its ``flock`` (several processes
+    of one host share the directory)."""
+    path = segment_manifest(directory, prefix)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, min(size, _TAIL_BYTES), max(0, size - _TAIL_BYTES))
+        _entry, line = _next_entry(
+            tail.rsplit(b"\n", 2)[-2] if b"\n" in tail else b"", event, added, removed, None
+        )
+        os.write(fd, line)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def segment_entry(name: str, size: int, sha256: str) -> dict[str, Any]:
+    """What the chain records of one closed segment."""
+    return {"key": name, "size": size, "sha256": sha256}
+
+
+def verify_segments(directory: Path, prefix: str) -> CaptureVerification:
+    """Check the closed segments ``<prefix>-*.seg`` of ``directory`` against their chain."""
+    out = CaptureVerification(root=f"{directory}/{prefix}-*")
+    group = prefix
+    out.groups.append(group)
+    manifest = segment_manifest(directory, prefix)
+    data = manifest.read_bytes() if manifest.exists() else b""
+    entries = _chain_entries(data, manifest.name, group, out)
+    if entries is None:
+        return out
+    expected: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        out.entries += 1
+        for gone in entry["removed"]:
+            expected.pop(gone, None)
+        for added in entry["added"]:
+            expected[added["key"]] = added
+    for path in sorted(directory.glob(f"{prefix}-*.seg")):
+        out.files += 1
+        recorded = expected.pop(path.name, None)
+        if recorded is None:
+            out.problems.append(
+                CaptureProblem(group, "inserted", path.name, f"{path.name} is in no chain entry")
+            )
+        elif not _same(path.read_bytes(), recorded):
+            out.problems.append(
+                CaptureProblem(group, "edited", path.name, f"{path.name} changed since it closed")
+            )
+    for name in sorted(expected):
+        if (directory / name).with_suffix(".open").exists():
+            continue  # recorded, not yet renamed: its writer is closing it right now
+        out.problems.append(
+            CaptureProblem(
+                group,
+                "deleted",
+                name,
+                f"{name} is missing, and compaction did not record replacing it",
+            )
+        )
+    return out
+
+
+def _same(data: bytes, recorded: dict[str, Any]) -> bool:
+    return bool(
+        len(data) == recorded["size"] and hashlib.sha256(data).hexdigest() == recorded["sha256"]
+    )
 
 
 def store_keys(store: ArtifactStore, prefix: str) -> list[str]:
@@ -133,9 +238,15 @@ def _read_chain(
     store: ArtifactStore, key: str, group: str, out: CaptureVerification
 ) -> list[dict[str, Any]] | None:
     """The entries of one manifest, or ``None`` (and a problem) when its chain is broken."""
+    return _chain_entries(store.read_bytes(key), key, group, out)
+
+
+def _chain_entries(
+    data: bytes, key: str, group: str, out: CaptureVerification
+) -> list[dict[str, Any]] | None:
     prev = GENESIS
     entries = []
-    for n, raw in enumerate(store.read_bytes(key).splitlines(), start=1):
+    for n, raw in enumerate(data.splitlines(), start=1):
         where = f"{key}:{n}"
         try:
             entry = json.loads(raw)
@@ -235,7 +346,7 @@ def _check_files(
             )
             continue
         data = store.read_bytes(key)
-        if len(data) != recorded["size"] or hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+        if not _same(data, recorded):
             out.problems.append(
                 CaptureProblem(
                     group,

@@ -41,7 +41,7 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 
 from vigil.capture.chain import append_entry, chain_group, file_entry, store_keys
-from vigil.capture.log import SegmentLog, read_segment, segment_id
+from vigil.capture.log import SegmentLog, read_segment, record_compacted, segment_id
 from vigil.capture.table import DATA_ERRORS, ToTable, parse_time, records_to_table, tolerant_table
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ def compact(
             append_entry(store, root, group, "compacted", added=files, replaces=[path.name])
         if bad:
             _quarantine(store, root, sid, bad)
+        record_compacted(path, log.prefix)
         path.unlink(missing_ok=True)
         rows += len(records) - len(bad)
         torn_total += torn

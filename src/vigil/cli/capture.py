@@ -19,16 +19,22 @@ def verify(
     model: str = typer.Argument(None, help="Only this model's partitions."),
     json_out: bool = JSON,
 ) -> None:
-    """Check every compacted file against the chain manifests: name each edited, deleted
-    or inserted file and each broken chain (exit status 1), or say all is intact."""
-    from vigil.capture.chain import verify_capture
+    """Check every compacted file (and, for all models, this host's closed segments)
+    against the chain manifests: name each edited, deleted or inserted file and each
+    broken chain (exit status 1), or say all is intact."""
+    from vigil.capture.chain import verify_capture, verify_segments
     from vigil.capture.compact import CAPTURE_ROOT, model_dir
     from vigil.feedback.store import FEEDBACK_ROOT
 
-    store = services().artifacts
+    vigil = services()
+    store = vigil.artifacts
     results = [verify_capture(store, CAPTURE_ROOT, model_dir=model_dir(model) if model else None)]
-    if model is None:
+    if model is None:  # segments hold every model's records: checked when all are
         results.append(verify_capture(store, FEEDBACK_ROOT))
+        feedback_dir = vigil.capture_settings.resolved_feedback_dir(vigil.settings.home)
+        for directory, prefix in ((vigil.capture_dir, "capture"), (feedback_dir, "feedback")):
+            if directory.is_dir():
+                results.append(verify_segments(directory, prefix))
     ok = all(r.ok for r in results)
     if json_out:
         print_json(
@@ -59,8 +65,7 @@ def verify(
         for r in results:
             if r.ok:
                 console.print(
-                    f"[green]{r.root} intact[/]: {r.files} files in {len(r.groups)} "
-                    f"partition group(s), {r.entries} chain entries"
+                    f"[green]{shown(r.root)} intact[/]: {r.files} files, {r.entries} chain entries"
                 )
             for p in r.problems:
                 err_console.print(

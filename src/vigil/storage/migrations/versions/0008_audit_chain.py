@@ -1,7 +1,7 @@
 """Hash-chain the audit log.
 
 ``audit_log.prev_digest`` holds the digest of the row before, ``audit_log.digest`` the
-SHA-256 of the row's canonical content chained onto it (:mod:`vigil.storage.chain`; the
+SHA-256 of the row's canonical content chained onto it (:mod:`vigil.hashchain`; the
 fields are listed in :func:`vigil.audit.entry_digest`). The rows already there are chained
 here, in id order, so that ``vigil audit verify`` checks the whole log from its first row.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from vigil.storage.chain import GENESIS, canonical_time, chain_digest
+from vigil.hashchain import GENESIS, canonical_time, chain_digest
 from vigil.storage.sql import JSONType, UtcDateTime
 
 revision = "0008_audit_chain"
