@@ -281,3 +281,22 @@ def test_the_cli_shows_exports_and_verifies(
         assert bad.exit_code == 1 and "--head takes a file" in bad.stderr
     finally:
         reset_default()
+
+
+def test_a_rolled_back_change_leaves_no_entry_and_the_chain_goes_on(db: Database) -> None:
+    _record(db, 1)
+    with pytest.raises(RuntimeError, match="boom"), db.session(write=True) as session:
+        record_audit(session, actor="ana", action="x", entity_type="t", entity_name="n")
+        raise RuntimeError("boom")
+    _record(db, 1)
+    result = _verify(db)
+    assert result.ok and result.entries == 2
+
+
+def test_entries_of_one_transaction_chain_in_the_order_recorded(db: Database) -> None:
+    with db.session(write=True) as session:
+        for action in ("first", "second", "third"):
+            record_audit(session, actor="ana", action=action, entity_type="t", entity_name="n")
+    with db.session() as session:
+        assert [e.action for e in read_audit(session)] == ["third", "second", "first"]
+    assert _verify(db).ok

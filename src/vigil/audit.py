@@ -11,9 +11,10 @@ back, newest first. The table is created by the first migration
 Each row carries ``prev_digest``, the digest of the row before it, and ``digest``, the
 SHA-256 of the canonical JSON of its fields (``at``, ``actor``, ``action``, ``entity``,
 ``model``, ``before``, ``after``) and ``prev`` (:func:`vigil.hashchain.chain_digest`).
-Appending is serialised: ``pg_advisory_xact_lock`` on PostgreSQL, the write lock on SQLite
-(held by a ``write=True`` session from its start, and by any session from its first
-write), so two writers never chain onto the same row. :func:`verify_audit` walks the chain
+Rows are chained when their transaction commits, and appending is serialised:
+``pg_advisory_xact_lock`` on PostgreSQL, the write lock on SQLite (held by a ``write=True``
+session from its start, and by any session from its first write), so two writers never
+chain onto the same row. :func:`verify_audit` walks the chain
 and names the first broken row; :func:`audit_head` gives the last row's id and digest,
 which, exported and given back to :func:`verify_audit`, also proves the tail was not cut.
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Integer, String, select, text
+from sqlalchemy import Integer, String, event, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from vigil.hashchain import GENESIS, canonical_time, chain_digest
@@ -150,6 +151,9 @@ def _last(session: Session) -> AuditLogRow | None:
     return session.scalars(select(AuditLogRow).order_by(AuditLogRow.id.desc()).limit(1)).first()
 
 
+_PENDING = "vigil.audit.pending"
+
+
 def record_audit(
     session: Session,
     *,
@@ -161,29 +165,55 @@ def record_audit(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit row to ``session`` (committed with the change it describes), chained
-    onto the last row under the chain's lock."""
+    """Add an audit row to ``session``, committed with the change it describes.
+
+    The row is chained when the transaction commits (:func:`_chain_pending`): the chain's
+    lock is then the last lock the transaction takes, held only for its commit, so a
+    transaction that audits and then changes more rows never waits for a row while
+    holding it (no deadlock with one that changed that row and waits to audit).
+    """
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "before_commit", _chain_pending)
+        event.listen(session, "after_soft_rollback", _forget_pending)
+    pending.append(
+        {
+            "at": utcnow(),
+            "actor": actor,
+            "action": action,
+            "entity_type": entity_type,
+            "entity_name": entity_name,
+            "model_name": model_name,
+            "before": before,
+            "after": after,
+        }
+    )
+
+
+def _chain_pending(session: Session) -> None:
+    """Chain this transaction's audit rows onto the last row, under the chain's lock."""
+    pending: list[dict[str, Any]] = session.info.get(_PENDING) or []
+    if not pending:
+        return
     _lock_chain(session)
-    # Flushes what the caller changed first (so that on SQLite the write lock is already
-    # held when the last row is read) and any audit row added earlier in this transaction.
+    # Flushes what the transaction changed first, so that on SQLite the write lock is
+    # already held when the last row is read.
     session.flush()
     last = _last(session)
     prev = last.digest if last is not None else GENESIS
-    at = utcnow()
-    row = AuditLogRow(
-        at=at,
-        actor=actor,
-        action=action,
-        entity_type=entity_type,
-        entity_name=entity_name,
-        model_name=model_name,
-        before=before,
-        after=after,
-        prev_digest=prev,
-    )
-    row.digest = _row_digest(row)
-    session.add(row)
-    session.flush()  # its id now, under the lock: ids follow the chain
+    for fields in pending:
+        row = AuditLogRow(**fields, prev_digest=prev)
+        row.digest = prev = _row_digest(row)
+        session.add(row)
+    pending.clear()
+    session.flush()  # ids now, under the lock: ids follow the chain
+
+
+def _forget_pending(session: Session, _previous: Any) -> None:
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if pending is not None and not session.in_transaction():
+        pending.clear()
 
 
 def read_audit(
