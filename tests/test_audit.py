@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from vigil.audit import (
     AuditHead,
+    AuditVerification,
     audit_head,
     read_audit,
     record_audit,
@@ -39,7 +41,7 @@ def db(tmp_path: Path) -> Database:
     return Database(f"sqlite:///{tmp_path / 'vigil.db'}")
 
 
-def _verify(db: Database, head: AuditHead | str | None = None):  # type: ignore[no-untyped-def]
+def _verify(db: Database, head: AuditHead | str | None = None) -> AuditVerification:
     with db.session() as session:
         return verify_audit(session, head=head)
 
@@ -300,3 +302,50 @@ def test_entries_of_one_transaction_chain_in_the_order_recorded(db: Database) ->
     with db.session() as session:
         assert [e.action for e in read_audit(session)] == ["third", "second", "first"]
     assert _verify(db).ok
+
+
+def test_auditing_then_changing_more_rows_does_not_deadlock_on_postgres(
+    migrated_postgres_url: str,
+) -> None:
+    # T1 changes row 1, audits, then changes row 2; T2 changed row 2 and audits meanwhile.
+    # Had T1 taken the chain's lock when it audited, T2 would wait for it while holding
+    # row 2, and T1 for row 2: PostgreSQL would abort one of them.
+    db = Database(migrated_postgres_url)
+    with db.session(write=True) as session:
+        session.execute(text("CREATE TABLE scratch (id int PRIMARY KEY, v int)"))
+        session.execute(text("INSERT INTO scratch VALUES (1, 0), (2, 0)"))
+    t1_audited, t2_audited = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def audit(session: Session, who: str) -> None:
+        record_audit(session, actor=who, action="x", entity_type="t", entity_name="n")
+
+    def t1() -> None:
+        try:
+            with db.session(write=True) as session:
+                session.execute(text("UPDATE scratch SET v = 1 WHERE id = 1"))
+                audit(session, "t1")
+                t1_audited.set()
+                t2_audited.wait(timeout=5)
+                session.execute(text("UPDATE scratch SET v = 1 WHERE id = 2"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def t2() -> None:
+        try:
+            t1_audited.wait(timeout=5)
+            with db.session(write=True) as session:
+                session.execute(text("UPDATE scratch SET v = 2 WHERE id = 2"))
+                audit(session, "t2")
+                t2_audited.set()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=t1), threading.Thread(target=t2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    result = _verify(db)
+    assert result.ok and result.entries == 2
