@@ -18,7 +18,7 @@ LOCK   := constraints.txt
 TEST_PACKAGES  := postgresql redis-server prometheus prometheus-alertmanager chromium chromium-driver tini haproxy podman runc debootstrap nghttp2-client
 BENCH_PACKAGES := $(TEST_PACKAGES) wrk
 
-.PHONY: demo test lint bench format install bytecode system-deps clean lock test-latest
+.PHONY: demo test nannyml-venv lint bench format install bytecode system-deps clean lock test-latest
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,9 +60,15 @@ demo: $(DEMO_STAMP)
 	@$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/vigil demo
 
-test: $(STAMP) bytecode
+test: $(STAMP) bytecode nannyml-venv
 	$(MAKE) --no-print-directory system-deps PACKAGES="$(TEST_PACKAGES)"
 	$(BIN)/python -m pytest tests src/vigil
+
+# NannyML, which tests/monitor compares vigil's CBPE with, in its own virtualenv (.venvs/nannyml:
+# its pins must not enter vigil's; it reads vigil's packages and installs ~10 small ones, in
+# seconds); built once, rebuilt when tests/monitor/_nannyml.py's pins change.
+nannyml-venv: $(STAMP)
+	$(BIN)/python -c "from tests.monitor._nannyml import nannyml_python; print(nannyml_python())"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

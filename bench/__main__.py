@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
-serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|replay
-...] [--quick]``.
+serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
+replay|backfill ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -28,6 +28,7 @@ ALL = (
     "replicas",
     "monitor_scale",
     "replay",
+    "backfill",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -48,6 +49,7 @@ QUICK_ARGS = {
     "replicas": ["--quick"],
     "monitor_scale": ["--rows", "300000"],
     "replay": ["--rows", "200000", "--rounds", "1"],
+    "backfill": ["--parts", "4", "--rounds", "1"],
 }
 
 

@@ -11,9 +11,14 @@
   blocking code (a thread-pool hop per request: slower, reported too);
 * ``vigil``: vigil's app, native route, metrics and capture on, as ``vigil serve`` runs it
   (``vigil-nometrics``: metrics off; ``vigil-nocapture``: capture off); the inference log
-  goes to a temporary directory removed when the server stops;
+  goes to a temporary directory removed when the server stops; ``vigil-traced``: the same
+  with tracing on (``VIGIL_SERVE_TRACING``), its spans exported over OTLP/HTTP to the
+  endpoint the runner names in ``OTEL_EXPORTER_OTLP_ENDPOINT``;
 * ``slow``: vigil serving a HistGradientBoosting model (100 trees) whose single-row call
-  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching;
+  costs well over 0.5 ms; ``--max-batch-size 1`` disables batching, ``--redis-url``
+  caches its predictions;
+* ``vigil-cache``: ``vigil`` with the prediction cache on for its model, in the Redis at
+  ``--redis-url`` (:mod:`vigil.serving.cache`);
 * ``vigil-grpc``: ``vigil`` also answering the v2 gRPC protocol on ``--grpc-port``;
 * ``grpc-constant``: the gRPC ceiling on this stack: a minimal ``grpc.aio`` servicer of
   ``ModelInfer`` on uvloop that parses the request and answers a constant prediction
@@ -120,14 +125,18 @@ def vigil_app(
     metrics: bool = True,
     max_batch_size: int = 64,
     capture_home: Path | None = None,
+    cache_url: str | None = None,
+    tracing: bool = False,
 ) -> Any:
-    """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off)."""
+    """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off),
+    caching its predictions in the Redis at ``cache_url`` (``None``: off)."""
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
     from vigil.capture.settings import CaptureSettings
     from vigil.serving.app import create_app
+    from vigil.serving.cache import PredictionCache
     from vigil.serving.capture_runtime import CaptureRuntime
-    from vigil.serving.config import ServingSettings
+    from vigil.serving.config import CachePolicy, ServingSettings
     from vigil.serving.provider import StaticProvider
 
     signature = Signature(
@@ -135,12 +144,22 @@ def vigil_app(
         outputs=OutputSpec(task="classification", dtype="int64", classes=[0, 1], has_proba=True),
     )
     # gc_freeze as `vigil serve` sets it for its workers.
-    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True)
+    cache = {"model": CachePolicy(ttl="1h", max_entries=10_000_000)} if cache_url else {}
+    # `tracing` only when on: the same app is built from an older checkout's src
+    # (VIGIL_BENCH_BEFORE_SRC), whose settings have no such field.
+    on: dict[str, Any] = {"tracing": True} if tracing else {}
+    if cache:
+        on["cache"] = cache
+    settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, **on)
     bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
     capture = None
     if capture_home is not None:  # the defaults of `vigil serve` (fsync none)
         capture = CaptureRuntime.from_settings(CaptureSettings(), home=capture_home, store=None)
-    return create_app(StaticProvider([bundle], settings=settings), capture=capture)
+    return create_app(
+        StaticProvider([bundle], settings=settings),
+        capture=capture,
+        cache=PredictionCache(cache_url) if cache_url else None,
+    )
 
 
 async def grpc_constant(port: int) -> None:
@@ -190,6 +209,8 @@ def main() -> None:
             "vigil",
             "vigil-nometrics",
             "vigil-nocapture",
+            "vigil-cache",
+            "vigil-traced",
             "slow",
             "vigil-grpc",
             "grpc-constant",
@@ -198,6 +219,7 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--grpc-port", type=int, default=None)
+    parser.add_argument("--redis-url", default=None, help="the prediction cache's Redis")
     parser.add_argument(
         "--http",
         choices=["vigil", "uvicorn"],
@@ -223,12 +245,19 @@ def serve(args: argparse.Namespace, capture_home: Path) -> None:
     elif args.kind in ("fastapi", "fastapi-async"):
         app = fastapi_app(asynchronous=args.kind == "fastapi-async")
     elif args.kind == "slow":
-        app = vigil_app(boosted(), max_batch_size=args.max_batch_size, capture_home=capture_home)
+        app = vigil_app(
+            boosted(),
+            max_batch_size=args.max_batch_size,
+            capture_home=capture_home,
+            cache_url=args.redis_url,
+        )
     else:
         app = vigil_app(
             logistic(),
             metrics=args.kind != "vigil-nometrics",
             capture_home=None if args.kind == "vigil-nocapture" else capture_home,
+            cache_url=args.redis_url if args.kind == "vigil-cache" else None,
+            tracing=args.kind == "vigil-traced",
         )
     if args.kind == "vigil-grpc":
         from vigil.serving.grpc.server import GrpcServer

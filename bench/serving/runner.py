@@ -3,6 +3,7 @@ cores, and collect req/s, p50 and p99."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,8 +12,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -103,7 +106,14 @@ def lua_script(path: str, body: bytes, headers: dict[str, str] | None = None) ->
 class Server:
     """One app in a subprocess pinned to the server core (``grpc``: also on a gRPC port)."""
 
-    def __init__(self, kind: str, *extra: str, grpc: bool = False, src: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *extra: str,
+        grpc: bool = False,
+        src: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_port = free_port() if grpc else None
@@ -112,8 +122,8 @@ class Server:
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.serving.apps"]
         # The caller's PYTHONPATH kept after the repository's: a worktree's src is served.
         path = os.pathsep.join(p for p in (os.getcwd(), src, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-        self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=env)
+        environ = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **(env or {})}
+        self.process = subprocess.Popen([*command, kind, str(self.port), *extra], env=environ)
 
     def _ready(self) -> bool:
         if self.grpc_port is None:
@@ -138,6 +148,60 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def lua_varying_script(path: str, body: bytes, marker: bytes) -> str:
+    """A wrk script that POSTs ``body`` with ``marker`` replaced by a number that differs
+    on every request, and from any earlier run's (it starts at the clock's microseconds):
+    each request is a prediction cache miss."""
+    before, _, after = body.partition(marker)
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    with os.fdopen(handle, "w") as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            "local counter = os.time() * 1000000\n"
+            "request = function()\n"
+            "  counter = counter + 1\n"
+            f"  local body = {lua_string(before)} .. string.format('%d', counter) .. "
+            f"{lua_string(after)}\n"
+            f"  return wrk.format(nil, {json.dumps(path)}, nil, body)\n"
+            "end\n"
+        )
+    return name
+
+
+class _Discard(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class OtlpSink:
+    """An OTLP/HTTP receiver that reads every export and drops it, on the client's core:
+    what the traced server pays is building, batching and sending its spans."""
+
+    def __enter__(self) -> OtlpSink:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Discard)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        with contextlib.suppress(AttributeError, OSError):  # Linux: off the server's core
+            os.sched_setaffinity(self.thread.native_id or 0, {int(CLIENT_CPU)})
+        return self
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{self.server.server_port}"}
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def run_wrk(url: str, script: str, connections: int, seconds: float) -> str:
@@ -166,8 +230,12 @@ def measure(
     seconds: float,
     warmup: float,
     headers: dict[str, str] | None = None,
+    vary: bytes | None = None,
 ) -> list[Result]:
-    script = lua_script(path, body, headers)
+    """``vary``: a marker in ``body`` replaced by a new number on every request."""
+    script = (
+        lua_script(path, body, headers) if vary is None else lua_varying_script(path, body, vary)
+    )
     try:
         run_wrk(server.url, script, max(connections), warmup)
         results = []
@@ -386,6 +454,13 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     tutorial = json.dumps({"features": row}).encode()
     conns = [1, 32, 128]
     results: list[Result] = []
+    cache_cases = [
+        n
+        for n in ("vigil-cache-hit", "vigil-cache-miss", "slow-cache-hit")
+        if only is None or n in only
+    ]
+    if cache_cases:
+        results += run_cache_cases(cache_cases, row, conns, seconds, warmup)
     plan = [
         ("hello", "hello", "/", tutorial, ()),
         ("hello-one-write", "hello", "/", tutorial, ("--http", "vigil")),
@@ -394,6 +469,7 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
         ("vigil", "vigil", "/v1/models/model/predict", native, ()),
         ("vigil-no-metrics", "vigil-nometrics", "/v1/models/model/predict", native, ()),
         ("vigil-no-capture", "vigil-nocapture", "/v1/models/model/predict", native, ()),
+        ("vigil-traced", "vigil-traced", "/v1/models/model/predict", native, ()),
         ("vigil-uvicorn-http", "vigil", "/v1/models/model/predict", native, ("--http", "uvicorn")),
     ]
     before = os.environ.get("VIGIL_BENCH_BEFORE_SRC")
@@ -402,7 +478,9 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     for name, kind, path, body, extra in plan:
         if only is None or name in only or name == "vigil-before":
             src = before if name == "vigil-before" else None
-            with Server(kind, *extra, src=src) as server:
+            with contextlib.ExitStack() as stack:
+                env = stack.enter_context(OtlpSink()).env if kind == "vigil-traced" else None
+                server = stack.enter_context(Server(kind, *extra, src=src, env=env))
                 results += measure(name, server, path, body, conns, seconds, warmup)
     # The same single row through v2: JSON tensors, then tritonclient's defaults (binary).
     v2_cases = [n for n in ("vigil-v2-json", "vigil-v2-binary") if only is None or n in only]
@@ -431,7 +509,39 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
     return results
 
 
+VARY = b"__VARY__"
+
+
+def run_cache_cases(
+    cases: list[str], row: list[float], conns: list[int], seconds: float, warmup: float
+) -> list[Result]:
+    """The native request through the prediction cache, in a Redis started for the round:
+    ``vigil-cache-hit`` sends one row (every request after the first is a hit),
+    ``vigil-cache-miss`` a new ``f0`` on every request (each one is looked up, predicted
+    and written back); ``slow-cache-hit`` is the hit against the slow model (compare
+    ``slow-batched``)."""
+    from tests.servers import redis_server  # the test suite's real redis-server
+
+    path = "/v1/models/model/predict"
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis:
+        for name in cases:
+            values = dict(zip(FEATURES, row, strict=True))
+            if name == "vigil-cache-miss":
+                values["f0"] = VARY.decode()
+            body = json.dumps({"instances": [values]}).encode()
+            body = body.replace(b'"' + VARY + b'"', VARY)
+            kind = "slow" if name.startswith("slow") else "vigil-cache"
+            with Server(kind, "--redis-url", redis.url()) as server:
+                vary = VARY if name == "vigil-cache-miss" else None
+                points = [64] if kind == "slow" else conns
+                results += measure(name, server, path, body, points, seconds, warmup, vary=vary)
+    return results
+
+
 _RATIOS = {
+    "cache_hit_vs_uncached_throughput_at_32": ("vigil-cache-hit", "vigil"),
+    "cache_miss_vs_uncached_throughput_at_32": ("vigil-cache-miss", "vigil"),
     "vigil_vs_hello_throughput_at_32": ("vigil", "hello"),
     "vigil_vs_fastapi_throughput_at_32": ("vigil", "fastapi-naive"),
     "vigil_vs_fastapi_sync_throughput_at_32": ("vigil", "fastapi-naive-sync"),
@@ -442,11 +552,18 @@ _RATIOS = {
     "v2_binary_vs_json_throughput_at_32": ("vigil-v2-binary", "vigil-v2-json"),
     "v2_binary_vs_native_throughput_at_32": ("vigil-v2-binary", "vigil"),
     "vigil_no_capture_vs_vigil_throughput_at_32": ("vigil-no-capture", "vigil"),
+    "vigil_traced_vs_vigil_throughput_at_32": ("vigil-traced", "vigil"),
     "vigil_vs_hello_one_write_throughput_at_32": ("vigil", "hello-one-write"),
     "vigil_vs_vigil_uvicorn_http_throughput_at_32": ("vigil", "vigil-uvicorn-http"),
     "hello_one_write_vs_hello_throughput_at_32": ("hello-one-write", "hello"),
     "vigil_before_vs_hello_throughput_at_32": ("vigil-before", "hello"),
     "vigil_vs_vigil_before_throughput_at_32": ("vigil", "vigil-before"),
+}
+
+
+_CPU_RATIOS = {
+    "vigil_traced_vs_vigil_cpu_per_request_at_32": ("vigil-traced", "vigil"),
+    "vigil_vs_vigil_before_cpu_per_request_at_32": ("vigil", "vigil-before"),
 }
 
 
@@ -462,9 +579,21 @@ def goals_of(results: list[Result], *, partial: bool) -> dict[str, float | bool]
         goals["vigil_p99_below_fastapi_at_32"] = (
             by["vigil", 32].p99_ms < by["fastapi-naive", 32].p99_ms
         )
+    # Server CPU per request, steadier than req/s on a shared machine: what tracing costs
+    # when on, and (against the checkout named by VIGIL_BENCH_BEFORE_SRC) when off.
+    for key, (a, b) in _CPU_RATIOS.items():
+        if (a, 32) in by and (b, 32) in by:
+            cpu_a, cpu_b = by[a, 32].cpu_us_per_request, by[b, 32].cpu_us_per_request
+            if cpu_a and cpu_b:
+                goals[key] = cpu_a / cpu_b
     if ("vigil", 32) in by and ("vigil-no-metrics", 32) in by:
         goals["metrics_cost_at_32"] = (
             1 - by["vigil", 32].requests_per_second / by["vigil-no-metrics", 32].requests_per_second
+        )
+    if ("slow-cache-hit", 64) in by and ("slow-batched", 64) in by:
+        goals["slow_cache_hit_vs_slow_batched_at_64"] = (
+            by["slow-cache-hit", 64].requests_per_second
+            / by["slow-batched", 64].requests_per_second
         )
     if ("slow-batched", 64) in by and ("slow-unbatched", 64) in by:
         goals["batched_vs_unbatched_at_64"] = (

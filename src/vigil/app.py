@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from vigil.errors import ReferenceDataError
+from vigil.errors import ConfigurationError, ReferenceDataError
 from vigil.settings import Settings, build_settings, load_settings
 
 if TYPE_CHECKING:
@@ -40,8 +40,11 @@ if TYPE_CHECKING:
     from vigil.feedback.store import FeedbackStore
     from vigil.monitor.scheduler import MonitorScheduler
     from vigil.monitor.settings import MonitorSettings
+    from vigil.policy.scheduler import PolicyScheduler
+    from vigil.policy.settings import PolicySettings
     from vigil.registry.registry import ModelVersion, Registry
     from vigil.serving.app import ServingApp
+    from vigil.serving.cache import PredictionCache
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.config import ServingSettings
     from vigil.serving.endpoints import EndpointRouter
@@ -132,6 +135,18 @@ class Vigil:
         from vigil.monitor.settings import MonitorSettings  # each subsystem on first use
 
         return build_settings(MonitorSettings)
+
+    @cached_property
+    def policy_settings(self) -> PolicySettings:
+        """``VIGIL_POLICY_*`` and the ``policy:`` section."""
+        from vigil.policy.settings import PolicySettings  # each subsystem on first use
+
+        return build_settings(PolicySettings)
+
+    @property
+    def policy_dir(self) -> Path:
+        """Where policy runs keep their exports and job logs (``VIGIL_POLICY_DIR``)."""
+        return self.policy_settings.resolved_dir(self.settings.home)
 
     # -- capture, feedback and experiment state -----------------------------------------
 
@@ -225,6 +240,16 @@ class Vigil:
                 logging.getLogger("vigil.monitor").warning(warning)
         return MonitorScheduler(self, settings)
 
+    def policy_scheduler(self) -> PolicyScheduler | None:
+        """The update policies' loop inside a server (``None`` when
+        ``VIGIL_POLICY_ENABLED`` is off or the interval is 0)."""
+        settings = self.policy_settings
+        if not settings.enabled or settings.interval_s <= 0:
+            return None
+        from vigil.policy.scheduler import PolicyScheduler  # only when policies are on
+
+        return PolicyScheduler(self, settings)
+
     def readiness(self, settings: ServingSettings) -> Readiness:
         """The dependency checks behind ``/readyz`` that ``settings`` ask for: the
         database, the artifact store, and Redis when ``VIGIL_REDIS_URL`` is set."""
@@ -245,6 +270,21 @@ class Vigil:
             grace=settings.readiness_grace,
         )
 
+    def prediction_cache(self, settings: ServingSettings) -> PredictionCache | None:
+        """The Redis prediction cache of one serving worker when ``settings.cache`` names a
+        model (``None`` otherwise); refuses to start without ``VIGIL_REDIS_URL``."""
+        if not settings.cache:
+            return None
+        if not self.settings.redis_url:
+            raise ConfigurationError(
+                f"the prediction cache is on for {', '.join(sorted(settings.cache))} "
+                "(serve: cache:) but VIGIL_REDIS_URL is not set; set it to a Redis "
+                "(redis://host:6379/0) or remove the cache section"
+            )
+        from vigil.serving.cache import PredictionCache  # serving: only to serve
+
+        return PredictionCache(self.settings.redis_url, timeout=settings.cache_timeout_ms / 1000.0)
+
     def serving_app(
         self,
         provider: ModelProvider | None = None,
@@ -256,7 +296,9 @@ class Vigil:
         ``provider``'s models (default: :meth:`serving_provider`), the inference log
         (``"auto"``: :meth:`capture_runtime`), API keys when ``VIGIL_SERVE_AUTH`` is on,
         the experiment endpoints of a registry-backed provider (``"auto"``:
-        :meth:`endpoint_router`), scheduled monitoring and the admin API.
+        :meth:`endpoint_router`), scheduled monitoring, the admin API, and for a
+        registry-backed provider the update policies' admin API and loop
+        (:meth:`policy_scheduler`).
         """
         # serving: only to serve
         from vigil.serving.app import create_app
@@ -277,6 +319,16 @@ class Vigil:
             endpoints = None
             if isinstance(provider, RegistryProvider):
                 endpoints = self.endpoint_router(provider)
+        routes: list[Any] = []
+        background: list[Any] = []
+        if isinstance(provider, RegistryProvider):
+            # The update policies sit above serving: their admin API and loop come from here.
+            from vigil.policy.routes import ROUTES as POLICY_ROUTES
+
+            routes += POLICY_ROUTES
+            scheduler = self.policy_scheduler()
+            if scheduler is not None:
+                background.append(scheduler)
         return create_app(
             provider,
             settings,
@@ -287,6 +339,9 @@ class Vigil:
             services=self,
             executors=executors,
             readiness=self.readiness(settings),
+            routes=routes,
+            background=background,
+            cache=self.prediction_cache(settings),
         )
 
     # -- the lifecycle -------------------------------------------------------------------
@@ -305,6 +360,7 @@ class Vigil:
         flavor: str | None = None,
         trust: TrustPolicy | None = None,
         progress: Progress | None = None,
+        candidate_for: str | None = None,
     ) -> ModelVersion:
         """Package ``model`` (an estimator object or a model file/MLflow directory) with its
         signature and the baseline profile of ``reference``, and register it as a new,
@@ -314,6 +370,10 @@ class Vigil:
         is trusted only as ``trust`` says. The trust granted here is recorded in the
         registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
         loading the version later needs no flags.
+
+        ``candidate_for`` (the model's name) hands the new version to the run of that
+        model's update policy waiting for its retraining job (``VIGIL_POLICY_RUN_ID``, set
+        for the job, names the run): the run resumes with its validation gate.
         """
         # the model stack: only for the commands that register
         from vigil.bundle.bundle import build_bundle
@@ -324,6 +384,8 @@ class Vigil:
         check_model_name(name)
         if alias is not None:
             check_alias(alias)
+        if candidate_for is not None:
+            self._check_candidate(name, candidate_for, alias)
         for key in {**(tags or {}), **(metrics or {})}:
             check_tag_key(key)
         trust = (trust or TrustPolicy()).within(self.settings.max_unpacked_model_bytes)
@@ -376,7 +438,7 @@ class Vigil:
             ref_source = manifest.reference.source if manifest.reference else None
             if ref_source is not None and ref_source.sha256:
                 lineage["reference_sha256"] = ref_source.sha256
-            return self.registry.register_version(
+            mv = self.registry.register_version(
                 name,
                 bundle_dir,
                 description=description,
@@ -387,6 +449,40 @@ class Vigil:
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        if candidate_for is not None:
+            from vigil.policy.runs import RunStore  # only for a retraining job's candidate
+
+            RunStore(self.database).attach_candidate(
+                name,
+                mv.version,
+                actor=self.settings.resolved_actor,
+                run_id=os.environ.get("VIGIL_POLICY_RUN_ID") or None,
+            )
+        return mv
+
+    def _check_candidate(self, name: str, candidate_for: str, alias: str | None) -> None:
+        """Refuse, before anything is stored, a candidate no policy run waits for."""
+        from vigil.errors import ConflictError, InvalidParameterError
+        from vigil.policy.runs import RunStore  # only for a retraining job's candidate
+
+        if candidate_for != name:
+            raise InvalidParameterError(
+                f"--candidate-for {candidate_for!r} must name the model being registered "
+                f"({name!r}): a candidate is a new version of the model its policy retrains"
+            )
+        if alias is not None:
+            raise InvalidParameterError(
+                "a candidate takes no alias: its policy moves the served alias when the "
+                "rollout completes; drop --alias"
+            )
+        run = RunStore(self.database).active(name)
+        if run is None or run.state != "training":
+            state = f"its run {run.run_id} is {run.state}" if run else "no run is in flight"
+            raise ConflictError(
+                f"no run of {name!r}'s policy waits for a candidate ({state}); register "
+                "without --candidate-for",
+                detail={"model": name},
+            )
 
     def load(
         self, uri: str, *, trust: TrustPolicy | None = None, sample: bool = True

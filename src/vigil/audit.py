@@ -6,7 +6,7 @@ keys, endpoints and experiments, canary steps) records it here with :func:`recor
 so the trail and the change commit or roll back together; :func:`read_audit` reads it
 back, newest first. The table is created by the first migration
 (``storage/migrations/versions/0001_registry.py``); the chain columns by
-``0008_audit_chain.py``, which chained the rows already there.
+``0009_audit_chain.py``, which chained the rows already there.
 
 Each row carries ``prev_digest``, the digest of the row before it, and ``digest``, the
 SHA-256 of the canonical JSON of its fields (``at``, ``actor``, ``action``, ``entity``,

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PREDICTION = "__prediction__"
 """Name of the model's predictions among the columns of the stored reference sample."""
+PROBA_COLUMN = "__proba__"
+"""Prefix of the sample's probability columns (``__proba__0``...: class index)."""
 
 
 class NumericProfile(BaseModel):
@@ -92,5 +94,11 @@ class BaselineProfile(BaseModel):
     sample: dict[str, list[Any]] = Field(default_factory=dict)
     """Column -> raw values of a seeded uniform sample of reference rows (bounded size)."""
     sample_predictions: list[Any] = Field(default_factory=list)
+    target_name: str | None = None
+    """Name of the label column in ``sample`` (``None``: the reference had no labels)."""
+    sample_probabilities: list[list[float]] = Field(default_factory=list)
+    """A classifier's ``predict_proba`` on the sample's rows (one list per row, one value per
+    class in ``signature.outputs.classes`` order), for performance estimated before labels
+    arrive (:mod:`vigil.monitor.estimated`); empty for older bundles and other models."""
     seed: int = 0
     source_sha256: str | None = None

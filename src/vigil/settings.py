@@ -28,7 +28,7 @@ from vigil._redact import redact_url
 from vigil.errors import ConfigurationError
 
 # Sections of vigil.yaml read by the subsystems' own settings classes, not by Settings.
-SUBSYSTEM_SECTIONS = frozenset({"serve", "monitor", "capture"})
+SUBSYSTEM_SECTIONS = frozenset({"serve", "monitor", "capture", "policy"})
 
 _DB_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

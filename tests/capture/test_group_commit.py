@@ -67,6 +67,7 @@ def test_a_columnar_batch_reads_back_as_the_records_of_format_1(tmp_path: Path) 
                     "variant": e.variant,
                     "caller": e.caller,
                     "endpoint": e.endpoint,
+                    "propensity": None,
                     "features": dict(zip(NAMES, e.features[i].tolist(), strict=True)),
                     "prediction": int(e.predictions[i]),
                     "probabilities": {"0": e.probabilities[i, 0], "1": e.probabilities[i, 1]},
@@ -75,6 +76,7 @@ def test_a_columnar_batch_reads_back_as_the_records_of_format_1(tmp_path: Path) 
                     "error_code": None,
                     "error_message": None,
                     "raw_body": None,
+                    "cached": False,
                 }
             )
     sink.log.append([expected[0]])  # a format-1 frame after the batch

@@ -154,3 +154,16 @@ def test_every_acknowledged_record_survives_kill_9(tmp_path: Path, seed: int) ->
     assert len(found) == len(set(found))  # nothing doubled
     assert len(found) - len(acknowledged) <= 1  # at most the one written, not yet acknowledged
     assert torn <= 1
+
+
+def test_records_without_a_propensity_read_as_missing() -> None:
+    """Segments and parts written before propensities were logged stay readable: the
+    column is null for them, beside rows that have one."""
+    from vigil.capture.table import concat, records_to_table
+
+    old = {"request_id": "old", "row": 0, "time": "2025-01-02T03:04:05+00:00", "model": "m"}
+    new = {**old, "request_id": "new", "propensity": 0.25, "variant": "b"}
+    assert records_to_table([old], segment="s")["propensity"].to_pylist() == [None]
+    old_part = records_to_table([old], segment="s").drop_columns(["propensity"])
+    both = concat([old_part, records_to_table([new], segment="t")])
+    assert both["propensity"].to_pylist() == [None, 0.25]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -50,6 +52,12 @@ SUBSTITUTIONS: list[tuple[str | None, str, str, str]] = [
     (None, r"vk_…", "{TOKEN}", "a predict key the harness created"),
     (None, r"\bKEY_ID\b", "{KEY_ID}", "a spare key the harness created (revoking it is safe)"),
     ("README.md", r"--num-cpus 8", "--num-cpus 2", "CI has 2 cores; 8 Ray workers only queue"),
+    (
+        "docs/serving.md",
+        r"localhost:4318",
+        "localhost:{OTLP_PORT}",
+        "the harness's OTLP receiver (a collector's port) is on a free port",
+    ),
     (
         "docs/deploy-monitoring.md",
         r"\bdeploy/monitoring/",
@@ -153,6 +161,18 @@ CONFIG_FILES: dict[Key, tuple[str, str]] = {
         "python -c 'from vigil.monitor.settings import load_monitor_settings as load; "
         "s = load(); print([r.name for r in s.rules], s.window, int(s.interval_s))' "
         "| grep -qx \"\\['churn_drift', 'missing_age'\\] 1h 300\"",
+    ),
+    ("docs/policies.md", "model: churn"): (
+        "policy.yaml",
+        "vigil policy set churn -f policy.yaml | grep -q 'update policy of churn'\n"
+        "vigil policy show churn --json | python -c 'import json, sys; "
+        'assert json.load(sys.stdin)["triggers"]["schedule"] == "0 3 * * 1"\'',
+    ),
+    ("docs/policies.md", "policy:"): (
+        "policy-vigil.yaml",
+        "VIGIL_CONFIG=policy-vigil.yaml python -c 'from vigil.policy.settings import "
+        "PolicySettings as S; s = S(); print(s.interval_s, [p.model for p in s.policies])' "
+        "| grep -qx \"10.0 \\['churn'\\]\"",
     ),
     ("docs/experiments.md", "name: checkout"): (
         "canary.yaml",
@@ -324,7 +344,61 @@ def _feedback(ran: Ran, world: World) -> None:
     assert ran.output.count("accepted") >= 2, ran.output
 
 
+TRACING: Key = (
+    "docs/serving.md",
+    "VIGIL_SERVE_TRACING=true OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 vigil serve",
+)
+_EXPORTS: list[bytes] = []
+"""What the OTLP receiver of serving.md's tracing example received (protobuf bodies)."""
+
+
+def _otlp_receiver(world: World) -> None:
+    """A collector's OTLP/HTTP endpoint for serving.md's tracing example: it keeps what
+    it receives (for :func:`_traced`) and answers 200; it runs until the session ends."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            _EXPORTS.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    world.env["OTLP_PORT"] = str(receiver.server_port)
+    world.env["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # exported within 0.2 s, not 5 s
+
+
+def _traced(ran: Ran, world: World) -> None:
+    # The comment under it: the answer names the caller's trace; the spans reach the
+    # collector (exported in the background, every few seconds).
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert re.search(rf"traceresponse: 00-{trace_id}-[0-9a-f]{{16}}-01", ran.output), ran.output
+
+    def names() -> set[str]:
+        found = set()
+        for body in list(_EXPORTS):
+            for resource in ExportTraceServiceRequest.FromString(body).resource_spans:
+                for scope in resource.scope_spans:
+                    found |= {s.name for s in scope.spans if s.trace_id.hex() == trace_id}
+        return found
+
+    deadline = time.monotonic() + 30
+    while not {"POST /v1/models/{name}/predict", "predict"} <= names():
+        assert time.monotonic() < deadline, f"spans received: {sorted(names())}"
+        time.sleep(0.2)
+
+
 CHECKS: dict[Key, Callable[[Ran, World], None]] = {
+    TRACING: _traced,
     ("README.md", "import vigil"): _registered_from_python,
     (
         "README.md",
@@ -372,7 +446,19 @@ def _serve_staging_too(world: World) -> None:
     assert ran.returncode == 0, ran.output
 
 
+def _policy_file(world: World) -> None:
+    # The tour names a policy file; docs/policies.md shows (and runs) a whole one.
+    (world.work / "policy.yaml").write_text(
+        "triggers: {alerts: [dataset_drift]}\naction: {kind: command, argv: [python, retrain.py]}\n"
+    )
+
+
 BEFORE: dict[Key, Callable[[World], None]] = {
+    TRACING: _otlp_receiver,
+    (
+        "README.md",
+        "vigil policy set churn -f policy.yaml    # triggers, retrain action, gate, rollout",
+    ): _policy_file,
     ("docs/serving.md", "curl -s localhost:8000/v1/models/churn/predict \\"): _serve_staging_too,
     ("docs/batch.md", "$ vigil predict churn customers.csv -o scores.parquet"): (
         _corrupt_customers
@@ -389,6 +475,7 @@ AFTER: dict[Key, Callable[[World], None]] = {
 
 def substitute(block: Block, text: str, world: World) -> str:
     values = {k: world.env[k] for k in ("PORT", "TOKEN", "KEY_ID", "REQUEST_ID", "ROW")}
+    values["OTLP_PORT"] = world.env.get("OTLP_PORT", "4318")
     for doc, pattern, replacement, _why in SUBSTITUTIONS:
         if doc in (None, block.doc):
             text = re.sub(pattern, lambda _m, r=replacement: r.format_map(values), text)

@@ -137,3 +137,19 @@ def test_errors_are_one_line(vigil_home: Path) -> None:
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr
         assert done.stderr.startswith("error:") and needle in done.stderr, done.stderr
+
+
+def test_capture_export(vigil: Vigil, trained: Trained, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    _traffic(vigil, trained)
+    out = tmp_path / "churn.parquet"
+    result = runner.invoke(
+        app,
+        ["capture", "export", "churn", "-o", str(out), "--columns", "time,feature.age", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 600
+    assert pq.read_table(out).column_names == ["time", "feature.age"]
+    missing = runner.invoke(app, ["capture", "export", "nope", "-o", str(out)])
+    assert missing.exit_code != 0 and "no model named 'nope'" in str(missing.exception)

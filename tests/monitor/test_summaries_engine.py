@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from tests.monitor._data import FEATURES, Trained, capture_sink, make_frame, write_traffic
 
@@ -20,6 +21,7 @@ from vigil.app import Vigil
 from vigil.capture.compact import compact
 from vigil.capture.log import SegmentLog
 from vigil.capture.reader import read_capture
+from vigil.feedback.store import FeedbackStore
 from vigil.monitor.baseline import load_baseline
 from vigil.monitor.engine import monitor_windows
 from vigil.monitor.measure import WindowResult, measure_window
@@ -169,3 +171,50 @@ def test_partial_hours_wait_unless_asked(big: Vigil) -> None:
     assert [(w.start, w.n_rows) for w in done.waiting] == [(T0 + timedelta(hours=2), 200)]
     (partial,) = monitor_windows(big, model="big", now=now, settings=ON, partial=True).results
     assert partial.partial and partial.n_rows == 200
+
+
+def test_a_late_label_joins_only_the_window_of_its_prediction(
+    big: Vigil, trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vigil.monitor.engine as engine
+
+    now = T0 + timedelta(hours=4)
+    monitor_windows(big, model="big", now=now, settings=ON)
+    spans: list[tuple[datetime, datetime]] = []
+    real = engine.label_summaries
+
+    def spying(*args: Any, **kw: Any) -> Any:
+        spans.append((kw["since"], kw["until"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(engine, "label_summaries", spying)
+    # Within the store's lookback the prediction is found when the label arrives, and
+    # the label keeps its time: the monitor places it without reading the log.
+    settings = big.capture_settings.model_copy(update={"feedback_lookback_days": 3650})
+    store = FeedbackStore.from_settings(settings, big.settings.home, big.artifacts)
+    given = [{"request_id": f"b{i:06d}", "row": 0, "label": 1} for i in range(0, 300, 3)]
+    assert store.submit(given).accepted == 100
+    read = store.read()
+    assert read["prediction_model"].eq("big").all()
+    assert (pd.to_datetime(read["prediction_time"], utc=True) >= T0 + timedelta(hours=1)).all()
+    (again,) = monitor_windows(big, model="big", now=now, settings=ON).results
+    assert (again.start, again.n_labelled) == (T0 + timedelta(hours=1), 100)
+    assert spans == [(T0 + timedelta(hours=1), T0 + timedelta(hours=2))]
+    # Nothing new: no window joined again, nothing computed.
+    spans.clear()
+    assert monitor_windows(big, model="big", now=now, settings=ON).results == []
+    assert spans == []
+    # A label whose prediction was not found when it came (the default lookback, 30
+    # days, misses these 2025 predictions) may join any window begun before it arrived:
+    # every window is joined once, the one it labels is computed again, the others only
+    # take its mark and are not joined again.
+    store.close()
+    store = big.feedback_store()
+    assert store.submit([{"request_id": "a000003", "row": 1, "label": 0}]).unknown == 1
+    store.close()
+    (again,) = monitor_windows(big, model="big", now=now, settings=ON).results
+    assert (again.start, again.n_labelled) == (T0, 1)
+    assert sorted(s for s, _ in spans) == [T0 + timedelta(hours=h) for h in range(3)]
+    spans.clear()
+    assert monitor_windows(big, model="big", now=now, settings=ON).results == []
+    assert spans == []

@@ -106,6 +106,16 @@ class BanditPolicy(abc.ABC):
         size = check_count(type(self).__name__, "size", size, minimum=1)
         return self._select_batch(state, rng, size)
 
+    def assignment_probabilities(self, state: BanditState) -> NDArray[np.float64]:
+        """The probability :meth:`select` gives each arm on ``state`` (the *propensity*
+        off-policy evaluation reweights by: :mod:`vigil.stats.off_policy`)."""
+        self._check_state(state)
+        return self._probabilities(state)
+
+    @abc.abstractmethod
+    def _probabilities(self, state: BanditState) -> NDArray[np.float64]:
+        """Each arm's chance of being selected from one state snapshot."""
+
     def pull(self) -> str:
         """Choose an arm from the policy's own state and seeded generator."""
         return self.select(self.state, self._rng)

@@ -77,6 +77,15 @@ class EpsilonGreedy(BanditPolicy):
         """The exploration probability after ``state.total`` pulls."""
         return self.epsilon / (1.0 + self.decay * state.total)
 
+    def _probabilities(self, state: BanditState) -> NDArray[np.float64]:
+        """Exact: ``epsilon_t / k`` for every arm, plus ``(1 - epsilon_t) / |best|`` for
+        each arm tied for the best mean."""
+        scores = np.where(state.n > 0, state.means, np.inf)
+        best = scores == scores.max()
+        eps = self.current_epsilon(state)
+        out: NDArray[np.float64] = eps / len(self.arms) + (1 - eps) * best / best.sum()
+        return out
+
     def _select_batch(
         self, state: BanditState, rng: np.random.Generator, size: int
     ) -> NDArray[np.int64]:

@@ -72,6 +72,20 @@ class UCB1(BanditPolicy):
             bonus = self.exploration * np.sqrt(math.log(t) / state.n)
         return np.where(state.n > 0, state.means + bonus, np.inf)
 
+    def _probabilities(self, state: BanditState) -> NDArray[np.float64]:
+        """Deterministic apart from ties: 1 for the chosen arm, 0 for the others (split
+        evenly between tied arms). Inverse propensity weighting does not apply to a log
+        of such choices: an arm given 0 has no logged rewards to reweight."""
+        k = len(self.arms)
+        untried = np.flatnonzero(state.n == 0)
+        if untried.size:
+            first: NDArray[np.float64] = np.eye(k)[untried[0]]
+            return first
+        bounds = self.upper_bounds(state)
+        best = bounds == bounds.max()
+        out: NDArray[np.float64] = best / best.sum()
+        return out
+
     def _select_batch(
         self, state: BanditState, rng: np.random.Generator, size: int
     ) -> NDArray[np.int64]:

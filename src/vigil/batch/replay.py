@@ -6,9 +6,10 @@ log answers what a holdout cannot: how it would have done on *this* service's tr
 its metrics on the labelled rows next to what was served, how often it agrees with what
 was served, and whether its predictions are distributed differently.
 
-The log is read one day's partition at a time and scored in chunks, so memory holds one
-day's rows of one model plus a few numbers per row replayed (the answers compared at the
-end), never the whole lookback's features. Rows the candidate cannot take (a feature it
+The log is streamed (:func:`vigil.capture.scan.scan_capture`: only the columns the
+models need, in record batches of ``CHUNK_ROWS``), day by day for the progress shown, so
+memory holds a few batches of features plus a few numbers per row replayed (the answers
+compared at the end), never a day's or the lookback's features. Rows the candidate cannot take (a feature it
 needs is missing or of the wrong type) are counted, not fatal.
 """
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 CHUNK_ROWS = 65_536
 FEATURE_PREFIX = "feature."
+_KEYS = ("request_id", "row", "caller")
+"""The columns that join a captured row with its label."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,10 @@ def replay(
 ) -> ReplayReport:
     """Score ``candidate`` (and ``against``) on ``model``'s answered requests in
     ``[since, until)`` and compare with what was served and the labels that came back."""
-    from vigil.capture.reader import read_capture_table
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vigil.capture.scan import scan_capture
 
     if until <= since:
         raise InvalidParameterError("the replay window is empty: --since must be before --until")
@@ -168,21 +174,19 @@ def replay(
     check = ChunkValidator(candidate.signature, source="the inference log")
     other_check = ChunkValidator(against.signature) if against is not None else None
     collected = _Collected()
+    wanted = {*names, *(f.name for f in against.signature.inputs)} if against else set(names)
+    columns = [*_KEYS, "status", "prediction", *(FEATURE_PREFIX + n for n in sorted(wanted))]
     days = list(_days(since, until))
     for done, (start, end) in enumerate(days, 1):
-        table = read_capture_table(model, start, end, store=store, log_dir=log_dir)
-        if table is not None:
-            import pyarrow.compute as pc
-
-            table = table.filter(pc.less(table["status"], 400))
-            for offset in range(0, table.num_rows, CHUNK_ROWS):
+        scan = scan_capture(
+            model, start, end, columns=columns, store=store, log_dir=log_dir, batch_rows=CHUNK_ROWS
+        )
+        for batch in scan.batches():
+            chunk = pa.Table.from_batches([batch])
+            chunk = chunk.filter(pc.less(chunk["status"], 400))
+            if chunk.num_rows:
                 _replay_chunk(
-                    table.slice(offset, CHUNK_ROWS),
-                    names,
-                    (candidate, check),
-                    (against, other_check),
-                    feedback,
-                    collected,
+                    chunk, names, (candidate, check), (against, other_check), feedback, collected
                 )
         if progress is not None:
             progress(done, len(days))
@@ -209,7 +213,7 @@ def _replay_chunk(
         other = _features(kept, [f.name for f in theirs[0].signature.inputs])
         prepared = theirs[1].prepare(Chunk(offset=0, table=other))
         collected.against.append(np.asarray(theirs[0].predict(prepared.X)).ravel())
-    ids = kept.select([c for c in ("request_id", "row", "caller") if c in kept.column_names])
+    ids = kept.select([c for c in _KEYS if c in kept.column_names])
     at, labels = _labels(ids.to_pandas(), feedback)
     base = sum(len(a) for a in collected.candidate[:-1])
     collected.labelled_at.append(at + base)

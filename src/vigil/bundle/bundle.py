@@ -30,7 +30,7 @@ from vigil.bundle.manifest import (
 from vigil.bundle.model import LoadedBundle
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, ConflictError
-from vigil.profile_schema import PREDICTION, BaselineProfile
+from vigil.profile_schema import PREDICTION, PROBA_COLUMN, BaselineProfile
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -135,6 +135,7 @@ def _build(
     from vigil.bundle.nullability import with_nullability
     from vigil.bundle.profile import build_profile
     from vigil.bundle.reference import open_reference
+    from vigil.bundle.reference_proba import sample_probabilities
 
     if isinstance(source, str | os.PathLike):
         plugin, model, model_file, info, required, src_info = _from_path(
@@ -177,6 +178,7 @@ def _build(
     # profile is written: only the signature changes.
     sig = with_nullability(sig, model.predict, profile.sample if profile is not None else None)
     if profile is not None:
+        profile.sample_probabilities = sample_probabilities(model, sig, profile)
         profile_file, sample_file = _write_profile(profile, tmp)
 
     manifest = Manifest(
@@ -237,7 +239,8 @@ def _from_object(
 
 def _write_profile(profile: BaselineProfile, tmp: Path) -> tuple[str, str | None]:
     (tmp / PROFILE_FILE).write_text(
-        profile.model_dump_json(exclude={"sample", "sample_predictions"}), encoding="utf-8"
+        profile.model_dump_json(exclude={"sample", "sample_predictions", "sample_probabilities"}),
+        encoding="utf-8",
     )
     if not profile.sample:
         return PROFILE_FILE, None
@@ -247,6 +250,9 @@ def _write_profile(profile: BaselineProfile, tmp: Path) -> tuple[str, str | None
     columns = dict(profile.sample)
     if profile.sample_predictions:
         columns[PREDICTION] = profile.sample_predictions
+    if profile.sample_probabilities:
+        for k, values in enumerate(zip(*profile.sample_probabilities, strict=True)):
+            columns[f"{PROBA_COLUMN}{k}"] = list(values)
     pq.write_table(pa.table(columns), tmp / SAMPLE_FILE)
     return PROFILE_FILE, SAMPLE_FILE
 
@@ -331,6 +337,23 @@ def read_profile(
     import pyarrow.parquet as pq
 
     table = pq.read_table(path_inside(root, manifest.sample_file, what=MANIFEST_FILE))
-    rows = {c: table.column(c).to_pylist() for c in table.column_names if c != PREDICTION}
-    predictions = table.column(PREDICTION).to_pylist() if PREDICTION in table.column_names else []
-    return profile.model_copy(update={"sample": rows, "sample_predictions": predictions})
+    names = table.column_names
+    rows = {
+        c: table.column(c).to_pylist()
+        for c in names
+        if c != PREDICTION and not c.startswith(PROBA_COLUMN)
+    }
+    predictions = table.column(PREDICTION).to_pylist() if PREDICTION in names else []
+    proba_columns = sorted(
+        (c for c in names if c.startswith(PROBA_COLUMN)), key=lambda c: int(c[len(PROBA_COLUMN) :])
+    )
+    probabilities = [
+        list(r) for r in zip(*(table.column(c).to_pylist() for c in proba_columns), strict=True)
+    ]
+    return profile.model_copy(
+        update={
+            "sample": rows,
+            "sample_predictions": predictions,
+            "sample_probabilities": probabilities,
+        }
+    )

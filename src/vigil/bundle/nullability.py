@@ -55,13 +55,15 @@ def with_nullability(
     returned unchanged (serving still answers a model's refusal with a 422).
     """
     base = _base_rows(signature, rows)
-    if base is None or not _answers(predict, _frame(signature, base, missing=())):
+    if base is None or not _answers(predict, serving_frame(signature, base, missing=())):
         log.info("nullability not probed: the model fails on the probe rows as they are")
         return signature
     names = [f.name for f in signature.inputs if f.nullable]
-    if not names or _answers(predict, _frame(signature, base, missing=names)):
+    if not names or _answers(predict, serving_frame(signature, base, missing=names)):
         return signature
-    refused = {n for n in names if not _answers(predict, _frame(signature, base, missing=[n]))}
+    refused = {
+        n for n in names if not _answers(predict, serving_frame(signature, base, missing=[n]))
+    }
     inputs = [
         f.model_copy(update={"nullable": False}) if f.name in refused else f
         for f in signature.inputs
@@ -106,7 +108,9 @@ def _example(spec: FeatureSpec) -> Any:
     return None  # a category nobody listed: no value can be made up
 
 
-def _frame(signature: Signature, base: list[list[Any]], *, missing: Sequence[str]) -> pd.DataFrame:
+def serving_frame(
+    signature: Signature, base: list[list[Any]], *, missing: Sequence[str]
+) -> pd.DataFrame:
     """The rows as serving hands them to the model: numbers as float64 (int64 and bool
     when complete), categories as objects, ``missing`` columns NaN / None."""
     import numpy as np

@@ -296,6 +296,7 @@ def build_profile(
         target=target_profile,
         sample={c: _json_values(sample[c][order]) for c in read if c in sample},
         sample_predictions=_json_values(sample[PREDICTION][order]) if PREDICTION in sample else [],
+        target_name=target,
         seed=seed,
     )
 

@@ -151,7 +151,7 @@ def read_capture(
 
     ``since`` is inclusive and ``until`` exclusive (timezone-aware datetimes). Columns:
     ``request_id, row, time, route, model, version, variant, caller, endpoint, latency_ms, status,
-    error_code, error_message, raw_body, prediction, feature.<name>..., proba.<class>...,
+    error_code, error_message, raw_body, cached, prediction, feature.<name>..., proba.<class>...,
     segment``. Feature columns are the union over the rows read; missing values are null.
     """
     # pandas: only when a frame is built

@@ -4,8 +4,11 @@ A batch request with N rows becomes N records sharing its ``request_id`` and num
 ``row`` (0..N-1), so feedback for one row joins on ``(request_id, row)`` without
 unpacking lists. ``endpoint`` and ``variant`` name the experiment endpoint that routed the
 request and the arm it picked (both ``None`` outside experiments); ``caller`` is the id of
-the API key that made the call. A rejected request (4xx) is one record with ``row = 0``, no features,
-its error code and message, and its raw body kept as truncated text.
+the API key that made the call; ``cached`` is true when the prediction cache answered it;
+``propensity`` the probability the endpoint's policy gave that arm (bandits and weighted
+splits). Both are absent from records written before they existed, which read as ``None``.
+A rejected request (4xx) is one record with ``row = 0``, no features, its error code and
+message, and its raw body kept as truncated text.
 """
 
 from __future__ import annotations
@@ -42,9 +45,13 @@ class CaptureRecord:
     variant: str | None = None
     caller: str | None = None
     endpoint: str | None = None
+    propensity: float | None = None
     error_code: str | None = None
     error_message: str | None = None
     raw_body: str | None = None
+    cached: bool | None = None
+    """True when the prediction cache answered the row (``False`` when a model call did;
+    ``None`` for a rejected request, and in records written before the cache existed)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready values (time as ISO 8601 UTC)."""
@@ -58,6 +65,7 @@ class CaptureRecord:
             "variant": self.variant,
             "caller": self.caller,
             "endpoint": self.endpoint,
+            "propensity": self.propensity,
             "features": self.features,
             "prediction": self.prediction,
             "probabilities": self.probabilities,
@@ -66,6 +74,7 @@ class CaptureRecord:
             "error_code": self.error_code,
             "error_message": self.error_message,
             "raw_body": self.raw_body,
+            "cached": self.cached,
         }
 
 

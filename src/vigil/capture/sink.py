@@ -42,7 +42,7 @@ from vigil.capture.settings import CaptureSettings
 
 _ERROR_MESSAGE_LIMIT = 1024
 # Per-request fields that usually hold one value for a whole batch; stored once when they do.
-_SHAREABLE = ("route", "caller", "variant", "endpoint")
+_SHAREABLE = ("route", "caller", "variant", "endpoint", "cached", "propensity")
 
 
 class Answered(NamedTuple):
@@ -65,6 +65,10 @@ class Answered(NamedTuple):
     variant: str | None = None
     caller: str | None = None
     endpoint: str | None = None
+    cached: bool = False
+    """Answered from the prediction cache rather than by a model call."""
+    propensity: float | None = None
+    """The chance the endpoint's policy gave ``variant`` (bandits and weighted splits)."""
 
 
 def feature_rows(features: Any, feature_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -215,6 +219,7 @@ class CaptureSink:
         caller: str | None = None,
         endpoint: str | None = None,
         time: datetime | None = None,
+        propensity: float | None = None,
     ) -> int:
         """Append one answered request as one record per row; returns the rows written.
 
@@ -249,6 +254,7 @@ class CaptureSink:
             variant,
             caller,
             endpoint,
+            propensity=propensity,
         )
         self.record_answered([entry], time=time)
         return len(outputs)
@@ -300,6 +306,8 @@ class CaptureSink:
                 caller=first.caller,
                 variant=first.variant,
                 endpoint=first.endpoint,
+                cached=first.cached,
+                propensity=first.propensity,
             )
         else:
             per_request = {

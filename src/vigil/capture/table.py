@@ -34,11 +34,13 @@ _FIXED: dict[str, pa.DataType] = {
     "variant": pa.string(),
     "caller": pa.string(),
     "endpoint": pa.string(),
+    "propensity": pa.float64(),
     "latency_ms": pa.float64(),
     "status": pa.int64(),
     "error_code": pa.string(),
     "error_message": pa.string(),
     "raw_body": pa.string(),
+    "cached": pa.bool_(),
 }
 
 

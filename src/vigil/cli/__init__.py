@@ -7,7 +7,7 @@ never a traceback.
 One way to do each thing:
 
 * Command groups are singular nouns: ``vigil model``, ``alias``, ``key``, ``alert``,
-  ``endpoint``, ``experiment``, ``monitor``, ``db`` (``models``, ``keys`` and ``alerts`` still work,
+  ``endpoint``, ``experiment``, ``monitor``, ``capture``, ``db`` (``models``, ``keys`` and ``alerts`` still work,
   hidden, as they were first named).
 * ``--json`` prints for scripts, in every command that shows or changes something.
 * Durations and points in time are written one way (:mod:`vigil.durations`).
@@ -23,13 +23,13 @@ One way to do each thing:
   ====  ===================  =========================================================
   -a    --alias              register, rollback, experiment conclude
   -d    --description        register
-  -f    --file               endpoint create/update
+  -f    --file               endpoint create/update, policy set
   -m    --metric             register
-  -n    --limit / --last     audit, alert list, monitor show (how many rows to show)
-  -o    --output             predict
+  -n    --limit / --last     audit, alert list, monitor show, policy status (how many rows)
+  -o    --output             predict, capture export
   -p    --policy             endpoint create/update
   -r    --reference          register
-  -s    --since              report, monitor run, experiment status
+  -s    --since              report, monitor run/backfill, experiment status, capture export
   -t    --tag                register
   -v    --variant            endpoint create/update
   -w    --window             monitor run/show
@@ -45,6 +45,7 @@ import typer
 
 from vigil.cli import alerts as _alerts
 from vigil.cli import audit as _audit
+from vigil.cli import backfill as _backfill
 from vigil.cli import capture as _capture
 from vigil.cli import db as _db
 from vigil.cli import drift as _drift
@@ -54,6 +55,7 @@ from vigil.cli import feedback as _feedback
 from vigil.cli import keys as _keys
 from vigil.cli import models as _models
 from vigil.cli import monitor as _monitor
+from vigil.cli import policy as _policy
 from vigil.cli import predict as _predict
 from vigil.cli import replay as _replay
 from vigil.cli import report as _report
@@ -93,17 +95,19 @@ def _root(
 
 _models.install(app)
 _audit.install(app)
-_capture.install(app)
 _drift.install(app)
 _predict.install(app)
 _feedback.install(app)
+_capture.install(app)
 _report.install(app)
 _monitor.install(app)
+_backfill.install(app)
 _alerts.install(app)
 _serve.install(app)
 _keys.install(app)
 _endpoints.install(app)
 _experiment.install(app)
+_policy.install(app)
 _validate.install(app)
 _replay.install(app)
 _db.install(app)

@@ -1,17 +1,102 @@
-"""``vigil capture verify``: check the compacted inference and feedback logs against their
-chain manifests (:mod:`vigil.capture.chain`)."""
+"""``vigil capture export``: the inference log of a model, as one Parquet file.
+``vigil capture verify``: the compacted inference and feedback logs (and this host's closed
+segments) checked against their chain manifests (:mod:`vigil.capture.chain`).
+
+Export streams (:mod:`vigil.feedback.export`): partitions pruned by model and day, only the
+columns asked for, written batch by batch; memory does not grow with the span.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import typer
 
-from vigil.cli._options import JSON, services
-from vigil.console import console, err_console, print_json, shown
+from vigil.cli._options import JSON, services, since_option, time_option
+from vigil.console import console, err_console, print_json, progress, shown
+from vigil.uri import MAX_VERSION
 
 capture_app = typer.Typer(
-    help="The compacted inference log: verify its files against their hash chains.",
+    name="capture",
+    help="The inference log: export it, verify its files against their hash chains.",
     no_args_is_help=True,
 )
+
+
+@capture_app.command("export")
+def export(
+    model: str = typer.Argument(..., help="The model's name."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="The Parquet file to write (replaced when complete)."
+    ),
+    since: str = since_option("7d", "Start of the span"),
+    until: str = typer.Option(
+        None, "--until", help="End of the span (exclusive), as --since; default: now."
+    ),
+    version: int = typer.Option(
+        None, "--version", min=1, max=MAX_VERSION, help="Only the rows version N answered."
+    ),
+    columns: str = typer.Option(
+        None,
+        "--columns",
+        help="Comma-separated capture columns to keep (e.g. time,feature.age,prediction); "
+        "default: every column.",
+    ),
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="Only the rows with a label, with label, reward and feedback_time (training data).",
+    ),
+    as_json: bool = JSON,
+) -> None:
+    """Write MODEL's captured rows in the span to a Parquet file, streaming."""
+    from vigil.errors import NotFoundError
+    from vigil.feedback.export import export_capture
+
+    now = datetime.now(UTC)
+    start = time_option(since, "--since", now=now)
+    end = time_option(until, "--until", now=now) or now
+    app = services()
+    app.registry.get_model(model)  # a typo gets "model not found", not an empty file
+    store = app.feedback_store() if labels else None
+    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    try:
+        with progress(not as_json) as display:
+            step = display.step("exporting", None, unit="rows") if display else None
+            done = export_capture(
+                output,
+                model,
+                start,
+                end,
+                version,
+                columns=wanted,
+                feedback=store,
+                store=app.artifacts,
+                log_dir=app.capture_dir,
+                progress=step.update if step else None,
+            )
+    finally:
+        if store is not None:
+            store.close()
+    if not done.columns:
+        output.unlink(missing_ok=True)
+        raise NotFoundError(f"nothing captured for {model!r} since {start:%Y-%m-%d %H:%M} UTC")
+    if as_json:
+        print_json(
+            {
+                "path": str(done.path),
+                "rows": done.rows,
+                "columns": done.columns,
+                "parts": done.parts,
+            }
+        )
+        return
+    console.print(
+        f"wrote {done.rows:,} rows ({len(done.columns)} columns, {done.parts} compacted parts "
+        f"read) to {done.path}",
+        highlight=False,
+    )
 
 
 @capture_app.command("verify")
@@ -78,4 +163,4 @@ def verify(
 
 
 def install(app: typer.Typer) -> None:
-    app.add_typer(capture_app, name="capture")
+    app.add_typer(capture_app)

@@ -1,4 +1,5 @@
-"""``vigil experiment status|conclude``: is the new variant better, and ending the test."""
+"""``vigil experiment status|evaluate|conclude``: is the new variant better, what another
+routing policy would have earned, and ending the test."""
 
 from __future__ import annotations
 
@@ -152,6 +153,48 @@ def conclude(
             + (f"; {done.model}@{done.alias} → version {done.version}" if done.alias else "")
         )
     )
+
+
+@experiment_app.command("evaluate")
+def evaluate(
+    endpoint: str = typer.Argument(..., help="Endpoint name."),
+    policy: str = typer.Option(
+        ..., "--policy", "-p", help="Target policy: uniform, variant:NAME or weights:a=3,b=1."
+    ),
+    since: str = since_option(None, "Only requests since"),
+    json_out: bool = JSON,
+) -> None:
+    """Off-policy evaluation: the mean reward another routing policy would have earned on
+    the requests the endpoint's bandit (or split) logged with their propensities, by
+    inverse propensity (IPS), self-normalised IPS and doubly robust estimates with 95%
+    intervals."""
+    from vigil.experiments.off_policy import evaluate_policy
+
+    report = evaluate_policy(services(), endpoint, policy, since=time_option(since, "--since"))
+    if json_out:
+        print_json(report.to_dict())
+        return
+    target = ", ".join(f"{a} {100 * p:.4g}%" for a, p in report.target.items())
+    logged = _num(report.logged_value)
+    console.print(
+        shown(
+            f"{report.endpoint}: {report.rewarded:,} rewarded of {report.requests:,} requests "
+            f"logged by {report.logging_policy} (mean reward {logged}); target {target}"
+        )
+    )
+    if report.estimates:
+        from rich.table import Table
+
+        t = Table(title=shown(f"mean reward under {report.policy}"), title_justify="left")
+        for column in ("method", "estimate", "95% interval", "effective n"):
+            t.add_column(column, no_wrap=True)
+        for e in report.estimates:
+            t.add_row(
+                e.method, f"{e.value:.4f}", f"{e.low:.4f} to {e.high:.4f}", f"{e.effective_n:,.0f}"
+            )
+        console.print(t)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {shown(note)}")
 
 
 def install(app: typer.Typer) -> None:

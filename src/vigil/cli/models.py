@@ -75,6 +75,12 @@ def register(
         "--trust-type",
         help="Trust one type in a skops file, e.g. sklearn.tree._tree.Tree (repeatable).",
     ),
+    candidate_for: str = typer.Option(
+        None,
+        "--candidate-for",
+        help="Hand the version to the run of this model's update policy waiting for its "
+        "retraining job (the run resumes with its gate).",
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Register a model file as a new immutable version, with its signature and baseline profile."""
@@ -101,6 +107,7 @@ def register(
             flavor=flavor,
             trust=trust,
             progress=step.update if step else None,
+            candidate_for=candidate_for,
         )
     if json_out:
         print_json(as_dict(mv))

@@ -108,6 +108,18 @@ class WeightedChoice:
     def __repr__(self) -> str:
         return f"WeightedChoice({dict(zip(self.names, self.bounds, strict=True))})"
 
+    def share(self, name: str) -> float:
+        """The share of ``[0, 1)`` that ``name``'s interval covers: the chance a unit lands
+        in it (0 for a variant without weight).
+
+        >>> round(WeightedChoice({"a": 90, "b": 10}).share("b"), 12)
+        0.1
+        """
+        if name not in self.names:
+            return 0.0
+        i = self.names.index(name)
+        return self.bounds[i] - (self.bounds[i - 1] if i else 0.0)
+
     def pick(self, point: float) -> str:
         """The variant whose interval holds ``point``."""
         return self.names[min(bisect_right(self.bounds, point), len(self.names) - 1)]

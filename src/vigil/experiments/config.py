@@ -251,6 +251,10 @@ class EndpointConfig(_Strict):
     alert_webhooks: list[SecretStr] = Field(default_factory=list)
     """Extra webhook URLs told about canary rollbacks and promotions (besides the monitoring
     webhooks); they must point at public addresses (see :mod:`vigil.monitor.webhooks`)."""
+    cache: bool = False
+    """Use the prediction cache of the variants' models (``serve: cache:``) on a canary or
+    bandit endpoint, whose comparisons of latency and outcomes a cache would skew; fixed,
+    split and shadow endpoints use it whenever the model has one."""
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_endpoint_name(v)))
 

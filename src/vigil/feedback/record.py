@@ -69,9 +69,14 @@ class FeedbackRecord:
     """Id of the API key whose prediction this judges: it joins only that key's request of
     this id. ``None`` judges the request whoever made it (authentication off, an admin key
     or ``vigil feedback FILE``). Set by :meth:`FeedbackStore.submit`, never by a client."""
+    prediction_time: datetime | None = None
+    """When the prediction it judges was made, and its model (``None``: not found when
+    the feedback arrived). Set by :meth:`FeedbackStore.submit`, never by a client: the
+    monitor places a late label in its window from them, without reading the log."""
+    prediction_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "request_id": self.request_id,
             "row": self.row,
             "label": self.label,
@@ -79,6 +84,10 @@ class FeedbackRecord:
             "time": self.time.astimezone(UTC).isoformat(),
             "caller": self.caller,
         }
+        if self.prediction_time is not None:
+            out["prediction_time"] = self.prediction_time.astimezone(UTC).isoformat()
+            out["prediction_model"] = self.prediction_model
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,8 @@ _SCHEMA = {
     "reward": pa.float64(),
     "time": pa.timestamp("us", tz="UTC"),
     "caller": pa.string(),
+    "prediction_time": pa.timestamp("us", tz="UTC"),
+    "prediction_model": pa.string(),
 }
 _KEY_COLUMNS = ("request_id", "row", "caller")
 
@@ -88,6 +90,8 @@ def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
         values = [r.get(name) for r in records]
         if name == "time":
             values = [parse_time(r["time"]) for r in records]
+        elif name == "prediction_time":
+            values = [parse_time(v) if v is not None else None for v in values]
         columns[name] = pa.array(values, dtype)
     labels = [r.get("label") for r in records]
     try:
@@ -296,6 +300,8 @@ class FeedbackStore:
                     if self.store is not None and len(self._pending) < MAX_PENDING:
                         self._pending[key] = r  # another replica may compact it soon
                     continue
+                r = replace(r, prediction_time=hit.time, prediction_model=hit.model)
+                fresh[-1] = r
                 matched.append(MatchedFeedback(r, hit))
                 if r.time - hit.time > self.late_after:
                     late += 1

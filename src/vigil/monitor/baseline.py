@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
+from vigil.monitor.estimation import Estimator, fit_estimator
 from vigil.monitor.points import performance_measure
 from vigil.profile_schema import BaselineProfile
 
@@ -34,6 +35,9 @@ class Baseline:
     """Registration metrics that :mod:`vigil.monitor.performance` computes, under its names
     (``accuracy``, ``f1``, ``rmse``...; one registered as ``auc`` is ``roc_auc``); other
     names are kept out of the comparison."""
+    estimator: Estimator | None = None
+    """Performance estimated before labels arrive (classifiers with labelled reference
+    probabilities: :func:`~vigil.monitor.estimation.fit_estimator`)."""
 
     @property
     def task(self) -> str:
@@ -53,7 +57,14 @@ def load_baseline(app: Services, model: str, version: int) -> Baseline:
     signature = Signature.model_validate(mv.signature)
     bundle_dir = app.registry.fetch_bundle(mv, app.cache_dir)
     profile = read_profile(bundle_dir)
-    return Baseline(model, version, signature, profile, reference_metrics(mv.metrics or {}))
+    return Baseline(
+        model,
+        version,
+        signature,
+        profile,
+        reference_metrics(mv.metrics or {}),
+        fit_estimator(signature, profile),
+    )
 
 
 def reference_metrics(registered: Mapping[str, Any]) -> dict[str, float]:

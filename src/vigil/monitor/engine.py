@@ -26,10 +26,13 @@ from vigil.drift.summarised import NeedsRawValues
 from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import Baseline, load_baseline
-from vigil.monitor.measure import WindowResult, count_labelled, measure_window
-from vigil.monitor.series import StoredWindow, save_window, stored_windows
+from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
+from vigil.monitor.estimation import estimate_window
+from vigil.monitor.measure import WindowResult, count_labelled, estimated_points, measure_window
+from vigil.monitor.series import StoredWindow, note_in_summary, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.summaries.judge import measure_summary
+from vigil.monitor.summaries.late import MARKS_KEY, LabelMarks
 from vigil.monitor.summaries.store import bucket_summaries, label_summaries
 from vigil.monitor.summaries.store import windows as merge_windows
 from vigil.monitor.summaries.window import DEFAULT_GRAIN_S as GRAIN_S
@@ -74,7 +77,8 @@ def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
     frame = feedback.read(since)
     if frame.empty:
         return frame
-    return frame[[c for c in ("request_id", "row", "label", "caller", "time") if c in frame]]
+    wanted = ("request_id", "row", "label", "caller", "time", "prediction_time", "prediction_model")
+    return frame[[c for c in wanted if c in frame]]
 
 
 def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
@@ -349,6 +353,39 @@ def _raw_window(
     return found[0]
 
 
+def _estimate_from_raw(
+    app: Services,
+    result: WindowResult,
+    baseline: Baseline,
+    key: SeriesKey,
+    summary: WindowSummary,
+    spec: WindowSpec,
+    now: datetime,
+    capture: Path,
+) -> None:
+    """Performance estimated before labels, for a window judged from its summary.
+
+    CBPE needs each row's probabilities, which a summary does not keep (only their
+    marginal sketches); a window of at most :data:`~vigil.monitor.estimation.MAX_ROWS`
+    rows is read raw for it, as the exact engine estimates it, and a larger one gets no
+    estimate (a note says so) rather than an unbounded read.
+    """
+    estimator = baseline.estimator
+    if estimator is None or summary.rows == 0:
+        return
+    if summary.rows > ESTIMATE_ROWS:
+        result.notes.append(
+            f"no estimated performance: {summary.rows:,} rows judged from summaries "
+            f"(estimated on at most {ESTIMATE_ROWS:,} raw rows)"
+        )
+        return
+    raw = _raw_window(app, key, summary, spec, now, capture, not result.partial)
+    if raw is None:
+        return
+    result.estimated = estimate_window(raw.rows, estimator, result.notes)
+    result.points += estimated_points(result.estimated, estimator.reference)
+
+
 def _summary_pass(
     app: MonitorServices,
     model: str | None,
@@ -366,7 +403,10 @@ def _summary_pass(
     The buckets of every compacted part in the lookback are read (built on first read),
     merged into windows, and each due window is judged from its merge; one whose
     statistics need raw values (KS: effective n at most the method table's limit) is read
-    raw, bounded by that limit. Labels are joined from projected columns only.
+    raw, bounded by that limit. Labels are joined per window, from the window's own span
+    of the log (projected columns), and only to windows some label may join
+    (:mod:`vigil.monitor.summaries.late`): parts whose windows are all stored, with no new
+    label for them, are not opened.
     """
     assert spec.seconds is not None
     baselines: dict[tuple[str, int], Baseline | None] = {}
@@ -389,31 +429,52 @@ def _summary_pass(
         return anchored[(name, version)]
 
     floor = spec.bounds(start)[0]
-    label_sums: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
-    if not labels.empty:
-        labelled = label_summaries(
-            app.artifacts,
-            anchors,
-            labels,
-            model=model,
-            since=floor,
-            until=now,
-            log_dir=capture,
-            grain_s=GRAIN_S,
-        )
-        label_sums = merge_windows(labelled, spec.seconds)
+    window_s = spec.seconds
+    marks = LabelMarks(labels, int(window_s))
     stored = {
         (s.key, s.start): s
         for s in stored_windows(app.database, window=spec.text, model=model, since=start)
     }
-    # Windows stored complete whose labelled rows did not change: parts holding only such
-    # windows are not opened (an incremental cycle reads the new parts only).
-    known = {
-        where
-        for where, s in stored.items()
-        if not s.partial
-        and s.n_labelled == (label_sums[where].labelled if where in label_sums else 0)
-    }
+    joined: dict[tuple[str, datetime], dict[SeriesKey, WindowSummary]] = {}
+
+    def performance(key: SeriesKey, begin: datetime) -> WindowSummary | None:
+        """The window's performance sums: its labels joined to its own span of the log
+        (projected columns), only when some label may join it."""
+        if marks.of(key.model, begin) == 0:
+            return None
+        where = (key.model, begin)
+        if where not in joined:
+            end = begin + timedelta(seconds=window_s)
+            found = label_summaries(
+                app.artifacts,
+                anchors,
+                marks.labels_for(key.model, begin, end),
+                model=key.model,
+                since=begin,
+                until=min(end, now),
+                log_dir=capture,
+                grain_s=GRAIN_S,
+            )
+            joined[where] = {k: v for (k, _b), v in merge_windows(found, window_s).items()}
+        return joined[where].get(key)
+
+    # Windows stored complete with the mark of late labels they were computed with have
+    # nothing new to join; of those whose mark moved, the ones whose labelled rows did not
+    # change only take the new mark. Parts holding only known windows are not opened: an
+    # incremental cycle reads the new parts, and late labels the windows they touch.
+    known: set[tuple[SeriesKey, datetime]] = set()
+    for where, s in stored.items():
+        if s.partial:
+            continue
+        mark = marks.of(where[0].model, where[1])
+        kept = s.summary.get(MARKS_KEY)
+        if kept == mark or (kept is None and mark == 0 and s.n_labelled == 0):
+            known.add(where)
+            continue
+        perf = performance(*where)
+        if (perf.labelled if perf is not None else 0) == s.n_labelled:
+            note_in_summary(app.database, s.id, **{MARKS_KEY: mark})
+            known.add(where)
 
     def needed(buckets: list[tuple[SeriesKey, datetime]]) -> bool:
         return any((key, spec.bounds(begin)[0]) not in known for key, begin in buckets)
@@ -439,22 +500,14 @@ def _summary_pass(
                 OpenWindow(key, spec.text, begin, summary.rows, None, summary.end + grace)
             )
             continue
-        before = stored.get((key, begin))
-        perf = label_sums.get((key, begin))
-        n_labelled = perf.labelled if perf is not None else 0
-        if (
-            before is not None
-            and not before.partial
-            and complete
-            and before.n_labelled == n_labelled
-        ):
+        if complete and (key, begin) in known:
             continue
         todo.append((key, summary, complete))
     results: list[WindowResult] = []
     for done, (key, summary, complete) in enumerate(todo):
         baseline = baseline_of(key.model, key.version)
         if baseline is not None:
-            perf = label_sums.get((key, summary.start))
+            perf = performance(key, summary.start)
             result: WindowResult | None
             try:
                 result = measure_summary(
@@ -467,9 +520,14 @@ def _summary_pass(
                 )
             except NeedsRawValues:
                 raw = _raw_window(app, key, summary, spec, now, capture, complete)
-                result = measure_window(raw, baseline, labels) if raw is not None else None
-            if result is not None and save_window(app.database, result):
-                results.append(result)
+                given = marks.labels_for(key.model, summary.start, summary.end)
+                result = measure_window(raw, baseline, given) if raw is not None else None
+            else:
+                _estimate_from_raw(app, result, baseline, key, summary, spec, now, capture)
+            if result is not None:
+                result.label_marks = marks.of(key.model, summary.start)
+                if save_window(app.database, result):
+                    results.append(result)
         if progress is not None:
             progress(done + 1, len(todo))
     n_records = sum(s.rows + s.rejected for s in windows.values())

@@ -26,7 +26,9 @@ from vigil.drift import ColumnDrift, DriftReport, compare_to_profile
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.feedback.join import join_feedback
 from vigil.monitor.baseline import Baseline
-from vigil.monitor.performance import PerformanceReport, evaluate
+from vigil.monitor.estimated import EstimatedMetric
+from vigil.monitor.estimation import estimate_window
+from vigil.monitor.performance import PerformanceReport, evaluate, label_key
 from vigil.monitor.points import Point, point
 from vigil.monitor.quality import QualityReport, check_quality
 from vigil.monitor.windows import SeriesKey, Window
@@ -62,10 +64,16 @@ class WindowResult:
     prediction_drift: ColumnDrift | None = None
     quality: QualityReport | None = None
     performance: PerformanceReport | None = None
+    estimated: dict[str, EstimatedMetric] | None = None
+    """Performance estimated from the logged probabilities, before labels
+    (:mod:`vigil.monitor.estimation`)."""
     points: list[Point] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     start_request_id: str | None = None
     end_request_id: str | None = None
+    label_marks: int | None = None
+    """The window's mark of late labels when it was computed
+    (:mod:`vigil.monitor.summaries.late`; only on windows judged from summaries)."""
 
     @property
     def error_rate(self) -> float:
@@ -89,7 +97,9 @@ class WindowResult:
     def summary(self) -> dict[str, Any]:
         """A small JSON-ready digest kept with the window (tables, dashboard)."""
         perf = self.performance
+        marks = {} if self.label_marks is None else {"label_marks": self.label_marks}
         return {
+            **marks,
             "dataset_drifted": self.dataset_drifted,
             "drifted_features": self.drifted_features,
             "share_drifted": self.drift.share_drifted if self.drift is not None else None,
@@ -100,6 +110,11 @@ class WindowResult:
             "schema_violations": self.quality.schema_violations if self.quality else None,
             "performance": dict(perf.metrics) if perf is not None else None,
             "reference": dict(perf.reference) if perf is not None else None,
+            "estimated": (
+                {m: e.to_dict() for m, e in self.estimated.items()}
+                if self.estimated is not None
+                else None
+            ),
             "notes": list(self.notes),
         }
 
@@ -159,16 +174,6 @@ def _schema_violations(rejected: pd.DataFrame) -> int:
     return int(rejected.loc[hit.to_numpy(), "request_id"].nunique())
 
 
-def _label_key(value: Any) -> str:
-    # Labels arrive as JSON (1, 1.0, "1", true); predictions as the model returned them.
-    # Compare them as text, with integral floats written as integers.
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def labelled_rows(rows: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """The window's rows that have a label, with a ``label`` column (joined by
     ``(request_id, row)`` and the caller: :func:`~vigil.feedback.join.join_feedback`)."""
@@ -186,9 +191,9 @@ def _performance(
     task = baseline.task
     if task == "classification":
         classes = baseline.signature.outputs.classes
-        keys = [_label_key(c) for c in classes] if classes else None
-        y_true = [_label_key(v) for v in joined["label"]]
-        y_pred = [_label_key(v) for v in joined["prediction"]]
+        keys = [label_key(c) for c in classes] if classes else None
+        y_true = [label_key(v) for v in joined["label"]]
+        y_pred = [label_key(v) for v in joined["prediction"]]
         if keys is None:
             keys = sorted(set(y_true) | set(y_pred))
         proba = None
@@ -222,7 +227,7 @@ def _performance(
     return None
 
 
-def _points(result: WindowResult) -> list[Point]:
+def _points(result: WindowResult, reference: dict[str, float]) -> list[Point]:
     out: list[Point] = [
         *point("traffic.rows", result.n_rows),
         *point("traffic.requests", result.n_requests),
@@ -260,6 +265,24 @@ def _points(result: WindowResult) -> list[Point]:
             out += point(f"performance.{name}.delta", value)
         for name, value in result.performance.relative_change.items():
             out += point(f"performance.{name}.change", value)
+    out += estimated_points(result.estimated, reference)
+    return out
+
+
+def estimated_points(
+    estimated: dict[str, EstimatedMetric] | None, reference: dict[str, float]
+) -> list[Point]:
+    """``estimated.<m>``, its interval (``.low``, ``.high``) and ``.delta`` against the
+    labelled reference sample's value."""
+    out: list[Point] = []
+    for name, e in (estimated or {}).items():
+        if e.value is None:
+            continue
+        out += point(f"estimated.{name}", e.value)
+        out += point(f"estimated.{name}.low", e.low)
+        out += point(f"estimated.{name}.high", e.high)
+        if name in reference:
+            out += point(f"estimated.{name}.delta", e.value - reference[name])
     return out
 
 
@@ -294,9 +317,12 @@ def measure_window(window: Window, baseline: Baseline, labels: pd.DataFrame) -> 
             schema_violations=_schema_violations(window.rejected),
         )
     result.performance = _performance(joined, baseline, notes)
+    estimator = baseline.estimator
+    if estimator is not None:
+        result.estimated = estimate_window(window.rows, estimator, notes)
     if baseline.profile is None:
         notes.append("no baseline profile: registered without reference data")
-    result.points = _points(result)
+    result.points = _points(result, estimator.reference if estimator is not None else {})
     return result
 
 

@@ -55,6 +55,20 @@ class PerformanceReport:
         return asdict(self)
 
 
+def label_key(value: Any) -> str:
+    """A label or prediction as text, so labels that arrive as JSON (``1``, ``1.0``, ``"1"``,
+    ``true``) compare equal to predictions as the model returned them.
+
+    >>> label_key(1.0), label_key("1"), label_key(True), label_key(0.5)
+    ('1', '1', 'True', '0.5')
+    """
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 

@@ -34,12 +34,20 @@ metric                          feature  value
 ``performance.<m>.delta``                ``m`` minus its value stored at registration
 ``performance.<m>.change``               that difference relative to the registered value
                                          (``0.2``: 20 % higher than at registration)
+``estimated.<m>``                        metric ``m`` estimated before labels arrive from
+                                         the logged probabilities (CBPE: accuracy,
+                                         precision, recall, f1, roc_auc; classifiers)
+``estimated.<m>.low`` / ``.high``        the 95 % interval of the value labels will realise
+``estimated.<m>.delta``                  the estimate minus ``m`` on the labelled reference
+                                         sample
 ==============================  =======  ================================================
 
 A metric registered under a common other name (``--metric auc=0.91``) is compared with the
 measure it names (``roc_auc``): see :func:`performance_measure`.
 
 >>> is_known_metric("performance.accuracy.delta"), is_known_metric("drift.psi")
+(True, False)
+>>> is_known_metric("estimated.accuracy.low"), is_known_metric("estimated.log_loss")
 (True, False)
 >>> performance_measure("AUC"), performance_measure("rmse"), performance_measure("revenue")
 ('roc_auc', 'rmse', None)
@@ -115,6 +123,10 @@ MEASURE_ALIASES = {
     "mean_absolute_percentage_error": "mape",
 }
 """Other names people register a measure under, and the measure they mean."""
+ESTIMATED_MEASURES = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
+"""Measures estimated before labels arrive (:mod:`vigil.monitor.estimation`)."""
+ESTIMATED_PREFIX = "estimated."
+ESTIMATED_SUFFIXES = (".low", ".high", ".delta")
 PERFORMANCE_PREFIX = "performance."
 DELTA_SUFFIX = ".delta"
 CHANGE_SUFFIX = ".change"
@@ -138,6 +150,11 @@ def is_known_metric(name: str) -> bool:
             if measure.endswith(suffix):
                 return measure.removesuffix(suffix) in PERFORMANCE_MEASURES
         return measure in PERFORMANCE_MEASURES
+    if name.startswith(ESTIMATED_PREFIX):
+        measure = name[len(ESTIMATED_PREFIX) :]
+        for suffix in ESTIMATED_SUFFIXES:
+            measure = measure.removesuffix(suffix)
+        return measure in ESTIMATED_MEASURES and name.count(".") <= 2
     return False
 
 
@@ -145,7 +162,9 @@ def known_metrics() -> list[str]:
     """Every metric name, sorted (for error messages and docs)."""
     perf = [f"{PERFORMANCE_PREFIX}{m}" for m in sorted(PERFORMANCE_MEASURES)]
     derived = [p + suffix for p in perf for suffix in (DELTA_SUFFIX, CHANGE_SUFFIX)]
-    return sorted(WINDOW_METRICS | FEATURE_METRICS) + perf + derived
+    est = [f"{ESTIMATED_PREFIX}{m}" for m in sorted(ESTIMATED_MEASURES)]
+    est_derived = [e + suffix for e in est for suffix in ESTIMATED_SUFFIXES]
+    return sorted(WINDOW_METRICS | FEATURE_METRICS) + perf + derived + est + est_derived
 
 
 @dataclass(frozen=True)

@@ -216,8 +216,9 @@ def performance_rules() -> list[AlertRule]:
 
 def default_rules() -> list[AlertRule]:
     """The rules used when none are configured: dataset drift, an error rate above 5 %,
-    and one rule per performance measure against the value it was registered with (see
-    :func:`performance_rules`)."""
+    one rule per performance measure against the value it was registered with (see
+    :func:`performance_rules`), and the accuracy estimated before labels arrive falling by
+    more than 0.05 from its value on the labelled reference (``estimated_accuracy_drop``)."""
     return [
         AlertRule(
             name="dataset_drift",
@@ -238,4 +239,16 @@ def default_rules() -> list[AlertRule]:
             summary="{model} v{version}: error rate {value} (alert above {threshold})",
         ),
         *performance_rules(),
+        AlertRule(
+            name="estimated_accuracy_drop",
+            metric="estimated.accuracy.delta",
+            comparison="<",
+            threshold=-DROP_THRESHOLD,
+            for_windows=1,
+            severity="warning",
+            summary=(
+                "{model} v{version}: accuracy estimated before labels changed by {value} "
+                "against the labelled reference (alert below {threshold})"
+            ),
+        ),
     ]

@@ -93,6 +93,15 @@ def stored_windows(
         return [_stored(r) for r in session.scalars(query)]
 
 
+def note_in_summary(db: Database, window_id: int, **values: Any) -> None:
+    """Add ``values`` to a stored window's summary, leaving its points as they are (what
+    a run learnt about a window that did not need computing again)."""
+    with db.session(write=True) as session:
+        row = session.get(MonitorWindowRow, window_id)
+        if row is not None:
+            row.summary = {**row.summary, **values}
+
+
 def save_window(db: Database, result: WindowResult) -> bool:
     """Store ``result`` and its points, replacing the same window's earlier row.
 

@@ -30,10 +30,14 @@ import numpy as np
 import numpy.typing as npt
 
 from vigil.bundle.bundle import read_profile
+from vigil.bundle.signature import Signature
+from vigil.capture.table import PROBA_PREFIX
 from vigil.drift import ColumnDrift, DriftReport
 from vigil.drift.report import build_report, profile_column_drift
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.errors import NotFoundError
+from vigil.monitor.estimated import EstimatedMetric
+from vigil.monitor.estimation import Estimator, estimate_window, fit_estimator
 from vigil.profile_schema import BaselineProfile, CategoricalProfile
 from vigil.report.distributions import Distribution
 from vigil.report.profile_distributions import against_profile
@@ -75,6 +79,11 @@ class CaptureReport:
     prediction_summary: tuple[Distribution, Distribution] | None = None
     not_compared: dict[str, str] = field(default_factory=dict)
     """Profiled features left out, with the reason (not captured, masked...)."""
+    estimated: dict[str, EstimatedMetric] | None = None
+    """Performance estimated before labels from the logged probabilities (classifiers
+    registered with labelled reference data: :mod:`vigil.monitor.estimation`)."""
+    estimated_reference: dict[str, float] = field(default_factory=dict)
+    """The same metrics realised on the labelled reference sample."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report's numbers (``DriftReport.to_dict``) plus the window, rows and charts."""
@@ -96,6 +105,12 @@ class CaptureReport:
             "rows_by_version": {str(v): n for v, n in sorted(self.rows_by_version.items())},
             "prediction": self.prediction.to_dict() if self.prediction is not None else None,
             "not_compared": self.not_compared,
+            "estimated": (
+                {m: e.to_dict() for m, e in self.estimated.items()}
+                if self.estimated is not None
+                else None
+            ),
+            "estimated_reference": self.estimated_reference,
             "charts": {
                 name: {"reference": ref.to_dict(), "current": self.current_summary[name].to_dict()}
                 for name, ref in self.reference_summary.items()
@@ -156,8 +171,10 @@ def report_from_table(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: ProgressFactory | None = None,
+    estimator: Estimator | None = None,
 ) -> CaptureReport:
-    """Compare the captured rows in ``table`` (already filtered) with ``profile``."""
+    """Compare the captured rows in ``table`` (already filtered) with ``profile``; with
+    ``estimator``, also estimate the classifier's performance before labels."""
     # Arrow compute kernels: only where a table is filtered
     import pyarrow.compute as pc
 
@@ -209,6 +226,11 @@ def report_from_table(
         if v is not None
     }
     times = pc.min_max(table["time"]).as_py() if table.num_rows else {}
+    estimated = None
+    if estimator is not None:
+        wanted = ["prediction", *(PROBA_PREFIX + k for k in estimator.keys)]
+        present = [c for c in wanted if c in table.column_names]
+        estimated = estimate_window(table.select(present).to_pandas(), estimator, [])
     return CaptureReport(
         uri=uri,
         model=model,
@@ -226,6 +248,8 @@ def report_from_table(
         prediction=prediction,
         prediction_summary=prediction_summary,
         not_compared=not_compared,
+        estimated=estimated,
+        estimated_reference=dict(estimator.reference) if estimator is not None else {},
     )
 
 
@@ -257,7 +281,9 @@ def capture_report(
     prediction, or when the version has no baseline profile.
     """
     # PyArrow: `vigil drift` imports this package too, and reads no capture log.
-    from vigil.capture.reader import read_capture_table
+    import pyarrow as pa
+
+    from vigil.capture.scan import scan_capture
 
     ref = parse_model_ref(uri)
     mv = (
@@ -269,16 +295,21 @@ def capture_report(
     profile = baseline_profile(app, mv)
     if progress is not None:
         progress(f"reading the capture log of {mv.name}", None)
-    table = read_capture_table(
+    # Only the columns compared, of the answered rows, batch by batch: the span's request
+    # bodies, ids and error texts are never held (partitions pruned by model and day).
+    wanted = ["time", "version", "status", "error_code", "prediction"]
+    wanted += [FEATURE_PREFIX + name for name in profile.features]
+    scan = scan_capture(
         mv.name,
         since,
         until,
         version,
+        columns=wanted,
         store=app.artifacts,
         log_dir=app.capture_dir,
     )
-    if table is not None:
-        table = successful(table)
+    kept = [successful(pa.Table.from_batches([b])) for b in scan.batches()]
+    table = pa.concat_tables(kept) if kept else None
     if table is None or table.num_rows == 0:
         raise NotFoundError(
             f"no captured predictions for {shown} {describe_window(since, until)}; "
@@ -294,4 +325,5 @@ def capture_report(
         since=since,
         until=until,
         progress=progress,
+        estimator=fit_estimator(Signature.model_validate(mv.signature), profile),
     )

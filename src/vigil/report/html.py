@@ -28,8 +28,10 @@ from html import escape
 from typing import Any
 
 from vigil.drift import ColumnDrift, DriftReport
+from vigil.monitor.estimated import EstimatedMetric
 from vigil.report._assets import CSS, JS
 from vigil.report.distributions import Distribution
+from vigil.report.estimated import estimated_section
 from vigil.report.ordering import drifted_first
 from vigil.report.svg import feature_chart
 
@@ -144,6 +146,8 @@ def render_html(
     target: ColumnDrift | None = None,
     prediction: ColumnDrift | None = None,
     prediction_summary: tuple[Distribution, Distribution] | None = None,
+    estimated: Mapping[str, EstimatedMetric] | None = None,
+    estimated_reference: Mapping[str, float] | None = None,
 ) -> str:
     """The whole report page as one string.
 
@@ -151,6 +155,8 @@ def render_html(
     :mod:`vigil.report.distributions`; a column without one gets no chart. ``target``
     is the label column's drift and ``prediction`` the model output's (with its chart
     data ``prediction_summary``), shown beside the verdict but not counted in it.
+    ``estimated`` (with ``estimated_reference``) draws the performance estimated before
+    labels: each metric's interval beside its value on the labelled reference.
     """
     ordered = drifted_first(report.columns)
     # Column names may hold anything; element ids come from positions instead.
@@ -194,6 +200,7 @@ def render_html(
         f"<body><main><h1>{escape(title)}</h1>"
         f'<p class="subtitle">{escape(subtitle)}</p>'
         f"{_verdict(report, target, prediction)}"
+        f"{estimated_section(estimated, estimated_reference or {})}"
         '<h2>Features</h2><table id="features">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(_row(c, anchors[c.column]) for c in ordered)}</tbody></table>"
         f'<h2>Distributions</h2><div class="charts">{figures}</div>'

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,7 +59,9 @@ if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
     from vigil.experiments.services import ExperimentServices
     from vigil.monitor.scheduler import MonitorScheduler
+    from vigil.serving.cache import PredictionCache
     from vigil.serving.endpoints import EndpointRouter
+    from vigil.serving.tracing import RequestTrace, Tracing
 
 log = logging.getLogger("vigil.serving")
 
@@ -118,6 +121,15 @@ class SideServer(Protocol):
     started and stopped with the app over its data plane."""
 
     async def start(self, dataplane: DataPlane, authenticator: Authenticator | None) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Background(Protocol):
+    """A loop of a layer above serving that runs in every worker (started once the models
+    are loaded, from the event loop; stopped at shutdown)."""
+
+    def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -183,6 +195,7 @@ class ServingApp:
         authenticator: Authenticator | None = None,
         monitor: MonitorScheduler | None = None,
         grpc: SideServer | None = None,
+        background: Sequence[Background] = (),
     ) -> None:
         self.dataplane = dataplane
         self.settings = dataplane.settings
@@ -202,6 +215,9 @@ class ServingApp:
         self._origins = frozenset(o.encode("latin-1") for o in self.settings.allowed_origins)
         self.monitor = monitor
         """Scheduled monitoring, started with the app (``None``: monitoring is off)."""
+        self.background = tuple(background)
+        """Other loops the composition root runs in every worker (the update policies'),
+        started after the models are loaded and stopped before the data plane."""
         self._access = logging.getLogger(ACCESS_LOGGER) if self.settings.access_log else None
         """The access log (:mod:`vigil.serving.logs`); ``None``: off, and no work done."""
         self._usage: asyncio.Task[None] | None = None
@@ -214,6 +230,9 @@ class ServingApp:
         self.readiness = dataplane.readiness
         self._expired = False
         """Set when the drain timeout ran out: requests still unanswered get a 503."""
+        self._tracing = dataplane.tracing
+        """OpenTelemetry spans of prediction requests (:mod:`vigil.serving.tracing`);
+        ``None``: off, and a request pays this one test."""
 
     def begin_drain(self) -> None:
         """The worker was told to stop (:mod:`vigil.serving.drain`): ``/readyz`` answers
@@ -243,6 +262,8 @@ class ServingApp:
                         await self.grpc.start(self.dataplane, self.authenticator)
                     if self.monitor is not None:
                         self.monitor.start()
+                    for loop in self.background:
+                        loop.start()
                     await self.readiness.start()
                 except Exception as exc:
                     if self.grpc is not None:
@@ -275,7 +296,11 @@ class ServingApp:
                     await self.grpc.stop()
                 if self.monitor is not None:
                     await self.monitor.stop()
+                for loop in self.background:
+                    await loop.stop()
                 await self.dataplane.shutdown()
+                if self._tracing is not None:  # the spans still held go out before exit
+                    await asyncio.to_thread(self._tracing.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -289,6 +314,7 @@ class ServingApp:
         started = perf_counter()
         route: Route | None = None
         request: Request | None = None
+        traced: RequestTrace | None = None
         tally = self._tally
         if tally is not None:
             tally.started()
@@ -334,6 +360,10 @@ class ServingApp:
                 inference_header=inference_header,
             )
             request.route = route.name
+            if self._tracing is not None and route.prediction:
+                traced = self._tracing.begin_http(
+                    scope["method"], route.template, scope["path"], scope["headers"]
+                )
             # Before the body is read: an unauthenticated client cannot make us read 10 MB.
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
@@ -342,6 +372,8 @@ class ServingApp:
             if (route.needs_json or route.body != "none") and not _content_type_ok(route, mime):
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
+                if traced is not None:
+                    traced.stage("decode")
                 request.body = await self._read_body(receive, length, route.max_body_bytes)
                 if route.prediction and mime == _FORM and not _form_body_ok(request.body):
                     raise _unsupported_media_type(route, content_type)
@@ -349,13 +381,17 @@ class ServingApp:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
                     await self._executors.decoding(request.read_json, self._max_values)
             response = await route.handler(self.dataplane, request)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if not self._expired:
+                if traced is not None:
+                    traced.abandon(exc)
                 raise
             # The drain timeout ran out (see expire): an answer, not a dropped connection.
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
             response = error_response(style, _SHUTTING_DOWN, rid)
+            if traced is not None:
+                traced.fail(_SHUTTING_DOWN, response.status)
         except Exception as exc:
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
@@ -365,11 +401,21 @@ class ServingApp:
             if self._metrics:
                 kind = exc.code if isinstance(exc, VigilError) else "internal_error"
                 metrics.record_error(route.name if route else "unmatched", kind)
+            if traced is not None:
+                traced.fail(exc, response.status)
         if self.readiness.draining:
             response.headers = [*(response.headers or ()), _CLOSE]
-        await self._send(send, response)
+        if traced is not None:
+            header = (b"traceresponse", traced.traceresponse().encode())
+            response.headers = [*(response.headers or ()), header]
+        try:
+            await self._send(send, response)
+        finally:
+            if traced is not None:
+                traced.finish(response.status)
         if self._access is not None:
-            self._log_access(scope, route, request, response, perf_counter() - started)
+            trace_id = traced.trace_id if traced is not None else None
+            self._log_access(scope, route, request, response, perf_counter() - started, trace_id)
         if request is not None and len(request.body) > INLINE_BODY_BYTES:
             # Freed on a worker thread: the objects of a large decoded body are as many as
             # decoding made, and the loop would spend a good part of that time freeing them.
@@ -392,6 +438,7 @@ class ServingApp:
         request: Request | None,
         response: Response,
         seconds: float,
+        trace_id: str | None = None,
     ) -> None:
         assert self._access is not None
         path = scope["path"][:200]
@@ -416,6 +463,7 @@ class ServingApp:
                 "version": version or None,
                 "status": response.status,
                 "latency_ms": latency_ms,
+                "trace_id": trace_id,
             },
         )
 
@@ -476,6 +524,10 @@ def create_app(
     services: ExperimentServices | None = None,
     executors: Executors | None = None,
     readiness: Readiness | None = None,
+    cache: PredictionCache | None = None,
+    tracing: Tracing | None = None,
+    routes: Sequence[Route] = (),
+    background: Sequence[Background] = (),
 ) -> ServingApp:
     """The serving app for the models ``provider`` serves, with what it is given: the
     inference log (``capture``, a sink is wrapped in a runtime), API-key checks, the
@@ -484,7 +536,13 @@ def create_app(
 
     :meth:`vigil.app.Vigil.serving_app` builds all of them from the settings, as
     ``vigil serve`` does; ``executors`` are the pools the authenticator was given;
-    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default).
+    ``readiness`` holds the dependency checks behind ``/readyz`` (none by default);
+    ``cache`` is the Redis prediction cache of the models ``settings.cache`` names.
+    ``tracing`` the OpenTelemetry spans (default: from the OTLP environment when
+    ``VIGIL_SERVE_TRACING`` is on, else none); ``routes`` are operations of layers above
+    serving (the update policies' admin API) added to the server's own, and ``background``
+    loops that run with the app: the composition root hands them in, so serving never
+    imports them.
 
     >>> from vigil.serving.provider import StaticProvider
     >>> app = create_app(StaticProvider([]))
@@ -501,6 +559,12 @@ def create_app(
         )
     if isinstance(capture, CaptureSink):
         capture = CaptureRuntime(capture)
+    if tracing is None and settings.tracing:
+        # OpenTelemetry is imported only here, when tracing is on: off, no request path
+        # and no cold start loads it.
+        from vigil.serving.tracing import Tracing
+
+        tracing = Tracing.from_environment()
     dataplane = DataPlane(
         provider,
         settings=settings,
@@ -510,5 +574,13 @@ def create_app(
         endpoints=endpoints,
         services=services,
         readiness=readiness,
+        cache=cache,
+        tracing=tracing,
     )
-    return ServingApp(dataplane, authenticator=authenticator, monitor=monitor)
+    return ServingApp(
+        dataplane,
+        routes=[*ROUTES, *routes] if routes else None,
+        authenticator=authenticator,
+        monitor=monitor,
+        background=background,
+    )

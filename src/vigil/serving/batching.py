@@ -167,6 +167,8 @@ class _Item:
     future: asyncio.Future[BatchResult]
     log: AnswerLog | None
     note: Any
+    trace: Any
+    """The request's :class:`~vigil.serving.tracing.RequestTrace`; ``None``: not traced."""
     enqueued: float = field(default_factory=perf_counter)
 
 
@@ -221,6 +223,8 @@ class MicroBatcher:
         self._pending: collections.deque[_Item] = collections.deque()
         self._pending_rows = 0
         self._gather_turns = 1
+        self._traced = False
+        """Set once a traced request came: from then on each batch looks for traces."""
         self._running = False
         self._full: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
@@ -325,16 +329,21 @@ class MicroBatcher:
         want_proba: bool,
         log: AnswerLog | None = None,
         note: Any = None,
+        trace: Any = None,
     ) -> asyncio.Future[BatchResult]:
         """Predict ``X`` (``n_rows`` validated rows), batched with whatever else is waiting:
         queued now, answered by the future returned (a future, not a coroutine: one frame
         less on every request's path).
 
         With ``log``, the answer is handed to it as ``(note, output)`` together with the
-        others of its call before the future is resolved (see :data:`AnswerLog`).
+        others of its call before the future is resolved (see :data:`AnswerLog`). With
+        ``trace`` (the request's :class:`~vigil.serving.tracing.RequestTrace`), its wait ends
+        and its batch's span starts when its batch does.
         """
         loop = asyncio.get_running_loop()
-        item = _Item(X, n_rows, want_proba, loop.create_future(), log, note)
+        item = _Item(X, n_rows, want_proba, loop.create_future(), log, note, trace)
+        if trace is not None:
+            self._traced = True
         self._pending.append(item)
         self._pending_rows += n_rows
         turns = GATHER_TURNS.get()
@@ -416,7 +425,9 @@ class MicroBatcher:
         rows = sum(item.n_rows for item in batch)
         stats = self.stats
         started = perf_counter()
-        if self._runs_inline(rows):
+        inline = self._runs_inline(rows)
+        traced = _start_batch(batch, rows, inline) if self._traced else None
+        if inline:
             queued_before = self._run_queue.seconds()
             outcomes = self._call(batch)
             elapsed = perf_counter() - started
@@ -436,6 +447,8 @@ class MicroBatcher:
         metrics = self._metrics
         queue_times = [started - item.enqueued for item in batch]
         stats.recent_queue_seconds.extend(queue_times)
+        if traced is not None:
+            traced.end(outcomes)
         if metrics is not None:
             metrics[0].observe(rows)
             observe_many(metrics[1], queue_times)
@@ -494,6 +507,12 @@ class MicroBatcher:
     def close(self) -> None:
         """Stop the worker thread once the work it holds is done."""
         self.executor.shutdown(wait=True)
+
+
+def _start_batch(batch: list[_Item], rows: int, inline: bool) -> Any:
+    """The span of a batch that serves traced requests (``None`` if none is traced)."""
+    traces = [item.trace for item in batch if item.trace is not None]
+    return traces[0].tracing.start_batch(traces, rows, inline) if traces else None
 
 
 def _hand_to_logs(batch: list[_Item], outcomes: list[Output | BaseException]) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     NoDecode,
     SettingsConfigDict,
 )
 
+from vigil.durations import parse_duration
+from vigil.names import check_model_name
 from vigil.settings import VigilSettings, build_settings
 
 SERVE_COMMAND_KEYS = frozenset({"aliases", "poll_interval"})
@@ -26,6 +28,34 @@ READINESS_CHECKS = ("database", "store", "redis")
 
 COLUMN_LIMIT_CAP = 10_000
 """The default column limit never exceeds this (unless the model has more features)."""
+
+
+class CachePolicy(BaseModel):
+    """How one model's predictions are cached in Redis (see :mod:`vigil.serving.cache`).
+
+    >>> CachePolicy(ttl="5m").ttl_seconds, CachePolicy().max_entries
+    (300.0, 100000)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ttl: str | float = "300s"
+    """How long an entry lives: a duration (``90s``, ``15m``, ``1h``) or seconds."""
+    max_entries: int = Field(default=100_000, ge=1, le=100_000_000)
+    """Most entries kept per model version, across every worker and replica; the oldest
+    entries are dropped first."""
+
+    @field_validator("ttl")
+    @classmethod
+    def _check_ttl(cls, value: str | float) -> str | float:
+        seconds = parse_duration(value, what="cache ttl").total_seconds()
+        if seconds < 0.001:
+            raise ValueError("a cache ttl must be at least 1ms")
+        return value
+
+    @property
+    def ttl_seconds(self) -> float:
+        return parse_duration(self.ttl, what="cache ttl").total_seconds()
 
 
 class ServingSettings(VigilSettings):
@@ -96,6 +126,13 @@ class ServingSettings(VigilSettings):
     metrics: bool = True
     """Record Prometheus metrics (``/metrics``)."""
 
+    tracing: bool = False
+    """Export OpenTelemetry spans of every prediction request (decode, validate, batch
+    wait, predict, encode, capture; :mod:`vigil.serving.tracing`) to the OTLP/HTTP
+    collector the standard ``OTEL_EXPORTER_OTLP_*`` variables name, continuing the
+    caller's W3C ``traceparent``. Needs ``pip install 'vigil[tracing]'``. Off, OpenTelemetry
+    is never imported and a request pays one attribute test."""
+
     auth: Literal["auto", "on", "off"] = "auto"
     """Require API keys (``Authorization: Bearer vk_...``). ``auto``: on unless the server
     binds a loopback address (``vigil serve`` decides, and refuses ``off`` elsewhere); an
@@ -151,6 +188,26 @@ class ServingSettings(VigilSettings):
     """Origins (``https://console.example.com``) whose web pages may call the admin and
     other state-changing routes, besides the server's own origin; any other ``Origin``
     gets 403. A comma-separated list in ``VIGIL_SERVE_ALLOWED_ORIGINS``."""
+
+    cache: dict[str, CachePolicy] = Field(default_factory=dict)
+    """Models whose predictions are cached in Redis (``VIGIL_REDIS_URL``), each with its
+    ``ttl`` and ``max_entries``: ``{churn: {ttl: 5m, max_entries: 100000}}``, or the same
+    as JSON in ``VIGIL_SERVE_CACHE``. Entries are keyed by the model version's digest and
+    the validated row, so no two versions share one. Off for every model by default."""
+
+    cache_timeout_ms: float = Field(default=50.0, gt=0)
+    """Longest a cache lookup may take before the request is predicted as if uncached
+    (the failure is counted); while Redis keeps failing the cache is skipped for a second
+    at a time."""
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _check_cache(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in value:
+                check_model_name(str(name))
+            return {name: {} if spec is None else spec for name, spec in value.items()}
+        return value
 
     @field_validator("readiness_checks", mode="before")
     @classmethod

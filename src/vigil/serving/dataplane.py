@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from vigil.capture.sink import Answered
 from vigil.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from vigil.serving import metrics
+from vigil.serving.cache import decode_entries, encode_entry, row_hashes
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.executors import INLINE_CELLS, Executors
 from vigil.serving.readiness import Readiness
@@ -38,9 +39,11 @@ if TYPE_CHECKING:
     from vigil.experiments.services import ExperimentServices
     from vigil.feedback.record import FeedbackResult, MatchedFeedback
     from vigil.serving.batching import Output
+    from vigil.serving.cache import Namespace, PredictionCache
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.endpoints import EndpointRouter
     from vigil.serving.provider import ModelProvider, ServedModel
+    from vigil.serving.tracing import RequestTrace, Tracing
     from vigil.serving.validation import RawTable
 
 log = logging.getLogger("vigil.serving")
@@ -97,6 +100,9 @@ class _Answering(NamedTuple):
     variant: str | None
     key_id: str | None
     endpoint: str | None
+    trace: RequestTrace | None
+    propensity: float | None
+    cached: bool = False
 
 
 @dataclass(slots=True)
@@ -110,7 +116,10 @@ class Prediction:
     probabilities: np.ndarray[Any, Any] | None
     classes: list[Any] | None
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent validating, queued in the batcher and in the model call."""
+    """Seconds spent validating, queued in the batcher and in the model call (or looking
+    the rows up in the prediction cache)."""
+    cached: bool = False
+    """Answered from the prediction cache."""
 
 
 class DataPlane:
@@ -135,6 +144,12 @@ class DataPlane:
         for a fixed set of models, whose server has no admin API.
     readiness:
         The dependency checks and drain state behind ``/readyz`` (none by default).
+    cache:
+        The Redis prediction cache, used for the models whose settings ask for it
+        (:mod:`vigil.serving.cache`); ``None``: nothing is cached.
+    tracing:
+        Starts the OpenTelemetry spans of requests and batches (:mod:`vigil.serving.tracing`);
+        ``None``, the default: tracing is off.
     """
 
     def __init__(
@@ -147,6 +162,8 @@ class DataPlane:
         endpoints: EndpointRouter | None = None,
         services: ExperimentServices | None = None,
         readiness: Readiness | None = None,
+        cache: PredictionCache | None = None,
+        tracing: Tracing | None = None,
     ):
         self.provider = provider
         self.settings = settings or load_serving_settings()
@@ -156,6 +173,11 @@ class DataPlane:
         self.services = services
         self.readiness = readiness or Readiness()
         """What ``/readyz`` answers besides the models: draining, dependencies down."""
+        self.cache = cache
+        self._hits: list[tuple[_Answering, Output]] = []
+        self._hits_logged: asyncio.Future[None] | None = None
+        self.tracing = tracing
+        """OpenTelemetry spans (``None``: off, and the request path pays one ``None`` test)."""
         self.feedback_listeners: list[FeedbackListener] = []
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
@@ -165,6 +187,8 @@ class DataPlane:
         # Models first: the capture's background work (building the feedback store and
         # compactor, importing PyArrow) would only compete with loading them for the CPU.
         await self.provider.start()
+        if self.cache is not None:
+            await self.cache.start()
         if self.capture is not None:
             await self.capture.start()
         if self.endpoints is not None:
@@ -174,6 +198,8 @@ class DataPlane:
         if self.endpoints is not None:
             await self.endpoints.stop()
         await self.provider.stop()
+        if self.cache is not None:
+            await self.cache.stop()
         # The pools first: feedback being stored must finish before its log closes.
         await asyncio.to_thread(self.executors.shutdown)
         if self.capture is not None:
@@ -221,14 +247,19 @@ class DataPlane:
         key_id: str | None = None,
         variant: str | None = None,
         endpoint: str | None = None,
+        cache: bool = True,
+        propensity: float | None = None,
     ) -> Prediction:
         """Validate ``table`` against the model's signature and predict it (batched).
 
         ``served`` skips the lookup when the caller already resolved the model. ``route``,
         ``key_id``, ``endpoint`` and ``variant`` (the experiment endpoint and the arm that
-        chose the model) describe the call for the inference log.
+        chose the model, and the chance the endpoint's policy gave that arm) describe the
+        call for the inference log. ``cache=False`` skips the prediction cache of a model
+        that has one (bandit and canary endpoints).
         """
         model = served or self.provider.get(name, selector)
+        trace = None if self.tracing is None else self.tracing.entered(model, endpoint, variant)
         if not model.ready:
             raise ServiceUnavailableError(
                 f"model {model.name} version {model.version} is still loading; retry shortly"
@@ -247,15 +278,83 @@ class DataPlane:
             valid = await self.executors.decoding(validator.validate, table)
         validated = perf_counter()
         request_id = request_id or new_request_id()
+        namespace = model.cache if cache and self.cache is not None else None
+        hashes: list[str] | None = None
+        if namespace is not None:
+            if validator.values(table) <= INLINE_CELLS:
+                hashes = row_hashes(valid.X)
+            else:
+                hashes = await self.executors.decoding(row_hashes, valid.X)
+            needs_proba = want_proba or model.capture_proba
+            if trace is not None:
+                trace.stage("cache lookup")
+            hit = await self._cached(namespace, hashes, needs_proba)
+            if hit is not None:
+                if self.capture is not None:
+                    note = _Answering(
+                        request_id,
+                        model,
+                        valid.X,
+                        route,
+                        started,
+                        variant,
+                        key_id,
+                        endpoint,
+                        trace,
+                        propensity,
+                        cached=True,
+                    )
+                    await self._log_hit(note, hit)
+                if trace is not None:
+                    trace.answered()
+                return Prediction(
+                    request_id=request_id,
+                    model=model.name,
+                    version=model.version,
+                    predictions=hit[0],
+                    probabilities=hit[1] if want_proba else None,
+                    classes=model.classes,
+                    timings={"validate": validated - started, "cache": perf_counter() - validated},
+                    cached=True,
+                )
+        if trace is not None:
+            trace.queued(valid.n_rows)
         if self.capture is None:
-            result = await model.batcher.submit(valid.X, valid.n_rows, want_proba)
+            result = await model.batcher.submit(
+                valid.X, valid.n_rows, want_proba, None, None, trace
+            )
         else:
-            note = _Answering(request_id, model, valid.X, route, started, variant, key_id, endpoint)
+            note = _Answering(
+                request_id,
+                model,
+                valid.X,
+                route,
+                started,
+                variant,
+                key_id,
+                endpoint,
+                trace,
+                propensity,
+            )
             # Probabilities for the log when monitoring needs them (a version registered
             # with ROC AUC, say), even if this client asked for classes only.
             result = await model.batcher.submit(
-                valid.X, valid.n_rows, want_proba or model.capture_proba, self._log_answers, note
+                valid.X,
+                valid.n_rows,
+                want_proba or model.capture_proba,
+                self._log_answers,
+                note,
+                trace,
             )
+        if hashes is not None and namespace is not None and self.cache is not None:
+            proba = result.probabilities
+            entries = [
+                encode_entry(p, None if proba is None else proba[i])
+                for i, p in enumerate(result.predictions)
+            ]
+            self.cache.put(namespace, hashes, entries)
+        if trace is not None:
+            trace.answered()
         return Prediction(
             request_id=request_id,
             model=model.name,
@@ -270,6 +369,52 @@ class DataPlane:
                 "batch_rows": float(result.batch_rows),
             },
         )
+
+    async def _cached(
+        self, namespace: Namespace, hashes: list[str], needs_proba: bool
+    ) -> Output | None:
+        """The answer of every row from the prediction cache, or ``None`` (a miss: some
+        row is not there, or lacks the probabilities the request needs; or Redis failed)."""
+        assert self.cache is not None
+        found = await self.cache.get(namespace, hashes)
+        outcome = "error"
+        answer: Output | None = None
+        if found is not None:
+            outcome = "miss"
+            if all(entry is not None for entry in found):
+                try:
+                    answer = decode_entries(found)  # type: ignore[arg-type]
+                except (ValueError, TypeError, IndexError, KeyError):
+                    answer = None  # an entry another version of vigil wrote: predict again
+                if answer is not None and (answer[1] is not None or not needs_proba):
+                    outcome = "hit"
+                else:
+                    answer = None
+        if self.settings.metrics:
+            metrics.record_cache(namespace.model, namespace.version, outcome)
+        return answer
+
+    def _log_hit(self, note: _Answering, answer: Output) -> asyncio.Future[None]:
+        """Log a cache hit with the others of this turn of the event loop (the hits of one
+        ``MGET`` wake together): one write for all of them, as the batcher does for the
+        requests of one model call. Resolves once they are logged (or fails as they do)."""
+        self._hits.append((note, answer))
+        if self._hits_logged is None:
+            loop = asyncio.get_running_loop()
+            self._hits_logged = loop.create_future()
+            loop.call_soon(self._flush_hits)
+        return self._hits_logged
+
+    def _flush_hits(self) -> None:
+        hits, self._hits = self._hits, []
+        logged, self._hits_logged = self._hits_logged, None
+        assert logged is not None
+        try:
+            self._log_answers(hits)
+        except Exception as exc:
+            logged.set_exception(exc)
+        else:
+            logged.set_result(None)
 
     # -- capture and feedback ------------------------------------------------------------
 
@@ -292,18 +437,31 @@ class DataPlane:
                 variant=a.variant,
                 caller=a.key_id,
                 endpoint=a.endpoint,
+                cached=a.cached,
+                propensity=a.propensity,
             )
             for a, (predictions, probabilities) in answers
         ]
+        span = None
+        if self.tracing is not None:
+            batch = next((a.trace.batch for a, _ in answers if a.trace is not None), None)
+            span = None if batch is None else batch.capture(len(entries))
         try:
             self.capture.commit.write(entries)
         except ServiceUnavailableError as exc:
+            if span is not None:
+                from vigil.serving.tracing import fail_capture  # loaded: tracing is on
+
+                fail_capture(span, exc)
             metrics.CAPTURE_WRITE_FAILURES.labels("answered").inc()
             raise ServiceUnavailableError(
                 f"the prediction was not answered because the inference log cannot be "
                 f"written ({exc.message}); retry once the server's capture directory is fixed",
                 detail={"reason": "capture_unavailable"},
             ) from exc
+        finally:
+            if span is not None:
+                span.end()
 
     def record_failure(
         self,

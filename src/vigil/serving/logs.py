@@ -3,7 +3,8 @@
 ``vigil serve --log-format json`` hands uvicorn (and so every worker) a logging
 configuration (:func:`logging_config`) whose lines are JSON objects with ``time``, ``level``,
 ``logger`` and ``message``, plus, on access-log lines, ``request_id``, ``method``,
-``path``, ``route``, ``model``, ``version``, ``status`` and ``latency_ms``. ``--log-level``
+``path``, ``route``, ``model``, ``version``, ``status`` and ``latency_ms`` (and
+``trace_id`` when tracing is on, :mod:`vigil.serving.tracing`). ``--log-level``
 sets vigil's own loggers (``vigil.*``) and uvicorn's.
 
 The access log (``--access-log``, ``VIGIL_SERVE_ACCESS_LOG``) is one line per request on
@@ -38,6 +39,7 @@ EXTRA_FIELDS = (
     "version",
     "status",
     "latency_ms",
+    "trace_id",
 )
 """Fields an access-log record carries besides its message."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -131,6 +131,27 @@ CAPTURE_WRITE_FAILURES = Counter(
 for _record in ("answered", "rejected"):  # both series exist from the start, at 0
     CAPTURE_WRITE_FAILURES.labels(_record)
 
+PREDICTION_CACHE = Counter(
+    "vigil_prediction_cache",
+    "Prediction cache outcomes by model version: 'hit' and 'miss' count requests looked "
+    "up, 'error' a lookup Redis could not answer in time (the request was predicted), "
+    "'write_error' a failed write of new entries.",
+    ("model", "version", "outcome"),
+    registry=REGISTRY,
+)
+CACHE_OUTCOMES = ("hit", "miss", "error", "write_error")
+
+
+@cache
+def _cache_child(model: str, version: str, outcome: str) -> Any:
+    return PREDICTION_CACHE.labels(model, version, outcome)
+
+
+def record_cache(model: str, version: str, outcome: str) -> None:
+    """Count one prediction cache outcome (see :data:`PREDICTION_CACHE`)."""
+    _cache_child(model, version, outcome).inc()
+
+
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 

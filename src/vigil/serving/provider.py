@@ -32,6 +32,7 @@ from vigil.names import check_model_name
 from vigil.profile_schema import CategoricalProfile, NumericProfile
 from vigil.serving import metrics
 from vigil.serving.batching import MicroBatcher, Output
+from vigil.serving.cache import Namespace
 from vigil.serving.config import ServingSettings, load_serving_settings
 from vigil.serving.validation import Records, Validator
 from vigil.uri import version_number
@@ -61,6 +62,7 @@ class ServedModel:
         version: int | None = None,
         settings: ServingSettings | None = None,
         capture_proba: bool = False,
+        digest: str | None = None,
     ) -> None:
         settings = settings or load_serving_settings()
         resolved = name or bundle.name
@@ -76,6 +78,12 @@ class ServedModel:
         self.capture_proba = capture_proba and self.has_proba
         """Log class probabilities even when the client does not ask for them (the version
         was registered with a metric monitoring computes from them, such as ROC AUC)."""
+        policy = settings.cache.get(self.name)
+        self.cache = (
+            Namespace.of(self.name, self.version, digest, policy) if policy is not None else None
+        )
+        """Where this version's predictions are cached (``None``: not cached). ``digest``
+        (the registry's artifact sha256) keeps versions, even of a re-created model, apart."""
         self.validator = Validator(
             bundle.signature,
             extra=settings.extra_features,

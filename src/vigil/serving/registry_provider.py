@@ -141,13 +141,19 @@ class RegistryProvider(StaticProvider):
     def _load(self, name: str, version: int) -> ServedModel:
         # Serving never reads the reference rows (monitoring reads them from the bundle).
         bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
-        registered = self.vigil.registry.get_version(name, version).metrics or {}
+        mv = self.vigil.registry.get_version(name, version)
+        registered = mv.metrics or {}
         return ServedModel(
             bundle,
             name=name,
             version=version,
             settings=self.settings,
-            capture_proba=any(performance_measure(m) in PROBABILITY_MEASURES for m in registered),
+            capture_proba=(
+                any(performance_measure(m) in PROBABILITY_MEASURES for m in registered)
+                # labelled reference data: performance is estimated before labels arrive
+                or (bundle.profile is not None and bundle.profile.target_name is not None)
+            ),
+            digest=mv.sha256,
         )
 
     async def _serve_version(self, name: str, version: int) -> None:

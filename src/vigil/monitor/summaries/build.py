@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
-from vigil.monitor.measure import SCHEMA_VIOLATION_CODES, _label_key, labelled_rows
+from vigil.monitor.measure import SCHEMA_VIOLATION_CODES, labelled_rows
+from vigil.monitor.performance import label_key
 from vigil.monitor.quality import _type_errors
 from vigil.monitor.summaries.columns import CategoricalSummary, NumericSummary
 from vigil.monitor.summaries.labels import ClassificationSummary, RegressionSummary
@@ -256,12 +257,12 @@ class _Builder:
 
 
 def label_keys(values: pd.Series) -> list[str]:
-    """:func:`~vigil.monitor.measure._label_key` of every value, computed once per
+    """:func:`~vigil.monitor.measure.label_key` of every value, computed once per
     distinct value (a window has millions of labels but a handful of classes)."""
     import pandas as pd  # pandas: factorising the labels
 
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    keys = np.asarray([_label_key(u) for u in uniques], dtype=object)
+    keys = np.asarray([label_key(u) for u in uniques], dtype=object)
     return list(keys[codes]) if len(codes) else []
 
 

@@ -261,5 +261,5 @@ def measure_summary(
         result.notes.extend(result.performance.notes)
     if baseline.profile is None:
         result.notes.append("no baseline profile: registered without reference data")
-    result.points = _points(result)
+    result.points = _points(result, {})  # estimated performance: the engine's (raw rows)
     return result

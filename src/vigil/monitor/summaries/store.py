@@ -136,12 +136,17 @@ def part_summaries(
     """A part's stored summaries, built and stored first if they are not there yet (or
     were stored in an older format)."""
     key = summary_key(part, grain_s)
+    index = key[: -len(".summary")] + ".keys"
     try:
-        return loads(store.read_bytes(key))
+        found = loads(store.read_bytes(key))
     except NotFoundError:
         pass
     except ValueError:  # an older format: rebuilt below
         pass
+    else:
+        if not store.exists(index):  # stopped between the two writes: complete it
+            store.write_bytes(index, _keys_bytes(found))
+        return found
     built = summarise(stream_part(store, part), anchors_for, grain_s=grain_s)
     if all(anchors_for(s.key.model, s.key.version) is not None for s in built):
         # Stored only when every version in it was anchored to its baseline: a version
@@ -149,7 +154,7 @@ def part_summaries(
         store.write_bytes(key, dumps(built, grain_s=grain_s))
         # The index of what the part holds, written after the summaries it indexes: a
         # reader that finds it may skip the part without opening the larger file.
-        store.write_bytes(key[: -len(".summary")] + ".keys", _keys_bytes(built))
+        store.write_bytes(index, _keys_bytes(built))
     return built
 
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from vigil.drift.summarised import bin_cuts
-from vigil.monitor.measure import _label_key
+from vigil.monitor.performance import label_key
 from vigil.monitor.quality import IQR_FACTOR
 from vigil.monitor.summaries.columns import (
     CategoricalSummary,
@@ -128,7 +128,7 @@ def anchors_for(baseline: Baseline) -> Anchors:
         features=features,
         prediction=prediction,
         task=baseline.task,
-        classes=tuple(_label_key(c) for c in classes) if classes else (),
+        classes=tuple(label_key(c) for c in classes) if classes else (),
     )
 
 

@@ -43,6 +43,9 @@ class LiveEndpoint:
     sample_rate: float = 1.0
     bandit: BanditPolicy | None = None
     snapshot: BanditState | None = None
+    propensities: dict[str, float] | None = None
+    """Each variant's chance of being picked from ``snapshot`` (logged with every request
+    the bandit routes, for off-policy evaluation); ``None`` before the first snapshot."""
     refresh_s: float = 1.0
     refreshed_at: float = -math.inf
     refreshing: bool = False
@@ -73,6 +76,9 @@ class Routed:
     endpoint: LiveEndpoint
     variant: str
     served: ServedModel
+    propensity: float | None = None
+    """The probability the endpoint's policy gave ``variant`` for this request (bandits and
+    weighted splits; ``None`` where it is not random: fixed, shadow, canary)."""
 
 
 def target_of(uri: str) -> tuple[str, str]:

@@ -99,6 +99,13 @@ def _server_side(exc: BaseException) -> bool:
     return not isinstance(exc, VigilError) or exc.status >= 500
 
 
+def _uses_cache(live: LiveEndpoint) -> bool:
+    """Whether an endpoint's requests may be answered from the prediction cache: not on a
+    canary or bandit (its latency and reward comparisons would count cached answers),
+    unless its configuration asks for it."""
+    return live.kind in ("fixed", "split", "shadow") or live.config.cache
+
+
 class EndpointRouter:
     """Routes endpoint requests of one worker; see the module documentation.
 
@@ -267,7 +274,12 @@ class EndpointRouter:
         live.refreshing = True
         try:
             stats = await asyncio.to_thread(self.state.stats, live.name)
-            live.snapshot = bandit_state(live.config.variant_names, stats)
+            snapshot = bandit_state(live.config.variant_names, stats)
+            assert live.bandit is not None
+            # Off the event loop: Thompson sampling's are estimated by posterior draws.
+            chances = await asyncio.to_thread(live.bandit.assignment_probabilities, snapshot)
+            live.snapshot = snapshot
+            live.propensities = dict(zip(snapshot.arms, chances.tolist(), strict=True))
             live.refreshed_at = time.monotonic()
         except Exception:
             log.exception("reading the bandit state of %s failed; using the last one", live.name)
@@ -384,30 +396,36 @@ class EndpointRouter:
     def route(self, live: LiveEndpoint, unit: str | None) -> Routed:
         """Pick the variant for one request (sticky by ``unit`` for weights and canaries)."""
         kind = live.kind
+        propensity: float | None = None
         if kind == "split":
             assert live.choice is not None
             point = live.hasher(unit) if unit else self._random.random()
             variant = live.choice.pick(point)
+            propensity = live.choice.share(variant)
         elif kind == "canary":
             point = live.hasher(unit) if unit else self._random.random()
             variant = live.canary if canary_side(point, live.percent) else live.primary
         elif kind in ("fixed", "shadow"):
             variant = live.primary
         else:
-            variant = self._pull(live)
+            variant, propensity = self._pull(live)
         name, selector = live.targets[variant]
-        return Routed(live, variant, self.provider.get(name, selector))
+        return Routed(live, variant, self.provider.get(name, selector), propensity)
 
-    def _pull(self, live: LiveEndpoint) -> str:
+    def _pull(self, live: LiveEndpoint) -> tuple[str, float]:
+        """The bandit's arm for one request and the chance it had (uniform before the
+        first snapshot of the counters)."""
         assert live.bandit is not None
         if not live.refreshing and time.monotonic() - live.refreshed_at >= live.refresh_s:
             live.refreshing = True
             task = asyncio.get_running_loop().create_task(self._refresh_bandit(live))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        if live.snapshot is None:
-            return live.config.variant_names[self._random.randrange(len(live.targets))]
-        return live.bandit.select(live.snapshot, self._rng)
+        if live.snapshot is None or live.propensities is None:
+            names = live.config.variant_names
+            return names[self._random.randrange(len(names))], 1.0 / len(names)
+        arm = live.bandit.select(live.snapshot, self._rng)
+        return arm, live.propensities[arm]
 
     async def predict(
         self,
@@ -437,6 +455,8 @@ class EndpointRouter:
                 key_id=key_id,
                 endpoint=name,
                 variant=variant,
+                cache=_uses_cache(live),
+                propensity=routed.propensity,
             )
         except BaseException as exc:
             elapsed = (perf_counter() - started) * 1000.0
@@ -482,6 +502,7 @@ class EndpointRouter:
                 key_id=key_id,
                 endpoint=live.name,
                 variant=variant,
+                cache=_uses_cache(live),
             )
         except Exception as exc:
             elapsed = (perf_counter() - started) * 1000.0

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from vigil.auth.roles import Role
     from vigil.serving.dataplane import DataPlane, Prediction
     from vigil.serving.provider import ServedModel
+    from vigil.serving.tracing import RequestTrace
     from vigil.serving.validation import RawTable
 
 log = logging.getLogger("vigil.serving")
@@ -117,6 +118,8 @@ class InferenceService:
         self.dataplane = dataplane
         self.authenticator = authenticator
         self._metrics = dataplane.settings.metrics
+        self._tracing = dataplane.tracing
+        """OpenTelemetry spans of ``ModelInfer`` calls; ``None``: off (one test per call)."""
         self._infers_in_flight = 0
         """``ModelInfer`` calls begun and not yet answered to the end."""
         self._overlap_until = 0.0
@@ -227,6 +230,10 @@ class InferenceService:
         chosen = metadata.get("x-request-id") or getattr(request, "id", None)
         call = _Call(route, request_id_from(chosen))
         status, failure, authorized = 200, None, False
+        traced: RequestTrace | None = None
+        if self._tracing is not None and route == "grpc_model_infer":
+            traced = self._tracing.begin_grpc(SERVICE, "ModelInfer", metadata)
+            traced.stage("decode")
         try:
             if role is not None and self.authenticator is not None:
                 authorization = metadata.get("authorization")
@@ -244,10 +251,23 @@ class InferenceService:
             # and a stranger must not be able to fill the inference log.
             if authorized and route == "grpc_model_infer":  # or grpc_endpoint_infer by now
                 await self._record_failure(call, exc)
+            if traced is not None:
+                traced.fail(exc, status)
         except Exception as exc:
             log.error("unexpected error while serving a gRPC call", exc_info=exc)
             status, failure = 500, None
-        context.set_trailing_metadata(self._trailers(call, failure, status))
+            if traced is not None:
+                traced.fail(exc, status)
+        except BaseException as exc:  # cancelled: the client left or the server stops
+            if traced is not None:
+                traced.abandon(exc)
+            raise
+        trailers = self._trailers(call, failure, status)
+        if traced is not None:
+            trailers += (("traceresponse", traced.traceresponse()),)
+            code = 0 if status == 200 else grpc_code(status).value[0]  # 0: OK
+            traced.finish(code, "rpc.grpc.status_code")
+        context.set_trailing_metadata(trailers)
         if self._metrics:
             if status != 200:
                 kind = failure.code if failure is not None else "internal_error"

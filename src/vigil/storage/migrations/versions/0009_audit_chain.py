@@ -5,8 +5,8 @@ SHA-256 of the row's canonical content chained onto it (:mod:`vigil.hashchain`; 
 fields are listed in :func:`vigil.audit.entry_digest`). The rows already there are chained
 here, in id order, so that ``vigil audit verify`` checks the whole log from its first row.
 
-Revision ID: 0008_audit_chain
-Revises: 0007_alert_silences
+Revision ID: 0009_audit_chain
+Revises: 0008_update_policies
 Create Date: 2026-12-06
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 from vigil.hashchain import GENESIS, canonical_time, chain_digest
 from vigil.storage.sql import JSONType, UtcDateTime
 
-revision = "0008_audit_chain"
-down_revision = "0007_alert_silences"
+revision = "0009_audit_chain"
+down_revision = "0008_update_policies"
 branch_labels = None
 depends_on = None
 
