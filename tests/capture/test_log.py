@@ -81,7 +81,7 @@ def test_live_segment_of_a_live_writer_is_not_recovered(tmp_path: Path) -> None:
     log = SegmentLog(tmp_path)
     log.append([{"i": 0}])
     (live,) = log.live_segments()
-    assert recover_if_dead(live) is None  # our own flock still holds it
+    assert recover_if_dead(live, log.prefix) is None  # our own flock still holds it
     assert live.exists()
 
 

@@ -20,6 +20,7 @@ import vigil.policy.tables
 import vigil.registry.tables  # noqa: F401
 from vigil.audit import AuditLogRow
 from vigil.errors import ConfigurationError
+from vigil.hashchain import GENESIS
 from vigil.storage.sql import (
     VERSIONS_DIR,
     Base,
@@ -49,7 +50,7 @@ def test_schema_is_migrated_on_first_use_and_matches_the_tables(tmp_path: Path) 
     assert db.current_revision() is None
     with db.session() as session:
         assert session.scalar(select(AuditLogRow).limit(1)) is None
-    assert db.current_revision() == head_revision() == "0008_update_policies"
+    assert db.current_revision() == head_revision() == "0009_audit_chain"
     assert set(inspect(db.engine).get_table_names()) >= REGISTRY_TABLES
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -165,6 +166,8 @@ def test_times_are_stored_and_read_back_as_utc(tmp_path: Path) -> None:
                 action="x",
                 entity_type="t",
                 entity_name="n",
+                prev_digest=GENESIS,
+                digest=GENESIS,
             )
         )
     with db.session() as session:
@@ -174,7 +177,13 @@ def test_times_are_stored_and_read_back_as_utc(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="naive datetime"), db.session() as session:
         session.add(
             AuditLogRow(
-                at=datetime(2024, 6, 1), actor="a", action="x", entity_type="t", entity_name="n"
+                at=datetime(2024, 6, 1),
+                actor="a",
+                action="x",
+                entity_type="t",
+                entity_name="n",
+                prev_digest=GENESIS,
+                digest=GENESIS,
             )
         )
         session.flush()
@@ -183,7 +192,16 @@ def test_times_are_stored_and_read_back_as_utc(tmp_path: Path) -> None:
 def test_a_failed_session_rolls_back(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
     with pytest.raises(RuntimeError, match="boom"), db.session(write=True) as session:
-        session.add(AuditLogRow(actor="a", action="x", entity_type="t", entity_name="n"))
+        session.add(
+            AuditLogRow(
+                actor="a",
+                action="x",
+                entity_type="t",
+                entity_name="n",
+                prev_digest=GENESIS,
+                digest=GENESIS,
+            )
+        )
         session.flush()
         raise RuntimeError("boom")
     with db.session() as session:
@@ -231,7 +249,7 @@ def _migrate_concurrently(url: str, tmp_path: Path, processes: int = 4) -> list[
 @pytest.mark.slow
 def test_concurrent_first_use_migrates_once_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'vigil.db'}"
-    assert _migrate_concurrently(url, tmp_path) == ["0008_update_policies"] * 4
+    assert _migrate_concurrently(url, tmp_path) == ["0009_audit_chain"] * 4
     with Database(url).engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
 
@@ -240,7 +258,7 @@ def test_concurrent_first_use_migrates_once_on_sqlite(tmp_path: Path) -> None:
 def test_concurrent_first_use_migrates_once_on_postgres(
     fresh_postgres_url: str, tmp_path: Path, postgres: PostgresServer
 ) -> None:
-    assert _migrate_concurrently(fresh_postgres_url, tmp_path) == ["0008_update_policies"] * 4
+    assert _migrate_concurrently(fresh_postgres_url, tmp_path) == ["0009_audit_chain"] * 4
     db = Database(fresh_postgres_url, auto_migrate=False)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1

@@ -13,6 +13,10 @@ again rewrites the same files with the same rows: nothing is duplicated. The rea
 Dates are UTC dates of the prediction time. :func:`apply_retention` deletes whole date
 partitions older than the retention period.
 
+Both record what they did in the root's chain manifests (:mod:`vigil.capture.chain`):
+the parts written (size, SHA-256) and the segment they replace, the files retention
+deletes, so ``vigil capture verify`` can tell a legitimate deletion from tampering.
+
 A record that cannot become a row (a number past 64 bits, a time that is no time: written
 by an older vigil or damaged) does not stop its segment: it is *quarantined*, written as a
 JSON line with the reason to ``<store>/quarantine/<root>/<segment id>.jsonl``, counted in
@@ -36,7 +40,8 @@ from urllib.parse import quote, unquote
 
 import pyarrow as pa
 
-from vigil.capture.log import SegmentLog, read_segment, segment_id
+from vigil.capture.chain import append_entry, chain_group, file_entry, store_keys
+from vigil.capture.log import SegmentLog, read_segment, record_compacted, segment_id
 from vigil.capture.table import DATA_ERRORS, ToTable, parse_time, records_to_table, tolerant_table
 
 if TYPE_CHECKING:
@@ -121,12 +126,21 @@ def compact(
             continue  # another compactor finished it first
         sid = segment_id(path)
         tables, bad = _tables(records, partition, to_table, sid)
+        written: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for where, table in sorted(tables.items()):
             key = f"{root}/{where}/part-{sid}.parquet"
-            store.write_bytes(key, _parquet_bytes(table))
+            data = _parquet_bytes(table)
+            store.write_bytes(key, data)
             parts.append(key)
+            written[chain_group(where)].append(file_entry(key, data))
+        # Chained before the segment goes, so a crash leaves the parts recorded or unrecorded
+        # (and rewritten, then recorded, by the next pass), never the segment's deletion
+        # unexplained.
+        for group, files in sorted(written.items()):
+            append_entry(store, root, group, "compacted", added=files, replaces=[path.name])
         if bad:
             _quarantine(store, root, sid, bad)
+        record_compacted(path, log.prefix)
         path.unlink(missing_ok=True)
         rows += len(records) - len(bad)
         torn_total += torn
@@ -202,8 +216,13 @@ def apply_retention(
         raise ValueError("retention_days must be at least 1")
     cutoff = (now or datetime.now(UTC)).astimezone(UTC).date() - timedelta(days=retention_days)
     deleted = []
+    base = store.resolve_key(root)
     for path, day in partition_dirs(store, root=root, pattern=pattern):
         if day < cutoff:
+            # Recorded first: a deletion the chain does not explain is tampering.
+            where = path[len(base) + 1 :] if path.startswith(base + "/") else path
+            keys = store_keys(store, f"{root}/{where}")
+            append_entry(store, root, chain_group(where), "retention", removed=keys)
             store.fs.rm(path, recursive=True)
             deleted.append(path)
     return deleted

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 import threading
@@ -36,6 +37,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from vigil.capture.chain import record_segment, segment_entry
 from vigil.capture.framing import decode_frames, encode_frame
 from vigil.errors import ConfigurationError, ServiceUnavailableError
 
@@ -98,6 +100,7 @@ class SegmentLog:
         self._opened_at = 0.0
         self._synced_at = 0.0
         self._seq = 0
+        self._hasher = hashlib.sha256()  # of what the live segment holds, for its chain
 
     def __repr__(self) -> str:
         return f"SegmentLog({str(self.directory)!r}, prefix={self.prefix!r}, fsync={self.fsync!r})"
@@ -131,6 +134,7 @@ class SegmentLog:
                 while view:
                     written = os.write(self._fd, view)
                     view = view[written:]
+                self._hasher.update(data)
                 if self.fsync == "always" or (
                     self.fsync == "interval" and now - self._synced_at >= self.fsync_interval_s
                 ):
@@ -150,6 +154,8 @@ class SegmentLog:
         fd, path = self._fd, self._path
         self._fd, self._path = None, None
         if path is not None:
+            with contextlib.suppress(OSError):
+                _record_closed(path, self.prefix)
             with contextlib.suppress(OSError):
                 os.rename(path, path.with_suffix(CLOSED_SUFFIX))
         if fd is not None:
@@ -199,12 +205,21 @@ class SegmentLog:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._fd, self._path = fd, path
         self._size, self._opened_at, self._synced_at = 0, now, now
+        self._hasher = hashlib.sha256()
 
     def _close_current(self) -> Path:
         assert self._fd is not None and self._path is not None
         closed = self._path.with_suffix(CLOSED_SUFFIX)
         if self.fsync != "none":
             os.fsync(self._fd)
+        # Chained first (from the running digest: no re-read on the request path), so that
+        # a closed segment is never unrecorded; verify allows for the rename still to come.
+        record_segment(
+            self.directory,
+            self.prefix,
+            "closed",
+            added=[segment_entry(closed.name, self._size, self._hasher.hexdigest())],
+        )
         # Rename while still holding the lock, so no reader takes it for a dead writer's.
         os.rename(self._path, closed)
         os.close(self._fd)
@@ -220,7 +235,7 @@ class SegmentLog:
         """Closed segments, after closing the live segments of dead processes."""
         for live in self._segments(LIVE_SUFFIX):
             if live != self._path:
-                recover_if_dead(live)
+                recover_if_dead(live, self.prefix)
         return self._segments(CLOSED_SUFFIX)
 
     def live_segments(self) -> list[Path]:
@@ -232,8 +247,9 @@ class SegmentLog:
         return sorted(self.closed_segments() + self.live_segments())
 
 
-def recover_if_dead(live: Path) -> Path | None:
-    """Close ``live`` when its writer is gone (its ``flock`` is free); return the new path."""
+def recover_if_dead(live: Path, prefix: str) -> Path | None:
+    """Close ``live`` when its writer is gone (its ``flock`` is free), recording it in the
+    chain of the segments named ``<prefix>-*``; return the new path."""
     try:
         fd = os.open(live, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -245,8 +261,22 @@ def recover_if_dead(live: Path) -> Path | None:
             return None  # its writer is alive
         closed = live.with_suffix(CLOSED_SUFFIX)
         with contextlib.suppress(FileNotFoundError):
+            _record_closed(live, prefix)
             os.rename(live, closed)
             return closed
         return None
     finally:
         os.close(fd)
+
+
+def _record_closed(live: Path, prefix: str) -> None:
+    """Chain a segment closed by someone other than its writer, hashing what it holds."""
+    data = live.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    name = live.with_suffix(CLOSED_SUFFIX).name
+    record_segment(live.parent, prefix, "closed", added=[segment_entry(name, len(data), digest)])
+
+
+def record_compacted(segment: Path, prefix: str) -> None:
+    """Chain the deletion of a closed segment that compaction replaced by parts."""
+    record_segment(segment.parent, prefix, "compacted", removed=[segment.name])

@@ -44,6 +44,7 @@ from __future__ import annotations
 import typer
 
 from vigil.cli import alerts as _alerts
+from vigil.cli import audit as _audit
 from vigil.cli import backfill as _backfill
 from vigil.cli import capture as _capture
 from vigil.cli import db as _db
@@ -94,6 +95,7 @@ def _root(
 
 
 _models.install(app)
+_audit.install(app)
 _drift.install(app)
 _predict.install(app)
 _feedback.install(app)

@@ -470,4 +470,4 @@ def install(app: typer.Typer) -> None:
     app.add_typer(model_app, name="models", hidden=True)  # the plural, as it was first named
     app.add_typer(alias_app, name="alias")
     app.command()(rollback)
-    app.command()(audit)
+    # `vigil audit` (showing this trail) is installed by vigil.cli.audit
