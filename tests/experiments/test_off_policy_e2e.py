@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from tests._waiting import wait_for
 from tests.experiments._endpoints import (
     ConstantClassifier,
     create_endpoint,
@@ -24,6 +25,7 @@ from vigil.capture.reader import read_capture
 from vigil.cli import app as cli
 from vigil.errors import InvalidParameterError
 from vigil.experiments.off_policy import evaluate_policy
+from vigil.experiments.state import SqlPolicyState
 from vigil.serving.registry_provider import RegistryProvider
 
 RATES = {"a": 0.2, "b": 0.6, "c": 0.3}
@@ -57,6 +59,7 @@ def test_epsilon_greedy_log_estimates_other_policies_within_their_intervals(
     )
     rng = np.random.default_rng(7)
     served = vigil.serving_app(RegistryProvider(vigil, poll_interval=0.2))
+    state = SqlPolicyState(vigil.database)
     chosen: list[str] = []
     with ServerThread(served) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         pending: list[dict[str, object]] = []
@@ -71,6 +74,16 @@ def test_epsilon_greedy_log_estimates_other_policies_within_their_intervals(
                 sent = http.post("/v1/feedback", json={"feedback": pending})
                 assert sent.status_code == 200 and sent.json()["accepted"] == BATCH, sent.text
                 pending = []
+                # The worker flushes its counters about twice a second: wait for them, so
+                # the policy learns at the pace of the traffic, not of this machine's load.
+                wait_for(
+                    lambda n=i + 1: (
+                        sum(s.reward_count for s in state.stats("offers").values()) == n
+                    ),
+                    30,
+                    what="the rewards to be counted",
+                    interval=0.02,
+                )
     # The bandit learnt: most traffic went to b, the rest was spread by exploration.
     assert chosen[-100:].count("b") > 45  # uniform gives 33, learnt 67
 

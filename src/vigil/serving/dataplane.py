@@ -284,6 +284,22 @@ class DataPlane:
             valid = await self.executors.decoding(validator.validate, table)
         validated = perf_counter()
         request_id = request_id or new_request_id()
+        note = (
+            None
+            if self.capture is None
+            else _Answering(
+                request_id,
+                model,
+                valid.X,
+                route,
+                started,
+                variant,
+                key_id,
+                endpoint,
+                trace,
+                propensity,
+            )
+        )
         namespace = model.cache if cache and self.cache is not None else None
         hashes: list[str] | None = None
         if namespace is not None:
@@ -296,21 +312,8 @@ class DataPlane:
                 trace.stage("cache lookup")
             hit = await self._cached(namespace, hashes, needs_proba)
             if hit is not None:
-                if self.capture is not None:
-                    note = _Answering(
-                        request_id,
-                        model,
-                        valid.X,
-                        route,
-                        started,
-                        variant,
-                        key_id,
-                        endpoint,
-                        trace,
-                        propensity,
-                        cached=True,
-                    )
-                    await self._log_hit(note, hit)
+                if note is not None:
+                    await self._log_hit(note._replace(cached=True), hit)
                 if trace is not None:
                     trace.answered()
                 return Prediction(
@@ -325,23 +328,11 @@ class DataPlane:
                 )
         if trace is not None:
             trace.queued(valid.n_rows)
-        if self.capture is None:
+        if note is None:
             result = await model.batcher.submit(
                 valid.X, valid.n_rows, want_proba, None, None, trace
             )
         else:
-            note = _Answering(
-                request_id,
-                model,
-                valid.X,
-                route,
-                started,
-                variant,
-                key_id,
-                endpoint,
-                trace,
-                propensity,
-            )
             # Probabilities for the log when monitoring needs them (a version registered
             # with ROC AUC, say), even if this client asked for classes only.
             result = await model.batcher.submit(
