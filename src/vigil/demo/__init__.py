@@ -27,7 +27,8 @@ from vigil.console import table, when
 from vigil.demo import _home
 from vigil.demo._data import MODEL_NAME, train
 from vigil.demo._server import DemoServer
-from vigil.demo.monitoring import watch
+from vigil.demo.loop import follow, set_policy
+from vigil.demo.monitoring import shift, watch
 from vigil.demo.serving import serve_traffic
 from vigil.settings import load_settings
 
@@ -103,8 +104,10 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
 
     console.print("4. serving it with [bold]vigil serve[/] and calling it through each protocol")
 
-    # Monitoring runs on demand below, so the server's own schedule stays out of the way.
-    with DemoServer(settings.home, env={"VIGIL_MONITOR_ENABLED": "false"}) as server:
+    # Monitoring runs on demand below, so the server's own schedule stays out of the way;
+    # the policy loop looks often, so the update policy's run moves as soon as it may.
+    env = {"VIGIL_MONITOR_ENABLED": "false", "VIGIL_POLICY_INTERVAL_S": "0.3"}
+    with DemoServer(settings.home, env=env) as server:
         console.print(
             f"   serving at [bold]{server.url}[/] (log: {server.log_path})", soft_wrap=True
         )
@@ -112,11 +115,20 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
         serve_traffic(server.url, sample, model.predict(sample).tolist(), console)
 
         console.print("5. watching it: normal then shifted traffic, labels, monitoring, alerts")
+        # Set before the traffic shifts: only alerts raised after a policy is set start it.
+        set_policy(v, console)
         found = watch(v, server.url, holdout, holdout_y, reference, console)
+
+        console.print(
+            "6. the loop: the alert starts the update policy's run, retrained on the "
+            "exported traffic, gated, shadowed, ramped as a canary"
+        )
+        loop = follow(v, server.url, shift(holdout, reference), console)
+        _show_versions(v)
 
         from vigil.demo.experiment import register_challenger, run_experiment
 
-        console.print("6. an A/B experiment: production against a challenger, rewards as feedback")
+        console.print("7. an A/B experiment: production against a challenger, rewards as feedback")
         register_challenger(v, reference, console)
         served = run_experiment(v, server.url, holdout, console)
     console.print(
@@ -131,6 +143,7 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
         "version": mv.version,
         "identical": same,
         "monitoring": found,
+        "loop": loop,
         "experiment": served,
     }
 
@@ -143,6 +156,7 @@ def next_commands(window: int) -> list[str]:
         f"model show models:/{MODEL_NAME}@production",
         f"monitor show {MODEL_NAME} --window {window}",
         "alert list",
+        f"policy status {MODEL_NAME}",
         f"audit {MODEL_NAME}",
     ]
 
@@ -160,7 +174,7 @@ def _next_steps(home: Path, window: int, console: Console) -> None:
         console.print(f"({hint})", highlight=False, markup=False, soft_wrap=True)
 
 
-def _show(v: Any, bundle: Any, console: Console) -> None:
+def _show_versions(v: Any) -> None:
 
     versions = v.registry.list_versions(MODEL_NAME)
     table(
@@ -178,6 +192,11 @@ def _show(v: Any, bundle: Any, console: Console) -> None:
             for x in versions
         ],
     )
+
+
+def _show(v: Any, bundle: Any, console: Console) -> None:
+
+    _show_versions(v)
     profile = bundle.profile
     if profile is None:
         return
