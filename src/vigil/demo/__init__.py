@@ -3,7 +3,10 @@
 Trains a classifier on a data set scikit-learn ships (no download), registers it with its
 reference data and the ``production`` alias, loads it back through its model URI and
 checks it predicts exactly what the trained object predicts. Then it serves the model with
-``vigil serve`` on a free loopback port and sends it traffic through every protocol.
+``vigil serve`` on a free loopback port and sends it traffic through every protocol, watches
+it drift (:mod:`vigil.demo.monitoring`), lets the alert start an update policy's run that
+retrains, gates, shadows, ramps and promotes a candidate (:mod:`vigil.demo.loop`), and ends
+with an A/B experiment (:mod:`vigil.demo.experiment`).
 
 It runs in a home of its own (:mod:`vigil.demo._home`, ``./vigil-demo`` by default), emptied
 at the start of every run, so every run tells the same story and the user's ``VIGIL_HOME``
