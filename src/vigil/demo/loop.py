@@ -257,6 +257,8 @@ def _describe(event: AuditEvent, run: Run, console: Console) -> None:
             f"in place of version {run.served_version}"
         )
     elif action in ("policy.rejected", "policy.rolled_back", "policy.failed"):
-        say.append(f"{action.split('.', 1)[1].replace('_', ' ')}: {after.get('error') or ''}")
+        say.append(
+            f"{action.split('.', 1)[1].replace('_', ' ')}: {shown(str(after.get('error') or ''))}"
+        )
     for line in say:
         console.print(f"   [bold]{action}[/] {line}" if line is say[0] else f"      {line}")
