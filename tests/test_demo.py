@@ -23,11 +23,18 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 # What differs between two honest runs: ports, content digests (skops files carry zip
-# timestamps), wall-clock times.
+# timestamps), wall-clock times, the policy run's id (its start time and a random suffix),
+# and how many of the live requests of the loop's shadow and canary arrived before the
+# server's loops looked (the bounds they met are the same every run).
 _VOLATILE = [
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
     (re.compile(r"\b[0-9a-f]{12}\b"), "DIGEST"),
     (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"), "TIME"),
+    (re.compile(r"\b\d{8}T\d{6}-[0-9a-f]{8}\b"), "RUN"),
+    (re.compile(r"\d+ copies answered"), "N copies answered"),
+    (re.compile(r"served version \d+\.\d%"), "served version N%"),
+    (re.compile(r"after \d+ of its requests"), "after N of its requests"),
+    (re.compile(r"\d+ requests went through"), "N requests went through"),
 ]
 
 
@@ -122,15 +129,16 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
     out = second.stdout
     # ... and the story is the demo's whole one: a fresh version 1 and challenger 2, ...
     assert "registered models:/breast-cancer/1 (sklearn" in out
-    assert "registered models:/breast-cancer/2 as 'challenger'" in out
+    assert "registered models:/breast-cancer/3 as 'challenger'" in out
     assert "identical to the trained object: True" in out
     assert out.count("identical to the model: True") == 3
     # monitoring: two windows of the held-out rows, the second drifting on exactly the
     # eight shifted features with the accuracy alert delivered, ...
     assert "0 of 30" in out and "8 of 30" in out
     assert "alert firing accuracy_drop" in out
+    _check_the_loop(out)
     # an experiment over 600 users whose split is the same every run.
-    split = re.search(r"600 requests from 600 users \(v1 (\d+), v2 (\d+)\)", out)
+    split = re.search(r"600 requests from 600 users \(a (\d+), b (\d+)\)", out)
     assert split is not None and int(split[1]) + int(split[2]) == 600
     # The table counts exactly those requests (the demo's wait for the endpoint is one of
     # them, not an extra request).
@@ -140,12 +148,15 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
     assert "split check (SRM)" in out
     # Written to a pipe, prose is never folded mid-sentence.
     assert re.search(r"endpoint checkout: split 50/50 .* sticky by the X-Unit-ID header\n", out)
+    assert re.search(
+        r"policy.triggered triggered by the alert accuracy_drop .*\(alert below -0.05\)\n", out
+    )
 
     # Every command it suggests works as printed.
     suggested = out.split("next, look around what the demo left in", 1)[1].splitlines()[1:]
     assert suggested[0] == f"  export VIGIL_HOME={demo_home}"
     commands = [shlex.split(line) for line in suggested[1:] if line.startswith("  ")]
-    assert len(commands) == 5
+    assert len(commands) == 6
     for command in commands:
         assert Path(command[0]).is_absolute() and os.access(command[0], os.X_OK), command
         done = subprocess.run(
@@ -158,8 +169,67 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
         )
         assert done.returncode == 0, (command, done.stderr)
         assert "breast-cancer" in done.stdout or "accuracy_drop" in done.stdout, done.stdout
+        if command[1:3] == ["policy", "status"]:
+            assert "promoted" in done.stdout and "production is now version 2" in done.stdout
     # vigil is not on this PATH: the demo says how to put it there.
     assert "puts vigil on your PATH" in suggested[-1]
+
+
+_LOOP = [
+    "policy.set",
+    "policy.triggered",
+    "policy.exporting",
+    "policy.training",
+    "policy.gating",
+    "policy.shadow",
+    "policy.canary",
+    "canary.start",
+    "canary.advance",
+    "canary.promote",
+    "policy.promoted",
+]
+"""The audit trail of the demo's policy run: every transition, in order."""
+
+
+def _check_the_loop(out: str) -> None:
+    """Step 6: the alert starts the update policy's run, which ends promoted; the numbers
+    printed as it goes agree with each other and with the tables."""
+    loop = out.split("6. the loop:", 1)[1].split("7. an A/B experiment", 1)[0]
+    window = int(re.search(r"(\d+) held-out rows as they are", out)[1])  # type: ignore[index]
+    export = re.search(
+        r"exported (\d+) rows to train on and held (\d+) out for the gate: (\d+) labelled of "
+        r"(\d+) answered rows \(label coverage ([\d.]+)%\)",
+        loop,
+    )
+    assert export is not None, loop
+    rows, held, labelled, answered = (int(x) for x in export.groups()[:4])
+    # Every labelled row of step 5 (both phases), split between training and the gate.
+    assert labelled == 2 * window and rows + held == labelled and 0 < held < labelled
+    assert export[5] == f"{100 * labelled / answered:.1f}"
+    assert "training: python -m vigil.demo.retrain" in loop
+    assert "the job registered models:/breast-cancer/2 as the candidate" in loop
+    gate = re.search(
+        r"gate passed on (\d+) held-out replayed rows: accuracy ([\d.]+) served, ([\d.]+) "
+        r"candidate \(McNemar p ([\d.e+-]+); at least \+0.02 needed\)",
+        loop,
+    )
+    assert gate is not None, loop
+    assert int(gate[1]) == held
+    assert float(gate[3]) >= float(gate[2]) + 0.02 and float(gate[4]) < 0.05
+    shadow = re.search(r"shadow passed: (\d+) copies answered, errors 0.0%", loop)
+    assert shadow is not None and int(shadow[1]) >= 20, loop
+    assert "100% of users after" in loop and "alias production moved to version 2" in loop
+    assert "promoted: models:/breast-cancer/2 serves production, in place of version 1" in loop
+    # Each transition was printed as it happened, and is in the audit trail, in order.
+    printed = re.findall(r"^   ((?:policy|canary)\.[a-z_]+) ", loop, flags=re.MULTILINE)
+    trail = loop.split("Audit trail of policy run", 1)[1].split("the run ended", 1)[0]
+    audited = re.findall(r"^│ [^│]+│ [^│]+│ ((?:policy|canary)\.[a-z_]+) +│", trail, re.MULTILINE)
+    assert audited == _LOOP, trail
+    assert printed == _LOOP[1:], loop
+    assert "the run ended promoted; models:/breast-cancer@production is version 2;" in loop
+    versions = loop.split("Versions of breast-cancer", 1)[1]
+    assert re.search(r"│ 1 +│ sklearn │ +│", versions), versions
+    assert re.search(r"│ 2 +│ sklearn │ production +│", versions), versions
 
 
 def test_the_demo_refuses_a_home_it_did_not_make(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ SUBSTITUTIONS: list[tuple[str | None, str, str, str]] = [
 NOT_RUN: dict[Key, str] = {
     (
         "README.md",
-        "make demo   # install what the demo runs into .venv, then train, register, serve, monitor and experiment",
+        "make demo   # install what the demo runs into .venv, then train, register, serve, monitor, retrain and experiment",
     ): (
         "installs a virtualenv and the demo extra: `make demo` has its own test from a fresh "
         "copy of the tree (tests/test_demo.py), and `make test` runs this suite"

@@ -136,8 +136,9 @@ def demo(
         help="Keep the metadata in this (new, empty) database instead of the home.",
     ),
 ) -> None:
-    """Train, register, serve, monitor and run an experiment, end to end, in a home of the
-    demo's own; then print the commands to look around."""
+    """Train, register, serve, monitor, retrain through an update policy and run an
+    experiment, end to end, in a home of the demo's own; then print the commands to look
+    around."""
     from vigil.demo import run_demo
 
     run_demo(home=home, database_url=database_url)

@@ -3,7 +3,10 @@
 Trains a classifier on a data set scikit-learn ships (no download), registers it with its
 reference data and the ``production`` alias, loads it back through its model URI and
 checks it predicts exactly what the trained object predicts. Then it serves the model with
-``vigil serve`` on a free loopback port and sends it traffic through every protocol.
+``vigil serve`` on a free loopback port and sends it traffic through every protocol, watches
+it drift (:mod:`vigil.demo.monitoring`), lets the alert start an update policy's run that
+retrains, gates, shadows, ramps and promotes a candidate (:mod:`vigil.demo.loop`), and ends
+with an A/B experiment (:mod:`vigil.demo.experiment`).
 
 It runs in a home of its own (:mod:`vigil.demo._home`, ``./vigil-demo`` by default), emptied
 at the start of every run, so every run tells the same story and the user's ``VIGIL_HOME``
@@ -27,7 +30,8 @@ from vigil.console import table, when
 from vigil.demo import _home
 from vigil.demo._data import MODEL_NAME, train
 from vigil.demo._server import DemoServer
-from vigil.demo.monitoring import watch
+from vigil.demo.loop import follow, set_policy
+from vigil.demo.monitoring import shift, watch
 from vigil.demo.serving import serve_traffic
 from vigil.settings import load_settings
 
@@ -103,8 +107,10 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
 
     console.print("4. serving it with [bold]vigil serve[/] and calling it through each protocol")
 
-    # Monitoring runs on demand below, so the server's own schedule stays out of the way.
-    with DemoServer(settings.home, env={"VIGIL_MONITOR_ENABLED": "false"}) as server:
+    # Monitoring runs on demand below, so the server's own schedule stays out of the way;
+    # the policy loop looks often, so the update policy's run moves as soon as it may.
+    env = {"VIGIL_MONITOR_ENABLED": "false", "VIGIL_POLICY_INTERVAL_S": "0.3"}
+    with DemoServer(settings.home, env=env) as server:
         console.print(
             f"   serving at [bold]{server.url}[/] (log: {server.log_path})", soft_wrap=True
         )
@@ -112,11 +118,20 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
         serve_traffic(server.url, sample, model.predict(sample).tolist(), console)
 
         console.print("5. watching it: normal then shifted traffic, labels, monitoring, alerts")
+        # Set before the traffic shifts: only alerts raised after a policy is set start it.
+        set_policy(v, console)
         found = watch(v, server.url, holdout, holdout_y, reference, console)
+
+        console.print(
+            "6. the loop: the alert starts the update policy's run, retrained on the "
+            "exported traffic, gated, shadowed, ramped as a canary"
+        )
+        loop = follow(v, server.url, shift(holdout, reference), console)
+        _show_versions(v)
 
         from vigil.demo.experiment import register_challenger, run_experiment
 
-        console.print("6. an A/B experiment: production against a challenger, rewards as feedback")
+        console.print("7. an A/B experiment: production against a challenger, rewards as feedback")
         register_challenger(v, reference, console)
         served = run_experiment(v, server.url, holdout, console)
     console.print(
@@ -131,6 +146,7 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
         "version": mv.version,
         "identical": same,
         "monitoring": found,
+        "loop": loop,
         "experiment": served,
     }
 
@@ -143,6 +159,7 @@ def next_commands(window: int) -> list[str]:
         f"model show models:/{MODEL_NAME}@production",
         f"monitor show {MODEL_NAME} --window {window}",
         "alert list",
+        f"policy status {MODEL_NAME}",
         f"audit {MODEL_NAME}",
     ]
 
@@ -160,7 +177,7 @@ def _next_steps(home: Path, window: int, console: Console) -> None:
         console.print(f"({hint})", highlight=False, markup=False, soft_wrap=True)
 
 
-def _show(v: Any, bundle: Any, console: Console) -> None:
+def _show_versions(v: Any) -> None:
 
     versions = v.registry.list_versions(MODEL_NAME)
     table(
@@ -178,6 +195,11 @@ def _show(v: Any, bundle: Any, console: Console) -> None:
             for x in versions
         ],
     )
+
+
+def _show(v: Any, bundle: Any, console: Console) -> None:
+
+    _show_versions(v)
     profile = bundle.profile
     if profile is None:
         return

@@ -22,8 +22,8 @@ from vigil.experiments.store import EndpointStore
 
 ENDPOINT = "checkout"
 REQUESTS = 600
-REWARD_RATE = {"v1": 0.10, "v2": 0.16}
-"""Simulated conversion rate behind each variant (v2, the challenger, converts better)."""
+REWARD_RATE = {"a": 0.10, "b": 0.16}
+"""Simulated conversion rate behind each variant (b, the challenger, converts better)."""
 
 
 def register_challenger(v: Any, reference: Any, console: Console) -> int:
@@ -52,10 +52,10 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
         {
             "name": ENDPOINT,
             "variants": [
-                {"name": "v1", "model": f"models:/{MODEL_NAME}@production"},
-                {"name": "v2", "model": f"models:/{MODEL_NAME}@challenger"},
+                {"name": "a", "model": f"models:/{MODEL_NAME}@production"},
+                {"name": "b", "model": f"models:/{MODEL_NAME}@challenger"},
             ],
-            "policy": {"kind": "split", "weights": {"v1": 50, "v2": 50}},
+            "policy": {"kind": "split", "weights": {"a": 50, "b": 50}},
             # A fixed salt (a real endpoint gets a random one): the same users land on the
             # same variants in every run, so every run tells the same story.
             "salt": "vigil-demo",
@@ -63,12 +63,12 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
     )
     EndpointStore(v).put(config, actor="demo")
     console.print(
-        f"   endpoint [bold]{ENDPOINT}[/]: split 50/50 between v1 (production) and v2 "
+        f"   endpoint [bold]{ENDPOINT}[/]: split 50/50 between a (production) and b "
         f"(challenger), sticky by the X-Unit-ID header"
     )
     rng = np.random.default_rng(11)
     records = rows.to_dict(orient="records")
-    served: dict[str, int] = {"v1": 0, "v2": 0}
+    served: dict[str, int] = {"a": 0, "b": 0}
     feedback: list[dict[str, Any]] = []
     with httpx.Client(base_url=url, timeout=30) as http:
         for i in range(REQUESTS):
@@ -84,7 +84,7 @@ def run_experiment(v: Any, url: str, rows: Any, console: Console) -> dict[str, i
             feedback.append({"request_id": body["request_id"], "reward": reward})
         http.post("/v1/feedback", json={"feedback": feedback}).raise_for_status()
     console.print(
-        f"   {REQUESTS} requests from {REQUESTS} users (v1 {served['v1']}, v2 {served['v2']}), "
+        f"   {REQUESTS} requests from {REQUESTS} users (a {served['a']}, b {served['b']}), "
         "a simulated conversion sent back as reward for each"
     )
     env = {

@@ -30,14 +30,25 @@ BATCH = 9
 count window (windows never split a request)."""
 
 
-def _send(http: Any, rows: Any, labels: Any) -> int:
-    """Predict ``rows`` in requests of ``BATCH`` rows, then send the true labels back."""
+def shift(rows: Any, reference: Any) -> Any:
+    """``rows`` with the :data:`SHIFTED` features moved by 1.5 reference standard deviations."""
+    shifted = rows.reset_index(drop=True).copy()
+    for name in SHIFTED:
+        shifted[name] = shifted[name] + 1.5 * float(reference[name].std())
+    return shifted
+
+
+def _send(http: Any, rows: Any, labels: Any, phase: str) -> int:
+    """Predict ``rows`` in requests of ``BATCH`` rows, then send the true labels back. The
+    requests carry ids of the demo's own (``X-Request-ID``), so the rows the update
+    policy's export holds out for its gate (by a hash of the id) are the same every run."""
     feedback: list[dict[str, Any]] = []
     for start in range(0, len(rows), BATCH):
         chunk = rows.iloc[start : start + BATCH]
         r = http.post(
             f"/v1/models/{MODEL_NAME}/predict",
             json={"instances": chunk.to_dict(orient="records")},
+            headers={"x-request-id": f"{phase}-{start // BATCH}"},
         )
         r.raise_for_status()
         rid = r.json()["request_id"]
@@ -58,18 +69,16 @@ def watch(
     window_rows = len(holdout)
     labels = np.asarray(holdout_y)
     normal = holdout.reset_index(drop=True)
-    shifted = normal.copy()
-    for name in SHIFTED:
-        shifted[name] = shifted[name] + 1.5 * float(reference[name].std())
+    shifted = shift(holdout, reference)
 
     with httpx.Client(base_url=url, timeout=30) as http:
         console.print(f"   {window_rows} held-out rows as they are, labels sent back")
-        _send(http, normal, labels)
+        _send(http, normal, labels, "normal")
         console.print(
             f"   the same {window_rows} rows with {len(SHIFTED)} size and texture features "
             "shifted by 1.5 σ, labels sent back"
         )
-        _send(http, shifted, labels)
+        _send(http, shifted, labels, "shifted")
 
     with WebhookReceiver() as hook:
         settings = MonitorSettings(
