@@ -44,6 +44,7 @@ from tests.deploy._promql import (
     variables,
 )
 from tests.monitor._data import FEATURES, make_frame, train
+from tests.servers import RedisServer
 
 import vigil.monitor.exporter
 import vigil.serving.endpoints.metrics
@@ -327,7 +328,7 @@ def _register(home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, redis: RedisServer) -> Iterator[Stack]:
     work = tmp_path_factory.mktemp("deploy-monitoring")
     home = work / "home"
     _register(home)
@@ -337,6 +338,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "VIGIL_HOME": str(home),
         "VIGIL_MONITOR_INTERVAL_S": "1",
         "VIGIL_MONITOR_WINDOW": "100",  # a window every 100 predicted rows
+        # churn's predictions cached (the serving board's cache panel), in a database of
+        # the session's Redis no other test uses.
+        "VIGIL_REDIS_URL": redis.url(9),
+        "VIGIL_SERVE_CACHE": json.dumps({"churn": {"ttl": "1h", "max_entries": 100_000}}),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with tempfile.TemporaryFile() as log:
