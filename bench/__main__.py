@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
 serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
-replay|backfill|explain ...] [--quick]``.
+replay|backfill|explain|policy_cost ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -30,6 +30,7 @@ ALL = (
     "replay",
     "backfill",
     "explain",
+    "policy_cost",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -52,6 +53,7 @@ QUICK_ARGS = {
     "replay": ["--rows", "200000", "--rounds", "1"],
     "backfill": ["--parts", "4", "--rounds", "1"],
     "explain": ["--quick"],
+    "policy_cost": ["--quick"],
 }
 
 
