@@ -5,14 +5,13 @@ frames of part keys), and ``vigil monitor backfill`` with the local engine."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.monitor._data import home_vigil, make_frame, register, train, write_traffic
+from tests.monitor._data import copied_home, home_vigil, make_frame, register, train, write_traffic
 from typer.testing import CliRunner
 
 from vigil.app import Vigil, reset_default
@@ -56,12 +55,7 @@ def history_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def history(history_home: Path, vigil_home: Path) -> Iterator[Vigil]:
     """A private copy of that home, also the process default (``VIGIL_HOME``)."""
-    shutil.copytree(history_home, vigil_home)
-    reset_default()
-    app = home_vigil(vigil_home)
-    yield app
-    app.database.dispose()
-    reset_default()
+    yield from copied_home(history_home, vigil_home)
 
 
 def _stored(app: Vigil) -> dict[str, list[dict[str, object]]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -65,6 +67,20 @@ def train(seed: int = 0) -> Trained:
 
 def home_vigil(home: Path, **settings: Any) -> Vigil:
     return Vigil(load_settings(home=home, **settings))
+
+
+def copied_home(template: Path, home: Path) -> Iterator[Vigil]:
+    """A private copy of the ``template`` home at ``home``, also the process default
+    (``VIGIL_HOME``), for a fixture to yield from: a module builds a home once, each
+    test gets its own copy."""
+    from vigil.app import reset_default
+
+    shutil.copytree(template, home)
+    reset_default()
+    app = home_vigil(home)
+    yield app
+    app.database.dispose()
+    reset_default()
 
 
 def register(app: Vigil, trained: Trained, name: str = "churn") -> int:

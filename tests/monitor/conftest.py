@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.monitor._data import Trained, home_vigil, register, train
+from tests.monitor._data import Trained, copied_home, home_vigil, register, train
 
 from vigil.app import Vigil, reset_default
 
@@ -33,12 +32,7 @@ def registered_home(tmp_path_factory: pytest.TempPathFactory, trained: Trained) 
 @pytest.fixture
 def vigil(registered_home: Path, vigil_home: Path) -> Iterator[Vigil]:
     """A private copy of the registered home, also the process default (``VIGIL_HOME``)."""
-    shutil.copytree(registered_home, vigil_home)
-    reset_default()
-    instance = home_vigil(vigil_home)
-    yield instance
-    instance.database.dispose()
-    reset_default()
+    yield from copied_home(registered_home, vigil_home)
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.monitor._data import home_vigil, make_frame, train, write_traffic
+from tests.monitor._data import copied_home, home_vigil, make_frame, train, write_traffic
 
-from vigil.app import Vigil, reset_default
+from vigil.app import Vigil
 from vigil.capture.compact import compact
 from vigil.capture.log import SegmentLog
 from vigil.capture.sink import CaptureSink
@@ -58,12 +58,7 @@ def history_home(registered_home: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture
 def history(history_home: Path, vigil_home: Path) -> Iterator[Vigil]:
     """A private copy of that home, also the process default (``VIGIL_HOME``)."""
-    shutil.copytree(history_home, vigil_home)
-    reset_default()
-    app = home_vigil(vigil_home)
-    yield app
-    app.database.dispose()
-    reset_default()
+    yield from copied_home(history_home, vigil_home)
 
 
 def _written(monkeypatch: pytest.MonkeyPatch) -> list[str]:
