@@ -24,6 +24,7 @@ from vigil.errors import ValidationError
 from vigil.serving.codecs import native
 from vigil.serving.executors import INLINE_CELLS
 from vigil.serving.http import Request, Response, Route, dumps
+from vigil.serving.openapi import SCHEMAS as NATIVE_SCHEMAS
 
 if TYPE_CHECKING:
     from vigil.serving.dataplane import DataPlane
@@ -88,20 +89,12 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "A native predict body (exactly one of instances, columns+data or "
         "inputs) and, optionally, the class to explain.",
-        "properties": {
-            "instances": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "oneOf": [
-                        {"type": "object", "additionalProperties": _SCALAR},
-                        {"type": "array", "items": _SCALAR},
-                    ]
-                },
+        "properties": {  # predict's body, less return_proba, plus the class
+            **{
+                name: spec
+                for name, spec in NATIVE_SCHEMAS["NativeRequest"]["properties"].items()
+                if name != "return_proba"
             },
-            "columns": {"type": "array", "items": {"type": "string"}},
-            "data": {"type": "array", "items": {"type": "array", "items": _SCALAR}},
-            "inputs": {"type": "object", "additionalProperties": _SCALAR},
             "class": _SCALAR,
         },
         "additionalProperties": False,
