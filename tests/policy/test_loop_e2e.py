@@ -185,6 +185,9 @@ def test_a_drift_alert_retrains_gates_shadows_ramps_and_promotes(
         run = runs.get(run.run_id)
         assert run.state == "promoted", (run.error, run.data)
         listed = httpx.get(f"{server.url}/v1/admin/policies/churn/runs").json()["runs"]
+        # The policy API sits above serving, and the server's description includes it.
+        described = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+        assert {"/v1/admin/policies", "/v1/admin/policies/{model}/runs"} <= set(described)
         assert listed[0]["run_id"] == run.run_id and listed[0]["state"] == "promoted"
         # The admin API refuses a bad policy as the CLI does, and a second manual run
         # starts (the first ended).

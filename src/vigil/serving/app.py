@@ -201,6 +201,7 @@ class ServingApp:
         self.dataplane = dataplane
         self.settings = dataplane.settings
         self.router = Router(routes or ROUTES)
+        dataplane.routes = tuple(self.router.routes)
         self.authenticator = authenticator
         """Checks API keys against each route's role; ``None``: authentication is off."""
         self._limit = self.settings.max_body_bytes

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from vigil.serving.cache import Namespace, PredictionCache
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.endpoints import EndpointRouter
+    from vigil.serving.http import Route
     from vigil.serving.provider import ModelProvider, ServedModel
     from vigil.serving.tracing import RequestTrace, Tracing
     from vigil.serving.validation import RawTable
@@ -184,6 +185,9 @@ class DataPlane:
         """OpenTelemetry spans (``None``: off, and the request path pays one ``None`` test)."""
         self.explanations = explanations or Explanations()
         self.feedback_listeners: list[FeedbackListener] = []
+        self.routes: tuple[Route, ...] = ()
+        """Every operation this server answers, set by the app that serves this data plane:
+        ``/openapi.json`` and ``/docs`` describe them (the layers above serving add theirs)."""
         """Subscribers to accepted feedback (e.g. bandit policies learning from rewards)."""
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -261,9 +261,12 @@ def json_response(obj: Any, status: int = 200) -> Response:
 Handler = Callable[["DataPlane", Request], Awaitable[Response]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Route:
-    """One operation: method, path template, handler and its documentation."""
+    """One operation: method, path template, handler and its documentation.
+
+    A route is compared and hashed by identity (its documentation holds dicts), so a
+    server's tuple of routes can key the cache of the documents built from it."""
 
     method: str
     template: str

@@ -50,12 +50,12 @@ async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
 
 
 @cache
-def _openapi_bytes() -> bytes:
-    return orjson.dumps(document(ROUTES))
+def _openapi_bytes(routes: tuple[Route, ...]) -> bytes:
+    return orjson.dumps(document(list(routes)))
 
 
 async def openapi_json(dp: DataPlane, req: Request) -> Response:
-    return Response(_openapi_bytes())
+    return Response(_openapi_bytes(dp.routes))
 
 
 # The docs page runs only scripts of this origin (Swagger UI's files, no inline script), talks
@@ -77,12 +77,12 @@ _ASSET_HEADERS = [
 
 
 @cache
-def _docs_bytes() -> bytes:
-    return docs_ui.page(ROUTES).encode()
+def _docs_bytes(routes: tuple[Route, ...]) -> bytes:
+    return docs_ui.page(list(routes)).encode()
 
 
 async def docs(dp: DataPlane, req: Request) -> Response:
-    return Response(_docs_bytes(), 200, HTML, headers=_PAGE_HEADERS)
+    return Response(_docs_bytes(dp.routes), 200, HTML, headers=_PAGE_HEADERS)
 
 
 async def docs_asset(dp: DataPlane, req: Request) -> Response:
