@@ -87,3 +87,24 @@ def test_a_command_that_fails_without_a_candidate_fails_the_run(app: Vigil, tmp_
     assert run.state == "failed"
     assert run.error is not None and "exited with status 3" in run.error
     assert "no luck" in Path(run.data["job"]["log"]).read_text()
+
+
+def test_an_ended_run_deletes_the_directories_of_older_ended_runs(
+    app: Vigil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setenv("VIGIL_POLICY_KEEP_RUNS", "1")
+    _policy(app, [sys.executable, "-c", "import sys; sys.exit(3)"])
+    engine = PolicyEngine(app)
+    ended = []
+    for _ in range(2):
+        run = engine.start("churn", {"kind": "manual"}, actor="ada")
+        assert run is not None
+        ended.append(engine.drive(run.run_id, timeout=60, interval=0.2))
+    assert [r.state for r in ended] == ["failed", "failed"]
+    # The newest run keeps its export and job log; the older one's are gone, its row stays.
+    kept = sorted(p.name for p in (app.policy_dir / "churn").iterdir())
+    assert kept == [ended[1].run_id]
+    assert Path(ended[1].data["job"]["log"]).is_file()
+    assert engine.runs.get(ended[0].run_id).state == "failed"

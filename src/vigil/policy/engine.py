@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -40,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from vigil.durations import parse_duration
-from vigil.errors import ConflictError, VigilError
+from vigil.errors import ConflictError, NotFoundError, VigilError
 from vigil.policy import rollout
 from vigil.policy.actions import job_facts, launch_command, post_webhook_action
 from vigil.policy.config import CommandAction, PolicyConfig
@@ -204,7 +205,25 @@ class PolicyEngine:
         except Exception:  # the run's end stands; a lost alert must not undo it
             log.exception("could not raise the alert of policy run %s", run.run_id)
         log.info("policy run %s of %s: %s (%s)", run.run_id, run.model, state, reason)
+        self._prune(run.model)
         return ended
+
+    def _prune(self, model: str) -> None:
+        """Delete the directories of ``model``'s runs older than the newest
+        ``keep_runs`` (run ids sort by their start), unless a run is still in flight."""
+        directory = self.vigil.policy_dir / model
+        try:
+            names = sorted((p.name for p in directory.iterdir() if p.is_dir()), reverse=True)
+        except FileNotFoundError:
+            return
+        for name in names[self.vigil.policy_settings.keep_runs :]:
+            try:
+                if self.runs.get(name).state not in FINAL:
+                    continue
+            except NotFoundError:
+                pass  # a directory without a run (its row deleted): nothing to keep it for
+            shutil.rmtree(directory / name, ignore_errors=True)
+            log.info("deleted the directory of %s's policy run %s (keep_runs)", model, name)
 
     def _restore_endpoint(self, config: PolicyConfig) -> None:
         from vigil.experiments.store import EndpointStore

@@ -48,6 +48,11 @@ class PolicySettings(VigilSettings):
     dir: Path | None = None
     """Where runs keep their exports and job logs (default ``<home>/policy``)."""
 
+    keep_runs: int = Field(default=10, ge=1)
+    """How many of a model's runs keep their directory (export, holdout, job log): when a
+    run ends, the directories of that model's older ended runs are deleted, so a policy
+    that runs every night does not fill the disk with training-data exports."""
+
     lease_s: float = Field(default=600.0, gt=0)
     """How long a replica may hold a run's long step (export, gate) before another retries."""
 
