@@ -33,7 +33,9 @@ from tests.deploy.vigil_settings import check_names, load_config_file
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
 SCHEMAS = Path(__file__).parent / "schemas"
-OVERLAYS = ["embedded", "scaled", "scaled-in-flight"]
+OVERLAYS = ["embedded", "scaled", "scaled-in-flight", "scaled-grpc"]
+GRPC_PORT = 8001
+"""The port of the v2 gRPC API where an overlay serves it (components/grpc)."""
 KUBERNETES_VERSION = "1.32"
 """The Kubernetes API validated against: kubectl's version here, a release every managed
 Kubernetes still offers."""
@@ -148,7 +150,7 @@ def test_the_server_keeps_the_images_entrypoint_and_probes_its_health(overlay: s
     assert "command" not in server  # tini -- vigil serve --host 0.0.0.0: keys forced on
     port = int(command()[1])
     assert server["args"][:2] == ["--port", str(port)] and "--host" not in server["args"]
-    assert server["ports"] == [{"name": "http", "containerPort": port}]
+    assert server["ports"][0] == {"name": "http", "containerPort": port}
     assert entrypoint()[-2:] == ["--host", "0.0.0.0"]
     probes = {p: server[p]["httpGet"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
     assert probes == {
@@ -211,7 +213,12 @@ def test_every_vigil_variable_is_a_setting_and_vigil_yaml_loads(overlay: str, tm
     check_names(variables, f"overlay {overlay}")
     (config,) = objects(overlay, "ConfigMap")
     path = tmp_path / "vigil.yaml"
-    path.write_text(config["data"]["vigil.yaml"])
+    # The settings a comment offers (Alertmanager's address) are valid once uncommented.
+    offered = re.sub(
+        r"^(\s*)# (alertmanagers: .*)$", r"\1\2", config["data"]["vigil.yaml"], flags=re.M
+    )
+    assert offered != config["data"]["vigil.yaml"]
+    path.write_text(offered)
     load_config_file(path)
     mount = next(m for m in _server(overlay)["volumeMounts"] if m["name"] == "config")
     assert {"name": "VIGIL_CONFIG", "value": f"{mount['mountPath']}/vigil.yaml"} in _server(
@@ -240,7 +247,34 @@ def test_selectors_select_the_server_pods(overlay: str):
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     policy_ports = {p["port"] for rule in one(overlay, "NetworkPolicy")["spec"]["ingress"]
                     for p in rule["ports"]}  # fmt: skip
-    assert policy_ports == {int(command()[1])}
+    assert policy_ports == {int(command()[1])} | ({GRPC_PORT} if _grpc(overlay) else set())
+
+
+def _grpc(overlay: str) -> bool:
+    return "--grpc-port" in _server(overlay)["args"]
+
+
+def test_the_grpc_overlay_serves_the_v2_grpc_api_beside_http():
+    from typer.testing import CliRunner
+
+    from vigil.cli import app
+
+    assert [_grpc(o) for o in OVERLAYS] == [False, False, False, True]
+    args = _server("scaled-grpc")["args"]
+    assert args[args.index("--grpc-port") + 1] == str(GRPC_PORT)
+    assert "--grpc-port" in CliRunner().invoke(app, ["serve", "--help"]).output
+    container = {p["name"]: p["containerPort"] for p in _server("scaled-grpc")["ports"]}
+    assert container == {"http": int(command()[1]), "grpc": GRPC_PORT}
+    service = {p["name"]: p for p in one("scaled-grpc", "Service")["spec"]["ports"]}
+    assert service["grpc"] == {
+        "name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "appProtocol": "grpc"
+    }  # fmt: skip
+    # The image it needs: the grpc extra, which the component's comment says how to build.
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert re.search(r"^grpc = \[", pyproject, re.M)
+    component = (KUBE / "components" / "grpc" / "kustomization.yaml").read_text()
+    assert "--build-arg EXTRAS=serve,postgres,redis,s3,grpc" in component
+    assert arg_default("EXTRAS") == "serve,postgres,redis,s3"
 
 
 def test_the_embedded_overlay_is_one_pod_on_a_volume():
