@@ -239,6 +239,49 @@ def main(
     return report
 
 
+def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> dict[str, Any]:
+    """The CPU time per request of each route through vigil's app alone (no HTTP server,
+    no load generator: ``bench.serving.inprocess``'s driver, 32 requests per loop tick),
+    interleaved, fastest of ``rounds``. The thread's CPU time, unlike throughput, hardly
+    moves with other load on the machine; leaving out the HTTP server (~22 µs per request,
+    the same on every route) makes routing's share larger than served: a stricter ratio."""
+    import uvloop
+
+    from bench.serving.inprocess import cpu_us, requester, start, ticks
+    from vigil.app import Vigil
+    from vigil.serving.registry_provider import RegistryProvider
+    from vigil.settings import load_settings
+
+    async def run(home: Path) -> dict[str, float]:
+        vigil = Vigil(load_settings(home=home))
+        app = vigil.serving_app(RegistryProvider(vigil), **({} if capture else {"capture": None}))
+        lifespan = await start(app)
+        same, two = f"/v1/endpoints/{SAME}/predict", f"/v1/endpoints/{TWO}/predict"
+        routes = {
+            "direct": requester(app),
+            "endpoint-random": requester(app, same),
+            "endpoint-sticky": requester(app, same, {"X-Unit-Id": "user-42"}),
+            "endpoint-two-models": requester(app, two),
+        }
+        for one in routes.values():
+            await ticks(one, 10 * requests, CONNECTIONS)  # warm-up: batchers calibrated
+        runs: dict[str, list[float]] = {name: [] for name in routes}
+        for _ in range(rounds):
+            for name, one in routes.items():
+                runs[name].append(await cpu_us(one, requests, CONNECTIONS))
+        lifespan.cancel()
+        return {name: min(values) for name, values in runs.items()}
+
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-routing-") as tmp:
+        home = Path(tmp) / "home"
+        prepare(home)
+        cpu = uvloop.run(run(home))
+    print(f"app alone, capture {'on' if capture else 'off'}: CPU per request, fastest of {rounds}")
+    for name, value in cpu.items():
+        print(f"  {name:<20} {value:6.1f} µs  ({value / cpu['direct'] - 1:+.1%})")
+    return cpu
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.routing")
     sub = parser.add_subparsers(dest="command")
@@ -249,9 +292,14 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per point (10)")
     parser.add_argument("--no-capture", action="store_true", help="capture off on both routes")
+    parser.add_argument(
+        "--inprocess", action="store_true", help="CPU per request of vigil's app alone"
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.port, capture=not args.no_capture)
+    elif args.inprocess:
+        inprocess(rounds=args.rounds or 5, capture=not args.no_capture)
     else:
         main(
             quick=args.quick,

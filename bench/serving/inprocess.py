@@ -24,6 +24,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,11 @@ from bench.serving.runner import one_row
 PATH = "/v1/models/model/predict"
 
 
-async def drive(app: Any, args: argparse.Namespace) -> None:
-    body = json.dumps({"instances": [dict(zip(FEATURES, one_row().tolist(), strict=True))]})
-    raw = body.encode()
-    headers = [
-        (b"host", b"127.0.0.1:8080"),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(raw)).encode()),
-    ]
+Request = Callable[[], Awaitable[None]]
+
+
+async def start(app: Any) -> asyncio.Future[Any]:
+    """Run ``app``'s lifespan startup (models loaded); the lifespan task, to cancel."""
     started = asyncio.Event()
 
     async def lifespan_receive() -> dict[str, str]:
@@ -56,37 +54,62 @@ async def drive(app: Any, args: argparse.Namespace) -> None:
     lifespan = asyncio.ensure_future(app({"type": "lifespan"}, lifespan_receive, lifespan_send))
     while not app.dataplane.ready:
         await asyncio.sleep(0.01)
+    return lifespan
+
+
+def requester(app: Any, path: str = PATH, extra: dict[str, str] | None = None) -> Request:
+    """One single-row native request to ``path`` through ``app``'s ASGI interface, checked
+    for a 200."""
+    body = json.dumps({"instances": [dict(zip(FEATURES, one_row().tolist(), strict=True))]})
+    raw = body.encode()
+    headers = [
+        (b"host", b"127.0.0.1:8080"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in (extra or {}).items()),
+    ]
+    scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
 
     async def one() -> None:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": raw, "more_body": False}
-
         answered: list[dict[str, Any]] = []
 
         async def send(message: dict[str, Any]) -> None:
             answered.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": PATH, "headers": headers}
-        await app(scope, receive, send)
+        await app(dict(scope), receive, send)
         if answered[0]["status"] != 200:
             raise SystemExit(f"the app answered {answered[0]['status']}: {answered[1]}")
 
-    async def ticks(requests: int) -> None:
-        for _ in range(max(1, requests // args.concurrency)):
-            await asyncio.gather(*(one() for _ in range(args.concurrency)))
+    return one
 
-    await ticks(10 * args.requests)  # warm-up: the batcher calibrated, caches filled
+
+async def ticks(one: Request, requests: int, concurrency: int) -> None:
+    """``requests`` requests, ``concurrency`` of them per loop tick."""
+    for _ in range(max(1, requests // concurrency)):
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+
+
+async def cpu_us(one: Request, requests: int, concurrency: int) -> float:
+    """CPU time of the loop's thread per request over ``requests`` requests."""
+    cpu = time.thread_time()
+    await ticks(one, requests, concurrency)
+    return (time.thread_time() - cpu) / requests * 1e6
+
+
+async def drive(app: Any, args: argparse.Namespace) -> None:
+    lifespan = await start(app)
+    one = requester(app)
+    await ticks(one, 10 * args.requests, args.concurrency)  # warm-up: batcher calibrated
     if args.callgrind:
         pid = str(os.getpid())
         subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
-        await ticks(args.requests)
+        await ticks(one, args.requests, args.concurrency)
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
     else:
-        runs = []
-        for _ in range(args.repeats):
-            cpu = time.thread_time()
-            await ticks(args.requests)
-            runs.append((time.thread_time() - cpu) / args.requests * 1e6)
+        runs = [await cpu_us(one, args.requests, args.concurrency) for _ in range(args.repeats)]
         print(f"{min(runs):.1f} µs CPU per request (fastest of {args.repeats} runs)")
     stats = app.dataplane.models()[0].batcher.stats
     print(f"model calls: {stats.batches}, on the event loop: {stats.inline_batches}")
