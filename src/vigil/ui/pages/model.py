@@ -100,6 +100,7 @@ class VersionView:
     inputs: list[tuple[str, str]]
     """The signature's inputs, ``(name, dtype)``."""
     outputs: list[tuple[str, str]]
+    """The signature's outputs: ``task``, ``dtype`` and ``classes``, as text."""
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,16 @@ class ModelView:
 # -- versions and aliases -------------------------------------------------------------------
 
 
-def _fields(signature: dict[str, Any], side: str) -> list[tuple[str, str]]:
-    return [(str(f.get("name")), str(f.get("dtype"))) for f in signature.get(side) or []]
+def _inputs(signature: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(f.get("name")), str(f.get("dtype"))) for f in signature.get("inputs") or []]
+
+
+def _outputs(signature: dict[str, Any]) -> list[tuple[str, str]]:
+    out = signature.get("outputs") or {}
+    shown = [(k, str(out[k])) for k in ("task", "dtype") if out.get(k) is not None]
+    if out.get("classes"):
+        shown.append(("classes", ", ".join(map(str, out["classes"]))))
+    return shown
 
 
 def _version(mv: ModelVersion) -> VersionView:
@@ -192,8 +201,8 @@ def _version(mv: ModelVersion) -> VersionView:
         aliases=list(mv.aliases),
         archived=mv.archived_at is not None,
         lineage=dict(mv.lineage),
-        inputs=_fields(mv.signature, "inputs"),
-        outputs=_fields(mv.signature, "outputs"),
+        inputs=_inputs(mv.signature),
+        outputs=_outputs(mv.signature),
     )
 
 
