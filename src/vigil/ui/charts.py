@@ -32,6 +32,7 @@ __all__ = [
     "Cell",
     "Series",
     "bar_chart",
+    "column_chart",
     "distribution_chart",
     "heatmap",
     "interval_chart",
@@ -61,7 +62,8 @@ def number(value: float | None, spec: str = ".4g") -> str:
 def _open(title: str, width: float, height: float, css: str) -> str:
     return (
         f'<svg class="chart {css}" role="img" viewBox="0 0 {width:g} {height:g}" '
-        f'width="{width:g}" height="{height:g}" {SVG_NS}><title>{escape(title)}</title>'
+        f'width="{width:g}" height="{height:g}" font-family="sans-serif" font-size="11" '
+        f"{SVG_NS}><title>{escape(title)}</title>"
     )
 
 
@@ -122,6 +124,42 @@ def bar_chart(
     return _figure("".join(parts), table, title)
 
 
+def column_chart(
+    title: str, items: Sequence[tuple[str, float]], *, spec: str = ".4g", label: str = "value"
+) -> Markup:
+    """Vertical bars in order (a histogram's bins, a profile's categories); the first and
+    last names under the axis, or every name when there are at most 12."""
+    width, height, left, right, top, bottom = 560, 200, 56, 12, 12, 62
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((v for _, v in items if math.isfinite(v)), default=0.0) or 1.0
+    slot = plot_w / max(len(items), 1)
+    parts = [_open(title, width, height, "columns")]
+    base = top + plot_h
+    parts.append(
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}" stroke="#888"/>'
+        f'<text x="{left - 4}" y="{top + 8}" text-anchor="end">{number(peak, spec)}</text>'
+        f'<text x="{left - 4}" y="{base}" text-anchor="end">0</text>'
+    )
+    shown = set(range(len(items))) if len(items) <= 12 else {0, len(items) - 1}
+    for i, (name, value) in enumerate(items):
+        h = plot_h * max(value, 0.0) / peak if math.isfinite(value) else 0.0
+        x = left + slot * i
+        parts.append(
+            f'<rect x="{x + slot * 0.1:.1f}" y="{base - h:.1f}" width="{slot * 0.8:.1f}" '
+            f'height="{h:.1f}" fill="{PALETTE[0]}"><title>{escape(name)}: '
+            f"{number(value, spec)}</title></rect>"
+        )
+        if i in shown:
+            cx, cy = x + slot / 2, base + 12
+            parts.append(
+                f'<text x="{cx:.1f}" y="{cy}" text-anchor="end" '
+                f'transform="rotate(-30 {cx:.1f} {cy})">{escape(_short(name, 16))}</text>'
+            )
+    parts.append("</svg>")
+    table = _table(["name", label], [(n, number(v, spec)) for n, v in items])
+    return _figure("".join(parts), table, title)
+
+
 # -- lines over windows ---------------------------------------------------------------------
 
 
@@ -145,8 +183,8 @@ def line_chart(
 ) -> Markup:
     """Lines over ``x_labels`` (windows, oldest first), each series in its own colour; a
     band is drawn behind its line where both ends are known."""
-    width, height = 560, 220
-    left, right, top, bottom = 56, 130, 12, 36
+    width, height = 640, 220
+    left, right, top, bottom = 56, 170, 12, 36
     plot_w, plot_h = width - left - right, height - top - bottom
     every = [
         v for s in series for seq in (s.values, s.low or (), s.high or ()) for v in _finite(seq)
@@ -205,7 +243,7 @@ def line_chart(
         ly = top + 14 * k + 8
         parts.append(
             f'<rect x="{width - right + 8}" y="{ly - 8}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{width - right + 22}" y="{ly + 1}">{escape(_short(s.name, 16))}</text>'
+            f'<text x="{width - right + 22}" y="{ly + 1}">{escape(_short(s.name, 26))}</text>'
         )
     parts.append("</svg>")
     head = ["window", *(s.name for s in series)]
@@ -319,16 +357,17 @@ def heatmap(
     Every feature × window pair gets a cell, ``no data`` where the window has none; a cell
     with an ``href`` links to its drill-down, in the picture and in the table.
     """
-    cell_w, cell_h, left, top = 28, 20, 150, 24
-    width = left + cell_w * max(len(windows), 1) + 10
-    height = top + cell_h * max(len(features), 1) + 24
+    cell_w, cell_h, left, top = 28, 20, 150, 84
+    width = left + cell_w * max(len(windows), 1) + 60
+    height = top + cell_h * max(len(features), 1) + 8
     parts = [_open(title, width, height, "heatmap")]
-    for j, label in sorted({0: None, len(windows) - 1: None}.items()) if windows else ():
+    every = max(1, math.ceil(len(windows) / 40))  # a label for at most 40 columns
+    for j in range(0, len(windows), every):
+        x, y = left + cell_w * j + cell_w / 2, top - 6
         parts.append(
-            f'<text x="{left + cell_w * j + cell_w / 2:.1f}" y="{top - 8}" text-anchor="middle">'
-            f"{escape(_short(windows[j], 12))}</text>"
+            f'<text x="{x:.1f}" y="{y}" transform="rotate(-50 {x:.1f} {y})">'
+            f"{escape(_short(windows[j], 16))}</text>"
         )
-        del label
     for i, feature in enumerate(features):
         y = top + cell_h * i
         parts.append(
@@ -374,8 +413,14 @@ def distribution_chart(feature: str, reference: Distribution, current: Distribut
     from vigil.report.svg import feature_chart  # NumPy and pandas: only for a drill-down
 
     svg = feature_chart(feature, reference, current)
-    cut = svg.index(">") + 1
-    svg = svg[:cut] + f"<title>Distribution of {escape(feature)}</title>" + svg[cut:]
+    # The report sizes its text in its stylesheet; here the attributes do it.
+    cut = svg.index(">")
+    svg = (
+        svg[:cut]
+        + ' font-family="sans-serif" font-size="11">'
+        + f"<title>Distribution of {escape(feature)}</title>"
+        + svg[cut + 1 :]
+    )
     if reference.kind == "numeric":
         edges = reference.edges
         names = [f"{number(edges[i])} to {number(edges[i + 1])}" for i in range(len(edges) - 1)]

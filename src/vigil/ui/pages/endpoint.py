@@ -33,7 +33,6 @@ from vigil.experiments.config import BanditTrafficPolicy, CanaryPolicy, SplitPol
 from vigil.experiments.store import EndpointStore
 from vigil.names import check_alias
 from vigil.serving.admin_routes import unknown_fields
-from vigil.stats.sufficient import ProportionStats
 from vigil.ui import charts
 
 if TYPE_CHECKING:
@@ -102,9 +101,11 @@ class EndpointView:
 
 
 def _rate(stats: Any) -> float | None:
+    """A variant's metric from its sufficient statistics: a proportion's rate, else a mean
+    (read by name: SciPy behind :mod:`vigil.stats.sufficient` stays off start-up)."""
     if stats is None:
         return None
-    return float(stats.rate if isinstance(stats, ProportionStats) else stats.mean)
+    return float(stats.rate if hasattr(stats, "rate") else stats.mean)
 
 
 def _pct(value: float | None) -> str:

@@ -235,7 +235,7 @@ def _profile_charts(services: MonitorServices, mv: ModelVersion) -> tuple[list[M
                 items.append(("(other)", other / rows))
         if feature.missing:
             items.append(("missing", feature.missing / rows))
-        out.append(charts.bar_chart(title, items, spec=".1%", label="share of rows"))
+        out.append(charts.column_chart(title, items, spec=".1%", label="share of rows"))
     return out, None
 
 
@@ -458,9 +458,7 @@ def _until(row: MonitorWindowRow) -> datetime:
     return row.window_end + timedelta(microseconds=1) if row.window.isdigit() else row.window_end
 
 
-def _drill(
-    services: MonitorServices, name: str, feature: str, window: str, monitoring: Monitoring
-) -> DriftDetail:
+def _drill(services: MonitorServices, name: str, feature: str, window: str) -> DriftDetail:
     from vigil.report.capture_report import capture_report  # PyArrow: only for a drill-down
 
     if not window.isdigit() or len(window) > 18:
@@ -550,7 +548,7 @@ def model_view(
                 "a drill-down needs both feature and window",
                 detail={"field": "feature" if not feature else "window"},
             )
-        drill = _drill(services, name, feature, window, monitoring)
+        drill = _drill(services, name, feature, window)
     return ModelView(
         name=model.name,
         description=model.description,
