@@ -197,12 +197,16 @@ class Vigil:
         :class:`~vigil.serving.registry_provider.RegistryProvider`)."""
         from vigil.serving.registry_provider import RegistryProvider  # serving: only to serve
 
+        capture = self.capture_settings
         return RegistryProvider(
             self,
             uris=uris,
             aliases=aliases,
             poll_interval=poll_interval,
             settings=self.serving_settings,
+            admit=(lambda name, manifest: capture.check_masked(name, manifest.get("personal_data")))
+            if capture.enabled and capture.require_masking
+            else None,
         )
 
     def authenticator(self, *, ttl: float, executors: Executors) -> Authenticator:
