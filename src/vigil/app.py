@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from vigil.capture.settings import CaptureSettings
     from vigil.capture.sink import CaptureSink
     from vigil.experiments.state import PolicyStateStore
+    from vigil.feedback.erase import Erasure
     from vigil.feedback.store import FeedbackStore
     from vigil.monitor.scheduler import MonitorScheduler
     from vigil.monitor.settings import MonitorSettings
@@ -166,6 +167,38 @@ class Vigil:
         if capture is not None:
             settings = settings.model_copy(update={"dir": capture})
         return FeedbackStore.from_settings(settings, self.settings.home, self.artifacts)
+
+    def erase_subject(self, where: Mapping[str, str], *, wait: float | None = None) -> Erasure:
+        """Remove the captured predictions ``where`` names (``FIELD=VALUE``, all holding;
+        hashed fields matched through ``VIGIL_CAPTURE_HASH_KEY``) and their feedback from
+        the segments and the compacted partitions, and audit it (fields and counts, never
+        the values). Running servers are first asked to close their live segments, waited
+        for at most ``wait`` seconds (default: two compaction intervals and 5 s). See
+        :mod:`vigil.feedback.erase`."""
+        from vigil.audit import record_audit  # only when erasing
+        from vigil.capture.masking import Masker
+        from vigil.feedback.erase import erase_subject
+
+        settings = self.capture_settings
+        key = settings.hash_key.get_secret_value() if settings.hash_key else None
+        done = erase_subject(
+            where,
+            capture_dir=self.capture_dir,
+            feedback_dir=settings.resolved_feedback_dir(self.settings.home),
+            store=self.artifacts,
+            masker=Masker(settings.mask, hash_key=key),
+            wait=2 * settings.compact_interval_s + 5 if wait is None else wait,
+        )
+        with self.database.session(write=True) as session:
+            record_audit(
+                session,
+                actor=self.settings.resolved_actor,
+                action="capture.erase",
+                entity_type="capture",
+                entity_name="inference log",
+                after=done.audit(),
+            )
+        return done
 
     def capture_runtime(self) -> CaptureRuntime | None:
         """The inference log of one serving worker (``None`` when capture is off)."""

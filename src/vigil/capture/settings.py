@@ -66,7 +66,7 @@ class CaptureSettings(VigilSettings):
 
     require_masking: bool = False
     """Refuse to serve (and so to capture) a model version whose registration flagged
-    columns as personal data (``vigil models show``) that ``mask`` leaves as they are; the
+    columns as personal data (``vigil model show``) that ``mask`` leaves as they are; the
     error names them and the ``mask`` entries to add. Off by default."""
 
     raw_body_limit: int = Field(default=2048, ge=0)
