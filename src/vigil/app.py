@@ -168,13 +168,15 @@ class Vigil:
             settings = settings.model_copy(update={"dir": capture})
         return FeedbackStore.from_settings(settings, self.settings.home, self.artifacts)
 
-    def erase_subject(self, where: Mapping[str, str], *, wait: float | None = None) -> Erasure:
+    def erase_subject(
+        self, where: Mapping[str, str], *, wait: float | None = None, actor: str | None = None
+    ) -> Erasure:
         """Remove the captured predictions ``where`` names (``FIELD=VALUE``, all holding;
         hashed fields matched through ``VIGIL_CAPTURE_HASH_KEY``) and their feedback from
         the segments and the compacted partitions, and audit it (fields and counts, never
         the values). Running servers are first asked to close their live segments, waited
-        for at most ``wait`` seconds (default: two compaction intervals and 5 s). See
-        :mod:`vigil.feedback.erase`."""
+        for at most ``wait`` seconds (default: two compaction intervals and 5 s). ``actor``
+        (default ``VIGIL_ACTOR``) is who the audit names. See :mod:`vigil.feedback.erase`."""
         from vigil.audit import record_audit  # only when erasing
         from vigil.capture.masking import Masker
         from vigil.feedback.erase import erase_subject
@@ -192,7 +194,7 @@ class Vigil:
         with self.database.session(write=True) as session:
             record_audit(
                 session,
-                actor=self.settings.resolved_actor,
+                actor=actor or self.settings.resolved_actor,
                 action="capture.erase",
                 entity_type="capture",
                 entity_name="inference log",
