@@ -190,6 +190,7 @@ class Vigil:
             store=self.artifacts,
             masker=Masker(settings.mask, hash_key=key),
             wait=2 * settings.compact_interval_s + 5 if wait is None else wait,
+            derived=self._forget_summaries,
         )
         with self.database.session(write=True) as session:
             record_audit(
@@ -201,6 +202,23 @@ class Vigil:
                 after=done.audit(),
             )
         return done
+
+    def _forget_summaries(self, files: list[str]) -> None:
+        """Delete the monitor's stored summaries of the capture parts in ``files`` (they
+        count the erased rows, and may hold their values as categories); the next read
+        builds them again from the rewritten parts."""
+        import posixpath
+
+        from vigil.capture.chain import store_keys  # only when erasing
+        from vigil.monitor.summaries.store import summary_key
+
+        for part in files:
+            if not (part.startswith("capture/") and part.endswith(".parquet")):
+                continue
+            stem = summary_key(part).rsplit(".", 2)[0]
+            for key in store_keys(self.artifacts, posixpath.dirname(stem)):
+                if key.startswith(stem + "."):
+                    self.artifacts.fs.rm(self.artifacts.resolve_key(key))
 
     def capture_runtime(self) -> CaptureRuntime | None:
         """The inference log of one serving worker (``None`` when capture is off)."""

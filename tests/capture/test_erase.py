@@ -17,12 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 from vigil.app import Vigil, reset_default
-from vigil.capture.chain import verify_capture, verify_segments
+from vigil.capture.chain import store_keys, verify_capture, verify_segments
 from vigil.capture.compact import compact
 from vigil.capture.erase import Subject
 from vigil.capture.masking import Masker
 from vigil.capture.sink import CaptureSink
 from vigil.cli import app as cli
+from vigil.monitor.summaries.store import summary_key
 
 KEY = "erasure-test-key-0123456789abcdef"
 SUBJECT = "ann.subject@example.com"
@@ -64,6 +65,17 @@ def _capture(vigil: Vigil) -> tuple[int, list[str]]:
             others += email != SUBJECT
         sink.log.rotate()
         compact(sink.log, vigil.artifacts)
+    # A record compaction cannot store (a time that is no time) is quarantined, as is.
+    hashed = Masker({"email": "hash"}, hash_key=KEY).hash_value(SUBJECT)
+    odd = {"request_id": "odd", "row": 0, "time": "yesterday", "model": "churn"}
+    sink.log.append([{**odd, "features": {"email": hashed, "age": 41}, "prediction": 1}])
+    sink.log.rotate()
+    assert compact(sink.log, vigil.artifacts).quarantined == 1
+    ours.append("odd")
+    # The monitor's stored summary of a part (a stand-in holding the value, as the
+    # category counts of a hashed feature do).
+    part = next(k for k in store_keys(vigil.artifacts, "capture") if k.endswith(".parquet"))
+    vigil.artifacts.write_bytes(summary_key(part), hashed.encode())
     for i, email in enumerate([*OTHERS[:4], SUBJECT]):
         _predict(sink, f"seg-{i}", email)
     ours.append("seg-4")
@@ -72,6 +84,7 @@ def _capture(vigil: Vigil) -> tuple[int, list[str]]:
     feedback = vigil.feedback_store()
     try:
         labels = [{"request_id": r, "label": 1} for r in [*ours, "d2-1", "d1-2", "seg-0"]]
+        labels = [x for x in labels if x["request_id"] != "odd"]
         assert feedback.submit(labels, admin=True).accepted == len(labels)
         feedback.log.rotate()
         feedback.compact()  # half the feedback compacted ...
@@ -135,12 +148,12 @@ def test_erase_leaves_no_trace_of_the_subject_and_the_rest_intact(env: None) -> 
     assert _traces(vigil)  # the hash is everywhere before
     _all_verify(vigil)
     rows_before, fed_before = _remaining(vigil)
-    assert rows_before == others + len(ours)
+    assert rows_before == others + len(ours) - 1  # less the quarantined one
 
     out = CliRunner().invoke(cli, ["capture", "erase", "--where", f"email={SUBJECT}", "--json"])
     assert out.exit_code == 0, out.output
     done = json.loads(out.stdout)
-    assert (done["records"], done["feedback_records"], done["complete"]) == (3, 3, True)
+    assert (done["records"], done["feedback_records"], done["complete"]) == (4, 3, True)
     assert done["fields"] == ["email"]
 
     assert _traces(vigil) == []
@@ -150,13 +163,22 @@ def test_erase_leaves_no_trace_of_the_subject_and_the_rest_intact(env: None) -> 
     assert verified.exit_code == 0, verified.output
 
     entry = next(e for e in vigil.registry.audit(None, limit=10) if e.action == "capture.erase")
-    assert entry.after is not None and entry.after["records"] == 3
+    assert entry.after is not None and entry.after["records"] == 4
     assert entry.after["fields"] == ["email"] and entry.after["files"] == len(
         entry.after["file_names"]
     )
     # A second run finds nothing, and says so.
     again = CliRunner().invoke(cli, ["capture", "erase", "--where", f"email={SUBJECT}", "--json"])
     assert json.loads(again.stdout)["records"] == 0
+    # Feedback about a prediction vigil never saw is found by its request id alone.
+    feedback = vigil.feedback_store()
+    try:
+        assert feedback.submit([{"request_id": "ghost-9", "label": 0}], admin=True).unknown == 1
+    finally:
+        feedback.close()
+    ghost = vigil.erase_subject({"request_id": "ghost-9"}, wait=0)
+    assert (ghost.capture.records, ghost.feedback.records) == (0, 1)
+    assert _remaining(vigil) == (others, fed_before - 3)
 
 
 def test_a_masked_field_cannot_name_a_subject_and_bad_input_is_one_line(env: None) -> None:

@@ -53,6 +53,7 @@ from vigil.capture.chain import (
     segment_manifest,
     store_keys,
 )
+from vigil.capture.compact import QUARANTINE_ROOT, _parquet_bytes
 from vigil.capture.framing import decode_frames, encode_frame
 from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, SegmentLog
 from vigil.capture.masking import Masker
@@ -328,7 +329,46 @@ def erase_log(
                 continue
             if name.endswith(".parquet"):
                 _erase_part(store, root, key, table, out, dry_run, seen)
+        for key in store_keys(store, f"{QUARANTINE_ROOT}/{root}"):
+            _erase_quarantined(store, key, record, out, dry_run, seen)
     return out
+
+
+def _erase_quarantined(
+    store: ArtifactStore,
+    key: str,
+    record: RecordMatch,
+    out: LogErasure,
+    dry_run: bool,
+    seen: Callable[[Mapping[str, Any]], None] | None,
+) -> None:
+    """Quarantined records (JSON lines ``{"record", "error"}``: not chained, read by people
+    only) that match, removed with a plain atomic rewrite."""
+    keep: list[bytes] = []
+    hits: list[Mapping[str, Any]] = []
+    for line in store.read_bytes(key).splitlines():
+        try:
+            held = json.loads(line).get("record")
+        except (ValueError, AttributeError):
+            keep.append(line)
+            continue
+        if isinstance(held, Mapping) and record(held):
+            hits.append(held)
+        else:
+            keep.append(line)
+    if not hits:
+        return
+    out.records += len(hits)
+    out.files.append(key)
+    if dry_run:
+        for r in hits:
+            if seen is not None:
+                seen(r)
+        return
+    if keep:
+        store.write_bytes(key, b"\n".join(keep) + b"\n")
+    else:
+        store.fs.rm(store.resolve_key(key))
 
 
 def _erase_segment(
@@ -388,8 +428,6 @@ def _erase_part(
     seen: Callable[[Mapping[str, Any]], None] | None,
 ) -> None:
     import pyarrow.parquet as pq  # Parquet: only where a partition is read or written
-
-    from vigil.capture.compact import _parquet_bytes
 
     table = pq.read_table(io.BytesIO(store.read_bytes(key)))
     hit = match(table)

@@ -19,10 +19,13 @@ and files, never the values: it is what the audit records.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from vigil.capture.compact import CAPTURE_ROOT
 from vigil.capture.erase import (
@@ -40,6 +43,8 @@ from vigil.feedback.store import FEEDBACK_ROOT
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore
 
+FEEDBACK_FIELDS = frozenset({"request_id", "caller"})
+"""Fields of a feedback record a subject may be named by directly."""
 MAX_FILES_AUDITED = 100
 """Files named in the audit entry (the count is always whole)."""
 
@@ -79,10 +84,12 @@ def erase_subject(
     masker: Masker | None = None,
     wait: float = 0.0,
     lock_timeout: float = 120.0,
+    derived: Callable[[list[str]], None] | None = None,
 ) -> Erasure:
     """Remove the records ``where`` names, and their feedback (see the module docstring),
     after asking running servers to close their live segments and waiting for them at
-    most ``wait`` seconds."""
+    most ``wait`` seconds. ``derived`` is called with the files about to be rewritten
+    (segment names, store keys) before any is, to delete what was derived from them."""
     subject = Subject(where, masker)
     if wait > 0:
         live = request_rotation(capture_dir) + sorted(feedback_dir.glob("*.open"))
@@ -93,7 +100,7 @@ def erase_subject(
         rows.add((str(record.get("request_id")), int(record.get("row") or 0)))
 
     with compaction_lock(capture_dir, timeout=lock_timeout):
-        erase_log(
+        found = erase_log(
             capture_dir,
             "capture",
             store,
@@ -103,9 +110,23 @@ def erase_subject(
             dry_run=True,
             seen=seen,
         )
+        if derived is not None and found.files:
+            # What is derived from the files about to change (the monitor's stored part
+            # summaries) goes first: a crash after it only costs a rebuild.
+            derived(found.files)
         by_row, by_row_table = pairs_match(rows)
+        record, table = by_row, by_row_table
+        if set(subject.fields) <= FEEDBACK_FIELDS:
+            # Named by fields feedback has too: its own rows match even when their
+            # prediction is gone already (expired, or erased by an earlier run).
+            def record(r: Mapping[str, Any]) -> bool:
+                return by_row(r) or subject.record(r)
+
+            def table(t: pa.Table) -> pa.Array | pa.ChunkedArray:
+                return pc.or_(by_row_table(t), subject.table(t))
+
         feedback = erase_log(
-            feedback_dir, "feedback", store, FEEDBACK_ROOT, record=by_row, table=by_row_table
+            feedback_dir, "feedback", store, FEEDBACK_ROOT, record=record, table=table
         )
         capture = erase_log(
             capture_dir, "capture", store, CAPTURE_ROOT, record=subject.record, table=subject.table
