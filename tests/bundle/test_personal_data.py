@@ -172,3 +172,19 @@ def test_registration_stores_the_findings_show_prints_them_and_capture_can_requi
     asyncio.run(
         serve({**masked, "VIGIL_CAPTURE_MASK": '{"contact": "hash", "customerPhone": "drop"}'})
     )
+
+
+def test_vigil_register_prints_the_findings(vigil_home: Path, tmp_path: Path) -> None:
+    import skops.io as sio
+
+    frame = people(60)[["age", "income", "contact", "order_number"]]
+    model = LogisticRegression().fit(frame[["age", "income"]], frame["age"] > 50)
+    sio.dump(model, tmp_path / "model.skops")
+    frame.to_csv(tmp_path / "ref.csv", index=False)
+    reset_default()
+    args = ["register", "churn", str(tmp_path / "model.skops"), "-r", str(tmp_path / "ref.csv")]
+    out = CliRunner().invoke(cli, args, env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    shown = out.stdout.split("Personal data (suggested capture masking)")[1]
+    assert "contact" in shown and "email" in shown and "order_number" not in shown
+    assert "    contact: hash\n  hash_key:" in shown
