@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from vigil.capture.settings import CaptureSettings
     from vigil.capture.sink import CaptureSink
     from vigil.experiments.state import PolicyStateStore
+    from vigil.feedback.erase import Erasure
     from vigil.feedback.store import FeedbackStore
     from vigil.monitor.scheduler import MonitorScheduler
     from vigil.monitor.settings import MonitorSettings
@@ -167,6 +168,58 @@ class Vigil:
             settings = settings.model_copy(update={"dir": capture})
         return FeedbackStore.from_settings(settings, self.settings.home, self.artifacts)
 
+    def erase_subject(
+        self, where: Mapping[str, str], *, wait: float | None = None, actor: str | None = None
+    ) -> Erasure:
+        """Remove the captured predictions ``where`` names (``FIELD=VALUE``, all holding;
+        hashed fields matched through ``VIGIL_CAPTURE_HASH_KEY``) and their feedback from
+        the segments and the compacted partitions, and audit it (fields and counts, never
+        the values). Running servers are first asked to close their live segments, waited
+        for at most ``wait`` seconds (default: two compaction intervals and 5 s). ``actor``
+        (default ``VIGIL_ACTOR``) is who the audit names. See :mod:`vigil.feedback.erase`."""
+        from vigil.audit import record_audit  # only when erasing
+        from vigil.capture.masking import Masker
+        from vigil.feedback.erase import erase_subject
+
+        settings = self.capture_settings
+        key = settings.hash_key.get_secret_value() if settings.hash_key else None
+        done = erase_subject(
+            where,
+            capture_dir=self.capture_dir,
+            feedback_dir=settings.resolved_feedback_dir(self.settings.home),
+            store=self.artifacts,
+            masker=Masker(settings.mask, hash_key=key),
+            wait=2 * settings.compact_interval_s + 5 if wait is None else wait,
+            derived=self._forget_summaries,
+        )
+        with self.database.session(write=True) as session:
+            record_audit(
+                session,
+                actor=actor or self.settings.resolved_actor,
+                action="capture.erase",
+                entity_type="capture",
+                entity_name="inference log",
+                after=done.audit(),
+            )
+        return done
+
+    def _forget_summaries(self, files: list[str]) -> None:
+        """Delete the monitor's stored summaries of the capture parts in ``files`` (they
+        count the erased rows, and may hold their values as categories); the next read
+        builds them again from the rewritten parts."""
+        import posixpath
+
+        from vigil.capture.chain import store_keys  # only when erasing
+        from vigil.monitor.summaries.store import summary_key
+
+        for part in files:
+            if not (part.startswith("capture/") and part.endswith(".parquet")):
+                continue
+            stem = summary_key(part).rsplit(".", 2)[0]
+            for key in store_keys(self.artifacts, posixpath.dirname(stem)):
+                if key.startswith(stem + "."):
+                    self.artifacts.fs.rm(self.artifacts.resolve_key(key))
+
     def capture_runtime(self) -> CaptureRuntime | None:
         """The inference log of one serving worker (``None`` when capture is off)."""
         from vigil.serving.capture_runtime import CaptureRuntime  # serving: only to serve
@@ -197,12 +250,16 @@ class Vigil:
         :class:`~vigil.serving.registry_provider.RegistryProvider`)."""
         from vigil.serving.registry_provider import RegistryProvider  # serving: only to serve
 
+        capture = self.capture_settings
         return RegistryProvider(
             self,
             uris=uris,
             aliases=aliases,
             poll_interval=poll_interval,
             settings=self.serving_settings,
+            admit=(lambda name, manifest: capture.check_masked(name, manifest.get("personal_data")))
+            if capture.enabled and capture.require_masking
+            else None,
         )
 
     def authenticator(self, *, ttl: float, executors: Executors) -> Authenticator:

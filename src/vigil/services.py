@@ -14,10 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.trust import TrustPolicy
+    from vigil.feedback.erase import Erasure
     from vigil.feedback.store import FeedbackStore
     from vigil.registry.registry import Registry
     from vigil.settings import Settings
@@ -63,6 +65,13 @@ class Services(Protocol):
     def feedback_store(self, *, capture: Path | None = None) -> FeedbackStore:
         """A feedback store over this home's log (matched against ``capture`` when given);
         the caller closes it."""
+        ...
+
+    def erase_subject(
+        self, where: Mapping[str, str], *, wait: float | None = None, actor: str | None = None
+    ) -> Erasure:
+        """Remove a person's captured predictions and feedback, audited (see
+        :meth:`vigil.app.Vigil.erase_subject`)."""
         ...
 
     def load(

@@ -133,6 +133,8 @@ def _build(
 ) -> Manifest:
     from vigil.bundle.infer import merge_signature, reference_inputs, with_categories
     from vigil.bundle.nullability import with_nullability
+    from vigil.bundle.personal_data import SAMPLE_ROWS as PERSONAL_DATA_ROWS
+    from vigil.bundle.personal_data import scan_personal_data
     from vigil.bundle.profile import build_profile
     from vigil.bundle.reference import open_reference
     from vigil.bundle.reference_proba import sample_probabilities
@@ -180,6 +182,20 @@ def _build(
     if profile is not None:
         profile.sample_probabilities = sample_probabilities(model, sig, profile)
         profile_file, sample_file = _write_profile(profile, tmp)
+    # Personal data, by the names of the inputs and of every reference column, and by
+    # their values: the profile's seeded sample, or the first rows of columns outside it
+    # (bounded either way).
+    values: dict[str, list[Any]] = dict(profile.sample) if profile is not None else {}
+    names = sig.feature_names + [
+        c for c in (ref.columns if ref else []) if c not in sig.feature_names
+    ]
+    others = [c for c in names if c not in values and ref is not None and c in ref.columns]
+    if others and ref is not None:
+        first = next(ref.chunks(others), None)
+        if first is not None:
+            head = first.frame(others).head(PERSONAL_DATA_ROWS)
+            values.update({c: head[c].tolist() for c in others})
+    personal_data = scan_personal_data(names, values)
 
     manifest = Manifest(
         flavor=plugin.name,
@@ -193,6 +209,7 @@ def _build(
         reference=ref_info,
         profile_file=profile_file,
         sample_file=sample_file,
+        personal_data=personal_data,
     )
     (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest

@@ -79,6 +79,9 @@ class Manifest(BaseModel):
     importance: dict[str, Any] | None = None
     """Global importance: each input's mean absolute attribution over reference rows, with
     how it was computed (see :func:`vigil.explain.importance.global_importance`)."""
+    personal_data: dict[str, Any] | None = None
+    """Columns that look like personal data and the capture ``mask`` that hides them (see
+    :func:`vigil.bundle.personal_data.scan_personal_data`); ``None`` in older bundles."""
 
 
 def read_manifest(bundle_dir: str | Path) -> Manifest:

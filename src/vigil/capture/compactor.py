@@ -11,6 +11,10 @@ releases it at once); the others skip that round. A pass:
    :meth:`~vigil.capture.log.SegmentLog.closed_segments`), for capture and feedback;
 3. deletes partitions older than the retention period.
 
+Before trying the lock, every worker closes its live segments when an erasure asked it to
+(:func:`~vigil.capture.erase.request_rotation`): an erasure cannot rewrite a file that a
+running writer appends to.
+
 Each of these steps runs whatever became of the others: a capture log that cannot be
 compacted right now (the store unreachable, a segment unreadable) neither holds back the
 feedback nor stops old partitions from expiring. A failed step is logged with its
@@ -32,6 +36,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from vigil.capture.compact import CompactionResult, apply_retention, compact
+from vigil.capture.erase import ROTATE_REQUEST
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -97,6 +102,7 @@ class Compactor:
     feedback: Companion | None = None
     retention_days: int | None = None
     interval_s: float = 60.0
+    _rotation_seen: int = field(default=0, init=False, repr=False)
 
     @property
     def lock_path(self) -> Path:
@@ -105,8 +111,25 @@ class Compactor:
     def __repr__(self) -> str:
         return f"Compactor({self.log!r}, {self.store!r}, interval_s={self.interval_s})"
 
+    def rotate_if_requested(self) -> bool:
+        """Close this worker's live segments when an erasure asked every writer to
+        (:func:`~vigil.capture.erase.request_rotation`) since this worker last looked."""
+        try:
+            stamp = (self.log.directory / ROTATE_REQUEST).stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if stamp == self._rotation_seen:
+            return False
+        self._rotation_seen = stamp
+        self.log.rotate()
+        if self.feedback is not None:
+            self.feedback.log.rotate()
+        return True
+
     def run_once(self) -> CompactionPass | None:
-        """One pass, or ``None`` when another process holds the lock right now."""
+        """One pass, or ``None`` when another process holds the lock right now. Every
+        worker first honours a rotation request (one ``stat``), lock or not."""
+        self.rotate_if_requested()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             try:

@@ -3,12 +3,16 @@ the ``capture:`` section of ``vigil.yaml``."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from vigil.bundle.personal_data import unmasked
+from vigil.errors import ConfigurationError
 from vigil.settings import VigilSettings
 
 FsyncPolicy = Literal["none", "interval", "always"]
@@ -60,6 +64,11 @@ class CaptureSettings(VigilSettings):
     hash_key: SecretStr | None = None
     """Secret key of the ``hash`` action; required when any field is hashed. Never logged."""
 
+    require_masking: bool = False
+    """Refuse to serve (and so to capture) a model version whose registration flagged
+    columns as personal data (``vigil model show``) that ``mask`` leaves as they are; the
+    error names them and the ``mask`` entries to add. Off by default."""
+
     raw_body_limit: int = Field(default=2048, ge=0)
     """At most this many characters of a rejected request body are kept, as text."""
 
@@ -83,6 +92,38 @@ class CaptureSettings(VigilSettings):
             if not name:
                 raise ValueError("mask field names must not be empty")
         return value
+
+    def check_masked(self, model: str, personal_data: Mapping[str, Any] | None) -> None:
+        """Raise :class:`~vigil.errors.ConfigurationError` when :attr:`require_masking` is
+        on, capture is on and ``model``'s flagged ``personal_data`` is not all in
+        :attr:`mask`.
+
+        >>> found = {"columns": {"email": {"suggested": "hash"}}}
+        >>> CaptureSettings(require_masking=True).check_masked("churn", found)
+        Traceback (most recent call last):
+        ...
+        vigil.errors.ConfigurationError: capture of model 'churn' refused ...
+        >>> CaptureSettings(require_masking=True, mask={"email": "drop"}).check_masked(
+        ...     "churn", found)
+        """
+        if not (self.enabled and self.require_masking):
+            return
+        missing = unmasked(personal_data, self.mask)
+        if not missing:
+            return
+        columns = (personal_data or {}).get("columns") or {}
+        add = {c: str(columns[c].get("suggested", "hash")) for c in missing}
+        kinds = ", ".join(f"{c} ({columns[c].get('kind', '?')})" for c in missing)
+        key = (
+            " and VIGIL_CAPTURE_HASH_KEY"
+            if "hash" in add.values() and self.hash_key is None
+            else ""
+        )
+        raise ConfigurationError(
+            f"capture of model {model!r} refused (VIGIL_CAPTURE_REQUIRE_MASKING): its "
+            f"columns {kinds} look like personal data and are not masked; add "
+            f"{json.dumps(add)} to VIGIL_CAPTURE_MASK (capture: mask: in vigil.yaml){key}"
+        )
 
     def resolved_dir(self, home: Path) -> Path:
         """The segment directory, defaulting to ``<home>/capture``."""

@@ -1,6 +1,7 @@
 """``vigil capture export``: the inference log of a model, as one Parquet file.
 ``vigil capture verify``: the compacted inference and feedback logs (and this host's closed
 segments) checked against their chain manifests (:mod:`vigil.capture.chain`).
+``vigil capture erase``: a person's records removed (:mod:`vigil.feedback.erase`).
 
 Export streams (:mod:`vigil.feedback.export`): partitions pruned by model and day, only the
 columns asked for, written batch by batch; memory does not grow with the span.
@@ -19,7 +20,8 @@ from vigil.uri import MAX_VERSION
 
 capture_app = typer.Typer(
     name="capture",
-    help="The inference log: export it, verify its files against their hash chains.",
+    help="The inference log: export it, verify its files against their hash chains, erase a "
+    "person's records.",
     no_args_is_help=True,
 )
 
@@ -160,6 +162,53 @@ def verify(
                 )
     if not ok:
         raise typer.Exit(1)
+
+
+@capture_app.command("erase")
+def erase(
+    where: list[str] = typer.Option(
+        ...,
+        "--where",
+        help="FIELD=VALUE naming the person (repeatable: every condition must hold), e.g. "
+        "email=ann@example.com; a hashed field is matched through VIGIL_CAPTURE_HASH_KEY.",
+    ),
+    wait: float = typer.Option(
+        None,
+        "--wait",
+        min=0,
+        help="Seconds to wait for running servers to close their live segments (default: "
+        "two VIGIL_CAPTURE_COMPACT_INTERVAL_S and 5 s).",
+    ),
+    json_out: bool = JSON,
+) -> None:
+    """Remove a person's captured predictions and their feedback from the live segments
+    and the compacted partitions, keeping the hash chains valid, and audit it (the field
+    names and counts, never the values)."""
+    from vigil.console import fail
+
+    conditions: dict[str, str] = {}
+    for item in where:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value:
+            fail(f"--where takes FIELD=VALUE, got {item.split('=', 1)[0]!r}...")
+        conditions[name.strip()] = value
+    done = services().erase_subject(conditions, wait=wait)
+    if json_out:
+        print_json({**done.audit(), "complete": done.complete})
+    else:
+        audit = done.audit()
+        console.print(
+            f"erased {audit['records']:,} prediction records and {audit['feedback_records']:,} "
+            f"feedback records from {audit['files']} files (audited)",
+            highlight=False,
+        )
+    if not done.complete:
+        fail(
+            f"{done.audit()['left_in_live_segments']} matching records are in live segments "
+            "that their servers did not close in time (or a server without an artifact "
+            "store, which never compacts); run the same erase again once they close (within "
+            "VIGIL_CAPTURE_SEGMENT_SECONDS)"
+        )
 
 
 def install(app: typer.Typer) -> None:

@@ -118,6 +118,7 @@ def register(
         + (f" → alias [bold]{shown(alias)}[/]" if alias else "")
     )
     _say_watched_metrics(metrics)
+    _show_personal_data(mv.manifest.get("personal_data"))
 
 
 def _say_watched_metrics(metrics: dict[str, float]) -> None:
@@ -247,6 +248,7 @@ def show(
         ],
     )
     _show_importance(mv.manifest.get("importance"))
+    _show_personal_data(mv.manifest.get("personal_data"))
     out = sig.get("outputs") or {}
     if out:
         classes = out.get("classes")
@@ -281,6 +283,37 @@ def _show_importance(importance: dict[str, Any] | None, top: int = 15) -> None:
     )
     if len(features) > top:
         console.print(f"... and {len(features) - top} more (--json lists all)")
+
+
+def _show_personal_data(personal_data: dict[str, Any] | None) -> None:
+    """The columns flagged as personal data at registration, and the capture ``mask``
+    (in ``vigil.yaml``'s words) that hides them."""
+    columns: dict[str, dict[str, Any]] = (personal_data or {}).get("columns") or {}
+    if not columns:
+        return
+    table(
+        "Personal data (suggested capture masking)",
+        ["column", "looks like", "found by", "share of values", "mask"],
+        [
+            (
+                name,
+                f["kind"],
+                f["found_by"],
+                "-" if f.get("share") is None else f"{f['share']:.0%}",
+                f["suggested"],
+            )
+            for name, f in columns.items()
+        ],
+    )
+    lines = ["capture:", "  mask:"] + [
+        f"    {shown(n)}: {f['suggested']}" for n, f in columns.items()
+    ]
+    if any(f["suggested"] == "hash" for f in columns.values()):
+        lines.append("  hash_key: <a long random secret, or VIGIL_CAPTURE_HASH_KEY>")
+    console.print(
+        "to keep these out of the inference log, add to vigil.yaml:\n" + "\n".join(lines),
+        highlight=False,
+    )
 
 
 def _cats(cats: list[Any] | None) -> str:

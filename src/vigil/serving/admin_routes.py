@@ -290,6 +290,58 @@ async def rollback(dp: DataPlane, req: Request) -> Response:
     )
 
 
+MAX_ERASE_WAIT = 600.0
+"""Longest wait for live segments an erase request may ask for (seconds)."""
+_MAX_WHERE = 16
+
+
+def _erase_request(req: Request) -> tuple[dict[str, str], float | None]:
+    """``where`` and ``wait`` of a ``POST /v1/admin/capture/erase`` body."""
+    body = req.json()
+    example = 'send a JSON object such as {"where": {"email": "ann@example.com"}, "wait": 30}'
+    if not isinstance(body, dict):
+        raise ValidationError(
+            example, detail={"field": None, "expected": "object", "got": type(body).__name__}
+        )
+    unknown = unknown_fields(body, ("where", "wait"))
+    if unknown:
+        raise ValidationError(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; {example}",
+            detail={"field": unknown[0], "expected": ["where", "wait"], "got": unknown},
+        )
+    where = body.get("where")
+    if (
+        not isinstance(where, dict)
+        or not 1 <= len(where) <= _MAX_WHERE
+        or not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in where.items())
+    ):
+        raise ValidationError(
+            f"'where' must map 1 to {_MAX_WHERE} field names to non-empty text values; {example}",
+            detail={"field": "where", "expected": "object of strings"},
+        )
+    wait = body.get("wait")
+    if wait is not None and (type(wait) not in (int, float) or not 0 <= wait <= MAX_ERASE_WAIT):
+        raise ValidationError(
+            f"'wait' must be a number of seconds from 0 to {MAX_ERASE_WAIT:.0f}; {example}",
+            detail={"field": "wait", "expected": "number", "got": type(wait).__name__},
+        )
+    return where, None if wait is None else float(wait)
+
+
+async def erase(dp: DataPlane, req: Request) -> Response:
+    app = dp.services
+    if app is None:
+        raise NotFoundError(
+            "this server serves a fixed set of models and has no installation to erase from; "
+            "use vigil capture erase",
+            detail={"path": req.path[:100]},
+        )
+    where, wait = _erase_request(req)
+    actor = f"key:{req.key_id}" if req.key_id else ANONYMOUS
+    done = await _call(lambda: app.erase_subject(where, wait=wait, actor=actor))
+    return json_response({**done.audit(), "complete": done.complete})
+
+
 async def audit(dp: DataPlane, req: Request) -> Response:
     registry = _registry(dp, req)
     name = req.params.get("name")
@@ -435,6 +487,44 @@ SCHEMAS: dict[str, Any] = {
             "versions": {"type": "array", "items": _VERSION},
             "aliases": _ALIASES,
             "deleted": {"type": "boolean"},
+        },
+    },
+    "CaptureErase": {
+        "type": "object",
+        "required": ["where"],
+        "properties": {
+            "where": {
+                "type": "object",
+                "description": "FIELD: VALUE conditions naming the person (all must hold); "
+                "a hashed field is matched through the capture's hash key.",
+                "minProperties": 1,
+                "maxProperties": _MAX_WHERE,
+                "additionalProperties": {"type": "string", "minLength": 1},
+            },
+            "wait": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_ERASE_WAIT,
+                "description": "Seconds to wait for servers to close their live segments.",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "CaptureErasure": {
+        "type": "object",
+        "required": ["fields", "records", "feedback_records", "files", "complete"],
+        "properties": {
+            "fields": {"type": "array", "items": _STRING},
+            "records": {"type": "integer", "minimum": 0},
+            "feedback_records": {"type": "integer", "minimum": 0},
+            "files": {"type": "integer", "minimum": 0},
+            "file_names": {"type": "array", "items": _STRING},
+            "left_in_live_segments": {"type": "integer", "minimum": 0},
+            "complete": {
+                "type": "boolean",
+                "description": "False when matching records were left in live segments that "
+                "did not close in time: send the request again.",
+            },
         },
     },
     "AuditLog": {
@@ -612,6 +702,21 @@ ROUTES: list[Route] = [
         max_body_bytes=SMALL_BODY,
         request_schema={"$ref": "#/components/schemas/ModelDeletion"},
         responses={**_ok("DeletedModel"), **_IN_USE},
+        tags=_TAGS,
+        role="admin",
+    ),
+    Route(
+        "POST",
+        "/v1/admin/capture/erase",
+        erase,
+        "admin_capture_erase",
+        "native",
+        "Erase a person's captured predictions and their feedback (audited without the "
+        "values; the capture's hash chains stay valid)",
+        body="json",
+        max_body_bytes=SMALL_BODY,
+        request_schema={"$ref": "#/components/schemas/CaptureErase"},
+        responses=_ok("CaptureErasure"),
         tags=_TAGS,
         role="admin",
     ),

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vigil.errors import AliasNotFoundError, ConfigurationError
 from vigil.monitor.points import PROBABILITY_MEASURES, performance_measure
@@ -36,7 +36,7 @@ from vigil.serving.provider import ServedModel, StaticProvider
 from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from vigil.services import Services
 
@@ -104,8 +104,12 @@ class RegistryProvider(StaticProvider):
         aliases: Mapping[str, str] | None = None,
         poll_interval: float = 1.0,
         settings: ServingSettings | None = None,
+        admit: Callable[[str, Mapping[str, Any]], None] | None = None,
     ) -> None:
         super().__init__([], settings=settings)
+        self.admit = admit
+        """Called with a version's name and manifest before it is loaded; raises to refuse
+        it (the composition root passes the capture settings' personal-data check)."""
         self.vigil = app
         self.uris = list(uris)
         self.serving_aliases = dict(aliases or {})
@@ -140,8 +144,10 @@ class RegistryProvider(StaticProvider):
 
     def _load(self, name: str, version: int) -> ServedModel:
         # Serving never reads the reference rows (monitoring reads them from the bundle).
-        bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
         mv = self.vigil.registry.get_version(name, version)
+        if self.admit is not None:
+            self.admit(name, mv.manifest)
+        bundle = self.vigil.load(f"models:/{name}/{version}", sample=False)
         registered = mv.metrics or {}
         return ServedModel(
             bundle,
