@@ -23,6 +23,9 @@ import pyarrow as pa
 
 FEATURE_PREFIX = "feature."
 PROBA_PREFIX = "proba."
+PASSTHROUGH_PREFIX = "passthrough."
+"""Columns of fields sent beside the features and never given to the model (sensitive
+attributes for fairness monitoring: :mod:`vigil.monitor.fairness`)."""
 
 _FIXED: dict[str, pa.DataType] = {
     "request_id": pa.string(),
