@@ -138,3 +138,18 @@ def test_fairness_settings_are_validated_with_clear_errors() -> None:
         load_monitor_settings(fairness={"churn": {"attributes": ["plan"], "min_group_size": 0}})
     with pytest.raises(ConfigurationError, match="invalid model name"):
         load_monitor_settings(fairness={"../x": {"attributes": ["plan"]}})
+
+
+def test_the_light_copies_of_names_match_what_they_name() -> None:
+    """Settings load without PyArrow or SciPy, so the column prefixes and measure names are
+    spelt where they load; these must stay equal to the modules that produce them."""
+    from vigil.capture.table import FEATURE_PREFIX, PASSTHROUGH_PREFIX
+    from vigil.monitor.fairness import FEATURE_COLUMN, PASSTHROUGH_COLUMN
+    from vigil.monitor.points import BETWEEN_METRICS, FOUR_FIFTHS, GROUP_METRICS
+    from vigil.stats import fairness
+
+    assert (FEATURE_COLUMN, PASSTHROUGH_COLUMN) == (FEATURE_PREFIX, PASSTHROUGH_PREFIX)
+    report = fairness.fairness_report({"a": fairness.GroupCounts(3, 1)}, min_group_size=1)
+    assert tuple(report.between) == BETWEEN_METRICS
+    assert tuple(report.groups["a"].values) == GROUP_METRICS
+    assert fairness.FOUR_FIFTHS == FOUR_FIFTHS

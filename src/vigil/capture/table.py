@@ -77,7 +77,11 @@ def records_to_table(records: Sequence[dict[str, Any]], *, segment: str) -> pa.T
             values = [parse_time(v) if v is not None else None for v in values]
         columns[name] = pa.array(values, dtype)
     columns["prediction"] = _column([r.get("prediction") for r in records])
-    for prefix, key in ((FEATURE_PREFIX, "features"), (PROBA_PREFIX, "probabilities")):
+    for prefix, key in (
+        (FEATURE_PREFIX, "features"),
+        (PROBA_PREFIX, "probabilities"),
+        (PASSTHROUGH_PREFIX, "passthrough"),
+    ):
         names: dict[str, None] = {}
         for r in records:
             names.update(dict.fromkeys(r.get(key) or ()))

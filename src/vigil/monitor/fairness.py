@@ -17,7 +17,8 @@ An attribute is either a **feature** of the model's signature (captured as every
 is) or a **passthrough** field: sent with the request beside the features
 (``{"instances": [...], "passthrough": {"sex": ["f", "m"]}}`` in the native protocol), kept
 in the inference log, never given to the model. Each window then measures, per group of
-each attribute, from the counts of :mod:`vigil.stats.fairness` (so the values equal
+each attribute (:mod:`vigil.monitor.group_fairness`), from the counts of
+:mod:`vigil.stats.fairness` (so the values equal
 Fairlearn's): selection rate over every predicted row, and accuracy, true and false
 positive rates over the labelled rows, each with a Wilson interval; and between the groups
 of at least ``min_group_size`` rows, the demographic parity difference and ratio, the
@@ -26,7 +27,7 @@ and the equal opportunity difference.
 
 The series are named ``fairness.<attribute>.<metric>`` (between groups) and
 ``fairness.<attribute>.<group>.<metric>`` (per group; ``<metric>`` one of
-:data:`~vigil.stats.fairness.GROUP_METRICS`). The largest ``max_groups`` groups of an
+:data:`~vigil.monitor.points.GROUP_METRICS`). The largest ``max_groups`` groups of an
 attribute get series; the rest are counted in a note.
 
 >>> cfg = ModelFairness.model_validate({"attributes": ["region"], "positive_label": 1})
@@ -40,41 +41,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vigil.capture.table import FEATURE_PREFIX, PASSTHROUGH_PREFIX
-from vigil.monitor.performance import label_key
-from vigil.monitor.points import (
-    ATTRIBUTE_NAME,
-    FAIRNESS_PREFIX,
-    METRIC_LENGTH,
-    Point,
-    is_fairness_metric,
-    point,
-)
-from vigil.stats.fairness import (
-    BETWEEN_METRICS,
-    GROUP_METRICS,
-    FairnessReport,
-    GroupCounts,
-    count_groups,
-    fairness_report,
-)
+from vigil.monitor.points import ATTRIBUTE_NAME, FAIRNESS_PREFIX
+
+FEATURE_COLUMN = "feature."
+PASSTHROUGH_COLUMN = "passthrough."
+"""The inference log's column prefixes (:data:`vigil.capture.table.FEATURE_PREFIX` and
+``PASSTHROUGH_PREFIX``, spelt here so that settings load without PyArrow; a test keeps
+them equal)."""
 
 __all__ = [
-    "FAIRNESS_PREFIX",
     "ModelFairness",
     "SensitiveAttribute",
     "between_metric",
-    "fairness_points",
     "group_metric",
-    "is_fairness_metric",
-    "measure_fairness",
 ]
-
-_LONGEST = max(len(m) for m in GROUP_METRICS)
 
 
 def between_metric(attribute: str, metric: str) -> str:
@@ -112,7 +94,7 @@ class SensitiveAttribute(BaseModel):
     @property
     def column(self) -> str:
         """The inference log's column holding it."""
-        prefix = FEATURE_PREFIX if self.source == "feature" else PASSTHROUGH_PREFIX
+        prefix = FEATURE_COLUMN if self.source == "feature" else PASSTHROUGH_COLUMN
         return prefix + (self.field or self.name)
 
 
@@ -148,95 +130,3 @@ class ModelFairness(BaseModel):
         if twice:
             raise ValueError(f"sensitive attribute(s) {twice} declared twice")
         return self
-
-
-def positive_class(config: ModelFairness, classes: list[Any] | None) -> str | None:
-    """The favourable outcome as a label key, or ``None`` when it cannot be told."""
-    if config.positive_label is not None:
-        return label_key(config.positive_label)
-    if classes is not None and len(classes) == 2:
-        return label_key(classes[1])
-    return None
-
-
-def _groups(rows: pd.DataFrame, column: str) -> list[Any]:
-    values = rows[column].to_numpy(dtype=object)
-    return [
-        None if v is None or (isinstance(v, float) and v != v) else label_key(v) for v in values
-    ]
-
-
-def measure_fairness(
-    rows: pd.DataFrame,
-    labelled: pd.DataFrame,
-    config: ModelFairness,
-    classes: list[Any] | None,
-    notes: list[str],
-) -> dict[str, FairnessReport]:
-    """The fairness report of each attribute on one window: ``rows`` are its predicted
-    rows, ``labelled`` those with a ``label`` column (see
-    :func:`~vigil.monitor.measure.labelled_rows`)."""
-    positive = positive_class(config, classes)
-    if positive is None:
-        notes.append(
-            "no fairness metrics: set monitor.fairness.<model>.positive_label (the model "
-            "is not a binary classifier)"
-        )
-        return {}
-    out: dict[str, FairnessReport] = {}
-    for attribute in config.attributes:
-        column = attribute.column
-        if rows.empty:
-            continue
-        if column not in rows:
-            notes.append(f"no fairness by {attribute.name}: the log has no column {column}")
-            continue
-        selected = [label_key(v) == positive for v in rows["prediction"]]
-        counts = count_groups(_groups(rows, column), selected)
-        if not labelled.empty and column in labelled:
-            truth = [label_key(v) == positive for v in labelled["label"]]
-            chosen = [label_key(v) == positive for v in labelled["prediction"]]
-            judged = count_groups(_groups(labelled, column), chosen, truth)
-            counts = {
-                g: GroupCounts(c.n, c.selected) + _confusion(judged.get(g))
-                for g, c in counts.items()
-            }
-        missing = int(rows[column].isna().sum())
-        if missing:
-            notes.append(f"{missing} rows without a {attribute.name} left out of its groups")
-        out[attribute.name] = fairness_report(counts, min_group_size=config.min_group_size)
-    return out
-
-
-def _confusion(c: GroupCounts | None) -> GroupCounts:
-    return GroupCounts() if c is None else GroupCounts(0, 0, c.tp, c.fp, c.fn, c.tn)
-
-
-def fairness_points(
-    reports: dict[str, FairnessReport], config: ModelFairness, notes: list[str]
-) -> list[Point]:
-    """The series points of each attribute's report (see the module's naming)."""
-    out: list[Point] = []
-    for attribute, report in reports.items():
-        for metric in BETWEEN_METRICS:
-            out += point(between_metric(attribute, metric), report.between.get(metric))
-        ranked = sorted(report.groups.items(), key=lambda kv: (-kv[1].counts.n, kv[0]))
-        room = METRIC_LENGTH - len(FAIRNESS_PREFIX) - len(attribute) - 2 - _LONGEST
-        kept = [(g, r) for g, r in ranked if len(g) <= room][: config.max_groups]
-        if len(kept) < len(ranked):
-            notes.append(
-                f"fairness by {attribute}: series for {len(kept)} of {len(ranked)} groups "
-                f"(the largest {config.max_groups}, names of at most {room} characters)"
-            )
-        for group, rates in kept:
-            for metric in GROUP_METRICS:
-                value = rates.values.get(metric)
-                out += point(group_metric(attribute, group, metric), value)
-    return out
-
-
-def group_values(frame: pd.DataFrame, attribute: SensitiveAttribute) -> np.ndarray:
-    """The group of each row of ``frame`` (``None`` where missing), as label keys."""
-    if attribute.column not in frame:
-        return np.full(len(frame), None, dtype=object)
-    return np.asarray(_groups(frame, attribute.column), dtype=object)

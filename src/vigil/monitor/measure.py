@@ -28,7 +28,7 @@ from vigil.feedback.join import join_feedback
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.estimated import EstimatedMetric
 from vigil.monitor.estimation import estimate_window
-from vigil.monitor.fairness import fairness_points, measure_fairness
+from vigil.monitor.group_fairness import fairness_points, measure_fairness
 from vigil.monitor.performance import PerformanceReport, evaluate, label_key
 from vigil.monitor.points import Point, point
 from vigil.monitor.quality import QualityReport, check_quality

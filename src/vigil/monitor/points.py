@@ -67,8 +67,6 @@ import math
 import re
 from dataclasses import dataclass
 
-from vigil.stats.fairness import BETWEEN_METRICS, GROUP_METRICS
-
 WINDOW_METRICS = frozenset(
     {
         "traffic.rows",
@@ -144,6 +142,41 @@ CHANGE_SUFFIX = ".change"
 
 
 FAIRNESS_PREFIX = "fairness."
+FOUR_FIFTHS = 0.8
+"""The four-fifths rule: a group selected at less than 80 % of the most selected group's
+rate suffers adverse impact (:mod:`vigil.stats.fairness`)."""
+GROUP_METRICS = (
+    "count",
+    "labelled",
+    "small",
+    "selection_rate",
+    "selection_rate_low",
+    "selection_rate_high",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "tpr",
+    "tpr_low",
+    "tpr_high",
+    "fpr",
+    "fpr_low",
+    "fpr_high",
+)
+"""Measures of one group of a sensitive attribute (``small``: 1 when below the minimum
+size); the keys of :attr:`vigil.stats.fairness.GroupRates.values`."""
+BETWEEN_METRICS = (
+    "groups",
+    "small_groups",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "disparate_impact_ratio",
+    "four_fifths",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
+    "equal_opportunity_difference",
+)
+"""Measures between the groups (``groups``: groups compared; ``small_groups``: left
+out); the keys of :attr:`vigil.stats.fairness.FairnessReport.between`."""
 METRIC_LENGTH = 64
 """Longest stored metric name (the ``monitor_points.metric`` column)."""
 ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,23}")

@@ -36,6 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vigil.monitor.points import (
+    FOUR_FIFTHS,
     HIGHER_IS_BETTER,
     PERFORMANCE_MEASURES,
     is_fairness_metric,
@@ -43,7 +44,6 @@ from vigil.monitor.points import (
     known_metrics,
 )
 from vigil.names import check_name
-from vigil.stats.fairness import FOUR_FIFTHS
 
 Comparison = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]

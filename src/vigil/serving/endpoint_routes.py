@@ -99,6 +99,7 @@ async def predict(dp: DataPlane, req: Request) -> Response:
         router, routed = await _routed(dp, req, payload)
     with _tagged(routed):
         table, want_proba = native.decode(payload)
+        passthrough = native.passthrough_of(payload)
     result = await router.predict(
         routed,
         table,
@@ -106,6 +107,7 @@ async def predict(dp: DataPlane, req: Request) -> Response:
         request_id=req.request_id,
         route=req.route,
         key_id=req.key_id,
+        passthrough=passthrough,
     )
     served = routed.served
     body: dict[str, Any] = {

@@ -49,9 +49,7 @@ from vigil.stats.proportions import rate_ci_wilson
 from vigil.stats.sufficient import ProportionStats
 
 __all__ = [
-    "BETWEEN_METRICS",
     "FOUR_FIFTHS",
-    "GROUP_METRICS",
     "FairnessReport",
     "GroupCounts",
     "GroupRates",
@@ -62,36 +60,6 @@ __all__ = [
 FOUR_FIFTHS = 0.8
 """The four-fifths rule: a group selected at less than 80 % of the most selected group's
 rate suffers adverse impact."""
-GROUP_METRICS = (
-    "count",
-    "labelled",
-    "small",
-    "selection_rate",
-    "selection_rate_low",
-    "selection_rate_high",
-    "accuracy",
-    "accuracy_low",
-    "accuracy_high",
-    "tpr",
-    "tpr_low",
-    "tpr_high",
-    "fpr",
-    "fpr_low",
-    "fpr_high",
-)
-"""Measures of one group (``small``: 1 when below the minimum size)."""
-BETWEEN_METRICS = (
-    "groups",
-    "small_groups",
-    "demographic_parity_difference",
-    "demographic_parity_ratio",
-    "disparate_impact_ratio",
-    "four_fifths",
-    "equalized_odds_difference",
-    "equalized_odds_ratio",
-    "equal_opportunity_difference",
-)
-"""Measures between the groups (``groups``: groups compared; ``small_groups``: left out)."""
 
 
 @dataclass(frozen=True)
