@@ -5,6 +5,7 @@ default ``fairness_disparity`` rule fires on the four-fifths rule; the exporter 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fairlearn.metrics import (
@@ -18,8 +19,10 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import accuracy_score
 from tests.monitor._data import FEATURES, Trained, capture_sink, make_frame, write_traffic
+from typer.testing import CliRunner
 
 from vigil.app import Vigil
+from vigil.cli import app as cli
 from vigil.errors import ConfigurationError
 from vigil.monitor.alerts import evaluate_rules
 from vigil.monitor.engine import monitor_windows
@@ -51,7 +54,7 @@ def _traffic(vigil: Vigil, trained: Trained) -> tuple[list[int], list[int], list
 
 
 def test_fairness_series_equal_fairlearn_on_the_windows_rows(
-    vigil: Vigil, trained: Trained
+    vigil: Vigil, trained: Trained, tmp_path: Path
 ) -> None:
     y_true, y_pred, plan = _traffic(vigil, trained)
     settings = MonitorSettings(window="1h", rules=[], grace_s=0, fairness=FAIRNESS)
@@ -109,6 +112,18 @@ def test_fairness_series_equal_fairlearn_on_the_windows_rows(
     assert events[0].labels["metric"] == "fairness.plan.disparate_impact_ratio"
     assert events[0].metric == "fairness.plan.disparate_impact_ratio"
     assert "fairness.plan.disparate_impact_ratio = 0.4117" in events[0].summary
+
+    # Drawn in the HTML report of the captured traffic (`vigil report --html`).
+    page = tmp_path / "report.html"
+    since, until = T0.isoformat(), (T0 + timedelta(hours=3)).isoformat()
+    out = CliRunner().invoke(
+        cli, ["report", "churn", "--since", since, "--until", until, "--html", str(page)]
+    )
+    assert out.exit_code == 0, out.output
+    html = page.read_text()
+    assert "<h2>Fairness by group</h2>" in html and "<h3>By plan</h3>" in html
+    assert "basic (small)" in html and 'stroke-dasharray="4 3"' in html
+    assert f"<td>disparate_impact_ratio</td><td>{ratio:.4g}</td>" in html
 
     # Exported like every other series, on /metrics.
     MonitorExporter(vigil, settings.model_copy(update={"lookback": "5000d"})).refresh()

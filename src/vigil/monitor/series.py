@@ -237,3 +237,33 @@ def latest_points(points: Iterable[SeriesPoint]) -> dict[tuple[str, int, str, st
     for p in sorted(points, key=lambda p: p.window_end):
         out[(p.model, p.version, p.route, p.metric, p.feature or "")] = p.value
     return out
+
+
+def latest_fairness(
+    db: Database,
+    model: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    scan: int = 50,
+) -> tuple[str, dict[str, Any]] | None:
+    """The fairness by group of ``model``'s latest complete window ending in
+    ``[since, until]`` that has one (among its last ``scan`` windows): a description of
+    the window and its ``summary["fairness"]``."""
+    query = select(MonitorWindowRow).where(
+        MonitorWindowRow.model == model, MonitorWindowRow.partial.is_(False)
+    )
+    if since is not None:
+        query = query.where(MonitorWindowRow.window_end >= since)
+    if until is not None:
+        query = query.where(MonitorWindowRow.window_end <= until)
+    query = query.order_by(MonitorWindowRow.window_end.desc()).limit(scan)
+    with db.session() as session:
+        for row in session.scalars(query):
+            found = (row.summary or {}).get("fairness")
+            if found:
+                start = row.window_start.strftime("%Y-%m-%d %H:%M")
+                end = row.window_end.strftime("%Y-%m-%d %H:%M UTC")
+                where = f"version {row.version}, window {row.window} from {start} to {end}"
+                return where, dict(found)
+    return None
