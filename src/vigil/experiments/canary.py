@@ -380,11 +380,13 @@ class CanaryController:
         fairness = self.vigil.monitor_settings.fairness.get(model)
         if fairness is None:
             return None
+        stable = parse_model_ref(config.variant(policy.stable).model).name
         return self._groups.counts(
             config.name,
             (policy.stable, policy.canary),
             fairness,
             float(control["started_at"]),
+            (stable, model),
         )
 
     def _apply(

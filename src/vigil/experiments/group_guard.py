@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -111,16 +111,26 @@ def read_group_accuracy(
     variants: tuple[str, str],
     fairness: ModelFairness,
     since: float,
+    models: Sequence[str],
 ) -> GroupAccuracy:
-    """Labelled rows and correct rows per group of each of ``variants`` of ``endpoint``,
-    from the inference log since unix time ``since`` (the ramp's start)."""
-    from vigil.capture.reader import read_capture  # pyarrow and pandas: off the hot path
+    """Labelled rows and correct rows per group of each of ``variants`` of ``endpoint``
+    (served by ``models``), from the inference log since unix time ``since`` (the ramp's
+    start)."""
+    # pyarrow and pandas: off the hot path, only while a guarded canary ramps
+    import pandas as pd
+
+    from vigil.capture.reader import read_capture
     from vigil.monitor.measure import labelled_rows
 
     start = datetime.fromtimestamp(since, UTC)
-    rows = read_capture(None, start, store=app.artifacts, log_dir=app.capture_dir)
-    if rows.empty or "endpoint" not in rows:
+    frames = [
+        read_capture(m, start, store=app.artifacts, log_dir=app.capture_dir)
+        for m in sorted(set(models))
+    ]
+    frames = [f for f in frames if not f.empty and "endpoint" in f]
+    if not frames:
         return {v: {} for v in variants}
+    rows = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     ok = (rows["endpoint"] == endpoint) & rows["variant"].isin(variants)
     ok &= rows["status"].fillna(200).astype(int) < 400
     rows = rows[ok.to_numpy()]
@@ -146,6 +156,7 @@ class GroupCounter:
         variants: tuple[str, str],
         fairness: ModelFairness,
         since: float,
+        models: Sequence[str],
     ) -> GroupAccuracy:
         key = (endpoint, since)
         now = time.monotonic()
@@ -153,7 +164,7 @@ class GroupCounter:
         if kept is not None and now - kept[0] < REFRESH_S:
             return kept[1]
         try:
-            found = read_group_accuracy(self.vigil, endpoint, variants, fairness, since)
+            found = read_group_accuracy(self.vigil, endpoint, variants, fairness, since, models)
         except Exception:  # an unreadable log must not stop the ramp's other guards
             log.exception("could not read the group counts of endpoint %s", endpoint)
             found = kept[1] if kept is not None else {v: {} for v in variants}
