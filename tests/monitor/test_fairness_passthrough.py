@@ -104,3 +104,28 @@ def test_passthrough_is_logged_not_modelled_and_measured(
     assert stored["fairness.sex.demographic_parity_difference"] == pytest.approx(
         demographic_parity_difference(frame["label"], y_pred, sensitive_features=sex), abs=1e-12
     )
+
+
+def test_v2_requests_carry_passthrough_in_their_parameters(
+    vigil: Vigil, server: ServerThread
+) -> None:
+    inputs = [
+        {"name": "age", "shape": [2], "datatype": "FP64", "data": [30.0, 60.0]},
+        {"name": "income", "shape": [2], "datatype": "FP64", "data": [40.0, 55.0]},
+        {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+    ]
+    with httpx.Client(base_url=server.url) as client:
+        r = client.post(
+            "/v2/models/churn/infer",
+            json={"inputs": inputs, "parameters": {"passthrough": {"sex": ["f", "m"]}}},
+        )
+        assert r.status_code == 200, r.text
+        rid = r.headers["x-request-id"]
+        bad = client.post(
+            "/v2/models/churn/infer",
+            json={"inputs": inputs, "parameters": {"passthrough": {"sex": ["f"]}}},
+        )
+        assert bad.status_code == 422 and bad.json()["detail"]["field"] == "passthrough.sex"
+    logged = read_capture("churn", store=vigil.artifacts, log_dir=vigil.capture_dir)
+    mine = logged[logged["request_id"] == rid].sort_values("row")
+    assert mine["passthrough.sex"].tolist() == ["f", "m"]

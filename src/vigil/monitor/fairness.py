@@ -15,7 +15,8 @@ fairness:`` in ``vigil.yaml``, or ``VIGIL_MONITOR_FAIRNESS`` as JSON), per model
 
 An attribute is either a **feature** of the model's signature (captured as every feature
 is) or a **passthrough** field: sent with the request beside the features
-(``{"instances": [...], "passthrough": {"sex": ["f", "m"]}}`` in the native protocol), kept
+(``{"instances": [...], "passthrough": {"sex": ["f", "m"]}}`` in the native protocol,
+``parameters.passthrough`` in a v2 JSON request), kept
 in the inference log, never given to the model. Each window then measures, per group of
 each attribute (:mod:`vigil.monitor.group_fairness`), from the counts of
 :mod:`vigil.stats.fairness` (so the values equal
