@@ -162,6 +162,15 @@ CONFIG_FILES: dict[Key, tuple[str, str]] = {
         "s = load(); print([r.name for r in s.rules], s.window, int(s.interval_s))' "
         "| grep -qx \"\\['churn_drift', 'missing_age'\\] 1h 300\"",
     ),
+    ("docs/fairness.md", "monitor:"): (
+        "fairness.yaml",
+        "export VIGIL_CONFIG=fairness.yaml\n"
+        "python -c 'from vigil.monitor.settings import load_monitor_settings as load; "
+        's = load(); f = s.fairness["churn"]; '
+        "print([a.column for a in f.attributes], f.min_group_size, [r.name for r in s.rules])' "
+        "| grep -qx \"\\['feature.plan', 'passthrough.region'\\] 30 "
+        "\\['fairness_disparity', 'tpr_gap'\\]\"",
+    ),
     ("docs/policies.md", "model: churn"): (
         "policy.yaml",
         "vigil policy set churn -f policy.yaml | grep -q 'update policy of churn'\n"

@@ -21,7 +21,9 @@ def test_defaults() -> None:
     assert {"accuracy_drop", "roc_auc_drop", "f1_drop", "rmse_rise", "log_loss_rise"} <= set(names)
     # And the accuracy estimated before labels, against the labelled reference.
     assert names[-1] == "estimated_accuracy_drop"
-    assert len(names) == 3 + len(PERFORMANCE_MEASURES)
+    # And the four-fifths rule between the groups of any sensitive attribute.
+    assert names[-2] == "fairness_disparity"
+    assert len(names) == 4 + len(PERFORMANCE_MEASURES)
     assert (s.window_spec.seconds, s.window_spec.size) == (3600, 1000)
 
 

@@ -16,7 +16,11 @@ Guards must hold as well: the candidate takes every input the current model's cl
 (no new required feature, the same kind of value for each) and answers the same task and
 classes; and its prediction time per row is within ``max_latency_ratio`` of the current
 model's (the best of several interleaved CPU-time measurements on the same rows, which a
-busy machine disturbs far less than wall time).
+busy machine disturbs far less than wall time). When the model has sensitive attributes
+(``fairness``, as ``monitor.fairness`` declares them), a classifier's accuracy must not
+fall by more than ``max_group_drop`` in any group of at least ``min_group_size`` rows
+(smaller groups are listed with their numbers, not judged): the ``fairness`` guard, with
+every group's numbers in the verdict.
 
 Memory holds the labels and the two models' answers per row (a few numbers a row), never
 the features beyond one chunk.
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import process_time
@@ -39,6 +43,8 @@ from vigil.batch.labels import as_classes
 from vigil.batch.readers import open_reader
 from vigil.errors import DataFileError, InvalidParameterError
 from vigil.file_formats import ROWS, format_of
+from vigil.monitor.fairness import ModelFairness, SensitiveAttribute
+from vigil.monitor.performance import label_key
 from vigil.params import check_probability
 from vigil.stats.paired import mcnemar_test, paired_bootstrap_ci, paired_mean_difference_ci
 from vigil.stats.results import Estimate, TestResult, jsonable
@@ -94,6 +100,21 @@ class Guard:
 
 
 @dataclass(frozen=True)
+class GroupComparison:
+    """The two models in one group of a sensitive attribute, on the gate's rows."""
+
+    attribute: str
+    group: str
+    rows: int
+    current: float
+    candidate: float
+    drop: float
+    """Current accuracy minus the candidate's (positive: the candidate is worse)."""
+    judged: bool
+    """False for a group below the minimum size (shown, not judged)."""
+
+
+@dataclass(frozen=True)
 class GateVerdict:
     """The gate's answer and every number behind it (``to_dict()`` for JSON)."""
 
@@ -112,6 +133,8 @@ class GateVerdict:
     reasons: list[str] = field(default_factory=list)
     current_model: str = ""
     candidate_model: str = ""
+    groups: list[GroupComparison] = field(default_factory=list)
+    """Both models' accuracy in each group of each sensitive attribute (fairness guard)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = jsonable(self)
@@ -181,6 +204,8 @@ class _Answers:
     pred: tuple[list[np.ndarray], list[np.ndarray]] = field(default_factory=lambda: ([], []))
     proba: tuple[list[np.ndarray], list[np.ndarray]] = field(default_factory=lambda: ([], []))
     latency: tuple[float, float] = (math.inf, math.inf)
+    groups: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    """Each sensitive attribute's group per row (``None`` where missing)."""
 
     def joined(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         proba = np.concatenate(self.proba[k]) if self.proba[k] else None
@@ -209,6 +234,13 @@ def _time_both(
     return best[0], best[1]
 
 
+def _group_column(attribute: SensitiveAttribute) -> str:
+    """Where a data file holds an attribute: a feature under its name, a passthrough field
+    as the inference log and its export name it (``passthrough.<field>``)."""
+    name = attribute.field or attribute.name
+    return name if attribute.source == "feature" else attribute.column
+
+
 def _score(
     models: tuple[LoadedBundle, LoadedBundle],
     data: Path,
@@ -216,6 +248,7 @@ def _score(
     metric: GateMetric,
     chunk_rows: int,
     progress: Callable[[int], None] | None,
+    attributes: Sequence[SensitiveAttribute] = (),
 ) -> _Answers:
     fmt = format_of(data, ROWS)
     if not data.is_file():
@@ -235,6 +268,13 @@ def _score(
                 f"{reader.columns}; name the label with --target",
                 detail={"column": target},
             )
+        missing = [_group_column(a) for a in attributes if _group_column(a) not in reader.columns]
+        if missing:
+            raise DataFileError(
+                f"the sensitive attribute column(s) {missing} are not in {data.name}; its "
+                f"columns are {reader.columns}",
+                detail={"columns": missing},
+            )
         checks = [ChunkValidator(m.signature, source=data.name) for m in models]
         own = [frozenset(f.name for f in m.signature.inputs) for m in models]
         for check in checks:
@@ -252,6 +292,10 @@ def _score(
                     detail={"column": target},
                 )
             answers.y.append(labels)
+            for attribute in attributes:
+                values = prepared[0].table.column(_group_column(attribute)).to_pylist()
+                keys = [None if v is None else label_key(v) for v in values]
+                answers.groups.setdefault(attribute.name, []).append(np.asarray(keys, dtype=object))
             if not answers.pred[0]:
                 head = tuple(p.X[:LATENCY_ROWS] for p in prepared)
                 answers.latency = _time_both(models, (head[0], head[1]))
@@ -313,6 +357,31 @@ def _per_row(
     return None
 
 
+def compare_groups(
+    groups: dict[str, np.ndarray],
+    correct: tuple[np.ndarray, np.ndarray],
+    *,
+    min_group_size: int,
+) -> list[GroupComparison]:
+    """Each group's accuracy for the current and the candidate model, from whether each
+    row was answered right (``correct``: current's, candidate's).
+
+    >>> ok = (np.array([1, 1, 1, 0]), np.array([1, 0, 1, 1]))
+    >>> [(g.group, g.drop) for g in compare_groups({"sex": np.array(["f", "f", "m", "m"])},
+    ...                                             ok, min_group_size=2)]
+    [('f', 0.5), ('m', -0.5)]
+    """
+    out: list[GroupComparison] = []
+    for attribute, values in groups.items():
+        names = sorted({v for v in values.tolist() if v is not None})
+        for name in names:
+            mask = values == name
+            n = int(mask.sum())
+            a, b = float(correct[0][mask].mean()), float(correct[1][mask].mean())
+            out.append(GroupComparison(attribute, name, n, a, b, a - b, n >= min_group_size))
+    return out
+
+
 def validate_candidate(
     current: LoadedBundle,
     candidate: LoadedBundle,
@@ -327,9 +396,13 @@ def validate_candidate(
     seed: int = 0,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
+    fairness: ModelFairness | None = None,
+    max_group_drop: float = 0.05,
 ) -> GateVerdict:
     """Score ``current`` and ``candidate`` on the labelled rows of ``data`` and decide
-    whether the candidate may replace the current model (see the module's rules)."""
+    whether the candidate may replace the current model (see the module's rules);
+    ``fairness`` names the sensitive attributes whose groups the candidate must not
+    harm by more than ``max_group_drop`` accuracy."""
     check_probability("validate_candidate", "alpha", alpha)
     if not math.isfinite(min_improvement):
         raise InvalidParameterError("min_improvement must be a finite number")
@@ -343,8 +416,12 @@ def validate_candidate(
                 f"{chosen.name} needs probabilities and {_label(model)} has no predict_proba; "
                 "choose another --metric"
             )
+    if not (math.isfinite(max_group_drop) and 0 <= max_group_drop <= 1):
+        raise InvalidParameterError("max_group_drop must be a number from 0 to 1")
+    judged = fairness is not None and current.signature.outputs.task == "classification"
+    attributes = fairness.attributes if fairness is not None and judged else []
     models = (current, candidate)
-    answers = _score(models, Path(data), target, chosen, chunk_rows, progress)
+    answers = _score(models, Path(data), target, chosen, chunk_rows, progress, attributes)
     classes = current.signature.outputs.classes
     classes = list(classes) if classes is not None else None
     (y, pred_a, proba_a), (_, pred_b, proba_b) = answers.joined(0), answers.joined(1)
@@ -391,6 +468,15 @@ def validate_candidate(
             f"(limit {max_latency_ratio:g}×)",
         )
     )
+    groups: list[GroupComparison] = []
+    if fairness is not None and not judged:
+        guards.append(Guard("fairness", True, "not judged: group accuracy needs a classifier"))
+    elif fairness is not None:
+        columns = {a: np.concatenate(parts) for a, parts in answers.groups.items()}
+        groups = compare_groups(
+            columns, (pred_a == y, pred_b == y), min_group_size=fairness.min_group_size
+        )
+        guards.append(_fairness_guard(groups, max_group_drop, fairness.min_group_size))
     reasons: list[str] = []
     if min_improvement >= 0:
         significant = test.p_value < alpha if test is not None else improvement.low > 0
@@ -426,4 +512,17 @@ def validate_candidate(
         reasons=reasons,
         current_model=_label(current),
         candidate_model=_label(candidate),
+        groups=groups,
     )
+
+
+def _fairness_guard(groups: list[GroupComparison], margin: float, min_size: int) -> Guard:
+    judged = [g for g in groups if g.judged]
+    if not judged:
+        return Guard("fairness", True, f"no group has {min_size} rows: nothing judged")
+    worst = max(judged, key=lambda g: g.drop)
+    where = f"{worst.attribute}={worst.group}"
+    seen = f"accuracy for {where} ({worst.rows} rows) {worst.current:.4g} → {worst.candidate:.4g}"
+    if worst.drop > margin:
+        return Guard("fairness", False, f"{seen}: a drop of {worst.drop:.4g} > {margin:g}")
+    return Guard("fairness", True, f"no group loses more than {margin:g} accuracy (worst: {seen})")

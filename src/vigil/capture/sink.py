@@ -69,6 +69,10 @@ class Answered(NamedTuple):
     """Answered from the prediction cache rather than by a model call."""
     propensity: float | None = None
     """The chance the endpoint's policy gave ``variant`` (bandits and weighted splits)."""
+    passthrough: Mapping[str, Sequence[Any]] | None = None
+    """Fields sent beside the features and never given to the model, one list of values
+    per field (a row each): logged as ``passthrough.<field>`` columns, masked like
+    features (sensitive attributes for :mod:`vigil.monitor.fairness`)."""
 
 
 def feature_rows(features: Any, feature_names: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -220,11 +224,13 @@ class CaptureSink:
         endpoint: str | None = None,
         time: datetime | None = None,
         propensity: float | None = None,
+        passthrough: Mapping[str, Sequence[Any]] | None = None,
     ) -> int:
         """Append one answered request as one record per row; returns the rows written.
 
         ``features`` may be a 2-D array (with ``feature_names``), a DataFrame, a mapping of
-        columns or a list of row mappings.
+        columns or a list of row mappings; ``passthrough`` one list of values per field
+        sent beside the features (see :class:`Answered`).
         """
         if not _is_frame(features) and not isinstance(features, np.ndarray):
             rows = feature_rows(features, feature_names)
@@ -255,6 +261,7 @@ class CaptureSink:
             caller,
             endpoint,
             propensity=propensity,
+            passthrough=passthrough,
         )
         self.record_answered([entry], time=time)
         return len(outputs)
@@ -274,6 +281,7 @@ class CaptureSink:
                 entry.probabilities is None,
                 _is_frame(entry.features),
                 tuple(entry.feature_names),
+                tuple(entry.passthrough) if entry.passthrough else (),
             )
             group = groups.get(key)
             if group is None:
@@ -341,6 +349,12 @@ class CaptureSink:
             else:
                 features = {"keys": keys, "columns": _by_column(rows)}
         maps: dict[str, Any] = {"features": features}
+        if first.passthrough:
+            names = list(first.passthrough)
+            values = [[v for e in group for v in (e.passthrough or {}).get(n, ())] for n in names]
+            if self.masker is not None:
+                names, values = self.masker.apply_columns(names, values)
+            maps["passthrough"] = {"keys": names, "columns": values}
         if first.probabilities is not None:
             matrix = _concat([e.probabilities for e in group])
             maps["probabilities"] = {

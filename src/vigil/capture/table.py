@@ -23,6 +23,9 @@ import pyarrow as pa
 
 FEATURE_PREFIX = "feature."
 PROBA_PREFIX = "proba."
+PASSTHROUGH_PREFIX = "passthrough."
+"""Columns of fields sent beside the features and never given to the model (sensitive
+attributes for fairness monitoring: :mod:`vigil.monitor.fairness`)."""
 
 _FIXED: dict[str, pa.DataType] = {
     "request_id": pa.string(),
@@ -74,7 +77,11 @@ def records_to_table(records: Sequence[dict[str, Any]], *, segment: str) -> pa.T
             values = [parse_time(v) if v is not None else None for v in values]
         columns[name] = pa.array(values, dtype)
     columns["prediction"] = _column([r.get("prediction") for r in records])
-    for prefix, key in ((FEATURE_PREFIX, "features"), (PROBA_PREFIX, "probabilities")):
+    for prefix, key in (
+        (FEATURE_PREFIX, "features"),
+        (PROBA_PREFIX, "probabilities"),
+        (PASSTHROUGH_PREFIX, "passthrough"),
+    ):
         names: dict[str, None] = {}
         for r in records:
             names.update(dict.fromkeys(r.get(key) or ()))

@@ -30,7 +30,11 @@ canary has ``guards.min_requests`` requests:
   back. A tail under :data:`LATENCY_FLOOR_MS` counts as that floor (sub-millisecond
   differences are timer noise, not a slower model);
 * quality, when ``max_quality_drop`` is set and both variants have ``guards.min_labels``
-  labels (accuracy) or else rewards (mean reward): stable − canary > ``max_quality_drop``.
+  labels (accuracy) or else rewards (mean reward): stable − canary > ``max_quality_drop``;
+* fairness, when ``max_group_accuracy_drop`` is set and the model has sensitive
+  attributes (``monitor.fairness``): in any group with ``guards.min_group_labels`` labels
+  on both sides, stable − canary accuracy > ``max_group_accuracy_drop``
+  (:mod:`vigil.experiments.group_guard`).
 
 Any breach rolls the canary back to 0 % at once. A rolled-back or promoted canary stays so
 until its configuration changes (a new canary version, other steps): then the ramp starts
@@ -72,6 +76,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from vigil.audit import record_audit
 from vigil.experiments._alerts import send_alert
 from vigil.experiments.config import CanaryPolicy, EndpointConfig
+from vigil.experiments.group_guard import GroupAccuracy, GroupCounter, group_breach
 from vigil.experiments.state import VariantStats
 from vigil.uri import parse_model_ref
 
@@ -240,11 +245,14 @@ def decide(
     control: Mapping[str, Any],
     stats: Mapping[str, VariantStats],
     now: float,
+    groups: GroupAccuracy | None = None,
 ) -> CanaryDecision | None:
     """What the ramp of ``config``'s canary should do now, or ``None`` (nothing).
 
     ``control`` is the control record's data (empty when never written), ``stats`` the
-    cumulative counters per variant, ``now`` unix seconds. Pure: reads nothing else.
+    cumulative counters per variant, ``now`` unix seconds, ``groups`` the labelled and
+    correct rows per group of each variant since the ramp started (the fairness guard).
+    Pure: reads nothing else.
     """
     policy = config.policy
     if not isinstance(policy, CanaryPolicy):
@@ -276,6 +284,16 @@ def decide(
     canary = _since(totals[policy.canary], base.get(policy.canary, {}))
     stable = _since(totals[policy.stable], base.get(policy.stable, {}))
     reason, evidence = _breach(policy, stable, canary)
+    margin = policy.guards.max_group_accuracy_drop
+    if reason is None and margin is not None and groups is not None:
+        reason, found = group_breach(
+            groups,
+            policy.stable,
+            policy.canary,
+            margin=margin,
+            min_labels=policy.guards.min_group_labels,
+        )
+        evidence.update(found)
     if reason is not None:
         data = {**control, "status": "rolled_back", "reason": reason, "ended_at": now}
         return CanaryDecision("rollback", step, 0.0, reason, data, evidence)
@@ -323,6 +341,7 @@ class CanaryController:
         self.vigil = app
         self.store = store
         self.actor = actor
+        self._groups = GroupCounter(app)
 
     def __repr__(self) -> str:
         return f"CanaryController({self.store!r})"
@@ -338,7 +357,8 @@ class CanaryController:
         settled = control.data.get("status", "ramping") != "ramping"
         if settled and control.data.get("fingerprint") == policy_fingerprint(config):
             return None  # rolled back or promoted: nothing to read until the config changes
-        decision = decide(config, control.data, self.store.stats(config.name), now)
+        groups = self._group_accuracy(config, policy, control.data)
+        decision = decide(config, control.data, self.store.stats(config.name), now, groups)
         if decision is None:
             return None
         if not self.store.set_control(
@@ -347,6 +367,27 @@ class CanaryController:
             return None
         self._apply(config, policy, decision, control.data)
         return decision
+
+    def _group_accuracy(
+        self, config: EndpointConfig, policy: CanaryPolicy, control: Mapping[str, Any]
+    ) -> GroupAccuracy | None:
+        """The fairness guard's counts, when it is on and the ramp is running."""
+        if policy.guards.max_group_accuracy_drop is None or "started_at" not in control:
+            return None
+        if control.get("fingerprint") != policy_fingerprint(config):
+            return None  # the ramp restarts: its counts start over
+        model = parse_model_ref(config.variant(policy.canary).model).name
+        fairness = self.vigil.monitor_settings.fairness.get(model)
+        if fairness is None:
+            return None
+        stable = parse_model_ref(config.variant(policy.stable).model).name
+        return self._groups.counts(
+            config.name,
+            (policy.stable, policy.canary),
+            fairness,
+            float(control["started_at"]),
+            (stable, model),
+        )
 
     def _apply(
         self,

@@ -167,6 +167,12 @@ class CanaryGuards(_Strict):
     """Canary requests needed before a guard is judged (avoids noise from a handful)."""
     min_labels: int = Field(default=30, ge=1)
     """Labels (or else rewards) each variant needs before the quality guard is judged."""
+    max_group_accuracy_drop: float | None = Field(default=None, ge=0, le=1)
+    """Stable accuracy minus canary's in any one group of the model's sensitive
+    attributes (``monitor.fairness``): a canary better on average but worse for one group
+    is rolled back (:mod:`vigil.experiments.group_guard`). None: not judged."""
+    min_group_labels: int = Field(default=30, ge=1)
+    """Labelled rows each variant needs in a group before that group is judged."""
 
 
 class CanaryPolicy(_Strict):

@@ -208,7 +208,12 @@ def evaluate_rules(
     if not rules:
         return []
     points = read_series(
-        db, metrics={r.metric for r in rules}, window=window, model=model, since=since
+        db,
+        metrics={r.metric for r in rules if not r.is_pattern},
+        metric_patterns={r.metric for r in rules if r.is_pattern},
+        window=window,
+        model=model,
+        since=since,
     )
     series = _group(points)
     now = utcnow()
@@ -219,9 +224,11 @@ def evaluate_rules(
             candidates = []
             for rule in rules:
                 for (metric, *_), values in series.items():
-                    if metric != rule.metric:
+                    if not rule.watches(metric):
                         continue
                     labels = series_labels(values[-1])
+                    if rule.is_pattern:  # one alert per series the pattern names
+                        labels["metric"] = metric
                     if rule.matches(labels):
                         candidates.append((rule, labels, values, fingerprint(rule.name, labels)))
             state = _latest(session, {c[3] for c in candidates})
@@ -247,7 +254,7 @@ def evaluate_rules(
                     version=last.version,
                     route=last.route,
                     feature=last.feature,
-                    metric=rule.metric,
+                    metric=last.metric,
                     value=last.value,
                     threshold=rule.threshold,
                     summary=rule.describe(labels, last.value),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
 from vigil.monitor.estimation import Estimator, fit_estimator
+from vigil.monitor.fairness import ModelFairness
 from vigil.monitor.points import performance_measure
 from vigil.profile_schema import BaselineProfile
 
@@ -38,6 +39,9 @@ class Baseline:
     estimator: Estimator | None = None
     """Performance estimated before labels arrive (classifiers with labelled reference
     probabilities: :func:`~vigil.monitor.estimation.fit_estimator`)."""
+    fairness: ModelFairness | None = None
+    """The model's sensitive attributes, when monitoring measures fairness by group
+    (``monitor.fairness`` in the settings: :mod:`vigil.monitor.fairness`)."""
 
     @property
     def task(self) -> str:
@@ -51,8 +55,11 @@ class Baseline:
         return [f for f in self.signature.feature_names if f in self.profile.features]
 
 
-def load_baseline(app: Services, model: str, version: int) -> Baseline:
-    """The :class:`Baseline` of ``models:/model/version`` from the registry."""
+def load_baseline(
+    app: Services, model: str, version: int, fairness: ModelFairness | None = None
+) -> Baseline:
+    """The :class:`Baseline` of ``models:/model/version`` from the registry (with the
+    model's fairness settings, if any)."""
     mv = app.registry.get_version(model, version)
     signature = Signature.model_validate(mv.signature)
     bundle_dir = app.registry.fetch_bundle(mv, app.cache_dir)
@@ -64,6 +71,7 @@ def load_baseline(app: Services, model: str, version: int) -> Baseline:
         profile,
         reference_metrics(mv.metrics or {}),
         fit_estimator(signature, profile),
+        fairness,
     )
 
 

@@ -300,7 +300,7 @@ def monitor_windows(
         ident = (w.key.model, w.key.version)
         if ident not in baselines:
             try:
-                baselines[ident] = load_baseline(app, *ident)
+                baselines[ident] = load_baseline(app, *ident, settings.fairness.get(ident[0]))
             except NotFoundError:
                 log.warning("%s version %d is in the log but not registered", *ident)
                 baselines[ident] = None
@@ -414,7 +414,9 @@ def _summary_pass(
     def baseline_of(name: str, version: int) -> Baseline | None:
         if (name, version) not in baselines:
             try:
-                baselines[(name, version)] = load_baseline(app, name, version)
+                baselines[(name, version)] = load_baseline(
+                    app, name, version, settings.fairness.get(name)
+                )
             except NotFoundError:
                 log.warning("%s version %d is in the log but not registered", name, version)
                 baselines[(name, version)] = None
@@ -524,6 +526,11 @@ def _summary_pass(
                 result = measure_window(raw, baseline, given) if raw is not None else None
             else:
                 _estimate_from_raw(app, result, baseline, key, summary, spec, now, capture)
+                if baseline.fairness is not None:
+                    result.notes.append(
+                        "no fairness metrics: summaries keep no per-group counts yet "
+                        "(fairness is measured on windows read raw)"
+                    )
             if result is not None:
                 result.label_marks = marks.of(key.model, summary.start)
                 if save_window(app.database, result):

@@ -9,8 +9,9 @@ Three gauge families, on vigil's registry (:data:`vigil.monitor.prometheus.REGIS
 * ``vigil_alerts_firing{alertname, severity, model}`` — alerts firing now.
 
 Labels are bounded: models and versions are registered ones, ``route`` a fixed operation
-name, ``metric`` one of the fixed names of :mod:`vigil.monitor.points`, and ``feature``
-only a feature of the version's signature.
+name, ``metric`` one of the fixed names of :mod:`vigil.monitor.points` (fairness series:
+one per configured attribute and metric, and per group for at most ``max_groups`` groups
+of each attribute), and ``feature`` only a feature of the version's signature.
 
 With several workers (``PROMETHEUS_MULTIPROC_DIR``) the gauges use
 ``multiprocess_mode="mostrecent"``: every worker may refresh them from the same SQL

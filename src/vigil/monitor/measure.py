@@ -28,11 +28,13 @@ from vigil.feedback.join import join_feedback
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.estimated import EstimatedMetric
 from vigil.monitor.estimation import estimate_window
+from vigil.monitor.group_fairness import fairness_points, measure_fairness
 from vigil.monitor.performance import PerformanceReport, evaluate, label_key
 from vigil.monitor.points import Point, point
 from vigil.monitor.quality import QualityReport, check_quality
 from vigil.monitor.windows import SeriesKey, Window
 from vigil.profile_schema import NumericProfile
+from vigil.stats.fairness import FairnessReport
 
 SCHEMA_VIOLATION_CODES = frozenset({"validation_error"})
 """Error codes of requests refused because their input broke the model's signature."""
@@ -67,6 +69,8 @@ class WindowResult:
     estimated: dict[str, EstimatedMetric] | None = None
     """Performance estimated from the logged probabilities, before labels
     (:mod:`vigil.monitor.estimation`)."""
+    fairness: dict[str, FairnessReport] | None = None
+    """Fairness by group of each sensitive attribute (:mod:`vigil.monitor.fairness`)."""
     points: list[Point] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     start_request_id: str | None = None
@@ -113,6 +117,11 @@ class WindowResult:
             "estimated": (
                 {m: e.to_dict() for m, e in self.estimated.items()}
                 if self.estimated is not None
+                else None
+            ),
+            "fairness": (
+                {a: r.to_dict() for a, r in self.fairness.items()}
+                if self.fairness is not None
                 else None
             ),
             "notes": list(self.notes),
@@ -320,9 +329,16 @@ def measure_window(window: Window, baseline: Baseline, labels: pd.DataFrame) -> 
     estimator = baseline.estimator
     if estimator is not None:
         result.estimated = estimate_window(window.rows, estimator, notes)
+    if baseline.fairness is not None:
+        classes = baseline.signature.outputs.classes
+        result.fairness = measure_fairness(
+            window.rows, joined, baseline.fairness, list(classes) if classes else None, notes
+        )
     if baseline.profile is None:
         notes.append("no baseline profile: registered without reference data")
     result.points = _points(result, estimator.reference if estimator is not None else {})
+    if baseline.fairness is not None and result.fairness:
+        result.points += fairness_points(result.fairness, baseline.fairness, notes)
     return result
 
 

@@ -40,6 +40,14 @@ metric                          feature  value
 ``estimated.<m>.low`` / ``.high``        the 95 % interval of the value labels will realise
 ``estimated.<m>.delta``                  the estimate minus ``m`` on the labelled reference
                                          sample
+``fairness.<a>.<m>``                     between the groups of sensitive attribute ``a``:
+                                         demographic parity difference and ratio,
+                                         disparate impact ratio, four_fifths (1: holds),
+                                         equalized odds difference and ratio, equal
+                                         opportunity difference, groups, small_groups
+``fairness.<a>.<g>.<m>``                 group ``g`` of ``a``: count, labelled, small,
+                                         selection_rate, accuracy, tpr, fpr (and each
+                                         rate's ``_low`` / ``_high`` Wilson bounds)
 ==============================  =======  ================================================
 
 A metric registered under a common other name (``--metric auc=0.91``) is compared with the
@@ -56,6 +64,7 @@ measure it names (``roc_auc``): see :func:`performance_measure`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 WINDOW_METRICS = frozenset(
@@ -132,6 +141,71 @@ DELTA_SUFFIX = ".delta"
 CHANGE_SUFFIX = ".change"
 
 
+FAIRNESS_PREFIX = "fairness."
+FOUR_FIFTHS = 0.8
+"""The four-fifths rule: a group selected at less than 80 % of the most selected group's
+rate suffers adverse impact (:mod:`vigil.stats.fairness`)."""
+GROUP_METRICS = (
+    "count",
+    "labelled",
+    "small",
+    "selection_rate",
+    "selection_rate_low",
+    "selection_rate_high",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "tpr",
+    "tpr_low",
+    "tpr_high",
+    "fpr",
+    "fpr_low",
+    "fpr_high",
+)
+"""Measures of one group of a sensitive attribute (``small``: 1 when below the minimum
+size); the keys of :attr:`vigil.stats.fairness.GroupRates.values`."""
+BETWEEN_METRICS = (
+    "groups",
+    "small_groups",
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "disparate_impact_ratio",
+    "four_fifths",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
+    "equal_opportunity_difference",
+)
+"""Measures between the groups (``groups``: groups compared; ``small_groups``: left
+out); the keys of :attr:`vigil.stats.fairness.FairnessReport.between`."""
+METRIC_LENGTH = 64
+"""Longest stored metric name (the ``monitor_points.metric`` column)."""
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,23}")
+"""A sensitive attribute's name, as it appears in fairness series names."""
+
+
+def is_fairness_metric(name: str) -> bool:
+    """Whether ``name`` is a fairness series name, ``fairness.<attribute>.<metric>`` or
+    ``fairness.<attribute>.<group>.<metric>`` (``*`` may stand for the attribute or the
+    group, as in an alert rule's ``fairness.*.disparate_impact_ratio``).
+
+    >>> is_fairness_metric("fairness.sex.f.tpr"), is_fairness_metric("fairness.sex.tpr")
+    (True, False)
+    >>> is_fairness_metric("fairness.*.disparate_impact_ratio")
+    True
+    """
+    if not name.startswith(FAIRNESS_PREFIX) or len(name) > METRIC_LENGTH:
+        return False
+    parts = name[len(FAIRNESS_PREFIX) :].split(".")
+    if len(parts) < 2 or not all(parts):
+        return False
+    attribute, metric = parts[0], parts[-1]
+    if attribute != "*" and not ATTRIBUTE_NAME.fullmatch(attribute):
+        return False
+    if len(parts) == 2:
+        return metric in BETWEEN_METRICS
+    return metric in GROUP_METRICS
+
+
 def performance_measure(name: str) -> str | None:
     """The performance measure a registered metric's name means, or ``None`` when
     monitoring cannot compute it from labels (a business metric, say)."""
@@ -144,6 +218,8 @@ def is_known_metric(name: str) -> bool:
     """Whether ``name`` is a metric some window can produce."""
     if name in WINDOW_METRICS or name in FEATURE_METRICS:
         return True
+    if name.startswith(FAIRNESS_PREFIX):
+        return "*" not in name and is_fairness_metric(name)
     if name.startswith(PERFORMANCE_PREFIX):
         measure = name[len(PERFORMANCE_PREFIX) :]
         for suffix in (DELTA_SUFFIX, CHANGE_SUFFIX):

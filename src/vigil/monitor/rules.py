@@ -36,8 +36,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from vigil.monitor.points import (
+    FOUR_FIFTHS,
     HIGHER_IS_BETTER,
     PERFORMANCE_MEASURES,
+    is_fairness_metric,
     is_known_metric,
     known_metrics,
 )
@@ -66,7 +68,10 @@ class AlertRule(BaseModel):
     name: str
     """Rule name, also the alert's ``alertname`` label (letters, digits, ``.``, ``_``, ``-``)."""
     metric: str
-    """A metric from :mod:`vigil.monitor.points`, e.g. ``drift.dataset``."""
+    """A metric from :mod:`vigil.monitor.points`, e.g. ``drift.dataset``; a fairness
+    metric may name any attribute or group with ``*``
+    (``fairness.*.disparate_impact_ratio``): the rule then watches each matching series,
+    and its alerts carry the series' name as the label ``metric``."""
     comparison: Comparison = ">"
     threshold: float
     for_windows: int = Field(default=1, ge=1, le=1000)
@@ -87,6 +92,8 @@ class AlertRule(BaseModel):
     @field_validator("metric")
     @classmethod
     def _check_metric(cls, value: str) -> str:
+        if "*" in value and is_fairness_metric(value):
+            return value
         if not is_known_metric(value):
             names = known_metrics()
             raise ValueError(
@@ -110,6 +117,15 @@ class AlertRule(BaseModel):
             raise ValueError(f"unknown label(s) {unknown}; filter on {', '.join(LABEL_KEYS)}")
         return value
 
+    @property
+    def is_pattern(self) -> bool:
+        """Whether :attr:`metric` names several series (``fairness.*.<metric>``)."""
+        return "*" in self.metric
+
+    def watches(self, metric: str) -> bool:
+        """Whether the series named ``metric`` is one this rule's metric names."""
+        return fnmatchcase(metric, self.metric) if self.is_pattern else metric == self.metric
+
     def breaches(self, value: float) -> bool:
         """Whether ``value`` is on the alerting side of the threshold."""
         return _COMPARE[self.comparison](value, self.threshold)
@@ -124,8 +140,9 @@ class AlertRule(BaseModel):
         shown = f"{value:.4g}"
         if self.summary:
             try:
+                metric = labels.get("metric") or self.metric
                 return self.summary.format(
-                    **fields, value=shown, threshold=self.threshold, metric=self.metric
+                    **fields, value=shown, threshold=self.threshold, metric=metric
                 )
             except (KeyError, IndexError, ValueError):
                 pass  # a bad template must not stop the alert; fall back to the default
@@ -134,7 +151,8 @@ class AlertRule(BaseModel):
             where += f" ({fields['route']})"
         if fields["feature"]:
             where += f" feature {fields['feature']}"
-        return f"{where}: {self.metric} = {shown} {self.comparison} {self.threshold:g}"
+        metric = labels.get("metric") or self.metric
+        return f"{where}: {metric} = {shown} {self.comparison} {self.threshold:g}"
 
 
 def transition(rule: AlertRule, values: Sequence[float], *, firing: bool) -> Transition | None:
@@ -217,7 +235,9 @@ def performance_rules() -> list[AlertRule]:
 def default_rules() -> list[AlertRule]:
     """The rules used when none are configured: dataset drift, an error rate above 5 %,
     one rule per performance measure against the value it was registered with (see
-    :func:`performance_rules`), and the accuracy estimated before labels arrive falling by
+    :func:`performance_rules`), a disparate impact ratio below four fifths between the
+    groups of any sensitive attribute (``fairness_disparity``; models with
+    ``monitor.fairness`` only), and the accuracy estimated before labels arrive falling by
     more than 0.05 from its value on the labelled reference (``estimated_accuracy_drop``)."""
     return [
         AlertRule(
@@ -239,6 +259,18 @@ def default_rules() -> list[AlertRule]:
             summary="{model} v{version}: error rate {value} (alert above {threshold})",
         ),
         *performance_rules(),
+        AlertRule(
+            name="fairness_disparity",
+            metric="fairness.*.disparate_impact_ratio",
+            comparison="<",
+            threshold=FOUR_FIFTHS,
+            for_windows=1,
+            severity="warning",
+            summary=(
+                "{model} v{version}: {metric} = {value}: a group is selected at less than "
+                "four fifths of the most selected group's rate"
+            ),
+        ),
         AlertRule(
             name="estimated_accuracy_drop",
             metric="estimated.accuracy.delta",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from vigil.monitor.measure import WindowResult
@@ -165,10 +165,21 @@ def save_window(db: Database, result: WindowResult) -> bool:
     return True
 
 
+def _like(pattern: str) -> str:
+    """A ``*`` pattern as SQL ``LIKE`` (``\\`` escapes the ``%`` and ``_`` it holds).
+
+    >>> _like("fairness.*.four_fifths")
+    'fairness.%.four\\\\_fifths'
+    """
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
 def read_series(
     db: Database,
     *,
     metrics: Iterable[str] | None = None,
+    metric_patterns: Iterable[str] = (),
     window: str | None = None,
     model: str | None = None,
     version: int | None = None,
@@ -176,10 +187,15 @@ def read_series(
     include_partial: bool = False,
 ) -> list[SeriesPoint]:
     """Stored points, oldest window first (complete windows only unless told otherwise;
-    every window setting unless ``window`` picks one)."""
+    every window setting unless ``window`` picks one). With ``metrics`` and/or
+    ``metric_patterns`` (``*`` for any characters, as in ``fairness.*.tpr``), only the
+    metrics they name."""
     query = select(MonitorPointRow)
-    if metrics is not None:
-        query = query.where(MonitorPointRow.metric.in_(list(metrics)))
+    patterns = list(metric_patterns)
+    if metrics is not None or patterns:
+        wanted = [MonitorPointRow.metric.in_(list(metrics or ()))]
+        wanted += [MonitorPointRow.metric.like(_like(p), escape="\\") for p in patterns]
+        query = query.where(or_(*wanted))
     if window is not None:
         query = query.where(MonitorPointRow.window == window)
     if model is not None:
@@ -221,3 +237,33 @@ def latest_points(points: Iterable[SeriesPoint]) -> dict[tuple[str, int, str, st
     for p in sorted(points, key=lambda p: p.window_end):
         out[(p.model, p.version, p.route, p.metric, p.feature or "")] = p.value
     return out
+
+
+def latest_fairness(
+    db: Database,
+    model: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    scan: int = 50,
+) -> tuple[str, dict[str, Any]] | None:
+    """The fairness by group of ``model``'s latest complete window ending in
+    ``[since, until]`` that has one (among its last ``scan`` windows): a description of
+    the window and its ``summary["fairness"]``."""
+    query = select(MonitorWindowRow).where(
+        MonitorWindowRow.model == model, MonitorWindowRow.partial.is_(False)
+    )
+    if since is not None:
+        query = query.where(MonitorWindowRow.window_end >= since)
+    if until is not None:
+        query = query.where(MonitorWindowRow.window_end <= until)
+    query = query.order_by(MonitorWindowRow.window_end.desc()).limit(scan)
+    with db.session() as session:
+        for row in session.scalars(query):
+            found = (row.summary or {}).get("fairness")
+            if found:
+                start = row.window_start.strftime("%Y-%m-%d %H:%M")
+                end = row.window_end.strftime("%Y-%m-%d %H:%M UTC")
+                where = f"version {row.version}, window {row.window} from {start} to {end}"
+                return where, dict(found)
+    return None

@@ -12,6 +12,8 @@ the ``monitor:`` section of the YAML file named by ``VIGIL_CONFIG`` (or ``./vigi
       alertmanagers:
         - url: http://alertmanager:9093
           bearer_token_file: /run/secrets/alertmanager-token
+      fairness:
+        churn: {attributes: [region, {name: sex, source: passthrough}], min_group_size: 30}
       rules:
         - {name: churn_drift, metric: drift.share, comparison: ">", threshold: 0.3,
            for_windows: 2, labels: {model: churn}}
@@ -50,10 +52,12 @@ from pydantic_settings import (
 )
 
 from vigil.durations import parse_duration
-from vigil.errors import ConfigurationError, InvalidParameterError
+from vigil.errors import ConfigurationError, InvalidNameError, InvalidParameterError
+from vigil.monitor.fairness import ModelFairness
 from vigil.monitor.rules import AlertRule, default_rules
 from vigil.monitor.webhooks import check_webhook_url, webhook_label
 from vigil.monitor.windows import WindowSpec, parse_window
+from vigil.names import check_name
 from vigil.settings import VigilSettings, build_settings
 
 PayloadFormat = Literal["json", "slack"]
@@ -233,6 +237,10 @@ class MonitorSettings(VigilSettings):
     rules: list[AlertRule] = Field(default_factory=default_rules)
     """Alert rules; setting any replaces the defaults (``[]`` turns alerting off)."""
 
+    fairness: dict[str, ModelFairness] = Field(default_factory=dict)
+    """Sensitive attributes per model name, measured by group in every window
+    (:mod:`vigil.monitor.fairness`; docs/fairness.md)."""
+
     allow_private_webhooks: bool = False
     """Allow webhooks on loopback, link-local and private addresses (a receiver on this
     machine or network). Off, every webhook must point at public addresses, checked when
@@ -319,6 +327,16 @@ class MonitorSettings(VigilSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
             raise ValueError("give vigil's address as http(s)://host[:port][/path], no query")
         return value.rstrip("/")
+
+    @field_validator("fairness")
+    @classmethod
+    def _check_fairness_models(cls, value: dict[str, ModelFairness]) -> dict[str, ModelFairness]:
+        for name in value:
+            try:
+                check_name("model name", name)
+            except (InvalidNameError, InvalidParameterError) as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("rules")
     @classmethod

@@ -200,6 +200,9 @@ class GateSettings(_Strict):
     min_improvement: float = 0.0
     alpha: float = Field(default=0.05, gt=0, lt=1)
     max_latency_ratio: float = Field(default=2.0, gt=0)
+    max_group_drop: float = Field(default=0.05, ge=0, le=1)
+    """When the model has sensitive attributes (``monitor.fairness``): the most accuracy
+    the candidate may lose in any group of at least their ``min_group_size`` rows."""
     replay: bool = True
     """Score both on the held-out share of the exported (replayed) labelled traffic."""
     holdout: str | None = None

@@ -414,6 +414,8 @@ class PolicyEngine:
                     min_improvement=gate.min_improvement,
                     alpha=gate.alpha,
                     max_latency_ratio=gate.max_latency_ratio,
+                    fairness=self.vigil.monitor_settings.fairness.get(model),
+                    max_group_drop=gate.max_group_drop,
                 )
             except Exception as exc:  # a model that cannot score the rows: the run ends
                 why = exc.message if isinstance(exc, VigilError) else f"{type(exc).__name__}: {exc}"

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["ExportResult", "export_training_data"]
 
 FEATURE_PREFIX = "feature."
+PASSTHROUGH_PREFIX = "passthrough."
 TRAIN_FILE = "train.parquet"
 HOLDOUT_FILE = "holdout.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -163,7 +164,10 @@ def export_training_data(
             if table.num_rows == 0 or feedback.empty:
                 continue
             names = [c for c in table.column_names if c.startswith(FEATURE_PREFIX)]
-            keep = ["request_id", "row", "time", "version", *names]
+            # Passthrough fields (sensitive attributes) keep their prefix: the gate judges
+            # groups on the held-out rows by them, and a job can tell them from features.
+            passed = [c for c in table.column_names if c.startswith(PASSTHROUGH_PREFIX)]
+            keep = ["request_id", "row", "time", "version", *names, *passed]
             if "caller" in table.column_names:
                 keep.append("caller")
             frame = table.select(keep).to_pandas()

@@ -22,7 +22,7 @@ profile and reads the log.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +84,12 @@ class CaptureReport:
     registered with labelled reference data: :mod:`vigil.monitor.estimation`)."""
     estimated_reference: dict[str, float] = field(default_factory=dict)
     """The same metrics realised on the labelled reference sample."""
+    fairness: dict[str, Any] | None = None
+    """Fairness by group of the latest monitored window in the span (per attribute, as
+    :meth:`vigil.stats.fairness.FairnessReport.to_dict`), when the model has sensitive
+    attributes (``monitor.fairness``)."""
+    fairness_window: str = ""
+    """Which window ``fairness`` describes."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report's numbers (``DriftReport.to_dict``) plus the window, rows and charts."""
@@ -111,6 +117,8 @@ class CaptureReport:
                 else None
             ),
             "estimated_reference": self.estimated_reference,
+            "fairness": self.fairness,
+            "fairness_window": self.fairness_window,
             "charts": {
                 name: {"reference": ref.to_dict(), "current": self.current_summary[name].to_dict()}
                 for name, ref in self.reference_summary.items()
@@ -319,7 +327,7 @@ def capture_report(
             "serve traffic or widen --since",
             detail={"model": mv.name, "version": version},
         )
-    return report_from_table(
+    result = report_from_table(
         profile,
         table,
         uri=shown,
@@ -330,3 +338,11 @@ def capture_report(
         progress=progress,
         estimator=estimator,
     )
+    # The monitoring store: only for a report of captured traffic (`vigil drift` needs none).
+    from vigil.monitor.series import latest_fairness
+
+    found = latest_fairness(app.database, mv.name, since=since, until=until)
+    if found is None:
+        return result
+    where, fairness = found
+    return replace(result, fairness=fairness, fairness_window=where)

@@ -32,6 +32,7 @@ from vigil.monitor.estimated import EstimatedMetric
 from vigil.report._assets import CSS, JS
 from vigil.report.distributions import Distribution
 from vigil.report.estimated import estimated_section
+from vigil.report.fairness import fairness_section
 from vigil.report.ordering import drifted_first
 from vigil.report.svg import feature_chart
 
@@ -148,6 +149,8 @@ def render_html(
     prediction_summary: tuple[Distribution, Distribution] | None = None,
     estimated: Mapping[str, EstimatedMetric] | None = None,
     estimated_reference: Mapping[str, float] | None = None,
+    fairness: Mapping[str, Mapping[str, Any]] | None = None,
+    fairness_window: str = "",
 ) -> str:
     """The whole report page as one string.
 
@@ -157,6 +160,8 @@ def render_html(
     data ``prediction_summary``), shown beside the verdict but not counted in it.
     ``estimated`` (with ``estimated_reference``) draws the performance estimated before
     labels: each metric's interval beside its value on the labelled reference.
+    ``fairness`` (of the window ``fairness_window`` names) draws fairness by group
+    (:mod:`vigil.report.fairness`).
     """
     ordered = drifted_first(report.columns)
     # Column names may hold anything; element ids come from positions instead.
@@ -201,6 +206,7 @@ def render_html(
         f'<p class="subtitle">{escape(subtitle)}</p>'
         f"{_verdict(report, target, prediction)}"
         f"{estimated_section(estimated, estimated_reference or {})}"
+        f"{fairness_section(fairness, fairness_window)}"
         '<h2>Features</h2><table id="features">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(_row(c, anchors[c.column]) for c in ordered)}</tbody></table>"
         f'<h2>Distributions</h2><div class="charts">{figures}</div>'

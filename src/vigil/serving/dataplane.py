@@ -19,7 +19,7 @@ import inspect
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from time import perf_counter
@@ -105,6 +105,22 @@ class _Answering(NamedTuple):
     trace: RequestTrace | None
     propensity: float | None
     cached: bool = False
+    passthrough: Mapping[str, Sequence[Any]] | None = None
+
+
+def _check_passthrough(passthrough: Mapping[str, Sequence[Any]], n_rows: int) -> None:
+    for name, values in passthrough.items():
+        if len(values) != n_rows:
+            raise ValidationError(
+                f"passthrough field {name!r} has {len(values)} values for {n_rows} rows; "
+                "send one value per row",
+                detail={
+                    "field": f"passthrough.{name}",
+                    "row": None,
+                    "expected": n_rows,
+                    "got": len(values),
+                },
+            )
 
 
 @dataclass(slots=True)
@@ -259,6 +275,7 @@ class DataPlane:
         endpoint: str | None = None,
         cache: bool = True,
         propensity: float | None = None,
+        passthrough: Mapping[str, Sequence[Any]] | None = None,
     ) -> Prediction:
         """Validate ``table`` against the model's signature and predict it (batched).
 
@@ -266,7 +283,8 @@ class DataPlane:
         ``key_id``, ``endpoint`` and ``variant`` (the experiment endpoint and the arm that
         chose the model, and the chance the endpoint's policy gave that arm) describe the
         call for the inference log. ``cache=False`` skips the prediction cache of a model
-        that has one (bandit and canary endpoints).
+        that has one (bandit and canary endpoints). ``passthrough`` holds fields sent
+        beside the features, one value per row, logged but never given to the model.
         """
         model = served or self.provider.get(name, selector)
         trace = None if self.tracing is None else self.tracing.entered(model, endpoint, variant)
@@ -287,6 +305,8 @@ class DataPlane:
         else:  # a large table: checked and converted on a worker thread
             valid = await self.executors.decoding(validator.validate, table)
         validated = perf_counter()
+        if passthrough:
+            _check_passthrough(passthrough, valid.n_rows)
         request_id = request_id or new_request_id()
         note = (
             None
@@ -302,6 +322,7 @@ class DataPlane:
                 endpoint,
                 trace,
                 propensity,
+                passthrough=passthrough or None,
             )
         )
         namespace = model.cache if cache and self.cache is not None else None
@@ -440,6 +461,7 @@ class DataPlane:
                 endpoint=a.endpoint,
                 cached=a.cached,
                 propensity=a.propensity,
+                passthrough=a.passthrough,
             )
             for a, (predictions, probabilities) in answers
         ]

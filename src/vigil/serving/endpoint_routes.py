@@ -99,6 +99,7 @@ async def predict(dp: DataPlane, req: Request) -> Response:
         router, routed = await _routed(dp, req, payload)
     with _tagged(routed):
         table, want_proba = native.decode(payload)
+        passthrough = native.passthrough_of(payload)
     result = await router.predict(
         routed,
         table,
@@ -106,6 +107,7 @@ async def predict(dp: DataPlane, req: Request) -> Response:
         request_id=req.request_id,
         route=req.route,
         key_id=req.key_id,
+        passthrough=passthrough,
     )
     served = routed.served
     body: dict[str, Any] = {
@@ -130,6 +132,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     router, routed = await _routed(dp, req, parameters)
     with _tagged(routed):
         table, outputs, binary = await v2.decoded(dp, req, routed.served, payload)
+        passthrough = v2.passthrough_of(payload)
     result = await router.predict(
         routed,
         table,
@@ -137,6 +140,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
         request_id=req.request_id,
         route=req.route,
         key_id=req.key_id,
+        passthrough=passthrough,
     )
     request_id = payload.get("id")
     body = {

@@ -53,6 +53,12 @@ def decode(payload: Any) -> tuple[Any, Any]:
             "'return_proba' is a predict option; an explanation names its output space",
             detail={"field": "return_proba", "row": None, "expected": "absent", "got": "present"},
         )
+    if isinstance(payload, dict) and native.PASSTHROUGH_KEY in payload:
+        raise ValidationError(
+            "'passthrough' is a predict option (fields logged beside the features); an "
+            "explanation logs nothing",
+            detail={"field": "passthrough", "row": None, "expected": "absent", "got": "present"},
+        )
     table, _ = native.decode(payload)
     return table, label
 
@@ -89,11 +95,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "description": "A native predict body (exactly one of instances, columns+data or "
         "inputs) and, optionally, the class to explain.",
-        "properties": {  # predict's body, less return_proba, plus the class
+        "properties": {  # predict's body, less its options, plus the class
             **{
                 name: spec
                 for name, spec in NATIVE_SCHEMAS["NativeRequest"]["properties"].items()
-                if name != "return_proba"
+                if name not in ("return_proba", "passthrough")
             },
             "class": _SCALAR,
         },

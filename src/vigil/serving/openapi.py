@@ -45,6 +45,25 @@ SCHEMAS: dict[str, Any] = {
             "data": {"type": "array", "items": {"type": "array", "items": _SCALAR}},
             "inputs": {"type": "object", "additionalProperties": _SCALAR},
             "return_proba": {"type": "boolean", "default": False},
+            "passthrough": {
+                "type": "object",
+                "description": "Fields logged with each row but never given to the model "
+                "(sensitive attributes for fairness monitoring): one list per field, a value "
+                "per row.",
+                "maxProperties": 16,
+                "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_-]{0,63}$"},
+                "additionalProperties": {
+                    "type": "array",
+                    "items": {
+                        "oneOf": [
+                            {"type": "string", "maxLength": 256},
+                            {"type": "number"},
+                            {"type": "boolean"},
+                            {"type": "null"},
+                        ]
+                    },
+                },
+            },
         },
         "additionalProperties": False,
     },

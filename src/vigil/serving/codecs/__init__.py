@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 
 
 def predict_served(
-    dp: DataPlane, req: Request, served: ServedModel, table: RawTable, *, want_proba: bool = False
+    dp: DataPlane,
+    req: Request,
+    served: ServedModel,
+    table: RawTable,
+    *,
+    want_proba: bool = False,
+    passthrough: Mapping[str, Sequence[Any]] | None = None,
 ) -> Coroutine[Any, Any, Prediction]:
     """Predict ``table`` with the model version a route resolved, the call described for
     the inference log by ``req`` (request id, route, API key). Returns the data plane's
@@ -28,4 +34,5 @@ def predict_served(
         served=served,
         route=req.route,
         key_id=req.key_id,
+        passthrough=passthrough,
     )

@@ -7,13 +7,18 @@ Request bodies (exactly one input key, plus options):
 * ``{"columns": ["f1", "f2"], "data": [[1.0, "a"], ...]}`` the pandas "split" layout;
 * ``{"inputs": {"f1": 1.0, "f2": "a"}}`` one row.
 
-Option ``"return_proba": true`` adds class probabilities. The response is
+Option ``"return_proba": true`` adds class probabilities. Option ``"passthrough"``
+carries fields that are logged with each row but never given to the model (sensitive
+attributes for fairness monitoring): ``{"sex": ["f", "m"]}``, one list per field with a
+value per row (JSON scalars). The response is
 ``{"request_id", "model", "version", "predictions": [...], "classes": [...]}`` plus
 ``"probabilities": [[...], ...]`` (rows in ``classes`` order) when asked.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
@@ -27,7 +32,13 @@ if TYPE_CHECKING:
     from vigil.serving.provider import ServedModel
 
 _INPUT_KEYS = ("instances", "columns", "inputs")
-_ALLOWED_KEYS = frozenset({"instances", "columns", "data", "inputs", "return_proba"})
+PASSTHROUGH_KEY = "passthrough"
+_ALLOWED_KEYS = frozenset(
+    {"instances", "columns", "data", "inputs", "return_proba", PASSTHROUGH_KEY}
+)
+MAX_PASSTHROUGH_FIELDS = 16
+MAX_PASSTHROUGH_CHARS = 256
+_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 def _bad(message: str, field: str | None, expected: str, got: str) -> ValidationError:
@@ -53,7 +64,7 @@ def decode(payload: Any) -> tuple[RawTable, bool]:
     if unknown is not None:
         raise _bad(
             f"unknown key {unknown[:40]!r}; use one of instances, columns+data or inputs, "
-            "and optionally return_proba",
+            "and optionally return_proba and passthrough",
             unknown[:40],
             "instances | columns+data | inputs",
             "an unknown key",
@@ -87,6 +98,64 @@ def decode(payload: Any) -> tuple[RawTable, bool]:
     return Records(value), want_proba
 
 
+def passthrough_of(payload: Any) -> dict[str, list[Any]] | None:
+    """The ``passthrough`` fields of a native body (``None`` when it has none), checked:
+    at most :data:`MAX_PASSTHROUGH_FIELDS` fields named like identifiers, each a list of
+    JSON scalars (text of at most :data:`MAX_PASSTHROUGH_CHARS` characters). The data
+    plane checks that each list has a value per row.
+
+    >>> passthrough_of({"instances": [], "passthrough": {"sex": ["f", None]}})
+    {'sex': ['f', None]}
+    """
+    if not isinstance(payload, dict) or PASSTHROUGH_KEY not in payload:
+        return None
+    value = payload[PASSTHROUGH_KEY]
+    where = PASSTHROUGH_KEY
+    if not isinstance(value, dict) or len(value) > MAX_PASSTHROUGH_FIELDS:
+        raise _bad(
+            f"'{where}' must be an object of at most {MAX_PASSTHROUGH_FIELDS} fields, each a "
+            'list with one value per row, e.g. {"sex": ["f", "m"]}',
+            where,
+            "an object of lists",
+            type(value).__name__,
+        )
+    out: dict[str, list[Any]] = {}
+    for name, column in value.items():
+        if not _FIELD.fullmatch(name):
+            raise _bad(
+                f"invalid passthrough field {name[:40]!r}: use letters, digits, '_' or '-', "
+                "starting with a letter",
+                where,
+                "a field name",
+                "other",
+            )
+        if not isinstance(column, list):
+            raise _bad(
+                f"passthrough field {name!r} must be a list with one value per row",
+                f"{where}.{name}",
+                "a list",
+                type(column).__name__,
+            )
+        for v in column:
+            ok = (
+                v is None
+                or isinstance(v, bool | int)
+                or (isinstance(v, float) and math.isfinite(v))
+                or (isinstance(v, str) and len(v) <= MAX_PASSTHROUGH_CHARS)
+            )
+            if not ok:
+                raise _bad(
+                    f"passthrough field {name!r} holds a value that is not a JSON scalar "
+                    f"(text of at most {MAX_PASSTHROUGH_CHARS} characters, a finite number, "
+                    "a boolean or null)",
+                    f"{where}.{name}",
+                    "a JSON scalar",
+                    type(v).__name__,
+                )
+        out[name] = column
+    return out
+
+
 def encode(request_id: str, served: ServedModel, predictions: Any, proba: Any) -> bytes:
     body: dict[str, Any] = {
         "request_id": request_id,
@@ -107,8 +176,11 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     selector = params.get("version") or (("@" + params["alias"]) if "alias" in params else None)
     served = dp.model(params["name"], selector)
     req.model, req.version = served.name, served.version_label
-    table, want_proba = decode(req.json())
-    result = await predict_served(dp, req, served, table, want_proba=want_proba)
+    payload = req.json()
+    table, want_proba = decode(payload)
+    result = await predict_served(
+        dp, req, served, table, want_proba=want_proba, passthrough=passthrough_of(payload)
+    )
     return Response(
         encode(result.request_id, served, result.predictions, result.probabilities),
         headers=[(b"x-request-id", result.request_id.encode())],

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.errors import MalformedRequestError, ValidationError
-from vigil.serving.codecs import predict_served, v2_binary
+from vigil.serving.codecs import native, predict_served, v2_binary
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, json_response
@@ -278,6 +278,18 @@ async def decoded(
     return table, outputs, v2_binary.binary_outputs(payload, outputs)
 
 
+def passthrough_of(payload: Any) -> dict[str, list[Any]] | None:
+    """Fields logged beside the features but never given to the model, sent as the
+    request's ``parameters.passthrough`` (checked as the native body's ``passthrough``:
+    :func:`vigil.serving.codecs.native.passthrough_of`).
+
+    >>> passthrough_of({"inputs": [], "parameters": {"passthrough": {"sex": ["f"]}}})
+    {'sex': ['f']}
+    """
+    parameters = payload.get("parameters") if isinstance(payload, dict) else None
+    return native.passthrough_of(parameters) if isinstance(parameters, dict) else None
+
+
 @records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
@@ -285,7 +297,9 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     payload = payload_of(req)
     table, outputs, binary = await decoded(dp, req, served, payload)
     want_proba = "predict_proba" in outputs
-    result = await predict_served(dp, req, served, table, want_proba=want_proba)
+    result = await predict_served(
+        dp, req, served, table, want_proba=want_proba, passthrough=passthrough_of(payload)
+    )
     request_id = payload.get("id")
     body = {
         "model_name": served.name,

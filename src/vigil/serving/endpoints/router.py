@@ -35,8 +35,9 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -436,8 +437,11 @@ class EndpointRouter:
         request_id: str,
         route: str = "",
         key_id: str | None = None,
+        passthrough: Mapping[str, Sequence[Any]] | None = None,
     ) -> Prediction:
-        """Predict with the routed variant, count the outcome, then start shadow copies."""
+        """Predict with the routed variant, count the outcome, then start shadow copies
+        (``passthrough``: fields logged beside the features, see
+        :meth:`DataPlane.predict <vigil.serving.dataplane.DataPlane.predict>`)."""
         dataplane = self._dataplane
         assert dataplane is not None, "start() the router first"
         live = routed.endpoint
@@ -457,6 +461,7 @@ class EndpointRouter:
                 variant=variant,
                 cache=_uses_cache(live),
                 propensity=routed.propensity,
+                passthrough=passthrough,
             )
         except BaseException as exc:
             elapsed = (perf_counter() - started) * 1000.0
