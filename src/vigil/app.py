@@ -377,6 +377,7 @@ class Vigil:
         trust: TrustPolicy | None = None,
         progress: Progress | None = None,
         candidate_for: str | None = None,
+        card: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Package ``model`` (an estimator object or a model file/MLflow directory) with its
         signature and the baseline profile of ``reference``, and register it as a new,
@@ -386,6 +387,10 @@ class Vigil:
         is trusted only as ``trust`` says. The trust granted here is recorded in the
         registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
         loading the version later needs no flags.
+
+        ``card`` holds the facts of the version's model card (``vigil card``): any of
+        ``purpose``, ``owner``, ``intended_use``, ``limitations`` as text; edit them later
+        with :meth:`vigil.registry.Registry.update_card` (audited).
 
         ``candidate_for`` (the model's name) hands the new version to the run of that
         model's update policy waiting for its retraining job (``VIGIL_POLICY_RUN_ID``, set
@@ -467,6 +472,7 @@ class Vigil:
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 lineage=lineage,
                 alias=alias,
+                card=dict(card or {}),
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
