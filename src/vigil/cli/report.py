@@ -95,6 +95,7 @@ def report(
             prediction_summary=result.prediction_summary,
             estimated=result.estimated,
             estimated_reference=result.estimated_reference,
+            importance=result.importance,
         )
         html.write_text(page, encoding="utf-8")
     print_report(result.to_dict(), html, as_json=json_out, show=lambda: _show(result))

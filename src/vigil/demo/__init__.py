@@ -162,6 +162,7 @@ def next_commands(window: int) -> list[str]:
         "alert list",
         f"policy status {MODEL_NAME}",
         f"audit {MODEL_NAME}",
+        f"card models:/{MODEL_NAME}/1",
     ]
 
 

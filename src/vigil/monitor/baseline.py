@@ -38,6 +38,10 @@ class Baseline:
     estimator: Estimator | None = None
     """Performance estimated before labels arrive (classifiers with labelled reference
     probabilities: :func:`~vigil.monitor.estimation.fit_estimator`)."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """The version's global importance (feature → mean absolute attribution), stored at
+    registration; empty when it has none. Weighs each feature's drift by what it does to
+    the output (:func:`vigil.drift.impact.rank_by_impact`)."""
 
     @property
     def task(self) -> str:
@@ -64,7 +68,23 @@ def load_baseline(app: Services, model: str, version: int) -> Baseline:
         profile,
         reference_metrics(mv.metrics or {}),
         fit_estimator(signature, profile),
+        stored_importance(mv.manifest),
     )
+
+
+def stored_importance(manifest: Mapping[str, Any]) -> dict[str, float]:
+    """The feature → importance map of a version's manifest (empty without one).
+
+    >>> stored_importance({"importance": {"features": {"age": 0.5}, "exact": True}})
+    {'age': 0.5}
+    >>> stored_importance({})
+    {}
+    """
+    found = manifest.get("importance")
+    features = found.get("features") if isinstance(found, Mapping) else None
+    if not isinstance(features, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in features.items() if isinstance(v, int | float)}
 
 
 def reference_metrics(registered: Mapping[str, Any]) -> dict[str, float]:

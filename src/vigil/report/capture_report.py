@@ -21,6 +21,7 @@ profile and reads the log.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,9 +34,11 @@ from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
 from vigil.capture.table import PROBA_PREFIX
 from vigil.drift import ColumnDrift, DriftReport
+from vigil.drift.impact import FeatureImpact, rank_by_impact
 from vigil.drift.report import build_report, profile_column_drift
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.errors import NotFoundError
+from vigil.monitor.baseline import stored_importance
 from vigil.monitor.estimated import EstimatedMetric
 from vigil.monitor.estimation import Estimator, estimate_window, fit_estimator
 from vigil.profile_schema import BaselineProfile, CategoricalProfile
@@ -84,6 +87,14 @@ class CaptureReport:
     registered with labelled reference data: :mod:`vigil.monitor.estimation`)."""
     estimated_reference: dict[str, float] = field(default_factory=dict)
     """The same metrics realised on the labelled reference sample."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """The baseline version's global importance (empty without one): ranks the drifted
+    features by impact (:func:`vigil.drift.impact.rank_by_impact`)."""
+
+    @property
+    def drifted_by_impact(self) -> list[FeatureImpact]:
+        """The drifted features, largest impact (effect size × importance share) first."""
+        return [f for f in rank_by_impact(self.report.columns, self.importance) if f.drifted]
 
     def to_dict(self) -> dict[str, Any]:
         """The report's numbers (``DriftReport.to_dict``) plus the window, rows and charts."""
@@ -111,6 +122,7 @@ class CaptureReport:
                 else None
             ),
             "estimated_reference": self.estimated_reference,
+            "drifted_by_impact": [f.to_dict() for f in self.drifted_by_impact],
             "charts": {
                 name: {"reference": ref.to_dict(), "current": self.current_summary[name].to_dict()}
                 for name, ref in self.reference_summary.items()
@@ -319,7 +331,7 @@ def capture_report(
             "serve traffic or widen --since",
             detail={"model": mv.name, "version": version},
         )
-    return report_from_table(
+    result = report_from_table(
         profile,
         table,
         uri=shown,
@@ -330,3 +342,4 @@ def capture_report(
         progress=progress,
         estimator=estimator,
     )
+    return dataclasses.replace(result, importance=stored_importance(mv.manifest))
