@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from vigil.bundle.bundle import read_profile
+from vigil.experiments.store import EndpointStore
 from vigil.monitor.alerts import AlertEvent, list_alerts
 from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
 from vigil.params import check_count
 from vigil.profile_schema import BaselineProfile
+from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:
     from vigil.audit import AuditEvent
@@ -178,10 +180,6 @@ def parse_fairness_metric(metric: str) -> tuple[str, str | None, str] | None:
 
 
 def _endpoints(services: MonitorServices, name: str) -> list[EndpointUse]:
-    # The experiments package: only when a card is drawn
-    from vigil.experiments.store import EndpointStore
-    from vigil.uri import parse_model_ref
-
     found = []
     for config in EndpointStore(services).list():
         mine = {v.name: v.model for v in config.variants if parse_model_ref(v.model).name == name}

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from vigil.card.blocks import Block, Chart, Command, Facts, Para, Section
 from vigil.card.facts import ModelCard
-from vigil.card.sections import Block, Chart, Command, Facts, Para, Section, sections
+from vigil.card.sections import sections
 from vigil.report._assets import CSS
 from vigil.report.html import script_json
 

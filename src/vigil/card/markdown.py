@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import re
 
+from vigil.card.blocks import Block, Chart, Command, Facts, Para, Section, Table
 from vigil.card.facts import ModelCard
-from vigil.card.sections import Block, Chart, Command, Facts, Para, Section, Table, sections
+from vigil.card.sections import sections
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 # What starts a heading, a quote, a list item or a rule at the start of a line.
