@@ -47,3 +47,10 @@ def test_drifted_features_are_ranked_by_impact(
     data = json.loads(re.search(r'id="vigil-data">(.*?)</script>', page, re.S)[1])  # type: ignore[index]
     impacts = {c["column"]: c["impact"] for c in data["report"]["columns"]}
     assert impacts == pytest.approx(expected)
+
+    text = CliRunner().invoke(app, ["report", "models:/churn@production"])
+    assert text.exit_code == 0, text.output
+    assert (
+        "drifted features by impact (effect size × importance share): "
+        + ", ".join(f"{r['feature']} ({r['impact']:.2g})" for r in ranked)
+    ) in text.stdout

@@ -207,7 +207,7 @@ def gather(
     history: list[AliasEvent] = []
     for alias in {a.alias for a in registry.list_aliases(mv.name)} | set(mv.aliases):
         history.extend(registry.alias_history(mv.name, alias, limit=events))
-    history.sort(key=lambda e: e.at, reverse=True)
+    history.sort(key=lambda e: (e.at, e.alias, e.action), reverse=True)
     at_registration = mv.manifest.get("fairness")
     return ModelCard(
         version=mv,
