@@ -37,6 +37,8 @@ pre.command { background: #eef2f6; padding: 8px 12px; border-radius: 6px;
               white-space: pre-wrap; overflow-wrap: anywhere; }
 section.card table { margin: 8px 0; }
 section.card th { cursor: default; }
+section.card .charts { grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); }
+section.card svg.bars { max-width: 720px; }
 td { overflow-wrap: anywhere; }
 """
 
