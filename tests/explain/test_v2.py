@@ -1,5 +1,6 @@
 """Explanations on the Open Inference Protocol v2 infer route (``parameters.explain``),
-called with tritonclient as published: binary tensors both ways, and JSON."""
+called with tritonclient as published: REST with binary tensors both ways and JSON, and
+gRPC."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import tritonclient.grpc as tg
 import tritonclient.http as triton
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 from tests.explain.conftest import NAMES, Bundler
-from tests.serving.conftest import ServerThread
+from tests.serving.test_grpc import GrpcServerThread
 from tritonclient.utils import InferenceServerException
 
 from vigil.explain.explainers import explain, explainer_for
@@ -34,15 +36,15 @@ def served(binary: tuple[pd.DataFrame, Any], bundled: Bundler) -> dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def server(served: dict[str, Any]) -> Iterator[ServerThread]:
+def server(served: dict[str, Any]) -> Iterator[GrpcServerThread]:
     settings = ServingSettings(max_wait_ms=1.0)
     models = [ServedModel(b, name=n, version=1, settings=settings) for n, (b, _) in served.items()]
-    with ServerThread(create_app(StaticProvider(models, settings=settings))) as running:
+    with GrpcServerThread(create_app(StaticProvider(models, settings=settings))) as running:
         yield running
 
 
 @pytest.fixture
-def triton_client(server: ServerThread) -> Iterator[Any]:
+def triton_client(server: GrpcServerThread) -> Iterator[Any]:
     client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
     yield client
     client.close()
@@ -103,7 +105,7 @@ def test_without_the_parameter_nothing_changes(triton_client: Any) -> None:
     assert "parameters" not in response
 
 
-def test_bad_explain_requests_are_4xx_that_say_why(server: ServerThread) -> None:
+def test_bad_explain_requests_are_4xx_that_say_why(server: GrpcServerThread) -> None:
     tensor = {"name": "input-0", "shape": [1, 5], "datatype": "FP64", "data": [0.0] * 5}
     cases = [
         ("logit", {"explain": "yes"}, 400, "parameters.explain must be true or false"),
@@ -124,3 +126,28 @@ def test_tritonclient_sees_a_refused_explanation_as_an_error(triton_client: Any)
     X = np.zeros((1, len(NAMES)))
     with pytest.raises(InferenceServerException, match="probabilit"):
         triton_client.infer("svc", [_input(X)], parameters={"explain": True})
+
+
+def test_grpc_model_infer_explains_the_same(
+    server: GrpcServerThread, served: dict[str, Any]
+) -> None:
+    bundle, frame = served["logit"]
+    X = frame.to_numpy()[:3]
+    client = tg.InferenceServerClient(server.target)
+    try:
+        tensor = tg.InferInput("input-0", list(X.shape), "FP64")
+        tensor.set_data_from_numpy(X)
+        result = client.infer("logit", [tensor], parameters={"explain": True, "explain_class": 1})
+        values = result.as_numpy("explanation")
+        base = result.as_numpy("explanation_base_value")
+        want = explain(explainer_for(bundle), X)
+        np.testing.assert_allclose(values, want.values, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(base, want.base_values, rtol=1e-12, atol=1e-12)
+        parameters = result.get_response(as_json=True)["parameters"]
+        assert parameters["explain_method"] == {"string_param": "linear"}
+        assert parameters["explain_exact"] == {"bool_param": True}
+        assert json.loads(parameters["explain_features"]["string_param"]) == NAMES
+        with pytest.raises(InferenceServerException, match="probabilit"):
+            client.infer("svc", [tensor], parameters={"explain": True})
+    finally:
+        client.close()

@@ -16,6 +16,8 @@ tensors and response parameters (the v2 spec's ways to carry extra results):
 The rows are validated and explained exactly as the native explain route does (the same
 limits, the same 422 for a model that cannot be explained), before anything is predicted.
 The two tensors go back as binary data when the request's ``binary_data_output`` says so.
+Over gRPC (``ModelInfer``) the same parameters do the same, the tensors raw or typed as the
+other outputs; through an experiment endpoint ``explain`` is not available.
 """
 
 from __future__ import annotations
@@ -59,6 +61,24 @@ def requested(payload: Any) -> tuple[bool, Any]:
             "explain_class",
         )
     return bool(parameters["explain"]), label
+
+
+def refuse_on_endpoint(payload: Any) -> None:
+    """An experiment endpoint predicts with whichever variant it picks: explaining there
+    would explain a model the caller did not name, so ``explain`` is refused.
+
+    >>> refuse_on_endpoint({"parameters": {"explain": True}})
+    Traceback (most recent call last):
+    ...
+    vigil.errors.MalformedRequestError: parameters.explain is not available on an experiment endpoint; call the model's own infer route (/v2/models/NAME/infer)
+    """
+    parameters = payload.get("parameters") if isinstance(payload, dict) else None
+    if isinstance(parameters, dict) and ("explain" in parameters or "explain_class" in parameters):
+        raise _bad(
+            "parameters.explain is not available on an experiment endpoint; call the model's "
+            "own infer route (/v2/models/NAME/infer)",
+            "explain",
+        )
 
 
 def _bad(message: str, field: str) -> MalformedRequestError:
