@@ -400,6 +400,7 @@ class Vigil:
         from vigil.bundle.bundle import build_bundle
         from vigil.bundle.trust import TrustPolicy
         from vigil.names import check_alias, check_model_name, check_tag_key
+        from vigil.registry import check_card
         from vigil.registry.lineage import git_commit
 
         check_model_name(name)
@@ -409,6 +410,7 @@ class Vigil:
             self._check_candidate(name, candidate_for, alias)
         for key in {**(tags or {}), **(metrics or {})}:
             check_tag_key(key)
+        check_card(dict(card or {}))  # before the model is packaged and profiled
         trust = (trust or TrustPolicy()).within(self.settings.max_unpacked_model_bytes)
         # host, vigil version and the git commit of the working directory are added by the
         # registry; here: what only this call knows.
