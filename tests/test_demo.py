@@ -156,7 +156,7 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
     suggested = out.split("next, look around what the demo left in", 1)[1].splitlines()[1:]
     assert suggested[0] == f"  export VIGIL_HOME={demo_home}"
     commands = [shlex.split(line) for line in suggested[1:] if line.startswith("  ")]
-    assert len(commands) == 6
+    assert len(commands) == 7
     for command in commands:
         assert Path(command[0]).is_absolute() and os.access(command[0], os.X_OK), command
         done = subprocess.run(
@@ -171,6 +171,10 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
         assert "breast-cancer" in done.stdout or "accuracy_drop" in done.stdout, done.stdout
         if command[1:3] == ["policy", "status"]:
             assert "promoted" in done.stdout and "production is now version 2" in done.stdout
+        if command[1] == "card":  # the demo model's card, every section filled
+            assert "- **Owner:** vigil demo team" in done.stdout
+            assert "| production | set | 1 | 2 |" in done.stdout, done.stdout
+            assert "| accuracy\\_drop | firing |" in done.stdout, done.stdout
     # vigil is not on this PATH: the demo says how to put it there.
     assert "puts vigil on your PATH" in suggested[-1]
 

@@ -22,7 +22,8 @@ def register(model: Any, *, name: str, **kwargs: Any) -> ModelVersion:
     """Register ``model`` (estimator object, model file or MLflow directory) as a new version.
 
     Keyword arguments as :meth:`vigil.app.Vigil.register`: ``reference``, ``target``,
-    ``alias``, ``tags``, ``metrics``, ``description``, ``flavor``, ``trust``.
+    ``alias``, ``tags``, ``metrics``, ``description``, ``flavor``, ``trust``, ``card``
+    (the model card's ``purpose``, ``owner``, ``intended_use``, ``limitations``).
     """
     from vigil.app import default  # importing vigil (or vigil.errors) must not build the app
 

@@ -434,6 +434,7 @@ class Vigil:
         trust: TrustPolicy | None = None,
         progress: Progress | None = None,
         candidate_for: str | None = None,
+        card: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Package ``model`` (an estimator object or a model file/MLflow directory) with its
         signature and the baseline profile of ``reference``, and register it as a new,
@@ -444,6 +445,10 @@ class Vigil:
         registry's metadata (not in the artifact), bound to the artifact's SHA-256, so
         loading the version later needs no flags.
 
+        ``card`` holds the facts of the version's model card (``vigil card``): any of
+        ``purpose``, ``owner``, ``intended_use``, ``limitations`` as text; edit them later
+        with :meth:`vigil.registry.Registry.update_card` (audited).
+
         ``candidate_for`` (the model's name) hands the new version to the run of that
         model's update policy waiting for its retraining job (``VIGIL_POLICY_RUN_ID``, set
         for the job, names the run): the run resumes with its validation gate.
@@ -452,6 +457,7 @@ class Vigil:
         from vigil.bundle.bundle import build_bundle
         from vigil.bundle.trust import TrustPolicy
         from vigil.names import check_alias, check_model_name, check_tag_key
+        from vigil.registry import check_card
         from vigil.registry.lineage import git_commit
 
         check_model_name(name)
@@ -461,6 +467,7 @@ class Vigil:
             self._check_candidate(name, candidate_for, alias)
         for key in {**(tags or {}), **(metrics or {})}:
             check_tag_key(key)
+        check_card(dict(card or {}))  # before the model is packaged and profiled
         trust = (trust or TrustPolicy()).within(self.settings.max_unpacked_model_bytes)
         # host, vigil version and the git commit of the working directory are added by the
         # registry; here: what only this call knows.
@@ -524,6 +531,7 @@ class Vigil:
                 metrics={k: float(v) for k, v in (metrics or {}).items()},
                 lineage=lineage,
                 alias=alias,
+                card=dict(card or {}),
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -257,6 +257,15 @@ def test_unknown_or_invalid_endpoints_say_why(env: Env) -> None:
     assert problem["error"] == "endpoint_not_found"
     assert "ab" in problem["detail"]["endpoints"] and "'nope'" in problem["message"]
     assert env.client.post("/v2/endpoints/nope/infer", json={}).status_code == 404
+    # An endpoint picks the variant: explaining there would explain a model not named.
+    explain = env.client.post(
+        "/v2/endpoints/ab/infer",
+        json={
+            "inputs": [{"name": "f0", "shape": [1], "datatype": "FP64", "data": [0.0]}],
+            "parameters": {"explain": True},
+        },
+    )
+    assert explain.status_code == 400 and "experiment endpoint" in explain.json()["error"]
     invalid = env.predict("bad..name")
     assert invalid.status_code == 422 and invalid.json()["error"] == "invalid_name"
     bad_body = env.predict("ab", "u1", instances=[{"f0": "not a number", "f1": 0, "f2": 0}])

@@ -48,6 +48,21 @@ def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.M
     ]
     assert sorted(out["windows"][1]["drifted_features"]) == ["age", "plan"]
     assert [(a["rule"], a["status"]) for a in out["alerts"]] == [("dataset_drift", "firing")]
+    # Drifted features ranked by impact: each one's effect size times its share of the
+    # version's stored global importance, largest first.
+    importance = vigil.registry.get_version("churn", 1).manifest["importance"]["features"]
+    shifted = out["windows"][1]
+    effect = {
+        p["feature"]: p["value"] for p in shifted["points"] if p["metric"] == "drift.effect_size"
+    }
+    impact = {p["feature"]: p["value"] for p in shifted["points"] if p["metric"] == "drift.impact"}
+    total = sum(importance[f] for f in effect)
+    expected = {f: effect[f] * importance[f] / total for f in effect}
+    assert impact == pytest.approx(expected, rel=1e-12)
+    ranked = shifted["drifted_by_impact"]
+    assert [r["feature"] for r in ranked] == sorted(["age", "plan"], key=lambda f: -expected[f])
+    assert [r["impact"] for r in ranked] == pytest.approx([expected[r["feature"]] for r in ranked])
+    in_order = ", ".join(f"{r['feature']} ({r['impact']:.2g})" for r in ranked)
 
     again = runner.invoke(app, ["monitor", "run"], env={"COLUMNS": "200"})
     assert again.exit_code == 0
@@ -56,7 +71,7 @@ def test_run_show_and_list(vigil: Vigil, trained: Trained, monkeypatch: pytest.M
 
     shown = runner.invoke(app, ["monitor", "show", "churn"], env={"COLUMNS": "250"})
     assert shown.exit_code == 0
-    assert "age, plan" in shown.stdout and "native_predict" in shown.stdout
+    assert in_order in shown.stdout and "native_predict" in shown.stdout
 
     listed = runner.invoke(app, ["alert", "list", "--json"])
     (alert,) = json.loads(listed.stdout)

@@ -22,7 +22,7 @@ One way to do each thing:
   flag  long form            commands
   ====  ===================  =========================================================
   -a    --alias              register, rollback, experiment conclude
-  -d    --description        register
+  -d    --description        register, model edit
   -f    --file               endpoint create/update, policy set
   -m    --metric             register
   -n    --limit / --last     audit, alert list, monitor show, policy status (how many rows)
@@ -47,6 +47,7 @@ from vigil.cli import alerts as _alerts
 from vigil.cli import audit as _audit
 from vigil.cli import backfill as _backfill
 from vigil.cli import capture as _capture
+from vigil.cli import card as _card
 from vigil.cli import db as _db
 from vigil.cli import drift as _drift
 from vigil.cli import endpoints as _endpoints
@@ -101,6 +102,7 @@ _predict.install(app)
 _feedback.install(app)
 _capture.install(app)
 _report.install(app)
+_card.install(app)
 _monitor.install(app)
 _backfill.install(app)
 _alerts.install(app)

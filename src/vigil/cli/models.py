@@ -1,4 +1,4 @@
-"""Registry commands: register, model list/show/archive/unarchive/delete, alias
+"""Registry commands: register, model list/show/edit/archive/unarchive/delete, alias
 list/set/delete, rollback, audit."""
 
 from __future__ import annotations
@@ -36,6 +36,28 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
             fail(f"--{what} takes KEY=VALUE, got {item!r}")
         out[key] = value
     return out
+
+
+PURPOSE = typer.Option(None, "--purpose", help="Model card: what the model is for.")
+OWNER = typer.Option(None, "--owner", help="Model card: who answers for it (team or person).")
+INTENDED_USE = typer.Option(
+    None, "--intended-use", help="Model card: where and by whom it is meant to be used."
+)
+LIMITATIONS = typer.Option(
+    None, "--limitations", help="Model card: where it must not be trusted, known weaknesses."
+)
+
+
+def _card(
+    purpose: str | None, owner: str | None, intended_use: str | None, limitations: str | None
+) -> dict[str, str]:
+    given = {
+        "purpose": purpose,
+        "owner": owner,
+        "intended_use": intended_use,
+        "limitations": limitations,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def register(
@@ -81,6 +103,10 @@ def register(
         help="Hand the version to the run of this model's update policy waiting for its "
         "retraining job (the run resumes with its gate).",
     ),
+    purpose: str = PURPOSE,
+    owner: str = OWNER,
+    intended_use: str = INTENDED_USE,
+    limitations: str = LIMITATIONS,
     json_out: bool = JSON,
 ) -> None:
     """Register a model file as a new immutable version, with its signature and baseline profile."""
@@ -108,6 +134,7 @@ def register(
             trust=trust,
             progress=step.update if step else None,
             candidate_for=candidate_for,
+            card=_card(purpose, owner, intended_use, limitations),
         )
     if json_out:
         print_json(as_dict(mv))
@@ -231,6 +258,7 @@ def show(
     for key in ("source", "source_sha256", "reference", "reference_sha256", "git_commit"):
         if lineage.get(key):
             facts.append((key, str(lineage[key])))
+    facts.extend((key.replace("_", " "), value) for key, value in mv.card.items())
     table("Version", ["field", "value"], facts)
     sig = mv.signature or {}
     inputs = sig.get("inputs", [])
@@ -258,6 +286,37 @@ def show(
                 + (f", classes {classes}" if classes else "")
             )
         )
+
+
+@model_app.command("edit")
+def edit(
+    uri: str = typer.Argument(..., help="models:/NAME/VERSION or models:/NAME@ALIAS."),
+    description: str = typer.Option(None, "--description", "-d", help="Free-text description."),
+    purpose: str = PURPOSE,
+    owner: str = OWNER,
+    intended_use: str = INTENDED_USE,
+    limitations: str = LIMITATIONS,
+    json_out: bool = JSON,
+) -> None:
+    """Edit a version's description and model card facts (audited); an empty text ("")
+    removes a card fact, an option not given leaves it as it is."""
+    card = _card(purpose, owner, intended_use, limitations)
+    if description is None and not card:
+        fail(
+            "nothing to edit: give --description, --purpose, --owner, --intended-use or --limitations"
+        )
+    reg = services().registry
+    mv = reg.resolve(uri)
+    if description is not None:
+        mv = reg.update_version(mv.name, mv.version, description=description)
+    if card:
+        mv = reg.update_card(mv.name, mv.version, card)
+    if json_out:
+        print_json(as_dict(mv))
+        return
+    console.print(f"[green]edited[/] models:/{shown(mv.name)}/{mv.version}", highlight=False)
+    for key, value in mv.card.items():
+        console.print(f"  {key}: {shown(value)}", highlight=False, soft_wrap=True)
 
 
 def _show_importance(importance: dict[str, Any] | None, top: int = 15) -> None:

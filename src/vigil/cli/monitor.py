@@ -50,6 +50,14 @@ def _main_metric(perf: dict[str, Any] | None) -> str:
     return "—"
 
 
+def _drifted(by_impact: list[dict[str, Any]], names: list[str]) -> str:
+    """The drifted features, largest impact first with it (drift effect size × importance
+    share) when the version has a global importance, else as the report lists them."""
+    if by_impact:
+        return ", ".join(f"{f['feature']} ({f['impact']:.2g})" for f in by_impact)
+    return ", ".join(names) or "—"
+
+
 def _window_row(r: WindowResult) -> tuple[str | Text, ...]:
     perf = r.performance.metrics if r.performance is not None else None
     return (
@@ -60,7 +68,7 @@ def _window_row(r: WindowResult) -> tuple[str | Text, ...]:
         str(r.n_rows),
         _fmt(r.error_rate),
         _verdict(r.dataset_drifted),
-        ", ".join(r.drifted_features) or "—",
+        _drifted([f.to_dict() for f in r.drifted_by_impact], r.drifted_features),
         _main_metric(perf) + (f" ({r.n_labelled} labels)" if r.n_labelled else ""),
     )
 
@@ -91,7 +99,7 @@ _WINDOW_COLUMNS = [
     "rows",
     "error rate",
     "drift",
-    "drifted features",
+    "drifted features (impact)",
     "performance",
 ]
 
@@ -245,7 +253,7 @@ def _stored_row(w: StoredWindow) -> tuple[str | Text, ...]:
         str(w.n_rows),
         _fmt(s.get("error_rate")),
         _verdict(s.get("dataset_drifted")),
-        ", ".join(s.get("drifted_features") or []) or "—",
+        _drifted(s.get("drifted_by_impact") or [], s.get("drifted_features") or []),
         _main_metric(s.get("performance")) + (f" ({w.n_labelled} labels)" if w.n_labelled else ""),
     )
 

@@ -37,6 +37,14 @@ def _show(result: CaptureReport) -> None:
     if result.prediction is not None:
         moved = "drifted" if result.prediction.drifted else "did not drift"
         console.print(f"model output {moved} (not counted in the verdict)")
+    ranked = result.drifted_by_impact
+    if ranked:
+        console.print(
+            "drifted features by impact (effect size × importance share): "
+            + ", ".join(f"{shown(f.column)} ({f.impact:.2g})" for f in ranked),
+            highlight=False,
+            soft_wrap=True,
+        )
     for name, reason in result.not_compared.items():
         console.print(f"[dim]not compared: {shown(name)}: {shown(reason)}[/]", highlight=False)
 
@@ -97,6 +105,7 @@ def report(
             estimated_reference=result.estimated_reference,
             fairness=result.fairness,
             fairness_window=result.fairness_window,
+            importance=result.importance,
         )
         html.write_text(page, encoding="utf-8")
     print_report(result.to_dict(), html, as_json=json_out, show=lambda: _show(result))

@@ -28,7 +28,7 @@ from vigil._redact import redact_url
 from vigil.app import Vigil
 from vigil.console import table, when
 from vigil.demo import _home
-from vigil.demo._data import MODEL_NAME, train
+from vigil.demo._data import CARD, MODEL_NAME, train
 from vigil.demo._server import DemoServer
 from vigil.demo.loop import follow, set_policy
 from vigil.demo.monitoring import shift, watch
@@ -88,6 +88,7 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
         metrics=metrics,
         tags={"dataset": "sklearn.breast_cancer", "owner": "demo"},
         description="LogisticRegression on the Wisconsin breast-cancer data",
+        card=CARD,
     )
     console.print(
         f"   registered [bold]models:/{mv.name}/{mv.version}[/] ({mv.flavor}, sha256 {mv.sha256[:12]})"
@@ -161,6 +162,7 @@ def next_commands(window: int) -> list[str]:
         "alert list",
         f"policy status {MODEL_NAME}",
         f"audit {MODEL_NAME}",
+        f"card models:/{MODEL_NAME}/1",
     ]
 
 

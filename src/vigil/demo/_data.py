@@ -13,6 +13,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 MODEL_NAME = "breast-cancer"
+CARD = {
+    "purpose": "Flag breast-mass biopsies whose cell measurements look malignant, so that a "
+    "pathologist reviews them first.",
+    "owner": "vigil demo team",
+    "intended_use": "A second reader beside a pathologist, on fine-needle aspirate "
+    "measurements taken like those of the Wisconsin data set.",
+    "limitations": "Trained on 569 cases from one clinic in the 1990s; not validated on "
+    "other populations or instruments.\nNever a diagnosis on its own.",
+}
+"""The facts of the demo model's card (``vigil card``), given at registration."""
 
 
 def train(seed: int = 0) -> tuple[Any, Any, Any, Any, dict[str, float]]:

@@ -42,6 +42,10 @@ class Baseline:
     fairness: ModelFairness | None = None
     """The model's sensitive attributes, when monitoring measures fairness by group
     (``monitor.fairness`` in the settings: :mod:`vigil.monitor.fairness`)."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """The version's global importance (feature → mean absolute attribution), stored at
+    registration; empty when it has none. Weighs each feature's drift by what it does to
+    the output (:func:`vigil.drift.impact.rank_by_impact`)."""
 
     @property
     def task(self) -> str:
@@ -72,7 +76,23 @@ def load_baseline(
         reference_metrics(mv.metrics or {}),
         fit_estimator(signature, profile),
         fairness,
+        stored_importance(mv.manifest),
     )
+
+
+def stored_importance(manifest: Mapping[str, Any]) -> dict[str, float]:
+    """The feature → importance map of a version's manifest (empty without one).
+
+    >>> stored_importance({"importance": {"features": {"age": 0.5}, "exact": True}})
+    {'age': 0.5}
+    >>> stored_importance({})
+    {}
+    """
+    found = manifest.get("importance")
+    features = found.get("features") if isinstance(found, Mapping) else None
+    if not isinstance(features, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in features.items() if isinstance(v, int | float)}
 
 
 def reference_metrics(registered: Mapping[str, Any]) -> dict[str, float]:

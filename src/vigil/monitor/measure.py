@@ -23,6 +23,7 @@ import pandas as pd
 
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
 from vigil.drift import ColumnDrift, DriftReport, compare_to_profile
+from vigil.drift.impact import FeatureImpact, rank_by_impact
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.feedback.join import join_feedback
 from vigil.monitor.baseline import Baseline
@@ -78,6 +79,8 @@ class WindowResult:
     label_marks: int | None = None
     """The window's mark of late labels when it was computed
     (:mod:`vigil.monitor.summaries.late`; only on windows judged from summaries)."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """The version's global importance (the baseline's), to weigh drift by impact."""
 
     @property
     def error_rate(self) -> float:
@@ -86,6 +89,19 @@ class WindowResult:
     @property
     def drifted_features(self) -> list[str]:
         return self.drift.drifted_columns if self.drift is not None else []
+
+    @property
+    def impact(self) -> list[FeatureImpact]:
+        """Every compared feature's drift weighted by its importance, largest first
+        (empty without drift or without importance)."""
+        if self.drift is None or not self.importance:
+            return []
+        return rank_by_impact(self.drift.columns, self.importance)
+
+    @property
+    def drifted_by_impact(self) -> list[FeatureImpact]:
+        """The drifted features, largest impact first."""
+        return [f for f in self.impact if f.drifted]
 
     @property
     def dataset_drifted(self) -> bool | None:
@@ -106,6 +122,7 @@ class WindowResult:
             **marks,
             "dataset_drifted": self.dataset_drifted,
             "drifted_features": self.drifted_features,
+            "drifted_by_impact": [f.to_dict() for f in self.drifted_by_impact],
             "share_drifted": self.drift.share_drifted if self.drift is not None else None,
             "prediction_drifted": (
                 self.prediction_drift.drifted if self.prediction_drift is not None else None
@@ -253,6 +270,8 @@ def _points(result: WindowResult, reference: dict[str, float]) -> list[Point]:
             out += point("drift.p_value", p_value, c.column)
             out += point("drift.effect_size", c.effect_size, c.column)
             out += point("drift.drifted", c.drifted, c.column)
+        for ranked in result.impact:
+            out += point("drift.impact", ranked.impact, ranked.column)
     if result.prediction_drift is not None:
         out += point("drift.prediction", result.prediction_drift.statistic)
         out += point("drift.prediction_drifted", result.prediction_drift.drifted)
@@ -314,6 +333,7 @@ def measure_window(window: Window, baseline: Baseline, labels: pd.DataFrame) -> 
         notes=notes,
         start_request_id=window.start_request_id,
         end_request_id=window.end_request_id,
+        importance=baseline.importance,
     )
     result.drift = _drift(window, baseline)
     result.prediction_drift = _prediction_drift(window, baseline)

@@ -85,6 +85,7 @@ def to_version(row: ModelVersionRow, name: str, aliases: list[str]) -> ModelVers
         manifest=dict(row.manifest),
         aliases=sorted(aliases),
         archived_at=row.archived_at,
+        card=dict(row.card or {}),
     )
 
 

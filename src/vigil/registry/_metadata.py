@@ -1,10 +1,13 @@
-"""Checking the tags and metrics attached to a version.
+"""Checking the tags, metrics and card facts attached to a version.
 
 Keys follow the naming rules of :mod:`vigil.names`; tag values are strings and metric
-values finite numbers, so both survive JSON on every database.
+values finite numbers, so both survive JSON on every database. Card facts are text under
+the names of :data:`CARD_FIELDS`.
 
 >>> check_metrics({"auc": 1})
 {'auc': 1.0}
+>>> check_card({"owner": " risk team ", "purpose": ""})
+{'owner': 'risk team'}
 >>> check_tags({"team": 7})
 Traceback (most recent call last):
 ...
@@ -48,4 +51,36 @@ def check_metrics(metrics: dict[str, float] | None) -> dict[str, float]:
                 detail={"metric": key},
             )
         checked[key] = float(value)
+    return checked
+
+
+CARD_FIELDS: tuple[str, ...] = ("purpose", "owner", "intended_use", "limitations")
+"""What a person says about a version for its model card (``vigil card``)."""
+CARD_TEXT_LIMIT = 20_000
+"""Characters one card field may hold: a card is read by people, not a data store."""
+
+
+def check_card(card: dict[str, str] | None) -> dict[str, str]:
+    """A checked copy of ``card``: known fields only, text trimmed, empty text dropped."""
+    checked: dict[str, str] = {}
+    for key, value in (card or {}).items():
+        if key not in CARD_FIELDS:
+            raise ValidationError(
+                f"unknown model card field {key!r}; the fields are {', '.join(CARD_FIELDS)}",
+                detail={"field": key},
+            )
+        if not isinstance(value, str):
+            raise ValidationError(
+                f"model card field {key!r} must be text, got {type(value).__name__}",
+                detail={"field": key},
+            )
+        text = value.strip()
+        if len(text) > CARD_TEXT_LIMIT:
+            raise ValidationError(
+                f"model card field {key!r} holds {len(text):,} characters; at most "
+                f"{CARD_TEXT_LIMIT:,} are kept: shorten it or link to a document",
+                detail={"field": key},
+            )
+        if text:
+            checked[key] = text
     return checked

@@ -32,6 +32,9 @@ class ModelVersion:
     aliases: list[str] = field(default_factory=list)
     archived_at: datetime | None = None
     """When the version was archived (kept for the record; no alias may point at it)."""
+    card: dict[str, str] = field(default_factory=dict)
+    """What a person said about it for its model card: any of ``purpose``, ``owner``,
+    ``intended_use``, ``limitations`` (see :data:`vigil.registry.CARD_FIELDS`)."""
 
     @property
     def uri(self) -> str:

@@ -68,7 +68,7 @@ from vigil.registry._lookup import (
     version_of,
     version_row,
 )
-from vigil.registry._metadata import check_metrics, check_tags
+from vigil.registry._metadata import check_card, check_metrics, check_tags
 from vigil.registry._usage import EndpointReferences, Usage, usage
 from vigil.registry.aliases import alias_stack, rollback_target
 from vigil.registry.entities import (
@@ -166,17 +166,21 @@ class Registry:
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
         alias: str | None = None,
+        card: dict[str, str] | None = None,
     ) -> ModelVersion:
         """Store a bundle directory as the next version of model ``name``.
 
         Creates the model on its first version. ``alias``, when given, is moved to the new
-        version in the same transaction. Nothing is left behind if anything fails.
+        version in the same transaction. ``card`` holds the facts of its model card
+        (:data:`vigil.registry.CARD_FIELDS`). Nothing is left behind if
+        anything fails.
         """
         check_model_name(name)
         if alias is not None:
             check_alias(alias)
         tags = check_tags(tags)
         metrics = check_metrics(metrics)
+        checked_card = check_card(card)
         manifest = read_manifest(bundle_dir).model_dump(mode="json")
         full_lineage = collect_lineage(lineage, manifest)
         stored = self.store.put_dir(bundle_dir)
@@ -197,6 +201,7 @@ class Registry:
                             metrics=metrics,
                             lineage=full_lineage,
                             alias=alias,
+                            card=checked_card,
                         )
                 except IntegrityError:
                     if attempt == _REGISTER_ATTEMPTS:
@@ -230,6 +235,7 @@ class Registry:
         metrics: dict[str, float],
         lineage: dict[str, Any],
         alias: str | None,
+        card: dict[str, str],
     ) -> ModelVersion:
         """Number and insert the version under the model's lock, with its audit rows."""
         model, created = self._lock_or_create_model(session, name)
@@ -251,6 +257,7 @@ class Registry:
             lineage=lineage,
             artifact_uri=stored.uri,
             manifest=manifest,
+            card=card or None,
         )
         session.add(row)
         session.flush()
@@ -543,8 +550,9 @@ class Registry:
             self._move_alias(session, model, alias, target, "rollback", reason)
             return from_version, target
 
-    def alias_history(self, name: str, alias: str) -> list[AliasEvent]:
-        """Every move of an alias, newest first (empty if it never existed)."""
+    def alias_history(self, name: str, alias: str, limit: int | None = None) -> list[AliasEvent]:
+        """Every move of an alias (the newest ``limit`` when given), newest first (empty if
+        it never existed)."""
         check_alias(alias)
         with self.db.session() as session:
             model = model_row(session, name)
@@ -552,6 +560,7 @@ class Registry:
                 select(AliasEventRow)
                 .where(AliasEventRow.model_id == model.id, AliasEventRow.alias == alias)
                 .order_by(AliasEventRow.id.desc())
+                .limit(limit)
             )
             return [
                 AliasEvent(
@@ -777,6 +786,30 @@ class Registry:
                     before,
                     after,
                 )
+            return version_of(session, model, row)
+
+    def update_card(self, name: str, version: int, card: dict[str, str]) -> ModelVersion:
+        """Set the model card facts given in ``card`` (an empty text removes one; fields
+        not given stay as they are), audited as ``update_card`` with before and after."""
+        with self.db.session(write=True) as session:
+            model = model_row(session, name, lock=True)
+            row = version_row(session, model, version)
+            current = dict(row.card or {})
+            updated = check_card({**current, **card})
+            if updated != current:
+                changed = sorted(
+                    k for k in {*current, *updated} if current.get(k) != updated.get(k)
+                )
+                self._audit(
+                    session,
+                    "update_card",
+                    "model_version",
+                    f"{name}/{version}",
+                    name,
+                    {k: current.get(k) for k in changed},
+                    {k: updated.get(k) for k in changed},
+                )
+                row.card = updated or None
             return version_of(session, model, row)
 
     def update_model(self, name: str, *, description: str) -> RegisteredModel:

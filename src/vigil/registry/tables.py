@@ -1,12 +1,13 @@
 """The registry's tables: models, versions, aliases and alias history.
 
 Every timestamp is UTC. The schema itself is created by the Alembic migrations
-``vigil/storage/migrations/versions/0001_registry.py`` and ``0006_registry_housekeeping.py``;
+``vigil/storage/migrations/versions/0001_registry.py``, ``0006_registry_housekeeping.py`` and
+``0010_version_card.py``;
 keep them in step (a test compares them).
 
 Versions are immutable: an ORM guard refuses any change to what identifies a version's
 model (artifact digest, signature, flavor, manifest, number); only ``description``,
-``tags`` and ``archived_at`` may change, and the registry audits such edits.
+``tags``, ``card`` and ``archived_at`` may change, and the registry audits such edits.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
 from vigil.errors import ImmutableVersionError
 from vigil.names import NAME_LENGTH
-from vigil.storage.sql import Base, utcnow
+from vigil.storage.sql import Base, JSONType, utcnow
 
 
 class RegisteredModelRow(Base):
@@ -74,6 +75,9 @@ class ModelVersionRow(Base):
     manifest: Mapped[dict[str, Any]]
     archived_at: Mapped[datetime | None]
     """When the version was archived: kept for the record, but no alias may point at it."""
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """What a person says about it for its model card (migration 0010): purpose, owner,
+    intended use, limitations. ``None`` on versions registered before that migration."""
 
 
 IMMUTABLE_VERSION_FIELDS = (

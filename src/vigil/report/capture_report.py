@@ -33,9 +33,11 @@ from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
 from vigil.capture.table import PROBA_PREFIX
 from vigil.drift import ColumnDrift, DriftReport
+from vigil.drift.impact import FeatureImpact, rank_by_impact
 from vigil.drift.report import build_report, profile_column_drift
 from vigil.drift.target import prediction_drift_to_profile
 from vigil.errors import NotFoundError
+from vigil.monitor.baseline import stored_importance
 from vigil.monitor.estimated import EstimatedMetric
 from vigil.monitor.estimation import Estimator, estimate_window, fit_estimator
 from vigil.profile_schema import BaselineProfile, CategoricalProfile
@@ -90,6 +92,14 @@ class CaptureReport:
     attributes (``monitor.fairness``)."""
     fairness_window: str = ""
     """Which window ``fairness`` describes."""
+    importance: dict[str, float] = field(default_factory=dict)
+    """The baseline version's global importance (empty without one): ranks the drifted
+    features by impact (:func:`vigil.drift.impact.rank_by_impact`)."""
+
+    @property
+    def drifted_by_impact(self) -> list[FeatureImpact]:
+        """The drifted features, largest impact (effect size × importance share) first."""
+        return [f for f in rank_by_impact(self.report.columns, self.importance) if f.drifted]
 
     def to_dict(self) -> dict[str, Any]:
         """The report's numbers (``DriftReport.to_dict``) plus the window, rows and charts."""
@@ -119,6 +129,7 @@ class CaptureReport:
             "estimated_reference": self.estimated_reference,
             "fairness": self.fairness,
             "fairness_window": self.fairness_window,
+            "drifted_by_impact": [f.to_dict() for f in self.drifted_by_impact],
             "charts": {
                 name: {"reference": ref.to_dict(), "current": self.current_summary[name].to_dict()}
                 for name, ref in self.reference_summary.items()
@@ -338,6 +349,7 @@ def capture_report(
         progress=progress,
         estimator=estimator,
     )
+    result = replace(result, importance=stored_importance(mv.manifest))
     # The monitoring store: only for a report of captured traffic (`vigil drift` needs none).
     from vigil.monitor.series import latest_fairness
 

@@ -28,12 +28,13 @@ from html import escape
 from typing import Any
 
 from vigil.drift import ColumnDrift, DriftReport
+from vigil.drift.impact import rank_by_impact
 from vigil.monitor.estimated import EstimatedMetric
 from vigil.report._assets import CSS, JS
 from vigil.report.distributions import Distribution
 from vigil.report.estimated import estimated_section
 from vigil.report.fairness import fairness_section
-from vigil.report.ordering import drifted_first
+from vigil.report.ordering import drifted_by_impact
 from vigil.report.svg import feature_chart
 
 HEADERS: tuple[tuple[str, str, str], ...] = (
@@ -69,7 +70,11 @@ def script_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _row(c: ColumnDrift, anchor: str) -> str:
+IMPACT_HEADER = ("impact", "impact", "number")
+"""Shown after the effect size when the model's global importance is known."""
+
+
+def _row(c: ColumnDrift, anchor: str, impact: float | None = None) -> str:
     name = escape(c.column)
     p_title = f' title="raw p-value {_num(c.p_value)}"' if c.p_value is not None else ""
     effect = _num(c.effect_size)
@@ -86,7 +91,13 @@ def _row(c: ColumnDrift, anchor: str) -> str:
         f'<td title="{escape(c.reason)}">{escape(c.method)}</td>'
         f'<td class="num">{_num(c.statistic)}</td>'
         f'<td class="num"{p_title}>{_num(c.p_value_adjusted, ".3g")}</td>'
-        f'<td class="num">{effect}</td><td class="num">{escape(threshold_text(c))}</td>'
+        f'<td class="num">{effect}</td>'
+        + (
+            f'<td class="num" title="effect size × importance share">{_num(impact, ".3g")}</td>'
+            if impact is not None
+            else ""
+        )
+        + f'<td class="num">{escape(threshold_text(c))}</td>'
         f"<td>{badge}</td></tr>"
     )
 
@@ -102,13 +113,24 @@ def _aside(c: ColumnDrift, element_id: str, what: str) -> str:
 
 
 def _verdict(
-    report: DriftReport, target: ColumnDrift | None, prediction: ColumnDrift | None
+    report: DriftReport,
+    target: ColumnDrift | None,
+    prediction: ColumnDrift | None,
+    impact: Mapping[str, float] | None = None,
 ) -> str:
     compared = sum(c.method != "none" for c in report.columns)
     state = "drifted" if report.dataset_drifted else "stable"
     line = report.verdict()
     headline = escape(line[0].upper() + line[1:])
-    names = ", ".join(escape(n) for n in report.drifted_columns) or "none"
+    if impact:
+        ranked = sorted(report.drifted_columns, key=lambda n: (-impact.get(n, 0.0), n))
+        names = ", ".join(f"{escape(n)} ({impact.get(n, 0.0):.2g})" for n in ranked)
+        names = (
+            f'<span id="drifted-by-impact">{names or "none"}</span>, largest impact first '
+            "(drift effect size × the feature's share of the model's global importance)"
+        )
+    else:
+        names = ", ".join(escape(n) for n in report.drifted_columns) or "none"
     target_line = ""
     if target is not None:
         target_line += _aside(target, "target-verdict", "Target")
@@ -151,6 +173,7 @@ def render_html(
     estimated_reference: Mapping[str, float] | None = None,
     fairness: Mapping[str, Mapping[str, Any]] | None = None,
     fairness_window: str = "",
+    importance: Mapping[str, float] | None = None,
 ) -> str:
     """The whole report page as one string.
 
@@ -162,13 +185,20 @@ def render_html(
     labels: each metric's interval beside its value on the labelled reference.
     ``fairness`` (of the window ``fairness_window`` names) draws fairness by group
     (:mod:`vigil.report.fairness`).
+    ``importance`` (the model's global importance) adds each column's impact, its drift
+    weighted by importance (:mod:`vigil.drift.impact`), and ranks the drifted ones by it.
     """
-    ordered = drifted_first(report.columns)
+    impact = {f.column: f.impact for f in rank_by_impact(report.columns, importance or {})}
+    ordered = drifted_by_impact(report.columns, impact)
     # Column names may hold anything; element ids come from positions instead.
     anchors = {c.column: f"chart-{i}" for i, c in enumerate(report.columns)}
+    report_data = report.to_dict()
+    if impact:
+        for record in report_data["columns"]:
+            record["impact"] = impact.get(record["column"])
     data = {
         "title": title,
-        "report": report.to_dict(),
+        "report": report_data,
         "target": target.to_dict() if target is not None else None,
         "prediction": prediction.to_dict() if prediction is not None else None,
         "prediction_chart": (
@@ -185,10 +215,14 @@ def render_html(
             if name in current_summary
         },
     }
+    headers = list(HEADERS)
+    if impact:
+        headers.insert(headers.index(("effect_size", "effect size", "number")) + 1, IMPACT_HEADER)
     head = "".join(
         f'<th data-key="{key}" data-type="{kind}" scope="col" aria-sort="none">{label}</th>'
-        for key, label, kind in HEADERS
+        for key, label, kind in headers
     )
+    shown_impact = (lambda c: impact.get(c.column, 0.0)) if impact else (lambda c: None)
     figures = "".join(
         _figure(c, anchors[c.column], reference_summary[c.column], current_summary[c.column])
         for c in ordered
@@ -204,11 +238,11 @@ def render_html(
         f"<title>{escape(title)}</title><style>{CSS}</style></head>"
         f"<body><main><h1>{escape(title)}</h1>"
         f'<p class="subtitle">{escape(subtitle)}</p>'
-        f"{_verdict(report, target, prediction)}"
+        f"{_verdict(report, target, prediction, impact)}"
         f"{estimated_section(estimated, estimated_reference or {})}"
         f"{fairness_section(fairness, fairness_window)}"
         '<h2>Features</h2><table id="features">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(_row(c, anchors[c.column]) for c in ordered)}</tbody></table>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(_row(c, anchors[c.column], shown_impact(c)) for c in ordered)}</tbody></table>"
         f'<h2>Distributions</h2><div class="charts">{figures}</div>'
         f"<footer>Generated by vigil on {generated}. Click a table header to sort.</footer>"
         f'</main><script type="application/json" id="vigil-data">{script_json(data)}</script>'

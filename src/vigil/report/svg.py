@@ -64,17 +64,21 @@ def _y_axis(top: float, plot_h: float) -> list[str]:
     return parts
 
 
-def _legend(reference: Distribution, current: Distribution) -> str:
-    x = WIDTH - RIGHT - 290
-    return (
+def _legend(reference: Distribution, current: Distribution | None) -> str:
+    x = WIDTH - RIGHT - (290 if current is not None else 140)
+    parts = [
         f'<g class="legend">'
         f'<rect x="{x}" y="8" width="12" height="12" fill="{REFERENCE_COLOUR}" fill-opacity="0.7"/>'
         f'<text x="{x + 17}" y="18">reference (n={reference.n:,})</text>'
-        f'<rect x="{x + 150}" y="8" width="12" height="12" fill="{CURRENT_COLOUR}" '
-        f'fill-opacity="0.7"/>'
-        f'<text x="{x + 167}" y="18">current (n={current.n:,})</text>'
-        f"</g>"
-    )
+    ]
+    if current is not None:
+        parts.append(
+            f'<rect x="{x + 150}" y="8" width="12" height="12" fill="{CURRENT_COLOUR}" '
+            f'fill-opacity="0.7"/>'
+            f'<text x="{x + 167}" y="18">current (n={current.n:,})</text>'
+        )
+    parts.append("</g>")
+    return "".join(parts)
 
 
 def _bar(x: float, width: float, value: float, top: float, plot_h: float, side: str) -> str:
@@ -89,13 +93,14 @@ def _bar(x: float, width: float, value: float, top: float, plot_h: float, side: 
 
 
 def _numeric_body(
-    reference: Distribution, current: Distribution, top: float, plot_w: float, plot_h: float
+    reference: Distribution, current: Distribution | None, top: float, plot_w: float, plot_h: float
 ) -> list[str]:
     edges = reference.edges
     lo, hi = edges[0], edges[-1]
     span = (hi - lo) or 1.0
     parts: list[str] = []
-    for side, dist in (("reference", reference), ("current", current)):
+    sides = [("reference", reference)] + ([("current", current)] if current is not None else [])
+    for side, dist in sides:
         for i, value in enumerate(dist.proportions):
             x0 = LEFT + plot_w * (edges[i] - lo) / span
             x1 = LEFT + plot_w * (edges[i + 1] - lo) / span
@@ -115,17 +120,19 @@ def _numeric_body(
 
 
 def _categorical_body(
-    reference: Distribution, current: Distribution, top: float, plot_w: float, plot_h: float
+    reference: Distribution, current: Distribution | None, top: float, plot_w: float, plot_h: float
 ) -> list[str]:
     labels = reference.labels
     slot = plot_w / max(len(labels), 1)
-    bar_w = slot * 0.38
+    # One bar per category when the reference is drawn alone, else a pair.
+    bar_w = slot * (0.38 if current is not None else 0.76)
     base = TOP + plot_h
     parts: list[str] = []
     for i, label in enumerate(labels):
         x = LEFT + slot * i + slot * 0.12
         parts.append(_bar(x, bar_w, reference.proportions[i], top, plot_h, "reference"))
-        parts.append(_bar(x + bar_w, bar_w, current.proportions[i], top, plot_h, "current"))
+        if current is not None:
+            parts.append(_bar(x + bar_w, bar_w, current.proportions[i], top, plot_h, "current"))
         short = label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
         cx = LEFT + slot * (i + 0.5)
         parts.append(
@@ -136,11 +143,13 @@ def _categorical_body(
     return parts
 
 
-def feature_chart(column: str, reference: Distribution, current: Distribution) -> str:
-    """An ``<svg>`` overlaying ``reference`` and ``current`` for feature ``column``."""
+def feature_chart(column: str, reference: Distribution, current: Distribution | None) -> str:
+    """An ``<svg>`` overlaying ``reference`` and ``current`` for feature ``column``, or
+    the reference alone when ``current`` is ``None`` (a baseline profile's chart)."""
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
-    top = _nice_max(max((*reference.proportions, *current.proportions, 0.0)))
+    shares = (*reference.proportions, *(current.proportions if current is not None else ()))
+    top = _nice_max(max((*shares, 0.0)))
     body = (
         _numeric_body(reference, current, top, plot_w, plot_h)
         if reference.kind == "numeric"
@@ -149,13 +158,17 @@ def feature_chart(column: str, reference: Distribution, current: Distribution) -
     base = TOP + plot_h
     x_title = "value" if reference.kind == "numeric" else "category"
     missing = ""
-    if reference.missing or current.missing:
+    if current is None:
+        if reference.missing:
+            missing = f" · missing: {reference.missing:.1%}"
+    elif reference.missing or current.missing:
         missing = f" · missing: reference {reference.missing:.1%}, current {current.missing:.1%}"
     name = escape(column)
+    shown = "reference and current" if current is not None else "reference"
     return "".join(
         [
             f'<svg class="chart" data-column="{name}" role="img" '
-            f'aria-label="Distribution of {name}: reference and current" '
+            f'aria-label="Distribution of {name}: {shown}" '
             f'viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
             f'xmlns="http://www.w3.org/2000/svg">',
             f'<text class="chart-title" x="{LEFT}" y="20">{name}</text>',

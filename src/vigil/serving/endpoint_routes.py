@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.errors import NotFoundError, VigilError
 from vigil.experiments.assign import unit_id
-from vigil.serving.codecs import mlflow, native, v2, v2_binary
+from vigil.serving.codecs import mlflow, native, v2, v2_binary, v2_explain
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.http import Request, Response, Route, dumps
 
@@ -128,6 +128,7 @@ async def predict(dp: DataPlane, req: Request) -> Response:
 @records_failures("v2")
 async def infer(dp: DataPlane, req: Request) -> Response:
     payload = v2.payload_of(req)
+    v2_explain.refuse_on_endpoint(payload)
     parameters = payload.get("parameters") if isinstance(payload, dict) else None
     router, routed = await _routed(dp, req, parameters)
     with _tagged(routed):

@@ -149,7 +149,18 @@ SCHEMAS: dict[str, Any] = {
                     "binary_data_output": {
                         "type": "boolean",
                         "description": "Send every output as raw bytes after the JSON.",
-                    }
+                    },
+                    "explain": {
+                        "type": "boolean",
+                        "description": "Add the rows' feature attributions: the outputs "
+                        "explanation [N, F] and explanation_base_value [N] (FP64), and the "
+                        "explain_* response parameters.",
+                    },
+                    "explain_class": {
+                        "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+                        "description": "The class to explain (with explain: true); default "
+                        "as on the native explain route.",
+                    },
                 },
             },
             "inputs": {
@@ -187,6 +198,18 @@ SCHEMAS: dict[str, Any] = {
             "model_version": {"type": "string"},
             "id": {"type": "string"},
             "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/V2Tensor"}},
+            "parameters": {
+                "type": "object",
+                "description": "With parameters.explain: explain_method, explain_exact, "
+                "explain_output, explain_features and explain_labels (JSON lists as text).",
+                "properties": {
+                    "explain_method": {"type": "string"},
+                    "explain_exact": {"type": "boolean"},
+                    "explain_output": {"type": "string"},
+                    "explain_features": {"type": "string"},
+                    "explain_labels": {"type": "string"},
+                },
+            },
         },
     },
     "V2Error": {

@@ -251,6 +251,7 @@ def measure_summary(
         n_requests=summary.requests,
         n_rejected=summary.rejected,
         n_labelled=summary.labelled if labelled is None else labelled,
+        importance=baseline.importance,
     )
     result.drift = drift_report(summary, baseline)
     result.prediction_drift = prediction_drift(summary, baseline)

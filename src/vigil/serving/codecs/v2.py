@@ -7,7 +7,8 @@ Both tabular conventions are accepted in ``POST /v2/models/{name}[/versions/{v}]
 
 Tensor ``data`` may be flat (row-major) or nested. Outputs are ``predict`` (shape ``[N]``)
 and, for classifiers, ``predict_proba`` (shape ``[N, C]``, columns in class order); the
-request's ``outputs`` list picks among them (default: all).
+request's ``outputs`` list picks among them (default: all). ``parameters.explain`` adds
+the rows' feature attributions (:mod:`~vigil.serving.codecs.v2_explain`).
 
 Tensors may also travel as raw bytes after the JSON, both ways (the binary tensor data
 extension, tritonclient's default): see :mod:`~vigil.serving.codecs.v2_binary`.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vigil.errors import MalformedRequestError, ValidationError
-from vigil.serving.codecs import native, predict_served, v2_binary
+from vigil.serving.codecs import native, predict_served, v2_binary, v2_explain
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.http import Request, Response, json_response
@@ -295,18 +296,25 @@ async def infer(dp: DataPlane, req: Request) -> Response:
     served = dp.model(req.params["name"], _selector(req))
     req.model, req.version = served.name, served.version_label
     payload = payload_of(req)
+    wants_explanation, label = v2_explain.requested(payload)
     table, outputs, binary = await decoded(dp, req, served, payload)
+    # Explained first: a model that cannot be explained, or too many rows, predicts nothing.
+    found = await v2_explain.explain(dp, served, table, label) if wants_explanation else None
     want_proba = "predict_proba" in outputs
     result = await predict_served(
         dp, req, served, table, want_proba=want_proba, passthrough=passthrough_of(payload)
     )
     request_id = payload.get("id")
-    body = {
+    body: dict[str, Any] = {
         "model_name": served.name,
         "model_version": served.version_label,
         "id": request_id if isinstance(request_id, str) else result.request_id,
         "outputs": output_tensors(result, outputs),
     }
+    if found is not None:
+        extra, body["parameters"] = v2_explain.tensors(found)
+        body["outputs"] += extra
+        binary = v2_binary.binary_outputs(payload, [*outputs, *v2_explain.OUTPUTS])
     return v2_binary.response(body, binary, [(b"x-request-id", result.request_id.encode())])
 
 

@@ -59,7 +59,7 @@ from vigil.errors import (
 from vigil.experiments.assign import unit_id
 from vigil.serving import metrics
 from vigil.serving.batching import GATHER_TURNS as GATHER_TURNS_VAR
-from vigil.serving.codecs import v2
+from vigil.serving.codecs import v2, v2_explain
 from vigil.serving.dataplane import request_id_from
 from vigil.serving.executors import INLINE_BODY_BYTES
 from vigil.serving.grpc import inference_v2_pb2 as pb
@@ -362,7 +362,10 @@ class InferenceService:
         if endpoint is not None:
             return await self._endpoint_infer(request, call, metadata, parameters, endpoint)
         served = self._served(call, request.model_name, request.model_version)
+        wants_explanation, label = v2_explain.requested({"parameters": parameters})
         table, outputs = await self._decode(request, call, served)
+        # Explained first, as on REST: a refused explanation predicts nothing.
+        found = await v2_explain.explain(dp, served, table, label) if wants_explanation else None
         result = await dp.predict(
             served.name,
             None,
@@ -373,7 +376,16 @@ class InferenceService:
             route=call.route,
             key_id=call.key_id,
         )
-        return _response(request, served, result, outputs)
+        if found is None:
+            return _response(request, served, result, outputs)
+        extra, explained = v2_explain.tensors(found)
+        response = _response(request, served, result, outputs, extra)
+        for key, value in explained.items():
+            if isinstance(value, bool):
+                response.parameters[key].bool_param = value
+            else:
+                response.parameters[key].string_param = value
+        return response
 
     async def _decode(
         self, request: Any, call: _Call, served: ServedModel
@@ -394,6 +406,7 @@ class InferenceService:
         endpoint: Any,
     ) -> Any:
         dp = self.dataplane
+        v2_explain.refuse_on_endpoint({"parameters": parameters})
         if not isinstance(endpoint, str) or not endpoint:
             raise ValidationError(
                 "the 'endpoint' parameter names an experiment endpoint: send it as a string",
@@ -437,7 +450,11 @@ class InferenceService:
 
 
 def _response(
-    request: Any, served: ServedModel, result: Prediction, outputs: list[str]
+    request: Any,
+    served: ServedModel,
+    result: Prediction,
+    outputs: list[str],
+    extra: list[dict[str, Any]] | None = None,
 ) -> pb.ModelInferResponse:
     response = pb.ModelInferResponse(
         model_name=served.name,
@@ -445,7 +462,9 @@ def _response(
         id=request.id or result.request_id,
     )
     tensors.add_outputs(
-        response, v2.output_tensors(result, outputs), raw=bool(request.raw_input_contents)
+        response,
+        [*v2.output_tensors(result, outputs), *(extra or [])],
+        raw=bool(request.raw_input_contents),
     )
     return response
 
