@@ -353,3 +353,16 @@ def test_erase_from_partitions_in_s3(tmp_path: Path, s3_url: str, s3: object) ->
         assert hashed not in data and SUBJECT.encode() not in data, key
     left = read_capture("churn", store=store, log_dir=tmp_path / "capture")
     assert sorted(left["request_id"]) == sorted(f"s3-{i}" for i in range(1, len(OTHERS) + 1))
+
+
+def test_a_passthrough_field_names_a_subject_in_records_and_partitions() -> None:
+    import pyarrow as pa
+
+    # An identifier sent beside the features (never to the model), hashed by its bare name.
+    masker = Masker({"customer": "hash"}, hash_key="k")
+    subject = Subject({"passthrough.customer": "c-7"}, masker)
+    hashed = masker.hash_value("c-7")
+    assert subject.record({"features": {}, "passthrough": {"customer": hashed}})
+    assert not subject.record({"features": {"customer": hashed}, "passthrough": {}})
+    table = pa.table({"passthrough.customer": [hashed, masker.hash_value("c-8"), None]})
+    assert subject.table(table).to_pylist() == [True, False, False]

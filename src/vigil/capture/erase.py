@@ -57,7 +57,7 @@ from vigil.capture.compact import QUARANTINE_ROOT, _parquet_bytes
 from vigil.capture.framing import decode_frames, encode_frame
 from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, SegmentLog
 from vigil.capture.masking import Masker
-from vigil.capture.table import FEATURE_PREFIX
+from vigil.capture.table import FEATURE_PREFIX, PASSTHROUGH_PREFIX
 from vigil.errors import ServiceUnavailableError, ValidationError
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ class LogErasure:
 class Subject:
     """The records of one person: every ``FIELD=VALUE`` condition holds.
 
-    A field is a top-level capture field (``request_id``, ``caller``...) or a feature. A
+    A field is a top-level capture field (``request_id``, ``caller``...), a passthrough
+    field sent beside the features (``passthrough.<field>``) or a feature. A
     value matches as written, as the JSON value it reads as (``42``, ``true``), and, for a
     field the capture hashes, as its keyed hash (:meth:`~vigil.capture.masking.Masker.hash_value`).
 
@@ -105,7 +106,9 @@ class Subject:
         self.fields = sorted(where)
         self.candidates: dict[str, list[str]] = {}
         for name, text in where.items():
-            action = masker.rules.get(name) if masker is not None else None
+            # A passthrough field is masked by the rule of its bare name, as the sink does.
+            rule = name.removeprefix(PASSTHROUGH_PREFIX)
+            action = masker.rules.get(rule) if masker is not None else None
             if action in ("mask", "drop"):
                 raise ValidationError(
                     f"field {name!r} is captured with the {action!r} action: its values are "
@@ -131,7 +134,12 @@ class Subject:
         features = record.get("features") or {}
         raw = record.get("raw_body")
         for name, texts in self.candidates.items():
-            value = record.get(name) if name in _TOP_LEVEL else features.get(name)
+            if name in _TOP_LEVEL:
+                value = record.get(name)
+            elif name.startswith(PASSTHROUGH_PREFIX):
+                value = (record.get("passthrough") or {}).get(name[len(PASSTHROUGH_PREFIX) :])
+            else:
+                value = features.get(name)
             if value is not None and _text(value) in texts:
                 continue
             if isinstance(raw, str) and any(json.dumps(t) in raw for t in texts):
@@ -144,7 +152,8 @@ class Subject:
         raw = table.column("raw_body") if "raw_body" in table.column_names else None
         hit: Any = None
         for name, texts in self.candidates.items():
-            column = name if name in _TOP_LEVEL else FEATURE_PREFIX + name
+            own = name in _TOP_LEVEL or name.startswith(PASSTHROUGH_PREFIX)
+            column = name if own else FEATURE_PREFIX + name
             one: Any = pa.array([False] * table.num_rows)
             if column in table.column_names:
                 try:
