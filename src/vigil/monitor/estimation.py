@@ -21,10 +21,15 @@ and RMSE of a window from its logged features and predictions (``estimated.mae``
 against the labelled reference sample's value. Beyond :data:`MAX_ROWS` rows the same
 seeded sample is taken (the mean of predicted losses then carries a sampling error of one
 ``sd(l̂) / sqrt(MAX_ROWS)``).
+
+A binary classifier's window judged from its summary (``VIGIL_MONITOR_SUMMARIES``) beyond
+:data:`MAX_ROWS` rows is estimated from the summary's score bins instead
+(:func:`estimate_binned`): the whole window, no rows read, within a bound the note states.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +40,7 @@ from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
 from vigil.monitor.dle import DLE, REGRESSION_METRICS
 from vigil.monitor.estimated import CBPE, METRICS, EstimatedMetric
 from vigil.monitor.performance import classification_metrics, label_key
+from vigil.monitor.score_bins import ScoreBins
 from vigil.profile_schema import BaselineProfile
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "N_DRAWS",
     "REGRESSION_METRICS",
     "Estimator",
+    "estimate_binned",
     "estimate_window",
 ]
 
@@ -158,6 +165,26 @@ def _estimate_loss(
         index=range(int(ok.sum())),
     )
     return estimator.dle.estimate(features, pred[ok])
+
+
+def estimate_binned(
+    scores: Mapping[str, ScoreBins], estimator: Estimator, notes: list[str]
+) -> dict[str, EstimatedMetric] | None:
+    """The estimated metrics of a binary classifier's window from its summary's score bins
+    (:class:`~vigil.monitor.score_bins.ScoreBins` of the positive class), without its
+    rows (``None`` for other models, or a summary without them)."""
+    cbpe = estimator.cbpe
+    if cbpe is None or len(estimator.keys) != 2 or estimator.keys[1] not in scores:
+        return None
+    counts, sums = scores[estimator.keys[1]].arrays(estimator.keys)
+    if counts.sum() == 0:
+        return None
+    estimated, bound = cbpe.estimate_binned(counts, sums)
+    notes.append(
+        f"performance estimated from the window's summary ({int(counts.sum()):,} rows in "
+        f"{counts.shape[1]} probability bins; within {bound:.1e} of the estimate on its rows)"
+    )
+    return estimated
 
 
 def estimate_window(
