@@ -20,6 +20,7 @@ import pytest
 from tests.monitor._data import home_vigil
 
 from vigil.feedback.join import join_feedback
+from vigil.feedback.record import FeedbackRecord
 from vigil.feedback.store import FeedbackStore
 from vigil.policy.export import export_training_data
 
@@ -29,7 +30,8 @@ ROWS = 1000
 OTHERS = 30_000
 """Feedback on another model's predictions: the store is much larger than a window's."""
 LEGACY = 10
-"""Feedback stored before it recorded its prediction (no prediction time: joined by id)."""
+"""Feedback stored before it recorded its prediction (no prediction time: joined by id),
+half in a compacted part without the column, half in a live segment with it null."""
 
 
 def _write(app: Any, key: str, table: pa.Table) -> None:
@@ -94,7 +96,11 @@ def test_export_reads_one_days_labels_at_a_time(
     other = [DAY + timedelta(days=1, seconds=i) for i in range(OTHERS)]
     _feedback(app, "o", [f"o-{i}" for i in range(OTHERS)], other, "other", arrived)
     legacy = captured[1].slice(900, LEGACY)["request_id"].to_pylist()
-    _feedback(app, "legacy", legacy, [], None, arrived)
+    _feedback(app, "legacy", legacy[:5], [], None, arrived)
+    # The rest in a live segment (not compacted), with no prediction time recorded either.
+    live = app.feedback_store()
+    live.log.append(FeedbackRecord(r, label=1, time=arrived).to_dict() for r in legacy[5:])
+    live.close()
 
     held: list[int] = []
     original = FeedbackStore.read_predicted

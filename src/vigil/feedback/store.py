@@ -438,7 +438,8 @@ class FeedbackStore:
                 ),
                 pc.less(at, pa.scalar(until, at.type)),
             )
-            return table.filter(pc.and_(arrived, pc.or_(pc.is_null(at), placed)))
+            # Kleene logic: an unplaced row (null time, so null ``placed``) is kept.
+            return table.filter(pc.and_kleene(arrived, pc.or_kleene(pc.is_null(at), placed)))
 
         tables: list[pa.Table] = []
         compacted: set[str] = set()
