@@ -34,6 +34,7 @@ PACKAGES = (
     "segment-analytics-python==2.4.0",
 )
 SCRIPT = Path(__file__).with_name("nannyml") / "cbpe.py"
+DLE_SCRIPT = Path(__file__).with_name("nannyml") / "dle.py"
 
 
 def _tail(text: str) -> str:
@@ -73,8 +74,18 @@ def nannyml_python(venv: Path = VENV) -> Path:
 def nannyml_cbpe(python: Path, reference: Path, analysis: Path, chunk_size: int) -> Any:
     """NannyML's CBPE estimates of every chunk of ``analysis`` (Parquet files with columns
     ``proba``, ``pred`` and, in the reference, ``label``), as the script prints them."""
+    return _estimates(python, SCRIPT, reference, analysis, chunk_size)
+
+
+def nannyml_dle(python: Path, reference: Path, analysis: Path, chunk_size: int) -> Any:
+    """NannyML's DLE estimates (MAE, RMSE) of every chunk of ``analysis`` (Parquet files
+    with the features, ``pred`` and, in the reference, ``label``)."""
+    return _estimates(python, DLE_SCRIPT, reference, analysis, chunk_size)
+
+
+def _estimates(python: Path, script: Path, reference: Path, analysis: Path, chunk: int) -> Any:
     done = subprocess.run(
-        [str(python), str(SCRIPT), str(reference), str(analysis), str(chunk_size)],
+        [str(python), str(script), str(reference), str(analysis), str(chunk)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -82,4 +93,4 @@ def nannyml_cbpe(python: Path, reference: Path, analysis: Path, chunk_size: int)
     )
     if done.returncode != 0:
         raise RuntimeError(f"NannyML failed: {_tail(done.stderr or done.stdout)}")
-    return json.loads(done.stdout)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # the JSON is the last line

@@ -11,7 +11,7 @@ from tests.monitor._data import Trained, copied_home, home_vigil, register, trai
 from vigil.app import Vigil, reset_default
 
 # Run by NannyML's own virtualenv (tests/monitor/_nannyml.py), never imported here.
-collect_ignore = ["nannyml/cbpe.py"]
+collect_ignore = ["nannyml/cbpe.py", "nannyml/dle.py"]
 
 
 @pytest.fixture(scope="session")

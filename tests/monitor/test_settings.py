@@ -19,11 +19,12 @@ def test_defaults() -> None:
     assert names[:2] == ["dataset_drift", "error_rate"]
     # One rule per performance measure, which watches the versions registered with it.
     assert {"accuracy_drop", "roc_auc_drop", "f1_drop", "rmse_rise", "log_loss_rise"} <= set(names)
-    # And the accuracy estimated before labels, against the labelled reference.
-    assert names[-1] == "estimated_accuracy_drop"
+    # And the accuracy (classifiers) and errors (regressors) estimated before labels,
+    # against the labelled reference.
+    assert names[-3:] == ["estimated_accuracy_drop", "estimated_mae_rise", "estimated_rmse_rise"]
     # And the four-fifths rule between the groups of any sensitive attribute.
-    assert names[-2] == "fairness_disparity"
-    assert len(names) == 4 + len(PERFORMANCE_MEASURES)
+    assert names[-4] == "fairness_disparity"
+    assert len(names) == 6 + len(PERFORMANCE_MEASURES)
     assert (s.window_spec.seconds, s.window_spec.size) == (3600, 1000)
 
 

@@ -5,9 +5,10 @@
 the columns asked for, record batches) and are written batch by batch with a Parquet
 writer, to a temporary file renamed into place at the end (all or nothing). With labels,
 only the feedback that arrived since the span's start is read (a label comes after its
-prediction), and each batch takes its labels by request id
-(:func:`~vigil.feedback.join.join_feedback`); rows without a label are left out. Memory
-holds a batch and the span's labels, never the span's rows.
+prediction; for one model's bounded span, only the feedback on its predictions of the span:
+:meth:`~vigil.feedback.store.FeedbackStore.read_predicted`), and each batch takes its
+labels by request id (:func:`~vigil.feedback.join.join_feedback`); rows without a label
+are left out. Memory holds a batch and the span's labels, never the span's rows.
 """
 
 from __future__ import annotations
@@ -87,7 +88,11 @@ def export_capture(
     labels = None
     schema = scan.schema
     if feedback is not None:
-        table = feedback.read_table(since)
+        if model is not None and since is not None and until is not None:
+            # Only the feedback on this model's predictions of the span, read in batches.
+            table = feedback.read_predicted(model, since, until)
+        else:
+            table = feedback.read_table(since)
         labels = table.to_pandas() if table is not None else None
         label_type = table.schema.field("label").type if table is not None else pa.null()
         keep = [f for f in scan.schema if columns is None or f.name in columns]

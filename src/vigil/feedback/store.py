@@ -125,6 +125,19 @@ def _feedback_partition(record: dict[str, Any]) -> str:
     return f"date={parse_time(record['time']).astimezone(UTC).date().isoformat()}"
 
 
+def _first_arrivals(table: pa.Table) -> pa.Table:
+    """One row per ``(request_id, row, caller)``: the first to arrive."""
+    table = table.sort_by([("time", "ascending"), ("segment", "ascending")])
+    callers = table["caller"].to_pylist() if "caller" in table.column_names else [None] * len(table)
+    keys = list(
+        zip(table["request_id"].to_pylist(), table["row"].to_pylist(), callers, strict=True)
+    )
+    first: dict[Key, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    return table.take(sorted(first.values()))
+
+
 class FeedbackStore:
     """Stores feedback durably and tells what it matched.
 
@@ -393,17 +406,69 @@ class FeedbackStore:
             table = table.filter(
                 pc.greater_equal(table["time"], pa.scalar(since, table["time"].type))
             )
-        table = table.sort_by([("time", "ascending"), ("segment", "ascending")])
-        callers = (
-            table["caller"].to_pylist() if "caller" in table.column_names else [None] * len(table)
-        )
-        keys = list(
-            zip(table["request_id"].to_pylist(), table["row"].to_pylist(), callers, strict=True)
-        )
-        first: dict[Key, int] = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        return table.take(sorted(first.values()))
+        return _first_arrivals(table)
+
+    def read_predicted(
+        self, model: str, since: datetime, until: datetime, *, batch_rows: int = _CHUNK
+    ) -> pa.Table | None:
+        """The feedback on ``model``'s predictions made in ``[since, until)``, one row per
+        ``(request_id, row, caller)`` (the first to arrive), as :meth:`read_table` gives it.
+
+        Only the feedback that arrived since ``since`` is looked at (a label comes after
+        its prediction), and it is read ``batch_rows`` at a time, each batch keeping only
+        the rows whose stored prediction time and model fall in the span: memory holds a
+        batch and the span's feedback, not the store's. Feedback stored before it recorded
+        its prediction (no ``prediction_time``) cannot be placed and is kept, to be joined
+        by request id as before.
+        """
+        import pyarrow.compute as pc  # Arrow compute kernels: the rows of the span
+        import pyarrow.parquet as pq
+
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
+
+        def ours(table: pa.Table) -> pa.Table:
+            arrived = pc.greater_equal(table["time"], pa.scalar(since, table["time"].type))
+            if "prediction_time" not in table.column_names:
+                return table.filter(arrived)
+            at = table["prediction_time"]
+            placed = pc.and_(
+                pc.and_(
+                    pc.equal(table["prediction_model"], model),
+                    pc.greater_equal(at, pa.scalar(since, at.type)),
+                ),
+                pc.less(at, pa.scalar(until, at.type)),
+            )
+            # Kleene logic: an unplaced row (null time, so null ``placed``) is kept.
+            return table.filter(pc.and_kleene(arrived, pc.or_kleene(pc.is_null(at), placed)))
+
+        tables: list[pa.Table] = []
+        compacted: set[str] = set()
+        if self.store is not None:
+            for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
+                if day < since.date():
+                    continue  # partitions are dated by arrival
+                for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
+                    compacted.add(str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
+                    with self.store.fs.open(part, "rb") as fh:
+                        for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
+                            kept = ours(pa.Table.from_batches([batch]))
+                            if kept.num_rows:
+                                tables.append(kept)
+        for seg in self.log.all_segments():
+            sid = segment_id(seg)
+            if sid in compacted:
+                continue
+            try:
+                records, _torn = read_segment(seg)
+            except FileNotFoundError:
+                continue
+            if records:
+                table = readable_table(feedback_table, records, segment=sid, what="feedback")
+                if table is not None and (kept := ours(table)).num_rows:
+                    tables.append(kept)
+        if not tables:
+            return None
+        return _first_arrivals(concat(tables))
 
     def read(self, since: datetime | None = None) -> pd.DataFrame:
         """All feedback (arrived at or after ``since``) as a DataFrame (``request_id, row,

@@ -27,7 +27,7 @@ from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
-from vigil.monitor.estimation import estimate_window
+from vigil.monitor.estimation import estimate_binned, estimate_window
 from vigil.monitor.measure import WindowResult, count_labelled, estimated_points, measure_window
 from vigil.monitor.series import StoredWindow, note_in_summary, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
@@ -365,15 +365,19 @@ def _estimate_from_raw(
 ) -> None:
     """Performance estimated before labels, for a window judged from its summary.
 
-    CBPE needs each row's probabilities, which a summary does not keep (only their
-    marginal sketches); a window of at most :data:`~vigil.monitor.estimation.MAX_ROWS`
-    rows is read raw for it, as the exact engine estimates it, and a larger one gets no
-    estimate (a note says so) rather than an unbounded read.
+    A window of at most :data:`~vigil.monitor.estimation.MAX_ROWS` rows is read raw for
+    it, as the exact engine estimates it; a larger one is estimated from the summary's
+    score bins (binary classifiers: :func:`~vigil.monitor.estimation.estimate_binned`),
+    and otherwise gets no estimate (a note says so) rather than an unbounded read.
     """
     estimator = baseline.estimator
     if estimator is None or summary.rows == 0:
         return
     if summary.rows > ESTIMATE_ROWS:
+        result.estimated = estimate_binned(summary.scores, estimator, result.notes)
+        if result.estimated is not None:
+            result.points += estimated_points(result.estimated, estimator.reference)
+            return
         result.notes.append(
             f"no estimated performance: {summary.rows:,} rows judged from summaries "
             f"(estimated on at most {ESTIMATE_ROWS:,} raw rows)"

@@ -196,6 +196,78 @@ class CBPE:
             out[name] = EstimatedMetric(float(value), float(low), float(high), self.level)
         return out
 
+    def estimate_binned(
+        self, counts: npt.ArrayLike, sums: npt.ArrayLike
+    ) -> tuple[dict[str, EstimatedMetric], float]:
+        """The estimate of a binary classifier's window from a histogram of its rows instead
+        of the rows: ``counts[j, b]`` rows predicted as class ``j`` whose probability of the
+        positive (second) class fell in bin ``b`` of equal-width bins over [0, 1], and
+        ``sums[j, b]`` the sum of those probabilities (a window summary keeps both,
+        :class:`~vigil.monitor.score_bins.ScoreBins`).
+
+        Returns the estimate and the bound of its difference from :meth:`estimate` on the
+        rows. The expected accuracy, precision, recall and F1 are the rows' exactly when the
+        probabilities are used as they are (a bin's sum is its rows' sum); recalibrated, a
+        bin's rows share the calibration of its mean, which is off only in bins where the
+        calibration bends, by at most its rise across the bin. The ROC AUC takes a bin's rows
+        as tied, off by at most half the weight of the pairs within one bin. The bound is
+        the sum of those, as a share of the expected confusion counts (an error of
+        ``e`` rows moves each ratio by at most ``2e / denominator``: see
+        ``tests/monitor/test_estimated_binned.py``). The interval draws each bin's positives
+        from a binomial at its mean (the rows' Poisson-binomial has a spread at most that).
+        """
+        if len(self.classes) != 2:
+            fail("CBPE.estimate_binned", "classes", "two classes (binary)", self.classes)
+        n = np.asarray(counts, dtype=np.float64)
+        total = np.asarray(sums, dtype=np.float64)
+        if n.ndim != 2 or n.shape[0] != 2 or total.shape != n.shape:
+            fail("CBPE.estimate_binned", "counts", "two rows of bins, sums alike", n.shape)
+        bins = n.shape[1]
+        if n.sum() == 0:
+            return {m: EstimatedMetric(None, None, None, self.level) for m in METRICS}, 0.0
+        mean = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
+        edges = np.linspace(0.0, 1.0, bins + 1)
+        if self.calibrators_:
+            positive = n * self._calibrated_positive(mean)
+            rise = self._calibrated_positive(edges)
+            off = float((n * np.diff(rise)[None, :]).sum())
+        else:
+            positive, off = total, 0.0
+        confusion = np.stack([n.sum(axis=1) - positive.sum(axis=1), positive.sum(axis=1)])
+        expected = self._metrics(confusion)  # confusion[true, predicted]
+        pos_bin, neg_bin = positive.sum(axis=0), (n - positive).sum(axis=0)
+        auc, tied = _binned_auc(pos_bin[None, :], neg_bin[None, :])
+        expected["roc_auc"] = float(auc[0]) if np.isfinite(auc[0]) else None
+        # Both errors can meet in the ROC AUC (weights off and ties): their sum bounds all.
+        bound = 2 * off / max(min(confusion.sum(axis=0).min(), confusion.sum(axis=1).min()), 1)
+        bound += float(tied[0])
+        rng = np.random.default_rng(self.seed)
+        p = np.divide(positive, n, out=np.zeros_like(positive), where=n > 0).clip(0, 1)
+        drawn = rng.binomial(n.astype(np.int64)[None], p[None], size=(self.n_draws, *n.shape))
+        drawn = drawn.astype(np.float64)
+        confusions = np.stack([n.sum(axis=1)[None] - drawn.sum(axis=2), drawn.sum(axis=2)], 1)
+        draws = self._batch_metrics(confusions)
+        draws["roc_auc"], _ = _binned_auc(drawn.sum(axis=1), (n[None] - drawn).sum(axis=1))
+        tail = (1 - self.level) / 2
+        out = {}
+        for name in METRICS:
+            values = draws[name][np.isfinite(draws[name])]
+            value = expected[name]
+            if value is None or not np.isfinite(value) or len(values) == 0:
+                out[name] = EstimatedMetric(None, None, None, self.level)
+                continue
+            low, high = np.quantile(values, [tail, 1 - tail])
+            out[name] = EstimatedMetric(float(value), float(low), float(high), self.level)
+        return out, bound
+
+    def _calibrated_positive(self, p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The calibrated probability of the positive class of rows whose model gives it
+        ``p`` (and the other class ``1 - p``)."""
+        flat = p.reshape(-1)
+        both = self.calibrated(np.column_stack([1 - flat, flat]))
+        out: npt.NDArray[np.float64] = both[:, 1].reshape(p.shape)
+        return out
+
     def _metrics(self, confusion: npt.NDArray[np.float64]) -> dict[str, float | None]:
         """Accuracy, precision, recall, F1 of a (possibly fractional) confusion matrix."""
         batched = confusion[None] if confusion.ndim == 2 else confusion
@@ -271,3 +343,20 @@ class CBPE:
         out = self._batch_metrics(confusions)
         out["roc_auc"] = aucs.mean(axis=1)
         return out
+
+
+def _binned_auc(
+    positive: npt.NDArray[np.float64], negative: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """ROC AUC of rows binned by score (one row per draw: positive and negative weight per
+    bin, bins in score order; a bin's rows tied), and half the share of the pairs within a
+    bin (how far untying them could move it)."""
+    below = np.cumsum(negative, axis=1) - negative  # negatives in lower bins
+    pairs = positive.sum(axis=1) * negative.sum(axis=1)
+    wins = (positive * (below + 0.5 * negative)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
+        tied = np.where(
+            pairs > 0, 0.5 * (positive * negative).sum(axis=1) / np.where(pairs > 0, pairs, 1), 0.0
+        )
+    return auc, tied

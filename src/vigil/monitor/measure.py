@@ -28,7 +28,7 @@ from vigil.drift.target import prediction_drift_to_profile
 from vigil.feedback.join import join_feedback
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.estimated import EstimatedMetric
-from vigil.monitor.estimation import estimate_window
+from vigil.monitor.estimation import REGRESSION_METRICS, estimate_window
 from vigil.monitor.group_fairness import fairness_points, measure_fairness
 from vigil.monitor.performance import PerformanceReport, evaluate, label_key
 from vigil.monitor.points import Point, point
@@ -301,7 +301,8 @@ def estimated_points(
     estimated: dict[str, EstimatedMetric] | None, reference: dict[str, float]
 ) -> list[Point]:
     """``estimated.<m>``, its interval (``.low``, ``.high``) and ``.delta`` against the
-    labelled reference sample's value."""
+    labelled reference sample's value (and, for an error in the target's units, MAE or
+    RMSE, ``.change``: that difference relative to the reference's value)."""
     out: list[Point] = []
     for name, e in (estimated or {}).items():
         if e.value is None:
@@ -311,6 +312,9 @@ def estimated_points(
         out += point(f"estimated.{name}.high", e.high)
         if name in reference:
             out += point(f"estimated.{name}.delta", e.value - reference[name])
+            if name in REGRESSION_METRICS and reference[name] > 0:
+                change = (e.value - reference[name]) / reference[name]
+                out += point(f"estimated.{name}.change", change)
     return out
 
 

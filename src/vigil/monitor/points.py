@@ -36,10 +36,14 @@ metric                          feature  value
                                          (``0.2``: 20 % higher than at registration)
 ``estimated.<m>``                        metric ``m`` estimated before labels arrive from
                                          the logged probabilities (CBPE: accuracy,
-                                         precision, recall, f1, roc_auc; classifiers)
+                                         precision, recall, f1, roc_auc; classifiers) or
+                                         features and predictions (DLE: mae, rmse;
+                                         regressors)
 ``estimated.<m>.low`` / ``.high``        the 95 % interval of the value labels will realise
 ``estimated.<m>.delta``                  the estimate minus ``m`` on the labelled reference
                                          sample
+``estimated.<m>.change``                 mae, rmse: that difference relative to the
+                                         reference's value
 ``fairness.<a>.<m>``                     between the groups of sensitive attribute ``a``:
                                          demographic parity difference and ratio,
                                          disparate impact ratio, four_fifths (1: holds),
@@ -132,7 +136,11 @@ MEASURE_ALIASES = {
     "mean_absolute_percentage_error": "mape",
 }
 """Other names people register a measure under, and the measure they mean."""
-ESTIMATED_MEASURES = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"})
+ESTIMATED_ERRORS = frozenset({"mae", "rmse"})
+"""A regressor's errors estimated before labels arrive (DLE), which also get ``.change``."""
+ESTIMATED_MEASURES = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc"}) | (
+    ESTIMATED_ERRORS
+)
 """Measures estimated before labels arrive (:mod:`vigil.monitor.estimation`)."""
 ESTIMATED_PREFIX = "estimated."
 ESTIMATED_SUFFIXES = (".low", ".high", ".delta")
@@ -228,6 +236,8 @@ def is_known_metric(name: str) -> bool:
         return measure in PERFORMANCE_MEASURES
     if name.startswith(ESTIMATED_PREFIX):
         measure = name[len(ESTIMATED_PREFIX) :]
+        if measure.endswith(CHANGE_SUFFIX):
+            return measure.removesuffix(CHANGE_SUFFIX) in ESTIMATED_ERRORS
         for suffix in ESTIMATED_SUFFIXES:
             measure = measure.removesuffix(suffix)
         return measure in ESTIMATED_MEASURES and name.count(".") <= 2
@@ -240,6 +250,7 @@ def known_metrics() -> list[str]:
     derived = [p + suffix for p in perf for suffix in (DELTA_SUFFIX, CHANGE_SUFFIX)]
     est = [f"{ESTIMATED_PREFIX}{m}" for m in sorted(ESTIMATED_MEASURES)]
     est_derived = [e + suffix for e in est for suffix in ESTIMATED_SUFFIXES]
+    est_derived += [f"{ESTIMATED_PREFIX}{m}{CHANGE_SUFFIX}" for m in sorted(ESTIMATED_ERRORS)]
     return sorted(WINDOW_METRICS | FEATURE_METRICS) + perf + derived + est + est_derived
 
 

@@ -237,8 +237,10 @@ def default_rules() -> list[AlertRule]:
     one rule per performance measure against the value it was registered with (see
     :func:`performance_rules`), a disparate impact ratio below four fifths between the
     groups of any sensitive attribute (``fairness_disparity``; models with
-    ``monitor.fairness`` only), and the accuracy estimated before labels arrive falling by
-    more than 0.05 from its value on the labelled reference (``estimated_accuracy_drop``)."""
+    ``monitor.fairness`` only), the accuracy estimated before labels arrive falling by
+    more than 0.05 from its value on the labelled reference (``estimated_accuracy_drop``),
+    and a regressor's estimated MAE or RMSE rising more than 20 % above it
+    (``estimated_mae_rise``, ``estimated_rmse_rise``)."""
     return [
         AlertRule(
             name="dataset_drift",
@@ -282,5 +284,20 @@ def default_rules() -> list[AlertRule]:
                 "{model} v{version}: accuracy estimated before labels changed by {value} "
                 "against the labelled reference (alert below {threshold})"
             ),
+        ),
+        *(
+            AlertRule(
+                name=f"estimated_{measure}_rise",
+                metric=f"estimated.{measure}.change",
+                comparison=">",
+                threshold=RISE_THRESHOLD,
+                for_windows=1,
+                severity="warning",
+                summary=(
+                    f"{{model}} v{{version}}: {measure} estimated before labels changed by "
+                    "{value} of its value on the labelled reference (alert above {threshold})"
+                ),
+            )
+            for measure in ("mae", "rmse")
         ),
     ]

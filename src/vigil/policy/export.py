@@ -13,14 +13,20 @@ A share of the labelled rows (``export.holdout_share``, chosen by a hash of the 
 so the rows of one request stay together) is written apart, to a file the job is not told
 about: the gate scores the candidate on traffic it was not trained on.
 
-The log is read one day at a time and written as it goes (Arrow's Parquet writer), so
-memory holds one day's rows of the model, never the window's.
+The window is exported one day at a time: that day's labels are read from the feedback
+store (:meth:`~vigil.feedback.store.FeedbackStore.read_predicted`: the feedback on the
+model's predictions of that day, read a batch at a time), then the day's captured rows are
+streamed (:func:`~vigil.capture.scan.scan_capture`, only the columns written, in record
+batches), each batch joined with the labels by request id and written as it goes (Arrow's
+Parquet writer). Memory holds a batch of rows and one day's labels of the model, never the
+window's rows nor the whole feedback store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -113,6 +119,36 @@ def _unwidened(labels: pd.Series) -> pd.Series:
     return labels
 
 
+def _answered(
+    app: Services, model: str, since: datetime, until: datetime
+) -> Iterator[pd.DataFrame]:
+    """The answered rows of ``model`` in ``[since, until)``, a record batch at a time, with
+    the columns the export writes (shadow copies are the challenger's answers, not the
+    traffic's, and are left out)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vigil.capture.scan import scan_capture
+
+    store, log_dir = app.artifacts, app.capture_dir
+    # The columns from the parts' footers, then a scan of only those the export writes.
+    names = scan_capture(model, since, until, store=store, log_dir=log_dir).schema.names
+    keep = ["request_id", "row", "time", "version", "status", "caller"]
+    keep += [n for n in names if n.startswith(FEATURE_PREFIX)]
+    # Passthrough fields (sensitive attributes) keep their prefix: the gate judges groups
+    # on the held-out rows by them, and a job can tell them from features.
+    keep += [n for n in names if n.startswith(PASSTHROUGH_PREFIX)]
+    scan = scan_capture(model, since, until, columns=keep, store=store, log_dir=log_dir)
+    if not {"request_id", "row", "status"} <= set(scan.schema.names):
+        return
+    for batch in scan.batches():
+        batch = batch.filter(pc.less(batch["status"], 400))
+        ids = batch["request_id"].cast(pa.string())
+        batch = batch.filter(pc.invert(pc.match_substring(ids, ":shadow:")))
+        if batch.num_rows:
+            yield batch.to_pandas()
+
+
 def export_training_data(
     app: Services,
     model: str,
@@ -128,64 +164,46 @@ def export_training_data(
     """Write ``model``'s labelled traffic in ``[since, until)`` to ``directory`` (and the
     held-out share to ``holdout_dir``); see the module documentation."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from vigil.capture.reader import read_capture_table
     from vigil.feedback.join import join_feedback
 
     directory.mkdir(parents=True, exist_ok=True)
     label = target or "label"
-    store = app.feedback_store()
-    try:
-        feedback = store.read()
-    finally:
-        store.close()
     train = _Writer(directory / TRAIN_FILE)
     holdout = _Writer(holdout_dir / HOLDOUT_FILE) if holdout_dir is not None else None
     if holdout_dir is not None:
         holdout_dir.mkdir(parents=True, exist_ok=True)
     answered = 0
-    features: list[str] = []
+    features: set[str] = set()
+    store = app.feedback_store()
     try:
         start = since
         while start < until:
             end = min(start + timedelta(days=1), until)
-            table = read_capture_table(
-                model, start, end, store=app.artifacts, log_dir=app.capture_dir
-            )
+            given = store.read_predicted(model, start, end)
+            labels = given.to_pandas() if given is not None else None
+            for frame in _answered(app, model, start, end):
+                answered += len(frame)
+                if labels is None or labels.empty:
+                    continue
+                joined = join_feedback(frame, labels)
+                joined = joined[joined["label"].notna()]
+                if joined.empty:
+                    continue
+                joined["label"] = _unwidened(joined["label"])
+                names = [c for c in frame.columns if c.startswith(FEATURE_PREFIX)]
+                out = joined.rename(columns={n: n[len(FEATURE_PREFIX) :] for n in names})
+                features.update(n[len(FEATURE_PREFIX) :] for n in names)
+                drop = [c for c in ("caller", "status", "reward", "feedback_time") if c in out]
+                out = out.drop(columns=drop).rename(columns={"label": label})
+                held = _held_out(out["request_id"], holdout_share) if holdout is not None else None
+                if held is not None and holdout is not None:
+                    holdout.write(pa.Table.from_pandas(out[held], preserve_index=False))
+                    out = out[~held]
+                train.write(pa.Table.from_pandas(out, preserve_index=False))
             start = end
-            if table is None:
-                continue
-            table = table.filter(pc.less(table["status"], 400))
-            # Shadow copies are the challenger's answers, not the traffic's.
-            ids = table["request_id"].cast(pa.string())
-            table = table.filter(pc.invert(pc.match_substring(ids, ":shadow:")))
-            answered += table.num_rows
-            if table.num_rows == 0 or feedback.empty:
-                continue
-            names = [c for c in table.column_names if c.startswith(FEATURE_PREFIX)]
-            # Passthrough fields (sensitive attributes) keep their prefix: the gate judges
-            # groups on the held-out rows by them, and a job can tell them from features.
-            passed = [c for c in table.column_names if c.startswith(PASSTHROUGH_PREFIX)]
-            keep = ["request_id", "row", "time", "version", *names, *passed]
-            if "caller" in table.column_names:
-                keep.append("caller")
-            frame = table.select(keep).to_pandas()
-            joined = join_feedback(frame, feedback)
-            joined = joined[joined["label"].notna()]
-            if joined.empty:
-                continue
-            joined["label"] = _unwidened(joined["label"])
-            out = joined.rename(columns={n: n[len(FEATURE_PREFIX) :] for n in names})
-            features = sorted({*features, *(n[len(FEATURE_PREFIX) :] for n in names)})
-            out = out.drop(columns=[c for c in ("caller", "reward", "feedback_time") if c in out])
-            out = out.rename(columns={"label": label})
-            held = _held_out(out["request_id"], holdout_share) if holdout is not None else None
-            if held is not None and holdout is not None:
-                holdout.write(pa.Table.from_pandas(out[held], preserve_index=False))
-                out = out[~held]
-            train.write(pa.Table.from_pandas(out, preserve_index=False))
     finally:
+        store.close()
         train.close()
         if holdout is not None:
             holdout.close()
@@ -200,7 +218,7 @@ def export_training_data(
         "labelled_rows": labelled,
         "label_coverage": labelled / answered if answered else None,
         "label": label,
-        "features": features,
+        "features": sorted(features),
         "reference": reference,
     }
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

@@ -316,7 +316,10 @@ def capture_report(
         progress(f"reading the capture log of {mv.name}", None)
     # Only the columns compared, of the answered rows, batch by batch: the span's request
     # bodies, ids and error texts are never held (partitions pruned by model and day).
-    estimator = fit_estimator(Signature.model_validate(mv.signature), profile)
+    signature = Signature.model_validate(mv.signature)
+    # The section draws shares on a 0-1 scale: classifiers only (not a regressor's DLE).
+    classifier = signature.outputs.task == "classification"
+    estimator = fit_estimator(signature, profile) if classifier else None
     wanted = ["time", "version", "status", "error_code", "prediction"]
     wanted += [FEATURE_PREFIX + name for name in profile.features]
     if estimator is not None:  # the logged probabilities, for performance before labels

@@ -20,6 +20,7 @@ from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
 from vigil.monitor.measure import SCHEMA_VIOLATION_CODES, labelled_rows
 from vigil.monitor.performance import label_key
 from vigil.monitor.quality import _type_errors
+from vigil.monitor.score_bins import ScoreBins
 from vigil.monitor.summaries.columns import CategoricalSummary, NumericSummary
 from vigil.monitor.summaries.labels import ClassificationSummary, RegressionSummary
 from vigil.monitor.summaries.window import (
@@ -224,11 +225,16 @@ class _Builder:
             if s.prediction is None:
                 s.prediction = _new_column(pred_anchor)
             _update_column(s.prediction, _column(part, "prediction"), n)
-        for c in names:
-            if c.startswith(PROBA_PREFIX):
-                name = c[len(PROBA_PREFIX) :]
-                proba = s.probabilities.setdefault(name, NumericSummary())
-                proba.update(_floats(_column(part, c), n))
+        columns = [c for c in names if c.startswith(PROBA_PREFIX)]
+        for c in columns:
+            name = c[len(PROBA_PREFIX) :]
+            proba = s.probabilities.setdefault(name, NumericSummary())
+            proba.update(_floats(_column(part, c), n))
+        if len(columns) == 2 and "prediction" in names:  # binary: CBPE's score bins
+            predicted = label_keys(part["prediction"].to_pandas())
+            for c in columns:
+                bins = s.scores.setdefault(c[len(PROBA_PREFIX) :], ScoreBins())
+                bins.update(predicted, _floats(_column(part, c), n))
         if self.labels is not None and anchors is not None and not self.labels.empty:
             self.add_labels(s, anchors, part)
 

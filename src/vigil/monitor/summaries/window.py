@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from vigil.drift.summarised import bin_cuts
 from vigil.monitor.performance import label_key
 from vigil.monitor.quality import IQR_FACTOR
+from vigil.monitor.score_bins import ScoreBins
 from vigil.monitor.summaries.columns import (
     CategoricalSummary,
     Histogram,
@@ -189,6 +190,9 @@ class WindowSummary:
     quality: dict[str, QualityCounts] = field(default_factory=dict)
     prediction: ColumnSummary | None = None
     probabilities: dict[str, NumericSummary] = field(default_factory=dict)
+    scores: dict[str, ScoreBins] = field(default_factory=dict)
+    """A binary classifier's rows by predicted class and bin of each class probability
+    (what CBPE estimates a window of any size from: :mod:`~vigil.monitor.score_bins`)."""
     performance: PerformanceSummary | None = None
 
     def merge(self, other: WindowSummary) -> WindowSummary:
@@ -211,6 +215,8 @@ class WindowSummary:
             else:
                 self.prediction.merge(other.prediction)  # type: ignore[arg-type]
         _merge_into(self.probabilities, other.probabilities)
+        for name, bins in other.scores.items():
+            self.scores.setdefault(name, ScoreBins()).merge(bins)
         if other.performance is not None:
             if self.performance is None:
                 self.performance = performance_from_dict(other.performance.to_dict())
@@ -233,6 +239,7 @@ class WindowSummary:
             "quality": {n: vars(q) for n, q in self.quality.items()},
             "prediction": None if self.prediction is None else _column_dict(self.prediction),
             "probabilities": {n: s.to_dict() for n, s in self.probabilities.items()},
+            "scores": {n: s.to_dict() for n, s in self.scores.items()},
             "performance": None if self.performance is None else self.performance.to_dict(),
         }
 
@@ -255,6 +262,9 @@ class WindowSummary:
             probabilities={
                 n: NumericSummary.from_dict(d) for n, d in data["probabilities"].items()
             },
+            # Summaries stored before the score bins have none (no estimate beyond the
+            # raw-row limit, as before).
+            scores={n: ScoreBins.from_dict(d) for n, d in data.get("scores", {}).items()},
             performance=(
                 None if data["performance"] is None else performance_from_dict(data["performance"])
             ),
