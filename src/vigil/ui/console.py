@@ -50,7 +50,11 @@ FORM_BYTES = 16 * 1024
 """Largest form a console route reads (its forms are a few short fields)."""
 _FLASH = "vigil_flash"
 _FLASH_CHARS = 300
-_STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8"}
+_STATIC_TYPES = {
+    ".css": b"text/css; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".svg": b"image/svg+xml",
+}
 
 
 @dataclass
