@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 
 from vigil.monitor.alerts import list_alerts
-from vigil.monitor.tables import MonitorPointRow
+from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
+from vigil.registry.tables import RegisteredModelRow
 
 if TYPE_CHECKING:
     from vigil.monitor.alerts import AlertEvent
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from vigil.ui.live import LiveFigures
 
 ALERTS_READ = 500
+RECENT_WINDOWS = 5
+"""A model's newest windows the overview reads its figures from (accuracy is only in
+windows with labels, so the very newest may not hold it)."""
 _METRICS = (
     "traffic.requests",
     "traffic.error_rate",
@@ -96,39 +100,47 @@ class Overview:
 
 
 def latest_points(
-    db: Database, metrics: tuple[str, ...] = _METRICS
+    db: Database, metrics: tuple[str, ...] = _METRICS, *, recent: int = RECENT_WINDOWS
 ) -> dict[tuple[str, str], Latest]:
-    """``(model, metric) → Latest`` for the window-wide points of ``metrics``: the newest
-    window of each (one grouped query on the series index, then one join)."""
+    """``(model, metric) → Latest`` for ``metrics``: the newest value of each among each
+    model's ``recent`` newest windows (of any length). Its cost does not grow with the
+    history: for each registered model, a seek on the window index ``(model,
+    window_end)`` finds its newest windows, whose points are read through their
+    ``window_id`` index."""
     newest = (
+        select(MonitorWindowRow.id)
+        .where(MonitorWindowRow.model == RegisteredModelRow.name)
+        .order_by(MonitorWindowRow.window_end.desc())
+        .limit(recent)
+        .correlate(RegisteredModelRow)
+    )
+    windows = (
+        select(MonitorWindowRow.id, MonitorWindowRow.window_start, MonitorWindowRow.window_end)
+        .select_from(RegisteredModelRow)
+        .join(MonitorWindowRow, MonitorWindowRow.id.in_(newest))
+    )
+    # The points without their times (a window's are read once, above, not per point).
+    points = (
         select(
+            MonitorPointRow.window_id,
             MonitorPointRow.model,
             MonitorPointRow.metric,
-            func.max(MonitorPointRow.window_end).label("end"),
+            MonitorPointRow.value,
         )
+        .select_from(RegisteredModelRow)
+        .join(MonitorPointRow, MonitorPointRow.window_id.in_(newest))
         .where(MonitorPointRow.metric.in_(metrics), MonitorPointRow.feature.is_(None))
-        .group_by(MonitorPointRow.model, MonitorPointRow.metric)
-        .subquery()
-    )
-    query = select(
-        MonitorPointRow.model,
-        MonitorPointRow.metric,
-        MonitorPointRow.value,
-        MonitorPointRow.window_start,
-        MonitorPointRow.window_end,
-    ).join(
-        newest,
-        and_(
-            MonitorPointRow.model == newest.c.model,
-            MonitorPointRow.metric == newest.c.metric,
-            MonitorPointRow.window_end == newest.c.end,
-            MonitorPointRow.feature.is_(None),
-        ),
     )
     found: dict[tuple[str, str], Latest] = {}
     with db.session() as session:
-        for model, metric, value, start, end in session.execute(query):
-            found[(model, metric)] = Latest(value, start, end)
+        bounds = {i: (start, end) for i, start, end in session.execute(windows)}
+        for window_id, model, metric, value in session.execute(points):
+            if window_id not in bounds:
+                continue  # replaced between the two reads: its successor is newer still
+            start, end = bounds[window_id]
+            seen = found.get((model, metric))
+            if seen is None or end > seen.end:
+                found[(model, metric)] = Latest(value, start, end)
     return found
 
 
