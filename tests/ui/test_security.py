@@ -260,3 +260,20 @@ def test_auth_off_says_so_and_still_needs_a_csrf_token(open_server: str) -> None
         assert r.status_code == 303
         r = client.get("/ui", headers={"Host": "evil.example"})  # DNS rebinding
         assert r.status_code == 421
+
+
+def test_live_counters_follow_the_served_traffic(served: Served) -> None:
+    from tests.serving.test_auth import ROW, bearer
+
+    with sign_in(served.url, served.tokens["read"]) as client:
+        client.get("/ui/live.json")  # the look the next one is compared with
+        for _ in range(20):
+            r = client.post(
+                "/v1/models/churn/predict",
+                json={"inputs": ROW},
+                headers=bearer(served.tokens["predict"]),
+            )
+            assert r.status_code == 200
+        figures = client.get("/ui/live.json").json()["models"]["churn"]
+    assert figures["requests_per_s"] > 0 and figures["p99_ms"] > 0
+    assert figures["error_rate"] == 0.0
