@@ -277,3 +277,35 @@ def test_live_counters_follow_the_served_traffic(served: Served) -> None:
         figures = client.get("/ui/live.json").json()["models"]["churn"]
     assert figures["requests_per_s"] > 0 and figures["p99_ms"] > 0
     assert figures["error_rate"] == 0.0
+
+
+def test_over_tls_the_cookie_is_secure_and_host_only(served: Served) -> None:
+    """The app as uvicorn calls it for a TLS connection (scope scheme ``https``)."""
+    import asyncio
+
+    from vigil.serving.config import ServingSettings
+    from vigil.serving.registry_provider import RegistryProvider
+
+    provider = RegistryProvider(served.vigil, settings=ServingSettings(auth="on"))
+    app = served.vigil.serving_app(provider)
+
+    async def sign_in_over_tls() -> list[str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://console.example") as c:
+            page = await c.get("/ui/signin")
+            r = await c.post(
+                "/ui/signin",
+                data={"key": served.tokens["admin"], "csrf": csrf_of(page.text)},
+                headers={"Origin": "https://console.example"},
+            )
+            assert r.status_code == 303, r.text
+            return r.headers.get_list("set-cookie")
+
+    try:
+        cookies = asyncio.run(sign_in_over_tls())
+    finally:
+        app.dataplane.executors.shutdown()
+    session = next(c for c in cookies if c.startswith("__Host-vigil_session="))
+    flags = [f.strip() for f in session.split(";")]
+    assert {"Secure", "HttpOnly", "SameSite=Strict", "Path=/"} <= set(flags)
+    assert not any(f.startswith("Domain=") for f in flags)

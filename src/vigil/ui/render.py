@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 PREFIX = "/ui"
 
@@ -31,6 +32,8 @@ class Chrome:
 @cache
 def environment() -> jinja2.Environment:
     """The templates of :mod:`vigil.ui` (loaded once, compiled on first use)."""
+    import jinja2  # on the first page: a server nobody opens the console of never loads it
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("vigil.ui", "templates"),
         autoescape=True,
