@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
@@ -134,11 +134,11 @@ class Console:
     # -- plumbing ---------------------------------------------------------------------
 
     @staticmethod
-    async def _off_loop(dp: DataPlane, fn: Callable[[], T]) -> T:
+    async def off_loop(dp: DataPlane, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(dp.executors.console, fn)
 
     @staticmethod
-    def _services(dp: DataPlane) -> MonitorServices:
+    def installation(dp: DataPlane) -> MonitorServices:
         if dp.services is None:
             raise NotFoundError(
                 "this server serves a fixed set of models and has no registry, so it has no "
@@ -150,7 +150,7 @@ class Console:
     def sessions(self, dp: DataPlane) -> SessionStore:
         if self._sessions is None:
             ttl = timedelta(seconds=self.settings.session_ttl_s)
-            self._sessions = SessionStore(self._services(dp).database, ttl=ttl)
+            self._sessions = SessionStore(self.installation(dp).database, ttl=ttl)
         return self._sessions
 
     @staticmethod
@@ -288,7 +288,3 @@ def json_answer(obj: Any, status: int = 200) -> Response:
 
 def quoted(name: str) -> str:
     return quote(name, safe="")
-
-
-def fields_of(form: Mapping[str, str], *names: str) -> dict[str, str]:
-    return {n: form[n] for n in names if form.get(n)}

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vigil.errors import AuthenticationError, NotFoundError, PermissionDeniedError, VigilError
+from vigil.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+    VigilError,
+)
 from vigil.serving.http import HTML, Request, Response
 from vigil.ui import security
 from vigil.ui.console import SignInNeeded, Viewer, json_answer, query_fields, quoted, redirect
@@ -21,8 +27,6 @@ _MAX_ID = 2**62
 
 def _positive(text: str, what: str) -> int:
     if not text.isdigit() or len(text) > 18 or not 1 <= int(text) <= _MAX_ID:
-        from vigil.errors import ValidationError
-
         raise ValidationError(
             f"{what} id must be a positive integer, got {text[:40]!r}",
             detail={"field": "id", "expected": "integer >= 1", "got": text[:40]},
@@ -48,7 +52,7 @@ class Handlers:
             body = render("signin.html", chrome=viewer.chrome, csrf=viewer.csrf, error=None)
             return Response(body, 200, HTML, security.page_headers() + viewer.cookies)
 
-        return await c._off_loop(dp, run)
+        return await c.off_loop(dp, run)
 
     async def signin(self, dp: DataPlane, req: Request) -> Response:
         c = self.console
@@ -71,7 +75,7 @@ class Handlers:
             cookie = security.set_cookie(name, token, secure=secure, expires=session.expires_at)
             return redirect(PREFIX, [cookie])
 
-        return await c._off_loop(dp, run)
+        return await c.off_loop(dp, run)
 
     async def signout(self, dp: DataPlane, req: Request) -> Response:
         c = self.console
@@ -96,7 +100,7 @@ class Handlers:
             c.sessions(dp).sign_out(viewer.token)
             return redirect(f"{PREFIX}/signin", [gone])
 
-        return await c._off_loop(dp, run)
+        return await c.off_loop(dp, run)
 
     # -- overview and live counters ------------------------------------------------------
 
@@ -106,9 +110,9 @@ class Handlers:
         c = self.console
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
-            return "overview.html", {"view": overview(c._services(dp), c.live.figures())}
+            return "overview.html", {"view": overview(c.installation(dp), c.live.figures())}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build))
 
     async def live_json(self, dp: DataPlane, req: Request) -> Response:
         c = self.console
@@ -132,7 +136,7 @@ class Handlers:
                 }
             )
 
-        return await c._off_loop(dp, run)
+        return await c.off_loop(dp, run)
 
     async def static_file(self, dp: DataPlane, req: Request) -> Response:
         found = self.console.static.get(req.params["file"])
@@ -150,9 +154,9 @@ class Handlers:
         c = self.console
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
-            return "alerts.html", {"view": alerts_view(c._services(dp).database)}
+            return "alerts.html", {"view": alerts_view(c.installation(dp).database)}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build))
 
     async def ack(self, dp: DataPlane, req: Request) -> Response:
         from vigil.monitor.silences import acknowledge
@@ -161,13 +165,13 @@ class Handlers:
 
         def run(viewer: Viewer, form: dict[str, str]) -> str:
             alert = _positive(req.params["id"], "alert")
-            db = c._services(dp).database
+            db = c.installation(dp).database
             done = acknowledge(
                 db, alert, actor=viewer.chrome.actor, comment=form.get("comment") or None
             )
             return f"alert {done['id']} acknowledged by {done['acknowledged_by']}"
 
-        return await c._off_loop(dp, lambda: c.action(dp, req, run, f"{PREFIX}/alerts"))
+        return await c.off_loop(dp, lambda: c.action(dp, req, run, f"{PREFIX}/alerts"))
 
     async def silence(self, dp: DataPlane, req: Request) -> Response:
         from vigil.durations import parse_duration
@@ -179,13 +183,13 @@ class Handlers:
             labels = ("alertname", "model", "version", "route", "feature", "severity")
             matchers = check_matchers({k: form[k] for k in labels if form.get(k)})
             period = parse_duration(form.get("duration") or "", what="duration")
-            db = c._services(dp).database
+            db = c.installation(dp).database
             made = create_silence(
                 db, matchers, period, actor=viewer.chrome.actor, comment=form.get("comment") or None
             )
             return f"silence {made.id} until {made.ends_at:%Y-%m-%d %H:%M} UTC"
 
-        return await c._off_loop(dp, lambda: c.action(dp, req, run, f"{PREFIX}/alerts"))
+        return await c.off_loop(dp, lambda: c.action(dp, req, run, f"{PREFIX}/alerts"))
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -196,11 +200,11 @@ class Handlers:
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
             page = audit_page(
-                c._services(dp).database, query_fields(req), size=c.settings.audit_page_size
+                c.installation(dp).database, query_fields(req), size=c.settings.audit_page_size
             )
             return "audit.html", {"view": page}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build))
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -210,9 +214,9 @@ class Handlers:
         c = self.console
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
-            return "keys.html", {"keys": list_keys(c._services(dp).database), "created": None}
+            return "keys.html", {"keys": list_keys(c.installation(dp).database), "created": None}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build, admin_only=True))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build, admin_only=True))
 
     async def create_key(self, dp: DataPlane, req: Request) -> Response:
         from vigil.ui.pages import keys
@@ -221,13 +225,13 @@ class Handlers:
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]] | Response:
             # Answered with the page itself, not a redirect: the token is shown once, here.
-            db = c._services(dp).database
+            db = c.installation(dp).database
             form = security.parse_form(req.body)
             c.check_form(viewer, req, form, act=True)
             created = keys.create_key(db, form, viewer.chrome.actor)
             return "keys.html", {"keys": keys.list_keys(db), "created": created}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build, admin_only=True))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build, admin_only=True))
 
     async def revoke_key(self, dp: DataPlane, req: Request) -> Response:
         from vigil.ui.pages.keys import revoke_key
@@ -237,11 +241,11 @@ class Handlers:
         def run(viewer: Viewer, form: dict[str, str]) -> str:
             key_id = req.params["id"]
             revoked = revoke_key(
-                c._services(dp).database, c.sessions(dp), key_id, viewer.chrome.actor
+                c.installation(dp).database, c.sessions(dp), key_id, viewer.chrome.actor
             )
             return f"key {revoked.id} revoked; its sessions have ended"
 
-        return await c._off_loop(dp, lambda: c.action(dp, req, run, f"{PREFIX}/keys"))
+        return await c.off_loop(dp, lambda: c.action(dp, req, run, f"{PREFIX}/keys"))
 
     # -- the model and endpoint pages (their data and actions: vigil.ui.pages.*) ----------
 
@@ -252,9 +256,9 @@ class Handlers:
         name = req.params["name"]
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
-            return "model.html", {"view": model_view(c._services(dp), name)}
+            return "model.html", {"view": model_view(c.installation(dp), name)}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build))
 
     async def endpoint(self, dp: DataPlane, req: Request) -> Response:
         from vigil.ui.pages.endpoint import endpoint_view
@@ -263,9 +267,9 @@ class Handlers:
         name = req.params["name"]
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
-            return "endpoint.html", {"view": endpoint_view(c._services(dp), name)}
+            return "endpoint.html", {"view": endpoint_view(c.installation(dp), name)}
 
-        return await c._off_loop(dp, lambda: c.page(dp, req, build))
+        return await c.off_loop(dp, lambda: c.page(dp, req, build))
 
     async def model_action(self, dp: DataPlane, req: Request) -> Response:
         from vigil.ui.pages.model import ACTIONS
@@ -290,7 +294,7 @@ class Handlers:
             )
 
         def run(viewer: Viewer, form: dict[str, str]) -> str:
-            return str(actions[action](c._services(dp), name, form, viewer.chrome.actor))
+            return str(actions[action](c.installation(dp), name, form, viewer.chrome.actor))
 
         back = f"{PREFIX}/{kind}/{quoted(name)}"
-        return await c._off_loop(dp, lambda: c.action(dp, req, run, back))
+        return await c.off_loop(dp, lambda: c.action(dp, req, run, back))
