@@ -309,3 +309,27 @@ def test_over_tls_the_cookie_is_secure_and_host_only(served: Served) -> None:
     flags = [f.strip() for f in session.split(";")]
     assert {"Secure", "HttpOnly", "SameSite=Strict", "Path=/"} <= set(flags)
     assert not any(f.startswith("Domain=") for f in flags)
+
+
+def test_an_admin_silences_alerts_through_the_same_code_as_the_api(served: Served) -> None:
+    from vigil.monitor.silences import list_silences
+
+    admin_id = served.tokens["admin"].split("_")[1]
+    with sign_in(served.url, served.tokens["admin"]) as client:
+        token = csrf_of(client.get("/ui/alerts").text)
+        form = {"csrf": token, "alertname": "ui_silenced", "model": "churn", "duration": "2h"}
+        r = client.post("/ui/silences", data=form, headers=same_origin(served.url))
+        assert r.status_code == 303
+        shown = client.get("/ui/alerts").text
+        assert "silence " in shown and "alertname=ui_silenced" in shown
+        r = client.post(
+            "/ui/silences", data={**form, "duration": "forever"}, headers=same_origin(served.url)
+        )
+        assert r.status_code == 303
+        assert 'class="flash error"' in client.get("/ui/alerts").text  # the error, once
+    (made,) = [
+        s
+        for s in list_silences(served.vigil.database)
+        if s.matchers.get("alertname") == "ui_silenced"
+    ]
+    assert made.created_by == f"key:{admin_id}" and made.matchers["model"] == "churn"
