@@ -46,9 +46,15 @@ def add_alert(vigil: Vigil, rule: str = "dataset_drift") -> int:
 
 
 def serve(home: Path, *, auth: str) -> tuple[Vigil, ServerThread]:
+    """A server of ``churn`` whose overview reads the store on every load (the tests add
+    alerts behind its back)."""
     vigil = register_churn(home)
     provider = RegistryProvider(vigil, poll_interval=0.5, settings=ServingSettings(auth=auth))
-    return vigil, ServerThread(vigil.serving_app(provider))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("VIGIL_UI_OVERVIEW_CACHE_S", "0")  # read once, as the app is built
+        app = vigil.serving_app(provider)
+    assert vigil.console_settings.overview_cache_s == 0
+    return vigil, ServerThread(app)
 
 
 @pytest.fixture(scope="package")

@@ -71,3 +71,20 @@ def test_p99_interpolates_as_prometheus_does() -> None:
     # Within the bucket that holds the true 0.99 quantile, as histogram_quantile is.
     true = float(np.quantile(seconds, 0.99))
     assert 0.025 < true <= 0.05 and 0.025 < found <= 0.05
+
+
+def test_the_overview_is_read_at_most_once_per_cache_period(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from vigil.ui.console import Console
+    from vigil.ui.settings import ConsoleSettings
+
+    vigil = register_churn(tmp_path / "home")
+    dp = cast(Any, SimpleNamespace(services=vigil))
+    cached = Console(ConsoleSettings(overview_cache_s=300))
+    first = cached.overview(dp)
+    add_alert(vigil)
+    assert cached.overview(dp) is first and first.firing == 0  # however many loads
+    fresh = Console(ConsoleSettings(overview_cache_s=0))
+    assert fresh.overview(dp).firing == 1

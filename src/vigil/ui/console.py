@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -42,6 +43,7 @@ from vigil.ui.settings import ConsoleSettings
 if TYPE_CHECKING:
     from vigil.monitor.services import MonitorServices
     from vigil.serving.dataplane import DataPlane
+    from vigil.ui.pages.overview import Overview
 
 __all__ = ["Console", "Viewer"]
 
@@ -130,6 +132,20 @@ class Console:
         self.live = LiveRates()
         self.static = _static_files()
         self._sessions: SessionStore | None = None
+        self._overview: tuple[float, Overview] | None = None
+
+    def overview(self, dp: DataPlane) -> Overview:
+        """The overview's data, reused for :attr:`ConsoleSettings.overview_cache_s` (only
+        the console's one thread calls this, so it needs no lock)."""
+        now = time.monotonic()
+        kept = self._overview
+        if kept is not None and now - kept[0] < self.settings.overview_cache_s:
+            return kept[1]
+        from vigil.ui.pages.overview import overview  # the page's reads: on first use
+
+        built = overview(self.installation(dp), self.live.figures())
+        self._overview = (now, built)
+        return built
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -279,6 +295,7 @@ class Console:
             message, ok = run(viewer, form), True
         except VigilError as exc:
             message, ok = exc.message, False
+        self._overview = None  # its author sees the change on the next overview
         return redirect(back, [_flash_cookie(message, ok=ok, secure=secure)])
 
 

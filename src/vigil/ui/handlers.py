@@ -105,12 +105,10 @@ class Handlers:
     # -- overview and live counters ------------------------------------------------------
 
     async def overview(self, dp: DataPlane, req: Request) -> Response:
-        from vigil.ui.pages.overview import overview
-
         c = self.console
 
         def build(viewer: Viewer) -> tuple[str, dict[str, Any]]:
-            return "overview.html", {"view": overview(c.installation(dp), c.live.figures())}
+            return "overview.html", {"view": c.overview(dp)}
 
         return await c.off_loop(dp, lambda: c.page(dp, req, build))
 

@@ -32,3 +32,10 @@ class ConsoleSettings(VigilSettings):
 
     audit_page_size: int = Field(default=50, ge=1, le=500)
     """Audit events per page."""
+
+    overview_cache_s: float = Field(default=5.0, ge=0, le=300)
+    """Seconds the overview's data (registry, monitoring windows, alerts) are reused
+    between page loads (``0``: read on every load). However many consoles are open and
+    refreshing, the server reads them at most this often; an action from the console
+    drops them at once, so its author sees the change. The live counters are fresh on
+    every load."""
