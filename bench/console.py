@@ -9,15 +9,17 @@ accuracy and estimated accuracy, a drift statistic per feature); 50 alerts firin
 
 * **render**: the overview's data (:func:`vigil.ui.pages.overview.overview`) and its page
   (the template), in this process, over that home: median and p95 of ``--repeat`` runs,
-  and the same page through the server (``GET /ui``, one client, after a warm-up).
+  and the same page through the server (``GET /ui``, one client, after a warm-up), its
+  data read on every load.
 * **serving**: the routing benchmark's server (:mod:`bench.routing`: one worker pinned
   to CPU 0 with ``vigil serve``'s defaults, capture and metrics on; wrk on CPU 1, 32
   connections, ``POST /v1/models/model/predict``) with and without a client that loads
   the overview page and its live counters (``/ui/live.json``) every
   :data:`CONSOLE_INTERVAL_S` seconds: an open console's script asks for the counters
   every 5 s, so this is a person reloading the whole page 2.5 times as often as the
-  script polls; interleaved rounds, a fresh server per point. Goal: throughput with the
-  console within 5 % of without.
+  script polls; interleaved rounds, a fresh server per point, the console's settings as
+  shipped (the overview's data reused for 5 s, ``VIGIL_UI_OVERVIEW_CACHE_S``). Goal:
+  throughput with the console within 5 % of without.
 
 Run: ``flock /tmp/vigil-bench.lock python -m bench.console [--quick]``.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -195,8 +198,18 @@ class ConsoleClient:
 
 
 def page_through_server(home: Path, repeat: int) -> float:
-    """Median seconds of ``GET /ui`` through the server (one client, after a warm-up)."""
-    with RoutingServer(home) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+    """Median seconds of ``GET /ui`` through the server (one client, after a warm-up), its
+    data read on every load (``VIGIL_UI_OVERVIEW_CACHE_S=0``)."""
+    saved = os.environ.get("VIGIL_UI_OVERVIEW_CACHE_S")
+    os.environ["VIGIL_UI_OVERVIEW_CACHE_S"] = "0"
+    try:
+        server = RoutingServer(home)  # it copies the environment as it starts
+    finally:
+        if saved is None:
+            os.environ.pop("VIGIL_UI_OVERVIEW_CACHE_S")
+        else:
+            os.environ["VIGIL_UI_OVERVIEW_CACHE_S"] = saved
+    with server, httpx.Client(base_url=server.url, timeout=30) as client:
         times = []
         for _ in range(repeat + 2):
             started = time.perf_counter()
