@@ -269,7 +269,12 @@ def main(rounds: int, seconds: float, warmup: float, repeat: int) -> dict[str, f
         a.requests_per_second / b.requests_per_second
         for a, b in zip(results["console-open"], results["console-closed"], strict=True)
     ]
+    cpu = [
+        (a.cpu_us_per_request or 0.0) / (b.cpu_us_per_request or 1.0)
+        for a, b in zip(results["console-open"], results["console-closed"], strict=True)
+    ]
     summary = {
+        "cpu_per_request_open_over_closed_median": statistics.median(cpu),
         "render_median_ms": rendered["median_s"] * 1000,
         "render_p95_ms": rendered["p95_s"] * 1000,
         "served_page_median_ms": served * 1000,
@@ -282,7 +287,9 @@ def main(rounds: int, seconds: float, warmup: float, repeat: int) -> dict[str, f
     }
     print(
         f"console open / closed: throughput {summary['throughput_open_over_closed_median']:.3f}x "
-        f"(rounds {', '.join(f'{r:.3f}' for r in ratios)}); the console client made {loads} "
+        f"(rounds {', '.join(f'{r:.3f}' for r in ratios)}), server CPU per request "
+        f"{summary['cpu_per_request_open_over_closed_median']:.3f}x "
+        f"(rounds {', '.join(f'{c:.3f}' for c in cpu)}); the console client made {loads} "
         f"loads ({errors} errors), median {summary['console_load_under_load_median_ms']:.0f} ms "
         "each under full prediction load"
     )
