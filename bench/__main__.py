@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
 serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
-replay|backfill|explain|policy_cost ...] [--quick]``.
+replay|backfill|explain|policy_cost|console ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -31,6 +31,7 @@ ALL = (
     "backfill",
     "explain",
     "policy_cost",
+    "console",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -54,6 +55,7 @@ QUICK_ARGS = {
     "backfill": ["--parts", "4", "--rounds", "1"],
     "explain": ["--quick"],
     "policy_cost": ["--quick"],
+    "console": ["--quick"],
 }
 
 

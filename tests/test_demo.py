@@ -176,7 +176,12 @@ def test_make_demo_twice_in_a_clean_tree_tells_the_same_story(tmp_path: Path) ->
             assert "| production | set | 1 | 2 |" in done.stdout, done.stdout
             assert "| accuracy\\_drop | firing |" in done.stdout, done.stdout
     # vigil is not on this PATH: the demo says how to put it there.
-    assert "puts vigil on your PATH" in suggested[-1]
+    assert "puts vigil on your PATH" in suggested[-2]
+    # It ends with the web console's address and how to sign in.
+    assert suggested[-1].startswith("the web console: run ")
+    assert (
+        "http://127.0.0.1:8000/ui" in suggested[-1] and "key create --role admin" in suggested[-1]
+    )
 
 
 _LOOP = [

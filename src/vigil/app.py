@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.storage.artifacts import ArtifactStore
     from vigil.storage.sql import Database
+    from vigil.ui.settings import ConsoleSettings
 
 Progress = Callable[[int, int | None], None]
 
@@ -144,6 +145,13 @@ class Vigil:
         from vigil.policy.settings import PolicySettings  # each subsystem on first use
 
         return build_settings(PolicySettings)
+
+    @cached_property
+    def console_settings(self) -> ConsoleSettings:
+        """``VIGIL_UI_*`` and the ``ui:`` section (the web console)."""
+        from vigil.ui.settings import ConsoleSettings  # each subsystem on first use
+
+        return build_settings(ConsoleSettings)
 
     @property
     def policy_dir(self) -> Path:
@@ -385,6 +393,11 @@ class Vigil:
             from vigil.policy.routes import ROUTES as POLICY_ROUTES
 
             routes += POLICY_ROUTES
+            if self.console_settings.enabled:
+                # The web console sits above serving too: its pages come from here.
+                from vigil.ui.routes import console_routes
+
+                routes += console_routes(self.console_settings)
             scheduler = self.policy_scheduler()
             if scheduler is not None:
                 background.append(scheduler)

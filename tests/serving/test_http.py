@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vigil.errors import MalformedRequestError, PayloadTooLargeError
-from vigil.serving.http import Request
+from vigil.serving.http import Request, Response, Route
 
 
 def _request(body: bytes) -> Request:
@@ -47,3 +47,20 @@ def test_detach_hands_over_the_body_and_its_decoding() -> None:
     assert req.json() == [1]
     assert req.detach() == [b"[1]", [1]]
     assert req.body == b""
+
+
+async def _noop(dp: object, req: Request) -> Response:
+    return Response(b"")
+
+
+def test_only_a_form_route_is_exempt_from_the_json_content_type() -> None:
+    """A state change needs JSON (no HTML form can send it), unless the route declares a
+    form body: the console's, which its session and CSRF token guard instead. Both keep
+    the Origin check."""
+    json_route = Route("POST", "/v1/x", _noop, "x", "native", "x", body="json")
+    bare = Route("DELETE", "/v1/x", _noop, "x", "native", "x")
+    form = Route("POST", "/ui/x", _noop, "ui_x", "ops", "x", body="form")
+    page = Route("GET", "/ui", _noop, "ui", "ops", "x")
+    assert json_route.needs_json and bare.needs_json and not form.needs_json
+    assert json_route.same_origin and bare.same_origin and form.same_origin
+    assert not page.needs_json and not page.same_origin

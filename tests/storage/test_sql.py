@@ -17,7 +17,8 @@ import vigil.experiments.state_tables
 import vigil.experiments.tables
 import vigil.monitor.tables
 import vigil.policy.tables
-import vigil.registry.tables  # noqa: F401
+import vigil.registry.tables
+import vigil.ui.tables  # noqa: F401
 from vigil.audit import AuditLogRow
 from vigil.errors import ConfigurationError
 from vigil.hashchain import GENESIS
@@ -50,7 +51,7 @@ def test_schema_is_migrated_on_first_use_and_matches_the_tables(tmp_path: Path) 
     assert db.current_revision() is None
     with db.session() as session:
         assert session.scalar(select(AuditLogRow).limit(1)) is None
-    assert db.current_revision() == head_revision() == "0010_version_card"
+    assert db.current_revision() == head_revision() == "0011_console_sessions"
     assert set(inspect(db.engine).get_table_names()) >= REGISTRY_TABLES
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -249,7 +250,7 @@ def _migrate_concurrently(url: str, tmp_path: Path, processes: int = 4) -> list[
 @pytest.mark.slow
 def test_concurrent_first_use_migrates_once_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'vigil.db'}"
-    assert _migrate_concurrently(url, tmp_path) == ["0010_version_card"] * 4
+    assert _migrate_concurrently(url, tmp_path) == ["0011_console_sessions"] * 4
     with Database(url).engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
 
@@ -258,7 +259,7 @@ def test_concurrent_first_use_migrates_once_on_sqlite(tmp_path: Path) -> None:
 def test_concurrent_first_use_migrates_once_on_postgres(
     fresh_postgres_url: str, tmp_path: Path, postgres: PostgresServer
 ) -> None:
-    assert _migrate_concurrently(fresh_postgres_url, tmp_path) == ["0010_version_card"] * 4
+    assert _migrate_concurrently(fresh_postgres_url, tmp_path) == ["0011_console_sessions"] * 4
     db = Database(fresh_postgres_url, auto_migrate=False)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1

@@ -152,6 +152,10 @@ def _run(console: Console, outside_database: bool) -> dict[str, Any]:
     }
 
 
+CONSOLE_URL = "http://127.0.0.1:8000/ui"
+"""Where ``vigil serve`` (its default address) serves the web console."""
+
+
 def next_commands(window: int) -> list[str]:
     """The commands the demo suggests at its end (tests/test_demo.py runs each of them);
     ``window`` is the size of the count windows it monitored."""
@@ -177,6 +181,15 @@ def _next_steps(home: Path, window: int, console: Console) -> None:
     hint = _home.activate_hint()
     if hint is not None:
         console.print(f"({hint})", highlight=False, markup=False, soft_wrap=True)
+    console.print(
+        f"the web console: run `{vigil} serve` (with that VIGIL_HOME) and open "
+        f"{CONSOLE_URL}. On this loopback address authentication is off, so there is no "
+        "sign-in and every page says so; on a server with VIGIL_SERVE_AUTH=on, sign in "
+        f"there with a read or admin API key (`{vigil} key create --role admin` prints one).",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _show_versions(v: Any) -> None:

@@ -5,7 +5,8 @@ ASGI scope, refuses a foreign ``Host`` (421) and, on admin and state-changing ro
 foreign ``Origin`` (403) (see :mod:`vigil.serving.guards`), checks the API key against the
 route's role when authentication is on (401/403, see :mod:`vigil.auth.authenticator`),
 enforces the content type (415: state-changing routes need ``application/json`` even
-without a body; a prediction also takes a JSON body sent as a form, as ``curl -d`` does) and the body limit (413 before reading an oversized body), decodes a large
+without a body, but the web console's form routes, guarded by a session and a CSRF token,
+take only a form; a prediction also takes a JSON body sent as a form, as ``curl -d`` does) and the body limit (413 before reading an oversized body), decodes a large
 JSON body on a worker thread (:mod:`vigil.serving.executors`), calls the route's handler,
 and maps every error to its status and JSON body in one place
 (:func:`~vigil.serving.problems.error_response`). An unexpected exception is logged and
@@ -139,6 +140,8 @@ def _content_type_ok(route: Route, mime: str | None) -> bool:
     """Whether a route takes a body of media type ``mime`` (see :func:`_mime`)."""
     if route.body == "json_or_csv":
         return True  # the MLflow codec answers 415 in MLflow's own words
+    if route.body == "form":
+        return mime == _FORM  # a console form (session + CSRF token), never anything else
     if mime is None:
         # A prediction may omit it (the body must still be JSON); a state change may not:
         # a cross-site script can send a body without a content type, no preflight asked.
@@ -166,6 +169,11 @@ def _form_body_ok(body: bytes) -> bool:
 
 def _unsupported_media_type(route: Route, content_type: str | None) -> UnsupportedMediaTypeError:
     got = "none" if content_type is None else repr(content_type[:80])
+    if route.body == "form":
+        return UnsupportedMediaTypeError(
+            f"send the console's form as Content-Type: {_FORM}; got {got}",
+            detail={"expected": _FORM, "got": None if content_type is None else content_type[:80]},
+        )
     if route.needs_json:
         why = (
             " (state-changing operations need it, even without a body, so that no web "
@@ -360,6 +368,8 @@ class ServingApp:
                 request_id,
                 headers=scope["headers"],
                 inference_header=inference_header,
+                query=scope.get("query_string", b""),
+                scheme=scope.get("scheme", "http"),
             )
             request.route = route.name
             if self._tracing is not None and route.prediction:

@@ -43,6 +43,10 @@ class Executors:
     """Feedback submissions; one thread, since the feedback store takes one at a time."""
     decode: ThreadPoolExecutor
     """Parsing and validating large bodies (see :data:`INLINE_BODY_BYTES`)."""
+    console: ThreadPoolExecutor
+    """The web console's reads, actions and page rendering (:mod:`vigil.ui`): one thread,
+    so a console refreshing in many tabs queues behind itself and takes at most one core's
+    share of the interpreter from the predictions."""
 
     @classmethod
     def create(cls) -> Executors:
@@ -50,12 +54,13 @@ class Executors:
             auth=ThreadPoolExecutor(max_workers=4, thread_name_prefix="vigil-auth"),
             feedback=ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-feedback"),
             decode=ThreadPoolExecutor(max_workers=2, thread_name_prefix="vigil-decode"),
+            console=ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-console"),
         )
 
     def shutdown(self) -> None:
         """Stop taking work and wait for what each pool holds (stored feedback stays
         stored)."""
-        for pool in (self.auth, self.feedback, self.decode):
+        for pool in (self.auth, self.feedback, self.decode, self.console):
             pool.shutdown(wait=True)
 
     async def decoding(self, fn: Callable[..., T], *args: object) -> T:

@@ -52,8 +52,10 @@ class Request:
         "model",
         "params",
         "path",
+        "query",
         "request_id_header",
         "route",
+        "scheme",
         "version",
     )
 
@@ -67,6 +69,8 @@ class Request:
         body: bytes = b"",
         headers: list[tuple[bytes, bytes]] | None = None,
         inference_header: bytes | None = None,
+        query: bytes = b"",
+        scheme: str = "http",
     ) -> None:
         self.method = method
         self.path = path
@@ -93,6 +97,11 @@ class Request:
         """The ``Inference-Header-Content-Length`` header (Open Inference Protocol's binary
         tensor extension): the body is that many bytes of JSON, then raw tensor data."""
         self._json_end: int | None = None
+        self.query = query
+        """The raw query string (only the web console's pages read one)."""
+        self.scheme = scheme
+        """``https`` when the request came over TLS (the console's cookies are then
+        ``Secure``)."""
 
     @property
     def headers(self) -> dict[bytes, bytes]:
@@ -275,9 +284,11 @@ class Route:
     """Stable operation name (metric label, OpenAPI operationId)."""
     style: Style
     summary: str
-    body: Literal["none", "json", "json_or_csv", "json_or_tensors"] = "none"
-    """What the body holds: nothing, JSON, JSON or CSV (MLflow), or JSON possibly followed
-    by raw tensor data (Open Inference Protocol v2's binary tensor extension)."""
+    body: Literal["none", "json", "json_or_csv", "json_or_tensors", "form"] = "none"
+    """What the body holds: nothing, JSON, JSON or CSV (MLflow), JSON possibly followed
+    by raw tensor data (Open Inference Protocol v2's binary tensor extension), or an HTML
+    form's fields (``application/x-www-form-urlencoded``): only the web console's routes,
+    which guard themselves with a session cookie and a CSRF token (:mod:`vigil.ui`)."""
     request_schema: dict[str, Any] | None = None
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
@@ -287,16 +298,18 @@ class Route:
     """The operation answers from a model and changes nothing but the inference log, so the
     guards of state-changing operations below do not apply to it."""
     needs_json: bool = field(init=False)
-    """A state-changing operation (any method but GET and HEAD that is not a prediction):
-    it needs ``Content-Type: application/json`` even without a body, which no HTML form
-    and no cross-site request without a CORS preflight can send."""
+    """A state-changing operation (any method but GET and HEAD that is not a prediction)
+    other than a form's: it needs ``Content-Type: application/json`` even without a body,
+    which no HTML form and no cross-site request without a CORS preflight can send."""
     same_origin: bool = field(init=False)
     """State-changing or admin: a request with a foreign ``Origin`` header is refused."""
 
     def __post_init__(self) -> None:
-        needs_json = self.method not in ("GET", "HEAD") and not self.prediction
-        object.__setattr__(self, "needs_json", needs_json)
-        object.__setattr__(self, "same_origin", needs_json or self.role == "admin")
+        changes = self.method not in ("GET", "HEAD") and not self.prediction
+        # A form route takes a form and nothing else (the app checks its content type); its
+        # handler checks the session and the CSRF token the content type cannot stand for.
+        object.__setattr__(self, "needs_json", changes and self.body != "form")
+        object.__setattr__(self, "same_origin", changes or self.role == "admin")
 
     max_body_bytes: int | None = None
     """Largest body this route reads, when smaller than the server's limit: a route whose

@@ -1,1 +1,2 @@
-"""The console's pages that show one model or one endpoint, and the actions they offer."""
+"""The console's pages: each module builds one page's data (a plain dataclass) from the
+installation's stores; templates draw it; :mod:`vigil.ui.routes` serves it."""

@@ -1,0 +1,157 @@
+"""The console in a real headless Chromium (Debian's chromium and chromium-driver, driven by
+Selenium) against a real server: sign in with each role, the overview with the registered
+model, acknowledging an alert, the audit and keys pages, signing out; no console error
+(a CSP violation is one) on any page, and a screenshot of every page."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
+from tests.ui.conftest import Served, add_alert
+
+from vigil.monitor.alerts import list_alerts
+
+pytestmark = pytest.mark.browser
+
+
+def _which(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    pytest.fail(f"{names[0]} is not installed: run `make test` as root (it installs it)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = _which("chromium", "chromium-browser")
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(_which("chromedriver")))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Tour:
+    """Opens console pages in the browser, checks each for console errors and saves a
+    screenshot of it."""
+
+    def __init__(self, driver: webdriver.Chrome, url: str, shots: Path) -> None:
+        self.driver, self.url, self.shots = driver, url, shots
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.url + path)
+
+    def check(self, shot: str, answered: int | None = None) -> None:
+        """No console error on this page (but the page's own status, ``answered``, when
+        it is one on purpose), and its screenshot."""
+        errors = [
+            e
+            for e in self.driver.get_log("browser")
+            if e["level"] == "SEVERE"
+            and not (
+                answered and e["source"] == "network" and f"status of {answered}" in e["message"]
+            )
+        ]
+        assert errors == [], errors
+        path = self.shots / f"{shot}.png"
+        self.driver.save_screenshot(str(path))
+        print(f"screenshot: {path}")
+
+    def click(self, by: str, value: str) -> None:
+        """Click and wait for the next page (a form's answer) to replace this one."""
+        element = self.driver.find_element(by, value)
+        element.click()
+        WebDriverWait(self.driver, 10).until(staleness_of(element))
+
+    def sign_in(self, token: str) -> None:
+        self.open("/ui/signin")
+        self.driver.find_element(By.ID, "key").send_keys(token)
+        self.click(By.CSS_SELECTOR, "form.signin button")
+
+    def sign_out(self) -> None:
+        self.click(By.CSS_SELECTOR, "form[action='/ui/signout'] button")
+        assert self.driver.current_url.endswith("/ui/signin")
+
+    def text(self) -> str:
+        return str(self.driver.find_element(By.TAG_NAME, "body").text)
+
+
+@pytest.fixture
+def tour(browser: webdriver.Chrome, served: Served, tmp_path: Path) -> Tour:
+    browser.delete_all_cookies()
+    return Tour(browser, served.url, tmp_path)
+
+
+def test_an_admin_signs_in_sees_the_model_acknowledges_and_signs_out(
+    tour: Tour, served: Served
+) -> None:
+    alert = add_alert(served.vigil, rule="browser_drift")
+    tour.open("/ui/signin")
+    tour.check("signin")
+    tour.sign_in(served.tokens["admin"])
+    assert tour.driver.current_url.endswith("/ui")
+    row = tour.driver.find_element(By.CSS_SELECTOR, "tr[data-model='churn']")
+    assert "production → v1" in row.text and "browser_drift" in row.text
+    tour.check("overview")
+
+    tour.click(By.LINK_TEXT, "Alerts")
+    tour.check("alerts")
+    tour.driver.find_element(By.ID, f"comment-{alert}").send_keys("looking")
+    tour.click(By.ID, f"ack-{alert}")
+    assert f"alert {alert} acknowledged by key:" in tour.text()
+    tour.check("alerts-acknowledged")
+    event = next(e for e in list_alerts(served.vigil.database) if e.id == alert)
+    assert event.acknowledged_by == f"key:{served.tokens['admin'].split('_')[1]}"
+
+    tour.click(By.LINK_TEXT, "Audit")
+    assert "acknowledge_alert" in tour.text()
+    tour.check("audit")
+    tour.click(By.LINK_TEXT, "Keys")
+    assert "read-test" in tour.text()
+    tour.check("keys")
+    tour.open("/ui/models/churn")
+    tour.check("model")
+    tour.sign_out()
+    tour.open("/ui")
+    assert tour.driver.current_url.endswith("/ui/signin")
+
+
+def test_a_read_key_sees_but_has_no_actions(tour: Tour, served: Served) -> None:
+    add_alert(served.vigil, rule="browser_read")
+    tour.sign_in(served.tokens["read"])
+    assert "churn" in tour.text() and "(read)" in tour.text()
+    assert tour.driver.find_elements(By.LINK_TEXT, "Keys") == []
+    tour.check("overview-read")
+    tour.click(By.LINK_TEXT, "Alerts")
+    assert tour.driver.find_elements(By.XPATH, "//button[text()='Acknowledge']") == []
+    tour.check("alerts-read")
+    tour.sign_out()
+
+
+def test_a_predict_key_is_told_it_cannot_sign_in(tour: Tour, served: Served) -> None:
+    tour.sign_in(served.tokens["predict"])
+    assert "a predict key cannot sign in to the console" in tour.text()
+    tour.check("signin-predict-refused", answered=403)
