@@ -215,11 +215,11 @@ def test_actions_are_audited_with_the_sessions_key(served: Served) -> None:
         assert client.get("/ui/keys").text.count(created.group(1)) == 0  # shown once
         r = client.post(
             "/ui/models/churn/promote",
-            data={"csrf": token, "version": "2", "alias": "staging"},
+            data={"csrf": token, "version": "2", "alias": "staging", "confirm": "yes"},
             headers=same_origin(served.url),
         )
         assert r.status_code == 303 and r.headers["location"] == "/ui/models/churn"
-        assert "staging → v2" in client.get("/ui/models/churn").text
+        assert "churn@staging now points at version 2" in client.get("/ui/models/churn").text
         audit = client.get("/ui/audit", params={"actor": f"key:{admin_id}"}).text
     assert served.vigil.registry.get_model("churn").aliases["staging"] == 2
     assert "create_api_key" in audit and "set_alias" in audit
