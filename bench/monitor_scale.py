@@ -284,6 +284,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stage", choices=["all", "setup", "first", "incremental"], default="all")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args(argv)
+    if args.distinct is not None and (args.distinct < 1 or args.rows % PART_ROWS):
+        parser.error(f"--distinct needs --rows a multiple of {PART_ROWS:,} and D >= 1")
     if args.child:
         engine, home, now = args.child
         print(json.dumps(child(Path(home), engine, datetime.fromisoformat(now))))
