@@ -492,3 +492,73 @@ def false_alarms_per_10k(name: str, streams: int, length: int = 10_000) -> float
             detector.update(x)
             alarms += detector.drift_detected
     return alarms / (streams * length) * 10_000
+
+
+# --- windows judged from merged summaries ----------------------------------------------------
+
+SUMMARY_PATH = "column vs profile, window from merged summaries"
+SUMMARY_REFERENCE_ROWS = 20_000
+
+
+def _summary_verdict(ref: np.ndarray, cur: np.ndarray, categorical: bool, seed: int) -> Verdict:
+    """The verdict of the summary engine (:mod:`vigil.monitor.summaries`): the window's
+    rows captured over an hour, summarised in ten-minute buckets from record batches,
+    the buckets merged, and the merge judged against the version's profile (20,000
+    reference rows, so a 5,000-row sample, as registration keeps) as the monitor judges
+    a window above the raw tests' limit."""
+    import pyarrow as pa
+
+    from vigil.monitor.baseline import Baseline
+    from vigil.monitor.summaries import anchors_for, merge_all, summarise
+    from vigil.monitor.summaries.judge import drift_report
+
+    profile = build_profile(pd.DataFrame({"x": ref}), _signature(categorical), seed=seed)
+    base = Baseline("m", 1, _signature(categorical), profile)
+    anchors = anchors_for(base)
+    n = cur.size
+    times = np.datetime64("2026-01-05", "us") + np.linspace(0, 3599e6, n).astype("m8[us]")
+    table = pa.table(
+        {
+            "request_id": pa.array(np.arange(n).astype(str)),
+            "row": pa.array(np.zeros(n, dtype=np.int64)),
+            "time": pa.array(times, pa.timestamp("us", tz="UTC")),
+            "route": pa.array(np.full(n, "native")),
+            "model": pa.array(np.full(n, "m")),
+            "version": pa.array(np.ones(n, dtype=np.int64)),
+            "status": pa.array(np.full(n, 200, dtype=np.int64)),
+            "feature.x": pa.array(cur, from_pandas=True),
+        }
+    )
+    buckets = summarise(table.to_batches(max_chunksize=4096), lambda m, v: anchors, grain_s=600)
+    merged = merge_all(buckets)
+    assert merged is not None and merged.rows == n
+    report = drift_report(merged, base)
+    assert report is not None
+    return _verdict(report.column("x"))
+
+
+def summary_cells(
+    windows: Iterable[int] = (5000, 20_000),
+    families: Iterable[str] = ("normal", "tied", "missing-heavy", "categorical (60 levels)"),
+) -> list[Cell]:
+    """Windows too large for the raw tests, judged from merged summaries (the monitor's
+    default for windows of whole hours): the distances' thresholds must hold their 1 %."""
+    cells = []
+    for family in families:
+        categorical = family in CATEGORICAL
+        draw = CATEGORICAL[family] if categorical else NUMERIC[family]
+        for window in windows:
+
+            def trial(
+                changed: bool, draw: Draw = draw, window: int = window, cat: bool = categorical
+            ) -> Callable[[int], Verdict]:
+                def one(seed: int) -> Verdict:
+                    rng = np.random.default_rng(seed)
+                    ref = draw(rng, SUMMARY_REFERENCE_ROWS, 0.0)
+                    cur = draw(rng, window, 1.0 if changed else 0.0)
+                    return _summary_verdict(ref, cur, cat, seed)
+
+                return one
+
+            cells.append(Cell(SUMMARY_PATH, family, window, ALPHA, trial(False), trial(True)))
+    return cells

@@ -20,6 +20,7 @@ from tests.calibration.cells import (
     forced_cells,
     pca_cells,
     run,
+    summary_cells,
 )
 
 pytestmark = pytest.mark.slow
@@ -98,3 +99,20 @@ def test_streaming_detectors_stay_quiet_on_a_stable_stream(name: str, streams: i
     # The documented defaults alarm well under once per 10,000 stable values (River's
     # defaults: EDDM 20, KSWIN 13, Page-Hinkley 6 per 10,000).
     assert false_alarms_per_10k(name, streams) <= 0.2
+
+
+@pytest.mark.parametrize(
+    "cell",
+    summary_cells(windows=(5000,), families=("normal", "categorical (60 levels)")),
+    ids=lambda c: c.label,
+)
+def test_windows_judged_from_summaries_are_calibrated(cell: Cell) -> None:
+    # The monitor's default for windows of whole hours above the raw tests' limit: a
+    # distance on merged bucket summaries, held to the threshold rules' 1 %.
+    result = run(cell, range(100), range(10))
+    assert not result.is_test and result.level == 0.01
+    assert result.calibrated, (
+        f"{result.alarms} of {result.trials} iid windows flagged by {result.method}; "
+        f"at most {result.upper} fit a rate of {result.level:.0%}"
+    )
+    assert result.power >= 0.8, f"power {result.power:.2f} on a real change"

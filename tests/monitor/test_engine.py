@@ -267,6 +267,7 @@ def test_resume_reads_only_what_can_change(
         reads.append(since)
         return real(v, model, since, now, capture)
 
+    rows = SETTINGS.model_copy(update={"summaries": False})  # the row engine's reading
     monkeypatch.setattr(engine, "_read_log", spy)
     sink = capture_sink(vigil)
     frame = make_frame(90, seed=8)
@@ -275,7 +276,7 @@ def test_resume_reads_only_what_can_change(
     now = T0 + timedelta(minutes=90)
     lookback = now - timedelta(days=7)
 
-    assert len(run_monitoring(vigil, now=now, settings=SETTINGS, resume=resume)) == 1
+    assert len(run_monitoring(vigil, now=now, settings=rows, resume=resume)) == 1
     write_traffic(
         sink,
         trained.model,
@@ -286,7 +287,7 @@ def test_resume_reads_only_what_can_change(
     )
     sink.close()
     later = T0 + timedelta(hours=3)
-    (second,) = run_monitoring(vigil, now=later, settings=SETTINGS, resume=resume)
+    (second,) = run_monitoring(vigil, now=later, settings=rows, resume=resume)
     assert (second.start, second.n_rows) == (T0 + timedelta(hours=1), 60)
     # The first run read the lookback; the second began at the window still open then.
     assert reads == [lookback, T0 + timedelta(hours=1)]
@@ -295,8 +296,8 @@ def test_resume_reads_only_what_can_change(
     store = vigil.feedback_store()
     store.submit([{"request_id": "r000003", "row": 0, "label": 1}])
     store.close()
-    (relabelled,) = run_monitoring(vigil, now=later, settings=SETTINGS, resume=resume)
+    (relabelled,) = run_monitoring(vigil, now=later, settings=rows, resume=resume)
     assert (relabelled.start, relabelled.n_labelled) == (T0, 1)
     assert reads[-1] == later - timedelta(days=7)
-    assert run_monitoring(vigil, now=later, settings=SETTINGS, resume=resume) == []
+    assert run_monitoring(vigil, now=later, settings=rows, resume=resume) == []
     assert reads[-1] == later  # nothing open: from the window holding "now"

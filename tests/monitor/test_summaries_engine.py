@@ -222,3 +222,28 @@ def test_a_late_label_joins_only_the_window_of_its_prediction(
     spans.clear()
     assert monitor_windows(big, model="big", now=now, settings=ON).results == []
     assert spans == []
+
+
+def test_summaries_are_the_default_and_rows_the_fallback_without_datasketches(
+    big: Vigil, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vigil.monitor import engine
+
+    default = MonitorSettings(window="1h", rules=[], grace_s=0)
+    assert default.summaries
+    now = T0 + timedelta(hours=4)
+    # Without DataSketches (a plain install) the same windows are read as rows, once said.
+    monkeypatch.setattr(engine, "sketches_installed", lambda: False)
+    monkeypatch.setattr(engine, "_warned", [])
+    rows = monitor_windows(big, model="big", now=now, settings=default)
+    assert "pip install 'vigil[monitor]'" in caplog.text
+    assert not list(Path(big.artifacts.root).rglob("*.summary"))
+    assert [r.start for r in rows.results] == [T0 + timedelta(hours=h) for h in range(3)]
+    assert sorted(rows.results[1].drifted_features) == ["age", "plan"]
+    # With it, the default judges the large hours from summaries stored beside the part.
+    monkeypatch.undo()
+    later = T0 + timedelta(hours=7)
+    again = monitor_windows(big, model="big", window="6h", now=later, settings=default)
+    (six,) = again.results
+    assert six.n_rows == 6200 and sorted(six.drifted_features) == ["age", "plan"]
+    assert len(list(Path(big.artifacts.root).rglob("*.summary"))) == 1

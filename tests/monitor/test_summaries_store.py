@@ -6,6 +6,7 @@ back must equal the monitor's exact path on the rows :func:`read_capture` return
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -236,3 +237,38 @@ def test_a_part_of_an_unregistered_version_is_summarised_but_not_stored(
     built = store.part_summaries(art, part, lambda m, v: None)
     assert sum(s.rows for s in built) == ROWS // 2
     assert not list((Path(art.root) / "summaries").rglob("*.summary"))
+
+
+def test_a_cycle_that_skips_known_parts_reads_one_index_per_day(
+    captured: tuple[ArtifactStore, Path, pd.DataFrame], base: Baseline, monkeypatch: Any
+) -> None:
+    art, _log_dir, _frame = captured
+    anchors = anchors_for(base)
+
+    def skipping() -> list[store.WindowSummary]:
+        return list(
+            store.bucket_summaries(art, lambda m, v: anchors, model="m", needed=lambda held: False)
+        )
+
+    _all(art, None, base)  # builds both parts' summaries (and their .keys)
+    read: list[str] = []
+    real = art.read_bytes
+
+    def counting(key: str) -> bytes:
+        read.append(key)
+        return real(key)
+
+    monkeypatch.setattr(art, "read_bytes", counting)
+    assert skipping() == []  # every part known: none opened; the day's index written
+    assert sum(k.endswith(".keys") for k in read) == 2
+    days = sorted(p.relative_to(art.root) for p in Path(art.root).rglob("index.g3600.json"))
+    assert len(days) == 1
+    read.clear()
+    assert skipping() == []
+    assert read == [str(days[0])]  # one small file for the day, no part's .keys
+    # The index is a cache: lost, or missing a part, it is rebuilt from the parts' .keys.
+    (Path(art.root) / days[0]).write_text("{}")
+    read.clear()
+    assert skipping() == []
+    assert sum(k.endswith(".keys") for k in read) == 2
+    assert len(json.loads((Path(art.root) / days[0]).read_text())) == 2

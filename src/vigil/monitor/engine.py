@@ -31,6 +31,7 @@ from vigil.monitor.estimation import estimate_binned, estimate_window
 from vigil.monitor.measure import WindowResult, count_labelled, estimated_points, measure_window
 from vigil.monitor.series import StoredWindow, note_in_summary, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
+from vigil.monitor.summaries.columns import available as sketches_installed
 from vigil.monitor.summaries.judge import measure_summary
 from vigil.monitor.summaries.late import MARKS_KEY, LabelMarks
 from vigil.monitor.summaries.store import bucket_summaries, label_summaries
@@ -282,7 +283,7 @@ def monitor_windows(
             own.close()
     else:
         labels = _read_labels(feedback, start)
-    if settings.summaries and by_summaries(spec):
+    if settings.summaries and by_summaries(spec) and _summaries_installed():
         return _summary_pass(
             app, model, start, now, spec, settings, capture, labels, partial, progress
         )
@@ -324,6 +325,21 @@ def monitor_windows(
 
 
 # --- windows judged from summaries -------------------------------------------------------
+
+
+_warned: list[bool] = []
+
+
+def _summaries_installed() -> bool:
+    if sketches_installed():
+        return True
+    if not _warned:
+        _warned.append(True)
+        log.warning(
+            "windows of whole hours are read as rows: judging them from summaries needs "
+            "pip install 'vigil[monitor]' (or set VIGIL_MONITOR_SUMMARIES=false)"
+        )
+    return False
 
 
 def by_summaries(spec: WindowSpec) -> bool:

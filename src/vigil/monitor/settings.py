@@ -228,11 +228,12 @@ class MonitorSettings(VigilSettings):
     """A time window counts as complete this long after its end (lets slow requests and
     other workers' records land)."""
 
-    summaries: bool = False
+    summaries: bool = True
     """Judge time windows of whole hours (``1h``, ``6h``, ``1d``) from mergeable summaries
     stored beside the compacted log (:mod:`vigil.monitor.summaries`), so memory does not
     grow with traffic; windows small enough for exact tests are still read raw. Needs
-    ``pip install 'vigil[monitor]'``."""
+    ``pip install 'vigil[monitor]'``: without it such windows are read as rows (a warning
+    says so once). ``false`` reads every window as rows."""
 
     rules: list[AlertRule] = Field(default_factory=default_rules)
     """Alert rules; setting any replaces the defaults (``[]`` turns alerting off)."""

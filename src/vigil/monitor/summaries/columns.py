@@ -62,6 +62,13 @@ def _datasketches() -> Any:
     return datasketches
 
 
+def available() -> bool:
+    """Whether Apache DataSketches is installed (``vigil[monitor]``), without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec("datasketches") is not None
+
+
 def rank_error(k: int = KLL_K) -> float:
     """The KLL sketch's normalised rank error (99 % confidence) for accuracy ``k``.
 

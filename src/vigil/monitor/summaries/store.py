@@ -179,6 +179,54 @@ def part_buckets(
     return [(SeriesKey(str(m), int(v), str(r)), datetime.fromisoformat(t)) for m, v, r, t in raw]
 
 
+class DayIndex:
+    """The ``.keys`` indexes of a day's parts gathered in one file per date partition
+    (``summaries/model=<name>/date=<day>/index.g<grain>.json``), so a cycle that skips the
+    parts it knows reads one small file per day of the lookback, not one per part.
+
+    It is a cache of the parts' own indexes and only ever lists a part whose ``.keys``
+    was read (so whose summaries are stored): a part it does not list is looked up in its
+    own ``.keys``, and :meth:`save` then rewrites the day's file (atomically) with it. A
+    lost update (two writers at once) or a missing file only costs those reads again;
+    entries of parts deleted since are never asked for (callers list the parts)."""
+
+    def __init__(self, store: ArtifactStore, grain_s: int = DEFAULT_GRAIN_S) -> None:
+        self.store, self.grain_s = store, grain_s
+        self._days: dict[str, dict[str, list[list[Any]]]] = {}
+        self._changed: set[str] = set()
+
+    def _key(self, part: str) -> tuple[str, str]:
+        head, _, name = summary_key(part, self.grain_s).rpartition("/")
+        return f"{head}/index.g{self.grain_s}.json", name
+
+    def buckets(self, part: str) -> list[Bucket] | None:
+        """What the part's stored summaries hold (None when they are not stored yet)."""
+        day, name = self._key(part)
+        if day not in self._days:
+            try:
+                self._days[day] = json.loads(self.store.read_bytes(day))
+            except (NotFoundError, ValueError):
+                self._days[day] = {}
+        raw = self._days[day].get(name)
+        if raw is None:
+            key = summary_key(part, self.grain_s)[: -len(".summary")] + ".keys"
+            try:
+                raw = json.loads(self.store.read_bytes(key))
+            except NotFoundError:
+                return None
+            self._days[day][name] = raw
+            self._changed.add(day)
+        return [
+            (SeriesKey(str(m), int(v), str(r)), datetime.fromisoformat(t)) for m, v, r, t in raw
+        ]
+
+    def save(self) -> None:
+        """Write the days that gained parts."""
+        for day in sorted(self._changed):
+            self.store.write_bytes(day, json.dumps(self._days[day]).encode())
+        self._changed.clear()
+
+
 def _segment_batches(
     log_dir: Path, model: str | None, compacted: set[tuple[str, str, date]]
 ) -> Iterator[pa.RecordBatch]:
@@ -215,15 +263,19 @@ def bucket_summaries(
     compacted: set[tuple[str, str, date]] = set()
     found: Iterator[WindowSummary] = iter(())
     if store is not None:
+        index = DayIndex(store, grain_s)
         for part in parts(store, model, since, until):
             compacted.add(_identity(part))
             if needed is not None:
-                held = part_buckets(store, part, grain_s=grain_s)
+                held = index.buckets(part)
                 if held is not None and not needed(held):
                     continue
             yield from _within(
                 part_summaries(store, part, anchors_for, grain_s=grain_s), model, since, until
             )
+            if needed is not None and held is None:
+                index.buckets(part)  # built just now: its index joins the day's
+        index.save()
     if log_dir is not None:
         batches = _segment_batches(Path(log_dir), model, compacted)
         found = iter(summarise(batches, anchors_for, grain_s=grain_s))
