@@ -130,6 +130,7 @@ def vigil_app(
 ) -> Any:
     """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off),
     caching its predictions in the Redis at ``cache_url`` (``None``: off)."""
+    from vigil.bundle.flavors.sklearn import SklearnModel
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
     from vigil.capture.settings import CaptureSettings
@@ -151,7 +152,8 @@ def vigil_app(
     if cache:
         on["cache"] = cache
     settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, **on)
-    bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
+    # The flavor `vigil serve` loads a scikit-learn model with (its fast path included).
+    bundle = LoadedBundle(SklearnModel(estimator), signature, name="model", version=1)
     capture = None
     if capture_home is not None:  # the defaults of `vigil serve` (fsync none)
         capture = CaptureRuntime.from_settings(CaptureSettings(), home=capture_home, store=None)
