@@ -3,7 +3,7 @@
 A served model's rows were already validated by vigil (its signature: names, order,
 types, what may be missing) and arrive as one float64 matrix. scikit-learn checks them
 again on every call (``validate_data``: namespace and dtype dispatch, finiteness, feature
-names), about 100 µs of Python per call whatever its size, more than the arithmetic
+names), a fixed cost in Python per call whatever its size, many times the arithmetic
 of a linear model on a micro-batch. For the linear models whose prediction is one matrix
 product, :func:`linear_fast_path` does that product exactly as scikit-learn does
 (``X @ coef_.T + intercept_``, then the same ``expit``/``softmax``/``argmax``), so the
