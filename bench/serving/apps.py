@@ -130,6 +130,7 @@ def vigil_app(
 ) -> Any:
     """vigil's app over ``estimator``, capturing under ``capture_home`` (``None``: off),
     caching its predictions in the Redis at ``cache_url`` (``None``: off)."""
+    from vigil.bundle.flavors.sklearn import SklearnModel
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.signature import FeatureSpec, OutputSpec, Signature
     from vigil.capture.settings import CaptureSettings
@@ -151,7 +152,8 @@ def vigil_app(
     if cache:
         on["cache"] = cache
     settings = ServingSettings(metrics=metrics, max_batch_size=max_batch_size, gc_freeze=True, **on)
-    bundle = LoadedBundle(_Adapter(estimator), signature, name="model", version=1)
+    # The flavor `vigil serve` loads a scikit-learn model with (its fast path included).
+    bundle = LoadedBundle(SklearnModel(estimator), signature, name="model", version=1)
     capture = None
     if capture_home is not None:  # the defaults of `vigil serve` (fsync none)
         capture = CaptureRuntime.from_settings(CaptureSettings(), home=capture_home, store=None)
@@ -222,10 +224,11 @@ def main() -> None:
     parser.add_argument("--redis-url", default=None, help="the prediction cache's Redis")
     parser.add_argument(
         "--http",
-        choices=["vigil", "uvicorn"],
+        choices=["vigil", "uvicorn", "granian"],
         default=None,
-        help="vigil's one-write protocol (vigil.serving.protocol, what `vigil serve` runs) or "
-        "uvicorn's own httptools protocol; default: uvicorn's for hello, vigil's otherwise",
+        help="vigil's one-write protocol (vigil.serving.protocol, what `vigil serve` runs), "
+        "uvicorn's own httptools protocol, or granian's Rust HTTP server (embedded: one "
+        "worker in this process, bench only); default: uvicorn's for hello, vigil's otherwise",
     )
     args = parser.parse_args()
     # The inference log of the vigil cases, removed when the server stops (the runner ends
@@ -263,10 +266,35 @@ def serve(args: argparse.Namespace, capture_home: Path) -> None:
         from vigil.serving.grpc.server import GrpcServer
 
         app.grpc = GrpcServer(f"127.0.0.1:{args.grpc_port}")
+    if args.http == "granian":
+        serve_granian(app, args.port)
+        return
     from vigil.serving.server import run
 
     http = args.http or ("uvicorn" if args.kind == "hello" else "vigil")
     run(app, "127.0.0.1", args.port, **({"http": "httptools"} if http == "uvicorn" else {}))
+
+
+def serve_granian(app: Any, port: int) -> None:
+    """``app`` behind granian's embedded server (its Rust HTTP/1 and one asyncio worker in
+    this process, on uvloop, lifespan on) until SIGTERM or SIGINT."""
+    import asyncio
+    import signal
+
+    import uvloop
+    from granian.constants import Interfaces
+    from granian.server.embed import Server as Granian
+
+    async def main() -> None:
+        server = Granian(
+            app, address="127.0.0.1", port=port, interface=Interfaces.ASGI, log_access=False
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.stop)
+        await server.serve()
+
+    uvloop.run(main())
 
 
 if __name__ == "__main__":

@@ -471,11 +471,16 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
         ("vigil-no-capture", "vigil-nocapture", "/v1/models/model/predict", native, ()),
         ("vigil-traced", "vigil-traced", "/v1/models/model/predict", native, ()),
         ("vigil-uvicorn-http", "vigil", "/v1/models/model/predict", native, ("--http", "uvicorn")),
+        # granian's Rust HTTP server, embedded (bench only: `pip install granian`).
+        ("hello-granian", "hello", "/", tutorial, ("--http", "granian")),
+        ("vigil-granian", "vigil", "/v1/models/model/predict", native, ("--http", "granian")),
     ]
     before = os.environ.get("VIGIL_BENCH_BEFORE_SRC")
     if before:  # the same request served by another checkout (its src directory)
         plan.append(("vigil-before", "vigil", "/v1/models/model/predict", native, ()))
     for name, kind, path, body, extra in plan:
+        if name in _NAMED_ONLY and (only is None or name not in only):
+            continue  # granian is not a dependency: run only when asked for by name
         if only is None or name in only or name == "vigil-before":
             src = before if name == "vigil-before" else None
             with contextlib.ExitStack() as stack:
@@ -510,6 +515,7 @@ def run_round(only: set[str] | None, seconds: float, warmup: float) -> list[Resu
 
 
 VARY = b"__VARY__"
+_NAMED_ONLY = frozenset({"hello-granian", "vigil-granian"})
 
 
 def run_cache_cases(
@@ -556,6 +562,8 @@ _RATIOS = {
     "vigil_vs_hello_one_write_throughput_at_32": ("vigil", "hello-one-write"),
     "vigil_vs_vigil_uvicorn_http_throughput_at_32": ("vigil", "vigil-uvicorn-http"),
     "hello_one_write_vs_hello_throughput_at_32": ("hello-one-write", "hello"),
+    "vigil_granian_vs_vigil_throughput_at_32": ("vigil-granian", "vigil"),
+    "hello_granian_vs_hello_throughput_at_32": ("hello-granian", "hello"),
     "vigil_before_vs_hello_throughput_at_32": ("vigil-before", "hello"),
     "vigil_vs_vigil_before_throughput_at_32": ("vigil", "vigil-before"),
 }

@@ -91,6 +91,33 @@ def test_a_columnar_batch_reads_back_as_the_records_of_format_1(tmp_path: Path) 
     assert light[:3] == [{k: v for k, v in r.items() if k not in drop} for r in expected]
 
 
+def test_requests_with_and_without_passthrough_fields_keep_their_own_values(
+    tmp_path: Path,
+) -> None:
+    """One model version's batch whose requests carry different passthrough fields (or
+    none) is written in frames of like requests: no value lands on another's row."""
+    entries = [
+        _answered("r1", 2, seed=1, passthrough={"g": ["a", "b"]}),
+        _answered("r2", 1, seed=2),
+        _answered("r3", 1, seed=3, passthrough={"h": [7]}),
+        _answered("r4", 2, seed=4, passthrough={"g": ["c", "d"]}),
+    ]
+    sink = CaptureSink(SegmentLog(tmp_path))
+    assert sink.record_answered(entries) == 6
+    path = sink.log.rotate()
+    assert path is not None
+    records, _ = read_segment(path)
+    got = sorted((r["request_id"], r["row"], r.get("passthrough")) for r in records)
+    assert got == [
+        ("r1", 0, {"g": "a"}),
+        ("r1", 1, {"g": "b"}),
+        ("r2", 0, None),
+        ("r3", 0, {"h": 7}),
+        ("r4", 0, {"g": "c"}),
+        ("r4", 1, {"g": "d"}),
+    ]
+
+
 def test_a_torn_batch_is_skipped_whole() -> None:
     batch = {"n": 2, "same": {"m": 1}, "rows": {"y": [1, 2]}}
     data = encode_frame({"i": 0}) + encode_batch_frame(batch) + encode_frame({"i": 1})

@@ -45,6 +45,7 @@ from vigil.errors import (
 )
 from vigil.serving import metrics
 from vigil.serving.capture_runtime import CaptureRuntime
+from vigil.serving.codecs.recording import record_rejected, recorded_style
 from vigil.serving.config import ServingSettings, json_values_limit, load_serving_settings
 from vigil.serving.dataplane import DataPlane
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
@@ -406,6 +407,10 @@ class ServingApp:
                 traced.fail(_SHUTTING_DOWN, response.status)
         except Exception as exc:
             style = route.style if route is not None else "ops"
+            if route is not None and request is not None and isinstance(exc, VigilError):
+                recorded = recorded_style(route.handler)
+                if recorded is not None:  # a rejected prediction: in the inference log too
+                    await record_rejected(self.dataplane, request, recorded, exc)
             rid = request.request_id if request is not None and style == "native" else None
             response = error_response(style, exc, rid)
             if isinstance(exc, AuthenticationError):

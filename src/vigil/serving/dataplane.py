@@ -444,24 +444,26 @@ class DataPlane:
         """Log the requests one model call answered, with one write, before any reply."""
         assert self.capture is not None
         now = perf_counter()
+        # Positional (a named tuple's keywords cost a dict per request); the fields in
+        # Answered's order.
         entries = [
             Answered(
-                request_id=a.request_id,
-                model=a.model.name,
-                version=a.model.version,
-                features=a.features,
-                feature_names=a.model.validator.names,
-                predictions=predictions,
-                probabilities=probabilities,
-                classes=a.model.classes,
-                route=a.route,
-                latency_ms=(now - a.started) * 1000.0,
-                variant=a.variant,
-                caller=a.key_id,
-                endpoint=a.endpoint,
-                cached=a.cached,
-                propensity=a.propensity,
-                passthrough=a.passthrough,
+                a.request_id,
+                a.model.name,
+                a.model.version,
+                a.features,
+                a.model.validator.names,
+                predictions,
+                probabilities,
+                a.model.classes,
+                a.route,
+                (now - a.started) * 1000.0,
+                a.variant,
+                a.key_id,
+                a.endpoint,
+                a.cached,
+                a.propensity,
+                a.passthrough,
             )
             for a, (predictions, probabilities) in answers
         ]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import numpy as np
@@ -187,6 +189,8 @@ class Validator:
         self._specs = list(signature.inputs)
         self._names = [f.name for f in self._specs]
         self._name_tuple = tuple(self._names)
+        # A record's values in signature order, picked in C (a tuple; one name: one value).
+        self._pick = itemgetter(*self._names) if len(self._names) > 1 else None
         self._index = {n: i for i, n in enumerate(self._names)}
         self._required = [f.name for f in self._specs if f.required]
         self._all_numeric = signature.all_numeric
@@ -312,9 +316,13 @@ class Validator:
     def _rows_from_records(self, records: Any) -> Sequence[Sequence[Any]]:
         self._check_rows(records)
         self._check_cells(len(records))
-        names, width = self._names, len(self._names)
+        names, width, pick = self._names, len(self._names), self._pick
+        rows: list[Sequence[Any]]
         try:
-            rows = [[r[n] for n in names] for r in records]
+            if pick is not None:
+                rows = [pick(r) for r in records]
+            else:
+                rows = [[r[n] for n in names] for r in records]
         except (KeyError, TypeError, IndexError):
             return self._rows_from_records_slow(records)
         if self.extra == "reject":
@@ -496,7 +504,7 @@ class Validator:
                 )
 
     def _numeric_matrix(self, rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.float64]:
-        if not (self._uniform and {type(v) for row in rows for v in row} <= _NUMBER):
+        if not (self._uniform and set(map(type, chain.from_iterable(rows))) <= _NUMBER):
             for j in range(len(self._specs)):
                 self._check_types(rows, j)
         # None becomes NaN here; nullability is then checked on the array in one pass.

@@ -23,6 +23,7 @@ from vigil.bundle.flavors.base import (
     python_values,
     read_head,
 )
+from vigil.bundle.flavors.sklearn_fast import linear_fast_path
 from vigil.bundle.signature import OutputSpec, Signature
 from vigil.bundle.trust import TrustPolicy
 from vigil.errors import BundleError, VigilError
@@ -60,6 +61,9 @@ class SklearnModel:
         self.n_features: int | None = int(n) if n is not None else None
         self._has_proba = hasattr(estimator, "predict_proba")
         self._read_names: list[str] | None = None
+        self._fast = linear_fast_path(estimator)
+        """scikit-learn's arithmetic without its input checks, for the linear models it
+        covers (:mod:`.sklearn_fast`); ``None``: every call goes through the estimator."""
 
     @property
     def has_proba(self) -> bool:
@@ -91,12 +95,20 @@ class SklearnModel:
         return self._read_names
 
     def predict(self, X: pd.DataFrame | npt.NDArray[Any]) -> np.ndarray[Any, Any]:
+        if self._fast is not None:
+            fast = self._fast.predict(X)
+            if fast is not None:
+                return fast
         out = np.asarray(self.estimator.predict(self._prepare(X)))
         return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out
 
     def predict_proba(self, X: pd.DataFrame | npt.NDArray[Any]) -> np.ndarray[Any, Any]:
         if not self._has_proba:
             raise NotImplementedError(f"{type(self.estimator).__name__} has no predict_proba")
+        if self._fast is not None:
+            fast = self._fast.predict_proba(X)
+            if fast is not None:
+                return fast
         return np.asarray(self.estimator.predict_proba(self._prepare(X)))
 
 

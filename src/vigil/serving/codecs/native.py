@@ -60,8 +60,8 @@ def decode(payload: Any) -> tuple[RawTable, bool]:
             "an object",
             type(payload).__name__,
         )
-    unknown = next((k for k in payload if k not in _ALLOWED_KEYS), None)  # the first only
-    if unknown is not None:
+    if not _ALLOWED_KEYS.issuperset(payload):  # checked in C; the first one named
+        unknown = next(k for k in payload if k not in _ALLOWED_KEYS)
         raise _bad(
             f"unknown key {unknown[:40]!r}; use one of instances, columns+data or inputs, "
             "and optionally return_proba and passthrough",
@@ -69,8 +69,8 @@ def decode(payload: Any) -> tuple[RawTable, bool]:
             "instances | columns+data | inputs",
             "an unknown key",
         )
-    present = [k for k in _INPUT_KEYS if k in payload]
-    if len(present) != 1:
+    if ("instances" in payload) + ("columns" in payload) + ("inputs" in payload) != 1:
+        present = [k for k in _INPUT_KEYS if k in payload]
         raise _bad(
             "send exactly one of 'instances', 'columns'+'data' or 'inputs' "
             f"(got {present or 'none'})",
@@ -81,7 +81,7 @@ def decode(payload: Any) -> tuple[RawTable, bool]:
     want_proba = payload.get("return_proba", False)
     if not isinstance(want_proba, bool):
         raise _bad("'return_proba' must be true or false", "return_proba", "a boolean", "other")
-    key = present[0]
+    key = "instances" if "instances" in payload else "columns" if "columns" in payload else "inputs"
     if key == "columns":
         if "data" not in payload:
             raise _bad("'columns' needs 'data' (rows of values)", "data", "an array", "missing")
