@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
-from vigil.monitor.estimation import Estimator, fit_estimator
+from vigil.monitor.estimation import Estimator, version_estimator
 from vigil.monitor.fairness import ModelFairness
 from vigil.monitor.points import performance_measure
 from vigil.profile_schema import BaselineProfile
@@ -38,7 +38,7 @@ class Baseline:
     names are kept out of the comparison."""
     estimator: Estimator | None = None
     """Performance estimated before labels arrive (classifiers with labelled reference
-    probabilities: :func:`~vigil.monitor.estimation.fit_estimator`)."""
+    probabilities: :func:`~vigil.monitor.estimation.version_estimator`)."""
     fairness: ModelFairness | None = None
     """The model's sensitive attributes, when monitoring measures fairness by group
     (``monitor.fairness`` in the settings: :mod:`vigil.monitor.fairness`)."""
@@ -74,7 +74,7 @@ def load_baseline(
         signature,
         profile,
         reference_metrics(mv.metrics or {}),
-        fit_estimator(signature, profile),
+        version_estimator(mv.sha256, signature, profile),
         fairness,
         stored_importance(mv.manifest),
     )

@@ -29,6 +29,8 @@ A binary classifier's window judged from its summary (``VIGIL_MONITOR_SUMMARIES`
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -110,6 +112,31 @@ def fit_estimator(signature: Signature, profile: BaselineProfile | None) -> Esti
     realised = classification_metrics(labels, predicted, proba, classes=keys)
     reference = {m: float(v) for m in METRICS if (v := realised.get(m)) is not None}
     return Estimator(cbpe, keys, reference)
+
+
+_FITTED: OrderedDict[str, Estimator | None] = OrderedDict()
+_FITTED_KEPT = 16
+_FITTED_LOCK = threading.Lock()
+
+
+def version_estimator(
+    digest: str, signature: Signature, profile: BaselineProfile | None
+) -> Estimator | None:
+    """:func:`fit_estimator` of the version whose bundle digest is ``digest``, fitted once
+    per process: a version never changes, and a monitoring pass (every few minutes in a
+    server) would otherwise refit it (a regressor's DLE costs seconds). The last
+    :data:`_FITTED_KEPT` versions are kept; a fitted estimator holds no state its
+    estimates change (each draws from its own seeded generator)."""
+    with _FITTED_LOCK:
+        if digest in _FITTED:
+            _FITTED.move_to_end(digest)
+            return _FITTED[digest]
+    fitted = fit_estimator(signature, profile)
+    with _FITTED_LOCK:
+        _FITTED[digest] = fitted
+        while len(_FITTED) > _FITTED_KEPT:
+            _FITTED.popitem(last=False)
+    return fitted
 
 
 def _fit_dle(signature: Signature, profile: BaselineProfile | None) -> Estimator | None:

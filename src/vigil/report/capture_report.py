@@ -39,7 +39,7 @@ from vigil.drift.target import prediction_drift_to_profile
 from vigil.errors import NotFoundError
 from vigil.monitor.baseline import stored_importance
 from vigil.monitor.estimated import EstimatedMetric
-from vigil.monitor.estimation import Estimator, estimate_window, fit_estimator
+from vigil.monitor.estimation import Estimator, estimate_window, version_estimator
 from vigil.profile_schema import BaselineProfile, CategoricalProfile
 from vigil.report.distributions import Distribution
 from vigil.report.profile_distributions import against_profile
@@ -319,7 +319,7 @@ def capture_report(
     signature = Signature.model_validate(mv.signature)
     # The section draws shares on a 0-1 scale: classifiers only (not a regressor's DLE).
     classifier = signature.outputs.task == "classification"
-    estimator = fit_estimator(signature, profile) if classifier else None
+    estimator = version_estimator(mv.sha256, signature, profile) if classifier else None
     wanted = ["time", "version", "status", "error_code", "prediction"]
     wanted += [FEATURE_PREFIX + name for name in profile.features]
     if estimator is not None:  # the logged probabilities, for performance before labels
