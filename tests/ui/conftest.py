@@ -13,6 +13,7 @@ import httpx
 import pytest
 from tests.serving.conftest import ServerThread
 from tests.serving.test_auth import make_tokens, register_churn
+from tests.ui._browser import browser  # noqa: F401  (the fixture, for every browser test here)
 
 from vigil.app import Vigil
 from vigil.monitor.alerts import record_event
