@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from tests.monitor._series import HOUR, T0, store_window
 
+from vigil.audit import read_audit, verify_audit
 from vigil.monitor.alerts import evaluate_rules, list_alerts
 from vigil.monitor.rules import AlertRule
 from vigil.storage.sql import Database
@@ -62,6 +63,22 @@ def test_fires_after_n_breaching_windows_then_resolves(db: Database) -> None:
     store_window(db, 3, {"drift.share": 0.4})
     store_window(db, 4, {"drift.share": 0.4})
     assert evaluate(db, DRIFT_TWICE) == [("drift_share", "firing", None)]
+    # Each transition is a decision vigil made on its own: in the hash-chained audit, with
+    # the numbers behind it.
+    with db.session() as session:
+        audited = read_audit(session, model_name="churn")
+        assert verify_audit(session).ok
+    assert [(e.action, e.actor, e.entity_name) for e in audited] == [
+        ("alert.firing", "alert-rules", "drift_share"),
+        ("alert.resolved", "alert-rules", "drift_share"),
+        ("alert.firing", "alert-rules", "drift_share"),
+    ]
+    assert audited[-1].after is not None
+    assert {k: audited[-1].after[k] for k in ("metric", "value", "threshold")} == {
+        "metric": "drift.share",
+        "value": 0.6,
+        "threshold": 0.3,
+    }
 
 
 def test_per_feature_series_and_label_filters(db: Database) -> None:

@@ -89,8 +89,13 @@ def test_a_silenced_alert_is_recorded_but_not_delivered(
     assert list_silences(db) == []
     listed = json.loads(runner.invoke(app, ["alert", "list", "--json"]).stdout)
     assert all(a["silenced_until"] is None for a in listed)
-    events = [(e.action, e.actor) for e in empty_vigil.registry.audit(None, limit=2)]
+    audited = empty_vigil.registry.audit(None, limit=20)
+    events = [(e.action, e.actor) for e in audited if e.entity_type != "alert"][:2]
     assert events == [("expire_silence", "ada"), ("create_silence", "ada")]
+    # The alerts' own transitions are audited too, as vigil's decisions.
+    assert {(e.action, e.actor) for e in audited if e.entity_type == "alert"} == {
+        ("alert.firing", "alert-rules")
+    }
 
 
 def test_rule_alerts_are_silenced_by_rule_name_from_the_cli(empty_vigil: Vigil) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vigil.audit import record_audit
 from vigil.monitor.rules import AlertRule, transition
 from vigil.monitor.series import SeriesPoint, read_series
 from vigil.monitor.tables import AlertEventRow
@@ -193,6 +195,34 @@ def new_claim() -> str:
     return uuid.uuid4().hex
 
 
+ALERT_ACTOR = "alert-rules"
+"""Who the audit names for an alert's transition: vigil itself, not a person."""
+
+
+def _audit_transition(session: Session, row: AlertEventRow) -> None:
+    """An alert's transition is a decision vigil makes on its own: it enters the audit
+    trail (hash-chained, :mod:`vigil.audit`) with the numbers behind it, in the
+    transaction that writes it."""
+    value = row.value if row.value is None or math.isfinite(row.value) else str(row.value)
+    record_audit(
+        session,
+        actor=ALERT_ACTOR,
+        action=f"alert.{row.status}",
+        entity_type="alert",
+        entity_name=row.rule,
+        model_name=row.model,
+        after={
+            "fingerprint": row.fingerprint,
+            "severity": row.severity,
+            "metric": row.metric,
+            "value": value,
+            "threshold": row.threshold,
+            "summary": row.summary,
+            "labels": row.labels,
+        },
+    )
+
+
 def evaluate_rules(
     db: Database,
     rules: Sequence[AlertRule],
@@ -268,6 +298,7 @@ def evaluate_rules(
                     deliveries={},
                 )
                 session.add(row)
+                _audit_transition(session, row)
                 rows.append(row)
             session.flush()
             return [_event(r) for r in rows]
@@ -329,6 +360,7 @@ def record_event(
                 deliveries={},
             )
             session.add(row)
+            _audit_transition(session, row)
             session.flush()
             return _event(row)
     except IntegrityError:
