@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -374,31 +374,13 @@ class FeedbackStore:
         # Arrow compute kernels: only where a table is filtered
         import pyarrow.compute as pc
 
-        tables: list[pa.Table] = []
-        compacted: set[str] = set()
+        def part(fh: Any) -> Iterator[pa.Table]:
+            table = read_part(fh, since=since)
+            if table is not None:
+                yield table
+
         first_day = since.astimezone(UTC).date() if since is not None else None
-        if self.store is not None:
-            for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
-                if first_day is not None and day < first_day:
-                    continue  # partitions are dated by arrival
-                for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
-                    compacted.add(str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
-                    with self.store.fs.open(part, "rb") as fh:
-                        table = read_part(fh, since=since)
-                    if table is not None:
-                        tables.append(table)
-        for seg in self.log.all_segments():
-            sid = segment_id(seg)
-            if sid in compacted:
-                continue
-            try:
-                records, _torn = read_segment(seg)
-            except FileNotFoundError:
-                continue
-            if records:
-                table = readable_table(feedback_table, records, segment=sid, what="feedback")
-                if table is not None:
-                    tables.append(table)
+        tables = self._walk(first_day, part, lambda table: table)
         if not tables:
             return None
         table = concat(tables)
@@ -441,19 +423,34 @@ class FeedbackStore:
             # Kleene logic: an unplaced row (null time, so null ``placed``) is kept.
             return table.filter(pc.and_kleene(arrived, pc.or_kleene(pc.is_null(at), placed)))
 
+        def part(fh: Any) -> Iterator[pa.Table]:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
+                yield ours(pa.Table.from_batches([batch]))
+
+        tables = self._walk(since.date(), part, ours)
+        if not tables:
+            return None
+        return _first_arrivals(concat(tables))
+
+    def _walk(
+        self,
+        first_day: date | None,
+        part: Callable[[Any], Iterator[pa.Table]],
+        segment: Callable[[pa.Table], pa.Table],
+    ) -> list[pa.Table]:
+        """The non-empty tables of every compacted part (partitions from ``first_day``:
+        they are dated by arrival), read by ``part`` from the open file, then of every live
+        segment not compacted yet, passed through ``segment``."""
         tables: list[pa.Table] = []
         compacted: set[str] = set()
         if self.store is not None:
             for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
-                if day < since.date():
-                    continue  # partitions are dated by arrival
-                for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
-                    compacted.add(str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
-                    with self.store.fs.open(part, "rb") as fh:
-                        for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_rows):
-                            kept = ours(pa.Table.from_batches([batch]))
-                            if kept.num_rows:
-                                tables.append(kept)
+                if first_day is not None and day < first_day:
+                    continue
+                for found in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
+                    compacted.add(str(found).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
+                    with self.store.fs.open(found, "rb") as fh:
+                        tables += [t for t in part(fh) if t.num_rows]
         for seg in self.log.all_segments():
             sid = segment_id(seg)
             if sid in compacted:
@@ -464,11 +461,9 @@ class FeedbackStore:
                 continue
             if records:
                 table = readable_table(feedback_table, records, segment=sid, what="feedback")
-                if table is not None and (kept := ours(table)).num_rows:
+                if table is not None and (kept := segment(table)).num_rows:
                     tables.append(kept)
-        if not tables:
-            return None
-        return _first_arrivals(concat(tables))
+        return tables
 
     def read(self, since: datetime | None = None) -> pd.DataFrame:
         """All feedback (arrived at or after ``since``) as a DataFrame (``request_id, row,
