@@ -43,7 +43,7 @@ probability estimates. *KDD*.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,17 +184,7 @@ class CBPE:
         expected = self._metrics(proba.T @ onehot)  # confusion[true, predicted]
         expected["roc_auc"] = self._auc(scores, proba)
         draws = self._draws(scores, proba, onehot)
-        tail = (1 - self.level) / 2
-        out = {}
-        for name in METRICS:
-            values = draws[name][np.isfinite(draws[name])]
-            value = expected[name]
-            if value is None or not np.isfinite(value) or len(values) == 0:
-                out[name] = EstimatedMetric(None, None, None, self.level)
-                continue
-            low, high = np.quantile(values, [tail, 1 - tail])
-            out[name] = EstimatedMetric(float(value), float(low), float(high), self.level)
-        return out
+        return self._intervals(expected, draws)
 
     def estimate_binned(
         self, counts: npt.ArrayLike, sums: npt.ArrayLike
@@ -248,6 +238,13 @@ class CBPE:
         confusions = np.stack([n.sum(axis=1)[None] - drawn.sum(axis=2), drawn.sum(axis=2)], 1)
         draws = self._batch_metrics(confusions)
         draws["roc_auc"], _ = _binned_auc(drawn.sum(axis=1), (n[None] - drawn).sum(axis=1))
+        return self._intervals(expected, draws), bound
+
+    def _intervals(
+        self, expected: Mapping[str, float | None], draws: Mapping[str, npt.NDArray[np.float64]]
+    ) -> dict[str, EstimatedMetric]:
+        """Each metric's expected value with the central ``level`` interval of its draws
+        (``None`` throughout where either is undefined)."""
         tail = (1 - self.level) / 2
         out = {}
         for name in METRICS:
@@ -258,7 +255,7 @@ class CBPE:
                 continue
             low, high = np.quantile(values, [tail, 1 - tail])
             out[name] = EstimatedMetric(float(value), float(low), float(high), self.level)
-        return out, bound
+        return out
 
     def _calibrated_positive(self, p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The calibrated probability of the positive class of rows whose model gives it
