@@ -2,7 +2,7 @@
 resource (no CDN, font, image or link to fetch), so it opens offline and can be attached
 to a review.
 
-The page reuses the drift report's stylesheet (:mod:`vigil.report._assets`) and charts;
+The page reuses the drift report's stylesheet (:mod:`vigil.report.assets`) and charts;
 every piece of user text is escaped (:func:`html.escape`); the card's numbers are embedded
 once more as JSON (``<script type="application/json" id="vigil-card">``, made safe by
 :func:`vigil.report.html.script_json`). A small script marks ``<body>`` with
@@ -19,7 +19,7 @@ from typing import Any
 from vigil.card.blocks import Block, Chart, Command, Facts, Para, Section
 from vigil.card.facts import ModelCard
 from vigil.card.sections import sections
-from vigil.report._assets import CSS
+from vigil.report.assets import CSS
 from vigil.report.html import script_json
 
 CARD_CSS = """

@@ -30,7 +30,7 @@ from typing import Any
 from vigil.drift import ColumnDrift, DriftReport
 from vigil.drift.impact import rank_by_impact
 from vigil.monitor.estimated import EstimatedMetric
-from vigil.report._assets import CSS, JS
+from vigil.report.assets import CSS, JS
 from vigil.report.distributions import Distribution
 from vigil.report.estimated import estimated_section
 from vigil.report.fairness import fairness_section

@@ -1,4 +1,5 @@
-"""The report's stylesheet and script, inlined into the page so it opens offline.
+"""The report's stylesheet and script, inlined into the page so it opens offline (the
+model card uses the same stylesheet).
 
 The script reads the numbers from the page's ``vigil-data`` JSON block and sorts the
 feature table from them (click a header; ``#sort=KEY:asc|desc`` in the address does the
