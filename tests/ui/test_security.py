@@ -333,3 +333,10 @@ def test_an_admin_silences_alerts_through_the_same_code_as_the_api(served: Serve
         if s.matchers.get("alertname") == "ui_silenced"
     ]
     assert made.created_by == f"key:{admin_id}" and made.matchers["model"] == "churn"
+
+
+def test_the_consoles_pages_are_not_in_the_api_description(served: Served) -> None:
+    paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    assert not [p for p in paths if p.startswith("/ui")]
+    assert "/v1/admin/policies" in paths  # the layers above serving describe their API
+    assert "/ui/signin" not in httpx.get(f"{served.url}/docs").text

@@ -290,15 +290,19 @@ async def rollback(dp: DataPlane, req: Request) -> Response:
     )
 
 
-MAX_ERASE_WAIT = 600.0
-"""Longest wait for live segments an erase request may ask for (seconds)."""
+MAX_ERASE_WAIT = 10.0
+"""Longest wait for live segments an erase request may ask for (seconds): a request holds
+a connection, and proxies and clients give up long before the minutes a compaction
+interval may take. Without ``wait`` the request does not wait at all: records still in
+live segments are counted and ``complete`` is false; send it again after the servers'
+next compaction pass (``vigil capture erase --wait`` waits as long as asked)."""
 _MAX_WHERE = 16
 
 
-def _erase_request(req: Request) -> tuple[dict[str, str], float | None]:
+def _erase_request(req: Request) -> tuple[dict[str, str], float]:
     """``where`` and ``wait`` of a ``POST /v1/admin/capture/erase`` body."""
     body = req.json()
-    example = 'send a JSON object such as {"where": {"email": "ann@example.com"}, "wait": 30}'
+    example = 'send a JSON object such as {"where": {"email": "ann@example.com"}, "wait": 5}'
     if not isinstance(body, dict):
         raise ValidationError(
             example, detail={"field": None, "expected": "object", "got": type(body).__name__}
@@ -325,7 +329,7 @@ def _erase_request(req: Request) -> tuple[dict[str, str], float | None]:
             f"'wait' must be a number of seconds from 0 to {MAX_ERASE_WAIT:.0f}; {example}",
             detail={"field": "wait", "expected": "number", "got": type(wait).__name__},
         )
-    return where, None if wait is None else float(wait)
+    return where, 0.0 if wait is None else float(wait)
 
 
 async def erase(dp: DataPlane, req: Request) -> Response:
@@ -505,7 +509,8 @@ SCHEMAS: dict[str, Any] = {
                 "type": "number",
                 "minimum": 0,
                 "maximum": MAX_ERASE_WAIT,
-                "description": "Seconds to wait for servers to close their live segments.",
+                "description": "Seconds to wait for servers to close their live segments "
+                "(default 0: records still in them are counted and complete is false).",
             },
         },
         "additionalProperties": False,

@@ -314,6 +314,10 @@ class Route:
     max_body_bytes: int | None = None
     """Largest body this route reads, when smaller than the server's limit: a route whose
     bodies are a few fields long refuses megabytes (413) before reading them."""
+    in_api: bool = True
+    """Part of the HTTP API, described by ``/openapi.json`` and ``/docs``; ``False`` for
+    the web console's pages and forms (:mod:`vigil.ui`), which a browser uses, not a
+    client program."""
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

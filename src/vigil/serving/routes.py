@@ -51,7 +51,7 @@ async def metrics_endpoint(dp: DataPlane, req: Request) -> Response:
 
 @cache
 def _openapi_bytes(routes: tuple[Route, ...]) -> bytes:
-    return orjson.dumps(document(list(routes)))
+    return orjson.dumps(document([r for r in routes if r.in_api]))
 
 
 async def openapi_json(dp: DataPlane, req: Request) -> Response:
@@ -78,7 +78,7 @@ _ASSET_HEADERS = [
 
 @cache
 def _docs_bytes(routes: tuple[Route, ...]) -> bytes:
-    return docs_ui.page(list(routes)).encode()
+    return docs_ui.page([r for r in routes if r.in_api]).encode()
 
 
 async def docs(dp: DataPlane, req: Request) -> Response:

@@ -23,7 +23,9 @@ Handler = Callable[["DataPlane", Request], Awaitable[Response]]
 
 
 def _get(template: str, handler: Handler, name: str, summary: str) -> Route:
-    return Route("GET", PREFIX + template, handler, name, "ops", summary, tags=("console",))
+    return Route(
+        "GET", PREFIX + template, handler, name, "ops", summary, tags=("console",), in_api=False
+    )
 
 
 def _post(template: str, handler: Handler, name: str, summary: str) -> Route:
@@ -37,6 +39,7 @@ def _post(template: str, handler: Handler, name: str, summary: str) -> Route:
         body="form",
         max_body_bytes=FORM_BYTES,
         tags=("console",),
+        in_api=False,
     )
 
 
