@@ -106,7 +106,7 @@ def test_a_better_candidate_passes_with_the_numbers_of_sklearn_and_statsmodels(
     # One-sided in the candidate's favour: half the two-sided p, as it is ahead.
     assert out["test"]["p_value"] == pytest.approx(two_sided / 2, rel=1e-9)
     assert out["test"]["p_value"] < 1e-6 and out["improvement"]["low"] > 0
-    assert code == 0 and out["passed"] is True and out["reasons"] == []
+    assert code == 0 and out["passed"] is True and out["reasons"] == [], out["reasons"]
 
 
 def test_a_worse_candidate_is_rejected_and_the_text_says_why(world: dict[str, Any]) -> None:

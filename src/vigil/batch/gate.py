@@ -16,7 +16,10 @@ Guards must hold as well: the candidate takes every input the current model's cl
 (no new required feature, the same kind of value for each) and answers the same task and
 classes; and its prediction time per row is within ``max_latency_ratio`` of the current
 model's (the best of several interleaved CPU-time measurements on the same rows, which a
-busy machine disturbs far less than wall time). When the model has sensitive attributes
+busy machine disturbs far less than wall time), the current model's time counted as at
+least :data:`LATENCY_FLOOR_S` a row: a model that costs nanoseconds a row (a linear model
+on vigil's fast path) would otherwise fail every candidate that costs a few hundred, all
+of it lost in the serving stack's tens of microseconds a request. When the model has sensitive attributes
 (``fairness``, as ``monitor.fairness`` declares them), a classifier's accuracy must not
 fall by more than ``max_group_drop`` in any group of at least ``min_group_size`` rows
 (smaller groups are listed with their numbers, not judged): the ``fairness`` guard, with
@@ -59,6 +62,9 @@ LATENCY_ROWS = 10_000
 LATENCY_REPEATS = 5
 TIMING_SECONDS = 0.05
 """Each timing of the latency guard lasts at least this long (repeated calls)."""
+LATENCY_FLOOR_S = 1e-6
+"""The least prediction time per row the latency guard compares a candidate with: below a
+microsecond a row, a model's cost does not move what a request costs."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,7 @@ class _Answers:
     pred: tuple[list[np.ndarray], list[np.ndarray]] = field(default_factory=lambda: ([], []))
     proba: tuple[list[np.ndarray], list[np.ndarray]] = field(default_factory=lambda: ([], []))
     latency: tuple[float, float] = (math.inf, math.inf)
+    """Each model's CPU seconds per row (:func:`_time_both` on the first chunk's head)."""
     groups: dict[str, list[np.ndarray]] = field(default_factory=dict)
     """Each sensitive attribute's group per row (``None`` where missing)."""
 
@@ -298,7 +305,8 @@ def _score(
                 answers.groups.setdefault(attribute.name, []).append(np.asarray(keys, dtype=object))
             if not answers.pred[0]:
                 head = tuple(p.X[:LATENCY_ROWS] for p in prepared)
-                answers.latency = _time_both(models, (head[0], head[1]))
+                first, second = _time_both(models, (head[0], head[1]))
+                answers.latency = (first / len(head[0]), second / len(head[0]))  # a row
             for k, model in enumerate(models):
                 answers.pred[k].append(np.asarray(model.predict(prepared[k].X)).ravel())
                 if metric.needs_proba:
@@ -459,13 +467,15 @@ def validate_candidate(
         else None
     )
 
-    ratio = answers.latency[1] / answers.latency[0] if answers.latency[0] > 0 else 1.0
+    current_s, candidate_s = answers.latency
+    ratio = candidate_s / max(current_s, LATENCY_FLOOR_S)
     guards.append(
         Guard(
             "latency",
             ratio <= max_latency_ratio,
             f"{ratio:.2f}× the current model's prediction time per row "
-            f"(limit {max_latency_ratio:g}×)",
+            f"(limit {max_latency_ratio:g}×; {candidate_s * 1e6:.3g} against "
+            f"{current_s * 1e6:.3g} µs a row, counted as at least {LATENCY_FLOOR_S * 1e6:g})",
         )
     )
     groups: list[GroupComparison] = []
