@@ -90,6 +90,9 @@ def test_vigil_serve_json_lines_with_an_access_log(vigil_home: Path) -> None:
                 return False
 
             wait_for(ready, 120, what="/readyz", interval=0.05)
+            # The CLI says "ready in" when its own look at /readyz answers: on a loaded
+            # host, a moment after the test's.
+            wait_for(lambda: "ready in " in logged(), 30, what="the ready line")
             url = f"http://127.0.0.1:{port}/v1/models/churn/predict"
             answer = httpx.post(url, json={"inputs": ROW}).json()
             wait_for(lambda: answer["request_id"] in logged(), 10, what="the access line")
