@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tests.monitor._data import copied_home
+from tests.monitor._data import copied_home, point_of
 from typer.testing import CliRunner
 
 from vigil.app import Vigil, reset_default
@@ -73,7 +73,7 @@ def demo_card_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vigil.demo.monitoring import shift
     from vigil.experiments.config import parse_endpoint
     from vigil.experiments.store import EndpointStore
-    from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
+    from vigil.monitor.tables import MonitorWindowRow
     from vigil.monitor.windows import parse_window
     from vigil.settings import load_settings
     from vigil.storage.sql import utcnow
@@ -114,21 +114,7 @@ def demo_card_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert len(windows) == 2
         for k, w in enumerate(windows):
             for metric, value in FAIRNESS.items():
-                session.add(
-                    MonitorPointRow(
-                        window_id=w.id,
-                        model=w.model,
-                        version=w.version,
-                        route=w.route,
-                        window=w.window,
-                        window_start=w.window_start,
-                        window_end=w.window_end,
-                        partial=False,
-                        metric=metric,
-                        feature=None,
-                        value=value + 0.01 * k,
-                    )
-                )
+                session.add(point_of(w, metric, value + 0.01 * k))
 
     v.register(model, name=MODEL_NAME, reference=reference, target="target", alias="challenger")
     v.registry.set_alias(MODEL_NAME, "production", 2, reason="try the challenger")

@@ -20,6 +20,7 @@ from sklearn.preprocessing import OneHotEncoder
 from vigil.app import Vigil
 from vigil.capture.log import SegmentLog
 from vigil.capture.sink import CaptureSink
+from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
 from vigil.settings import load_settings
 
 FEATURES = ["age", "income", "plan"]
@@ -134,3 +135,21 @@ def write_traffic(
 
 def capture_sink(app: Vigil) -> CaptureSink:
     return CaptureSink(SegmentLog(app.capture_dir))
+
+
+def point_of(window: MonitorWindowRow, metric: str, value: float) -> MonitorPointRow:
+    """A series point of a stored ``window`` (a test adding values monitoring would have
+    computed, e.g. fairness series where fairness is not configured)."""
+    return MonitorPointRow(
+        window_id=window.id,
+        model=window.model,
+        version=window.version,
+        route=window.route,
+        window=window.window,
+        window_start=window.window_start,
+        window_end=window.window_end,
+        partial=window.partial,
+        metric=metric,
+        feature=None,
+        value=value,
+    )

@@ -4,6 +4,7 @@ drill-down, quality, performance, importance; and its audited actions."""
 from __future__ import annotations
 
 import pytest
+from tests.monitor._data import point_of
 from tests.ui.pages.conftest import HOSTILE, Built
 
 from vigil.app import Vigil
@@ -71,7 +72,7 @@ def test_drill_down_draws_what_vigil_report_computes(vigil: Vigil) -> None:
 
 
 def test_fairness_series_are_shown_when_present(vigil: Vigil) -> None:
-    from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
+    from vigil.monitor.tables import MonitorWindowRow
 
     with vigil.database.session(write=True) as s:
         for w in s.query(MonitorWindowRow).filter_by(model="churn"):
@@ -80,21 +81,7 @@ def test_fairness_series_are_shown_when_present(vigil: Vigil) -> None:
                 ("fairness.plan.basic.selection_rate", 0.4),
                 ("fairness.plan.pro.selection_rate", 0.6),
             ):
-                s.add(
-                    MonitorPointRow(
-                        window_id=w.id,
-                        model=w.model,
-                        version=w.version,
-                        route=w.route,
-                        window=w.window,
-                        window_start=w.window_start,
-                        window_end=w.window_end,
-                        partial=w.partial,
-                        metric=name,
-                        feature=None,
-                        value=value,
-                    )
-                )
+                s.add(point_of(w, name, value))
     charts = model_view(vigil, "churn").monitoring.fairness
     text = "".join(map(str, charts))
     assert len(charts) == 2 and "selection_rate by plan" in text and "pro" in text
