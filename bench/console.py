@@ -167,6 +167,38 @@ def render_times(home: Path, repeat: int) -> dict[str, float]:
     }
 
 
+def page_times(home: Path, repeat: int) -> dict[str, float]:
+    """Median seconds to build and render the other pages over the same installation: a
+    model's page (10 versions, its 100 windows, the heatmap and series) and the audit's
+    first page, in this process."""
+    from vigil.app import Vigil
+    from vigil.settings import load_settings
+    from vigil.ui.pages.audit import audit_page
+    from vigil.ui.pages.model import model_view
+    from vigil.ui.render import Chrome, render
+
+    vigil = Vigil(load_settings(home=home))
+    chrome = Chrome(role="admin", can_act=True, actor="key:bench", auth_off=False)
+    pages = {
+        "model": lambda: render(
+            "model.html", chrome=chrome, csrf="x" * 43, view=model_view(vigil, "model-050")
+        ),
+        "audit": lambda: render(
+            "audit.html", chrome=chrome, csrf="x" * 43, view=audit_page(vigil.database, {}, size=50)
+        ),
+    }
+    found = {}
+    for name, build in pages.items():
+        times = []
+        for _ in range(repeat + 2):
+            started = time.perf_counter()
+            build()
+            times.append(time.perf_counter() - started)
+        found[f"{name}_median_s"] = statistics.median(times[2:])  # after the first compiles
+    vigil.database.dispose()
+    return found
+
+
 class ConsoleClient:
     """Loads the overview and its live counters every :data:`CONSOLE_INTERVAL_S`, in a
     thread."""
@@ -238,6 +270,12 @@ def main(rounds: int, seconds: float, warmup: float, repeat: int) -> dict[str, f
             f"p95 {rendered['p95_s'] * 1000:.1f} ms over {repeat} runs",
             flush=True,
         )
+        others = page_times(home, repeat)
+        print(
+            f"model page render: median {others['model_median_s'] * 1000:.1f} ms; audit page: "
+            f"median {others['audit_median_s'] * 1000:.1f} ms",
+            flush=True,
+        )
         served = page_through_server(home, repeat)
         print(f"GET /ui through the server: median {served * 1000:.1f} ms", flush=True)
 
@@ -277,6 +315,8 @@ def main(rounds: int, seconds: float, warmup: float, repeat: int) -> dict[str, f
         "cpu_per_request_open_over_closed_median": statistics.median(cpu),
         "render_median_ms": rendered["median_s"] * 1000,
         "render_p95_ms": rendered["p95_s"] * 1000,
+        "model_page_median_ms": others["model_median_s"] * 1000,
+        "audit_page_median_ms": others["audit_median_s"] * 1000,
         "served_page_median_ms": served * 1000,
         "throughput_open_over_closed_median": statistics.median(ratios),
         "console_loads": float(loads),
