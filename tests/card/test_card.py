@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests._chromium import chromium
 from typer.testing import CliRunner
 
 from vigil.app import Vigil
@@ -35,31 +35,10 @@ SECTIONS = [
 CHARTS = 30 + 2 + 1 + 2
 """A baseline chart per feature, the prediction and the label; importance; two fairness
 metrics by group."""
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2400",
-]
 
 
 def _chromium(args: list[str], profile: Path) -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: run `make test` as root (it installs chromium)")
-    done = subprocess.run(
-        [found, *FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
+    return chromium(args, profile).stdout
 
 
 def _card(tmp_path: Path, uri: str = "models:/breast-cancer@production") -> tuple[str, str]:

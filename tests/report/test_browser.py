@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import struct
 import subprocess
 from html import escape
 from pathlib import Path
 
 import pytest
+from tests._chromium import chromium
 from tests.report._capture import FEATURES, CaptureHome
 from tests.report._data import ODD_NAME, write_pair
 from typer.testing import CliRunner
@@ -18,34 +18,9 @@ from vigil.cli import app
 
 pytestmark = pytest.mark.browser
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2000",
-]
-
-
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: run `make test` as root (it installs chromium)")
-    return found
-
 
 def _run(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_chromium(), *FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    return chromium(args, profile, window="1280,2000")
 
 
 @pytest.fixture(scope="module")

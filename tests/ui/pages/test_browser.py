@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import jinja2
 import pytest
+from tests._chromium import chromium
 from tests.ui.pages.conftest import render
 
 from vigil.app import Vigil
@@ -25,31 +24,6 @@ from vigil.ui.pages.model import model_view
 
 pytestmark = pytest.mark.browser
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,2400",
-]
-
-
-def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: run `make test` as root (it installs chromium)")
-    return subprocess.run(
-        [found, *FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-
 
 def _png_size(path: Path) -> tuple[int, int]:
     head = path.read_bytes()[:24]
@@ -58,7 +32,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
-def test_pages_render_in_chromium(
+def test_pages_render_inchromium(
     vigil: Vigil, templates: jinja2.Environment, tmp_path: Path
 ) -> None:
     EndpointStore(vigil).create(
@@ -90,10 +64,10 @@ def test_pages_render_in_chromium(
     for name, html in pages.items():
         page = tmp_path / f"{name}.html"
         page.write_text(html, encoding="utf-8")
-        dom = _chromium(["--dump-dom", page.as_uri()], tmp_path / "profile").stdout
+        dom = chromium(["--dump-dom", page.as_uri()], tmp_path / "profile").stdout
         assert dom.count("<svg") == html.count("<svg") > 0
         if name == "model":
             assert len(re.findall(r'<rect class="cell"', dom)) == 6
         shot = out / f"{name}.png"
-        _chromium([f"--screenshot={shot}", page.as_uri()], tmp_path / "profile")
+        chromium([f"--screenshot={shot}", page.as_uri()], tmp_path / "profile")
         assert _png_size(shot) == (1280, 2400)
