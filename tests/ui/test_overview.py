@@ -12,7 +12,7 @@ from tests.monitor._series import store_window
 from tests.serving.test_auth import register_churn
 from tests.ui.conftest import add_alert
 
-from vigil.ui.live import p99
+from vigil.ui.live import Live, LiveFigures, p99
 from vigil.ui.pages.overview import overview
 from vigil.ui.render import Chrome, render
 
@@ -38,7 +38,7 @@ def test_rows_hold_the_newest_figures_and_need_attention_first(tmp_path: Path) -
         },
     )
     store_window(db, 0, {"drift.dataset": 1.0}, model="other")  # not registered: not shown
-    view = overview(vigil, {})
+    view = overview(vigil, Live())
     (row,) = view.rows
     assert (row.name, row.drift, row.serving) == ("churn", "stable", "production → v1")
     assert row.requests_per_s == 2.0  # 7200 requests in the newest one-hour window
@@ -47,7 +47,7 @@ def test_rows_hold_the_newest_figures_and_need_attention_first(tmp_path: Path) -
     assert (row.accuracy, row.accuracy_kind) == (0.81, "measured")
 
     add_alert(vigil, rule="dataset_drift")
-    again = overview(vigil, {})
+    again = overview(vigil, Live())
     assert again.rows[0].alerts == ["dataset_drift"] and again.firing == 1
     chrome = Chrome(role="read", can_act=False, actor="key:x", auth_off=False)
     page = render("overview.html", chrome=chrome, csrf="t", view=again).decode()
@@ -88,3 +88,43 @@ def test_the_overview_is_read_at_most_once_per_cache_period(tmp_path: Path) -> N
     assert cached.overview(dp) is first and first.firing == 0  # however many loads
     fresh = Console(ConsoleSettings(overview_cache_s=0))
     assert fresh.overview(dp).firing == 1
+
+
+def test_an_endpoint_row_sums_the_variants_that_answer_callers(tmp_path: Path) -> None:
+    from vigil.experiments.config import EndpointConfig
+    from vigil.experiments.store import EndpointStore
+
+    vigil = register_churn(tmp_path / "home")
+    variants = [
+        {"name": "a", "model": "models:/churn@production"},
+        {"name": "b", "model": "models:/churn/2"},
+    ]
+    store = EndpointStore(vigil)
+    split = {"kind": "split", "weights": {"a": 75, "b": 25}}
+    store.put(
+        EndpointConfig.model_validate({"name": "ab", "variants": variants, "policy": split}),
+        actor="t",
+    )
+    shadow = {"kind": "shadow", "primary": "a", "shadows": ["b"]}
+    store.put(
+        EndpointConfig.model_validate({"name": "sh", "variants": variants, "policy": shadow}),
+        actor="t",
+    )
+    live = Live(
+        variants={
+            ("ab", "a"): LiveFigures(30.0, None, 0.1),  # 3 errors/s
+            ("ab", "b"): LiveFigures(10.0, None, 0.0),
+            ("sh", "a"): LiveFigures(8.0, None, 0.0),
+            ("sh", "b"): LiveFigures(8.0, None, 0.5),  # the shadow's copies: not traffic
+        }
+    )
+    rows = {r.name: r for r in overview(vigil, live).rows if r.kind == "endpoint"}
+    assert (rows["ab"].requests_per_s, rows["ab"].error_rate, rows["ab"].live) == (
+        40.0,
+        3 / 40,
+        True,
+    )
+    assert (rows["sh"].requests_per_s, rows["sh"].error_rate) == (8.0, 0.0)
+    assert rows["ab"].p99_ms is None
+    quiet = {r.name: r for r in overview(vigil, Live()).rows if r.kind == "endpoint"}
+    assert quiet["ab"].requests_per_s is None and not quiet["ab"].live

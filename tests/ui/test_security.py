@@ -340,3 +340,43 @@ def test_the_consoles_pages_are_not_in_the_api_description(served: Served) -> No
     assert not [p for p in paths if p.startswith("/ui")]
     assert "/v1/admin/policies" in paths  # the layers above serving describe their API
     assert "/ui/signin" not in httpx.get(f"{served.url}/docs").text
+
+
+def test_live_counters_of_an_endpoint_count_the_variants_that_answer(served: Served) -> None:
+    """Routed requests reach the overview's endpoint row (a worker adds its endpoint
+    counters every half second); the shadow's copies are not counted as traffic."""
+    import time
+
+    from tests.serving.test_auth import ROW, bearer
+
+    body = {
+        "variants": [
+            {"name": "a", "model": "models:/churn@production"},
+            {"name": "b", "model": "models:/churn/2"},
+        ],
+        "policy": {"kind": "shadow", "primary": "a", "shadows": ["b"]},
+    }
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        r = http.put(
+            "/v1/admin/endpoints/live-shadow", json=body, headers=bearer(served.tokens["admin"])
+        )
+        assert r.status_code == 201, r.text
+    with sign_in(served.url, served.tokens["read"]) as client:
+        client.get("/ui/live.json")
+        for _ in range(20):
+            r = client.post(
+                "/v1/endpoints/live-shadow/predict",
+                json={"inputs": ROW},
+                headers=bearer(served.tokens["predict"]),
+            )
+            assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 10
+        figures: dict[str, float] = {}
+        while time.monotonic() < deadline and not figures:
+            time.sleep(0.3)
+            figures = client.get("/ui/live.json").json()["endpoints"].get("live-shadow", {})
+            figures = figures if figures.get("requests_per_s") else {}
+        assert figures["requests_per_s"] > 0 and figures["error_rate"] == 0.0
+        assert "p99_ms" not in figures  # an endpoint has no latency of its own
+        page = client.get("/ui").text
+    assert 'data-endpoint="live-shadow"' in page

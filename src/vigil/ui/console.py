@@ -41,6 +41,7 @@ from vigil.ui.sessions import ConsoleSession, SessionStore
 from vigil.ui.settings import ConsoleSettings
 
 if TYPE_CHECKING:
+    from vigil.experiments.config import EndpointConfig
     from vigil.monitor.services import MonitorServices
     from vigil.serving.dataplane import DataPlane
     from vigil.ui.pages.overview import Overview
@@ -146,6 +147,14 @@ class Console:
         built = overview(self.installation(dp), self.live.figures())
         self._overview = (now, built)
         return built
+
+    def endpoint_configs(self, dp: DataPlane) -> list[EndpointConfig]:
+        """The installation's experiment endpoints (none on a server without a registry)."""
+        if dp.services is None:
+            return []
+        from vigil.experiments.store import EndpointStore  # the live figures' one read
+
+        return EndpointStore(self.installation(dp)).list()
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -121,7 +121,10 @@ class Handlers:
                 c.viewer(dp, req)
             except SignInNeeded:
                 return json_answer({"error": "unauthenticated"}, 401)
+            from vigil.ui.pages.overview import answering  # the page's reads: on first use
+
             figures = c.live.figures()
+            endpoints = c.endpoint_configs(dp)
             return json_answer(
                 {
                     "models": {
@@ -130,8 +133,16 @@ class Handlers:
                             "p99_ms": f.p99_ms,
                             "error_rate": f.error_rate,
                         }
-                        for name, f in figures.items()
-                    }
+                        for name, f in figures.models.items()
+                    },
+                    "endpoints": {
+                        config.name: {
+                            "requests_per_s": f.requests_per_s,
+                            "error_rate": f.error_rate,
+                        }
+                        for config in endpoints
+                        if (f := figures.endpoint(config.name, answering(config))) is not None
+                    },
                 }
             )
 

@@ -6,7 +6,8 @@ error rate from the server's counters, :mod:`vigil.ui.live`), and from its lates
 monitoring window the drift verdict and accuracy (measured on labels when there are any,
 else estimated before labels arrive) with the window's own request rate when the server
 has no live traffic for it; and the alerts firing about it. An endpoint's row: its
-policy, its variants and the alerts firing about it.
+policy, its variants, its live requests per second and error rate over the variants that
+answer callers (not shadows), and the alerts firing about it.
 
 The reads are bounded whatever the history's length: one query for the models, one for
 the latest point of each of five metrics per model (the series index), one for the
@@ -27,10 +28,11 @@ from vigil.monitor.tables import MonitorPointRow, MonitorWindowRow
 from vigil.registry.tables import RegisteredModelRow
 
 if TYPE_CHECKING:
+    from vigil.experiments.config import EndpointConfig
     from vigil.monitor.alerts import AlertEvent
     from vigil.monitor.services import MonitorServices
     from vigil.storage.sql import Database
-    from vigil.ui.live import LiveFigures
+    from vigil.ui.live import Live, LiveFigures
 
 ALERTS_READ = 500
 RECENT_WINDOWS = 5
@@ -182,7 +184,28 @@ def _model_row(
     return row
 
 
-def overview(services: MonitorServices, live: Mapping[str, LiveFigures]) -> Overview:
+def answering(config: EndpointConfig) -> list[str]:
+    """The variants of an endpoint that answer callers (all but a shadow policy's shadows)."""
+    shadows = set(getattr(config.policy, "shadows", ()))
+    return [v.name for v in config.variants if v.name not in shadows]
+
+
+def _endpoint_row(config: EndpointConfig, live: Live, alerts: list[AlertEvent]) -> Row:
+    variants = ", ".join(f"{v.name}: {v.model.removeprefix('models:/')}" for v in config.variants)
+    row = Row(
+        "endpoint",
+        config.name,
+        f"{config.policy.kind} · {variants}",
+        alerts=sorted({a.rule for a in alerts}),
+    )
+    figures = live.endpoint(config.name, answering(config))
+    if figures is not None and figures.requests_per_s:
+        row.live = True
+        row.requests_per_s, row.error_rate = figures.requests_per_s, figures.error_rate
+    return row
+
+
+def overview(services: MonitorServices, live: Live) -> Overview:
     """The overview of an installation, rows sorted by what needs attention."""
     from vigil.experiments.store import EndpointStore  # the overview's one endpoint read
 
@@ -203,15 +226,12 @@ def overview(services: MonitorServices, live: Mapping[str, LiveFigures]) -> Over
             m.aliases,
             m.latest_version,
             points,
-            live.get(m.name),
+            live.models.get(m.name),
             by_model.get(m.name, []),
         )
         for m in models
     ]
     endpoints = EndpointStore(services).list()
-    for e in endpoints:
-        variants = ", ".join(f"{v.name}: {v.model.removeprefix('models:/')}" for v in e.variants)
-        alerts = sorted({a.rule for a in by_endpoint.get(e.name, [])})
-        rows.append(Row("endpoint", e.name, f"{e.policy.kind} · {variants}", alerts=alerts))
+    rows += [_endpoint_row(e, live, by_endpoint.get(e.name, [])) for e in endpoints]
     rows.sort(key=lambda r: (-r.attention, r.kind, r.name))
     return Overview(rows, len(firing), len(models), len(endpoints))

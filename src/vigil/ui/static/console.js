@@ -1,4 +1,4 @@
-// vigil console: refreshes the overview's live counters every 5 s. Progressive: without
+// vigil console: refreshes the overview's live counters (models and endpoints) every 5 s. Progressive: without
 // JavaScript the page shows the same figures as of its last load.
 "use strict";
 (function () {
@@ -15,12 +15,14 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
         if (!data) { return; }
-        table.querySelectorAll("tr[data-model]").forEach(function (row) {
-          var figures = data.models[row.getAttribute("data-model")];
-          if (!figures || !figures.requests_per_s) { return; }
-          row.querySelectorAll("[data-live]").forEach(function (cell) {
-            var kind = cell.getAttribute("data-live");
-            cell.textContent = show(figures[kind], kind);
+        [["model", data.models], ["endpoint", data.endpoints || {}]].forEach(function (pair) {
+          table.querySelectorAll("tr[data-" + pair[0] + "]").forEach(function (row) {
+            var figures = pair[1][row.getAttribute("data-" + pair[0])];
+            if (!figures || !figures.requests_per_s) { return; }
+            row.querySelectorAll("[data-live]").forEach(function (cell) {
+              var kind = cell.getAttribute("data-live");
+              if (kind in figures) { cell.textContent = show(figures[kind], kind); }
+            });
           });
         });
       })
