@@ -26,7 +26,7 @@ from vigil.serving.dataplane import request_id_from
 if TYPE_CHECKING:
     from vigil.serving.dataplane import DataPlane
 
-Style = Literal["native", "v2", "mlflow", "ops"]
+Style = Literal["native", "v2", "mlflow", "ops", "page"]
 """Which protocol's error body a route answers with."""
 
 JSON = b"application/json"

@@ -279,7 +279,13 @@ def _json(schema: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": _ref(schema)}}}
 
 
-_ERROR_SCHEMA = {"native": "Problem", "ops": "Problem", "v2": "V2Error", "mlflow": "MlflowError"}
+_ERROR_SCHEMA = {
+    "native": "Problem",
+    "ops": "Problem",
+    "page": "Problem",  # HTML pages are left out of the API (``Route.in_api``)
+    "v2": "V2Error",
+    "mlflow": "MlflowError",
+}
 
 
 def _operation(route: Route) -> dict[str, Any]:

@@ -5,7 +5,11 @@
 * Open Inference Protocol v2: ``{"error": "<message>"}`` as the spec says, plus our
   ``code`` and ``detail``;
 * MLflow scoring: ``{"error_code": "BAD_REQUEST", "message": ...}``, and like
-  ``mlflow models serve`` every client-side input problem answers 400.
+  ``mlflow models serve`` every client-side input problem answers 400;
+* pages a person reads in a browser (the console's): a small HTML page with the status,
+  the message and a link back, under a policy that allows no script, style or frame. The
+  console renders its own errors in its layout; this page is for refusals made before
+  its handlers run (a foreign ``Origin``, a body too large, a wrong content type).
 
 Unexpected exceptions are logged with their traceback and answered 500 without one.
 
@@ -17,13 +21,15 @@ Unexpected exceptions are logged with their traceback and answered 500 without o
 
 from __future__ import annotations
 
+import html
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 
 from vigil.errors import VigilError
-from vigil.serving.http import Response, Style
+from vigil.serving.http import HTML, Response, Style
 
 log = logging.getLogger("vigil.serving")
 
@@ -53,6 +59,8 @@ def error_response(style: Style, exc: BaseException, request_id: str | None) -> 
         status, code, message, detail = exc.status, exc.code, exc.message, exc.detail
         if status >= 500:
             log.error("%s: %s", code, message, exc_info=exc.__cause__)
+    if style == "page":
+        return _page(status, message)
     if style == "mlflow":
         if status in (400, 422):
             status = 400
@@ -71,3 +79,30 @@ def error_response(style: Style, exc: BaseException, request_id: str | None) -> 
         if request_id is not None:
             body["request_id"] = request_id
     return Response(orjson.dumps(body), status)
+
+
+_PAGE_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def _page(status: int, message: str) -> Response:
+    """A page for a person: the status and what to do, every character escaped.
+
+    >>> _page(403, "<b>no</b>").body.decode().count("&lt;b&gt;no&lt;/b&gt;")
+    1
+    """
+    try:
+        title = f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        title = str(status)
+    body = (
+        '<!doctype html><html lang="en"><meta charset="utf-8">'
+        f"<title>{html.escape(title)} · vigil</title>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+        '<p><a href="/ui">Back to the console</a></p></html>'
+    )
+    return Response(body.encode(), status, HTML, list(_PAGE_HEADERS))

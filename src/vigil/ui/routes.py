@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from vigil.serving.http import Request, Response, Route
+from vigil.serving.http import Request, Response, Route, Style
 from vigil.ui.console import FORM_BYTES, Console
 from vigil.ui.handlers import Handlers
 from vigil.ui.render import PREFIX
@@ -23,8 +23,10 @@ Handler = Callable[["DataPlane", Request], Awaitable[Response]]
 
 
 def _get(template: str, handler: Handler, name: str, summary: str) -> Route:
+    """A console page: refused requests get an HTML page (style ``page``)."""
+    style: Style = "ops" if template in ("/live.json", "/static/{file}") else "page"
     return Route(
-        "GET", PREFIX + template, handler, name, "ops", summary, tags=("console",), in_api=False
+        "GET", PREFIX + template, handler, name, style, summary, tags=("console",), in_api=False
     )
 
 
@@ -34,7 +36,7 @@ def _post(template: str, handler: Handler, name: str, summary: str) -> Route:
         PREFIX + template,
         handler,
         name,
-        "ops",
+        "page",
         summary,
         body="form",
         max_body_bytes=FORM_BYTES,
