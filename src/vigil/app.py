@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.trust import TrustPolicy
+    from vigil.capture.crypt import LogCodec
     from vigil.capture.settings import CaptureSettings
     from vigil.capture.sink import CaptureSink
     from vigil.experiments.state import PolicyStateStore
@@ -91,7 +92,16 @@ class Vigil:
     def artifacts(self) -> ArtifactStore:
         from vigil.storage.artifacts import ArtifactStore  # fsspec: only when used
 
-        return ArtifactStore.from_settings(self.settings)
+        store = ArtifactStore.from_settings(self.settings)
+        store.log_codec = self.log_codec
+        return store
+
+    @cached_property
+    def log_codec(self) -> LogCodec | None:
+        """The inference log's one codec (``VIGIL_CAPTURE_ENCRYPTION_KEY_FILE``, keys read
+        and checked here), handed to its writers and, through :attr:`artifacts`, to every
+        reader; ``None`` when the log is plain."""
+        return self.capture_settings.codec()
 
     @cached_property
     def registry(self) -> Registry:
@@ -233,7 +243,10 @@ class Vigil:
         from vigil.serving.capture_runtime import CaptureRuntime  # serving: only to serve
 
         return CaptureRuntime.from_settings(
-            self.capture_settings, home=self.settings.home, store=self.artifacts
+            self.capture_settings,
+            home=self.settings.home,
+            store=self.artifacts,
+            codec=self.log_codec,
         )
 
     def policy_state(self) -> PolicyStateStore:
