@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from vigil.app import reset_default
 from vigil.capture.chain import verify_capture, verify_segments
 from vigil.capture.compact import compact
-from vigil.capture.crypt import KeyRing, LogCodec, new_key_line
+from vigil.capture.crypt import KeyRing, LogCodec, new_key_line, read_log_bytes, stored_bytes
 from vigil.capture.log import SegmentLog, read_segment
 from vigil.capture.reader import read_capture
 from vigil.capture.rekey import rekey_log
@@ -279,18 +279,22 @@ def test_rotation_end_to_end_through_the_cli(
     compact(log, store)
     _traffic(log, 2, prefix="s")
     log.rotate()
+    summary = "summaries/model=churn/date=2026-12-01/part-x.g3600.summary"
+    store.write_bytes(summary, stored_bytes(store, summary, SECRET_CITY.encode()))
     # The new key first, the servers restarted with it, then every file rewritten under it.
     assert runner.invoke(app, ["capture", "keygen", "k2", "--file", str(keys)]).exit_code == 0
     assert KeyRing.from_file(keys).ids == ["k2", "k1"]
     result = runner.invoke(app, ["capture", "rekey", "--wait", "0", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert (out["key"], len(out["rewritten"]), out["live"]) == ("key 'k2'", 2, [])
+    assert (out["key"], len(out["rewritten"]), out["live"]) == ("key 'k2'", 3, [])
+    assert summary in out["rewritten"] and store.read_bytes(summary)[5:8] == b"\x02k2"
     again = json.loads(runner.invoke(app, ["capture", "rekey", "--wait", "0", "--json"]).stdout)
-    assert (again["rewritten"], again["current"]) == ([], 2)
+    assert (again["rewritten"], again["current"]) == ([], 3)
     # The old key dropped: everything still reads, and the chains still hold.
     keys.write_text(keys.read_text().splitlines()[0] + "\n")
     store.log_codec = LogCodec(KeyRing.from_file(keys))
+    assert read_log_bytes(store, summary) == SECRET_CITY.encode()
     assert len(read_capture("churn", store=store, log_dir=log.directory)) == 6
     verified = runner.invoke(app, ["capture", "verify", "--json"])
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"], verified.output

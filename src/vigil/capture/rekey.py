@@ -103,8 +103,25 @@ def rekey_log(
         store.write_bytes(key, new)
         store.fs.rm(store.resolve_key(tmp))
         out.rewritten.append(key)
-    for key in store_keys(store, f"{QUARANTINE_ROOT}/{root}"):
-        data = store.read_bytes(key)  # not chained: a plain atomic rewrite, as erase does
+    rekey_files(store, f"{QUARANTINE_ROOT}/{root}", codec, out=out)
+    return out
+
+
+def rekey_files(
+    store: ArtifactStore,
+    root: str,
+    codec: LogCodec,
+    *,
+    suffix: str = "",
+    out: Rekeyed | None = None,
+) -> Rekeyed:
+    """Rewrite the files under ``root`` whose names end with ``suffix`` (quarantined
+    records, the monitor's window summaries: not chained) with plain atomic rewrites."""
+    out = out if out is not None else Rekeyed()
+    for key in store_keys(store, root):
+        if not key.endswith(suffix):
+            continue
+        data = store.read_bytes(key)
         if _part_current(data, codec):
             out.current += 1
             continue

@@ -260,9 +260,10 @@ def rekey(
     keys can be dropped from the key file."""
     from vigil.capture.compact import CAPTURE_ROOT
     from vigil.capture.erase import compaction_lock, request_rotation, wait_for_rotation
-    from vigil.capture.rekey import rekey_log
+    from vigil.capture.rekey import rekey_files, rekey_log
     from vigil.console import fail
     from vigil.feedback.store import FEEDBACK_ROOT
+    from vigil.monitor.summaries.store import SUMMARY_ROOT
 
     vigil = services()
     codec = vigil.log_codec
@@ -277,6 +278,8 @@ def rekey(
         done = [
             rekey_log(vigil.capture_dir, "capture", vigil.artifacts, CAPTURE_ROOT, codec),
             rekey_log(feedback_dir, "feedback", vigil.artifacts, FEEDBACK_ROOT, codec),
+            # The monitor's window summaries hold feature values (frequencies, sketches).
+            rekey_files(vigil.artifacts, SUMMARY_ROOT, codec, suffix=".summary"),
         ]
     rewritten = [f for d in done for f in d.rewritten]
     left = [f for d in done for f in d.live]
