@@ -112,6 +112,7 @@ class SegmentLog:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._path: Path | None = None
+        self._segment = ""  # the live segment's id (what its encrypted lines are bound to)
         self._pid = 0
         self._size = 0
         self._opened_at = 0.0
@@ -149,9 +150,7 @@ class SegmentLog:
             if self._sealing:
                 assert self.codec is not None
                 # Bound to this segment and offset: a record moved elsewhere fails to open.
-                data = self.codec.seal_frames(
-                    data, segment=segment_id(self._path), offset=self._size
-                )
+                data = self.codec.seal_frames(data, segment=self._segment, offset=self._size)
             view = memoryview(data)
             try:
                 while view:
@@ -226,7 +225,7 @@ class SegmentLog:
         path = self.directory / f"{name}{LIVE_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd, self._path = fd, path
+        self._fd, self._path, self._segment = fd, path, name
         self._size, self._opened_at, self._synced_at = 0, now, now
         self._hasher = hashlib.sha256()
 
