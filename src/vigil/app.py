@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.trust import TrustPolicy
     from vigil.capture.crypt import LogCodec
+    from vigil.capture.rekey import Rekeyed
     from vigil.capture.settings import CaptureSettings
     from vigil.capture.sink import CaptureSink
     from vigil.experiments.state import PolicyStateStore
@@ -218,6 +219,56 @@ class Vigil:
                 entity_type="capture",
                 entity_name="inference log",
                 after=done.audit(),
+            )
+        return done
+
+    def rekey_log(self, *, wait: float | None = None, actor: str | None = None) -> Rekeyed:
+        """Rewrite every file of the capture and feedback logs and every window summary
+        not under the key file's first key (see :mod:`vigil.capture.rekey`), and audit it
+        (the key id and the counts). Running servers are first asked to close their live
+        segments, waited for at most ``wait`` seconds (default: two compaction intervals
+        and 5 s); those still open are in :attr:`Rekeyed.live`."""
+        from vigil.audit import record_audit  # only when rekeying
+        from vigil.capture.compact import CAPTURE_ROOT
+        from vigil.capture.erase import compaction_lock, request_rotation, wait_for_rotation
+        from vigil.capture.rekey import Rekeyed, rekey_files
+        from vigil.capture.rekey import rekey_log as rekey
+        from vigil.feedback.store import FEEDBACK_ROOT
+        from vigil.monitor.summaries.store import SUMMARY_ROOT
+
+        codec = self.log_codec
+        if codec is None:
+            raise ConfigurationError("set VIGIL_CAPTURE_ENCRYPTION_KEY_FILE to the key file")
+        settings = self.capture_settings
+        feedback_dir = settings.resolved_feedback_dir(self.settings.home)
+        live = request_rotation(self.capture_dir) + sorted(feedback_dir.glob("*.open"))
+        wait_for_rotation(live, 2 * settings.compact_interval_s + 5 if wait is None else wait)
+        store = self.artifacts
+        with compaction_lock(self.capture_dir):
+            parts = [
+                rekey(self.capture_dir, "capture", store, CAPTURE_ROOT, codec),
+                rekey(feedback_dir, "feedback", store, FEEDBACK_ROOT, codec),
+                # The monitor's window summaries hold feature values (frequencies, sketches).
+                rekey_files(store, SUMMARY_ROOT, codec, suffix=".summary"),
+            ]
+        done = Rekeyed(
+            [f for p in parts for f in p.rewritten],
+            sum(p.current for p in parts),
+            [f for p in parts for f in p.live],
+        )
+        with self.database.session(write=True) as session:
+            record_audit(
+                session,
+                actor=actor or self.settings.resolved_actor,
+                action="capture.rekey",
+                entity_type="capture",
+                entity_name="inference log",
+                after={
+                    "key_id": codec.keys.primary if codec.encrypt else None,
+                    "rewritten": len(done.rewritten),
+                    "current": done.current,
+                    "left_in_live_segments": len(done.live),
+                },
             )
         return done
 

@@ -298,6 +298,9 @@ def test_rotation_end_to_end_through_the_cli(
     assert len(read_capture("churn", store=store, log_dir=log.directory)) == 6
     verified = runner.invoke(app, ["capture", "verify", "--json"])
     assert verified.exit_code == 0 and json.loads(verified.stdout)["ok"], verified.output
+    trail = json.loads(runner.invoke(app, ["audit", "show", "--json"]).stdout)
+    rekeyed = [a["after"] for a in trail if a["action"] == "capture.rekey"]
+    assert sorted((a["key_id"], a["rewritten"]) for a in rekeyed) == [("k2", 0), ("k2", 3)]
 
 
 def test_rekey_without_a_key_file_is_one_line(vigil_home: Path) -> None:

@@ -258,32 +258,15 @@ def rekey(
     """Rewrite every file of the inference and feedback logs that is not under the key
     file's first key (plain files included), keeping the hash chains valid. Then the other
     keys can be dropped from the key file."""
-    from vigil.capture.compact import CAPTURE_ROOT
-    from vigil.capture.erase import compaction_lock, request_rotation, wait_for_rotation
-    from vigil.capture.rekey import rekey_files, rekey_log
     from vigil.console import fail
-    from vigil.feedback.store import FEEDBACK_ROOT
-    from vigil.monitor.summaries.store import SUMMARY_ROOT
 
     vigil = services()
     codec = vigil.log_codec
     if codec is None:
         fail("set VIGIL_CAPTURE_ENCRYPTION_KEY_FILE to the key file first")
         return
-    settings = vigil.capture_settings
-    feedback_dir = settings.resolved_feedback_dir(vigil.settings.home)
-    live = request_rotation(vigil.capture_dir) + sorted(feedback_dir.glob("*.open"))
-    wait_for_rotation(live, 2 * settings.compact_interval_s + 5 if wait is None else wait)
-    with compaction_lock(vigil.capture_dir):
-        done = [
-            rekey_log(vigil.capture_dir, "capture", vigil.artifacts, CAPTURE_ROOT, codec),
-            rekey_log(feedback_dir, "feedback", vigil.artifacts, FEEDBACK_ROOT, codec),
-            # The monitor's window summaries hold feature values (frequencies, sketches).
-            rekey_files(vigil.artifacts, SUMMARY_ROOT, codec, suffix=".summary"),
-        ]
-    rewritten = [f for d in done for f in d.rewritten]
-    left = [f for d in done for f in d.live]
-    current = sum(d.current for d in done)
+    done = vigil.rekey_log(wait=wait)
+    rewritten, left, current = done.rewritten, done.live, done.current
     under = f"key {codec.keys.primary!r}" if codec.encrypt else "no key (plain)"
     if json_out:
         print_json({"key": under, "rewritten": rewritten, "current": current, "live": left})
