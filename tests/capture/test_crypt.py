@@ -332,3 +332,18 @@ def test_an_encrypted_log_on_s3(tmp_path: Path, s3_url: str, s3) -> None:
     values = sorted(v for b in scanned.batches() for v in b.column(0).to_pylist())
     assert values == [SECRET_NUMBER + i for i in range(6)]
     assert verify_capture(store, "capture").ok
+
+
+def test_a_ray_backfill_refuses_an_encrypted_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vigil_home: Path
+) -> None:
+    from vigil.app import Vigil
+    from vigil.batch.backfill import backfill
+    from vigil.errors import InvalidParameterError
+    from vigil.settings import load_settings
+
+    keys = tmp_path / "keys"
+    keys.write_text(new_key_line("k1"))
+    monkeypatch.setenv("VIGIL_CAPTURE_ENCRYPTION_KEY_FILE", str(keys))
+    with pytest.raises(InvalidParameterError, match="Ray workers do not get its keys"):
+        backfill(Vigil(load_settings(home=vigil_home)), "churn", engine="ray")
