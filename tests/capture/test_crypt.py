@@ -191,6 +191,9 @@ def test_reordered_and_moved_records_fail(tmp_path: Path) -> None:
     other.write_bytes(other.read_bytes() + lines[0])  # a record moved to another segment
     with pytest.raises(LogIntegrityError, match="fails authentication"):
         read_segment(other, codec)
+    first.write_bytes(b'00000000 {"request_id": "forged"}\n' + lines[0] + lines[1])
+    with pytest.raises(LogIntegrityError, match="an encrypted record after plain ones"):
+        read_segment(first, codec)
 
 
 def test_a_torn_last_line_is_counted_not_raised(tmp_path: Path) -> None:

@@ -245,6 +245,13 @@ def open_segment(
     """Plain frames of segment bytes, encrypted or not, and the torn lines found while
     decrypting. Plain bytes come back as they are."""
     if not is_encrypted_segment(data):
+        if b"\nE1 " in data:  # a plain line put before encrypted ones would hide them
+            offset = start + data.index(b"\nE1 ") + 1
+            raise LogIntegrityError(
+                f"segment {segment}, byte {offset}: an encrypted record after plain ones "
+                "(the file was altered); restore it from a backup or erase it",
+                detail={"segment": segment, "offset": offset},
+            )
         return data, 0
     if codec is None:
         kid = data[3:].split(b" ", 1)[0].decode("ascii", "replace")
