@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.trust import TrustPolicy
+    from vigil.capture.crypt import LogCodec
+    from vigil.capture.rekey import Rekeyed
     from vigil.capture.settings import CaptureSettings
     from vigil.capture.sink import CaptureSink
     from vigil.experiments.state import PolicyStateStore
@@ -91,7 +93,16 @@ class Vigil:
     def artifacts(self) -> ArtifactStore:
         from vigil.storage.artifacts import ArtifactStore  # fsspec: only when used
 
-        return ArtifactStore.from_settings(self.settings)
+        store = ArtifactStore.from_settings(self.settings)
+        store.log_codec = self.log_codec
+        return store
+
+    @cached_property
+    def log_codec(self) -> LogCodec | None:
+        """The inference log's one codec (``VIGIL_CAPTURE_ENCRYPTION_KEY_FILE``, keys read
+        and checked here), handed to its writers and, through :attr:`artifacts`, to every
+        reader; ``None`` when the log is plain."""
+        return self.capture_settings.codec()
 
     @cached_property
     def registry(self) -> Registry:
@@ -211,6 +222,56 @@ class Vigil:
             )
         return done
 
+    def rekey_log(self, *, wait: float | None = None, actor: str | None = None) -> Rekeyed:
+        """Rewrite every file of the capture and feedback logs and every window summary
+        not under the key file's first key (see :mod:`vigil.capture.rekey`), and audit it
+        (the key id and the counts). Running servers are first asked to close their live
+        segments, waited for at most ``wait`` seconds (default: two compaction intervals
+        and 5 s); those still open are in :attr:`Rekeyed.live`."""
+        from vigil.audit import record_audit  # only when rekeying
+        from vigil.capture.compact import CAPTURE_ROOT
+        from vigil.capture.erase import compaction_lock, request_rotation, wait_for_rotation
+        from vigil.capture.rekey import Rekeyed, rekey_files
+        from vigil.capture.rekey import rekey_log as rekey
+        from vigil.feedback.store import FEEDBACK_ROOT
+        from vigil.monitor.summaries.store import SUMMARY_ROOT
+
+        codec = self.log_codec
+        if codec is None:
+            raise ConfigurationError("set VIGIL_CAPTURE_ENCRYPTION_KEY_FILE to the key file")
+        settings = self.capture_settings
+        feedback_dir = settings.resolved_feedback_dir(self.settings.home)
+        live = request_rotation(self.capture_dir) + sorted(feedback_dir.glob("*.open"))
+        wait_for_rotation(live, 2 * settings.compact_interval_s + 5 if wait is None else wait)
+        store = self.artifacts
+        with compaction_lock(self.capture_dir):
+            parts = [
+                rekey(self.capture_dir, "capture", store, CAPTURE_ROOT, codec),
+                rekey(feedback_dir, "feedback", store, FEEDBACK_ROOT, codec),
+                # The monitor's window summaries hold feature values (frequencies, sketches).
+                rekey_files(store, SUMMARY_ROOT, codec, suffix=".summary"),
+            ]
+        done = Rekeyed(
+            [f for p in parts for f in p.rewritten],
+            sum(p.current for p in parts),
+            [f for p in parts for f in p.live],
+        )
+        with self.database.session(write=True) as session:
+            record_audit(
+                session,
+                actor=actor or self.settings.resolved_actor,
+                action="capture.rekey",
+                entity_type="capture",
+                entity_name="inference log",
+                after={
+                    "key_id": codec.keys.primary if codec.encrypt else None,
+                    "rewritten": len(done.rewritten),
+                    "current": done.current,
+                    "left_in_live_segments": len(done.live),
+                },
+            )
+        return done
+
     def _forget_summaries(self, files: list[str]) -> None:
         """Delete the monitor's stored summaries of the capture parts in ``files`` (they
         count the erased rows, and may hold their values as categories); the next read
@@ -233,7 +294,10 @@ class Vigil:
         from vigil.serving.capture_runtime import CaptureRuntime  # serving: only to serve
 
         return CaptureRuntime.from_settings(
-            self.capture_settings, home=self.settings.home, store=self.artifacts
+            self.capture_settings,
+            home=self.settings.home,
+            store=self.artifacts,
+            codec=self.log_codec,
         )
 
     def policy_state(self) -> PolicyStateStore:

@@ -155,6 +155,15 @@ class DataFileError(VigilError, ValueError):
     code = "invalid_data_file"
 
 
+class LogIntegrityError(VigilError, ValueError):
+    """A file of the encrypted inference log cannot be read: it fails authentication
+    (altered, moved, truncated) or its key is not configured. The message names the file,
+    the place and the key id, never key material."""
+
+    status = 500
+    code = "log_integrity"
+
+
 class PathOutsideStoreError(VigilError, PermissionError):
     """A path resolved outside the artifact store root (traversal attempt)."""
 

@@ -406,8 +406,18 @@ def _traced(ran: Ran, world: World) -> None:
         time.sleep(0.2)
 
 
+def _capture_key(ran: Ran, world: World) -> None:
+    # A key file of one AES-256 key with id k1, owner-only, and the key never printed.
+    from vigil.capture.crypt import KeyRing
+
+    path = world.work / "capture-keys.txt"
+    assert KeyRing.from_file(path).ids == ["k1"] and path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text().split(":", 1)[1].strip() not in ran.output
+
+
 CHECKS: dict[Key, Callable[[Ran, World], None]] = {
     TRACING: _traced,
+    ("docs/privacy.md", "vigil capture keygen k1 --file capture-keys.txt"): _capture_key,
     ("README.md", "import vigil"): _registered_from_python,
     (
         "README.md",

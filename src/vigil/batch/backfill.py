@@ -98,6 +98,12 @@ def backfill(
         raise InvalidParameterError(
             "--num-cpus sizes a local Ray instance; drop it when connecting to --ray-address"
         )
+    if app.artifacts.log_codec is not None:
+        # Ray workers get the store's settings only; the log's keys never leave this host.
+        raise InvalidParameterError(
+            "the inference log is encrypted (VIGIL_CAPTURE_ENCRYPTION_KEY_FILE) and Ray "
+            "workers do not get its keys; backfill with --engine local"
+        )
     return _backfill_on_ray(
         app,
         model,

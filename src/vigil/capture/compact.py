@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 
 from vigil.capture.chain import append_entry, chain_group, file_entry, store_keys
+from vigil.capture.crypt import stored_bytes
 from vigil.capture.log import SegmentLog, read_segment, record_compacted, segment_id
 from vigil.capture.table import DATA_ERRORS, ToTable, parse_time, records_to_table, tolerant_table
 
@@ -121,7 +122,7 @@ def compact(
     parts: list[str] = []
     for path in segments:
         try:
-            records, torn = read_segment(path)
+            records, torn = read_segment(path, log.codec)
         except FileNotFoundError:
             continue  # another compactor finished it first
         sid = segment_id(path)
@@ -129,7 +130,7 @@ def compact(
         written: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for where, table in sorted(tables.items()):
             key = f"{root}/{where}/part-{sid}.parquet"
-            data = _parquet_bytes(table)
+            data = stored_bytes(store, key, _parquet_bytes(table))
             store.write_bytes(key, data)
             parts.append(key)
             written[chain_group(where)].append(file_entry(key, data))
@@ -175,7 +176,7 @@ def _quarantine(store: ArtifactStore, root: str, sid: str, bad: list[tuple[Any, 
     # The standard library's encoder takes any integer, where orjson stops at 64 bits.
     lines = [json.dumps({"record": r, "error": why}, default=str) for r, why in bad]
     key = f"{QUARANTINE_ROOT}/{root}/{sid}.jsonl"
-    store.write_bytes(key, ("\n".join(lines) + "\n").encode())
+    store.write_bytes(key, stored_bytes(store, key, ("\n".join(lines) + "\n").encode()))
     log.warning(
         "quarantined %d record(s) of %s segment %s that cannot be stored as rows into %s "
         "(first: %s); the rest of the segment was compacted",

@@ -54,8 +54,9 @@ from vigil.capture.chain import (
     store_keys,
 )
 from vigil.capture.compact import QUARANTINE_ROOT, _parquet_bytes
-from vigil.capture.framing import decode_frames, encode_frame
-from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, SegmentLog
+from vigil.capture.crypt import LogCodec, read_log_bytes, store_codec, stored_bytes
+from vigil.capture.framing import encode_frame
+from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, SegmentLog, read_segment, segment_id
 from vigil.capture.masking import Masker
 from vigil.capture.table import FEATURE_PREFIX, PASSTHROUGH_PREFIX
 from vigil.errors import ServiceUnavailableError, ValidationError
@@ -317,15 +318,16 @@ def erase_log(
     :func:`compaction_lock`). ``dry_run`` only counts (and hands each matching segment
     record to ``seen``)."""
     out = LogErasure()
+    codec = store_codec(store)
     if not dry_run:
         recover(directory, prefix, store, root)
     if directory.is_dir():
-        log = SegmentLog(directory, prefix=prefix)
+        log = SegmentLog(directory, prefix=prefix, codec=codec)
         for path in log.closed_segments():
-            _erase_segment(path, prefix, record, out, dry_run, seen)
+            _erase_segment(path, prefix, record, out, dry_run, seen, codec)
         for live in log.live_segments():
             with contextlib.suppress(FileNotFoundError):
-                records, _torn = decode_frames(live.read_bytes())
+                records, _torn = read_segment(live, codec)
                 hits = [r for r in records if isinstance(r, Mapping) and record(r)]
                 out.live += len(hits)
                 for r in hits:
@@ -355,7 +357,7 @@ def _erase_quarantined(
     only) that match, removed with a plain atomic rewrite."""
     keep: list[bytes] = []
     hits: list[Mapping[str, Any]] = []
-    for line in store.read_bytes(key).splitlines():
+    for line in read_log_bytes(store, key).splitlines():
         try:
             held = json.loads(line).get("record")
         except (ValueError, AttributeError):
@@ -375,7 +377,7 @@ def _erase_quarantined(
                 seen(r)
         return
     if keep:
-        store.write_bytes(key, b"\n".join(keep) + b"\n")
+        store.write_bytes(key, stored_bytes(store, key, b"\n".join(keep) + b"\n"))
     else:
         store.fs.rm(store.resolve_key(key))
 
@@ -387,9 +389,10 @@ def _erase_segment(
     out: LogErasure,
     dry_run: bool,
     seen: Callable[[Mapping[str, Any]], None] | None,
+    codec: LogCodec | None = None,
 ) -> None:
     try:
-        records, _torn = decode_frames(path.read_bytes())
+        records, _torn = read_segment(path, codec)
     except FileNotFoundError:
         return
     keep = [r for r in records if not (isinstance(r, Mapping) and record(r))]
@@ -409,6 +412,8 @@ def _erase_segment(
         path.unlink(missing_ok=True)
         return
     data = b"".join(encode_frame(r) for r in keep)
+    if codec is not None:
+        data = codec.frames(data, segment=segment_id(path))
     tmp = directory / f".{path.name}{PENDING}"
     _write_synced(tmp, data)
     entry = segment_entry(path.name, len(data), hashlib.sha256(data).hexdigest())
@@ -438,7 +443,7 @@ def _erase_part(
 ) -> None:
     import pyarrow.parquet as pq  # Parquet: only where a partition is read or written
 
-    table = pq.read_table(io.BytesIO(store.read_bytes(key)))
+    table = pq.read_table(io.BytesIO(read_log_bytes(store, key)))
     hit = match(table)
     gone = int(pc.sum(pc.cast(hit, pa.int64())).as_py() or 0)
     if not gone:
@@ -456,7 +461,7 @@ def _erase_part(
         append_entry(store, root, group, "erased", removed=[key])
         store.fs.rm(store.resolve_key(key))
         return
-    data = _parquet_bytes(kept)
+    data = stored_bytes(store, key, _parquet_bytes(kept))
     tmp = posixpath.join(posixpath.dirname(key), f".{posixpath.basename(key)}{PENDING}")
     store.write_bytes(tmp, data)
     append_entry(store, root, group, "erased", added=[file_entry(key, data)])

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.capture.chain import record_segment, segment_entry
+from vigil.capture.crypt import LogCodec, open_segment
 from vigil.capture.framing import decode_frames, encode_frame
 from vigil.errors import ConfigurationError, ServiceUnavailableError
 
@@ -51,9 +52,20 @@ def segment_id(path: Path) -> str:
     return path.name.rsplit(".", 1)[0]
 
 
-def read_segment(path: Path) -> tuple[list[Any], int]:
-    """The intact records of one segment file and how many torn frames were skipped."""
-    return decode_frames(path.read_bytes())
+def read_segment(path: Path, codec: LogCodec | None = None) -> tuple[list[Any], int]:
+    """The intact records of one segment file and how many torn frames were skipped
+    (``codec``: to read an encrypted segment)."""
+    return decode_segment(path.read_bytes(), segment_id(path), codec)
+
+
+def decode_segment(
+    data: bytes, segment: str, codec: LogCodec | None, *, start: int = 0, **options: Any
+) -> tuple[list[Any], int]:
+    """:func:`~vigil.capture.framing.decode_frames` of segment bytes read from byte
+    ``start`` of segment ``segment``, decrypted first when encrypted."""
+    plain, torn = open_segment(data, segment=segment, start=start, codec=codec)
+    records, more = decode_frames(plain, **options)
+    return records, torn + more
 
 
 class SegmentLog:
@@ -69,6 +81,8 @@ class SegmentLog:
         Durability policy against machine crashes (see the module docstring).
     segment_bytes, segment_seconds:
         When the live segment is closed and a new one begun.
+    codec:
+        Encrypts every appended buffer (:mod:`vigil.capture.crypt`); ``None``: plain.
     """
 
     def __init__(
@@ -80,6 +94,7 @@ class SegmentLog:
         fsync_interval_s: float = 1.0,
         segment_bytes: int = 64 * 1024 * 1024,
         segment_seconds: float = 3600.0,
+        codec: LogCodec | None = None,
     ) -> None:
         if fsync not in _FSYNC_POLICIES:
             raise ConfigurationError(
@@ -92,9 +107,12 @@ class SegmentLog:
         self.fsync_interval_s = fsync_interval_s
         self.segment_bytes = segment_bytes
         self.segment_seconds = segment_seconds
+        self.codec = codec
+        self._sealing = codec is not None and codec.encrypt
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._path: Path | None = None
+        self._segment = ""  # the live segment's id (what its encrypted lines are bound to)
         self._pid = 0
         self._size = 0
         self._opened_at = 0.0
@@ -128,7 +146,11 @@ class SegmentLog:
                     self._open(now)
             except OSError as exc:
                 raise self._unavailable(exc) from exc
-            assert self._fd is not None
+            assert self._fd is not None and self._path is not None
+            if self._sealing:
+                assert self.codec is not None
+                # Bound to this segment and offset: a record moved elsewhere fails to open.
+                data = self.codec.seal_frames(data, segment=self._segment, offset=self._size)
             view = memoryview(data)
             try:
                 while view:
@@ -203,7 +225,7 @@ class SegmentLog:
         path = self.directory / f"{name}{LIVE_SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._fd, self._path = fd, path
+        self._fd, self._path, self._segment = fd, path, name
         self._size, self._opened_at, self._synced_at = 0, now, now
         self._hasher = hashlib.sha256()
 

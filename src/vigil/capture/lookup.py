@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.capture.compact import CAPTURE_ROOT, partition_dirs
+from vigil.capture.crypt import open_log_file, store_codec
 from vigil.capture.framing import Batch
 from vigil.capture.table import parse_time
 from vigil.capture.tail import SegmentTail
@@ -205,7 +206,11 @@ class CaptureLookup:
     ) -> None:
         # Only ids, times, models and predictions are needed: whole requests of a batch,
         # no record (and no feature dict) per row.
-        self.tail = SegmentTail(log_dir, prefix, expand=False) if log_dir is not None else None
+        self.tail = (
+            SegmentTail(log_dir, prefix, expand=False, codec=store_codec(store))
+            if log_dir is not None
+            else None
+        )
         self.store = store
         self.root = root
         self._recent: dict[str, Index] = {}
@@ -280,7 +285,7 @@ class CaptureLookup:
             if first_day is not None and day < first_day:
                 continue
             for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
-                with self.store.fs.open(part, "rb") as fh:
+                with open_log_file(self.store, part) as fh:
                     parquet = pq.ParquetFile(fh)
                     columns = [c for c in _COLUMNS if c in parquet.schema_arrow.names]
                     table = parquet.read(columns=columns)

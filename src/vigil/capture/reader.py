@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
+from vigil.capture.crypt import LogCodec, open_log_file, store_codec
 from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, read_segment, segment_id
 from vigil.capture.table import (
     DATA_ERRORS,
@@ -60,13 +61,14 @@ def uncompacted_tables(
     model: str | None,
     compacted: set[tuple[str, str, date]],
     prefix: str = "capture",
+    codec: LogCodec | None = None,
 ) -> Iterator[pa.Table]:
     """The rows of ``model`` (every model when ``None``) in the segments of ``log_dir``,
     a table per segment, leaving out those whose ``(segment id, model dir, day)`` part is
     in ``compacted`` (a compaction that stopped before deleting its segment)."""
     for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
         try:
-            records, _torn = read_segment(seg)
+            records, _torn = read_segment(seg, codec)
         except FileNotFoundError:
             continue  # compacted while we listed
         sid = segment_id(seg)
@@ -113,11 +115,11 @@ def read_capture_table(
             for part in sorted(store.fs.glob(f"{path}/part-*.parquet")):
                 sid = str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
                 compacted.add((sid, mdir, day))
-                with store.fs.open(part, "rb") as fh:
+                with open_log_file(store, part) as fh:
                     table = read_part(fh, since=since, until=until)
                 if table is not None:
                     tables.append(table)
-    tables.extend(uncompacted_tables(log_dir, model, compacted, prefix))
+    tables.extend(uncompacted_tables(log_dir, model, compacted, prefix, store_codec(store)))
     if not tables:
         return None
     table = concat(tables)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
+from vigil.capture.crypt import log_filesystem, open_log_file, store_codec
 from vigil.capture.reader import uncompacted_tables
 
 if TYPE_CHECKING:
@@ -55,7 +56,10 @@ class CaptureScan:
         if self.parts:
             assert self._store is not None
             dataset = ds.dataset(
-                self.parts, schema=self._full, format="parquet", filesystem=self._store.fs
+                self.parts,
+                schema=self._full,
+                format="parquet",
+                filesystem=log_filesystem(self._store),
             )
             # One file and a couple of batches read ahead: Arrow's defaults (4 files, 16
             # batches) would hold tens of batches at once.
@@ -143,9 +147,9 @@ def scan_capture(
                 sid = str(part).rsplit("/", 1)[-1][len("part-") : -len(".parquet")]
                 compacted.add((sid, mdir, day))
                 files.append(str(part))
-                with store.fs.open(part, "rb") as fh:
+                with open_log_file(store, part) as fh:
                     schemas.append(pq.read_schema(fh))
-    segments = list(uncompacted_tables(log_dir, model, compacted))
+    segments = list(uncompacted_tables(log_dir, model, compacted, codec=store_codec(store)))
     schemas.extend(t.schema for t in segments)
     if not schemas:
         return CaptureScan(pa.schema([]), [], store, [], None, batch_rows, pa.schema([]))

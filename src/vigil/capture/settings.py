@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -14,6 +14,9 @@ from pydantic_settings import SettingsConfigDict
 from vigil.bundle.personal_data import unmasked
 from vigil.errors import ConfigurationError
 from vigil.settings import VigilSettings
+
+if TYPE_CHECKING:
+    from vigil.capture.crypt import LogCodec
 
 FsyncPolicy = Literal["none", "interval", "always"]
 MaskAction = Literal["mask", "hash", "drop"]
@@ -85,6 +88,16 @@ class CaptureSettings(VigilSettings):
     feedback_late_hours: float = Field(default=24.0, gt=0)
     """Feedback arriving more than this many hours after its prediction counts as late."""
 
+    encryption_key_file: Path | None = None
+    """A file of ``ID:BASE64`` lines, AES-256 keys (``vigil capture keygen ID`` makes
+    one): when set, everything the log writes (segments, Parquet parts, quarantine) is
+    encrypted under the first key; every key decrypts. Rotate: put a new key first, run
+    ``vigil capture rekey``, then drop the old one. Checked at start-up; never logged."""
+
+    encrypt: bool = True
+    """With ``encryption_key_file`` set: ``False`` writes plain files again but still reads
+    the encrypted ones."""
+
     @field_validator("mask")
     @classmethod
     def _check_mask(cls, value: dict[str, MaskAction]) -> dict[str, MaskAction]:
@@ -124,6 +137,18 @@ class CaptureSettings(VigilSettings):
             f"columns {kinds} look like personal data and are not masked; add "
             f"{json.dumps(add)} to VIGIL_CAPTURE_MASK (capture: mask: in vigil.yaml){key}"
         )
+
+    def codec(self) -> LogCodec | None:
+        """The log's codec (keys read and checked now), ``None`` without a key file.
+
+        >>> CaptureSettings().codec() is None
+        True
+        """
+        if self.encryption_key_file is None:
+            return None
+        from vigil.capture.crypt import KeyRing, LogCodec
+
+        return LogCodec(KeyRing.from_file(self.encryption_key_file), encrypt=self.encrypt)
 
     def resolved_dir(self, home: Path) -> Path:
         """The segment directory, defaulting to ``<home>/capture``."""

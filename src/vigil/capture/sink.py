@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from vigil.capture.crypt import LogCodec
 from vigil.capture.framing import encode_batch_frame, encode_frame
 from vigil.capture.log import SegmentLog
 from vigil.capture.masking import MASKABLE_BODY_CHARS, Masker
@@ -218,8 +219,11 @@ class CaptureSink:
         return f"CaptureSink({self.log!r}, masker={self.masker!r})"
 
     @classmethod
-    def from_settings(cls, settings: CaptureSettings, home: Path) -> CaptureSink | None:
-        """The sink ``settings`` describe, or ``None`` when capture is disabled."""
+    def from_settings(
+        cls, settings: CaptureSettings, home: Path, *, codec: LogCodec | None = None
+    ) -> CaptureSink | None:
+        """The sink ``settings`` describe, or ``None`` when capture is disabled
+        (``codec``: encrypts the segments, see :mod:`vigil.capture.crypt`)."""
         if not settings.enabled:
             return None
         log = SegmentLog(
@@ -229,6 +233,7 @@ class CaptureSink:
             fsync_interval_s=settings.fsync_interval_s,
             segment_bytes=settings.segment_bytes,
             segment_seconds=settings.segment_seconds,
+            codec=codec,
         )
         key = settings.hash_key.get_secret_value() if settings.hash_key else None
         return cls(

@@ -23,23 +23,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vigil.capture.framing import decode_frames
-from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, segment_id
+from vigil.capture.crypt import LogCodec
+from vigil.capture.log import CLOSED_SUFFIX, LIVE_SUFFIX, decode_segment, segment_id
 
 
 class SegmentTail:
     """Incremental reader of every segment named ``<prefix>-*`` in ``directory``
     (``maps=False`` skips the features and probabilities of columnar batches;
     ``expand=False`` hands each columnar batch over whole, as a
-    :class:`~vigil.capture.framing.Batch`)."""
+    :class:`~vigil.capture.framing.Batch`; ``codec``: to read encrypted segments)."""
 
     def __init__(
-        self, directory: str | Path, prefix: str, *, maps: bool = True, expand: bool = True
+        self,
+        directory: str | Path,
+        prefix: str,
+        *,
+        maps: bool = True,
+        expand: bool = True,
+        codec: LogCodec | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
         self.maps = maps
         self.expand = expand
+        self.codec = codec
         self._offsets: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -64,7 +71,14 @@ class SegmentTail:
                     continue  # renamed (closed) or compacted since the listing: next poll
                 end = data.rfind(b"\n") + 1
                 if end:
-                    records, _torn = decode_frames(data[:end], maps=self.maps, expand=self.expand)
+                    records, _torn = decode_segment(
+                        data[:end],
+                        sid,
+                        self.codec,
+                        start=offset,
+                        maps=self.maps,
+                        expand=self.expand,
+                    )
                     fresh[sid] = records
                     self._offsets[sid] = offset + end
         gone = [sid for sid in self._offsets if sid not in listed]

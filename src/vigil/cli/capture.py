@@ -2,6 +2,8 @@
 ``vigil capture verify``: the compacted inference and feedback logs (and this host's closed
 segments) checked against their chain manifests (:mod:`vigil.capture.chain`).
 ``vigil capture erase``: a person's records removed (:mod:`vigil.feedback.erase`).
+``vigil capture keygen``: a new encryption key put first in a key file.
+``vigil capture rekey``: the log rewritten under the first key (:mod:`vigil.capture.rekey`).
 
 Export streams (:mod:`vigil.feedback.export`): partitions pruned by model and day, only the
 columns asked for, written batch by batch; memory does not grow with the span.
@@ -9,6 +11,7 @@ columns asked for, written batch by batch; memory does not grow with the span.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from vigil.uri import MAX_VERSION
 capture_app = typer.Typer(
     name="capture",
     help="The inference log: export it, verify its files against their hash chains, erase a "
-    "person's records.",
+    "person's records, manage its encryption keys.",
     no_args_is_help=True,
 )
 
@@ -208,6 +211,75 @@ def erase(
             "that their servers did not close in time (or a server without an artifact "
             "store, which never compacts); run the same erase again once they close (within "
             "VIGIL_CAPTURE_SEGMENT_SECONDS)"
+        )
+
+
+@capture_app.command("keygen")
+def keygen(
+    key_id: str = typer.Argument(..., help="The new key's id (1-32 letters, digits, . _ -)."),
+    key_file: Path = typer.Option(
+        ..., "--file", help="The key file (VIGIL_CAPTURE_ENCRYPTION_KEY_FILE); created 0600."
+    ),
+) -> None:
+    """Put a new random AES-256 key first in the key file (the key that encrypts from the
+    next start on; the others still decrypt). The key is written only to the file."""
+    from vigil.capture.crypt import KeyRing, new_key_line
+    from vigil.console import fail
+    from vigil.errors import ConfigurationError
+
+    old = key_file.read_text() if key_file.exists() else ""
+    try:
+        ids = KeyRing.parse(old, source=str(key_file)).ids if old.strip() else []
+        line = new_key_line(key_id)
+    except ConfigurationError as exc:
+        fail(exc.message)
+        return
+    if key_id in ids:
+        fail(f"{key_file} already has a key {key_id!r}; choose another id")
+    tmp = key_file.with_name(f".{key_file.name}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(line + "\n" + old)
+    os.replace(tmp, key_file)
+    console.print(f"key {key_id!r} added first in {key_file} (keys: {', '.join([key_id, *ids])})")
+
+
+@capture_app.command("rekey")
+def rekey(
+    wait: float = typer.Option(
+        None,
+        "--wait",
+        min=0,
+        help="Seconds to wait for running servers to close their live segments (default: "
+        "two VIGIL_CAPTURE_COMPACT_INTERVAL_S and 5 s).",
+    ),
+    json_out: bool = JSON,
+) -> None:
+    """Rewrite every file of the inference and feedback logs that is not under the key
+    file's first key (plain files included), keeping the hash chains valid. Then the other
+    keys can be dropped from the key file."""
+    from vigil.console import fail
+
+    vigil = services()
+    codec = vigil.log_codec
+    if codec is None:
+        fail("set VIGIL_CAPTURE_ENCRYPTION_KEY_FILE to the key file first")
+        return
+    done = vigil.rekey_log(wait=wait)
+    rewritten, left, current = done.rewritten, done.live, done.current
+    under = f"key {codec.keys.primary!r}" if codec.encrypt else "no key (plain)"
+    if json_out:
+        print_json({"key": under, "rewritten": rewritten, "current": current, "live": left})
+    else:
+        console.print(
+            f"rewrote {len(rewritten)} files under {under}; {current} already were",
+            highlight=False,
+        )
+    if left:
+        fail(
+            f"{len(left)} live segments were still being written (by servers started with "
+            "the old key file, or without an artifact store); restart those servers and run "
+            "vigil capture rekey again"
         )
 
 

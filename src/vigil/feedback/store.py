@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from vigil.capture.compact import CompactionResult, apply_retention, compact, partition_dirs
+from vigil.capture.crypt import open_log_file, store_codec
 from vigil.capture.log import SegmentLog, read_segment, segment_id
 from vigil.capture.lookup import CaptureLookup
 from vigil.capture.table import DATA_ERRORS, concat, parse_time, read_part, readable_table
@@ -173,13 +174,13 @@ class FeedbackStore:
         handover: timedelta = timedelta(hours=1, minutes=5),
         rematch_interval: float = 60.0,
     ) -> None:
-        self.log = SegmentLog(directory, prefix="feedback", fsync=fsync)
+        self.log = SegmentLog(directory, prefix="feedback", fsync=fsync, codec=store_codec(store))
         self.store = store
         self.capture_dir = Path(capture_dir) if capture_dir is not None else None
         self.late_after = late_after
         self.lookback = lookback
         self.lookup = CaptureLookup(self.capture_dir, store)
-        self._tail = SegmentTail(self.log.directory, "feedback")
+        self._tail = SegmentTail(self.log.directory, "feedback", codec=self.log.codec)
         self._seen: set[Key] | None = None
         self._compacted_read = False
         self.handover = handover
@@ -247,7 +248,7 @@ class FeedbackStore:
             return keys
         for path, _day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
             for part in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
-                with self.store.fs.open(part, "rb") as fh:
+                with open_log_file(self.store, part) as fh:
                     parquet = pq.ParquetFile(fh)
                     columns = [c for c in _KEY_COLUMNS if c in parquet.schema_arrow.names]
                     table = parquet.read(columns=columns)
@@ -449,14 +450,14 @@ class FeedbackStore:
                     continue
                 for found in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
                     compacted.add(str(found).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
-                    with self.store.fs.open(found, "rb") as fh:
+                    with open_log_file(self.store, found) as fh:
                         tables += [t for t in part(fh) if t.num_rows]
         for seg in self.log.all_segments():
             sid = segment_id(seg)
             if sid in compacted:
                 continue
             try:
-                records, _torn = read_segment(seg)
+                records, _torn = read_segment(seg, self.log.codec)
             except FileNotFoundError:
                 continue
             if records:
@@ -499,7 +500,7 @@ class FeedbackStore:
         if deleted:  # forget the deleted keys: rebuilt from what is left on next use
             with self._lock:
                 self._seen = None
-                self._tail = SegmentTail(self.log.directory, "feedback")
+                self._tail = SegmentTail(self.log.directory, "feedback", codec=self.log.codec)
         return deleted
 
     def close(self) -> None:

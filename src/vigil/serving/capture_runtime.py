@@ -29,6 +29,7 @@ from vigil.capture.sink import CaptureSink
 
 if TYPE_CHECKING:
     from vigil.capture.compactor import Compactor
+    from vigil.capture.crypt import LogCodec
     from vigil.capture.settings import CaptureSettings
     from vigil.feedback.store import FeedbackStore
     from vigil.storage.artifacts import ArtifactStore
@@ -90,14 +91,20 @@ class CaptureRuntime:
 
     @classmethod
     def from_settings(
-        cls, settings: CaptureSettings, *, home: Path, store: ArtifactStore | None
+        cls,
+        settings: CaptureSettings,
+        *,
+        home: Path,
+        store: ArtifactStore | None,
+        codec: LogCodec | None = None,
     ) -> CaptureRuntime | None:
         """The runtime ``settings`` describe under ``home`` (``None`` when capture is off).
 
         Without an artifact store there is nothing to compact into: segments stay on disk
-        (and are still read back) until a store is configured.
+        (and are still read back) until a store is configured. ``codec`` encrypts what the
+        log writes (the store should carry the same one, to read it back).
         """
-        sink = CaptureSink.from_settings(settings, home)
+        sink = CaptureSink.from_settings(settings, home, codec=codec)
         if sink is None:
             return None
 

@@ -96,6 +96,9 @@ class ArtifactStore:
         import fsspec
 
         self.url = url
+        self.log_codec: Any = None
+        """The inference log's :class:`~vigil.capture.crypt.LogCodec` (``None``: plain),
+        set by the composition root: every reader of the log is handed this store."""
         protocol = url.split("://", 1)[0] if "://" in url else "file"
         self.is_local = protocol in ("file", "local")
         if self.is_local:

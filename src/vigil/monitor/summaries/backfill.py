@@ -28,6 +28,7 @@ from datetime import datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Literal
 
+from vigil.capture.crypt import read_log_bytes
 from vigil.errors import DataFileError, InvalidParameterError, NotFoundError, VigilError
 from vigil.monitor.baseline import load_baseline
 from vigil.monitor.summaries.build import AnchorsFor
@@ -117,7 +118,7 @@ def build_part(
         return PartResult(part, "skipped")
     try:
         # Summaries stored, index not (killed between the two writes): finish the index.
-        stored = loads(store.read_bytes(summary_key(part, grain_s)))
+        stored = loads(read_log_bytes(store, summary_key(part, grain_s)))
     except (NotFoundError, ValueError):  # none yet, or an older format: built below
         pass
     else:

@@ -28,6 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
+from vigil.capture.crypt import (
+    LogCodec,
+    open_log_file,
+    read_log_bytes,
+    store_codec,
+    stored_bytes,
+)
 from vigil.capture.reader import uncompacted_tables
 from vigil.capture.table import (
     PROBA_PREFIX,
@@ -87,7 +94,7 @@ def stream_part(
     ``[since, until)`` (rows are not filtered one by one)."""
     import pyarrow.parquet as pq  # Parquet: only where a part is read
 
-    with store.fs.open(store.resolve_key(part), "rb") as fh:
+    with open_log_file(store, store.resolve_key(part)) as fh:
         parquet = pq.ParquetFile(fh)
         names = parquet.schema_arrow.names
         project = None if columns is None else [c for c in columns if c in names]
@@ -138,7 +145,7 @@ def part_summaries(
     key = summary_key(part, grain_s)
     index = key[: -len(".summary")] + ".keys"
     try:
-        found = loads(store.read_bytes(key))
+        found = loads(read_log_bytes(store, key))
     except NotFoundError:
         pass
     except ValueError:  # an older format: rebuilt below
@@ -151,7 +158,8 @@ def part_summaries(
     if all(anchors_for(s.key.model, s.key.version) is not None for s in built):
         # Stored only when every version in it was anchored to its baseline: a version
         # not registered yet gets its summary built again once it is.
-        store.write_bytes(key, dumps(built, grain_s=grain_s))
+        # Encrypted with the log: category frequencies and sketches hold feature values.
+        store.write_bytes(key, stored_bytes(store, key, dumps(built, grain_s=grain_s)))
         # The index of what the part holds, written after the summaries it indexes: a
         # reader that finds it may skip the part without opening the larger file.
         store.write_bytes(index, _keys_bytes(built))
@@ -228,11 +236,14 @@ class DayIndex:
 
 
 def _segment_batches(
-    log_dir: Path, model: str | None, compacted: set[tuple[str, str, date]]
+    log_dir: Path,
+    model: str | None,
+    compacted: set[tuple[str, str, date]],
+    codec: LogCodec | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The rows of the segments not yet compacted (those of a segment whose part exists
     are the part's, as :mod:`vigil.capture.reader` has it)."""
-    for table in uncompacted_tables(log_dir, model, compacted):
+    for table in uncompacted_tables(log_dir, model, compacted, codec=codec):
         yield from table.to_batches(BATCH_ROWS)
 
 
@@ -277,7 +288,7 @@ def bucket_summaries(
                 index.buckets(part)  # built just now: its index joins the day's
         index.save()
     if log_dir is not None:
-        batches = _segment_batches(Path(log_dir), model, compacted)
+        batches = _segment_batches(Path(log_dir), model, compacted, store_codec(store))
         found = iter(summarise(batches, anchors_for, grain_s=grain_s))
     yield from _within(found, model, since, until)
 
@@ -346,12 +357,12 @@ def label_summaries(
         for part in parts(store, model, since, until) if store is not None else []:
             assert store is not None
             compacted.add(_identity(part))
-            with store.fs.open(store.resolve_key(part), "rb") as fh:
+            with open_log_file(store, store.resolve_key(part)) as fh:
                 names = pq.ParquetFile(fh).schema_arrow.names
             wanted = LABEL_COLUMNS + [n for n in names if n.startswith(PROBA_PREFIX)]
             yield from stream_part(store, part, columns=wanted, since=since, until=until)
         if log_dir is not None:
-            yield from _segment_batches(Path(log_dir), model, compacted)
+            yield from _segment_batches(Path(log_dir), model, compacted, store_codec(store))
 
     out = summarise(batches(), anchors_for, grain_s=grain_s, labels=labels, features=[])
     return [
