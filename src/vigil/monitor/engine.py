@@ -25,6 +25,7 @@ from vigil.capture.reader import read_capture
 from vigil.drift.summarised import NeedsRawValues
 from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
+from vigil.feedback.record import FIELD_PREFIX
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
 from vigil.monitor.estimation import estimate_binned, estimate_window
@@ -79,7 +80,9 @@ def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
     if frame.empty:
         return frame
     wanted = ("request_id", "row", "label", "caller", "time", "prediction_time", "prediction_model")
-    return frame[[c for c in wanted if c in frame]]
+    # Feedback fields (``field.<name>``) too: a sensitive attribute may be one.
+    fields = [c for c in frame.columns if str(c).startswith(FIELD_PREFIX)]
+    return frame[[c for c in wanted if c in frame] + fields]
 
 
 def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
