@@ -103,7 +103,9 @@ def test_counts_from_summaries_equal_the_rows_path_at_50k_rows() -> None:
     assert len(built) == 3  # one per hour
     merged = merge_all(built)
     assert merged is not None and merged.groups is not None
-    got = merged.groups.reports(["plan", "region", "band"], CONFIG.min_group_size, [])
+    said: list[str] = []
+    got = merged.groups.reports(["plan", "region", "band"], CONFIG.min_group_size, said)
+    assert said == [n for n in notes if "rows without a" in n] and len(said) == 2
     assert got.keys() == want.keys() == {"plan", "region", "band"}
     for attribute, report in want.items():
         assert {g: r.counts for g, r in got[attribute].groups.items()} == {

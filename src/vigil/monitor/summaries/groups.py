@@ -54,6 +54,8 @@ class GroupSummary:
     counts: dict[str, dict[str, GroupCounts]] = field(default_factory=dict)
     other: dict[str, GroupCounts] = field(default_factory=dict)
     """Per attribute, the rows of the groups past :data:`GROUP_CAP`."""
+    missing: dict[str, int] = field(default_factory=dict)
+    """Per attribute, the predicted rows without a value of it (in no group)."""
 
     def _add(self, attribute: str, found: dict[str, GroupCounts]) -> None:
         groups = self.counts.setdefault(attribute, {})
@@ -82,6 +84,9 @@ class GroupSummary:
     def update_rows(self, attribute: str, groups: Sequence[Any], selected: Sequence[bool]) -> None:
         """Add predicted rows: each row's group (``None``: in no group) and whether it was
         predicted the positive class."""
+        absent = sum(g is None for g in groups)
+        if absent:
+            self.missing[attribute] = self.missing.get(attribute, 0) + absent
         self._add(attribute, self._fold(attribute, count_groups(groups, selected)))
 
     def update_labelled(
@@ -105,6 +110,8 @@ class GroupSummary:
             self._add(attribute, self._fold(attribute, groups))
         for attribute, folded in other.other.items():
             self.other[attribute] = self.other.get(attribute, GroupCounts()) + folded
+        for attribute, absent in other.missing.items():
+            self.missing[attribute] = self.missing.get(attribute, 0) + absent
         return self
 
     def reports(
@@ -115,6 +122,9 @@ class GroupSummary:
         out: dict[str, FairnessReport] = {}
         for attribute in attributes:
             groups = self.counts.get(attribute)
+            absent = self.missing.get(attribute, 0)
+            if absent:
+                notes.append(f"{absent} rows without a {attribute} left out of its groups")
             if not groups:
                 continue
             folded = self.other.get(attribute)
@@ -134,6 +144,7 @@ class GroupSummary:
                 for a, groups in self.counts.items()
             },
             "other": {a: _values(c) for a, c in self.other.items()},
+            "missing": dict(self.missing),
         }
 
     @classmethod
@@ -144,4 +155,5 @@ class GroupSummary:
                 for a, rows in data["counts"].items()
             },
             other={a: _counts(v) for a, v in data["other"].items()},
+            missing={a: int(v) for a, v in data.get("missing", {}).items()},
         )
