@@ -35,10 +35,10 @@ from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.summaries.columns import available as sketches_installed
 from vigil.monitor.summaries.judge import judge_fairness, measure_summary
 from vigil.monitor.summaries.late import MARKS_KEY, LabelMarks
-from vigil.monitor.summaries.store import bucket_summaries, group_summaries, label_summaries
+from vigil.monitor.summaries.store import bucket_summaries, label_summaries, window_groups
 from vigil.monitor.summaries.store import windows as merge_windows
 from vigil.monitor.summaries.window import DEFAULT_GRAIN_S as GRAIN_S
-from vigil.monitor.summaries.window import Anchors, WindowSummary, anchors_for, merge_all
+from vigil.monitor.summaries.window import Anchors, WindowSummary, anchors_for
 from vigil.monitor.windows import (
     Cursor,
     SeriesKey,
@@ -550,25 +550,18 @@ def _summary_pass(
             else:
                 _estimate_from_raw(app, result, baseline, key, summary, spec, now, capture)
                 if baseline.fairness is not None:
-                    given = marks.labels_for(key.model, summary.start, summary.end)
-                    found = group_summaries(
+                    groups = window_groups(
                         app.artifacts,
                         anchors,
-                        given,
-                        [a.column for a in baseline.fairness.attributes],
-                        model=key.model,
-                        since=summary.start,
-                        until=min(summary.end, now),
+                        marks.labels_for(key.model, summary.start, summary.end),
+                        key,
+                        summary.start,
+                        min(summary.end, now),
+                        baseline.fairness,
                         log_dir=capture,
                         grain_s=GRAIN_S,
                     )
-                    groups = merge_all(s for s in found if s.key == key)
-                    judge_fairness(
-                        result,
-                        groups.groups if groups is not None else None,
-                        anchors(key.model, key.version),
-                        baseline,
-                    )
+                    judge_fairness(result, groups, anchors(key.model, key.version), baseline)
             if result is not None:
                 result.label_marks = marks.of(key.model, summary.start)
                 if save_window(app.database, result):

@@ -34,11 +34,13 @@ from vigil.capture.table import (
 )
 from vigil.errors import NotFoundError
 from vigil.monitor.summaries.build import AnchorsFor, summarise
+from vigil.monitor.summaries.groups import GroupSummary
 from vigil.monitor.summaries.window import (
     DEFAULT_GRAIN_S,
     WindowSummary,
     dumps,
     loads,
+    merge_all,
 )
 from vigil.monitor.windows import SeriesKey
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from vigil.monitor.fairness import ModelFairness
     from vigil.storage.artifacts import ArtifactStore
 
 SUMMARY_ROOT = "summaries"
@@ -410,3 +413,32 @@ def group_summaries(
         and (since is None or s.start >= since)
         and (until is None or s.start < until)
     ]
+
+
+def window_groups(
+    store: ArtifactStore | None,
+    anchors_for: AnchorsFor,
+    feedback: pd.DataFrame,
+    key: SeriesKey,
+    since: datetime,
+    until: datetime,
+    fairness: ModelFairness,
+    *,
+    log_dir: str | Path | None = None,
+    grain_s: int = DEFAULT_GRAIN_S,
+) -> GroupSummary | None:
+    """The fairness counts of one series' window ``[since, until)``: its
+    :func:`group_summaries`, merged (None when it has none)."""
+    found = group_summaries(
+        store,
+        anchors_for,
+        feedback,
+        [a.column for a in fairness.attributes],
+        model=key.model,
+        since=since,
+        until=until,
+        log_dir=log_dir,
+        grain_s=grain_s,
+    )
+    merged = merge_all(s for s in found if s.key == key)
+    return merged.groups if merged is not None else None
