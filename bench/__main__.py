@@ -1,6 +1,7 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
 serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
 replay|backfill|explain|policy_cost|console|encryption ...] [--quick]``.
+replay|backfill|explain|policy_cost|console|fairness_summaries ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -33,6 +34,7 @@ ALL = (
     "policy_cost",
     "console",
     "encryption",
+    "fairness_summaries",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -58,6 +60,7 @@ QUICK_ARGS = {
     "policy_cost": ["--quick"],
     "console": ["--quick"],
     "encryption": ["--quick"],
+    "fairness_summaries": ["--rows", "50000", "--rounds", "3"],
 }
 
 

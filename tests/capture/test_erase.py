@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -28,6 +29,7 @@ from vigil.monitor.summaries.store import summary_key
 
 KEY = "erasure-test-key-0123456789abcdef"
 SUBJECT = "ann.subject@example.com"
+SUBJECT_BAND = "band-only-ann-holds"
 OTHERS = [f"person{i}@example.org" for i in range(12)]
 WHEN = datetime.now(UTC) - timedelta(days=1)
 
@@ -84,7 +86,14 @@ def _capture(vigil: Vigil) -> tuple[int, list[str]]:
     sink.log.rotate()
     feedback = vigil.feedback_store()
     try:
-        labels = [{"request_id": r, "label": 1} for r in [*ours, "d2-1", "d1-2", "seg-0"]]
+        # Feedback fields too: the subject's e-mail (hashed before it is stored, by the
+        # capture's rule) and a value only the subject's feedback holds.
+        labels = [
+            {"request_id": r, "label": 1, "fields": {"email": SUBJECT, "band": SUBJECT_BAND}}
+            if r in ours
+            else {"request_id": r, "label": 1, "fields": {"band": "common"}}
+            for r in [*ours, "d2-1", "d1-2", "seg-0"]
+        ]
         labels = [x for x in labels if x["request_id"] != "odd"]
         assert feedback.submit(labels, admin=True).accepted == len(labels)
         feedback.log.rotate()
@@ -104,7 +113,7 @@ def _traces(vigil: Vigil) -> list[str]:
     """Files that hold the subject's e-mail, plain or hashed (as text, or in the bytes of
     a compressed Parquet page: read back), or the subject's request ids."""
     hashed = Masker({"email": "hash"}, hash_key=KEY).hash_value(SUBJECT)
-    needles = [SUBJECT.encode(), hashed.encode()]
+    needles = [SUBJECT.encode(), hashed.encode(), SUBJECT_BAND.encode()]
     found = []
     for path in _files(vigil):
         data = path.read_bytes()
@@ -143,6 +152,14 @@ def _remaining(vigil: Vigil) -> tuple[int, int]:
     return len(frame), len(fed)
 
 
+def _feedback(vigil: Vigil) -> Any:
+    feedback = vigil.feedback_store()
+    try:
+        return feedback.read()
+    finally:
+        feedback.close()
+
+
 def test_erase_leaves_no_trace_of_the_subject_and_the_rest_intact(env: None) -> None:
     vigil = Vigil()
     others, ours = _capture(vigil)
@@ -150,6 +167,10 @@ def test_erase_leaves_no_trace_of_the_subject_and_the_rest_intact(env: None) -> 
     _all_verify(vigil)
     rows_before, fed_before = _remaining(vigil)
     assert rows_before == others + len(ours) - 1  # less the quarantined one
+    fed = _feedback(vigil)
+    hashed = Masker({"email": "hash"}, hash_key=KEY).hash_value(SUBJECT)
+    assert set(fed["field.email"].dropna()) == {hashed}  # masked before it was stored
+    assert set(fed["field.band"].dropna()) == {SUBJECT_BAND, "common"}
 
     out = CliRunner().invoke(cli, ["capture", "erase", "--where", f"email={SUBJECT}", "--json"])
     assert out.exit_code == 0, out.output
@@ -160,6 +181,7 @@ def test_erase_leaves_no_trace_of_the_subject_and_the_rest_intact(env: None) -> 
     assert _traces(vigil) == []
     _all_verify(vigil)
     assert _remaining(vigil) == (others, fed_before - 3)
+    assert set(_feedback(vigil)["field.band"].dropna()) == {"common"}  # the others' fields kept
     verified = CliRunner().invoke(cli, ["capture", "verify"])
     assert verified.exit_code == 0, verified.output
 

@@ -168,7 +168,7 @@ CONFIG_FILES: dict[Key, tuple[str, str]] = {
         "python -c 'from vigil.monitor.settings import load_monitor_settings as load; "
         's = load(); f = s.fairness["churn"]; '
         "print([a.column for a in f.attributes], f.min_group_size, [r.name for r in s.rules])' "
-        "| grep -qx \"\\['feature.plan', 'passthrough.region'\\] 30 "
+        "| grep -qx \"\\['feature.plan', 'passthrough.region', 'feedback.segment'\\] 30 "
         "\\['fairness_disparity', 'tpr_gap'\\]\"",
     ),
     ("docs/policies.md", "model: churn"): (

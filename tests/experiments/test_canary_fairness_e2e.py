@@ -1,7 +1,8 @@
 """A canary that hurts one group is rolled back, through a real server: better or as good
 on one group, wrong on every row of the other, with labels sent as feedback. The model's
-sensitive attribute is a feature (``monitor.fairness``); the canary's guard compares each
-group's accuracy between the variants (``max_group_accuracy_drop``)."""
+sensitive attribute (``monitor.fairness``) is a feature, or the same value sent as a field
+of the feedback; the canary's guard compares each group's accuracy between the variants
+(``max_group_accuracy_drop``)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,19 @@ def _register(app: Vigil, model: GroupBiased, alias: str | None = None) -> int:
     return app.register(model, name="biased", reference=frame, target="y", alias=alias).version
 
 
+ATTRIBUTES = {
+    "feature": {"name": "f1"},
+    "feedback": {"name": "f1", "source": "feedback", "field": "group"},
+}
+
+
+@pytest.fixture(params=sorted(ATTRIBUTES))
+def source(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Vigil, ServerThread, EndpointRouter]]:
+def server(tmp_path: Path, source: str) -> Iterator[tuple[Vigil, ServerThread, EndpointRouter]]:
     vigil = make_vigil(tmp_path / "home")
     _register(vigil, GroupBiased(), alias="production")
     _register(vigil, GroupBiased(wrong_for=1.0))
@@ -68,14 +80,15 @@ def server(tmp_path: Path) -> Iterator[tuple[Vigil, ServerThread, EndpointRouter
         vigil, provider, SqlPolicyState(vigil.database), poll_interval=0.2, flush_interval=0.1
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("VIGIL_MONITOR_FAIRNESS", json.dumps({"biased": {"attributes": ["f1"]}}))
+        fairness = {"biased": {"attributes": [ATTRIBUTES[source]]}}
+        patch.setenv("VIGIL_MONITOR_FAIRNESS", json.dumps(fairness))
         patch.setenv("VIGIL_MONITOR_ENABLED", "false")
         with ServerThread(vigil.serving_app(provider, endpoints=router)) as running:
             yield vigil, running, router
 
 
 def test_a_canary_that_hurts_one_group_is_rolled_back(
-    server: tuple[Vigil, ServerThread, EndpointRouter],
+    server: tuple[Vigil, ServerThread, EndpointRouter], source: str
 ) -> None:
     vigil, running, router = server
     create_endpoint(
@@ -117,7 +130,12 @@ def test_a_canary_that_hurts_one_group_is_rolled_back(
                 assert r.status_code == 200, r.text
                 body = r.json()
                 seen[body["variant"]] = seen.get(body["variant"], 0) + 1
-                feedback = {"request_id": body["request_id"], "label": int(f0 > 0.5)}
+                feedback: dict[str, Any] = {
+                    "request_id": body["request_id"],
+                    "label": int(f0 > 0.5),
+                }
+                if source == "feedback":  # the group known to whoever sends the label
+                    feedback["fields"] = {"group": f1}
                 assert client.post("/v1/feedback", json=feedback).status_code < 300
 
     threads = [threading.Thread(target=load, args=(s,), daemon=True) for s in range(2)]

@@ -5,15 +5,20 @@ the field."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as tg
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, selection_rate
+from mlflow.utils.proto_json_utils import dump_input_data
 from tests.monitor._data import FEATURES, Trained, make_frame
 from tests.serving.conftest import ServerThread
+from tests.serving.test_grpc import GrpcServerThread
+from tritonclient.utils import InferenceServerException
 
 from vigil.app import Vigil
 from vigil.capture.reader import read_capture
@@ -22,6 +27,8 @@ from vigil.monitor.series import read_series
 from vigil.monitor.settings import MonitorSettings
 from vigil.serving.registry_provider import RegistryProvider
 from vigil.storage.sql import utcnow
+
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -129,3 +136,50 @@ def test_v2_requests_carry_passthrough_in_their_parameters(
     logged = read_capture("churn", store=vigil.artifacts, log_dir=vigil.capture_dir)
     mine = logged[logged["request_id"] == rid].sort_values("row")
     assert mine["passthrough.sex"].tolist() == ["f", "m"]
+
+
+def test_mlflow_and_grpc_requests_carry_passthrough(
+    vigil: Vigil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's client puts it in ``params`` (``dump_input_data(df, params=...)``), a gRPC
+    request in the ``passthrough`` string parameter (tritonclient's ``parameters``): both
+    logged beside the features as the native route does, bad ones refused naming it."""
+    monkeypatch.setenv("VIGIL_MONITOR_ENABLED", "false")
+    frame = make_frame(3, seed=5)[FEATURES]
+    app = vigil.serving_app(RegistryProvider(vigil, poll_interval=0))
+    with GrpcServerThread(app) as server:
+        with httpx.Client(base_url=server.url) as client:
+            body = dump_input_data(frame, params={"passthrough": {"sex": ["f", "m", None]}})
+            r = client.post("/v1/models/churn/invocations", content=body, headers=JSON)
+            assert r.status_code == 200, r.text
+            via_mlflow = r.headers["x-request-id"]
+            bad = dump_input_data(frame, params={"passthrough": {"sex": ["f"]}})
+            r = client.post("/v1/models/churn/invocations", content=bad, headers=JSON)
+            assert r.status_code == 400 and "has 1 values for 3 rows" in r.json()["message"]
+        triton = tg.InferenceServerClient(server.target)
+        try:
+            inputs = []
+            for name, datatype in (("age", "FP64"), ("income", "FP64"), ("plan", "BYTES")):
+                column = frame[name].to_numpy(dtype=object if datatype == "BYTES" else float)
+                tensor = tg.InferInput(name, [len(frame)], datatype)
+                tensor.set_data_from_numpy(column)
+                inputs.append(tensor)
+            sent = json.dumps({"sex": ["m", "f", "f"]})
+            answer = triton.infer("churn", inputs, parameters={"passthrough": sent})
+            via_grpc = answer.get_response().id
+            for wrong, message in (
+                ('{"sex": ["m"]}', "has 1 values for 3 rows"),
+                ('{"sex": "m"}', "must be a list"),
+                ("{not json", "not valid JSON"),
+            ):
+                with pytest.raises(InferenceServerException) as caught:
+                    triton.infer("churn", inputs, parameters={"passthrough": wrong})
+                assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+                assert message in caught.value.message()
+        finally:
+            triton.close()
+    logged = read_capture("churn", store=vigil.artifacts, log_dir=vigil.capture_dir)
+    for rid, expected in ((via_mlflow, ["f", "m", None]), (via_grpc, ["m", "f", "f"])):
+        mine = logged[logged["request_id"] == rid].sort_values("row")
+        assert [None if v is None or v != v else v for v in mine["passthrough.sex"]] == expected
+        assert "feature.sex" not in mine

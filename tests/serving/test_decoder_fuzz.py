@@ -259,7 +259,7 @@ def _raw(body: bytes, content_type: str) -> Any:
 
     def decode(model: ServedModel) -> Any:
         request = Request("POST", "/invocations", {}, content_type, body=body)
-        return mlflow.decode_request(request, max_columns=model.validator.max_columns)
+        return mlflow.decode_request(request, max_columns=model.validator.max_columns).table
 
     return decode
 

@@ -243,7 +243,8 @@ def _time_both(
 
 def _group_column(attribute: SensitiveAttribute) -> str:
     """Where a data file holds an attribute: a feature under its name, a passthrough field
-    as the inference log and its export name it (``passthrough.<field>``)."""
+    as the inference log and its export name it (``passthrough.<field>``), a field of
+    feedback as ``feedback.<field>``."""
     name = attribute.field or attribute.name
     return name if attribute.source == "feature" else attribute.column
 
@@ -275,6 +276,9 @@ def _score(
                 f"{reader.columns}; name the label with --target",
                 detail={"column": target},
             )
+        # A field of feedback is in an export only when its feedback carried it: the
+        # groups of such an attribute are judged where the file has them.
+        attributes = [a for a in attributes if a.source != "feedback" or a.column in reader.columns]
         missing = [_group_column(a) for a in attributes if _group_column(a) not in reader.columns]
         if missing:
             raise DataFileError(

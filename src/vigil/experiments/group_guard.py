@@ -120,6 +120,7 @@ def read_group_accuracy(
     import pandas as pd
 
     from vigil.capture.reader import read_capture
+    from vigil.monitor.group_fairness import with_feedback_fields
     from vigil.monitor.measure import labelled_rows
 
     start = datetime.fromtimestamp(since, UTC)
@@ -139,7 +140,9 @@ def read_group_accuracy(
         labels = feedback.read(start)
     finally:
         feedback.close()
-    return _count(labelled_rows(rows, labels), fairness, variants)
+    # An attribute sent with feedback joins the labelled rows as their labels do.
+    judged = with_feedback_fields(labelled_rows(rows, labels), labels, fairness)
+    return _count(judged, fairness, variants)
 
 
 class GroupCounter:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.errors import ValidationError
-from vigil.feedback.record import FeedbackRecord, check_feedback
+from vigil.feedback.record import FIELD_PREFIX, FeedbackRecord, check_feedback
 from vigil.file_formats import ROWS, format_of
 
 
@@ -23,7 +23,8 @@ def load_feedback_file(path: str | Path) -> list[FeedbackRecord]:
     """Read and validate every feedback row of ``path`` (``.csv``, ``.parquet``, ``.jsonl``).
 
     Columns: ``request_id`` (required), ``row`` (default 0), ``label`` and/or ``reward``,
-    ``time`` (optional, ISO 8601 with a time zone). A bad row raises
+    ``time`` (optional, ISO 8601 with a time zone), and a column ``field.<name>`` for each
+    feedback field (see :mod:`vigil.feedback.record`; an empty cell: not given). A bad row raises
     :class:`~vigil.errors.ValidationError` naming its line; nothing is returned then.
     """
     # pandas: only when a frame is built
@@ -48,9 +49,17 @@ def load_feedback_file(path: str | Path) -> list[FeedbackRecord]:
             detail={"field": "label"},
         )
     columns = [c for c in ("request_id", "row", "label", "reward", "time") if c in frame.columns]
+    named = [c for c in frame.columns if isinstance(c, str) and c.startswith(FIELD_PREFIX)]
     records = []
-    for line, values in enumerate(frame[columns].itertuples(index=False, name=None), start=1):
-        item = {c: _clean(v) for c, v in zip(columns, values, strict=True)}
+    rows = frame[columns + named].itertuples(index=False, name=None)
+    for line, values in enumerate(rows, start=1):
+        item = {c: _clean(v) for c, v in zip(columns, values, strict=False)}
+        fields = {
+            c[len(FIELD_PREFIX) :]: _clean(v)
+            for c, v in zip(named, values[len(columns) :], strict=True)
+        }
+        if any(v is not None for v in fields.values()):
+            item["fields"] = {k: v for k, v in fields.items() if v is not None}
         if isinstance(item.get("time"), pd.Timestamp):
             item["time"] = item["time"].to_pydatetime()
         if kind == "csv" and isinstance(item.get("reward"), str):

@@ -10,6 +10,13 @@ Rules, checked in one place (:func:`check_feedback`) with one kind of error
 * ``reward`` is a finite number; ``True``/``False`` are taken as 1.0/0.0 (a click or not);
   strings such as ``"1"`` are refused rather than guessed;
 * at least one of ``label`` and ``reward`` is given;
+* ``fields`` (optional) holds named facts about the judged row that arrive with its
+  feedback, such as a sensitive attribute monitoring groups by
+  (:mod:`vigil.monitor.fairness`, ``source: feedback``): at most
+  :data:`MAX_FEEDBACK_FIELDS`, named like passthrough fields (a letter, then up to 63
+  letters, digits, ``_`` or ``-``), each a JSON scalar (text of at most
+  :data:`MAX_FIELD_CHARS` characters). They are masked by the capture masking rule of
+  their name before they are stored;
 * ``time`` (bulk loads only) is timezone-aware ISO 8601, not before 1970 and not more
   than :data:`MAX_CLOCK_SKEW` ahead of the clock.
 
@@ -41,7 +48,8 @@ if TYPE_CHECKING:
     from vigil.capture.lookup import Captured
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_FIELDS = {"request_id", "row", "label", "reward", "time"}
+_FIELDS = {"request_id", "row", "label", "reward", "time", "fields"}
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _INT64 = (-(2**63), 2**63 - 1)
 
 MAX_ROW = 99_999_999
@@ -49,6 +57,14 @@ MAX_ROW = 99_999_999
 small enough that a timestamp or a hash sent as a row by mistake is caught."""
 MAX_LABEL_CHARS = 1024
 """The longest text label (class names, not documents)."""
+MAX_FEEDBACK_FIELDS = 16
+"""The most ``fields`` one feedback item may carry."""
+MAX_FIELD_CHARS = 256
+"""The longest text value of a feedback field (as of a passthrough field)."""
+FIELD_PREFIX = "field."
+"""Stored feedback keeps field ``x`` in the column ``field.x``."""
+
+FieldValue = str | int | float | bool | None
 EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 """Feedback cannot be older than this."""
 MAX_CLOCK_SKEW = timedelta(days=1)
@@ -74,6 +90,8 @@ class FeedbackRecord:
     the feedback arrived). Set by :meth:`FeedbackStore.submit`, never by a client: the
     monitor places a late label in its window from them, without reading the log."""
     prediction_model: str | None = None
+    fields: Mapping[str, FieldValue] | None = None
+    """Named facts about the judged row sent with the feedback (see the module)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -87,6 +105,8 @@ class FeedbackRecord:
         if self.prediction_time is not None:
             out["prediction_time"] = self.prediction_time.astimezone(UTC).isoformat()
             out["prediction_model"] = self.prediction_model
+        if self.fields:
+            out["fields"] = dict(self.fields)
         return out
 
 
@@ -201,7 +221,50 @@ def check_feedback(item: FeedbackRecord | Mapping[str, Any]) -> FeedbackRecord:
     if label is None and reward is None:
         raise _fail(rid, "give a label, a reward or both", "label")
     time = _check_time(rid, data.get("time"))
-    return FeedbackRecord(rid, row, label, reward, time, caller)
+    fields = _check_fields(rid, data.get("fields"))
+    return FeedbackRecord(rid, row, label, reward, time, caller, fields=fields)
+
+
+def _check_fields(rid: object, fields: Any) -> dict[str, FieldValue] | None:
+    """``fields`` checked: an object of at most :data:`MAX_FEEDBACK_FIELDS` JSON scalars.
+
+    >>> _check_fields("r", {"region": "north", "age_band": None})
+    {'region': 'north', 'age_band': None}
+    """
+    if fields is None:
+        return None
+    if not isinstance(fields, Mapping) or len(fields) > MAX_FEEDBACK_FIELDS:
+        raise _fail(
+            rid,
+            f"fields must be an object of at most {MAX_FEEDBACK_FIELDS} named values, e.g. "
+            '{"region": "north"}',
+            "fields",
+        )
+    out: dict[str, FieldValue] = {}
+    for name, value in fields.items():
+        if not isinstance(name, str) or not _FIELD_NAME.fullmatch(name):
+            raise _fail(
+                rid,
+                f"invalid field name {str(name)[:40]!r}: use a letter, then up to 63 letters, "
+                "digits, '_' or '-'",
+                "fields",
+            )
+        ok = (
+            value is None
+            or isinstance(value, bool)
+            or (isinstance(value, int) and _INT64[0] <= value <= _INT64[1])
+            or (isinstance(value, float) and math.isfinite(value))
+            or (isinstance(value, str) and len(value) <= MAX_FIELD_CHARS)
+        )
+        if not ok:
+            raise _fail(
+                rid,
+                f"field {name!r} must be a JSON scalar (text of at most {MAX_FIELD_CHARS} "
+                f"characters, a finite number, a boolean or null), got {_describe(value)}",
+                f"fields.{name}",
+            )
+        out[name] = value
+    return out or None
 
 
 def _finite(value: int | float) -> bool:

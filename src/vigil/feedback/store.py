@@ -46,6 +46,7 @@ from vigil.capture.tail import SegmentTail
 from vigil.errors import PermissionDeniedError
 from vigil.feedback.owner import Attribution, attribute
 from vigil.feedback.record import (
+    FIELD_PREFIX,
     FeedbackRecord,
     FeedbackResult,
     MatchedFeedback,
@@ -55,6 +56,7 @@ from vigil.feedback.record import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from vigil.capture.masking import Masker
     from vigil.capture.settings import CaptureSettings
     from vigil.storage.artifacts import ArtifactStore
 
@@ -84,8 +86,17 @@ Key = tuple[str, int, str | None]
 """What makes feedback a duplicate: the same row of the same request of the same caller."""
 
 
+def _scalars(values: list[Any]) -> pa.Array:
+    """JSON scalars as one Arrow column; mixed types kept as text."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
 def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
-    """Feedback records as an Arrow table (labels of mixed types are kept as text)."""
+    """Feedback records as an Arrow table (labels of mixed types are kept as text; each
+    feedback field ``x`` in a column ``field.x``, null where a record lacks it)."""
     columns: dict[str, pa.Array] = {}
     for name, dtype in _SCHEMA.items():
         values = [r.get(name) for r in records]
@@ -94,11 +105,12 @@ def feedback_table(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
         elif name == "prediction_time":
             values = [parse_time(v) if v is not None else None for v in values]
         columns[name] = pa.array(values, dtype)
-    labels = [r.get("label") for r in records]
-    try:
-        columns["label"] = pa.array(labels)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        columns["label"] = pa.array([None if v is None else str(v) for v in labels], pa.string())
+    columns["label"] = _scalars([r.get("label") for r in records])
+    given: list[dict[str, Any]] = [
+        fields if isinstance(fields := r.get("fields"), dict) else {} for r in records
+    ]
+    for name in sorted({n for fields in given for n in fields}):
+        columns[FIELD_PREFIX + name] = _scalars([fields.get(name) for fields in given])
     columns["segment"] = pa.array([segment] * len(records), pa.string())
     return pa.table(columns)
 
@@ -160,6 +172,9 @@ class FeedbackStore:
     rematch_interval:
         Seconds between two calls of :meth:`rematch` by a server (the compaction interval:
         nothing new reaches the store sooner).
+    masker:
+        The capture's masking rules, applied to feedback ``fields`` by name before they
+        are stored (as to passthrough fields).
     """
 
     def __init__(
@@ -173,8 +188,10 @@ class FeedbackStore:
         fsync: str = "none",
         handover: timedelta = timedelta(hours=1, minutes=5),
         rematch_interval: float = 60.0,
+        masker: Masker | None = None,
     ) -> None:
         self.log = SegmentLog(directory, prefix="feedback", fsync=fsync, codec=store_codec(store))
+        self.masker = masker if masker is not None and masker.active else None
         self.store = store
         self.capture_dir = Path(capture_dir) if capture_dir is not None else None
         self.late_after = late_after
@@ -198,6 +215,9 @@ class FeedbackStore:
         cls, settings: CaptureSettings, home: Path, store: ArtifactStore | None
     ) -> FeedbackStore:
         """The feedback store of a vigil home, matched against its capture log."""
+        from vigil.capture.masking import Masker
+
+        key = settings.hash_key.get_secret_value() if settings.hash_key else None
         return cls(
             settings.resolved_feedback_dir(home),
             store=store,
@@ -211,6 +231,7 @@ class FeedbackStore:
                 seconds=settings.segment_seconds + 2 * settings.compact_interval_s + 60
             ),
             rematch_interval=settings.compact_interval_s,
+            masker=Masker(settings.mask, hash_key=key),
         )
 
     def _seen_keys(self) -> set[Key]:
@@ -287,6 +308,11 @@ class FeedbackStore:
         ``os.write`` per chunk of 10,000).
         """
         checked = check_feedback_batch(records)
+        if self.masker is not None:
+            masker = self.masker
+            checked = [
+                replace(r, fields=masker.apply(r.fields)) if r.fields else r for r in checked
+            ]
         with self._lock:
             now = datetime.now(UTC)
             found = self.lookup.find_all({r.request_id for r in checked}, since=now - self.lookback)

@@ -25,6 +25,7 @@ from vigil.capture.reader import read_capture
 from vigil.drift.summarised import NeedsRawValues
 from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
+from vigil.feedback.record import FIELD_PREFIX
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
 from vigil.monitor.estimation import estimate_binned, estimate_window
@@ -32,9 +33,9 @@ from vigil.monitor.measure import WindowResult, count_labelled, estimated_points
 from vigil.monitor.series import StoredWindow, note_in_summary, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.summaries.columns import available as sketches_installed
-from vigil.monitor.summaries.judge import measure_summary
+from vigil.monitor.summaries.judge import judge_fairness, measure_summary
 from vigil.monitor.summaries.late import MARKS_KEY, LabelMarks
-from vigil.monitor.summaries.store import bucket_summaries, label_summaries
+from vigil.monitor.summaries.store import bucket_summaries, label_summaries, window_groups
 from vigil.monitor.summaries.store import windows as merge_windows
 from vigil.monitor.summaries.window import DEFAULT_GRAIN_S as GRAIN_S
 from vigil.monitor.summaries.window import Anchors, WindowSummary, anchors_for
@@ -79,7 +80,9 @@ def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
     if frame.empty:
         return frame
     wanted = ("request_id", "row", "label", "caller", "time", "prediction_time", "prediction_model")
-    return frame[[c for c in wanted if c in frame]]
+    # Feedback fields (``field.<name>``) too: a sensitive attribute may be one.
+    fields = [c for c in frame.columns if str(c).startswith(FIELD_PREFIX)]
+    return frame[[c for c in wanted if c in frame] + fields]
 
 
 def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
@@ -547,10 +550,18 @@ def _summary_pass(
             else:
                 _estimate_from_raw(app, result, baseline, key, summary, spec, now, capture)
                 if baseline.fairness is not None:
-                    result.notes.append(
-                        "no fairness metrics: summaries keep no per-group counts yet "
-                        "(fairness is measured on windows read raw)"
+                    groups = window_groups(
+                        app.artifacts,
+                        anchors,
+                        marks.labels_for(key.model, summary.start, summary.end),
+                        key,
+                        summary.start,
+                        min(summary.end, now),
+                        baseline.fairness,
+                        log_dir=capture,
+                        grain_s=GRAIN_S,
                     )
+                    judge_fairness(result, groups, anchors(key.model, key.version), baseline)
             if result is not None:
                 result.label_marks = marks.of(key.model, summary.start)
                 if save_window(app.database, result):

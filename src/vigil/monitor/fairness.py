@@ -10,6 +10,7 @@ fairness:`` in ``vigil.yaml``, or ``VIGIL_MONITOR_FAIRNESS`` as JSON), per model
           attributes:
             - region                               # a feature the model reads
             - {name: sex, source: passthrough}     # sent beside the features, never to the model
+            - {name: band, source: feedback}       # a field of the feedback on the row
           positive_label: 1                         # default: the second of two classes
           min_group_size: 30
 
@@ -17,7 +18,9 @@ An attribute is either a **feature** of the model's signature (captured as every
 is) or a **passthrough** field: sent with the request beside the features
 (``{"instances": [...], "passthrough": {"sex": ["f", "m"]}}`` in the native protocol,
 ``parameters.passthrough`` in a v2 JSON request), kept
-in the inference log, never given to the model. Each window then measures, per group of
+in the inference log, never given to the model; or a **feedback** field: sent with the
+row's feedback (``{"request_id": ..., "label": 1, "fields": {"band": "b"}}``), joined to
+the row by request id as its label is. Each window then measures, per group of
 each attribute (:mod:`vigil.monitor.group_fairness`), from the counts of
 :mod:`vigil.stats.fairness` (so the values equal
 Fairlearn's): selection rate over every predicted row, and accuracy, true and false
@@ -51,6 +54,8 @@ PASSTHROUGH_COLUMN = "passthrough."
 """The inference log's column prefixes (:data:`vigil.capture.table.FEATURE_PREFIX` and
 ``PASSTHROUGH_PREFIX``, spelt here so that settings load without PyArrow; a test keeps
 them equal)."""
+FEEDBACK_COLUMN = "feedback."
+"""The column a feedback field is joined into, beside the window's rows."""
 
 __all__ = [
     "ModelFairness",
@@ -69,18 +74,20 @@ def group_metric(attribute: str, group: str, metric: str) -> str:
 
 
 class SensitiveAttribute(BaseModel):
-    """One sensitive attribute of a model: a feature, or a passthrough field."""
+    """One sensitive attribute of a model: a feature, a passthrough field or a field of
+    feedback."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     """The attribute's name in the series (``fairness.<name>...``): letters, digits, ``_``
     and ``-``, at most 24 characters, starting with a letter."""
-    source: Literal["feature", "passthrough"] = "feature"
+    source: Literal["feature", "passthrough", "feedback"] = "feature"
     """``feature``: a feature of the model's signature; ``passthrough``: a field sent
-    beside the features and kept in the log, never given to the model."""
+    beside the features and kept in the log, never given to the model; ``feedback``: a
+    field of the feedback on the row (its ``fields``), joined by request id."""
     field: str | None = None
-    """The feature or passthrough field holding it (default: ``name``)."""
+    """The feature, passthrough or feedback field holding it (default: ``name``)."""
 
     @field_validator("name")
     @classmethod
@@ -95,7 +102,11 @@ class SensitiveAttribute(BaseModel):
     @property
     def column(self) -> str:
         """The inference log's column holding it."""
-        prefix = FEATURE_COLUMN if self.source == "feature" else PASSTHROUGH_COLUMN
+        prefix = {
+            "feature": FEATURE_COLUMN,
+            "passthrough": PASSTHROUGH_COLUMN,
+            "feedback": FEEDBACK_COLUMN,
+        }[self.source]
         return prefix + (self.field or self.name)
 
 

@@ -3,7 +3,9 @@
 Pure computation over the window's rows (no I/O): the attributes and naming are in
 :mod:`vigil.monitor.fairness`, the arithmetic on counts in :mod:`vigil.stats.fairness`.
 Selection rates count every predicted row; accuracy and the true and false positive rates
-count the labelled ones. Rows without a value of the attribute belong to no group.
+count the labelled ones. Rows without a value of the attribute belong to no group: for an
+attribute sent with feedback, the rows whose feedback did not carry it
+(:func:`with_feedback_fields` joins it to the rows by request id, as labels join).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vigil.feedback.join import join_feedback
+from vigil.feedback.record import FIELD_PREFIX
 from vigil.monitor.fairness import ModelFairness, SensitiveAttribute, between_metric, group_metric
 from vigil.monitor.performance import label_key
 from vigil.monitor.points import (
@@ -25,7 +29,13 @@ from vigil.monitor.points import (
 )
 from vigil.stats.fairness import FairnessReport, GroupCounts, count_groups, fairness_report
 
-__all__ = ["fairness_points", "group_values", "measure_fairness", "positive_class"]
+__all__ = [
+    "fairness_points",
+    "group_values",
+    "measure_fairness",
+    "positive_class",
+    "with_feedback_fields",
+]
 
 _LONGEST = max(len(m) for m in GROUP_METRICS)
 
@@ -46,16 +56,55 @@ def _groups(rows: pd.DataFrame, column: str) -> list[Any]:
     ]
 
 
+def with_feedback_fields(
+    rows: pd.DataFrame, feedback: pd.DataFrame | None, config: ModelFairness
+) -> pd.DataFrame:
+    """``rows`` with a column ``feedback.<field>`` for each attribute of ``config`` sent
+    with feedback: the value the row's feedback carried (joined as its label is, by
+    :func:`~vigil.feedback.join.join_feedback`: the first feedback of the row's request
+    id, row and caller that carries the field), missing where none did. ``feedback`` is
+    :meth:`~vigil.feedback.store.FeedbackStore.read`'s frame, fields as ``field.<name>``.
+
+    >>> rows = pd.DataFrame({"request_id": ["a", "a", "b"], "row": [0, 1, 0]})
+    >>> given = pd.DataFrame({"request_id": ["a", "b"], "row": [1, 0], "caller": [None, None],
+    ...     "label": [1, 0], "field.band": ["x", None],
+    ...     "time": pd.to_datetime(["2025-01-01", "2025-01-02"], utc=True)})
+    >>> cfg = ModelFairness.model_validate({"attributes": [{"name": "band", "source": "feedback"}]})
+    >>> with_feedback_fields(rows, given, cfg)["feedback.band"].tolist()
+    [None, 'x', None]
+    """
+    wanted = [a for a in config.attributes if a.source == "feedback" and a.column not in rows]
+    if not wanted:
+        return rows
+    out = rows.copy()
+    for attribute in wanted:
+        stored = FIELD_PREFIX + (attribute.field or attribute.name)
+        values = np.full(len(rows), None, dtype=object)
+        if feedback is not None and not rows.empty and stored in feedback:
+            carried = feedback[feedback[stored].notna()]
+            # The field's value travels in the join's label column.
+            given = carried.assign(label=carried[stored], reward=None)
+            at = rows.assign(_at=np.arange(len(rows)))
+            joined = join_feedback(at, given)
+            values[joined["_at"].to_numpy(dtype=np.int64)] = joined["label"].to_numpy(dtype=object)
+        out[attribute.column] = pd.Series(values, index=out.index, dtype=object)
+    return out
+
+
 def measure_fairness(
     rows: pd.DataFrame,
     labelled: pd.DataFrame,
     config: ModelFairness,
     classes: list[Any] | None,
     notes: list[str],
+    feedback: pd.DataFrame | None = None,
 ) -> dict[str, FairnessReport]:
     """The fairness report of each attribute on one window: ``rows`` are its predicted
     rows, ``labelled`` those with a ``label`` column (see
-    :func:`~vigil.monitor.measure.labelled_rows`)."""
+    :func:`~vigil.monitor.measure.labelled_rows`), ``feedback`` the feedback frame they
+    were labelled from (for attributes sent with feedback: :func:`with_feedback_fields`)."""
+    rows = with_feedback_fields(rows, feedback, config)
+    labelled = with_feedback_fields(labelled, feedback, config)
     positive = positive_class(config, classes)
     if positive is None:
         notes.append(

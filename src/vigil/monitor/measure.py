@@ -356,7 +356,12 @@ def measure_window(window: Window, baseline: Baseline, labels: pd.DataFrame) -> 
     if baseline.fairness is not None:
         classes = baseline.signature.outputs.classes
         result.fairness = measure_fairness(
-            window.rows, joined, baseline.fairness, list(classes) if classes else None, notes
+            window.rows,
+            joined,
+            baseline.fairness,
+            list(classes) if classes else None,
+            notes,
+            feedback=labels,
         )
     if baseline.profile is None:
         notes.append("no baseline profile: registered without reference data")

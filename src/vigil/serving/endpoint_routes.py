@@ -158,7 +158,7 @@ async def infer(dp: DataPlane, req: Request) -> Response:
 async def invocations(dp: DataPlane, req: Request) -> Response:
     router, routed = await _routed(dp, req, None)
     with _tagged(routed):
-        table = await mlflow.decoded(dp, req, routed.served.validator.max_columns)
+        table, passthrough = await mlflow.decoded(dp, req, routed.served.validator.max_columns)
     result = await router.predict(
         routed,
         table,
@@ -166,6 +166,7 @@ async def invocations(dp: DataPlane, req: Request) -> Response:
         request_id=req.request_id,
         route=req.route,
         key_id=req.key_id,
+        passthrough=passthrough,
     )
     return Response(dumps({"predictions": result.predictions}), headers=_headers(result, routed))
 

@@ -5,6 +5,9 @@ batch ``{"feedback": [item, ...]}`` (at most :data:`MAX_ITEMS`). ``request_id`` 
 prediction answered with (``X-Request-ID``); ``row`` picks a row of a batch request (default
 0); give a ``label`` (string, number or boolean), a ``reward`` (a finite number; ``true`` and
 ``false`` count as 1 and 0, a click or not) or both. The arrival time is the server's.
+An item may also carry ``fields``: named JSON scalars about the judged row (a sensitive
+attribute monitoring groups by, ``{"region": "north"}``), masked by the capture masking
+rules of their names before they are stored (see :mod:`vigil.feedback.record`).
 
 The answer counts what happened: ``accepted`` (stored), ``duplicates`` (that row already had
 feedback; the first wins), ``unknown`` (no captured prediction has that id and row: stored
@@ -25,7 +28,7 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ValidationError
-from vigil.feedback.record import MAX_LABEL_CHARS, MAX_ROW
+from vigil.feedback.record import MAX_FEEDBACK_FIELDS, MAX_FIELD_CHARS, MAX_LABEL_CHARS, MAX_ROW
 from vigil.serving.http import Request, Response, Route, json_response
 
 if TYPE_CHECKING:
@@ -105,6 +108,16 @@ _ITEM: dict[str, Any] = {
             "description": "A class name, a finite number (integers within 64 bits) or a boolean.",
         },
         "reward": {"type": ["number", "boolean", "null"]},
+        "fields": {
+            "type": "object",
+            "maxProperties": MAX_FEEDBACK_FIELDS,
+            "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_-]{0,63}$"},
+            "additionalProperties": {
+                "type": ["string", "number", "boolean", "null"],
+                "maxLength": MAX_FIELD_CHARS,
+            },
+            "description": "Named facts about the judged row, e.g. a sensitive attribute.",
+        },
     },
     "additionalProperties": False,
 }

@@ -4,7 +4,8 @@
 adds it to that bucket's :class:`~vigil.monitor.summaries.window.WindowSummary`: answered
 rows to the column summaries and quality counts, rejected requests to the traffic counts,
 and, given feedback, the labelled rows (joined by ``(request_id, row)`` as
-:func:`~vigil.monitor.measure.labelled_rows` does) to the performance sums. Memory holds
+:func:`~vigil.monitor.measure.labelled_rows` does) to the performance sums; asked for
+them, the fairness counts per group (:mod:`vigil.monitor.summaries.groups`). Memory holds
 one batch and the summaries, whatever the number of rows.
 """
 
@@ -22,6 +23,7 @@ from vigil.monitor.performance import label_key
 from vigil.monitor.quality import _type_errors
 from vigil.monitor.score_bins import ScoreBins
 from vigil.monitor.summaries.columns import CategoricalSummary, NumericSummary
+from vigil.monitor.summaries.groups import GroupSummary
 from vigil.monitor.summaries.labels import ClassificationSummary, RegressionSummary
 from vigil.monitor.summaries.window import (
     _EPOCH,
@@ -112,11 +114,14 @@ class _Builder:
         grain_s: int,
         labels: pd.DataFrame | None,
         features: Iterable[str] | None,
+        groups_from: pd.DataFrame | None = None,
     ) -> None:
         self.anchors_for = anchors_for
         self.grain_s = grain_s
         self.labels = labels
         self.label_ids: pa.Array | None = None
+        self.groups_from = groups_from
+        self.group_ids: pa.Array | None = None
         self.features = list(features) if features is not None else None
         self.anchors: dict[tuple[str, int], Anchors | None] = {}
         self.out: dict[tuple[SeriesKey, datetime], WindowSummary] = {}
@@ -237,6 +242,53 @@ class _Builder:
                 bins.update(predicted, _floats(_column(part, c), n))
         if self.labels is not None and anchors is not None and not self.labels.empty:
             self.add_labels(s, anchors, part)
+        if self.groups_from is not None and anchors is not None and anchors.fairness is not None:
+            self.add_groups(s, anchors, part)
+
+    def add_groups(self, s: WindowSummary, anchors: Anchors, part: pa.Table) -> None:
+        """The fairness counts of the part's answered rows, grouped, labelled and joined
+        to feedback fields exactly as :func:`~vigil.monitor.group_fairness.measure_fairness`
+        does on raw rows."""
+        import pyarrow as pa  # PyArrow: a hash join of the ids
+        import pyarrow.compute as pc
+
+        # pandas: the grouping and the joins of the raw path, on this part's rows
+        from vigil.monitor.group_fairness import group_values, with_feedback_fields
+
+        config, positive = anchors.fairness, anchors.positive
+        assert config is not None and self.groups_from is not None
+        if "prediction" not in part.column_names:
+            return
+        wanted = {a.column for a in config.attributes}
+        keep = [
+            c
+            for c in part.column_names
+            if c in ("request_id", "row", "caller", "prediction") or c in wanted
+        ]
+        rows = part.select(keep).to_pandas()
+        given = self.groups_from
+        if not given.empty:
+            if self.group_ids is None:
+                self.group_ids = pa.array(given["request_id"].astype(str).to_numpy(object))
+            hit = pc.is_in(self.group_ids, value_set=part["request_id"].combine_chunks())
+            given = given[hit.to_numpy(zero_copy_only=False)]
+        rows = with_feedback_fields(rows, given, config)
+        if s.groups is None:
+            s.groups = GroupSummary()
+        selected = [k == positive for k in label_keys(rows["prediction"])]
+        present = [a for a in config.attributes if a.column in rows]
+        for attribute in present:
+            s.groups.update_rows(attribute.name, list(group_values(rows, attribute)), selected)
+        if given.empty or "label" not in given:
+            return
+        labelled = labelled_rows(rows, given)
+        if labelled.empty:
+            return
+        truth = [k == positive for k in label_keys(labelled["label"])]
+        chosen = [k == positive for k in label_keys(labelled["prediction"])]
+        for attribute in present:
+            groups = list(group_values(labelled, attribute))
+            s.groups.update_labelled(attribute.name, groups, chosen, truth)
 
     def add_labels(self, s: WindowSummary, anchors: Anchors, part: pa.Table) -> None:
         keep = [
@@ -320,6 +372,7 @@ def summarise(
     grain_s: int = DEFAULT_GRAIN_S,
     labels: pd.DataFrame | None = None,
     features: Iterable[str] | None = None,
+    groups_from: pd.DataFrame | None = None,
 ) -> list[WindowSummary]:
     """Summaries of captured records (capture columns, :mod:`vigil.capture.table`), one
     per series and time bucket, in one pass over ``batches``.
@@ -327,9 +380,11 @@ def summarise(
     ``labels`` (feedback with ``request_id``, ``row``, ``label``, optionally ``caller``)
     are joined to the answered rows for the performance sums; ``features`` limits the
     features summarised (default: the anchors' features, else every ``feature.*``
-    column).
+    column). Given ``groups_from`` (feedback, possibly empty), the summaries of versions
+    anchored with sensitive attributes also count their groups, joining that feedback's
+    labels and fields (:mod:`vigil.monitor.summaries.groups`).
     """
-    builder = _Builder(anchors_for, grain_s, labels, features)
+    builder = _Builder(anchors_for, grain_s, labels, features, groups_from)
     for batch in batches:
         builder.add(batch)
     return sorted(

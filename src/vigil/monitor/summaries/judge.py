@@ -38,12 +38,14 @@ from vigil.drift.summarised import (
     numeric_drift_summarised,
 )
 from vigil.monitor.baseline import Baseline
+from vigil.monitor.group_fairness import fairness_points
 from vigil.monitor.measure import WindowResult, _points
 from vigil.monitor.performance import Metrics, PerformanceReport, compare_metrics
 from vigil.monitor.quality import FeatureQuality, QualityReport, _feature
 from vigil.monitor.summaries.columns import CategoricalSummary, NumericSummary
+from vigil.monitor.summaries.groups import GroupSummary
 from vigil.monitor.summaries.labels import ClassificationSummary, PerformanceSummary
-from vigil.monitor.summaries.window import ColumnSummary, WindowSummary, anchors_for
+from vigil.monitor.summaries.window import Anchors, ColumnSummary, WindowSummary, anchors_for
 from vigil.profile_schema import CategoricalProfile, NumericProfile
 
 QUANTILE_GRID = 10_000
@@ -264,3 +266,25 @@ def measure_summary(
         result.notes.append("no baseline profile: registered without reference data")
     result.points = _points(result, {})  # estimated performance: the engine's (raw rows)
     return result
+
+
+def judge_fairness(
+    result: WindowResult, groups: GroupSummary | None, anchors: Anchors | None, baseline: Baseline
+) -> None:
+    """Fairness by group of a window judged from summaries: the reports of its merged
+    group counts (:mod:`vigil.monitor.summaries.groups`) and their series points, as
+    :func:`~vigil.monitor.measure.measure_window` gives them on raw rows."""
+    config = baseline.fairness
+    if config is None:
+        return
+    if anchors is None or anchors.fairness is None:
+        result.notes.append(
+            "no fairness metrics: set monitor.fairness.<model>.positive_label (the model "
+            "is not a binary classifier)"
+        )
+        return
+    names = [a.name for a in config.attributes]
+    reports = groups.reports(names, config.min_group_size, result.notes) if groups else {}
+    result.fairness = reports
+    if reports:
+        result.points += fairness_points(reports, config, result.notes)

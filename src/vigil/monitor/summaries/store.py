@@ -41,11 +41,13 @@ from vigil.capture.table import (
 )
 from vigil.errors import NotFoundError
 from vigil.monitor.summaries.build import AnchorsFor, summarise
+from vigil.monitor.summaries.groups import GroupSummary
 from vigil.monitor.summaries.window import (
     DEFAULT_GRAIN_S,
     WindowSummary,
     dumps,
     loads,
+    merge_all,
 )
 from vigil.monitor.windows import SeriesKey
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from vigil.monitor.fairness import ModelFairness
     from vigil.storage.artifacts import ArtifactStore
 
 SUMMARY_ROOT = "summaries"
@@ -350,21 +353,11 @@ def label_summaries(
     """Performance sums of the captured rows in ``[since, until)`` that have a label. Parts
     are read with only the columns the join and the metrics need (never the features)."""
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        import pyarrow.parquet as pq  # Parquet: only where a part is read
+    def wanted(names: list[str]) -> list[str]:
+        return LABEL_COLUMNS + [n for n in names if n.startswith(PROBA_PREFIX)]
 
-        compacted: set[tuple[str, str, date]] = set()
-        for part in parts(store, model, since, until) if store is not None else []:
-            assert store is not None
-            compacted.add(_identity(part))
-            with open_log_file(store, store.resolve_key(part)) as fh:
-                names = pq.ParquetFile(fh).schema_arrow.names
-            wanted = LABEL_COLUMNS + [n for n in names if n.startswith(PROBA_PREFIX)]
-            yield from stream_part(store, part, columns=wanted, since=since, until=until)
-        if log_dir is not None:
-            yield from _segment_batches(Path(log_dir), model, compacted, store_codec(store))
-
-    out = summarise(batches(), anchors_for, grain_s=grain_s, labels=labels, features=[])
+    batches = span_batches(store, wanted, model=model, since=since, until=until, log_dir=log_dir)
+    out = summarise(batches, anchors_for, grain_s=grain_s, labels=labels, features=[])
     return [
         s
         for s in out
@@ -373,3 +366,90 @@ def label_summaries(
         and (since is None or s.start >= since)
         and (until is None or s.start < until)
     ]
+
+
+def span_batches(
+    store: ArtifactStore | None,
+    wanted: Callable[[list[str]], list[str]],
+    *,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    log_dir: str | Path | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The captured rows of ``[since, until)``: of each compacted part only the columns
+    ``wanted`` picks from its column names, then the segments not compacted yet."""
+    import pyarrow.parquet as pq  # Parquet: only where a part is read
+
+    compacted: set[tuple[str, str, date]] = set()
+    for part in parts(store, model, since, until) if store is not None else []:
+        assert store is not None
+        compacted.add(_identity(part))
+        with open_log_file(store, store.resolve_key(part)) as fh:
+            names = pq.ParquetFile(fh).schema_arrow.names
+        columns = wanted(names)
+        yield from stream_part(store, part, columns=columns, since=since, until=until)
+    if log_dir is not None:
+        yield from _segment_batches(Path(log_dir), model, compacted, store_codec(store))
+
+
+def group_summaries(
+    store: ArtifactStore | None,
+    anchors_for: AnchorsFor,
+    feedback: pd.DataFrame,
+    columns: Iterable[str],
+    *,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    log_dir: str | Path | None = None,
+    grain_s: int = DEFAULT_GRAIN_S,
+) -> list[WindowSummary]:
+    """The fairness counts per group (:mod:`vigil.monitor.summaries.groups`) of the
+    captured rows in ``[since, until)``, joined to ``feedback`` (labels, and fields for
+    attributes sent with feedback). Parts are read with the columns of the join and the
+    sensitive attributes' ``columns`` only."""
+    extra = set(columns)
+
+    def wanted(names: list[str]) -> list[str]:
+        return LABEL_COLUMNS + [n for n in names if n in extra]
+
+    batches = span_batches(store, wanted, model=model, since=since, until=until, log_dir=log_dir)
+    out = summarise(batches, anchors_for, grain_s=grain_s, features=[], groups_from=feedback)
+    return [
+        s
+        for s in out
+        if s.groups is not None
+        and (model is None or s.key.model == model)
+        and (since is None or s.start >= since)
+        and (until is None or s.start < until)
+    ]
+
+
+def window_groups(
+    store: ArtifactStore | None,
+    anchors_for: AnchorsFor,
+    feedback: pd.DataFrame,
+    key: SeriesKey,
+    since: datetime,
+    until: datetime,
+    fairness: ModelFairness,
+    *,
+    log_dir: str | Path | None = None,
+    grain_s: int = DEFAULT_GRAIN_S,
+) -> GroupSummary | None:
+    """The fairness counts of one series' window ``[since, until)``: its
+    :func:`group_summaries`, merged (None when it has none)."""
+    found = group_summaries(
+        store,
+        anchors_for,
+        feedback,
+        [a.column for a in fairness.attributes],
+        model=key.model,
+        since=since,
+        until=until,
+        log_dir=log_dir,
+        grain_s=grain_s,
+    )
+    merged = merge_all(s for s in found if s.key == key)
+    return merged.groups if merged is not None else None

@@ -11,8 +11,10 @@ holding one batch and the summaries at a time; a window of any length that is a 
 Per summary: rows, requests, rejected requests and schema violations; a latency
 histogram; per feature a :class:`~vigil.monitor.summaries.columns.NumericSummary` or
 :class:`~vigil.monitor.summaries.columns.CategoricalSummary` plus the data-quality counts
-of :mod:`vigil.monitor.quality`; the predictions and each class probability; and, once
-labels are joined, the performance sums of :mod:`vigil.monitor.summaries.labels`.
+of :mod:`vigil.monitor.quality`; the predictions and each class probability; once
+labels are joined, the performance sums of :mod:`vigil.monitor.summaries.labels`; and, for
+a model with sensitive attributes, the per-group counts of
+:mod:`vigil.monitor.summaries.groups`.
 
 Summaries built against a version's baseline are *anchored* (:class:`Anchors`): numeric
 columns count exactly in the baseline's drift bins and against its quality thresholds,
@@ -37,6 +39,7 @@ from vigil.monitor.summaries.columns import (
     Histogram,
     NumericSummary,
 )
+from vigil.monitor.summaries.groups import GroupSummary
 from vigil.monitor.summaries.labels import (
     PerformanceSummary,
     performance_from_dict,
@@ -46,6 +49,7 @@ from vigil.profile_schema import CategoricalProfile, NumericProfile
 
 if TYPE_CHECKING:
     from vigil.monitor.baseline import Baseline
+    from vigil.monitor.fairness import ModelFairness
 
 FORMAT = 1
 """Version of the stored form (:func:`dumps`)."""
@@ -81,6 +85,10 @@ class Anchors:
     task: str = "other"
     classes: tuple[str, ...] = ()
     """Class keys (text) in ``predict_proba`` order, for classifiers."""
+    fairness: ModelFairness | None = None
+    """The model's sensitive attributes, when it has some and a positive class."""
+    positive: str | None = None
+    """The favourable outcome's label key (:func:`~vigil.monitor.group_fairness.positive_class`)."""
 
 
 def _numeric_anchor(profile: NumericProfile | None, dtype: str) -> FeatureAnchor:
@@ -125,11 +133,19 @@ def anchors_for(baseline: Baseline) -> Anchors:
         else:
             prediction = FeatureAnchor("categorical", known=tuple(sorted(pred.frequencies)))
     classes = signature.outputs.classes
+    positive: str | None = None
+    if baseline.fairness is not None:
+        # pandas: only for a model with sensitive attributes
+        from vigil.monitor.group_fairness import positive_class
+
+        positive = positive_class(baseline.fairness, list(classes) if classes else None)
     return Anchors(
         features=features,
         prediction=prediction,
         task=baseline.task,
         classes=tuple(label_key(c) for c in classes) if classes else (),
+        fairness=baseline.fairness if positive is not None else None,
+        positive=positive,
     )
 
 
@@ -194,6 +210,9 @@ class WindowSummary:
     """A binary classifier's rows by predicted class and bin of each class probability
     (what CBPE estimates a window of any size from: :mod:`~vigil.monitor.score_bins`)."""
     performance: PerformanceSummary | None = None
+    groups: GroupSummary | None = None
+    """Per sensitive attribute and group, the fairness counts (built by the pass that
+    joins labels and feedback fields: :func:`~vigil.monitor.summaries.store.group_summaries`)."""
 
     def merge(self, other: WindowSummary) -> WindowSummary:
         """Add ``other`` (same series, any span) into this summary; returns it."""
@@ -222,6 +241,11 @@ class WindowSummary:
                 self.performance = performance_from_dict(other.performance.to_dict())
             else:
                 self.performance.merge(other.performance)  # type: ignore[arg-type]
+        if other.groups is not None:
+            if self.groups is None:
+                self.groups = GroupSummary.from_dict(other.groups.to_dict())
+            else:
+                self.groups.merge(other.groups)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,6 +265,7 @@ class WindowSummary:
             "probabilities": {n: s.to_dict() for n, s in self.probabilities.items()},
             "scores": {n: s.to_dict() for n, s in self.scores.items()},
             "performance": None if self.performance is None else self.performance.to_dict(),
+            "groups": None if self.groups is None else self.groups.to_dict(),
         }
 
     @classmethod
@@ -268,6 +293,7 @@ class WindowSummary:
             performance=(
                 None if data["performance"] is None else performance_from_dict(data["performance"])
             ),
+            groups=(None if data.get("groups") is None else GroupSummary.from_dict(data["groups"])),
         )
 
 

@@ -6,7 +6,10 @@ served) and ``POST /v1/models/{name}/invocations`` accept:
 * ``application/json`` with exactly one of ``dataframe_split`` (``{"columns", "data"}``,
   optional ``"index"``: what ``df.to_json(orient="split")`` writes), ``dataframe_records``
   (a list of row objects), ``instances`` or ``inputs`` (row objects, rows as arrays in
-  signature order, or an object of columns); an optional ``params`` is ignored;
+  signature order, or an object of columns); an optional ``params`` object (MLflow's
+  inference parameters) may carry ``passthrough``: fields logged beside the features and
+  never given to the model, checked as the native body's (see :func:`passthrough_of`);
+  its other entries are ignored;
 * ``text/csv`` with a header row (what ``df.to_csv(index=False)`` writes).
 
 The answer is ``{"predictions": [...]}`` (a classifier's labels: pyfunc's ``predict``).
@@ -22,12 +25,12 @@ import io
 import itertools
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from vigil.errors import MalformedRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
-from vigil.serving.codecs import predict_served
+from vigil.serving.codecs import native, predict_served
 from vigil.serving.codecs.recording import records_failures
 from vigil.serving.config import json_values_limit
 from vigil.serving.executors import INLINE_BODY_BYTES
@@ -56,6 +59,26 @@ def _tensor_like(value: Any, key: str) -> RawTable:
     if isinstance(value, list):
         return Records(value)
     raise _bad(f"'{key}' must be a list of rows or an object of columns")
+
+
+class Scoring(NamedTuple):
+    """A decoded scoring request: its raw table and its passthrough fields (if any)."""
+
+    table: RawTable
+    passthrough: dict[str, list[Any]] | None = None
+
+
+def passthrough_of(payload: Any) -> dict[str, list[Any]] | None:
+    """The ``params.passthrough`` fields of a JSON scoring request (``None`` without):
+    where MLflow's client puts inference parameters
+    (``dump_input_data(df, params={"passthrough": {...}})``), checked as the native body's
+    ``passthrough`` (:func:`vigil.serving.codecs.native.passthrough_of`).
+
+    >>> passthrough_of({"inputs": [[1.0]], "params": {"passthrough": {"region": ["north"]}}})
+    {'region': ['north']}
+    """
+    params = payload.get("params") if isinstance(payload, dict) else None
+    return native.passthrough_of(params) if isinstance(params, dict) else None
 
 
 def decode_json(payload: Any) -> RawTable:
@@ -181,8 +204,9 @@ def _json_with_nan(body: bytes) -> Any:
 
 def decode_request(
     req: Request, *, max_columns: int | None = None, max_values: int | None = None
-) -> RawTable:
-    """The raw table of a scoring request, by its content type (JSON or CSV, UTF-8); a CSV
+) -> Scoring:
+    """A scoring request's raw table and passthrough fields, by its content type (JSON or
+    CSV, UTF-8; a CSV body has no passthrough fields); a CSV
     header wider than ``max_columns`` or a JSON body of more than about ``max_values``
     values (see :func:`~vigil.serving.http.check_values`) is refused before it is parsed."""
     content_type = req.content_type or ""
@@ -192,11 +216,12 @@ def decode_request(
     if charset != "utf-8":
         raise UnsupportedMediaTypeError("the scoring server only supports UTF-8")
     if mime == "text/csv":
-        return decode_csv(req.body, max_columns=max_columns)
+        return Scoring(decode_csv(req.body, max_columns=max_columns))
     if mime == "application/json":
         if max_values is not None:
             check_values(req.body, max_values)
-        return decode_json(_json_with_nan(req.body))
+        payload = _json_with_nan(req.body)
+        return Scoring(decode_json(payload), passthrough_of(payload))
     raise UnsupportedMediaTypeError(
         "this predictor only supports the content types application/json and text/csv; "
         f"got {content_type[:80]!r}; with curl, use --json '{{...}}' or add "
@@ -204,7 +229,7 @@ def decode_request(
     )
 
 
-async def decoded(dp: DataPlane, req: Request, max_columns: int | None) -> RawTable:
+async def decoded(dp: DataPlane, req: Request, max_columns: int | None) -> Scoring:
     """:func:`decode_request`, on a worker thread for a large body (pandas, or Python's
     JSON reader, on megabytes take a good part of a second)."""
     if len(req.body) <= INLINE_BODY_BYTES:
@@ -230,8 +255,8 @@ def _default_model(dp: DataPlane) -> ServedModel:
 
 async def _invoke(dp: DataPlane, req: Request, served: ServedModel) -> Response:
     req.model, req.version = served.name, served.version_label
-    table = await decoded(dp, req, served.validator.max_columns)
-    result = await predict_served(dp, req, served, table)
+    table, passthrough = await decoded(dp, req, served.validator.max_columns)
+    result = await predict_served(dp, req, served, table, passthrough=passthrough)
     return Response(
         dumps({"predictions": result.predictions}),
         headers=[(b"x-request-id", result.request_id.encode())],

@@ -364,6 +364,7 @@ class InferenceService:
         served = self._served(call, request.model_name, request.model_version)
         wants_explanation, label = v2_explain.requested({"parameters": parameters})
         table, outputs = await self._decode(request, call, served)
+        passthrough = tensors.passthrough(parameters)
         # Explained first, as on REST: a refused explanation predicts nothing.
         found = await v2_explain.explain(dp, served, table, label) if wants_explanation else None
         result = await dp.predict(
@@ -375,6 +376,7 @@ class InferenceService:
             served=served,
             route=call.route,
             key_id=call.key_id,
+            passthrough=passthrough,
         )
         if found is None:
             return _response(request, served, result, outputs)
@@ -432,6 +434,7 @@ class InferenceService:
         call.model, call.version = served.name, served.version_label
         try:
             table, outputs = await self._decode(request, call, served)
+            passthrough = tensors.passthrough(parameters)
         except VigilError as exc:
             exc.detail = {**exc.detail, "endpoint": routed.endpoint.name, "variant": routed.variant}
             raise
@@ -442,6 +445,7 @@ class InferenceService:
             request_id=call.request_id,
             route=call.route,
             key_id=call.key_id,
+            passthrough=passthrough,
         )
         response = _response(request, served, result, outputs)
         response.parameters["endpoint"].string_param = routed.endpoint.name

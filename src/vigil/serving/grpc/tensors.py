@@ -25,8 +25,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
-from vigil.errors import MalformedRequestError
+from vigil.errors import MalformedRequestError, ValidationError
+from vigil.serving.codecs import native
 
 if TYPE_CHECKING:
     from vigil.serving.grpc import inference_v2_pb2 as pb
@@ -266,3 +268,36 @@ def add_outputs(
             response.raw_output_contents.append(_raw_output(values, tensor["datatype"]))
         else:
             _typed_output(out.contents, values, tensor["datatype"])
+
+
+def passthrough(parameters: dict[str, Any]) -> dict[str, list[Any]] | None:
+    """The fields logged beside the features but never given to the model: the request's
+    ``passthrough`` parameter, a string holding the JSON object the REST routes take
+    (``{"region": ["north", "south"]}``), checked as theirs are
+    (:func:`vigil.serving.codecs.native.passthrough_of`). A gRPC parameter holds a
+    scalar, so the object travels as JSON text; its size is bounded by the message's.
+
+    >>> passthrough({"passthrough": '{"sex": ["f", "m"]}'})
+    {'sex': ['f', 'm']}
+    >>> passthrough({}) is None
+    True
+    """
+    text = parameters.get(native.PASSTHROUGH_KEY)
+    if text is None:
+        return None
+    where = "parameters.passthrough"
+    if not isinstance(text, str):
+        raise ValidationError(
+            "the 'passthrough' parameter must be a string_param holding a JSON object of "
+            'lists, one value per row, e.g. \'{"sex": ["f", "m"]}\'',
+            detail={"field": where, "row": None, "expected": "a string", "got": "other"},
+        )
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(
+            f"the 'passthrough' parameter is not valid JSON ({str(exc)[:120]}); send a JSON "
+            'object of lists, e.g. \'{"sex": ["f", "m"]}\'',
+            detail={"field": where, "row": None, "expected": "JSON", "got": "invalid JSON"},
+        ) from None
+    return native.passthrough_of({native.PASSTHROUGH_KEY: value})
