@@ -361,16 +361,17 @@ class ServingApp:
             route, params = self.router.match(scope["method"], scope["path"])
             if origin is not None and route.same_origin:
                 check_origin(origin, host, self._origins)
-            request = Request(
+            request = Request(  # positional: keyword matching costs on every request
                 scope["method"],
                 scope["path"],
                 params,
                 content_type,
                 request_id,
-                headers=scope["headers"],
-                inference_header=inference_header,
-                query=scope.get("query_string", b""),
-                scheme=scope.get("scheme", "http"),
+                b"",
+                scope["headers"],
+                inference_header,
+                scope.get("query_string", b""),
+                scope.get("scheme", "http"),
             )
             request.route = route.name
             if self._tracing is not None and route.prediction:
