@@ -426,8 +426,18 @@ class ServingApp:
         if traced is not None:
             header = (b"traceresponse", traced.traceresponse().encode())
             response.headers = [*(response.headers or ()), header]
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+        ]
+        if response.headers:
+            headers.extend(response.headers)
         try:
-            await self._send(send, response)
+            # Here, not in a coroutine of its own: one frame less on every request.
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": response.body})
         finally:
             if traced is not None:
                 traced.finish(response.status)
@@ -518,17 +528,6 @@ class ServingApp:
             + advice,
             detail={"limit": limit, "size": size},
         )
-
-    @staticmethod
-    async def _send(send: Any, response: Response) -> None:
-        headers = [
-            (b"content-type", response.content_type),
-            (b"content-length", str(len(response.body)).encode()),
-        ]
-        if response.headers:
-            headers.extend(response.headers)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
 
 
 def create_app(
