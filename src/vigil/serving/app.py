@@ -361,16 +361,17 @@ class ServingApp:
             route, params = self.router.match(scope["method"], scope["path"])
             if origin is not None and route.same_origin:
                 check_origin(origin, host, self._origins)
-            request = Request(
+            request = Request(  # positional: keyword matching costs on every request
                 scope["method"],
                 scope["path"],
                 params,
                 content_type,
                 request_id,
-                headers=scope["headers"],
-                inference_header=inference_header,
-                query=scope.get("query_string", b""),
-                scheme=scope.get("scheme", "http"),
+                b"",
+                scope["headers"],
+                inference_header,
+                scope.get("query_string", b""),
+                scope.get("scheme", "http"),
             )
             request.route = route.name
             if self._tracing is not None and route.prediction:
@@ -425,8 +426,18 @@ class ServingApp:
         if traced is not None:
             header = (b"traceresponse", traced.traceresponse().encode())
             response.headers = [*(response.headers or ()), header]
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+        ]
+        if response.headers:
+            headers.extend(response.headers)
         try:
-            await self._send(send, response)
+            # Here, not in a coroutine of its own: one frame less on every request.
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": response.body})
         finally:
             if traced is not None:
                 traced.finish(response.status)
@@ -517,17 +528,6 @@ class ServingApp:
             + advice,
             detail={"limit": limit, "size": size},
         )
-
-    @staticmethod
-    async def _send(send: Any, response: Response) -> None:
-        headers = [
-            (b"content-type", response.content_type),
-            (b"content-length", str(len(response.body)).encode()),
-        ]
-        if response.headers:
-            headers.extend(response.headers)
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
 
 
 def create_app(

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -133,9 +133,6 @@ class Prediction:
     predictions: np.ndarray[Any, Any]
     probabilities: np.ndarray[Any, Any] | None
     classes: list[Any] | None
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds spent validating, queued in the batcher and in the model call (or looking
-    the rows up in the prediction cache)."""
     cached: bool = False
     """Answered from the prediction cache."""
 
@@ -304,7 +301,6 @@ class DataPlane:
             valid = validator.validate(table)
         else:  # a large table: checked and converted on a worker thread
             valid = await self.executors.decoding(validator.validate, table)
-        validated = perf_counter()
         if passthrough:
             _check_passthrough(passthrough, valid.n_rows)
         request_id = request_id or new_request_id()
@@ -322,7 +318,8 @@ class DataPlane:
                 endpoint,
                 trace,
                 propensity,
-                passthrough=passthrough or None,
+                False,  # positional: a named tuple's keywords cost a dict per request
+                passthrough or None,
             )
         )
         namespace = model.cache if cache and self.cache is not None else None
@@ -348,7 +345,6 @@ class DataPlane:
                     predictions=hit[0],
                     probabilities=hit[1] if want_proba else None,
                     classes=model.classes,
-                    timings={"validate": validated - started, "cache": perf_counter() - validated},
                     cached=True,
                 )
         if trace is not None:
@@ -378,18 +374,12 @@ class DataPlane:
         if trace is not None:
             trace.answered()
         return Prediction(
-            request_id=request_id,
-            model=model.name,
-            version=model.version,
-            predictions=result.predictions,
-            probabilities=result.probabilities if want_proba else None,
-            classes=model.classes,
-            timings={
-                "validate": validated - started,
-                "queue": result.queue_seconds,
-                "predict": result.predict_seconds,
-                "batch_rows": float(result.batch_rows),
-            },
+            request_id,
+            model.name,
+            model.version,
+            result.predictions,
+            result.probabilities if want_proba else None,
+            model.classes,
         )
 
     async def _cached(

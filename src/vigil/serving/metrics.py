@@ -196,8 +196,9 @@ class RequestTally:
     """The HTTP app's per-request metrics, added to Prometheus once per turn of the event
     loop instead of once per request: the in-flight gauge moves by the turn's net change
     and each request counter by the turn's count (one locked addition each, where every
-    request paid three); latencies are still observed one by one. :func:`flush` (the
-    ``/metrics`` route calls it) adds what is pending at once.
+    request paid three); latencies reach their histogram a turn at a time
+    (:func:`observe_many`). :func:`flush` (the ``/metrics`` route calls it) adds what is
+    pending at once.
 
     >>> import asyncio
     >>> async def main():
@@ -218,7 +219,10 @@ class RequestTally:
     def __init__(self) -> None:
         self._in_flight = 0
         """Requests started less requests answered since the last flush."""
-        self._answered: list[tuple[str, str, str, int, float]] = []
+        self._answered: dict[tuple[str, str, str, int], list[float]] = {}
+        """Latencies since the last flush by (route, model, version, status): a turn's
+        requests are mostly of one key, so a flush looks up children per key, not per
+        request."""
         self._loop: Any = None
         """The loop a flush is scheduled on (``None``: none is)."""
         _TALLIES.add(self)
@@ -232,7 +236,12 @@ class RequestTally:
     def answered(self, route: str, model: str, version: str, status: int, seconds: float) -> None:
         """A request was answered (no longer in flight; counted, its latency observed)."""
         self._in_flight -= 1
-        self._answered.append((route, model, version, status, seconds))
+        key = (route, model, version, status)
+        latencies = self._answered.get(key)
+        if latencies is None:
+            self._answered[key] = [seconds]
+        else:
+            latencies.append(seconds)
         if self._loop is None:
             self._schedule()
 
@@ -251,17 +260,17 @@ class RequestTally:
         moved, self._in_flight = self._in_flight, 0
         if moved:
             IN_FLIGHT.inc(moved)
-        answered, self._answered = self._answered, []
+        answered, self._answered = self._answered, {}
         if not answered:
             return
         counts: dict[Any, int] = {}
         latencies: dict[Any, list[float]] = {}
-        for route, model, version, status, seconds in answered:
+        for (route, model, version, status), seconds in answered.items():
             count, latency = _request_children(
                 route, model, version, _STATUS_CLASS[status // 100], "http"
             )
-            counts[count] = counts.get(count, 0) + 1
-            latencies.setdefault(latency, []).append(seconds)
+            counts[count] = counts.get(count, 0) + len(seconds)
+            latencies.setdefault(latency, []).extend(seconds)
         for count, n in counts.items():
             count.inc(n)
         for latency, amounts in latencies.items():

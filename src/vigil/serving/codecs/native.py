@@ -177,9 +177,10 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     served = dp.model(params["name"], selector)
     req.model, req.version = served.name, served.version_label
     payload = req.json()
-    table, want_proba = decode(payload)
+    table, want_proba = decode(payload)  # a dict from here on
+    passthrough = passthrough_of(payload) if PASSTHROUGH_KEY in payload else None
     result = await predict_served(
-        dp, req, served, table, want_proba=want_proba, passthrough=passthrough_of(payload)
+        dp, req, served, table, want_proba=want_proba, passthrough=passthrough
     )
     return Response(
         encode(result.request_id, served, result.predictions, result.probabilities),
