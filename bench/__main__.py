@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
 serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
-replay|backfill|explain|policy_cost|console ...] [--quick]``.
+replay|backfill|explain|policy_cost|console|experiment_status ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -32,6 +32,7 @@ ALL = (
     "explain",
     "policy_cost",
     "console",
+    "experiment_status",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -56,6 +57,7 @@ QUICK_ARGS = {
     "explain": ["--quick"],
     "policy_cost": ["--quick"],
     "console": ["--quick"],
+    "experiment_status": ["--rows", "300000", "--repeat", "1"],
 }
 
 

@@ -269,3 +269,16 @@ def test_experiment_status_streams_and_never_reads_the_whole_log(
     second = {"request_id", "row", "time", "caller", "variant", "prediction", "status"}
     assert {frozenset(cols) for _, cols in seen} == {frozenset(first), frozenset(second)}
     app.database.dispose()
+
+
+def test_the_key_set_is_exact_even_when_first_halves_collide() -> None:
+    held = np.array([[5, 1], [5, 2], [3, 9], [5, 1]], dtype=np.uint64)
+    keys = log_counts._KeySet(batch_rows=1)
+    keys.add(held[:2])
+    keys.add(held[2:])
+    asked = np.array([[5, 2], [5, 3], [3, 9], [4, 9], [5, 1]], dtype=np.uint64)
+    assert keys.contains(asked).tolist() == [True, False, True, False, True]
+    assert len(keys) == 3
+    ids = pa.array([f"r{i}" for i in range(1000)] * 2)
+    made = log_counts.request_keys(ids)
+    assert len(np.unique(made, axis=0)) == 1000 and (made[:1000] == made[1000:]).all()

@@ -53,11 +53,11 @@ _JOIN_PASS = ["request_id", "row", "time", "caller", "variant", "prediction", "s
 
 
 def request_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """128-bit keys of request ids (a ``V16`` array: bytes compare, sort and search).
+    """128-bit keys of request ids: an ``(n, 2)`` array of ``uint64`` (two SipHash keys).
 
     >>> k = request_keys(pa.array(["a", "b", "a"]))
-    >>> k.dtype.itemsize, bool(k[0] == k[2]), bool(k[0] == k[1])
-    (16, True, False)
+    >>> k.shape, bool((k[0] == k[2]).all()), bool((k[0] == k[1]).any())
+    ((3, 2), True, False)
     """
     import pandas as pd  # SipHash of an array of strings, vectorised
 
@@ -66,16 +66,14 @@ def request_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
         pd.util.hash_array(values, hash_key=key, categorize=False).astype(np.uint64)
         for key in _HASH_KEYS
     ]
-    return np.ascontiguousarray(np.stack(halves, axis=1)).view("V16").ravel()
+    return np.stack(halves, axis=1)
 
 
-def _contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Which of ``keys`` are in ``sorted_keys`` (sorted, unique)."""
-    if not len(sorted_keys) or not len(keys):
-        return np.zeros(len(keys), dtype=bool)
-    at = np.searchsorted(sorted_keys, keys)
-    found: np.ndarray = sorted_keys[np.minimum(at, len(sorted_keys) - 1)] == keys
-    return found & (at < len(sorted_keys))
+def _firsts(keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal keys starts, in ``keys`` sorted by key."""
+    new = np.ones(len(keys), dtype=bool)
+    new[1:] = (keys[1:, 0] != keys[:-1, 0]) | (keys[1:, 1] != keys[:-1, 1])
+    return np.flatnonzero(new)
 
 
 class _Requests:
@@ -100,13 +98,12 @@ class _Requests:
 
     def _fold(self) -> None:
         keys, time, row, code, bad = (np.concatenate(c) for c in zip(*self._parts, strict=True))
-        halves = keys.view(np.uint64).reshape(-1, 2)
-        order = np.lexsort((row, time, halves[:, 1], halves[:, 0]))
+        order = np.lexsort((row, time, keys[:, 1], keys[:, 0]))
         keys, time, row, code, bad = keys[order], time[order], row[order], code[order], bad[order]
-        starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        starts = _firsts(keys)
         any_bad = np.logical_or.reduceat(bad, starts) if len(starts) else bad[:0]
         self._parts = [(keys[starts], time[starts], row[starts], code[starts], any_bad)]
-        self._folded = self._pending = len(starts)
+        self._folded, self._pending = len(starts), 0
 
     def counts(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Requests and failed requests per variant code ``0..n-1``."""
@@ -118,29 +115,56 @@ class _Requests:
 
 
 class _KeySet:
-    """Request keys collected batch by batch, deduplicated as they grow."""
+    """Request keys collected batch by batch, deduplicated as they grow; then a sorted set
+    to test keys against (:meth:`contains`)."""
 
     def __init__(self, batch_rows: int) -> None:
         self._parts: list[np.ndarray] = []
         self._pending = 0
         self._folded = 0
         self._floor = 4 * batch_rows
+        self._first: np.ndarray | None = None
+        """The held keys' first halves, contiguous (for searching), once folded."""
+        self._shared = False
+        """Whether two held keys share their first half."""
 
     def add(self, keys: np.ndarray) -> None:
+        self._first = None
         self._parts.append(keys)
         self._pending += len(keys)
         if self._pending > max(self._folded, self._floor):
-            self.sorted()
+            self._fold()
 
-    def sorted(self) -> np.ndarray:
-        """The keys, sorted and unique."""
+    def _fold(self) -> np.ndarray:
         if not self._parts:
-            return np.zeros(0, dtype="V16")
+            return np.zeros((0, 2), np.uint64)
+        keys = self._parts[0]
         if len(self._parts) > 1 or self._pending:
-            unique = np.unique(np.concatenate(self._parts))
-            self._parts = [unique]
-            self._folded, self._pending = len(unique), 0
-        return self._parts[0]
+            keys = np.concatenate(self._parts)
+            keys = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+            keys = keys[_firsts(keys)]
+            self._parts, self._folded, self._pending = [keys], len(keys), 0
+        if self._first is None:
+            self._first = np.ascontiguousarray(keys[:, 0])
+            self._shared = bool(len(keys) > 1 and (self._first[1:] == self._first[:-1]).any())
+        return keys
+
+    def __len__(self) -> int:
+        return len(self._fold())
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Which of ``keys`` are in the set."""
+        held = self._fold()
+        if not len(held) or not len(keys):
+            return np.zeros(len(keys), dtype=bool)
+        first = self._first
+        assert first is not None
+        at = np.minimum(np.searchsorted(first, keys[:, 0]), len(held) - 1)
+        found: np.ndarray = (first[at] == keys[:, 0]) & (held[at, 1] == keys[:, 1])
+        if self._shared:  # two ids whose first halves collide: a 2**-64 chance per pair
+            for i in np.flatnonzero(~found & np.isin(keys[:, 0], first)):
+                found[i] = bool(((held[:, 0] == keys[i, 0]) & (held[:, 1] == keys[i, 1])).any())
+        return found
 
 
 def _column(batch: pa.RecordBatch, name: str) -> Any:
@@ -236,26 +260,26 @@ def counts_from_log(
     per_variant, failed_per_variant = requests.counts(len(names))
     request_counts = {v: int(per_variant[i]) for i, v in enumerate(names)}
     error_counts = {v: int(failed_per_variant[i]) for i, v in enumerate(names)}
-    ours = answered_keys.sorted()
     empty = _frame(None)
-    if not len(ours):
+    if not len(answered_keys):
         return feedback_counts(names, request_counts, error_counts, empty, empty)
     opened = feedback()
     try:
         given = read_feedback_where(
             opened,
-            lambda t: _contains(ours, request_keys(t.column("request_id"))),
+            lambda t: answered_keys.contains(request_keys(t.column("request_id"))),
             batch_rows=batch_rows,
         )
     finally:
         opened.close()
     if given is None:
         return feedback_counts(names, request_counts, error_counts, empty, empty)
-    judged = np.unique(request_keys(given.column("request_id")))
+    judged = _KeySet(batch_rows)
+    judged.add(request_keys(given.column("request_id")))
     rows: list[pa.Table] = []
     for batch in scan.projected(_JOIN_PASS).batches():
         _failed, answered = _flags(batch)
-        keep = answered & _contains(judged, request_keys(batch.column("request_id")))
+        keep = answered & judged.contains(request_keys(batch.column("request_id")))
         if keep.any():
             rows.append(pa.Table.from_batches([batch]).filter(pa.array(keep)))
     answered_rows = _frame(concat(rows) if rows else None)
