@@ -9,7 +9,8 @@ Parquet parts of 100,000 rows, ten parts a day: two models, ``churn`` serving th
 (a third of the rows), with ten numeric feature columns each; feedback (a 0/1 reward) on a
 fifth of ``checkout``'s rows, a day late, as compacted feedback parts. Each engine then runs
 in its own process, the two interleaved ``--repeat`` times, and reports the wall time and
-its peak RSS (:mod:`bench._rss`) of computing ``checkout``'s counts:
+its peak RSS (:mod:`bench._rss`; and its RSS before, with pandas and Arrow imported) of
+computing ``checkout``'s counts:
 
 - ``reference``: :func:`~vigil.experiments.status.read_frames` (the whole log and the whole
   feedback store as frames) and :func:`~vigil.experiments._counts.counts_from_frames`, what
@@ -146,10 +147,14 @@ def setup(home: Path, rows: int) -> None:
 
 def child(home: Path, engine: str) -> dict[str, Any]:
     """One engine's run, in this process."""
-    from bench._rss import peak_rss, reset_peak
+    import pandas  # noqa: F401  # both engines need them: their import is not the read's
+    import pyarrow.dataset  # noqa: F401
+
+    from bench._rss import peak_rss, reset_peak, rss_now
 
     app = _app(home)
     config = _config()
+    before = rss_now()
     exact = reset_peak()
     started = time.perf_counter()
     if engine == "reference":
@@ -169,6 +174,7 @@ def child(home: Path, engine: str) -> dict[str, Any]:
         "engine": engine,
         "seconds": round(seconds, 2),
         "peak_rss_mb": round(peak / 2**20),
+        "rss_before_mb": round(before / 2**20),
         "peak_is_own": exact,
         "requests": counts.requests,
         "errors": counts.errors,
@@ -216,7 +222,8 @@ def main() -> None:
                 )
                 got = json.loads(out.stdout.strip().splitlines()[-1])
                 results.setdefault(engine, []).append(got)
-                print(json.dumps({k: got[k] for k in ("engine", "seconds", "peak_rss_mb")}))
+                shown = ("engine", "seconds", "peak_rss_mb", "rss_before_mb")
+                print(json.dumps({k: got[k] for k in shown}))
         answers = {
             json.dumps({k: r[k] for k in ("requests", "errors", "feedback", "stats")})
             for rs in results.values()

@@ -1,9 +1,9 @@
 """An endpoint's per-variant counts streamed from the inference log: never the whole log.
 
-:func:`counts_from_log` gives what :func:`~vigil.experiments._counts.counts_from_frames`
+:func:`counts_from_log` gives what :func:`~vigil.experiments.status.counts_from_frames`
 gives for the whole log read as one frame (the reference, kept for the tests), reading:
 
-1. the capture log once as an Arrow dataset scan (:func:`~vigil.capture.scan.scan_capture`)
+1. the capture log as an Arrow dataset scan (:func:`~vigil.capture.scan.scan_capture`)
    in record batches, projected to ``request_id, row, time, variant, status, error_code``
    and filtered to this endpoint's rows of its variants inside the scan (row groups whose
    ``endpoint`` statistics rule the endpoint out are not read). Each batch folds into one
@@ -99,10 +99,10 @@ class _Requests:
     def _fold(self) -> None:
         keys, time, row, code, bad = (np.concatenate(c) for c in zip(*self._parts, strict=True))
         order = np.lexsort((row, time, keys[:, 1], keys[:, 0]))
-        keys, time, row, code, bad = keys[order], time[order], row[order], code[order], bad[order]
-        starts = _firsts(keys)
-        any_bad = np.logical_or.reduceat(bad, starts) if len(starts) else bad[:0]
-        self._parts = [(keys[starts], time[starts], row[starts], code[starts], any_bad)]
+        starts = _firsts(keys[order])
+        any_bad = np.logical_or.reduceat(bad[order], starts) if len(starts) else bad[:0]
+        first = order[starts]  # gathering only the first rows keeps the fold's copies small
+        self._parts = [(keys[first], time[first], row[first], code[first], any_bad)]
         self._folded, self._pending = len(starts), 0
 
     def counts(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -253,7 +253,7 @@ def counts_from_log(
             keys,
             _ints(batch, "time", np.iinfo(np.int64).max),
             _ints(batch, "row", 0),
-            np.asarray(code.to_numpy(zero_copy_only=False), dtype=np.int64),
+            np.asarray(code.to_numpy(zero_copy_only=False), dtype=np.int16),
             failed,
         )
         answered_keys.add(keys[answered])
