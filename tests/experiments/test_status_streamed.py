@@ -282,3 +282,15 @@ def test_the_key_set_is_exact_even_when_first_halves_collide() -> None:
     ids = pa.array([f"r{i}" for i in range(1000)] * 2)
     made = log_counts.request_keys(ids)
     assert len(np.unique(made, axis=0)) == 1000 and (made[:1000] == made[1000:]).all()
+
+
+def test_the_key_order_is_numpys_lexsort() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        n = int(rng.integers(1, 60))
+        keys = rng.integers(0, 4, (n, 2)).astype(np.uint64)
+        time, row = rng.integers(0, 3, n), rng.integers(0, 3, n)
+        got = log_counts._key_order(keys, row, time)
+        want = np.lexsort((row, time, keys[:, 1], keys[:, 0]))
+        as_rows = [np.column_stack([keys[o], time[o], row[o]]) for o in (got, want)]
+        assert (as_rows[0] == as_rows[1]).all()

@@ -69,6 +69,23 @@ def request_keys(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.stack(halves, axis=1)
 
 
+def _key_order(keys: np.ndarray, *ties: np.ndarray) -> np.ndarray:
+    """The order sorting ``keys`` by both halves, then by ``ties`` (last one first, as
+    :func:`numpy.lexsort` takes them). One quicksort on the first half, then a full sort
+    of only the rows whose first half is shared (one request's rows; ids reused): several
+    times faster than sorting every row on every column."""
+    order = np.argsort(keys[:, 0])
+    first = keys[order, 0]
+    shared = np.zeros(len(order), dtype=bool)
+    same = first[1:] == first[:-1]
+    shared[1:] |= same
+    shared[:-1] |= same
+    if shared.any():
+        sub = order[shared]  # runs of equal first halves, in first-half order
+        order[shared] = sub[np.lexsort((*(t[sub] for t in ties), keys[sub, 1], keys[sub, 0]))]
+    return order
+
+
 def _firsts(keys: np.ndarray) -> np.ndarray:
     """Where each run of equal keys starts, in ``keys`` sorted by key."""
     new = np.ones(len(keys), dtype=bool)
@@ -98,7 +115,7 @@ class _Requests:
 
     def _fold(self) -> None:
         keys, time, row, code, bad = (np.concatenate(c) for c in zip(*self._parts, strict=True))
-        order = np.lexsort((row, time, keys[:, 1], keys[:, 0]))
+        order = _key_order(keys, row, time)
         starts = _firsts(keys[order])
         any_bad = np.logical_or.reduceat(bad[order], starts) if len(starts) else bad[:0]
         first = order[starts]  # gathering only the first rows keeps the fold's copies small
@@ -141,7 +158,7 @@ class _KeySet:
         keys = self._parts[0]
         if len(self._parts) > 1 or self._pending:
             keys = np.concatenate(self._parts)
-            keys = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+            keys = keys[_key_order(keys)]
             keys = keys[_firsts(keys)]
             self._parts, self._folded, self._pending = [keys], len(keys), 0
         if self._first is None:
