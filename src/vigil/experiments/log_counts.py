@@ -16,10 +16,10 @@ gives for the whole log read as one frame (the reference, kept for the tests), r
    :func:`~vigil.feedback.join.join_feedback` (the join every reader uses) in the log's
    order, so the metric's statistics are those of the reference, bit for bit.
 
-What is held is bounded by the endpoint, not the log: 16 bytes per request id of the
-endpoint (a 128-bit hash in a sorted NumPy array, two SipHash keys; two ids colliding is a
-chance of about n² / 2¹²⁹, 10⁻²⁵ for 10⁸ requests) and a few more per request until it is
-folded, the endpoint's feedback, and one record batch of the log at a time.
+What is held is bounded by the endpoint, not the log: per request of the endpoint a
+128-bit key of its id (two SipHash keys, in NumPy arrays; two ids colliding is a chance of
+about n² / 2¹²⁹, 10⁻²⁵ for 10⁸ requests) and 19 bytes of state, about twice that while a
+fold runs; the endpoint's feedback and the rows it judges; one record batch of the log.
 """
 
 from __future__ import annotations
