@@ -16,8 +16,8 @@ Batches come part after part (each part in time order), not sorted across parts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,20 @@ class CaptureScan:
     _batch_rows: int
     _full: pa.Schema
     """Every column of the span (the filter may name columns the projection leaves out)."""
+
+    def filtered(self, where: Callable[[pa.Schema], Any]) -> CaptureScan:
+        """This scan with the filter ``where(schema)`` added (a :mod:`pyarrow.dataset`
+        expression, or ``None`` for none), given every column of the span: pushed into the
+        scan like the time filter, so row groups whose statistics rule it out are not read
+        (e.g. ``endpoint == name``)."""
+        extra = where(self._full)
+        if extra is None:
+            return self
+        return replace(self, _filter=extra if self._filter is None else self._filter & extra)
+
+    def projected(self, columns: list[str]) -> CaptureScan:
+        """This scan keeping only those of ``columns`` it has (the same files and rows)."""
+        return replace(self, schema=pa.schema([f for f in self.schema if f.name in columns]))
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows, one record batch at a time."""

@@ -76,8 +76,6 @@ def counts_from_frames(
     names = config.variant_names
     requests = dict.fromkeys(names, 0)
     errors = dict.fromkeys(names, 0)
-    rewards: dict[str, list[float]] = {v: [] for v in names}
-    correct: dict[str, list[bool]] = {v: [] for v in names}
     if captured.empty or "endpoint" not in captured.columns:
         return Counts(requests, errors, dict.fromkeys(names, 0), None)
     # Columns a log of only failures (or one written before experiments) may lack.
@@ -103,6 +101,22 @@ def counts_from_frames(
     for variant, count in failed["variant"].value_counts().items():
         errors[str(variant)] = int(count)
     answered = mine[mine["status"] < 400]
+    return feedback_counts(names, requests, errors, answered, feedback)
+
+
+def feedback_counts(
+    names: list[str],
+    requests: dict[str, int],
+    errors: dict[str, int],
+    answered: pd.DataFrame,
+    feedback: pd.DataFrame,
+) -> Counts:
+    """:class:`Counts` of ``requests`` and ``errors`` (per variant, counted already) with
+    the metric of the ``answered`` rows' feedback (joined here, in the rows' order)."""
+    import pandas as pd  # the statistics stack: only for a status, never on the routing path
+
+    rewards: dict[str, list[float]] = {v: [] for v in names}
+    correct: dict[str, list[bool]] = {v: [] for v in names}
     if not feedback.empty and not answered.empty:
         from vigil.feedback.join import join_feedback  # PyArrow stays off the routing path
 

@@ -8,6 +8,8 @@ probability of being best and a recommendation.
 
 Sources. By default the inference log joined with feedback by ``(request_id, row)``: every
 captured request carries its endpoint and variant, so feedback needs only the request id.
+The log is streamed (:mod:`vigil.experiments.log_counts`): memory holds a record batch and
+what the endpoint's own requests and feedback need, never the whole log or store.
 Without captured traffic (capture off), the shared policy-state counters are used instead
 (:mod:`vigil.experiments.state`): they hold the same requests, rewards and labels as sums.
 
@@ -48,6 +50,7 @@ from vigil.experiments.config import (
     ShadowPolicy,
     SplitPolicy,
 )
+from vigil.experiments.log_counts import counts_from_log
 from vigil.experiments.store import EndpointStore
 from vigil.names import check_alias
 from vigil.stats.experiment import ExperimentSummary, Recommendation, summarize_experiment
@@ -71,6 +74,7 @@ __all__ = [
     "counts_from_state",
     "experiment_status",
     "live_state",
+    "read_frames",
     "summarize_counts",
 ]
 
@@ -306,9 +310,13 @@ def live_state(app: ExperimentServices, config: EndpointConfig) -> dict[str, Any
     return plain
 
 
-def _read_frames(
+def read_frames(
     app: ExperimentServices, since: datetime | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The whole capture log (every model, from ``since``) and the whole feedback store as
+    two frames: what :func:`counts_from_frames` takes. The status itself streams the log
+    instead (:func:`~vigil.experiments.log_counts.counts_from_log`); this stays as the
+    reference its tests compare with, on small logs."""
     import pandas as pd  # the statistics stack, for a status: not on the serving path
 
     from vigil.capture.reader import read_capture_table  # PyArrow, as pandas above
@@ -344,8 +352,13 @@ def experiment_status(
     counts: Counts | None = None
     used: Literal["capture", "state"] = "capture"
     if source in ("auto", "capture"):
-        captured, feedback = _read_frames(app, since)
-        counts = counts_from_frames(config, captured, feedback)
+        counts = counts_from_log(
+            config,
+            store=app.artifacts,
+            log_dir=app.capture_dir,
+            feedback=app.feedback_store,
+            since=since,
+        )
         if source == "auto" and not any(counts.requests.values()):
             counts = None
     if counts is None:
