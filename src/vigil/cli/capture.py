@@ -167,6 +167,15 @@ def verify(
         raise typer.Exit(1)
 
 
+WAIT_LIVE = typer.Option(
+    None,
+    "--wait",
+    min=0,
+    help="Seconds to wait for running servers to close their live segments (default: two "
+    "VIGIL_CAPTURE_COMPACT_INTERVAL_S and 5 s).",
+)
+
+
 @capture_app.command("erase")
 def erase(
     where: list[str] = typer.Option(
@@ -175,13 +184,7 @@ def erase(
         help="FIELD=VALUE naming the person (repeatable: every condition must hold), e.g. "
         "email=ann@example.com; a hashed field is matched through VIGIL_CAPTURE_HASH_KEY.",
     ),
-    wait: float = typer.Option(
-        None,
-        "--wait",
-        min=0,
-        help="Seconds to wait for running servers to close their live segments (default: "
-        "two VIGIL_CAPTURE_COMPACT_INTERVAL_S and 5 s).",
-    ),
+    wait: float = WAIT_LIVE,
     json_out: bool = JSON,
 ) -> None:
     """Remove a person's captured predictions and their feedback from the live segments
@@ -246,13 +249,7 @@ def keygen(
 
 @capture_app.command("rekey")
 def rekey(
-    wait: float = typer.Option(
-        None,
-        "--wait",
-        min=0,
-        help="Seconds to wait for running servers to close their live segments (default: "
-        "two VIGIL_CAPTURE_COMPACT_INTERVAL_S and 5 s).",
-    ),
+    wait: float = WAIT_LIVE,
     json_out: bool = JSON,
 ) -> None:
     """Rewrite every file of the inference and feedback logs that is not under the key
