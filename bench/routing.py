@@ -7,8 +7,12 @@ drives, one after the other:
 
 * ``direct``: ``POST /v1/models/model/predict``;
 * ``endpoint-random``: ``split-same`` without a unit id (a random draw per request);
-* ``endpoint-sticky``: ``split-same`` with an ``X-Unit-Id`` header (a BLAKE2b hash);
+* ``endpoint-sticky``: ``split-same`` with an ``X-Unit-Id`` header (a BLAKE2b hash, then
+  the point the router remembers for that unit);
 * ``endpoint-two-models``: ``split``, an A/B test as it runs.
+
+``--inprocess`` also times ``endpoint-sticky-many``: a new unit id on every request, out of
+100,000, so every request is hashed (the sticky route's worst case).
 
 The first two give the cost of routing itself (the goal: under 10 % of throughput). The
 last adds what serving two models costs at this load: each micro-batcher gets half the
@@ -26,6 +30,7 @@ Run: ``python -m bench.routing [--quick] [--rounds N] [--no-capture]``; writes
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -239,6 +244,36 @@ def main(
     return report
 
 
+def _many_units(app: Any, path: str, units: int) -> Any:
+    """``bench.serving.inprocess.requester``'s single-row request with a new ``X-Unit-Id``
+    on every request, cycling through ``units`` ids: more than the router remembers, so
+    every unit is hashed (the sticky route's worst case)."""
+    row = dict(zip(FEATURES, one_row().tolist(), strict=True))
+    raw = json.dumps({"instances": [row]}).encode()
+    headers = [
+        (b"host", b"127.0.0.1:8080"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(raw)).encode()),
+    ]
+    ids = itertools.cycle([(b"x-unit-id", f"user-{i}".encode()) for i in range(units)])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def one() -> None:
+        answered: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            answered.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [*headers, next(ids)]}
+        await app(scope, receive, send)
+        if answered[0]["status"] != 200:
+            raise SystemExit(f"the app answered {answered[0]['status']}: {answered[1]}")
+
+    return one
+
+
 def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> dict[str, Any]:
     """The CPU time per request of each route through vigil's app alone (no HTTP server,
     no load generator: ``bench.serving.inprocess``'s driver, 32 requests per loop tick),
@@ -261,6 +296,7 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
             "direct": requester(app),
             "endpoint-random": requester(app, same),
             "endpoint-sticky": requester(app, same, {"X-Unit-Id": "user-42"}),
+            "endpoint-sticky-many": _many_units(app, same, 100_000),
             "endpoint-two-models": requester(app, two),
         }
         for one in routes.values():

@@ -78,6 +78,11 @@ class BufferedPolicyState:
                 delta.errors += 1
             delta.latency_buckets[bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
 
+    def merge(self, endpoint: str, variant: str, delta: VariantStats) -> None:
+        """Buffer counts summed elsewhere (the router's event-loop tallies)."""
+        with self._lock:
+            self._delta(endpoint, variant).merge(delta)
+
     def add(self, endpoint: str, variant: str, **counts: Any) -> None:
         """Buffer observations as :meth:`PolicyStateStore.add` takes them."""
         with self._lock:

@@ -265,6 +265,9 @@ class StaticProvider:
             self._versions.setdefault(served.name, {})[served.version] = served
         self._aliases = {name: dict(table) for name, table in (aliases or {}).items()}
         self._ready = False
+        self.generation = 0
+        """Bumped whenever a name, alias or version may resolve to another served model
+        (the experiment router's cache of each variant's model is valid for one value)."""
 
     @property
     def ready(self) -> bool:
@@ -333,6 +336,7 @@ class StaticProvider:
         self._versions[served.name] = table  # one reference swap: readers see old or new
         if alias is not None:
             self._aliases.setdefault(served.name, {})[alias] = served.version
+        self.generation += 1
         if old is not None and old is not served:
             await old.stop()
         return old

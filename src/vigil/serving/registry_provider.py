@@ -171,6 +171,7 @@ class RegistryProvider(StaticProvider):
         await served.start()
         # A new table rather than an in-place insert: readers always see a whole table.
         self._versions[name] = {**self._versions.get(name, {}), version: served}
+        self.generation += 1
 
     async def _add_targets(
         self, targets: Sequence[Target], table: Mapping[tuple[str, str], int]
@@ -192,6 +193,7 @@ class RegistryProvider(StaticProvider):
                     **self._aliases.get(target.name, {}),
                     target.alias: version,
                 }
+                self.generation += 1
             if target not in self.targets:
                 self.targets.append(target)
 
@@ -339,6 +341,7 @@ class RegistryProvider(StaticProvider):
             retired = table.pop(old, None)
         self._versions[name] = table
         self._aliases[name] = aliases
+        self.generation += 1
         self.moves += 1
         log.warning("%s@%s now serves version %d (was %s)", name, alias, version, old)
         if retired is not None:

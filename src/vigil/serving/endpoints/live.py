@@ -12,15 +12,44 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vigil.errors import VigilError
-from vigil.experiments.assign import UnitHasher, WeightedChoice
+from vigil.experiments.assign import UnitHasher, UnitReader, WeightedChoice
 from vigil.experiments.config import EndpointConfig
+from vigil.experiments.state import LATENCY_BOUNDS_MS, VariantStats
 from vigil.uri import parse_model_ref
 
 if TYPE_CHECKING:
     from vigil.bandits import BanditPolicy, BanditState
     from vigil.serving.provider import ServedModel
 
-__all__ = ["LiveEndpoint", "Routed", "target_of"]
+__all__ = ["LiveEndpoint", "Routed", "Tally", "target_of"]
+
+_N_BUCKETS = len(LATENCY_BOUNDS_MS) + 1
+
+
+class Tally:
+    """One variant's routed requests since the router last moved them to its
+    :class:`~vigil.experiments.buffer.BufferedPolicyState`: counted by the event loop
+    alone, so the request path takes no lock (feedback, which may come from another
+    thread, still goes to the buffer)."""
+
+    __slots__ = ("buckets", "errors", "requests")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.errors = 0
+        self.buckets = [0] * _N_BUCKETS
+        """Requests per bucket of :data:`~vigil.experiments.state.LATENCY_BOUNDS_MS`."""
+
+    def take(self) -> VariantStats | None:
+        """The counts so far (``None``: none), and start again from zero."""
+        if not self.requests:
+            return None
+        taken = VariantStats(
+            requests=self.requests, errors=self.errors, latency_buckets=self.buckets
+        )
+        self.requests = self.errors = 0
+        self.buckets = [0] * _N_BUCKETS
+        return taken
 
 
 @dataclass
@@ -49,12 +78,21 @@ class LiveEndpoint:
     refresh_s: float = 1.0
     refreshed_at: float = -math.inf
     refreshing: bool = False
+    arms: dict[str, Routed] = field(default_factory=dict)
+    """Each variant's :class:`Routed`, resolved once per ``generation`` of the provider
+    (what a request needs of its variant, without a lookup)."""
+    generation: int = -1
+    """The provider's generation ``arms`` were resolved at."""
+    unit: UnitReader = field(init=False)
+    """Reads the request's unit id where the configuration says."""
+    name: str = field(init=False)
+    """The configuration's name (an attribute: read twice per request)."""
 
     _headers: dict[str, tuple[tuple[bytes, bytes], ...]] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return self.config.name
+    def __post_init__(self) -> None:
+        self.unit = UnitReader(self.config.unit)
+        self.name = self.config.name
 
     def headers(self, variant: str) -> tuple[tuple[bytes, bytes], ...]:
         """The ``X-Vigil-Endpoint`` and ``X-Vigil-Variant`` headers of ``variant``'s answers
@@ -71,7 +109,9 @@ class LiveEndpoint:
 
 @dataclass(slots=True)
 class Routed:
-    """The variant picked for one request and the served model that answers it."""
+    """The variant picked for one request and the served model that answers it (one per
+    variant, reused by every request routed to it, except a bandit's: its propensity is
+    the request's own)."""
 
     endpoint: LiveEndpoint
     variant: str
@@ -79,6 +119,12 @@ class Routed:
     propensity: float | None = None
     """The probability the endpoint's policy gave ``variant`` for this request (bandits and
     weighted splits; ``None`` where it is not random: fixed, shadow, canary)."""
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """The answer's ``X-Vigil-Endpoint`` and ``X-Vigil-Variant`` headers."""
+    tally: Tally = field(default_factory=Tally)
+    """Where the variant's outcomes are counted."""
+    cache: bool = True
+    """Whether the prediction cache may answer (see the router's ``_uses_cache``)."""
 
 
 def target_of(uri: str) -> tuple[str, str]:

@@ -35,7 +35,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Coroutine, Mapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +60,12 @@ from vigil.experiments.config import (
     ShadowPolicy,
     SplitPolicy,
 )
-from vigil.experiments.state import RedisPolicyState
+from vigil.experiments.state import LATENCY_BOUNDS_MS, RedisPolicyState
 from vigil.experiments.store import EndpointStore
 from vigil.names import check_name
 from vigil.serving.endpoints import metrics
 from vigil.serving.endpoints.feedback import variant_counts
-from vigil.serving.endpoints.live import LiveEndpoint, Routed, target_of
+from vigil.serving.endpoints.live import LiveEndpoint, Routed, Tally, target_of
 from vigil.serving.endpoints.shadow import ShadowRunner
 
 if TYPE_CHECKING:
@@ -98,6 +99,14 @@ def _server_side(exc: BaseException) -> bool:
     if isinstance(exc, ModelInputError):
         return True
     return not isinstance(exc, VigilError) or exc.status >= 500
+
+
+def _count(tally: Tally, started: float, *, error: bool) -> None:
+    """Count one request begun at ``perf_counter()`` ``started`` in ``tally``."""
+    tally.requests += 1
+    if error:
+        tally.errors += 1
+    tally.buckets[bisect_left(LATENCY_BOUNDS_MS, (perf_counter() - started) * 1000.0)] += 1
 
 
 def _uses_cache(live: LiveEndpoint) -> bool:
@@ -160,6 +169,7 @@ class EndpointRouter:
         self._controller: CanaryController | None = None
         self._ticking: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._tallies: dict[tuple[str, str], Tally] = {}
 
     def __repr__(self) -> str:
         return f"EndpointRouter(endpoints={sorted(self._endpoints)}, state={self.state!r})"
@@ -194,6 +204,7 @@ class EndpointRouter:
                 await task
         self._tasks = []
         await self.shadow.drain(timeout=5.0)
+        self._take_tallies()
         await asyncio.to_thread(self.buffer.flush)
         if isinstance(self.state, RedisPolicyState):
             self.state.close()  # its connection pool is ours; a SQL store shares vigil's
@@ -337,8 +348,25 @@ class EndpointRouter:
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(self.buffer.interval)
+            self._take_tallies()
             if self.buffer.pending():
                 await asyncio.to_thread(self.buffer.flush)
+
+    def _take_tallies(self) -> None:
+        """Move the requests counted on the event loop to the buffer (on the loop, so no
+        request is counted while its variant's tally is being taken)."""
+        for (endpoint, variant), tally in self._tallies.items():
+            taken = tally.take()
+            if taken is not None:
+                self.buffer.merge(endpoint, variant, taken)
+
+    def _tally(self, endpoint: str, variant: str) -> Tally:
+        """The tally of ``variant`` of ``endpoint``: one per pair, kept across reloads (a
+        request routed before a reload is counted after it)."""
+        tally = self._tallies.get((endpoint, variant))
+        if tally is None:
+            tally = self._tallies[endpoint, variant] = Tally()
+        return tally
 
     async def _rematcher(self, capture: CaptureRuntime) -> None:
         """Credit feedback that arrived here before its prediction, answered by another
@@ -397,12 +425,11 @@ class EndpointRouter:
     def route(self, live: LiveEndpoint, unit: str | None) -> Routed:
         """Pick the variant for one request (sticky by ``unit`` for weights and canaries)."""
         kind = live.kind
-        propensity: float | None = None
         if kind == "split":
-            assert live.choice is not None
+            choice = live.choice
+            assert choice is not None
             point = live.hasher(unit) if unit else self._random.random()
-            variant = live.choice.pick(point)
-            propensity = live.choice.share(variant)
+            variant = choice.names[bisect_right(choice.inner, point)]  # choice.pick, inlined
         elif kind == "canary":
             point = live.hasher(unit) if unit else self._random.random()
             variant = live.canary if canary_side(point, live.percent) else live.primary
@@ -410,8 +437,36 @@ class EndpointRouter:
             variant = live.primary
         else:
             variant, propensity = self._pull(live)
-        name, selector = live.targets[variant]
-        return Routed(live, variant, self.provider.get(name, selector), propensity)
+            arm = self.arm(live, variant)
+            return Routed(live, variant, arm.served, propensity, arm.headers, arm.tally, arm.cache)
+        if live.generation == self.provider.generation:
+            found = live.arms.get(variant)
+            if found is not None:
+                return found
+        return self.arm(live, variant)
+
+    def arm(self, live: LiveEndpoint, variant: str) -> Routed:
+        """``variant``'s :class:`Routed`: its served model resolved once per generation of
+        the provider (an alias moved, a version loaded: resolved again), its propensity,
+        headers and tally."""
+        generation = self.provider.generation
+        if live.generation != generation:
+            live.arms = {}
+            live.generation = generation
+        arm = live.arms.get(variant)
+        if arm is None:
+            name, selector = live.targets[variant]
+            arm = Routed(
+                live,
+                variant,
+                self.provider.get(name, selector),
+                None if live.choice is None else live.choice.share(variant),
+                live.headers(variant),
+                self._tally(live.name, variant),
+                _uses_cache(live),
+            )
+            live.arms[variant] = arm
+        return arm
 
     def _pull(self, live: LiveEndpoint) -> tuple[str, float]:
         """The bandit's arm for one request and the chance it had (uniform before the
@@ -441,43 +496,88 @@ class EndpointRouter:
     ) -> Prediction:
         """Predict with the routed variant, count the outcome, then start shadow copies
         (``passthrough``: fields logged beside the features, see
-        :meth:`DataPlane.predict <vigil.serving.dataplane.DataPlane.predict>`)."""
-        dataplane = self._dataplane
-        assert dataplane is not None, "start() the router first"
-        live = routed.endpoint
-        name, variant = live.name, routed.variant
+        :meth:`DataPlane.predict <vigil.serving.dataplane.DataPlane.predict>`).
+
+        The native route does the same in its own coroutine (:meth:`call`, then
+        :meth:`answered` or :meth:`failed`): one frame fewer per request."""
         started = perf_counter()
         try:
-            result = await dataplane.predict(
-                routed.served.name,
-                None,
+            result = await self.call(
+                routed,
                 table,
                 want_proba=want_proba,
                 request_id=request_id,
-                served=routed.served,
                 route=route,
                 key_id=key_id,
-                endpoint=name,
-                variant=variant,
-                cache=_uses_cache(live),
-                propensity=routed.propensity,
                 passthrough=passthrough,
             )
         except BaseException as exc:
-            elapsed = (perf_counter() - started) * 1000.0
-            self.buffer.record(name, variant, elapsed, error=_server_side(exc))
-            if isinstance(exc, VigilError):  # the error body tells which arm failed
-                exc.detail = {**exc.detail, "endpoint": name, "variant": variant}
+            self.failed(routed, started, exc)
             raise
-        self.buffer.record(name, variant, (perf_counter() - started) * 1000.0, error=False)
+        self.answered(routed, started, table, want_proba, result.request_id, route, key_id)
+        return result
+
+    def call(
+        self,
+        routed: Routed,
+        table: RawTable,
+        *,
+        want_proba: bool,
+        request_id: str,
+        route: str = "",
+        key_id: str | None = None,
+        passthrough: Mapping[str, Sequence[Any]] | None = None,
+    ) -> Coroutine[Any, Any, Prediction]:
+        """The data plane's prediction with the routed variant (its coroutine itself, not
+        awaited); the caller reports the outcome to :meth:`answered` or :meth:`failed`."""
+        dataplane = self._dataplane
+        assert dataplane is not None, "start() the router first"
+        served = routed.served
+        return dataplane.predict(
+            served.name,
+            None,
+            table,
+            want_proba=want_proba,
+            request_id=request_id,
+            served=served,
+            route=route,
+            key_id=key_id,
+            endpoint=routed.endpoint.name,
+            variant=routed.variant,
+            cache=routed.cache,
+            propensity=routed.propensity,
+            passthrough=passthrough,
+        )
+
+    def answered(
+        self,
+        routed: Routed,
+        started: float,
+        table: RawTable,
+        want_proba: bool,
+        request_id: str,
+        route: str,
+        key_id: str | None,
+    ) -> None:
+        """Count a prediction the routed variant answered (begun at ``perf_counter()``
+        ``started``), then start the endpoint's shadow copies of it."""
+        tally = routed.tally
+        tally.requests += 1
+        tally.buckets[bisect_left(LATENCY_BOUNDS_MS, (perf_counter() - started) * 1000.0)] += 1
+        live = routed.endpoint
         if live.shadows and (live.sample_rate >= 1.0 or self._random.random() < live.sample_rate):
             for variant in live.shadows:
-                work = self._shadow(
-                    live, variant, table, want_proba, result.request_id, route, key_id
-                )
+                work = self._shadow(live, variant, table, want_proba, request_id, route, key_id)
                 if not self.shadow.submit(work):
                     work.close()
-        return result
+
+    def failed(self, routed: Routed, started: float, exc: BaseException) -> None:
+        """Count a prediction of the routed variant that failed with ``exc`` (against the
+        variant when the fault is the model's or the server's) and name the endpoint and
+        variant in its error body."""
+        _count(routed.tally, started, error=_server_side(exc))
+        if isinstance(exc, VigilError):  # the error body tells which arm failed
+            exc.detail = {**exc.detail, "endpoint": routed.endpoint.name, "variant": routed.variant}
 
     async def _shadow(
         self,
@@ -492,9 +592,9 @@ class EndpointRouter:
         dataplane = self._dataplane
         assert dataplane is not None
         started = perf_counter()
+        tally = self._tally(live.name, variant)
         try:
-            name, selector = live.targets[variant]
-            served = self.provider.get(name, selector)
+            served = self.arm(live, variant).served
             await dataplane.predict(
                 served.name,
                 None,
@@ -510,10 +610,9 @@ class EndpointRouter:
                 cache=_uses_cache(live),
             )
         except Exception as exc:
-            elapsed = (perf_counter() - started) * 1000.0
-            self.buffer.record(live.name, variant, elapsed, error=_server_side(exc))
+            _count(tally, started, error=_server_side(exc))
             raise
-        self.buffer.record(live.name, variant, (perf_counter() - started) * 1000.0, error=False)
+        _count(tally, started, error=False)
 
     # -- feedback ----------------------------------------------------------------------
 
