@@ -17,7 +17,7 @@ Batches come part after part (each part in time order), not sorted across parts.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,29 @@ class CaptureScan:
     _batch_rows: int
     _full: pa.Schema
     """Every column of the span (the filter may name columns the projection leaves out)."""
+
+    def narrowed(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        columns: list[str] | None = None,
+    ) -> CaptureScan:
+        """The same scan kept to ``since <= time < until`` and to ``columns`` (those of them
+        the span has; the scan's own when ``None``), without listing the parts or reading
+        the segments again: a reader that walks a span piece by piece lists it once."""
+        import pyarrow.compute as pc  # Arrow compute: the narrowed filter
+        import pyarrow.dataset as ds
+
+        since, until = _utc(since), _utc(until)
+        where = self._filter
+        if since is not None:
+            where = _and(where, ds.field("time") >= pc.scalar(since))
+        if until is not None:
+            where = _and(where, ds.field("time") < pc.scalar(until))
+        schema = self.schema
+        if columns is not None:
+            schema = pa.schema([self._full.field(c) for c in columns if c in self._full.names])
+        return replace(self, schema=schema, _filter=where)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows, one record batch at a time."""
@@ -102,6 +125,10 @@ def _unify(schemas: list[pa.Schema]) -> pa.Schema:
             for s in schemas
         ]
         return pa.unify_schemas(text, promote_options="permissive")
+
+
+def _and(left: Any, right: Any) -> Any:
+    return right if left is None else left & right
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
