@@ -17,7 +17,7 @@ Batches come part after part (each part in time order), not sorted across parts.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,28 @@ class CaptureScan:
     _batch_rows: int
     _full: pa.Schema
     """Every column of the span (the filter may name columns the projection leaves out)."""
+    _times: dict[str, list[Any] | None] = field(default_factory=dict)
+    """Each part's ``time`` statistics per row group, read once for every narrowed copy."""
+
+    def _part_may_hold(self, part: str, since: datetime | None, until: datetime | None) -> bool:
+        import pyarrow.parquet as pq  # Parquet footers: only where a scan is narrowed
+
+        if part not in self._times:
+            assert self._store is not None
+            with self._store.fs.open(part, "rb") as fh:
+                parquet = pq.ParquetFile(fh)
+                index = parquet.schema_arrow.get_field_index("time")
+                meta = parquet.metadata
+                self._times[part] = (
+                    None
+                    if index < 0
+                    else [
+                        meta.row_group(i).column(index).statistics
+                        for i in range(meta.num_row_groups)
+                    ]
+                )
+        stats = self._times[part]
+        return stats is None or any(_may_hold(s, since, until) for s in stats)
 
     def narrowed(
         self,
@@ -70,7 +92,12 @@ class CaptureScan:
         schema = self.schema
         if columns is not None:
             schema = pa.schema([self._full.field(c) for c in columns if c in self._full.names])
-        return replace(self, schema=schema, _filter=where)
+        parts = self.parts
+        if since is not None or until is not None:
+            # Parts whose row groups all miss the span are not opened by the scan at all:
+            # a reader walking a long span slice by slice would open every part each time.
+            parts = [p for p in parts if self._part_may_hold(p, since, until)]
+        return replace(self, schema=schema, parts=parts, _filter=where)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows, one record batch at a time."""
@@ -125,6 +152,13 @@ def _unify(schemas: list[pa.Schema]) -> pa.Schema:
             for s in schemas
         ]
         return pa.unify_schemas(text, promote_options="permissive")
+
+
+def _may_hold(stats: Any, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a row group's ``time`` statistics allow a row in ``[since, until)``."""
+    if stats is None or not stats.has_min_max:
+        return True
+    return (since is None or stats.max >= since) and (until is None or stats.min < until)
 
 
 def _and(left: Any, right: Any) -> Any:
