@@ -56,7 +56,7 @@ class CaptureScan:
 
         if part not in self._times:
             assert self._store is not None
-            with self._store.fs.open(part, "rb") as fh:
+            with open_log_file(self._store, part) as fh:
                 parquet = pq.ParquetFile(fh)
                 index = parquet.schema_arrow.get_field_index("time")
                 meta = parquet.metadata
