@@ -6,6 +6,11 @@ and its points replaced, so a late label lands in its prediction's window). The 
 partial window is computed only when asked (``partial=True``), stored marked partial, and
 replaced once it completes. Rerunning therefore never duplicates a series point.
 
+Whole-hour time windows are judged from stored summaries (:mod:`vigil.monitor.summaries`);
+every other window (count windows, and every window with summaries off) is cut from a
+bounded stream of the log (:mod:`vigil.monitor.streamed`). :func:`candidate_windows` and
+:func:`due_windows` cut and select windows of rows already in one frame.
+
 Alerting (:mod:`vigil.monitor.alerts`) reads the stored series afterwards;
 :func:`vigil.monitor.cycle.monitor_once` runs both, as the server's schedule and
 ``vigil monitor run`` do.
@@ -61,15 +66,6 @@ log = logging.getLogger("vigil.monitor")
 
 Progress = Callable[[int, int], None]
 """Called with (done, to do): windows, or, for windows read as rows, slices of the log."""
-
-
-def _read_log(
-    app: Services, model: str | None, since: datetime, now: datetime, capture: Path
-) -> pd.DataFrame:
-    frame = read_capture(model, since, now, store=app.artifacts, log_dir=capture)
-    if frame.empty or "status" not in frame:
-        return frame.iloc[0:0]
-    return frame
 
 
 def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
