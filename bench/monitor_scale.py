@@ -3,6 +3,11 @@
 ``python -m bench.monitor_scale --rows 1000000 [--engines rows,summaries] [--data DIR]
 [--jobs 2] [--stage all|setup|first|incremental]``
 
+``--engines count,countwhole``: count windows (the default ``1h or 1000``) streamed from the
+log (``count``, also run again after one more part, as the summaries are) and, as the
+baseline, read as before streaming: the whole lookback in one frame (``countwhole``);
+``rows`` is the ``1d`` window read as rows (``VIGIL_MONITOR_SUMMARIES=false``), streamed.
+
 Rows (20 numeric and 5 categorical features, a classifier's predictions and probabilities)
 are written straight in the capture format as compacted Parquet parts of 100,000 rows,
 one after the other in time over one day as segments are,
@@ -207,27 +212,69 @@ def write_part(app, model, n: int, *, seed: int, day: datetime, span=(0.0, 86_00
     pq.write_table(pa.table(columns), path, compression="zstd", row_group_size=65_536)
 
 
+COUNT_WINDOW = os.environ.get("BENCH_COUNT_WINDOW", "1h or 1000")
+"""The window of the ``count`` engines (``--count-window``): by default the monitor's own."""
+
+
+def _whole_read(app, now: datetime):  # type: ignore[no-untyped-def]
+    """The count windows as the monitor cut them before it streamed the log (the whole
+    lookback in one frame, every window measured from it): the ``countwhole`` baseline."""
+    from vigil.capture.reader import read_capture
+    from vigil.monitor.baseline import load_baseline
+    from vigil.monitor.engine import candidate_windows, due_windows
+    from vigil.monitor.measure import measure_window
+    from vigil.monitor.windows import parse_window
+
+    since = DAY - timedelta(days=1)
+    frame = read_capture("m", since, now, store=app.artifacts, log_dir=app.capture_dir)
+    store = app.feedback_store()
+    labels = store.read(since)
+    store.close()
+    spec = parse_window(COUNT_WINDOW)
+    windows = candidate_windows(frame, [], spec, now=now, grace_s=0, rebuild=False)
+    baseline = load_baseline(app, "m", 1)
+    todo = due_windows(windows, labels, [], partial=False)
+    return [measure_window(w, baseline, labels) for w in todo], len(frame)
+
+
 def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
     from bench._rss import peak_rss, reset_peak
     from vigil.monitor.engine import monitor_windows
     from vigil.monitor.settings import MonitorSettings
 
     app = _app(home)
-    settings = MonitorSettings(window="1d", rules=[], grace_s=0, summaries=engine == "summaries")
+    window = COUNT_WINDOW if engine.startswith("count") else "1d"
+    settings = MonitorSettings(window=window, rules=[], grace_s=0, summaries=engine == "summaries")
     reset_peak()
     start = time.perf_counter()
-    done = monitor_windows(
-        app, model="m", now=now, since=DAY - timedelta(days=1), settings=settings
-    )
+    extra: dict[str, float] = {}
+    if engine == "countwhole":
+        results, records = _whole_read(app, now)
+    else:
+        done = monitor_windows(
+            app, model="m", now=now, since=DAY - timedelta(days=1), settings=settings
+        )
+        results, records = done.results, done.n_records
+        if done.stream is not None:
+            extra = {
+                "rows_read": done.stream.rows_read,
+                "keys_read": done.stream.keys_read,
+                "peak_rows": done.stream.peak_rows,
+            }
     wall = time.perf_counter() - start
-    drifted = [r.drift.n_drifted if r.drift else None for r in done.results]
-    return {
+    drifted = [r.drift.n_drifted if r.drift else None for r in results]
+    out = {
         "wall_s": wall,
         "peak_rss_mb": peak_rss() / 2**20,
-        "records": done.n_records,
-        "windows": len(done.results),
-        "drifted": drifted,
-    }  # type: ignore[dict-item]
+        "records": records,
+        "windows": len(results),
+        **extra,
+    }
+    if window == "1d":
+        out["drifted"] = drifted  # type: ignore[assignment]
+    else:
+        out["windows_drifted"] = sum(1 for r in results if r.dataset_drifted)
+    return out
 
 
 def _run(home: Path, engine: str, now: datetime) -> dict[str, float]:
@@ -257,19 +304,19 @@ def _first(data: Path, engine: str, rows: int, now: datetime) -> None:
     (data / f"{engine}.first.json").write_text(json.dumps(res))
 
 
-def _incremental(data: Path, now: datetime) -> None:
-    first = json.loads((data / "summaries.first.json").read_text())
-    home = data / "incremental"
-    _copy(data / "summaries", home)  # the state the first run left, afresh each time
-    res = _run(home, "summaries", now)
-    print(f"summaries rerun      {json.dumps(res)}", flush=True)
-    # One more part, the next day: the incremental cycle's new window.
+def _incremental(data: Path, now: datetime, engine: str = "summaries") -> None:
+    first = json.loads((data / f"{engine}.first.json").read_text())
+    home = data / f"{engine}.incremental"
+    _copy(data / engine, home)  # the state the first run left, afresh each time
+    res = _run(home, engine, now)
+    print(f"{engine} rerun      {json.dumps(res)}", flush=True)
+    # One more part, the next day: the incremental cycle's new window(s).
     app = _app(home)
     write_part(app, _model()[0], PART_ROWS, seed=99_999, day=DAY + timedelta(days=1))
     app.database.dispose()
-    res = _run(home, "summaries", now)
+    res = _run(home, engine, now)
     share = 100 * res["wall_s"] / first["wall_s"]
-    print(f"summaries incremental {json.dumps(res)}  ({share:.1f} % of the first run)", flush=True)
+    print(f"{engine} incremental {json.dumps(res)}  ({share:.1f} % of the first run)", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -282,8 +329,10 @@ def main(argv: list[str]) -> int:
         "--distinct", type=int, help="write this many parts, hard-link the rest to them"
     )
     parser.add_argument("--stage", choices=["all", "setup", "first", "incremental"], default="all")
+    parser.add_argument("--count-window", default=COUNT_WINDOW, help="of the count engines")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args(argv)
+    os.environ["BENCH_COUNT_WINDOW"] = args.count_window  # the children's
     if args.distinct is not None and (args.distinct < 1 or args.rows % PART_ROWS):
         parser.error(f"--distinct needs --rows a multiple of {PART_ROWS:,} and D >= 1")
     if args.child:
@@ -306,8 +355,10 @@ def main(argv: list[str]) -> int:
         if args.stage in ("all", "first"):
             for engine in args.engines.split(","):
                 _first(data, engine, args.rows, now)
-        if args.stage in ("all", "incremental") and "summaries" in args.engines:
-            _incremental(data, now)
+        if args.stage in ("all", "incremental"):
+            for engine in ("summaries", "count"):
+                if engine in args.engines.split(","):
+                    _incremental(data, now, engine)
     return 0
 
 

@@ -121,6 +121,18 @@ def test_a_scan_prunes_projects_and_filters(store: ArtifactStore) -> None:
     assert nothing.parts == [] and list(nothing.batches()) == []
 
 
+def test_a_narrowed_scan_opens_only_the_parts_of_its_span(store: ArtifactStore) -> None:
+    whole = scan_capture("m", DAY, DAY + timedelta(days=1), store=store)
+    since, until = DAY + timedelta(hours=2, minutes=10), DAY + timedelta(hours=2, minutes=20)
+    narrow = whole.narrowed(since, until, columns=["request_id", "time"])
+    assert [Path(p).name for p in narrow.parts] == ["part-s0002.parquet"]  # hour 2 only
+    assert narrow.schema.names == ["request_id", "time"]
+    rows = pa.Table.from_batches(list(narrow.batches()), schema=narrow.schema)
+    want = read_capture("m", since, until, store=store)
+    assert sorted(rows["request_id"].to_pylist()) == sorted(want["request_id"]) != []
+    assert whole.narrowed(DAY + timedelta(hours=9), DAY + timedelta(hours=10)).parts == []
+
+
 @pytest.fixture
 def feedback(store: ArtifactStore, tmp_path: Path) -> Iterator[FeedbackStore]:
     fb = FeedbackStore(tmp_path / "feedback")

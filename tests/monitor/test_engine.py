@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -253,30 +252,17 @@ def test_unknown_model_is_a_clear_error(vigil: Vigil) -> None:
         run_monitoring(vigil, model="nope", settings=SETTINGS)
 
 
-def test_resume_reads_only_what_can_change(
-    vigil: Vigil, trained: Trained, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from vigil.monitor import engine
-
-    reads: list[datetime] = []
-    real = engine._read_log
-
-    def spy(
-        v: Vigil, model: str | None, since: datetime, now: datetime, capture: Path
-    ) -> pd.DataFrame:
-        reads.append(since)
-        return real(v, model, since, now, capture)
-
+def test_resume_reads_only_what_can_change(vigil: Vigil, trained: Trained) -> None:
     rows = SETTINGS.model_copy(update={"summaries": False})  # the row engine's reading
-    monkeypatch.setattr(engine, "_read_log", spy)
     sink = capture_sink(vigil)
     frame = make_frame(90, seed=8)
     write_traffic(sink, trained.model, frame.iloc[:30], start=T0, step=timedelta(minutes=1))
     resume = Resume()
     now = T0 + timedelta(minutes=90)
-    lookback = now - timedelta(days=7)
 
-    assert len(run_monitoring(vigil, now=now, settings=rows, resume=resume)) == 1
+    first = monitor_windows(vigil, now=now, settings=rows, resume=resume)
+    assert len(first.results) == 1 and first.stream is not None
+    assert first.stream.rows_read == 30
     write_traffic(
         sink,
         trained.model,
@@ -287,17 +273,23 @@ def test_resume_reads_only_what_can_change(
     )
     sink.close()
     later = T0 + timedelta(hours=3)
-    (second,) = run_monitoring(vigil, now=later, settings=rows, resume=resume)
-    assert (second.start, second.n_rows) == (T0 + timedelta(hours=1), 60)
-    # The first run read the lookback; the second began at the window still open then.
-    assert reads == [lookback, T0 + timedelta(hours=1)]
+    second = monitor_windows(vigil, now=later, settings=rows, resume=resume)
+    (window,) = second.results
+    assert (window.start, window.n_rows) == (T0 + timedelta(hours=1), 60)
+    # The second run began at the window still open at the first: the new rows only.
+    assert second.since == later - timedelta(days=7) and second.stream is not None
+    assert (second.n_records, second.stream.rows_read) == (60, 60)
 
-    # A label changes what is known about any window: the next run reads everything again.
+    # A late label: windows it may join are read again alone, the lookback is not. This one
+    # could not be placed (its prediction is older than the feedback store's look-up
+    # reaches), so either window may hold it: both are read, the one it joins recomputed.
     store = vigil.feedback_store()
     store.submit([{"request_id": "r000003", "row": 0, "label": 1}])
     store.close()
-    (relabelled,) = run_monitoring(vigil, now=later, settings=rows, resume=resume)
+    third = monitor_windows(vigil, now=later, settings=rows, resume=resume)
+    (relabelled,) = third.results
     assert (relabelled.start, relabelled.n_labelled) == (T0, 1)
-    assert reads[-1] == later - timedelta(days=7)
-    assert run_monitoring(vigil, now=later, settings=rows, resume=resume) == []
-    assert reads[-1] == later  # nothing open: from the window holding "now"
+    assert third.stream is not None and third.stream.rows_read == 30 + 60
+    fourth = monitor_windows(vigil, now=later, settings=rows, resume=resume)
+    assert fourth.results == [] and fourth.stream is not None
+    assert fourth.stream.rows_read == 0  # nothing open, no new label: nothing read

@@ -17,7 +17,7 @@ Batches come part after part (each part in time order), not sorted across parts.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,56 @@ class CaptureScan:
     _batch_rows: int
     _full: pa.Schema
     """Every column of the span (the filter may name columns the projection leaves out)."""
+    _times: dict[str, list[Any] | None] = field(default_factory=dict)
+    """Each part's ``time`` statistics per row group, read once for every narrowed copy."""
+
+    def _part_may_hold(self, part: str, since: datetime | None, until: datetime | None) -> bool:
+        import pyarrow.parquet as pq  # Parquet footers: only where a scan is narrowed
+
+        if part not in self._times:
+            assert self._store is not None
+            with open_log_file(self._store, part) as fh:
+                parquet = pq.ParquetFile(fh)
+                index = parquet.schema_arrow.get_field_index("time")
+                meta = parquet.metadata
+                self._times[part] = (
+                    None
+                    if index < 0
+                    else [
+                        meta.row_group(i).column(index).statistics
+                        for i in range(meta.num_row_groups)
+                    ]
+                )
+        stats = self._times[part]
+        return stats is None or any(_may_hold(s, since, until) for s in stats)
+
+    def narrowed(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        columns: list[str] | None = None,
+    ) -> CaptureScan:
+        """The same scan kept to ``since <= time < until`` and to ``columns`` (those of them
+        the span has; the scan's own when ``None``), without listing the parts or reading
+        the segments again: a reader that walks a span piece by piece lists it once."""
+        import pyarrow.compute as pc  # Arrow compute: the narrowed filter
+        import pyarrow.dataset as ds
+
+        since, until = _utc(since), _utc(until)
+        where = self._filter
+        if since is not None:
+            where = _and(where, ds.field("time") >= pc.scalar(since))
+        if until is not None:
+            where = _and(where, ds.field("time") < pc.scalar(until))
+        schema = self.schema
+        if columns is not None:
+            schema = pa.schema([self._full.field(c) for c in columns if c in self._full.names])
+        parts = self.parts
+        if since is not None or until is not None:
+            # Parts whose row groups all miss the span are not opened by the scan at all:
+            # a reader walking a long span slice by slice would open every part each time.
+            parts = [p for p in parts if self._part_may_hold(p, since, until)]
+        return replace(self, schema=schema, parts=parts, _filter=where)
 
     def filtered(self, where: Callable[[pa.Schema], Any]) -> CaptureScan:
         """This scan with the filter ``where(schema)`` added (a :mod:`pyarrow.dataset`
@@ -116,6 +166,17 @@ def _unify(schemas: list[pa.Schema]) -> pa.Schema:
             for s in schemas
         ]
         return pa.unify_schemas(text, promote_options="permissive")
+
+
+def _may_hold(stats: Any, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a row group's ``time`` statistics allow a row in ``[since, until)``."""
+    if stats is None or not stats.has_min_max:
+        return True
+    return (since is None or stats.max >= since) and (until is None or stats.min < until)
+
+
+def _and(left: Any, right: Any) -> Any:
+    return right if left is None else left & right
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

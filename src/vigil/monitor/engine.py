@@ -6,6 +6,11 @@ and its points replaced, so a late label lands in its prediction's window). The 
 partial window is computed only when asked (``partial=True``), stored marked partial, and
 replaced once it completes. Rerunning therefore never duplicates a series point.
 
+Whole-hour time windows are judged from stored summaries (:mod:`vigil.monitor.summaries`);
+every other window (count windows, and every window with summaries off) is cut from a
+bounded stream of the log (:mod:`vigil.monitor.streamed`). :func:`candidate_windows` and
+:func:`due_windows` cut and select windows of rows already in one frame.
+
 Alerting (:mod:`vigil.monitor.alerts`) reads the stored series afterwards;
 :func:`vigil.monitor.cycle.monitor_once` runs both, as the server's schedule and
 ``vigil monitor run`` do.
@@ -32,6 +37,7 @@ from vigil.monitor.estimation import estimate_binned, estimate_window
 from vigil.monitor.measure import WindowResult, count_labelled, estimated_points, measure_window
 from vigil.monitor.series import StoredWindow, note_in_summary, save_window, stored_windows
 from vigil.monitor.settings import MonitorSettings
+from vigil.monitor.streamed import StreamStats, stream_pass
 from vigil.monitor.summaries.columns import available as sketches_installed
 from vigil.monitor.summaries.judge import judge_fairness, measure_summary
 from vigil.monitor.summaries.late import MARKS_KEY, LabelMarks
@@ -60,16 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil.monitor")
 
 Progress = Callable[[int, int], None]
-"""Called with (windows done, windows to do)."""
-
-
-def _read_log(
-    app: Services, model: str | None, since: datetime, now: datetime, capture: Path
-) -> pd.DataFrame:
-    frame = read_capture(model, since, now, store=app.artifacts, log_dir=capture)
-    if frame.empty or "status" not in frame:
-        return frame.iloc[0:0]
-    return frame
+"""Called with (done, to do): windows, or, for windows read as rows, slices of the log."""
 
 
 def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
@@ -245,7 +242,9 @@ class MonitoringPass:
     since: datetime
     """The start of the span of the log the run covered."""
     n_records: int
-    """Records read from the log (answered rows and rejected requests)."""
+    """Records in the span of the log the run covered (answered rows and rejected requests)."""
+    stream: StreamStats | None = None
+    """What a run of windows read as rows read (:mod:`vigil.monitor.streamed`)."""
 
 
 def monitor_windows(
@@ -291,40 +290,46 @@ def monitor_windows(
             app, model, start, now, spec, settings, capture, labels, partial, progress
         )
     scope = (model, spec.text)
-    read_from = resume.start(scope, len(labels), start) if resume is not None else start
-    log_rows = _read_log(app, model, read_from, now, capture)
-    stored = stored_windows(app.database, window=spec.text, model=model, since=start)
-    candidates = candidate_windows(
-        log_rows, stored, spec, now=now, grace_s=settings.grace_s, rebuild=read_from == start
-    )
-    todo = due_windows(candidates, labels, stored, partial=partial)
+    # Late labels are found per window (their marks), so they do not move the resume point.
+    read_from = resume.start(scope, 0, start) if resume is not None else start
     baselines: dict[tuple[str, int], Baseline | None] = {}
-    results: list[WindowResult] = []
-    for done, w in enumerate(todo):
-        ident = (w.key.model, w.key.version)
-        if ident not in baselines:
+
+    def baseline_of(name: str, version: int) -> Baseline | None:
+        if (name, version) not in baselines:
             try:
-                baselines[ident] = load_baseline(app, *ident, settings.fairness.get(ident[0]))
+                baselines[(name, version)] = load_baseline(
+                    app, name, version, settings.fairness.get(name)
+                )
             except NotFoundError:
-                log.warning("%s version %d is in the log but not registered", *ident)
-                baselines[ident] = None
-        baseline = baselines[ident]
-        if baseline is not None:
-            result = measure_window(w, baseline, labels)
-            if save_window(app.database, result):
-                results.append(result)
-        if progress is not None:
-            progress(done + 1, len(todo))
+                log.warning("%s version %d is in the log but not registered", name, version)
+                baselines[(name, version)] = None
+        return baselines[(name, version)]
+
+    done = stream_pass(
+        app.artifacts,
+        capture,
+        model=model,
+        since=read_from,
+        now=now,
+        spec=spec,
+        grace=timedelta(seconds=settings.grace_s),
+        stored=stored_windows(app.database, window=spec.text, model=model, since=start),
+        labels=labels,
+        partial=partial,
+        baseline_of=baseline_of,
+        database=app.database,
+        progress=progress,
+    )
     if resume is not None:
         horizon = now - timedelta(seconds=settings.grace_s)
-        resume.update(scope, len(labels), candidates, spec, horizon)
-    computed = {id(w) for w in todo}
+        resume.update(scope, 0, done.open, spec, horizon)
+    computed = {(r.key, r.start) for r in done.results}
     waiting = [
-        _open_window(w, settings.grace_s)
-        for w in candidates
-        if not w.complete and id(w) not in computed
+        _open_window(w, settings.grace_s) for w in done.open if (w.key, w.start) not in computed
     ]
-    return MonitoringPass(results, waiting, spec.text, start, n_records=len(log_rows))
+    return MonitoringPass(
+        done.results, waiting, spec.text, start, n_records=done.records, stream=done.stats
+    )
 
 
 # --- windows judged from summaries -------------------------------------------------------
