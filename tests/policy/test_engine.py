@@ -93,8 +93,23 @@ def test_an_ended_run_deletes_the_directories_of_older_ended_runs(
     app: Vigil, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sys
+    import types
+    from datetime import UTC, datetime, timedelta
+
+    import vigil.policy.runs as runs_module
 
     monkeypatch.setenv("VIGIL_POLICY_KEEP_RUNS", "1")
+    # Both runs start in one second (their ids agree to the second) and the newer one's
+    # random suffix sorts first: only the runs' start times can tell which is newer.
+    second = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    ticks = iter(range(1, 1_000_000))
+    monkeypatch.setattr(runs_module, "utcnow", lambda: second + timedelta(microseconds=next(ticks)))
+    suffixes = iter(["f" * 32, "0" * 32])
+    monkeypatch.setattr(
+        runs_module,
+        "uuid",
+        types.SimpleNamespace(uuid4=lambda: types.SimpleNamespace(hex=next(suffixes))),
+    )
     _policy(app, [sys.executable, "-c", "import sys; sys.exit(3)"])
     engine = PolicyEngine(app)
     ended = []
@@ -103,6 +118,7 @@ def test_an_ended_run_deletes_the_directories_of_older_ended_runs(
         assert run is not None
         ended.append(engine.drive(run.run_id, timeout=60, interval=0.2))
     assert [r.state for r in ended] == ["failed", "failed"]
+    assert ended[0].run_id > ended[1].run_id  # the ids alone would keep the older run
     # The newest run keeps its export and job log; the older one's are gone, its row stays.
     kept = sorted(p.name for p in (app.policy_dir / "churn").iterdir())
     assert kept == [ended[1].run_id]

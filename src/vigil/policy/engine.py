@@ -32,6 +32,7 @@ fails, is rejected or is rolled back raises an alert (``policy_failed``,
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import socket
@@ -210,18 +211,30 @@ class PolicyEngine:
 
     def _prune(self, model: str) -> None:
         """Delete the directories of ``model``'s runs older than the newest
-        ``keep_runs`` (run ids sort by their start), unless a run is still in flight."""
+        ``keep_runs`` (by their start; a run id holds it to the second only, so two runs
+        of one second are told apart by their rows), unless a run is still in flight."""
         directory = self.vigil.policy_dir / model
         try:
-            names = sorted((p.name for p in directory.iterdir() if p.is_dir()), reverse=True)
+            names = [p.name for p in directory.iterdir() if p.is_dir()]
         except FileNotFoundError:
             return
-        for name in names[self.vigil.policy_settings.keep_runs :]:
+        runs: dict[str, Run | None] = {}
+        for name in names:
             try:
-                if self.runs.get(name).state not in FINAL:
-                    continue
+                runs[name] = self.runs.get(name)
             except NotFoundError:
-                pass  # a directory without a run (its row deleted): nothing to keep it for
+                runs[name] = None  # a directory without a run (its row deleted)
+
+        def started(name: str) -> tuple[float, str]:
+            run = runs[name]
+            return (run.created_at.timestamp() if run is not None else -math.inf, name)
+
+        for name in sorted(names, key=started, reverse=True)[
+            self.vigil.policy_settings.keep_runs :
+        ]:
+            run = runs[name]
+            if run is not None and run.state not in FINAL:
+                continue
             shutil.rmtree(directory / name, ignore_errors=True)
             log.info("deleted the directory of %s's policy run %s (keep_runs)", model, name)
 
