@@ -127,9 +127,9 @@ class RoutingServer(Server):
             "VIGIL_HOME": str(home),
             # The in-server monitor's first cycle (30 s after start) would judge the run's
             # own traffic, hundreds of thousands of rows in 1,000-row windows, in a thread
-            # on the server's one core in the middle of some points (3-4x slower requests,
-            # whatever the route), and hold the server's exit past the runner's 30 s.
-            # Monitoring's cost is measured by bench.monitor_scale.
+            # on the server's one core in the middle of some points, and hold the server's
+            # exit past the runner's 30 s. Monitoring's cost is measured by
+            # bench.monitor_scale.
             "VIGIL_MONITOR_ENABLED": "false",
         }
         command = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "bench.routing"]
