@@ -358,22 +358,7 @@ def label_summaries(
 
     batches = span_batches(store, wanted, model=model, since=since, until=until, log_dir=log_dir)
     out = summarise(batches, anchors_for, grain_s=grain_s, labels=labels, features=[])
-    return [s for s in _in_span(out, model, since, until) if s.performance is not None]
-
-
-def _in_span(
-    summaries: Iterable[WindowSummary],
-    model: str | None,
-    since: datetime | None,
-    until: datetime | None,
-) -> Iterator[WindowSummary]:
-    for s in summaries:
-        if (
-            (model is None or s.key.model == model)
-            and (since is None or s.start >= since)
-            and (until is None or s.start < until)
-        ):
-            yield s
+    return [s for s in _within(out, model, since, until) if s.performance is not None]
 
 
 def span_batches(
@@ -424,7 +409,7 @@ def group_summaries(
 
     batches = span_batches(store, wanted, model=model, since=since, until=until, log_dir=log_dir)
     out = summarise(batches, anchors_for, grain_s=grain_s, features=[], groups_from=feedback)
-    return [s for s in _in_span(out, model, since, until) if s.groups is not None]
+    return [s for s in _within(out, model, since, until) if s.groups is not None]
 
 
 def window_groups(
