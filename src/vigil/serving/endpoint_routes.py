@@ -105,24 +105,19 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     except VigilError as exc:
         _tag(exc, routed)
         raise
-    # The router's predict (its call() too), inlined: one coroutine fewer per request.
+    # The router's predict, unrolled here (call(), then answered() or failed()): one
+    # coroutine fewer per request.
     request_id, route, key_id = req.request_id, req.route, req.key_id
     live, variant = routed.endpoint, routed.variant
     started = perf_counter()
     try:
-        result = await dp.predict(
-            served.name,
-            None,
+        result = await router.call(
+            routed,
             table,
             want_proba=want_proba,
             request_id=request_id,
-            served=served,
             route=route,
             key_id=key_id,
-            endpoint=live.name,
-            variant=variant,
-            cache=routed.cache,
-            propensity=routed.propensity,
             passthrough=passthrough,
         )
     except BaseException as exc:

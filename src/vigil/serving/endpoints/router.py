@@ -561,9 +561,7 @@ class EndpointRouter:
     ) -> None:
         """Count a prediction the routed variant answered (begun at ``perf_counter()``
         ``started``), then start the endpoint's shadow copies of it."""
-        tally = routed.tally
-        tally.requests += 1
-        tally.buckets[bisect_left(LATENCY_BOUNDS_MS, (perf_counter() - started) * 1000.0)] += 1
+        _count(routed.tally, started, error=False)
         live = routed.endpoint
         if live.shadows and (live.sample_rate >= 1.0 or self._random.random() < live.sample_rate):
             for variant in live.shadows:
