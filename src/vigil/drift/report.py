@@ -37,7 +37,12 @@ import pandas as pd
 from vigil.drift._column import NumericColumn, count_categories, is_categorical_dtype
 from vigil.drift.binning import DEFAULT_BINS
 from vigil.drift.categorical import count_against_profile
-from vigil.drift.column_drift import ColumnDrift, categorical_drift, numeric_drift
+from vigil.drift.column_drift import (
+    ColumnDrift,
+    NumericReference,
+    categorical_drift,
+    numeric_drift,
+)
 from vigil.drift.reference import numeric_reference, numeric_reference_from_profile
 from vigil.drift.select import ALPHA, SMALL_SAMPLE
 from vigil.errors import ValidationError
@@ -215,16 +220,21 @@ def compare_to_profile(
     drift_share: float = DRIFT_SHARE,
     small_sample: int = SMALL_SAMPLE,
     thresholds: Mapping[str, float] | None = None,
+    references: Mapping[str, NumericReference] | None = None,
 ) -> DriftReport:
     """Compare current data with a version's stored baseline profile (no reference data).
 
     Column kinds come from the profile. Numeric columns whose profile has no raw
-    ``sample`` are judged by PSI on the stored quantile bins.
+    ``sample`` are judged by PSI on the stored quantile bins. ``references`` holds numeric
+    columns' reference sides already built from this profile
+    (:func:`~vigil.drift.reference.numeric_reference_from_profile`), for a caller that
+    compares many windows with one profile; the others are built here.
     """
     _check_share(drift_share)
     names = list(columns) if columns is not None else list(profile.features)
     methods = dict(methods or {})
     limits = dict(thresholds or {})
+    built = references or {}
     results: list[ColumnDrift] = []
     for name in names:
         if name not in profile.features:
@@ -243,6 +253,7 @@ def compare_to_profile(
                 alpha=alpha,
                 small_sample=small_sample,
                 thresholds=limits,
+                reference=built.get(name),
             )
         )
     return build_report(results, alpha=alpha, drift_share=drift_share)
@@ -258,8 +269,10 @@ def profile_column_drift(
     alpha: float = ALPHA,
     small_sample: int = SMALL_SAMPLE,
     thresholds: Mapping[str, float] | None = None,
+    reference: NumericReference | None = None,
 ) -> ColumnDrift:
-    """Drift of one column against its stored profile (and raw sample, for numeric)."""
+    """Drift of one column against its stored profile (and raw sample, for numeric;
+    ``reference``: the numeric reference side already built from them)."""
     limits = dict(thresholds or {})
     if isinstance(feature, CategoricalProfile):
         return categorical_drift(
@@ -272,7 +285,7 @@ def profile_column_drift(
         )
     return numeric_drift(
         name,
-        numeric_reference_from_profile(feature, sample),
+        reference if reference is not None else numeric_reference_from_profile(feature, sample),
         NumericColumn.from_values(np.asarray(current) if isinstance(current, list) else current),
         method=method,
         alpha=alpha,

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from vigil.bundle.bundle import read_profile
 from vigil.bundle.signature import Signature
+from vigil.drift.column_drift import NumericReference
+from vigil.drift.reference import numeric_reference_from_profile
 from vigil.monitor.estimation import Estimator, version_estimator
 from vigil.monitor.fairness import ModelFairness
 from vigil.monitor.points import performance_measure
-from vigil.profile_schema import BaselineProfile
+from vigil.profile_schema import BaselineProfile, NumericProfile
 
 if TYPE_CHECKING:
     from vigil.services import Services
@@ -57,6 +60,24 @@ class Baseline:
         if self.profile is None:
             return []
         return [f for f in self.signature.feature_names if f in self.profile.features]
+
+    @cached_property
+    def references(self) -> dict[str, NumericReference]:
+        """The reference side of each numeric feature's drift tests, built once from the
+        profile and its raw sample: every window of the version is compared with the same
+        one (rebuilding it took a fifth of a 1,000-row window's drift time)."""
+        if self.profile is None:
+            return {}
+        built = {
+            name: numeric_reference_from_profile(feature, self.profile.sample.get(name))
+            for name, feature in self.profile.features.items()
+            if isinstance(feature, NumericProfile)
+        }
+        for reference in built.values():  # shared by every window: nothing may change it
+            reference.counts.flags.writeable = False
+            if reference.sample is not None:
+                reference.sample.values.flags.writeable = False
+        return built
 
 
 def load_baseline(

@@ -175,7 +175,12 @@ def _drift(window: Window, baseline: Baseline) -> DriftReport | None:
     if baseline.profile is None or not names or window.n_rows == 0:
         return None
     frame = feature_frame(window.rows, names)
-    return compare_to_profile(baseline.profile, _numeric_view(frame, baseline), columns=names)
+    return compare_to_profile(
+        baseline.profile,
+        _numeric_view(frame, baseline),
+        columns=names,
+        references=baseline.references,
+    )
 
 
 def _prediction_drift(window: Window, baseline: Baseline) -> ColumnDrift | None:
