@@ -220,6 +220,13 @@ class MonitorSettings(VigilSettings):
     interval_s: float = Field(default=300.0, ge=0)
     """Seconds between two scheduled runs inside the server (``0`` turns the schedule off)."""
 
+    isolation: Literal["process", "thread"] = "process"
+    """Where a scheduled cycle's work runs: ``process`` (a child process per cycle, at a
+    lower CPU priority, so the statistics never hold the serving worker's GIL and their
+    memory is returned when the child exits; see :mod:`vigil.monitor.isolation`) or
+    ``thread`` (a thread of the serving worker, as before: for platforms without
+    ``forkserver``/``spawn`` or to debug a cycle in-process)."""
+
     lookback: str = "7d"
     """How far back a run reads the log: windows older than this are neither computed nor
     updated with late labels."""
