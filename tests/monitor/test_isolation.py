@@ -33,6 +33,7 @@ from tests.serving.test_workers import WorkerServer
 from vigil.app import Vigil, monitoring_root
 from vigil.capture.settings import CaptureSettings
 from vigil.monitor.cycle import monitor_once
+from vigil.monitor.isolation import NICE
 from vigil.monitor.scheduler import MonitorScheduler
 from vigil.monitor.series import stored_windows
 from vigil.monitor.settings import MonitorSettings
@@ -208,6 +209,10 @@ def test_a_cycle_killed_or_interrupted_by_sigterm_is_redone_and_never_holds_the_
         # A cycle's process killed (as by the out-of-memory killer): logged, serving goes on,
         # the next interval runs the cycle again.
         first = _cycle(home, server, 1)
+        # At a lower CPU priority than the server's.
+        assert os.getpriority(os.PRIO_PROCESS, first) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + NICE
+        )
         os.kill(first, signal.SIGKILL)
         second = _cycle(home, server, 2)
         assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200

@@ -29,8 +29,9 @@ statistics stack**.
   :class:`~vigil.monitor.engine.Resume`, which the scheduler keeps for the next child.
 - The worker keeps what is cheap and its own: the lease and its renewal, the Prometheus
   gauges (read back from the store), the log line.
-- The child runs at a lower CPU priority (``nice`` +:data:`NICE`): on a busy machine the
-  serving workers win the cores, and monitoring takes what is left.
+- The child runs at a lower CPU priority (``nice`` +:data:`NICE`), and so does the
+  forkserver while it imports: on a busy machine the serving workers win the cores, and
+  monitoring takes what is left.
 - It dies with the worker: on Linux the kernel kills it when its parent does
   (``PR_SET_PDEATHSIG``; its parent is the forkserver, which exits with the worker), and
   everywhere a thread of the child watches its pipe to the worker and exits when the
@@ -49,6 +50,7 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import sys
@@ -130,11 +132,12 @@ class CycleProcess:
         the cycle failed or its process died (or :meth:`close` was called)."""
         if self._closed:
             raise MonitorCycleError("monitoring is stopping: no new cycle")
+        niceness = _lower_forkserver_priority(self._context)
         ours, theirs = self._context.Pipe(duplex=True)
         level = logging.getLogger("vigil").getEffectiveLevel()
         child = self._context.Process(
             target=_child_main,
-            args=(self.root, settings, resume, theirs, level),
+            args=(self.root, settings, resume, theirs, level, niceness),
             name="vigil-monitor-cycle",
         )
         try:
@@ -181,6 +184,23 @@ class CycleProcess:
                 child.kill()
 
 
+def _lower_forkserver_priority(context: ForkServerContext | SpawnContext) -> int:
+    """Start the forkserver (if it is the start method) and lower its priority before it
+    has done much of its imports; returns the niceness a cycle's child should have."""
+    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICE)
+    if context.get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
+        # Its pid is private to multiprocessing, hence the care: without it, only the
+        # children are niced.
+        server = getattr(multiprocessing.forkserver, "_forkserver", None)
+        pid = getattr(server, "_forkserver_pid", None)
+        if isinstance(pid, int):
+            with contextlib.suppress(OSError):
+                if os.getpriority(os.PRIO_PROCESS, pid) < target:
+                    os.setpriority(os.PRIO_PROCESS, pid, target)
+    return target
+
+
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         name = signal.Signals(-code).name
@@ -210,10 +230,12 @@ def _child_main(
     resume: Resume | None,
     conn: Connection,
     level: int,
+    niceness: int,
 ) -> None:
     _die_with_parent(conn)
     with contextlib.suppress(OSError):
-        os.nice(NICE)
+        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
     logging.basicConfig(
         level=level,
         format="%(levelname)s:     %(name)s [monitor cycle, pid %(process)d]: %(message)s",
