@@ -32,8 +32,9 @@ from tests.serving.test_workers import WorkerServer
 
 from vigil.app import Vigil, monitoring_root
 from vigil.capture.settings import CaptureSettings
+from vigil.errors import MonitorCycleError
 from vigil.monitor.cycle import monitor_once
-from vigil.monitor.isolation import NICE
+from vigil.monitor.isolation import NICE, CycleProcess
 from vigil.monitor.scheduler import MonitorScheduler
 from vigil.monitor.series import stored_windows
 from vigil.monitor.settings import MonitorSettings
@@ -243,3 +244,15 @@ def test_a_cycle_killed_or_interrupted_by_sigterm_is_redone_and_never_holds_the_
         server.proc.wait(30)
         server.log.close()
     assert [(w[1], w[2]) for w in done] == [(ROWS, False)] * HOURS
+
+
+def _failing_root() -> Vigil:
+    raise RuntimeError("no store here")
+
+
+def test_a_cycle_that_raises_reports_its_traceback_from_its_process() -> None:
+    cycles = CycleProcess(_failing_root)
+    with pytest.raises(MonitorCycleError, match=r"failed in process (\d+):") as failed:
+        cycles.run(MonitorSettings(), None)
+    assert "RuntimeError: no store here" in failed.value.message
+    assert f"process {os.getpid()}:" not in failed.value.message

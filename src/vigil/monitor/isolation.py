@@ -42,6 +42,12 @@ statistics stack**.
 - A child that raises, or dies (killed, out of memory), makes :meth:`CycleProcess.run`
   raise :class:`~vigil.errors.MonitorCycleError`; the scheduler logs it and retries at
   the next interval, the server keeps serving.
+
+As in any program using ``multiprocessing`` with ``spawn`` or ``forkserver``, each child
+imports the parent's main module again (as ``__mp_main__``): ``vigil serve``, uvicorn's
+and gunicorn's entry points guard theirs, but a script that builds and runs the app
+itself must do so under ``if __name__ == "__main__":`` (or set
+``VIGIL_MONITOR_ISOLATION=thread``).
 """
 
 from __future__ import annotations
@@ -140,6 +146,7 @@ class CycleProcess:
             args=(self.root, settings, resume, theirs, level, niceness),
             name="vigil-monitor-cycle",
         )
+        outcome: _Done | _Failed | None = None
         try:
             child.start()
             theirs.close()  # the child's end lives in the child only: its exit is our EOF
@@ -148,13 +155,13 @@ class CycleProcess:
                 stopped = self._closed
             if stopped:
                 child.kill()
-            outcome: _Done | _Failed | None = None
             wait([ours, child.sentinel])
             if ours.poll():
                 with contextlib.suppress(EOFError, OSError):
                     outcome = ours.recv()
         finally:
             ours.close()
+            theirs.close()
             if child.pid is not None:
                 child.join(10)
                 if child.exitcode is None:  # sent its result, then hung on its way out
@@ -172,6 +179,11 @@ class CycleProcess:
             f"the monitoring cycle's process {child.pid} died ({_exit_reason(child.exitcode)})"
             + (" while monitoring was stopping" if self._closed else "")
         )
+
+    def open(self) -> None:
+        """Accept cycles again after :meth:`close` (a server started anew)."""
+        with self._lock:
+            self._closed = False
 
     def close(self) -> None:
         """Kill the running cycle (if any) and refuse new ones: the server stopping never
@@ -240,8 +252,8 @@ def _child_main(
         level=level,
         format="%(levelname)s:     %(name)s [monitor cycle, pid %(process)d]: %(message)s",
     )
-    # Here, not at the top: the serving worker that imports this module never loads the
-    # statistics stack (the forkserver has, see PRELOAD).
+    # Here, not at the top: importing this module (the scheduler does, at start-up) must
+    # not load the statistics stack; the forkserver has it preloaded (PRELOAD).
     from vigil.monitor.cycle import monitor_once
     from vigil.monitor.engine import Resume
 

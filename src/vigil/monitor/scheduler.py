@@ -209,6 +209,8 @@ class MonitorScheduler:
 
     def start(self) -> None:
         """Start the background task (call from the running event loop)."""
+        if self.isolated is not None:
+            self.isolated.open()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="vigil-monitor")
 

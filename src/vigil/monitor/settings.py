@@ -224,8 +224,9 @@ class MonitorSettings(VigilSettings):
     """Where a scheduled cycle's work runs: ``process`` (a child process per cycle, at a
     lower CPU priority, so the statistics never hold the serving worker's GIL and their
     memory is returned when the child exits; see :mod:`vigil.monitor.isolation`) or
-    ``thread`` (a thread of the serving worker, as before: for platforms without
-    ``forkserver``/``spawn`` or to debug a cycle in-process)."""
+    ``thread`` (a thread of the serving worker: to debug a cycle in-process, or for a
+    script that runs the app without an ``if __name__ == "__main__":`` guard, which each
+    child would run again)."""
 
     lookback: str = "7d"
     """How far back a run reads the log: windows older than this are neither computed nor
