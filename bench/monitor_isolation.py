@@ -15,8 +15,8 @@ core, as on a busy machine) with its first cycle :data:`FIRST_CYCLE_S` seconds a
 (``VIGIL_MONITOR_INTERVAL_S``; later cycles only look at the open windows, nearly free);
 from readiness, wrk (CPU 1, 32 keep-alive connections, ``POST /v1/models/churn/predict``,
 one row) for ``--seconds``. Reported per mode: wrk's p50, p99 and throughput over that
-run, and when the cycle had stored its windows (seconds after readiness; polled from the
-store on CPU 1). Results: ``bench/results/monitor_isolation.json``.
+run, when the cycle had stored its windows (seconds after readiness; polled from the
+store on CPU 1), and the worker's resident memory at its peak (``VmHWM``). Results: ``bench/results/monitor_isolation.json``.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ def one_point(
         if mode != "off":
             watcher.join(180)  # the cycle may finish after the load: report when
         stop.set()
+        memory = _memory_mib(server.pid)  # one worker: the server's own process
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -186,7 +187,19 @@ def one_point(
         "p99_ms": p99,
         "errors": errors,
         "windows_stored_after_s": done[0] if done else None,
+        "worker_rss_mib": memory["VmRSS"],
+        "worker_peak_rss_mib": memory["VmHWM"],
     }
+
+
+def _memory_mib(pid: int) -> dict[str, float]:
+    """The process's resident memory now (``VmRSS``) and at its peak (``VmHWM``)."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
 
 
 def main() -> None:
@@ -221,6 +234,7 @@ def main() -> None:
             "rps": statistics.median(p["rps"] for p in mine),
             "errors": sum(p["errors"] for p in mine),
             "windows_stored_after_s": [p["windows_stored_after_s"] for p in mine],
+            "worker_peak_rss_mib": statistics.median(p["worker_peak_rss_mib"] for p in mine),
         }
     for mode in ("thread", "process"):
         summary[mode]["p99_vs_off"] = summary[mode]["p99_ms"] / summary["off"]["p99_ms"]
