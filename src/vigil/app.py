@@ -16,6 +16,7 @@ Imports of the subsystems are inside the methods that build them: every CLI comm
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -368,7 +369,14 @@ class Vigil:
                 import logging
 
                 logging.getLogger("vigil.monitor").warning(warning)
-        return MonitorScheduler(self, settings)
+        root = None
+        # A database in this process's memory is not one a child process could open.
+        if (
+            settings.isolation == "process"
+            and ":memory:" not in self.settings.resolved_database_url
+        ):
+            root = functools.partial(monitoring_root, self.settings, capture, settings)
+        return MonitorScheduler(self, settings, cycle_root=root)
 
     def policy_scheduler(self) -> PolicyScheduler | None:
         """The update policies' loop inside a server (``None`` when
@@ -685,6 +693,28 @@ def serving_app_from_environment() -> ServingApp:
         poll_interval=float(os.environ.get(POLL_ENV) or 1.0),
     )
     return root.serving_app(provider)
+
+
+def monitoring_root(
+    settings: Settings, capture: CaptureSettings, monitor: MonitorSettings
+) -> Vigil:
+    """The composition root of a monitoring cycle's child process
+    (:mod:`vigil.monitor.isolation`), from the server's own settings objects: the child
+    reads the same home, database, inference log, encryption key file, rules and webhooks
+    as the server, whatever the environment of the process that forked it.
+
+    >>> import tempfile, pathlib
+    >>> from vigil.capture.settings import CaptureSettings
+    >>> from vigil.monitor.settings import MonitorSettings
+    >>> home = pathlib.Path(tempfile.mkdtemp())
+    >>> root = monitoring_root(load_settings(home=home), CaptureSettings(), MonitorSettings(window="15m"))
+    >>> root.monitor_settings.window, root.capture_dir == home / "capture"
+    ('15m', True)
+    """
+    root = Vigil(settings)
+    # Both are cached properties: seeded, they are never read again from the environment.
+    root.__dict__.update(capture_settings=capture, monitor_settings=monitor)
+    return root
 
 
 _default: Vigil | None = None

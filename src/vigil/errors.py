@@ -314,6 +314,14 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     code = "database_unavailable"
 
 
+class MonitorCycleError(VigilError, RuntimeError):
+    """A scheduled monitoring cycle's child process failed or died (an exception, the
+    kernel's out-of-memory killer); the server keeps serving and the next interval runs the
+    cycle again, which finishes the windows this one left."""
+
+    code = "monitor_cycle_failed"
+
+
 class ArtifactCorruptError(VigilError):
     """A stored artifact no longer matches its digest (tampered with or damaged)."""
 

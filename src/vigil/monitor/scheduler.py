@@ -1,7 +1,10 @@
 """Monitoring inside the server: a background task running a cycle every ``interval_s``.
 
-The cycle runs in a thread (``asyncio.to_thread``), so reading the log and computing
-statistics never blocks the event loop that answers predictions. With several workers
+The cycle runs in a child process (:mod:`vigil.monitor.isolation`, the default), so
+reading the log and computing statistics never holds the GIL of the event loop that
+answers predictions, and the server stopping kills a running cycle instead of waiting for
+it; or, with ``VIGIL_MONITOR_ISOLATION=thread``, in a thread of the worker
+(``asyncio.to_thread``). Either way the worker waits for it in a thread. With several workers
 (or replicas on one PostgreSQL), only the holder of the ``monitor`` lease runs cycles; the
 lease is taken and renewed with a locked read-then-write in the SQL store and expires if
 its holder dies, so another worker takes over. Every worker refreshes its Prometheus
@@ -23,10 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 import vigil._heap as _heap
+from vigil.monitor.isolation import CycleProcess
 from vigil.monitor.settings import MonitorSettings
 from vigil.storage.sql import Database, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vigil.monitor.cycle import CycleResult
     from vigil.monitor.engine import Resume
     from vigil.monitor.services import MonitorServices
@@ -104,9 +110,20 @@ def release_lease(db: Database, name: str, holder: str) -> None:
 class MonitorScheduler:
     """Runs :func:`~vigil.monitor.cycle.monitor_once` every ``settings.interval_s``, from
     :meth:`start` (the server's lifespan) to :meth:`stop`; built by
-    :meth:`vigil.app.Vigil.monitor_scheduler`."""
+    :meth:`vigil.app.Vigil.monitor_scheduler`.
 
-    def __init__(self, app: MonitorServices, settings: MonitorSettings) -> None:
+    With ``cycle_root`` (a picklable callable building the composition root, given by the
+    root when ``VIGIL_MONITOR_ISOLATION=process``), each cycle runs in a child process
+    that calls it; without, in a thread of this process on ``app``.
+    """
+
+    def __init__(
+        self,
+        app: MonitorServices,
+        settings: MonitorSettings,
+        *,
+        cycle_root: Callable[[], MonitorServices] | None = None,
+    ) -> None:
         self.vigil = app
         self.settings = settings
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -117,15 +134,42 @@ class MonitorScheduler:
         self.resume: Resume | None = None
         """Where the next cycle may start reading the log (see
         :class:`~vigil.monitor.engine.Resume`); made by the first cycle."""
+        self.isolated = CycleProcess(cycle_root) if cycle_root is not None else None
+        """Runs the cycles in child processes (``None``: in this process)."""
         self._task: asyncio.Task[None] | None = None
         self._exporter: Any = None
 
     def __repr__(self) -> str:
-        return f"MonitorScheduler(every {self.settings.interval_s}s, holder={self.holder!r})"
+        where = "process" if self.isolated is not None else "thread"
+        return (
+            f"MonitorScheduler(every {self.settings.interval_s}s in a {where}, "
+            f"holder={self.holder!r})"
+        )
 
     def tick(self) -> CycleResult | None:
         """One scheduled step (blocking): a cycle if this worker holds the lease, then the
         gauges. Returns the cycle's result, or ``None`` when another worker holds it."""
+        result = None
+        if acquire_lease(self.vigil.database, LEASE, self.holder, self.ttl):
+            if self.isolated is not None:
+                result, self.resume, pid = self.isolated.run(self.settings, self.resume)
+            else:
+                result, pid = self._cycle_here(), os.getpid()
+            self.runs += 1
+            self.last = result
+            if result.windows or result.events:
+                log.info(
+                    "monitoring: %d window(s) computed, %d alert transition(s), by process "
+                    "%d for worker %d",
+                    len(result.windows),
+                    len(result.events),
+                    pid,
+                    os.getpid(),
+                )
+        self._refresh_gauges()
+        return result
+
+    def _cycle_here(self) -> CycleResult:
         # Imported here, in the cycle's thread: the statistics stack (pandas, SciPy) stays
         # off the server's path to /readyz.
         from vigil.monitor.cycle import monitor_once
@@ -133,19 +177,7 @@ class MonitorScheduler:
 
         if self.resume is None:
             self.resume = Resume()
-        result = None
-        if acquire_lease(self.vigil.database, LEASE, self.holder, self.ttl):
-            result = monitor_once(self.vigil, settings=self.settings, resume=self.resume)
-            self.runs += 1
-            self.last = result
-            if result.windows or result.events:
-                log.info(
-                    "monitoring: %d window(s) computed, %d alert transition(s)",
-                    len(result.windows),
-                    len(result.events),
-                )
-        self._refresh_gauges()
-        return result
+        return monitor_once(self.vigil, settings=self.settings, resume=self.resume)
 
     def _refresh_gauges(self) -> None:
         try:
@@ -171,18 +203,23 @@ class MonitorScheduler:
             except Exception:
                 # Monitoring must never take the server down; the next tick retries.
                 log.exception("monitoring cycle failed; retrying in %.0fs", delay)
-            if not settled:  # the first cycle imported the statistics stack for good
+            if not settled:  # the first cycle imported what it needs here for good
                 _heap.settle()
                 settled = True
 
     def start(self) -> None:
         """Start the background task (call from the running event loop)."""
+        if self.isolated is not None:
+            self.isolated.open()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name="vigil-monitor")
 
     async def stop(self) -> None:
-        """Cancel the task (a cycle running in its thread finishes on its own) and release
-        the lease."""
+        """Cancel the task and release the lease. A cycle running in a child process is
+        killed (the next lease holder redoes it); one running in a thread finishes on its
+        own."""
+        if self.isolated is not None:
+            self.isolated.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -220,6 +220,14 @@ class MonitorSettings(VigilSettings):
     interval_s: float = Field(default=300.0, ge=0)
     """Seconds between two scheduled runs inside the server (``0`` turns the schedule off)."""
 
+    isolation: Literal["process", "thread"] = "process"
+    """Where a scheduled cycle's work runs: ``process`` (a child process per cycle, at a
+    lower CPU priority, so the statistics never hold the serving worker's GIL and their
+    memory is returned when the child exits; see :mod:`vigil.monitor.isolation`) or
+    ``thread`` (a thread of the serving worker: to debug a cycle in-process, or for a
+    script that runs the app without an ``if __name__ == "__main__":`` guard, which each
+    child would run again)."""
+
     lookback: str = "7d"
     """How far back a run reads the log: windows older than this are neither computed nor
     updated with late labels."""
