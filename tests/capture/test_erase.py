@@ -25,6 +25,7 @@ from vigil.capture.erase import Subject
 from vigil.capture.masking import Masker
 from vigil.capture.sink import CaptureSink
 from vigil.cli import app as cli
+from vigil.errors import ValidationError
 from vigil.monitor.summaries.store import summary_key
 
 KEY = "erasure-test-key-0123456789abcdef"
@@ -204,6 +205,50 @@ def test_erase_leaves_no_trace_of_the_subject_and_the_rest_intact(env: None) -> 
     assert _remaining(vigil) == (others, fed_before - 3)
 
 
+def test_a_feedback_field_names_a_subject_and_erases_the_predictions_it_labels(
+    env: None,
+) -> None:
+    """``--where field.email=...``: the feedback items carrying the (hashed) value are
+    found in the feedback log, and they and the predictions they label go, from parts,
+    closed segments and quarantine alike."""
+    vigil = Vigil()
+    others, ours = _capture(vigil)
+    feedback = vigil.feedback_store()
+    try:
+        # The quarantined prediction is labelled too: found through its feedback.
+        odd = {"request_id": "odd", "label": 0, "fields": {"email": SUBJECT, "band": "common"}}
+        assert feedback.submit([odd], admin=True).accepted == 1
+    finally:
+        feedback.close()
+    rows_before, fed_before = _remaining(vigil)
+    assert _traces(vigil)
+
+    where = ["--where", f"field.email={SUBJECT}"]
+    out = CliRunner().invoke(cli, ["capture", "erase", *where, "--json"])
+    assert out.exit_code == 0, out.output
+    done = json.loads(out.stdout)
+    # d2-0 and d1-0 (parts), seg-4 (a closed segment), odd (quarantine): each labelled once.
+    assert (done["records"], done["feedback_records"], done["complete"]) == (4, 4, True)
+    assert done["fields"] == ["field.email"]
+
+    assert _traces(vigil) == []  # the e-mail, its hash, the band only the subject's held
+    _all_verify(vigil)
+    assert _remaining(vigil) == (rows_before - 3, fed_before - 4) == (others, fed_before - 4)
+    left = _feedback(vigil)
+    assert not set(left["request_id"]) & set(ours)
+    assert set(left["field.band"].dropna()) == {"common"}
+    verified = CliRunner().invoke(cli, ["capture", "verify"])
+    assert verified.exit_code == 0, verified.output
+    entry = next(e for e in vigil.registry.audit(None, limit=10) if e.action == "capture.erase")
+    assert entry.after is not None and entry.after["fields"] == ["field.email"]
+    assert entry.after["records"] == 4 and entry.after["feedback_records"] == 4
+    again = vigil.erase_subject({"field.email": SUBJECT}, wait=0)
+    assert (again.capture.records, again.feedback.records) == (0, 0)
+    # With a field feedback does not hold (a feature), there is nothing to find it by.
+    with pytest.raises(ValidationError, match="name it by feedback fields"):
+        vigil.erase_subject({"field.email": SUBJECT, "age": "41"}, wait=0)
+
+
 def test_a_masked_field_cannot_name_a_subject_and_bad_input_is_one_line(env: None) -> None:
     with pytest.raises(Exception, match="captured with the 'mask' action"):
         Subject({"name": "Ann"}, Masker({"name": "mask"}))
@@ -243,20 +288,32 @@ def dying(src, dst, **kwargs):
             os._exit(9)  # as kill -9: no cleanup, no finally
     return real(src, dst, **kwargs)
 os.replace = dying
-Vigil().erase_subject({"email": sys.argv[2]}, wait=0)
+Vigil().erase_subject({sys.argv[3]: sys.argv[2]}, wait=0)
 """
 
 
-@pytest.mark.parametrize("crash_at", [1, 4])
-def test_a_run_killed_in_the_middle_is_completed_by_the_next(env: None, crash_at: int) -> None:
+@pytest.mark.parametrize(("field", "crash_at"), [("email", 1), ("email", 4), ("field.email", 2)])
+def test_a_run_killed_in_the_middle_is_completed_by_the_next(
+    env: None, field: str, crash_at: int
+) -> None:
+    """Named by a feedback field, the predictions go first (two parts, then segments):
+    killed on the second part, the next run finds them again through the feedback."""
     vigil = Vigil()
     others, _ours = _capture(vigil)
     sink = CaptureSink.from_settings(vigil.capture_settings, vigil.settings.home)
     assert sink is not None
     _predict(sink, "x", SUBJECT)
     sink.log.rotate()  # a second closed segment with the subject
+    if field.startswith("field."):
+        feedback = vigil.feedback_store()
+        try:
+            fields = {"email": SUBJECT, "band": "common"}
+            for rid in ("x", "odd"):  # the new prediction and the quarantined one labelled
+                feedback.submit([{"request_id": rid, "label": 1, "fields": fields}], admin=True)
+        finally:
+            feedback.close()
     died = subprocess.run(
-        [sys.executable, "-c", CRASH, str(crash_at), SUBJECT],
+        [sys.executable, "-c", CRASH, str(crash_at), SUBJECT, field],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         capture_output=True,
         text=True,
@@ -265,7 +322,7 @@ def test_a_run_killed_in_the_middle_is_completed_by_the_next(env: None, crash_at
     assert died.returncode == 9, died.stderr
     # The new content of the file it died on waits beside the old one.
     assert [p for p in _files(vigil) if p.name.endswith(".erasing")]
-    done = vigil.erase_subject({"email": SUBJECT}, wait=0)
+    done = vigil.erase_subject({field: SUBJECT}, wait=0)
     assert done.complete  # what the killed run chained is moved into place first
     assert _traces(vigil) == []
     _all_verify(vigil)

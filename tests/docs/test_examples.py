@@ -415,8 +415,17 @@ def _capture_key(ran: Ran, world: World) -> None:
     assert path.read_text().split(":", 1)[1].strip() not in ran.output
 
 
+def _erased_by_feedback_field(ran: Ran, world: World) -> None:
+    # The audit's content: the condition's field, as the feedback store names it.
+    done = json.loads(ran.output)
+    assert done["fields"] == ["field.customer_id"] and done["complete"] is True, done
+
+
 CHECKS: dict[Key, Callable[[Ran, World], None]] = {
     TRACING: _traced,
+    ("docs/privacy.md", "vigil capture erase --where field.customer_id=c-7 --json"): (
+        _erased_by_feedback_field
+    ),
     ("docs/privacy.md", "vigil capture keygen k1 --file capture-keys.txt"): _capture_key,
     ("README.md", "import vigil"): _registered_from_python,
     (

@@ -17,8 +17,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.monitor._data import home_vigil
+from tests.monitor._data import capture_sink, home_vigil
 
+from vigil.capture.compact import compact
+from vigil.feedback.export import export_capture
 from vigil.feedback.join import join_feedback
 from vigil.feedback.record import FeedbackRecord
 from vigil.feedback.store import FeedbackStore
@@ -156,3 +158,107 @@ def test_export_reads_one_days_labels_at_a_time(
     )
     assert result.manifest["labelled_rows"] == len(want)
     assert result.manifest["features"] == ["plan", "x"]
+
+
+def test_passthrough_fields_that_vary_across_the_window_are_all_exported(
+    tmp_path: Path,
+) -> None:
+    """Requests carry passthrough fields of their own (or none): the file holds every field
+    of the window, null where a request lacked it; a field sent as a number one day and as
+    text the next is text throughout (as the capture reader reads it)."""
+    app = home_vigil(tmp_path / "home")
+    sink = capture_sink(app)
+
+    def predict(rid: str, at: datetime, x: float, passthrough: dict[str, list[Any]] | None) -> None:
+        sink.record_prediction(
+            request_id=rid,
+            model="m",
+            version=1,
+            time=at,
+            features=[{"x": x}],
+            predictions=[1],
+            passthrough=passthrough,
+        )
+
+    # Day one compacted: a number field, and a request without any field.
+    predict("a", DAY + timedelta(hours=1), 1.0, {"region": [3]})
+    predict("b", DAY + timedelta(hours=2), 2.0, None)
+    sink.log.rotate()
+    compact(sink.log, app.artifacts)
+    # Day two compacted: the same field as text, and a new one.
+    predict("c", DAY + timedelta(days=1, hours=1), 3.0, {"region": ["north"], "tier": ["gold"]})
+    sink.log.rotate()
+    compact(sink.log, app.artifacts)
+    # Day three still in a live segment: another field again.
+    predict("d", DAY + timedelta(days=2, hours=1), 4.0, {"age_band": [40]})
+    sink.close()
+    feedback = app.feedback_store()
+    try:
+        labels = [{"request_id": r, "label": i % 2} for i, r in enumerate("abcd")]
+        assert feedback.submit(labels, admin=True).accepted == 4
+    finally:
+        feedback.close()
+
+    until = DAY + timedelta(days=3)
+    result = export_training_data(
+        app,
+        "m",
+        since=DAY,
+        until=until,
+        directory=tmp_path / "export",
+        holdout_dir=None,
+        holdout_share=0.0,
+        target="churned",
+        reference={},
+    )
+    train = pq.read_table(result.train)
+    assert train.column_names == [
+        "request_id",
+        "row",
+        "time",
+        "version",
+        "x",
+        "passthrough.region",
+        "passthrough.tier",
+        "passthrough.age_band",
+        "churned",
+    ]
+    assert train.schema.field("passthrough.region").type == pa.string()
+    assert train.schema.field("passthrough.age_band").type == pa.int64()
+    got = train.select(["request_id", "x", *train.column_names[5:]]).to_pylist()
+    assert got == [
+        {"request_id": "a", "x": 1.0, "passthrough.region": "3", "passthrough.tier": None,
+         "passthrough.age_band": None, "churned": 0},
+        {"request_id": "b", "x": 2.0, "passthrough.region": None, "passthrough.tier": None,
+         "passthrough.age_band": None, "churned": 1},
+        {"request_id": "c", "x": 3.0, "passthrough.region": "north", "passthrough.tier": "gold",
+         "passthrough.age_band": None, "churned": 0},
+        {"request_id": "d", "x": 4.0, "passthrough.region": None, "passthrough.tier": None,
+         "passthrough.age_band": 40, "churned": 1},
+    ]  # fmt: skip
+    assert result.manifest["rows"] == result.manifest["labelled_rows"] == 4
+
+    # ``vigil capture export`` reads the span as one scan: the same columns and values.
+    feedback = app.feedback_store()
+    try:
+        done = export_capture(
+            tmp_path / "capture.parquet",
+            "m",
+            DAY,
+            until,
+            feedback=feedback,
+            store=app.artifacts,
+            log_dir=app.capture_dir,
+        )
+    finally:
+        feedback.close()
+    captured = pq.read_table(done.path)
+    assert [c for c in captured.column_names if c.startswith("passthrough.")] == [
+        "passthrough.region",
+        "passthrough.tier",
+        "passthrough.age_band",
+    ]
+    want = [{k: r[k] for k in ("request_id", *train.column_names[5:8])} for r in got]
+    keep = ["request_id", "passthrough.region", "passthrough.tier", "passthrough.age_band"]
+    assert captured.select(keep).to_pylist() == want
+    assert captured["label"].to_pylist() == [0, 1, 0, 1]

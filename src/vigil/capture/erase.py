@@ -74,6 +74,7 @@ ROTATE_REQUEST = "rotate.request"
 """Touched by :func:`request_rotation`; every compactor closes its live segments when its
 time changes (:meth:`~vigil.capture.compactor.Compactor.rotate_if_requested`)."""
 _TOP_LEVEL = ("request_id", "caller", "endpoint", "variant", "model", "route")
+_PASSTHROUGH = {PASSTHROUGH_PREFIX: "passthrough"}
 
 
 @dataclass
@@ -96,19 +97,33 @@ class Subject:
     value matches as written, as the JSON value it reads as (``42``, ``true``), and, for a
     field the capture hashes, as its keyed hash (:meth:`~vigil.capture.masking.Masker.hash_value`).
 
+    ``nested`` maps the prefix of a field kept in a nested object of a record to that
+    object's key (and in a Parquet part under its prefixed name); the passthrough fields by
+    default, a feedback item's ``fields`` for the feedback log. Such a field is masked by
+    the rule of its bare name, as the writers do.
+
     >>> s = Subject({"email": "ann@example.com"}, Masker({"email": "hash"}, hash_key="k"))
     >>> s.record({"features": {"email": s.candidates["email"][-1]}}), s.record({"features": {}})
     (True, False)
+    >>> s = Subject({"field.band": "b7"}, nested={"field.": "fields"})
+    >>> s.record({"fields": {"band": "b7"}}), s.record({"fields": {"band": "b8"}})
+    (True, False)
     """
 
-    def __init__(self, where: Mapping[str, str], masker: Masker | None = None) -> None:
+    def __init__(
+        self,
+        where: Mapping[str, str],
+        masker: Masker | None = None,
+        *,
+        nested: Mapping[str, str] = _PASSTHROUGH,
+    ) -> None:
         if not where:
             raise ValidationError("name the subject with at least one --where FIELD=VALUE")
         self.fields = sorted(where)
         self.candidates: dict[str, list[str]] = {}
+        self._nested = dict(nested)
         for name, text in where.items():
-            # A passthrough field is masked by the rule of its bare name, as the sink does.
-            rule = name.removeprefix(PASSTHROUGH_PREFIX)
+            rule = self._nesting(name)[1] or name
             action = masker.rules.get(rule) if masker is not None else None
             if action in ("mask", "drop"):
                 raise ValidationError(
@@ -130,15 +145,25 @@ class Subject:
     def __repr__(self) -> str:
         return f"Subject(fields={self.fields!r})"  # never the values
 
+    def _nesting(self, name: str) -> tuple[str | None, str | None]:
+        """The record key of the nested object holding the field ``name`` and its bare
+        name there (``None, None`` for a field not nested)."""
+        for prefix, key in self._nested.items():
+            if name.startswith(prefix):
+                return key, name[len(prefix) :]
+        return None, None
+
     def record(self, record: Mapping[str, Any]) -> bool:
-        """Whether one capture record is the subject's."""
+        """Whether one record (as a segment holds it) is the subject's."""
         features = record.get("features") or {}
         raw = record.get("raw_body")
         for name, texts in self.candidates.items():
+            key, bare = self._nesting(name)
             if name in _TOP_LEVEL:
                 value = record.get(name)
-            elif name.startswith(PASSTHROUGH_PREFIX):
-                value = (record.get("passthrough") or {}).get(name[len(PASSTHROUGH_PREFIX) :])
+            elif key is not None:
+                nested = record.get(key)
+                value = nested.get(bare) if isinstance(nested, Mapping) else None
             else:
                 value = features.get(name)
             if value is not None and _text(value) in texts:
@@ -149,11 +174,11 @@ class Subject:
         return True
 
     def table(self, table: pa.Table) -> pa.Array | pa.ChunkedArray:
-        """Which rows of a capture partition are the subject's."""
+        """Which rows of a partition are the subject's."""
         raw = table.column("raw_body") if "raw_body" in table.column_names else None
         hit: Any = None
         for name, texts in self.candidates.items():
-            own = name in _TOP_LEVEL or name.startswith(PASSTHROUGH_PREFIX)
+            own = name in _TOP_LEVEL or self._nesting(name)[0] is not None
             column = name if own else FEATURE_PREFIX + name
             one: Any = pa.array([False] * table.num_rows)
             if column in table.column_names:

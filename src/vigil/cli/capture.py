@@ -182,7 +182,8 @@ def erase(
         ...,
         "--where",
         help="FIELD=VALUE naming the person (repeatable: every condition must hold), e.g. "
-        "email=ann@example.com; a hashed field is matched through VIGIL_CAPTURE_HASH_KEY.",
+        "email=ann@example.com, or field.customer_id=c-7 for a field feedback carried; a "
+        "hashed field is matched through VIGIL_CAPTURE_HASH_KEY.",
     ),
     wait: float = WAIT_LIVE,
     json_out: bool = JSON,

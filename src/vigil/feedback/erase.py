@@ -15,6 +15,16 @@ Feedback goes first: a run interrupted after it leaves the predictions, which th
 run finds again (with whatever feedback arrived since). Every file is rewritten crash
 safely and re-chained (:mod:`vigil.capture.erase`). The result names the fields, counts
 and files, never the values: it is what the audit records.
+
+A subject named by a feedback item's field (``field.<name>``, as the feedback store holds
+it; with ``request_id`` or ``caller`` beside it, if at all) is found the other way round:
+
+1. the feedback log is read to find the items carrying the value (``request_id``, ``row``);
+2. the predictions they judge are removed from the capture segments and partitions;
+3. those items are removed, with any other feedback on the same predictions.
+
+Here the predictions go first, since the feedback is what ties them to the subject: a run
+interrupted after them leaves the feedback, and the next run finds it again.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ from vigil.capture.erase import (
     wait_for_rotation,
 )
 from vigil.capture.masking import Masker
+from vigil.errors import ValidationError
+from vigil.feedback.record import FIELD_PREFIX
 from vigil.feedback.store import FEEDBACK_ROOT
 
 if TYPE_CHECKING:
@@ -45,6 +57,9 @@ if TYPE_CHECKING:
 
 FEEDBACK_FIELDS = frozenset({"request_id", "caller"})
 """Fields of a feedback record a subject may be named by directly."""
+_FEEDBACK_NESTED = {FIELD_PREFIX: "fields"}
+"""A feedback item's ``fields``: an object ``fields`` in its record, ``field.<name>`` columns
+in a part."""
 MAX_FILES_AUDITED = 100
 """Files named in the audit entry (the count is always whole)."""
 
@@ -90,7 +105,21 @@ def erase_subject(
     after asking running servers to close their live segments and waiting for them at
     most ``wait`` seconds. ``derived`` is called with the files about to be rewritten
     (segment names, store keys) before any is, to delete what was derived from them."""
-    subject = Subject(where, masker)
+    by_feedback = any(name.startswith(FIELD_PREFIX) for name in where)
+    if by_feedback:
+        subject = Subject(where, masker, nested=_FEEDBACK_NESTED)
+        other = sorted(
+            n for n in where if not n.startswith(FIELD_PREFIX) and n not in FEEDBACK_FIELDS
+        )
+        if other:
+            raise ValidationError(
+                f"a subject named by a feedback field ({FIELD_PREFIX}<name>) is found in the "
+                f"feedback log, which does not hold {', '.join(other)}: name it by feedback "
+                f"fields (and request_id or caller) only, or erase by {other[0]} in another run",
+                detail={"fields": other},
+            )
+    else:
+        subject = Subject(where, masker)
     if wait > 0:
         live = request_rotation(capture_dir) + sorted(feedback_dir.glob("*.open"))
         wait_for_rotation(live, wait)
@@ -99,6 +128,17 @@ def erase_subject(
     def seen(record: Mapping[str, Any]) -> None:
         rows.add((str(record.get("request_id")), int(record.get("row") or 0)))
 
+    if by_feedback:
+        return _erase_by_feedback(
+            subject,
+            rows,
+            seen,
+            capture_dir=capture_dir,
+            feedback_dir=feedback_dir,
+            store=store,
+            lock_timeout=lock_timeout,
+            derived=derived,
+        )
     with compaction_lock(capture_dir, timeout=lock_timeout):
         found = erase_log(
             capture_dir,
@@ -130,5 +170,58 @@ def erase_subject(
         )
         capture = erase_log(
             capture_dir, "capture", store, CAPTURE_ROOT, record=subject.record, table=subject.table
+        )
+    return Erasure(subject.fields, capture, feedback)
+
+
+def _erase_by_feedback(
+    subject: Subject,
+    rows: set[tuple[str, int]],
+    seen: Callable[[Mapping[str, Any]], None],
+    *,
+    capture_dir: Path,
+    feedback_dir: Path,
+    store: ArtifactStore | None,
+    lock_timeout: float,
+    derived: Callable[[list[str]], None] | None,
+) -> Erasure:
+    """:func:`erase_subject` for a subject named by feedback fields (the module's second
+    list): ``seen`` adds each matching feedback item's ``(request_id, row)`` to ``rows``."""
+    with compaction_lock(capture_dir, timeout=lock_timeout):
+        erase_log(
+            feedback_dir,
+            "feedback",
+            store,
+            FEEDBACK_ROOT,
+            record=subject.record,
+            table=subject.table,
+            dry_run=True,
+            seen=seen,
+        )
+        by_row, by_row_table = pairs_match(rows)
+        if derived is not None:
+            found = erase_log(
+                capture_dir,
+                "capture",
+                store,
+                CAPTURE_ROOT,
+                record=by_row,
+                table=by_row_table,
+                dry_run=True,
+            )
+            if found.files:
+                derived(found.files)
+        capture = erase_log(
+            capture_dir, "capture", store, CAPTURE_ROOT, record=by_row, table=by_row_table
+        )
+
+        def record(r: Mapping[str, Any]) -> bool:
+            return by_row(r) or subject.record(r)
+
+        def table(t: pa.Table) -> pa.Array | pa.ChunkedArray:
+            return pc.or_(by_row_table(t), subject.table(t))
+
+        feedback = erase_log(
+            feedback_dir, "feedback", store, FEEDBACK_ROOT, record=record, table=table
         )
     return Erasure(subject.fields, capture, feedback)

@@ -20,6 +20,15 @@ streamed (:func:`~vigil.capture.scan.scan_capture`, only the columns written, in
 batches), each batch joined with the labels by request id and written as it goes (Arrow's
 Parquet writer). Memory holds a batch of rows and one day's labels of the model, never the
 window's rows nor the whole feedback store.
+
+The file's columns are decided before a row is read, from the whole window's schema (the
+compacted parts' footers and the live segments, one :func:`~vigil.capture.scan.scan_capture`
+listing the day scans are narrowed from): every feature and passthrough field any request of
+the window carried, in the log's column order, null in the rows whose request lacked it.
+Passthrough fields are sent per request, so one day may carry fields another does not, or
+none. A column whose type differs across the window (``3`` in one part, ``"north"`` in
+another) is written as text, as :func:`~vigil.capture.reader.read_capture` reads it; integers
+and floats are widened to floats. The label's type is the first labelled batch's.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from vigil.capture.scan import CaptureScan
     from vigil.services import Services
 
 __all__ = ["ExportResult", "export_training_data"]
@@ -76,30 +86,48 @@ def _held_out(request_ids: pd.Series, share: float) -> Any:
 
 
 class _Writer:
-    """A Parquet file written chunk by chunk, its schema fixed by the first chunk."""
+    """A Parquet file written chunk by chunk, its columns fixed before the first chunk
+    (``columns``, every chunk conformed to them) but the label's, whose type is the first
+    chunk's."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, columns: pa.Schema, label: str) -> None:
         self.path = path
         self.rows = 0
+        self._columns = columns
+        self._label = label
         self._writer: pq.ParquetWriter | None = None
 
-    def write(self, table: pa.Table) -> None:
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if table.num_rows == 0:
+        if frame.empty:
             return
+        # A column this chunk lacks is null; a column pandas typed from this chunk's values
+        # alone (integers with a gap as floats, an all-missing column as nulls) is cast back.
+        present = [f for f in self._columns if f.name in frame.columns]
+        table = pa.Table.from_pandas(
+            frame[[f.name for f in present]], schema=pa.schema(present), preserve_index=False
+        )
+        columns = [
+            table[f.name] if f.name in table.column_names else pa.nulls(len(table), f.type)
+            for f in self._columns
+        ]
+        label = pa.array(frame[self._label], from_pandas=True)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(str(self.path), table.schema)
+            schema = self._columns.append(pa.field(self._label, label.type))
+            self._writer = pq.ParquetWriter(str(self.path), schema)
         else:
+            want = self._writer.schema.field(self._label).type
             try:
-                table = table.cast(self._writer.schema)
+                label = label.cast(want)
             except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid is a ValueError
                 raise DataFileError(
-                    f"the captured features changed type within the export window ({exc}); "
-                    "shorten export.window to after the change"
+                    f"the labels changed type within the export window ({want} first, then "
+                    f"{label.type}: {exc}); shorten export.window to after the change"
                 ) from None
-        self._writer.write_table(table)
-        self.rows += table.num_rows
+        self._writer.write_table(pa.table([*columns, label], schema=self._writer.schema))
+        self.rows += len(frame)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -119,29 +147,47 @@ def _unwidened(labels: pd.Series) -> pd.Series:
     return labels
 
 
-def _answered(
-    app: Services, model: str, since: datetime, until: datetime
-) -> Iterator[pd.DataFrame]:
-    """The answered rows of ``model`` in ``[since, until)``, a record batch at a time, with
-    the columns the export writes (shadow copies are the challenger's answers, not the
-    traffic's, and are left out)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+def _window(app: Services, model: str, since: datetime, until: datetime) -> CaptureScan:
+    """The scan of ``model``'s log in ``[since, until)`` with the columns the export reads,
+    listed once: each day's scan is narrowed from it and so sees the window's columns."""
     from vigil.capture.scan import scan_capture
 
-    store, log_dir = app.artifacts, app.capture_dir
-    # The columns from the parts' footers, then a scan of only those the export writes.
-    names = scan_capture(model, since, until, store=store, log_dir=log_dir).schema.names
+    scan = scan_capture(model, since, until, store=app.artifacts, log_dir=app.capture_dir)
+    names = scan.schema.names
     keep = ["request_id", "row", "time", "version", "status", "caller"]
     keep += [n for n in names if n.startswith(FEATURE_PREFIX)]
     # Passthrough fields (sensitive attributes) keep their prefix: the gate judges groups
     # on the held-out rows by them, and a job can tell them from features.
     keep += [n for n in names if n.startswith(PASSTHROUGH_PREFIX)]
-    scan = scan_capture(model, since, until, columns=keep, store=store, log_dir=log_dir)
-    if not {"request_id", "row", "status"} <= set(scan.schema.names):
+    return scan.projected(keep)
+
+
+def _written(window: pa.Schema) -> pa.Schema:
+    """The exported columns (but the label) of a window whose log has ``window``'s columns:
+    the features under their own names, the passthrough fields under theirs."""
+    import pyarrow as pa
+
+    fields = [
+        window.field(n) for n in ("request_id", "row", "time", "version") if n in window.names
+    ]
+    fields += [
+        f.with_name(f.name[len(FEATURE_PREFIX) :])
+        for f in window
+        if f.name.startswith(FEATURE_PREFIX)
+    ]
+    fields += [f for f in window if f.name.startswith(PASSTHROUGH_PREFIX)]
+    return pa.schema(fields)
+
+
+def _answered(window: CaptureScan, since: datetime, until: datetime) -> Iterator[pd.DataFrame]:
+    """The answered rows of the ``window`` scan in ``[since, until)``, a record batch at a
+    time (shadow copies are the challenger's answers, not the traffic's, and are left out)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not {"request_id", "row", "status"} <= set(window.schema.names):
         return
-    for batch in scan.batches():
+    for batch in window.narrowed(since, until).batches():
         batch = batch.filter(pc.less(batch["status"], 400))
         ids = batch["request_id"].cast(pa.string())
         batch = batch.filter(pc.invert(pc.match_substring(ids, ":shadow:")))
@@ -163,14 +209,16 @@ def export_training_data(
 ) -> ExportResult:
     """Write ``model``'s labelled traffic in ``[since, until)`` to ``directory`` (and the
     held-out share to ``holdout_dir``); see the module documentation."""
-    import pyarrow as pa
-
     from vigil.feedback.join import join_feedback
 
     directory.mkdir(parents=True, exist_ok=True)
     label = target or "label"
-    train = _Writer(directory / TRAIN_FILE)
-    holdout = _Writer(holdout_dir / HOLDOUT_FILE) if holdout_dir is not None else None
+    window = _window(app, model, since, until)
+    columns = _written(window.schema)
+    train = _Writer(directory / TRAIN_FILE, columns, label)
+    holdout = (
+        _Writer(holdout_dir / HOLDOUT_FILE, columns, label) if holdout_dir is not None else None
+    )
     if holdout_dir is not None:
         holdout_dir.mkdir(parents=True, exist_ok=True)
     answered = 0
@@ -182,7 +230,7 @@ def export_training_data(
             end = min(start + timedelta(days=1), until)
             given = store.read_predicted(model, start, end)
             labels = given.to_pandas() if given is not None else None
-            for frame in _answered(app, model, start, end):
+            for frame in _answered(window, start, end):
                 answered += len(frame)
                 if labels is None or labels.empty:
                     continue
@@ -198,9 +246,9 @@ def export_training_data(
                 out = out.drop(columns=drop).rename(columns={"label": label})
                 held = _held_out(out["request_id"], holdout_share) if holdout is not None else None
                 if held is not None and holdout is not None:
-                    holdout.write(pa.Table.from_pandas(out[held], preserve_index=False))
+                    holdout.write(out[held])
                     out = out[~held]
-                train.write(pa.Table.from_pandas(out, preserve_index=False))
+                train.write(out)
             start = end
     finally:
         store.close()
