@@ -69,17 +69,26 @@ class _Unfit(Exception):
 
 
 class _Partition:
-    """The column lists of one partition's rows, padded with ``None`` lazily: a column
-    first met after ``k`` rows starts with ``k`` of them, and every list is brought to the
-    full length before its array is built."""
+    """The columns of one partition's rows.
+
+    Rows come in blocks (a batch, or a lone record). A field every row of a block shares
+    (the batch's ``same``) is kept once per block, and its column made by one ``take`` of
+    the block values; a field met per request or per row (and ``prediction``) is kept as
+    a list of row values instead, *promoted* from the block values the first time. Row
+    lists are padded with ``None`` lazily: a list behind the row count is brought up to it
+    before it grows, and to the full length before its array is built."""
 
     def __init__(self) -> None:
         self.rows = 0
-        self.times: list[Any] = []
-        """The distinct times (a batch's rows share one), parsed once each..."""
-        self.time_at: list[int] = []
-        """...and the index of each row's."""
-        self.fields: dict[str, list[Any]] = {}
+        self.blocks: list[dict[str, Any]] = []
+        """Each block's shared fields..."""
+        self.times: list[datetime] = []
+        """...its time, parsed once..."""
+        self.sizes: list[int] = []
+        """...its row count..."""
+        self.block_at: list[int] = []
+        """...and the block of each row."""
+        self.fields: dict[str, list[Any]] = {"prediction": []}
         self.row: list[Any] = []
         self.maps: dict[str, dict[str, list[Any]]] = {name: {} for name in _MAPS}
 
@@ -90,6 +99,24 @@ class _Partition:
         if len(values) < self.rows:
             values.extend(repeat(None, self.rows - len(values)))
         return values
+
+    def _rows_of(self, name: str) -> list[Any]:
+        """The row list of a field, promoted from the block values the first time."""
+        values = self.fields.get(name)
+        if values is None:
+            values = self.fields[name] = []
+            for shared, size in zip(self.blocks, self.sizes, strict=True):
+                values.extend(repeat(shared.get(name), size))
+        elif len(values) < self.rows:
+            values.extend(repeat(None, self.rows - len(values)))
+        return values
+
+    def _block(self, shared: dict[str, Any], time: datetime, n: int) -> None:
+        self.block_at.extend(repeat(len(self.blocks), n))
+        self.blocks.append(shared)
+        self.times.append(time)
+        self.sizes.append(n)
+        self.rows += n
 
     def add_batch(self, frame: dict[str, Any], time: datetime) -> None:
         """Append a batch's rows (``time``: its ``same`` time, parsed)."""
@@ -109,16 +136,13 @@ class _Partition:
             or per_row.keys() & _RESERVED
         ):
             raise _Unfit("a field at two levels, or where the expansion puts its own")
-        self.times.append(time)
-        self.time_at.extend(repeat(len(self.times) - 1, n))
-        for name, value in same.items():
-            if name in _FIELD_SET:
-                self._list(self.fields, name).extend(repeat(value, n))
+        for name in same.keys() & self.fields.keys():
+            self._rows_of(name).extend(repeat(same[name], n))
         for name, values in requests.items():
             if name in _FIELD_SET:
                 if type(values) is not list or len(values) != len(sizes):
                     raise _Unfit(f"request field {name}")
-                column = self._list(self.fields, name)
+                column = self._rows_of(name)
                 if single:
                     column.extend(values)
                 else:
@@ -128,7 +152,7 @@ class _Partition:
             if type(values) is not list or len(values) != n:
                 raise _Unfit(f"row field {name}")
             if name in _FIELD_SET:
-                self._list(self.fields, name).extend(values)
+                self._rows_of(name).extend(values)
         if single:
             self.row.extend(repeat(0, n))
         else:
@@ -151,15 +175,13 @@ class _Partition:
                 if type(key) is not str:
                     raise _Unfit(f"map {name} key")
                 self._list(known, key).extend(values)
-        self.rows += n
+        self._block(same, time, n)
 
     def add_record(self, record: dict[str, Any]) -> None:
-        self.times.append(parse_time(record["time"]))
-        self.time_at.append(len(self.times) - 1)
         for name in _FIELDS:
             value = record.get(name)
             if value is not None:
-                self._list(self.fields, name).append(value)
+                self._rows_of(name).append(value)
         self.row.append(record.get("row"))
         for name in _MAPS:
             mapping = record.get(name) or {}
@@ -168,24 +190,26 @@ class _Partition:
             known = self.maps[name]
             for key, value in mapping.items():
                 self._list(known, key).append(value)
-        self.rows += 1
+        self._block({}, parse_time(record["time"]), 1)
 
     def table(self, segment: str) -> pa.Table:
-        def full(values: list[Any] | None) -> list[Any]:
-            if values is None:
-                return list(repeat(None, self.rows))
+        def full(values: list[Any]) -> list[Any]:
             values.extend(repeat(None, self.rows - len(values)))
             return values
 
         columns: dict[str, pa.Array] = {}
+        at = pa.array(self.block_at, pa.int64())
         for name, dtype in _FIXED.items():
-            if name == "time":  # each distinct time converted once
-                at = pa.array(self.time_at, pa.int64())
+            if name == "row":
+                columns[name] = pa.array(self.row, dtype)
+            elif name == "time":  # each block's converted once
                 columns[name] = pa.array(self.times, dtype).take(at)
+            elif name in self.fields:
+                columns[name] = pa.array(full(self.fields[name]), dtype)
             else:
-                values = self.row if name == "row" else full(self.fields.get(name))
-                columns[name] = pa.array(values, dtype)
-        columns["prediction"] = _column(full(self.fields.get("prediction")))
+                shared = [block.get(name) for block in self.blocks]
+                columns[name] = pa.array(shared, dtype).take(at)
+        columns["prediction"] = _column(full(self.fields["prediction"]))
         for name, prefix in _MAPS.items():
             for key, values in self.maps[name].items():
                 columns[prefix + key] = _column(full(values))
