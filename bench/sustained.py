@@ -34,12 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.routing import _script, prepare
+from bench.routing import prepare
 from bench.serving.apps import FEATURES
 from bench.serving.runner import (
     SERVER_CPU,
     Server,
     cpu_seconds,
+    lua_script,
     one_row,
     parse_wrk,
     requests_done,
@@ -48,6 +49,7 @@ from bench.serving.runner import (
 from vigil.serving.server import free_port
 
 CONNECTIONS = 32
+WARMUP_S = 3.0
 START_S = 30.0
 """The start of a run, the baseline every later interval is compared with."""
 
@@ -80,10 +82,11 @@ def run(name: str, src: str | None, seconds: float, interval: float) -> dict[str
     with tempfile.TemporaryDirectory(prefix="vigil-bench-sustained-") as tmp:
         home = Path(tmp) / "home"
         prepare(home)
-        script = _script("/v1/models/model/predict", body, {})
+        script = lua_script("/v1/models/model/predict", body)
         try:
             with SustainedServer(home, src) as server:
                 pid = server.process.pid
+                run_wrk(server.url, script, CONNECTIONS, WARMUP_S)  # the batcher calibrated
                 started = time.monotonic()
                 while (at := time.monotonic() - started) < seconds:
                     cpu = cpu_seconds(pid)
