@@ -160,7 +160,7 @@ class _Partition:
                 self.row.extend(range(size))
         for name, spec in (frame.get("maps") or {}).items():
             if name not in _MAPS:
-                continue
+                raise _Unfit(f"map {name}")  # none the sink writes: expanded as it may be
             keys, columns = spec.get("keys"), spec.get("columns")
             if type(keys) is not list or type(columns) is not list or "rows" in spec:
                 raise _Unfit(f"map {name}")
