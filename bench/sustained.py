@@ -1,6 +1,7 @@
 """Sustained load: does one long-lived ``vigil serve`` keep its throughput? (issue 14)
 
 ``python -m bench.sustained [--seconds 120] [--interval 5] [--rounds 1] [--before-src PATH]``
+(``--quick``: 75 s, which still takes in the compaction pass 60 s after start)
 
 One server (one worker, pinned to CPU 0, capture on with its default 64 MB segments and
 60 s compaction, as ``vigil serve`` runs; the in-server monitor off, as in
@@ -18,7 +19,9 @@ every few seconds and each compaction pass converts them in the server's process
 
 ``--before-src`` (another checkout's ``src``, e.g. ``git archive <commit> src | tar -x -C
 DIR``) also runs that code's server, in turn with this one, ``--rounds`` times: before and
-after in one run. Results: ``bench/results/sustained.json``.
+after in one run. First, in process and without a server, it times the conversion of one
+segment of the server's shape both ways compaction knows (:func:`compaction_cpu`). Results:
+``bench/results/sustained.json``.
 """
 
 from __future__ import annotations
