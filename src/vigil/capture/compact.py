@@ -41,8 +41,10 @@ from urllib.parse import quote, unquote
 import pyarrow as pa
 
 from vigil.capture.chain import append_entry, chain_group, file_entry, store_keys
+from vigil.capture.columnar import segment_tables
 from vigil.capture.crypt import stored_bytes
-from vigil.capture.log import SegmentLog, read_segment, record_compacted, segment_id
+from vigil.capture.framing import Batch, expand_batch
+from vigil.capture.log import SegmentLog, decode_segment, record_compacted, segment_id
 from vigil.capture.table import DATA_ERRORS, ToTable, parse_time, records_to_table, tolerant_table
 
 if TYPE_CHECKING:
@@ -120,13 +122,25 @@ def compact(
     segments = log.closed_segments()
     rows = torn_total = quarantined = 0
     parts: list[str] = []
+    # The server's columnar batches straight to columns (vigil.capture.columnar): a dict
+    # per row costs a loaded server seconds of its core per segment.
+    columnar = to_table is records_to_table and partition is capture_partition
     for path in segments:
+        sid = segment_id(path)
         try:
-            records, torn = read_segment(path, log.codec)
+            raw = path.read_bytes()
         except FileNotFoundError:
             continue  # another compactor finished it first
-        sid = segment_id(path)
-        tables, bad = _tables(records, partition, to_table, sid)
+        items, torn = decode_segment(raw, sid, log.codec, expand=not columnar)
+        found = segment_tables(items, segment=sid, partition=partition) if columnar else None
+        bad: list[tuple[Any, str]] = []
+        if found is not None:
+            tables, count = found, sum(t.num_rows for t in found.values())
+        else:
+            records, more = _expanded(items) if columnar else (items, 0)
+            torn += more
+            tables, bad = _tables(records, partition, to_table, sid)
+            count = len(records) - len(bad)
         written: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for where, table in sorted(tables.items()):
             key = f"{root}/{where}/part-{sid}.parquet"
@@ -143,10 +157,26 @@ def compact(
             _quarantine(store, root, sid, bad)
         record_compacted(path, log.prefix)
         path.unlink(missing_ok=True)
-        rows += len(records) - len(bad)
+        rows += count
         torn_total += torn
         quarantined += len(bad)
     return CompactionResult(len(segments), rows, parts, torn_total, quarantined)
+
+
+def _expanded(items: list[Any]) -> tuple[list[Any], int]:
+    """Records of decoded items, batches expanded as :func:`~vigil.capture.framing.
+    decode_frames` expands them (a batch that does not expand counts as torn)."""
+    records: list[Any] = []
+    torn = 0
+    for item in items:
+        if type(item) is not Batch:
+            records.append(item)
+            continue
+        try:
+            records.extend(expand_batch(item.frame))
+        except (ValueError, KeyError, TypeError, IndexError):
+            torn += 1
+    return records, torn
 
 
 def _tables(
