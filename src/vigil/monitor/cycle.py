@@ -32,11 +32,18 @@ class CycleResult:
     """The windows computed and the alert transitions written by one cycle."""
 
     windows: list[WindowResult]
+    """The last windows computed (:attr:`MonitoringPass.results`: all of them unless the
+    cycle computed more than :data:`~vigil.monitor.computed.KEPT`)."""
     events: list[AlertEvent] = field(default_factory=list)
     delivered: int = 0
     """Events fully delivered to every webhook in this cycle (new and retried)."""
     log: MonitoringPass | None = None
     """The pass over the inference log: what it covered, read and left open."""
+
+    @property
+    def n_computed(self) -> int:
+        """Windows computed and stored by the cycle (``windows`` may hold only the last)."""
+        return self.log.n_computed if self.log is not None else len(self.windows)
 
     @property
     def waiting(self) -> list[OpenWindow]:

@@ -141,7 +141,7 @@ class MonitorScheduler:
             if result.windows or result.events:
                 log.info(
                     "monitoring: %d window(s) computed, %d alert transition(s)",
-                    len(result.windows),
+                    result.n_computed,
                     len(result.events),
                 )
         self._refresh_gauges()
