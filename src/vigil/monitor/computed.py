@@ -34,7 +34,7 @@ class Computed:
     """Windows computed by one run: the last ``keep`` results, the newest per series, and
     counts of all (memory does not grow with the number of windows)."""
 
-    keep: int = KEPT
+    keep: int = field(default_factory=lambda: KEPT)
     count: int = 0
     """Windows computed and stored."""
     drifted: int = 0
