@@ -3,8 +3,9 @@
 ``monitor run`` computes every window that is due (the same cycle the server runs on its
 schedule), evaluates the alert rules and notifies the webhooks, then prints the windows
 it computed (the last :data:`~vigil.monitor.computed.KEPT` of them when it computed more:
-every one is stored, ``monitor show`` lists them). Drift or an alert is a finding, not a failure: the exit status is 0 either
-way, and non-zero (one line on stderr) only for bad input.
+every one is stored, ``monitor show`` lists them). Drift or an alert is a finding, not a
+failure: the exit status is 0 either way, and non-zero (one line on stderr) only for bad
+input.
 """
 
 from __future__ import annotations
@@ -204,9 +205,9 @@ def run(
 
 
 def _progress(step: Step) -> Progress:
-    """The run's progress on ``step``, in its own unit: windows judged from summaries are
-    counted; windows read as rows are cut from slices of the log, so the rows read are
-    (of the rows its first pass found)."""
+    """The run's progress on ``step``, in the unit the engine counts: windows judged from
+    summaries, or, for windows read as rows (cut from slices of the log, many to a
+    slice), the rows of the log read of the total its first pass found."""
 
     def advance(done: int, total: int, unit: str) -> None:
         step.update(done, total, note=f"{done:,} of {total:,} {unit}")

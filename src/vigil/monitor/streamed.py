@@ -156,7 +156,7 @@ class Plan:
     first_seen: dict[SeriesKey, datetime]
     records: int
     slices: list[tuple[datetime, datetime]]
-    sizes: list[int] = field(default_factory=list)
+    sizes: list[int]
     """Records in each slice (what the second pass reads, for its progress)."""
 
 
