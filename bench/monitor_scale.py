@@ -250,11 +250,14 @@ def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
     extra: dict[str, float] = {}
     if engine == "countwhole":
         results, records = _whole_read(app, now)
+        counted = (len(results), sum(1 for r in results if r.dataset_drifted))
     else:
         done = monitor_windows(
             app, model="m", now=now, since=DAY - timedelta(days=1), settings=settings
         )
         results, records = done.results, done.n_records
+        # Every window computed, not only the last ones the run keeps.
+        counted = (done.n_computed, done.computed.drifted)
         if done.stream is not None:
             extra = {
                 "rows_read": done.stream.rows_read,
@@ -267,13 +270,13 @@ def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
         "wall_s": wall,
         "peak_rss_mb": peak_rss() / 2**20,
         "records": records,
-        "windows": len(results),
+        "windows": counted[0],
         **extra,
     }
     if window == "1d":
         out["drifted"] = drifted  # type: ignore[assignment]
     else:
-        out["windows_drifted"] = sum(1 for r in results if r.dataset_drifted)
+        out["windows_drifted"] = counted[1]
     return out
 
 

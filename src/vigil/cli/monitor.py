@@ -2,8 +2,10 @@
 
 ``monitor run`` computes every window that is due (the same cycle the server runs on its
 schedule), evaluates the alert rules and notifies the webhooks, then prints the windows
-it computed. Drift or an alert is a finding, not a failure: the exit status is 0 either
-way, and non-zero (one line on stderr) only for bad input.
+it computed (the last :data:`~vigil.monitor.computed.KEPT` of them when it computed more:
+every one is stored, ``monitor show`` lists them). Drift or an alert is a finding, not a
+failure: the exit status is 0 either way, and non-zero (one line on stderr) only for bad
+input.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from vigil.console import console, print_json, progress, shown, styled, table, w
 if TYPE_CHECKING:
     from rich.text import Text
 
+    from vigil.console import Step
     from vigil.monitor.alerts import AlertEvent
     from vigil.monitor.cycle import CycleResult
-    from vigil.monitor.engine import OpenWindow
+    from vigil.monitor.engine import OpenWindow, Progress
     from vigil.monitor.measure import WindowResult
     from vigil.monitor.series import StoredWindow
 
@@ -163,18 +166,18 @@ def run(
     if model is not None:
         app.registry.get_model(model)
     with progress(not json_out) as display:
-        step = display.step("computing windows", unit="windows") if display else None
         result = monitor_once(
             app,
             model=model,
             since=start,
             window=window,
             partial=partial,
-            progress=step.update if step else None,
+            progress=_progress(display.step("computing windows")) if display else None,
         )
     if json_out:
         print_json(
             {
+                "computed": result.n_computed,
                 "windows": [_window_json(r) for r in result.windows],
                 "alerts": [e.to_dict() for e in result.events],
             }
@@ -182,15 +185,34 @@ def run(
         return
     if result.windows:
         table(
-            f"{len(result.windows)} window(s) computed",
+            f"{result.n_computed:,} window(s) computed",
             _WINDOW_COLUMNS,
             [_window_row(r) for r in result.windows],
         )
+        if result.n_computed > len(result.windows):
+            console.print(
+                shown(
+                    f"the last {len(result.windows):,} shown; every window is stored: "
+                    f"`vigil monitor show {model or 'MODEL'} --last {result.n_computed}`"
+                ),
+                highlight=False,
+            )
     _explain_what_was_not_computed(result, model)
     if result.events:
         table("Alerts", _ALERT_COLUMNS, _alert_rows(result.events))
     else:
         console.print("no alert fired or resolved", highlight=False)
+
+
+def _progress(step: Step) -> Progress:
+    """The run's progress on ``step``, in the unit the engine counts: windows judged from
+    summaries, or, for windows read as rows (cut from slices of the log, many to a
+    slice), the rows of the log read of the total its first pass found."""
+
+    def advance(done: int, total: int, unit: str) -> None:
+        step.update(done, total, note=f"{done:,} of {total:,} {unit}")
+
+    return advance
 
 
 def _open_line(w: OpenWindow) -> str:

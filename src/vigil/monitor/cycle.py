@@ -32,11 +32,29 @@ class CycleResult:
     """The windows computed and the alert transitions written by one cycle."""
 
     windows: list[WindowResult]
+    """The last windows computed (:attr:`MonitoringPass.results`: all of them unless the
+    cycle computed more than :data:`~vigil.monitor.computed.KEPT`)."""
     events: list[AlertEvent] = field(default_factory=list)
     delivered: int = 0
     """Events fully delivered to every webhook in this cycle (new and retried)."""
     log: MonitoringPass | None = None
     """The pass over the inference log: what it covered, read and left open."""
+    counted: int | None = None
+    """Windows computed, kept by :meth:`slim` where ``windows`` and ``log`` are dropped."""
+
+    @property
+    def n_computed(self) -> int:
+        """Windows computed and stored by the cycle (``windows`` may hold only the last)."""
+        if self.counted is not None:
+            return self.counted
+        return self.log.n_computed if self.log is not None else len(self.windows)
+
+    def slim(self) -> CycleResult:
+        """The counts and alert transitions without the windows' contents (they are in the
+        store): what a cycle run in a child process sends back to the serving worker, which
+        would otherwise unpickle up to :data:`~vigil.monitor.computed.KEPT` full window
+        results on its own time."""
+        return CycleResult([], self.events, self.delivered, counted=self.n_computed)
 
     @property
     def waiting(self) -> list[OpenWindow]:

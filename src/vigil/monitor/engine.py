@@ -32,6 +32,7 @@ from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
 from vigil.feedback.record import FIELD_PREFIX
 from vigil.monitor.baseline import Baseline, load_baseline
+from vigil.monitor.computed import Computed
 from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
 from vigil.monitor.estimation import estimate_binned, estimate_window
 from vigil.monitor.measure import WindowResult, count_labelled, estimated_points, measure_window
@@ -65,8 +66,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vigil.monitor")
 
-Progress = Callable[[int, int], None]
-"""Called with (done, to do): windows, or, for windows read as rows, slices of the log."""
+Progress = Callable[[int, int, str], None]
+"""Called with (done, to do, unit): ``windows`` when windows are judged from summaries,
+``rows`` (of the log, from its first pass) when they are read as rows."""
 
 
 def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
@@ -232,10 +234,17 @@ def _open_window(w: Window, grace_s: float) -> OpenWindow:
 
 @dataclass(frozen=True)
 class MonitoringPass:
-    """What one :func:`monitor_windows` run computed, and what it saw without computing."""
+    """What one :func:`monitor_windows` run computed, and what it saw without computing.
 
-    results: list[WindowResult]
-    """The windows computed and stored by this run."""
+    Every window computed is stored as soon as it is measured; the pass keeps a bounded
+    part of them (:class:`~vigil.monitor.computed.Computed`), so a run's memory does not
+    grow with the number of windows it computes. Read the others from the store
+    (:func:`~vigil.monitor.series.stored_windows`).
+    """
+
+    computed: Computed
+    """The windows computed and stored by this run: counts, the last ones, the newest of
+    each series."""
     waiting: list[OpenWindow]
     """Windows still open and not computed (the run was not asked for ``partial`` ones)."""
     window: str
@@ -245,6 +254,23 @@ class MonitoringPass:
     """Records in the span of the log the run covered (answered rows and rejected requests)."""
     stream: StreamStats | None = None
     """What a run of windows read as rows read (:mod:`vigil.monitor.streamed`)."""
+
+    @property
+    def results(self) -> list[WindowResult]:
+        """The last windows computed and stored by this run, in the order computed: all of
+        them unless it computed more than :data:`~vigil.monitor.computed.KEPT`
+        (:attr:`n_computed` counts them all)."""
+        return self.computed.recent()
+
+    @property
+    def n_computed(self) -> int:
+        """Windows computed and stored by this run."""
+        return self.computed.count
+
+    @property
+    def latest(self) -> dict[SeriesKey, WindowResult]:
+        """The newest window computed of each series."""
+        return self.computed.latest
 
 
 def monitor_windows(
@@ -261,8 +287,9 @@ def monitor_windows(
     progress: Progress | None = None,
     resume: Resume | None = None,
 ) -> MonitoringPass:
-    """Compute and store every window that is due; returns the windows computed this run,
-    and what the run saw but did not compute (see :class:`MonitoringPass`).
+    """Compute and store every window that is due; returns what the run computed (counts,
+    the last windows, the newest of each series) and what it saw but did not compute (see
+    :class:`MonitoringPass`).
 
     ``since`` defaults to ``now - lookback`` (``VIGIL_MONITOR_LOOKBACK``, 7 days);
     ``window`` to ``VIGIL_MONITOR_WINDOW``. ``capture`` and ``feedback`` default to the
@@ -323,12 +350,13 @@ def monitor_windows(
     if resume is not None:
         horizon = now - timedelta(seconds=settings.grace_s)
         resume.update(scope, 0, done.open, spec, horizon)
-    computed = {(r.key, r.start) for r in done.results}
+    # An open window computed (``partial``) is the newest of its series.
+    computed = {(k, r.start) for k, r in done.computed.latest.items()}
     waiting = [
         _open_window(w, settings.grace_s) for w in done.open if (w.key, w.start) not in computed
     ]
     return MonitoringPass(
-        done.results, waiting, spec.text, start, n_records=done.records, stream=done.stats
+        done.computed, waiting, spec.text, start, n_records=done.records, stream=done.stats
     )
 
 
@@ -533,7 +561,7 @@ def _summary_pass(
         if complete and (key, begin) in known:
             continue
         todo.append((key, summary, complete))
-    results: list[WindowResult] = []
+    computed = Computed()
     for done, (key, summary, complete) in enumerate(todo):
         baseline = baseline_of(key.model, key.version)
         if baseline is not None:
@@ -570,8 +598,8 @@ def _summary_pass(
             if result is not None:
                 result.label_marks = marks.of(key.model, summary.start)
                 if save_window(app.database, result):
-                    results.append(result)
+                    computed.add(result)
         if progress is not None:
-            progress(done + 1, len(todo))
+            progress(done + 1, len(todo), "windows")
     n_records = sum(s.rows + s.rejected for s in windows.values())
-    return MonitoringPass(results, waiting, spec.text, start, n_records=n_records)
+    return MonitoringPass(computed, waiting, spec.text, start, n_records=n_records)

@@ -25,7 +25,8 @@ statistics stack**.
   :func:`vigil.app.monitoring_root`), and runs the very
   :func:`~vigil.monitor.cycle.monitor_once` that ``vigil monitor run`` runs: windows,
   rules, webhooks and their claims, written to the store as before. It sends back the
-  small :class:`~vigil.monitor.cycle.CycleResult` and the updated
+  :class:`~vigil.monitor.cycle.CycleResult` without the windows' contents
+  (:meth:`~vigil.monitor.cycle.CycleResult.slim`: counts and alert transitions) and the updated
   :class:`~vigil.monitor.engine.Resume`, which the scheduler keeps for the next child.
 - The worker keeps what is cheap and its own: the lease and its renewal, the Prometheus
   gauges (read back from the store), the log line.
@@ -263,7 +264,7 @@ def _child_main(
         app = root()
         resume = resume if resume is not None else Resume()
         result = monitor_once(app, settings=settings, resume=resume)
-        outcome = _Done(os.getpid(), result, resume)
+        outcome = _Done(os.getpid(), result.slim(), resume)
     except BaseException:  # everything is reported; the process ends either way
         outcome = _Failed(os.getpid(), traceback.format_exc())
     try:

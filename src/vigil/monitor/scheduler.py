@@ -157,11 +157,11 @@ class MonitorScheduler:
                 result, pid = self._cycle_here(), os.getpid()
             self.runs += 1
             self.last = result
-            if result.windows or result.events:
+            if result.n_computed or result.events:
                 log.info(
                     "monitoring: %d window(s) computed, %d alert transition(s), by process "
                     "%d for worker %d",
-                    len(result.windows),
+                    result.n_computed,
                     len(result.events),
                     pid,
                     os.getpid(),

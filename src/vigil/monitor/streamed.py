@@ -15,7 +15,9 @@ rows. :func:`stream_pass` reads them with one Arrow dataset scan
    windows that are over are measured and stored at once, the rows after them are carried.
 
 Memory holds one slice and, per series, the rows of its window still open (a count window:
-about its size; a time window: its span), never the lookback. Count windows continue
+about its size; a time window: its span), never the lookback; a window's result is let go
+once it is stored (the run keeps counts, its last few and the newest of each series:
+:mod:`vigil.monitor.computed`). Count windows continue
 after the last stored one (its end is the series' cursor), so the second pass starts at
 the earliest row a series still needs: an incremental cycle reads what is new and the
 open windows, whether or not the caller kept a :class:`~vigil.monitor.engine.Resume`.
@@ -43,7 +45,8 @@ import pyarrow as pa
 from vigil.capture.scan import CaptureScan, scan_capture
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
 from vigil.monitor.baseline import Baseline
-from vigil.monitor.measure import WindowResult, count_labelled, measure_window
+from vigil.monitor.computed import Computed
+from vigil.monitor.measure import count_labelled, measure_window
 from vigil.monitor.series import StoredWindow, note_in_summary, save_window
 from vigil.monitor.summaries.late import MARKS_KEY
 from vigil.monitor.windows import Cursor, SeriesKey, Window, WindowSpec, split_windows
@@ -147,11 +150,14 @@ def _at(micros: int) -> datetime:
 @dataclass(frozen=True)
 class Plan:
     """What the first pass found: the series in the span (and the time of the first
-    record of each), the number of records, and the slices of the second pass."""
+    record of each), the number of records, and the slices of the second pass with the
+    records each holds."""
 
     first_seen: dict[SeriesKey, datetime]
     records: int
     slices: list[tuple[datetime, datetime]]
+    sizes: list[int]
+    """Records in each slice (what the second pass reads, for its progress)."""
 
 
 def _times(batch: pa.RecordBatch) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
@@ -203,7 +209,7 @@ def plan(
             first[key] = min(first.get(key, row["t_min"]), row["t_min"])
     seen = {k: _at(v) for k, v in first.items()}
     if not seen:
-        return Plan(seen, records, [])
+        return Plan(seen, records, [], [])
     begin = max(min(_micro(start_of(k, t)) for k, t in seen.items()), _micro(since))
     lo_bin = (begin - base) // _US
     cumulative = np.cumsum(counts[lo_bin:])
@@ -212,14 +218,16 @@ def plan(
         done = int(cumulative[cuts[-1] - 1]) if cuts[-1] else 0
         nxt = int(np.searchsorted(cumulative, done + limit, side="right"))
         cuts.append(min(max(nxt, cuts[-1] + 1), cumulative.size))
-    slices = []
+    slices, sizes = [], []
     for a, b in itertools.pairwise(cuts):
-        if cumulative[b - 1] == (cumulative[a - 1] if a else 0):
+        size = int(cumulative[b - 1]) - (int(cumulative[a - 1]) if a else 0)
+        if size == 0:
             continue  # nothing recorded in it
         lo = begin if a == 0 else base + (lo_bin + a) * _US
         hi = _micro(until) if b == cumulative.size else base + (lo_bin + b) * _US
         slices.append((_at(lo), _at(hi)))
-    return Plan(seen, records, slices)
+        sizes.append(size)
+    return Plan(seen, records, slices, sizes)
 
 
 # --- the second pass: slices into windows -------------------------------------------------
@@ -331,9 +339,10 @@ def needed_columns(schema: list[str], baselines: list[Baseline]) -> list[str]:
 
 @dataclass
 class StreamPass:
-    """What :func:`stream_pass` did: results, windows left open, records in the span."""
+    """What :func:`stream_pass` did: windows computed (bounded, see
+    :class:`~vigil.monitor.computed.Computed`), windows left open, records in the span."""
 
-    results: list[WindowResult]
+    computed: Computed
     open: list[Window]
     records: int
     stats: StreamStats
@@ -353,13 +362,15 @@ def stream_pass(
     partial: bool,
     baseline_of: Callable[[str, int], Baseline | None],
     database: Database,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
     slice_rows: int | None = None,
 ) -> StreamPass:
     """Measure and store every window due in ``[since, now)`` (see the module docstring).
 
     ``stored`` are the windows of ``spec`` already stored (ending at or after the start of
     the lookback); ``labels`` the feedback the lookback's predictions may join.
+    ``progress`` is called after each slice with the rows of the log read so far, the rows
+    the second pass reads in all (from the first pass), and ``"rows"``.
     """
     stats = StreamStats()
     marks = WindowMarks(labels)
@@ -367,7 +378,7 @@ def stream_pass(
     if spec.is_time:
         since = spec.bounds(since)[0]  # time windows are read whole, the first one too
     scan = scan_capture(model, since, now, store=store, log_dir=log_dir)
-    results: list[WindowResult] = []
+    computed = Computed()
     complete = {(s.key, s.start): s for s in stored if not s.partial}
     cursors: dict[SeriesKey, Cursor] = {}
     ends: dict[SeriesKey, datetime] = {}
@@ -396,7 +407,9 @@ def stream_pass(
     cutter = Cutter(spec, now=now, grace=grace, cursors=cursors)
     open_windows: list[Window] = []
     todo: list[Window] = []
-    met: set[tuple[SeriesKey, datetime]] = set()
+    # Stored complete windows the stream has not met yet (it began after them): left for
+    # late labels at the end. Only these are remembered, not every window met.
+    unmet = dict(complete)
 
     def measure(w: Window) -> None:
         baseline = baseline_of(w.key.model, w.key.version)
@@ -405,12 +418,12 @@ def stream_pass(
         result = measure_window(w, baseline, labels)
         result.label_marks = marks.of(w.key.model, w.start, w.end, inclusive=inclusive)
         if save_window(database, result):
-            results.append(result)
+            computed.add(result)
 
     def consider(windows: list[Window]) -> None:
         for w in windows:
             where = (w.key, w.start)
-            met.add(where)
+            unmet.pop(where, None)
             if not w.complete:
                 open_windows.append(w)
                 if partial:
@@ -424,24 +437,22 @@ def stream_pass(
         while todo:
             measure(todo.pop(0))
 
-    for i, (lo, hi) in enumerate(found.slices):
+    total, read = sum(found.sizes), 0
+    for (lo, hi), size in zip(found.slices, found.sizes, strict=True):
         stats.slices += 1
         rows = _read(scan.narrowed(lo, hi, columns=columns), stats)
         over, held = cutter.feed(rows, min(hi, now))
         stats.peak_rows = max(stats.peak_rows, held)
         consider(over)
+        read += size
         if progress is not None:
-            progress(i + 1, len(found.slices))
+            progress(read, total, "rows")
     over, held = cutter.feed(None, now)
     stats.peak_rows = max(stats.peak_rows, held)
     consider(over)
 
     # Stored windows the stream did not meet (before where it began): late labels only.
-    again = [
-        s
-        for where, s in sorted(complete.items(), key=lambda kv: (kv[0][1], str(kv[0][0])))
-        if where not in met
-    ]
+    again = [s for where, s in sorted(unmet.items(), key=lambda kv: (kv[0][1], str(kv[0][0])))]
     for s in again:
         mark = marks.of(s.key.model, s.start, s.end, inclusive=inclusive)
         kept = s.summary.get(MARKS_KEY)
@@ -461,7 +472,7 @@ def stream_pass(
             note_in_summary(database, s.id, **{MARKS_KEY: mark})
         else:
             measure(window)
-    return StreamPass(results, open_windows, found.records, stats)
+    return StreamPass(computed, open_windows, found.records, stats)
 
 
 def _still_true(
