@@ -315,10 +315,11 @@ class FeedbackSpans:
             with open_log_file(store, path) as fh:
                 parquet = pq.ParquetFile(fh)
                 schema = parquet.schema_arrow
-                schemas.append(schema)
                 part = _describe(path, parquet, since)
                 if not part.groups:
                     continue
+                # Typed as the whole frame was: by every part with a row group read.
+                schemas.append(schema)
                 parts.append(part)
                 columns = [c for c in _NARROW if c in schema.names]
                 loose_rows = 0

@@ -24,7 +24,10 @@ Late labels do not re-read the log: each window gets a *mark* (:class:`WindowMar
 labels placed in its span plus those that could not be placed and arrived after it began.
 A stored window whose mark is the one it was computed with has nothing new to join; one
 whose mark moved is read again alone (its own span, its own version) and recomputed only
-if the labels joining it changed.
+if the labels joining it changed. Labels are read per slice too
+(:class:`~vigil.feedback.spans.FeedbackSpans`): the marks come from where each label
+points (8 bytes a label), and the windows a slice closes that need labels read those of
+their span, never the whole feedback store at once.
 """
 
 from __future__ import annotations
