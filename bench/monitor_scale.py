@@ -17,6 +17,13 @@ wall time, peak RSS (its own, see :mod:`bench._rss`) and rows per second; the su
 engine runs twice more: again with nothing new (stored summaries only), and after one more
 part in the next day (an incremental cycle).
 
+``--labels 0.5`` also writes feedback for that share of the rows, as compaction stores it
+(a part per capture part, dated by arrival an hour after the predictions, placed on them,
+sorted by prediction), so the engines join labels; ``--window 1h`` sets the window of the
+``rows`` and ``summaries`` engines (``1d`` by default). The runs report ``labelled`` (rows
+joined to a label) and, from the streamed engine, ``labels_read`` and ``peak_labels``
+(feedback rows read to join windows, and the most one read held).
+
 With ``--data DIR`` the written rows are kept in DIR (about 22 MB per 100,000 rows) and
 reused by the next run of the same size, so a 100M-row run can be set up once
 (``--stage setup``), its first run measured (``--stage first``, which keeps the state it
