@@ -66,18 +66,18 @@ def _feedback(app: Vigil, trained: Trained, tmp: Path) -> None:
     assert early.unknown == 12
     store.close()
     _traffic(app, trained)
-    # Another replica (its own segments, the same store) judges r000099 first and
+    # Another replica (its own segments, the same store) judges r000098 first and
     # r000102 later: each key's first arrival wins, as FeedbackStore.read chooses.
     replica = FeedbackStore(
         tmp / "replica-feedback", store=app.artifacts, capture_dir=app.capture_dir
     )
-    replica.submit([{"request_id": "r000099", "row": 0, "label": "1"}])
+    replica.submit([{"request_id": "r000098", "row": 0, "label": "0"}])
     store = app.feedback_store()
     store.submit(_items([f"r{i:06d}" for i in range(0, 300, 2)]))
     store.submit(_items([f"s{i:06d}" for i in range(1, 300, 3)], band=False))
     store.log.rotate()
     store.compact()  # partitioned by arrival day, sorted by prediction, in Parquet
-    replica.submit([{"request_id": "r000102", "row": 1, "label": "0"}])
+    replica.submit([{"request_id": "r000102", "row": 1, "label": "1"}])
     replica.log.rotate()
     replica.compact()
     replica.close()
@@ -165,6 +165,13 @@ def test_marks_and_labels_of_every_window_equal_the_whole_frames(
     store.close()
     whole = FrameSpans(frame)
     assert frame["label"].map(type).eq(str).all()  # "1" in one part: text everywhere
+    stored = pd.concat([pq.read_table(p).to_pandas() for p in store.part_paths()])
+    for request_id, row, first in (("r000098", 0, "0"), ("r000102", 1, "0")):
+        # Stored twice, labelled apart by the two replicas; read once: the first to arrive.
+        same = (stored["request_id"] == request_id) & (stored["row"] == row)
+        assert same.sum() == 2
+        judged = frame[(frame["request_id"] == request_id) & (frame["row"] == row)]
+        assert judged["label"].tolist() == [first]
 
     assert spans.placements.labels == whole.placements.labels == frame["label"].notna().sum()
     by_frame, by_spans = WindowMarks(frame), WindowMarks(spans.placements)
