@@ -17,6 +17,13 @@ wall time, peak RSS (its own, see :mod:`bench._rss`) and rows per second; the su
 engine runs twice more: again with nothing new (stored summaries only), and after one more
 part in the next day (an incremental cycle).
 
+``--labels 0.5`` also writes feedback for that share of the rows, as compaction stores it
+(a part per capture part, dated by arrival an hour after the predictions, placed on them,
+sorted by prediction), so the engines join labels; ``--window 1h`` sets the window of the
+``rows`` and ``summaries`` engines (``1d`` by default). The runs report ``labelled`` (rows
+joined to a label) and, from the streamed engine, ``labels_read`` and ``peak_labels``
+(feedback rows read to join windows, and the most one read held).
+
 With ``--data DIR`` the written rows are kept in DIR (about 22 MB per 100,000 rows) and
 reused by the next run of the same size, so a 100M-row run can be set up once
 (``--stage setup``), its first run measured (``--stage first``, which keeps the state it
@@ -97,7 +104,7 @@ def _part_path(app, seed: int, day: datetime) -> Path:  # type: ignore[no-untype
     return Path(app.artifacts.resolve_key(key))
 
 
-def _write_parts(home: Path, rows: int, ks: list[int], n_parts: int) -> None:
+def _write_parts(home: Path, rows: int, ks: list[int], n_parts: int, labels: float = 0.0) -> None:
     app = _app(home)
     model, _reference = _model()
     span = 86_000 / n_parts  # parts follow one another in time, as segments do
@@ -111,11 +118,14 @@ def _write_parts(home: Path, rows: int, ks: list[int], n_parts: int) -> None:
             seed=1 + k,
             day=DAY,
             span=(k * span, (k + 1) * span),
+            labels=labels,
         )
     app.database.dispose()
 
 
-def setup(home: Path, rows: int, jobs: int = 1, distinct: int | None = None) -> None:
+def setup(
+    home: Path, rows: int, jobs: int = 1, distinct: int | None = None, labels: float = 0.0
+) -> None:
     """Register the model and write the rows' parts; with ``distinct``, only that many
     parts are written (over the whole day) and part ``k`` is a hard link to part
     ``k % distinct`` under its own name: the monitor reads and summarises every one of
@@ -130,11 +140,12 @@ def setup(home: Path, rows: int, jobs: int = 1, distinct: int | None = None) -> 
     written = min(distinct or n_parts, n_parts)
     ks = list(range(written))
     if jobs <= 1:
-        _write_parts(home, rows, ks, written)
+        _write_parts(home, rows, ks, written, labels)
     else:
         with ProcessPoolExecutor(jobs) as pool:
             for f in [
-                pool.submit(_write_parts, home, rows, ks[j::jobs], written) for j in range(jobs)
+                pool.submit(_write_parts, home, rows, ks[j::jobs], written, labels)
+                for j in range(jobs)
             ]:
                 f.result()
     for k in range(written, n_parts):
@@ -179,7 +190,9 @@ def _block(model: Any, n: int, seed: int) -> tuple[Any, Any]:
     return _blocks[key]
 
 
-def write_part(app, model, n: int, *, seed: int, day: datetime, span=(0.0, 86_000.0)) -> None:  # type: ignore[no-untyped-def]
+def write_part(
+    app, model, n: int, *, seed: int, day: datetime, span=(0.0, 86_000.0), labels: float = 0.0
+) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -210,10 +223,56 @@ def write_part(app, model, n: int, *, seed: int, day: datetime, span=(0.0, 86_00
     path = _part_path(app, seed, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), path, compression="zstd", row_group_size=65_536)
+    if labels > 0:
+        _write_labels(app, columns, proba, labels, seed=seed)
+
+
+LABEL_DELAY = timedelta(hours=1)
+"""How long after its prediction a label arrives in the benchmark."""
+
+
+def _write_labels(app, columns, proba, share: float, *, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Feedback for a random ``share`` of a part's rows, as compaction stores it: one part
+    (dated by arrival) of labels placed on their predictions (time and model), sorted by
+    prediction, in row groups of the feedback store's size. Labels are drawn from the
+    model's own probabilities (calibrated: accuracy near the reference's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vigil.feedback.store import PART_GROUP_ROWS
+
+    rng = np.random.default_rng(seed + 7)
+    n = len(columns["request_id"])
+    chosen = np.flatnonzero(rng.random(n) < share)
+    at = columns["time"].take(pa.array(chosen))
+    arrived = pa.array(
+        at.cast(pa.int64()).to_numpy() + int(LABEL_DELAY.total_seconds() * 1_000_000),
+        pa.int64(),
+    ).cast(pa.timestamp("us", tz="UTC"))
+    table = pa.table(
+        {
+            "request_id": columns["request_id"].take(pa.array(chosen)),
+            "row": pa.array(np.zeros(chosen.size, dtype=np.int64)),
+            "reward": pa.nulls(chosen.size, pa.float64()),
+            "time": arrived,
+            "caller": pa.nulls(chosen.size, pa.string()),
+            "prediction_time": at,
+            "prediction_model": pa.array(["m"] * chosen.size, pa.string()),
+            "label": pa.array((rng.random(chosen.size) < proba[chosen, 1]).astype(np.int64)),
+            "segment": pa.array([f"bench{seed:05d}"] * chosen.size, pa.string()),
+        }
+    )
+    day = arrived[0].as_py().date().isoformat() if chosen.size else DAY.date().isoformat()
+    key = f"feedback/date={day}/part-bench{seed:05d}.parquet"
+    path = Path(app.artifacts.resolve_key(key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd", row_group_size=PART_GROUP_ROWS)
 
 
 COUNT_WINDOW = os.environ.get("BENCH_COUNT_WINDOW", "1h or 1000")
 """The window of the ``count`` engines (``--count-window``): by default the monitor's own."""
+SUMMARY_WINDOW = os.environ.get("BENCH_WINDOW", "1d")
+"""The window of the ``rows`` and ``summaries`` engines (``--window``)."""
 
 
 def _whole_read(app, now: datetime):  # type: ignore[no-untyped-def]
@@ -243,7 +302,7 @@ def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
     from vigil.monitor.settings import MonitorSettings
 
     app = _app(home)
-    window = COUNT_WINDOW if engine.startswith("count") else "1d"
+    window = COUNT_WINDOW if engine.startswith("count") else SUMMARY_WINDOW
     settings = MonitorSettings(window=window, rules=[], grace_s=0, summaries=engine == "summaries")
     reset_peak()
     start = time.perf_counter()
@@ -264,6 +323,10 @@ def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
                 "keys_read": done.stream.keys_read,
                 "peak_rows": done.stream.peak_rows,
             }
+            if hasattr(done.stream, "peak_labels"):  # (not in the engine before issue 22.3)
+                extra["labels_read"] = done.stream.labels_read
+                extra["peak_labels"] = done.stream.peak_labels
+        extra["labelled"] = sum(r.n_labelled for r in done.results)
     wall = time.perf_counter() - start
     drifted = [r.drift.n_drifted if r.drift else None for r in results]
     out = {
@@ -275,6 +338,8 @@ def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
     }
     if window == "1d":
         out["drifted"] = drifted  # type: ignore[assignment]
+    elif not engine.startswith("count"):
+        out["windows_drifted"] = sum(1 for r in results if r.dataset_drifted)
     else:
         out["windows_drifted"] = counted[1]
     return out
@@ -333,9 +398,14 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--stage", choices=["all", "setup", "first", "incremental"], default="all")
     parser.add_argument("--count-window", default=COUNT_WINDOW, help="of the count engines")
+    parser.add_argument("--window", default=SUMMARY_WINDOW, help="of the rows and summaries")
+    parser.add_argument(
+        "--labels", type=float, default=0.0, help="share of rows with a label (feedback)"
+    )
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args(argv)
     os.environ["BENCH_COUNT_WINDOW"] = args.count_window  # the children's
+    os.environ["BENCH_WINDOW"] = args.window
     if args.distinct is not None and (args.distinct < 1 or args.rows % PART_ROWS):
         parser.error(f"--distinct needs --rows a multiple of {PART_ROWS:,} and D >= 1")
     if args.child:
@@ -346,12 +416,16 @@ def main(argv: list[str]) -> int:
         data = args.data if args.data is not None else Path(tmp)
         data.mkdir(parents=True, exist_ok=True)
         done = data / "setup.json"
-        layout = {"rows": args.rows, "distinct": args.distinct}
+        layout: dict[str, Any] = {"rows": args.rows, "distinct": args.distinct}
+        if args.labels:
+            if args.distinct is not None:
+                parser.error("--labels needs distinct parts: linked parts would repeat labels")
+            layout["labels"] = args.labels
         if not (done.exists() and json.loads(done.read_text()) == layout):
             if done.exists():  # another layout: its parts are not this one's
                 shutil.rmtree(data / "home", ignore_errors=True)
             t = time.perf_counter()
-            setup(data / "home", args.rows, args.jobs, args.distinct)
+            setup(data / "home", args.rows, args.jobs, args.distinct, args.labels)
             done.write_text(json.dumps(layout))
             print(f"setup: {args.rows:,} rows in {time.perf_counter() - t:.1f} s", flush=True)
         now = DAY + timedelta(days=2)

@@ -84,12 +84,12 @@ def model_from_dir(name: str) -> str:
     return "" if value == NO_MODEL else value
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def _parquet_bytes(table: pa.Table, row_group_rows: int | None = None) -> bytes:
     # Parquet: only where a partition is read or written
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd", row_group_size=row_group_rows)
     return buffer.getvalue()
 
 
@@ -106,8 +106,10 @@ def compact(
     root: str = CAPTURE_ROOT,
     partition: Callable[[dict[str, Any]], str] = capture_partition,
     to_table: ToTable = records_to_table,
+    row_group_rows: int | None = None,
 ) -> CompactionResult:
-    """Convert every closed segment of ``log`` (and those of dead writers) to Parquet.
+    """Convert every closed segment of ``log`` (and those of dead writers) to Parquet
+    (row groups of ``row_group_rows``, when given: smaller groups, finer statistics).
 
     >>> import tempfile
     >>> from vigil.storage.artifacts import ArtifactStore
@@ -144,7 +146,7 @@ def compact(
         written: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for where, table in sorted(tables.items()):
             key = f"{root}/{where}/part-{sid}.parquet"
-            data = stored_bytes(store, key, _parquet_bytes(table))
+            data = stored_bytes(store, key, _parquet_bytes(table, row_group_rows))
             store.write_bytes(key, data)
             parts.append(key)
             written[chain_group(where)].append(file_entry(key, data))

@@ -134,6 +134,20 @@ def _refuse_others(
         )
 
 
+PART_GROUP_ROWS = 65_536
+"""Rows per row group of a compacted feedback part."""
+
+
+def _placed_order(records: list[dict[str, Any]], *, segment: str) -> pa.Table:
+    """:func:`feedback_table` in the order of the predictions judged (model, then time;
+    feedback not placed last), so the row groups' statistics on ``prediction_model`` and
+    ``prediction_time`` are narrow and a reader of one model's span skips the others
+    (:mod:`vigil.feedback.spans`). Arrival order is not needed: readers choose the first
+    arrival by ``time`` (a stable sort keeps the order of equal keys)."""
+    table = feedback_table(records, segment=segment)
+    return table.sort_by([("prediction_model", "ascending"), ("prediction_time", "ascending")])
+
+
 def _feedback_partition(record: dict[str, Any]) -> str:
     return f"date={parse_time(record['time']).astimezone(UTC).date().isoformat()}"
 
@@ -469,15 +483,32 @@ class FeedbackStore:
         they are dated by arrival), read by ``part`` from the open file, then of every live
         segment not compacted yet, passed through ``segment``."""
         tables: list[pa.Table] = []
-        compacted: set[str] = set()
-        if self.store is not None:
-            for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
-                if first_day is not None and day < first_day:
-                    continue
-                for found in sorted(self.store.fs.glob(f"{path}/part-*.parquet")):
-                    compacted.add(str(found).rsplit("/", 1)[-1][len("part-") : -len(".parquet")])
-                    with open_log_file(self.store, found) as fh:
-                        tables += [t for t in part(fh) if t.num_rows]
+        found = self.part_paths(first_day)
+        for path in found:
+            assert self.store is not None  # parts are found in a store
+            with open_log_file(self.store, path) as fh:
+                tables += [t for t in part(fh) if t.num_rows]
+        for table in self.live_tables(found):
+            if (kept := segment(table)).num_rows:
+                tables.append(kept)
+        return tables
+
+    def part_paths(self, first_day: date | None = None) -> list[str]:
+        """The compacted parts (paths in the store's file system) of the partitions dated
+        ``first_day`` or later (dated by arrival), oldest partition first."""
+        found: list[str] = []
+        if self.store is None:
+            return found
+        for path, day in partition_dirs(self.store, root=FEEDBACK_ROOT, pattern="date=*"):
+            if first_day is not None and day < first_day:
+                continue
+            found += [str(p) for p in sorted(self.store.fs.glob(f"{path}/part-*.parquet"))]
+        return found
+
+    def live_tables(self, parts: Sequence[str]) -> Iterator[pa.Table]:
+        """The feedback of every live segment whose part is not among ``parts`` (not
+        compacted when they were listed), one table per segment: bounded by rotation."""
+        compacted = {p.rsplit("/", 1)[-1][len("part-") : -len(".parquet")] for p in parts}
         for seg in self.log.all_segments():
             sid = segment_id(seg)
             if sid in compacted:
@@ -488,9 +519,8 @@ class FeedbackStore:
                 continue
             if records:
                 table = readable_table(feedback_table, records, segment=sid, what="feedback")
-                if table is not None and (kept := segment(table)).num_rows:
-                    tables.append(kept)
-        return tables
+                if table is not None and table.num_rows:
+                    yield table
 
     def read(self, since: datetime | None = None) -> pd.DataFrame:
         """All feedback (arrived at or after ``since``) as a DataFrame (``request_id, row,
@@ -513,7 +543,8 @@ class FeedbackStore:
             self.store,
             root=FEEDBACK_ROOT,
             partition=_feedback_partition,
-            to_table=feedback_table,
+            to_table=_placed_order,
+            row_group_rows=PART_GROUP_ROWS,
         )
 
     def apply_retention(self, retention_days: int, *, now: datetime | None = None) -> list[str]:

@@ -30,7 +30,7 @@ from vigil.capture.reader import read_capture
 from vigil.drift.summarised import NeedsRawValues
 from vigil.durations import parse_duration
 from vigil.errors import NotFoundError
-from vigil.feedback.record import FIELD_PREFIX
+from vigil.feedback.spans import FeedbackSpans
 from vigil.monitor.baseline import Baseline, load_baseline
 from vigil.monitor.computed import Computed
 from vigil.monitor.estimation import MAX_ROWS as ESTIMATE_ROWS
@@ -71,17 +71,12 @@ Progress = Callable[[int, int, str], None]
 ``rows`` (of the log, from its first pass) when they are read as rows."""
 
 
-def _read_labels(feedback: FeedbackStore, since: datetime) -> pd.DataFrame:
+def _read_labels(feedback: FeedbackStore, since: datetime) -> FeedbackSpans:
     # A label arrives after its prediction: those of predictions in the span arrived since
-    # its start, and reading only them keeps a cycle's memory to the span's, not to every
-    # label ever kept.
-    frame = feedback.read(since)
-    if frame.empty:
-        return frame
-    wanted = ("request_id", "row", "label", "caller", "time", "prediction_time", "prediction_model")
-    # Feedback fields (``field.<name>``) too: a sensitive attribute may be one.
-    fields = [c for c in frame.columns if str(c).startswith(FIELD_PREFIX)]
-    return frame[[c for c in wanted if c in frame] + fields]
+    # its start. One bounded pass keeps where each points (8 bytes a label); each window
+    # reads its own labels (and feedback fields: a sensitive attribute may be one) when it
+    # is measured or checked again, never the whole store at once.
+    return FeedbackSpans.scan(feedback, since)
 
 
 def _rebuild(stored: StoredWindow, spec: WindowSpec, log_rows: pd.DataFrame) -> Window | None:
@@ -450,7 +445,7 @@ def _summary_pass(
     spec: WindowSpec,
     settings: MonitorSettings,
     capture: Path,
-    labels: pd.DataFrame,
+    labels: FeedbackSpans,
     partial: bool,
     progress: Progress | None,
 ) -> MonitoringPass:

@@ -26,7 +26,10 @@ Late labels do not re-read the log: each window gets a *mark* (:class:`WindowMar
 labels placed in its span plus those that could not be placed and arrived after it began.
 A stored window whose mark is the one it was computed with has nothing new to join; one
 whose mark moved is read again alone (its own span, its own version) and recomputed only
-if the labels joining it changed.
+if the labels joining it changed. Labels are read per slice too
+(:class:`~vigil.feedback.spans.FeedbackSpans`): the marks come from where each label
+points (8 bytes a label), and the windows a slice closes that need labels read those of
+their span, never the whole feedback store at once.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import pyarrow as pa
 
 from vigil.capture.scan import CaptureScan, scan_capture
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
+from vigil.feedback.spans import FrameSpans, Placements, Spans, spans_of
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.computed import Computed
 from vigil.monitor.measure import count_labelled, measure_window
@@ -83,6 +87,11 @@ class StreamStats:
     slices: int = 0
     columns: list[str] = field(default_factory=list)
     """The columns the second pass read."""
+    labels_read: int = 0
+    """Feedback rows read to join windows (:meth:`~vigil.feedback.spans.FeedbackSpans.read`:
+    the labels of the windows measured or checked, never the whole store)."""
+    peak_labels: int = 0
+    """The most feedback rows one read held: those of one slice's windows."""
 
 
 # --- late labels ---------------------------------------------------------------------------
@@ -90,7 +99,8 @@ class StreamStats:
 
 class WindowMarks:
     """The mark of any window of the log: labels placed in it, plus labels that could not
-    be placed (no prediction time or model) that arrived since it began.
+    be placed (no prediction time or model) that arrived since it began. Built from the
+    labels' :class:`~vigil.feedback.spans.Placements` (8 bytes a label), or a frame.
 
     >>> t = pd.Timestamp("2026-01-05 10:30", tz="UTC")
     >>> labels = pd.DataFrame({"request_id": ["a", "b"], "row": [0, 0], "label": [1, 0],
@@ -103,21 +113,11 @@ class WindowMarks:
     1
     """
 
-    def __init__(self, labels: pd.DataFrame) -> None:
-        given = labels[labels["label"].notna()] if "label" in labels else labels.iloc[0:0]
-        if "prediction_time" in given and "prediction_model" in given:
-            placed = given["prediction_time"].notna() & given["prediction_model"].notna()
-            placed_np = placed.to_numpy()
-        else:
-            placed_np = np.zeros(len(given), dtype=bool)
-        self._placed: dict[str, np.ndarray[tuple[int], np.dtype[np.int64]]] = {}
-        if placed_np.any():
-            at = _micros(given["prediction_time"][placed_np])
-            models = given["prediction_model"][placed_np].astype(str).to_numpy(object)
-            for name in np.unique(models):
-                self._placed[str(name)] = np.sort(at[models == name])
-        loose = given["time"][~placed_np]
-        self._loose = np.sort(_micros(loose)) if len(loose) else np.zeros(0, np.int64)
+    def __init__(self, labels: pd.DataFrame | Placements) -> None:
+        found = labels if isinstance(labels, Placements) else FrameSpans(labels).placements
+        self._placed = found.placed
+        # Labels with a prediction time but no model could not be placed either.
+        self._loose = np.sort(np.concatenate([found.timed_arrived, found.loose]))
 
     def of(self, model: str, start: datetime, end: datetime, *, inclusive: bool) -> int:
         """The mark of ``model``'s window ``[start, end]`` (``[start, end)`` unless
@@ -128,11 +128,6 @@ class WindowMarks:
         placed = int(upper - np.searchsorted(at, lo, side="left"))
         loose = int(self._loose.size - np.searchsorted(self._loose, lo, side="left"))
         return placed + loose
-
-
-def _micros(values: pd.Series) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
-    since = pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")
-    return np.asarray(since // pd.Timedelta(microseconds=1), dtype=np.int64)
 
 
 def _micro(at: datetime) -> int:
@@ -358,7 +353,7 @@ def stream_pass(
     spec: WindowSpec,
     grace: timedelta,
     stored: list[StoredWindow],
-    labels: pd.DataFrame,
+    labels: pd.DataFrame | Spans,
     partial: bool,
     baseline_of: Callable[[str, int], Baseline | None],
     database: Database,
@@ -368,12 +363,16 @@ def stream_pass(
     """Measure and store every window due in ``[since, now)`` (see the module docstring).
 
     ``stored`` are the windows of ``spec`` already stored (ending at or after the start of
-    the lookback); ``labels`` the feedback the lookback's predictions may join.
-    ``progress`` is called after each slice with the rows of the log read so far, the rows
-    the second pass reads in all (from the first pass), and ``"rows"``.
+    the lookback); ``labels`` the feedback the lookback's predictions may join, read per
+    slice: the windows a slice closes that need labels (new ones, and stored ones whose
+    mark moved) get one read per model of their span
+    (:meth:`~vigil.feedback.spans.FeedbackSpans.read`). ``progress`` is called after each
+    slice with the rows of the log read so far, the rows the second pass reads in all
+    (from the first pass), and ``"rows"``.
     """
     stats = StreamStats()
-    marks = WindowMarks(labels)
+    source = spans_of(labels)
+    marks = WindowMarks(source.placements)
     inclusive = not spec.is_time
     if spec.is_time:
         since = spec.bounds(since)[0]  # time windows are read whole, the first one too
@@ -406,36 +405,46 @@ def stream_pass(
     stats.columns = columns
     cutter = Cutter(spec, now=now, grace=grace, cursors=cursors)
     open_windows: list[Window] = []
-    todo: list[Window] = []
     # Stored complete windows the stream has not met yet (it began after them): left for
     # late labels at the end. Only these are remembered, not every window met.
     unmet = dict(complete)
 
-    def measure(w: Window) -> None:
+    def measure(w: Window, given: pd.DataFrame) -> None:
         baseline = baseline_of(w.key.model, w.key.version)
         if baseline is None:
             return
-        result = measure_window(w, baseline, labels)
+        result = measure_window(w, baseline, given)
         result.label_marks = marks.of(w.key.model, w.start, w.end, inclusive=inclusive)
         if save_window(database, result):
             computed.add(result)
 
     def consider(windows: list[Window]) -> None:
+        # (window, stored window whose mark moved, its mark): each needs its labels.
+        due: list[tuple[Window, StoredWindow | None, int]] = []
         for w in windows:
             where = (w.key, w.start)
             unmet.pop(where, None)
             if not w.complete:
                 open_windows.append(w)
                 if partial:
-                    todo.append(w)
+                    due.append((w, None, 0))
                 continue
             before = complete.get(where)
-            if before is not None and _still_true(before, w, marks, labels, inclusive, database):
+            if before is not None:
+                mark = marks.of(w.key.model, w.start, w.end, inclusive=inclusive)
+                if before.summary.get(MARKS_KEY) == mark:
+                    continue
+                due.append((w, before, mark))
                 continue
-            todo.append(w)
+            due.append((w, None, 0))
+        given = _joinable(source, [w for w, _, _ in due], stats)
         # Measured as they come: the rows of a window are let go once it is stored.
-        while todo:
-            measure(todo.pop(0))
+        for w, before, mark in due:
+            labels_of = given[w.key.model]
+            if before is not None and before.n_labelled == count_labelled(w.rows, labels_of):
+                note_in_summary(database, before.id, **{MARKS_KEY: mark})
+                continue
+            measure(w, labels_of)
 
     total, read = sum(found.sizes), 0
     for (lo, hi), size in zip(found.slices, found.sizes, strict=True):
@@ -468,29 +477,29 @@ def stream_pass(
         window = _reread(reread, s, spec, wanted, stats)
         if window is None:
             continue
-        if count_labelled(window.rows, labels) == s.n_labelled:
+        given = _joinable(source, [window], stats)[s.key.model]
+        if count_labelled(window.rows, given) == s.n_labelled:
             note_in_summary(database, s.id, **{MARKS_KEY: mark})
         else:
-            measure(window)
+            measure(window, given)
     return StreamPass(computed, open_windows, found.records, stats)
 
 
-def _still_true(
-    before: StoredWindow,
-    w: Window,
-    marks: WindowMarks,
-    labels: pd.DataFrame,
-    inclusive: bool,
-    database: Database,
-) -> bool:
-    """Whether a stored complete window met again in the stream needs no new measure."""
-    mark = marks.of(w.key.model, w.start, w.end, inclusive=inclusive)
-    if before.summary.get(MARKS_KEY) == mark:
-        return True
-    if before.n_labelled == count_labelled(w.rows, labels):
-        note_in_summary(database, before.id, **{MARKS_KEY: mark})
-        return True
-    return False
+def _joinable(source: Spans, windows: list[Window], stats: StreamStats) -> dict[str, pd.DataFrame]:
+    """The feedback that may join ``windows``' rows, per model: one read of the span from
+    the first window's start to the last one's end (both ends held), with the labels that
+    could not be placed among the rows' request ids (they join by request id alone)."""
+    spans: dict[str, tuple[datetime, datetime, set[str]]] = {}
+    for w in windows:
+        lo, hi, ids = spans.get(w.key.model, (w.start, w.end, set()))
+        ids.update(w.rows["request_id"].astype(str))
+        spans[w.key.model] = (min(lo, w.start), max(hi, w.end), ids)
+    out: dict[str, pd.DataFrame] = {}
+    for model, (lo, hi, ids) in spans.items():
+        out[model] = source.read(model, lo, hi + timedelta(microseconds=1), ids=ids)
+    stats.labels_read = source.stats.labels_read
+    stats.peak_labels = source.stats.peak_labels
+    return out
 
 
 def _end(stored: StoredWindow, spec: WindowSpec) -> datetime:

@@ -29,9 +29,11 @@ from its own span of the log, with only the labels that may join it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from vigil.feedback.spans import Spans, spans_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,70 +41,57 @@ if TYPE_CHECKING:
 MARKS_KEY = "label_marks"
 """Where a stored window keeps the mark it was computed with (its summary)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _seconds(values: pd.Series) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
-    import pandas as pd  # pandas: the labels are a frame
-
-    since_epoch = pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")
-    return np.asarray(since_epoch // pd.Timedelta(seconds=1), dtype=np.int64)
+_S = 1_000_000
 
 
 class LabelMarks:
     """The marks of every window of ``window_s`` seconds (aligned on the epoch), and the
-    labels that may join one of them. ``labels`` is the feedback frame the monitor reads
+    labels that may join one of them. ``labels`` is the feedback the monitor reads: a
+    :class:`~vigil.feedback.spans.FeedbackSpans` (marks from its placements, 8 bytes a
+    label; a window's labels read when asked, from its span) or a frame held whole
     (``request_id, row, label, caller, time`` and, when stored, ``prediction_time`` and
     ``prediction_model``); feedback without a label (rewards only) marks nothing."""
 
-    def __init__(self, labels: pd.DataFrame, window_s: int) -> None:
+    def __init__(self, labels: pd.DataFrame | Spans, window_s: int) -> None:
         self.window_s = window_s
-        given = labels[labels["label"].notna()] if "label" in labels else labels.iloc[0:0]
-        if "prediction_time" in given:
-            placed = given["prediction_time"].notna().to_numpy()
-        else:
-            placed = np.zeros(len(given), dtype=bool)
-        self._labels = given
-        self._placed = placed
-        at = _seconds(given["prediction_time"][placed]) if placed.any() else np.zeros(0, np.int64)
-        models = (
-            given["prediction_model"][placed].astype(str).to_numpy(object)
-            if placed.any()
-            else np.zeros(0, dtype=object)
-        )
-        self._at = at
-        self._models = models
-        import pandas as pd  # pandas: counting labels per model and window
-
-        counts = pd.DataFrame({"m": models, "i": at // window_s}).value_counts()
-        self._per_window: dict[tuple[str, int], int] = {}
-        for where, n in counts.items():
-            m, i = cast("tuple[object, int]", where)
-            self._per_window[(str(m), int(i))] = int(n)
-        loose = given["time"][~placed] if len(given) else given["time"]
-        self._loose = np.sort(_seconds(loose)) if len(loose) else np.zeros(0, np.int64)
+        self.source = spans_of(labels)
+        found = self.source.placements
+        # A label with a prediction time but no model is placed under the model "None",
+        # as the frame's ``astype(str)`` placed it.
+        self._placed = dict(found.placed)
+        if found.timed.size:
+            both = np.concatenate([self._placed.get("None", found.timed[:0]), found.timed])
+            self._placed["None"] = np.sort(both)
+        self._loose = found.loose
+        self._last: tuple[tuple[str, datetime, datetime], pd.DataFrame] | None = None
 
     def _index(self, start: datetime) -> int:
         return int((start - _EPOCH).total_seconds()) // self.window_s
 
     def _loose_since(self, start: datetime) -> int:
         s = int((start - _EPOCH).total_seconds())
-        return int(self._loose.size - np.searchsorted(self._loose, s, side="left"))
+        return int(self._loose.size - np.searchsorted(self._loose, s * _S, side="left"))
 
     def of(self, model: str, start: datetime) -> int:
         """The mark of ``model``'s window starting at ``start``."""
-        return self._per_window.get((model, self._index(start)), 0) + self._loose_since(start)
+        # Whole seconds of prediction time, per window: [i * w, (i + 1) * w) seconds.
+        i = self._index(start)
+        at = self._placed.get(model, self._loose[:0])
+        lo, hi = i * self.window_s * _S, (i + 1) * self.window_s * _S
+        placed = int(np.searchsorted(at, hi, side="left") - np.searchsorted(at, lo, side="left"))
+        return placed + self._loose_since(start)
 
     def labels_for(self, model: str, start: datetime, end: datetime) -> pd.DataFrame:
         """The labels that may join predictions of ``model`` in ``[start, end)``: those
-        placed there, and those not placed that arrived since ``start``."""
-        lo = int((start - _EPOCH).total_seconds())
-        hi = int((end - _EPOCH).total_seconds())
-        here = np.zeros(len(self._labels), dtype=bool)
-        where = np.flatnonzero(self._placed)
-        inside = (self._at >= lo) & (self._at < hi) & (self._models == model)
-        here[where[inside]] = True
-        if self._loose.size:
-            loose = ~self._placed
-            arrived = _seconds(self._labels["time"]) >= lo
-            here |= loose & arrived
-        return self._labels[here]
+        placed there, and those not placed that arrived since ``start`` (the last answer
+        is kept: a window asks for its labels up to three times in a row)."""
+        where = (model, start, end)
+        if self._last is not None and self._last[0] == where:
+            return self._last[1]
+        # Whole seconds, as the marks count them.
+        lo = _EPOCH.fromtimestamp(int((start - _EPOCH).total_seconds()), UTC)
+        hi = _EPOCH.fromtimestamp(int((end - _EPOCH).total_seconds()), UTC)
+        found = self.source.read(model, lo, hi, arrived_since=lo, untimed_only=True)
+        given = found[found["label"].notna()] if "label" in found else found.iloc[0:0]
+        self._last = (where, given)
+        return given
