@@ -17,8 +17,8 @@ For the same reason a ``vigil serve`` worker starts with the collector off (:fun
 until :func:`settle` at ready turns it back on): on the way to ready nearly everything
 allocated (modules, classes, the model) lives for good, so the collections that the
 imports of scikit-learn, SQLAlchemy and pydantic trigger find next to nothing to free, and
-scan more each time. Turning them off took about 0.25 s of CPU (15 %) off a skops
-worker's start (docs/benchmarks.md, "Cold start"). The one collection at ready frees what
+scan more each time. With them off a skops worker reached ready on 0.92x the CPU (1.80 s
+against 1.96 s; docs/benchmarks.md, "Cold start"). The one collection at ready frees what
 cycles start-up left behind.
 
 :func:`limit_arenas` keeps a serving worker's resident memory from creeping up: glibc
