@@ -13,6 +13,14 @@ application that embeds vigil's app keeps its own collector policy. Parts that i
 heavy stack lazily (the capture's feedback store, the first monitoring cycle) call it
 again once they have.
 
+For the same reason a ``vigil serve`` worker starts with the collector off (:func:`pause`,
+until :func:`settle` at ready turns it back on): on the way to ready nearly everything
+allocated (modules, classes, the model) lives for good, so the collections that the
+imports of scikit-learn, SQLAlchemy and pydantic trigger find next to nothing to free, and
+scan more each time. With them off a skops worker reached ready on 0.92x the CPU (1.80 s
+against 1.96 s; docs/benchmarks.md, "Cold start"). The one collection at ready frees what
+cycles start-up left behind.
+
 :func:`limit_arenas` keeps a serving worker's resident memory from creeping up: glibc
 gives each thread that allocates its own malloc arena (up to eight per core), and memory
 freed in one (a monitoring cycle's tables, a compaction's records, both built on worker
@@ -28,6 +36,7 @@ import ctypes
 import gc
 
 _enabled = False
+_paused = False
 _M_ARENA_MAX = -8  # glibc's <malloc.h>
 SERVING_ARENAS = 2
 
@@ -39,12 +48,33 @@ def enable() -> None:
 
 
 def settle() -> bool:
-    """Collect, then freeze what survives, if :func:`enable` was called; whether it did."""
+    """Collect, then freeze what survives, if :func:`enable` was called; whether it did.
+    Either way the collector runs again if :func:`pause` stopped it."""
     if not _enabled:
+        resume()
         return False
     gc.collect()
     gc.freeze()
+    resume()
     return True
+
+
+def pause() -> None:
+    """Turn the collector off until :func:`settle` or :func:`resume` (a serving worker's
+    start, see the module docstring); a no-op if it is off already (someone else's
+    choice, which :func:`resume` then leaves alone)."""
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def resume() -> None:
+    """Turn the collector back on if :func:`pause` turned it off."""
+    global _paused
+    if _paused:
+        _paused = False
+        gc.enable()
 
 
 def limit_arenas(count: int = SERVING_ARENAS) -> bool:

@@ -2,11 +2,16 @@
 
 A registry-backed worker serving one ONNX model is started through its ASGI lifespan in a
 fresh interpreter; what is in ``sys.modules`` once startup completes is what every start
-pays for. The statistics and storage stacks (pandas, PyArrow, SciPy, scikit-learn), the
+pays for. The statistics and storage stacks (pandas, PyArrow, SciPy, scikit-learn, fsspec), the
 ``onnx`` package (ONNX Runtime alone runs the model) and the PostgreSQL dialect of a SQLite
 registry must not be among them. The capture's feedback store and compactor, which do need
 PyArrow, are built after startup (the test holds that step back, then takes it, to see that
-it works).
+it works). The worker is built as ``vigil serve`` builds it (``workers.worker_app``), so
+the collector is off until the heap is settled at ready.
+
+A worker serving a scikit-learn model through skops imports scikit-learn (the model needs
+it whatever reads the file), but neither fsspec (a local artifact store reads with plain
+file calls) nor skops' trust lists computed afresh (they come from vigil's cache).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,12 +33,21 @@ from sklearn.linear_model import LogisticRegression
 from vigil.app import Vigil
 from vigil.settings import load_settings
 
-HEAVY = ["onnx", "pandas", "pyarrow", "scipy", "sklearn", "sqlalchemy.dialects.postgresql"]
+HEAVY = [
+    "fsspec",
+    "onnx",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "sklearn",
+    "sqlalchemy.dialects.postgresql",
+]
+NOT_FOR_SKOPS = ["fsspec", "onnx", "onnxruntime", "sqlalchemy.dialects.postgresql"]
 
 _START = """
 import asyncio, gc, json, sys
 from vigil.serving.capture_runtime import CaptureRuntime
-from vigil.app import serving_app_from_environment
+from vigil.serving.workers import worker_app
 
 async def _held_back(self):  # the deferred build, held back until the check is done
     return None
@@ -40,7 +55,8 @@ async def _held_back(self):  # the deferred build, held back until the check is 
 CaptureRuntime._background = _held_back
 
 async def main():
-    app = serving_app_from_environment()
+    app = worker_app()
+    collecting_while_starting = gc.isenabled()
     inbox, sent = asyncio.Queue(), asyncio.Queue()
 
     async def send(message):
@@ -51,6 +67,8 @@ async def main():
     started = await sent.get()
     ready = sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)
     frozen = gc.get_freeze_count()
+    collecting_at_ready = gc.isenabled()
+    skops_trust = sys.modules.get("vigil.bundle.flavors._skops_trust")
     served = len(app.dataplane.models())
     runtime = app.dataplane.capture
     feedback = runtime.feedback  # first use builds it (importing PyArrow)
@@ -61,6 +79,9 @@ async def main():
         "served": served,
         "at_ready": ready,
         "frozen_at_ready": frozen,
+        "collecting_while_starting": collecting_while_starting,
+        "collecting_at_ready": collecting_at_ready,
+        "skops_trust_from_cache": skops_trust.used_cache if skops_trust else None,
         "feedback_store": type(feedback).__name__,
         "compactor": type(runtime.compactor).__name__,
         "pyarrow_after_first_use": "pyarrow" in sys.modules,
@@ -83,35 +104,63 @@ def _register_onnx(home: Path) -> None:
     )
 
 
-def test_a_worker_reaches_ready_without_the_heavy_stacks(vigil_home: Path):
-    _register_onnx(vigil_home)
-    env = {
-        **os.environ,
-        "VIGIL_HOME": str(vigil_home),
-        "VIGIL_WORKER_MODELS": "[]",
-        "VIGIL_WORKER_ALIASES": "{}",
-        "VIGIL_WORKER_POLL_INTERVAL": "0",
-        "VIGIL_SERVE_GC_FREEZE": "true",  # as `vigil serve` sets it
-    }
+def _start_worker(home: Path, modules: list[str], **env: str) -> dict[str, Any]:
+    """Start a worker on ``home`` in a fresh interpreter, as ``vigil serve`` would."""
     out = subprocess.run(
-        [sys.executable, "-c", _START, json.dumps(HEAVY)],
-        env=env,
+        [sys.executable, "-c", _START, json.dumps(modules)],
+        env={
+            **os.environ,
+            "VIGIL_HOME": str(home),
+            "VIGIL_WORKER_MODELS": "[]",
+            "VIGIL_WORKER_ALIASES": "{}",
+            "VIGIL_WORKER_POLL_INTERVAL": "0",
+            "VIGIL_WORKER_PROVIDER": "vigil.app:serving_app_from_environment",
+            "VIGIL_SERVE_GC_FREEZE": "true",  # as `vigil serve` sets them
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert result["served"] == 1
+    return result
+
+
+def test_a_worker_reaches_ready_without_the_heavy_stacks(vigil_home: Path):
+    _register_onnx(vigil_home)
+    result = _start_worker(vigil_home, HEAVY)
     assert result["at_ready"] == []
-    # Everything alive at ready (modules, the model) is out of the collector's full passes.
+    # Everything alive at ready (modules, the model) is out of the collector's full passes;
+    # until then the collector was off (start-up allocates little that dies), and it runs
+    # again from ready on.
     assert result["frozen_at_ready"] > 50_000, result["frozen_at_ready"]
+    assert result["collecting_while_starting"] is False
+    assert result["collecting_at_ready"] is True
     # The deferred part still works once asked for.
     assert result["feedback_store"] == "FeedbackStore"
     assert result["compactor"] == "Compactor"
     assert result["pyarrow_after_first_use"] is True
+
+
+@pytest.mark.slow
+def test_a_skops_worker_reaches_ready_with_its_trust_lists_cached(vigil_home: Path, tmp_path: Path):
+    X, y = make_classification(n_samples=200, n_features=5, random_state=3)
+    Vigil(load_settings(home=vigil_home)).register(
+        LogisticRegression().fit(X, y), name="churn", alias="production"
+    )
+    cache = tmp_path / "xdg-cache"
+    first = _start_worker(vigil_home, NOT_FOR_SKOPS, XDG_CACHE_HOME=str(cache))
+    assert first["skops_trust_from_cache"] is False  # a new environment computes them once
+    again = _start_worker(vigil_home, NOT_FOR_SKOPS, XDG_CACHE_HOME=str(cache))
+    assert again["skops_trust_from_cache"] is True
+    assert again["at_ready"] == []
+    assert again["collecting_while_starting"] is False
+    assert again["collecting_at_ready"] is True
+    assert again["frozen_at_ready"] > 50_000, again["frozen_at_ready"]
 
 
 def test_the_capture_package_names_resolve_on_first_use():
@@ -178,3 +227,29 @@ def test_a_serving_worker_caps_its_malloc_arenas(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(workers.PROVIDER_ENV, "tests.serving.test_workers:provider")
     workers.worker_app()
     assert calls == [_heap.SERVING_ARENAS]
+
+
+def test_the_collector_pause_ends_at_settle_and_leaves_others_choices_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's start-up pause (vigil._heap.pause) ends when the heap is settled, or when
+    the app will not settle it; a collector someone else turned off stays off."""
+    import gc
+
+    from vigil import _heap
+
+    monkeypatch.setattr(_heap, "_enabled", False)
+    assert gc.isenabled()
+    try:
+        _heap.pause()
+        assert not gc.isenabled()
+        _heap.pause()  # the worker's own call after serve()'s: still one pause
+        assert _heap.settle() is False  # not enabled: no freeze, but the pause is over
+        assert gc.isenabled()
+        gc.disable()  # the host program's choice
+        _heap.pause()
+        _heap.resume()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        monkeypatch.setattr(_heap, "_paused", False)

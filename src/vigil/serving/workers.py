@@ -124,10 +124,14 @@ def worker_app() -> Any:
 
     uvicorn calls this (``factory=True``) inside every worker after it starts, so models
     are loaded in the worker, never in the supervisor. Before any worker thread exists, it
-    caps the process's malloc arenas (:func:`vigil._heap.limit_arenas`).
+    caps the process's malloc arenas (:func:`vigil._heap.limit_arenas`), and turns the
+    collector off until the app settles its heap at ready (:func:`vigil._heap.pause`), if
+    the app does (``gc_freeze``, on for ``vigil serve``).
     """
     # Here, not at the top: the supervisor imports this module and must stay light.
     import vigil._heap as _heap
+
+    _heap.pause()
     from vigil.serving.app import ServingApp, create_app
 
     _heap.limit_arenas()
@@ -137,8 +141,14 @@ def worker_app() -> Any:
         raise ConfigurationError(
             f"{PROVIDER_ENV} is not set; start workers with vigil.serving.workers.serve()"
         )
-    made = load_factory(spec)()
-    app = made if isinstance(made, ServingApp) else create_app(made)
+    try:
+        made = load_factory(spec)()
+        app = made if isinstance(made, ServingApp) else create_app(made)
+    except BaseException:
+        _heap.resume()
+        raise
+    if not app.settings.gc_freeze:  # nothing will settle the heap: collect as usual
+        _heap.resume()
     address = os.environ.get(GRPC_ENV)
     if address:
         # grpcio is an optional extra, imported only by a worker that serves gRPC.
@@ -314,15 +324,23 @@ def serve(
                 "unset VIGIL_SERVE_AUTH or bind to 127.0.0.1"
             )
         os.environ["VIGIL_SERVE_AUTH"] = "on"
+    require("uvicorn", "serve")
+    import vigil._heap as _heap  # not at the top: every `vigil` command imports this module
+    from vigil.serving.server import config  # uvicorn: only when serving
+
     # Fail here, once, rather than in every worker. One worker runs in this process, which
     # imports the provider anyway; a supervisor must not (see the module docstring).
     if workers == 1:
-        load_factory(provider)
+        # This process is the worker: its start-up runs with the collector off from here
+        # (worker_app, vigil._heap.pause), importing the provider included.
+        _heap.pause()
+        try:
+            load_factory(provider)
+        except BaseException:
+            _heap.resume()
+            raise
     else:
         check_factory(provider)
-    require("uvicorn", "serve")
-    from vigil.serving.server import config  # uvicorn: only when serving
-
     # One process keeps its metrics in memory; several share a fresh private directory
     # (set before any worker imports prometheus-client, which picks its storage at import).
     metrics_dir = tempfile.mkdtemp(prefix="vigil-metrics-") if workers > 1 else None
@@ -356,6 +374,7 @@ def serve(
         finally:
             sock.close()
     finally:
+        _heap.resume()  # the server stopped, or never got to ready: collect as usual
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
         for key, value in previous.items():
