@@ -12,7 +12,10 @@ drives, one after the other:
 * ``endpoint-two-models``: ``split``, an A/B test as it runs.
 
 ``--inprocess`` also times ``endpoint-sticky-many``: a new unit id on every request, out of
-100,000, so every request is hashed (the sticky route's worst case).
+100,000, so every request is hashed (the sticky route's worst case), and ``direct-many``:
+the direct route driven by that same request (a new header list and unit id each time,
+which the direct route ignores), its fair baseline: the driver's own cost of building a
+new request is then on both sides.
 
 The first two give the cost of routing itself (the goal: under 10 % of throughput). The
 last adds what serving two models costs at this load: each micro-batcher gets half the
@@ -303,6 +306,7 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
             "endpoint-random": requester(app, same),
             "endpoint-sticky": requester(app, same, {"X-Unit-Id": "user-42"}),
             "endpoint-sticky-many": _many_units(app, same, 100_000),
+            "direct-many": _many_units(app, "/v1/models/model/predict", 100_000),
             "endpoint-two-models": requester(app, two),
         }
         for one in routes.values():
@@ -321,6 +325,8 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
     print(f"app alone, capture {'on' if capture else 'off'}: CPU per request, fastest of {rounds}")
     for name, value in cpu.items():
         print(f"  {name:<20} {value:6.1f} µs  ({value / cpu['direct'] - 1:+.1%})")
+    many = cpu["endpoint-sticky-many"] / cpu["direct-many"] - 1
+    print(f"  endpoint-sticky-many over direct-many (the same request shape): {many:+.1%}")
     return cpu
 
 
