@@ -61,6 +61,15 @@ from bench.serving.runner import (
 from vigil.serving.server import free_port
 
 CONNECTIONS = 32
+ROUTES = (
+    "direct",
+    "endpoint-random",
+    "endpoint-sticky",
+    "endpoint-sticky-many",
+    "direct-many",
+    "endpoint-two-models",
+)
+"""The routes ``--inprocess`` times, in order."""
 SAME = "split-same"
 """Both variants on version 1: the cost of routing alone (one batcher, as the direct route)."""
 TWO = "split"
@@ -283,7 +292,9 @@ def _many_units(app: Any, path: str, units: int) -> Any:
     return one
 
 
-def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> dict[str, Any]:
+def inprocess(
+    rounds: int = 5, requests: int = 3200, capture: bool = True, callgrind: bool = False
+) -> dict[str, Any]:
     """The CPU time per request of each route through vigil's app alone (no HTTP server,
     no load generator: ``bench.serving.inprocess``'s driver, 32 requests per loop tick),
     interleaved, fastest of ``rounds``. The thread's CPU time, unlike throughput, hardly
@@ -301,7 +312,7 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
         app = vigil.serving_app(RegistryProvider(vigil), **({} if capture else {"capture": None}))
         lifespan = await start(app)
         same, two = f"/v1/endpoints/{SAME}/predict", f"/v1/endpoints/{TWO}/predict"
-        routes = {
+        routes = {  # in the order of ROUTES
             "direct": requester(app),
             "endpoint-random": requester(app, same),
             "endpoint-sticky": requester(app, same, {"X-Unit-Id": "user-42"}),
@@ -309,8 +320,21 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
             "direct-many": _many_units(app, "/v1/models/model/predict", 100_000),
             "endpoint-two-models": requester(app, two),
         }
+        assert tuple(routes) == ROUTES
         for one in routes.values():
             await ticks(one, 10 * requests, CONNECTIONS)  # warm-up: batchers calibrated
+        if callgrind:
+            # Under valgrind: each route's instructions over `requests` requests, one
+            # dump per route (callgrind_control -d), in the order of `routes`.
+            pid = str(os.getpid())
+            for one in routes.values():
+                control = ["callgrind_control"]
+                subprocess.run([*control, "-i", "on", pid], check=True, capture_output=True)
+                await ticks(one, requests, CONNECTIONS)
+                subprocess.run([*control, "-i", "off", pid], check=True, capture_output=True)
+                subprocess.run([*control, "-d", pid], check=True, capture_output=True)
+            lifespan.cancel()
+            return {}
         runs: dict[str, list[float]] = {name: [] for name in routes}
         for _ in range(rounds):
             for name, one in routes.items():
@@ -322,6 +346,9 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
         home = Path(tmp) / "home"
         prepare(home)
         cpu = uvloop.run(run(home))
+    if callgrind:
+        print(f"routes dumped in this order: {', '.join(ROUTES)}")
+        return cpu
     print(f"app alone, capture {'on' if capture else 'off'}: CPU per request, fastest of {rounds}")
     for name, value in cpu.items():
         print(f"  {name:<20} {value:6.1f} µs  ({value / cpu['direct'] - 1:+.1%})")
@@ -343,11 +370,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--inprocess", action="store_true", help="CPU per request of vigil's app alone"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="with --inprocess, under valgrind --tool=callgrind --instr-atstart=no: "
+        "instructions of --requests requests per route, one dump per route",
+    )
+    parser.add_argument("--requests", type=int, default=3200, help="--inprocess: per point")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.port, capture=not args.no_capture)
     elif args.inprocess:
-        inprocess(rounds=args.rounds or 5, capture=not args.no_capture)
+        inprocess(
+            rounds=args.rounds or 5,
+            requests=args.requests,
+            capture=not args.no_capture,
+            callgrind=args.callgrind,
+        )
     else:
         main(
             quick=args.quick,
