@@ -27,7 +27,15 @@ capture off on both routes, which isolates what routing adds (variant choice, co
 the extra response fields) against a cheaper direct route: a stricter ratio.
 
 Run: ``python -m bench.routing [--quick] [--rounds N] [--no-capture]``; writes
-``bench/results/routing.json``.
+``bench/results/routing.json``. Instructions per request of each route, in process (the
+CPU times above are noise on a loaded machine; these are not)::
+
+    VIGIL_SERVE_INLINE_MAX_MS=1000 valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file=routing.cg python -m bench.routing --inprocess --callgrind \
+        --requests 640
+
+writes one dump per route, ``routing.cg.1`` to ``.6`` in the order of :data:`ROUTES`:
+divide each ``totals:`` by ``--requests``.
 """
 
 from __future__ import annotations
