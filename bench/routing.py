@@ -12,7 +12,10 @@ drives, one after the other:
 * ``endpoint-two-models``: ``split``, an A/B test as it runs.
 
 ``--inprocess`` also times ``endpoint-sticky-many``: a new unit id on every request, out of
-100,000, so every request is hashed (the sticky route's worst case).
+100,000, so every request is hashed (the sticky route's worst case), and ``direct-many``:
+the direct route driven by that same request (a new header list and unit id each time,
+which the direct route ignores), its fair baseline: the driver's own cost of building a
+new request is then on both sides.
 
 The first two give the cost of routing itself (the goal: under 10 % of throughput). The
 last adds what serving two models costs at this load: each micro-batcher gets half the
@@ -24,7 +27,15 @@ capture off on both routes, which isolates what routing adds (variant choice, co
 the extra response fields) against a cheaper direct route: a stricter ratio.
 
 Run: ``python -m bench.routing [--quick] [--rounds N] [--no-capture]``; writes
-``bench/results/routing.json``.
+``bench/results/routing.json``. Instructions per request of each route, in process (the
+CPU times above are noise on a loaded machine; these are not)::
+
+    VIGIL_SERVE_INLINE_MAX_MS=1000 valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file=routing.cg python -m bench.routing --inprocess --callgrind \
+        --requests 640
+
+writes one dump per route, ``routing.cg.1`` to ``.6`` in the order of :data:`ROUTES`:
+divide each ``totals:`` by ``--requests``.
 """
 
 from __future__ import annotations
@@ -58,6 +69,15 @@ from bench.serving.runner import (
 from vigil.serving.server import free_port
 
 CONNECTIONS = 32
+ROUTES = (
+    "direct",
+    "endpoint-random",
+    "endpoint-sticky",
+    "endpoint-sticky-many",
+    "direct-many",
+    "endpoint-two-models",
+)
+"""The routes ``--inprocess`` times, in order."""
 SAME = "split-same"
 """Both variants on version 1: the cost of routing alone (one batcher, as the direct route)."""
 TWO = "split"
@@ -280,7 +300,9 @@ def _many_units(app: Any, path: str, units: int) -> Any:
     return one
 
 
-def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> dict[str, Any]:
+def inprocess(
+    rounds: int = 5, requests: int = 3200, capture: bool = True, callgrind: bool = False
+) -> dict[str, Any]:
     """The CPU time per request of each route through vigil's app alone (no HTTP server,
     no load generator: ``bench.serving.inprocess``'s driver, 32 requests per loop tick),
     interleaved, fastest of ``rounds``. The thread's CPU time, unlike throughput, hardly
@@ -298,15 +320,29 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
         app = vigil.serving_app(RegistryProvider(vigil), **({} if capture else {"capture": None}))
         lifespan = await start(app)
         same, two = f"/v1/endpoints/{SAME}/predict", f"/v1/endpoints/{TWO}/predict"
-        routes = {
+        routes = {  # in the order of ROUTES
             "direct": requester(app),
             "endpoint-random": requester(app, same),
             "endpoint-sticky": requester(app, same, {"X-Unit-Id": "user-42"}),
             "endpoint-sticky-many": _many_units(app, same, 100_000),
+            "direct-many": _many_units(app, "/v1/models/model/predict", 100_000),
             "endpoint-two-models": requester(app, two),
         }
+        assert tuple(routes) == ROUTES
         for one in routes.values():
             await ticks(one, 10 * requests, CONNECTIONS)  # warm-up: batchers calibrated
+        if callgrind:
+            # Under valgrind: each route's instructions over `requests` requests, one
+            # dump per route (callgrind_control -d), in the order of `routes`.
+            pid = str(os.getpid())
+            for one in routes.values():
+                control = ["callgrind_control"]
+                subprocess.run([*control, "-i", "on", pid], check=True, capture_output=True)
+                await ticks(one, requests, CONNECTIONS)
+                subprocess.run([*control, "-i", "off", pid], check=True, capture_output=True)
+                subprocess.run([*control, "-d", pid], check=True, capture_output=True)
+            lifespan.cancel()
+            return {}
         runs: dict[str, list[float]] = {name: [] for name in routes}
         for _ in range(rounds):
             for name, one in routes.items():
@@ -318,9 +354,14 @@ def inprocess(rounds: int = 5, requests: int = 3200, capture: bool = True) -> di
         home = Path(tmp) / "home"
         prepare(home)
         cpu = uvloop.run(run(home))
+    if callgrind:
+        print(f"routes dumped in this order: {', '.join(ROUTES)}")
+        return cpu
     print(f"app alone, capture {'on' if capture else 'off'}: CPU per request, fastest of {rounds}")
     for name, value in cpu.items():
         print(f"  {name:<20} {value:6.1f} µs  ({value / cpu['direct'] - 1:+.1%})")
+    many = cpu["endpoint-sticky-many"] / cpu["direct-many"] - 1
+    print(f"  endpoint-sticky-many over direct-many (the same request shape): {many:+.1%}")
     return cpu
 
 
@@ -337,11 +378,23 @@ if __name__ == "__main__":
     parser.add_argument(
         "--inprocess", action="store_true", help="CPU per request of vigil's app alone"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="with --inprocess, under valgrind --tool=callgrind --instr-atstart=no: "
+        "instructions of --requests requests per route, one dump per route",
+    )
+    parser.add_argument("--requests", type=int, default=3200, help="--inprocess: per point")
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.port, capture=not args.no_capture)
     elif args.inprocess:
-        inprocess(rounds=args.rounds or 5, capture=not args.no_capture)
+        inprocess(
+            rounds=args.rounds or 5,
+            requests=args.requests,
+            capture=not args.no_capture,
+            callgrind=args.callgrind,
+        )
     else:
         main(
             quick=args.quick,

@@ -13,12 +13,17 @@ no other load on the machine changes::
 (``--callgrind`` switches instrumentation on for the timed requests only, after a warm-up;
 divide the ``totals:`` line of the output file by ``--requests``. The inline budget keeps
 the model on the event loop, where wall times under valgrind would send it to its thread.)
+
+``--gc`` also counts the garbage collector's passes during the timed runs (by generation,
+per 1,000 requests) and their pauses, through :data:`gc.callbacks`: whether collections
+are frequent or long enough to make a served request's tail.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -99,6 +104,35 @@ async def cpu_us(one: Request, requests: int, concurrency: int) -> float:
     return (time.thread_time() - cpu) / requests * 1e6
 
 
+class GcPauses:
+    """The collector's passes from now on, by generation, timed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._began)
+
+    def report(self, requests: int) -> None:
+        gc.callbacks.remove(self._callback)
+        for generation, pauses in self.pauses.items():
+            if not pauses:
+                print(f"gc generation {generation}: no pass")
+                continue
+            pauses.sort()
+            print(
+                f"gc generation {generation}: {len(pauses) / requests * 1000:.2f} passes per "
+                f"1,000 requests, pause median {pauses[len(pauses) // 2] * 1e6:.0f} µs, "
+                f"max {pauses[-1] * 1e6:.0f} µs, {sum(pauses) / requests * 1e6:.2f} µs "
+                "per request"
+            )
+
+
 async def drive(app: Any, args: argparse.Namespace) -> None:
     lifespan = await start(app)
     one = requester(app)
@@ -109,8 +143,11 @@ async def drive(app: Any, args: argparse.Namespace) -> None:
         await ticks(one, args.requests, args.concurrency)
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
     else:
+        pauses = GcPauses() if args.gc else None
         runs = [await cpu_us(one, args.requests, args.concurrency) for _ in range(args.repeats)]
         print(f"{min(runs):.1f} µs CPU per request (fastest of {args.repeats} runs)")
+        if pauses is not None:
+            pauses.report(args.requests * args.repeats)
     stats = app.dataplane.models()[0].batcher.stats
     print(f"model calls: {stats.batches}, on the event loop: {stats.inline_batches}")
     lifespan.cancel()
@@ -124,6 +161,7 @@ def main() -> None:
     parser.add_argument("--no-capture", action="store_true")
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--callgrind", action="store_true", help="see the module docstring")
+    parser.add_argument("--gc", action="store_true", help="count the collector's passes")
     args = parser.parse_args()
     import uvloop
 

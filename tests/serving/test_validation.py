@@ -259,3 +259,66 @@ def test_unseen_categories_are_accepted_by_default_and_refused_on_request():
     assert list(ok["store"]) == [5]
     with pytest.raises(ValueError, match="unseen_categories"):
         Validator(sig, unseen_categories="drop")  # type: ignore[arg-type]
+
+
+_FLOATS = Signature(
+    inputs=[
+        FeatureSpec(name="x", dtype="float64", nullable=False),
+        FeatureSpec(name="y", dtype="float64"),
+        FeatureSpec(name="z", dtype="float32", nullable=False),
+    ]
+)
+
+
+def _outcome(validator: Validator, raw: Records) -> tuple[object, ...]:
+    try:
+        valid = validator.validate(raw)
+    except (ValidationError, PayloadTooLargeError) as exc:
+        return (type(exc), exc.message, exc.detail)
+    X = np.asarray(valid.X)
+    assert X.flags.c_contiguous
+    return (valid.n_rows, X.shape, X.dtype, X.tobytes())
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"x": 0.5, "y": -1.25, "z": 3.0},
+        {"z": 3, "x": 1, "y": 2},  # ints, any key order
+        {"x": 2**53 + 1, "y": 2**63, "z": 10**300},  # ints a float64 rounds
+        {"x": -0.0, "y": 5e-324, "z": -1.7976931348623157e308},
+        {"x": 1e308, "y": 1e308, "z": 0.0},  # finite values whose sum overflows
+        {"x": 10**400, "y": 1.0, "z": 0.0},  # past float64's range
+        {"x": float("nan"), "y": 1.0, "z": 0.0},
+        {"x": 1.0, "y": None, "z": 0.0},  # a missing value where it is allowed
+        {"x": None, "y": 1.0, "z": 0.0},
+        {"x": float("inf"), "y": 1.0, "z": 0.0},
+        {"x": 1.0, "y": float("-inf"), "z": float("inf")},
+        {"x": True, "y": 1.0, "z": 0.0},
+        {"x": "0.5", "y": 1.0, "z": 0.0},
+        {"x": [1.0], "y": 1.0, "z": 0.0},
+        {"x": np.float64(1.0), "y": 1.0, "z": 0.0},
+        {"x": 1.0, "y": 1.0},  # a feature missing
+        {"x": 1.0, "y": 1.0, "w": 0.0},  # one misspelt
+        {"x": 1.0, "y": 1.0, "z": 0.0, "extra": 1.0},
+        {},
+    ],
+)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"allow_inf": True}, {"extra": "ignore"}, {"max_cells": 2}, {"max_columns": 3}],
+    ids=["default", "allow-inf", "extra-ignore", "max-cells", "max-columns"],
+)
+def test_one_record_of_floats_is_validated_as_the_general_path_does(record, options):
+    """The one-record fast path answers exactly what the general path answers: the same
+    matrix, bit for bit, or the same error."""
+    fast = Validator(_FLOATS, **options)
+    general = Validator(_FLOATS, **options)
+    general._one_record_ok = False  # the general path, as for any other table
+    assert fast._one_record_ok == ("max_cells" not in options)
+    if fast._one_record_ok:  # the fast path is taken where it applies
+        assert fast._one_record([{"x": 0.5, "y": 1, "z": 2.0}]) is not None
+    assert _outcome(fast, Records([record])) == _outcome(general, Records([record]))
+    # Not one record: never the fast path.
+    assert _outcome(fast, Records([record, record])) == _outcome(general, Records([record, record]))
+    assert _outcome(fast, Records(record)) == _outcome(general, Records(record))  # type: ignore[arg-type]
