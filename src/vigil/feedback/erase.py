@@ -40,7 +40,9 @@ import pyarrow.compute as pc
 from vigil.capture.compact import CAPTURE_ROOT
 from vigil.capture.erase import (
     LogErasure,
+    RecordMatch,
     Subject,
+    TableMatch,
     compaction_lock,
     erase_log,
     pairs_match,
@@ -159,12 +161,7 @@ def erase_subject(
         if set(subject.fields) <= FEEDBACK_FIELDS:
             # Named by fields feedback has too: its own rows match even when their
             # prediction is gone already (expired, or erased by an earlier run).
-            def record(r: Mapping[str, Any]) -> bool:
-                return by_row(r) or subject.record(r)
-
-            def table(t: pa.Table) -> pa.Array | pa.ChunkedArray:
-                return pc.or_(by_row_table(t), subject.table(t))
-
+            record, table = _either(by_row, by_row_table, subject)
         feedback = erase_log(
             feedback_dir, "feedback", store, FEEDBACK_ROOT, record=record, table=table
         )
@@ -214,14 +211,23 @@ def _erase_by_feedback(
         capture = erase_log(
             capture_dir, "capture", store, CAPTURE_ROOT, record=by_row, table=by_row_table
         )
-
-        def record(r: Mapping[str, Any]) -> bool:
-            return by_row(r) or subject.record(r)
-
-        def table(t: pa.Table) -> pa.Array | pa.ChunkedArray:
-            return pc.or_(by_row_table(t), subject.table(t))
-
+        record, table = _either(by_row, by_row_table, subject)
         feedback = erase_log(
             feedback_dir, "feedback", store, FEEDBACK_ROOT, record=record, table=table
         )
     return Erasure(subject.fields, capture, feedback)
+
+
+def _either(
+    by_row: RecordMatch, by_row_table: TableMatch, subject: Subject
+) -> tuple[RecordMatch, TableMatch]:
+    """Matchers of a record (and of a table's rows) that one of the ``(request_id, row)``
+    pairs names, or the subject does."""
+
+    def record(r: Mapping[str, Any]) -> bool:
+        return by_row(r) or subject.record(r)
+
+    def table(t: pa.Table) -> pa.Array | pa.ChunkedArray:
+        return pc.or_(by_row_table(t), subject.table(t))
+
+    return record, table
