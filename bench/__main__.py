@@ -1,7 +1,7 @@
 """Run the benchmarks: ``python -m bench [registration|drift|profile_10m|bandits|serving|
 serving.coldstart|startup|capture|routing|batch|calibration|soak|replicas|monitor_scale|
 replay|backfill|explain|policy_cost|console|encryption|fairness_summaries|
-experiment_status|sustained ...] [--quick]``.
+experiment_status|sustained|monitor_isolation ...] [--quick]``.
 
 Each benchmark runs as its own process (``python -m bench.NAME``) so one's memory and
 threads do not colour another's figures. ``--quick`` shortens the long ones.
@@ -37,6 +37,7 @@ ALL = (
     "fairness_summaries",
     "experiment_status",
     "sustained",
+    "monitor_isolation",
 )
 # Arguments every run of a benchmark gets (capture: the serving comparison, not only the
 # append micro-benchmark).
@@ -65,6 +66,7 @@ QUICK_ARGS = {
     "fairness_summaries": ["--rows", "50000", "--rounds", "3"],
     "experiment_status": ["--rows", "300000", "--repeat", "1"],
     "sustained": ["--quick"],
+    "monitor_isolation": ["--quick"],
 }
 
 
