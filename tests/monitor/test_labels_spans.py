@@ -24,7 +24,8 @@ from tests.monitor.test_streamed import NOW, STEP, T0, _digest, _traffic
 from vigil.app import Vigil
 from vigil.capture.reader import read_capture
 from vigil.feedback import store as feedback_store
-from vigil.feedback.spans import FeedbackSpans, FrameSpans
+from vigil.feedback.frame_spans import FrameSpans
+from vigil.feedback.spans import FeedbackSpans
 from vigil.feedback.store import FeedbackStore
 from vigil.monitor import streamed
 from vigil.monitor.baseline import load_baseline

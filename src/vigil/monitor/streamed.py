@@ -47,7 +47,8 @@ import pyarrow as pa
 
 from vigil.capture.scan import CaptureScan, scan_capture
 from vigil.capture.table import FEATURE_PREFIX, PROBA_PREFIX
-from vigil.feedback.spans import FrameSpans, Placements, Spans, spans_of
+from vigil.feedback.frame_spans import FrameSpans, Spans, spans_of
+from vigil.feedback.spans import Placements
 from vigil.monitor.baseline import Baseline
 from vigil.monitor.computed import Computed
 from vigil.monitor.measure import count_labelled, measure_window

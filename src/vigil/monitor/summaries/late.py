@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vigil.feedback.spans import Spans, spans_of
+from vigil.feedback.frame_spans import Spans, spans_of
 
 if TYPE_CHECKING:
     import pandas as pd
