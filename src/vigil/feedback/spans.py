@@ -242,8 +242,8 @@ def _stats_range(stats: Any) -> tuple[Any, Any]:
 class FeedbackSpans:
     """The feedback since a lookback's start: placements at once, rows span by span.
 
-    Build with :meth:`scan`; :class:`~vigil.feedback.frame_spans.FrameSpans` answers the same questions of a frame
-    already in memory. See the module docstring.
+    Build with :meth:`scan`; :class:`~vigil.feedback.frame_spans.FrameSpans` answers the
+    same questions of a frame already in memory. See the module docstring.
     """
 
     def __init__(
