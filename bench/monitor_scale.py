@@ -326,7 +326,7 @@ def child(home: Path, engine: str, now: datetime) -> dict[str, float]:
             if hasattr(done.stream, "peak_labels"):  # (not in the engine before issue 22.3)
                 extra["labels_read"] = done.stream.labels_read
                 extra["peak_labels"] = done.stream.peak_labels
-        extra["labelled"] = sum(r.n_labelled for r in done.results)
+        extra["labelled"] = done.computed.labelled  # every window, not the last kept
     wall = time.perf_counter() - start
     drifted = [r.drift.n_drifted if r.drift else None for r in results]
     out = {

@@ -39,6 +39,8 @@ class Computed:
     """Windows computed and stored."""
     drifted: int = 0
     """Of them, windows whose dataset drifted."""
+    labelled: int = 0
+    """Rows of them joined to a label."""
     latest: dict[SeriesKey, WindowResult] = field(default_factory=dict)
     """The newest window computed of each series."""
     _recent: deque[WindowResult] = field(init=False, repr=False)
@@ -50,6 +52,7 @@ class Computed:
         """Count a stored window; keep it while it is among the last ``keep``."""
         self.count += 1
         self.drifted += bool(result.dataset_drifted)
+        self.labelled += result.n_labelled
         self._recent.append(result)
         latest = self.latest.get(result.key)
         if latest is None or result.start >= latest.start:
