@@ -372,9 +372,13 @@ def image() -> Iterator[str]:
                  "bookworm", str(rootfs), "http://deb.debian.org/debian"],
                 check=True, capture_output=True, timeout=1200,
             )  # fmt: skip
-            tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-            subprocess.run([*PODMAN, "import", "-", BASE], stdin=tar.stdout, check=True)
-            assert tar.wait() == 0
+            # As a context: the pipe's read end is closed here, not left to the collector
+            # (an unclosed file is a ResourceWarning, an error under our warning filter).
+            with subprocess.Popen(
+                ["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE
+            ) as tar:
+                subprocess.run([*PODMAN, "import", "-", BASE], stdin=tar.stdout, check=True)
+            assert tar.returncode == 0
         finally:
             shutil.rmtree(rootfs, ignore_errors=True)
     certs = "/etc/ssl/certs/ca-certificates.crt"  # this machine's, for pip in the build
