@@ -390,9 +390,11 @@ class ServingApp:
                     traced.stage("decode")
                 # The body's first message read here, not in a coroutine of its own: one
                 # frame less on every request (almost every body comes in one message).
-                limit = self._limit if route.max_body_bytes is None else route.max_body_bytes
-                if limit > self._limit:
-                    limit = self._limit
+                limit = (
+                    self._limit
+                    if route.max_body_bytes is None
+                    else min(route.max_body_bytes, self._limit)
+                )
                 if length > limit:
                     raise self._too_large(length, limit)
                 message = await receive()
