@@ -39,7 +39,6 @@ from vigil.errors import (
     AuthenticationError,
     ConfigurationError,
     PayloadTooLargeError,
-    ShuttingDownError,
     UnsupportedMediaTypeError,
     VigilError,
 )
@@ -51,9 +50,10 @@ from vigil.serving.dataplane import DataPlane
 from vigil.serving.executors import INLINE_BODY_BYTES, Executors
 from vigil.serving.explaining import Explanations
 from vigil.serving.guards import check_origin, host_guard
-from vigil.serving.http import Request, Response, Route, Router
+from vigil.serving.http import FORM, Request, Response, Route, Router, media_type, takes_media
+from vigil.serving.lane import FastLane
 from vigil.serving.logs import ACCESS_LOGGER
-from vigil.serving.problems import error_response
+from vigil.serving.problems import SHUTTING_DOWN, error_response
 from vigil.serving.provider import ModelProvider, StaticProvider
 from vigil.serving.readiness import Readiness
 from vigil.serving.routes import ROUTES
@@ -85,38 +85,11 @@ _CHALLENGE = (b"www-authenticate", b'Bearer realm="vigil"')
 _CLOSE = (b"connection", b"close")
 
 
-_FORM = "application/x-www-form-urlencoded"
 # What `curl -d` sends unless told otherwise: the fix, spelt out in every 415.
 _HOW = (
     "with curl, use --json '{...}' or add -H 'Content-Type: application/json' "
     "(-d alone sends application/x-www-form-urlencoded)"
 )
-
-
-_SHUTTING_DOWN = ShuttingDownError(
-    "the server is shutting down and its drain timeout ran out before this request was "
-    "answered; retry it (another replica, or this one once restarted, answers)",
-    detail={"reason": "drain_timeout"},
-)
-_MIMES: dict[str, str] = {}
-_MIMES_KEPT = 256
-
-
-def _mime(content_type: str) -> str:
-    """The media type of a ``Content-Type`` value, lower case, without parameters
-    (remembered: clients send the same few values on every request).
-
-    >>> _mime("Application/JSON; charset=utf-8")
-    'application/json'
-    """
-    mime = _MIMES.get(content_type)
-    if mime is None:
-        mime = content_type.partition(";")[0].strip().lower()
-        if len(content_type) <= 200:
-            if len(_MIMES) >= _MIMES_KEPT:
-                _MIMES.clear()
-            _MIMES[content_type] = mime
-    return mime
 
 
 class SideServer(Protocol):
@@ -137,27 +110,6 @@ class Background(Protocol):
     async def stop(self) -> None: ...
 
 
-def _content_type_ok(route: Route, mime: str | None) -> bool:
-    """Whether a route takes a body of media type ``mime`` (see :func:`_mime`)."""
-    if route.body == "json_or_csv":
-        return True  # the MLflow codec answers 415 in MLflow's own words
-    if route.body == "form":
-        return mime == _FORM  # a console form (session + CSRF token), never anything else
-    if mime is None:
-        # A prediction may omit it (the body must still be JSON); a state change may not:
-        # a cross-site script can send a body without a content type, no preflight asked.
-        return not route.needs_json
-    if mime == _FORM:
-        # `curl -d '{...}'` on a prediction: taken when the body is JSON (checked once it
-        # is read, see _form_body_ok). No HTML form can send a JSON body this way (it
-        # percent-encodes braces and quotes), and a state change never takes it.
-        return route.prediction
-    if mime == "application/json" or mime.endswith("+json"):
-        return True
-    # JSON then raw tensors (Open Inference Protocol's binary tensor extension).
-    return route.body == "json_or_tensors" and mime == "application/octet-stream"
-
-
 def _form_body_ok(body: bytes) -> bool:
     """Whether a body sent as a form is JSON after all (an object or an array), as
     `curl -d '{...}'` sends it.
@@ -172,15 +124,15 @@ def _unsupported_media_type(route: Route, content_type: str | None) -> Unsupport
     got = "none" if content_type is None else repr(content_type[:80])
     if route.body == "form":
         return UnsupportedMediaTypeError(
-            f"send the console's form as Content-Type: {_FORM}; got {got}",
-            detail={"expected": _FORM, "got": None if content_type is None else content_type[:80]},
+            f"send the console's form as Content-Type: {FORM}; got {got}",
+            detail={"expected": FORM, "got": None if content_type is None else content_type[:80]},
         )
     if route.needs_json:
         why = (
             " (state-changing operations need it, even without a body, so that no web "
             "page's form can call them)"
         )
-    elif content_type is not None and _mime(content_type) == _FORM:
+    elif content_type is not None and media_type(content_type) == FORM:
         why = " and a JSON body (a form's fields are not read)"
     else:
         why = ""
@@ -244,6 +196,14 @@ class ServingApp:
         self._tracing = dataplane.tracing
         """OpenTelemetry spans of prediction requests (:mod:`vigil.serving.tracing`);
         ``None``: off, and a request pays this one test."""
+        self.lane = (
+            FastLane(dataplane, self.router, self._tally, self._hosts, self.failed)
+            if authenticator is None and self._tracing is None and self._access is None
+            else None
+        )
+        """Answers plain native predictions from the HTTP protocol, without an ASGI cycle
+        (:mod:`vigil.serving.lane`); ``None`` where the server does what the lane does not
+        (API keys, tracing, the access log)."""
 
     def begin_drain(self) -> None:
         """The worker was told to stop (:mod:`vigil.serving.drain`): ``/readyz`` answers
@@ -382,8 +342,8 @@ class ServingApp:
             if route.role is not None and self.authenticator is not None:
                 principal = await self.authenticator.authorize(authorization, route.role)
                 request.key_id, request.key_role = principal.key_id, principal.role
-            mime = None if content_type is None else _mime(content_type)
-            if (route.needs_json or route.body != "none") and not _content_type_ok(route, mime):
+            mime = None if content_type is None else media_type(content_type)
+            if (route.needs_json or route.body != "none") and not takes_media(route, mime):
                 raise _unsupported_media_type(route, content_type)
             if route.body != "none":
                 if traced is not None:
@@ -403,7 +363,7 @@ class ServingApp:
                     request.body = await self._read_rest(receive, request.body, limit)
                 elif len(request.body) > limit:
                     raise self._too_large(len(request.body), limit)
-                if route.prediction and mime == _FORM and not _form_body_ok(request.body):
+                if route.prediction and mime == FORM and not _form_body_ok(request.body):
                     raise _unsupported_media_type(route, content_type)
                 if route.body in _JSON_BODIES and len(request.body) > INLINE_BODY_BYTES:
                     # Megabytes of JSON take orjson a good part of a second: off the loop.
@@ -417,22 +377,11 @@ class ServingApp:
             # The drain timeout ran out (see expire): an answer, not a dropped connection.
             style = route.style if route is not None else "ops"
             rid = request.request_id if request is not None and style == "native" else None
-            response = error_response(style, _SHUTTING_DOWN, rid)
+            response = error_response(style, SHUTTING_DOWN, rid)
             if traced is not None:
-                traced.fail(_SHUTTING_DOWN, response.status)
+                traced.fail(SHUTTING_DOWN, response.status)
         except Exception as exc:
-            style = route.style if route is not None else "ops"
-            if route is not None and request is not None and isinstance(exc, VigilError):
-                recorded = recorded_style(route.handler)
-                if recorded is not None:  # a rejected prediction: in the inference log too
-                    await record_rejected(self.dataplane, request, recorded, exc)
-            rid = request.request_id if request is not None and style == "native" else None
-            response = error_response(style, exc, rid)
-            if isinstance(exc, AuthenticationError):
-                response.headers = [*(response.headers or ()), _CHALLENGE]
-            if self._metrics:
-                kind = exc.code if isinstance(exc, VigilError) else "internal_error"
-                metrics.record_error(route.name if route else "unmatched", kind)
+            response = await self.failed(route, request, exc)
             if traced is not None:
                 traced.fail(exc, response.status)
         if self.readiness.draining:
@@ -472,6 +421,26 @@ class ServingApp:
                 response.status,
                 perf_counter() - started,
             )
+
+    async def failed(
+        self, route: Route | None, request: Request | None, exc: Exception
+    ) -> Response:
+        """The answer to a request that raised ``exc`` (``route`` and ``request`` are
+        ``None`` when it failed before they were known): a rejected prediction is logged
+        first, the error counted, and a 500 stands for anything unexpected."""
+        style = route.style if route is not None else "ops"
+        if route is not None and request is not None and isinstance(exc, VigilError):
+            recorded = recorded_style(route.handler)
+            if recorded is not None:  # a rejected prediction: in the inference log too
+                await record_rejected(self.dataplane, request, recorded, exc)
+        rid = request.request_id if request is not None and style == "native" else None
+        response = error_response(style, exc, rid)
+        if isinstance(exc, AuthenticationError):
+            response.headers = [*(response.headers or ()), _CHALLENGE]
+        if self._metrics:
+            kind = exc.code if isinstance(exc, VigilError) else "internal_error"
+            metrics.record_error(route.name if route else "unmatched", kind)
+        return response
 
     def _log_access(
         self,

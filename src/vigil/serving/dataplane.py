@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from vigil.experiments.services import ExperimentServices
     from vigil.feedback.record import FeedbackResult, MatchedFeedback
-    from vigil.serving.batching import Output
+    from vigil.serving.batching import BatchResult, Output
     from vigil.serving.cache import Namespace, PredictionCache
     from vigil.serving.capture_runtime import CaptureRuntime
     from vigil.serving.endpoints import EndpointRouter
@@ -380,6 +380,39 @@ class DataPlane:
             result.predictions,
             result.probabilities if want_proba else None,
             model.classes,
+        )
+
+    def submit_one(
+        self,
+        model: ServedModel,
+        records: Any,
+        want_proba: bool,
+        request_id: str,
+        route: str,
+        started: float,
+    ) -> asyncio.Future[BatchResult] | None:
+        """:meth:`predict`'s plain case without a coroutine: one record of float features
+        that the validator's fused check takes, for a ready model with no prediction cache,
+        tracing off, no endpoint, variant, API key or passthrough. Queues it with its model's
+        batch (logged as :meth:`predict` logs it) and returns the batcher's future; ``None``
+        when the call is not that plain case, and nothing was done: :meth:`predict` decides
+        it, errors included."""
+        if self.tracing is not None or not model.ready:
+            return None
+        if (want_proba and not model.has_proba) or (
+            self.cache is not None and model.cache is not None
+        ):
+            return None
+        valid = model.validator.one_record(records)
+        if valid is None:
+            return None
+        if self.capture is None:
+            return model.batcher.submit(valid.X, 1, want_proba, None, None, None)
+        note = _Answering(
+            request_id, model, valid.X, route, started, None, None, None, None, None, False, None
+        )
+        return model.batcher.submit(
+            valid.X, 1, want_proba or model.capture_proba, self._log_answers, note, None
         )
 
     async def _cached(

@@ -34,6 +34,28 @@ TEXT = b"text/plain; charset=utf-8"
 HTML = b"text/html; charset=utf-8"
 
 
+FORM = "application/x-www-form-urlencoded"
+_MIMES: dict[str, str] = {}
+_MIMES_KEPT = 256
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, lower case, without parameters
+    (remembered: clients send the same few values on every request).
+
+    >>> media_type("Application/JSON; charset=utf-8")
+    'application/json'
+    """
+    mime = _MIMES.get(content_type)
+    if mime is None:
+        mime = content_type.partition(";")[0].strip().lower()
+        if len(content_type) <= 200:
+            if len(_MIMES) >= _MIMES_KEPT:
+                _MIMES.clear()
+            _MIMES[content_type] = mime
+    return mime
+
+
 class Request:
     """One HTTP request as the handlers see it."""
 
@@ -318,6 +340,27 @@ class Route:
     """Part of the HTTP API, described by ``/openapi.json`` and ``/docs``; ``False`` for
     the web console's pages and forms (:mod:`vigil.ui`), which a browser uses, not a
     client program."""
+
+
+def takes_media(route: Route, mime: str | None) -> bool:
+    """Whether a route takes a body of media type ``mime`` (see :func:`media_type`)."""
+    if route.body == "json_or_csv":
+        return True  # the MLflow codec answers 415 in MLflow's own words
+    if route.body == "form":
+        return mime == FORM  # a console form (session + CSRF token), never anything else
+    if mime is None:
+        # A prediction may omit it (the body must still be JSON); a state change may not:
+        # a cross-site script can send a body without a content type, no preflight asked.
+        return not route.needs_json
+    if mime == FORM:
+        # `curl -d '{...}'` on a prediction: taken when the body is JSON (checked once it
+        # is read, see _form_body_ok). No HTML form can send a JSON body this way (it
+        # percent-encodes braces and quotes), and a state change never takes it.
+        return route.prediction
+    if mime == "application/json" or mime.endswith("+json"):
+        return True
+    # JSON then raw tensors (Open Inference Protocol's binary tensor extension).
+    return route.body == "json_or_tensors" and mime == "application/octet-stream"
 
 
 _PARAM = re.compile(r"\{(\w+)\}")

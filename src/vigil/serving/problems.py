@@ -28,10 +28,17 @@ from typing import Any
 
 import orjson
 
-from vigil.errors import VigilError
+from vigil.errors import ShuttingDownError, VigilError
 from vigil.serving.http import HTML, Response, Style
 
 log = logging.getLogger("vigil.serving")
+
+SHUTTING_DOWN = ShuttingDownError(
+    "the server is shutting down and its drain timeout ran out before this request was "
+    "answered; retry it (another replica, or this one once restarted, answers)",
+    detail={"reason": "drain_timeout"},
+)
+"""The answer to a request still held when the drain's deadline ran out."""
 
 _MLFLOW_CODES = {
     401: "UNAUTHENTICATED",

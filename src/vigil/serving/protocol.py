@@ -15,9 +15,12 @@ imports it only when it builds a server.
 from __future__ import annotations
 
 import types
+from functools import partial
 from typing import Any
 
 from uvicorn.protocols.http import httptools_impl
+
+from vigil.serving.executors import INLINE_BODY_BYTES
 
 
 class _Held:
@@ -98,8 +101,82 @@ def _with_names(function: Any, **names: Any) -> Any:
 class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
     """uvicorn's httptools protocol whose requests run as :class:`ResponseCycle`: its own
     ``on_headers_complete``, building a :class:`ResponseCycle` where it built a
-    ``RequestResponseCycle``."""
+    ``RequestResponseCycle``.
+
+    When the app has a fast lane (:mod:`vigil.serving.lane`), a ``POST`` is offered to it
+    once its whole body is in, instead of starting the app's ASGI task: the lane answers a
+    plain prediction from its batch's future with one write, and declines anything else,
+    which then runs through the app as usual (its body already read). A request the lane
+    holds is in the server's task set as its future, so the drain waits for it (and at its
+    deadline cancels it, answered 503) as it waits for a task; pipelining, keep-alive and
+    the response's completion go through uvicorn's own cycle and callbacks."""
 
     on_headers_complete = _with_names(
         httptools_impl.HttpToolsProtocol.on_headers_complete, RequestResponseCycle=ResponseCycle
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lane: Any = getattr(self.app, "lane", None)
+        self._waiting: httptools_impl.RequestResponseCycle | None = None
+        """A ``POST`` for the lane whose body is still coming in."""
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        if (
+            self._lane is not None
+            and app is self.app  # not uvicorn's 503 for too many connections
+            and cycle.scope["method"] == "POST"
+            and not cycle.waiting_for_100_continue
+        ):
+            if cycle.more_body:
+                self._waiting = cycle  # offered by on_message_complete
+                return
+            if self._offer(cycle):
+                return
+        super()._start_asgi_task(cycle, app)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        cycle = self._waiting
+        if cycle is not None and len(cycle.body) > INLINE_BODY_BYTES:
+            # More than the lane takes: the app reads the rest (uvicorn stops reading past
+            # its high-water mark until the app's receive resumes it).
+            self._waiting = None
+            super()._start_asgi_task(cycle, self.app)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        cycle = self._waiting
+        if cycle is not None and cycle is self.cycle:
+            self._waiting = None
+            if not self._offer(cycle):
+                super()._start_asgi_task(cycle, self.app)
+
+    def _offer(self, cycle: Any) -> bool:
+        taken = self._lane.offer(
+            cycle.scope["path"], cycle.scope["headers"], cycle.body, partial(self._answer, cycle)
+        )
+        if taken is None:
+            return False
+        self.tasks.add(taken)
+        taken.add_done_callback(self.tasks.discard)
+        return True
+
+    def _answer(self, cycle: Any, status: int, headers: bytes, body: bytes) -> None:
+        """Write the lane's answer to ``cycle``, as uvicorn's ``send`` would have written
+        the same response in one go."""
+        if cycle.disconnected:
+            return  # the client went away: uvicorn's send writes nothing either
+        cycle.response_started = cycle.response_complete = True
+        content = [httptools_impl.STATUS_LINE[status]]
+        for name, value in cycle.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        content.append(headers)
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", body)
+        self.transport.write(b"".join(content))
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()

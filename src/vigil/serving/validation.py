@@ -304,6 +304,12 @@ class Validator:
             return ValidatedTable(self._numeric_matrix(rows), len(rows))
         return ValidatedTable(self._frame(rows), len(rows))
 
+    def one_record(self, records: Any) -> ValidatedTable | None:
+        """The model input of ``records`` when it is one record that :meth:`validate` would
+        take by its fused check (see :meth:`_one_record`); ``None`` for anything else, which
+        only :meth:`validate` may judge (errors included)."""
+        return self._one_record(records) if self._one_record_ok else None
+
     def _one_record(self, records: Any) -> ValidatedTable | None:
         """The model input of one record holding exactly the signature's (float) features,
         each an int or a float, all finite; ``None`` for anything else (the general path
