@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from vigil.serving.protocol import HttpToolsProtocol, ResponseCycle
+from vigil.serving.server import config, free_port
 
 
 class _Transport(asyncio.Transport):
@@ -142,3 +147,29 @@ def test_the_serving_stack_runs_it(client: httpx.Client):
     assert r.status_code == 200 and r.json()["status"] == "live"
     r = client.post("/v1/models/nope/predict", json={"instances": []})
     assert r.status_code == 404 and r.json()["error"] == "model_not_found"
+
+
+def test_an_idle_connection_closes_after_the_keep_alive_timeout_and_a_busy_one_stays():
+    """One timer a connection: each answer restarts the idle time it measures."""
+    port = free_port()
+    server = uvicorn.Server(config(_json_app, port=port, lifespan="off", timeout_keep_alive=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.01)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            started = time.monotonic()
+            for _ in range(7):  # 3 s of requests half a second apart: past the 2 s timeout
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 201")
+                time.sleep(0.5)
+            assert time.monotonic() - started > 3
+            idle = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the server once idle for 2 s
+            assert 1.0 < time.monotonic() - idle < 15
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

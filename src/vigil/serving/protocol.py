@@ -14,6 +14,7 @@ imports it only when it builds a server.
 
 from __future__ import annotations
 
+import asyncio
 import types
 from functools import partial
 from typing import Any
@@ -120,6 +121,49 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         self._lane: Any = getattr(self.app, "lane", None)
         self._waiting: httptools_impl.RequestResponseCycle | None = None
         """A ``POST`` for the lane whose body is still coming in."""
+        self._defaults: tuple[list[tuple[bytes, bytes]], bytes] = ([], b"")
+        """The server's default header lines (its ``date``, renewed each second), joined
+        once per list."""
+        self._idle_since: float | None = None
+        """When the last response left with nothing after it (``None``: busy)."""
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # The keep-alive timeout: one timer a connection that checks how long it has been idle
+    # when it fires, where uvicorn's own starts a timer after every response and cancels
+    # it at the next request's first bytes (two timer operations on every request).
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # the next pipelined request, now that this one is answered
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        idle_since = self._idle_since
+        if idle_since is None or self.transport.is_closing():
+            return  # busy: the answer in progress re-arms it
+        remaining = idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self._idle_timer = self.loop.call_later(remaining, self._idle_check)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        super().connection_lost(exc)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if (
@@ -168,14 +212,13 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         if cycle.disconnected:
             return  # the client went away: uvicorn's send writes nothing either
         cycle.response_started = cycle.response_complete = True
-        content = [httptools_impl.STATUS_LINE[status]]
-        for name, value in cycle.default_headers:
-            content += (name, b": ", value, b"\r\n")
-        content.append(headers)
-        if not cycle.keep_alive:
-            content.append(b"connection: close\r\n")
-        content += (b"\r\n", body)
-        self.transport.write(b"".join(content))
+        defaults = cycle.default_headers
+        if defaults is not self._defaults[0]:
+            lines = b"".join(b"%s: %s\r\n" % pair for pair in defaults)
+            self._defaults = (defaults, lines)
+        close = b"" if cycle.keep_alive else b"connection: close\r\n"
+        head = httptools_impl.STATUS_LINE[status] + self._defaults[1] + headers + close
+        self.transport.write(b"".join((head, b"\r\n", body)))
         cycle.message_event.set()
         if not cycle.keep_alive:
             self.transport.close()
