@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from vigil.app import Vigil, reset_default
 from vigil.auth.keys import KeyStore
+from vigil.capture.reader import read_capture
 from vigil.cli import app as cli
 from vigil.errors import ConfigurationError
 from vigil.serving.app import create_app
@@ -199,6 +200,45 @@ def test_a_revoked_key_is_refused_within_the_cache_time(
     assert statuses[-1] == 401 and set(statuses[:-1]) <= {200}
     assert "was revoked" in r.json()["message"]
     assert elapsed < CACHE_SECONDS + 1.0, elapsed
+
+
+def test_a_key_the_cache_admits_is_answered_by_the_fast_lane_and_logged_with_its_caller(
+    http: httpx.Client, served: tuple[Vigil, ServerThread], monkeypatch: pytest.MonkeyPatch
+):
+    vigil, server = served
+    app = server.server.config.app
+    assert app.lane is not None
+    taken: list[bool] = []
+    offer = app.lane.offer
+
+    def spy(*args: Any) -> Any:
+        result = offer(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(app.lane, "offer", spy)
+    store = KeyStore.from_vigil(vigil)
+    key = store.create("predict", name="lane-caller")
+    reader = store.create("read", name="lane-reader")
+    ids = []
+    for _ in range(3):
+        r = http.post("/v1/models/churn/predict", json={"inputs": ROW}, headers=bearer(key.token))
+        assert r.status_code == 200
+        ids.append(r.json()["request_id"])
+    # The first is the key's first use (a lookup, by the app); the cache admits the others.
+    assert taken[0] is False and taken[1:] == [True, True]
+    for _ in range(2):  # a role the route refuses is never the lane's, cached or not
+        r = http.post(
+            "/v1/models/churn/predict", json={"inputs": ROW}, headers=bearer(reader.token)
+        )
+        assert r.status_code == 403
+    assert taken[3:] == [False, False]
+    wait_for(
+        lambda: set(ids) <= set(read_capture(log_dir=vigil.capture_dir)["request_id"]),
+        what="the predictions in the inference log",
+    )
+    frame = read_capture(log_dir=vigil.capture_dir)
+    assert frame[frame["request_id"].isin(ids)]["caller"].tolist() == [key.key.id] * 3
 
 
 def test_the_key_is_recorded_as_used(http: httpx.Client, served: tuple[Vigil, ServerThread]):

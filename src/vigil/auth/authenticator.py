@@ -98,6 +98,15 @@ class Authenticator:
             )
         return principal
 
+    def cached(self, authorization: bytes | None, role: Role) -> Principal | None:
+        """:meth:`authorize`'s answer when it needs no lookup and raises nothing: the
+        caller of a header checked less than ``ttl`` ago whose role allows ``role``;
+        ``None`` for anything else (then only :meth:`authorize` may judge it)."""
+        entry = self._cache.get(authorization) if authorization else None
+        if entry is None or entry[1] <= self._clock() or not allows(entry[0].role, role):
+            return None
+        return entry[0]
+
     async def _refresh(self, authorization: bytes) -> Principal:
         pending = self._pending.get(authorization)
         if pending is None:

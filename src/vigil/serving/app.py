@@ -197,13 +197,13 @@ class ServingApp:
         """OpenTelemetry spans of prediction requests (:mod:`vigil.serving.tracing`);
         ``None``: off, and a request pays this one test."""
         self.lane = (
-            FastLane(dataplane, self.router, self._tally, self._hosts, self.failed)
-            if authenticator is None and self._tracing is None and self._access is None
+            FastLane(dataplane, self.router, self._tally, self._hosts, authenticator, self.failed)
+            if self._tracing is None and self._access is None
             else None
         )
         """Answers plain native predictions from the HTTP protocol, without an ASGI cycle
         (:mod:`vigil.serving.lane`); ``None`` where the server does what the lane does not
-        (API keys, tracing, the access log)."""
+        (tracing, the access log)."""
 
     def begin_drain(self) -> None:
         """The worker was told to stop (:mod:`vigil.serving.drain`): ``/readyz`` answers

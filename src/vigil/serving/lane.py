@@ -13,8 +13,8 @@ checks (route, ``Host``, media type, body size, the body's shape, the validator'
 check of one record), queues the record with its model's batch through
 :meth:`~vigil.serving.data plane.DataPlane.submit_one` (logged with its batch as any
 prediction), and answers from the batch's future. It takes nothing else: whenever a check
-does not pass, or the server runs with what the lane does not do (API keys, tracing, the
-access log, a drain under way), it declines *before doing anything*, and the request goes
+does not pass (an API key that its cache has not admitted included), or the server runs
+with what the lane does not do (tracing, the access log, a drain under way), it declines *before doing anything*, and the request goes
 through the ASGI app as usual, which then judges it, errors included. So every error, and
 every answer but the plain one, still comes from one place (:class:`~vigil.serving.app.
 ServingApp`); the lane's answers are the same bytes the app would send
@@ -38,6 +38,8 @@ from vigil.serving.http import JSON, Request, Response, Route, Router, media_typ
 from vigil.serving.problems import SHUTTING_DOWN, error_response
 
 if TYPE_CHECKING:
+    from vigil.auth.authenticator import Authenticator
+    from vigil.auth.keys import Principal
     from vigil.serving.batching import BatchResult
     from vigil.serving.dataplane import DataPlane
     from vigil.serving.guards import HostGuard
@@ -69,8 +71,9 @@ class FastLane:
     """Answers plain native predictions over ``dataplane`` (see the module's docstring).
 
     ``router`` matches paths as the app does, ``tally`` counts requests as the app does
-    (``None``: metrics off), ``hosts`` is the app's ``Host`` guard (``None``: any) and
-    ``failed`` the app's own answer to a request that raised (after it was queued: the
+    (``None``: metrics off), ``hosts`` is the app's ``Host`` guard (``None``: any),
+    ``authenticator`` its API-key checks (``None``: off; the lane takes a key its cache
+    admits, and leaves any other to the app) and ``failed`` the app's own answer to a request that raised (after it was queued: the
     model failed, the log could not be written)."""
 
     def __init__(
@@ -79,9 +82,11 @@ class FastLane:
         router: Router,
         tally: RequestTally | None,
         hosts: HostGuard | None,
+        authenticator: Authenticator | None,
         failed: Callable[[Route, Request, Exception], Awaitable[Response]],
     ) -> None:
         self._dataplane = dataplane
+        self._authenticator = authenticator
         self._router = router
         self._tally = tally
         self._hosts = hosts
@@ -98,6 +103,7 @@ class FastLane:
         """Take the ``POST`` to ``path`` with ``headers`` and ``body`` (all of it): queue it and
         return its batch's future (``answer`` is called once it is answered), or ``None``,
         having done nothing, when it is not the plain case."""
+        started = perf_counter()
         if len(body) > self._limit or self._readiness.draining:
             return None
         entry = self._paths.get(path, _UNSEEN)
@@ -105,7 +111,7 @@ class FastLane:
             entry = self._learn(path)
         if entry is None:
             return None
-        content_type = request_id = host = None
+        content_type = request_id = host = authorization = None
         for key, value in headers:
             if key == b"content-type":
                 content_type = value
@@ -113,12 +119,20 @@ class FastLane:
                 request_id = value
             elif key == b"host":
                 host = value
+            elif key == b"authorization":
+                authorization = value
             elif key == b"origin" or key == b"inference-header-content-length":
                 return None  # checks the app makes: rare on this route, left to it
         hosts = self._hosts
         if hosts is not None and host is not None and host not in hosts.admitted:
             return None
         route = entry.route
+        caller: Principal | None = None
+        if self._authenticator is not None:
+            assert route.role is not None
+            caller = self._authenticator.cached(authorization, route.role)
+            if caller is None:
+                return None  # a key to look up, or to refuse: the app does
         if (
             content_type is not None
             and content_type != b"application/json"
@@ -136,10 +150,10 @@ class FastLane:
             served = self._dataplane.model(entry.name, entry.selector)
         except VigilError:
             return None
-        started = perf_counter()
         rid = request_id_from(None if request_id is None else request_id.decode("latin-1"))
+        key_id = None if caller is None else caller.key_id
         future = self._dataplane.submit_one(
-            served, getattr(table, "rows", None), want_proba, rid, route.name, started
+            served, getattr(table, "rows", None), want_proba, rid, route.name, started, key_id
         )
         if future is None:
             return None
@@ -149,7 +163,7 @@ class FastLane:
 
         def answered(done: asyncio.Future[BatchResult]) -> None:
             self._answered(
-                done, route, served, want_proba, rid, started, path, headers, body, answer
+                done, route, served, want_proba, rid, started, path, headers, body, caller, answer
             )
 
         future.add_done_callback(answered)
@@ -183,6 +197,7 @@ class FastLane:
         path: str,
         headers: list[tuple[bytes, bytes]],
         body: bytearray,
+        caller: Principal | None,
         answer: Answer,
     ) -> None:
         if not done.cancelled() and done.exception() is None:
@@ -205,6 +220,8 @@ class FastLane:
             served.name,
             served.version_label,
         )
+        if caller is not None:
+            request.key_id, request.key_role = caller.key_id, caller.role
         asyncio.get_running_loop().create_task(self._fail(done, route, request, started, answer))
 
     async def _fail(
