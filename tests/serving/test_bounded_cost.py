@@ -3,8 +3,7 @@ grows linearly with it.
 
 A real server (registry-backed, as ``vigil serve`` builds it: capture on with a masking
 rule, an experiment endpoint, authentication off so every body reaches its handler) runs
-in its own process with its event loop in asyncio debug mode
-(``tests/serving/watched_server.py``). Every route of the app, taken from the route table
+in its own process with a watchdog on its event loop (``tests/serving/watched_server.py``). Every route of the app, taken from the route table
 itself, gets hostile path parameters and, when it takes a body, bodies at the 10 MiB body
 limit built to be expensive: deep nesting, hundreds of thousands of keys, millions of tiny
 values, one long string, thousands of columns and duplicate names, CSV headers of a
@@ -20,8 +19,9 @@ all meet the same server state), and the full one must cost at most :data:`SLACK
 four quarters (a quadratic step costs sixteen), unless it costs less than :data:`FLOOR`
 anyway; no request may cost more than :data:`CEILING`. (Counting instructions would be
 exact, but the machines this runs on have no hardware counters.) Meanwhile a poller's
-``GET /livez`` must keep answering within :data:`LIVEZ_BUDGET`, and afterwards the server's
-log must show no event-loop callback slower than :data:`SLOW_CALLBACK` and no traceback.
+``GET /livez`` must keep answering, and afterwards the server's log must show no traceback
+and no stall of its event loop: no turn of the loop costing more than :data:`BUSY` CPU
+seconds, no pause of the loop while other threads spent more than :data:`HELD`.
 """
 
 from __future__ import annotations
@@ -93,23 +93,21 @@ TIMEOUT = 120.0
 """Seconds a request is given before it is reported unanswered (and the next one sent):
 not a budget, only so that one that hangs does not hide the others."""
 
-LIVEZ_BUDGET = 3.0
-"""Seconds ``GET /livez`` may take while the attack runs. It answers in a millisecond or two
-while the loop is free; but while a worker thread parses a 10 MiB JSON body in one call
-(orjson holds the interpreter lock throughout: about 0.2 s for 700,000 distinct keys on an
-idle core), the loop waits for the lock: 0.5 s seen on a 2-core machine shared with other
-jobs (load 3.5), 2.5 s once at load 4.7. Those pauses are proportional to the body and
-bounded by the body limit; 3 s leaves room for a loaded CI machine and stays far below the
-freezes this test guards against (9 s and up)."""
+BUSY = 1.0
+"""CPU seconds the event loop's thread may spend between two turns of the loop (work done
+on the loop; ``tests/serving/watched_server.py`` watches). Its own steps take microseconds
+to a few milliseconds once every body of more than 64 KiB is decoded and validated on a
+worker thread (``tests/serving/test_off_loop.py`` checks that placement exactly), while
+every freeze fixed here (9 s, 67 s, half an hour) and any quadratic step on a 10 MiB body
+stay far above it. The longest turn measured here: 0.1 CPU s."""
 
-SLOW_CALLBACK = 1.0
-"""Longest event-loop callback allowed. The loop's own steps take microseconds to a few
-milliseconds once every body of more than 64 KiB is decoded and validated on a worker
-thread (``tests/serving/test_off_loop.py`` checks that placement exactly). A step can still
-be stretched by a worker thread that holds the interpreter lock in one long C call (orjson
-parsing, or Python freeing, a 10 MiB body of 700,000 keys: 0.2-0.5 s on a shared 2-core
-machine), so 1 s leaves room for that on a loaded CI machine, while every freeze fixed here
-(9 s, 67 s, half an hour) and any quadratic step on a 10 MiB body stay far above it."""
+HELD = 1.5
+"""CPU seconds the server's other threads may spend while the loop cannot turn: a worker
+thread holding the interpreter lock in one long C call (orjson parsing, or Python freeing,
+a 10 MiB body of 700,000 keys) stops the loop, and ``GET /livez`` with it, for that long.
+Such pauses are proportional to the body and bounded by the body limit: 0.39 CPU s at most
+here. This was a 3 s wall-clock budget on ``/livez``, which a loaded machine stretched to
+2.5 s once (load 4.7); CPU seconds are not stretched by waiting for a core."""
 
 FEATURES = ["tenure", "spend", "calls", "age"]
 VALID = {
@@ -279,9 +277,8 @@ def _binary_matrix(size: float) -> bytes:
     header += b'"parameters":{"binary_data_size":%d}}]}' % (n * 32)
     rows = np.random.default_rng(0).normal(size=(n, len(FEATURES)))
     # An infinity in the last row: refused (422) once every value is decoded and checked.
-    # Predicting and logging the most rows is what "most-rows" costs already; logged three
-    # times more here, it slowed the feedback batch below past its budget (its cost grows
-    # with the log).
+    # Predicting and logging the most rows is what "most-rows" costs already; logging them
+    # here too would only make the feedback route's catch-up (see WARM) longer.
     rows[-1, -1] = np.inf
     return header + rows.tobytes()
 
@@ -423,26 +420,22 @@ def settled_cpu(pid: int) -> float:
 
 @dataclass
 class Poller:
-    """``GET /livez`` every 50 ms on its own connection, timing each answer."""
+    """``GET /livez`` every 50 ms on its own connection, counting the answers."""
 
     url: str
-    times: list[float] = field(default_factory=list)
-    at: list[float] = field(default_factory=list)
-    """Wall-clock time each timed poll was sent."""
+    answered: int = 0
     failures: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
+        with httpx.Client(base_url=self.url, timeout=TIMEOUT) as client:
             while not self.stop.is_set():
-                at, started = time.time(), time.perf_counter()
                 try:
                     status = client.get("/livez").status_code
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                 else:
-                    self.times.append(time.perf_counter() - started)
-                    self.at.append(at)
+                    self.answered += 1
                     if status != 200:
                         self.failures.append(f"status {status}")
                 self.stop.wait(0.05)
@@ -524,7 +517,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with log.open("wb") as out:
         watched = Path(__file__).with_name("watched_server.py")
         process = subprocess.Popen(
-            [sys.executable, str(watched), str(port), str(SLOW_CALLBACK)],
+            [sys.executable, str(watched), str(port), str(BUSY), str(HELD)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -651,16 +644,13 @@ def test_every_route_answers_worst_case_input_at_a_linear_cost(served: Served) -
         poller.stop.set()
         polling.join(timeout=30)
     log = served.stop()
-    # Every kind of failure at once: which requests, and what was in flight when it was late.
-    late = [
-        (round(seconds, 3), [o.label for o in outcomes if o.around(at)])
-        for at, seconds in zip(poller.at, poller.times, strict=True)
-        if seconds >= LIVEZ_BUDGET
-    ]
-    slow_callbacks = [  # each log line starts with its time
-        (line[line.rindex(" took ") :], [o.label for o in outcomes if o.around(when)])
+    # Every kind of failure at once: which requests, and what was in flight when the loop
+    # stalled.
+    stalls = [  # each log line starts with its time
+        (line[line.index(" loop ") + 1 :], [o.label for o in outcomes if o.around(when)])
         for line in log.splitlines()
-        if "Executing" in line and attack[0] <= (when := float(line.split(" ", 1)[0])) <= attack[1]
+        if re.search(r" loop (busy|held): ", line)
+        and attack[0] <= (when := float(line.split(" ", 1)[0])) <= attack[1]
     ]
     quarter = {o.label: o.cpu for o in outcomes if o.size == QUARTER}
     superlinear = [
@@ -677,11 +667,10 @@ def test_every_route_answers_worst_case_input_at_a_linear_cost(served: Served) -
         f"over {CEILING} CPU s": [o for o in judged if o.cpu > CEILING],
         "wrong answer": wrong,
         "/livez failed": poller.failures,
-        f"/livez slower than {LIVEZ_BUDGET} s": late,
-        f"loop callbacks over {SLOW_CALLBACK} s": slow_callbacks,
+        f"loop stalls over {BUSY} (busy) or {HELD} (held) CPU s": stalls,
     }
     assert not {kind: found for kind, found in problems.items() if found}
     assert {o.label.split(" ")[1] for o in outcomes} == {r.template for r in ROUTES}
     assert len(quarter) == sum(c.body is not None for c in cases)
-    assert len(poller.times) > 50, "the poller hardly ran"
+    assert poller.answered > 50, "the poller hardly ran"
     assert "Traceback" not in log, log[-5000:]
