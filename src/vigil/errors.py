@@ -315,9 +315,10 @@ class DatabaseUnavailableError(ServiceUnavailableError):
 
 
 class MonitorCycleError(VigilError, RuntimeError):
-    """A scheduled monitoring cycle's child process failed or died (an exception, the
-    kernel's out-of-memory killer); the server keeps serving and the next interval runs the
-    cycle again, which finishes the windows this one left."""
+    """A scheduled monitoring cycle's child process failed, died (an exception, the
+    kernel's out-of-memory killer) or ran past its timeout (``VIGIL_MONITOR_CYCLE_TIMEOUT_S``);
+    the server keeps serving and the next interval runs the cycle again, which finishes the
+    windows this one left."""
 
     code = "monitor_cycle_failed"
 

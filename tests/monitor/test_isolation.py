@@ -10,8 +10,10 @@ built in each cycle's child, writes the child's pid to a file and sleeps while t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import logging
 import os
 import re
 import shutil
@@ -19,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -256,3 +259,46 @@ def test_a_cycle_that_raises_reports_its_traceback_from_its_process() -> None:
         cycles.run(MonitorSettings(), None)
     assert "RuntimeError: no store here" in failed.value.message
     assert f"process {os.getpid()}:" not in failed.value.message
+
+
+def _hanging_root(settings: Settings, capture: CaptureSettings, monitor: MonitorSettings) -> Vigil:
+    """The cycle child's root: the first cycle hangs for good (as on a deadlock or stuck
+    I/O), the next ones run; each writes its pid to ``hang-N.pid`` first."""
+    n = len(list(settings.home.glob("hang-*.pid"))) + 1
+    (settings.home / f"hang-{n}.pid").write_text(str(os.getpid()))
+    if n == 1:
+        threading.Event().wait()  # never set
+    return monitoring_root(settings, capture, monitor)
+
+
+def test_a_hung_cycle_is_killed_at_its_timeout_logged_and_the_next_interval_runs(
+    vigil: Vigil, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = MonitorSettings(interval_s=0.2, cycle_timeout_s=1.0, rules=[])
+    root = functools.partial(_hanging_root, vigil.settings, vigil.capture_settings, settings)
+    scheduler = MonitorScheduler(vigil, settings, cycle_root=root)
+    home = vigil.settings.home
+
+    async def run() -> None:
+        scheduler.start()
+        try:
+            while scheduler.runs == 0:  # the second cycle ran to its end
+                await asyncio.sleep(0.05)
+        finally:
+            await scheduler.stop()
+
+    with caplog.at_level(logging.ERROR, logger="vigil.monitor"):
+        asyncio.run(asyncio.wait_for(run(), 120))
+    hung = int((home / "hang-1.pid").read_text())
+    assert int((home / "hang-2.pid").read_text()) != hung
+    wait_for(lambda: not _alive(hung), 10, what="the hung cycle's process killed")
+    failures = [r for r in caplog.records if r.getMessage().startswith("monitoring cycle failed")]
+    assert failures, caplog.text
+    error = failures[0].exc_info[1] if failures[0].exc_info else None
+    assert isinstance(error, MonitorCycleError)
+    assert error.message == (
+        f"the monitoring cycle's process {hung} timed out after 1 s and was killed; the next "
+        "interval runs the cycle again. If cycles need longer, raise "
+        "VIGIL_MONITOR_CYCLE_TIMEOUT_S"
+    )
+    assert scheduler.runs == 1 and scheduler.last is not None

@@ -28,6 +28,19 @@ def test_defaults() -> None:
     assert (s.window_spec.seconds, s.window_spec.size) == (3600, 1000)
 
 
+def test_cycle_timeout_follows_the_interval_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_monitor_settings().cycle_timeout == 900.0  # three 300 s intervals
+    monkeypatch.setenv("VIGIL_MONITOR_INTERVAL_S", "600")
+    assert load_monitor_settings().cycle_timeout == 1800.0
+    monkeypatch.setenv("VIGIL_MONITOR_INTERVAL_S", "10")
+    assert load_monitor_settings().cycle_timeout == 600.0  # at least ten minutes
+    monkeypatch.setenv("VIGIL_MONITOR_CYCLE_TIMEOUT_S", "42")
+    assert load_monitor_settings().cycle_timeout == 42.0
+    monkeypatch.setenv("VIGIL_MONITOR_CYCLE_TIMEOUT_S", "0")
+    with pytest.raises(ConfigurationError, match="VIGIL_MONITOR_CYCLE_TIMEOUT_S"):
+        load_monitor_settings()
+
+
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_MONITOR_WINDOW", "500")
     monkeypatch.setenv("VIGIL_MONITOR_SLACK", "true")

@@ -24,6 +24,7 @@ from vigil.feedback.export import export_capture
 from vigil.feedback.join import join_feedback
 from vigil.feedback.record import FeedbackRecord
 from vigil.feedback.store import FeedbackStore
+from vigil.policy.export import HOLDOUT_FILE as HOLDOUT
 from vigil.policy.export import export_training_data
 
 DAY = datetime(2026, 3, 2, tzinfo=UTC)
@@ -63,7 +64,13 @@ def _capture(app: Any, day: datetime, k: int) -> pa.Table:
 
 
 def _feedback(
-    app: Any, name: str, ids: list[str], at: list[datetime], model: str | None, arrived: datetime
+    app: Any,
+    name: str,
+    ids: list[str],
+    at: list[datetime],
+    model: str | None,
+    arrived: datetime,
+    labels: pa.Array | None = None,
 ) -> None:
     n = len(ids)
     columns: dict[str, Any] = {
@@ -76,7 +83,7 @@ def _feedback(
     if model is not None:
         columns["prediction_time"] = pa.array(at, pa.timestamp("us", tz="UTC"))
         columns["prediction_model"] = [model] * n
-    columns["label"] = np.arange(n, dtype=np.int64) % 2
+    columns["label"] = np.arange(n, dtype=np.int64) % 2 if labels is None else labels
     columns["segment"] = [name] * n
     day = arrived.date().isoformat()
     _write(app, f"feedback/date={day}/part-{name}.parquet", pa.table(columns))
@@ -131,13 +138,14 @@ def test_export_reads_one_days_labels_at_a_time(
     )
     monkeypatch.undo()
 
-    # Two reads (the window's two days), each holding only that day's labels of the model
-    # (and the few that cannot be placed), of a store of 31,810 feedback rows.
+    # Each of the window's two days read twice (the labels' type, then the rows), each read
+    # holding only that day's labels of the model (and the few that cannot be placed), of a
+    # store of 31,810 feedback rows.
     store = app.feedback_store()
     total = store.read_table()
     assert total is not None and total.num_rows == 3 * 600 + OTHERS + LEGACY
     day_two = sum(t < until for t in captured[2]["time"].to_pylist()[:600])
-    assert held == [600 + LEGACY, day_two + LEGACY]
+    assert held == [600 + LEGACY, day_two + LEGACY] * 2
 
     # What the whole-store join gives for the window.
     rows = pd.concat([t.to_pandas() for t in captured], ignore_index=True)
@@ -262,3 +270,59 @@ def test_passthrough_fields_that_vary_across_the_window_are_all_exported(
     keep = ["request_id", "passthrough.region", "passthrough.tier", "passthrough.age_band"]
     assert captured.select(keep).to_pylist() == want
     assert captured["label"].to_pylist() == [0, 1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("later", "kind", "want"),
+    [
+        (pa.array(["north", "south"] * 5), pa.string(), ["0", "1"] * 5 + ["north", "south"] * 5),
+        (pa.array([0.5, 2.0] * 5), pa.float64(), [0.0, 1.0] * 5 + [0.5, 2.0] * 5),
+        (pa.array([1.0, 3.0] * 5), pa.int64(), [0, 1] * 5 + [1, 3] * 5),
+    ],
+    ids=["text", "fractions", "whole-floats"],
+)
+def test_the_labels_type_is_the_whole_windows(
+    tmp_path: Path, later: pa.Array, kind: pa.DataType, want: list[Any]
+) -> None:
+    """Labels sent as integers one day and as text (or fractions) the next: the label column
+    follows the features' rule over the whole window (text where types clash, integers and
+    floats widened to floats), not the first batch's type, and ``vigil capture export``
+    writes the same values. Whole floats stay integers, as they were."""
+    app = home_vigil(tmp_path / "home")
+    arrived = DAY + timedelta(days=3)
+    for d, labels in enumerate([None, later]):
+        table = _capture(app, DAY + timedelta(days=d), d).slice(0, 10)
+        ids, times = table["request_id"].to_pylist(), table["time"].to_pylist()
+        _feedback(app, f"f{d}", ids, times, "m", arrived + timedelta(hours=d), labels)
+    until = DAY + timedelta(days=2)
+    result = export_training_data(
+        app,
+        "m",
+        since=DAY,
+        until=until,
+        directory=tmp_path / "export",
+        holdout_dir=tmp_path / "holdout",
+        holdout_share=0.3,
+        target="churned",
+        reference={},
+    )
+    parts = [pq.read_table(result.train), pq.read_table(tmp_path / "holdout" / HOLDOUT)]
+    assert [t.schema.field("churned").type for t in parts] == [kind, kind]
+    got = pa.concat_tables(parts).sort_by([("time", "ascending")])
+    assert got["churned"].to_pylist() == want
+
+    feedback = app.feedback_store()
+    try:
+        done = export_capture(
+            tmp_path / "capture.parquet",
+            "m",
+            DAY,
+            until,
+            feedback=feedback,
+            store=app.artifacts,
+            log_dir=app.capture_dir,
+        )
+    finally:
+        feedback.close()
+    captured = pq.read_table(done.path).sort_by([("time", "ascending")])
+    assert captured["label"].to_pylist() == want  # its whole floats stay floats: 1.0 == 1

@@ -278,8 +278,13 @@ def test_sigint_skips_the_shutdown_delay(start: Any) -> None:
 
 
 def test_vigil_serve_takes_the_drain_options(vigil_home: Path, tmp_path: Path) -> None:
-    """The options of ``vigil serve`` reach its worker: readyz says draining for the whole
-    shutdown delay, while the socket still accepts, then the command exits 0."""
+    """The options of ``vigil serve`` reach its worker: it says so when SIGTERM arrives,
+    readyz says draining while the socket still accepts, the command exits 0, and not before
+    the shutdown delay is over.
+
+    No wall-clock budget a loaded machine could break: the values are read from the
+    worker's own log line, and the one timing asserted is a lower bound (the process cannot
+    exit early by being slow)."""
     import subprocess
     import sys
 
@@ -300,23 +305,31 @@ def test_vigil_serve_takes_the_drain_options(vigil_home: Path, tmp_path: Path) -
             wait_for(lambda: _up(url, proc), 60, what="vigil serve to be ready")
             signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            seen: list[tuple[float, int, str]] = []
+            seen: list[tuple[int, str]] = []
             while proc.poll() is None:
                 try:
                     r = httpx.get(f"{url}/readyz", timeout=5)
-                    seen.append((time.monotonic() - signalled, r.status_code, r.text))
+                    seen.append((r.status_code, r.text))
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.05)
+            exited = time.monotonic()
             assert proc.wait(30) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        log.seek(0)
+        output = log.read()
+    # Both values reached the worker.
+    said = "draining (readyz 503; new connections for 1.5 s, then in-flight requests for up to 5 s)"
+    assert f"worker received SIGTERM: {said}" in output, output
+    # Connections were accepted after the signal, every one told "draining".
     assert seen, "nothing answered after SIGTERM"
-    assert {status for _, status, _ in seen} == {503}
-    assert all('"draining"' in body for _, _, body in seen)
-    assert max(t for t, _, _ in seen) >= 1.2  # answered through most of the delay
+    assert {status for status, _ in seen} == {503}
+    assert all('"draining"' in body for _, body in seen)
+    # The delay was kept (a lower bound: load only makes the exit later).
+    assert exited - signalled >= 1.5
 
 
 def _up(url: str, proc: Any) -> bool:

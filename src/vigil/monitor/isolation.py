@@ -42,7 +42,10 @@ statistics stack**.
   (``tests/monitor/test_summaries_crash.py``).
 - A child that raises, or dies (killed, out of memory), makes :meth:`CycleProcess.run`
   raise :class:`~vigil.errors.MonitorCycleError`; the scheduler logs it and retries at
-  the next interval, the server keeps serving.
+  the next interval, the server keeps serving. So does a child still running after
+  ``VIGIL_MONITOR_CYCLE_TIMEOUT_S``
+  (:attr:`~vigil.monitor.settings.MonitorSettings.cycle_timeout`), killed first: a hung
+  child (a deadlock, stuck I/O) would otherwise stop monitoring for good.
 
 As in any program using ``multiprocessing`` with ``spawn`` or ``forkserver``, each child
 imports the parent's main module again (as ``__mp_main__``): ``vigil serve``, uvicorn's
@@ -136,7 +139,8 @@ class CycleProcess:
     ) -> tuple[CycleResult, Resume, int]:
         """One cycle in a child (blocking): its result, the resume point for the next
         cycle and the child's pid. Raises :class:`~vigil.errors.MonitorCycleError` when
-        the cycle failed or its process died (or :meth:`close` was called)."""
+        the cycle failed, its process died (or :meth:`close` was called), or it ran past
+        ``settings.cycle_timeout`` (then it is killed)."""
         if self._closed:
             raise MonitorCycleError("monitoring is stopping: no new cycle")
         niceness = _lower_forkserver_priority(self._context)
@@ -147,7 +151,9 @@ class CycleProcess:
             args=(self.root, settings, resume, theirs, level, niceness),
             name="vigil-monitor-cycle",
         )
+        timeout = settings.cycle_timeout
         outcome: _Done | _Failed | None = None
+        timed_out = False
         try:
             child.start()
             theirs.close()  # the child's end lives in the child only: its exit is our EOF
@@ -156,10 +162,13 @@ class CycleProcess:
                 stopped = self._closed
             if stopped:
                 child.kill()
-            wait([ours, child.sentinel])
+            ready = wait([ours, child.sentinel], timeout)
             if ours.poll():
                 with contextlib.suppress(EOFError, OSError):
                     outcome = ours.recv()
+            elif not ready:  # hung (a deadlock, stuck I/O): it would stop monitoring for good
+                timed_out = True
+                child.kill()
         finally:
             ours.close()
             theirs.close()
@@ -175,6 +184,12 @@ class CycleProcess:
         if isinstance(outcome, _Failed):
             raise MonitorCycleError(
                 f"the monitoring cycle failed in process {outcome.pid}:\n{outcome.error}"
+            )
+        if timed_out:
+            raise MonitorCycleError(
+                f"the monitoring cycle's process {child.pid} timed out after {timeout:g} s "
+                "and was killed; the next interval runs the cycle again. If cycles need "
+                "longer, raise VIGIL_MONITOR_CYCLE_TIMEOUT_S"
             )
         raise MonitorCycleError(
             f"the monitoring cycle's process {child.pid} died ({_exit_reason(child.exitcode)})"

@@ -228,6 +228,14 @@ class MonitorSettings(VigilSettings):
     script that runs the app without an ``if __name__ == "__main__":`` guard, which each
     child would run again)."""
 
+    cycle_timeout_s: float | None = Field(default=None, gt=0)
+    """Longest a scheduled cycle's child process may run (``isolation=process``): past it
+    the child is killed, the failure logged, and the next interval runs the cycle again,
+    which finishes the windows this one left (each is stored on its own). A hung child (a
+    deadlock, stuck I/O) would otherwise stop monitoring for good. Default: three
+    intervals, at least ten minutes (:attr:`cycle_timeout`). A thread cannot be killed:
+    with ``isolation=thread`` there is no timeout."""
+
     lookback: str = "7d"
     """How far back a run reads the log: windows older than this are neither computed nor
     updated with late labels."""
@@ -367,6 +375,20 @@ class MonitorSettings(VigilSettings):
         if self.alertmanager_hold_s is not None:
             return self.alertmanager_hold_s
         return 4 * (self.interval_s or 300.0)
+
+    @property
+    def cycle_timeout(self) -> float:
+        """``cycle_timeout_s``, or its default: three intervals, at least ten minutes (a
+        first cycle over a long lookback takes minutes; a short interval must not kill it).
+
+        >>> [MonitorSettings(interval_s=s).cycle_timeout for s in (300, 1)]
+        [900.0, 600.0]
+        >>> MonitorSettings(interval_s=1, cycle_timeout_s=2).cycle_timeout
+        2.0
+        """
+        if self.cycle_timeout_s is not None:
+            return self.cycle_timeout_s
+        return max(3 * (self.interval_s or 300.0), 600.0)
 
     def targets(self) -> list[Webhook]:
         """The webhooks with their payload format settled."""

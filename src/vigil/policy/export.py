@@ -28,7 +28,10 @@ the window carried, in the log's column order, null in the rows whose request la
 Passthrough fields are sent per request, so one day may carry fields another does not, or
 none. A column whose type differs across the window (``3`` in one part, ``"north"`` in
 another) is written as text, as :func:`~vigil.capture.reader.read_capture` reads it; integers
-and floats are widened to floats. The label's type is the first labelled batch's.
+and floats are widened to floats. The label follows the same rule over the window's labels
+(read a day at a time before the export, as the export reads them), so a label sent as a
+number one day and as text the next is text throughout; labels that are all whole numbers
+are integers (feedback that carried only a reward would otherwise widen them to floats).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
     from vigil.capture.scan import CaptureScan
+    from vigil.feedback.store import FeedbackStore
     from vigil.services import Services
 
 __all__ = ["ExportResult", "export_training_data"]
@@ -87,14 +91,17 @@ def _held_out(request_ids: pd.Series, share: float) -> Any:
 
 class _Writer:
     """A Parquet file written chunk by chunk, its columns fixed before the first chunk
-    (``columns``, every chunk conformed to them) but the label's, whose type is the first
-    chunk's."""
+    (``columns`` and the label ``label`` of type ``label_type``; every chunk conformed to
+    them)."""
 
-    def __init__(self, path: Path, columns: pa.Schema, label: str) -> None:
+    def __init__(self, path: Path, columns: pa.Schema, label: str, label_type: pa.DataType) -> None:
+        import pyarrow as pa
+
         self.path = path
         self.rows = 0
         self._columns = columns
         self._label = label
+        self._schema = columns.append(pa.field(label, label_type))
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -113,20 +120,23 @@ class _Writer:
             table[f.name] if f.name in table.column_names else pa.nulls(len(table), f.type)
             for f in self._columns
         ]
-        label = pa.array(frame[self._label], from_pandas=True)
+        label = pa.array(_unwidened(frame[self._label]), from_pandas=True)
+        want = self._schema.field(self._label).type
+        if pa.types.is_null(want):  # the window had no label when the export began
+            self._schema = self._columns.append(pa.field(self._label, label.type))
+            want = label.type
+        try:
+            label = label.cast(want)
+        except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            # Only feedback stored while the export ran can bring a type the window's
+            # labels did not have when it began.
+            raise DataFileError(
+                f"labels of another type than the window's ({want}) arrived during the "
+                f"export ({exc}); run the export again"
+            ) from None
         if self._writer is None:
-            schema = self._columns.append(pa.field(self._label, label.type))
-            self._writer = pq.ParquetWriter(str(self.path), schema)
-        else:
-            want = self._writer.schema.field(self._label).type
-            try:
-                label = label.cast(want)
-            except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                raise DataFileError(
-                    f"the labels changed type within the export window ({want} first, then "
-                    f"{label.type}: {exc}); shorten export.window to after the change"
-                ) from None
-        self._writer.write_table(pa.table([*columns, label], schema=self._writer.schema))
+            self._writer = pq.ParquetWriter(str(self.path), self._schema)
+        self._writer.write_table(pa.table([*columns, label], schema=self._schema))
         self.rows += len(frame)
 
     def close(self) -> None:
@@ -145,6 +155,46 @@ def _unwidened(labels: pd.Series) -> pd.Series:
     if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
         return labels.astype("int64")
     return labels
+
+
+def _days(since: datetime, until: datetime) -> Iterator[tuple[datetime, datetime]]:
+    start = since
+    while start < until:
+        end = min(start + timedelta(days=1), until)
+        yield start, end
+        start = end
+
+
+def _label_type(store: FeedbackStore, model: str, since: datetime, until: datetime) -> pa.DataType:
+    """The type of the window's labels, read a day at a time as the export reads them: the
+    features' rule (:func:`vigil.capture.scan.scan_capture`: integers and floats widened to
+    floats, clashing types as text), then integers if every value is a whole number (as
+    :func:`_unwidened` gives each batch). Null when no label was given (then the first
+    batch's decides, should labels arrive while the export runs)."""
+    import numpy as np
+    import pyarrow as pa
+
+    types: list[pa.DataType] = []
+    whole = True
+    for start, end in _days(since, until):
+        given = store.read_predicted(model, start, end)
+        labels = given["label"] if given is not None else None
+        if labels is None or pa.types.is_null(labels.type):
+            continue
+        types.append(labels.type)
+        if pa.types.is_floating(labels.type):
+            values = labels.drop_null().to_numpy()
+            whole = whole and bool(np.all(np.mod(values, 1) == 0))
+    if not types:
+        return pa.null()
+    try:
+        schema = pa.unify_schemas(
+            [pa.schema([pa.field("label", t)]) for t in types], promote_options="permissive"
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.string()
+    found = schema.field("label").type
+    return pa.int64() if pa.types.is_floating(found) and whole else found
 
 
 def _window(app: Services, model: str, since: datetime, until: datetime) -> CaptureScan:
@@ -215,19 +265,24 @@ def export_training_data(
     label = target or "label"
     window = _window(app, model, since, until)
     columns = _written(window.schema)
-    train = _Writer(directory / TRAIN_FILE, columns, label)
+    store = app.feedback_store()
+    try:
+        label_type = _label_type(store, model, since, until)
+    except BaseException:
+        store.close()
+        raise
+    train = _Writer(directory / TRAIN_FILE, columns, label, label_type)
     holdout = (
-        _Writer(holdout_dir / HOLDOUT_FILE, columns, label) if holdout_dir is not None else None
+        _Writer(holdout_dir / HOLDOUT_FILE, columns, label, label_type)
+        if holdout_dir is not None
+        else None
     )
     if holdout_dir is not None:
         holdout_dir.mkdir(parents=True, exist_ok=True)
     answered = 0
     features: set[str] = set()
-    store = app.feedback_store()
     try:
-        start = since
-        while start < until:
-            end = min(start + timedelta(days=1), until)
+        for start, end in _days(since, until):
             given = store.read_predicted(model, start, end)
             labels = given.to_pandas() if given is not None else None
             for frame in _answered(window, start, end):
@@ -238,7 +293,6 @@ def export_training_data(
                 joined = joined[joined["label"].notna()]
                 if joined.empty:
                     continue
-                joined["label"] = _unwidened(joined["label"])
                 names = [c for c in frame.columns if c.startswith(FEATURE_PREFIX)]
                 out = joined.rename(columns={n: n[len(FEATURE_PREFIX) :] for n in names})
                 features.update(n[len(FEATURE_PREFIX) :] for n in names)
@@ -249,7 +303,6 @@ def export_training_data(
                     holdout.write(out[held])
                     out = out[~held]
                 train.write(out)
-            start = end
     finally:
         store.close()
         train.close()
