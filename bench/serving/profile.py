@@ -34,9 +34,18 @@ STAGES: list[tuple[str, str]] = [
     ("event loop (uvloop, tasks)", r"^$"),  # the default: no frame below names a stage
     ("HTTP parse (uvicorn, httptools)", r"httptools_impl\.py|vigil/serving/protocol\.py"),
     ("uvicorn ASGI cycle", r"run_asgi|RequestResponseCycle\.receive"),
-    ("app: headers, route, body", r"ServingApp\.|Router\.match|Request\.__init__|serving/app\.py"),
-    ("response write (uvicorn send)", r"ServingApp\._send|ResponseCycle\.send|\.send \(uvicorn"),
-    ("decode JSON", r"Request\.json|_parse \(vigil/serving/http|decode \(vigil/serving/codecs"),
+    (
+        "app: headers, route, body",
+        r"ServingApp\.|Router\.match|Request\.__init__|serving/app\.py|vigil/serving/lane\.py",
+    ),
+    (
+        "response write (uvicorn send; the lane's one write)",
+        r"ServingApp\._send|ResponseCycle\.send|\.send \(uvicorn|HttpToolsProtocol\._answer",
+    ),
+    (
+        "decode JSON",
+        r"Request\.json|_parse \(vigil/serving/http|decode \(vigil/serving/codecs|_plain_payload",
+    ),
     ("validate", r"vigil/serving/validation\.py"),
     (
         "handler, data plane",

@@ -139,11 +139,8 @@ class FastLane:
             and media_type(content_type.decode("latin-1")) != "application/json"
         ):
             return None  # no type is taken as JSON on a prediction, as the app takes it
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        if type(payload) is not dict or not _PLAIN_KEYS.issuperset(payload):
+        payload = _plain_payload(body)
+        if payload is None:
             return None
         try:
             table, want_proba = native.decode(payload)
@@ -261,6 +258,17 @@ class FastLane:
         for name, value in response.headers or ():
             lines += (name, b": ", value, b"\r\n")
         answer(response.status, b"".join(lines), response.body)
+
+
+def _plain_payload(body: bytearray) -> dict[str, Any] | None:
+    """The body's JSON object when it is one with nothing but the plain case's keys."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(payload) is not dict or not _PLAIN_KEYS.issuperset(payload):
+        return None
+    return payload
 
 
 _UNSEEN: Any = object()
