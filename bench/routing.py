@@ -49,9 +49,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.serving.apps import FEATURES, training_data
 from bench.serving.runner import (
@@ -365,6 +368,143 @@ def inprocess(
     return cpu
 
 
+SERVED = ("direct", "endpoint-random", "endpoint-sticky", "endpoint-sticky-many", "direct-many")
+"""The routes ``--served-callgrind`` counts, in order (one dump each)."""
+_COUNTED = "cb_on_message_complete"
+"""httptools' callback for a request's last byte: called once per request the server parsed."""
+
+
+def _many_script(path: str, body: bytes, units: int) -> str:
+    """A wrk script that POSTs ``body`` with a new ``X-Unit-Id`` on every request, cycling
+    through ``units`` ids (more than the router remembers: every unit is hashed)."""
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    with os.fdopen(handle, "w") as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.path = {json.dumps(path)}\n"
+            f"wrk.body = {json.dumps(body.decode())}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            "local i = 0\n"
+            "request = function()\n"
+            f"  i = (i + 1) % {units}\n"
+            '  wrk.headers["X-Unit-Id"] = "user-" .. i\n'
+            "  return wrk.format()\n"
+            "end\n"
+        )
+    return name
+
+
+def _callgrind_dump(path: Path) -> tuple[int, int]:
+    """(instructions, requests) of one callgrind dump: its ``totals:`` (or ``summary:``)
+    line, and how many times :data:`_COUNTED` was called."""
+    names: dict[str, str] = {}
+    total = calls = 0
+    counting = False
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            total = int(line.split()[1])
+        elif line.startswith(("fn=(", "cfn=(")):
+            ident, _, name = line.partition("=")[2].partition(")")
+            if name.strip():
+                names[ident] = name.strip()
+            counting = line.startswith("cfn=") and names.get(ident, "").endswith(_COUNTED)
+        elif counting and line.startswith("calls="):
+            calls += int(line[6:].split()[0])
+            counting = False
+    return total, calls
+
+
+def served_callgrind(seconds: float, warmup: float, output: Path) -> dict[str, Any]:
+    """User-space instructions per request of the whole server (uvicorn, httptools, uvloop,
+    vigil's app) on each route of :data:`SERVED`: the benchmark server under ``valgrind
+    --tool=callgrind --instr-atstart=no`` (the model kept on the event loop), driven by wrk at
+    32 connections. Per route: ``warmup`` seconds uncounted, then instrumentation on, wrk for
+    ``seconds``, a pause for requests still in flight, instrumentation off and a dump; the
+    requests are counted by the server's own parser callbacks, so none is cut at a boundary.
+    Dumps go to ``output``.1, .2, ... in the order of :data:`SERVED`."""
+    wrk_path()
+    row = dict(zip(FEATURES, one_row().tolist(), strict=True))
+    body = json.dumps({"instances": [row]}).encode()
+    same, direct = f"/v1/endpoints/{SAME}/predict", "/v1/models/model/predict"
+    scripts = {
+        "direct": _script(direct, body, {}),
+        "endpoint-random": _script(same, body, {}),
+        "endpoint-sticky": _script(same, body, {"X-Unit-Id": "user-42"}),
+        "endpoint-sticky-many": _many_script(same, body, 100_000),
+        "direct-many": _many_script(direct, body, 100_000),
+    }
+    assert tuple(scripts) == SERVED
+    counts: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-routing-") as tmp:
+        home = Path(tmp) / "home"
+        prepare(home)
+        port = free_port()
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p
+            ),
+            "VIGIL_HOME": str(home),
+            "VIGIL_MONITOR_ENABLED": "false",
+            "VIGIL_SERVE_INLINE_MAX_MS": "1000",  # valgrind's wall times: keep the model inline
+        }
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
+        command = [
+            *("taskset", "-c", SERVER_CPU, *valgrind, f"--callgrind-out-file={output}"),
+            *(sys.executable, "-m", "bench.routing", "serve", str(port)),
+        ]
+        process = subprocess.Popen(command, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 900
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server under valgrind did not start")
+                try:
+                    if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            pid = str(process.pid)
+            for number, (name, script) in enumerate(scripts.items(), start=1):
+                run_wrk(url, script, CONNECTIONS, warmup)
+                time.sleep(1)
+                subprocess.run(["callgrind_control", "-i", "on", pid], check=True)
+                run_wrk(url, script, CONNECTIONS, seconds)
+                time.sleep(2)  # the requests wrk left in flight finish inside the window
+                subprocess.run(["callgrind_control", "-i", "off", pid], check=True)
+                subprocess.run(["callgrind_control", "-d", pid], check=True)
+                dumps = sorted(Path(output).parent.glob(f"{Path(output).name}.{number}-*"))
+                threads = [_callgrind_dump(dump) for dump in dumps]
+                loop, requests = threads[0]  # thread 1: the event loop's
+                every = sum(total for total, _ in threads)
+                counts[name] = {"loop": loop, "all": every, "requests": requests}
+                print(
+                    f"  {name:<22} {requests:>6} requests  {loop / requests:>9,.0f} "
+                    f"(event loop)  {every / requests:>9,.0f} (all threads) instructions "
+                    "per request",
+                    flush=True,
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=120)
+            for script in scripts.values():
+                Path(script).unlink()
+    per = {
+        part: {name: c[part] / c["requests"] for name, c in counts.items()}
+        for part in ("loop", "all")
+    }
+    for part, values in per.items():
+        print(f"{'the event loop' if part == 'loop' else 'all threads'}:")
+        for name, value in values.items():
+            print(f"  {name:<22} {value:>10,.0f}  ({value / values['direct'] - 1:+.1%})")
+        many = values["endpoint-sticky-many"] / values["direct-many"] - 1
+        print(f"  endpoint-sticky-many over direct-many (the same request shape): {many:+.1%}")
+    return per
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.routing")
     sub = parser.add_subparsers(dest="command")
@@ -385,9 +525,17 @@ if __name__ == "__main__":
         "instructions of --requests requests per route, one dump per route",
     )
     parser.add_argument("--requests", type=int, default=3200, help="--inprocess: per point")
+    parser.add_argument(
+        "--served-callgrind",
+        type=Path,
+        metavar="OUT",
+        help="instructions per request of the whole server under callgrind, dumps to OUT.N",
+    )
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.port, capture=not args.no_capture)
+    elif args.served_callgrind:
+        served_callgrind(args.seconds or 20.0, 10.0, args.served_callgrind)
     elif args.inprocess:
         inprocess(
             rounds=args.rounds or 5,
