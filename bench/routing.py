@@ -41,6 +41,7 @@ divide each ``totals:`` by ``--requests``.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -50,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -394,24 +396,35 @@ def _many_script(path: str, body: bytes, units: int) -> str:
     return name
 
 
-def _callgrind_dump(path: Path) -> tuple[int, int]:
-    """(instructions, requests) of one callgrind dump: its ``totals:`` (or ``summary:``)
-    line, and how many times :data:`_COUNTED` was called."""
+def _callgrind_dump(path: Path) -> dict[str, int]:
+    """One callgrind dump (one thread's): its instructions (``totals:``), the requests it
+    parsed (calls of :data:`_COUNTED`), the instructions of the garbage collector's passes
+    (inclusive: whether a pass falls in the window is luck) and the model calls (NumPy's
+    ``DOUBLE_matmul``: one per batch of the linear model)."""
     names: dict[str, str] = {}
-    total = calls = 0
-    counting = False
+    found = {"instructions": 0, "requests": 0, "gc": 0, "model_calls": 0}
+    callee = ""
+    cost_next = False
     for line in path.read_text(errors="replace").splitlines():
-        if line.startswith(("totals:", "summary:")):
-            total = int(line.split()[1])
+        if cost_next:  # the line after calls=: position and inclusive cost of the call
+            if callee == "gc_collect_main":
+                found["gc"] += int(line.split()[-1])
+            cost_next = False
+        elif line.startswith("totals:"):
+            found["instructions"] = int(line.split()[1])
         elif line.startswith(("fn=(", "cfn=(")):
             ident, _, name = line.partition("=")[2].partition(")")
             if name.strip():
                 names[ident] = name.strip()
-            counting = line.startswith("cfn=") and names.get(ident, "").endswith(_COUNTED)
-        elif counting and line.startswith("calls="):
-            calls += int(line[6:].split()[0])
-            counting = False
-    return total, calls
+            callee = names.get(ident, "") if line.startswith("cfn=") else ""
+        elif callee and line.startswith("calls="):
+            count = int(line[6:].split()[0])
+            if callee.endswith(_COUNTED):
+                found["requests"] += count
+            elif callee == "DOUBLE_matmul":
+                found["model_calls"] += count
+            cost_next = True
+    return found
 
 
 def served_callgrind(seconds: float, warmup: float, output: Path) -> dict[str, Any]:
@@ -421,7 +434,12 @@ def served_callgrind(seconds: float, warmup: float, output: Path) -> dict[str, A
     32 connections. Per route: ``warmup`` seconds uncounted, then instrumentation on, wrk for
     ``seconds``, a pause for requests still in flight, instrumentation off and a dump; the
     requests are counted by the server's own parser callbacks, so none is cut at a boundary.
-    Dumps go to ``output``.1, .2, ... in the order of :data:`SERVED`."""
+    Counted per request: the event loop's thread (every request's work), net of the
+    collector's passes and of what the loop does on its own in the window's time (dump 1: a
+    window without requests); and every thread (the others run the SQL of pollers and
+    counter flushes, on timers: under valgrind a request is ~50x slower, so their share
+    per request is ~50x what it is at full speed). Dumps go to ``output``.N-T (N: 1 idle,
+    then the routes in the order of :data:`SERVED`; T: thread)."""
     wrk_path()
     row = dict(zip(FEATURES, one_row().tolist(), strict=True))
     body = json.dumps({"instances": [row]}).encode()
@@ -468,23 +486,44 @@ def served_callgrind(seconds: float, warmup: float, output: Path) -> dict[str, A
                     pass
                 time.sleep(1)
             pid = str(process.pid)
-            for number, (name, script) in enumerate(scripts.items(), start=1):
-                run_wrk(url, script, CONNECTIONS, warmup)
-                time.sleep(1)
+
+            def window(
+                number: int, work: Callable[[], object]
+            ) -> tuple[list[dict[str, int]], float]:
                 subprocess.run(["callgrind_control", "-i", "on", pid], check=True)
-                run_wrk(url, script, CONNECTIONS, seconds)
+                started = time.monotonic()
+                work()
                 time.sleep(2)  # the requests wrk left in flight finish inside the window
                 subprocess.run(["callgrind_control", "-i", "off", pid], check=True)
+                elapsed = time.monotonic() - started
                 subprocess.run(["callgrind_control", "-d", pid], check=True)
                 dumps = sorted(Path(output).parent.glob(f"{Path(output).name}.{number}-*"))
-                threads = [_callgrind_dump(dump) for dump in dumps]
-                loop, requests = threads[0]  # thread 1: the event loop's
-                every = sum(total for total, _ in threads)
-                counts[name] = {"loop": loop, "all": every, "requests": requests}
+                return [_callgrind_dump(dump) for dump in dumps], elapsed
+
+            # Dump 1: no requests, to know what the event loop does per second on its own
+            # (pollers, timers): under valgrind a request takes ~50x longer, so that work's
+            # share per request is ~50x what it is at full speed, and differs between
+            # windows with the throughput the loaded machine allows.
+            idle, elapsed = window(1, lambda: time.sleep(seconds))
+            idle_rate = (idle[0]["instructions"] - idle[0]["gc"]) / elapsed
+            print(f"  idle event loop: {idle_rate:,.0f} instructions per second", flush=True)
+            for number, (name, script) in enumerate(scripts.items(), start=2):
+                run_wrk(url, script, CONNECTIONS, warmup)
+                time.sleep(1)
+                threads, elapsed = window(
+                    number, functools.partial(run_wrk, url, script, CONNECTIONS, seconds)
+                )
+                loop = threads[0]  # thread 1: the event loop's
+                requests = loop["requests"]
+                own = loop["instructions"] - loop["gc"] - idle_rate * elapsed
+                every = sum(t["instructions"] - t["gc"] for t in threads)
+                counts[name] = {"loop": own, "all": every, **loop}
                 print(
-                    f"  {name:<22} {requests:>6} requests  {loop / requests:>9,.0f} "
-                    f"(event loop)  {every / requests:>9,.0f} (all threads) instructions "
-                    "per request",
+                    f"  {name:<22} {requests:>6} requests in {elapsed:.1f} s, "
+                    f"{requests / max(1, loop['model_calls']):4.1f} per model call; per "
+                    f"request: {own / requests:>9,.0f} (event loop, net of GC "
+                    f"{loop['gc'] / requests:,.0f} and idle {idle_rate * elapsed / requests:,.0f})"
+                    f", {every / requests:>9,.0f} (all threads)",
                     flush=True,
                 )
         finally:
