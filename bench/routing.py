@@ -122,17 +122,27 @@ def prepare(home: Path) -> None:
     vigil.database.dispose()
 
 
-def serve(port: int, capture: bool = True) -> None:
+def serve(port: int, capture: bool = True, quiet: bool = False) -> None:
     """The server process: every registered model and endpoint of ``VIGIL_HOME``, capturing
-    into its inference log unless ``capture`` is off."""
+    into its inference log unless ``capture`` is off. ``quiet``: the registry and endpoint
+    pollers and the counters' flush run hourly instead of every second or half (under
+    callgrind, where their timer-driven work would otherwise be a large and varying share
+    of each request's instructions)."""
     from vigil.app import Vigil
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.serving.server import run
 
     os.environ.setdefault("VIGIL_SERVE_GC_FREEZE", "true")  # as `vigil serve` sets it
     vigil = Vigil()
-    app = vigil.serving_app(RegistryProvider(vigil), **({} if capture else {"capture": None}))
-    run(app, "127.0.0.1", port)
+    options: dict[str, Any] = {} if capture else {"capture": None}
+    if quiet:
+        provider = RegistryProvider(vigil, poll_interval=3600.0)
+        options["endpoints"] = vigil.endpoint_router(
+            provider, poll_interval=3600.0, flush_interval=3600.0
+        )
+    else:
+        provider = RegistryProvider(vigil)
+    run(vigil.serving_app(provider, **options), "127.0.0.1", port)
 
 
 class RoutingServer(Server):
@@ -470,7 +480,7 @@ def served_callgrind(seconds: float, warmup: float, output: Path) -> dict[str, A
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
         command = [
             *("taskset", "-c", SERVER_CPU, *valgrind, f"--callgrind-out-file={output}"),
-            *(sys.executable, "-m", "bench.routing", "serve", str(port)),
+            *(sys.executable, "-m", "bench.routing", "serve", str(port), "--quiet-timers"),
         ]
         process = subprocess.Popen(command, env=env)
         url = f"http://127.0.0.1:{port}"
@@ -550,6 +560,7 @@ if __name__ == "__main__":
     serve_parser = sub.add_parser("serve", help="(internal) the server process")
     serve_parser.add_argument("port", type=int)
     serve_parser.add_argument("--no-capture", action="store_true")
+    serve_parser.add_argument("--quiet-timers", action="store_true")
     parser.add_argument("--quick", action="store_true", help="3 s per point instead of 10 s")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per point (10)")
@@ -572,7 +583,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.port, capture=not args.no_capture)
+        serve(args.port, capture=not args.no_capture, quiet=args.quiet_timers)
     elif args.served_callgrind:
         served_callgrind(args.seconds or 20.0, 10.0, args.served_callgrind)
     elif args.inprocess:
