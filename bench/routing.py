@@ -35,7 +35,10 @@ CPU times above are noise on a loaded machine; these are not)::
         --requests 640
 
 writes one dump per route, ``routing.cg.1`` to ``.6`` in the order of :data:`ROUTES`:
-divide each ``totals:`` by ``--requests``.
+divide each ``totals:`` by ``--requests``. The whole server's (uvicorn, httptools, uvloop and
+the app, driven by wrk; see :func:`served_callgrind`)::
+
+    python -m bench.routing --served-callgrind OUT --seconds 20
 """
 
 from __future__ import annotations
