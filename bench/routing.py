@@ -35,12 +35,16 @@ CPU times above are noise on a loaded machine; these are not)::
         --requests 640
 
 writes one dump per route, ``routing.cg.1`` to ``.6`` in the order of :data:`ROUTES`:
-divide each ``totals:`` by ``--requests``.
+divide each ``totals:`` by ``--requests``. The whole server's (uvicorn, httptools, uvloop and
+the app, driven by wrk; see :func:`served_callgrind`)::
+
+    python -m bench.routing --served-callgrind OUT --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -49,9 +53,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from bench.serving.apps import FEATURES, training_data
 from bench.serving.runner import (
@@ -117,17 +125,27 @@ def prepare(home: Path) -> None:
     vigil.database.dispose()
 
 
-def serve(port: int, capture: bool = True) -> None:
+def serve(port: int, capture: bool = True, quiet: bool = False) -> None:
     """The server process: every registered model and endpoint of ``VIGIL_HOME``, capturing
-    into its inference log unless ``capture`` is off."""
+    into its inference log unless ``capture`` is off. ``quiet``: the registry and endpoint
+    pollers and the counters' flush run hourly instead of every second or half (under
+    callgrind, where their timer-driven work would otherwise be a large and varying share
+    of each request's instructions)."""
     from vigil.app import Vigil
     from vigil.serving.registry_provider import RegistryProvider
     from vigil.serving.server import run
 
     os.environ.setdefault("VIGIL_SERVE_GC_FREEZE", "true")  # as `vigil serve` sets it
     vigil = Vigil()
-    app = vigil.serving_app(RegistryProvider(vigil), **({} if capture else {"capture": None}))
-    run(app, "127.0.0.1", port)
+    options: dict[str, Any] = {} if capture else {"capture": None}
+    if quiet:
+        provider = RegistryProvider(vigil, poll_interval=3600.0)
+        options["endpoints"] = vigil.endpoint_router(
+            provider, poll_interval=3600.0, flush_interval=3600.0
+        )
+    else:
+        provider = RegistryProvider(vigil)
+    run(vigil.serving_app(provider, **options), "127.0.0.1", port)
 
 
 class RoutingServer(Server):
@@ -365,12 +383,187 @@ def inprocess(
     return cpu
 
 
+SERVED = ("direct", "endpoint-random", "endpoint-sticky", "endpoint-sticky-many", "direct-many")
+"""The routes ``--served-callgrind`` counts, in order (one dump each)."""
+_COUNTED = "cb_on_message_complete"
+"""httptools' callback for a request's last byte: called once per request the server parsed."""
+
+
+def _many_script(path: str, body: bytes, units: int) -> str:
+    """A wrk script that POSTs ``body`` with a new ``X-Unit-Id`` on every request, cycling
+    through ``units`` ids (more than the router remembers: every unit is hashed)."""
+    handle, name = tempfile.mkstemp(suffix=".lua")
+    with os.fdopen(handle, "w") as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.path = {json.dumps(path)}\n"
+            f"wrk.body = {json.dumps(body.decode())}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            "local i = 0\n"
+            "request = function()\n"
+            f"  i = (i + 1) % {units}\n"
+            '  wrk.headers["X-Unit-Id"] = "user-" .. i\n'
+            "  return wrk.format()\n"
+            "end\n"
+        )
+    return name
+
+
+def _callgrind_dump(path: Path) -> dict[str, int]:
+    """One callgrind dump (one thread's): its instructions (``totals:``), the requests it
+    parsed (calls of :data:`_COUNTED`), the instructions of the garbage collector's passes
+    (inclusive: whether a pass falls in the window is luck) and the model calls (NumPy's
+    ``DOUBLE_matmul``: one per batch of the linear model)."""
+    names: dict[str, str] = {}
+    found = {"instructions": 0, "requests": 0, "gc": 0, "model_calls": 0}
+    callee = ""
+    cost_next = False
+    for line in path.read_text(errors="replace").splitlines():
+        if cost_next:  # the line after calls=: position and inclusive cost of the call
+            if callee == "gc_collect_main":
+                found["gc"] += int(line.split()[-1])
+            cost_next = False
+        elif line.startswith("totals:"):
+            found["instructions"] = int(line.split()[1])
+        elif line.startswith(("fn=(", "cfn=(")):
+            ident, _, name = line.partition("=")[2].partition(")")
+            if name.strip():
+                names[ident] = name.strip()
+            callee = names.get(ident, "") if line.startswith("cfn=") else ""
+        elif callee and line.startswith("calls="):
+            count = int(line[6:].split()[0])
+            if callee.endswith(_COUNTED):
+                found["requests"] += count
+            elif callee == "DOUBLE_matmul":
+                found["model_calls"] += count
+            cost_next = True
+    return found
+
+
+def served_callgrind(seconds: float, warmup: float, output: Path) -> dict[str, Any]:
+    """User-space instructions per request of the whole server (uvicorn, httptools, uvloop,
+    vigil's app) on each route of :data:`SERVED`: the benchmark server under ``valgrind
+    --tool=callgrind --instr-atstart=no`` (the model kept on the event loop), driven by wrk at
+    32 connections. Per route: ``warmup`` seconds uncounted, then instrumentation on, wrk for
+    ``seconds``, a pause for requests still in flight, instrumentation off and a dump; the
+    requests are counted by the server's own parser callbacks, so none is cut at a boundary.
+    Counted per request: the event loop's thread (every request's work), net of the
+    collector's passes and of what the loop does on its own in the window's time (dump 1: a
+    window without requests); and every thread (the others run the SQL of pollers and
+    counter flushes, on timers: under valgrind a request is ~50x slower, so their share
+    per request is ~50x what it is at full speed). Dumps go to ``output``.N-T (N: 1 idle,
+    then the routes in the order of :data:`SERVED`; T: thread)."""
+    wrk_path()
+    row = dict(zip(FEATURES, one_row().tolist(), strict=True))
+    body = json.dumps({"instances": [row]}).encode()
+    same, direct = f"/v1/endpoints/{SAME}/predict", "/v1/models/model/predict"
+    scripts = {
+        "direct": _script(direct, body, {}),
+        "endpoint-random": _script(same, body, {}),
+        "endpoint-sticky": _script(same, body, {"X-Unit-Id": "user-42"}),
+        "endpoint-sticky-many": _many_script(same, body, 100_000),
+        "direct-many": _many_script(direct, body, 100_000),
+    }
+    assert tuple(scripts) == SERVED
+    counts: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-routing-") as tmp:
+        home = Path(tmp) / "home"
+        prepare(home)
+        port = free_port()
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p
+            ),
+            "VIGIL_HOME": str(home),
+            "VIGIL_MONITOR_ENABLED": "false",
+            "VIGIL_SERVE_INLINE_MAX_MS": "1000",  # valgrind's wall times: keep the model inline
+        }
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
+        command = [
+            *("taskset", "-c", SERVER_CPU, *valgrind, f"--callgrind-out-file={output}"),
+            *(sys.executable, "-m", "bench.routing", "serve", str(port), "--quiet-timers"),
+        ]
+        process = subprocess.Popen(command, env=env)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 900
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server under valgrind did not start")
+                try:
+                    if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            pid = str(process.pid)
+
+            def window(
+                number: int, work: Callable[[], object]
+            ) -> tuple[list[dict[str, int]], float]:
+                subprocess.run(["callgrind_control", "-i", "on", pid], check=True)
+                started = time.monotonic()
+                work()
+                time.sleep(2)  # the requests wrk left in flight finish inside the window
+                subprocess.run(["callgrind_control", "-i", "off", pid], check=True)
+                elapsed = time.monotonic() - started
+                subprocess.run(["callgrind_control", "-d", pid], check=True)
+                dumps = sorted(Path(output).parent.glob(f"{Path(output).name}.{number}-*"))
+                return [_callgrind_dump(dump) for dump in dumps], elapsed
+
+            # Dump 1: no requests, to know what the event loop does per second on its own
+            # (pollers, timers): under valgrind a request takes ~50x longer, so that work's
+            # share per request is ~50x what it is at full speed, and differs between
+            # windows with the throughput the loaded machine allows.
+            idle, elapsed = window(1, lambda: time.sleep(seconds))
+            idle_rate = (idle[0]["instructions"] - idle[0]["gc"]) / elapsed
+            print(f"  idle event loop: {idle_rate:,.0f} instructions per second", flush=True)
+            for number, (name, script) in enumerate(scripts.items(), start=2):
+                run_wrk(url, script, CONNECTIONS, warmup)
+                time.sleep(1)
+                threads, elapsed = window(
+                    number, functools.partial(run_wrk, url, script, CONNECTIONS, seconds)
+                )
+                loop = threads[0]  # thread 1: the event loop's
+                requests = loop["requests"]
+                own = loop["instructions"] - loop["gc"] - idle_rate * elapsed
+                every = sum(t["instructions"] - t["gc"] for t in threads)
+                counts[name] = {"loop": own, "all": every, **loop}
+                print(
+                    f"  {name:<22} {requests:>6} requests in {elapsed:.1f} s, "
+                    f"{requests / max(1, loop['model_calls']):4.1f} per model call; per "
+                    f"request: {own / requests:>9,.0f} (event loop, net of GC "
+                    f"{loop['gc'] / requests:,.0f} and idle {idle_rate * elapsed / requests:,.0f})"
+                    f", {every / requests:>9,.0f} (all threads)",
+                    flush=True,
+                )
+        finally:
+            process.terminate()
+            process.wait(timeout=120)
+            for script in scripts.values():
+                Path(script).unlink()
+    per = {
+        part: {name: c[part] / c["requests"] for name, c in counts.items()}
+        for part in ("loop", "all")
+    }
+    for part, values in per.items():
+        print(f"{'the event loop' if part == 'loop' else 'all threads'}:")
+        for name, value in values.items():
+            print(f"  {name:<22} {value:>10,.0f}  ({value / values['direct'] - 1:+.1%})")
+        many = values["endpoint-sticky-many"] / values["direct-many"] - 1
+        print(f"  endpoint-sticky-many over direct-many (the same request shape): {many:+.1%}")
+    return per
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.routing")
     sub = parser.add_subparsers(dest="command")
     serve_parser = sub.add_parser("serve", help="(internal) the server process")
     serve_parser.add_argument("port", type=int)
     serve_parser.add_argument("--no-capture", action="store_true")
+    serve_parser.add_argument("--quiet-timers", action="store_true")
     parser.add_argument("--quick", action="store_true", help="3 s per point instead of 10 s")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per point (10)")
@@ -385,9 +578,17 @@ if __name__ == "__main__":
         "instructions of --requests requests per route, one dump per route",
     )
     parser.add_argument("--requests", type=int, default=3200, help="--inprocess: per point")
+    parser.add_argument(
+        "--served-callgrind",
+        type=Path,
+        metavar="OUT",
+        help="instructions per request of the whole server under callgrind, dumps to OUT.N",
+    )
     args = parser.parse_args()
     if args.command == "serve":
-        serve(args.port, capture=not args.no_capture)
+        serve(args.port, capture=not args.no_capture, quiet=args.quiet_timers)
+    elif args.served_callgrind:
+        served_callgrind(args.seconds or 20.0, 10.0, args.served_callgrind)
     elif args.inprocess:
         inprocess(
             rounds=args.rounds or 5,

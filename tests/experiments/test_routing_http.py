@@ -127,6 +127,13 @@ def test_sticky_units_get_exactly_the_hashed_variant(env: Env) -> None:
         assert env.predict("ab", unit).json()["variant"] == got[unit]
 
 
+def test_known_units_get_the_variants_they_have_always_had(env: Env) -> None:
+    # Golden, written down once (salt "salt-ab", 70/30): routing may get faster, but a unit
+    # never moves to another variant.
+    got = "".join(env.predict("ab", unit=f"user-{i}").json()["variant"] for i in range(40))
+    assert got == "abaaaaabaaaaaaabbbaaabaaaaaaabaaaaaaaaaa"
+
+
 def test_requests_without_unit_split_by_the_weights(env: Env) -> None:
     counts = Counter(env.predict("ab").json()["variant"] for _ in range(400))
     assert set(counts) == {"a", "b"}

@@ -100,8 +100,8 @@ async def predict(dp: DataPlane, req: Request) -> Response:
         router, routed = await _routed(dp, req, payload)
         served = routed.served
     try:  # not `with _tagged(...)`: a try costs nothing unless it catches
-        table, want_proba = native.decode(payload)
-        passthrough = native.passthrough_of(payload)
+        table, want_proba = native.decode(payload)  # a dict from here on
+        passthrough = native.passthrough_of(payload) if native.PASSTHROUGH_KEY in payload else None
     except VigilError as exc:
         _tag(exc, routed)
         raise
