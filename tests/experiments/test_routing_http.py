@@ -150,6 +150,50 @@ def test_unit_from_a_body_field(env: Env) -> None:
         assert body["variant"] == choice.pick(unit_point("salt-byfield", f"u{i}"))
 
 
+def test_the_fast_lane_answers_an_endpoint_as_the_app_does(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lane = env.app.lane
+    assert lane is not None
+    taken: list[bool] = []
+    offer = lane.offer
+
+    def spy(*args: Any) -> Any:
+        result = offer(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(lane, "offer", spy)
+    env.predict("ab", "warm-up")  # a Host value's first request goes through the app
+    for i, unit in enumerate(["user-3", "user-4", "user-5", "user-6"]):
+        del taken[:]
+        answers = []
+        for extra in ({}, {"origin": "http://x"}):  # an Origin header: the app's way
+            headers = {"x-unit-id": unit, "x-request-id": f"lane-{i}", **extra}
+            body = {"instances": [row()], "return_proba": True}
+            answers.append(env.client.post("/v1/endpoints/ab/predict", json=body, headers=headers))
+        assert taken == [True, False]
+        lane_answer, app_answer = answers
+        assert lane_answer.status_code == app_answer.status_code == 200
+        assert lane_answer.content == app_answer.content
+        drop = {"date", "content-length"}
+        assert [(k, v) for k, v in lane_answer.headers.items() if k not in drop] == [
+            (k, v) for k, v in app_answer.headers.items() if k not in drop
+        ]
+        assert lane_answer.headers["x-vigil-variant"] == lane_answer.json()["variant"]
+    frame = read_capture(log_dir=env.home / "capture")
+    logged = frame[frame["request_id"] == "lane-0"].drop(columns=["time", "latency_ms"])
+    assert len(logged) == 2
+    assert logged.iloc[0].to_json() == logged.iloc[1].to_json()
+    assert (logged.iloc[0]["endpoint"], logged.iloc[0]["route"]) == ("ab", "endpoint_predict")
+    # A shadow endpoint's request taken by the lane still sends its copy to the challenger.
+    del taken[:]
+    before = env.router.shadow.completed
+    assert env.predict("shadowed").status_code == 200
+    assert taken == [True]
+    wait_for(lambda: env.router.shadow.completed > before, what="the shadow copy")
+
+
 def test_variant_in_capture_and_in_the_shared_counters(env: Env) -> None:
     create_endpoint(env.vigil, _split("counted", {"a": 1, "b": 1}))
     answers = {}

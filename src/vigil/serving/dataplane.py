@@ -399,18 +399,23 @@ class DataPlane:
         route: str,
         started: float,
         key_id: str | None = None,
+        endpoint: str | None = None,
+        variant: str | None = None,
+        propensity: float | None = None,
+        cache: bool = True,
     ) -> asyncio.Future[BatchResult] | None:
         """:meth:`predict`'s plain case without a coroutine: one record of float features
-        that the validator's fused check takes, for a ready model with no prediction cache,
-        tracing off, no endpoint, variant or passthrough (``key_id``: the API key that
-        sent it, for the log). Queues it with its model's
-        batch (logged as :meth:`predict` logs it) and returns the batcher's future; ``None``
-        when the call is not that plain case, and nothing was done: :meth:`predict` decides
-        it, errors included."""
+        (``records``) that the validator's fused check takes, for a ready model whose
+        prediction cache is off (or not asked: ``cache``), tracing off, no passthrough;
+        ``key_id``, ``endpoint``, ``variant`` and ``propensity`` describe the call for the
+        log as :meth:`predict`'s do. Queues it with its model's batch (logged as
+        :meth:`predict` logs it) and returns the batcher's future; ``None`` when the call
+        is not that plain case, and nothing was done: :meth:`predict` decides it, errors
+        included."""
         if self.tracing is not None or not model.ready:
             return None
         if (want_proba and not model.has_proba) or (
-            self.cache is not None and model.cache is not None
+            cache and self.cache is not None and model.cache is not None
         ):
             return None
         valid = model.validator.one_record(records)
@@ -425,11 +430,11 @@ class DataPlane:
                 valid.X,
                 route,
                 started,
-                None,
+                variant,
                 key_id,
+                endpoint,
                 None,
-                None,
-                None,
+                propensity,
                 False,
                 None,
             )

@@ -108,7 +108,6 @@ async def predict(dp: DataPlane, req: Request) -> Response:
     # The router's predict, unrolled here (call(), then answered() or failed()): one
     # coroutine fewer per request.
     request_id, route, key_id = req.request_id, req.route, req.key_id
-    live, variant = routed.endpoint, routed.variant
     started = perf_counter()
     try:
         result = await router.call(
@@ -124,21 +123,29 @@ async def predict(dp: DataPlane, req: Request) -> Response:
         router.failed(routed, started, exc)
         raise
     router.answered(routed, started, table, want_proba, result.request_id, route, key_id)
+    return Response(
+        encode(result.request_id, routed, result.predictions, result.probabilities),
+        headers=[(b"x-request-id", result.request_id.encode()), *routed.headers],
+    )
+
+
+def encode(request_id: str, routed: Routed, predictions: Any, proba: Any) -> bytes:
+    """The native endpoint route's answer: the model route's, plus the endpoint and the
+    variant that answered."""
+    served = routed.served
     body: dict[str, Any] = {
-        "request_id": result.request_id,
-        "endpoint": live.name,
-        "variant": variant,
+        "request_id": request_id,
+        "endpoint": routed.endpoint.name,
+        "variant": routed.variant,
         "model": served.name,
         "version": served.version,
-        "predictions": result.predictions,
+        "predictions": predictions,
     }
     if served.classes is not None:
         body["classes"] = served.classes
-    if result.probabilities is not None:
-        body["probabilities"] = result.probabilities
-    return Response(
-        dumps(body), headers=[(b"x-request-id", result.request_id.encode()), *routed.headers]
-    )
+    if proba is not None:
+        body["probabilities"] = proba
+    return dumps(body)
 
 
 @records_failures("v2")

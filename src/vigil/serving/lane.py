@@ -1,24 +1,27 @@
 """The fast lane: a plain prediction answered without an ASGI cycle or a task of its own.
 
 Most requests a model server answers are the same plain case: ``POST`` one record of
-float features to a model's native predict route, as JSON, nothing else asked. Through
-ASGI each one costs the server a scope, an ASGI cycle, a task and its coroutines, two
-message dicts and the response head built from a header list, and the app a
-:class:`~vigil.serving.http.Request`, the route's handler and the data plane's coroutine:
-more than the prediction itself (see ``docs/benchmarks.md``, "Hot path").
+float features to a model's (or an experiment endpoint's) native predict route, as JSON,
+nothing else asked. Through ASGI each one costs the server a scope, an ASGI cycle, a task
+and its coroutines, two message dicts and the response head built from a header list,
+and the app a :class:`~vigil.serving.http.Request`, the route's handler and the data
+plane's coroutine: more than the prediction itself (see ``docs/benchmarks.md``, "Hot
+path").
 
 :class:`FastLane` answers that case from the HTTP protocol's own callback
 (:mod:`vigil.serving.protocol`), once a request's whole body is in: it checks what the app
-checks (route, ``Host``, media type, body size, the body's shape, the validator's fused
-check of one record), queues the record with its model's batch through
-:meth:`~vigil.serving.data plane.DataPlane.submit_one` (logged with its batch as any
+checks (route, ``Host``, API key, media type, body size, the body's shape, the
+validator's fused check of one record), picks an endpoint's variant as the endpoint route
+does, queues the record with its model's batch through
+:meth:`~vigil.serving.dataplane.DataPlane.submit_one` (logged with its batch as any
 prediction), and answers from the batch's future. It takes nothing else: whenever a check
 does not pass (an API key that its cache has not admitted included), or the server runs
-with what the lane does not do (tracing, the access log, a drain under way), it declines *before doing anything*, and the request goes
-through the ASGI app as usual, which then judges it, errors included. So every error, and
-every answer but the plain one, still comes from one place (:class:`~vigil.serving.app.
-ServingApp`); the lane's answers are the same bytes the app would send
-(``tests/serving/test_lane.py``).
+with what the lane does not do (tracing, the access log, a drain under way), it declines
+*before doing anything* but draw a variant, and the request goes through the ASGI app as
+usual, which then judges it (a declined split without a unit id draws its variant again),
+errors included. So every error, and every answer but the plain one, still comes from one
+place (:class:`~vigil.serving.app.ServingApp`); the lane's answers are the same bytes the
+app would send (``tests/serving/test_lane.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from vigil.errors import VigilError
+from vigil.serving import endpoint_routes
 from vigil.serving.codecs import native
 from vigil.serving.dataplane import request_id_from
 from vigil.serving.executors import INLINE_BODY_BYTES
@@ -42,6 +46,7 @@ if TYPE_CHECKING:
     from vigil.auth.keys import Principal
     from vigil.serving.batching import BatchResult
     from vigil.serving.dataplane import DataPlane
+    from vigil.serving.endpoints import Routed
     from vigil.serving.guards import HostGuard
     from vigil.serving.metrics import RequestTally
     from vigil.serving.provider import ServedModel
@@ -57,14 +62,16 @@ _PLAIN_HEAD = b"content-type: " + JSON + b"\r\ncontent-length: %d\r\nx-request-i
 
 
 class _Entry:
-    """A path the lane answers: its route, and the model name and selector in it."""
+    """A path the lane answers: its route, and the model (name and selector) or the
+    experiment endpoint it names."""
 
-    __slots__ = ("name", "route", "selector")
+    __slots__ = ("endpoint", "name", "route", "selector")
 
-    def __init__(self, route: Route, name: str, selector: str | None) -> None:
+    def __init__(self, route: Route, name: str, selector: str | None, endpoint: str | None) -> None:
         self.route = route
         self.name = name
         self.selector = selector
+        self.endpoint = endpoint
 
 
 class FastLane:
@@ -73,8 +80,9 @@ class FastLane:
     ``router`` matches paths as the app does, ``tally`` counts requests as the app does
     (``None``: metrics off), ``hosts`` is the app's ``Host`` guard (``None``: any),
     ``authenticator`` its API-key checks (``None``: off; the lane takes a key its cache
-    admits, and leaves any other to the app) and ``failed`` the app's own answer to a request that raised (after it was queued: the
-    model failed, the log could not be written)."""
+    admits, and leaves any other to the app) and ``failed`` the app's own answer to a
+    request that raised (after it was queued: the model failed, the log could not be
+    written)."""
 
     def __init__(
         self,
@@ -88,9 +96,9 @@ class FastLane:
         self._dataplane = dataplane
         self._authenticator = authenticator
         self._router = router
-        self._tally = tally
+        self.tally = tally
         self._hosts = hosts
-        self._failed = failed
+        self.failed = failed
         self._readiness = dataplane.readiness
         self._limit = min(dataplane.settings.max_body_bytes, INLINE_BODY_BYTES)
         self._paths: dict[str, _Entry | None] = {}
@@ -139,31 +147,57 @@ class FastLane:
             and media_type(content_type.decode("latin-1")) != "application/json"
         ):
             return None  # no type is taken as JSON on a prediction, as the app takes it
-        payload = _plain_payload(body)
+        payload = _object(body)
         if payload is None:
             return None
+        routed: Routed | None = None
+        dataplane = self._dataplane
         try:
-            table, want_proba = native.decode(payload)
-            served = self._dataplane.model(entry.name, entry.selector)
+            if entry.endpoint is None:
+                if not _PLAIN_KEYS.issuperset(payload):
+                    return None
+                table, want_proba = native.decode(payload)
+                served = dataplane.model(entry.name, entry.selector)
+            else:
+                endpoints = dataplane.endpoints
+                live = None if endpoints is None else endpoints.routed(entry.endpoint)
+                if endpoints is None or live is None:
+                    return None
+                unit = live.unit(dict(headers), payload)  # takes its field out of the body
+                if not _PLAIN_KEYS.issuperset(payload):
+                    return None
+                table, want_proba = native.decode(payload)
+                routed = endpoints.route(live, unit)
+                served = routed.served
         except VigilError:
             return None
         rid = request_id_from(None if request_id is None else request_id.decode("latin-1"))
-        key_id = None if caller is None else caller.key_id
-        future = self._dataplane.submit_one(
-            served, getattr(table, "rows", None), want_proba, rid, route.name, started, key_id
-        )
+        call = _Call(self, route, served, routed, table, want_proba, rid, started, caller, answer)
+        if routed is None:
+            future = dataplane.submit_one(
+                served, call.rows, want_proba, rid, route.name, started, call.key_id
+            )
+        else:
+            call.called = perf_counter()  # where the endpoint route starts its variant's time
+            future = dataplane.submit_one(
+                served,
+                call.rows,
+                want_proba,
+                rid,
+                route.name,
+                started,
+                call.key_id,
+                routed.endpoint.name,
+                routed.variant,
+                routed.propensity,
+                routed.cache,
+            )
         if future is None:
             return None
-        tally = self._tally
-        if tally is not None:
-            tally.started()
-
-        def answered(done: asyncio.Future[BatchResult]) -> None:
-            self._answered(
-                done, route, served, want_proba, rid, started, path, headers, body, caller, answer
-            )
-
-        future.add_done_callback(answered)
+        call.request = (path, headers, body)
+        if self.tally is not None:
+            self.tally.started()
+        future.add_done_callback(call.done)
         return future
 
     def _learn(self, path: str) -> _Entry | None:
@@ -176,78 +210,133 @@ class FastLane:
             selector = params.get("version") or (
                 ("@" + params["alias"]) if "alias" in params else None
             )
-            entry = _Entry(route, params["name"], selector)
+            entry = _Entry(route, params["name"], selector, None)
+        elif route.handler is endpoint_routes.predict:
+            entry = _Entry(route, "", None, params["endpoint"])
         if len(path) <= _PATH_KEPT_CHARS:
             if len(self._paths) >= _PATHS_KEPT:
                 self._paths.clear()
             self._paths[path] = entry
         return entry
 
-    def _answered(
+
+class _Call:
+    """One request the lane took, until it is answered."""
+
+    __slots__ = (
+        "answer",
+        "called",
+        "caller",
+        "lane",
+        "request",
+        "rid",
+        "route",
+        "routed",
+        "served",
+        "started",
+        "table",
+        "want_proba",
+    )
+
+    def __init__(
         self,
-        done: asyncio.Future[BatchResult],
+        lane: FastLane,
         route: Route,
         served: ServedModel,
+        routed: Routed | None,
+        table: Any,
         want_proba: bool,
         rid: str,
         started: float,
-        path: str,
-        headers: list[tuple[bytes, bytes]],
-        body: bytearray,
         caller: Principal | None,
         answer: Answer,
     ) -> None:
-        if not done.cancelled() and done.exception() is None:
-            result = done.result()
-            proba = result.probabilities if want_proba else None
+        self.lane = lane
+        self.route = route
+        self.served = served
+        self.routed = routed
+        self.table = table
+        self.want_proba = want_proba
+        self.rid = rid
+        self.started = started
+        self.called = started
+        self.caller = caller
+        self.answer = answer
+        self.request: tuple[str, list[tuple[bytes, bytes]], bytearray] | None = None
+
+    @property
+    def rows(self) -> Any:
+        """The table's records (``None`` for another shape: the data plane declines it)."""
+        return getattr(self.table, "rows", None)
+
+    @property
+    def key_id(self) -> str | None:
+        return None if self.caller is None else self.caller.key_id
+
+    def done(self, future: asyncio.Future[BatchResult]) -> None:
+        """The batch answered (or failed, or the drain's deadline cancelled the request)."""
+        if future.cancelled() or future.exception() is not None:
+            self._failed(future)
+            return
+        result = future.result()
+        rid, served, routed = self.rid, self.served, self.routed
+        proba = result.probabilities if self.want_proba else None
+        if routed is None:
             content = native.encode(rid, served, result.predictions, proba)
             # The app's headers for this answer (content type, length, request id), in its
             # order, formatted at once.
-            answer(200, _PLAIN_HEAD % (len(content), rid.encode()), content)
-            if self._tally is not None:
-                self._tally.answered(
-                    route.name, served.name, served.version_label, 200, perf_counter() - started
-                )
-            return
-        # A failure after the request was queued (the model raised, the log could not be
-        # written) or the drain's deadline: answered by the app, as it answers any.
-        request = Request("POST", path, {}, None, rid, bytes(body), headers, None, b"", "http")
-        request.route, request.model, request.version = (
-            route.name,
-            served.name,
-            served.version_label,
-        )
-        if caller is not None:
-            request.key_id, request.key_role = caller.key_id, caller.role
-        asyncio.get_running_loop().create_task(self._fail(done, route, request, started, answer))
+            self.answer(200, _PLAIN_HEAD % (len(content), rid.encode()), content)
+        else:
+            endpoints = self.lane._dataplane.endpoints
+            assert endpoints is not None
+            endpoints.answered(
+                routed,
+                self.called,
+                self.table,
+                self.want_proba,
+                rid,
+                self.route.name,
+                self.key_id,
+            )
+            content = endpoint_routes.encode(rid, routed, result.predictions, proba)
+            lines = [_PLAIN_HEAD % (len(content), rid.encode())]
+            lines += (b"%s: %s\r\n" % pair for pair in routed.headers)
+            self.answer(200, b"".join(lines), content)
+        tally = self.lane.tally
+        if tally is not None:
+            tally.answered(
+                self.route.name,
+                served.name,
+                served.version_label,
+                200,
+                perf_counter() - self.started,
+            )
 
-    async def _fail(
-        self,
-        done: asyncio.Future[BatchResult],
-        route: Route,
-        request: Request,
-        started: float,
-        answer: Answer,
-    ) -> None:
-        exc = done.exception() if not done.cancelled() else None
+    def _failed(self, future: asyncio.Future[BatchResult]) -> None:
+        """A failure after the request was queued (the model raised, the log could not be
+        written) or the drain's deadline: answered by the app, as it answers any."""
+        assert self.request is not None
+        path, headers, body = self.request
+        exc = None if future.cancelled() else future.exception()
+        params = {} if self.routed is None else {"endpoint": self.routed.endpoint.name}
+        request = Request("POST", path, params, None, self.rid, bytes(body), headers)
+        request.route = self.route.name
+        request.model, request.version = self.served.name, self.served.version_label
+        if self.caller is not None:
+            request.key_id, request.key_role = self.caller.key_id, self.caller.role
+        if self.routed is not None and exc is not None:
+            endpoints = self.lane._dataplane.endpoints
+            assert endpoints is not None
+            endpoints.failed(self.routed, self.called, exc)  # counted, its error body tagged
+        asyncio.get_running_loop().create_task(self._answer_failure(request, exc))
+
+    async def _answer_failure(self, request: Request, exc: BaseException | None) -> None:
+        route = self.route
         if exc is None:  # cancelled: only the drain does, once its deadline ran out
             response = error_response(route.style, SHUTTING_DOWN, request.request_id)
         else:
-            response = await self._failed(
-                route, request, exc if isinstance(exc, Exception) else RuntimeError(exc)
-            )
-        self._reply(answer, response)
-        if self._tally is not None:
-            self._tally.answered(
-                route.name,
-                request.model,
-                request.version,
-                response.status,
-                perf_counter() - started,
-            )
-
-    @staticmethod
-    def _reply(answer: Answer, response: Response) -> None:
+            failure = exc if isinstance(exc, Exception) else RuntimeError(exc)
+            response = await self.lane.failed(route, request, failure)
         lines = [
             b"content-type: ",
             response.content_type,
@@ -257,18 +346,25 @@ class FastLane:
         ]
         for name, value in response.headers or ():
             lines += (name, b": ", value, b"\r\n")
-        answer(response.status, b"".join(lines), response.body)
+        self.answer(response.status, b"".join(lines), response.body)
+        tally = self.lane.tally
+        if tally is not None:
+            tally.answered(
+                route.name,
+                request.model,
+                request.version,
+                response.status,
+                perf_counter() - self.started,
+            )
 
 
-def _plain_payload(body: bytearray) -> dict[str, Any] | None:
-    """The body's JSON object when it is one with nothing but the plain case's keys."""
+def _object(body: bytearray) -> dict[str, Any] | None:
+    """The body's JSON value when it is an object (``None`` for anything else)."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if type(payload) is not dict or not _PLAIN_KEYS.issuperset(payload):
-        return None
-    return payload
+    return payload if type(payload) is dict else None
 
 
 _UNSEEN: Any = object()
