@@ -276,3 +276,49 @@ def test_the_collector_pause_ends_at_settle_and_leaves_others_choices_alone(
     finally:
         gc.enable()
         monkeypatch.setattr(_heap, "_paused", False)
+
+
+@pytest.mark.parametrize(("command", "collecting"), [("serve", False), ("model", True)])
+def test_vigil_serve_pauses_the_collector_before_the_command_lines_imports(
+    command: str, collecting: bool
+) -> None:
+    """`vigil serve` (only) turns the collector off as the command line is first imported,
+    before typer, pydantic and the command modules: its start-up runs with it off until
+    ready anyway."""
+    code = (
+        f"import sys; sys.argv = ['vigil', {command!r}]; import gc, vigil.cli; "
+        "print(gc.isenabled(), 'typer' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(collecting), "True"]
+
+
+def test_the_supervisor_of_several_workers_collects_as_usual(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pause `vigil serve` starts with ends in a supervisor: it serves nothing itself,
+    and lives as long as the server."""
+    import gc
+
+    from vigil import _heap
+    from vigil.serving import workers
+
+    seen: list[bool] = []
+
+    class Supervisor:
+        def __init__(self, config: Any, sockets: list[Any]) -> None:
+            pass
+
+        def run(self) -> None:
+            seen.append(gc.isenabled())
+
+    monkeypatch.setattr(workers, "_supervisor_class", lambda: Supervisor)
+    try:
+        _heap.pause()  # as importing vigil.cli does for `vigil serve`
+        workers.serve("vigil.app:serving_app_from_environment", port=0, workers=2)
+    finally:
+        gc.enable()
+        monkeypatch.setattr(_heap, "_paused", False)
+    assert seen == [True]
