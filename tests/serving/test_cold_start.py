@@ -6,8 +6,9 @@ pays for. The statistics and storage stacks (pandas, PyArrow, SciPy, scikit-lear
 ``onnx`` package (ONNX Runtime alone runs the model) and the PostgreSQL dialect of a SQLite
 registry must not be among them. The capture's feedback store and compactor, which do need
 PyArrow, are built after startup (the test holds that step back, then takes it, to see that
-it works). The worker is built as ``vigil serve`` builds it (``workers.worker_app``), so
-the collector is off until the heap is settled at ready.
+it works); they are started only once the worker has said it is ready. The worker is built
+as ``vigil serve`` builds it (``workers.worker_app``), so the collector is off until the heap
+is frozen at ready, without a full collection on the way.
 
 A worker serving a scikit-learn model through skops imports scikit-learn (the model needs
 it whatever reads the file), but neither fsspec (a local artifact store reads with plain
@@ -53,13 +54,23 @@ async def _held_back(self):  # the deferred build, held back until the check is 
     return None
 
 CaptureRuntime._background = _held_back
+order = []  # the lifespan's messages and the capture's start, in the order they happened
+_start_capture = CaptureRuntime.start
+
+def _recorded_start(self):
+    order.append("capture started")
+    return _start_capture(self)
+
+CaptureRuntime.start = _recorded_start
 
 async def main():
+    full_collections = gc.get_stats()[2]["collections"]
     app = worker_app()
     collecting_while_starting = gc.isenabled()
     inbox, sent = asyncio.Queue(), asyncio.Queue()
 
     async def send(message):
+        order.append(message["type"])
         await sent.put(message["type"])
 
     lifespan = asyncio.create_task(app._lifespan(inbox.get, send))
@@ -67,6 +78,7 @@ async def main():
     started = await sent.get()
     ready = sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)
     frozen = gc.get_freeze_count()
+    full_collections_to_ready = gc.get_stats()[2]["collections"] - full_collections
     collecting_at_ready = gc.isenabled()
     skops_trust = sys.modules.get("vigil.bundle.flavors._skops_trust")
     served = len(app.dataplane.models())
@@ -79,6 +91,8 @@ async def main():
         "served": served,
         "at_ready": ready,
         "frozen_at_ready": frozen,
+        "full_collections_to_ready": full_collections_to_ready,
+        "order": order,
         "collecting_while_starting": collecting_while_starting,
         "collecting_at_ready": collecting_at_ready,
         "skops_trust_from_cache": skops_trust.used_cache if skops_trust else None,
@@ -127,6 +141,15 @@ def _start_worker(home: Path, modules: list[str], **env: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert result["served"] == 1
+    # The capture's background work (feedback store, compactor, PyArrow) starts once the
+    # worker has said it is ready, not on the way there.
+    assert result["order"] == [
+        "lifespan.startup.complete",
+        "capture started",
+        "lifespan.shutdown.complete",
+    ]
+    # The heap is frozen at ready as it is: no full collection on the way (vigil._heap).
+    assert result["full_collections_to_ready"] == 0
     return result
 
 
@@ -253,3 +276,49 @@ def test_the_collector_pause_ends_at_settle_and_leaves_others_choices_alone(
     finally:
         gc.enable()
         monkeypatch.setattr(_heap, "_paused", False)
+
+
+@pytest.mark.parametrize(("command", "collecting"), [("serve", False), ("model", True)])
+def test_vigil_serve_pauses_the_collector_before_the_command_lines_imports(
+    command: str, collecting: bool
+) -> None:
+    """`vigil serve` (only) turns the collector off as the command line is first imported,
+    before typer, pydantic and the command modules: its start-up runs with it off until
+    ready anyway."""
+    code = (
+        f"import sys; sys.argv = ['vigil', {command!r}]; import gc, vigil.cli; "
+        "print(gc.isenabled(), 'typer' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(collecting), "True"]
+
+
+def test_the_supervisor_of_several_workers_collects_as_usual(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pause `vigil serve` starts with ends in a supervisor: it serves nothing itself,
+    and lives as long as the server."""
+    import gc
+
+    from vigil import _heap
+    from vigil.serving import workers
+
+    seen: list[bool] = []
+
+    class Supervisor:
+        def __init__(self, config: Any, sockets: list[Any]) -> None:
+            pass
+
+        def run(self) -> None:
+            seen.append(gc.isenabled())
+
+    monkeypatch.setattr(workers, "_supervisor_class", lambda: Supervisor)
+    try:
+        _heap.pause()  # as importing vigil.cli does for `vigil serve`
+        workers.serve("vigil.app:serving_app_from_environment", port=0, workers=2)
+    finally:
+        gc.enable()
+        monkeypatch.setattr(_heap, "_paused", False)
+    assert seen == [True]

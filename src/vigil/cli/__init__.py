@@ -41,6 +41,10 @@ One way to do each thing:
 
 from __future__ import annotations
 
+# isort: split
+import vigil.cli._collector  # noqa: F401  first: `vigil serve` pauses the collector here
+
+# isort: split
 import typer
 
 from vigil.cli import alerts as _alerts

@@ -257,8 +257,9 @@ class ServingApp:
                     )
                 if self.settings.gc_freeze:
                     _heap.enable()
-                    _heap.settle()
+                    _heap.settle(collect=False)  # nothing to free worth a full pass (_heap)
                 await send({"type": "lifespan.startup.complete"})
+                self.dataplane.started()
             elif message["type"] == "lifespan.shutdown":
                 if self._usage is not None:
                     self._usage.cancel()

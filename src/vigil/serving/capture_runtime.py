@@ -8,9 +8,9 @@ nothing of HTTP: the composition root (:meth:`vigil.app.Vigil.capture_runtime`) 
 per worker, and the data plane starts and stops it with the worker.
 
 Only the sink is built with the runtime: it is all a prediction needs. The feedback store
-and the compactor (and PyArrow behind them) are built in a thread once the worker starts,
-or on first use by a feedback request, whichever comes first, so they never delay the
-worker's readiness.
+and the compactor (and PyArrow behind them) are built in a thread once the worker takes
+traffic (:meth:`~vigil.serving.dataplane.DataPlane.started`), or on first use by a feedback
+request, whichever comes first, so they never delay the worker's readiness.
 """
 
 from __future__ import annotations
@@ -129,9 +129,10 @@ class CaptureRuntime:
 
         return cls(sink, build=build)
 
-    async def start(self) -> None:
+    def start(self) -> None:
         """Build the feedback store and compactor in a thread, then compact in the
-        background (the first pass recovers what dead workers left)."""
+        background (the first pass recovers what dead workers left); from the running
+        event loop, once the worker takes traffic."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._background())
 

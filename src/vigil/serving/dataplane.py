@@ -212,15 +212,20 @@ class DataPlane:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        # Models first: the capture's background work (building the feedback store and
-        # compactor, importing PyArrow) would only compete with loading them for the CPU.
+        """Load and warm the models, then the experiment endpoints' (before ready)."""
         await self.provider.start()
         if self.cache is not None:
             await self.cache.start()
-        if self.capture is not None:
-            await self.capture.start()
         if self.endpoints is not None:
             await self.endpoints.start(self)
+
+    def started(self) -> None:
+        """The worker takes traffic: start what may wait until then. The capture's
+        background work (building the feedback store and compactor, importing PyArrow,
+        the first compaction pass) would only compete with start-up for the CPU; its sink,
+        all a prediction needs, is ready from the first request."""
+        if self.capture is not None:
+            self.capture.start()
 
     async def shutdown(self) -> None:
         if self.endpoints is not None:

@@ -340,6 +340,7 @@ def serve(
             _heap.resume()
             raise
     else:
+        _heap.resume()  # a supervisor only supervises: it collects as usual (vigil.cli)
         check_factory(provider)
     # One process keeps its metrics in memory; several share a fresh private directory
     # (set before any worker imports prometheus-client, which picks its storage at import).
