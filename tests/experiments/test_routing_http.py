@@ -27,13 +27,14 @@ from tests.serving.conftest import ServerThread
 from vigil.app import Vigil
 from vigil.capture.reader import read_capture
 from vigil.experiments.assign import WeightedChoice, unit_point
-from vigil.experiments.state import RedisPolicyState, SqlPolicyState
+from vigil.experiments.state import RedisPolicyState, SqlPolicyState, VariantStats
 from vigil.experiments.store import EndpointStore
 from vigil.serving.app import ServingApp
 from vigil.serving.endpoints import EndpointRouter
 from vigil.serving.registry_provider import RegistryProvider
 
 ALPHA = 1e-4
+_NONE = VariantStats(requests=0, errors=0, latency_buckets=[])
 SHADOW_DELAY = 0.4
 
 
@@ -186,12 +187,27 @@ def test_the_fast_lane_answers_an_endpoint_as_the_app_does(
     assert len(logged) == 2
     assert logged.iloc[0].to_json() == logged.iloc[1].to_json()
     assert (logged.iloc[0]["endpoint"], logged.iloc[0]["route"]) == ("ab", "endpoint_predict")
-    # A shadow endpoint's request taken by the lane still sends its copy to the challenger.
+    # A shadow endpoint's request taken by the lane still sends its copy to the challenger
+    # (an endpoint of its own: the shadow test counts the other one's copies).
+    create_endpoint(
+        env.vigil,
+        {
+            "name": "lane-shadow",
+            "variants": [
+                {"name": "live", "model": "models:/m@production"},
+                {"name": "challenger", "model": "models:/slow@production"},
+            ],
+            "policy": {"kind": "shadow", "primary": "live", "shadows": ["challenger"]},
+        },
+    )
     del taken[:]
-    before = env.router.shadow.completed
-    assert env.predict("shadowed").status_code == 200
-    assert taken == [True]
-    wait_for(lambda: env.router.shadow.completed > before, what="the shadow copy")
+    assert env.predict("lane-shadow").status_code == 200  # unknown yet: the app loads it
+    assert env.predict("lane-shadow").status_code == 200
+    assert taken == [False, True]
+    wait_for(
+        lambda: (env.router.state.stats("lane-shadow").get("challenger") or _NONE).requests == 2,
+        what="both shadow copies counted",
+    )
 
 
 def test_variant_in_capture_and_in_the_shared_counters(env: Env) -> None:

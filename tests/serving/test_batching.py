@@ -272,6 +272,39 @@ def test_a_model_slow_only_on_its_worker_thread_is_probed_back_onto_the_loop(mon
     assert batcher.cost is not None and batcher.cost.fixed < 0.002
 
 
+def test_a_model_far_too_slow_for_the_loop_is_never_probed_on_it(monkeypatch):
+    """A probe runs one call on the event loop: for a model that is really slow (here 25
+    times the budget) it would stop every other request for that long."""
+    import threading
+    import time
+
+    from vigil.serving import batching
+
+    monkeypatch.setattr(batching, "PROBE_INTERVAL", 0.01)
+    threads: list[int] = []
+
+    def predict(X: Any, want_proba: bool) -> tuple[np.ndarray, None]:
+        threads.append(threading.get_ident())
+        time.sleep(0.05)
+        return X[:, 0], None
+
+    async def main() -> MicroBatcher:
+        batcher = MicroBatcher(predict, max_batch_size=4, inline_budget=0.002)
+        await asyncio.get_running_loop().run_in_executor(
+            batcher.executor, batcher.calibrate, np.ones((1, 1)), lambda: np.ones((4, 1)), False
+        )
+        threads.clear()
+        for _ in range(12):  # 0.6 s: past many probe intervals
+            await batcher.submit(np.ones((1, 1)), 1, False)
+        batcher.close()
+        return batcher
+
+    loop_thread = threading.get_ident()
+    batcher = asyncio.run(main())
+    assert len(threads) == 12 and loop_thread not in threads
+    assert batcher.stats.inline_batches == 0
+
+
 def test_requests_arriving_on_successive_loop_turns_join_one_batch():
     predict, calls = _recording_model()
 

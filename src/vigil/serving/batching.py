@@ -127,6 +127,11 @@ moves after a handful of them."""
 PROBE_INTERVAL = 1.0
 """Seconds before a model on its worker thread is first tried on the event loop again."""
 _LONGEST_PROBE_INTERVAL = 60.0
+_PROBE_LIMIT = 10.0
+"""A model whose calls on its worker thread take more than this many times the inline
+budget is never probed on the event loop: waiting for the GIL there (at most a few switch
+intervals of 5 ms) cannot make a cheap model look that slow, and a probe of a model that
+really is (a 400 ms call) would stop every other request for as long."""
 
 
 class RunQueueClock:
@@ -290,7 +295,11 @@ class MicroBatcher:
         now = perf_counter()
         if self._probe_at == 0.0:
             self._probe_at = now + self._probe_interval
-        elif now >= self._probe_at and cost.per_row * rows <= self.inline_budget:
+        elif (
+            now >= self._probe_at
+            and cost.per_row * rows <= self.inline_budget
+            and cost.estimate(rows) <= _PROBE_LIMIT * self.inline_budget
+        ):
             self._probing = True
             return True
         return False

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from vigil.serving.batching import BatchResult
     from vigil.serving.dataplane import DataPlane
     from vigil.serving.endpoints import Routed
+    from vigil.serving.endpoints.live import LiveEndpoint
     from vigil.serving.guards import HostGuard
     from vigil.serving.metrics import RequestTally
     from vigil.serving.provider import ServedModel
@@ -119,6 +120,14 @@ class FastLane:
             entry = self._learn(path)
         if entry is None:
             return None
+        live: LiveEndpoint | None = None
+        unit_header = unit = None
+        if entry.endpoint is not None:
+            endpoints = self._dataplane.endpoints
+            live = None if endpoints is None else endpoints.routed(entry.endpoint)
+            if live is None:
+                return None
+            unit_header = live.unit_header
         content_type = request_id = host = authorization = None
         for key, value in headers:
             if key == b"content-type":
@@ -129,6 +138,8 @@ class FastLane:
                 host = value
             elif key == b"authorization":
                 authorization = value
+            elif key == unit_header:
+                unit = value  # the last one, as the app's header mapping keeps it
             elif key == b"origin" or key == b"inference-header-content-length":
                 return None  # checks the app makes: rare on this route, left to it
         hosts = self._hosts
@@ -160,14 +171,13 @@ class FastLane:
                 served = dataplane.model(entry.name, entry.selector)
             else:
                 endpoints = dataplane.endpoints
-                live = None if endpoints is None else endpoints.routed(entry.endpoint)
-                if endpoints is None or live is None:
-                    return None
-                unit = live.unit(dict(headers), payload)  # takes its field out of the body
+                assert endpoints is not None and live is not None
+                # The unit from its header or its body field (taken out of the body).
+                found = live.unit({unit_header: unit} if unit_header and unit else {}, payload)
                 if not _PLAIN_KEYS.issuperset(payload):
                     return None
                 table, want_proba = native.decode(payload)
-                routed = endpoints.route(live, unit)
+                routed = endpoints.route(live, found)
                 served = routed.served
         except VigilError:
             return None

@@ -88,6 +88,9 @@ class LiveEndpoint:
     """Reads the request's unit id where the configuration says (a
     :class:`~vigil.experiments.assign.UnitReader`'s bound ``__call__``: calling a bound
     method costs less than calling an instance)."""
+    unit_header: bytes | None = field(init=False)
+    """The header :attr:`unit` reads (lower case; ``None``: none), for a caller that scans
+    the raw header list itself."""
     point: Callable[[str], float] = field(init=False)
     """``hasher``'s bound ``__call__``: the unit's point, for the same reason."""
     name: str = field(init=False)
@@ -96,7 +99,9 @@ class LiveEndpoint:
     _headers: dict[str, tuple[tuple[bytes, bytes], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.unit = UnitReader(self.config.unit).__call__
+        reader = UnitReader(self.config.unit)
+        self.unit = reader.__call__
+        self.unit_header = None if reader.header is None else reader.header.lower()
         self.point = self.hasher.__call__
         self.name = self.config.name
 
