@@ -108,10 +108,11 @@ class _Answering(NamedTuple):
     passthrough: Mapping[str, Sequence[Any]] | None = None
 
 
+_answered = partial(tuple.__new__, Answered)
 _answering = partial(tuple.__new__, _Answering)
-"""An :class:`_Answering` from a tuple of all its fields in order: a named tuple's own
-constructor takes its fields as arguments in Python, about three times the cost, on every
-request."""
+"""An :class:`_Answering` (and ``_answered`` an :class:`~vigil.capture.sink.Answered`) from
+a tuple of all its fields in order: a named tuple's own constructor takes its fields as
+arguments in Python, about three times the cost, on every request."""
 
 
 def _check_passthrough(passthrough: Mapping[str, Sequence[Any]], n_rows: int) -> None:
@@ -500,26 +501,27 @@ class DataPlane:
         """Log the requests one model call answered, with one write, before any reply."""
         assert self.capture is not None
         now = perf_counter()
-        # Positional (a named tuple's keywords cost a dict per request); the fields in
-        # Answered's order.
+        # From one tuple of the fields in Answered's order (see _answering).
         entries = [
-            Answered(
-                a.request_id,
-                a.model.name,
-                a.model.version,
-                a.features,
-                a.model.validator.names,
-                predictions,
-                probabilities,
-                a.model.classes,
-                a.route,
-                (now - a.started) * 1000.0,
-                a.variant,
-                a.key_id,
-                a.endpoint,
-                a.cached,
-                a.propensity,
-                a.passthrough,
+            _answered(
+                (
+                    a.request_id,
+                    a.model.name,
+                    a.model.version,
+                    a.features,
+                    a.model.validator.names,
+                    predictions,
+                    probabilities,
+                    a.model.classes,
+                    a.route,
+                    (now - a.started) * 1000.0,
+                    a.variant,
+                    a.key_id,
+                    a.endpoint,
+                    a.cached,
+                    a.propensity,
+                    a.passthrough,
+                )
             )
             for a, (predictions, probabilities) in answers
         ]
