@@ -221,24 +221,27 @@ def test_a_key_the_cache_admits_is_answered_by_the_fast_lane_and_logged_with_its
     key = store.create("predict", name="lane-caller")
     reader = store.create("read", name="lane-reader")
     ids = []
-    for _ in range(3):
+    for _ in range(20):  # the cache keeps a check CACHE_SECONDS: a slow machine may look again
         r = http.post("/v1/models/churn/predict", json={"inputs": ROW}, headers=bearer(key.token))
         assert r.status_code == 200
         ids.append(r.json()["request_id"])
-    # The first is the key's first use (a lookup, by the app); the cache admits the others.
-    assert taken[0] is False and taken[1:] == [True, True]
+        if taken[-1]:
+            break
+    # The first is the key's first use (a lookup, by the app); the cache admits a later one.
+    assert taken[0] is False and taken[-1] is True
+    sent = len(taken)
     for _ in range(2):  # a role the route refuses is never the lane's, cached or not
         r = http.post(
             "/v1/models/churn/predict", json={"inputs": ROW}, headers=bearer(reader.token)
         )
         assert r.status_code == 403
-    assert taken[3:] == [False, False]
+    assert taken[sent:] == [False, False]
     wait_for(
         lambda: set(ids) <= set(read_capture(log_dir=vigil.capture_dir)["request_id"]),
         what="the predictions in the inference log",
     )
     frame = read_capture(log_dir=vigil.capture_dir)
-    assert frame[frame["request_id"].isin(ids)]["caller"].tolist() == [key.key.id] * 3
+    assert frame[frame["request_id"].isin(ids)]["caller"].tolist() == [key.key.id] * len(ids)
 
 
 def test_the_key_is_recorded_as_used(http: httpx.Client, served: tuple[Vigil, ServerThread]):
