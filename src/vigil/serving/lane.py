@@ -94,7 +94,7 @@ class FastLane:
         authenticator: Authenticator | None,
         failed: Callable[[Route, Request, Exception], Awaitable[Response]],
     ) -> None:
-        self._dataplane = dataplane
+        self.dataplane = dataplane
         self._authenticator = authenticator
         self._router = router
         self.tally = tally
@@ -120,10 +120,11 @@ class FastLane:
             entry = self._learn(path)
         if entry is None:
             return None
+        dataplane = self.dataplane
+        endpoints = dataplane.endpoints
         live: LiveEndpoint | None = None
         unit_header = unit = None
         if entry.endpoint is not None:
-            endpoints = self._dataplane.endpoints
             live = None if endpoints is None else endpoints.routed(entry.endpoint)
             if live is None:
                 return None
@@ -162,16 +163,14 @@ class FastLane:
         if payload is None:
             return None
         routed: Routed | None = None
-        dataplane = self._dataplane
         try:
-            if entry.endpoint is None:
+            if live is None:
                 if not _PLAIN_KEYS.issuperset(payload):
                     return None
                 table, want_proba = native.decode(payload)
                 served = dataplane.model(entry.name, entry.selector)
             else:
-                endpoints = dataplane.endpoints
-                assert endpoints is not None and live is not None
+                assert endpoints is not None
                 # The unit from its header or its body field (taken out of the body).
                 found = live.unit({unit_header: unit} if unit_header and unit else {}, payload)
                 if not _PLAIN_KEYS.issuperset(payload):
@@ -182,21 +181,23 @@ class FastLane:
         except VigilError:
             return None
         rid = request_id_from(None if request_id is None else request_id.decode("latin-1"))
-        call = _Call(self, route, served, routed, table, want_proba, rid, started, caller, answer)
+        key_id = None if caller is None else caller.key_id
+        rows = getattr(table, "rows", None)  # another shape: the data plane declines it
         if routed is None:
+            called = started
             future = dataplane.submit_one(
-                served, call.rows, want_proba, rid, route.name, started, call.key_id
+                served, rows, want_proba, rid, route.name, started, key_id
             )
         else:
-            call.called = perf_counter()  # where the endpoint route starts its variant's time
+            called = perf_counter()  # where the endpoint route starts its variant's time
             future = dataplane.submit_one(
                 served,
-                call.rows,
+                rows,
                 want_proba,
                 rid,
                 route.name,
                 started,
-                call.key_id,
+                key_id,
                 routed.endpoint.name,
                 routed.variant,
                 routed.propensity,
@@ -204,9 +205,10 @@ class FastLane:
             )
         if future is None:
             return None
-        call.request = (path, headers, body)
         if self.tally is not None:
             self.tally.started()
+        call = _Call(self, route, served, routed, table, want_proba, rid, started, called, caller)
+        call.answer, call.request = answer, (path, headers, body)
         future.add_done_callback(call.done)
         return future
 
@@ -258,8 +260,8 @@ class _Call:
         want_proba: bool,
         rid: str,
         started: float,
+        called: float,
         caller: Principal | None,
-        answer: Answer,
     ) -> None:
         self.lane = lane
         self.route = route
@@ -269,15 +271,11 @@ class _Call:
         self.want_proba = want_proba
         self.rid = rid
         self.started = started
-        self.called = started
+        self.called = called
         self.caller = caller
-        self.answer = answer
-        self.request: tuple[str, list[tuple[bytes, bytes]], bytearray] | None = None
-
-    @property
-    def rows(self) -> Any:
-        """The table's records (``None`` for another shape: the data plane declines it)."""
-        return getattr(self.table, "rows", None)
+        self.answer: Answer
+        self.request: tuple[str, list[tuple[bytes, bytes]], bytearray]
+        """The request's path, headers and body, for the app should the call fail."""
 
     @property
     def key_id(self) -> str | None:
@@ -297,7 +295,7 @@ class _Call:
             # order, formatted at once.
             self.answer(200, _PLAIN_HEAD % (len(content), rid.encode()), content)
         else:
-            endpoints = self.lane._dataplane.endpoints
+            endpoints = self.lane.dataplane.endpoints
             assert endpoints is not None
             endpoints.answered(
                 routed,
@@ -325,7 +323,6 @@ class _Call:
     def _failed(self, future: asyncio.Future[BatchResult]) -> None:
         """A failure after the request was queued (the model raised, the log could not be
         written) or the drain's deadline: answered by the app, as it answers any."""
-        assert self.request is not None
         path, headers, body = self.request
         exc = None if future.cancelled() else future.exception()
         params = {} if self.routed is None else {"endpoint": self.routed.endpoint.name}
@@ -335,7 +332,7 @@ class _Call:
         if self.caller is not None:
             request.key_id, request.key_role = self.caller.key_id, self.caller.role
         if self.routed is not None and exc is not None:
-            endpoints = self.lane._dataplane.endpoints
+            endpoints = self.lane.dataplane.endpoints
             assert endpoints is not None
             endpoints.failed(self.routed, self.called, exc)  # counted, its error body tagged
         asyncio.get_running_loop().create_task(self._answer_failure(request, exc))
