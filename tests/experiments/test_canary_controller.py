@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,12 +78,16 @@ def test_a_good_canary_ramps_and_is_promoted(vigil: Vigil) -> None:
         assert (first.action, first.step, first.percent) == ("advance", 1, 100.0)
         assert state.control("checkout").data["step"] == 1
         state.add("checkout", "canary", requests=25, latency_ms=[5.0] * 25)
+        before = time.time()
         done = tick(controller, cfg, T0 + 22)
         assert done.action == "promote"
         assert controller.tick(cfg, T0 + 99) is None  # settled
         assert hook.bodies and hook.bodies[-1]["labels"]["alertname"] == "canary_promote"
     control = state.control("checkout")
-    assert control.data["status"] == "promoted" and control.revision == 3
+    # Started, advanced, promoted, then marked settled once the alias moved and the audit
+    # and alert were done (what the update policy waits for).
+    assert control.data["status"] == "promoted" and control.revision == 4
+    assert before <= control.data["applied_at"] <= time.time()
     assert vigil.registry.resolve("models:/churn@production").version == 3
     moved = vigil.registry.alias_history("churn", "production")[0]
     assert (moved.from_version, moved.to_version, moved.actor) == (1, 3, "canary-controller")

@@ -160,9 +160,14 @@ def test_the_canary_outcome_counts_only_this_canary() -> None:
     mine = policy_fingerprint(canary)
     assert rollout.canary_outcome(canary, {}) is None
     assert rollout.canary_outcome(canary, {"fingerprint": mine, "status": "ramping"}) is None
-    assert rollout.canary_outcome(canary, {"fingerprint": mine, "status": "promoted"}) == (
-        "promoted"
-    )
+    # Ended, but the controller has not moved the alias and audited yet: not over, unless
+    # it died at it (the grace period has passed).
+    ended = {"fingerprint": mine, "status": "promoted", "ended_at": 1000.0}
+    assert rollout.canary_outcome(canary, ended, now=1001.0) is None
+    late = 1000.0 + rollout.SETTLE_GRACE_S + 1
+    assert rollout.canary_outcome(canary, ended, now=late) == "promoted"
+    settled = {**ended, "applied_at": 1000.5}
+    assert rollout.canary_outcome(canary, settled, now=1001.0) == "promoted"
     # An earlier canary of the same endpoint (other versions) rolled back: not this one.
     other = policy_fingerprint(rollout.canary_config(config, 1, 3))
     assert rollout.canary_outcome(canary, {"fingerprint": other, "status": "rolled_back"}) is None

@@ -366,7 +366,18 @@ class CanaryController:
         ):
             return None
         self._apply(config, policy, decision, control.data)
+        if decision.action in ("rollback", "promote"):
+            self._settled(config.name, decision, control.revision + 1)
         return decision
+
+    def _settled(self, endpoint: str, decision: CanaryDecision, revision: int) -> None:
+        """Mark the ended ramp's side effects (alias move, audit, alert) done, so that a
+        reader of the control record (the update policy) does not act before them."""
+        data = {**decision.control, "applied_at": time.time()}
+        try:
+            self.store.set_control(endpoint, data, expected_revision=revision)
+        except Exception:  # readers fall back on the grace period after ``ended_at``
+            log.exception("could not mark the canary of endpoint %s settled", endpoint)
 
     def _group_accuracy(
         self, config: EndpointConfig, policy: CanaryPolicy, control: Mapping[str, Any]

@@ -20,6 +20,7 @@ After the run, successful or not, the endpoint goes back to :func:`idle_config`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,8 @@ __all__ = [
 
 SERVED = "served"
 CANDIDATE = "candidate"
+# How long after a ramp ended a reader waits for its controller to finish its side effects.
+SETTLE_GRACE_S = 60.0
 
 
 def _variants(model: str, served: int, candidate: int) -> list[dict[str, str]]:
@@ -93,13 +96,24 @@ def canary_config(policy: PolicyConfig, served: int, candidate: int) -> Endpoint
     )
 
 
-def canary_outcome(config: EndpointConfig, control: Mapping[str, Any]) -> str | None:
+def canary_outcome(
+    config: EndpointConfig, control: Mapping[str, Any], now: float | None = None
+) -> str | None:
     """``promoted``, ``rolled_back``, or ``None`` while this canary still ramps (a control
-    record of another configuration counts as not started)."""
+    record of another configuration counts as not started).
+
+    The ramp's end counts once the controller that ended it has done what follows (moved
+    the alias, audited, alerted: ``applied_at``), or ``SETTLE_GRACE_S`` after the end if
+    that controller died in between."""
     if control.get("fingerprint") != policy_fingerprint(config):
         return None
     status = control.get("status", "ramping")
-    return str(status) if status in ("promoted", "rolled_back") else None
+    if status not in ("promoted", "rolled_back"):
+        return None
+    now = time.time() if now is None else now
+    if "applied_at" not in control and now - float(control.get("ended_at", 0)) < SETTLE_GRACE_S:
+        return None
+    return str(status)
 
 
 @dataclass(frozen=True)
