@@ -126,7 +126,7 @@ def test_remembered_unit_points_are_the_keyed_blake2b_points() -> None:
     for unit in [*units, *units[::-1]]:  # past the memory's size: forgotten, hashed again
         digest = hashlib.blake2b(unit.encode(), digest_size=8, key=salt.encode()).digest()
         assert hasher(unit) == int.from_bytes(digest, "big") / 2.0**64
-    assert 0 < len(hasher._points) <= 4096 and "x" * 500 not in hasher._points
+    assert 0 < len(hasher.points) <= 4096 and "x" * 500 not in hasher.points
 
 
 def test_the_weighted_pick_is_the_interval_holding_the_point() -> None:

@@ -73,25 +73,27 @@ class UnitHasher:
     True
     """
 
-    __slots__ = ("_keyed", "_points")
+    __slots__ = ("_keyed", "points")
 
     def __init__(self, salt: str) -> None:
         # The keyed start's bound ``copy``: a copy costs less than keying a new state (and
         # than the one-shot ``blake2b(data, key=...)``, timed), the bound method one
         # attribute look-up less per hash.
         self._keyed = hashlib.blake2b(digest_size=8, key=salt.encode()[:64]).copy
-        self._points: dict[str, float] = {}
+        self.points: dict[str, float] = {}
+        """The points remembered (one dict for the hasher's life: cleared, never replaced),
+        for a caller that looks a unit up before calling."""
 
     def __call__(self, unit: str) -> float:
-        point = self._points.get(unit)
+        point = self.points.get(unit)
         if point is None:
             state = self._keyed()
             state.update(unit.encode())
             point = _U64(state.digest())[0] * _SCALE
             if len(unit) <= _POINT_UNIT_CHARS:
-                if len(self._points) >= _POINTS_KEPT:
-                    self._points.clear()
-                self._points[unit] = point
+                if len(self.points) >= _POINTS_KEPT:
+                    self.points.clear()
+                self.points[unit] = point
         return point
 
 

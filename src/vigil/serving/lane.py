@@ -60,6 +60,8 @@ _PATHS_KEPT = 1024
 _PATH_KEPT_CHARS = 256
 _PLAIN_KEYS = frozenset(("instances", "inputs", "return_proba"))
 _PLAIN_HEAD = b"content-type: " + JSON + b"\r\ncontent-length: %d\r\nx-request-id: %s\r\n"
+_ENDPOINT_HEAD = _PLAIN_HEAD + b"%s"
+"""With the endpoint's headers (:attr:`~vigil.serving.endpoints.live.Routed.head`)."""
 
 
 class _Entry:
@@ -172,7 +174,10 @@ class FastLane:
             else:
                 assert endpoints is not None
                 # The unit from its header or its body field (taken out of the body).
-                found = live.unit({unit_header: unit} if unit_header and unit else {}, payload)
+                if live.unit_field is None:  # the header alone, found in the scan above
+                    found = unit.decode("latin-1") if unit else None
+                else:
+                    found = live.unit({unit_header: unit} if unit_header and unit else {}, payload)
                 if not _PLAIN_KEYS.issuperset(payload):
                     return None
                 table, want_proba = native.decode(payload)
@@ -307,9 +312,7 @@ class _Call:
                 self.key_id,
             )
             content = endpoint_routes.encode(rid, routed, result.predictions, proba)
-            lines = [_PLAIN_HEAD % (len(content), rid.encode())]
-            lines += (b"%s: %s\r\n" % pair for pair in routed.headers)
-            self.answer(200, b"".join(lines), content)
+            self.answer(200, _ENDPOINT_HEAD % (len(content), rid.encode(), routed.head), content)
         tally = self.lane.tally
         if tally is not None:
             tally.answered(

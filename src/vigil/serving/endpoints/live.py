@@ -91,6 +91,11 @@ class LiveEndpoint:
     unit_header: bytes | None = field(init=False)
     """The header :attr:`unit` reads (lower case; ``None``: none), for a caller that scans
     the raw header list itself."""
+    unit_field: str | None = field(init=False)
+    """The body field :attr:`unit` also reads (``None``: none): without one, such a caller
+    has the unit id from its scan alone."""
+    points: dict[str, float] = field(init=False)
+    """The points ``hasher`` remembers (unit id → point), for a look-up before the call."""
     point: Callable[[str], float] = field(init=False)
     """``hasher``'s bound ``__call__``: the unit's point, for the same reason."""
     name: str = field(init=False)
@@ -102,6 +107,8 @@ class LiveEndpoint:
         reader = UnitReader(self.config.unit)
         self.unit = reader.__call__
         self.unit_header = None if reader.header is None else reader.header.lower()
+        self.unit_field = reader.field
+        self.points = self.hasher.points
         self.point = self.hasher.__call__
         self.name = self.config.name
 
@@ -132,6 +139,9 @@ class Routed:
     weighted splits; ``None`` where it is not random: fixed, shadow, canary)."""
     headers: tuple[tuple[bytes, bytes], ...] = ()
     """The answer's ``X-Vigil-Endpoint`` and ``X-Vigil-Variant`` headers."""
+    head: bytes = b""
+    """The same headers as lines of an HTTP head (``name: value\r\n`` each), for a writer
+    that formats its head in one go."""
     tally: Tally = field(default_factory=Tally)
     """Where the variant's outcomes are counted."""
     cache: bool = True

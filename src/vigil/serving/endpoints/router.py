@@ -428,7 +428,12 @@ class EndpointRouter:
         if kind == "split":
             choice = live.choice
             assert choice is not None
-            point = live.point(unit) if unit else self._random.random()
+            if unit:
+                point = live.points.get(unit)  # the hasher's memory, looked up before its call
+                if point is None:
+                    point = live.point(unit)
+            else:
+                point = self._random.random()
             variant = choice.names[bisect_right(choice.inner, point)]  # choice.pick, inlined
         elif kind == "canary":
             point = live.point(unit) if unit else self._random.random()
@@ -438,7 +443,9 @@ class EndpointRouter:
         else:
             variant, propensity = self._pull(live)
             arm = self.arm(live, variant)
-            return Routed(live, variant, arm.served, propensity, arm.headers, arm.tally, arm.cache)
+            return Routed(
+                live, variant, arm.served, propensity, arm.headers, arm.head, arm.tally, arm.cache
+            )
         if live.generation == self.provider.generation:
             found = live.arms.get(variant)
             if found is not None:
@@ -456,12 +463,14 @@ class EndpointRouter:
         arm = live.arms.get(variant)
         if arm is None:
             name, selector = live.targets[variant]
+            headers = live.headers(variant)
             arm = Routed(
                 live,
                 variant,
                 self.provider.get(name, selector),
                 None if live.choice is None else live.choice.share(variant),
-                live.headers(variant),
+                headers,
+                b"".join(b"%s: %s\r\n" % pair for pair in headers),
                 self._tally(live.name, variant),
                 _uses_cache(live),
             )
