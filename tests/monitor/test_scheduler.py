@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.monitor._data import Trained, capture_sink, make_frame, write_traffic
 
 from vigil.app import Vigil
 from vigil.monitor import prometheus
+from vigil.monitor.cycle import CycleResult
 from vigil.monitor.scheduler import LEASE, MonitorScheduler, acquire_lease, release_lease
 from vigil.monitor.settings import MonitorSettings
 from vigil.monitor.windows import parse_window
@@ -26,6 +30,30 @@ def test_lease_is_held_by_one_worker_until_released_or_expired(empty_vigil: Vigi
     assert acquire_lease(db, LEASE, "b", ttl, now=now + timedelta(minutes=7))  # a died
     release_lease(db, LEASE, "b")
     assert acquire_lease(db, LEASE, "a", ttl)
+
+
+def test_the_lease_is_renewed_while_a_long_cycle_runs(
+    empty_vigil: Vigil, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle may run longer than the lease lives (its timeout is three intervals, the
+    lease two): while it runs, its worker renews the lease, so no other worker starts a
+    cycle beside it. Once it ends, renewal stops."""
+    db = empty_vigil.database
+    scheduler = MonitorScheduler(empty_vigil, MonitorSettings(interval_s=60))
+    scheduler.ttl = timedelta(seconds=0.9)  # renewed every 0.3 s
+    seen: list[bool] = []
+
+    def long_cycle() -> CycleResult:
+        time.sleep(2.0)  # more than twice the lease's life
+        seen.append(acquire_lease(db, LEASE, "another-worker", scheduler.ttl))
+        return CycleResult(windows=[], events=[])
+
+    monkeypatch.setattr(scheduler, "_cycle_here", long_cycle)
+    assert scheduler.tick() is not None and scheduler.runs == 1
+    assert seen == [False]  # still held: renewed during the cycle
+    time.sleep(1.2)  # no cycle runs: the lease lapses
+    assert acquire_lease(db, LEASE, "another-worker", scheduler.ttl)
+    assert [t.name for t in threading.enumerate()].count("vigil-monitor-lease") == 0
 
 
 def _samples(name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -18,7 +18,9 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -151,10 +153,11 @@ class MonitorScheduler:
         gauges. Returns the cycle's result, or ``None`` when another worker holds it."""
         result = None
         if acquire_lease(self.vigil.database, LEASE, self.holder, self.ttl):
-            if self.isolated is not None:
-                result, self.resume, pid = self.isolated.run(self.settings, self.resume)
-            else:
-                result, pid = self._cycle_here(), os.getpid()
+            with self._renewing():
+                if self.isolated is not None:
+                    result, self.resume, pid = self.isolated.run(self.settings, self.resume)
+                else:
+                    result, pid = self._cycle_here(), os.getpid()
             self.runs += 1
             self.last = result
             if result.n_computed or result.events:
@@ -168,6 +171,29 @@ class MonitorScheduler:
                 )
         self._refresh_gauges()
         return result
+
+    @contextlib.contextmanager
+    def _renewing(self) -> Iterator[None]:
+        """Renew the lease every third of its time to live while a cycle runs: a cycle may
+        outlast it (its timeout is longer), and another worker would start one beside it."""
+        stop = threading.Event()
+        every = self.ttl.total_seconds() / 3
+
+        def renew() -> None:
+            while not stop.wait(every):
+                try:
+                    if not acquire_lease(self.vigil.database, LEASE, self.holder, self.ttl):
+                        log.warning("monitoring lease lost to another worker during a cycle")
+                except Exception:
+                    log.exception("could not renew the monitoring lease; retrying")
+
+        thread = threading.Thread(target=renew, name="vigil-monitor-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _cycle_here(self) -> CycleResult:
         # Imported here, in the cycle's thread: the statistics stack (pandas, SciPy) stays
