@@ -330,6 +330,15 @@ class ArtifactCorruptError(VigilError):
     code = "artifact_corrupt"
 
 
+class MetricsUnreadableError(VigilError, RuntimeError):
+    """A worker's metric file (several workers share their metrics through files in
+    ``PROMETHEUS_MULTIPROC_DIR``) cannot be read (HTTP 500): ``/metrics`` answers this
+    rather than totals with that worker's values left out. The message names the file."""
+
+    status = 500
+    code = "metrics_unreadable"
+
+
 class MethodNotAllowedError(VigilError, ValueError):
     """The path exists but not for this HTTP method (HTTP 405)."""
 

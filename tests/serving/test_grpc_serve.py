@@ -273,9 +273,24 @@ def test_an_endpoint_with_a_split_through_parameters(
     assert set(seen) == {"a", "b"}  # 40 units at 50/50: both arms, all but surely
 
 
+def _grpc_request_counts(url: str) -> Counter[tuple[str, str]]:
+    """``vigil_requests_total`` over gRPC by (route, status class), summed over models."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    counts: Counter[tuple[str, str]] = Counter()
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "vigil_requests":
+            for s in fam.samples:
+                if s.name == "vigil_requests_total" and s.labels.get("protocol") == "grpc":
+                    counts[(s.labels["route"], s.labels["status"])] += s.value
+    return counts
+
+
 def test_calls_are_captured_and_counted_with_their_protocol(
     served: Served, client: tg.InferenceServerClient
 ):
+    # Everything this test asserts comes from its own calls (request ids, count deltas):
+    # the server is the module's, and the other tests' calls are in its log and counters.
+    before = _grpc_request_counts(served.url)
     predict = _auth(served, "predict")
     with pytest.raises(InferenceServerException):  # refused for its key: never logged
         client.infer("churn", _inputs(ROWS[:1]), headers={"x-request-id": "grpc-nokey-1"})
@@ -286,11 +301,20 @@ def test_calls_are_captured_and_counted_with_their_protocol(
         client.infer("churn", bad, headers={**predict, "x-request-id": "grpc-bad-1"})
     assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "age" in refused.value.message()
+    routed = client.infer(
+        "checkout",
+        _inputs(ROWS[:1]),
+        headers=predict,
+        request_id="grpc-routed-1",
+        parameters={"endpoint": "checkout", "unit_id": "captured-unit"},
+    )
+    variant = routed.get_response().parameters["variant"].string_param
+    mine = {"grpc-ok-1", "grpc-bad-1", "grpc-routed-1"}
 
     def captured() -> list[pd.DataFrame]:
         frame = read_capture("churn", log_dir=served.home / "capture")
         rows = frame[frame["route"].str.startswith("grpc_")]
-        return [rows] if {"grpc-ok-1", "grpc-bad-1"} <= set(rows["request_id"]) else []
+        return [rows] if mine <= set(rows["request_id"]) else []
 
     [rows] = wait_for(captured, 30, what="the gRPC calls in the inference log")
     assert "grpc-nokey-1" not in set(rows["request_id"])  # logged before the later ones
@@ -299,19 +323,19 @@ def test_calls_are_captured_and_counted_with_their_protocol(
     assert set(answered["route"]) == {"grpc_model_infer"}
     rejected = rows[rows["request_id"] == "grpc-bad-1"].iloc[0]
     assert (rejected["status"], rejected["error_code"]) == (422, "validation_error")
-    routed = rows[rows["route"] == "grpc_endpoint_infer"]
-    assert set(routed["endpoint"]) == {"checkout"} and set(routed["variant"]) <= {"a", "b"}
+    through = rows[rows["request_id"] == "grpc-routed-1"].iloc[0]
+    assert (through["route"], through["status"]) == ("grpc_endpoint_infer", 200)
+    assert (through["endpoint"], through["variant"]) == ("checkout", variant)
+    assert variant in ("a", "b") and through["version"] == {"a": 1, "b": 2}[variant]
 
-    text = httpx.get(f"{served.url}/metrics", timeout=10).text
-    counts = {
-        (s.labels["route"], s.labels["status"]): s.value
-        for fam in text_string_to_metric_families(text)
-        if fam.name == "vigil_requests"
-        for s in fam.samples
-        if s.name == "vigil_requests_total" and s.labels.get("protocol") == "grpc"
+    # Counted before each answer left the server, so already in the counters.
+    counts = _grpc_request_counts(served.url)
+    counts.subtract(before)
+    assert {key: n for key, n in counts.items() if n} == {
+        ("grpc_model_infer", "2xx"): 1,
+        ("grpc_model_infer", "4xx"): 2,  # no key, and the missing feature
+        ("grpc_endpoint_infer", "2xx"): 1,
     }
-    assert counts[("grpc_model_infer", "2xx")] >= 1
-    assert counts[("grpc_model_infer", "4xx")] >= 1
 
 
 def test_the_documented_example_runs(

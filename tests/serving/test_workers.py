@@ -192,6 +192,71 @@ def test_two_workers_share_the_port_and_sum_their_metrics(two_workers: WorkerSer
     assert answered_by == pids
 
 
+NO_SUCH_PID = 2**22 + 1  # above Linux's largest pid_max: no live process has it
+
+
+def metrics_dir(server: WorkerServer) -> Path:
+    """The workers' shared ``PROMETHEUS_MULTIPROC_DIR``, read from a worker's environment."""
+    pid = min(server.worker_pids())
+    variables = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    [value] = [v for v in variables if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    return Path(value.split(b"=", 1)[1].decode())
+
+
+def native_requests(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "vigil_requests_total" and s.labels["route"] == "native_predict"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_worker_killed_while_creating_a_metric_file_never_fails_metrics(
+    two_workers: WorkerServer,
+):
+    # A replacement worker creates its metric files empty and sizes them a moment later;
+    # killed in between, it leaves one empty for good, and a scrape in between meets one.
+    # Every scrape then answered 500 (struct.error in prometheus-client's reader).
+    directory = metrics_dir(two_workers)
+    pids = two_workers.worker_pids()
+    before = native_requests(two_workers.url)
+    left = directory / f"counter_{NO_SUCH_PID}.db"
+    left.touch()
+    try:
+        r = httpx.get(f"{two_workers.url}/metrics", timeout=10)
+        assert r.status_code == 200, r.text
+        assert two_workers.worker_pids() == pids
+        assert native_requests(two_workers.url) == before  # nothing left out
+    finally:
+        left.unlink()
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_an_unreadable_metric_file_is_one_clear_error_in_the_log(two_workers: WorkerServer):
+    broken = metrics_dir(two_workers) / f"counter_{NO_SUCH_PID}.db"
+    broken.write_bytes((64).to_bytes(4, "little") + bytes(12))  # used length past the end
+    logged = len(two_workers.output())
+    try:
+        r = httpx.get(f"{two_workers.url}/metrics", timeout=10)
+    finally:
+        broken.unlink()
+    assert r.status_code == 500
+    body = r.json()
+    assert body["error"] == "metrics_unreadable" and body["detail"] == {"file": broken.name}
+    assert f"{broken.name} in PROMETHEUS_MULTIPROC_DIR cannot be read" in body["message"]
+
+    def logged_since() -> str:
+        text = two_workers.output()[logged:]
+        return text if "metrics_unreadable" in text else ""
+
+    since = wait_for(logged_since, 10, what="the error in the server's log")
+    assert "Traceback" not in since, since
+    assert httpx.get(f"{two_workers.url}/metrics", timeout=10).status_code == 200
+
+
 @pytest.mark.slow
 def test_kill_9_under_load_loses_only_in_flight_requests():
     with WorkerServer(2) as server:

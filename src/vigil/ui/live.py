@@ -18,16 +18,13 @@ started counting (the counters' creation), which the page says by showing them a
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry
-
-from vigil.monitor.prometheus import REGISTRY
+from vigil.monitor.prometheus import collecting_registry
 
 K = TypeVar("K")
 
@@ -57,12 +54,7 @@ _Counts = tuple[dict[str, Counts], dict[tuple[str, str], Counts]]
 def read_counts() -> _Counts:
     """Every served model's cumulative counters now (prediction routes and the rest), and
     every experiment endpoint's by ``(endpoint, variant)``."""
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess  # only with several workers
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry = collecting_registry()
     counts: dict[str, Counts] = {}
     variants: dict[tuple[str, str], Counts] = {}
     for family in registry.collect():
