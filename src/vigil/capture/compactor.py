@@ -113,6 +113,8 @@ class Compactor:
     feedback: Companion | None = None
     retention_days: int | None = None
     interval_s: float = 60.0
+    passes: int = field(default=0, init=False, repr=False)
+    """Passes :meth:`run` has ended so far, done or failed (for tests and diagnostics)."""
     _rotation_seen: int = field(default=0, init=False, repr=False)
 
     @property
@@ -239,4 +241,5 @@ class Compactor:
                 )
             except Exception:
                 log.exception("capture compaction failed; retrying in %.0f s", self.interval_s)
+            self.passes += 1
             await asyncio.sleep(self.interval_s)
