@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from vigil.auth.authenticator import Authenticator
     from vigil.bundle.model import LoadedBundle
     from vigil.bundle.trust import TrustPolicy
+    from vigil.capture.compactor import Compactor
     from vigil.capture.crypt import LogCodec
     from vigil.capture.rekey import Rekeyed
     from vigil.capture.settings import CaptureSettings
@@ -294,11 +295,25 @@ class Vigil:
         """The inference log of one serving worker (``None`` when capture is off)."""
         from vigil.serving.capture_runtime import CaptureRuntime  # serving: only to serve
 
+        settings = self.capture_settings
+        root = None
+        # A store in this process's memory is not one a child process could write to.
+        if (
+            settings.compact_isolation == "process"
+            and not self.settings.resolved_artifact_url.startswith("memory:")
+        ):
+            # Compaction never masks: the masking rules and their key stay in the worker;
+            # and the child's compactor runs its pass itself.
+            child = settings.model_copy(
+                update={"mask": {}, "hash_key": None, "compact_isolation": "thread"}
+            )
+            root = functools.partial(compaction_root, self.settings, child)
         return CaptureRuntime.from_settings(
-            self.capture_settings,
+            settings,
             home=self.settings.home,
             store=self.artifacts,
             codec=self.log_codec,
+            compaction_root=root,
         )
 
     def policy_state(self) -> PolicyStateStore:
@@ -715,6 +730,31 @@ def monitoring_root(
     # Both are cached properties: seeded, they are never read again from the environment.
     root.__dict__.update(capture_settings=capture, monitor_settings=monitor)
     return root
+
+
+def compaction_root(settings: Settings, capture: CaptureSettings) -> Compactor:
+    """The compactor of a compaction pass's child process (:mod:`vigil.capture.isolation`),
+    built as a serving worker builds its own, from the server's own settings objects: the
+    same home, segment directories, artifact store and encryption key file, whatever the
+    environment of the process that forked it. Its log has no live segment of its own.
+
+    >>> import tempfile, pathlib
+    >>> from vigil.capture.settings import CaptureSettings
+    >>> home = pathlib.Path(tempfile.mkdtemp())
+    >>> compactor = compaction_root(load_settings(home=home), CaptureSettings(retention_days=7))
+    >>> compactor.log.directory == home / "capture", compactor.retention_days
+    (True, 7)
+    """
+    root = Vigil(settings)
+    # A cached property: seeded, it is never read again from the environment.
+    root.__dict__.update(capture_settings=capture)
+    runtime = root.capture_runtime()
+    compactor = runtime.compactor if runtime is not None else None
+    if compactor is None:
+        raise ConfigurationError(
+            "capture compaction needs capture on (VIGIL_CAPTURE_ENABLED) and an artifact store"
+        )
+    return compactor
 
 
 _default: Vigil | None = None

@@ -1,19 +1,26 @@
 """Compaction while serving: closed segments become Parquet, old partitions go.
 
-Every serving worker runs a :class:`Compactor` in the background, but a pass only runs in
-the worker that takes the directory's ``compaction.lock`` (``flock``, so a killed holder
-releases it at once); the others skip that round. A pass:
+Every serving worker runs a :class:`Compactor` in the background. A pass has two halves:
 
-1. closes this worker's live segments when they are past their size or age, so an idle
-   worker's records still reach Parquet;
-2. compacts every closed segment, including the live segments of dead processes (a
-   ``kill -9``-ed worker's records are recovered here; see
-   :meth:`~vigil.capture.log.SegmentLog.closed_segments`), for capture and feedback;
-3. deletes partitions older than the retention period.
+- what only the writer of a live segment can do, in the worker itself
+  (:meth:`Compactor.rotate_own`, cheap): close its live segments when an erasure asked it
+  to (:func:`~vigil.capture.erase.request_rotation`: an erasure cannot rewrite a file that
+  a running writer appends to), or when they are past their size or age, so an idle
+  worker's records still reach Parquet;
+- the rest (:meth:`Compactor.compact_closed`), which only runs in the process that takes
+  the directory's ``compaction.lock`` (``flock``, so a killed holder releases it at once;
+  the others skip that round):
 
-Before trying the lock, every worker closes its live segments when an erasure asked it to
-(:func:`~vigil.capture.erase.request_rotation`): an erasure cannot rewrite a file that a
-running writer appends to.
+  1. compact every closed segment, including the live segments of dead processes (a
+     ``kill -9``-ed worker's records are recovered here; see
+     :meth:`~vigil.capture.log.SegmentLog.closed_segments`), for capture and feedback;
+  2. delete partitions older than the retention period.
+
+  Decoding segments and writing Parquet hold the GIL for seconds: inside ``vigil serve``
+  this half runs in a child process per pass (:mod:`vigil.capture.isolation`,
+  ``VIGIL_CAPTURE_COMPACT_ISOLATION=process``, the default), so it never takes the serving
+  event loop's turns; a crashed or killed child is logged and the next pass starts a new
+  one. :meth:`Compactor.run_once` runs both halves here, synchronously.
 
 Each of these steps runs whatever became of the others: a capture log that cannot be
 compacted right now (the store unreachable, a segment unreadable) neither holds back the
@@ -32,9 +39,10 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from vigil._child import ChildError
 from vigil.capture.compact import CompactionResult, apply_retention, compact
 from vigil.capture.erase import ROTATE_REQUEST
 
@@ -59,6 +67,9 @@ class CompactionPass:
     feedback: CompactionResult | None
     deleted: list[str]
     failed: list[str] = field(default_factory=list)
+    pid: int = field(default_factory=os.getpid)
+    """The process that ran the pass: the worker's, or its child's
+    (:mod:`vigil.capture.isolation`)."""
 
     @property
     def quarantined(self) -> int:
@@ -102,6 +113,8 @@ class Compactor:
     feedback: Companion | None = None
     retention_days: int | None = None
     interval_s: float = 60.0
+    passes: int = field(default=0, init=False, repr=False)
+    """Passes :meth:`run` has ended so far, done or failed (for tests and diagnostics)."""
     _rotation_seen: int = field(default=0, init=False, repr=False)
 
     @property
@@ -126,10 +139,21 @@ class Compactor:
             self.feedback.log.rotate()
         return True
 
-    def run_once(self) -> CompactionPass | None:
-        """One pass, or ``None`` when another process holds the lock right now. Every
-        worker first honours a rotation request (one ``stat``), lock or not."""
-        self.rotate_if_requested()
+    def rotate_own(self) -> list[str]:
+        """Close this worker's live segments when an erasure asked it to
+        (:meth:`rotate_if_requested`) or when they are past their size or age; the names
+        of the steps that failed (logged)."""
+        failed: list[str] = []
+        self._step("requested rotation", failed, self.rotate_if_requested)
+        self._step("capture rotation", failed, self.log.rotate_if_due)
+        if self.feedback is not None:
+            self._step("feedback rotation", failed, self.feedback.log.rotate_if_due)
+        return failed
+
+    def compact_closed(self) -> CompactionPass | None:
+        """Compact every closed segment and apply retention, or ``None`` when another
+        process holds the lock right now. Touches no live segment of a running writer: a
+        child process can run it for the worker (:mod:`vigil.capture.isolation`)."""
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
             try:
@@ -150,13 +174,21 @@ class Compactor:
         finally:
             os.close(fd)  # releases the lock
 
+    def run_once(self) -> CompactionPass | None:
+        """One whole pass here (:meth:`rotate_own`, then :meth:`compact_closed`), or
+        ``None`` when another process holds the lock right now. Every worker honours a
+        rotation request (one ``stat``), lock or not."""
+        rotation = self.rotate_own()
+        done = self.compact_closed()
+        if done is None or not rotation:
+            return done
+        return replace(done, failed=rotation + done.failed)
+
     def _compact_capture(self) -> CompactionResult:
-        self.log.rotate_if_due()
         return compact(self.log, self.store)
 
     def _compact_feedback(self) -> CompactionResult:
         assert self.feedback is not None
-        self.feedback.log.rotate_if_due()
         return self.feedback.compact()
 
     def _expire_capture(self) -> list[str]:
@@ -175,23 +207,39 @@ class Compactor:
             log.exception("%s failed; retrying in %.0f s", name, self.interval_s)
             return None
 
-    async def run(self) -> None:
-        """Pass after pass until cancelled, off the event loop; a failure is logged and
-        retried at the next interval (the segments stay on disk meanwhile)."""
-        loop = asyncio.get_running_loop()
+    async def run(self, compact_closed: Callable[[], CompactionPass | None] | None = None) -> None:
+        """Pass after pass until cancelled, off the event loop: :meth:`rotate_own` in a
+        thread, then ``compact_closed`` (default :meth:`compact_closed`, in a thread of
+        this process; :meth:`CompactionProcess.run
+        <vigil.capture.isolation.CompactionProcess.run>` runs it in a child process). A
+        failure is logged and retried at the next interval (the segments stay on disk
+        meanwhile)."""
+        closed = compact_closed if compact_closed is not None else self.compact_closed
         while True:
             try:
-                done = await loop.run_in_executor(None, self.run_once)
+                await asyncio.to_thread(self.rotate_own)
+                done = await asyncio.to_thread(closed)
                 rows = done.capture.rows if done is not None and done.capture else 0
                 if done is not None and (rows or done.deleted or done.quarantined):
                     log.info(
-                        "compacted %d capture rows; %d partitions expired; %d records quarantined",
+                        "compacted %d capture rows; %d partitions expired; %d records "
+                        "quarantined (by process %d for process %d)",
                         rows,
                         len(done.deleted),
                         done.quarantined,
+                        done.pid,
+                        os.getpid(),
                     )
             except asyncio.CancelledError:
                 raise
+            except ChildError as e:  # the child logged its own traceback, if it could
+                log.error(
+                    "capture compaction failed in process %s; retrying in %.0f s: %s",
+                    e.pid,
+                    self.interval_s,
+                    e.reason,
+                )
             except Exception:
                 log.exception("capture compaction failed; retrying in %.0f s", self.interval_s)
+            self.passes += 1
             await asyncio.sleep(self.interval_s)

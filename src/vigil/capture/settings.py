@@ -79,6 +79,14 @@ class CaptureSettings(VigilSettings):
     """How often a serving worker compacts closed segments into Parquet partitions in the
     artifact store and applies retention (one worker at a time)."""
 
+    compact_isolation: Literal["process", "thread"] = "process"
+    """Where a serving worker's compaction passes run: ``process`` (a child process per
+    pass, at a lower CPU priority, so decoding segments and writing Parquet never hold the
+    worker's GIL; see :mod:`vigil.capture.isolation`) or ``thread`` (a thread of the
+    worker: to debug a pass in-process, or for a script that runs the app without an
+    ``if __name__ == "__main__":`` guard, which each child would run again). Either way
+    the worker closes its own live segments itself."""
+
     feedback_dir: Path | None = None
     """Directory of the live feedback segments; default ``<VIGIL_HOME>/feedback``."""
 

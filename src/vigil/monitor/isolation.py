@@ -7,7 +7,7 @@ runs (docs/benchmarks.md, "Monitoring off the serving process"); a thread also c
 stopped, so a server told to stop waited for the cycle to end.
 
 Design: **one child process per cycle, forked by a forkserver that preloads the
-statistics stack**.
+statistics stack** (:class:`vigil._child.ChildProcess`, which capture compaction uses too).
 
 - *Per cycle*, not one long-lived child: the child's whole heap (the window's tables, the
   summaries, pandas' caches) goes back to the system when it exits, so neither the worker
@@ -57,66 +57,24 @@ itself must do so under ``if __name__ == "__main__":`` (or set
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import logging
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import signal
-import sys
-import threading
-import traceback
-from dataclasses import dataclass
-from multiprocessing.connection import wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from vigil._child import NICE, ChildDied, ChildFailed, ChildProcess, ChildTimedOut
 from vigil.errors import MonitorCycleError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from multiprocessing.connection import Connection
-    from multiprocessing.context import ForkServerContext, SpawnContext
-    from multiprocessing.process import BaseProcess
 
     from vigil.monitor.cycle import CycleResult
     from vigil.monitor.engine import Resume
     from vigil.monitor.services import MonitorServices
     from vigil.monitor.settings import MonitorSettings
 
-log = logging.getLogger("vigil.monitor")
-
-NICE = 10
-"""How much lower the child's CPU priority is than the worker's (``os.nice``)."""
+__all__ = ["NICE", "PRELOAD", "CycleProcess"]
 
 PRELOAD = ["vigil.app", "vigil.monitor.cycle", "vigil.feedback.store"]
 """What the forkserver imports once, so each cycle's child starts with it: the composition
 root and the cycle's statistics stack."""
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-@dataclass(frozen=True)
-class _Done:
-    pid: int
-    result: CycleResult
-    resume: Resume
-
-
-@dataclass(frozen=True)
-class _Failed:
-    pid: int
-    error: str
-
-
-def start_context() -> ForkServerContext | SpawnContext:
-    """``forkserver`` (preloading :data:`PRELOAD`) where the platform has it, else
-    ``spawn``; never ``fork`` (see the module's docstring)."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        # Global to this process's forkserver, and read when it starts (the first cycle).
-        context.set_forkserver_preload(PRELOAD)
-        return context
-    return multiprocessing.get_context("spawn")
 
 
 class CycleProcess:
@@ -126,13 +84,12 @@ class CycleProcess:
 
     def __init__(self, root: Callable[[], MonitorServices]) -> None:
         self.root = root
-        self._context = start_context()
-        self._lock = threading.Lock()
-        self._child: BaseProcess | None = None
-        self._closed = False
+        self._children: ChildProcess[tuple[CycleResult, Resume]] = ChildProcess(
+            "vigil-monitor-cycle", label="monitor cycle", preload=PRELOAD
+        )
 
     def __repr__(self) -> str:
-        return f"CycleProcess({self._context.get_start_method()}, root={self.root!r})"
+        return f"CycleProcess({self._children!r}, root={self.root!r})"
 
     def run(
         self, settings: MonitorSettings, resume: Resume | None
@@ -141,150 +98,56 @@ class CycleProcess:
         cycle and the child's pid. Raises :class:`~vigil.errors.MonitorCycleError` when
         the cycle failed, its process died (or :meth:`close` was called), or it ran past
         ``settings.cycle_timeout`` (then it is killed)."""
-        if self._closed:
+        if self._children.closed:
             raise MonitorCycleError("monitoring is stopping: no new cycle")
-        niceness = _lower_forkserver_priority(self._context)
-        ours, theirs = self._context.Pipe(duplex=True)
-        level = logging.getLogger("vigil").getEffectiveLevel()
-        child = self._context.Process(
-            target=_child_main,
-            args=(self.root, settings, resume, theirs, level, niceness),
-            name="vigil-monitor-cycle",
-        )
         timeout = settings.cycle_timeout
-        outcome: _Done | _Failed | None = None
-        timed_out = False
         try:
-            child.start()
-            theirs.close()  # the child's end lives in the child only: its exit is our EOF
-            with self._lock:
-                self._child = child
-                stopped = self._closed
-            if stopped:
-                child.kill()
-            ready = wait([ours, child.sentinel], timeout)
-            if ours.poll():
-                with contextlib.suppress(EOFError, OSError):
-                    outcome = ours.recv()
-            elif not ready:  # hung (a deadlock, stuck I/O): it would stop monitoring for good
-                timed_out = True
-                child.kill()
-        finally:
-            ours.close()
-            theirs.close()
-            if child.pid is not None:
-                child.join(10)
-                if child.exitcode is None:  # sent its result, then hung on its way out
-                    child.kill()
-                    child.join()
-            with self._lock:
-                self._child = None
-        if isinstance(outcome, _Done):
-            return outcome.result, outcome.resume, outcome.pid
-        if isinstance(outcome, _Failed):
-            raise MonitorCycleError(
-                f"the monitoring cycle failed in process {outcome.pid}:\n{outcome.error}"
+            (result, resume), pid = self._children.run(
+                _cycle, self.root, settings, resume, timeout=timeout
             )
-        if timed_out:
+        except ChildFailed as e:
             raise MonitorCycleError(
-                f"the monitoring cycle's process {child.pid} timed out after {timeout:g} s "
+                f"the monitoring cycle failed in process {e.pid}:\n{e.reason}"
+            ) from None
+        except ChildTimedOut as e:
+            raise MonitorCycleError(
+                f"the monitoring cycle's process {e.pid} timed out after {timeout:g} s "
                 "and was killed; the next interval runs the cycle again. If cycles need "
                 "longer, raise VIGIL_MONITOR_CYCLE_TIMEOUT_S"
-            )
-        raise MonitorCycleError(
-            f"the monitoring cycle's process {child.pid} died ({_exit_reason(child.exitcode)})"
-            + (" while monitoring was stopping" if self._closed else "")
-        )
+            ) from None
+        except ChildDied as e:
+            if e.pid is None:
+                raise MonitorCycleError("monitoring is stopping: no new cycle") from None
+            raise MonitorCycleError(
+                f"the monitoring cycle's process {e.pid} died ({e.reason})"
+                + (" while monitoring was stopping" if self._children.closed else "")
+            ) from None
+        return result, resume, pid
 
     def open(self) -> None:
         """Accept cycles again after :meth:`close` (a server started anew)."""
-        with self._lock:
-            self._closed = False
+        self._children.open()
 
     def close(self) -> None:
         """Kill the running cycle (if any) and refuse new ones: the server stopping never
         waits for a cycle; the next lease holder redoes what it left."""
-        with self._lock:
-            self._closed = True
-            child = self._child
-        if child is not None and child.exitcode is None:
-            with contextlib.suppress(OSError, ValueError):
-                child.kill()
+        self._children.close()
 
 
-def _lower_forkserver_priority(context: ForkServerContext | SpawnContext) -> int:
-    """Start the forkserver (if it is the start method) and lower its priority before it
-    has done much of its imports; returns the niceness a cycle's child should have."""
-    target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICE)
-    if context.get_start_method() == "forkserver":
-        multiprocessing.forkserver.ensure_running()
-        # Its pid is private to multiprocessing, hence the care: without it, only the
-        # children are niced.
-        server = getattr(multiprocessing.forkserver, "_forkserver", None)
-        pid = getattr(server, "_forkserver_pid", None)
-        if isinstance(pid, int):
-            with contextlib.suppress(OSError):
-                if os.getpriority(os.PRIO_PROCESS, pid) < target:
-                    os.setpriority(os.PRIO_PROCESS, pid, target)
-    return target
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name
-        hint = ", perhaps by the out-of-memory killer" if -code == signal.SIGKILL else ""
-        return f"killed by {name}{hint}"
-    return f"exit status {code}"
-
-
-def _die_with_parent(conn: Connection) -> None:
-    """End this process when the worker that started it ends, however it ends."""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-    def watch() -> None:
-        # The worker never writes to this pipe: it turns readable only at its end (EOF).
-        with contextlib.suppress(OSError, EOFError):
-            conn.poll(None)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="vigil-monitor-parent", daemon=True).start()
-
-
-def _child_main(
-    root: Callable[[], MonitorServices],
-    settings: MonitorSettings,
-    resume: Resume | None,
-    conn: Connection,
-    level: int,
-    niceness: int,
-) -> None:
-    _die_with_parent(conn)
-    with contextlib.suppress(OSError):
-        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
-            os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    logging.basicConfig(
-        level=level,
-        format="%(levelname)s:     %(name)s [monitor cycle, pid %(process)d]: %(message)s",
-    )
+def _cycle(
+    root: Callable[[], MonitorServices], settings: MonitorSettings, resume: Resume | None
+) -> tuple[CycleResult, Resume]:
+    """One cycle, in the child: its slim result and the resume point."""
     # Here, not at the top: importing this module (the scheduler does, at start-up) must
     # not load the statistics stack; the forkserver has it preloaded (PRELOAD).
     from vigil.monitor.cycle import monitor_once
     from vigil.monitor.engine import Resume
 
-    outcome: Any
-    app: MonitorServices | None = None
+    app = root()
     try:
-        app = root()
         resume = resume if resume is not None else Resume()
         result = monitor_once(app, settings=settings, resume=resume)
-        outcome = _Done(os.getpid(), result.slim(), resume)
-    except BaseException:  # everything is reported; the process ends either way
-        outcome = _Failed(os.getpid(), traceback.format_exc())
-    try:
-        conn.send(outcome)
+        return result.slim(), resume
     finally:
-        if app is not None:
-            with contextlib.suppress(Exception):
-                app.database.dispose()
+        with contextlib.suppress(Exception):
+            app.database.dispose()

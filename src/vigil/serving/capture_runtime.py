@@ -7,6 +7,10 @@ the same log, and the background :class:`~vigil.capture.compactor.Compactor`. It
 nothing of HTTP: the composition root (:meth:`vigil.app.Vigil.capture_runtime`) builds one
 per worker, and the data plane starts and stops it with the worker.
 
+The compactor closes this worker's own live segments here; the rest of each pass runs in
+a child process (:mod:`vigil.capture.isolation`) when the root hands the runtime a
+``compaction_root`` to build the child's compactor with, else in a thread of the worker.
+
 Only the sink is built with the runtime: it is all a prediction needs. The feedback store
 and the compactor (and PyArrow behind them) are built in a thread once the worker takes
 traffic (:meth:`~vigil.serving.dataplane.DataPlane.started`), or on first use by a feedback
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import vigil._heap as _heap
 from vigil.capture.group import GroupCommit
+from vigil.capture.isolation import CompactionProcess
 from vigil.capture.sink import CaptureSink
 
 if TYPE_CHECKING:
@@ -58,6 +63,7 @@ class CaptureRuntime:
         feedback: FeedbackStore | None = None,
         compactor: Compactor | None = None,
         build: Callable[[], Parts] | None = None,
+        isolated: CompactionProcess | None = None,
     ) -> None:
         self.sink = sink
         self.commit = GroupCommit(sink)
@@ -65,6 +71,8 @@ class CaptureRuntime:
         self._compactor = compactor
         self._build = build
         """Makes the feedback store and compactor on first need (see the module docstring)."""
+        self.isolated = isolated
+        """Runs the compactor's passes in child processes (``None``: in this process)."""
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -97,12 +105,15 @@ class CaptureRuntime:
         home: Path,
         store: ArtifactStore | None,
         codec: LogCodec | None = None,
+        compaction_root: Callable[[], Compactor] | None = None,
     ) -> CaptureRuntime | None:
         """The runtime ``settings`` describe under ``home`` (``None`` when capture is off).
 
         Without an artifact store there is nothing to compact into: segments stay on disk
         (and are still read back) until a store is configured. ``codec`` encrypts what the
         log writes (the store should carry the same one, to read it back).
+        ``compaction_root``, a picklable callable building the same compactor in another
+        process (:func:`vigil.app.compaction_root`), runs the passes in child processes.
         """
         sink = CaptureSink.from_settings(settings, home, codec=codec)
         if sink is None:
@@ -127,23 +138,33 @@ class CaptureRuntime:
             )
             return feedback, compactor
 
-        return cls(sink, build=build)
+        isolated = (
+            CompactionProcess(compaction_root)
+            if compaction_root is not None and store is not None
+            else None
+        )
+        return cls(sink, build=build, isolated=isolated)
 
     def start(self) -> None:
         """Build the feedback store and compactor in a thread, then compact in the
         background (the first pass recovers what dead workers left); from the running
         event loop, once the worker takes traffic."""
         if self._task is None:
+            if self.isolated is not None:
+                self.isolated.open()
             self._task = asyncio.get_running_loop().create_task(self._background())
 
     async def _background(self) -> None:
         await asyncio.to_thread(self._parts)
         _heap.settle()  # PyArrow and the store are here for good now
         if self._compactor is not None:
-            await self._compactor.run()
+            await self._compactor.run(self.isolated.run if self.isolated is not None else None)
 
     async def stop(self) -> None:
-        """Stop compacting and close the live segments (they become compactable)."""
+        """Stop compacting (a pass in a child process is killed, not waited for: the next
+        pass finishes it) and close the live segments (they become compactable)."""
+        if self.isolated is not None:
+            self.isolated.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
