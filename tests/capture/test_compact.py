@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -199,3 +200,62 @@ def test_a_span_reads_only_the_parts_that_can_hold_it(tmp_path: Path) -> None:
     assert table is not None and table["request_id"].to_pylist() == ["late", "late"]
     everything = read_capture_table("churn", store=store)
     assert everything is not None and everything.num_rows == 5
+
+
+def test_a_pass_ending_between_a_readers_two_listings_loses_no_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compaction runs beside readers (in its own process): it writes a segment's parts,
+    then deletes the segment. A pass that ends after a reader listed the parts and before
+    it read the segments must not make the rows vanish from that read (nor count them
+    twice): the reader lists the segments first and reads a vanished one's parts."""
+    import vigil.capture.reader as reader
+    import vigil.capture.scan as scan
+    import vigil.monitor.summaries.store as summaries
+
+    sink = _sink(tmp_path)
+    store = ArtifactStore(str(tmp_path / "store"))
+    _predict(sink, "old", "churn", DAY1)
+    sink.log.rotate()
+    compact(sink.log, store)  # a part already there, on the first day
+    _predict(sink, "r1", "churn", DAY1, n=3)
+    _predict(sink, "r2", "churn", DAY2, n=2)
+    _predict(sink, "r3", "fraud", DAY2)
+    sink.log.rotate()
+    expected = {"old": 2, "r1": 3, "r2": 2}
+
+    def racing(listing: Any) -> Any:
+        def listed(*args: Any, **kwargs: Any) -> Any:
+            found = listing(*args, **kwargs)  # the partitions as they were...
+            if sink.log.closed_segments():
+                compact(sink.log, store)  # ...then the pass ends: parts in, segment gone
+            return found
+
+        return listed
+
+    def counts(ids: list[str]) -> dict[str, int]:
+        return {rid: ids.count(rid) for rid in sorted(set(ids))}
+
+    monkeypatch.setattr(reader, "partition_dirs", racing(reader.partition_dirs))
+    table = reader.read_capture_table("churn", store=store, log_dir=sink.log.directory)
+    assert table is not None and counts(table["request_id"].to_pylist()) == expected
+    assert sink.log.all_segments() == []
+
+    # The streamed scan and the summaries' row reader, the same race.
+    _predict(sink, "r4", "churn", DAY2, n=4)
+    sink.log.rotate()
+    expected["r4"] = 4
+    monkeypatch.setattr(scan, "partition_dirs", racing(scan.partition_dirs))
+    scanned = scan.scan_capture("churn", store=store, log_dir=sink.log.directory)
+    ids = [r for b in scanned.batches() for r in b.column("request_id").to_pylist()]
+    assert counts(ids) == expected
+
+    _predict(sink, "r5", "churn", DAY2, n=1)
+    sink.log.rotate()
+    expected["r5"] = 1
+    monkeypatch.setattr(summaries, "parts", racing(summaries.parts))
+    batches = summaries.span_batches(
+        store, lambda names: ["request_id"], model="churn", log_dir=sink.log.directory
+    )
+    ids = [r for b in batches for r in b.column("request_id").to_pylist()]
+    assert counts(ids) == expected

@@ -3,6 +3,8 @@ segments, finding request ids, and compaction one process at a time."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -19,13 +21,13 @@ import pandas as pd
 import pytest
 
 from vigil.capture.compact import compact
-from vigil.capture.compactor import LOCK_NAME, Compactor
+from vigil.capture.compactor import LOCK_NAME, RETENTION_EVERY_S, CompactionPass, Compactor
 from vigil.capture.framing import decode_frames, encode_batch_frame, encode_frame
 from vigil.capture.group import GroupCommit
 from vigil.capture.log import SegmentLog, read_segment
 from vigil.capture.lookup import CaptureLookup
 from vigil.capture.masking import Masker
-from vigil.capture.reader import read_capture
+from vigil.capture.reader import read_capture, read_capture_table
 from vigil.capture.sink import Answered, CaptureSink
 from vigil.capture.tail import SegmentTail
 from vigil.errors import ServiceUnavailableError
@@ -275,3 +277,54 @@ def test_a_batch_frame_holds_one_list_per_column_not_per_row(tmp_path: Path) -> 
     records, torn = decode_frames(line + b"\n")
     assert torn == 0 and len(records) == 100_000
     assert records[-1]["features"] == dict(zip(NAMES, entry.features[-1].tolist(), strict=True))
+
+
+def test_a_pass_with_nothing_to_do_is_not_started(tmp_path: Path) -> None:
+    """The worker asks before each pass whether there is anything to compact (a closed
+    segment, a dead writer's live one) or retention is due; if not, no pass runs (in
+    ``vigil serve`` no child process is started), so an idle server costs nothing per
+    interval."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    log = SegmentLog(tmp_path / "capture")
+    sink = CaptureSink(log)
+    compactor = Compactor(log, store, interval_s=0.01)
+    assert not compactor.has_work()  # empty
+    sink.record_answered([_answered("r1", 2)])
+    assert not compactor.has_work()  # this worker's own live segment: not compactable
+    # Another writer's live segment: alive while it holds its lock, compactable once dead.
+    other = SegmentLog(tmp_path / "capture")
+    CaptureSink(other).record_answered([_answered("r2", 1)])
+    assert not compactor.has_work()
+    assert other._fd is not None
+    os.close(other._fd)  # its writer dies (kill -9): its lock goes with the descriptor
+    other._fd = None
+    assert compactor.has_work()
+    assert compactor.run_once() is not None and not compactor.has_work()
+    log.rotate()
+    assert compactor.has_work()  # a closed segment
+
+    started: list[int] = []
+
+    def compact_closed() -> CompactionPass | None:
+        started.append(compactor.passes)
+        return compactor.compact_closed()
+
+    async def passes(n: int) -> None:
+        task = asyncio.create_task(compactor.run(compact_closed))
+        while compactor.passes < n:
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(passes(5))
+    assert len(started) == 1 and compactor.skipped >= 4  # the closed segment, then nothing
+    rows = read_capture_table(store=store, log_dir=log.directory)
+    assert rows is not None and sorted(set(rows["request_id"].to_pylist())) == ["r1", "r2"]
+    # Retention is due at the first pass, then only every RETENTION_EVERY_S.
+    kept = Compactor(log, store, retention_days=7, interval_s=0.01)
+    assert kept.has_work()
+    kept._retained_at = time.monotonic()
+    assert not kept.has_work()
+    kept._retained_at = time.monotonic() - RETENTION_EVERY_S
+    assert kept.has_work()

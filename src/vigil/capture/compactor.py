@@ -22,6 +22,10 @@ Every serving worker runs a :class:`Compactor` in the background. A pass has two
   event loop's turns; a crashed or killed child is logged and the next pass starts a new
   one. :meth:`Compactor.run_once` runs both halves here, synchronously.
 
+A pass with nothing to do is not started (:meth:`Compactor.has_work`: no closed segment, no
+dead writer's live one, retention not due), so an idle server starts no child per
+interval.
+
 Each of these steps runs whatever became of the others: a capture log that cannot be
 compacted right now (the store unreachable, a segment unreadable) neither holds back the
 feedback nor stops old partitions from expiring. A failed step is logged with its
@@ -38,6 +42,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -55,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vigil.capture")
 
 LOCK_NAME = "compaction.lock"
+RETENTION_EVERY_S = 3600.0
+"""How often :meth:`Compactor.run` applies retention when there is nothing to compact."""
 _T = TypeVar("_T")
 
 
@@ -114,7 +121,11 @@ class Compactor:
     retention_days: int | None = None
     interval_s: float = 60.0
     passes: int = field(default=0, init=False, repr=False)
-    """Passes :meth:`run` has ended so far, done or failed (for tests and diagnostics)."""
+    """Passes :meth:`run` has ended so far, done, failed or skipped (for tests and
+    diagnostics)."""
+    skipped: int = field(default=0, init=False, repr=False)
+    """Passes :meth:`run` skipped: nothing to compact and retention not due."""
+    _retained_at: float | None = field(default=None, init=False, repr=False)
     _rotation_seen: int = field(default=0, init=False, repr=False)
 
     @property
@@ -149,6 +160,19 @@ class Compactor:
         if self.feedback is not None:
             self._step("feedback rotation", failed, self.feedback.log.rotate_if_due)
         return failed
+
+    def has_work(self) -> bool:
+        """Whether a pass would do anything: a segment to compact in the capture or the
+        feedback log (a dead writer's live one included), or retention due (it runs with
+        every pass that compacts, and at least every :data:`RETENTION_EVERY_S` besides).
+        Cheap: a worker asks before starting a pass (and its child process) at all."""
+        if self.log.compactable():
+            return True
+        if self.feedback is not None and self.feedback.log.compactable():
+            return True
+        return self.retention_days is not None and (
+            self._retained_at is None or time.monotonic() - self._retained_at >= RETENTION_EVERY_S
+        )
 
     def compact_closed(self) -> CompactionPass | None:
         """Compact every closed segment and apply retention, or ``None`` when another
@@ -218,6 +242,13 @@ class Compactor:
         while True:
             try:
                 await asyncio.to_thread(self.rotate_own)
+                if not await asyncio.to_thread(self.has_work):
+                    self.skipped += 1
+                    self.passes += 1
+                    await asyncio.sleep(self.interval_s)
+                    continue
+                if self.retention_days is not None:
+                    self._retained_at = time.monotonic()
                 done = await asyncio.to_thread(closed)
                 rows = done.capture.rows if done is not None and done.capture else 0
                 if done is not None and (rows or done.deleted or done.quarantined):

@@ -260,6 +260,17 @@ class SegmentLog:
                 recover_if_dead(live, self.prefix)
         return self._segments(CLOSED_SUFFIX)
 
+    def compactable(self) -> bool:
+        r"""Whether a compaction pass would find a segment here: a closed one, or the live
+        one of a dead writer (its ``flock`` free: probed, not closed here). A few
+        ``stat``\ s and a lock probe per live segment, for a caller deciding whether to
+        start a pass at all."""
+        if self._segments(CLOSED_SUFFIX):
+            return True
+        return any(
+            live != self._path and _writer_gone(live) for live in self._segments(LIVE_SUFFIX)
+        )
+
     def live_segments(self) -> list[Path]:
         """Segments still being written (by this or another live process)."""
         return self._segments(LIVE_SUFFIX)
@@ -267,6 +278,22 @@ class SegmentLog:
     def all_segments(self) -> list[Path]:
         """Every segment not yet compacted, closed or live."""
         return sorted(self.closed_segments() + self.live_segments())
+
+
+def _writer_gone(live: Path) -> bool:
+    """Whether nobody holds ``live``'s ``flock`` (its writer died); the lock is let go at
+    once."""
+    try:
+        fd = os.open(live, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # closed or compacted meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its writer is alive
+    finally:
+        os.close(fd)
+    return True
 
 
 def recover_if_dead(live: Path, prefix: str) -> Path | None:

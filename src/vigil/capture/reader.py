@@ -2,6 +2,12 @@
 
 Rows from a segment are skipped where that segment's part for the same partition already
 exists (a compaction that stopped before deleting the segment), so nothing is counted twice.
+
+Compaction runs beside readers (in another process): it writes a segment's parts, then
+deletes the segment. A reader therefore lists the segments *before* the parts
+(:func:`list_segments`), and reads the parts of a listed segment that is gone by the time
+it is read (compacted meanwhile, after the parts were listed): a row is read once, from
+the segment or from its part, never from neither.
 """
 
 from __future__ import annotations
@@ -56,21 +62,40 @@ def _segment_files(log_dir: Path | None, prefix: str) -> list[Path]:
     )
 
 
+def list_segments(log_dir: str | Path | None, prefix: str = "capture") -> list[Path]:
+    """The segment files of ``log_dir`` now: list them before the compacted parts, and
+    hand them to :func:`uncompacted_tables` (see the module docstring)."""
+    return _segment_files(Path(log_dir) if log_dir is not None else None, prefix)
+
+
 def uncompacted_tables(
     log_dir: str | Path | None,
     model: str | None,
     compacted: set[tuple[str, str, date]],
     prefix: str = "capture",
     codec: LogCodec | None = None,
+    *,
+    segments: list[Path] | None = None,
+    store: ArtifactStore | None = None,
+    root: str = CAPTURE_ROOT,
 ) -> Iterator[pa.Table]:
     """The rows of ``model`` (every model when ``None``) in the segments of ``log_dir``,
     a table per segment, leaving out those whose ``(segment id, model dir, day)`` part is
-    in ``compacted`` (a compaction that stopped before deleting its segment)."""
-    for seg in _segment_files(Path(log_dir) if log_dir is not None else None, prefix):
+    in ``compacted`` (a compaction that stopped before deleting its segment).
+
+    ``segments``: the segments as :func:`list_segments` listed them before the parts in
+    ``compacted`` were; one compacted since is read from its parts in ``store`` (under
+    ``root``) instead. Without it, the segments are listed now."""
+    if segments is None:
+        segments = list_segments(log_dir, prefix)
+    for seg in segments:
         try:
             records, _torn = read_segment(seg, codec)
         except FileNotFoundError:
-            continue  # compacted while we listed
+            # Compacted since it was listed: its parts were written before it went.
+            if store is not None:
+                yield from _parts_of(store, root, segment_id(seg), model, compacted)
+            continue
         sid = segment_id(seg)
         keep = [
             r
@@ -82,6 +107,28 @@ def uncompacted_tables(
             table = readable_table(records_to_table, keep, segment=sid, what="capture")
             if table is not None:
                 yield table
+
+
+def _parts_of(
+    store: ArtifactStore,
+    root: str,
+    sid: str,
+    model: str | None,
+    compacted: set[tuple[str, str, date]],
+) -> Iterator[pa.Table]:
+    """The parts of segment ``sid`` (of ``model``'s partitions when given) not already in
+    ``compacted``."""
+    where = model_dir(model) if model is not None else "model=*"
+    for part in sorted(
+        store.fs.glob(f"{store.resolve_key(root)}/{where}/date=*/part-{sid}.parquet")
+    ):
+        _, mdir, ddir, _name = str(part).rsplit("/", 3)
+        if (sid, mdir, date.fromisoformat(ddir[len("date=") :])) in compacted:
+            continue
+        with open_log_file(store, part) as fh:
+            table = read_part(fh)
+        if table is not None:
+            yield table
 
 
 def read_capture_table(
@@ -104,6 +151,7 @@ def read_capture_table(
     last_day = until.date() if until else date.max
     tables: list[pa.Table] = []
     compacted: set[tuple[str, str, date]] = set()
+    segments = list_segments(log_dir, prefix)  # before the parts: see the module docstring
     if store is not None:
         wanted = model_dir(model) if model is not None else None
         for path, day in partition_dirs(store, root=root):
@@ -119,7 +167,18 @@ def read_capture_table(
                     table = read_part(fh, since=since, until=until)
                 if table is not None:
                     tables.append(table)
-    tables.extend(uncompacted_tables(log_dir, model, compacted, prefix, store_codec(store)))
+    tables.extend(
+        uncompacted_tables(
+            log_dir,
+            model,
+            compacted,
+            prefix,
+            store_codec(store),
+            segments=segments,
+            store=store,
+            root=root,
+        )
+    )
     if not tables:
         return None
     table = concat(tables)

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
 from vigil.capture.crypt import log_filesystem, open_log_file, store_codec
-from vigil.capture.reader import uncompacted_tables
+from vigil.capture.reader import list_segments, uncompacted_tables
 
 if TYPE_CHECKING:
     from vigil.storage.artifacts import ArtifactStore
@@ -212,6 +212,7 @@ def scan_capture(
     files: list[str] = []
     compacted: set[tuple[str, str, date]] = set()
     schemas: list[pa.Schema] = []
+    listed = list_segments(log_dir)  # before the parts (see vigil.capture.reader)
     if store is not None:
         wanted = model_dir(model) if model is not None else None
         for path, day in partition_dirs(store, root=CAPTURE_ROOT):
@@ -224,7 +225,11 @@ def scan_capture(
                 files.append(str(part))
                 with open_log_file(store, part) as fh:
                     schemas.append(pq.read_schema(fh))
-    segments = list(uncompacted_tables(log_dir, model, compacted, codec=store_codec(store)))
+    segments = list(
+        uncompacted_tables(
+            log_dir, model, compacted, codec=store_codec(store), segments=listed, store=store
+        )
+    )
     schemas.extend(t.schema for t in segments)
     if not schemas:
         return CaptureScan(pa.schema([]), [], store, [], None, batch_rows, pa.schema([]))

@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.capture.compact import CAPTURE_ROOT, model_dir, partition_dirs
 from vigil.capture.crypt import (
-    LogCodec,
     open_log_file,
     read_log_bytes,
     store_codec,
     stored_bytes,
 )
-from vigil.capture.reader import uncompacted_tables
+from vigil.capture.reader import list_segments, uncompacted_tables
 from vigil.capture.table import (
     PROBA_PREFIX,
 )
@@ -239,14 +238,18 @@ class DayIndex:
 
 
 def _segment_batches(
-    log_dir: Path,
+    segments: list[Path],
     model: str | None,
     compacted: set[tuple[str, str, date]],
-    codec: LogCodec | None = None,
+    store: ArtifactStore | None,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows of the segments not yet compacted (those of a segment whose part exists
-    are the part's, as :mod:`vigil.capture.reader` has it)."""
-    for table in uncompacted_tables(log_dir, model, compacted, codec=codec):
+    """The rows of the segments not yet compacted, listed before the parts (those of a
+    segment whose part exists are the part's, and a segment compacted since it was listed
+    is read from its parts, as :mod:`vigil.capture.reader` has it)."""
+    codec = store_codec(store)
+    for table in uncompacted_tables(
+        None, model, compacted, codec=codec, segments=segments, store=store
+    ):
         yield from table.to_batches(BATCH_ROWS)
 
 
@@ -276,6 +279,7 @@ def bucket_summaries(
     windows are all known already: an incremental cycle then opens only the new parts."""
     compacted: set[tuple[str, str, date]] = set()
     found: Iterator[WindowSummary] = iter(())
+    segments = list_segments(log_dir)  # before the parts (see vigil.capture.reader)
     if store is not None:
         index = DayIndex(store, grain_s)
         for part in parts(store, model, since, until):
@@ -291,7 +295,7 @@ def bucket_summaries(
                 index.buckets(part)  # built just now: its index joins the day's
         index.save()
     if log_dir is not None:
-        batches = _segment_batches(Path(log_dir), model, compacted, store_codec(store))
+        batches = _segment_batches(segments, model, compacted, store)
         found = iter(summarise(batches, anchors_for, grain_s=grain_s))
     yield from _within(found, model, since, until)
 
@@ -375,6 +379,7 @@ def span_batches(
     import pyarrow.parquet as pq  # Parquet: only where a part is read
 
     compacted: set[tuple[str, str, date]] = set()
+    segments = list_segments(log_dir)  # before the parts (see vigil.capture.reader)
     for part in parts(store, model, since, until) if store is not None else []:
         assert store is not None
         compacted.add(_identity(part))
@@ -382,8 +387,7 @@ def span_batches(
             names = pq.ParquetFile(fh).schema_arrow.names
         columns = wanted(names)
         yield from stream_part(store, part, columns=columns, since=since, until=until)
-    if log_dir is not None:
-        yield from _segment_batches(Path(log_dir), model, compacted, store_codec(store))
+    yield from _segment_batches(segments, model, compacted, store)
 
 
 def group_summaries(
