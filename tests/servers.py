@@ -11,11 +11,13 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,33 @@ def free_port() -> int:
 
 
 # -- PostgreSQL --------------------------------------------------------------------------
+
+
+@contextmanager
+def vigil_serve_logged(
+    env: dict[str, str], port: int, *args: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Callable[[], str]]]:
+    """``vigil serve --port PORT --log-level info ARGS`` (through this interpreter) with
+    ``env``, its output kept in a temporary file: the process, and a function returning
+    what it printed so far. Stopped with SIGTERM on the way out (up to 60 s)."""
+    with tempfile.TemporaryFile() as log:
+        command = [sys.executable, "-m", "vigil.cli", "serve", "--port", str(port)]
+        proc = subprocess.Popen(
+            [*command, "--log-level", "info", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode()
+
+        try:
+            yield proc, output
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
 
 
 def find_postgres_bin() -> Path:

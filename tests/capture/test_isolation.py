@@ -17,9 +17,6 @@ import functools
 import os
 import re
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from tests._waiting import wait_for
+from tests.servers import vigil_serve_logged
 from tests.serving.test_workers import WorkerServer
 
 from vigil._child import NICE
@@ -102,26 +100,7 @@ def test_vigil_serve_compacts_closed_segments_in_a_child_process_while_serving(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **ENV, "VIGIL_HOME": str(vigil_home)}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vigil.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "info",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode()
+    with vigil_serve_logged(env, port) as (proc, output):
 
         def ready() -> int | None:
             assert proc.poll() is None, output()
@@ -130,28 +109,24 @@ def test_vigil_serve_compacts_closed_segments_in_a_child_process_while_serving(
                     return int(httpx.get(f"{url}/livez", timeout=5).json()["pid"])
             return None
 
-        try:
-            worker = wait_for(ready, 120, what=lambda: f"the server:\n{output()}")
-            first = [f"first-{i}" for i in range(60)]
-            _predict(url, first)
-            wait_for(lambda: _all_compacted(vigil_home, first), 60, what=output)
-            # Compacted while the worker went on serving, and goes on compacting.
-            second = [f"second-{i}" for i in range(60)]
-            _predict(url, second)
-            wait_for(lambda: _all_compacted(vigil_home, second), 60, what=output)
-            # Each pass logs what it did once its process is done.
-            lines = wait_for(
-                lambda: [
-                    found
-                    for found in [COMPACTED.findall(output())]
-                    if sum(int(rows) for rows, _, _ in found) >= len(first) + len(second)
-                ],
-                30,
-                what=output,
-            )[0]
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+        worker = wait_for(ready, 120, what=lambda: f"the server:\n{output()}")
+        first = [f"first-{i}" for i in range(60)]
+        _predict(url, first)
+        wait_for(lambda: _all_compacted(vigil_home, first), 60, what=output)
+        # Compacted while the worker went on serving, and goes on compacting.
+        second = [f"second-{i}" for i in range(60)]
+        _predict(url, second)
+        wait_for(lambda: _all_compacted(vigil_home, second), 60, what=output)
+        # Each pass logs what it did once its process is done.
+        lines = wait_for(
+            lambda: [
+                found
+                for found in [COMPACTED.findall(output())]
+                if sum(int(rows) for rows, _, _ in found) >= len(first) + len(second)
+            ],
+            30,
+            what=output,
+        )[0]
     assert sum(int(rows) for rows, _, _ in lines) == len(first) + len(second)
     children = {int(child) for _, child, _ in lines}
     assert {int(w) for _, _, w in lines} == {worker}

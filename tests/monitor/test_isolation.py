@@ -18,9 +18,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -31,6 +28,7 @@ import httpx
 import pytest
 from tests._waiting import wait_for
 from tests.monitor._data import Trained, capture_sink, home_vigil, make_frame, write_traffic
+from tests.servers import vigil_serve_logged
 from tests.serving.test_workers import WorkerServer
 
 from vigil.app import Vigil, monitoring_root
@@ -126,45 +124,21 @@ def test_vigil_serve_runs_each_cycle_in_a_child_process(home: Path, tmp_path: Pa
 
     port = free_port()
     env = {**os.environ, **ENV, "VIGIL_HOME": str(home)}
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vigil.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--log-level",
-                "info",
+    with vigil_serve_logged(env, port) as (proc, output):
+        got = wait_for(lambda: _all_windows(home), 90, what=lambda: f"windows:\n{output()}")
+        # A cycle computes the windows whose rows it sees: the worker's start-up
+        # compaction (in a child process of its own) may be moving them from segments
+        # to Parquet meanwhile, and a window left out is computed by the next cycle.
+        lines = wait_for(
+            lambda: [
+                found
+                for found in [COMPUTED.findall(output())]
+                if sum(int(n) for n, _, _ in found) >= HOURS
             ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode()
-
-        try:
-            got = wait_for(lambda: _all_windows(home), 90, what=lambda: f"windows:\n{output()}")
-            # A cycle computes the windows whose rows it sees: the worker's start-up
-            # compaction (in a child process of its own) may be moving them from segments
-            # to Parquet meanwhile, and a window left out is computed by the next cycle.
-            lines = wait_for(
-                lambda: [
-                    found
-                    for found in [COMPUTED.findall(output())]
-                    if sum(int(n) for n, _, _ in found) >= HOURS
-                ],
-                10,
-                what=lambda: f"the log lines:\n{output()}",
-            )[0]
-            assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            10,
+            what=lambda: f"the log lines:\n{output()}",
+        )[0]
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
     assert got == want
     children = {int(child) for _, child, _ in lines}
     workers = {int(worker) for _, _, worker in lines}
