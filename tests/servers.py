@@ -45,6 +45,17 @@ def free_port() -> int:
 # -- PostgreSQL --------------------------------------------------------------------------
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie not yet reaped counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    return True
+
+
 @contextmanager
 def vigil_serve_logged(
     env: dict[str, str], port: int, *args: str

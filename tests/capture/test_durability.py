@@ -34,7 +34,8 @@ PROVIDER = "vigil.app:serving_app_from_environment"
 FEATURES = ["a", "b", "c", "d"]
 
 
-def _register(home: Path) -> None:
+def register_churn(home: Path) -> None:
+    """Register a LogisticRegression on :data:`FEATURES` as ``churn@production``."""
     X, y = make_classification(n_samples=200, n_features=4, random_state=3)
     frame = pd.DataFrame(X, columns=FEATURES)
     model = LogisticRegression().fit(frame, y)
@@ -92,7 +93,7 @@ def _segments(capture_dir: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_every_2xx_survives_kill_9_of_its_worker(vigil_home: Path) -> None:
-    _register(vigil_home)
+    register_churn(vigil_home)
     env = {
         "VIGIL_HOME": str(vigil_home),
         "VIGIL_WORKER_MODELS": '["models:/churn@production"]',

@@ -21,12 +21,10 @@ import time
 from pathlib import Path
 
 import httpx
-import pandas as pd
 import pytest
-from sklearn.datasets import make_classification
-from sklearn.linear_model import LogisticRegression
 from tests._waiting import wait_for
-from tests.servers import vigil_serve_logged
+from tests.capture.test_durability import FEATURES, register_churn
+from tests.servers import process_alive, vigil_serve_logged
 from tests.serving.test_workers import WorkerServer
 
 from vigil._child import NICE
@@ -38,12 +36,11 @@ from vigil.capture.settings import CaptureSettings
 from vigil.serving.app import ServingApp
 from vigil.serving.capture_runtime import CaptureRuntime
 from vigil.serving.server import free_port
-from vigil.settings import Settings, load_settings
+from vigil.settings import Settings
 from vigil.storage.artifacts import ArtifactStore
 
 pytestmark = pytest.mark.slow
 
-FEATURES = ["a", "b", "c", "d"]
 ENV = {
     "VIGIL_CAPTURE_COMPACT_INTERVAL_S": "0.5",
     "VIGIL_CAPTURE_SEGMENT_SECONDS": "0.5",  # every pass closes what the worker wrote
@@ -52,15 +49,6 @@ ENV = {
 }
 HOLD = "hold-compaction"
 COMPACTED = re.compile(r"compacted (\d+) capture rows;.* \(by process (\d+) for process (\d+)\)")
-
-
-def _register(home: Path) -> None:
-    X, y = make_classification(n_samples=200, n_features=4, random_state=3)
-    frame = pd.DataFrame(X, columns=FEATURES)
-    model = LogisticRegression().fit(frame, y)
-    Vigil(load_settings(home=home)).register(
-        model, name="churn", reference=frame.assign(y=y), target="y", alias="production"
-    )
 
 
 def _predict(url: str, ids: list[str]) -> None:
@@ -83,20 +71,10 @@ def _all_compacted(home: Path, ids: list[str]) -> bool:
     return set(ids) <= _compacted(home)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie not yet reaped is dead too
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    return True
-
-
 def test_vigil_serve_compacts_closed_segments_in_a_child_process_while_serving(
     vigil_home: Path,
 ) -> None:
-    _register(vigil_home)
+    register_churn(vigil_home)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, **ENV, "VIGIL_HOME": str(vigil_home)}
@@ -133,7 +111,7 @@ def test_vigil_serve_compacts_closed_segments_in_a_child_process_while_serving(
     # Each pass in a process of its own: neither the worker nor the supervisor.
     assert not children & {worker, proc.pid}
     assert len(children) == len(lines)
-    assert not any(_alive(c) for c in children)
+    assert not any(process_alive(c) for c in children)
 
 
 def _held_root(settings: Settings, capture: CaptureSettings) -> Compactor:
@@ -170,15 +148,7 @@ def held_compaction_app() -> ServingApp:
 
 def _pass(home: Path, server: WorkerServer, n: int) -> int:
     """The pid of the ``n``-th pass's process, once it started."""
-
-    def started() -> int | None:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{server.output()}")
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            return int((home / f"pass-{n}.pid").read_text())
-        return None
-
-    return wait_for(started, 60, what=lambda: f"pass {n}:\n{server.output()}")
+    return server.pid_written(home / f"pass-{n}.pid", f"pass {n}")
 
 
 def _server(home: Path) -> WorkerServer:
@@ -214,7 +184,7 @@ def _stop(server: WorkerServer) -> int:
 def test_a_pass_killed_or_interrupted_by_sigterm_loses_nothing_and_never_holds_the_server(
     vigil_home: Path,
 ) -> None:
-    _register(vigil_home)
+    register_churn(vigil_home)
     (vigil_home / HOLD).touch()
     server = _server(vigil_home)
     try:
@@ -240,7 +210,7 @@ def test_a_pass_killed_or_interrupted_by_sigterm_loses_nothing_and_never_holds_t
         # SIGTERM during a held pass: the server stops without waiting for it, and the
         # pass's process goes with it.
         assert _stop(server) == 0
-        wait_for(lambda: not _alive(second), 10, what="the held pass's process killed")
+        wait_for(lambda: not process_alive(second), 10, what="the held pass's process killed")
     finally:
         if server.proc.poll() is None:
             _stop(server)

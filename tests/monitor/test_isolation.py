@@ -11,7 +11,6 @@ built in each cycle's child, writes the child's pid to a file and sleeps while t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -28,7 +27,7 @@ import httpx
 import pytest
 from tests._waiting import wait_for
 from tests.monitor._data import Trained, capture_sink, home_vigil, make_frame, write_traffic
-from tests.servers import vigil_serve_logged
+from tests.servers import process_alive, vigil_serve_logged
 from tests.serving.test_workers import WorkerServer
 
 from vigil.app import Vigil, monitoring_root
@@ -99,16 +98,6 @@ def _all_windows(home: Path) -> list[tuple[Any, ...]] | None:
     return found if len(found) == HOURS else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie not yet reaped is dead too
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    return True
-
-
 def test_vigil_serve_runs_each_cycle_in_a_child_process(home: Path, tmp_path: Path) -> None:
     clean = tmp_path / "in-process"
     shutil.copytree(home, clean)
@@ -143,7 +132,11 @@ def test_vigil_serve_runs_each_cycle_in_a_child_process(home: Path, tmp_path: Pa
     children = {int(child) for _, child, _ in lines}
     workers = {int(worker) for _, _, worker in lines}
     assert len(workers) == 1 and not children & (workers | {proc.pid})
-    wait_for(lambda: not any(_alive(c) for c in children), 10, what="the cycles' processes to exit")
+    wait_for(
+        lambda: not any(process_alive(c) for c in children),
+        10,
+        what="the cycles' processes to exit",
+    )
 
 
 def _slow_root(settings: Settings, capture: CaptureSettings, monitor: MonitorSettings) -> Vigil:
@@ -175,14 +168,7 @@ def slow_cycles_app() -> ServingApp:
 def _cycle(home: Path, server: WorkerServer, n: int) -> int:
     """The pid of the ``n``-th cycle's process, once it started."""
 
-    def started() -> int | None:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{server.output()}")
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            return int((home / f"cycle-{n}.pid").read_text())
-        return None
-
-    child = wait_for(started, 60, what=lambda: f"cycle {n}:\n{server.output()}")
+    child = server.pid_written(home / f"cycle-{n}.pid", f"cycle {n}")
     assert child != server.proc.pid
     return child
 
@@ -212,7 +198,7 @@ def test_a_cycle_killed_or_interrupted_by_sigterm_is_redone_and_never_holds_the_
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(10) == 0
         assert time.monotonic() - signalled < 10
-        wait_for(lambda: not _alive(second), 5, what="the cycle's process killed")
+        wait_for(lambda: not process_alive(second), 5, what="the cycle's process killed")
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
@@ -274,7 +260,7 @@ def test_a_hung_cycle_is_killed_at_its_timeout_logged_and_the_next_interval_runs
         asyncio.run(asyncio.wait_for(run(), 120))
     hung = int((home / "hang-1.pid").read_text())
     assert int((home / "hang-2.pid").read_text()) != hung
-    wait_for(lambda: not _alive(hung), 10, what="the hung cycle's process killed")
+    wait_for(lambda: not process_alive(hung), 10, what="the hung cycle's process killed")
     failures = [r for r in caplog.records if r.getMessage().startswith("monitoring cycle failed")]
     assert failures, caplog.text
     error = failures[0].exc_info[1] if failures[0].exc_info else None

@@ -108,6 +108,19 @@ class WorkerServer:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
+    def pid_written(self, path: Path, what: str) -> int:
+        """The pid a process of this server (a child doing ``what``) writes to ``path``,
+        once written; a RuntimeError with the server's log if the server exits first."""
+
+        def written() -> int | None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{self.output()}")
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                return int(path.read_text())
+            return None
+
+        return wait_for(written, 60, what=lambda: f"{what}:\n{self.output()}")
+
     def __enter__(self) -> WorkerServer:
         try:
             self.wait_ready()
@@ -172,23 +185,14 @@ def test_two_workers_share_the_port_and_sum_their_metrics(two_workers: WorkerSer
     assert len(pids) == 2 and two_workers.proc.pid not in pids
     assert answering_pids(two_workers.url) == pids
 
-    def total() -> float:
-        text = httpx.get(f"{two_workers.url}/metrics", timeout=10).text
-        return sum(
-            s.value
-            for fam in text_string_to_metric_families(text)
-            for s in fam.samples
-            if s.name == "vigil_requests_total" and s.labels["route"] == "native_predict"
-        )
-
-    before = total()
+    before = native_requests(two_workers.url)
     answered_by: set[int] = set()
     for _ in range(40):  # fresh connection each time, so both workers take some
         with httpx.Client(base_url=two_workers.url, timeout=10) as http:
             r = http.post("/v1/models/clf/predict", json={"inputs": ROW})
             assert r.status_code == 200 and r.json()["predictions"] in ([0], [1])
             answered_by.add(http.get("/livez").json()["pid"])
-    assert total() - before == 40
+    assert native_requests(two_workers.url) - before == 40
     assert answered_by == pids
 
 
