@@ -217,7 +217,6 @@ def native_requests(url: str) -> float:
     )
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_a_worker_killed_while_creating_a_metric_file_never_fails_metrics(
     two_workers: WorkerServer,
 ):
@@ -238,7 +237,6 @@ def test_a_worker_killed_while_creating_a_metric_file_never_fails_metrics(
         left.unlink()
 
 
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 def test_an_unreadable_metric_file_is_one_clear_error_in_the_log(two_workers: WorkerServer):
     broken = metrics_dir(two_workers) / f"counter_{NO_SUCH_PID}.db"
     broken.write_bytes((64).to_bytes(4, "little") + bytes(12))  # used length past the end

@@ -231,36 +231,44 @@ class Compactor:
             log.exception("%s failed; retrying in %.0f s", name, self.interval_s)
             return None
 
+    def _rotated_with_work(self) -> bool:
+        """:meth:`rotate_own`, then whether the pass has anything to do (:meth:`has_work`;
+        when it has, retention counts as applied from now)."""
+        self.rotate_own()
+        if not self.has_work():
+            return False
+        if self.retention_days is not None:
+            self._retained_at = time.monotonic()
+        return True
+
+    @staticmethod
+    def _log_pass(done: CompactionPass | None) -> None:
+        rows = done.capture.rows if done is not None and done.capture else 0
+        if done is not None and (rows or done.deleted or done.quarantined):
+            log.info(
+                "compacted %d capture rows; %d partitions expired; %d records "
+                "quarantined (by process %d for process %d)",
+                rows,
+                len(done.deleted),
+                done.quarantined,
+                done.pid,
+                os.getpid(),
+            )
+
     async def run(self, compact_closed: Callable[[], CompactionPass | None] | None = None) -> None:
         """Pass after pass until cancelled, off the event loop: :meth:`rotate_own` in a
         thread, then ``compact_closed`` (default :meth:`compact_closed`, in a thread of
         this process; :meth:`CompactionProcess.run
-        <vigil.capture.isolation.CompactionProcess.run>` runs it in a child process). A
-        failure is logged and retried at the next interval (the segments stay on disk
-        meanwhile)."""
+        <vigil.capture.isolation.CompactionProcess.run>` runs it in a child process),
+        skipped when there is nothing to do (:meth:`has_work`). A failure is logged and
+        retried at the next interval (the segments stay on disk meanwhile)."""
         closed = compact_closed if compact_closed is not None else self.compact_closed
         while True:
             try:
-                await asyncio.to_thread(self.rotate_own)
-                if not await asyncio.to_thread(self.has_work):
+                if await asyncio.to_thread(self._rotated_with_work):
+                    self._log_pass(await asyncio.to_thread(closed))
+                else:
                     self.skipped += 1
-                    self.passes += 1
-                    await asyncio.sleep(self.interval_s)
-                    continue
-                if self.retention_days is not None:
-                    self._retained_at = time.monotonic()
-                done = await asyncio.to_thread(closed)
-                rows = done.capture.rows if done is not None and done.capture else 0
-                if done is not None and (rows or done.deleted or done.quarantined):
-                    log.info(
-                        "compacted %d capture rows; %d partitions expired; %d records "
-                        "quarantined (by process %d for process %d)",
-                        rows,
-                        len(done.deleted),
-                        done.quarantined,
-                        done.pid,
-                        os.getpid(),
-                    )
             except asyncio.CancelledError:
                 raise
             except ChildError as e:  # the child logged its own traceback, if it could

@@ -33,7 +33,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,42 +280,44 @@ class SegmentLog:
         return sorted(self.closed_segments() + self.live_segments())
 
 
-def _writer_gone(live: Path) -> bool:
-    """Whether nobody holds ``live``'s ``flock`` (its writer died); the lock is let go at
-    once."""
+@contextlib.contextmanager
+def _dead_writers(live: Path) -> Iterator[bool]:
+    """Whether ``live``'s writer is gone (nobody holds its ``flock``, and the file is still
+    there): while the block runs, the caller holds that lock."""
     try:
         fd = os.open(live, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return False  # closed or compacted meanwhile
+        yield False  # closed or compacted meanwhile
+        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # its writer is alive
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False  # its writer is alive
+            return
+        yield True
     finally:
         os.close(fd)
-    return True
+
+
+def _writer_gone(live: Path) -> bool:
+    """Whether ``live``'s writer died (the lock is let go at once)."""
+    with _dead_writers(live) as gone:
+        return gone
 
 
 def recover_if_dead(live: Path, prefix: str) -> Path | None:
     """Close ``live`` when its writer is gone (its ``flock`` is free), recording it in the
     chain of the segments named ``<prefix>-*``; return the new path."""
-    try:
-        fd = os.open(live, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None  # closed or compacted meanwhile
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None  # its writer is alive
+    with _dead_writers(live) as gone:
+        if not gone:
+            return None
         closed = live.with_suffix(CLOSED_SUFFIX)
         with contextlib.suppress(FileNotFoundError):
             _record_closed(live, prefix)
             os.rename(live, closed)
             return closed
         return None
-    finally:
-        os.close(fd)
 
 
 def _record_closed(live: Path, prefix: str) -> None:

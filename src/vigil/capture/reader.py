@@ -109,6 +109,18 @@ def uncompacted_tables(
                 yield table
 
 
+def part_identity(path: str) -> tuple[str, str, date]:
+    """(segment id, model dir, day) of a part's key or path
+    (``.../model=<m>/date=<d>/part-<segment id>.parquet``): how readers mark the rows a
+    segment's part holds.
+
+    >>> part_identity("capture/model=churn/date=2026-01-02/part-s1.parquet")
+    ('s1', 'model=churn', datetime.date(2026, 1, 2))
+    """
+    _, mdir, ddir, name = path.rsplit("/", 3)
+    return name[len("part-") : -len(".parquet")], mdir, date.fromisoformat(ddir[len("date=") :])
+
+
 def _parts_of(
     store: ArtifactStore,
     root: str,
@@ -122,8 +134,7 @@ def _parts_of(
     for part in sorted(
         store.fs.glob(f"{store.resolve_key(root)}/{where}/date=*/part-{sid}.parquet")
     ):
-        _, mdir, ddir, _name = str(part).rsplit("/", 3)
-        if (sid, mdir, date.fromisoformat(ddir[len("date=") :])) in compacted:
+        if part_identity(str(part)) in compacted:
             continue
         with open_log_file(store, part) as fh:
             table = read_part(fh)

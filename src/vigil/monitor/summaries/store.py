@@ -34,7 +34,7 @@ from vigil.capture.crypt import (
     store_codec,
     stored_bytes,
 )
-from vigil.capture.reader import list_segments, uncompacted_tables
+from vigil.capture.reader import list_segments, part_identity, uncompacted_tables
 from vigil.capture.table import (
     PROBA_PREFIX,
 )
@@ -253,12 +253,6 @@ def _segment_batches(
         yield from table.to_batches(BATCH_ROWS)
 
 
-def _identity(part: str) -> tuple[str, str, date]:
-    """(segment id, model dir, day) of a part key, as the reader marks compacted rows."""
-    _root, mdir, ddir, name = part.split("/")
-    return name[len("part-") : -len(".parquet")], mdir, date.fromisoformat(ddir[len("date=") :])
-
-
 def bucket_summaries(
     store: ArtifactStore | None,
     anchors_for: AnchorsFor,
@@ -283,7 +277,7 @@ def bucket_summaries(
     if store is not None:
         index = DayIndex(store, grain_s)
         for part in parts(store, model, since, until):
-            compacted.add(_identity(part))
+            compacted.add(part_identity(part))
             if needed is not None:
                 held = index.buckets(part)
                 if held is not None and not needed(held):
@@ -382,7 +376,7 @@ def span_batches(
     segments = list_segments(log_dir)  # before the parts (see vigil.capture.reader)
     for part in parts(store, model, since, until) if store is not None else []:
         assert store is not None
-        compacted.add(_identity(part))
+        compacted.add(part_identity(part))
         with open_log_file(store, store.resolve_key(part)) as fh:
             names = pq.ParquetFile(fh).schema_arrow.names
         columns = wanted(names)
